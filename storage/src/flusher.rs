@@ -1,0 +1,189 @@
+//! Group commit: one thread flushes sled for everybody.
+//!
+//! A writer commits (sled keeps it in memory), then takes a [`FlushTicket`]
+//! numbered after its write. The flusher thread wakes when tickets are waiting,
+//! notes the highest ticket taken so far, calls `flush()` (one fsync of sled's
+//! log covers every tree), and publishes that number. A writer waits until the
+//! published number reaches its ticket: by then its write was on disk, because
+//! the ticket was taken after the write and the flush started after the ticket.
+//! Concurrent writers therefore share fsyncs instead of paying one each.
+//!
+//! sled's `flush_async` deadlocks with many flushes in flight (sled #1308), so it
+//! is never used; `flush()` runs on this dedicated thread only.
+
+use std::{
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+
+use crate::StoreError;
+
+/// Proof that a write was handed to the store; await it with [`Flusher::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[must_use = "a write is not durable until its ticket has been waited on"]
+pub struct FlushTicket(pub(crate) u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Published {
+    flushed: u64,
+    poisoned: bool,
+}
+
+/// Flush statistics, read by `/metrics`.
+#[derive(Default)]
+pub struct FlushStats {
+    pub flushes: AtomicU64,
+    pub flush_micros_total: AtomicU64,
+    pub flush_micros_max: AtomicU64,
+    /// Histogram of flush latency, buckets in [`FLUSH_BUCKETS_MICROS`].
+    pub buckets: [AtomicU64; FLUSH_BUCKETS_MICROS.len()],
+}
+
+pub const FLUSH_BUCKETS_MICROS: [u64; 8] = [250, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000];
+
+struct Shared {
+    requested: AtomicU64,
+    closed: AtomicBool,
+    wake: Mutex<bool>,
+    wake_cv: Condvar,
+    published: watch::Sender<Published>,
+    stats: FlushStats,
+}
+
+#[derive(Clone)]
+pub struct Flusher {
+    shared: Arc<Shared>,
+    _guard: Arc<StopOnDrop>,
+}
+
+/// Stops and joins the flusher thread when the last handle goes, so that the
+/// thread's handle on the database (and sled's file lock) is released at once.
+struct StopOnDrop {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        {
+            let mut pending = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            *pending = true;
+            self.shared.wake_cv.notify_one();
+        }
+        if let Some(handle) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Flusher {
+    /// Starts the flusher thread for `db`. It stops when the last `Flusher` is dropped.
+    pub(crate) fn start(db: sled::Db) -> Flusher {
+        let (published, _) = watch::channel(Published { flushed: 0, poisoned: false });
+        let shared = Arc::new(Shared {
+            requested: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            wake: Mutex::new(false),
+            wake_cv: Condvar::new(),
+            published,
+            stats: FlushStats::default(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("pelago-flusher".into())
+            .spawn(move || flush_loop(db, thread_shared))
+            .expect("spawn the flusher thread");
+        let guard = Arc::new(StopOnDrop { shared: Arc::clone(&shared), thread: Mutex::new(Some(handle)) });
+        Flusher { shared, _guard: guard }
+    }
+
+    /// A ticket covering every write made before this call.
+    pub fn ticket(&self) -> FlushTicket {
+        let n = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut pending = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+        *pending = true;
+        self.shared.wake_cv.notify_one();
+        FlushTicket(n)
+    }
+
+    /// Resolves once the write behind `ticket` is on disk.
+    pub async fn wait(&self, ticket: FlushTicket) -> Result<(), StoreError> {
+        let mut rx = self.shared.published.subscribe();
+        let state =
+            rx.wait_for(|p| p.poisoned || p.flushed >= ticket.0).await.map_err(|_| StoreError::Poisoned)?;
+        if state.flushed >= ticket.0 { Ok(()) } else { Err(StoreError::Poisoned) }
+    }
+
+    /// Blocking form of [`Flusher::wait`], for threads outside any runtime.
+    pub fn wait_blocking(&self, ticket: FlushTicket) -> Result<(), StoreError> {
+        let mut rx = self.shared.published.subscribe();
+        loop {
+            let state = *rx.borrow_and_update();
+            if state.flushed >= ticket.0 {
+                return Ok(());
+            }
+            if state.poisoned {
+                return Err(StoreError::Poisoned);
+            }
+            // Short park; the flusher publishes within one fsync.
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    pub fn stats(&self) -> &FlushStats {
+        &self.shared.stats
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.published.borrow().poisoned
+    }
+}
+
+fn flush_loop(db: sled::Db, shared: Arc<Shared>) {
+    loop {
+        {
+            let mut pending = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            while !*pending {
+                pending = shared.wake_cv.wait(pending).unwrap_or_else(|p| p.into_inner());
+            }
+            *pending = false;
+        }
+        if shared.closed.load(Ordering::SeqCst) {
+            let _ = db.flush();
+            return;
+        }
+        let target = shared.requested.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let result = db.flush();
+        let micros = started.elapsed().as_micros() as u64;
+        record(&shared.stats, micros);
+        match result {
+            Ok(_) => {
+                shared.published.send_modify(|p| p.flushed = p.flushed.max(target));
+            }
+            Err(error) => {
+                tracing::error!(%error, "sled flush failed; refusing to acknowledge further writes");
+                shared.published.send_modify(|p| p.poisoned = true);
+                return;
+            }
+        }
+    }
+}
+
+fn record(stats: &FlushStats, micros: u64) {
+    stats.flushes.fetch_add(1, Ordering::Relaxed);
+    stats.flush_micros_total.fetch_add(micros, Ordering::Relaxed);
+    stats.flush_micros_max.fetch_max(micros, Ordering::Relaxed);
+    for (i, bound) in FLUSH_BUCKETS_MICROS.iter().enumerate() {
+        if micros <= *bound {
+            stats.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
