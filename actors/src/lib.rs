@@ -1,3 +1,15 @@
 //! `pelago-actors`: the stateful core. Each merchant and each card is an actix
 //! actor that is the single writer of its own state in the store.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, URLs or wire JSON.
+//! It reaches the outside world only through the traits in [`ports`].
+
+pub mod card;
+pub mod error;
+pub mod history;
+pub mod outbox;
 pub mod ports;
+pub mod runtime;
+pub mod system;
+
+pub use error::{ActorError, ActorResult, Reject};

@@ -1,0 +1,11 @@
+//! The card actor: the single writer of one card, its transactions and its
+//! events. `state.rs` is the pure state machine; `actor.rs` loads, applies,
+//! persists and replies.
+
+pub mod actor;
+pub mod state;
+
+pub use actor::{
+    ApplyTransaction, CardActor, CardDeps, CrashNext, CreateCard, GetCard, Inspect, InspectReply,
+};
+pub use state::{CardRecord, CardStatus, NewCard, TransactionChange, TransactionRecord};

@@ -1,0 +1,336 @@
+//! The card's state and its pure transitions: commands in, outcome out, no IO.
+//! DOMAIN.md §State machines (Card) and API.md §4 (Transactions).
+
+use pelago_storage::{
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, OrderId, Record, Timestamp, TransactionId,
+    Tree,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::Reject,
+    history::{Source, StatusChange, push_change},
+    ports::{ChannelTransaction, ChannelTxnStatus, ChannelTxnType},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CardStatus {
+    PendingPayment,
+    Processing,
+    Active,
+    Frozen,
+    Deleted,
+    Failed,
+    Canceled,
+}
+
+impl CardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardStatus::PendingPayment => "pending_payment",
+            CardStatus::Processing => "processing",
+            CardStatus::Active => "active",
+            CardStatus::Frozen => "frozen",
+            CardStatus::Deleted => "deleted",
+            CardStatus::Failed => "failed",
+            CardStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<CardStatus> {
+        [
+            CardStatus::PendingPayment,
+            CardStatus::Processing,
+            CardStatus::Active,
+            CardStatus::Frozen,
+            CardStatus::Deleted,
+            CardStatus::Failed,
+            CardStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+
+    /// The transitions of DOMAIN.md; anything else is 409 `invalid_state`.
+    pub fn can_become(self, to: CardStatus) -> bool {
+        use CardStatus::*;
+        matches!(
+            (self, to),
+            (PendingPayment, Processing)
+                | (PendingPayment, Canceled)
+                | (Processing, Active)
+                | (Processing, Failed)
+                | (Active, Frozen)
+                | (Frozen, Active)
+                | (Active, Deleted)
+                | (Frozen, Deleted)
+        )
+    }
+
+    /// Billed by the monthly run.
+    pub fn is_billable(self) -> bool {
+        matches!(self, CardStatus::Active | CardStatus::Frozen)
+    }
+}
+
+/// An action on an existing card waiting for an upstream outcome (API.md §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAction {
+    pub kind: String,
+    pub request_id: String,
+    pub since: Timestamp,
+}
+
+/// The card as stored. Never holds a PAN, CVV or expiry: only `bin` and `last4`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRecord {
+    pub id: CardId,
+    pub merchant_id: MerchantId,
+    pub cardholder_id: CardholderId,
+    pub reference: Option<String>,
+    pub card_name: String,
+    pub bin: String,
+    pub channel_id: ChannelId,
+    pub channel_card_id: Option<String>,
+    pub last4: Option<String>,
+    pub status: CardStatus,
+    pub currency: Currency,
+    /// Mirror of the channel's available balance, minor units.
+    pub balance_minor: i64,
+    pub application_fee_order: Option<OrderId>,
+    pub pending_action: Option<PendingAction>,
+    pub created_at: Timestamp,
+    pub opened_at: Option<Timestamp>,
+    pub version: u64,
+    pub status_history: Vec<StatusChange>,
+}
+
+impl Record for CardRecord {
+    const TREE: Tree = Tree::Cards;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// What a new card needs; the merchant flow decides the first status.
+#[derive(Debug, Clone)]
+pub struct NewCard {
+    pub id: CardId,
+    pub merchant_id: MerchantId,
+    pub cardholder_id: CardholderId,
+    pub reference: Option<String>,
+    pub card_name: String,
+    pub bin: String,
+    pub channel_id: ChannelId,
+    pub currency: Currency,
+    pub status: CardStatus,
+    pub application_fee_order: Option<OrderId>,
+}
+
+impl CardRecord {
+    pub fn create(new: NewCard, at: Timestamp, source: Source) -> CardRecord {
+        let mut history = Vec::new();
+        push_change(
+            &mut history,
+            StatusChange { from: None, to: new.status.as_str().into(), reason: None, source, at },
+        );
+        CardRecord {
+            id: new.id,
+            merchant_id: new.merchant_id,
+            cardholder_id: new.cardholder_id,
+            reference: new.reference,
+            card_name: new.card_name,
+            bin: new.bin,
+            channel_id: new.channel_id,
+            channel_card_id: None,
+            last4: None,
+            status: new.status,
+            currency: new.currency,
+            balance_minor: 0,
+            application_fee_order: new.application_fee_order,
+            pending_action: None,
+            created_at: at,
+            opened_at: None,
+            version: 1,
+            status_history: history,
+        }
+    }
+
+    pub fn balance(&self) -> Money {
+        Money::new(self.balance_minor, self.currency)
+    }
+
+    /// Checks a transition without applying it.
+    pub fn check_transition(&self, to: CardStatus, action: &str) -> Result<(), Reject> {
+        if self.status.can_become(to) {
+            Ok(())
+        } else {
+            Err(Reject::state(format!("cannot {action} a card that is {}", self.status.as_str())))
+        }
+    }
+
+    /// Applies a transition: status, history, version.
+    pub fn transition(
+        &mut self,
+        to: CardStatus,
+        action: &str,
+        reason: Option<String>,
+        source: Source,
+        at: Timestamp,
+    ) -> Result<(), Reject> {
+        self.check_transition(to, action)?;
+        push_change(
+            &mut self.status_history,
+            StatusChange {
+                from: Some(self.status.as_str().into()),
+                to: to.as_str().into(),
+                reason,
+                source,
+                at,
+            },
+        );
+        self.status = to;
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Records the channel's answer to `open_card`.
+    pub fn mark_opened(
+        &mut self,
+        channel_card_id: String,
+        last4: String,
+        balance: Money,
+        at: Timestamp,
+    ) -> Result<(), Reject> {
+        self.transition(CardStatus::Active, "open", None, Source::Channel, at)?;
+        self.channel_card_id = Some(channel_card_id);
+        self.last4 = Some(last4);
+        self.balance_minor = balance.value;
+        self.opened_at = Some(at);
+        Ok(())
+    }
+
+    /// Changes the mirrored balance by `delta_minor`, checked.
+    pub fn adjust_balance(&mut self, delta_minor: i64) -> Result<(), Reject> {
+        self.balance_minor = self
+            .balance_minor
+            .checked_add(delta_minor)
+            .ok_or_else(|| Reject::invalid("amount", "card balance would overflow"))?;
+        self.version += 1;
+        Ok(())
+    }
+}
+
+/// A card transaction as stored, once per channel transaction id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    pub id: TransactionId,
+    pub card_id: CardId,
+    pub merchant_id: MerchantId,
+    pub channel_transaction_id: String,
+    pub kind: ChannelTxnType,
+    pub status: ChannelTxnStatus,
+    pub amount: Money,
+    pub merchant_name: String,
+    pub mcc: String,
+    pub related_channel_transaction_id: Option<String>,
+    pub occurred_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// What this transaction has done to the card's mirrored balance so far.
+    pub balance_effect_minor: i64,
+    pub version: u64,
+}
+
+impl Record for TransactionRecord {
+    const TREE: Tree = Tree::Transactions;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// The effect of a transaction in a given state on the card's available balance
+/// (API.md §4): a pending or posted authorization reduces it; a clearing of a
+/// known authorization does not reduce it twice; a reversal or refund restores
+/// it; a declined or reversed one changes nothing.
+pub fn balance_effect(
+    kind: ChannelTxnType,
+    status: ChannelTxnStatus,
+    amount: i64,
+    clears_known_auth: bool,
+) -> i64 {
+    use ChannelTxnStatus as S;
+    use ChannelTxnType as T;
+    match (kind, status) {
+        (_, S::Declined) | (T::Authorization, S::Reversed) => 0,
+        (T::Authorization, S::Pending | S::Posted) => -amount,
+        (T::Clearing, _) if clears_known_auth => 0,
+        (T::Clearing, S::Pending | S::Posted) => -amount,
+        (T::Clearing, S::Reversed) => 0,
+        (T::Reversal | T::Refund, S::Pending | S::Posted | S::Reversed) => amount,
+    }
+}
+
+/// What applying a channel transaction changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionChange {
+    /// Seen before in the same state: nothing to write.
+    Unchanged,
+    Created(TransactionRecord),
+    Updated(TransactionRecord),
+}
+
+/// Applies a channel transaction to the card (pure). `existing` is the stored
+/// record for the same channel transaction id; `clears_known_auth` says whether
+/// a clearing's authorization is stored for this card.
+pub fn apply_transaction(
+    card: &mut CardRecord,
+    existing: Option<&TransactionRecord>,
+    txn: &ChannelTransaction,
+    clears_known_auth: bool,
+    new_id: TransactionId,
+    at: Timestamp,
+) -> Result<TransactionChange, Reject> {
+    if txn.amount.currency != card.currency {
+        return Err(Reject::invalid("amount.currency", "transaction currency differs from the card's"));
+    }
+    if txn.amount.value <= 0 {
+        return Err(Reject::invalid("amount.value", "transaction amount must be positive"));
+    }
+    let effect = balance_effect(txn.kind, txn.status, txn.amount.value, clears_known_auth);
+    match existing {
+        Some(old) if old.status == txn.status && old.amount == txn.amount => Ok(TransactionChange::Unchanged),
+        Some(old) => {
+            let delta = effect
+                .checked_sub(old.balance_effect_minor)
+                .ok_or_else(|| Reject::invalid("amount", "balance arithmetic overflowed"))?;
+            card.adjust_balance(delta)?;
+            let mut updated = old.clone();
+            updated.status = txn.status;
+            updated.amount = txn.amount;
+            updated.updated_at = at;
+            updated.balance_effect_minor = effect;
+            updated.version += 1;
+            Ok(TransactionChange::Updated(updated))
+        }
+        None => {
+            card.adjust_balance(effect)?;
+            Ok(TransactionChange::Created(TransactionRecord {
+                id: new_id,
+                card_id: card.id.clone(),
+                merchant_id: card.merchant_id.clone(),
+                channel_transaction_id: txn.channel_transaction_id.clone(),
+                kind: txn.kind,
+                status: txn.status,
+                amount: txn.amount,
+                merchant_name: txn.merchant_name.clone(),
+                mcc: txn.mcc.clone(),
+                related_channel_transaction_id: txn.related_transaction_id.clone(),
+                occurred_at: txn.occurred_at,
+                created_at: at,
+                updated_at: at,
+                balance_effect_minor: effect,
+                version: 1,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

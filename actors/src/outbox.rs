@@ -1,0 +1,84 @@
+//! Events and the durable outbox. An event is staged into the same
+//! `WriteBatch` as the state change that caused it, so there is no change
+//! without its event and no event without its change. Delivery (webhooks) reads
+//! the `outbox` tree; `GET /v1/events` reads the `events` tree.
+//!
+//! Events hold typed snapshots of the object; the JSON shape is rendered by
+//! `src/http` (the only place that knows the wire format).
+
+use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::card::state::{CardRecord, TransactionRecord};
+
+/// A snapshot of the object an event is about. Variants are only ever
+/// appended (bincode stores the variant index).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventObject {
+    Card(CardRecord),
+    Transaction(TransactionRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    /// `card.frozen`, `transaction.created`, ... (SECURITY.md's list).
+    pub event_type: String,
+    pub created_at: Timestamp,
+    pub object: EventObject,
+}
+
+impl Record for EventRecord {
+    const TREE: Tree = Tree::Events;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// A delivery still owed to the merchant's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub event_id: EventId,
+    pub merchant_id: MerchantId,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+}
+
+impl Record for OutboxEntry {
+    const TREE: Tree = Tree::Outbox;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// `{merchant_id}/{event_id}`: a merchant's events, newest last.
+pub fn event_key(merchant_id: &MerchantId, event_id: &EventId) -> String {
+    format!("{merchant_id}/{event_id}")
+}
+
+/// Adds the event and its pending delivery to `batch`.
+pub fn stage(
+    batch: &mut WriteBatch,
+    merchant_id: &MerchantId,
+    event_type: &str,
+    object: EventObject,
+    at: Timestamp,
+) -> Result<EventId, StoreError> {
+    let id = EventId::generate();
+    let record = EventRecord {
+        id: id.clone(),
+        merchant_id: merchant_id.clone(),
+        event_type: event_type.into(),
+        created_at: at,
+        object,
+    };
+    batch.put(event_key(merchant_id, &id), &record)?;
+    batch.put(
+        id.as_str(),
+        &OutboxEntry {
+            event_id: id.clone(),
+            merchant_id: merchant_id.clone(),
+            attempts: 0,
+            next_attempt_at_ms: 0,
+        },
+    )?;
+    batch.put_raw(Tree::Index, format!("evt/{id}"), merchant_id.as_str());
+    Ok(id)
+}

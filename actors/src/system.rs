@@ -1,0 +1,107 @@
+//! The running actor system: registries per actor kind over a set of arbiters,
+//! one shared live-actor cap, the passivation sweeper, and `ask_*` helpers
+//! that bound every `send` with a timeout.
+//!
+//! Must be started inside an actix `System` (see `src/main.rs`: the System runs
+//! on a multi-thread tokio runtime so warp and the scheduler share it).
+
+use std::{sync::Arc, time::Duration};
+
+use actix::{Handler, Message};
+use pelago_storage::{CardId, Store};
+
+use crate::{
+    card::{CardActor, CardDeps},
+    error::ActorError,
+    ports::SharedClock,
+    runtime::{Arbiters, Registry, RegistryConfig, RegistryCounters},
+};
+
+#[derive(Clone, Debug)]
+pub struct SystemConfig {
+    pub registry: RegistryConfig,
+    /// Arbiter threads actors are spread over.
+    pub arbiters: usize,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self { registry: RegistryConfig::default(), arbiters: 2 }
+    }
+}
+
+pub struct Actors {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub counters: Arc<RegistryCounters>,
+    pub cards: Registry<CardId, CardActor>,
+    send_timeout: Duration,
+}
+
+impl Actors {
+    /// Starts the arbiters and registries and the sweeper. Call inside an actix System.
+    pub fn start(store: Store, clock: SharedClock, config: SystemConfig) -> Arc<Actors> {
+        let arbiters = Arbiters::start(config.arbiters);
+        let counters = Arc::new(RegistryCounters::default());
+        let card_deps = Arc::new(CardDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            counters: Arc::clone(&counters),
+        });
+        let cards = Registry::new(
+            "cards",
+            arbiters.clone(),
+            config.registry.clone(),
+            Arc::clone(&counters),
+            Arc::new(move |id, stats| CardActor::new(id, Arc::clone(&card_deps), stats)),
+        );
+        let actors = Arc::new(Actors {
+            store,
+            clock,
+            counters,
+            cards,
+            send_timeout: Duration::from_millis(config.registry.send_timeout_ms),
+        });
+        spawn_sweeper(Arc::downgrade(&actors), config.registry.idle_ms);
+        actors
+    }
+
+    /// Sends `msg` to card `id`'s actor (activating it) and waits, bounded.
+    pub async fn ask_card<M>(&self, id: &CardId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        CardActor: Handler<M>,
+    {
+        let lease = self.cards.lease(id);
+        let answer = lease.addr.send(msg).timeout(self.send_timeout).await;
+        drop(lease);
+        Ok(answer?)
+    }
+
+    /// Live actors of every kind.
+    pub fn live_total(&self) -> usize {
+        self.counters.live_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Passivates everything (shutdown).
+    pub fn stop_all(&self) {
+        self.cards.clear();
+    }
+}
+
+fn spawn_sweeper(actors: std::sync::Weak<Actors>, idle_ms: i64) {
+    let every = Duration::from_millis((idle_ms / 4).clamp(100, 30_000) as u64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(actors) = actors.upgrade() else { return };
+            let passivated = actors.cards.sweep();
+            if passivated > 0 {
+                tracing::debug!(passivated, "passivated idle actors");
+            }
+        }
+    });
+}
