@@ -7,6 +7,7 @@
 pub mod card;
 pub mod error;
 pub mod history;
+pub mod merchant;
 pub mod outbox;
 pub mod ports;
 pub mod runtime;

@@ -8,11 +8,12 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::{Handler, Message};
-use pelago_storage::{CardId, Store};
+use pelago_storage::{CardId, MerchantId, Store};
 
 use crate::{
     card::{CardActor, CardDeps},
     error::ActorError,
+    merchant::{MerchantActor, MerchantDeps},
     ports::SharedClock,
     runtime::{Arbiters, Registry, RegistryConfig, RegistryCounters},
 };
@@ -35,6 +36,7 @@ pub struct Actors {
     pub clock: SharedClock,
     pub counters: Arc<RegistryCounters>,
     pub cards: Registry<CardId, CardActor>,
+    pub merchants: Registry<MerchantId, MerchantActor>,
     send_timeout: Duration,
 }
 
@@ -55,11 +57,24 @@ impl Actors {
             Arc::clone(&counters),
             Arc::new(move |id, stats| CardActor::new(id, Arc::clone(&card_deps), stats)),
         );
+        let merchant_deps = Arc::new(MerchantDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            counters: Arc::clone(&counters),
+        });
+        let merchants = Registry::new(
+            "merchants",
+            arbiters.clone(),
+            config.registry.clone(),
+            Arc::clone(&counters),
+            Arc::new(move |id, stats| MerchantActor::new(id, Arc::clone(&merchant_deps), stats)),
+        );
         let actors = Arc::new(Actors {
             store,
             clock,
             counters,
             cards,
+            merchants,
             send_timeout: Duration::from_millis(config.registry.send_timeout_ms),
         });
         spawn_sweeper(Arc::downgrade(&actors), config.registry.idle_ms);
@@ -79,6 +94,19 @@ impl Actors {
         Ok(answer?)
     }
 
+    /// Sends `msg` to merchant `id`'s actor (activating it) and waits, bounded.
+    pub async fn ask_merchant<M>(&self, id: &MerchantId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        MerchantActor: Handler<M>,
+    {
+        let lease = self.merchants.lease(id);
+        let answer = lease.addr.send(msg).timeout(self.send_timeout).await;
+        drop(lease);
+        Ok(answer?)
+    }
+
     /// Live actors of every kind.
     pub fn live_total(&self) -> usize {
         self.counters.live_total.load(std::sync::atomic::Ordering::Relaxed)
@@ -87,6 +115,7 @@ impl Actors {
     /// Passivates everything (shutdown).
     pub fn stop_all(&self) {
         self.cards.clear();
+        self.merchants.clear();
     }
 }
 
@@ -98,7 +127,7 @@ fn spawn_sweeper(actors: std::sync::Weak<Actors>, idle_ms: i64) {
         loop {
             tick.tick().await;
             let Some(actors) = actors.upgrade() else { return };
-            let passivated = actors.cards.sweep();
+            let passivated = actors.cards.sweep() + actors.merchants.sweep();
             if passivated > 0 {
                 tracing::debug!(passivated, "passivated idle actors");
             }

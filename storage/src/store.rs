@@ -338,6 +338,49 @@ impl Store {
         }
     }
 
+    /// Writes `value` at `key` unless a value is there that `keep` wants kept;
+    /// atomic against concurrent callers (compare-and-swap). Returns whether it
+    /// wrote, with the ticket covering the write.
+    pub fn put_unless(
+        &self,
+        tree: Tree,
+        key: impl AsRef<[u8]>,
+        value: &[u8],
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<FlushTicket>, StoreError> {
+        let t = self.tree(tree);
+        let key = key.as_ref();
+        loop {
+            let current = t.get(key)?;
+            if current.as_deref().is_some_and(&keep) {
+                return Ok(None);
+            }
+            match t.compare_and_swap(key, current, Some(value))? {
+                Ok(()) => return Ok(Some(self.flusher.ticket())),
+                Err(_) => continue, // raced; look again
+            }
+        }
+    }
+
+    /// Removes every entry of `tree` under `prefix` for which `expired` holds.
+    /// Returns how many went.
+    pub fn sweep(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        expired: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize, StoreError> {
+        let t = self.tree(tree);
+        let mut removed = 0;
+        for item in t.scan_prefix(prefix) {
+            let (k, v) = item?;
+            if expired(&v) && t.compare_and_swap(&k, Some(v), None::<&[u8]>)?.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Commits and waits until the batch is durable.
     pub async fn commit_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let ticket = self.commit(batch)?;

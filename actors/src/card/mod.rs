@@ -5,7 +5,5 @@
 pub mod actor;
 pub mod state;
 
-pub use actor::{
-    ApplyTransaction, CardActor, CardDeps, CrashNext, CreateCard, GetCard, Inspect, InspectReply,
-};
+pub use actor::{ApplyTransaction, CardActor, CardDeps, CrashNext, CreateCard, GetCard, Inspect};
 pub use state::{CardRecord, CardStatus, NewCard, TransactionChange, TransactionRecord};

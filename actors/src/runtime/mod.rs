@@ -6,8 +6,11 @@
 //! most one live actor exists per id. The store's compare-and-set on the
 //! record's bytes fences the rare stale writer anyway (see `card::actor`).
 
+mod entity;
 mod registry;
 mod supervision;
+
+pub use entity::{EntityCell, InspectReply};
 
 pub use registry::{Lease, Registry, RegistryConfig, RegistryCounters};
 pub use supervision::{ActorStats, catch_panic};

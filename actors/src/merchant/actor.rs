@@ -1,0 +1,171 @@
+//! Merchant actor: the single writer of one merchant's configuration and keys.
+//! Same shape as the card actor: load → apply (pure) → persist (fenced) →
+//! reply after the flush.
+
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture, Supervised};
+use pelago_storage::{ApiKeyId, FlushTicket, MerchantId, Store, Timestamp, Tree, WriteBatch};
+
+use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
+use crate::{
+    error::{ActorResult, Reject},
+    ports::SharedClock,
+    runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters},
+};
+
+pub struct MerchantDeps {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub counters: Arc<RegistryCounters>,
+}
+
+pub struct MerchantActor {
+    id: MerchantId,
+    deps: Arc<MerchantDeps>,
+    cell: EntityCell<MerchantRecord>,
+}
+
+fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
+    &mut a.cell
+}
+
+/// What a merchant can be asked to do.
+#[derive(Debug)]
+pub enum MerchantCommand {
+    /// Creates the merchant with its first API key (a repeat returns the stored merchant).
+    Create {
+        record: MerchantRecord,
+        first_key: ApiKeyRecord,
+    },
+    Get,
+    Change(ConfigChange),
+    IssueKey(ApiKeyRecord),
+    RevokeKey(ApiKeyId),
+}
+
+impl Message for MerchantCommand {
+    type Result = ActorResult<MerchantRecord>;
+}
+
+impl MerchantActor {
+    pub fn new(id: MerchantId, deps: Arc<MerchantDeps>, stats: Arc<ActorStats>) -> Self {
+        let cell = EntityCell::new(
+            "merchant",
+            id.as_bytes().to_vec(),
+            deps.store.clone(),
+            Arc::clone(&deps.counters),
+            stats,
+        );
+        MerchantActor { id, deps, cell }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.deps.clock.now()
+    }
+
+    fn run(&mut self, command: MerchantCommand) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
+        let now = self.now();
+        match command {
+            MerchantCommand::Create { record, first_key } => {
+                if record.id != self.id || first_key.merchant_id != self.id {
+                    return Err(Reject::invalid("id", "merchant id does not match its actor").into());
+                }
+                if let Some(existing) = self.cell.record() {
+                    return Ok((existing.clone(), None));
+                }
+                let mut batch = WriteBatch::new();
+                if let Some(gw) = &record.gateway {
+                    // gateway.merchant_id is unique across merchants.
+                    let key = format!("gwacct/{}", gw.merchant_id);
+                    batch.expect_absent(Tree::Index, &key);
+                    batch.put_raw(Tree::Index, &key, self.id.as_bytes());
+                }
+                batch.put(first_key.key_id.as_bytes(), &first_key)?;
+                batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, first_key.key_id), []);
+                let ticket = match self.cell.persist(record.clone(), batch) {
+                    Err(crate::ActorError::Unavailable(_)) if record.gateway.is_some() => {
+                        return Err(Reject::Conflict {
+                            message: "gateway.merchant_id is already used by another merchant".into(),
+                        }
+                        .into());
+                    }
+                    other => other?,
+                };
+                Ok((record, Some(ticket)))
+            }
+            MerchantCommand::Get => Ok((self.cell.existing("merchant")?.clone(), None)),
+            MerchantCommand::Change(change) => {
+                let mut record = self.cell.existing("merchant")?.clone();
+                record.apply(change, now)?;
+                let ticket = self.cell.persist(record.clone(), WriteBatch::new())?;
+                Ok((record, Some(ticket)))
+            }
+            MerchantCommand::IssueKey(key) => {
+                let mut record = self.cell.existing("merchant")?.clone();
+                if key.merchant_id != self.id {
+                    return Err(Reject::invalid("merchant_id", "key belongs to another merchant").into());
+                }
+                record.version += 1;
+                let mut batch = WriteBatch::new();
+                batch.expect_absent(Tree::ApiKeys, key.key_id.as_bytes());
+                batch.put(key.key_id.as_bytes(), &key)?;
+                batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, key.key_id), []);
+                let ticket = self.cell.persist(record.clone(), batch)?;
+                Ok((record, Some(ticket)))
+            }
+            MerchantCommand::RevokeKey(key_id) => {
+                let mut record = self.cell.existing("merchant")?.clone();
+                let store = self.cell.store();
+                let mut key = match store.get::<ApiKeyRecord>(key_id.as_bytes())? {
+                    Some(k) if k.merchant_id == self.id => k,
+                    _ => return Err(Reject::NotFound { what: "API key" }.into()),
+                };
+                if key.revoked_at.is_some() {
+                    return Ok((record, None));
+                }
+                key.revoked_at = Some(now);
+                record.version += 1;
+                let mut batch = WriteBatch::new();
+                batch.put(key_id.as_bytes(), &key)?;
+                let ticket = self.cell.persist(record.clone(), batch)?;
+                Ok((record, Some(ticket)))
+            }
+        }
+    }
+}
+
+impl Actor for MerchantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        self.cell.load();
+    }
+}
+
+impl Supervised for MerchantActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.cell.load();
+    }
+}
+
+impl Handler<MerchantCommand> for MerchantActor {
+    type Result = ResponseFuture<ActorResult<MerchantRecord>>;
+    fn handle(&mut self, msg: MerchantCommand, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.run(msg));
+        self.cell.reply(result)
+    }
+}
+
+/// The debug view; the binary redacts the sealed secrets before showing it.
+#[derive(Message)]
+#[rtype(result = "InspectReply<MerchantRecord>")]
+pub struct InspectMerchant;
+
+impl Handler<InspectMerchant> for MerchantActor {
+    type Result = actix::MessageResult<InspectMerchant>;
+    fn handle(&mut self, _msg: InspectMerchant, _ctx: &mut Context<Self>) -> Self::Result {
+        let store_version = self.cell.stored_version(|r| r.version);
+        actix::MessageResult(InspectReply::new(self.cell.record().cloned(), store_version, &self.cell.stats))
+    }
+}

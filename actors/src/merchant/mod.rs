@@ -1,0 +1,9 @@
+//! The merchant actor: the single writer of one merchant's configuration
+//! (keys, webhook secrets, routing, fees, withdrawal whitelist) and, later, of
+//! its money. `state.rs` is pure; `actor.rs` loads, applies, persists, replies.
+
+pub mod actor;
+pub mod state;
+
+pub use actor::{InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps};
+pub use state::*;
