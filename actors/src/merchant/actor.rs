@@ -83,6 +83,7 @@ impl MerchantActor {
                 }
                 batch.put(first_key.key_id.as_bytes(), &first_key)?;
                 batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, first_key.key_id), []);
+                let record = *record;
                 let ticket = match self.cell.persist(record.clone(), batch) {
                     Err(crate::ActorError::Unavailable(_)) if record.gateway.is_some() => {
                         return Err(Reject::Conflict {

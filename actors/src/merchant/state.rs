@@ -167,7 +167,7 @@ impl MerchantRecord {
             ConfigChange::PutFees(schedule) => {
                 self.fees.retain(|f| f.currency != schedule.currency);
                 self.fees.push(schedule);
-                self.fees.sort_by(|a, b| a.currency.cmp(&b.currency));
+                self.fees.sort_by_key(|f| f.currency);
             }
             ConfigChange::PutWithdrawalAddresses(addresses) => {
                 if addresses.len() > MAX_WITHDRAWAL_ADDRESSES {
