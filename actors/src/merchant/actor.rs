@@ -35,7 +35,7 @@ fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
 pub enum MerchantCommand {
     /// Creates the merchant with its first API key (a repeat returns the stored merchant).
     Create {
-        record: MerchantRecord,
+        record: Box<MerchantRecord>,
         first_key: ApiKeyRecord,
     },
     Get,
