@@ -1,1 +1,15 @@
+//! `pelago-card`: the front door and the wiring. `http/` (warp, one file per
+//! resource), `security/` (signing, secrets, tokens), `merchants/` (request
+//! authentication), `jobs/` (schedules), `config`, `telemetry`, `metrics`,
+//! `server` (start-up and shutdown). The stateful core is `pelago-actors`;
+//! the store is `pelago-storage`.
 
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod merchants;
+pub mod metrics;
+pub mod security;
+pub mod server;
+pub mod telemetry;

@@ -28,7 +28,7 @@ fn a_panic_answers_unavailable_and_the_actor_restarts_from_the_store() {
 
         let card = actors.ask_card(&id, GetCard).await.unwrap().unwrap();
         assert_eq!(card.balance_minor, 700, "state intact after the restart");
-        let seen = actors.ask_card(&id, Inspect).await.unwrap();
+        let seen = actors.ask_card(&id, Inspect).await.unwrap().unwrap();
         assert_eq!(seen.restarts, 1);
         assert_eq!(actors.counters.restarts_total.load(Ordering::Relaxed), 1);
         // Still writes after the restart (its compare-and-set fence was reloaded).

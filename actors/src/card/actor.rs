@@ -184,16 +184,18 @@ impl Handler<CrashNext> for CardActor {
     }
 }
 
-/// The debug view. Card records hold no secrets and no card data.
+/// The debug view, a message like any other (an armed crash fires on it).
+/// Card records hold no secrets and no card data.
 #[derive(Message)]
-#[rtype(result = "InspectReply<CardRecord>")]
+#[rtype(result = "ActorResult<InspectReply<CardRecord>>")]
 pub struct Inspect;
 
 impl Handler<Inspect> for CardActor {
-    type Result = actix::MessageResult<Inspect>;
-    fn handle(&mut self, _msg: Inspect, _ctx: &mut Context<Self>) -> Self::Result {
-        // Operators look without touching: not counted, never crashes.
-        let store_version = self.cell.stored_version(|r| r.version);
-        actix::MessageResult(InspectReply::new(self.cell.record().cloned(), store_version, &self.cell.stats))
+    type Result = ActorResult<InspectReply<CardRecord>>;
+    fn handle(&mut self, _msg: Inspect, ctx: &mut Context<Self>) -> Self::Result {
+        EntityCell::guarded(self, ctx, cell, |act| {
+            let store_version = act.cell.stored_version(|r| r.version);
+            Ok(InspectReply::new(act.cell.record().cloned(), store_version, &act.cell.stats))
+        })
     }
 }

@@ -160,13 +160,15 @@ impl Handler<MerchantCommand> for MerchantActor {
 
 /// The debug view; the binary redacts the sealed secrets before showing it.
 #[derive(Message)]
-#[rtype(result = "InspectReply<MerchantRecord>")]
+#[rtype(result = "ActorResult<InspectReply<MerchantRecord>>")]
 pub struct InspectMerchant;
 
 impl Handler<InspectMerchant> for MerchantActor {
-    type Result = actix::MessageResult<InspectMerchant>;
-    fn handle(&mut self, _msg: InspectMerchant, _ctx: &mut Context<Self>) -> Self::Result {
-        let store_version = self.cell.stored_version(|r| r.version);
-        actix::MessageResult(InspectReply::new(self.cell.record().cloned(), store_version, &self.cell.stats))
+    type Result = ActorResult<InspectReply<MerchantRecord>>;
+    fn handle(&mut self, _msg: InspectMerchant, ctx: &mut Context<Self>) -> Self::Result {
+        EntityCell::guarded(self, ctx, cell, |act| {
+            let store_version = act.cell.stored_version(|r| r.version);
+            Ok(InspectReply::new(act.cell.record().cloned(), store_version, &act.cell.stats))
+        })
     }
 }

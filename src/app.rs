@@ -1,0 +1,44 @@
+//! The application state every handler shares.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use pelago_actors::{ports::SharedClock, system::Actors};
+use pelago_storage::Store;
+
+use crate::{
+    config::Config,
+    http::router::Router,
+    metrics::Metrics,
+    security::{secrets::Sealer, tokens::BearerToken},
+};
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub actors: Arc<Actors>,
+    pub clock: SharedClock,
+    pub admin_token: BearerToken,
+    pub polyflow_token: BearerToken,
+    pub sealer: Sealer,
+    pub metrics: Metrics,
+    pub router: Router,
+    /// Set once start-up is complete.
+    pub ready: AtomicBool,
+    /// Set when SIGTERM arrives: `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
+}
+
+impl App {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && !self.store.flusher().is_poisoned()
+    }
+
+    pub fn sandbox(&self) -> bool {
+        self.config.sandbox
+    }
+}

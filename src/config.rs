@@ -1,0 +1,283 @@
+//! Configuration: defaults, then the TOML file, then `PELAGO_*` environment
+//! variables (env wins over the file), then command-line flags. A bad value
+//! stops the start with one line naming the setting (SANDBOX.md §Running).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+fn bad(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.into(), problem: problem.into() }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of SANDBOX.md. Secrets are kept out of `Debug`.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_base_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub polyflow_token: Option<String>,
+    pub master_key: Option<String>,
+    pub receipt_key: Option<String>,
+    pub sandbox: bool,
+    pub sandbox_listen: SocketAddr,
+    pub upstream_timeout_ms: u64,
+    pub webhook_retry_schedule_secs: Vec<u64>,
+    pub billing_cron: String,
+    pub settlement_cron: String,
+    pub max_live_actors: usize,
+    pub actor_idle_secs: u64,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_base_url", &self.public_base_url)
+            .field("sandbox", &self.sandbox)
+            .field("sandbox_listen", &self.sandbox_listen)
+            .field("upstream_timeout_ms", &self.upstream_timeout_ms)
+            .field("max_live_actors", &self.max_live_actors)
+            .field("actor_idle_secs", &self.actor_idle_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            data_dir: PathBuf::from("./data"),
+            public_base_url: None,
+            admin_token: None,
+            polyflow_token: None,
+            master_key: None,
+            receipt_key: None,
+            sandbox: false,
+            sandbox_listen: "127.0.0.1:8090".parse().expect("literal address"),
+            upstream_timeout_ms: 10_000,
+            webhook_retry_schedule_secs: vec![5, 30, 120, 600, 3600, 14400, 43200, 86400],
+            billing_cron: "0 0 0 1 * *".into(),
+            settlement_cron: "0 0 1 * * *".into(),
+            max_live_actors: 100_000,
+            actor_idle_secs: 600,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The TOML file: the same settings, lower-case without the `PELAGO_` prefix.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    public_base_url: Option<String>,
+    admin_token: Option<String>,
+    polyflow_token: Option<String>,
+    master_key: Option<String>,
+    receipt_key: Option<String>,
+    sandbox: Option<bool>,
+    sandbox_listen: Option<String>,
+    upstream_timeout_ms: Option<u64>,
+    webhook_retry_schedule: Option<String>,
+    billing_cron: Option<String>,
+    settlement_cron: Option<String>,
+    max_live_actors: Option<u64>,
+    actor_idle_secs: Option<u64>,
+    rate_limit: Option<String>,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+/// Flags of `pelago-card serve`; they win over everything else.
+#[derive(Default, Debug, Clone)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub sandbox: bool,
+}
+
+impl Config {
+    /// Loads with the process environment.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        Self::load_from(flags, |name| std::env::var(name).ok())
+    }
+
+    /// Loads with `env` as the environment (tests pass a map).
+    pub fn load_from(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| bad("--config", format!("{}: {}", path.display(), e.message())))?
+            }
+            None => FileConfig::default(),
+        };
+        // One pass per setting: file value, overridden by the env value.
+        let pick = |env_name: &str, file: Option<String>| env(env_name).or(file);
+
+        if let Some(v) = pick("PELAGO_LISTEN", file.listen) {
+            c.listen = parse_addr("PELAGO_LISTEN", &v)?;
+        }
+        if let Some(v) = pick("PELAGO_DATA_DIR", file.data_dir) {
+            if v.trim().is_empty() {
+                return Err(bad("PELAGO_DATA_DIR", "must not be empty"));
+            }
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = pick("PELAGO_PUBLIC_BASE_URL", file.public_base_url) {
+            let url =
+                url::Url::parse(&v).map_err(|e| bad("PELAGO_PUBLIC_BASE_URL", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("PELAGO_PUBLIC_BASE_URL", "must be an http or https URL"));
+            }
+            c.public_base_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        c.admin_token = pick("PELAGO_ADMIN_TOKEN", file.admin_token);
+        c.polyflow_token = pick("PELAGO_POLYFLOW_TOKEN", file.polyflow_token);
+        for (name, token) in
+            [("PELAGO_ADMIN_TOKEN", &c.admin_token), ("PELAGO_POLYFLOW_TOKEN", &c.polyflow_token)]
+        {
+            if let Some(t) = token
+                && (t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err(bad(name, "must be at least 16 printable characters"));
+            }
+        }
+        c.master_key = pick("PELAGO_MASTER_KEY", file.master_key);
+        if let Some(k) = &c.master_key {
+            crate::security::secrets::decode_master_key(k).map_err(|e| bad("PELAGO_MASTER_KEY", e))?;
+        }
+        c.receipt_key = pick("PELAGO_RECEIPT_KEY", file.receipt_key);
+        if let Some(k) = &c.receipt_key {
+            crate::security::secrets::decode_key32(k).map_err(|e| bad("PELAGO_RECEIPT_KEY", e))?;
+        }
+        if let Some(v) = env("PELAGO_SANDBOX") {
+            c.sandbox = parse_bool("PELAGO_SANDBOX", &v)?;
+        } else if let Some(b) = file.sandbox {
+            c.sandbox = b;
+        }
+        if let Some(v) = pick("PELAGO_SANDBOX_LISTEN", file.sandbox_listen) {
+            c.sandbox_listen = parse_addr("PELAGO_SANDBOX_LISTEN", &v)?;
+        }
+        if let Some(v) = pick("PELAGO_UPSTREAM_TIMEOUT_MS", file.upstream_timeout_ms.map(|n| n.to_string())) {
+            c.upstream_timeout_ms = parse_num("PELAGO_UPSTREAM_TIMEOUT_MS", &v, 1, 300_000)?;
+        }
+        if let Some(v) = pick("PELAGO_WEBHOOK_RETRY_SCHEDULE", file.webhook_retry_schedule) {
+            c.webhook_retry_schedule_secs = parse_schedule(&v)?;
+        }
+        if let Some(v) = pick("PELAGO_BILLING_CRON", file.billing_cron) {
+            check_cron("PELAGO_BILLING_CRON", &v)?;
+            c.billing_cron = v;
+        }
+        if let Some(v) = pick("PELAGO_SETTLEMENT_CRON", file.settlement_cron) {
+            check_cron("PELAGO_SETTLEMENT_CRON", &v)?;
+            c.settlement_cron = v;
+        }
+        if let Some(v) = pick("PELAGO_MAX_LIVE_ACTORS", file.max_live_actors.map(|n| n.to_string())) {
+            c.max_live_actors = parse_num("PELAGO_MAX_LIVE_ACTORS", &v, 16, 10_000_000)? as usize;
+        }
+        if let Some(v) = pick("PELAGO_ACTOR_IDLE_SECS", file.actor_idle_secs.map(|n| n.to_string())) {
+            c.actor_idle_secs = parse_num("PELAGO_ACTOR_IDLE_SECS", &v, 1, 86_400 * 7)?;
+        }
+        if let Some(v) = pick("PELAGO_RATE_LIMIT", file.rate_limit) {
+            let (rate, burst) = v.split_once(',').ok_or_else(|| {
+                bad("PELAGO_RATE_LIMIT", format!("expected `<per_second>,<burst>`, got `{v}`"))
+            })?;
+            c.rate_limit_per_sec = parse_num("PELAGO_RATE_LIMIT", rate.trim(), 1, 1_000_000)? as u32;
+            c.rate_limit_burst = parse_num("PELAGO_RATE_LIMIT", burst.trim(), 1, 10_000_000)? as u32;
+        }
+        if let Some(v) = pick("PELAGO_LOG", file.log) {
+            tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| bad("PELAGO_LOG", e.to_string()))?;
+            c.log = v;
+        }
+        if let Some(v) = pick("PELAGO_LOG_FORMAT", file.log_format) {
+            c.log_format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(bad("PELAGO_LOG_FORMAT", format!("expected `text` or `json`, got `{other}`")));
+                }
+            };
+        }
+
+        if let Some(v) = &flags.listen {
+            c.listen = parse_addr("--listen", v)?;
+        }
+        if let Some(d) = &flags.data_dir {
+            c.data_dir = d.clone();
+        }
+        if flags.sandbox {
+            c.sandbox = true;
+        }
+        Ok(c)
+    }
+
+    /// The base URL upstreams call back.
+    pub fn public_base_url(&self) -> String {
+        self.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+fn parse_addr(setting: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| bad(setting, format!("expected host:port like 127.0.0.1:8080, got `{v}`")))
+}
+
+fn parse_bool(setting: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" | "" => Ok(false),
+        _ => Err(bad(setting, format!("expected 1 or 0, got `{v}`"))),
+    }
+}
+
+fn parse_num(setting: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let n: u64 = v.parse().map_err(|_| bad(setting, format!("expected a whole number, got `{v}`")))?;
+    if n < min || n > max {
+        return Err(bad(setting, format!("must be between {min} and {max}, got {n}")));
+    }
+    Ok(n)
+}
+
+fn parse_schedule(v: &str) -> Result<Vec<u64>, ConfigError> {
+    let setting = "PELAGO_WEBHOOK_RETRY_SCHEDULE";
+    let steps =
+        v.split(',').map(|s| parse_num(setting, s.trim(), 1, 7 * 86_400)).collect::<Result<Vec<_>, _>>()?;
+    if steps.is_empty() || steps.len() > 32 {
+        return Err(bad(setting, "expected 1 to 32 comma-separated seconds"));
+    }
+    Ok(steps)
+}
+
+fn check_cron(setting: &str, v: &str) -> Result<(), ConfigError> {
+    crate::jobs::parse_cron(v).map(|_| ()).map_err(|e| bad(setting, e))
+}
+
+#[cfg(test)]
+mod tests;

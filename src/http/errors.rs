@@ -1,0 +1,120 @@
+//! The one place errors become HTTP: API.md §1's status, code and body.
+
+use pelago_actors::{ActorError, Reject};
+use serde_json::json;
+
+use super::router::ApiReply;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), param: None, headers: Vec::new() }
+    }
+
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { param: Some(param.into()), ..Self::new(400, "invalid_request", message) }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request", message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(401, "authentication_failed", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(404, "not_found", format!("{what} not found"))
+    }
+
+    pub fn method_not_allowed(allow: String) -> Self {
+        let mut e = Self::new(405, "invalid_request", "method not allowed on this path");
+        e.headers.push(("allow", allow));
+        e
+    }
+
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(409, "invalid_state", message)
+    }
+
+    pub fn too_large() -> Self {
+        Self::new(413, "payload_too_large", "request body is over 64 KiB")
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(429, "rate_limited", "rate limit exceeded; retry later");
+        e.headers.push(("retry-after", retry_after_secs.max(1).to_string()));
+        e
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "unavailable", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(503, "unavailable", "the service could not complete the request; retry")
+    }
+
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(502, "upstream_error", message)
+    }
+
+    pub fn into_reply(self, request_id: &str) -> ApiReply {
+        let body = json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+            "request_id": request_id,
+        }});
+        let mut reply = ApiReply::json(self.status, &body);
+        reply.headers.extend(self.headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        reply
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(r: Reject) -> Self {
+        let message = r.to_string();
+        match r {
+            Reject::InvalidRequest { param, .. } => ApiError { param, ..ApiError::bad_request(message) },
+            Reject::InvalidState { .. } => ApiError::invalid_state(message),
+            Reject::InsufficientFunds { .. } => ApiError::new(402, "insufficient_funds", message),
+            Reject::NotFound { .. } => ApiError::new(404, "not_found", message),
+            Reject::Forbidden { .. } => ApiError::forbidden(message),
+            Reject::Conflict { .. } => ApiError::new(409, "invalid_state", message),
+            Reject::Upstream { .. } => ApiError::upstream(message),
+        }
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        match e {
+            ActorError::Rejected(r) => r.into(),
+            ActorError::Unavailable(why) => ApiError::unavailable(why),
+            ActorError::Store(error) => {
+                tracing::error!(%error, "store error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<pelago_storage::StoreError> for ApiError {
+    fn from(error: pelago_storage::StoreError) -> Self {
+        tracing::error!(%error, "store error");
+        ApiError::internal()
+    }
+}

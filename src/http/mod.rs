@@ -1,0 +1,211 @@
+//! The front door: one warp filter takes every request, reads its body with a
+//! 64 KiB bound, authenticates it by surface *before* routing (API.md §1),
+//! routes it through the table in [`router`], and turns the handler's answer
+//! or error into the response. Every response carries `X-Request-Id`; every
+//! request gets a tracing span with route, status and latency.
+//!
+//! One file per resource; each handler's doc comment is its route.
+
+pub mod auth;
+pub mod debug;
+pub mod errors;
+pub mod json;
+pub mod router;
+pub mod service;
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tracing::Instrument;
+use warp::Filter;
+
+use crate::app::App;
+use errors::ApiError;
+use router::{ApiReply, Caller, Ctx, Match, Route, Surface};
+
+/// Request bodies over this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route of the service.
+pub fn routes() -> Vec<Route> {
+    let mut all = Vec::new();
+    all.extend(service::routes());
+    all.extend(debug::routes());
+    all
+}
+
+/// The whole service as one warp filter.
+pub fn filter(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
+    warp::any()
+        .map(move || Arc::clone(&app))
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(|app, method, path: warp::path::FullPath, query, headers, body| {
+            handle(app, method, path.as_str().to_owned(), query, headers, body)
+        })
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", pelago_storage::ids::new_ulid()))
+}
+
+async fn handle<S, B>(
+    app: Arc<App>,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+) -> warp::reply::Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf,
+{
+    let started = Instant::now();
+    let request_id = request_id(&headers);
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let is_head = method == Method::HEAD;
+    let (route, mut reply) = dispatch(&app, method.clone(), path, query, headers, body, &request_id)
+        .instrument(span.clone())
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    span.record("route", route);
+    span.record("status", reply.status);
+    span.record("latency_ms", (secs * 1000.0 * 1000.0).round() / 1000.0);
+    span.in_scope(|| tracing::info!("request handled"));
+    app.metrics.observe_request(method_label(&method), route, reply.status, secs);
+    if is_head {
+        reply.body.clear();
+    }
+    to_response(reply, &request_id)
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
+async fn read_body<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::too_large());
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return Err(ApiError::too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+async fn dispatch<S, B>(
+    app: &Arc<App>,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+    request_id: &str,
+) -> (&'static str, ApiReply)
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return ("(body)", e.into_reply(request_id)),
+    };
+    let surface = Surface::of_path(&path);
+    let caller = match auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await {
+        Ok(caller) => caller,
+        Err(e) => return ("(auth)", e.into_reply(request_id)),
+    };
+    let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
+    let (route, params) = match app.router.find(&lookup, &path) {
+        Match::Found(route, params) => (route, params),
+        Match::WrongMethod(allow) => {
+            return ("(method)", ApiError::method_not_allowed(allow).into_reply(request_id));
+        }
+        Match::NotFound => return ("(unknown)", ApiError::not_found("route").into_reply(request_id)),
+    };
+    let ctx = Ctx {
+        request_id: request_id.to_owned(),
+        method,
+        path,
+        query,
+        headers,
+        body,
+        params,
+        caller,
+        route: route.pattern,
+    };
+    let reply = match (route.handler)(Arc::clone(app), ctx).await {
+        Ok(reply) => reply,
+        Err(e) => e.into_reply(request_id),
+    };
+    (route.pattern, reply)
+}
+
+fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
+    let mut response = warp::reply::Response::new(reply.body.into());
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    for (name, value) in reply.headers {
+        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+        {
+            headers.append(n, v);
+        }
+    }
+    response
+}
+
+/// The caller as a merchant, or the error every non-merchant gets.
+pub fn caller_is_operator(caller: &Caller) -> bool {
+    matches!(caller, Caller::Operator)
+}
