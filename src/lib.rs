@@ -1,1 +1,2 @@
-
+pub mod sandbox;
+pub mod upstream;
