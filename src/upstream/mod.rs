@@ -44,7 +44,7 @@ pub mod channel_http;
 pub mod channel_wire;
 pub mod gateway;
 pub mod gateway_wire;
-mod http_util;
+pub(crate) mod http_util;
 pub mod sandbox;
 
 use std::{sync::Arc, time::Duration};
