@@ -1,5 +1,7 @@
 //! `pelago-card`: the front door and the wiring. `http/` (warp, one file per
-//! resource), `security/` (signing, secrets, tokens), `merchants/` (request
+//! resource), `upstream/` (reqwest adapters for channels and the gateway),
+//! `sandbox/` (the simulated channel and gateway, served with `--sandbox`),
+//! `security/` (signing, secrets, tokens), `merchants/` (request
 //! authentication), `jobs/` (schedules), `config`, `telemetry`, `metrics`,
 //! `server` (start-up and shutdown). The stateful core is `pelago-actors`;
 //! the store is `pelago-storage`.
@@ -10,6 +12,8 @@ pub mod http;
 pub mod jobs;
 pub mod merchants;
 pub mod metrics;
+pub mod sandbox;
 pub mod security;
 pub mod server;
 pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,200 @@
+//! What the sandbox keeps in its own store, one small record type per kind,
+//! each under its own key prefix. No PAN or CVV is ever stored: they are
+//! derived from the card id (see `card_data`).
+
+use pelago_storage::{Currency, Money, Record, Tree};
+use serde::{Deserialize, Serialize};
+
+use crate::upstream::{
+    channel_wire::{CardholderStatusWire, TransactionWire},
+    gateway_wire::{OrderStatusWire, PayoutStatusWire},
+};
+
+/// Key `channel/{channel_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ChannelReg {
+    pub channel_id: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+    pub callback_url: String,
+}
+
+impl Record for ChannelReg {
+    const TREE: Tree = Tree::Channels;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `channel_key/{sha256 hex of api_key}` → the channel that owns the key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ApiKeyIndex {
+    pub owner_id: String,
+}
+
+impl Record for ApiKeyIndex {
+    const TREE: Tree = Tree::Index;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `cardholder/{channel_cardholder_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CardholderRec {
+    pub channel_id: String,
+    pub id: String,
+    /// Pelago's cardholder id.
+    pub cardholder_id: String,
+    pub status: CardholderStatusWire,
+    pub reason: Option<String>,
+}
+
+impl Record for CardholderRec {
+    const TREE: Tree = Tree::Cardholders;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CardStatus {
+    Active,
+    Frozen,
+    Deleted,
+}
+
+impl CardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardStatus::Active => "active",
+            CardStatus::Frozen => "frozen",
+            CardStatus::Deleted => "deleted",
+        }
+    }
+}
+
+/// Key `card/{channel_card_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CardRec {
+    pub channel_id: String,
+    pub id: String,
+    /// Pelago's card id.
+    pub card_id: String,
+    pub cardholder_id: String,
+    pub bin: String,
+    pub currency: Currency,
+    pub balance_minor: i64,
+    pub status: CardStatus,
+    pub expiry_month: u8,
+    pub expiry_year: u16,
+}
+
+impl CardRec {
+    pub fn balance(&self) -> Money {
+        Money::new(self.balance_minor, self.currency)
+    }
+}
+
+impl Record for CardRec {
+    const TREE: Tree = Tree::Cards;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `txn/{channel_card_id}/{transaction id}`; ids sort in creation order.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TxnRec(pub TransactionWire);
+
+impl Record for TxnRec {
+    const TREE: Tree = Tree::Transactions;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Keys `master/{channel_id}/{currency}` (minor units) and `seq` (id counter).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct Counter {
+    pub value: i64,
+}
+
+impl Record for Counter {
+    const TREE: Tree = Tree::Meta;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// The stored result of one request id: key `ch/{channel_id}/{request_id}` or
+/// `gw/{merchant_id}/{request_id}`. A repeat of the request id answers it again.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OpRecord {
+    pub op: String,
+    pub status: u16,
+    pub answer_json: String,
+    /// The `GET /operations/{request_id}` answer (channel only; empty for the gateway).
+    pub operation_json: String,
+}
+
+impl Record for OpRecord {
+    const TREE: Tree = Tree::Operations;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `account/{merchant_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GatewayAccountRec {
+    pub merchant_id: String,
+    pub api_key: String,
+    pub callback_url: String,
+}
+
+impl Record for GatewayAccountRec {
+    const TREE: Tree = Tree::Merchants;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `order/{gateway_order_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OrderRec {
+    pub id: String,
+    pub merchant_id: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub description: String,
+    pub status: OrderStatusWire,
+    pub created_at_ms: i64,
+    pub paid_at_ms: Option<i64>,
+    /// The last callback body sent for this order (for `resend-callback`).
+    pub last_callback: Option<String>,
+    pub refund_id: Option<String>,
+}
+
+impl Record for OrderRec {
+    const TREE: Tree = Tree::Orders;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `payout/{payout_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PayoutRec {
+    pub id: String,
+    pub merchant_id: String,
+    pub request_id: String,
+    pub amount: Money,
+    pub address: String,
+    pub network: String,
+    pub status: PayoutStatusWire,
+    pub reason: Option<String>,
+}
+
+impl Record for PayoutRec {
+    const TREE: Tree = Tree::Withdrawals;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Key `deposit/{gateway_deposit_id}`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DepositRec {
+    pub id: String,
+    pub merchant_id: String,
+    pub address: String,
+    pub network: String,
+    pub amount: Money,
+    pub at_ms: i64,
+}
+
+impl Record for DepositRec {
+    const TREE: Tree = Tree::Deposits;
+    const SCHEMA_VERSION: u8 = 1;
+}

@@ -1,0 +1,168 @@
+//! `HttpChannel`: the [`CardChannel`] adapter for channels of kind `http`
+//! (the generic JSON protocol of [`super`]'s docs). It owns no state but the
+//! channel's base URL and API key; the connection pool is shared.
+
+use futures::{FutureExt, future::BoxFuture};
+use pelago_actors::ports::{
+    CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
+    ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard, Outcome, RequestId,
+    SecretString, SensitiveString,
+};
+use pelago_storage::Money;
+use reqwest::Method;
+
+use super::{UpstreamClient, channel_wire as wire, http_util::send};
+
+/// Header carrying Pelago's request id on every mutating call.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+pub struct HttpChannel {
+    client: UpstreamClient,
+    base_url: String,
+    api_key: SecretString,
+}
+
+impl HttpChannel {
+    pub fn new(client: UpstreamClient, base_url: &str, api_key: SecretString) -> Self {
+        Self { client, base_url: base_url.trim_end_matches('/').to_owned(), api_key }
+    }
+
+    fn request(&self, method: Method, path: &str, request_id: Option<&str>) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .http()
+            .request(method, format!("{}{}", self.base_url, path))
+            .bearer_auth(self.api_key.expose());
+        if let Some(id) = request_id {
+            builder = builder.header(IDEMPOTENCY_HEADER, id);
+        }
+        builder
+    }
+
+    async fn card_action(&self, req: CardAction, action: &str) -> Outcome<()> {
+        let path = format!("/cards/{}/{action}", encode(&req.channel_card_id));
+        let rb = self.request(Method::POST, &path, Some(&req.request_id)).json(&serde_json::json!({}));
+        send::<wire::StatusAnswer>(rb).await.map(|_| ())
+    }
+}
+
+/// Ids go into paths; keep them to one segment whatever they hold.
+pub(crate) fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+impl CardChannel for HttpChannel {
+    fn create_cardholder(&self, req: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>> {
+        async move {
+            let body = wire::CreateCardholderBody {
+                cardholder_id: req.cardholder_id,
+                bin: req.bin,
+                first_name: req.first_name,
+                last_name: req.last_name,
+                email: req.email,
+                phone: req.phone,
+                date_of_birth: req.date_of_birth,
+                nationality: req.nationality,
+                id_document_type: req.id_document_type,
+                id_document_number: req.id_document_number,
+                address: req.address,
+            };
+            let rb = self.request(Method::POST, "/cardholders", Some(&req.request_id)).json(&body);
+            send::<wire::CardholderAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>> {
+        async move {
+            let body = wire::OpenCardBody {
+                card_id: req.card_id,
+                cardholder_id: req.channel_cardholder_id,
+                bin: req.bin,
+                currency: req.currency,
+            };
+            let rb = self.request(Method::POST, "/cards", Some(&req.request_id)).json(&body);
+            send::<wire::CardAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>> {
+        async move {
+            let path = format!("/cards/{}/topups", encode(&req.channel_card_id));
+            let rb = self
+                .request(Method::POST, &path, Some(&req.request_id))
+                .json(&wire::TopupBody { amount: req.amount });
+            send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance })
+        }
+        .boxed()
+    }
+
+    fn freeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
+        self.card_action(req, "freeze").boxed()
+    }
+
+    fn unfreeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
+        self.card_action(req, "unfreeze").boxed()
+    }
+
+    fn delete_card(&self, req: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>> {
+        async move {
+            let path = format!("/cards/{}", encode(&req.channel_card_id));
+            let rb = self.request(Method::DELETE, &path, Some(&req.request_id));
+            send::<wire::DeletedAnswer>(rb)
+                .await
+                .map(|a| CardDeleted { remaining_balance: a.remaining_balance })
+        }
+        .boxed()
+    }
+
+    fn card_details(&self, channel_card_id: String) -> BoxFuture<'_, Outcome<CardDetails>> {
+        async move {
+            let path = format!("/cards/{}/details", encode(&channel_card_id));
+            let rb = self.request(Method::GET, &path, None);
+            send::<wire::DetailsAnswer>(rb).await.map(|a| CardDetails {
+                pan: SensitiveString::new(a.pan),
+                cvv: SensitiveString::new(a.cvv),
+                expiry_month: a.expiry_month,
+                expiry_year: a.expiry_year,
+                balance: a.balance,
+                status: a.status,
+            })
+        }
+        .boxed()
+    }
+
+    fn list_transactions(
+        &self,
+        channel_card_id: String,
+        after_channel_transaction_id: Option<String>,
+    ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
+        async move {
+            let mut path = format!("/cards/{}/transactions", encode(&channel_card_id));
+            if let Some(after) = after_channel_transaction_id {
+                path.push_str(&format!("?after={}", encode(&after)));
+            }
+            let rb = self.request(Method::GET, &path, None);
+            send::<wire::TransactionsAnswer>(rb).await.map(|a| a.data.into_iter().map(Into::into).collect())
+        }
+        .boxed()
+    }
+
+    fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
+        async move {
+            let rb = self.request(Method::GET, "/balance", None);
+            send::<wire::MasterBalancesAnswer>(rb).await.map(|a| a.balances)
+        }
+        .boxed()
+    }
+
+    fn operation(&self, request_id: RequestId) -> BoxFuture<'_, Outcome<ChannelOperation>> {
+        async move {
+            let path = format!("/operations/{}", encode(&request_id));
+            let rb = self.request(Method::GET, &path, None);
+            send::<wire::OperationAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+}

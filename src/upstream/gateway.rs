@@ -1,0 +1,114 @@
+//! `HttpGateway`: the [`PaymentGateway`] adapter. Each call authenticates as
+//! the gateway account it names (`merchant_id` + `api_key`); the adapter keeps
+//! only the gateway's base URL.
+
+use futures::{FutureExt, future::BoxFuture};
+use pelago_actors::ports::{
+    CreateOrder, DepositAddress, GatewayAccount, GatewayOrder, Outcome, PaymentGateway, Payout,
+    PayoutAccepted, Refund, RefundAccepted,
+};
+use pelago_storage::Currency;
+use reqwest::Method;
+
+use super::{
+    UpstreamClient,
+    channel_http::{IDEMPOTENCY_HEADER, encode},
+    gateway_wire as wire,
+    http_util::send,
+};
+
+pub struct HttpGateway {
+    client: UpstreamClient,
+    base_url: String,
+}
+
+impl HttpGateway {
+    pub fn new(client: UpstreamClient, base_url: &str) -> Self {
+        Self { client, base_url: base_url.trim_end_matches('/').to_owned() }
+    }
+
+    fn request(
+        &self,
+        account: &GatewayAccount,
+        method: Method,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .http()
+            .request(method, format!("{}{}", self.base_url, path))
+            .header(wire::MERCHANT_HEADER, &account.merchant_id)
+            .bearer_auth(account.api_key.expose());
+        if let Some(id) = request_id {
+            builder = builder.header(IDEMPOTENCY_HEADER, id);
+        }
+        builder
+    }
+}
+
+impl PaymentGateway for HttpGateway {
+    fn create_order(&self, req: CreateOrder) -> BoxFuture<'_, Outcome<GatewayOrder>> {
+        async move {
+            let body = wire::CreateOrderBody {
+                order_id: req.order_id,
+                amount: req.amount,
+                description: req.description,
+            };
+            let rb = self.request(&req.account, Method::POST, "/orders", Some(&req.request_id)).json(&body);
+            send::<wire::OrderAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn query_order(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOrder>> {
+        async move {
+            let path = format!("/orders/{}", encode(&gateway_order_id));
+            let rb = self.request(&account, Method::GET, &path, None);
+            send::<wire::OrderAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn deposit_address(
+        &self,
+        account: GatewayAccount,
+        currency: Currency,
+        network: String,
+    ) -> BoxFuture<'_, Outcome<DepositAddress>> {
+        async move {
+            let path = format!("/deposit_address?currency={}&network={}", currency.code(), encode(&network));
+            let rb = self.request(&account, Method::GET, &path, None);
+            send::<wire::DepositAddressAnswer>(rb).await.map(|a| DepositAddress {
+                address: a.address,
+                network: a.network,
+                currency: a.currency,
+            })
+        }
+        .boxed()
+    }
+
+    fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>> {
+        async move {
+            let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
+            let rb = self.request(&req.account, Method::POST, "/payouts", Some(&req.request_id)).json(&body);
+            send::<wire::PayoutAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>> {
+        async move {
+            let path = format!("/orders/{}/refunds", encode(&req.gateway_order_id));
+            let rb = self
+                .request(&req.account, Method::POST, &path, Some(&req.request_id))
+                .json(&wire::RefundBody { amount: req.amount });
+            send::<wire::RefundAnswer>(rb).await.map(|a| RefundAccepted { refund_id: a.id })
+        }
+        .boxed()
+    }
+}
