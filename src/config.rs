@@ -222,7 +222,10 @@ impl Config {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
                 other => {
-                    return Err(bad("PELAGO_LOG_FORMAT", format!("expected `text` or `json`, got `{other}`")));
+                    return Err(bad(
+                        "PELAGO_LOG_FORMAT",
+                        format!("expected `text` or `json`, got `{other}`"),
+                    ));
                 }
             };
         }

@@ -11,7 +11,6 @@
 //! flushed, exit 0.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -36,6 +35,27 @@ use crate::{
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (app, listener) = start(config).await?;
     let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sandbox = if app.config.sandbox {
+        let mut stop = stop_rx.clone();
+        let (sandbox_addr, handle) = crate::sandbox::serve(
+            crate::sandbox::SandboxConfig {
+                listen: app.config.sandbox_listen,
+                data_dir: app.config.data_dir.clone(),
+                upstream_timeout_ms: app.config.upstream_timeout_ms,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+        .await
+        .context("starting the sandbox upstreams")?;
+        println!("pelago-card sandbox upstreams on http://{sandbox_addr}");
+        tracing::warn!(%sandbox_addr, "sandbox channel at /channel and gateway at /gateway");
+        Some(handle)
+    } else {
+        None
+    };
     // One machine-readable line on stdout for scripts and tests.
     println!("pelago-card listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -48,6 +68,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     warp::serve(http::filter(Arc::clone(&app))).incoming(listener).graceful(shutdown).run().await;
+    let _ = stop_tx.send(true);
+    if let Some(handle) = sandbox {
+        let _ = handle.await;
+    }
     app.actors.stop_all();
     app.store.flush_blocking().context("final store flush")?;
     tracing::info!("drained; store flushed; bye");
@@ -56,6 +80,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Opens the store, keys and tokens, starts the actors, binds the listener.
 pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpListener)> {
+    // reqwest is built without a default TLS provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     if config.sandbox {
@@ -134,9 +160,4 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-/// The address a `SocketAddr` string names, for tests.
-pub fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
