@@ -25,6 +25,8 @@ pub struct App {
     pub sealer: Sealer,
     pub metrics: Metrics,
     pub router: Router,
+    pub idempotency: crate::http::idempotency::InFlight,
+    pub rate_limiter: crate::http::ratelimit::RateLimiter,
     /// Set once start-up is complete.
     pub ready: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` answers 503 from then on.

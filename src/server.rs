@@ -110,6 +110,7 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
     let app = Arc::new(App {
         config,
         store,
@@ -120,6 +121,8 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
         sealer: secrets::Sealer::new(&master_key),
         metrics: Metrics::default(),
         router: http::router::Router::new(http::routes()),
+        idempotency: Default::default(),
+        rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
         ready: false.into(),
         draining: false.into(),
     });
@@ -128,18 +131,21 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
     Ok((app, listener))
 }
 
-/// Periodic chores with bounded work: expired nonces.
+/// Periodic chores with bounded work: expired nonces and idempotency records.
 fn spawn_housekeeping(app: std::sync::Weak<App>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             let Some(app) = app.upgrade() else { return };
-            let swept = tokio::task::spawn_blocking(move || crate::merchants::auth::sweep_nonces(&app)).await;
-            if let Ok(n) = swept
-                && n > 0
+            let swept = tokio::task::spawn_blocking(move || {
+                (crate::merchants::auth::sweep_nonces(&app), http::idempotency::sweep(&app))
+            })
+            .await;
+            if let Ok((nonces, idempotency)) = swept
+                && nonces + idempotency > 0
             {
-                tracing::debug!(removed = n, "swept expired nonces");
+                tracing::debug!(nonces, idempotency, "swept expired records");
             }
         }
     });

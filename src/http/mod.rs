@@ -9,9 +9,15 @@
 pub mod auth;
 pub mod debug;
 pub mod errors;
+pub mod events;
+pub mod idempotency;
 pub mod json;
+pub mod merchants;
+pub mod pagination;
+pub mod ratelimit;
 pub mod router;
 pub mod service;
+pub mod wire;
 
 use std::{sync::Arc, time::Instant};
 
@@ -33,6 +39,8 @@ pub fn routes() -> Vec<Route> {
     let mut all = Vec::new();
     all.extend(service::routes());
     all.extend(debug::routes());
+    all.extend(merchants::routes());
+    all.extend(events::routes());
     all
 }
 
@@ -170,7 +178,41 @@ where
         }
         Match::NotFound => return ("(unknown)", ApiError::not_found("route").into_reply(request_id)),
     };
+    if matches!(surface, Surface::Merchant)
+        && let Caller::Merchant { merchant_id, .. } = &caller
+        && let Err(retry_after) = app.rate_limiter.check(merchant_id)
+    {
+        return (route.pattern, ApiError::rate_limited(retry_after).into_reply(request_id));
+    }
+    let mutating = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+        && matches!(surface, Surface::Merchant | Surface::Operator)
+        && !path.starts_with("/debug/");
+    let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if mutating && headers.contains_key("idempotency-key") && idempotency_key.is_none() {
+        let e = ApiError::invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII");
+        return (route.pattern, e.into_reply(request_id));
+    }
+    let guard = if mutating {
+        match idempotency::before(
+            app,
+            &caller,
+            idempotency_key.as_deref(),
+            method.as_str(),
+            &path,
+            &query,
+            &body,
+            route.pattern,
+        ) {
+            Ok(idempotency::Before::Untracked) => None,
+            Ok(idempotency::Before::Replay(reply)) => return (route.pattern, reply),
+            Ok(idempotency::Before::Run(guard)) => Some(guard),
+            Err(e) => return (route.pattern, e.into_reply(request_id)),
+        }
+    } else {
+        None
+    };
     let ctx = Ctx {
+        idempotency_key: if mutating { idempotency_key } else { None },
         request_id: request_id.to_owned(),
         method,
         path,
@@ -185,6 +227,12 @@ where
         Ok(reply) => reply,
         Err(e) => e.into_reply(request_id),
     };
+    if let Some(guard) = guard
+        && let Err(e) = idempotency::after(guard, &reply).await
+    {
+        // The effect happened but its answer could not be stored: say so, retry is safe.
+        return (route.pattern, e.into_reply(request_id));
+    }
     (route.pattern, reply)
 }
 

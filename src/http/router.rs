@@ -59,6 +59,8 @@ pub enum Caller {
 /// Everything a handler gets.
 pub struct Ctx {
     pub request_id: String,
+    /// The Idempotency-Key of a mutating request, if sent.
+    pub idempotency_key: Option<String>,
     pub method: Method,
     pub path: String,
     pub query: String,

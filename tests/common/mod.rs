@@ -28,9 +28,15 @@ impl Service {
             .env("PELAGO_SANDBOX_LISTEN", "127.0.0.1:0")
             .env("PELAGO_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PELAGO_POLYFLOW_TOKEN", POLYFLOW_TOKEN)
-            .env("PELAGO_LOG", "warn")
+            .env("PELAGO_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data_dir.with_extension("log"))
+                    .expect("log file"),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -75,6 +81,68 @@ impl Service {
         }
     }
 
+    /// Everything the service logged so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// A request signed per SECURITY.md with `key`.
+    pub fn signed(
+        &self,
+        key: &Key,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let ts = pelago_storage::Timestamp::now_real().unix_seconds().to_string();
+        let nonce = format!("n-{}", pelago_storage::ids::new_ulid());
+        let sig = pelago_card::security::signing::sign(
+            &key.secret,
+            &key.key_id,
+            &ts,
+            &nonce,
+            &pelago_card::security::signing::SignedRequest {
+                method: method.as_str(),
+                path,
+                query,
+                idempotency_key: "",
+                body,
+            },
+        );
+        self.http
+            .request(method, self.url(path_and_query))
+            .header("x-pelago-key-id", &key.key_id)
+            .header("x-pelago-timestamp", ts)
+            .header("x-pelago-nonce", nonce)
+            .header("x-pelago-signature", sig)
+            .body(body.to_vec())
+    }
+
+    /// Creates a master-account merchant; returns its id, key and webhook secret.
+    pub async fn merchant(&self, name: &str) -> (String, Key, String) {
+        let r = self
+            .admin(reqwest::Method::POST, "/admin/v1/merchants")
+            .json(&serde_json::json!({
+                "name": name, "funding_mode": "master_account",
+                "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let key = Key {
+            key_id: v["api_key"]["key_id"].as_str().unwrap().to_owned(),
+            secret: v["api_key"]["secret"].as_str().unwrap().to_owned(),
+        };
+        (
+            v["merchant"]["id"].as_str().unwrap().to_owned(),
+            key,
+            v["webhook_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -86,4 +154,27 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// Every file under `dir`, as bytes, for secret scans.
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
 }

@@ -37,6 +37,9 @@ pub enum MerchantCommand {
     Create {
         record: Box<MerchantRecord>,
         first_key: ApiKeyRecord,
+        /// An index key bound to this merchant in the same commit (the
+        /// caller's Idempotency-Key), so a retry finds what was created.
+        binding: Option<String>,
     },
     Get,
     Change(ConfigChange),
@@ -67,7 +70,7 @@ impl MerchantActor {
     fn run(&mut self, command: MerchantCommand) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
         let now = self.now();
         match command {
-            MerchantCommand::Create { record, first_key } => {
+            MerchantCommand::Create { record, first_key, binding } => {
                 if record.id != self.id || first_key.merchant_id != self.id {
                     return Err(Reject::invalid("id", "merchant id does not match its actor").into());
                 }
@@ -81,13 +84,21 @@ impl MerchantActor {
                     batch.expect_absent(Tree::Index, &key);
                     batch.put_raw(Tree::Index, &key, self.id.as_bytes());
                 }
+                if let Some(binding) = &binding {
+                    batch.expect_absent(Tree::Index, binding);
+                    batch.put_raw(Tree::Index, binding, format!("{} {}", self.id, first_key.key_id));
+                }
                 batch.put(first_key.key_id.as_bytes(), &first_key)?;
                 batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, first_key.key_id), []);
                 let record = *record;
                 let ticket = match self.cell.persist(record.clone(), batch) {
-                    Err(crate::ActorError::Unavailable(_)) if record.gateway.is_some() => {
+                    Err(crate::ActorError::Unavailable(_))
+                        if record.gateway.is_some() || binding.is_some() =>
+                    {
                         return Err(Reject::Conflict {
-                            message: "gateway.merchant_id is already used by another merchant".into(),
+                            message: "gateway.merchant_id is already used by another merchant, \
+                                      or this Idempotency-Key already created one"
+                                .into(),
                         }
                         .into());
                     }

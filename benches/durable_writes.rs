@@ -1,0 +1,164 @@
+//! Durable state changes per second through card actors (each acknowledged only
+//! after the flush that covers it), beside sled's raw insert + flush per
+//! operation and sled's batched ceiling (`apply_batch` of 1,000 + one flush),
+//! measured in the same run on the same disk.
+//!
+//! Run: `cargo bench --bench durable_writes`. After criterion's figures it
+//! prints the acknowledgement latency percentiles at 1,024 concurrent cards.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pelago_actors::{
+    card::{ApplyTransaction, CardStatus, CreateCard, NewCard},
+    ports::{ChannelTransaction, ChannelTxnStatus, ChannelTxnType, SystemClock},
+    system::{Actors, SystemConfig},
+};
+use pelago_storage::{
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, Tree,
+    WriteBatch,
+};
+
+fn refund(id: String) -> ChannelTransaction {
+    ChannelTransaction {
+        channel_transaction_id: id,
+        channel_card_id: "cc".into(),
+        kind: ChannelTxnType::Refund,
+        status: ChannelTxnStatus::Posted,
+        amount: Money::new(1, Currency::USD),
+        merchant_name: "Shop".into(),
+        mcc: "5411".into(),
+        occurred_at: Timestamp(0),
+        balance_after: Money::new(0, Currency::USD),
+        related_transaction_id: None,
+    }
+}
+
+fn new_card(id: &CardId, channel: &ChannelId) -> NewCard {
+    NewCard {
+        id: id.clone(),
+        merchant_id: MerchantId::generate(),
+        cardholder_id: CardholderId::generate(),
+        reference: None,
+        card_name: "PELAGO_VIRTUAL_USD".into(),
+        bin: "424242".into(),
+        channel_id: channel.clone(),
+        currency: Currency::USD,
+        status: CardStatus::Processing,
+        application_fee_order: None,
+    }
+}
+
+fn raw_sled(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut group = c.benchmark_group("sled_raw");
+    group.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    group.bench_function("insert_plus_flush_per_op", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut batch = WriteBatch::new();
+            batch.put_raw(Tree::Meta, n.to_be_bytes(), vec![0u8; 200]);
+            let _ticket = store.commit(batch).unwrap();
+            store.flush_blocking().unwrap();
+        })
+    });
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("apply_batch_1000_plus_one_flush", |b| {
+        b.iter(|| {
+            let mut batch = WriteBatch::new();
+            for _ in 0..1_000 {
+                n += 1;
+                batch.put_raw(Tree::Meta, n.to_be_bytes(), vec![0u8; 200]);
+            }
+            let _ticket = store.commit(batch).unwrap();
+            store.flush_blocking().unwrap();
+        })
+    });
+    group.finish();
+}
+
+struct Bench {
+    runner: actix::SystemRunner,
+    actors: Arc<Actors>,
+    channel: ChannelId,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Bench {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    });
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let actors = runner.block_on(async {
+        Actors::start(store, Arc::new(SystemClock), SystemConfig { arbiters: 2, ..SystemConfig::default() })
+    });
+    Bench { runner, actors, channel: ChannelId::generate(), _dir: dir }
+}
+
+/// One round: every card gets one durable change at once; returns each ack's latency.
+async fn round(actors: &Actors, ids: &[CardId], seq: u64) -> Vec<Duration> {
+    let calls = ids.iter().map(|id| async move {
+        let started = Instant::now();
+        actors.ask_card(id, ApplyTransaction(refund(format!("{id}-{seq}")))).await.unwrap().unwrap();
+        started.elapsed()
+    });
+    futures::future::join_all(calls).await
+}
+
+fn card_actors(c: &mut Criterion) {
+    let bench = setup();
+    let mut group = c.benchmark_group("card_actor_durable_changes");
+    let mut seq = 0u64;
+    for cards in [1usize, 64, 1_024] {
+        let ids: Vec<CardId> = (0..cards).map(|_| CardId::generate()).collect();
+        bench.runner.block_on(async {
+            for id in &ids {
+                bench.actors.ask_card(id, CreateCard(new_card(id, &bench.channel))).await.unwrap().unwrap();
+            }
+        });
+        group.throughput(Throughput::Elements(cards as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(cards), &ids, |b, ids| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    seq += 1;
+                    bench.runner.block_on(round(&bench.actors, ids, seq));
+                }
+                started.elapsed()
+            })
+        });
+        if cards == 1_024 {
+            let mut latencies = Vec::new();
+            let started = Instant::now();
+            for _ in 0..30 {
+                seq += 1;
+                latencies.extend(bench.runner.block_on(round(&bench.actors, &ids, seq)));
+            }
+            let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+            latencies.sort();
+            let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+            eprintln!(
+                "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}",
+                latencies.len(),
+                rate,
+                pct(0.50),
+                pct(0.99),
+                latencies.last().unwrap()
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4)).sample_size(20);
+    targets = raw_sled, card_actors
+}
+criterion_main!(benches);

@@ -1,0 +1,73 @@
+//! Events (API.md §4 Events): what happened to the merchant's objects, newest
+//! first. Written by the actors into the outbox in the same commit as the
+//! change; delivery by webhook reads the same records.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::outbox::{EventRecord, event_key};
+use pelago_storage::EventId;
+use serde_json::Value;
+
+use super::{
+    errors::ApiError,
+    pagination,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+    wire,
+};
+use crate::app::App;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route { method: Method::GET, pattern: "/v1/events", handler: list },
+        Route { method: Method::GET, pattern: "/v1/events/{id}", handler: get },
+    ]
+}
+
+/// GET /v1/events
+fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?;
+        let page = pagination::parse(&ctx.query, &["type"])?;
+        let prefix = format!("{merchant}/");
+        let after = page.starting_after.as_ref().map(|id| format!("{merchant}/{id}"));
+        let type_filter = page.filters.get("type").cloned();
+        let mut items: Vec<Value> = Vec::new();
+        let mut cursor = after;
+        // Filtering by type may skip records: scan in bounded pages.
+        for _ in 0..50 {
+            let found = app.store.scan::<EventRecord>(
+                prefix.as_bytes(),
+                cursor.as_deref().map(str::as_bytes),
+                true,
+                page.limit + 1,
+            )?;
+            let exhausted = found.len() <= page.limit;
+            cursor = found.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned());
+            items.extend(
+                found
+                    .iter()
+                    .filter(|(_, e)| type_filter.as_ref().is_none_or(|t| &e.event_type == t))
+                    .map(|(_, e)| wire::event(e)),
+            );
+            if items.len() > page.limit || exhausted {
+                break;
+            }
+        }
+        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+    })
+}
+
+/// GET /v1/events/{id}
+fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?;
+        let id = EventId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("event"))?;
+        let event = app
+            .store
+            .get::<EventRecord>(event_key(merchant, &id))?
+            .ok_or_else(|| ApiError::not_found("event"))?;
+        Ok(ApiReply::json(200, &wire::event(&event)))
+    })
+}

@@ -1,0 +1,93 @@
+//! Wire JSON of the stored objects, shared by their resources, events and
+//! webhooks. The only place these shapes are written.
+
+use pelago_actors::{
+    card::{CardRecord, TransactionRecord},
+    history::StatusChange,
+    outbox::{EventObject, EventRecord},
+    ports::{ChannelTxnStatus, ChannelTxnType},
+};
+use pelago_storage::Money;
+use serde_json::{Value, json};
+
+pub fn money(m: Money) -> Value {
+    json!({"value": m.value, "currency": m.currency.code()})
+}
+
+pub fn history(h: &[StatusChange]) -> Value {
+    h.iter()
+        .map(|c| {
+            json!({"from": c.from, "to": c.to, "reason": c.reason, "source": c.source.as_str(), "at": c.at.to_rfc3339()})
+        })
+        .collect()
+}
+
+pub fn card(c: &CardRecord) -> Value {
+    json!({
+        "id": c.id,
+        "object": "card",
+        "cardholder_id": c.cardholder_id,
+        "reference": c.reference,
+        "card_name": c.card_name,
+        "bin": c.bin,
+        "last4": c.last4,
+        "status": c.status.as_str(),
+        "currency": c.currency.code(),
+        "balance": money(c.balance()),
+        "application_fee_order": c.application_fee_order,
+        "pending_action": c.pending_action.as_ref().map(|p| json!({"type": p.kind, "since": p.since.to_rfc3339()})),
+        "version": c.version,
+        "status_history": history(&c.status_history),
+        "created_at": c.created_at.to_rfc3339(),
+        "opened_at": c.opened_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn txn_type(t: ChannelTxnType) -> &'static str {
+    match t {
+        ChannelTxnType::Authorization => "authorization",
+        ChannelTxnType::Clearing => "clearing",
+        ChannelTxnType::Reversal => "reversal",
+        ChannelTxnType::Refund => "refund",
+    }
+}
+
+fn txn_status(s: ChannelTxnStatus) -> &'static str {
+    match s {
+        ChannelTxnStatus::Pending => "pending",
+        ChannelTxnStatus::Posted => "posted",
+        ChannelTxnStatus::Declined => "declined",
+        ChannelTxnStatus::Reversed => "reversed",
+    }
+}
+
+pub fn transaction(t: &TransactionRecord) -> Value {
+    json!({
+        "id": t.id,
+        "object": "transaction",
+        "card_id": t.card_id,
+        "channel_transaction_id": t.channel_transaction_id,
+        "type": txn_type(t.kind),
+        "status": txn_status(t.status),
+        "amount": money(t.amount),
+        "merchant_name": t.merchant_name,
+        "mcc": t.mcc,
+        "occurred_at": t.occurred_at.to_rfc3339(),
+        "version": t.version,
+        "created_at": t.created_at.to_rfc3339(),
+    })
+}
+
+pub fn event(e: &EventRecord) -> Value {
+    let object = match &e.object {
+        EventObject::Card(c) => card(c),
+        EventObject::Transaction(t) => transaction(t),
+    };
+    json!({
+        "id": e.id,
+        "object": "event",
+        "type": e.event_type,
+        "created_at": e.created_at.to_rfc3339(),
+        "data": {"object": object},
+    })
+}

@@ -1,0 +1,442 @@
+//! Merchants and the secure front door over real HTTP (issue 3): onboarding,
+//! request signing per SECURITY.md, replay protection, idempotency, secrets at
+//! rest, limits.
+
+mod common;
+
+use common::{Key, Service, all_bytes_under};
+use pelago_card::security::signing::{SignedRequest, sign};
+use pelago_storage::Timestamp;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A hand-built signed GET with every part explicit, for tampering.
+struct Parts {
+    key_id: String,
+    secret: String,
+    ts: i64,
+    nonce: String,
+    method: &'static str,
+    path: String,
+    query: String,
+    idem: String,
+    body: Vec<u8>,
+}
+
+impl Parts {
+    fn new(key: &Key) -> Parts {
+        Parts {
+            key_id: key.key_id.clone(),
+            secret: key.secret.clone(),
+            ts: Timestamp::now_real().unix_seconds(),
+            nonce: format!("n-{}", pelago_storage::ids::new_ulid()),
+            method: "GET",
+            path: "/v1/events".into(),
+            query: "limit=5".into(),
+            idem: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn signature(&self) -> String {
+        sign(
+            &self.secret,
+            &self.key_id,
+            &self.ts.to_string(),
+            &self.nonce,
+            &SignedRequest {
+                method: self.method,
+                path: &self.path,
+                query: &self.query,
+                idempotency_key: &self.idem,
+                body: &self.body,
+            },
+        )
+    }
+
+    /// Sends `self` with `signature` (which may belong to other parts).
+    async fn send(&self, svc: &Service, signature: &str) -> reqwest::Response {
+        let url = if self.query.is_empty() {
+            svc.url(&self.path)
+        } else {
+            svc.url(&format!("{}?{}", self.path, self.query))
+        };
+        let mut r = svc
+            .http
+            .request(Method::from_bytes(self.method.as_bytes()).unwrap(), url)
+            .header("x-pelago-key-id", &self.key_id)
+            .header("x-pelago-timestamp", self.ts.to_string())
+            .header("x-pelago-nonce", &self.nonce)
+            .header("x-pelago-signature", signature)
+            .body(self.body.clone());
+        if !self.idem.is_empty() {
+            r = r.header("idempotency-key", &self.idem);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+async fn code(r: reqwest::Response) -> (StatusCode, String) {
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (status, v["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_and_administration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let r = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({
+            "name": "Acme Wallet", "funding_mode": "gateway",
+            "webhook_url": "https://hooks.example.com/pelago",
+            "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": "gw_mch_1", "api_key": "gwkey-secret-value-123"},
+            "fees": [{"currency": "USD", "application_fee": {"fixed": 500}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let id = created["merchant"]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("mch_"));
+    assert!(created["api_key"]["secret"].as_str().unwrap().starts_with("sk_"));
+    assert!(created["webhook_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(created["merchant"]["fees"][0]["topup_fee"], json!({"fixed": 100, "rate_bps": 150}));
+    assert_eq!(created["merchant"]["fees"][0]["monthly_fee"], json!({"fixed": 0}));
+
+    // Never again: GET shows no secret.
+    let got: Value = svc
+        .admin(Method::GET, &format!("/admin/v1/merchants/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = got.to_string();
+    assert!(!text.contains("sk_") && !text.contains("whsec_") && !text.contains("gwkey-secret"));
+    assert_eq!(got["gateway"]["merchant_id"], "gw_mch_1");
+
+    // gateway.merchant_id is unique; gateway mode needs a gateway.
+    let dup = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
+                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), StatusCode::CONFLICT);
+    let (status, _) = code(
+        svc.admin(Method::POST, "/admin/v1/merchants")
+            .json(&json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Validation names the field.
+    let bad: Value = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["param"], "allowed_card_names.0");
+    let bad: Value = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({"name": "X", "funding_mode": "master_account"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["param"], "allowed_card_names");
+
+    // Patch, fees, whitelist (a 4th address is 400 with param).
+    let patched: Value = svc
+        .admin(Method::PATCH, &format!("/admin/v1/merchants/{id}"))
+        .json(&json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["allowed_card_names"], json!(["PELAGO_VIRTUAL_EUR", "PELAGO_VIRTUAL_USD"]));
+    let fees: Value = svc
+        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/fees"))
+        .json(&json!({"currency": "USD", "monthly_fee": {"fixed": 200}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fees["fees"].as_array().unwrap().len(), 1, "one schedule per currency, replaced");
+    assert_eq!(fees["fees"][0]["application_fee"]["fixed"], 0);
+    let addr = |a: &str| json!({"address": a, "network": "TRON", "label": "channel A"});
+    let three = svc
+        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/withdrawal-addresses"))
+        .json(&json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(three.status(), StatusCode::OK);
+    let four: Value = svc
+        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/withdrawal-addresses"))
+        .json(&json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(four["error"]["code"], "invalid_request");
+    assert_eq!(four["error"]["param"], "addresses");
+
+    // Webhook secret rotation shows the new one once.
+    let rotated: Value = svc
+        .admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_whsec = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    assert!(new_whsec.starts_with("whsec_"));
+
+    // List, newest first.
+    let (other, _, _) = svc.merchant("Second").await;
+    let list: Value =
+        svc.admin(Method::GET, "/admin/v1/merchants?limit=1").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["data"][0]["id"], other);
+    assert_eq!(list["has_more"], true);
+
+    // The debug view redacts secrets.
+    let debug: Value = svc
+        .admin(Method::GET, &format!("/debug/v1/actors/merchants/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(debug["state"]["gateway"]["api_key"], "[redacted]");
+
+    // Secrets at rest: nowhere in the data dir, nor the log.
+    let secrets = [
+        created["api_key"]["secret"].as_str().unwrap().to_owned(),
+        created["webhook_secret"].as_str().unwrap().to_owned(),
+        "gwkey-secret-value-123".to_owned(),
+        new_whsec,
+    ];
+    let status = svc.terminate();
+    assert!(status.success());
+    for (path, bytes) in all_bytes_under(&data) {
+        for s in &secrets {
+            assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "a secret is in {}", path.display());
+        }
+    }
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("merchant created"), "the log was captured");
+    for s in &secrets {
+        assert!(!log.contains(s.as_str()), "a secret is in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_signing_per_security_md() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let (merchant_id, key, _) = svc.merchant("Signer").await;
+    let (_, other_key, _) = svc.merchant("Other").await;
+
+    // A correctly signed request: 2xx.
+    let good = Parts::new(&key);
+    let r = good.send(&svc, &good.signature()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"data": [], "has_more": false}));
+    // The same nonce again: replay.
+    assert_eq!(
+        code(good.send(&svc, &good.signature()).await).await,
+        (StatusCode::UNAUTHORIZED, "authentication_failed".into())
+    );
+
+    // Each tampering: 401 (each with a fresh nonce so only the tampered part differs).
+    let fresh = || Parts::new(&key);
+    type Tamper<'a> = Box<dyn Fn(&mut Parts) + 'a>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        ("body tampered", Box::new(|p| p.body = b"{}".to_vec())),
+        ("path changed", Box::new(|p| p.path = "/v1/events/evt_01JDEMO0000000000000000000".into())),
+        ("query changed", Box::new(|p| p.query = "limit=6".into())),
+        ("method changed", Box::new(|p| p.method = "DELETE")),
+        ("idempotency key changed", Box::new(|p| p.idem = "other-key".into())),
+        ("key id swapped", Box::new(|p| p.key_id = other_key.key_id.clone())),
+        ("timestamp 301 s old", Box::new(|p| p.ts -= 301)),
+        ("timestamp 301 s ahead", Box::new(|p| p.ts += 301)),
+    ];
+    for (name, tamper) in cases {
+        let signed = fresh();
+        let signature = signed.signature();
+        let mut sent = Parts { nonce: signed.nonce.clone(), ..fresh() };
+        sent.ts = signed.ts;
+        tamper(&mut sent);
+        // For the time cases the signature covers the bad timestamp: still refused by the window.
+        let signature = if name.starts_with("timestamp") { sent.signature() } else { signature };
+        let (status, c) = code(sent.send(&svc, &signature).await).await;
+        assert_eq!((status, c.as_str()), (StatusCode::UNAUTHORIZED, "authentication_failed"), "{name}");
+    }
+    // A missing header.
+    let p = fresh();
+    let r = svc
+        .http
+        .get(svc.url("/v1/events"))
+        .header("x-pelago-key-id", &p.key_id)
+        .header("x-pelago-timestamp", p.ts.to_string())
+        .header("x-pelago-signature", p.signature())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let msg: Value = r.json().await.unwrap();
+    assert!(msg["error"]["message"].as_str().unwrap().contains("x-pelago-nonce"));
+
+    // A revoked key: 401 at once; a second key keeps working until revoked.
+    let second: Value = svc
+        .admin(Method::POST, &format!("/admin/v1/merchants/{merchant_id}/api-keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = Key {
+        key_id: second["key_id"].as_str().unwrap().to_owned(),
+        secret: second["secret"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(
+        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let revoked = svc
+        .admin(Method::DELETE, &format!("/admin/v1/merchants/{merchant_id}/api-keys/{}", key.key_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Suspended merchant: 403.
+    svc.admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap()).await,
+        (StatusCode::FORBIDDEN, "forbidden".into())
+    );
+    svc.admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+
+    // A nonce is remembered across a restart.
+    let remembered = Parts::new(&second);
+    assert_eq!(remembered.send(&svc, &remembered.signature()).await.status(), StatusCode::OK);
+    assert!(svc.terminate().success());
+    let svc = Service::start(&data, &[]);
+    assert_eq!(remembered.send(&svc, &remembered.signature()).await.status(), StatusCode::UNAUTHORIZED);
+    let again = Parts::new(&second);
+    assert_eq!(again.send(&svc, &again.signature()).await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_on_admin_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let body = json!({"name": "Idem", "funding_mode": "master_account", "allowed_card_names": []});
+    let send = |key: &str, body: &Value| {
+        svc.admin(Method::POST, "/admin/v1/merchants").header("idempotency-key", key).json(body).send()
+    };
+    let first = send("create-1", &body).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = send("create-1", &body).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first, "the stored answer, secrets included");
+    let list: Value =
+        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "one merchant");
+
+    let other = json!({"name": "Idem 2", "funding_mode": "master_account", "allowed_card_names": []});
+    let (status, c) = code(send("create-1", &other).await.unwrap()).await;
+    assert_eq!((status, c.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_mismatch"));
+
+    // Two at once with one key: one creates, the other is 409 or the replay.
+    let body2 = json!({"name": "Race", "funding_mode": "master_account", "allowed_card_names": []});
+    let (a, b) = tokio::join!(send("race-1", &body2), send("race-1", &body2));
+    let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert!(statuses == [201, 409] || statuses == [201, 201], "{statuses:?}");
+    let list: Value =
+        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "the race created one merchant");
+
+    // A key over 255 characters is 400, naming the header.
+    let long = "k".repeat(256);
+    let r: Value = send(&long, &body).await.unwrap().json().await.unwrap();
+    assert_eq!(r["error"]["param"], "Idempotency-Key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_merchant_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "1,3")]);
+    let (_, key, _) = svc.merchant("Busy").await;
+    let (_, calm, _) = svc.merchant("Calm").await;
+    let mut limited = None;
+    for _ in 0..6 {
+        let r = svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the burst of 3 runs out");
+    let retry_after: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(code(r).await.1, "rate_limited");
+    assert_eq!(
+        svc.signed(&calm, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
