@@ -7,6 +7,7 @@
 //! the store is `pelago-storage`.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;

@@ -29,6 +29,24 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
+    /// Sends one request to /v1 signed with a merchant API key (SECURITY.md).
+    Request {
+        /// GET, POST, PUT, PATCH or DELETE.
+        method: String,
+        /// Path and query, e.g. /v1/events?limit=5.
+        path: String,
+        /// JSON body, or @file to read it from a file.
+        body: Option<String>,
+        #[arg(long, env = "PELAGO_BASE_URL", default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+        #[arg(long, env = "PELAGO_KEY_ID")]
+        key_id: String,
+        /// The API secret (`sk_...`); prefer the environment variable.
+        #[arg(long, env = "PELAGO_API_SECRET", hide_env_values = true)]
+        secret: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +54,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen, data_dir, sandbox } => {
             serve(Flags { config, listen, data_dir, sandbox })
+        }
+        Command::Request { method, path, body, base_url, key_id, secret, idempotency_key } => {
+            let args = pelago_card::cli::RequestArgs {
+                base_url,
+                key_id,
+                secret,
+                method,
+                path_and_query: path,
+                body,
+                idempotency_key,
+            };
+            match pelago_card::cli::request(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("pelago-card: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

@@ -440,3 +440,53 @@ async fn per_merchant_rate_limit() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_with_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let doc: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for route in pelago_card::http::routes() {
+        let op = &doc["paths"][route.pattern][route.method.as_str().to_ascii_lowercase()];
+        assert!(op.is_object(), "{} {} is missing from /openapi.json", route.method, route.pattern);
+        assert!(op["responses"][route.success.to_string()].is_object(), "{} {}", route.method, route.pattern);
+    }
+    let events = &doc["paths"]["/v1/events"]["get"];
+    let headers: Vec<&str> =
+        events["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    for h in ["X-Pelago-Key-Id", "X-Pelago-Timestamp", "X-Pelago-Nonce", "X-Pelago-Signature"] {
+        assert!(headers.contains(&h), "{h}");
+    }
+    let create = &doc["paths"]["/admin/v1/merchants"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/CreateMerchant"
+    );
+    assert!(doc["components"]["schemas"]["CreateMerchant"]["properties"]["funding_mode"].is_object());
+    assert!(doc["components"]["schemas"]["Error"].is_object());
+    assert!(doc["components"]["securitySchemes"]["pelagoSignature"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_subcommand_signs_and_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (_, key, _) = svc.merchant("Shell").await;
+    let base = svc.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pelago-card"))
+            .args(["request", "GET", "/v1/events?limit=3"])
+            .env("PELAGO_BASE_URL", base)
+            .env("PELAGO_KEY_ID", &key.key_id)
+            .env("PELAGO_API_SECRET", &key.secret)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("200 OK"), "{stdout}");
+    assert!(stdout.contains("\"has_more\": false"));
+}

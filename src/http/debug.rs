@@ -21,10 +21,10 @@ use crate::app::App;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route { method: Method::GET, pattern: "/debug/v1/actors", handler: summary },
-        Route { method: Method::GET, pattern: "/debug/v1/actors/cards/{id}", handler: card },
-        Route { method: Method::GET, pattern: "/debug/v1/actors/merchants/{id}", handler: merchant },
-        Route { method: Method::POST, pattern: "/debug/v1/actors/cards/{id}/crash", handler: crash },
+        Route::new(Method::GET, "/debug/v1/actors", summary),
+        Route::new(Method::GET, "/debug/v1/actors/cards/{id}", card),
+        Route::new(Method::GET, "/debug/v1/actors/merchants/{id}", merchant),
+        Route::new(Method::POST, "/debug/v1/actors/cards/{id}/crash", crash).answers(202),
     ]
 }
 

@@ -1,9 +1,29 @@
 //! The one place errors become HTTP: API.md §1's status, code and body.
 
 use pelago_actors::{ActorError, Reject};
-use serde_json::json;
+use serde::Serialize;
 
 use super::router::ApiReply;
+
+/// The error body of API.md §1 (also the OpenAPI `Error` schema).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid_request`, `authentication_failed`, `insufficient_funds`, `forbidden`,
+    /// `not_found`, `invalid_state`, `idempotency_in_progress`, `already_redeemed`,
+    /// `payload_too_large`, `idempotency_key_mismatch`, `rate_limited`,
+    /// `upstream_error`, `unavailable`.
+    pub code: String,
+    pub message: String,
+    /// The offending field, e.g. `amount.value`.
+    pub param: Option<String>,
+    pub request_id: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -72,12 +92,14 @@ impl ApiError {
     }
 
     pub fn into_reply(self, request_id: &str) -> ApiReply {
-        let body = json!({"error": {
-            "code": self.code,
-            "message": self.message,
-            "param": self.param,
-            "request_id": request_id,
-        }});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                param: self.param,
+                request_id: request_id.to_owned(),
+            },
+        };
         let mut reply = ApiReply::json(self.status, &body);
         reply.headers.extend(self.headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
         reply

@@ -19,10 +19,7 @@ use super::{
 use crate::app::App;
 
 pub fn routes() -> Vec<Route> {
-    vec![
-        Route { method: Method::GET, pattern: "/v1/events", handler: list },
-        Route { method: Method::GET, pattern: "/v1/events/{id}", handler: get },
-    ]
+    vec![Route::new(Method::GET, "/v1/events", list), Route::new(Method::GET, "/v1/events/{id}", get)]
 }
 
 /// GET /v1/events

@@ -24,33 +24,23 @@ use crate::{app::App, security};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route { method: Method::POST, pattern: "/admin/v1/merchants", handler: create },
-        Route { method: Method::GET, pattern: "/admin/v1/merchants", handler: list },
-        Route { method: Method::GET, pattern: "/admin/v1/merchants/{id}", handler: get },
-        Route { method: Method::PATCH, pattern: "/admin/v1/merchants/{id}", handler: patch },
-        Route { method: Method::POST, pattern: "/admin/v1/merchants/{id}/api-keys", handler: issue_key },
-        Route {
-            method: Method::DELETE,
-            pattern: "/admin/v1/merchants/{id}/api-keys/{key_id}",
-            handler: revoke_key,
-        },
-        Route {
-            method: Method::POST,
-            pattern: "/admin/v1/merchants/{id}/webhook-secret",
-            handler: rotate_webhook_secret,
-        },
-        Route { method: Method::PUT, pattern: "/admin/v1/merchants/{id}/fees", handler: put_fees },
-        Route {
-            method: Method::PUT,
-            pattern: "/admin/v1/merchants/{id}/withdrawal-addresses",
-            handler: put_withdrawal_addresses,
-        },
+        Route::new(Method::POST, "/admin/v1/merchants", create).answers(201).accepts::<CreateMerchant>(),
+        Route::new(Method::GET, "/admin/v1/merchants", list),
+        Route::new(Method::GET, "/admin/v1/merchants/{id}", get),
+        Route::new(Method::PATCH, "/admin/v1/merchants/{id}", patch).accepts::<PatchMerchant>(),
+        Route::new(Method::POST, "/admin/v1/merchants/{id}/api-keys", issue_key).answers(201),
+        Route::new(Method::DELETE, "/admin/v1/merchants/{id}/api-keys/{key_id}", revoke_key).answers(204),
+        Route::new(Method::POST, "/admin/v1/merchants/{id}/webhook-secret", rotate_webhook_secret)
+            .answers(201),
+        Route::new(Method::PUT, "/admin/v1/merchants/{id}/fees", put_fees).accepts::<FeeScheduleIn>(),
+        Route::new(Method::PUT, "/admin/v1/merchants/{id}/withdrawal-addresses", put_withdrawal_addresses)
+            .accepts::<WithdrawalAddressesIn>(),
     ]
 }
 
 // ----------------------------------------------------------------- wire ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateMerchant {
     name: String,
@@ -61,14 +51,14 @@ struct CreateMerchant {
     fees: Option<Vec<FeeScheduleIn>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GatewayIn {
     merchant_id: String,
     api_key: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeeScheduleIn {
     currency: String,
@@ -77,24 +67,25 @@ pub struct FeeScheduleIn {
     monthly_fee: Option<FixedIn>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FixedIn {
     fixed: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RateIn {
     fixed: Option<i64>,
     rate_bps: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchMerchant {
     status: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     webhook_url: Option<Option<String>>,
     allowed_card_names: Option<Vec<String>>,
 }
@@ -104,13 +95,13 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithdrawalAddressesIn {
     addresses: Vec<WithdrawalAddressIn>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithdrawalAddressIn {
     address: String,

@@ -13,6 +13,7 @@ pub mod events;
 pub mod idempotency;
 pub mod json;
 pub mod merchants;
+pub mod openapi;
 pub mod pagination;
 pub mod ratelimit;
 pub mod router;

@@ -126,11 +126,45 @@ impl ApiReply {
 pub type HandlerResult = Result<ApiReply, ApiError>;
 pub type Handler = fn(Arc<App>, Ctx) -> BoxFuture<'static, HandlerResult>;
 
+/// Registers a request-body schema (and what it refers to) for `/openapi.json`.
+pub type SchemaFn = fn(&mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) -> String;
+
 pub struct Route {
     pub method: Method,
     /// `/v1/cards/{id}/freeze`: `{...}` matches one non-empty segment.
     pub pattern: &'static str,
     pub handler: Handler,
+    /// The status of a successful answer (for the OpenAPI document).
+    pub success: u16,
+    /// The request body's type, when it has one.
+    pub body: Option<SchemaFn>,
+}
+
+impl Route {
+    pub fn new(method: Method, pattern: &'static str, handler: Handler) -> Route {
+        Route { method, pattern, handler, success: 200, body: None }
+    }
+
+    /// The status of a successful answer (default 200).
+    pub fn answers(mut self, status: u16) -> Route {
+        self.success = status;
+        self
+    }
+
+    /// The request body is a `T`.
+    pub fn accepts<T: utoipa::ToSchema>(mut self) -> Route {
+        self.body = Some(schema_of::<T>);
+        self
+    }
+}
+
+fn schema_of<T: utoipa::ToSchema>(
+    out: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+) -> String {
+    T::schemas(out);
+    let name = T::name().into_owned();
+    out.push((name.clone(), T::schema()));
+    name
 }
 
 pub enum Match<'a> {
@@ -204,9 +238,9 @@ mod tests {
     #[test]
     fn finds_routes_and_reports_allowed_methods() {
         let router = Router::new(vec![
-            Route { method: Method::GET, pattern: "/v1/cards/{id}", handler: dummy },
-            Route { method: Method::DELETE, pattern: "/v1/cards/{id}", handler: dummy },
-            Route { method: Method::POST, pattern: "/v1/cards/{id}/freeze", handler: dummy },
+            Route::new(Method::GET, "/v1/cards/{id}", dummy),
+            Route::new(Method::DELETE, "/v1/cards/{id}", dummy),
+            Route::new(Method::POST, "/v1/cards/{id}/freeze", dummy),
         ]);
         match router.find(&Method::GET, "/v1/cards/card_1") {
             Match::Found(r, params) => {

@@ -11,9 +11,10 @@ use crate::app::App;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route { method: Method::GET, pattern: "/healthz", handler: healthz },
-        Route { method: Method::GET, pattern: "/readyz", handler: readyz },
-        Route { method: Method::GET, pattern: "/metrics", handler: metrics },
+        Route::new(Method::GET, "/healthz", healthz),
+        Route::new(Method::GET, "/readyz", readyz),
+        Route::new(Method::GET, "/metrics", metrics),
+        Route::new(Method::GET, "/openapi.json", openapi),
     ]
 }
 
@@ -76,5 +77,13 @@ fn metrics(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             ),
         ];
         Ok(ApiReply::text(200, "text/plain; version=0.0.4", app.metrics.render(&gauges)))
+    })
+}
+
+/// GET /openapi.json — the OpenAPI 3.1 document of every route.
+fn openapi(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let doc = super::openapi::document(app.router.routes());
+        Ok(ApiReply::json(200, &doc))
     })
 }
