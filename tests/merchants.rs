@@ -490,3 +490,65 @@ async fn the_request_subcommand_signs_and_sends() {
     assert!(stdout.starts_with("200 OK"), "{stdout}");
     assert!(stdout.contains("\"has_more\": false"));
 }
+
+/// The answer of a secret-revealing effect is bound in the same commit as the
+/// effect: even with the stored idempotent response gone (as after a crash
+/// between the two), a retry gets the same answer and no second effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let (id, _, _) = svc.merchant("Bound").await;
+    let issue = |k: &'static str| {
+        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/api-keys"))
+            .header("idempotency-key", k)
+            .send()
+    };
+    let rotate = |k: &'static str| {
+        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
+            .header("idempotency-key", k)
+            .send()
+    };
+    let key1: Value = issue("issue-1").await.unwrap().json().await.unwrap();
+    let whsec1: Value = rotate("rotate-1").await.unwrap().json().await.unwrap();
+    assert!(svc.terminate().success());
+
+    // Drop the stored responses, as a crash right after the effect would have.
+    {
+        let store =
+            pelago_storage::Store::open(&data.join("db"), &pelago_storage::StoreConfig::default()).unwrap();
+        let keys = store.scan_keys(pelago_storage::Tree::Idempotency, b"", None, false, 100).unwrap();
+        assert!(!keys.is_empty());
+        let mut batch = pelago_storage::WriteBatch::new();
+        for k in keys {
+            batch.delete(pelago_storage::Tree::Idempotency, k);
+        }
+        let _ = store.commit(batch).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let svc = Service::start(&data, &[]);
+    let issue = |k: &'static str| {
+        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/api-keys"))
+            .header("idempotency-key", k)
+            .send()
+    };
+    let rotate = |k: &'static str| {
+        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
+            .header("idempotency-key", k)
+            .send()
+    };
+    let key2: Value = issue("issue-1").await.unwrap().json().await.unwrap();
+    let whsec2: Value = rotate("rotate-1").await.unwrap().json().await.unwrap();
+    assert_eq!(key1, key2, "the same key, not a second one");
+    assert_eq!(whsec1, whsec2, "the same rotation, not a second one");
+    let debug: Value = svc
+        .admin(Method::GET, &format!("/debug/v1/actors/merchants/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(debug["state"]["webhook_secrets"].as_array().unwrap().len(), 2, "rotated once");
+}

@@ -298,7 +298,28 @@ async fn existing(app: &App, id: &MerchantId) -> Result<(), ApiError> {
 
 async fn change(app: &App, id: &MerchantId, change: ConfigChange) -> Result<MerchantRecord, ApiError> {
     existing(app, id).await?;
-    Ok(app.actors.ask_merchant(id, MerchantCommand::Change(change)).await??)
+    Ok(app.actors.ask_merchant(id, MerchantCommand::Change { change, binding: None }).await??)
+}
+
+/// For answers that reveal a secret: the Idempotency-Key's binding and the
+/// sealed answer, to be written in the same commit as the effect. A retry
+/// after a crash finds it and gets the same answer, not a second effect.
+fn sealed_binding(app: &App, ctx: &Ctx, answer: &Value) -> Option<(String, Vec<u8>)> {
+    let key = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k))?;
+    let sealed = app.sealer.seal(answer.to_string().as_bytes(), &key);
+    Some((key, sealed))
+}
+
+/// The answer an earlier attempt with this Idempotency-Key bound, if any.
+fn bound_answer(app: &App, ctx: &Ctx) -> Result<Option<ApiReply>, ApiError> {
+    let Some(key) = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k))
+    else {
+        return Ok(None);
+    };
+    let Some(sealed) = app.store.get_raw(Tree::Index, &key)? else { return Ok(None) };
+    let body = app.sealer.open(&sealed, &key).map_err(|_| ApiError::internal())?;
+    let value: Value = serde_json::from_slice(&body).map_err(|_| ApiError::internal())?;
+    Ok(Some(ApiReply::json(201, &value).with_header("cache-control", "no-store")))
 }
 
 // ------------------------------------------------------------- handlers ----
@@ -454,11 +475,14 @@ fn issue_key(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let id = merchant_id(&ctx)?;
         existing(&app, &id).await?;
+        if let Some(answer) = bound_answer(&app, &ctx)? {
+            return Ok(answer);
+        }
         let (key, secret) = new_api_key(&app, &id, app.clock.now());
-        let key_id = key.key_id.clone();
-        app.actors.ask_merchant(&id, MerchantCommand::IssueKey(key)).await??;
-        Ok(ApiReply::json(201, &json!({"key_id": key_id, "secret": secret}))
-            .with_header("cache-control", "no-store"))
+        let answer = json!({"key_id": key.key_id, "secret": secret});
+        let binding = sealed_binding(&app, &ctx, &answer);
+        app.actors.ask_merchant(&id, MerchantCommand::IssueKey { key, binding }).await??;
+        Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
     })
 }
 
@@ -478,11 +502,18 @@ fn revoke_key(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 fn rotate_webhook_secret(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let id = merchant_id(&ctx)?;
+        existing(&app, &id).await?;
+        if let Some(answer) = bound_answer(&app, &ctx)? {
+            return Ok(answer);
+        }
         let (sealed, secret) = new_webhook_secret(&app, &id);
         let now = app.clock.now();
         let old_retire_at = now.plus_ms(24 * 3600 * 1000);
-        change(&app, &id, ConfigChange::RotateWebhookSecret { secret: sealed, old_retire_at }).await?;
-        Ok(ApiReply::json(201, &json!({"webhook_secret": secret})).with_header("cache-control", "no-store"))
+        let answer = json!({"webhook_secret": secret});
+        let binding = sealed_binding(&app, &ctx, &answer);
+        let change = ConfigChange::RotateWebhookSecret { secret: sealed, old_retire_at };
+        app.actors.ask_merchant(&id, MerchantCommand::Change { change, binding }).await??;
+        Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
     })
 }
 

@@ -42,9 +42,24 @@ pub enum MerchantCommand {
         binding: Option<String>,
     },
     Get,
-    Change(ConfigChange),
-    IssueKey(ApiKeyRecord),
+    /// `binding`: an index key and value written in the same commit (the
+    /// caller's Idempotency-Key and its sealed answer), refused if present.
+    Change {
+        change: ConfigChange,
+        binding: Option<(String, Vec<u8>)>,
+    },
+    IssueKey {
+        key: ApiKeyRecord,
+        binding: Option<(String, Vec<u8>)>,
+    },
     RevokeKey(ApiKeyId),
+}
+
+fn bind(batch: &mut WriteBatch, binding: Option<(String, Vec<u8>)>) {
+    if let Some((key, value)) = binding {
+        batch.expect_absent(Tree::Index, &key);
+        batch.put_raw(Tree::Index, key, value);
+    }
 }
 
 impl Message for MerchantCommand {
@@ -107,19 +122,22 @@ impl MerchantActor {
                 Ok((record, Some(ticket)))
             }
             MerchantCommand::Get => Ok((self.cell.existing("merchant")?.clone(), None)),
-            MerchantCommand::Change(change) => {
+            MerchantCommand::Change { change, binding } => {
                 let mut record = self.cell.existing("merchant")?.clone();
                 record.apply(change, now)?;
-                let ticket = self.cell.persist(record.clone(), WriteBatch::new())?;
+                let mut batch = WriteBatch::new();
+                bind(&mut batch, binding);
+                let ticket = self.cell.persist(record.clone(), batch)?;
                 Ok((record, Some(ticket)))
             }
-            MerchantCommand::IssueKey(key) => {
+            MerchantCommand::IssueKey { key, binding } => {
                 let mut record = self.cell.existing("merchant")?.clone();
                 if key.merchant_id != self.id {
                     return Err(Reject::invalid("merchant_id", "key belongs to another merchant").into());
                 }
                 record.version += 1;
                 let mut batch = WriteBatch::new();
+                bind(&mut batch, binding);
                 batch.expect_absent(Tree::ApiKeys, key.key_id.as_bytes());
                 batch.put(key.key_id.as_bytes(), &key)?;
                 batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, key.key_id), []);
