@@ -491,6 +491,12 @@ async fn the_request_subcommand_signs_and_sends() {
     assert!(stdout.contains("\"has_more\": false"));
 }
 
+async fn bound_post(svc: &Service, path: &str, key: &str) -> Value {
+    let r = svc.admin(Method::POST, path).header("idempotency-key", key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json().await.unwrap()
+}
+
 /// The answer of a secret-revealing effect is bound in the same commit as the
 /// effect: even with the stored idempotent response gone (as after a crash
 /// between the two), a retry gets the same answer and no second effect.
@@ -500,18 +506,8 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
     let (id, _, _) = svc.merchant("Bound").await;
-    let issue = |k: &'static str| {
-        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/api-keys"))
-            .header("idempotency-key", k)
-            .send()
-    };
-    let rotate = |k: &'static str| {
-        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
-            .header("idempotency-key", k)
-            .send()
-    };
-    let key1: Value = issue("issue-1").await.unwrap().json().await.unwrap();
-    let whsec1: Value = rotate("rotate-1").await.unwrap().json().await.unwrap();
+    let key1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/api-keys"), "issue-1").await;
+    let whsec1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/webhook-secret"), "rotate-1").await;
     assert!(svc.terminate().success());
 
     // Drop the stored responses, as a crash right after the effect would have.
@@ -528,18 +524,8 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
         store.flush_blocking().unwrap();
     }
     let svc = Service::start(&data, &[]);
-    let issue = |k: &'static str| {
-        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/api-keys"))
-            .header("idempotency-key", k)
-            .send()
-    };
-    let rotate = |k: &'static str| {
-        svc.admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
-            .header("idempotency-key", k)
-            .send()
-    };
-    let key2: Value = issue("issue-1").await.unwrap().json().await.unwrap();
-    let whsec2: Value = rotate("rotate-1").await.unwrap().json().await.unwrap();
+    let key2 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/api-keys"), "issue-1").await;
+    let whsec2 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/webhook-secret"), "rotate-1").await;
     assert_eq!(key1, key2, "the same key, not a second one");
     assert_eq!(whsec1, whsec2, "the same rotation, not a second one");
     let debug: Value = svc

@@ -25,6 +25,16 @@ pub enum CardStatus {
 }
 
 impl CardStatus {
+    pub const ALL: [CardStatus; 7] = [
+        CardStatus::PendingPayment,
+        CardStatus::Processing,
+        CardStatus::Active,
+        CardStatus::Frozen,
+        CardStatus::Deleted,
+        CardStatus::Failed,
+        CardStatus::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CardStatus::PendingPayment => "pending_payment",
@@ -38,17 +48,7 @@ impl CardStatus {
     }
 
     pub fn parse(raw: &str) -> Option<CardStatus> {
-        [
-            CardStatus::PendingPayment,
-            CardStatus::Processing,
-            CardStatus::Active,
-            CardStatus::Frozen,
-            CardStatus::Deleted,
-            CardStatus::Failed,
-            CardStatus::Canceled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == raw)
+        CardStatus::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 
     /// The transitions of DOMAIN.md; anything else is 409 `invalid_state`.

@@ -138,15 +138,7 @@ fn a_transaction_in_another_currency_is_refused() {
     assert_eq!(c.version, 1);
 }
 
-const ALL: [CardStatus; 7] = [
-    CardStatus::PendingPayment,
-    CardStatus::Processing,
-    CardStatus::Active,
-    CardStatus::Frozen,
-    CardStatus::Deleted,
-    CardStatus::Failed,
-    CardStatus::Canceled,
-];
+const ALL: [CardStatus; 7] = CardStatus::ALL;
 
 proptest! {
     /// Whatever is asked, the history only ever walks DOMAIN.md's edges, the
