@@ -20,6 +20,11 @@ pub struct App {
     pub store: Store,
     pub actors: Arc<Actors>,
     pub clock: SharedClock,
+    /// The same clock, for the sandbox clock helper.
+    pub service_clock: Arc<crate::clock::ServiceClock>,
+    pub upstreams: crate::upstreams::Upstreams,
+    /// Where upstreams call us back (`PELAGO_PUBLIC_BASE_URL` or the bound address).
+    pub public_base_url: String,
     pub admin_token: BearerToken,
     pub polyflow_token: BearerToken,
     pub sealer: Sealer,

@@ -29,6 +29,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub public_base_url: Option<String>,
+    /// The payment gateway's base URL (not in sandbox mode, where the simulator is used).
+    pub gateway_url: Option<String>,
     pub admin_token: Option<String>,
     pub polyflow_token: Option<String>,
     pub master_key: Option<String>,
@@ -68,6 +70,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             data_dir: PathBuf::from("./data"),
             public_base_url: None,
+            gateway_url: None,
             admin_token: None,
             polyflow_token: None,
             master_key: None,
@@ -95,6 +98,7 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<String>,
     public_base_url: Option<String>,
+    gateway_url: Option<String>,
     admin_token: Option<String>,
     polyflow_token: Option<String>,
     master_key: Option<String>,
@@ -158,6 +162,14 @@ impl Config {
                 return Err(bad("PELAGO_PUBLIC_BASE_URL", "must be an http or https URL"));
             }
             c.public_base_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = pick("PELAGO_GATEWAY_URL", file.gateway_url) {
+            let url =
+                url::Url::parse(&v).map_err(|e| bad("PELAGO_GATEWAY_URL", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("PELAGO_GATEWAY_URL", "must be an http or https URL"));
+            }
+            c.gateway_url = Some(v.trim_end_matches('/').to_owned());
         }
         c.admin_token = pick("PELAGO_ADMIN_TOKEN", file.admin_token);
         c.polyflow_token = pick("PELAGO_POLYFLOW_TOKEN", file.polyflow_token);

@@ -7,7 +7,9 @@
 //! the store is `pelago-storage`.
 
 pub mod app;
+pub mod bootstrap;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod jobs;
@@ -18,3 +20,4 @@ pub mod security;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;
+pub mod upstreams;

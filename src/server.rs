@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use pelago_actors::{
-    ports::{SharedClock, SystemClock},
+    ports::SharedClock,
     runtime::RegistryConfig,
     system::{Actors, SystemConfig},
 };
@@ -25,37 +25,22 @@ use pelago_storage::{Store, StoreConfig};
 
 use crate::{
     app::App,
+    clock::ServiceClock,
     config::Config,
     http,
     metrics::Metrics,
     security::{secrets, tokens},
+    upstreams::Upstreams,
 };
 
 /// Runs the service until a shutdown signal. Call inside an actix System.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let (app, listener) = start(config).await?;
+    let started = start(config).await?;
+    let Started { app, listener, sandbox, stop_sandbox } = started;
     let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sandbox = if app.config.sandbox {
-        let mut stop = stop_rx.clone();
-        let (sandbox_addr, handle) = crate::sandbox::serve(
-            crate::sandbox::SandboxConfig {
-                listen: app.config.sandbox_listen,
-                data_dir: app.config.data_dir.clone(),
-                upstream_timeout_ms: app.config.upstream_timeout_ms,
-            },
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )
-        .await
-        .context("starting the sandbox upstreams")?;
-        println!("pelago-card sandbox upstreams on http://{sandbox_addr}");
-        tracing::warn!(%sandbox_addr, "sandbox channel at /channel and gateway at /gateway");
-        Some(handle)
-    } else {
-        None
-    };
+    if let Some(root) = &app.upstreams.sandbox {
+        println!("pelago-card sandbox upstreams on {}", root.root_url());
+    }
     // One machine-readable line on stdout for scripts and tests.
     println!("pelago-card listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -68,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     warp::serve(http::filter(Arc::clone(&app))).incoming(listener).graceful(shutdown).run().await;
-    let _ = stop_tx.send(true);
+    let _ = stop_sandbox.send(true);
     if let Some(handle) = sandbox {
         let _ = handle.await;
     }
@@ -78,8 +63,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store, keys and tokens, starts the actors, binds the listener.
-pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpListener)> {
+/// A started service, not yet serving.
+pub struct Started {
+    pub app: Arc<App>,
+    pub listener: tokio::net::TcpListener,
+    pub sandbox: Option<tokio::task::JoinHandle<()>>,
+    pub stop_sandbox: tokio::sync::watch::Sender<bool>,
+}
+
+/// Opens the store, keys and tokens, starts the actors and (with sandbox on)
+/// the simulators, binds the listener, wires the upstreams.
+pub async fn start(config: Config) -> anyhow::Result<Started> {
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     std::fs::create_dir_all(&config.data_dir)
@@ -99,7 +93,8 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
     let admin_token = tokens::load_or_create(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
     let polyflow_token =
         tokens::load_or_create(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
-    let clock: SharedClock = Arc::new(SystemClock);
+    let service_clock = Arc::new(ServiceClock::load(&store)?);
+    let clock: SharedClock = service_clock.clone();
     let registry = RegistryConfig {
         max_live_actors: config.max_live_actors,
         idle_ms: config.actor_idle_secs as i64 * 1000,
@@ -107,15 +102,50 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
     };
     let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     let actors = Actors::start(store.clone(), Arc::clone(&clock), SystemConfig { registry, arbiters });
+
+    let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
+    let (sandbox_root, sandbox) = if config.sandbox {
+        let mut stop = stop_rx.clone();
+        let (addr, handle) = crate::sandbox::serve(
+            crate::sandbox::SandboxConfig {
+                listen: config.sandbox_listen,
+                data_dir: config.data_dir.clone(),
+                upstream_timeout_ms: config.upstream_timeout_ms,
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+        .await
+        .context("starting the sandbox upstreams")?;
+        tracing::warn!(sandbox_addr = %addr, "sandbox channel at /channel and gateway at /gateway");
+        (Some(format!("http://{addr}")), Some(handle))
+    } else {
+        (None, None)
+    };
+    let gateway_url = match (&sandbox_root, &config.gateway_url) {
+        (Some(root), _) => format!("{root}/gateway"),
+        (None, Some(url)) => url.clone(),
+        (None, None) => "https://gateway.invalid".to_owned(),
+    };
+    let upstreams = Upstreams::new(config.upstream_timeout_ms, &gateway_url, sandbox_root.as_deref())?;
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let public_base_url = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
     let app = Arc::new(App {
         config,
         store,
         actors,
         clock,
+        service_clock,
+        upstreams,
+        public_base_url,
         admin_token,
         polyflow_token,
         sealer: secrets::Sealer::new(&master_key),
@@ -126,9 +156,12 @@ pub async fn start(config: Config) -> anyhow::Result<(Arc<App>, tokio::net::TcpL
         ready: false.into(),
         draining: false.into(),
     });
+    crate::bootstrap::run(&app)
+        .await
+        .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
     app.ready.store(true, Ordering::Release);
-    Ok((app, listener))
+    Ok(Started { app, listener, sandbox, stop_sandbox })
 }
 
 /// Periodic chores with bounded work: expired nonces and idempotency records.

@@ -10,6 +10,7 @@ pub mod history;
 pub mod merchant;
 pub mod outbox;
 pub mod ports;
+pub mod routing;
 pub mod runtime;
 pub mod system;
 

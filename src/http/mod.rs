@@ -7,6 +7,7 @@
 //! One file per resource; each handler's doc comment is its route.
 
 pub mod auth;
+pub mod channels;
 pub mod debug;
 pub mod errors;
 pub mod events;
@@ -41,6 +42,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(service::routes());
     all.extend(debug::routes());
     all.extend(merchants::routes());
+    all.extend(channels::routes());
     all.extend(events::routes());
     all
 }

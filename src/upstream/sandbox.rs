@@ -143,6 +143,11 @@ impl SandboxControl {
         Self { client, root: root.trim_end_matches('/').to_owned() }
     }
 
+    /// Where the simulators answer, e.g. `http://127.0.0.1:8090`.
+    pub fn root_url(&self) -> &str {
+        &self.root
+    }
+
     /// The channel base URL Pelago stores for a sandbox channel.
     pub fn channel_base_url(&self) -> String {
         format!("{}/channel", self.root)

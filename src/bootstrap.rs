@@ -1,0 +1,156 @@
+//! Start-up wiring of the upstreams: channel adapters for every channel; in
+//! sandbox mode, the Sandbox Issuer with its two BINs on first start, and the
+//! (re-)registration of sandbox channels and gateway accounts with the
+//! simulators, whose addresses and Pelago's callback URL may change between
+//! runs.
+
+use pelago_actors::{
+    merchant::{MerchantRecord, Sealed},
+    ports::GatewayAccount,
+    routing::{BinRecord, BinStatus, ChannelRecord},
+};
+use pelago_storage::{Currency, Record, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    app::App,
+    http::{channels, errors::ApiError},
+    security,
+    upstreams::{channel_secret_context, open},
+};
+
+/// The platform's own gateway account (master-account merchants without one use it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlatformGatewayAccount {
+    pub merchant_id: String,
+    pub api_key: Sealed,
+}
+
+impl Record for PlatformGatewayAccount {
+    const TREE: Tree = Tree::Meta;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+const PLATFORM_ACCOUNT_KEY: &str = "platform_gateway_account";
+const PLATFORM_ACCOUNT_CONTEXT: &str = "gw/platform";
+
+/// The platform gateway account, created (sealed) at first start.
+pub async fn platform_account(app: &App) -> Result<GatewayAccount, ApiError> {
+    let account = match app.store.get::<PlatformGatewayAccount>(PLATFORM_ACCOUNT_KEY)? {
+        Some(a) => a,
+        None => {
+            let key = format!("gwk_{}", security::random_token::<24>());
+            let account = PlatformGatewayAccount {
+                merchant_id: "pelago_platform".into(),
+                api_key: Sealed(app.sealer.seal(key.as_bytes(), PLATFORM_ACCOUNT_CONTEXT)),
+            };
+            let mut batch = WriteBatch::new();
+            batch.put(PLATFORM_ACCOUNT_KEY, &account)?;
+            app.store.commit_durable(batch).await?;
+            account
+        }
+    };
+    let api_key =
+        open(&app.sealer, &account.api_key, PLATFORM_ACCOUNT_CONTEXT).map_err(|_| ApiError::internal())?;
+    Ok(GatewayAccount { merchant_id: account.merchant_id, api_key })
+}
+
+/// A merchant's own gateway account, opened.
+pub fn merchant_account(app: &App, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, ApiError> {
+    let Some(gw) = &merchant.gateway else { return Ok(None) };
+    let api_key =
+        open(&app.sealer, &gw.api_key, &format!("gw/{}", merchant.id)).map_err(|_| ApiError::internal())?;
+    Ok(Some(GatewayAccount { merchant_id: gw.merchant_id.clone(), api_key }))
+}
+
+pub fn callback_url_channel(app: &App, record: &ChannelRecord) -> String {
+    format!("{}/callbacks/channels/{}", app.public_base_url, record.id)
+}
+
+pub fn callback_url_gateway(app: &App) -> String {
+    format!("{}/callbacks/gateway", app.public_base_url)
+}
+
+/// Hands a sandbox channel's credentials and callback URL to the simulator.
+pub async fn register_sandbox_channel(app: &App, record: &ChannelRecord) -> Result<(), ApiError> {
+    let control =
+        app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::invalid("kind", "sandbox mode is off"))?;
+    let api_key = open(&app.sealer, &record.api_key, &channel_secret_context(&record.id, "api_key"))
+        .map_err(|_| ApiError::internal())?;
+    let webhook_secret =
+        open(&app.sealer, &record.webhook_secret, &channel_secret_context(&record.id, "webhook_secret"))
+            .map_err(|_| ApiError::internal())?;
+    control
+        .register_channel(record.id.as_str(), &api_key, &webhook_secret, &callback_url_channel(app, record))
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox channel refused the registration: {e}")))
+}
+
+/// Hands a gateway account to the simulated gateway.
+pub async fn register_sandbox_account(app: &App, account: &GatewayAccount) -> Result<(), ApiError> {
+    let Some(control) = &app.upstreams.sandbox else { return Ok(()) };
+    control
+        .register_gateway_account(&account.merchant_id, &account.api_key, &callback_url_gateway(app))
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused the registration: {e}")))
+}
+
+/// Runs once at start, before the service reports ready.
+pub async fn run(app: &App) -> Result<(), ApiError> {
+    if app.sandbox() {
+        if app.store.len(Tree::Channels) == 0 {
+            create_sandbox_issuer(app).await?;
+        }
+        for item in app.store.iter::<ChannelRecord>() {
+            let (_, record) = item?;
+            if record.kind == "sandbox" {
+                register_sandbox_channel(app, &record).await?;
+            }
+        }
+        register_sandbox_account(app, &platform_account(app).await?).await?;
+        for item in app.store.iter::<MerchantRecord>() {
+            let (_, merchant) = item?;
+            if let Some(account) = merchant_account(app, &merchant)? {
+                register_sandbox_account(app, &account).await?;
+            }
+        }
+    }
+    let n = app.upstreams.load_all(&app.store, &app.sealer).map_err(|e| {
+        tracing::error!(error = %e, "channel adapters could not be built");
+        ApiError::internal()
+    })?;
+    tracing::info!(channels = n, "channel adapters ready");
+    Ok(())
+}
+
+async fn create_sandbox_issuer(app: &App) -> Result<(), ApiError> {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(ApiError::internal)?;
+    let api_key = format!("chk_{}", security::random_token::<24>());
+    let webhook_secret = format!("chw_{}", security::random_token::<24>());
+    let record = channels::register_channel(
+        app,
+        "Sandbox Issuer".into(),
+        "sandbox",
+        control.channel_base_url(),
+        &api_key,
+        &webhook_secret,
+    )
+    .await?;
+    for (bin, card_name, currency) in
+        [("424242", "PELAGO_VIRTUAL_USD", Currency::USD), ("535353", "PELAGO_VIRTUAL_EUR", Currency::EUR)]
+    {
+        let bin = BinRecord {
+            bin: bin.into(),
+            channel_id: record.id.clone(),
+            card_name: card_name.into(),
+            currency,
+            status: BinStatus::Active,
+            priority: 0,
+            created_at: app.clock.now(),
+            version: 1,
+        };
+        channels::create_bin_record(app, &bin).await?;
+    }
+    tracing::warn!(channel_id = %record.id, "registered the Sandbox Issuer with BINs 424242 (USD) and 535353 (EUR)");
+    Ok(())
+}
