@@ -229,7 +229,9 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     assert_eq!(report["ok"], true, "{line}");
     assert_eq!(report["amount"], "3.00 USD", "{line}");
     assert_eq!(report["result_heading"], "Payment successful", "{line}");
-    assert!(std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 0), "no screenshot at {screenshot:?}");
+    for shot in [screenshot.clone(), screenshot.with_extension("checkout.png")] {
+        assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 0), "no screenshot at {shot:?}");
+    }
     eprintln!("pay.mjs: {line}");
 
     // The gateway says Paid.

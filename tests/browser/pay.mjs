@@ -3,7 +3,8 @@
 //   node tests/browser/pay.mjs <checkout_url> <screenshot.png> [expected amount, e.g. "3.00 USD"]
 //
 // Opens the checkout page, checks that it shows the amount in major units with
-// its currency, clicks Pay, waits for the result page, screenshots it and prints
+// its currency, screenshots it beside the given path (`<name>.checkout.png`),
+// clicks Pay, waits for the result page, screenshots it to the path and prints
 // one line of JSON. Exits 0 only when every check passed; on any failure it
 // still tries to screenshot what the browser shows, prints `{"ok":false,...}`
 // and exits non-zero. Every wait is bounded.
@@ -55,6 +56,8 @@ if (!checkoutUrl || !screenshotPath) {
 }
 result.checkout_url = checkoutUrl;
 result.screenshot = screenshotPath;
+const checkoutScreenshotPath = screenshotPath.replace(/(\.png)?$/i, ".checkout.png");
+result.checkout_screenshot = checkoutScreenshotPath;
 
 // The last word: whatever hangs, the script ends.
 setTimeout(() => {
@@ -107,6 +110,8 @@ try {
     (await page.locator("body").innerText()).includes(gatewayOrderId),
     `the checkout page does not name order ${gatewayOrderId}`,
   );
+
+  await page.screenshot({ path: checkoutScreenshotPath, fullPage: true, timeout: STEP_TIMEOUT_MS });
 
   // 2. Pay: the form posts to {checkout_url}/pay and the browser lands on the result page.
   const [posted] = await Promise.all([
