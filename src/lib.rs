@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod bootstrap;
+pub mod cardholders;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod merchants;
 pub mod metrics;
+pub mod money;
 pub mod sandbox;
 pub mod security;
 pub mod server;

@@ -160,6 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .await
         .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
+    spawn_resolver(Arc::downgrade(&app));
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })
 }
@@ -179,6 +180,35 @@ fn spawn_housekeeping(app: std::sync::Weak<App>) {
                 && nonces + idempotency > 0
             {
                 tracing::debug!(nonces, idempotency, "swept expired records");
+            }
+        }
+    });
+}
+
+/// Resolves upstream operations whose outcome is unknown (timeouts, 5xx):
+/// asks by request id, retries with the same id, never guesses. The pending
+/// list lives in the store, so it survives restarts. Backoff doubles while
+/// nothing resolves, capped at 30 s.
+fn spawn_resolver(app: std::sync::Weak<App>) {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_millis(250);
+        loop {
+            tokio::time::sleep(wait).await;
+            let Some(app) = app.upgrade() else { return };
+            if app.store.len(pelago_storage::Tree::Operations) == 0 {
+                wait = Duration::from_millis(250);
+                continue;
+            }
+            match crate::cardholders::resolve_pending(&app).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(resolved = n, "resolved upstream operations");
+                    wait = Duration::from_millis(250);
+                }
+                Ok(_) => wait = (wait * 2).min(Duration::from_secs(30)),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "resolver pass failed");
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
             }
         }
     });

@@ -5,6 +5,7 @@
 //! It reaches the outside world only through the traits in [`ports`].
 
 pub mod card;
+pub mod cardholder;
 pub mod error;
 pub mod history;
 pub mod merchant;

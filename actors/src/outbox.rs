@@ -9,14 +9,19 @@
 use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::card::state::{CardRecord, TransactionRecord};
+use crate::{
+    card::state::{CardRecord, TransactionRecord},
+    cardholder::CardholderRecord,
+};
 
 /// A snapshot of the object an event is about. Variants are only ever
-/// appended (bincode stores the variant index).
+/// appended (bincode stores the variant index); `Box` does not change the
+/// encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventObject {
-    Card(CardRecord),
-    Transaction(TransactionRecord),
+    Card(Box<CardRecord>),
+    Transaction(Box<TransactionRecord>),
+    Cardholder(Box<CardholderRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,8 @@
 //! One file per resource; each handler's doc comment is its route.
 
 pub mod auth;
+pub mod callbacks;
+pub mod cardholders;
 pub mod channels;
 pub mod debug;
 pub mod errors;
@@ -19,6 +21,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod router;
 pub mod service;
+pub mod test_helpers;
 pub mod wire;
 
 use std::{sync::Arc, time::Instant};
@@ -43,6 +46,9 @@ pub fn routes() -> Vec<Route> {
     all.extend(debug::routes());
     all.extend(merchants::routes());
     all.extend(channels::routes());
+    all.extend(cardholders::routes());
+    all.extend(callbacks::routes());
+    all.extend(test_helpers::routes());
     all.extend(events::routes());
     all
 }

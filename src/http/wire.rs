@@ -82,6 +82,7 @@ pub fn event(e: &EventRecord) -> Value {
     let object = match &e.object {
         EventObject::Card(c) => card(c),
         EventObject::Transaction(t) => transaction(t),
+        EventObject::Cardholder(c) => super::cardholders::cardholder_json(c),
     };
     json!({
         "id": e.id,

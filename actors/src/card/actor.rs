@@ -111,7 +111,7 @@ impl CardActor {
             &mut batch,
             &card.merchant_id,
             event_type,
-            EventObject::Transaction(stored.clone()),
+            EventObject::Transaction(Box::new(stored.clone())),
             now,
         )?;
         let ticket = self.cell.persist(card, batch)?;

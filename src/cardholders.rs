@@ -1,0 +1,338 @@
+//! Cardholder creation and settlement. Written with compare-and-set by this
+//! module only; the channel is called outside any actor.
+//!
+//! Create: validate → route (card name allowed → 403; an active BIN → else 409)
+//! → store `pending` with the channel request id (and the Idempotency-Key
+//! binding) → call the channel → settle by its answer: approved → `active`,
+//! refused → `rejected` (201 either way), pending → stays `pending` until the
+//! approve callback, unknown → stays `pending`, answered 202, and the
+//! resolver asks the channel by request id until it knows.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    cardholder::{CardholderRecord, CardholderStatus},
+    history::{Source, StatusChange},
+    merchant::{MerchantRecord, Sealed},
+    outbox::{self, EventObject},
+    ports::{
+        Address, CardholderCreated, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
+        CreateCardholder, Outcome,
+    },
+};
+use pelago_storage::{CardholderId, ChannelId, MerchantId, StoreError, Tree, WriteBatch, encode};
+
+use crate::{app::App, http::errors::ApiError, upstreams::routing_tables};
+
+/// A validated creation request.
+pub struct NewCardholder {
+    pub card_name: String,
+    pub reference: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+    pub date_of_birth: String,
+    pub nationality: String,
+    pub id_document_type: String,
+    pub id_document_number: String,
+    pub address: Address,
+}
+
+fn context(id: &CardholderId) -> String {
+    format!("chd/{id}/id_document")
+}
+
+/// Whether the HTTP answer is final (201) or still unknown (202).
+pub struct Created {
+    pub record: CardholderRecord,
+    pub settled: bool,
+}
+
+pub async fn create(
+    app: &App,
+    merchant: &MerchantRecord,
+    new: NewCardholder,
+    binding: Option<String>,
+) -> Result<Created, ApiError> {
+    if let Some(b) = &binding
+        && let Some(id) = app.store.get_raw(Tree::Index, b)?
+    {
+        // An earlier attempt with this Idempotency-Key created it.
+        let record = app.store.get::<CardholderRecord>(&id)?.ok_or_else(ApiError::internal)?;
+        let settled = !record.outcome_unknown;
+        return Ok(Created { record, settled });
+    }
+    if !merchant.allowed_card_names.contains(&new.card_name) {
+        return Err(ApiError::forbidden(format!(
+            "card_name {} is not allowed for this merchant",
+            new.card_name
+        )));
+    }
+    let (bins, channels) = routing_tables(&app.store)?;
+    let bin = pelago_actors::routing::route(&bins, &channels, &new.card_name)
+        .ok_or_else(|| ApiError::invalid_state(format!("no active BIN serves {}", new.card_name)))?
+        .clone();
+    let id = CardholderId::generate();
+    let now = app.clock.now();
+    let last4: String =
+        new.id_document_number.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let mut record = CardholderRecord {
+        id: id.clone(),
+        merchant_id: merchant.id.clone(),
+        reference: new.reference,
+        card_name: new.card_name,
+        bin: bin.bin.clone(),
+        channel_id: bin.channel_id.clone(),
+        request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+        channel_cardholder_id: None,
+        status: CardholderStatus::Pending,
+        failure_reason: None,
+        first_name: new.first_name,
+        last_name: new.last_name,
+        email: new.email,
+        phone: new.phone,
+        date_of_birth: new.date_of_birth,
+        nationality: new.nationality,
+        id_document_type: new.id_document_type,
+        id_document_number: Sealed(app.sealer.seal(new.id_document_number.as_bytes(), &context(&id))),
+        id_document_last4: last4,
+        address: new.address,
+        outcome_unknown: true,
+        created_at: now,
+        version: 1,
+        status_history: vec![StatusChange {
+            from: None,
+            to: "pending".into(),
+            reason: None,
+            source: Source::Merchant,
+            at: now,
+        }],
+    };
+    let mut batch = WriteBatch::new();
+    batch.expect_absent(Tree::Cardholders, id.as_bytes());
+    batch.put(id.as_bytes(), &record)?;
+    batch.put_raw(Tree::Index, format!("mchd/{}/{id}", merchant.id), []);
+    if let Some(reference) = &record.reference {
+        batch.put_raw(Tree::Index, format!("mchdref/{}/{reference}/{id}", merchant.id), []);
+    }
+    if let Some(b) = &binding {
+        batch.expect_absent(Tree::Index, b);
+        batch.put_raw(Tree::Index, b, id.as_bytes());
+    }
+    batch.put_raw(
+        Tree::Operations,
+        &record.request_id,
+        format!("cardholder {id} {}", pelago_storage::Timestamp::now_real().unix_ms()),
+    );
+    app.store.commit_durable(batch).await.map_err(|e| match e {
+        StoreError::Conflict { .. } => {
+            ApiError::new(409, "idempotency_in_progress", "this Idempotency-Key is in use")
+        }
+        other => other.into(),
+    })?;
+    let outcome = call_channel(app, &record, &new.id_document_number).await;
+    record = settle_from_outcome(app, &id, outcome, Source::Channel).await?;
+    let settled = !record.outcome_unknown;
+    Ok(Created { record, settled })
+}
+
+async fn call_channel(
+    app: &App,
+    record: &CardholderRecord,
+    id_document_number: &str,
+) -> Outcome<CardholderCreated> {
+    let Some(channel) = app.upstreams.channel(&record.channel_id) else {
+        return Outcome::Unknown { detail: "no adapter for the channel".into() };
+    };
+    channel
+        .create_cardholder(CreateCardholder {
+            request_id: record.request_id.clone(),
+            cardholder_id: record.id.to_string(),
+            bin: record.bin.clone(),
+            first_name: record.first_name.clone(),
+            last_name: record.last_name.clone(),
+            email: record.email.clone(),
+            phone: record.phone.clone(),
+            date_of_birth: record.date_of_birth.clone(),
+            nationality: record.nationality.clone(),
+            id_document_type: record.id_document_type.clone(),
+            id_document_number: id_document_number.to_owned(),
+            address: record.address.clone(),
+        })
+        .await
+}
+
+/// Applies what the channel said, with compare-and-set and the event, in one commit.
+async fn settle_from_outcome(
+    app: &App,
+    id: &CardholderId,
+    outcome: Outcome<CardholderCreated>,
+    source: Source,
+) -> Result<CardholderRecord, ApiError> {
+    let (to, channel_id, reason, known) = match outcome {
+        Outcome::Done(c) => {
+            let to = match c.status {
+                ChannelCardholderStatus::Active => CardholderStatus::Active,
+                ChannelCardholderStatus::Pending => CardholderStatus::Pending,
+                ChannelCardholderStatus::Rejected => CardholderStatus::Rejected,
+            };
+            (to, Some(c.channel_cardholder_id), c.reason, true)
+        }
+        Outcome::Declined { reason } => (CardholderStatus::Rejected, None, Some(reason), true),
+        Outcome::Unknown { detail } => {
+            // Nothing to write: the resolver (or a callback) settles it; answer what is stored.
+            tracing::warn!(cardholder_id = %id, detail, "cardholder creation outcome unknown; resolving in the background");
+            return app
+                .store
+                .get::<CardholderRecord>(id.as_bytes())?
+                .ok_or_else(|| ApiError::not_found("cardholder"));
+        }
+    };
+    update(app, id, |r| {
+        let now = app.clock.now();
+        let changed =
+            r.settle(to, channel_id.clone(), reason.clone(), source, now).map_err(ApiError::from)?;
+        let was_unknown = r.outcome_unknown;
+        if known {
+            r.outcome_unknown = false;
+        }
+        if changed || (known && was_unknown) {
+            if !changed {
+                r.version += 1;
+            }
+            Ok(Some(changed))
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+}
+
+/// Read-modify-write with compare-and-set, retried on conflict (bounded).
+/// `f` returns `Some(status_changed)` to write, `None` for no change.
+async fn update(
+    app: &App,
+    id: &CardholderId,
+    f: impl Fn(&mut CardholderRecord) -> Result<Option<bool>, ApiError>,
+) -> Result<CardholderRecord, ApiError> {
+    for _ in 0..16 {
+        let (mut record, bytes) = app
+            .store
+            .get_with_bytes::<CardholderRecord>(id.as_bytes())?
+            .ok_or_else(|| ApiError::not_found("cardholder"))?;
+        let Some(changed) = f(&mut record)? else { return Ok(record) };
+        let mut batch = WriteBatch::new();
+        batch.expect_raw(Tree::Cardholders, id.as_bytes(), Some(bytes));
+        batch.put_raw(Tree::Cardholders, id.as_bytes(), encode(&record)?);
+        if !record.outcome_unknown {
+            batch.delete(Tree::Operations, &record.request_id);
+        }
+        if changed {
+            let event = match record.status {
+                CardholderStatus::Active => Some("cardholder.activated"),
+                CardholderStatus::Rejected => Some("cardholder.rejected"),
+                CardholderStatus::Pending => None,
+            };
+            if let Some(event) = event {
+                outbox::stage(
+                    &mut batch,
+                    &record.merchant_id,
+                    event,
+                    EventObject::Cardholder(Box::new(record.clone())),
+                    app.clock.now(),
+                )?;
+            }
+        }
+        match app.store.commit_durable(batch).await {
+            Ok(()) => return Ok(record),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable("the cardholder is changing concurrently; retry"))
+}
+
+/// A channel callback about a cardholder (approve / reject).
+pub async fn on_channel_event(
+    app: &Arc<App>,
+    channel: &ChannelId,
+    _event_id: &str,
+    event: &ChannelEvent,
+) -> Result<&'static str, ApiError> {
+    let ChannelEvent::CardholderUpdated { cardholder_id, channel_cardholder_id, status, reason } = event
+    else {
+        // Card opened / top-up completed: answered synchronously by the channels
+        // this service integrates; recorded, no effect.
+        return Ok("unknown_object");
+    };
+    let Ok(id) = CardholderId::parse(cardholder_id) else { return Ok("unknown_object") };
+    let Some(record) = app.store.get::<CardholderRecord>(id.as_bytes())? else { return Ok("unknown_object") };
+    if &record.channel_id != channel {
+        return Ok("unknown_object");
+    }
+    let created = CardholderCreated {
+        channel_cardholder_id: channel_cardholder_id.clone(),
+        status: *status,
+        reason: reason.clone(),
+    };
+    let before = record.version;
+    let after = settle_from_outcome(app, &id, Outcome::Done(created), Source::Channel).await;
+    match after {
+        Ok(r) if r.version != before => Ok("applied"),
+        Ok(_) => Ok("unchanged"),
+        // An out-of-order or contradicting notice (e.g. rejected after active): no effect.
+        Err(e) if e.code == "invalid_state" => Ok("unchanged"),
+        Err(e) => Err(e),
+    }
+}
+
+/// One pass of the resolver over cardholders whose creation outcome is unknown:
+/// ask the channel by request id; not found → retry the call with the same id.
+pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
+    let mut resolved = 0;
+    let pending = app.store.iter_raw(Tree::Operations, b"").take(256).collect::<Result<Vec<_>, _>>()?;
+    // An operation whose first call may still be in flight is left to that call.
+    let settled_before_ms =
+        pelago_storage::Timestamp::now_real().unix_ms() - app.config.upstream_timeout_ms as i64 - 1000;
+    for (request_id, what) in pending {
+        let what = String::from_utf8_lossy(&what).into_owned();
+        let mut parts = what.split(' ');
+        if parts.next() != Some("cardholder") {
+            continue;
+        }
+        let Some(Ok(id)) = parts.next().map(CardholderId::parse) else { continue };
+        let started_ms: i64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        if started_ms > settled_before_ms {
+            continue;
+        }
+        let Some(record) = app.store.get::<CardholderRecord>(id.as_bytes())? else { continue };
+        let Some(channel) = app.upstreams.channel(&record.channel_id) else { continue };
+        let outcome = match channel.operation(String::from_utf8_lossy(&request_id).into_owned()).await {
+            Outcome::Done(ChannelOperation::CardholderCreated(c)) => Outcome::Done(c),
+            Outcome::Done(ChannelOperation::Declined { reason }) => Outcome::Declined { reason },
+            Outcome::Done(ChannelOperation::NotFound) => {
+                let number = app
+                    .sealer
+                    .open_string(&record.id_document_number.0, &context(&id))
+                    .map_err(|_| ApiError::internal())?;
+                call_channel(app, &record, &number).await
+            }
+            Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => continue,
+        };
+        let after = settle_from_outcome(app, &id, outcome, Source::Channel).await?;
+        if !after.outcome_unknown {
+            resolved += 1;
+        }
+    }
+    Ok(resolved)
+}
+
+/// The merchant that owns a cardholder, or 404 (never 403 for another merchant's).
+pub fn load_owned(app: &App, merchant: &MerchantId, raw: &str) -> Result<CardholderRecord, ApiError> {
+    let id = CardholderId::parse(raw).map_err(|_| ApiError::not_found("cardholder"))?;
+    app.store
+        .get::<CardholderRecord>(id.as_bytes())?
+        .filter(|c| &c.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("cardholder"))
+}

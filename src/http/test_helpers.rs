@@ -1,0 +1,98 @@
+//! Operator test helpers (SANDBOX.md), sandbox mode only (404 otherwise):
+//! channel fault injection and the service clock.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::routing::ChannelRecord;
+use pelago_storage::{ChannelId, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    errors::ApiError,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+};
+use crate::{app::App, upstream::sandbox::FaultSpec};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/admin/v1/test_helpers/channels/{id}/faults", set_faults),
+        Route::new(Method::DELETE, "/admin/v1/test_helpers/channels/{id}/faults", clear_faults),
+        Route::new(Method::POST, "/admin/v1/test_helpers/clock", set_clock).accepts::<ClockIn>(),
+        Route::new(Method::DELETE, "/admin/v1/test_helpers/clock", clear_clock),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ClockIn {
+    /// RFC 3339, e.g. `2026-12-01T00:00:00Z`.
+    now: String,
+}
+
+fn sandbox_channel(app: &App, raw: &str) -> Result<ChannelRecord, ApiError> {
+    if !app.sandbox() {
+        return Err(ApiError::not_found("route"));
+    }
+    let id = ChannelId::parse(raw).map_err(|_| ApiError::not_found("channel"))?;
+    let c = app.store.get::<ChannelRecord>(id.as_bytes())?.ok_or_else(|| ApiError::not_found("channel"))?;
+    if c.kind != "sandbox" {
+        return Err(ApiError::invalid_state("faults can be injected only into sandbox channels"));
+    }
+    Ok(c)
+}
+
+/// POST /admin/v1/test_helpers/channels/{id}/faults
+fn set_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let channel = sandbox_channel(&app, ctx.param(0))?;
+        let spec: FaultSpec = ctx.json()?;
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        control
+            .set_fault(channel.id.as_str(), spec)
+            .await
+            .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
+        Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "fault": spec})))
+    })
+}
+
+/// DELETE /admin/v1/test_helpers/channels/{id}/faults
+fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let channel = sandbox_channel(&app, ctx.param(0))?;
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        control.clear_faults(channel.id.as_str()).await.map_err(|e| ApiError::upstream(e.to_string()))?;
+        Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "faults": []})))
+    })
+}
+
+fn clock_json(app: &App) -> serde_json::Value {
+    json!({"now": app.clock.now().to_rfc3339(), "offset_ms": app.service_clock.offset_ms()})
+}
+
+/// POST /admin/v1/test_helpers/clock — the service clock runs on from `now`.
+fn set_clock(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        if !app.sandbox() {
+            return Err(ApiError::not_found("route"));
+        }
+        let req: ClockIn = ctx.json()?;
+        let now = Timestamp::parse_rfc3339(&req.now)
+            .ok_or_else(|| ApiError::invalid("now", "now must be an RFC 3339 time"))?;
+        app.service_clock.set(&app.store, now).await?;
+        Ok(ApiReply::json(200, &clock_json(&app)))
+    })
+}
+
+/// DELETE /admin/v1/test_helpers/clock — back to real time.
+fn clear_clock(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        if !app.sandbox() {
+            return Err(ApiError::not_found("route"));
+        }
+        app.service_clock.clear(&app.store).await?;
+        Ok(ApiReply::json(200, &clock_json(&app)))
+    })
+}
