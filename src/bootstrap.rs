@@ -55,6 +55,34 @@ pub async fn platform_account(app: &App) -> Result<GatewayAccount, ApiError> {
     Ok(GatewayAccount { merchant_id: account.merchant_id, api_key })
 }
 
+/// The gateway account a merchant's money moves through: its own, or a
+/// platform sub-account `pelago_{merchant_id}` whose key is derived from the
+/// platform key (so deposits to its addresses name exactly one merchant).
+pub async fn funding_account(app: &App, merchant: &MerchantRecord) -> Result<GatewayAccount, ApiError> {
+    if let Some(own) = merchant_account(app, merchant)? {
+        return Ok(own);
+    }
+    platform_sub_account(app, &merchant.id).await
+}
+
+pub const SUB_ACCOUNT_PREFIX: &str = "pelago_";
+
+pub async fn platform_sub_account(
+    app: &App,
+    merchant: &pelago_storage::MerchantId,
+) -> Result<GatewayAccount, ApiError> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let platform = platform_account(app).await?;
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(platform.api_key.expose().as_bytes()).expect("any key length");
+    mac.update(merchant.as_bytes());
+    let key = format!("gwk_{}", hex::encode(mac.finalize().into_bytes()));
+    Ok(GatewayAccount {
+        merchant_id: format!("{SUB_ACCOUNT_PREFIX}{merchant}"),
+        api_key: pelago_actors::ports::SecretString::new(key),
+    })
+}
+
 /// A merchant's own gateway account, opened.
 pub fn merchant_account(app: &App, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, ApiError> {
     let Some(gw) = &merchant.gateway else { return Ok(None) };
@@ -110,9 +138,7 @@ pub async fn run(app: &App) -> Result<(), ApiError> {
         register_sandbox_account(app, &platform_account(app).await?).await?;
         for item in app.store.iter::<MerchantRecord>() {
             let (_, merchant) = item?;
-            if let Some(account) = merchant_account(app, &merchant)? {
-                register_sandbox_account(app, &account).await?;
-            }
+            register_sandbox_account(app, &funding_account(app, &merchant).await?).await?;
         }
     }
     let n = app.upstreams.load_all(&app.store, &app.sealer).map_err(|e| {

@@ -8,6 +8,7 @@ pub mod card;
 pub mod cardholder;
 pub mod error;
 pub mod history;
+pub mod ledger;
 pub mod merchant;
 pub mod outbox;
 pub mod ports;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     card::state::{CardRecord, TransactionRecord},
     cardholder::CardholderRecord,
+    ledger::BalanceTxnRecord,
 };
 
 /// A snapshot of the object an event is about. Variants are only ever
@@ -22,6 +23,7 @@ pub enum EventObject {
     Card(Box<CardRecord>),
     Transaction(Box<TransactionRecord>),
     Cardholder(Box<CardholderRecord>),
+    BalanceTransaction(Box<BalanceTxnRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

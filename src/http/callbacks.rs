@@ -130,6 +130,13 @@ async fn gateway_key(
     if platform.merchant_id == account_merchant_id {
         return Ok(Some((None, platform.api_key.expose().to_owned())));
     }
+    if let Some(raw) = account_merchant_id.strip_prefix(crate::bootstrap::SUB_ACCOUNT_PREFIX)
+        && let Ok(merchant) = MerchantId::parse(raw)
+        && app.store.contains(Tree::Merchants, merchant.as_bytes())?
+    {
+        let sub = crate::bootstrap::platform_sub_account(app, &merchant).await?;
+        return Ok(Some((Some(merchant), sub.api_key.expose().to_owned())));
+    }
     let Some(owner) = app.store.get_raw(Tree::Index, format!("gwacct/{account_merchant_id}"))? else {
         return Ok(None);
     };

@@ -416,6 +416,7 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             fees,
             withdrawal_addresses: Vec::new(),
             webhook_secrets: vec![WebhookSecret { secret: sealed_whsec, created_at: now, retires_at: None }],
+            balances: Vec::new(),
             created_at: now,
             version: 1,
         };
@@ -423,6 +424,10 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let key = first_key.clone();
         let command = MerchantCommand::Create { record: Box::new(record), first_key, binding };
         let merchant = app.actors.ask_merchant(&id, command).await??;
+        if app.sandbox() {
+            let account = crate::bootstrap::funding_account(&app, &merchant).await?;
+            crate::bootstrap::register_sandbox_account(&app, &account).await?;
+        }
         tracing::info!(merchant_id = %merchant.id, "merchant created");
         created_reply(&app, &merchant, &key)
     })

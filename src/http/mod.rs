@@ -7,6 +7,7 @@
 //! One file per resource; each handler's doc comment is its route.
 
 pub mod auth;
+pub mod balance;
 pub mod callbacks;
 pub mod cardholders;
 pub mod channels;
@@ -49,6 +50,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(cardholders::routes());
     all.extend(callbacks::routes());
     all.extend(test_helpers::routes());
+    all.extend(balance::routes());
     all.extend(events::routes());
     all
 }

@@ -4,6 +4,7 @@
 use pelago_actors::{
     card::{CardRecord, TransactionRecord},
     history::StatusChange,
+    ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
     ports::{ChannelTxnStatus, ChannelTxnType},
 };
@@ -78,11 +79,24 @@ pub fn transaction(t: &TransactionRecord) -> Value {
     })
 }
 
+pub fn balance_txn(t: &BalanceTxnRecord) -> Value {
+    json!({
+        "id": t.id,
+        "object": "balance_transaction",
+        "type": t.kind,
+        "amount": money(t.amount),
+        "balance_after": {"available": t.available_after, "pending": t.pending_after},
+        "source_id": t.source_id,
+        "created_at": t.created_at.to_rfc3339(),
+    })
+}
+
 pub fn event(e: &EventRecord) -> Value {
     let object = match &e.object {
         EventObject::Card(c) => card(c),
         EventObject::Transaction(t) => transaction(t),
         EventObject::Cardholder(c) => super::cardholders::cardholder_json(c),
+        EventObject::BalanceTransaction(t) => balance_txn(t),
     };
     json!({
         "id": e.id,

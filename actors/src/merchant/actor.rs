@@ -10,6 +10,8 @@ use pelago_storage::{ApiKeyId, FlushTicket, MerchantId, Store, Timestamp, Tree, 
 use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
 use crate::{
     error::{ActorResult, Reject},
+    ledger::{self, Account, BalanceTxnRecord, CurrencyBalance, EntryKind, JournalEntry, Posting},
+    outbox::{self, EventObject},
     ports::SharedClock,
     runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters},
 };
@@ -183,6 +185,122 @@ impl Handler<MerchantCommand> for MerchantActor {
     type Result = ResponseFuture<ActorResult<MerchantRecord>>;
     fn handle(&mut self, msg: MerchantCommand, ctx: &mut Context<Self>) -> Self::Result {
         let result = EntityCell::guarded(self, ctx, cell, |act| act.run(msg));
+        self.cell.reply(result)
+    }
+}
+
+/// Books one journal entry on this merchant's accounts: at most once per
+/// `(source_id, kind)` (a repeat answers the first booking, `replayed`), whole
+/// or not at all (`insufficient_funds` if `available` would go below zero).
+#[derive(Debug)]
+pub struct PostEntry {
+    pub source_id: String,
+    pub kind: EntryKind,
+    pub postings: Vec<Posting>,
+    /// An event to emit with the first merchant balance transaction (e.g. `deposit.succeeded`).
+    pub event: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub entry: JournalEntry,
+    pub balances: Vec<CurrencyBalance>,
+    pub balance_txns: Vec<BalanceTxnRecord>,
+    pub replayed: bool,
+}
+
+impl Message for PostEntry {
+    type Result = ActorResult<Posted>;
+}
+
+/// `jop/{source_id}/{kind}` → the journal entry id: one booking per effect.
+pub fn entry_index(source_id: &str, kind: EntryKind) -> String {
+    format!("jop/{source_id}/{}", kind.as_str())
+}
+
+impl MerchantActor {
+    fn post(&mut self, req: PostEntry) -> ActorResult<(Posted, Option<FlushTicket>)> {
+        let mut record = self.cell.existing("merchant")?.clone();
+        let store = self.cell.store();
+        let index = entry_index(&req.source_id, req.kind);
+        if let Some(jid) = store.get_raw(Tree::Index, &index)? {
+            let entry = store.get::<JournalEntry>(&jid)?.ok_or(Reject::NotFound { what: "journal entry" })?;
+            let prefix = format!("{}/", self.id);
+            let balance_txns = store
+                .scan::<BalanceTxnRecord>(prefix.as_bytes(), None, true, 16)?
+                .into_iter()
+                .map(|(_, t)| t)
+                .filter(|t| t.source_id == req.source_id)
+                .collect();
+            return Ok((
+                Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true },
+                None,
+            ));
+        }
+        ledger::check_balanced(&req.postings)?;
+        let balances = ledger::apply_to_balances(&self.id, &record.balances, &req.postings)?;
+        let now = self.now();
+        let entry = JournalEntry {
+            id: pelago_storage::JournalEntryId::generate(),
+            merchant_id: self.id.clone(),
+            source_id: req.source_id.clone(),
+            kind: req.kind,
+            postings: req.postings,
+            created_at: now,
+        };
+        let mut batch = WriteBatch::new();
+        batch.expect_absent(Tree::Index, &index);
+        batch.put_raw(Tree::Index, &index, entry.id.as_bytes());
+        batch.put(entry.id.as_bytes(), &entry)?;
+        // One balance transaction per merchant posting, with the running balances.
+        let mut running = record.balances.clone();
+        let mut balance_txns = Vec::new();
+        let mut merchant_legs = 0;
+        for posting in &entry.postings {
+            let mine = matches!(&posting.account,
+                Account::MerchantAvailable(m) | Account::MerchantPending(m) if *m == self.id);
+            if !mine {
+                continue;
+            }
+            running = ledger::add_postings(&self.id, &running, std::slice::from_ref(posting))?;
+            let after =
+                running.iter().find(|b| b.currency == posting.amount.currency).copied().unwrap_or(
+                    CurrencyBalance { currency: posting.amount.currency, available: 0, pending: 0 },
+                );
+            let txn = BalanceTxnRecord {
+                id: pelago_storage::BalanceTxnId::generate(),
+                merchant_id: self.id.clone(),
+                kind: ledger::balance_txn_kind(entry.kind, merchant_legs).to_owned(),
+                amount: posting.amount,
+                available_after: after.available,
+                pending_after: after.pending,
+                source_id: entry.source_id.clone(),
+                created_at: now,
+            };
+            merchant_legs += 1;
+            batch.put(format!("{}/{}", self.id, txn.id), &txn)?;
+            balance_txns.push(txn);
+        }
+        if let (Some(event), Some(first)) = (req.event, balance_txns.first()) {
+            outbox::stage(
+                &mut batch,
+                &self.id,
+                event,
+                EventObject::BalanceTransaction(Box::new(first.clone())),
+                now,
+            )?;
+        }
+        record.balances = balances.clone();
+        record.version += 1;
+        let ticket = self.cell.persist(record, batch)?;
+        Ok((Posted { entry, balances, balance_txns, replayed: false }, Some(ticket)))
+    }
+}
+
+impl Handler<PostEntry> for MerchantActor {
+    type Result = ResponseFuture<ActorResult<Posted>>;
+    fn handle(&mut self, msg: PostEntry, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.post(msg));
         self.cell.reply(result)
     }
 }

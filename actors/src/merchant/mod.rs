@@ -5,5 +5,7 @@
 pub mod actor;
 pub mod state;
 
-pub use actor::{InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps};
+pub use actor::{
+    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, entry_index,
+};
 pub use state::*;

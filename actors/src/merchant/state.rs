@@ -104,6 +104,8 @@ pub struct MerchantRecord {
     pub fees: Vec<FeeSchedule>,
     pub withdrawal_addresses: Vec<WithdrawalAddress>,
     pub webhook_secrets: Vec<WebhookSecret>,
+    /// Cached balances per currency, derived from the merchant's journal postings.
+    pub balances: Vec<crate::ledger::CurrencyBalance>,
     pub created_at: Timestamp,
     pub version: u64,
 }

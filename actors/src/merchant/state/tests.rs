@@ -18,6 +18,7 @@ fn merchant() -> MerchantRecord {
             created_at: Timestamp(0),
             retires_at: None,
         }],
+        balances: vec![],
         created_at: Timestamp(0),
         version: 1,
     }

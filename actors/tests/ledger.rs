@@ -1,0 +1,105 @@
+//! The merchant actor's ledger against a real store: one booking per effect,
+//! overdrafts refused whole, balances equal postings under concurrency.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::run;
+use pelago_actors::{
+    ActorError, Reject,
+    ledger::{self, EntryKind, JournalEntry},
+    merchant::{
+        ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, MerchantStatus, PostEntry, Sealed,
+    },
+    ports::SystemClock,
+    system::{Actors, SystemConfig},
+};
+use pelago_storage::{ApiKeyId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp};
+
+fn merchant(id: &MerchantId) -> (MerchantRecord, ApiKeyRecord) {
+    let record = MerchantRecord {
+        id: id.clone(),
+        name: "Ledger".into(),
+        status: MerchantStatus::Active,
+        funding_mode: FundingMode::MasterAccount,
+        webhook_url: None,
+        allowed_card_names: vec![],
+        gateway: None,
+        fees: vec![],
+        withdrawal_addresses: vec![],
+        webhook_secrets: vec![],
+        balances: vec![],
+        created_at: Timestamp(0),
+        version: 1,
+    };
+    let key = ApiKeyRecord {
+        key_id: ApiKeyId::generate(),
+        merchant_id: id.clone(),
+        secret: Sealed(vec![]),
+        created_at: Timestamp(0),
+        revoked_at: None,
+    };
+    (record, key)
+}
+
+fn usd(v: i64) -> Money {
+    Money::new(v, Currency::USD)
+}
+
+#[test]
+fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    run(|| async {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let actors = Actors::start(store.clone(), Arc::new(SystemClock), SystemConfig::default());
+        let id = MerchantId::generate();
+        let (record, key) = merchant(&id);
+        actors
+            .ask_merchant(
+                &id,
+                MerchantCommand::Create { record: Box::new(record), first_key: key, binding: None },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let deposit = || PostEntry {
+            source_id: "gwdep/1".into(),
+            kind: EntryKind::Deposit,
+            postings: ledger::deposit(&id, usd(15_000)).unwrap(),
+            event: Some("deposit.succeeded"),
+        };
+        let first = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
+        let again = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
+        assert!(!first.replayed && again.replayed, "the same deposit is booked once");
+        assert_eq!(again.entry.id, first.entry.id);
+
+        // 200 concurrent debits of 100 against 15,000: exactly 150 succeed.
+        let channel = ChannelId::generate();
+        let calls = (0..200).map(|n| {
+            let actors = &actors;
+            let id = &id;
+            let channel = &channel;
+            async move {
+                let entry = PostEntry {
+                    source_id: format!("tup_{n}"),
+                    kind: EntryKind::Topup,
+                    postings: ledger::master_topup(id, channel, usd(90), usd(10)).unwrap(),
+                    event: None,
+                };
+                actors.ask_merchant(id, entry).await.unwrap()
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let short = results
+            .iter()
+            .filter(|r| matches!(r, Err(ActorError::Rejected(Reject::InsufficientFunds { .. }))))
+            .count();
+        assert_eq!((ok, short), (150, 50));
+        let m = actors.ask_merchant(&id, MerchantCommand::Get).await.unwrap().unwrap();
+        assert_eq!(m.balances[0].available, 0);
+        let entries = store.iter::<JournalEntry>().count();
+        assert_eq!(entries, 151, "one deposit + 150 top-ups");
+    });
+}

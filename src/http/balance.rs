@@ -1,0 +1,249 @@
+//! Master accounts and the ledger (API.md §3–4): balances, balance
+//! transactions, deposit addresses, the deposit test helper, and the ledger
+//! check. Balances are the merchant actor's cache of its journal postings;
+//! the check recomputes everything from the journal.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::{
+    ledger::{Account, BalanceTxnRecord, JournalEntry},
+    merchant::MerchantRecord,
+};
+use pelago_storage::{Currency, MerchantId, Money, Tree};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    errors::ApiError,
+    pagination,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+    wire,
+};
+use crate::{app::App, money};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/v1/balance", balance),
+        Route::new(Method::GET, "/v1/balance/transactions", balance_transactions),
+        Route::new(Method::POST, "/v1/deposit-addresses", deposit_address)
+            .answers(201)
+            .accepts::<DepositAddressIn>(),
+        Route::new(Method::POST, "/v1/test_helpers/deposits", test_deposit).accepts::<TestDepositIn>(),
+        Route::new(Method::GET, "/admin/v1/merchants/{id}/balance", admin_balance),
+        Route::new(Method::GET, "/admin/v1/ledger/check", ledger_check),
+    ]
+}
+
+/// A request amount (API.md §1): integer minor units and an ISO 4217 code.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyIn {
+    pub value: i64,
+    pub currency: String,
+}
+
+/// `0 < value <= 10^13` and a known currency, else 400 naming `param`.
+pub fn parse_amount(m: &MoneyIn, param: &str) -> Result<Money, ApiError> {
+    let currency = Currency::parse(&m.currency).map_err(|_| {
+        ApiError::invalid(format!("{param}.currency"), "unknown currency (ISO 4217, upper case)")
+    })?;
+    Money::request_amount(m.value, currency).map_err(|_| {
+        ApiError::invalid(format!("{param}.value"), "value must be an integer from 1 to 10^13 minor units")
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DepositAddressIn {
+    currency: String,
+    network: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TestDepositIn {
+    amount: MoneyIn,
+    network: String,
+}
+
+fn network(raw: &str) -> Result<String, ApiError> {
+    let ok =
+        !raw.is_empty() && raw.len() <= 32 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid("network", "network is 1 to 32 letters, digits or _"))
+    }
+}
+
+fn balances_json(m: &MerchantRecord) -> Value {
+    json!({"balances": m.balances.iter().map(|b| json!({
+        "currency": b.currency.code(), "available": b.available, "pending": b.pending,
+    })).collect::<Vec<_>>()})
+}
+
+fn merchant(app: &App, id: &MerchantId) -> Result<MerchantRecord, ApiError> {
+    app.store.get::<MerchantRecord>(id.as_bytes())?.ok_or_else(|| ApiError::not_found("merchant"))
+}
+
+/// GET /v1/balance
+fn balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move { Ok(ApiReply::json(200, &balances_json(&merchant(&app, ctx.merchant_id()?)?))) })
+}
+
+/// GET /admin/v1/merchants/{id}/balance
+fn admin_balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let id = MerchantId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("merchant"))?;
+        Ok(ApiReply::json(200, &balances_json(&merchant(&app, &id)?)))
+    })
+}
+
+/// GET /v1/balance/transactions — newest first.
+fn balance_transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?.clone();
+        let page = pagination::parse(&ctx.query, &["type"])?;
+        let prefix = format!("{merchant}/");
+        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+        let filter = page.filters.get("type").cloned();
+        let found = app.store.scan::<BalanceTxnRecord>(
+            prefix.as_bytes(),
+            after.as_deref().map(str::as_bytes),
+            true,
+            10_000,
+        )?;
+        let items: Vec<Value> = found
+            .iter()
+            .filter(|(_, t)| filter.as_ref().is_none_or(|f| &t.kind == f))
+            .take(page.limit + 1)
+            .map(|(_, t)| wire::balance_txn(t))
+            .collect();
+        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+    })
+}
+
+/// POST /v1/deposit-addresses — from the gateway; stable per merchant, currency, network.
+fn deposit_address(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let m = merchant(&app, ctx.merchant_id()?)?;
+        let req: DepositAddressIn = ctx.json()?;
+        let currency =
+            Currency::parse(&req.currency).map_err(|_| ApiError::invalid("currency", "unknown currency"))?;
+        let address = money::deposit_address(&app, &m, currency, &network(&req.network)?).await?;
+        Ok(ApiReply::json(
+            201,
+            &json!({"address": address.address, "network": address.network, "currency": address.currency.code()}),
+        ))
+    })
+}
+
+/// POST /v1/test_helpers/deposits — sandbox only: the gateway reports a
+/// deposit to the merchant's address; answers once it is credited.
+fn test_deposit(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        let m = merchant(&app, ctx.merchant_id()?)?;
+        let req: TestDepositIn = ctx.json()?;
+        let amount = parse_amount(&req.amount, "amount")?;
+        let network = network(&req.network)?;
+        money::deposit_address(&app, &m, amount.currency, &network).await?;
+        let account = crate::bootstrap::funding_account(&app, &m).await?;
+        let reported = control
+            .report_deposit(&account.merchant_id, amount, &network)
+            .await
+            .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
+        // The callback was processed before the gateway answered; show the credit.
+        let index = pelago_actors::merchant::entry_index(
+            &format!("gwdep/{}", reported.id),
+            pelago_actors::ledger::EntryKind::Deposit,
+        );
+        if !app.store.contains(Tree::Index, &index)? {
+            return Err(ApiError::upstream("the deposit callback was not processed"));
+        }
+        let source = format!("gwdep/{}", reported.id);
+        let prefix = format!("{}/", m.id);
+        let booked = app
+            .store
+            .scan::<BalanceTxnRecord>(prefix.as_bytes(), None, true, 64)?
+            .into_iter()
+            .find(|(_, t)| t.source_id == source)
+            .map(|(_, t)| wire::balance_txn(&t));
+        let m = merchant(&app, &m.id)?;
+        Ok(ApiReply::json(
+            200,
+            &json!({"object": "deposit", "gateway_deposit_id": reported.id, "amount": wire::money(amount),
+                    "address": reported.address, "network": reported.network, "status": "succeeded",
+                    "balance_transaction": booked, "balances": balances_json(&m)["balances"]}),
+        ))
+    })
+}
+
+/// GET /admin/v1/ledger/check — recomputes every invariant of DOMAIN.md from the journal.
+fn ledger_check(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let store = app.store.clone();
+        let report =
+            tokio::task::spawn_blocking(move || check(&store)).await.map_err(|_| ApiError::internal())??;
+        Ok(ApiReply::json(200, &report))
+    })
+}
+
+fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {
+    let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
+    let mut derived: BTreeMap<(MerchantId, Currency), (i128, i128)> = BTreeMap::new();
+    let mut unbalanced_entries = Vec::new();
+    let mut entries = 0u64;
+    for item in store.iter::<JournalEntry>() {
+        let (_, entry) = item?;
+        entries += 1;
+        if pelago_actors::ledger::check_balanced(&entry.postings).is_err() {
+            unbalanced_entries.push(entry.id.to_string());
+        }
+        for p in &entry.postings {
+            *sums.entry(p.amount.currency).or_default() += i128::from(p.amount.value);
+            match &p.account {
+                Account::MerchantAvailable(m) => {
+                    derived.entry((m.clone(), p.amount.currency)).or_default().0 += i128::from(p.amount.value)
+                }
+                Account::MerchantPending(m) => {
+                    derived.entry((m.clone(), p.amount.currency)).or_default().1 += i128::from(p.amount.value)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut negative_available = Vec::new();
+    let mut mismatched = Vec::new();
+    for item in store.iter::<MerchantRecord>() {
+        let (_, m) = item?;
+        for b in &m.balances {
+            let (available, pending) = derived.remove(&(m.id.clone(), b.currency)).unwrap_or((0, 0));
+            if available != i128::from(b.available) || pending != i128::from(b.pending) {
+                mismatched.push(json!({"merchant_id": m.id, "currency": b.currency.code()}));
+            }
+            if b.available < 0 || available < 0 {
+                negative_available.push(
+                    json!({"merchant_id": m.id, "currency": b.currency.code(), "available": b.available}),
+                );
+            }
+        }
+    }
+    // Postings on merchant accounts with no cached balance at all are mismatches too.
+    for ((m, c), (a, p)) in derived {
+        if a != 0 || p != 0 {
+            mismatched.push(json!({"merchant_id": m, "currency": c.code()}));
+        }
+    }
+    let balanced = sums.values().all(|s| *s == 0) && unbalanced_entries.is_empty() && mismatched.is_empty();
+    Ok(json!({
+        "balanced": balanced,
+        "currencies": sums.iter().map(|(c, s)| json!({"currency": c.code(), "sum": *s as i64})).collect::<Vec<_>>(),
+        "negative_available": negative_available,
+        "entries": entries,
+        "unbalanced_entries": unbalanced_entries,
+        "balances_disagreeing_with_postings": mismatched,
+    }))
+}
