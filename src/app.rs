@@ -22,7 +22,7 @@ pub struct App {
     pub clock: SharedClock,
     /// The same clock, for the sandbox clock helper.
     pub service_clock: Arc<crate::clock::ServiceClock>,
-    pub upstreams: crate::upstreams::Upstreams,
+    pub upstreams: Arc<crate::upstreams::Upstreams>,
     /// Where upstreams call us back (`PELAGO_PUBLIC_BASE_URL` or the bound address).
     pub public_base_url: String,
     pub admin_token: BearerToken,

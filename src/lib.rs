@@ -9,6 +9,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod cardholders;
+pub mod cards;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -100,9 +100,6 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         idle_ms: config.actor_idle_secs as i64 * 1000,
         ..RegistryConfig::default()
     };
-    let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-    let actors = Actors::start(store.clone(), Arc::clone(&clock), SystemConfig { registry, arbiters });
-
     let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
     let (sandbox_root, sandbox) = if config.sandbox {
         let mut stop = stop_rx.clone();
@@ -128,7 +125,12 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         (None, Some(url)) => url.clone(),
         (None, None) => "https://gateway.invalid".to_owned(),
     };
-    let upstreams = Upstreams::new(config.upstream_timeout_ms, &gateway_url, sandbox_root.as_deref())?;
+    let upstreams =
+        Arc::new(Upstreams::new(config.upstream_timeout_ms, &gateway_url, sandbox_root.as_deref())?);
+    let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
+    let actors =
+        Actors::start(store.clone(), Arc::clone(&clock), SystemConfig { registry, arbiters, channels });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -199,7 +201,11 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 wait = Duration::from_millis(250);
                 continue;
             }
-            match crate::cardholders::resolve_pending(&app).await {
+            let cards = crate::cards::resolve_pending(&app).await;
+            if let Err(e) = &cards {
+                tracing::warn!(error = %e.message, "card resolver pass failed");
+            }
+            match crate::cardholders::resolve_pending(&app).await.map(|n| n + cards.unwrap_or(0)) {
                 Ok(n) if n > 0 => {
                     tracing::info!(resolved = n, "resolved upstream operations");
                     wait = Duration::from_millis(250);

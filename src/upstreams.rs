@@ -105,3 +105,9 @@ pub fn routing_tables(
         .collect::<Result<HashMap<_, _>, _>>()?;
     Ok((bins, channels))
 }
+
+impl pelago_actors::ports::ChannelDirectory for Upstreams {
+    fn channel(&self, id: &ChannelId) -> Option<Arc<dyn CardChannel>> {
+        Upstreams::channel(self, id)
+    }
+}

@@ -446,3 +446,17 @@ pub enum GatewayEvent {
         amount: Money,
     },
 }
+
+/// Finds the adapter of a channel (implemented by the binary's upstream registry).
+pub trait ChannelDirectory: Send + Sync {
+    fn channel(&self, id: &pelago_storage::ChannelId) -> Option<Arc<dyn CardChannel>>;
+}
+
+/// No channels at all (tests of the actor runtime that never call upstream).
+pub struct NoChannels;
+
+impl ChannelDirectory for NoChannels {
+    fn channel(&self, _id: &pelago_storage::ChannelId) -> Option<Arc<dyn CardChannel>> {
+        None
+    }
+}

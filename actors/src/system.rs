@@ -14,20 +14,22 @@ use crate::{
     card::{CardActor, CardDeps},
     error::ActorError,
     merchant::{MerchantActor, MerchantDeps},
-    ports::SharedClock,
+    ports::{ChannelDirectory, NoChannels, SharedClock},
     runtime::{Arbiters, Registry, RegistryConfig, RegistryCounters},
 };
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SystemConfig {
     pub registry: RegistryConfig,
     /// Arbiter threads actors are spread over.
     pub arbiters: usize,
+    /// Where card actors find their channel's adapter.
+    pub channels: Arc<dyn ChannelDirectory>,
 }
 
 impl Default for SystemConfig {
     fn default() -> Self {
-        Self { registry: RegistryConfig::default(), arbiters: 2 }
+        Self { registry: RegistryConfig::default(), arbiters: 2, channels: Arc::new(NoChannels) }
     }
 }
 
@@ -49,6 +51,7 @@ impl Actors {
             store: store.clone(),
             clock: clock.clone(),
             counters: Arc::clone(&counters),
+            channels: Arc::clone(&config.channels),
         });
         let cards = Registry::new(
             "cards",

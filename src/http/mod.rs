@@ -10,6 +10,7 @@ pub mod auth;
 pub mod balance;
 pub mod callbacks;
 pub mod cardholders;
+pub mod cards;
 pub mod channels;
 pub mod debug;
 pub mod errors;
@@ -51,6 +52,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(callbacks::routes());
     all.extend(test_helpers::routes());
     all.extend(balance::routes());
+    all.extend(cards::routes());
     all.extend(events::routes());
     all
 }

@@ -29,6 +29,7 @@ pub struct CardDeps {
     pub store: pelago_storage::Store,
     pub clock: SharedClock,
     pub counters: Arc<RegistryCounters>,
+    pub channels: Arc<dyn crate::ports::ChannelDirectory>,
 }
 
 pub struct CardActor {
@@ -53,8 +54,20 @@ impl CardActor {
         CardActor { id, deps, cell }
     }
 
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.deps.clock.now()
+    }
+
+    pub(super) fn cell_mut(&mut self) -> &mut EntityCell<CardRecord> {
+        &mut self.cell
+    }
+
+    pub(super) fn store(&self) -> &pelago_storage::Store {
+        self.cell.store()
+    }
+
+    pub(super) fn deps(&self) -> &CardDeps {
+        &self.deps
     }
 
     fn create(&mut self, new: NewCard) -> ActorResult<(CardRecord, Option<FlushTicket>)> {

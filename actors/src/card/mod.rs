@@ -3,6 +3,7 @@
 //! persists and replies.
 
 pub mod actor;
+pub mod ops;
 pub mod state;
 
 pub use actor::{ApplyTransaction, CardActor, CardDeps, CrashNext, CreateCard, GetCard, Inspect};

@@ -98,6 +98,12 @@ pub struct CardRecord {
     /// Mirror of the channel's available balance, minor units.
     pub balance_minor: i64,
     pub application_fee_order: Option<OrderId>,
+    /// The application fee charged from the merchant's balance (master-account mode).
+    pub application_fee_minor: i64,
+    /// The channel request id of `open_card`, stored before the call.
+    pub open_request_id: Option<String>,
+    /// The channel's cardholder id (needed to open the card).
+    pub channel_cardholder_id: Option<String>,
     pub pending_action: Option<PendingAction>,
     pub created_at: Timestamp,
     pub opened_at: Option<Timestamp>,
@@ -146,6 +152,9 @@ impl CardRecord {
             currency: new.currency,
             balance_minor: 0,
             application_fee_order: new.application_fee_order,
+            application_fee_minor: 0,
+            open_request_id: None,
+            channel_cardholder_id: None,
             pending_action: None,
             created_at: at,
             opened_at: None,

@@ -27,7 +27,11 @@ pub fn run<F: Future>(f: impl FnOnce() -> F) -> F::Output {
 
 pub fn start(dir: &std::path::Path, registry: RegistryConfig) -> Arc<Actors> {
     let store = Store::open(dir, &StoreConfig::default()).expect("open store");
-    Actors::start(store, Arc::new(SystemClock), SystemConfig { registry, arbiters: 2 })
+    Actors::start(
+        store,
+        Arc::new(SystemClock),
+        SystemConfig { registry, arbiters: 2, ..SystemConfig::default() },
+    )
 }
 
 pub fn new_card(id: &CardId, channel: &ChannelId) -> NewCard {

@@ -1,0 +1,206 @@
+//! Cards as a saga across the merchant actor (money) and the card actor
+//! (state, channel calls). Each step is durable before the next; money owed
+//! after a card change is a marker committed with that change and booked
+//! here, idempotently, by the merchant actor; the resolver replays whatever a
+//! crash left behind.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    card::{
+        CardRecord, CardStatus, NewCard,
+        ops::{
+            Act, ActionKind, CardOutcome, MoneyMarker, Open, Resolve, card_refund_marker, fee_return_marker,
+            marker_age_start,
+        },
+    },
+    cardholder::{CardholderRecord, CardholderStatus},
+    ledger::{self, EntryKind},
+    merchant::{FundingMode, MerchantRecord, PostEntry},
+    routing::{BinRecord, BinStatus},
+};
+use pelago_storage::{CardId, MerchantId, Money, Timestamp, Tree, WriteBatch};
+
+use crate::{app::App, http::errors::ApiError};
+
+pub struct OpenRequest {
+    pub cardholder_id: String,
+    pub reference: Option<String>,
+}
+
+/// POST /v1/cards, the saga.
+pub async fn open(
+    app: &App,
+    merchant: &MerchantRecord,
+    req: OpenRequest,
+    binding: Option<String>,
+) -> Result<CardOutcome, ApiError> {
+    if let Some(b) = &binding
+        && let Some(id) = app.store.get_raw(Tree::Index, b)?
+    {
+        let id = CardId::parse(&String::from_utf8_lossy(&id)).map_err(|_| ApiError::internal())?;
+        let card = app.actors.ask_card(&id, pelago_actors::card::GetCard).await??;
+        let settled = card.status != CardStatus::Processing;
+        return Ok(CardOutcome { card, settled, refused: None });
+    }
+    let holder: CardholderRecord = crate::cardholders::load_owned(app, &merchant.id, &req.cardholder_id)
+        .map_err(|e| {
+            if e.status == 404 { ApiError::invalid("cardholder_id", "no such cardholder") } else { e }
+        })?;
+    if holder.status != CardholderStatus::Active {
+        return Err(ApiError::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
+    }
+    let bin = app.store.get::<BinRecord>(holder.bin.as_bytes())?.ok_or_else(ApiError::internal)?;
+    if bin.status != BinStatus::Active {
+        return Err(ApiError::invalid_state(format!("BIN {} is inactive", bin.bin)));
+    }
+    let fee = merchant.fee_schedule(bin.currency).map_or(0, |f| f.application_fixed);
+    let id = CardId::generate();
+    let charged = if fee > 0 {
+        match merchant.funding_mode {
+            FundingMode::MasterAccount => {
+                let fee = Money::new(fee, bin.currency);
+                let entry = PostEntry {
+                    source_id: id.to_string(),
+                    kind: EntryKind::ApplicationFee,
+                    postings: ledger::master_fee(&merchant.id, fee)?,
+                    event: None,
+                };
+                app.actors.ask_merchant(&merchant.id, entry).await??;
+                Some(fee)
+            }
+            FundingMode::Gateway => {
+                return Err(ApiError::invalid_state(
+                    "gateway-mode application fees are paid through checkout orders, which this version does not issue yet",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let new = NewCard {
+        id: id.clone(),
+        merchant_id: merchant.id.clone(),
+        cardholder_id: holder.id.clone(),
+        reference: req.reference,
+        card_name: holder.card_name.clone(),
+        bin: bin.bin.clone(),
+        channel_id: bin.channel_id.clone(),
+        currency: bin.currency,
+        status: CardStatus::Processing,
+        application_fee_order: None,
+    };
+    let channel_cardholder_id = holder.channel_cardholder_id.clone().unwrap_or_default();
+    let outcome = app
+        .actors
+        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: charged, binding })
+        .await?;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            // The card was never created: give the fee back (idempotent by the card id).
+            if let Some(fee) = charged
+                && !app.store.contains(Tree::Cards, id.as_bytes())?
+            {
+                return_fee(app, &merchant.id, &id, fee).await?;
+            }
+            return Err(e.into());
+        }
+    };
+    settle_markers_of(app, &id).await?;
+    Ok(outcome)
+}
+
+/// Freeze, unfreeze or delete.
+pub async fn act(app: &App, card: &CardRecord, kind: ActionKind) -> Result<CardOutcome, ApiError> {
+    let outcome = app.actors.ask_card(&card.id, Act(kind)).await??;
+    settle_markers_of(app, &card.id).await?;
+    Ok(outcome)
+}
+
+async fn return_fee(app: &App, merchant: &MerchantId, card: &CardId, fee: Money) -> Result<(), ApiError> {
+    let entry = PostEntry {
+        source_id: card.to_string(),
+        kind: EntryKind::ApplicationFeeReturn,
+        postings: ledger::mirror(&ledger::master_fee(merchant, fee)?)?,
+        event: None,
+    };
+    app.actors.ask_merchant(merchant, entry).await??;
+    Ok(())
+}
+
+/// Books the money markers of one card (fee return, delete refund) and removes them.
+pub async fn settle_markers_of(app: &App, card: &CardId) -> Result<(), ApiError> {
+    if let Some(m) = app.store.get::<MoneyMarker>(fee_return_marker(card.as_str()))? {
+        return_fee(app, &m.merchant_id, &m.card_id, m.amount).await?;
+        clear(app, fee_return_marker(card.as_str())).await?;
+    }
+    if let Some(m) = app.store.get::<MoneyMarker>(card_refund_marker(card.as_str()))? {
+        let merchant =
+            app.store.get::<MerchantRecord>(m.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let to_pending = merchant.funding_mode == FundingMode::Gateway;
+        let entry = PostEntry {
+            source_id: format!("{}/delete", m.card_id),
+            kind: EntryKind::CardRefund,
+            postings: ledger::card_refund(&m.merchant_id, &m.channel_id, m.amount, to_pending)?,
+            event: None,
+        };
+        app.actors.ask_merchant(&m.merchant_id, entry).await??;
+        clear(app, card_refund_marker(card.as_str())).await?;
+    }
+    Ok(())
+}
+
+async fn clear(app: &App, key: String) -> Result<(), ApiError> {
+    let mut batch = WriteBatch::new();
+    batch.delete(Tree::Operations, key);
+    app.store.commit_durable(batch).await?;
+    Ok(())
+}
+
+/// One resolver pass over cards: unknown opens and actions older than the
+/// upstream timeout are resolved through their actor; money markers are booked.
+pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = Timestamp::now_real().unix_ms();
+    let mut done = 0;
+    for prefix in ["open/", "action/"] {
+        let markers = app
+            .store
+            .iter_raw(Tree::Operations, prefix.as_bytes())
+            .take(256)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, value) in markers {
+            if now - marker_age_start(&value).unix_ms() < grace_ms {
+                continue;
+            }
+            let raw = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let Ok(card) = CardId::parse(&raw) else { continue };
+            let outcome = app.actors.ask_card(&card, Resolve).await??;
+            settle_markers_of(app, &card).await?;
+            if outcome.settled {
+                done += 1;
+            }
+        }
+    }
+    for prefix in ["feeret/", "cardrefund/"] {
+        let markers = app.store.scan_keys(Tree::Operations, prefix.as_bytes(), None, false, 256)?;
+        for key in markers {
+            let raw = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Ok(card) = CardId::parse(&raw) {
+                settle_markers_of(app, &card).await?;
+                done += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// A card of this merchant, or 404 (never 403 for another merchant's).
+pub fn load_owned(app: &App, merchant: &MerchantId, raw: &str) -> Result<CardRecord, ApiError> {
+    let id = CardId::parse(raw).map_err(|_| ApiError::not_found("card"))?;
+    app.store
+        .get::<CardRecord>(id.as_bytes())?
+        .filter(|c| &c.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("card"))
+}

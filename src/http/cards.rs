@@ -1,0 +1,307 @@
+//! Cards (API.md §4): open, get, list, live details, freeze, unfreeze,
+//! delete, transactions (pulled from the channel, then listed), and the
+//! sandbox spending helper. Card data (PAN, CVV, expiry) passes through
+//! `details` only: read once from `CardDetails` into the response body, never
+//! stored, logged or cached (`Cache-Control: no-store`).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::{
+    card::{ApplyTransaction, CardRecord, CardStatus, TransactionRecord, ops::ActionKind, ops::CardOutcome},
+    merchant::MerchantRecord,
+    ports::Outcome,
+};
+use pelago_storage::{Timestamp, Tree, WriteBatch};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    balance::{MoneyIn, parse_amount},
+    errors::ApiError,
+    idempotency, pagination,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+    wire,
+};
+use crate::{app::App, cards, upstream::sandbox::TestTxnStatus};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/v1/cards", open).answers(201).accepts::<OpenCardIn>(),
+        Route::new(Method::GET, "/v1/cards", list),
+        Route::new(Method::GET, "/v1/cards/{id}", get),
+        Route::new(Method::DELETE, "/v1/cards/{id}", delete),
+        Route::new(Method::GET, "/v1/cards/{id}/details", details),
+        Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze),
+        Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze),
+        Route::new(Method::GET, "/v1/cards/{id}/transactions", transactions),
+        Route::new(Method::POST, "/v1/test_helpers/cards/{id}/transactions", test_transaction)
+            .answers(201)
+            .accepts::<TestTransactionIn>(),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OpenCardIn {
+    cardholder_id: String,
+    reference: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TestTransactionIn {
+    amount: MoneyIn,
+    merchant_name: String,
+    mcc: String,
+    /// `posted` or `pending`.
+    status: String,
+}
+
+fn outcome_reply(outcome: CardOutcome, created: bool) -> HandlerResult {
+    if let Some(reason) = outcome.refused {
+        return Err(ApiError::upstream(format!("the channel refused: {reason}")));
+    }
+    let status = match (outcome.settled, created) {
+        (false, _) => 202,
+        (true, true) => 201,
+        (true, false) => 200,
+    };
+    Ok(ApiReply::json(status, &wire::card(&outcome.card)))
+}
+
+/// POST /v1/cards
+fn open(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: OpenCardIn = ctx.json()?;
+        if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
+            return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
+        }
+        let merchant =
+            app.store.get::<MerchantRecord>(ctx.merchant_id()?.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+        let outcome = cards::open(
+            &app,
+            &merchant,
+            cards::OpenRequest { cardholder_id: req.cardholder_id, reference: req.reference },
+            binding,
+        )
+        .await?;
+        outcome_reply(outcome, true)
+    })
+}
+
+/// GET /v1/cards/{id}
+fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        Ok(ApiReply::json(200, &wire::card(&card)))
+    })
+}
+
+/// GET /v1/cards — newest first; `?cardholder_id=`, `?status=` filter.
+fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?.clone();
+        let page = pagination::parse(&ctx.query, &["cardholder_id", "status"])?;
+        let status = match page.filters.get("status") {
+            Some(s) => {
+                Some(CardStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "unknown card status"))?)
+            }
+            None => None,
+        };
+        let holder = page.filters.get("cardholder_id").cloned();
+        let prefix = format!("mcard/{merchant}/");
+        let mut cursor = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+        let mut items = Vec::new();
+        // Filters may skip records: scan in bounded pages.
+        for _ in 0..50 {
+            let keys = app.store.scan_keys(
+                Tree::Index,
+                prefix.as_bytes(),
+                cursor.as_deref().map(str::as_bytes),
+                true,
+                200,
+            )?;
+            let exhausted = keys.len() < 200;
+            cursor = keys.last().map(|k| String::from_utf8_lossy(k).into_owned());
+            for key in keys {
+                let Some(card) = app.store.get::<CardRecord>(&key[prefix.len()..])? else { continue };
+                if status.is_some_and(|s| s != card.status)
+                    || holder.as_ref().is_some_and(|h| h != card.cardholder_id.as_str())
+                {
+                    continue;
+                }
+                items.push(wire::card(&card));
+                if items.len() > page.limit {
+                    break;
+                }
+            }
+            if items.len() > page.limit || exhausted {
+                break;
+            }
+        }
+        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+    })
+}
+
+fn act(kind: ActionKind) -> impl Fn(Arc<App>, Ctx) -> BoxFuture<'static, HandlerResult> {
+    move |app, ctx| {
+        Box::pin(async move {
+            let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+            outcome_reply(cards::act(&app, &card, kind).await?, false)
+        })
+    }
+}
+
+/// POST /v1/cards/{id}/freeze — active → frozen.
+fn freeze(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    act(ActionKind::Freeze)(app, ctx)
+}
+
+/// POST /v1/cards/{id}/unfreeze — frozen → active.
+fn unfreeze(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    act(ActionKind::Unfreeze)(app, ctx)
+}
+
+/// DELETE /v1/cards/{id} — active|frozen → deleted; the remaining balance is credited back.
+fn delete(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    act(ActionKind::Delete)(app, ctx)
+}
+
+/// GET /v1/cards/{id}/details — live from the channel on every call.
+fn details(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        if !matches!(card.status, CardStatus::Active | CardStatus::Frozen) {
+            return Err(ApiError::invalid_state(format!(
+                "a card that is {} has no details",
+                card.status.as_str()
+            )));
+        }
+        let channel_card_id =
+            card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
+        let channel = app
+            .upstreams
+            .channel(&card.channel_id)
+            .ok_or_else(|| ApiError::upstream("channel unavailable"))?;
+        let d = match channel.card_details(channel_card_id).await {
+            Outcome::Done(d) => d,
+            Outcome::Declined { .. } => {
+                return Err(ApiError::upstream("the channel refused to show the card"));
+            }
+            Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
+        };
+        let body = json!({
+            "card_id": card.id,
+            "pan": d.pan.expose(),
+            "cvv": d.cvv.expose(),
+            "expiry_month": d.expiry_month,
+            "expiry_year": d.expiry_year,
+            "balance": wire::money(d.balance),
+            "status": d.status,
+        });
+        Ok(ApiReply::json(200, &body).with_header("cache-control", "no-store"))
+    })
+}
+
+/// Pulls new transactions from the channel (after the last one seen) and stores them.
+async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
+    let Some(channel_card_id) = card.channel_card_id.clone() else { return Ok(()) };
+    let channel =
+        app.upstreams.channel(&card.channel_id).ok_or_else(|| ApiError::upstream("channel unavailable"))?;
+    let cursor_key = format!("txsync/{}", card.id);
+    let mut after =
+        app.store.get_raw(Tree::Index, &cursor_key)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    for _ in 0..20 {
+        let page = match channel.list_transactions(channel_card_id.clone(), after.clone()).await {
+            Outcome::Done(p) => p,
+            Outcome::Declined { reason } => {
+                return Err(ApiError::upstream(format!("the channel refused: {reason}")));
+            }
+            Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
+        };
+        let Some(last) = page.last().map(|t| t.channel_transaction_id.clone()) else { break };
+        for txn in page {
+            app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
+        }
+        let mut batch = WriteBatch::new();
+        batch.put_raw(Tree::Index, &cursor_key, last.as_bytes());
+        app.store.commit_durable(batch).await?;
+        after = Some(last);
+    }
+    Ok(())
+}
+
+/// GET /v1/cards/{id}/transactions — pulls first, then lists, newest first; `?since=`.
+fn transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        let page = pagination::parse(&ctx.query, &["since"])?;
+        let since = match page.filters.get("since") {
+            Some(s) => Some(
+                Timestamp::parse_rfc3339(s)
+                    .ok_or_else(|| ApiError::invalid("since", "since must be an RFC 3339 time"))?,
+            ),
+            None => None,
+        };
+        pull(&app, &card).await?;
+        let prefix = format!("{}/", card.id);
+        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+        let found = app.store.scan::<TransactionRecord>(
+            prefix.as_bytes(),
+            after.as_deref().map(str::as_bytes),
+            true,
+            10_000,
+        )?;
+        let items: Vec<Value> = found
+            .iter()
+            .filter(|(_, t)| since.is_none_or(|s| t.occurred_at >= s))
+            .take(page.limit + 1)
+            .map(|(_, t)| wire::transaction(t))
+            .collect();
+        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+    })
+}
+
+/// POST /v1/test_helpers/cards/{id}/transactions — sandbox only: the channel
+/// records spending (declined if over the balance) and calls back; answers
+/// the transaction as Pelago stored it.
+fn test_transaction(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        let req: TestTransactionIn = ctx.json()?;
+        let amount = parse_amount(&req.amount, "amount")?;
+        if amount.currency != card.currency {
+            return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
+        }
+        let status = match req.status.as_str() {
+            "posted" => TestTxnStatus::Posted,
+            "pending" => TestTxnStatus::Pending,
+            _ => return Err(ApiError::invalid("status", "status must be posted or pending")),
+        };
+        if !(1..=64).contains(&req.merchant_name.len()) {
+            return Err(ApiError::invalid("merchant_name", "merchant_name is 1 to 64 characters"));
+        }
+        if req.mcc.len() != 4 || !req.mcc.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid("mcc", "mcc is 4 digits"));
+        }
+        let channel_card_id =
+            card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
+        let txn = control
+            .create_card_transaction(&channel_card_id, amount, &req.merchant_name, &req.mcc, status)
+            .await
+            .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
+        // The callback was processed before the channel answered; applying again is a no-op.
+        let ctid = txn.channel_transaction_id.clone();
+        app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
+        let key = app
+            .store
+            .get_raw(Tree::Index, format!("chtxn/{}/{ctid}", card.channel_id))?
+            .ok_or_else(ApiError::internal)?;
+        let stored = app.store.get::<TransactionRecord>(&key)?.ok_or_else(ApiError::internal)?;
+        Ok(ApiReply::json(201, &wire::transaction(&stored)))
+    })
+}
