@@ -22,5 +22,6 @@ pub mod sandbox;
 pub mod security;
 pub mod server;
 pub mod telemetry;
+pub mod topups;
 pub mod upstream;
 pub mod upstreams;

@@ -197,11 +197,15 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
         loop {
             tokio::time::sleep(wait).await;
             let Some(app) = app.upgrade() else { return };
-            if app.store.len(pelago_storage::Tree::Operations) == 0 {
+            if app.store.iter_raw(pelago_storage::Tree::Operations, b"").next().is_none() {
                 wait = Duration::from_millis(250);
                 continue;
             }
-            let cards = crate::cards::resolve_pending(&app).await;
+            let topups = crate::topups::resolve_pending(&app).await;
+            if let Err(e) = &topups {
+                tracing::warn!(error = %e.message, "top-up resolver pass failed");
+            }
+            let cards = crate::cards::resolve_pending(&app).await.map(|n| n + topups.unwrap_or(0));
             if let Err(e) = &cards {
                 tracing::warn!(error = %e.message, "card resolver pass failed");
             }

@@ -24,6 +24,7 @@ pub enum EventObject {
     Transaction(Box<TransactionRecord>),
     Cardholder(Box<CardholderRecord>),
     BalanceTransaction(Box<BalanceTxnRecord>),
+    Topup(Box<crate::card::topup::TopupRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,9 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze),
         Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze),
         Route::new(Method::GET, "/v1/cards/{id}/transactions", transactions),
+        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup).answers(201).accepts::<TopupIn>(),
+        Route::new(Method::GET, "/v1/cards/{id}/topups", list_topups),
+        Route::new(Method::GET, "/v1/topups/{id}", get_topup),
         Route::new(Method::POST, "/v1/test_helpers/cards/{id}/transactions", test_transaction)
             .answers(201)
             .accepts::<TestTransactionIn>(),
@@ -47,6 +50,60 @@ pub fn routes() -> Vec<Route> {
 struct OpenCardIn {
     cardholder_id: String,
     reference: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TopupIn {
+    amount: MoneyIn,
+    reference: Option<String>,
+}
+
+/// POST /v1/cards/{id}/topups — master-account mode: debited at once, then the
+/// channel funds the card (201 succeeded/failed, 202 processing).
+fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        let req: TopupIn = ctx.json()?;
+        let amount = parse_amount(&req.amount, "amount")?;
+        if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
+            return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
+        }
+        let merchant =
+            app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+        let topup = crate::topups::create(&app, &merchant, &card, amount, req.reference, binding).await?;
+        let status = if topup.phase == pelago_actors::card::topup::TopupPhase::Done { 201 } else { 202 };
+        Ok(ApiReply::json(status, &wire::topup(&topup)))
+    })
+}
+
+/// GET /v1/topups/{id}
+fn get_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let t = crate::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        Ok(ApiReply::json(200, &wire::topup(&t)))
+    })
+}
+
+/// GET /v1/cards/{id}/topups — newest first.
+fn list_topups(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        let page = pagination::parse(&ctx.query, &[])?;
+        let prefix = format!("{}/", card.id);
+        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+        let found = app.store.scan::<pelago_actors::card::topup::TopupRecord>(
+            prefix.as_bytes(),
+            after.as_deref().map(str::as_bytes),
+            true,
+            page.limit + 1,
+        )?;
+        Ok(ApiReply::json(
+            200,
+            &pagination::body(found.iter().map(|(_, t)| wire::topup(t)).collect(), page.limit),
+        ))
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

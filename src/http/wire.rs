@@ -2,7 +2,7 @@
 //! webhooks. The only place these shapes are written.
 
 use pelago_actors::{
-    card::{CardRecord, TransactionRecord},
+    card::{CardRecord, TransactionRecord, topup::TopupRecord},
     history::StatusChange,
     ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
@@ -79,6 +79,25 @@ pub fn transaction(t: &TransactionRecord) -> Value {
     })
 }
 
+pub fn topup(t: &TopupRecord) -> Value {
+    json!({
+        "id": t.id,
+        "object": "topup",
+        "card_id": t.card_id,
+        "amount": money(t.amount),
+        "fee": money(t.fee),
+        "total": money(t.total),
+        "reference": t.reference,
+        "status": t.status.as_str(),
+        "order": null,
+        "failure_reason": t.failure_reason,
+        "version": t.version,
+        "status_history": history(&t.status_history),
+        "created_at": t.created_at.to_rfc3339(),
+        "completed_at": t.completed_at.map(|c| c.to_rfc3339()),
+    })
+}
+
 pub fn balance_txn(t: &BalanceTxnRecord) -> Value {
     json!({
         "id": t.id,
@@ -97,6 +116,7 @@ pub fn event(e: &EventRecord) -> Value {
         EventObject::Transaction(t) => transaction(t),
         EventObject::Cardholder(c) => super::cardholders::cardholder_json(c),
         EventObject::BalanceTransaction(t) => balance_txn(t),
+        EventObject::Topup(t) => topup(t),
     };
     json!({
         "id": e.id,

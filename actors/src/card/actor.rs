@@ -66,6 +66,10 @@ impl CardActor {
         self.cell.store()
     }
 
+    pub(super) fn record_ref(&self) -> Option<&CardRecord> {
+        self.cell.record()
+    }
+
     pub(super) fn deps(&self) -> &CardDeps {
         &self.deps
     }

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod ops;
 pub mod state;
+pub mod topup;
 
 pub use actor::{ApplyTransaction, CardActor, CardDeps, CrashNext, CreateCard, GetCard, Inspect};
 pub use state::{CardRecord, CardStatus, NewCard, TransactionChange, TransactionRecord};

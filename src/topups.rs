@@ -1,0 +1,152 @@
+//! Top-ups (API.md §4): the saga of `pelago_actors::card::topup`, driven from
+//! here: begin (card) → debit (merchant, once per top-up id) → fund (card,
+//! channel) → reversal if the channel refused. The resolver finishes any
+//! top-up a crash or an unknown channel answer left in the middle.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    ActorError, Reject,
+    card::{
+        CardRecord,
+        ops::MoneyMarker,
+        topup::{
+            AbortTopup, BeginTopup, FundTopup, ResolveTopup, TopupPhase, TopupRecord, parse_marker,
+            topup_key, topup_reversal_marker,
+        },
+    },
+    ledger::{self, EntryKind},
+    merchant::{FundingMode, MerchantRecord, PostEntry, entry_index},
+};
+use pelago_storage::{Money, Timestamp, TopupId, Tree, WriteBatch};
+
+use crate::{app::App, http::errors::ApiError};
+
+pub async fn create(
+    app: &App,
+    merchant: &MerchantRecord,
+    card: &CardRecord,
+    amount: Money,
+    reference: Option<String>,
+    binding: Option<String>,
+) -> Result<TopupRecord, ApiError> {
+    if let Some(b) = &binding
+        && let Some(id) = app.store.get_raw(Tree::Index, b)?
+        && let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&id))
+        && let Some(existing) = app.store.get::<TopupRecord>(topup_key(&card.id, &id))?
+    {
+        return Ok(existing);
+    }
+    if merchant.funding_mode == FundingMode::Gateway {
+        return Err(ApiError::invalid_state(
+            "gateway-mode top-ups are paid through checkout orders, which this version does not issue yet",
+        ));
+    }
+    if amount.currency != card.currency {
+        return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
+    }
+    let fee = merchant
+        .fee_schedule(card.currency)
+        .map(|f| {
+            f.topup_fee(amount.value).ok_or_else(|| ApiError::invalid("amount.value", "the fee overflows"))
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let fee = Money::new(fee, card.currency);
+    let id = TopupId::generate();
+    let topup =
+        app.actors.ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference }).await??;
+    let entry = PostEntry {
+        source_id: id.to_string(),
+        kind: EntryKind::Topup,
+        postings: ledger::master_topup(&merchant.id, &card.channel_id, amount, fee)?,
+        event: None,
+    };
+    match app.actors.ask_merchant(&merchant.id, entry).await? {
+        Ok(_) => {}
+        Err(ActorError::Rejected(r @ Reject::InsufficientFunds { .. })) => {
+            app.actors.ask_card(&card.id, AbortTopup(id)).await??;
+            return Err(r.into());
+        }
+        // Unknown whether the debit landed: the resolver settles it by the journal.
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(b) = &binding {
+        let mut batch = WriteBatch::new();
+        batch.put_raw(Tree::Index, b, id.as_bytes());
+        app.store.commit_durable(batch).await?;
+    }
+    let _ = topup;
+    let done = app.actors.ask_card(&card.id, FundTopup(id.clone())).await??;
+    settle_reversal(app, &id).await?;
+    Ok(done)
+}
+
+/// Books the reversal of a refused top-up (once) and removes its marker.
+pub async fn settle_reversal(app: &App, id: &TopupId) -> Result<(), ApiError> {
+    let Some(marker) = app.store.get::<MoneyMarker>(topup_reversal_marker(id))? else { return Ok(()) };
+    let topup =
+        app.store.get::<TopupRecord>(topup_key(&marker.card_id, id))?.ok_or_else(ApiError::internal)?;
+    let entry = PostEntry {
+        source_id: id.to_string(),
+        kind: EntryKind::TopupReversal,
+        postings: ledger::mirror(&ledger::master_topup(
+            &marker.merchant_id,
+            &marker.channel_id,
+            topup.amount,
+            topup.fee,
+        )?)?,
+        event: None,
+    };
+    app.actors.ask_merchant(&marker.merchant_id, entry).await??;
+    let mut batch = WriteBatch::new();
+    batch.delete(Tree::Operations, topup_reversal_marker(id));
+    app.store.commit_durable(batch).await?;
+    Ok(())
+}
+
+/// One resolver pass over unfinished top-ups and unbooked reversals.
+pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = Timestamp::now_real().unix_ms();
+    let mut done = 0;
+    let markers = app.store.iter_raw(Tree::Operations, b"topup/").take(256).collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in markers {
+        let Some((card, started)) = parse_marker(&value) else { continue };
+        if now - started.unix_ms() < grace_ms {
+            continue;
+        }
+        let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&key["topup/".len()..])) else { continue };
+        let debited = app.store.contains(Tree::Index, entry_index(id.as_str(), EntryKind::Topup))?;
+        let topup = app.actors.ask_card(&card, ResolveTopup { id: id.clone(), debited }).await??;
+        settle_reversal(app, &id).await?;
+        if topup.phase == TopupPhase::Done {
+            done += 1;
+        }
+    }
+    let reversals = app.store.scan_keys(Tree::Operations, b"topuprev/", None, false, 256)?;
+    for key in reversals {
+        if let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&key["topuprev/".len()..])) {
+            settle_reversal(app, &id).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// A top-up of this merchant, or 404.
+pub fn load_owned(
+    app: &App,
+    merchant: &pelago_storage::MerchantId,
+    raw: &str,
+) -> Result<TopupRecord, ApiError> {
+    let id = TopupId::parse(raw).map_err(|_| ApiError::not_found("top-up"))?;
+    let card =
+        app.store.get_raw(Tree::Index, format!("tup/{id}"))?.ok_or_else(|| ApiError::not_found("top-up"))?;
+    let card = pelago_storage::CardId::parse(&String::from_utf8_lossy(&card))
+        .map_err(|_| ApiError::not_found("top-up"))?;
+    app.store
+        .get::<TopupRecord>(topup_key(&card, &id))?
+        .filter(|t| &t.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("top-up"))
+}
