@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod cardholders;
 pub mod channels;
 pub mod debug;
+pub mod deliveries;
 pub mod errors;
 pub mod events;
 pub mod idempotency;
@@ -19,6 +20,7 @@ pub mod merchants;
 pub mod openapi;
 pub mod pagination;
 pub mod ratelimit;
+pub mod receipts;
 pub mod router;
 pub mod service;
 pub mod test_helpers;
@@ -50,6 +52,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(callbacks::routes());
     all.extend(test_helpers::routes());
     all.extend(events::routes());
+    all.extend(deliveries::routes());
+    all.extend(receipts::routes());
     all
 }
 
