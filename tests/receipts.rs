@@ -94,15 +94,12 @@ async fn polyflow(svc: &Service, path: &str, body: &Value) -> (StatusCode, Value
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// The QR code's modules from the SVG `qrcode` renders (`M{x} {y}h{w}v{h}H{x}V{y}`
-/// rectangles), decoded back to text with `rqrr`.
+/// The QR code's modules from the SVG (`viewBox` in modules, the path's
+/// `M{x} {y}h{w}v{h}H{x}V{y}` rectangles), decoded back to text with `rqrr`.
 fn decode_qr_svg(svg: &str) -> String {
-    let attr = |name: &str| -> usize {
-        let start = svg.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
-        svg[start..].split('"').next().unwrap().parse().unwrap()
-    };
-    let (width, height) = (attr("width"), attr("height"));
-    let mut dark = vec![false; width * height];
+    let view_box = svg.split("viewBox=\"").nth(1).unwrap().split('"').next().unwrap();
+    let size: usize = view_box.split(' ').nth(2).unwrap().parse().unwrap();
+    let mut dark = vec![false; size * size];
     let path = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
     for rect in path.split('M').filter(|r| !r.is_empty()) {
         let numbers: Vec<usize> = rect
@@ -113,18 +110,14 @@ fn decode_qr_svg(svg: &str) -> String {
         let (x, y, w, h) = (numbers[0], numbers[1], numbers[2], numbers[3]);
         for yy in y..y + h {
             for xx in x..x + w {
-                dark[yy * width + xx] = true;
+                dark[yy * size + xx] = true;
             }
         }
     }
-    let mut image =
-        rqrr::PreparedImage::prepare_from_greyscale(
-            width,
-            height,
-            |x, y| {
-                if dark[y * width + x] { 0 } else { 255 }
-            },
-        );
+    const PX: usize = 4; // pixels per module for the detector
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(size * PX, size * PX, |x, y| {
+        if dark[(y / PX) * size + x / PX] { 0 } else { 255 }
+    });
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the SVG");
     grids[0].decode().unwrap().1
@@ -209,6 +202,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
 
     // The QR code carries the same string.
     assert_eq!(decode_qr_svg(issued["qr_svg"].as_str().unwrap()), receipt);
+    assert!(issued["qr_svg"].as_str().unwrap().len() < 32 * 1024, "runs keep the SVG small");
 
     // One receipt per transaction: a repeat answers 200 with the same one.
     let (status, again) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;

@@ -300,6 +300,17 @@ async fn a_failing_endpoint_gets_the_event_on_the_third_attempt_with_the_same_id
 
     // Another merchant's event is not found, for both routes.
     let (_, other_key, _) = svc.merchant("Other Shop").await;
+    // That merchant has no webhook_url: its event gets one "not delivered" mark and leaves the queue.
+    let unsent = activated_event(&svc, &other_key, "Unsent").await;
+    let marked = until(10, "the event marked as not delivered", || async {
+        let a = deliveries(&svc, &other_key, &unsent).await;
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0]["status_code"], Value::Null);
+    assert!(marked[0]["error"].as_str().unwrap().contains("no webhook_url"));
+    until(10, "the queue drained", || async { (queue_depth(&svc).await == 0.0).then_some(()) }).await;
     let (status, _) = get(&svc, &other_key, &format!("/v1/events/{event}/deliveries")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let r = svc
