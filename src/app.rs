@@ -32,6 +32,8 @@ pub struct App {
     pub router: Router,
     pub idempotency: crate::http::idempotency::InFlight,
     pub rate_limiter: crate::http::ratelimit::RateLimiter,
+    pub webhooks: crate::webhooks::Dispatcher,
+    pub receipts: crate::receipts::ReceiptKey,
     /// Set once start-up is complete.
     pub ready: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` answers 503 from then on.

@@ -53,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     warp::serve(http::filter(Arc::clone(&app))).incoming(listener).graceful(shutdown).run().await;
+    app.webhooks.shutdown().await;
     let _ = stop_sandbox.send(true);
     if let Some(handle) = sandbox {
         let _ = handle.await;
@@ -140,6 +141,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
+    let webhooks = crate::webhooks::Dispatcher::new(&config.webhook_retry_schedule_secs)?;
+    let receipts = crate::receipts::ReceiptKey::load(config.receipt_key.as_deref(), &config.data_dir)
+        .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         config,
         store,
@@ -155,6 +159,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         router: http::router::Router::new(http::routes()),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
+        webhooks,
+        receipts,
         ready: false.into(),
         draining: false.into(),
     });
@@ -163,6 +169,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
     spawn_resolver(Arc::downgrade(&app));
+    crate::webhooks::spawn(&app);
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })
 }

@@ -13,6 +13,7 @@ pub mod cardholders;
 pub mod cards;
 pub mod channels;
 pub mod debug;
+pub mod deliveries;
 pub mod errors;
 pub mod events;
 pub mod idempotency;
@@ -21,6 +22,7 @@ pub mod merchants;
 pub mod openapi;
 pub mod pagination;
 pub mod ratelimit;
+pub mod receipts;
 pub mod router;
 pub mod service;
 pub mod test_helpers;
@@ -54,6 +56,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(balance::routes());
     all.extend(cards::routes());
     all.extend(events::routes());
+    all.extend(deliveries::routes());
+    all.extend(receipts::routes());
     all
 }
 

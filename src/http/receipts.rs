@@ -1,0 +1,184 @@
+//! Receipts for points (API.md §4 Receipts, §5 Polyflow). Format, key and
+//! storage rules are in `crate::receipts`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::{
+    card::{CardRecord, TransactionRecord},
+    merchant::MerchantRecord,
+    ports::ChannelTxnStatus,
+};
+use pelago_storage::{CardId, ReceiptId, TransactionId, Tree};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    errors::ApiError,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+};
+use crate::{
+    app::App,
+    receipts::{self, PayloadAmount, ReceiptPayload, ReceiptRecord, Redeemed},
+};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/v1/receipts", create).answers(201).accepts::<CreateReceiptIn>(),
+        Route::new(Method::GET, "/v1/receipts/public-key", public_key),
+        Route::new(Method::POST, "/polyflow/v1/receipts/verify", verify).accepts::<VerifyIn>(),
+        Route::new(Method::POST, "/polyflow/v1/receipts/{id}/redeem", redeem),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateReceiptIn {
+    transaction_id: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct VerifyIn {
+    receipt: String,
+}
+
+fn receipt_json(r: &ReceiptRecord) -> Result<Value, ApiError> {
+    let qr_svg = receipts::qr_svg(&r.receipt).map_err(|_| ApiError::internal())?;
+    Ok(json!({
+        "id": r.id,
+        "object": "receipt",
+        "transaction_id": r.transaction_id,
+        "receipt": r.receipt,
+        "qr_svg": qr_svg,
+        "created_at": r.created_at.to_rfc3339(),
+    }))
+}
+
+fn status_name(s: ChannelTxnStatus) -> &'static str {
+    match s {
+        ChannelTxnStatus::Pending => "pending",
+        ChannelTxnStatus::Posted => "posted",
+        ChannelTxnStatus::Declined => "declined",
+        ChannelTxnStatus::Reversed => "reversed",
+    }
+}
+
+/// POST /v1/receipts — the receipt of a `posted` transaction of the caller's
+/// own card: 201 when issued by this request; a repeat (any later request for
+/// the same transaction) answers 200 with the very same receipt.
+fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant_id = ctx.merchant_id()?.clone();
+        let body: CreateReceiptIn = ctx.json()?;
+        let not_found = || ApiError::not_found("transaction");
+        let txn_id = TransactionId::parse(&body.transaction_id).map_err(|_| not_found())?;
+        let card_id = app.store.get_raw(Tree::Index, format!("txn/{txn_id}"))?.ok_or_else(not_found)?;
+        let card_id = CardId::parse(std::str::from_utf8(&card_id).map_err(|_| ApiError::internal())?)
+            .map_err(|_| ApiError::internal())?;
+        let card = app.store.get::<CardRecord>(card_id.as_bytes())?.ok_or_else(not_found)?;
+        if card.merchant_id != merchant_id {
+            return Err(not_found());
+        }
+        let txn = app.store.get::<TransactionRecord>(format!("{card_id}/{txn_id}"))?.ok_or_else(not_found)?;
+        if txn.merchant_id != merchant_id {
+            return Err(not_found());
+        }
+        if let Some(existing) = receipts::for_transaction(&app.store, &txn_id)? {
+            return Ok(ApiReply::json(200, &receipt_json(&existing)?));
+        }
+        if txn.status != ChannelTxnStatus::Posted {
+            return Err(ApiError::invalid_state(format!(
+                "the transaction is {}; receipts are for posted transactions",
+                status_name(txn.status)
+            )));
+        }
+        let merchant =
+            app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let now = app.clock.now();
+        let id = ReceiptId::generate();
+        let payload = ReceiptPayload {
+            receipt_id: id.to_string(),
+            key_id: app.receipts.key_id().to_owned(),
+            merchant_id: merchant_id.to_string(),
+            merchant_name: merchant.name,
+            card_last4: card.last4,
+            transaction_id: txn_id.to_string(),
+            amount: PayloadAmount {
+                value: txn.amount.value,
+                currency: txn.amount.currency.code().to_owned(),
+            },
+            mcc: txn.mcc,
+            transaction_time: txn.occurred_at.to_rfc3339(),
+            issued_at: now.to_rfc3339(),
+        };
+        let record = ReceiptRecord {
+            id,
+            merchant_id,
+            transaction_id: txn_id.clone(),
+            receipt: app.receipts.sign(&payload),
+            created_at: now,
+            redeemed_at: None,
+        };
+        if receipts::store_new(&app.store, &record).await? {
+            return Ok(ApiReply::json(201, &receipt_json(&record)?));
+        }
+        // A concurrent request issued it first: answer with that one.
+        let existing = receipts::for_transaction(&app.store, &txn_id)?.ok_or_else(ApiError::internal)?;
+        Ok(ApiReply::json(200, &receipt_json(&existing)?))
+    })
+}
+
+/// GET /v1/receipts/public-key — public, no authentication.
+fn public_key(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        Ok(ApiReply::json(
+            200,
+            &json!({"alg": "Ed25519", "key_id": app.receipts.key_id(), "public_key": app.receipts.public_key()}),
+        ))
+    })
+}
+
+/// POST /polyflow/v1/receipts/verify — 200 `{valid: true, receipt, redeemed}`
+/// or 200 `{valid: false, reason}`.
+fn verify(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let body: VerifyIn = ctx.json()?;
+        let invalid = |reason: receipts::Invalid| {
+            ApiReply::json(200, &json!({"valid": false, "reason": reason.to_string()}))
+        };
+        let payload = match app.receipts.verify(&body.receipt) {
+            Ok(p) => p,
+            Err(reason) => return Ok(invalid(reason)),
+        };
+        let stored = match ReceiptId::parse(&payload.receipt_id) {
+            Ok(id) => app.store.get::<ReceiptRecord>(id.as_bytes())?,
+            Err(_) => None,
+        };
+        let Some(stored) = stored.filter(|r| r.receipt == body.receipt) else {
+            return Ok(invalid(receipts::Invalid::UnknownReceipt));
+        };
+        Ok(ApiReply::json(
+            200,
+            &json!({"valid": true, "receipt": payload, "redeemed": stored.redeemed_at.is_some()}),
+        ))
+    })
+}
+
+/// POST /polyflow/v1/receipts/{id}/redeem — once; again → 409 `already_redeemed`.
+fn redeem(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let id = ReceiptId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("receipt"))?;
+        match receipts::redeem(&app.store, &id, app.clock.now()).await? {
+            Redeemed::Now(r) => Ok(ApiReply::json(
+                200,
+                &json!({"id": r.id, "redeemed": true, "redeemed_at": r.redeemed_at.map(|t| t.to_rfc3339())}),
+            )),
+            Redeemed::Already => {
+                Err(ApiError::new(409, "already_redeemed", "the receipt was already redeemed"))
+            }
+            Redeemed::Unknown => Err(ApiError::not_found("receipt")),
+        }
+    })
+}

@@ -1,0 +1,172 @@
+//! One delivery attempt: read the merchant's endpoint and secrets *now*, POST
+//! the event, then record the outcome and the outbox row's next state in one
+//! durable commit.
+
+use pelago_actors::{
+    merchant::MerchantRecord,
+    outbox::{EventRecord, event_key},
+};
+use pelago_storage::{StoreError, Timestamp, Tree, WriteBatch};
+
+use super::{DeliveryAttempt, Job, attempt_key, last_attempt, signature};
+use crate::app::App;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx within the timeout.
+    Delivered { status_code: u16 },
+    /// Anything else; retried per the schedule.
+    Failed { status_code: Option<u16>, error: String },
+    /// The merchant has no `webhook_url`: recorded once, not retried.
+    NoEndpoint,
+    /// The event or merchant is gone: nothing to send, ever.
+    Gone { error: &'static str },
+}
+
+/// Makes the attempt and records it. Store failures are logged: the outbox
+/// row then stays as it was and the event is sent again (at least once).
+pub async fn run(app: &App, job: &Job) {
+    let outcome = attempt(app, job).await;
+    if let Err(error) = record(app, job, &outcome).await {
+        tracing::error!(%error, event_id = %job.entry.event_id, "recording a webhook attempt failed; it will be retried");
+    }
+}
+
+async fn attempt(app: &App, job: &Job) -> Outcome {
+    let entry = &job.entry;
+    let loaded = (|| -> Result<_, StoreError> {
+        let event = app.store.get::<EventRecord>(event_key(&entry.merchant_id, &entry.event_id))?;
+        let merchant = app.store.get::<MerchantRecord>(entry.merchant_id.as_bytes())?;
+        Ok((event, merchant))
+    })();
+    let (event, merchant) = match loaded {
+        Ok((Some(event), Some(merchant))) => (event, merchant),
+        Ok((None, _)) => return Outcome::Gone { error: "the event no longer exists" },
+        Ok((_, None)) => return Outcome::Gone { error: "the merchant no longer exists" },
+        Err(error) => {
+            tracing::warn!(%error, "webhook attempt: store read failed");
+            return Outcome::Failed { status_code: None, error: "internal error before sending".into() };
+        }
+    };
+    // Read at each attempt: a changed webhook_url applies to pending deliveries.
+    let Some(url) = merchant.webhook_url.clone() else { return Outcome::NoEndpoint };
+    let context = format!("whsec/{}", merchant.id);
+    let mut secrets = Vec::new();
+    for sealed in merchant.signing_secrets(app.clock.now()) {
+        match app.sealer.open_string(&sealed.0, &context) {
+            Ok(secret) => secrets.push(secret),
+            Err(_) => {
+                return Outcome::Failed {
+                    status_code: None,
+                    error: "the webhook secret could not be opened".into(),
+                };
+            }
+        }
+    }
+    let body = serde_json::to_vec(&crate::http::wire::event(&event)).expect("wire JSON serializes");
+    let timestamp = Timestamp::now_real().unix_seconds();
+    let signature =
+        match signature::header(secrets.iter().map(String::as_str), event.id.as_str(), timestamp, &body) {
+            Ok(s) if !s.is_empty() => s,
+            _ => {
+                return Outcome::Failed { status_code: None, error: "no usable webhook secret".into() };
+            }
+        };
+    let sent = app
+        .webhooks
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("webhook-id", event.id.as_str())
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => {
+            Outcome::Delivered { status_code: response.status().as_u16() }
+        }
+        Ok(response) => {
+            let status = response.status();
+            let error = if status.is_redirection() {
+                format!("HTTP {} (redirects are not followed)", status.as_u16())
+            } else {
+                format!("HTTP {}", status.as_u16())
+            };
+            Outcome::Failed { status_code: Some(status.as_u16()), error }
+        }
+        Err(e) => Outcome::Failed { status_code: None, error: describe(&e) },
+    }
+}
+
+/// A transport error in words, without the URL (which may carry a token).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("no answer within {} s", super::ATTEMPT_TIMEOUT.as_secs())
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else if e.is_builder() {
+        "webhook_url is not usable".into()
+    } else {
+        "the request failed before an answer".into()
+    }
+}
+
+async fn record(app: &App, job: &Job, outcome: &Outcome) -> Result<(), StoreError> {
+    let entry = &job.entry;
+    let now = Timestamp::now_real();
+    let number = last_attempt(&app.store, &entry.event_id)? + 1;
+    let (status_code, error) = match outcome {
+        Outcome::Delivered { status_code } => (Some(*status_code), None),
+        Outcome::Failed { status_code, error } => (*status_code, Some(error.clone())),
+        Outcome::NoEndpoint => (None, Some("not delivered: the merchant has no webhook_url".to_owned())),
+        Outcome::Gone { error } => (None, Some((*error).to_owned())),
+    };
+    let row = DeliveryAttempt { attempt: number, status_code, error, at: now };
+    let next = match outcome {
+        Outcome::Failed { .. } if number < super::MAX_ATTEMPTS_PER_EVENT => {
+            app.webhooks.after_failure(entry, now)
+        }
+        _ => None,
+    };
+    match outcome {
+        Outcome::Delivered { .. } => {
+            tracing::info!(event_id = %entry.event_id, merchant_id = %entry.merchant_id, attempt = number, "webhook delivered")
+        }
+        Outcome::Failed { error, .. } if next.is_none() => tracing::warn!(
+            event_id = %entry.event_id, merchant_id = %entry.merchant_id, attempt = number, %error,
+            "webhook delivery failed for good"
+        ),
+        Outcome::Failed { error, .. } => tracing::info!(
+            event_id = %entry.event_id, merchant_id = %entry.merchant_id, attempt = number, %error,
+            "webhook attempt failed; retry scheduled"
+        ),
+        Outcome::NoEndpoint | Outcome::Gone { .. } => {
+            tracing::info!(event_id = %entry.event_id, merchant_id = %entry.merchant_id, "webhook not deliverable")
+        }
+    }
+    let key = entry.event_id.as_str();
+    let mut batch = WriteBatch::new();
+    batch.put(attempt_key(&entry.event_id, number), &row)?;
+    batch.expect_raw(Tree::Outbox, key, Some(job.entry_bytes.clone()));
+    match &next {
+        Some(rescheduled) => {
+            batch.put(key, rescheduled)?;
+        }
+        None => {
+            batch.delete(Tree::Outbox, key);
+        }
+    }
+    match app.store.commit_durable(batch).await {
+        Err(StoreError::Conflict { .. }) => {
+            // A redelivery replaced the row while this attempt ran: keep it,
+            // record only the attempt.
+            let mut batch = WriteBatch::new();
+            batch.put(attempt_key(&entry.event_id, number), &row)?;
+            app.store.commit_durable(batch).await
+        }
+        other => other,
+    }
+}
