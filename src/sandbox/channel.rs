@@ -90,7 +90,8 @@ fn authenticate(state: &State, req: &Request) -> Result<ChannelReg, Response> {
         .get::<ChannelReg>(format!("channel/{}", index.owner_id))
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
-    if !same_secret(api_key, &channel.api_key) {
+    if !same_secret(api_key, &state.open(&channel.api_key, &ChannelReg::api_key_context(&channel.channel_id)))
+    {
         return Err(unauthorized());
     }
     Ok(channel)
@@ -543,15 +544,17 @@ async fn register(state: &State, req: &Request) -> Response {
             return Ok(error(StatusCode::CONFLICT, "api_key_taken", "another channel uses this api_key"));
         }
         let mut batch = WriteBatch::new();
-        if let Some(old) = state.store.get::<ChannelReg>(&reg_key)?
-            && old.api_key != body.api_key.expose()
-        {
-            batch.delete(pelago_storage::Tree::Index, format!("channel_key/{}", key_digest(&old.api_key)));
+        if let Some(old) = state.store.get::<ChannelReg>(&reg_key)? {
+            let old_key = state.open(&old.api_key, &ChannelReg::api_key_context(&old.channel_id));
+            if old_key != body.api_key.expose() {
+                batch.delete(pelago_storage::Tree::Index, format!("channel_key/{}", key_digest(&old_key)));
+            }
         }
         let reg = ChannelReg {
             channel_id: body.channel_id.clone(),
-            api_key: body.api_key.expose().to_owned(),
-            webhook_secret: body.webhook_secret.expose().to_owned(),
+            api_key: state.seal(body.api_key.expose(), &ChannelReg::api_key_context(&body.channel_id)),
+            webhook_secret: state
+                .seal(body.webhook_secret.expose(), &ChannelReg::webhook_secret_context(&body.channel_id)),
             callback_url: body.callback_url.clone(),
         };
         batch.put(&reg_key, &reg)?;
@@ -701,7 +704,7 @@ async fn send_callback(state: &State, channel: &ChannelReg, event: ChannelEventW
     let callback = super::notify::Callback {
         url: channel.callback_url.clone(),
         signature_header: CHANNEL_SIGNATURE_HEADER,
-        key: channel.webhook_secret.clone(),
+        key: state.open(&channel.webhook_secret, &ChannelReg::webhook_secret_context(&channel.channel_id)),
         body,
         event_id,
     };

@@ -60,7 +60,10 @@ fn authenticate(state: &State, req: &Request) -> Result<GatewayAccountRec, Respo
         .get::<GatewayAccountRec>(format!("account/{merchant_id}"))
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
-    if !same_secret(api_key, &account.api_key) {
+    if !same_secret(
+        api_key,
+        &state.open(&account.api_key, &GatewayAccountRec::api_key_context(&account.merchant_id)),
+    ) {
         return Err(unauthorized());
     }
     Ok(account)
@@ -108,10 +111,12 @@ fn callback(account: &GatewayAccountRec, event: GatewayEventWire) -> Pending {
 }
 
 async fn send(state: &State, pending: Pending) -> bool {
+    let key = state
+        .open(&pending.account.api_key, &GatewayAccountRec::api_key_context(&pending.account.merchant_id));
     let callback = super::notify::Callback {
         url: pending.account.callback_url,
         signature_header: GATEWAY_SIGNATURE_HEADER,
-        key: pending.account.api_key,
+        key,
         body: pending.body,
         event_id: pending.event_id,
     };
@@ -128,11 +133,13 @@ async fn send(state: &State, pending: Pending) -> bool {
 async fn send_in_background(state: &State, pending: Pending) {
     let permit = state.notifier.background_permit().await;
     let notifier = state.notifier.clone();
+    let key = state
+        .open(&pending.account.api_key, &GatewayAccountRec::api_key_context(&pending.account.merchant_id));
     tokio::spawn(async move {
         let callback = super::notify::Callback {
             url: pending.account.callback_url,
             signature_header: GATEWAY_SIGNATURE_HEADER,
-            key: pending.account.api_key,
+            key,
             body: pending.body,
             event_id: pending.event_id,
         };
@@ -423,7 +430,7 @@ async fn register(state: &State, req: &Request) -> Response {
     }
     let record = GatewayAccountRec {
         merchant_id: body.merchant_id.clone(),
-        api_key: body.api_key.expose().to_owned(),
+        api_key: state.seal(body.api_key.expose(), &GatewayAccountRec::api_key_context(&body.merchant_id)),
         callback_url: body.callback_url,
     };
     let _guard = state.write_lock.lock().await;

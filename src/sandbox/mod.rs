@@ -60,6 +60,9 @@ pub struct SandboxConfig {
 pub(crate) struct State {
     store: Store,
     card_key: card_data::CardDataKey,
+    /// Seals the credentials the simulators keep (`credentials.key`, 0600):
+    /// like Pelago's own store, the sandbox's holds no secret in clear.
+    sealer: crate::security::secrets::Sealer,
     /// Serialises every mutating call (check + apply + commit).
     write_lock: tokio::sync::Mutex<()>,
     faults: parking_lot::Mutex<faults::Faults>,
@@ -67,6 +70,18 @@ pub(crate) struct State {
     /// The address actually bound, for checkout URLs.
     listen: SocketAddr,
     upstream_timeout_ms: u64,
+}
+
+impl State {
+    /// Seals a credential for the store, bound to `context`.
+    pub(crate) fn seal(&self, secret: &str, context: &str) -> Vec<u8> {
+        self.sealer.seal(secret.as_bytes(), context)
+    }
+
+    /// Opens a sealed credential ("" if it cannot be opened: then nothing matches it).
+    pub(crate) fn open(&self, sealed: &[u8], context: &str) -> String {
+        self.sealer.open_string(sealed, context).unwrap_or_default()
+    }
 }
 
 /// Starts the sandbox on `config.listen` (port 0 picks one). Returns the bound
@@ -88,9 +103,12 @@ pub async fn serve(
         .with_context(|| format!("binding the sandbox to {}", config.listen))?;
     let listen = listener.local_addr()?;
     let notifier = notify::Notifier::new(Duration::from_millis(config.upstream_timeout_ms.max(100)))?;
+    let credentials_key = crate::security::secrets::load_or_create_key_file(&dir, "credentials.key")
+        .map_err(|e| anyhow::anyhow!("sandbox credentials key: {e}"))?;
     let state = Arc::new(State {
         store,
         card_key,
+        sealer: crate::security::secrets::Sealer::new(&credentials_key),
         write_lock: tokio::sync::Mutex::new(()),
         faults: parking_lot::Mutex::new(faults::Faults::default()),
         notifier,

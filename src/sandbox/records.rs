@@ -14,14 +14,27 @@ use crate::upstream::{
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ChannelReg {
     pub channel_id: String,
-    pub api_key: String,
-    pub webhook_secret: String,
+    /// Sealed (`State::seal`, context [`ChannelReg::api_key_context`]).
+    pub api_key: Vec<u8>,
+    /// Sealed (context [`ChannelReg::webhook_secret_context`]).
+    pub webhook_secret: Vec<u8>,
     pub callback_url: String,
+}
+
+impl ChannelReg {
+    pub fn api_key_context(channel_id: &str) -> String {
+        format!("sandbox/channel/{channel_id}/api_key")
+    }
+
+    pub fn webhook_secret_context(channel_id: &str) -> String {
+        format!("sandbox/channel/{channel_id}/webhook_secret")
+    }
 }
 
 impl Record for ChannelReg {
     const TREE: Tree = Tree::Channels;
-    const SCHEMA_VERSION: u8 = 1;
+    /// 2: credentials sealed (1 held them in clear).
+    const SCHEMA_VERSION: u8 = 2;
 }
 
 /// Key `channel_key/{sha256 hex of api_key}` → the channel that owns the key.
@@ -135,13 +148,21 @@ impl Record for OpRecord {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct GatewayAccountRec {
     pub merchant_id: String,
-    pub api_key: String,
+    /// Sealed (`State::seal`, context [`GatewayAccountRec::api_key_context`]).
+    pub api_key: Vec<u8>,
     pub callback_url: String,
+}
+
+impl GatewayAccountRec {
+    pub fn api_key_context(merchant_id: &str) -> String {
+        format!("sandbox/account/{merchant_id}/api_key")
+    }
 }
 
 impl Record for GatewayAccountRec {
     const TREE: Tree = Tree::Merchants;
-    const SCHEMA_VERSION: u8 = 1;
+    /// 2: the api key sealed (1 held it in clear).
+    const SCHEMA_VERSION: u8 = 2;
 }
 
 /// Key `order/{gateway_order_id}`.
