@@ -70,9 +70,30 @@ pub async fn open(
                 Some(fee)
             }
             FundingMode::Gateway => {
-                return Err(ApiError::invalid_state(
-                    "gateway-mode application fees are paid through checkout orders, which this version does not issue yet",
-                ));
+                let new = NewCard {
+                    id: id.clone(),
+                    merchant_id: merchant.id.clone(),
+                    cardholder_id: holder.id.clone(),
+                    reference: req.reference,
+                    card_name: holder.card_name.clone(),
+                    bin: bin.bin.clone(),
+                    channel_id: bin.channel_id.clone(),
+                    currency: bin.currency,
+                    status: CardStatus::PendingPayment,
+                    application_fee_order: None,
+                };
+                let channel_cardholder_id = holder.channel_cardholder_id.clone().unwrap_or_default();
+                let fee = Money::new(fee, bin.currency);
+                let (card, _) = crate::orders::open_card_with_order(
+                    app,
+                    merchant,
+                    new,
+                    channel_cardholder_id,
+                    fee,
+                    binding,
+                )
+                .await?;
+                return Ok(CardOutcome { card, settled: true, refused: None });
             }
         }
     } else {

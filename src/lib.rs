@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod merchants;
 pub mod metrics;
 pub mod money;
+pub mod orders;
 pub mod receipts;
 pub mod sandbox;
 pub mod security;

@@ -64,19 +64,14 @@ pub async fn on_gateway_event(
             let posted = credit_deposit(app, &merchant, gateway_deposit_id, *amount).await?;
             Ok(if posted.replayed { "unchanged" } else { "applied" })
         }
-        GatewayEvent::OrderUpdated { order_id, .. } => {
-            if app.store.contains(Tree::Orders, order_id.as_bytes())? {
-                // Orders are created by the gateway-mode flows (issue 6), which handle these.
-                return Err(ApiError::internal());
-            }
-            Ok("unknown_object")
+        GatewayEvent::OrderUpdated { order_id, status, at, .. } => {
+            crate::orders::on_order_update(app, order_id, *status, *at).await
         }
-        GatewayEvent::PayoutUpdated { request_id, .. } | GatewayEvent::RefundCompleted { request_id, .. } => {
-            if app.store.contains(Tree::Operations, request_id.as_bytes())? {
-                return Err(ApiError::internal());
-            }
-            Ok("unknown_object")
-        }
+        // Refunds are confirmed synchronously when requested (`orders::settle_markers`);
+        // this notice repeats what is already booked.
+        GatewayEvent::RefundCompleted { .. } => Ok("unchanged"),
+        // Payouts belong to withdrawals, which this version does not make yet.
+        GatewayEvent::PayoutUpdated { .. } => Ok("unknown_object"),
     }
 }
 

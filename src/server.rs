@@ -208,7 +208,11 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 wait = Duration::from_millis(250);
                 continue;
             }
-            let topups = crate::topups::resolve_pending(&app).await;
+            let orders = crate::orders::resolve_pending(&app).await;
+            if let Err(e) = &orders {
+                tracing::warn!(error = %e.message, "order resolver pass failed");
+            }
+            let topups = crate::topups::resolve_pending(&app).await.map(|n| n + orders.unwrap_or(0));
             if let Err(e) = &topups {
                 tracing::warn!(error = %e.message, "top-up resolver pass failed");
             }

@@ -37,11 +37,6 @@ pub async fn create(
     {
         return Ok(existing);
     }
-    if merchant.funding_mode == FundingMode::Gateway {
-        return Err(ApiError::invalid_state(
-            "gateway-mode top-ups are paid through checkout orders, which this version does not issue yet",
-        ));
-    }
     if amount.currency != card.currency {
         return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
     }
@@ -53,6 +48,9 @@ pub async fn create(
         .transpose()?
         .unwrap_or(0);
     let fee = Money::new(fee, card.currency);
+    if merchant.funding_mode == FundingMode::Gateway {
+        return crate::orders::topup_with_order(app, merchant, card, amount, fee, reference, binding).await;
+    }
     let id = TopupId::generate();
     let topup =
         app.actors.ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference }).await??;

@@ -56,6 +56,8 @@ pub enum EntryKind {
     Settlement,
     Withdrawal,
     WithdrawalReversal,
+    /// A paid gateway order given back whole (its collection mirrored).
+    OrderRefund,
 }
 
 impl EntryKind {
@@ -72,6 +74,7 @@ impl EntryKind {
             EntryKind::Settlement => "settlement",
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::WithdrawalReversal => "withdrawal_reversal",
+            EntryKind::OrderRefund => "order_refund",
         }
     }
 }
@@ -193,6 +196,7 @@ pub fn balance_txn_kind(kind: EntryKind, index: usize) -> &'static str {
         (EntryKind::Topup, 1) => "topup_fee",
         (EntryKind::TopupReversal, _) => "topup_reversal",
         (EntryKind::ApplicationFeeReturn, _) => "application_fee",
+        (EntryKind::OrderRefund, _) => "topup_reversal",
         (k, _) => k.as_str(),
     }
 }
@@ -246,6 +250,26 @@ pub fn card_refund(
         Posting { account: Account::ChannelFunding(channel.clone()), amount: neg(remaining)? },
         Posting { account, amount: remaining },
     ])
+}
+
+/// A paid gateway order: `gateway:clearing −(P+F)`, `merchant:pending +P`
+/// (top-ups only: the principal funds the card and settles to the merchant),
+/// `platform:fees +F`. An application or monthly fee has no principal.
+pub fn gateway_collection(
+    merchant: &MerchantId,
+    principal: Option<Money>,
+    fee: Money,
+) -> Result<Vec<Posting>, Reject> {
+    let total = match principal {
+        Some(p) => p.checked_add(fee).map_err(|_| Reject::invalid("amount", "amount + fee overflows"))?,
+        None => fee,
+    };
+    let mut postings = vec![Posting { account: Account::GatewayClearing, amount: neg(total)? }];
+    if let Some(p) = principal {
+        postings.push(Posting { account: Account::MerchantPending(merchant.clone()), amount: p });
+    }
+    postings.push(Posting { account: Account::PlatformFees, amount: fee });
+    Ok(postings)
 }
 
 /// The mirror of `postings` (a reversal).

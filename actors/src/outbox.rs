@@ -25,6 +25,7 @@ pub enum EventObject {
     Cardholder(Box<CardholderRecord>),
     BalanceTransaction(Box<BalanceTxnRecord>),
     Topup(Box<crate::card::topup::TopupRecord>),
+    Order(Box<crate::card::order::OrderRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,8 +73,11 @@ fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
         let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
         let topup = crate::topups::create(&app, &merchant, &card, amount, req.reference, binding).await?;
-        let status = if topup.phase == pelago_actors::card::topup::TopupPhase::Done { 201 } else { 202 };
-        Ok(ApiReply::json(status, &wire::topup(&topup)))
+        let status = match topup.status {
+            pelago_actors::card::topup::TopupStatus::Processing => 202,
+            _ => 201,
+        };
+        Ok(ApiReply::json(status, &super::orders::topup_json(&app, &topup)?))
     })
 }
 
@@ -82,7 +85,7 @@ fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 fn get_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let t = crate::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &wire::topup(&t)))
+        Ok(ApiReply::json(200, &super::orders::topup_json(&app, &t)?))
     })
 }
 
@@ -116,7 +119,7 @@ struct TestTransactionIn {
     status: String,
 }
 
-fn outcome_reply(outcome: CardOutcome, created: bool) -> HandlerResult {
+fn outcome_reply(app: &App, outcome: CardOutcome, created: bool) -> HandlerResult {
     if let Some(reason) = outcome.refused {
         return Err(ApiError::upstream(format!("the channel refused: {reason}")));
     }
@@ -125,7 +128,7 @@ fn outcome_reply(outcome: CardOutcome, created: bool) -> HandlerResult {
         (true, true) => 201,
         (true, false) => 200,
     };
-    Ok(ApiReply::json(status, &wire::card(&outcome.card)))
+    Ok(ApiReply::json(status, &super::orders::card_json(app, &outcome.card)?))
 }
 
 /// POST /v1/cards
@@ -145,7 +148,7 @@ fn open(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             binding,
         )
         .await?;
-        outcome_reply(outcome, true)
+        outcome_reply(&app, outcome, true)
     })
 }
 
@@ -153,7 +156,7 @@ fn open(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &wire::card(&card)))
+        Ok(ApiReply::json(200, &super::orders::card_json(&app, &card)?))
     })
 }
 
@@ -190,7 +193,7 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 {
                     continue;
                 }
-                items.push(wire::card(&card));
+                items.push(super::orders::card_json(&app, &card)?);
                 if items.len() > page.limit {
                     break;
                 }
@@ -207,7 +210,8 @@ fn act(kind: ActionKind) -> impl Fn(Arc<App>, Ctx) -> BoxFuture<'static, Handler
     move |app, ctx| {
         Box::pin(async move {
             let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-            outcome_reply(cards::act(&app, &card, kind).await?, false)
+            let outcome = cards::act(&app, &card, kind).await?;
+            outcome_reply(&app, outcome, false)
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod json;
 pub mod merchants;
 pub mod openapi;
+pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
@@ -55,6 +56,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(test_helpers::routes());
     all.extend(balance::routes());
     all.extend(cards::routes());
+    all.extend(orders::routes());
     all.extend(events::routes());
     all.extend(deliveries::routes());
     all.extend(receipts::routes());

@@ -2,7 +2,7 @@
 //! webhooks. The only place these shapes are written.
 
 use pelago_actors::{
-    card::{CardRecord, TransactionRecord, topup::TopupRecord},
+    card::{CardRecord, TransactionRecord, order::OrderRecord, topup::TopupRecord},
     history::StatusChange,
     ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
@@ -79,6 +79,40 @@ pub fn transaction(t: &TransactionRecord) -> Value {
     })
 }
 
+pub fn order(o: &OrderRecord) -> Value {
+    json!({
+        "id": o.id,
+        "object": "order",
+        "kind": o.kind.as_str(),
+        "card_id": o.card_id,
+        "topup_id": o.topup_id,
+        "principal": money(o.principal),
+        "fee": money(o.fee),
+        "total": money(o.total),
+        "status": o.status.as_str(),
+        "checkout_url": o.checkout_url,
+        "gateway_order_id": o.gateway_order_id,
+        "version": o.version,
+        "status_history": history(&o.status_history),
+        "created_at": o.created_at.to_rfc3339(),
+        "paid_at": o.paid_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// A card with its application-fee order object (API.md §4 Card).
+pub fn card_with_order(c: &CardRecord, order_record: Option<&OrderRecord>) -> Value {
+    let mut v = card(c);
+    v["application_fee_order"] = order_record.map_or(Value::Null, order);
+    v
+}
+
+/// A top-up with its order object.
+pub fn topup_with_order(t: &TopupRecord, order_record: Option<&OrderRecord>) -> Value {
+    let mut v = topup(t);
+    v["order"] = order_record.map_or(Value::Null, order);
+    v
+}
+
 pub fn topup(t: &TopupRecord) -> Value {
     json!({
         "id": t.id,
@@ -117,6 +151,7 @@ pub fn event(e: &EventRecord) -> Value {
         EventObject::Cardholder(c) => super::cardholders::cardholder_json(c),
         EventObject::BalanceTransaction(t) => balance_txn(t),
         EventObject::Topup(t) => topup(t),
+        EventObject::Order(o) => order(o),
     };
     json!({
         "id": e.id,

@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod ops;
+pub mod order;
 pub mod state;
 pub mod topup;
 

@@ -225,7 +225,13 @@ impl CardActor {
             }
             Outcome::Declined { reason } => {
                 next.transition(CardStatus::Failed, "open", Some(reason), Source::Channel, now)?;
-                if next.application_fee_minor > 0 {
+                if let Some(order) = &next.application_fee_order {
+                    batch.put_raw(
+                        Tree::Operations,
+                        super::order::order_refund_marker(order),
+                        card.id.as_bytes(),
+                    );
+                } else if next.application_fee_minor > 0 {
                     let marker = MoneyMarker {
                         merchant_id: card.merchant_id.clone(),
                         card_id: card.id.clone(),

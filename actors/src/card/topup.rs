@@ -68,6 +68,8 @@ pub struct TopupRecord {
     pub fee: Money,
     pub total: Money,
     pub reference: Option<String>,
+    /// Gateway mode: the checkout order that pays for it.
+    pub order: Option<pelago_storage::OrderId>,
     pub status: TopupStatus,
     pub phase: TopupPhase,
     pub request_id: String,
@@ -169,6 +171,7 @@ impl CardActor {
             fee: msg.fee,
             total,
             reference: msg.reference,
+            order: None,
             status: TopupStatus::Processing,
             phase: TopupPhase::Debiting,
             request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
@@ -265,13 +268,24 @@ impl CardActor {
                 (TopupStatus::Succeeded, "topup.succeeded", None)
             }
             Outcome::Declined { reason } => {
-                let marker = MoneyMarker {
-                    merchant_id: topup.merchant_id.clone(),
-                    card_id: card.id.clone(),
-                    channel_id: card.channel_id.clone(),
-                    amount: topup.amount,
-                };
-                batch.put(topup_reversal_marker(&topup.id), &marker)?;
+                match &topup.order {
+                    Some(order) => {
+                        batch.put_raw(
+                            Tree::Operations,
+                            super::order::order_refund_marker(order),
+                            card.id.as_bytes(),
+                        );
+                    }
+                    None => {
+                        let marker = MoneyMarker {
+                            merchant_id: topup.merchant_id.clone(),
+                            card_id: card.id.clone(),
+                            channel_id: card.channel_id.clone(),
+                            amount: topup.amount,
+                        };
+                        batch.put(topup_reversal_marker(&topup.id), &marker)?;
+                    }
+                }
                 (TopupStatus::Failed, "topup.failed", Some(reason))
             }
             Outcome::Unknown { detail } => {

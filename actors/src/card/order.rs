@@ -1,0 +1,509 @@
+//! Business orders paid through the gateway's checkout (gateway funding mode):
+//! the application fee of a card, or a top-up (DOMAIN.md: Order
+//! `pending → paid | failed | expired`, `paid → refunded`). An order belongs to
+//! its card, so the card's actor is its single writer.
+//!
+//! `CreateOrder` commits the order (with its gateway request id) and what it
+//! pays for — a card in `pending_payment`, or a top-up in `pending_payment` —
+//! with a marker `ordcreate/{id}`; the binary then asks the gateway for a
+//! checkout (`OrderCreated` / `OrderCreateFailed`). `SettleOrder` applies the
+//! gateway's paid / failed / expired notice: paid moves the card to
+//! `processing` (opened next) or the top-up to `processing` (funded next) and
+//! leaves a marker `ordbook/{id}` for the ledger; failed or expired cancels.
+//! When what was paid for cannot be delivered, `RefundOrder` marks it
+//! refunded after the gateway refunded it.
+
+use actix::{Context, Handler, Message, ResponseFuture};
+use pelago_storage::{
+    CardId, FlushTicket, MerchantId, Money, OrderId, Record, Timestamp, TopupId, Tree, WriteBatch,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    actor::CardActor,
+    ops::open_marker,
+    state::{CardRecord, CardStatus, NewCard},
+    topup::{TopupPhase, TopupRecord, TopupStatus, marker_value, topup_key, topup_marker},
+};
+use crate::{
+    error::{ActorResult, Reject},
+    history::{Source, StatusChange, push_change},
+    outbox::{self, EventObject},
+    ports::{GatewayOrder, GatewayOrderStatus},
+    runtime::EntityCell,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderKind {
+    ApplicationFee,
+    Topup,
+    MonthlyFee,
+}
+
+impl OrderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::ApplicationFee => "application_fee",
+            OrderKind::Topup => "topup",
+            OrderKind::MonthlyFee => "monthly_fee",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Failed,
+    Expired,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub merchant_id: MerchantId,
+    pub card_id: CardId,
+    pub topup_id: Option<TopupId>,
+    pub kind: OrderKind,
+    pub principal: Money,
+    pub fee: Money,
+    pub total: Money,
+    pub status: OrderStatus,
+    /// The gateway account (`merchant_id` at the gateway) it was created under.
+    pub gateway_account: String,
+    pub request_id: String,
+    pub gateway_order_id: Option<String>,
+    pub checkout_url: Option<String>,
+    pub created_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+    pub version: u64,
+    pub status_history: Vec<StatusChange>,
+}
+
+impl Record for OrderRecord {
+    const TREE: Tree = Tree::Orders;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+pub fn order_create_marker(id: &OrderId) -> String {
+    format!("ordcreate/{id}")
+}
+/// The ledger booking of a paid order is owed.
+pub fn order_book_marker(id: &OrderId) -> String {
+    format!("ordbook/{id}")
+}
+/// A paid order must be refunded (what it paid for could not be delivered).
+pub fn order_refund_marker(id: &OrderId) -> String {
+    format!("ordrefund/{id}")
+}
+
+/// Commits a new order and what it pays for.
+#[derive(Debug)]
+pub struct CreateOrder {
+    pub order: OrderRecord,
+    /// An application-fee order creates the card (in `pending_payment`).
+    pub new_card: Option<NewCard>,
+    /// The card's channel cardholder id (to open it once paid).
+    pub channel_cardholder_id: Option<String>,
+    /// A top-up order creates the top-up (in `pending_payment`).
+    pub topup: Option<TopupRecord>,
+    pub binding: Option<String>,
+}
+impl Message for CreateOrder {
+    type Result = ActorResult<(CardRecord, OrderRecord)>;
+}
+
+/// The gateway created the checkout.
+#[derive(Debug)]
+pub struct OrderCreated {
+    pub order_id: OrderId,
+    pub gateway: GatewayOrder,
+}
+impl Message for OrderCreated {
+    type Result = ActorResult<OrderRecord>;
+}
+
+/// The gateway refused to create the checkout: the order failed, what it paid for is canceled.
+#[derive(Debug)]
+pub struct OrderCreateFailed {
+    pub order_id: OrderId,
+    pub reason: String,
+}
+impl Message for OrderCreateFailed {
+    type Result = ActorResult<OrderRecord>;
+}
+
+/// The gateway's notice: paid, failed or expired (repeats have no effect).
+#[derive(Debug)]
+pub struct SettleOrder {
+    pub order_id: OrderId,
+    pub status: GatewayOrderStatus,
+    pub at: Timestamp,
+}
+impl Message for SettleOrder {
+    type Result = ActorResult<OrderRecord>;
+}
+
+/// The gateway refunded a paid order.
+#[derive(Debug)]
+pub struct RefundOrder(pub OrderId);
+impl Message for RefundOrder {
+    type Result = ActorResult<OrderRecord>;
+}
+
+fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
+    a.cell_mut()
+}
+
+fn change(
+    history: &mut Vec<StatusChange>,
+    from: &str,
+    to: &str,
+    reason: Option<String>,
+    source: Source,
+    at: Timestamp,
+) {
+    push_change(history, StatusChange { from: Some(from.into()), to: to.into(), reason, source, at });
+}
+
+impl CardActor {
+    fn load_order(&self, id: &OrderId) -> ActorResult<OrderRecord> {
+        let order =
+            self.store().get::<OrderRecord>(id.as_bytes())?.ok_or(Reject::NotFound { what: "order" })?;
+        Ok(order)
+    }
+
+    fn create_order(
+        &mut self,
+        msg: CreateOrder,
+    ) -> ActorResult<((CardRecord, OrderRecord), Option<FlushTicket>)> {
+        let now = self.now();
+        let mut batch = WriteBatch::new();
+        let card = match (msg.new_card, self.cell_mut().record().cloned()) {
+            (Some(_), Some(existing)) => {
+                // A repeat of an application-fee order: its card exists already.
+                let order = match &existing.application_fee_order {
+                    Some(o) => self.load_order(o)?,
+                    None => return Err(Reject::state("the card exists without an order").into()),
+                };
+                return Ok(((existing, order), None));
+            }
+            (Some(new), None) => {
+                let mut card = CardRecord::create(new, now, Source::Merchant);
+                card.application_fee_order = Some(msg.order.id.clone());
+                card.application_fee_minor = msg.order.fee.value;
+                card.channel_cardholder_id = msg.channel_cardholder_id;
+                batch.put_raw(Tree::Index, format!("mcard/{}/{}", card.merchant_id, card.id), []);
+                batch.put_raw(Tree::Index, format!("chdcard/{}/{}", card.cardholder_id, card.id), []);
+                card
+            }
+            (None, Some(existing)) => {
+                if existing.status != CardStatus::Active {
+                    return Err(Reject::state(format!(
+                        "cannot top up a card that is {}",
+                        existing.status.as_str()
+                    ))
+                    .into());
+                }
+                let mut c = existing;
+                c.version += 1;
+                c
+            }
+            (None, None) => return Err(Reject::NotFound { what: "card" }.into()),
+        };
+        if let Some(topup) = &msg.topup {
+            batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
+            batch.put(topup_key(&card.id, &topup.id), topup)?;
+            batch.put_raw(Tree::Index, format!("tup/{}", topup.id), card.id.as_bytes());
+        }
+        let order = msg.order;
+        batch.expect_absent(Tree::Orders, order.id.as_bytes());
+        batch.put(order.id.as_bytes(), &order)?;
+        batch.put_raw(Tree::Index, format!("mord/{}/{}", order.merchant_id, order.id), []);
+        batch.put_raw(Tree::Operations, order_create_marker(&order.id), marker_value(&card.id, now));
+        if let Some(b) = &msg.binding {
+            let bound = msg.topup.as_ref().map_or(card.id.to_string(), |t| t.id.to_string());
+            batch.put_raw(Tree::Index, b, bound.into_bytes());
+        }
+        let ticket = self.cell_mut().persist(card.clone(), batch)?;
+        Ok(((card, order), Some(ticket)))
+    }
+
+    fn order_created(
+        &mut self,
+        id: &OrderId,
+        gw: GatewayOrder,
+    ) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
+        let mut card = self.cell_mut().existing("card")?.clone();
+        let mut order = self.load_order(id)?;
+        if order.gateway_order_id.is_some() {
+            return Ok((order, None));
+        }
+        let now = self.now();
+        order.gateway_order_id = Some(gw.gateway_order_id.clone());
+        order.checkout_url = Some(gw.checkout_url);
+        order.version += 1;
+        let mut batch = WriteBatch::new();
+        batch.put(order.id.as_bytes(), &order)?;
+        batch.put_raw(Tree::Index, format!("gword/{}", gw.gateway_order_id), order.id.as_bytes());
+        batch.delete(Tree::Operations, order_create_marker(id));
+        outbox::stage(
+            &mut batch,
+            &order.merchant_id,
+            "order.created",
+            EventObject::Order(Box::new(order.clone())),
+            now,
+        )?;
+        card.version += 1;
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+
+    /// Ends an unpaid order (`failed` / `expired`) and cancels what it was for.
+    fn end_unpaid(
+        &mut self,
+        mut order: OrderRecord,
+        to: OrderStatus,
+        reason: Option<String>,
+    ) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
+        let mut card = self.cell_mut().existing("card")?.clone();
+        if order.status != OrderStatus::Pending {
+            return Ok((order, None));
+        }
+        let now = self.now();
+        let mut batch = WriteBatch::new();
+        change(
+            &mut order.status_history,
+            order.status.as_str(),
+            to.as_str(),
+            reason.clone(),
+            Source::Gateway,
+            now,
+        );
+        order.status = to;
+        order.version += 1;
+        batch.put(order.id.as_bytes(), &order)?;
+        batch.delete(Tree::Operations, order_create_marker(&order.id));
+        let event = if to == OrderStatus::Failed { "order.failed" } else { "order.expired" };
+        outbox::stage(
+            &mut batch,
+            &order.merchant_id,
+            event,
+            EventObject::Order(Box::new(order.clone())),
+            now,
+        )?;
+        match (&order.kind, &order.topup_id) {
+            (OrderKind::ApplicationFee, _) if card.status == CardStatus::PendingPayment => {
+                card.transition(
+                    CardStatus::Canceled,
+                    "cancel",
+                    Some(format!("order {}", to.as_str())),
+                    Source::Gateway,
+                    now,
+                )?;
+                outbox::stage(
+                    &mut batch,
+                    &card.merchant_id,
+                    "card.canceled",
+                    EventObject::Card(Box::new(card.clone())),
+                    now,
+                )?;
+            }
+            (OrderKind::Topup, Some(tup)) => {
+                let mut topup = self
+                    .store()
+                    .get::<TopupRecord>(topup_key(&card.id, tup))?
+                    .ok_or(Reject::NotFound { what: "top-up" })?;
+                if topup.status == TopupStatus::PendingPayment {
+                    change(
+                        &mut topup.status_history,
+                        "pending_payment",
+                        "canceled",
+                        reason,
+                        Source::Gateway,
+                        now,
+                    );
+                    topup.status = TopupStatus::Canceled;
+                    topup.phase = TopupPhase::Done;
+                    topup.completed_at = Some(now);
+                    topup.version += 1;
+                    batch.put(topup_key(&card.id, tup), &topup)?;
+                    outbox::stage(
+                        &mut batch,
+                        &card.merchant_id,
+                        "topup.canceled",
+                        EventObject::Topup(Box::new(topup)),
+                        now,
+                    )?;
+                }
+                card.version += 1;
+            }
+            _ => card.version += 1,
+        }
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+
+    fn settle_order(&mut self, msg: SettleOrder) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
+        let mut order = self.load_order(&msg.order_id)?;
+        match msg.status {
+            GatewayOrderStatus::Failed => {
+                return self.end_unpaid(order, OrderStatus::Failed, Some("payment failed".into()));
+            }
+            GatewayOrderStatus::Expired => {
+                return self.end_unpaid(order, OrderStatus::Expired, Some("checkout expired".into()));
+            }
+            GatewayOrderStatus::Paid => {}
+            // Pending is no news; refunds are recorded by `RefundOrder`.
+            GatewayOrderStatus::Pending | GatewayOrderStatus::Refunded => return Ok((order, None)),
+        }
+        if order.status != OrderStatus::Pending {
+            return Ok((order, None)); // a repeat, or paid after it had failed: no second effect
+        }
+        let mut card = self.cell_mut().existing("card")?.clone();
+        let now = self.now();
+        let mut batch = WriteBatch::new();
+        change(&mut order.status_history, "pending", "paid", None, Source::Gateway, now);
+        order.status = OrderStatus::Paid;
+        order.paid_at = Some(msg.at);
+        order.version += 1;
+        batch.put(order.id.as_bytes(), &order)?;
+        batch.put_raw(Tree::Operations, order_book_marker(&order.id), card.id.as_bytes());
+        batch.delete(Tree::Operations, order_create_marker(&order.id));
+        outbox::stage(
+            &mut batch,
+            &order.merchant_id,
+            "order.paid",
+            EventObject::Order(Box::new(order.clone())),
+            now,
+        )?;
+        match (&order.kind, &order.topup_id) {
+            (OrderKind::ApplicationFee, _) if card.status == CardStatus::PendingPayment => {
+                card.transition(
+                    CardStatus::Processing,
+                    "open",
+                    Some("application fee paid".into()),
+                    Source::Gateway,
+                    now,
+                )?;
+                card.open_request_id = Some(format!("req_{}", pelago_storage::ids::new_ulid()));
+                // Opened by the resolver (or right away by the binary) with this request id.
+                batch.put_raw(Tree::Operations, open_marker(card.id.as_str()), 0i64.to_be_bytes().to_vec());
+            }
+            (OrderKind::Topup, Some(tup)) => {
+                let mut topup = self
+                    .store()
+                    .get::<TopupRecord>(topup_key(&card.id, tup))?
+                    .ok_or(Reject::NotFound { what: "top-up" })?;
+                if topup.status == TopupStatus::PendingPayment {
+                    change(
+                        &mut topup.status_history,
+                        "pending_payment",
+                        "processing",
+                        Some("order paid".into()),
+                        Source::Gateway,
+                        now,
+                    );
+                    topup.status = TopupStatus::Processing;
+                    topup.phase = TopupPhase::Funding;
+                    topup.version += 1;
+                    batch.put(topup_key(&card.id, tup), &topup)?;
+                    batch.put_raw(Tree::Operations, topup_marker(tup), marker_value(&card.id, Timestamp(0)));
+                }
+                card.version += 1;
+            }
+            _ => card.version += 1,
+        }
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+
+    fn refund_order(&mut self, id: &OrderId) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
+        let mut card = self.cell_mut().existing("card")?.clone();
+        let mut order = self.load_order(id)?;
+        if order.status != OrderStatus::Paid {
+            return Ok((order, None));
+        }
+        let now = self.now();
+        let mut batch = WriteBatch::new();
+        change(
+            &mut order.status_history,
+            "paid",
+            "refunded",
+            Some("could not be delivered".into()),
+            Source::System,
+            now,
+        );
+        order.status = OrderStatus::Refunded;
+        order.version += 1;
+        batch.put(order.id.as_bytes(), &order)?;
+        batch.delete(Tree::Operations, order_refund_marker(id));
+        outbox::stage(
+            &mut batch,
+            &order.merchant_id,
+            "order.refunded",
+            EventObject::Order(Box::new(order.clone())),
+            now,
+        )?;
+        card.version += 1;
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+}
+
+impl Handler<CreateOrder> for CardActor {
+    type Result = ResponseFuture<ActorResult<(CardRecord, OrderRecord)>>;
+    fn handle(&mut self, msg: CreateOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.create_order(msg));
+        self.cell_mut().reply(result)
+    }
+}
+
+impl Handler<OrderCreated> for CardActor {
+    type Result = ResponseFuture<ActorResult<OrderRecord>>;
+    fn handle(&mut self, msg: OrderCreated, ctx: &mut Context<Self>) -> Self::Result {
+        let result =
+            EntityCell::guarded(self, ctx, cell, |act| act.order_created(&msg.order_id, msg.gateway));
+        self.cell_mut().reply(result)
+    }
+}
+
+impl Handler<OrderCreateFailed> for CardActor {
+    type Result = ResponseFuture<ActorResult<OrderRecord>>;
+    fn handle(&mut self, msg: OrderCreateFailed, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| {
+            let order = act.load_order(&msg.order_id)?;
+            act.end_unpaid(order, OrderStatus::Failed, Some(msg.reason))
+        });
+        self.cell_mut().reply(result)
+    }
+}
+
+impl Handler<SettleOrder> for CardActor {
+    type Result = ResponseFuture<ActorResult<OrderRecord>>;
+    fn handle(&mut self, msg: SettleOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.settle_order(msg));
+        self.cell_mut().reply(result)
+    }
+}
+
+impl Handler<RefundOrder> for CardActor {
+    type Result = ResponseFuture<ActorResult<OrderRecord>>;
+    fn handle(&mut self, msg: RefundOrder, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.refund_order(&msg.0));
+        self.cell_mut().reply(result)
+    }
+}

@@ -1,0 +1,342 @@
+//! Gateway-mode payments (API.md §4 Orders): application fees and top-ups
+//! paid by the cardholder on the gateway's checkout page. The order belongs
+//! to its card (`pelago_actors::card::order`); this module talks to the
+//! gateway and the ledger:
+//!
+//! - create: the order is committed first (with its request id and a marker),
+//!   then the gateway is asked for a checkout; a refusal fails the order and
+//!   cancels what it was for; an unknown answer is retried by the resolver with
+//!   the same request id.
+//! - paid (callback): the card actor applies it once; the collection is booked
+//!   once (`ordbook/` marker); the card is opened or the top-up funded.
+//! - a paid order whose card or top-up the channel refused is refunded whole
+//!   through the gateway and its collection mirrored (`ordrefund/` marker).
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    card::{
+        CardRecord, CardStatus, NewCard,
+        ops::Resolve,
+        order::{
+            CreateOrder, OrderCreateFailed, OrderCreated, OrderKind, OrderRecord, OrderStatus, RefundOrder,
+            SettleOrder, order_book_marker, order_create_marker, order_refund_marker,
+        },
+        topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, parse_marker, topup_key},
+    },
+    history::{Source, StatusChange},
+    ledger::{self, EntryKind},
+    merchant::{MerchantRecord, PostEntry},
+    ports::{CreateOrder as GatewayCreateOrder, GatewayOrderStatus, Outcome, Refund},
+};
+use pelago_storage::{CardId, Money, OrderId, Timestamp, TopupId, Tree, WriteBatch};
+
+use crate::{app::App, bootstrap, http::errors::ApiError};
+
+fn new_order(
+    merchant: &MerchantRecord,
+    card: &CardId,
+    topup: Option<&TopupId>,
+    kind: OrderKind,
+    principal: Money,
+    fee: Money,
+    account: &str,
+    now: Timestamp,
+) -> Result<OrderRecord, ApiError> {
+    let total =
+        principal.checked_add(fee).map_err(|_| ApiError::invalid("amount", "amount + fee overflows"))?;
+    Ok(OrderRecord {
+        id: OrderId::generate(),
+        merchant_id: merchant.id.clone(),
+        card_id: card.clone(),
+        topup_id: topup.cloned(),
+        kind,
+        principal,
+        fee,
+        total,
+        status: OrderStatus::Pending,
+        gateway_account: account.to_owned(),
+        request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+        gateway_order_id: None,
+        checkout_url: None,
+        created_at: now,
+        paid_at: None,
+        version: 1,
+        status_history: vec![StatusChange {
+            from: None,
+            to: "pending".into(),
+            reason: None,
+            source: Source::Merchant,
+            at: now,
+        }],
+    })
+}
+
+/// Asks the gateway for the checkout of a committed order and records its answer.
+async fn request_checkout(app: &App, order: &OrderRecord) -> Result<OrderRecord, ApiError> {
+    let merchant =
+        app.store.get::<MerchantRecord>(order.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let account = bootstrap::funding_account(app, &merchant).await?;
+    let req = GatewayCreateOrder {
+        request_id: order.request_id.clone(),
+        account,
+        order_id: order.id.to_string(),
+        amount: order.total,
+        description: format!("{} for card {}", order.kind.as_str(), order.card_id),
+    };
+    match app.upstreams.gateway.create_order(req).await {
+        Outcome::Done(gateway) => Ok(app
+            .actors
+            .ask_card(&order.card_id, OrderCreated { order_id: order.id.clone(), gateway })
+            .await??),
+        Outcome::Declined { reason } => Ok(app
+            .actors
+            .ask_card(&order.card_id, OrderCreateFailed { order_id: order.id.clone(), reason })
+            .await??),
+        Outcome::Unknown { detail } => {
+            tracing::warn!(order_id = %order.id, detail, "checkout creation outcome unknown; retrying later");
+            Ok(order.clone())
+        }
+    }
+}
+
+/// Gateway mode, application fee > 0: the card waits in `pending_payment`.
+pub async fn open_card_with_order(
+    app: &App,
+    merchant: &MerchantRecord,
+    new: NewCard,
+    channel_cardholder_id: String,
+    fee: Money,
+    binding: Option<String>,
+) -> Result<(CardRecord, OrderRecord), ApiError> {
+    let account = bootstrap::funding_account(app, merchant).await?;
+    let card_id = new.id.clone();
+    let order = new_order(
+        merchant,
+        &card_id,
+        None,
+        OrderKind::ApplicationFee,
+        Money::zero(fee.currency),
+        fee,
+        &account.merchant_id,
+        app.clock.now(),
+    )?;
+    let msg = CreateOrder {
+        order,
+        new_card: Some(new),
+        channel_cardholder_id: Some(channel_cardholder_id),
+        topup: None,
+        binding,
+    };
+    let (_, order) = app.actors.ask_card(&card_id, msg).await??;
+    let order = request_checkout(app, &order).await?;
+    let card = app.actors.ask_card(&card_id, pelago_actors::card::GetCard).await??;
+    Ok((card, order))
+}
+
+/// Gateway mode top-up: the top-up waits in `pending_payment` for its order.
+pub async fn topup_with_order(
+    app: &App,
+    merchant: &MerchantRecord,
+    card: &CardRecord,
+    amount: Money,
+    fee: Money,
+    reference: Option<String>,
+    binding: Option<String>,
+) -> Result<TopupRecord, ApiError> {
+    let account = bootstrap::funding_account(app, merchant).await?;
+    let now = app.clock.now();
+    let topup_id = TopupId::generate();
+    let order = new_order(
+        merchant,
+        &card.id,
+        Some(&topup_id),
+        OrderKind::Topup,
+        amount,
+        fee,
+        &account.merchant_id,
+        now,
+    )?;
+    let total = order.total;
+    let topup = TopupRecord {
+        id: topup_id.clone(),
+        card_id: card.id.clone(),
+        merchant_id: merchant.id.clone(),
+        amount,
+        fee,
+        total,
+        reference,
+        order: Some(order.id.clone()),
+        status: TopupStatus::PendingPayment,
+        phase: TopupPhase::Debiting,
+        request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+        failure_reason: None,
+        created_at: now,
+        completed_at: None,
+        version: 1,
+        status_history: vec![StatusChange {
+            from: None,
+            to: "pending_payment".into(),
+            reason: None,
+            source: Source::Merchant,
+            at: now,
+        }],
+    };
+    let msg = CreateOrder { order, new_card: None, channel_cardholder_id: None, topup: Some(topup), binding };
+    let (_, order) = app.actors.ask_card(&card.id, msg).await??;
+    request_checkout(app, &order).await?;
+    app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(ApiError::internal)
+}
+
+/// A gateway notice about one of our orders (by our `ord_` id).
+pub async fn on_order_update(
+    app: &App,
+    order_id: &str,
+    status: GatewayOrderStatus,
+    at: Timestamp,
+) -> Result<&'static str, ApiError> {
+    let Ok(id) = OrderId::parse(order_id) else { return Ok("unknown_object") };
+    let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())? else { return Ok("unknown_object") };
+    let before = order.version;
+    let after =
+        app.actors.ask_card(&order.card_id, SettleOrder { order_id: id.clone(), status, at }).await??;
+    follow_up(app, &after).await?;
+    Ok(if after.version == before { "unchanged" } else { "applied" })
+}
+
+/// After a paid order: book it, then open the card or fund the top-up.
+async fn follow_up(app: &App, order: &OrderRecord) -> Result<(), ApiError> {
+    settle_markers(app, &order.id).await?;
+    if order.status != OrderStatus::Paid {
+        return Ok(());
+    }
+    match (&order.kind, &order.topup_id) {
+        (OrderKind::ApplicationFee, _) => {
+            let card = app.actors.ask_card(&order.card_id, pelago_actors::card::GetCard).await??;
+            if card.status == CardStatus::Processing {
+                app.actors.ask_card(&order.card_id, Resolve).await??;
+                crate::cards::settle_markers_of(app, &order.card_id).await?;
+            }
+        }
+        (OrderKind::Topup, Some(tup)) => {
+            let topup = app.actors.ask_card(&order.card_id, FundTopup(tup.clone())).await??;
+            if topup.status == TopupStatus::Failed {
+                settle_markers(app, &order.id).await?;
+            }
+        }
+        _ => {}
+    }
+    // A refusal of the card or the top-up leaves a refund marker: settle it now.
+    settle_markers(app, &order.id).await
+}
+
+/// Books a paid order (once) and refunds one that could not be delivered.
+pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
+    if app.store.contains(Tree::Operations, order_book_marker(id))? {
+        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
+        let entry = PostEntry {
+            source_id: order.id.to_string(),
+            kind: EntryKind::GatewayCollection,
+            postings: ledger::gateway_collection(&order.merchant_id, principal, order.fee)?,
+            event: None,
+        };
+        app.actors.ask_merchant(&order.merchant_id, entry).await??;
+        clear(app, order_book_marker(id)).await?;
+    }
+    if app.store.contains(Tree::Operations, order_refund_marker(id))? {
+        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        if order.status == OrderStatus::Paid {
+            let merchant = app
+                .store
+                .get::<MerchantRecord>(order.merchant_id.as_bytes())?
+                .ok_or_else(ApiError::internal)?;
+            let account = bootstrap::funding_account(app, &merchant).await?;
+            let refund = Refund {
+                request_id: format!("refund_{}", order.id),
+                account,
+                gateway_order_id: order.gateway_order_id.clone().ok_or_else(ApiError::internal)?,
+                amount: order.total,
+            };
+            match app.upstreams.gateway.refund(refund).await {
+                Outcome::Done(_) => {}
+                Outcome::Declined { reason } => {
+                    tracing::error!(order_id = %order.id, reason, "the gateway refused a refund; an operator must look");
+                    return Ok(());
+                }
+                Outcome::Unknown { .. } => return Ok(()), // retried by the resolver with the same request id
+            }
+            let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
+            let entry = PostEntry {
+                source_id: order.id.to_string(),
+                kind: EntryKind::OrderRefund,
+                postings: ledger::mirror(&ledger::gateway_collection(
+                    &order.merchant_id,
+                    principal,
+                    order.fee,
+                )?)?,
+                event: None,
+            };
+            app.actors.ask_merchant(&order.merchant_id, entry).await??;
+            app.actors.ask_card(&order.card_id, RefundOrder(order.id.clone())).await??;
+        } else {
+            clear(app, order_refund_marker(id)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn clear(app: &App, key: String) -> Result<(), ApiError> {
+    let mut batch = WriteBatch::new();
+    batch.delete(Tree::Operations, key);
+    app.store.commit_durable(batch).await?;
+    Ok(())
+}
+
+/// One resolver pass: checkouts whose creation outcome is unknown, and
+/// bookings or refunds a crash left behind.
+pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = Timestamp::now_real().unix_ms();
+    let mut done = 0;
+    let creating =
+        app.store.iter_raw(Tree::Operations, b"ordcreate/").take(256).collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in creating {
+        let Some((_, started)) = parse_marker(&value) else { continue };
+        if now - started.unix_ms() < grace_ms {
+            continue;
+        }
+        let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key["ordcreate/".len()..])) else { continue };
+        if let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())?
+            && order.gateway_order_id.is_none()
+            && order.status == OrderStatus::Pending
+        {
+            request_checkout(app, &order).await?;
+            done += 1;
+        } else {
+            clear(app, order_create_marker(&id)).await?;
+        }
+    }
+    for prefix in ["ordbook/", "ordrefund/"] {
+        for key in app.store.scan_keys(Tree::Operations, prefix.as_bytes(), None, false, 256)? {
+            if let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key[prefix.len()..])) {
+                settle_markers(app, &id).await?;
+                done += 1;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// An order of this merchant, or 404.
+pub fn load_owned(
+    app: &App,
+    merchant: &pelago_storage::MerchantId,
+    raw: &str,
+) -> Result<OrderRecord, ApiError> {
+    let id = OrderId::parse(raw).map_err(|_| ApiError::not_found("order"))?;
+    app.store
+        .get::<OrderRecord>(id.as_bytes())?
+        .filter(|o| &o.merchant_id == merchant)
+        .ok_or_else(|| ApiError::not_found("order"))
+}
