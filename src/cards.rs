@@ -65,6 +65,7 @@ pub async fn open(
                     kind: EntryKind::ApplicationFee,
                     postings: ledger::master_fee(&merchant.id, fee)?,
                     event: None,
+                    index: None,
                 };
                 app.actors.ask_merchant(&merchant.id, entry).await??;
                 Some(fee)
@@ -145,6 +146,7 @@ async fn return_fee(app: &App, merchant: &MerchantId, card: &CardId, fee: Money)
         kind: EntryKind::ApplicationFeeReturn,
         postings: ledger::mirror(&ledger::master_fee(merchant, fee)?)?,
         event: None,
+        index: None,
     };
     app.actors.ask_merchant(merchant, entry).await??;
     Ok(())
@@ -160,11 +162,20 @@ pub async fn settle_markers_of(app: &App, card: &CardId) -> Result<(), ApiError>
         let merchant =
             app.store.get::<MerchantRecord>(m.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
         let to_pending = merchant.funding_mode == FundingMode::Gateway;
+        let source = format!("{}/delete", m.card_id);
+        // In gateway mode the returned balance waits in `pending` for the next settlement run.
+        let index = to_pending.then(|| {
+            (
+                crate::settlement::collection_key(app.clock.now(), &source),
+                crate::settlement::collection_value(&m.merchant_id, m.amount, None),
+            )
+        });
         let entry = PostEntry {
-            source_id: format!("{}/delete", m.card_id),
+            source_id: source.clone(),
             kind: EntryKind::CardRefund,
             postings: ledger::card_refund(&m.merchant_id, &m.channel_id, m.amount, to_pending)?,
             event: None,
+            index,
         };
         app.actors.ask_merchant(&m.merchant_id, entry).await??;
         clear(app, card_refund_marker(card.as_str())).await?;

@@ -70,8 +70,9 @@ pub async fn on_gateway_event(
         // Refunds are confirmed synchronously when requested (`orders::settle_markers`);
         // this notice repeats what is already booked.
         GatewayEvent::RefundCompleted { .. } => Ok("unchanged"),
-        // Payouts belong to withdrawals, which this version does not make yet.
-        GatewayEvent::PayoutUpdated { .. } => Ok("unknown_object"),
+        GatewayEvent::PayoutUpdated { request_id, status, reason, .. } => {
+            crate::withdrawals::on_payout(app, request_id, *status, reason.clone()).await
+        }
     }
 }
 
@@ -91,6 +92,7 @@ pub async fn credit_deposit(
         kind: ledger::EntryKind::Deposit,
         postings,
         event: Some("deposit.succeeded"),
+        index: None,
     };
     Ok(app.actors.ask_merchant(merchant, entry).await??)
 }

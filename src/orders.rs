@@ -235,11 +235,20 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
     if app.store.contains(Tree::Operations, order_book_marker(id))? {
         let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(ApiError::internal)?;
         let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
+        // A top-up's principal waits in `pending` for the T+1 settlement run.
+        let index = principal.map(|p| {
+            let at = order.paid_at.unwrap_or(order.created_at);
+            (
+                crate::settlement::collection_key(at, order.id.as_str()),
+                crate::settlement::collection_value(&order.merchant_id, p, Some(order.id.as_str())),
+            )
+        });
         let entry = PostEntry {
             source_id: order.id.to_string(),
             kind: EntryKind::GatewayCollection,
             postings: ledger::gateway_collection(&order.merchant_id, principal, order.fee)?,
             event: None,
+            index,
         };
         app.actors.ask_merchant(&order.merchant_id, entry).await??;
         clear(app, order_book_marker(id)).await?;
@@ -267,6 +276,13 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
                 Outcome::Unknown { .. } => return Ok(()), // retried by the resolver with the same request id
             }
             let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
+            if principal.is_some() {
+                // The refund takes the principal back out of `pending`: it is no longer to be settled.
+                let at = order.paid_at.unwrap_or(order.created_at);
+                let mut batch = WriteBatch::new();
+                batch.delete(Tree::Index, crate::settlement::collection_key(at, order.id.as_str()));
+                app.store.commit_durable(batch).await?;
+            }
             let entry = PostEntry {
                 source_id: order.id.to_string(),
                 kind: EntryKind::OrderRefund,
@@ -276,6 +292,7 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
                     order.fee,
                 )?)?,
                 event: None,
+                index: None,
             };
             app.actors.ask_merchant(&order.merchant_id, entry).await??;
             app.actors.ask_card(&order.card_id, RefundOrder(order.id.clone())).await??;

@@ -208,7 +208,11 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 wait = Duration::from_millis(250);
                 continue;
             }
-            let orders = crate::orders::resolve_pending(&app).await;
+            let withdrawals = crate::withdrawals::resolve_pending(&app).await;
+            if let Err(e) = &withdrawals {
+                tracing::warn!(error = %e.message, "withdrawal resolver pass failed");
+            }
+            let orders = crate::orders::resolve_pending(&app).await.map(|n| n + withdrawals.unwrap_or(0));
             if let Err(e) = &orders {
                 tracing::warn!(error = %e.message, "order resolver pass failed");
             }

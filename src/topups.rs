@@ -59,6 +59,7 @@ pub async fn create(
         kind: EntryKind::Topup,
         postings: ledger::master_topup(&merchant.id, &card.channel_id, amount, fee)?,
         event: None,
+        index: None,
     };
     match app.actors.ask_merchant(&merchant.id, entry).await? {
         Ok(_) => {}
@@ -95,6 +96,7 @@ pub async fn settle_reversal(app: &App, id: &TopupId) -> Result<(), ApiError> {
             topup.fee,
         )?)?,
         event: None,
+        index: None,
     };
     app.actors.ask_merchant(&marker.merchant_id, entry).await??;
     let mut batch = WriteBatch::new();

@@ -272,6 +272,22 @@ pub fn gateway_collection(
     Ok(postings)
 }
 
+/// Withdrawal hold: `merchant:available −W`, `gateway:clearing +W`.
+pub fn withdrawal(merchant: &MerchantId, amount: Money) -> Result<Vec<Posting>, Reject> {
+    Ok(vec![
+        Posting { account: Account::MerchantAvailable(merchant.clone()), amount: neg(amount)? },
+        Posting { account: Account::GatewayClearing, amount },
+    ])
+}
+
+/// Settlement of a collection: `merchant:pending −X`, `merchant:available +X`.
+pub fn settlement(merchant: &MerchantId, amount: Money) -> Result<Vec<Posting>, Reject> {
+    Ok(vec![
+        Posting { account: Account::MerchantPending(merchant.clone()), amount: neg(amount)? },
+        Posting { account: Account::MerchantAvailable(merchant.clone()), amount },
+    ])
+}
+
 /// The mirror of `postings` (a reversal).
 pub fn mirror(postings: &[Posting]) -> Result<Vec<Posting>, Reject> {
     postings.iter().map(|p| Ok(Posting { account: p.account.clone(), amount: neg(p.amount)? })).collect()

@@ -15,5 +15,6 @@ pub mod ports;
 pub mod routing;
 pub mod runtime;
 pub mod system;
+pub mod withdrawal;
 
 pub use error::{ActorError, ActorResult, Reject};

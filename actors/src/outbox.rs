@@ -26,6 +26,18 @@ pub enum EventObject {
     BalanceTransaction(Box<BalanceTxnRecord>),
     Topup(Box<crate::card::topup::TopupRecord>),
     Order(Box<crate::card::order::OrderRecord>),
+    Withdrawal(Box<crate::withdrawal::WithdrawalRecord>),
+    Settlement(Box<MerchantSettlement>),
+}
+
+/// What one settlement run moved for one merchant (`settlement.completed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantSettlement {
+    pub merchant_id: MerchantId,
+    /// The run's date, `YYYY-MM-DD`.
+    pub date: String,
+    pub collections: u64,
+    pub amounts: Vec<pelago_storage::Money>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub mod events;
 pub mod idempotency;
 pub mod json;
 pub mod merchants;
+pub mod money_admin;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
@@ -57,6 +58,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(balance::routes());
     all.extend(cards::routes());
     all.extend(orders::routes());
+    all.extend(money_admin::routes());
     all.extend(events::routes());
     all.extend(deliveries::routes());
     all.extend(receipts::routes());

@@ -7,6 +7,7 @@ use pelago_actors::{
     ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
     ports::{ChannelTxnStatus, ChannelTxnType},
+    withdrawal::WithdrawalRecord,
 };
 use pelago_storage::Money;
 use serde_json::{Value, json};
@@ -76,6 +77,23 @@ pub fn transaction(t: &TransactionRecord) -> Value {
         "occurred_at": t.occurred_at.to_rfc3339(),
         "version": t.version,
         "created_at": t.created_at.to_rfc3339(),
+    })
+}
+
+pub fn withdrawal(w: &WithdrawalRecord) -> Value {
+    json!({
+        "id": w.id,
+        "object": "withdrawal",
+        "merchant_id": w.merchant_id,
+        "amount": money(w.amount),
+        "address": w.address,
+        "network": w.network,
+        "status": w.status.as_str(),
+        "failure_reason": w.failure_reason,
+        "version": w.version,
+        "status_history": history(&w.status_history),
+        "created_at": w.created_at.to_rfc3339(),
+        "completed_at": w.completed_at.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -152,6 +170,11 @@ pub fn event(e: &EventRecord) -> Value {
         EventObject::BalanceTransaction(t) => balance_txn(t),
         EventObject::Topup(t) => topup(t),
         EventObject::Order(o) => order(o),
+        EventObject::Withdrawal(w) => withdrawal(w),
+        EventObject::Settlement(m) => json!({
+            "object": "settlement", "merchant_id": m.merchant_id, "date": m.date,
+            "collections": m.collections, "amounts": m.amounts.iter().map(|a| money(*a)).collect::<Vec<_>>(),
+        }),
     };
     json!({
         "id": e.id,

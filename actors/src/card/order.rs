@@ -378,7 +378,7 @@ impl CardActor {
         let mut batch = WriteBatch::new();
         change(&mut order.status_history, "pending", "paid", None, Source::Gateway, now);
         order.status = OrderStatus::Paid;
-        order.paid_at = Some(msg.at);
+        order.paid_at = Some(now); // the service clock (DOMAIN.md); the gateway's own time is in msg.at
         order.version += 1;
         batch.put(order.id.as_bytes(), &order)?;
         batch.put_raw(Tree::Operations, order_book_marker(&order.id), card.id.as_bytes());

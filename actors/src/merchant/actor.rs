@@ -199,6 +199,8 @@ pub struct PostEntry {
     pub postings: Vec<Posting>,
     /// An event to emit with the first merchant balance transaction (e.g. `deposit.succeeded`).
     pub event: Option<&'static str>,
+    /// An index row written in the same commit (e.g. a collection awaiting settlement).
+    pub index: Option<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +291,9 @@ impl MerchantActor {
                 EventObject::BalanceTransaction(Box::new(first.clone())),
                 now,
             )?;
+        }
+        if let Some((key, value)) = req.index {
+            batch.put_raw(Tree::Index, key, value);
         }
         record.balances = balances.clone();
         record.version += 1;

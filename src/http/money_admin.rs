@@ -1,0 +1,144 @@
+//! Operator money routes (API.md §3): withdrawals and settlement runs.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::{merchant::MerchantRecord, withdrawal::WithdrawalRecord};
+use pelago_storage::{MerchantId, Tree, WithdrawalId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    balance::{MoneyIn, parse_amount},
+    errors::ApiError,
+    pagination,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+    wire,
+};
+use crate::{app::App, settlement::SettlementRun, withdrawals};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/admin/v1/merchants/{id}/withdrawals", create_withdrawal)
+            .answers(201)
+            .accepts::<WithdrawalIn>(),
+        Route::new(Method::GET, "/admin/v1/merchants/{id}/withdrawals", list_withdrawals),
+        Route::new(Method::GET, "/admin/v1/merchants/{id}/withdrawals/{withdrawal_id}", get_withdrawal),
+        Route::new(Method::POST, "/admin/v1/settlement/runs", trigger_settlement)
+            .answers(202)
+            .accepts::<SettlementIn>(),
+        Route::new(Method::GET, "/admin/v1/settlement/runs/{date}", get_settlement),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WithdrawalIn {
+    amount: MoneyIn,
+    address: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SettlementIn {
+    /// `YYYY-MM-DD`: collections dated before it are settled.
+    date: String,
+}
+
+fn merchant(app: &App, raw: &str) -> Result<MerchantRecord, ApiError> {
+    let id = MerchantId::parse(raw).map_err(|_| ApiError::not_found("merchant"))?;
+    app.store.get::<MerchantRecord>(id.as_bytes())?.ok_or_else(|| ApiError::not_found("merchant"))
+}
+
+/// POST /admin/v1/merchants/{id}/withdrawals
+fn create_withdrawal(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let m = merchant(&app, ctx.param(0))?;
+        let req: WithdrawalIn = ctx.json()?;
+        let amount = parse_amount(&req.amount, "amount")?;
+        let w = withdrawals::create(&app, &m, amount, &req.address).await?;
+        Ok(ApiReply::json(201, &wire::withdrawal(&w)))
+    })
+}
+
+/// GET /admin/v1/merchants/{id}/withdrawals — newest first.
+fn list_withdrawals(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let m = merchant(&app, ctx.param(0))?;
+        let page = pagination::parse(&ctx.query, &[])?;
+        let prefix = format!("mwdr/{}/", m.id);
+        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+        let keys = app.store.scan_keys(
+            Tree::Index,
+            prefix.as_bytes(),
+            after.as_deref().map(str::as_bytes),
+            true,
+            page.limit + 1,
+        )?;
+        let mut items: Vec<Value> = Vec::new();
+        for key in keys {
+            if let Some(w) = app.store.get::<WithdrawalRecord>(&key[prefix.len()..])? {
+                items.push(wire::withdrawal(&w));
+            }
+        }
+        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+    })
+}
+
+/// GET /admin/v1/merchants/{id}/withdrawals/{withdrawal_id}
+fn get_withdrawal(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let m = merchant(&app, ctx.param(0))?;
+        let id = WithdrawalId::parse(ctx.param(1)).map_err(|_| ApiError::not_found("withdrawal"))?;
+        let w = app
+            .store
+            .get::<WithdrawalRecord>(id.as_bytes())?
+            .filter(|w| w.merchant_id == m.id)
+            .ok_or_else(|| ApiError::not_found("withdrawal"))?;
+        Ok(ApiReply::json(200, &wire::withdrawal(&w)))
+    })
+}
+
+fn settlement_json(run: &SettlementRun) -> Value {
+    json!({
+        "id": run.id,
+        "object": "settlement_run",
+        "date": run.date,
+        "status": if run.completed { "completed" } else { "running" },
+        "collections": run.collections,
+        "amounts": run.amounts.iter().map(|a| wire::money(*a)).collect::<Vec<_>>(),
+        "started_at": run.started_at.to_rfc3339(),
+        "completed_at": run.completed_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn valid_date(raw: &str) -> Result<String, ApiError> {
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .filter(|_| raw.len() == 10)
+        .map(|_| raw.to_owned())
+        .ok_or_else(|| ApiError::invalid("date", "date must be YYYY-MM-DD"))
+}
+
+/// POST /admin/v1/settlement/runs — once per date (the same date again is the same run).
+fn trigger_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: SettlementIn = ctx.json()?;
+        let date = valid_date(&req.date)?;
+        let run = crate::settlement::trigger(&app, &date).await?;
+        Ok(ApiReply::json(202, &settlement_json(&run)))
+    })
+}
+
+/// GET /admin/v1/settlement/runs/{date}
+fn get_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let date = valid_date(ctx.param(0)).map_err(|_| ApiError::not_found("settlement run"))?;
+        let run = app
+            .store
+            .get::<SettlementRun>(date.as_str())?
+            .ok_or_else(|| ApiError::not_found("settlement run"))?;
+        Ok(ApiReply::json(200, &settlement_json(&run)))
+    })
+}

@@ -1,0 +1,189 @@
+//! T+1 settlement (DOMAIN.md §Settlement): gateway collections land in the
+//! merchant's `pending` balance on day D; the run for date S moves every
+//! collection dated before S to `available`, once. Collections whose top-up is
+//! not final are skipped (a refund must still find its money in `pending`).
+//!
+//! Each collection is an index row `coll/{date}/{source}` written in the same
+//! commit as its booking; settling it books `merchant:pending −X,
+//! merchant:available +X` once per source and removes the row. A run is one
+//! record per date: asking again returns the same run; a crashed run is
+//! resumed at start-up.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use pelago_actors::{
+    card::{
+        order::OrderRecord,
+        topup::{TopupRecord, TopupStatus, topup_key},
+    },
+    ledger::{self, EntryKind},
+    merchant::PostEntry,
+    outbox::{self, EventObject, MerchantSettlement},
+};
+use pelago_storage::{Currency, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::{app::App, http::errors::ApiError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementRun {
+    pub id: String,
+    pub date: String,
+    pub completed: bool,
+    pub collections: u64,
+    pub amounts: Vec<Money>,
+    pub started_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl Record for SettlementRun {
+    const TREE: Tree = Tree::SettlementRuns;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// The row that marks a collection awaiting settlement: `coll/{YYYY-MM-DD}/{source}`.
+pub fn collection_key(at: Timestamp, source: &str) -> String {
+    format!("coll/{}/{source}", at.to_datetime().format("%Y-%m-%d"))
+}
+
+/// `{merchant} {value} {currency} {order id or "-"}`
+pub fn collection_value(merchant: &MerchantId, amount: Money, order: Option<&str>) -> Vec<u8> {
+    format!("{merchant} {} {} {}", amount.value, amount.currency, order.unwrap_or("-")).into_bytes()
+}
+
+struct Collection {
+    key: Vec<u8>,
+    source: String,
+    merchant: MerchantId,
+    amount: Money,
+    order: Option<String>,
+}
+
+fn parse(key: &[u8], value: &[u8]) -> Option<Collection> {
+    let key_text = String::from_utf8_lossy(key).into_owned();
+    let source = key_text.splitn(3, '/').nth(2)?.to_owned();
+    let text = String::from_utf8_lossy(value).into_owned();
+    let mut parts = text.split(' ');
+    let merchant = MerchantId::parse(parts.next()?).ok()?;
+    let value: i64 = parts.next()?.parse().ok()?;
+    let currency = Currency::parse(parts.next()?).ok()?;
+    let order = parts.next().filter(|o| *o != "-").map(str::to_owned);
+    Some(Collection { key: key.to_vec(), source, merchant, amount: Money::new(value, currency), order })
+}
+
+/// Whether what a collection paid for is final (a top-up succeeded).
+fn is_final(app: &App, c: &Collection) -> Result<bool, ApiError> {
+    let Some(order) = &c.order else { return Ok(true) };
+    let Ok(id) = pelago_storage::OrderId::parse(order) else { return Ok(true) };
+    let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())? else { return Ok(true) };
+    let Some(tup) = &order.topup_id else { return Ok(true) };
+    Ok(app
+        .store
+        .get::<TopupRecord>(topup_key(&order.card_id, tup))?
+        .is_none_or(|t| t.status == TopupStatus::Succeeded))
+}
+
+/// Starts (or returns) the run for `date` (`YYYY-MM-DD`) and runs it in the background.
+pub async fn trigger(app: &Arc<App>, date: &str) -> Result<SettlementRun, ApiError> {
+    if let Some(run) = app.store.get::<SettlementRun>(date)? {
+        if !run.completed {
+            spawn(app, date);
+        }
+        return Ok(run);
+    }
+    let run = SettlementRun {
+        id: format!("stl_{}", pelago_storage::ids::new_ulid()),
+        date: date.to_owned(),
+        completed: false,
+        collections: 0,
+        amounts: Vec::new(),
+        started_at: app.clock.now(),
+        completed_at: None,
+    };
+    let mut batch = WriteBatch::new();
+    batch.expect_absent(Tree::SettlementRuns, date);
+    batch.put(date, &run)?;
+    match app.store.commit_durable(batch).await {
+        Ok(()) => {}
+        Err(pelago_storage::StoreError::Conflict { .. }) => {
+            return app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    spawn(app, date);
+    Ok(run)
+}
+
+fn spawn(app: &Arc<App>, date: &str) {
+    let app = Arc::clone(app);
+    let date = date.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = run(&app, &date).await {
+            tracing::error!(date, error = %e.message, "settlement run failed; it resumes at the next trigger or start");
+        }
+    });
+}
+
+/// Settles every final collection dated before `date`; idempotent per collection.
+pub async fn run(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
+    let mut totals: BTreeMap<(MerchantId, Currency), (u64, i64)> = BTreeMap::new();
+    let bound = format!("coll/{date}");
+    let rows = app.store.iter_raw(Tree::Index, b"coll/").collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in rows {
+        if key.as_slice() >= bound.as_bytes() {
+            break; // keys sort by date
+        }
+        let Some(c) = parse(&key, &value) else { continue };
+        if !is_final(app, &c)? {
+            continue;
+        }
+        let entry = PostEntry {
+            source_id: format!("settle/{}", c.source),
+            kind: EntryKind::Settlement,
+            postings: ledger::settlement(&c.merchant, c.amount)?,
+            event: None,
+            index: None,
+        };
+        app.actors.ask_merchant(&c.merchant, entry).await??;
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Index, &c.key);
+        app.store.commit_durable(batch).await?;
+        let t = totals.entry((c.merchant.clone(), c.amount.currency)).or_default();
+        t.0 += 1;
+        t.1 += c.amount.value;
+    }
+    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal)?;
+    let now = app.clock.now();
+    let mut batch = WriteBatch::new();
+    let mut per_merchant: BTreeMap<MerchantId, MerchantSettlement> = BTreeMap::new();
+    for ((merchant, currency), (n, value)) in &totals {
+        run.collections += n;
+        match run.amounts.iter_mut().find(|a| a.currency == *currency) {
+            Some(a) => a.value += value,
+            None => run.amounts.push(Money::new(*value, *currency)),
+        }
+        let m = per_merchant.entry(merchant.clone()).or_insert_with(|| MerchantSettlement {
+            merchant_id: merchant.clone(),
+            date: date.to_owned(),
+            collections: 0,
+            amounts: Vec::new(),
+        });
+        m.collections += n;
+        m.amounts.push(Money::new(*value, *currency));
+    }
+    for (merchant, summary) in per_merchant {
+        outbox::stage(
+            &mut batch,
+            &merchant,
+            "settlement.completed",
+            EventObject::Settlement(Box::new(summary)),
+            now,
+        )?;
+    }
+    run.completed = true;
+    run.completed_at = Some(now);
+    batch.put(date, &run)?;
+    app.store.commit_durable(batch).await?;
+    tracing::info!(date, collections = run.collections, "settlement run completed");
+    Ok(run)
+}

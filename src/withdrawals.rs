@@ -1,0 +1,239 @@
+//! Withdrawals (API.md §3): whitelisted address only; the amount is held from
+//! `available` at once (402 if it cannot be), paid out through the gateway
+//! with a stored request id, and released if the payout fails.
+//!
+//! The record (with its request id) is committed first, then the hold is
+//! booked (once per withdrawal id), then the payout is asked; a payout whose
+//! answer is unknown or still `processing` is finished by the gateway's
+//! callback or by the resolver retrying the payout with the same request id
+//! (payouts are idempotent on it). Nothing is guessed.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    ActorError, Reject,
+    history::{Source, StatusChange},
+    ledger::{self, EntryKind},
+    merchant::{MerchantRecord, PostEntry, entry_index},
+    outbox::{self, EventObject},
+    ports::{Outcome, Payout, PayoutStatus},
+    withdrawal::{WithdrawalRecord, WithdrawalStatus},
+};
+use pelago_storage::{Money, StoreError, Timestamp, Tree, WithdrawalId, WriteBatch, encode};
+
+use crate::{app::App, bootstrap, http::errors::ApiError};
+
+fn marker(id: &WithdrawalId) -> String {
+    format!("withdrawal/{id}")
+}
+
+pub async fn create(
+    app: &App,
+    merchant: &MerchantRecord,
+    amount: Money,
+    address: &str,
+) -> Result<WithdrawalRecord, ApiError> {
+    let whitelisted =
+        merchant.withdrawal_addresses.iter().find(|a| a.address == address).ok_or_else(|| {
+            ApiError::invalid("address", "the address is not on the merchant's withdrawal whitelist")
+        })?;
+    let now = app.clock.now();
+    let record = WithdrawalRecord {
+        id: WithdrawalId::generate(),
+        merchant_id: merchant.id.clone(),
+        amount,
+        address: whitelisted.address.clone(),
+        network: whitelisted.network.clone(),
+        status: WithdrawalStatus::Processing,
+        request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+        held: false,
+        failure_reason: None,
+        created_at: now,
+        completed_at: None,
+        version: 1,
+        status_history: vec![StatusChange {
+            from: None,
+            to: "processing".into(),
+            reason: None,
+            source: Source::Operator,
+            at: now,
+        }],
+    };
+    // The hold first: a withdrawal that cannot be held never exists.
+    let hold = PostEntry {
+        source_id: record.id.to_string(),
+        kind: EntryKind::Withdrawal,
+        postings: ledger::withdrawal(&merchant.id, amount)?,
+        event: None,
+        index: Some((marker(&record.id), Vec::new())),
+    };
+    app.actors.ask_merchant(&merchant.id, hold).await??;
+    let mut record = record;
+    record.held = true;
+    let mut batch = WriteBatch::new();
+    batch.put(record.id.as_bytes(), &record)?;
+    batch.put_raw(Tree::Index, format!("mwdr/{}/{}", merchant.id, record.id), []);
+    batch.put_raw(Tree::Index, format!("wdrreq/{}", record.request_id), record.id.as_bytes());
+    batch.put_raw(Tree::Operations, marker(&record.id), now.unix_ms().to_be_bytes().to_vec());
+    app.store.commit_durable(batch).await?;
+    payout(app, merchant, &record).await
+}
+
+async fn payout(
+    app: &App,
+    merchant: &MerchantRecord,
+    record: &WithdrawalRecord,
+) -> Result<WithdrawalRecord, ApiError> {
+    let account = bootstrap::funding_account(app, merchant).await?;
+    let req = Payout {
+        request_id: record.request_id.clone(),
+        account,
+        amount: record.amount,
+        address: record.address.clone(),
+        network: record.network.clone(),
+    };
+    match app.upstreams.gateway.payout(req).await {
+        Outcome::Done(accepted) => match accepted.status {
+            PayoutStatus::Succeeded => finish(app, &record.id, WithdrawalStatus::Succeeded, None).await,
+            PayoutStatus::Failed => {
+                finish(
+                    app,
+                    &record.id,
+                    WithdrawalStatus::Failed,
+                    accepted.reason.or(Some("payout failed".into())),
+                )
+                .await
+            }
+            PayoutStatus::Processing => Ok(record.clone()),
+        },
+        Outcome::Declined { reason } => finish(app, &record.id, WithdrawalStatus::Failed, Some(reason)).await,
+        Outcome::Unknown { detail } => {
+            tracing::warn!(withdrawal_id = %record.id, detail, "payout outcome unknown; resolving");
+            Ok(record.clone())
+        }
+    }
+}
+
+/// Final state (once): a failure releases the hold (once per withdrawal id).
+pub async fn finish(
+    app: &App,
+    id: &WithdrawalId,
+    to: WithdrawalStatus,
+    reason: Option<String>,
+) -> Result<WithdrawalRecord, ApiError> {
+    let now = app.clock.now();
+    for _ in 0..16 {
+        let (mut record, bytes) = app
+            .store
+            .get_with_bytes::<WithdrawalRecord>(id.as_bytes())?
+            .ok_or_else(|| ApiError::not_found("withdrawal"))?;
+        if to == WithdrawalStatus::Failed && record.status == WithdrawalStatus::Processing {
+            // Released before the record says failed: a crash in between is finished by the resolver.
+            let release = PostEntry {
+                source_id: record.id.to_string(),
+                kind: EntryKind::WithdrawalReversal,
+                postings: ledger::mirror(&ledger::withdrawal(&record.merchant_id, record.amount)?)?,
+                event: None,
+                index: None,
+            };
+            app.actors.ask_merchant(&record.merchant_id, release).await??;
+        }
+        if !record.finish(to, reason.clone(), now) {
+            return Ok(record);
+        }
+        let event =
+            if to == WithdrawalStatus::Succeeded { "withdrawal.succeeded" } else { "withdrawal.failed" };
+        let mut batch = WriteBatch::new();
+        batch.expect_raw(Tree::Withdrawals, id.as_bytes(), Some(bytes));
+        batch.put_raw(Tree::Withdrawals, id.as_bytes(), encode(&record)?);
+        batch.delete(Tree::Operations, marker(id));
+        outbox::stage(
+            &mut batch,
+            &record.merchant_id,
+            event,
+            EventObject::Withdrawal(Box::new(record.clone())),
+            now,
+        )?;
+        match app.store.commit_durable(batch).await {
+            Ok(()) => return Ok(record),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::unavailable("the withdrawal is changing concurrently; retry"))
+}
+
+/// The gateway's notice about a payout.
+pub async fn on_payout(
+    app: &App,
+    request_id: &str,
+    status: PayoutStatus,
+    reason: Option<String>,
+) -> Result<&'static str, ApiError> {
+    let Some(id) = app.store.get_raw(Tree::Index, format!("wdrreq/{request_id}"))? else {
+        return Ok("unknown_object");
+    };
+    let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&id)) else { return Ok("unknown_object") };
+    let to = match status {
+        PayoutStatus::Succeeded => WithdrawalStatus::Succeeded,
+        PayoutStatus::Failed => WithdrawalStatus::Failed,
+        PayoutStatus::Processing => return Ok("unchanged"),
+    };
+    let before = app.store.get::<WithdrawalRecord>(id.as_bytes())?.map(|w| w.version);
+    let after = finish(app, &id, to, reason).await?;
+    Ok(if Some(after.version) == before { "unchanged" } else { "applied" })
+}
+
+/// One resolver pass over withdrawals still `processing`.
+pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = Timestamp::now_real().unix_ms();
+    let mut done = 0;
+    let markers =
+        app.store.iter_raw(Tree::Operations, b"withdrawal/").take(256).collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in markers {
+        let started = value.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(0);
+        if now - started < grace_ms {
+            continue;
+        }
+        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key["withdrawal/".len()..])) else {
+            continue;
+        };
+        match app.store.get::<WithdrawalRecord>(id.as_bytes())? {
+            Some(record) if record.status == WithdrawalStatus::Processing => {
+                let merchant = app
+                    .store
+                    .get::<MerchantRecord>(record.merchant_id.as_bytes())?
+                    .ok_or_else(ApiError::internal)?;
+                payout(app, &merchant, &record).await?;
+                done += 1;
+            }
+            Some(_) => {}
+            None => {
+                // Held, but the record never landed (crash between): release the hold.
+                if app.store.contains(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
+                    && let Some(jid) =
+                        app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
+                    && let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)?
+                {
+                    let release = PostEntry {
+                        source_id: id.to_string(),
+                        kind: EntryKind::WithdrawalReversal,
+                        postings: ledger::mirror(&entry.postings)?,
+                        event: None,
+                        index: None,
+                    };
+                    match app.actors.ask_merchant(&entry.merchant_id, release).await? {
+                        Ok(_) | Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let mut batch = WriteBatch::new();
+                batch.delete(Tree::Operations, marker(&id));
+                app.store.commit_durable(batch).await?;
+                done += 1;
+            }
+        }
+    }
+    Ok(done)
+}

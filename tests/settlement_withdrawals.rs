@@ -1,0 +1,209 @@
+//! Withdrawals and T+1 settlement over real HTTP with the sandbox (issue 6).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Key, Service};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn send(
+    svc: &Service,
+    key: &Key,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let r = svc
+        .signed(key, method, path, &bytes)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn balance(svc: &Service, key: &Key) -> (i64, i64) {
+    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
+    (b["balances"][0]["available"].as_i64().unwrap_or(0), b["balances"][0]["pending"].as_i64().unwrap_or(0))
+}
+
+async fn ledger_balanced(svc: &Service) {
+    let check: Value =
+        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
+    assert_eq!(check["balanced"], true, "{check}");
+    assert_eq!(check["negative_available"], json!([]));
+}
+
+async fn withdraw(svc: &Service, merchant: &str, value: i64, address: &str) -> (StatusCode, Value) {
+    let r = svc
+        .admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/withdrawals"))
+        .json(&json!({"amount": {"value": value, "currency": "USD"}, "address": address}))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_hold_pay_out_and_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (merchant, key, _) = svc.merchant("Withdrawer").await;
+    send(
+        &svc,
+        &key,
+        Method::POST,
+        "/v1/test_helpers/deposits",
+        Some(&json!({"amount": {"value": 50_000, "currency": "USD"}, "network": "TRON"})),
+    )
+    .await;
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
+        .json(&json!({"addresses": [{"address": "TADDR1", "network": "TRON"}, {"address": "FAILADDR9", "network": "TRON"}]}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, err) = withdraw(&svc, &merchant, 1_000, "TNOTLISTED").await;
+    assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("address")));
+    assert_eq!(balance(&svc, &key).await, (50_000, 0), "nothing held");
+
+    let (status, w) = withdraw(&svc, &merchant, 10_000, "TADDR1").await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    assert_eq!(w["status"], "succeeded");
+    assert_eq!(balance(&svc, &key).await, (40_000, 0));
+
+    let (status, w) = withdraw(&svc, &merchant, 5_000, "FAILADDR9").await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    // The failure may come in the answer or by callback: wait for it, bounded.
+    let id = w["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w: Value = svc
+            .admin(Method::GET, &format!("/admin/v1/merchants/{merchant}/withdrawals/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if w["status"] == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {w}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(balance(&svc, &key).await, (40_000, 0), "the hold was released");
+
+    let (status, err) = withdraw(&svc, &merchant, 100_000, "TADDR1").await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::PAYMENT_REQUIRED, Some("insufficient_funds"))
+    );
+    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?limit=100", None).await;
+    let types: Vec<&str> =
+        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"withdrawal.succeeded") && types.contains(&"withdrawal.failed"), "{types:?}");
+    ledger_balanced(&svc).await;
+}
+
+async fn set_clock(svc: &Service, now: &str) {
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/clock")
+        .json(&json!({"now": now}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn settle(svc: &Service, date: &str) -> Value {
+    let r = svc
+        .admin(Method::POST, "/admin/v1/settlement/runs")
+        .json(&json!({"date": date}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run: Value = svc
+            .admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if run["status"] == "completed" {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run never completed: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_collections_settle_t_plus_one_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    set_clock(&svc, "2026-11-20T10:00:00Z").await;
+    let r = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(
+            &json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                      "gateway": {"merchant_id": "gw_settle", "api_key": "gw-settle-key-1"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let key = Key {
+        key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
+        secret: v["api_key"]["secret"].as_str().unwrap().into(),
+    };
+    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&json!({
+        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+        "id_document": {"type": "passport", "number": "E1234567"},
+        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))).await;
+    let (_, card) =
+        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    assert_eq!(card["status"], "active", "no fee: opened at once: {card}");
+    let card_id = card["id"].as_str().unwrap().to_owned();
+    let (_, t) = send(
+        &svc,
+        &key,
+        Method::POST,
+        &format!("/v1/cards/{card_id}/topups"),
+        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}})),
+    )
+    .await;
+    send(
+        &svc,
+        &key,
+        Method::POST,
+        &format!("/v1/test_helpers/orders/{}/pay", t["order"]["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(balance(&svc, &key).await, (0, 10_000), "collected on day D, pending");
+
+    let same_day = settle(&svc, "2026-11-20").await;
+    assert_eq!(same_day["collections"], 0, "only collections dated before the run's date");
+    assert_eq!(balance(&svc, &key).await, (0, 10_000));
+
+    set_clock(&svc, "2026-11-21T01:00:00Z").await;
+    let next_day = settle(&svc, "2026-11-21").await;
+    assert_eq!(next_day["collections"], 1);
+    assert_eq!(next_day["amounts"], json!([{"value": 10_000, "currency": "USD"}]));
+    assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled T+1");
+    let again = settle(&svc, "2026-11-21").await;
+    assert_eq!(again["id"], next_day["id"], "the same date is the same run");
+    assert_eq!(balance(&svc, &key).await, (10_000, 0), "moved once");
+    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed", None).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    ledger_balanced(&svc).await;
+}
