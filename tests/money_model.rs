@@ -1,0 +1,207 @@
+//! The money model test (issue 6): seeded random sequences of deposits,
+//! top-ups (some refused by the channel), withdrawals (some to `FAIL`
+//! addresses), fee changes and settlements, against a simple in-memory model
+//! of the merchant's balance. After every step the service's balance equals
+//! the model's, `available` is never negative, and at the end the ledger
+//! check is balanced and the card's mirror equals the channel.
+
+mod common;
+
+use common::{Key, Service};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// xorshift64*: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn send(
+    svc: &Service,
+    key: &Key,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let r = svc
+        .signed(key, method, path, &bytes)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = svc.admin(method, path).json(&body).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_follow_a_simple_model_over_random_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "100000,100000")]);
+    let channels: Value =
+        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
+    let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
+    for seed in [7u64, 1_234_567, 0xDEAD_BEEF] {
+        let mut rng = Rng(seed);
+        let (merchant, key, _) = svc.merchant(&format!("Model {seed}")).await;
+        admin(&svc, Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"),
+            json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]})).await;
+        let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&json!({
+            "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+            "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+            "id_document": {"type": "passport", "number": "E1234567"},
+            "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))).await;
+        let (_, card) =
+            send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+        let card = card["id"].as_str().unwrap().to_owned();
+
+        // The model: available balance, the card's funded total, the current fee schedule.
+        let (mut available, mut funded, mut fixed, mut bps) = (0i64, 0i64, 0i64, 0i64);
+        for step in 0..40 {
+            let value = 1 + rng.below(5_000) as i64;
+            match rng.below(6) {
+                0 => {
+                    let (status, _) = send(
+                        &svc,
+                        &key,
+                        Method::POST,
+                        "/v1/test_helpers/deposits",
+                        Some(&json!({"amount": {"value": value, "currency": "USD"}, "network": "TRON"})),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::OK);
+                    available += value;
+                }
+                1 | 2 => {
+                    let refused = rng.below(4) == 0;
+                    if refused {
+                        admin(
+                            &svc,
+                            Method::POST,
+                            &format!("/admin/v1/test_helpers/channels/{channel}/faults"),
+                            json!({"operation": "topup", "behavior": "decline", "count": 1}),
+                        )
+                        .await;
+                    }
+                    let fee = fixed + (value * bps + 5_000) / 10_000;
+                    let (status, t) = send(
+                        &svc,
+                        &key,
+                        Method::POST,
+                        &format!("/v1/cards/{card}/topups"),
+                        Some(&json!({"amount": {"value": value, "currency": "USD"}})),
+                    )
+                    .await;
+                    if available < value + fee {
+                        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}: {t}");
+                        if refused {
+                            admin(
+                                &svc,
+                                Method::DELETE,
+                                &format!("/admin/v1/test_helpers/channels/{channel}/faults"),
+                                json!({}),
+                            )
+                            .await;
+                        }
+                    } else if refused {
+                        assert_eq!(t["status"], "failed", "seed {seed} step {step}");
+                    } else {
+                        assert_eq!(t["status"], "succeeded", "seed {seed} step {step}: {t}");
+                        assert_eq!(t["fee"]["value"], fee, "half-up fee");
+                        available -= value + fee;
+                        funded += value;
+                    }
+                }
+                3 => {
+                    let fail = rng.below(3) == 0;
+                    let address = if fail { "FAILX" } else { "TOK1" };
+                    let (status, w) = admin(
+                        &svc,
+                        Method::POST,
+                        &format!("/admin/v1/merchants/{merchant}/withdrawals"),
+                        json!({"amount": {"value": value, "currency": "USD"}, "address": address}),
+                    )
+                    .await;
+                    if available < value {
+                        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}");
+                    } else {
+                        assert_eq!(status, StatusCode::CREATED, "seed {seed} step {step}: {w}");
+                        if !fail {
+                            available -= value;
+                        } else {
+                            // Released by the answer or the callback: wait for it, bounded.
+                            let id = w["id"].as_str().unwrap();
+                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                            loop {
+                                let (_, w) = admin(
+                                    &svc,
+                                    Method::GET,
+                                    &format!("/admin/v1/merchants/{merchant}/withdrawals/{id}"),
+                                    json!({}),
+                                )
+                                .await;
+                                if w["status"] == "failed" {
+                                    break;
+                                }
+                                assert!(std::time::Instant::now() < deadline);
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                }
+                4 => {
+                    fixed = rng.below(300) as i64;
+                    bps = rng.below(500) as i64;
+                    let (status, _) = admin(
+                        &svc,
+                        Method::PUT,
+                        &format!("/admin/v1/merchants/{merchant}/fees"),
+                        json!({"currency": "USD", "topup_fee": {"fixed": fixed, "rate_bps": bps}}),
+                    )
+                    .await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+                _ => {
+                    // Master-account money never waits in pending: a settlement moves nothing.
+                    let date = format!("2026-12-{:02}", 1 + rng.below(28));
+                    admin(&svc, Method::POST, "/admin/v1/settlement/runs", json!({"date": date})).await;
+                }
+            }
+            let (_, b) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+            let got = b["balances"][0]["available"].as_i64().unwrap_or(0);
+            assert_eq!(got, available, "seed {seed} step {step}: the balance left the model");
+            assert!(got >= 0);
+        }
+        let (_, d) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}/details"), None).await;
+        assert_eq!(
+            d["balance"]["value"].as_i64().unwrap(),
+            funded,
+            "seed {seed}: the channel funded what succeeded"
+        );
+        let (_, c) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}"), None).await;
+        assert_eq!(
+            c["balance"]["value"].as_i64().unwrap(),
+            funded,
+            "seed {seed}: the mirror equals the channel"
+        );
+    }
+    let check: Value =
+        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
+    assert_eq!(check["balanced"], true, "{check}");
+    assert_eq!(check["negative_available"], json!([]));
+}
