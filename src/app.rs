@@ -30,6 +30,10 @@ pub struct App {
     pub sealer: Sealer,
     pub metrics: Metrics,
     pub router: Router,
+    /// Billing periods being run by this process.
+    pub billing_running: crate::billing::Running,
+    /// The scheduler actor (poked when the service clock moves).
+    pub scheduler: std::sync::OnceLock<actix::Addr<crate::jobs::scheduler::Scheduler>>,
     pub idempotency: crate::http::idempotency::InFlight,
     pub rate_limiter: crate::http::ratelimit::RateLimiter,
     pub webhooks: crate::webhooks::Dispatcher,

@@ -88,3 +88,55 @@ pub fn request(args: RequestArgs) -> anyhow::Result<bool> {
         Ok(status.is_success())
     })
 }
+
+/// `pelago-card billing run --period YYYY-MM`: triggers the run on the server
+/// and draws its progress until it completes.
+pub fn billing_run(base_url: &str, admin_token: &str, period: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let base = base_url.trim_end_matches('/');
+        let started = client
+            .post(format!("{base}/admin/v1/billing/runs"))
+            .bearer_auth(admin_token)
+            .json(&serde_json::json!({"period": period}))
+            .send()
+            .await?;
+        if !started.status().is_success() {
+            println!("{} {}", started.status().as_u16(), started.text().await?);
+            return Ok(false);
+        }
+        loop {
+            let run: serde_json::Value = client
+                .get(format!("{base}/admin/v1/billing/runs/{period}"))
+                .bearer_auth(admin_token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let done = run["status"] == "completed";
+            let seen = run["cards_total"].as_u64().unwrap_or(0);
+            let expected = run["cards_expected"].as_u64().unwrap_or(0).max(seen).max(1);
+            let width = 30usize;
+            let filled = if done { width } else { (seen as usize * width / expected as usize).min(width) };
+            print!(
+                "\r[{}{}] {} cards  charged {}  unpaid {}  skipped {}  {}",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                seen,
+                run["charged"],
+                run["unpaid"],
+                run["skipped"],
+                run["status"].as_str().unwrap_or("")
+            );
+            std::io::stdout().flush()?;
+            if done {
+                println!();
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}

@@ -7,6 +7,7 @@
 //! the store is `pelago-storage`.
 
 pub mod app;
+pub mod billing;
 pub mod bootstrap;
 pub mod cardholders;
 pub mod cards;

@@ -29,6 +29,11 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
+    /// Billing: `billing run --period YYYY-MM` triggers the run and shows its progress.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Sends one request to /v1 signed with a merchant API key (SECURITY.md).
     Request {
         /// GET, POST, PUT, PATCH or DELETE.
@@ -49,11 +54,44 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Triggers the billing run of a period on the server and waits for it.
+    Run {
+        #[arg(long)]
+        period: String,
+        #[arg(long, env = "PELAGO_BASE_URL", default_value = "http://127.0.0.1:8080")]
+        base_url: String,
+        /// The admin token (default: ./data/admin-token).
+        #[arg(long, env = "PELAGO_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, data_dir, sandbox } => {
             serve(Flags { config, listen, data_dir, sandbox })
+        }
+        Command::Billing { command: BillingCommand::Run { period, base_url, admin_token } } => {
+            let token = match admin_token.or_else(|| std::fs::read_to_string("data/admin-token").ok()) {
+                Some(t) => t.trim().to_owned(),
+                None => {
+                    eprintln!(
+                        "pelago-card: no admin token (--admin-token, PELAGO_ADMIN_TOKEN or ./data/admin-token)"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            match pelago_card::cli::billing_run(&base_url, &token, &period) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("pelago-card: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Request { method, path, body, base_url, key_id, secret, idempotency_key } => {
             let args = pelago_card::cli::RequestArgs {

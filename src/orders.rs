@@ -72,8 +72,29 @@ fn new_order(
     })
 }
 
+/// A new pending order for a fee with no principal (monthly fees).
+pub async fn new_order_record(
+    app: &App,
+    merchant: &MerchantRecord,
+    card: &CardRecord,
+    kind: OrderKind,
+    fee: Money,
+) -> Result<OrderRecord, ApiError> {
+    let account = bootstrap::funding_account(app, merchant).await?;
+    new_order(
+        merchant,
+        &card.id,
+        None,
+        kind,
+        Money::zero(fee.currency),
+        fee,
+        &account.merchant_id,
+        app.clock.now(),
+    )
+}
+
 /// Asks the gateway for the checkout of a committed order and records its answer.
-async fn request_checkout(app: &App, order: &OrderRecord) -> Result<OrderRecord, ApiError> {
+pub async fn request_checkout(app: &App, order: &OrderRecord) -> Result<OrderRecord, ApiError> {
     let merchant =
         app.store.get::<MerchantRecord>(order.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
     let account = bootstrap::funding_account(app, &merchant).await?;

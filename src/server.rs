@@ -157,6 +157,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         sealer: secrets::Sealer::new(&master_key),
         metrics: Metrics::default(),
         router: http::router::Router::new(http::routes()),
+        billing_running: Default::default(),
+        scheduler: Default::default(),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
         webhooks,
@@ -169,6 +171,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
     spawn_resolver(Arc::downgrade(&app));
+    let scheduler = crate::jobs::scheduler::Scheduler::start(&app).await.context("starting the scheduler")?;
+    let _ = app.scheduler.set(scheduler);
     crate::webhooks::spawn(&app);
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })

@@ -115,12 +115,17 @@ pub async fn trigger(app: &Arc<App>, date: &str) -> Result<SettlementRun, ApiErr
 }
 
 fn spawn(app: &Arc<App>, date: &str) {
+    let key = format!("settlement/{date}");
+    if !app.billing_running.try_start(&key) {
+        return; // already running in this process
+    }
     let app = Arc::clone(app);
     let date = date.to_owned();
     tokio::spawn(async move {
         if let Err(e) = run(&app, &date).await {
             tracing::error!(date, error = %e.message, "settlement run failed; it resumes at the next trigger or start");
         }
+        app.billing_running.finish(&key);
     });
 }
 

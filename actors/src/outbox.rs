@@ -28,6 +28,7 @@ pub enum EventObject {
     Order(Box<crate::card::order::OrderRecord>),
     Withdrawal(Box<crate::withdrawal::WithdrawalRecord>),
     Settlement(Box<MerchantSettlement>),
+    MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

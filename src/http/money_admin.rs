@@ -29,6 +29,10 @@ pub fn routes() -> Vec<Route> {
             .answers(202)
             .accepts::<SettlementIn>(),
         Route::new(Method::GET, "/admin/v1/settlement/runs/{date}", get_settlement),
+        Route::new(Method::POST, "/admin/v1/billing/runs", trigger_billing)
+            .answers(202)
+            .accepts::<BillingIn>(),
+        Route::new(Method::GET, "/admin/v1/billing/runs/{period}", get_billing),
     ]
 }
 
@@ -140,5 +144,52 @@ fn get_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> 
             .get::<SettlementRun>(date.as_str())?
             .ok_or_else(|| ApiError::not_found("settlement run"))?;
         Ok(ApiReply::json(200, &settlement_json(&run)))
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingIn {
+    /// `YYYY-MM`.
+    period: String,
+}
+
+pub fn billing_json(run: &crate::billing::BillingRun) -> Value {
+    json!({
+        "id": run.id,
+        "object": "billing_run",
+        "period": run.period,
+        "status": if run.completed { "completed" } else { "running" },
+        "cards_expected": run.cards_expected,
+        "cards_total": run.cards_total,
+        "charged": run.charged,
+        "unpaid": run.unpaid,
+        "skipped": run.skipped,
+        "started_at": run.started_at.to_rfc3339(),
+        "completed_at": run.completed_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// POST /admin/v1/billing/runs — a period is billed once, ever (the same period is the same run).
+pub fn trigger_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: BillingIn = ctx.json()?;
+        let run = crate::billing::trigger(&app, &req.period, None).await?;
+        Ok(ApiReply::json(202, &billing_json(&run)))
+    })
+}
+
+/// GET /admin/v1/billing/runs/{period}
+pub fn get_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let period = ctx.param(0);
+        if crate::billing::period_start(period).is_none() {
+            return Err(ApiError::not_found("billing run"));
+        }
+        let run = app
+            .store
+            .get::<crate::billing::BillingRun>(period)?
+            .ok_or_else(|| ApiError::not_found("billing run"))?;
+        Ok(ApiReply::json(200, &billing_json(&run)))
     })
 }

@@ -82,6 +82,9 @@ fn set_clock(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let now = Timestamp::parse_rfc3339(&req.now)
             .ok_or_else(|| ApiError::invalid("now", "now must be an RFC 3339 time"))?;
         app.service_clock.set(&app.store, now).await?;
+        if let Some(scheduler) = app.scheduler.get() {
+            scheduler.do_send(crate::jobs::scheduler::Tick); // a moved clock may pass a cron instant
+        }
         Ok(ApiReply::json(200, &clock_json(&app)))
     })
 }

@@ -171,6 +171,10 @@ pub fn event(e: &EventRecord) -> Value {
         EventObject::Topup(t) => topup(t),
         EventObject::Order(o) => order(o),
         EventObject::Withdrawal(w) => withdrawal(w),
+        EventObject::MonthlyCharge(c) => json!({
+            "object": "monthly_fee", "card_id": c.card_id, "period": c.period, "amount": money(c.fee),
+            "status": c.status.as_str(), "order_id": c.order_id, "created_at": c.created_at.to_rfc3339(),
+        }),
         EventObject::Settlement(m) => json!({
             "object": "settlement", "merchant_id": m.merchant_id, "date": m.date,
             "collections": m.collections, "amounts": m.amounts.iter().map(|a| money(*a)).collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 //! persists and replies.
 
 pub mod actor;
+pub mod billing;
 pub mod ops;
 pub mod order;
 pub mod state;

@@ -235,7 +235,11 @@ impl CardActor {
         batch.put_raw(Tree::Index, format!("mord/{}/{}", order.merchant_id, order.id), []);
         batch.put_raw(Tree::Operations, order_create_marker(&order.id), marker_value(&card.id, now));
         if let Some(b) = &msg.binding {
-            let bound = msg.topup.as_ref().map_or(card.id.to_string(), |t| t.id.to_string());
+            let bound = match (&msg.topup, order.kind) {
+                (Some(t), _) => t.id.to_string(),
+                (None, OrderKind::MonthlyFee) => order.id.to_string(),
+                (None, _) => card.id.to_string(),
+            };
             batch.put_raw(Tree::Index, b, bound.into_bytes());
         }
         let ticket = self.cell_mut().persist(card.clone(), batch)?;

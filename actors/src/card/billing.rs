@@ -1,0 +1,169 @@
+//! Monthly fees, one charge per (card, period), through the card's actor so a
+//! fee never races a top-up or a freeze (DOMAIN.md §Monthly billing).
+//!
+//! `BeginCharge` records the charge `Pending` (or says it exists / the card is
+//! not billable); the binary books the fee through the merchant actor (once
+//! per `mfee/{card}/{period}` source) or creates a `monthly_fee` order, then
+//! `FinishCharge` records the outcome and its event. A crash in between
+//! leaves a `Pending` charge that the next attempt finishes: the booking is
+//! idempotent, so nothing is charged twice.
+
+use actix::{Context, Handler, Message, ResponseFuture};
+use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::{actor::CardActor, state::CardRecord};
+use crate::{
+    error::ActorResult,
+    outbox::{self, EventObject},
+    runtime::EntityCell,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChargeStatus {
+    Pending,
+    Charged,
+    Unpaid,
+    /// Gateway mode: a `monthly_fee` order was created.
+    Ordered,
+    /// The card was not billable (not active or frozen) or no fee applies.
+    Skipped,
+}
+
+impl ChargeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeStatus::Pending => "pending",
+            ChargeStatus::Charged => "charged",
+            ChargeStatus::Unpaid => "unpaid",
+            ChargeStatus::Ordered => "ordered",
+            ChargeStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthlyCharge {
+    pub card_id: CardId,
+    pub merchant_id: MerchantId,
+    pub period: String,
+    pub fee: Money,
+    pub status: ChargeStatus,
+    pub order_id: Option<pelago_storage::OrderId>,
+    pub created_at: Timestamp,
+}
+
+impl Record for MonthlyCharge {
+    const TREE: Tree = Tree::BillingCharges;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+pub fn charge_key(period: &str, card: &CardId) -> String {
+    format!("{period}/{card}")
+}
+
+/// Records the charge for `period` if the card is billable and none exists.
+#[derive(Debug)]
+pub struct BeginCharge {
+    pub period: String,
+    /// The fee for the card's currency (0: nothing to charge).
+    pub fee_minor: i64,
+    /// The period's cron instant: a card created after it is not billed for it.
+    pub instant: Timestamp,
+}
+impl Message for BeginCharge {
+    type Result = ActorResult<MonthlyCharge>;
+}
+
+/// Records how the charge ended.
+#[derive(Debug)]
+pub struct FinishCharge {
+    pub period: String,
+    pub status: ChargeStatus,
+    pub order_id: Option<pelago_storage::OrderId>,
+}
+impl Message for FinishCharge {
+    type Result = ActorResult<MonthlyCharge>;
+}
+
+fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
+    a.cell_mut()
+}
+
+impl CardActor {
+    fn begin_charge(&mut self, msg: BeginCharge) -> ActorResult<(MonthlyCharge, Option<FlushTicket>)> {
+        let card = self.cell_mut().existing("card")?.clone();
+        let key = charge_key(&msg.period, &card.id);
+        if let Some(existing) = self.store().get::<MonthlyCharge>(&key)? {
+            return Ok((existing, None));
+        }
+        let billable = card.status.is_billable() && card.created_at <= msg.instant && msg.fee_minor > 0;
+        let status = if billable { ChargeStatus::Pending } else { ChargeStatus::Skipped };
+        let charge = MonthlyCharge {
+            card_id: card.id.clone(),
+            merchant_id: card.merchant_id.clone(),
+            period: msg.period,
+            fee: Money::new(msg.fee_minor, card.currency),
+            status,
+            order_id: None,
+            created_at: self.now(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(&key, &charge)?;
+        let mut next = card;
+        next.version += 1;
+        let ticket = self.cell_mut().persist(next, batch)?;
+        Ok((charge, Some(ticket)))
+    }
+
+    fn finish_charge(&mut self, msg: FinishCharge) -> ActorResult<(MonthlyCharge, Option<FlushTicket>)> {
+        let card = self.cell_mut().existing("card")?.clone();
+        let key = charge_key(&msg.period, &card.id);
+        let mut charge = self
+            .store()
+            .get::<MonthlyCharge>(&key)?
+            .ok_or(crate::Reject::NotFound { what: "monthly charge" })?;
+        if charge.status != ChargeStatus::Pending {
+            return Ok((charge, None));
+        }
+        charge.status = msg.status;
+        charge.order_id = msg.order_id;
+        let now = self.now();
+        let mut batch = WriteBatch::new();
+        batch.put(&key, &charge)?;
+        let event = match msg.status {
+            ChargeStatus::Charged => Some("monthly_fee.charged"),
+            ChargeStatus::Unpaid => Some("monthly_fee.unpaid"),
+            _ => None,
+        };
+        if let Some(event) = event {
+            outbox::stage(
+                &mut batch,
+                &charge.merchant_id,
+                event,
+                EventObject::MonthlyCharge(Box::new(charge.clone())),
+                now,
+            )?;
+        }
+        let mut next = card;
+        next.version += 1;
+        let ticket = self.cell_mut().persist(next, batch)?;
+        Ok((charge, Some(ticket)))
+    }
+}
+
+impl Handler<BeginCharge> for CardActor {
+    type Result = ResponseFuture<ActorResult<MonthlyCharge>>;
+    fn handle(&mut self, msg: BeginCharge, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.begin_charge(msg));
+        self.cell_mut().reply(result)
+    }
+}
+
+impl Handler<FinishCharge> for CardActor {
+    type Result = ResponseFuture<ActorResult<MonthlyCharge>>;
+    fn handle(&mut self, msg: FinishCharge, ctx: &mut Context<Self>) -> Self::Result {
+        let result = EntityCell::guarded(self, ctx, cell, |act| act.finish_charge(msg));
+        self.cell_mut().reply(result)
+    }
+}

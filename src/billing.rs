@@ -1,0 +1,273 @@
+//! Monthly billing runs (API.md §3 Billing, DOMAIN.md §Monthly billing).
+//!
+//! A run per period, recorded once (the same period again is the same run).
+//! It walks every card in key order with bounded concurrency, charging each
+//! through its actor (`pelago_actors::card::billing`); progress — a cursor and
+//! the counters — is committed every chunk, so a crash resumes where it
+//! stopped. Each card is charged at most once per period whatever happens:
+//! the charge record and the ledger booking are both idempotent per (card,
+//! period). A progress line is logged every few seconds.
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use pelago_actors::{
+    ActorError, Reject,
+    card::{
+        CardRecord,
+        billing::{BeginCharge, ChargeStatus, FinishCharge},
+        order::{CreateOrder, OrderKind},
+    },
+    ledger::{self, EntryKind},
+    merchant::{FundingMode, MerchantRecord, PostEntry},
+};
+use pelago_storage::{BillingRunId, CardId, Money, Record, Timestamp, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::{app::App, http::errors::ApiError};
+
+const CHUNK: usize = 512;
+const CONCURRENCY: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingRun {
+    pub id: BillingRunId,
+    pub period: String,
+    /// The cron instant the period is billed at.
+    pub instant: Timestamp,
+    pub completed: bool,
+    /// Cards in the store when the run started (for progress).
+    pub cards_expected: u64,
+    pub cards_total: u64,
+    pub charged: u64,
+    pub unpaid: u64,
+    pub skipped: u64,
+    /// The last card key processed.
+    pub cursor: Option<Vec<u8>>,
+    pub started_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+impl Record for BillingRun {
+    const TREE: Tree = Tree::BillingRuns;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+/// Jobs (billing periods, settlement dates) being run by this process.
+#[derive(Default)]
+pub struct Running(Mutex<HashSet<String>>);
+
+impl Running {
+    /// Marks `key` running; false if it already was.
+    pub fn try_start(&self, key: &str) -> bool {
+        self.0.lock().insert(key.to_owned())
+    }
+
+    pub fn finish(&self, key: &str) {
+        self.0.lock().remove(key);
+    }
+}
+
+/// `YYYY-MM` → the first instant of that month (UTC).
+pub fn period_start(period: &str) -> Option<Timestamp> {
+    let date = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").ok()?;
+    if period.len() != 7 {
+        return None;
+    }
+    Some(Timestamp(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()))
+}
+
+pub fn period_of(at: Timestamp) -> String {
+    at.to_datetime().format("%Y-%m").to_string()
+}
+
+/// Starts (or returns, resuming it if needed) the run for `period`.
+pub async fn trigger(
+    app: &Arc<App>,
+    period: &str,
+    instant: Option<Timestamp>,
+) -> Result<BillingRun, ApiError> {
+    let start = period_start(period).ok_or_else(|| ApiError::invalid("period", "period must be YYYY-MM"))?;
+    if app.clock.now() < start {
+        return Err(ApiError::invalid_state(format!("period {period} has not begun")));
+    }
+    if let Some(run) = app.store.get::<BillingRun>(period)? {
+        if !run.completed {
+            spawn(app, period);
+        }
+        return Ok(run);
+    }
+    let run = BillingRun {
+        id: BillingRunId::generate(),
+        period: period.to_owned(),
+        instant: instant.unwrap_or_else(|| app.clock.now()),
+        completed: false,
+        cards_expected: app.store.len(Tree::Cards) as u64,
+        cards_total: 0,
+        charged: 0,
+        unpaid: 0,
+        skipped: 0,
+        cursor: None,
+        started_at: app.clock.now(),
+        completed_at: None,
+    };
+    let mut batch = WriteBatch::new();
+    batch.expect_absent(Tree::BillingRuns, period);
+    batch.put(period, &run)?;
+    if let Err(e) = app.store.commit_durable(batch).await {
+        return match e {
+            pelago_storage::StoreError::Conflict { .. } => {
+                app.store.get::<BillingRun>(period)?.ok_or_else(ApiError::internal)
+            }
+            other => Err(other.into()),
+        };
+    }
+    spawn(app, period);
+    Ok(run)
+}
+
+fn spawn(app: &Arc<App>, period: &str) {
+    if !app.billing_running.try_start(period) {
+        return; // already running in this process
+    }
+    let app = Arc::clone(app);
+    let period = period.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = run(&app, &period).await {
+            tracing::error!(period, error = %e.message, "billing run stopped; it resumes at the next trigger or start");
+        }
+        app.billing_running.finish(&period);
+    });
+}
+
+async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
+    let mut run = app.store.get::<BillingRun>(period)?.ok_or_else(ApiError::internal)?;
+    let mut last_log = Instant::now();
+    while !run.completed {
+        let keys = app.store.scan_keys(Tree::Cards, b"", run.cursor.as_deref(), false, CHUNK)?;
+        if keys.is_empty() {
+            run.completed = true;
+            run.completed_at = Some(app.clock.now());
+        } else {
+            let calls: Vec<_> = keys
+                .iter()
+                .map(|key| {
+                    let app = Arc::clone(app);
+                    let period = run.period.clone();
+                    let instant = run.instant;
+                    let key = key.clone();
+                    async move {
+                        let card = CardId::parse(&String::from_utf8_lossy(&key))
+                            .map_err(|_| ApiError::internal())?;
+                        bill(&app, &card, &period, instant).await
+                    }
+                })
+                .collect();
+            let outcomes: Vec<Result<ChargeStatus, ApiError>> =
+                futures::stream::iter(calls).buffer_unordered(CONCURRENCY).collect().await;
+            for outcome in outcomes {
+                match outcome? {
+                    ChargeStatus::Charged | ChargeStatus::Ordered => run.charged += 1,
+                    ChargeStatus::Unpaid => run.unpaid += 1,
+                    ChargeStatus::Skipped | ChargeStatus::Pending => run.skipped += 1,
+                }
+                run.cards_total += 1;
+            }
+            run.cursor = keys.last().cloned();
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(period, &run)?;
+        app.store.commit_durable(batch).await?;
+        if last_log.elapsed() > Duration::from_secs(3) || run.completed {
+            tracing::info!(
+                period,
+                cards = run.cards_total,
+                charged = run.charged,
+                unpaid = run.unpaid,
+                skipped = run.skipped,
+                completed = run.completed,
+                "billing run progress"
+            );
+            last_log = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Charges one card for `period`, once.
+async fn bill(
+    app: &Arc<App>,
+    card_id: &CardId,
+    period: &str,
+    instant: Timestamp,
+) -> Result<ChargeStatus, ApiError> {
+    let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else {
+        return Ok(ChargeStatus::Skipped);
+    };
+    let merchant =
+        app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let fee = merchant.fee_schedule(card.currency).map_or(0, |f| f.monthly_fixed);
+    let charge = app
+        .actors
+        .ask_card(card_id, BeginCharge { period: period.to_owned(), fee_minor: fee, instant })
+        .await??;
+    if charge.status != ChargeStatus::Pending {
+        return Ok(charge.status);
+    }
+    let (status, order_id) = match merchant.funding_mode {
+        FundingMode::MasterAccount => {
+            let entry = PostEntry {
+                source_id: format!("mfee/{card_id}/{period}"),
+                kind: EntryKind::MonthlyFee,
+                postings: ledger::master_fee(&merchant.id, charge.fee)?,
+                event: None,
+                index: None,
+            };
+            match app.actors.ask_merchant(&merchant.id, entry).await? {
+                Ok(_) => (ChargeStatus::Charged, None),
+                Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => (ChargeStatus::Unpaid, None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        FundingMode::Gateway => {
+            let order = monthly_fee_order(app, &merchant, &card, charge.fee, period).await?;
+            (ChargeStatus::Ordered, Some(order))
+        }
+    };
+    let finished =
+        app.actors.ask_card(card_id, FinishCharge { period: period.to_owned(), status, order_id }).await??;
+    Ok(finished.status)
+}
+
+/// Gateway mode: the monthly fee is an order for the cardholder to pay.
+async fn monthly_fee_order(
+    app: &Arc<App>,
+    merchant: &MerchantRecord,
+    card: &CardRecord,
+    fee: Money,
+    period: &str,
+) -> Result<pelago_storage::OrderId, ApiError> {
+    // One order per (card, period): a retry after a crash finds it.
+    let binding = format!("mfeeorder/{}/{period}", card.id);
+    if let Some(id) = app.store.get_raw(Tree::Index, &binding)? {
+        return pelago_storage::OrderId::parse(&String::from_utf8_lossy(&id))
+            .map_err(|_| ApiError::internal());
+    }
+    let order = crate::orders::new_order_record(app, merchant, card, OrderKind::MonthlyFee, fee).await?;
+    let id = order.id.clone();
+    let msg = CreateOrder {
+        order,
+        new_card: None,
+        channel_cardholder_id: None,
+        topup: None,
+        binding: Some(binding),
+    };
+    let (_, order) = app.actors.ask_card(&card.id, msg).await??;
+    crate::orders::request_checkout(app, &order).await?;
+    Ok(id)
+}

@@ -1,0 +1,140 @@
+//! The scheduler actor: fires monthly billing and daily settlement on the
+//! service clock.
+//!
+//! tokio-cron-scheduler ticks it every second (real time); on each tick the
+//! actor reads the service clock, finds the latest instant of each cron
+//! expression at or before it, and triggers that period's billing run or that
+//! date's settlement run if it has none — so moving the service clock past a
+//! cron instant fires the job, and a start-up after downtime catches up the
+//! periods and days it missed (never reaching back before the service's first
+//! start, and at most 12 periods / 31 days). Triggering is idempotent: a
+//! period or date has one run, ever.
+//!
+//! It lives in the binary because the runs it fires are driven from here
+//! (`billing.rs`, `settlement.rs`); it only sends triggers.
+
+use std::sync::{Arc, Weak};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use pelago_storage::{Timestamp, Tree, WriteBatch};
+
+use crate::{app::App, billing, settlement};
+
+const EPOCH_KEY: &str = "scheduler_epoch_ms";
+
+pub struct Scheduler {
+    app: Weak<App>,
+    billing: croner::Cron,
+    settlement: croner::Cron,
+    busy: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+}
+
+impl Scheduler {
+    /// Starts the actor and its one-second tick.
+    pub async fn start(app: &Arc<App>) -> anyhow::Result<actix::Addr<Scheduler>> {
+        if app.store.get_raw(Tree::Meta, EPOCH_KEY)?.is_none() {
+            let mut batch = WriteBatch::new();
+            batch.put_raw(Tree::Meta, EPOCH_KEY, app.clock.now().unix_ms().to_be_bytes().to_vec());
+            app.store.commit_durable(batch).await?;
+        }
+        let scheduler = Scheduler {
+            app: Arc::downgrade(app),
+            billing: super::parse_cron(&app.config.billing_cron).map_err(anyhow::Error::msg)?,
+            settlement: super::parse_cron(&app.config.settlement_cron).map_err(anyhow::Error::msg)?,
+            busy: false,
+        };
+        let addr = scheduler.start();
+        let ticker = addr.clone();
+        let jobs = tokio_cron_scheduler::JobScheduler::new().await?;
+        jobs.add(tokio_cron_scheduler::Job::new_async("* * * * * *", move |_, _| {
+            let ticker = ticker.clone();
+            Box::pin(async move {
+                ticker.do_send(Tick);
+            })
+        })?)
+        .await?;
+        jobs.start().await?;
+        addr.do_send(Tick); // catch up at once
+        // The job scheduler runs for the life of the process.
+        std::mem::forget(jobs);
+        Ok(addr)
+    }
+}
+
+/// Instants of `cron` in `(after, now]`, newest last, at most `max`.
+fn instants(cron: &croner::Cron, after: Timestamp, now: Timestamp, max: usize) -> Vec<Timestamp> {
+    let mut out = Vec::new();
+    let mut at = now.to_datetime();
+    while out.len() < max {
+        let Ok(prev) = cron.find_previous_occurrence(&at, true) else { break };
+        let ts = Timestamp(prev.timestamp_millis());
+        if ts <= after {
+            break;
+        }
+        out.push(ts);
+        at = prev - chrono::Duration::seconds(1);
+    }
+    out.reverse();
+    out
+}
+
+async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner::Cron) {
+    let now = app.clock.now();
+    let epoch = app
+        .store
+        .get_raw(Tree::Meta, EPOCH_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(now.unix_ms(), i64::from_be_bytes);
+    // Billing: the period of each due instant (a month), oldest first.
+    for instant in instants(&billing_cron, Timestamp(epoch - 1), now, 12) {
+        let period = billing::period_of(instant);
+        let done =
+            app.store.get::<billing::BillingRun>(period.as_str()).ok().flatten().is_some_and(|r| r.completed);
+        if !done {
+            // A new run, or one a crash interrupted: trigger creates or resumes it.
+            if let Err(e) = billing::trigger(&app, &period, Some(instant)).await {
+                tracing::warn!(period, error = %e.message, "scheduler: billing trigger failed");
+            }
+        }
+    }
+    // Settlement: the date of each due instant (a day), oldest first.
+    for instant in instants(&settlement_cron, Timestamp(epoch - 1), now, 31) {
+        let date = instant.to_datetime().format("%Y-%m-%d").to_string();
+        let done = app
+            .store
+            .get::<settlement::SettlementRun>(date.as_str())
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.completed);
+        if !done && let Err(e) = settlement::trigger(&app, &date).await {
+            tracing::warn!(date, error = %e.message, "scheduler: settlement trigger failed");
+        }
+    }
+}
+
+impl Handler<Tick> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _msg: Tick, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(app) = self.app.upgrade() else { return };
+        self.busy = true;
+        let (b, s) = (self.billing.clone(), self.settlement.clone());
+        ctx.spawn(
+            async move { fire(app, b, s).await }
+                .into_actor(self)
+                .map(|(), act: &mut Scheduler, _| act.busy = false),
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Monthly fees and the scheduler over real HTTP with the clock helper (issue 8).
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use common::{Key, Service};
+use pelago_actors::{
+    card::{CardRecord, CardStatus, NewCard},
+    history::Source,
+    ledger::JournalEntry,
+};
+use pelago_storage::{
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn send(
+    svc: &Service,
+    key: &Key,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let r = svc
+        .signed(key, method, path, &bytes)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn cardholder() -> Value {
+    json!({
+        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+        "id_document": {"type": "passport", "number": "E1234567"},
+        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"},
+    })
+}
+
+async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> (String, Key) {
+    let (id, key, _) = svc.merchant("Billed").await;
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{id}/fees"))
+        .json(&json!({"currency": "USD", "monthly_fee": {"fixed": monthly}}))
+        .send()
+        .await
+        .unwrap();
+    if deposit > 0 {
+        send(
+            svc,
+            &key,
+            Method::POST,
+            "/v1/test_helpers/deposits",
+            Some(&json!({"amount": {"value": deposit, "currency": "USD"}, "network": "TRON"})),
+        )
+        .await;
+    }
+    (id, key)
+}
+
+async fn card(svc: &Service, key: &Key) -> String {
+    let (_, holder) = send(svc, key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (status, card) =
+        send(svc, key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    assert!(status.is_success(), "{card}");
+    card["id"].as_str().unwrap().to_owned()
+}
+
+async fn run_of(svc: &Service, period: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = svc.admin(Method::GET, &format!("/admin/v1/billing/runs/{period}")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            let run: Value = r.json().await.unwrap();
+            if done(&run) {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "the {period} run never got there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn available(svc: &Service, key: &Key) -> i64 {
+    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
+    b["balances"][0]["available"].as_i64().unwrap_or(0)
+}
+
+async fn events(svc: &Service, key: &Key, t: &str) -> usize {
+    let (_, e) = send(svc, key, Method::GET, &format!("/v1/events?type={t}&limit=100"), None).await;
+    e["data"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (_, rich) = merchant(&svc, 200, 10_000).await;
+    let active = card(&svc, &rich).await;
+    let frozen = card(&svc, &rich).await;
+    send(&svc, &rich, Method::POST, &format!("/v1/cards/{frozen}/freeze"), None).await;
+    let deleted = card(&svc, &rich).await;
+    send(&svc, &rich, Method::DELETE, &format!("/v1/cards/{deleted}"), None).await;
+    let (_, poor) = merchant(&svc, 200, 0).await;
+    card(&svc, &poor).await;
+    // A gateway merchant: the monthly fee is an order.
+    let r = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({"name": "Gw", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                      "gateway": {"merchant_id": "gw_billing", "api_key": "gw-billing-key-1"},
+                      "fees": [{"currency": "USD", "monthly_fee": {"fixed": 150}}]}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let gw = Key {
+        key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
+        secret: v["api_key"]["secret"].as_str().unwrap().into(),
+    };
+    card(&svc, &gw).await;
+    assert_eq!(available(&svc, &rich).await, 10_000);
+
+    // The 1st of next month on the service clock: the scheduler bills the period.
+    svc.admin(Method::POST, "/admin/v1/test_helpers/clock")
+        .json(&json!({"now": "2026-12-01T00:00:05Z"}))
+        .send()
+        .await
+        .unwrap();
+    let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
+    assert_eq!((run["charged"].as_u64(), run["unpaid"].as_u64()), (Some(3), Some(1)), "{run}");
+    assert_eq!(run["cards_total"], 5);
+    assert_eq!(run["skipped"], 1, "the deleted card");
+    assert_eq!(available(&svc, &rich).await, 10_000 - 2 * 200, "active and frozen, once each");
+    assert_eq!(events(&svc, &rich, "monthly_fee.charged").await, 2);
+    assert_eq!(events(&svc, &poor, "monthly_fee.unpaid").await, 1);
+    let (_, orders) = send(&svc, &gw, Method::GET, "/v1/orders", None).await;
+    let kinds: Vec<&str> =
+        orders["data"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["monthly_fee"]);
+    assert_eq!(events(&svc, &gw, "order.created").await, 1);
+
+    // The same period again: the same run, nothing more charged.
+    let again: Value = svc
+        .admin(Method::POST, "/admin/v1/billing/runs")
+        .json(&json!({"period": "2026-12"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["id"], run["id"]);
+    assert_eq!(available(&svc, &rich).await, 10_000 - 400);
+    // A period that has not begun: 409.
+    let r = svc
+        .admin(Method::POST, "/admin/v1/billing/runs")
+        .json(&json!({"period": "2027-05"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let check: Value =
+        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
+    assert_eq!(check["balanced"], true, "{check}");
+    let _ = active;
+}
+
+/// Moves the persisted service clock while the service is stopped.
+fn set_offline_clock(data: &std::path::Path, now: &str) {
+    let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
+    let target = Timestamp::parse_rfc3339(now).unwrap().unix_ms();
+    let offset = target - Timestamp::now_real().unix_ms();
+    let mut batch = WriteBatch::new();
+    batch.put_raw(Tree::Meta, "clock_offset_ms", offset.to_be_bytes().to_vec());
+    let _ = store.commit(batch).unwrap();
+    store.flush_blocking().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_missed_while_down_is_billed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let (_, key) = merchant(&svc, 300, 5_000).await;
+    card(&svc, &key).await;
+    assert!(svc.terminate().success());
+    set_offline_clock(&data, "2027-01-01T08:00:00Z");
+    let svc = Service::start(&data, &[]);
+    // Both 2026-12 and 2027-01 passed while down.
+    run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
+    let run = run_of(&svc, "2027-01", |r| r["status"] == "completed").await;
+    assert_eq!(run["charged"], 1);
+    assert_eq!(available(&svc, &key).await, 5_000 - 2 * 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
+    const CARDS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("PELAGO_LOG", "warn")];
+    let svc = Service::start(&data, &env);
+    let (merchant_id, key) = merchant(&svc, 10, (CARDS as i64) * 10).await;
+    let channels: Value =
+        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
+    let channel = ChannelId::parse(channels["data"][0]["id"].as_str().unwrap()).unwrap();
+    assert!(svc.terminate().success());
+    // Seed 10,000 active cards of that merchant.
+    {
+        let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
+        let merchant = MerchantId::parse(&merchant_id).unwrap();
+        for chunk in 0..CARDS / 1000 {
+            let mut batch = WriteBatch::new();
+            for _ in 0..1000 {
+                let id = CardId::generate();
+                let card = CardRecord::create(
+                    NewCard {
+                        id: id.clone(),
+                        merchant_id: merchant.clone(),
+                        cardholder_id: CardholderId::generate(),
+                        reference: None,
+                        card_name: "PELAGO_VIRTUAL_USD".into(),
+                        bin: "424242".into(),
+                        channel_id: channel.clone(),
+                        currency: Currency::USD,
+                        status: CardStatus::Active,
+                        application_fee_order: None,
+                    },
+                    Timestamp(0),
+                    Source::Merchant,
+                );
+                batch.put(id.as_bytes(), &card).unwrap();
+            }
+            let _ = store.commit(batch).unwrap();
+            let _ = chunk;
+        }
+        store.flush_blocking().unwrap();
+    }
+    set_offline_clock(&data, "2026-12-01T00:00:05Z");
+    let svc = Service::start(&data, &env);
+    // Kill it mid-run.
+    run_of(&svc, "2026-12", |r| r["cards_total"].as_u64().unwrap_or(0) >= 1_500).await;
+    svc.kill();
+    let svc = Service::start(&data, &env);
+    let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
+    assert_eq!(run["charged"].as_u64().unwrap(), CARDS as u64, "{run}");
+    assert_eq!(
+        available(&svc, &key).await,
+        0,
+        "every card charged exactly once: the deposit covered exactly all"
+    );
+    assert!(svc.terminate().success());
+    let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
+    let mut per_card: HashMap<String, usize> = HashMap::new();
+    for item in store.iter::<JournalEntry>() {
+        let (_, e) = item.unwrap();
+        if let Some(card) = e.source_id.strip_prefix("mfee/") {
+            *per_card.entry(card.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_card.len(), CARDS);
+    assert!(per_card.values().all(|n| *n == 1), "a card charged twice");
+}
