@@ -1,6 +1,8 @@
 //! Runs the real `pelago-card` binary on loopback for black-box tests.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
