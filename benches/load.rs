@@ -4,7 +4,8 @@
 //!   1. signed `GET /v1/cards/{id}` over 1,000 cards,
 //!   2. signed master-account top-ups over 1,000 cards (sandbox channel round trip),
 //!   3. cardholder creation (sandbox channel round trip),
-//! plus the server's peak resident memory (VmHWM).
+//!
+//! It also reports the server's peak resident memory (VmHWM).
 //!
 //! `cargo bench --bench load` (release; 10 s per scenario, 64 connections).
 //! Under `cargo test` it runs a 1-second smoke of each scenario.
