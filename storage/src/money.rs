@@ -219,6 +219,37 @@ mod tests {
         assert_eq!(Money::new(i64::MIN, Currency::USD).checked_neg(), Err(MoneyError::Overflow));
     }
 
+    proptest::proptest! {
+        /// Request amounts: accepted exactly when 0 < value <= 10^13, whatever the currency.
+        #[test]
+        fn request_amount_accepts_exactly_the_documented_range(value in proptest::num::i64::ANY, code in "[A-Z]{3}") {
+            if let Ok(currency) = Currency::parse(&code) {
+                let ok = Money::request_amount(value, currency).is_ok();
+                proptest::prop_assert_eq!(ok, value > 0 && value <= MAX_REQUEST_MINOR);
+            }
+        }
+
+        /// Currency parsing never panics, accepts only known upper-case codes,
+        /// and round-trips through its code.
+        #[test]
+        fn currency_parsing_is_strict_and_round_trips(raw in ".{0,6}") {
+            if let Ok(c) = Currency::parse(&raw) {
+                proptest::prop_assert_eq!(c.code(), raw.as_str());
+                proptest::prop_assert!(raw.bytes().all(|b| b.is_ascii_uppercase()));
+            }
+        }
+
+        /// Checked arithmetic never wraps: it is exact or an error.
+        #[test]
+        fn arithmetic_is_exact_or_an_error(a in proptest::num::i64::ANY, b in proptest::num::i64::ANY) {
+            let (x, y) = (Money::new(a, Currency::USD), Money::new(b, Currency::USD));
+            match x.checked_add(y) {
+                Ok(sum) => proptest::prop_assert_eq!(i128::from(sum.value), i128::from(a) + i128::from(b)),
+                Err(_) => proptest::prop_assert!(i128::from(a) + i128::from(b) > i128::from(i64::MAX) || i128::from(a) + i128::from(b) < i128::from(i64::MIN)),
+            }
+        }
+    }
+
     #[test]
     fn major_units() {
         assert_eq!(Money::new(300, Currency::USD).to_major_string(), "3.00 USD");

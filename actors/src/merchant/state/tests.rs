@@ -84,3 +84,22 @@ fn a_rotated_webhook_secret_signs_beside_the_new_one_for_a_day() {
     let later: Vec<_> = m.signing_secrets(Timestamp(day + 1)).cloned().collect();
     assert_eq!(later, vec![Sealed(vec![2])]);
 }
+
+proptest::proptest! {
+    /// The top-up fee is `fixed + round_half_up(a * bps / 10000)`: never below
+    /// the exact value minus a half, never above it plus a half, for every
+    /// amount and rate the API accepts.
+    #[test]
+    fn topup_fee_is_the_half_up_rounding(a in 1i64..=10_000_000_000_000, bps in 0i64..=10_000, fixed in 0i64..=10_000_000_000_000) {
+        let f = FeeSchedule { currency: Currency::USD, application_fixed: 0, topup_fixed: fixed, topup_rate_bps: bps, monthly_fixed: 0 };
+        let fee = i128::from(f.topup_fee(a).unwrap());
+        let exact_times_2 = 2 * i128::from(a) * i128::from(bps); // 2 * 10000 * (fee - fixed), exactly
+        let variable = fee - i128::from(fixed);
+        proptest::prop_assert!(variable * 20_000 >= exact_times_2 - 10_000, "rounded down too far");
+        proptest::prop_assert!(variable * 20_000 < exact_times_2 + 10_000 || variable * 20_000 == exact_times_2 + 10_000, "rounded up too far");
+        // Exactly half rounds up.
+        if (i128::from(a) * i128::from(bps)) % 10_000 == 5_000 {
+            proptest::prop_assert_eq!(variable * 10_000, i128::from(a) * i128::from(bps) + 5_000);
+        }
+    }
+}
