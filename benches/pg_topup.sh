@@ -31,5 +31,5 @@ SQL
 for merchants in 1 100; do
   printf "postgresql debit + journal, %3d merchant(s): " "$merchants"
   pgbench -h 127.0.0.1 -p $PORT -U postgres -n -c 64 -j 2 -T "$SECONDS_EACH" -D merchants="$merchants" -f "$DIR/debit.sql" postgres 2>/dev/null \
-    | awk '/^tps/ {printf "%.0f tps", $3} /latency average/ {printf "  (mean %s ms)", $4} END {print ""}'
+    | awk '/^tps/ {tps=$3} /latency average/ {lat=$4} END {printf "%.0f tps  (mean latency %s ms)\n", tps, lat}'
 done
