@@ -134,7 +134,7 @@ async fn setup(
             kind: EntryKind::Deposit,
             postings: ledger::deposit(&id, Money::new(1_000_000_000_000, Currency::USD)).unwrap(),
             event: None,
-            index: None,
+            index: vec![],
         };
         actors.ask_merchant(&id, deposit).await.unwrap().unwrap();
         for _ in 0..cards_each {
@@ -166,7 +166,7 @@ async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card
     let id = TopupId::generate();
     let (amount, fee) = (Money::new(1_000, Currency::USD), Money::new(25, Currency::USD));
     actors
-        .ask_card(card, BeginTopup { id: id.clone(), amount, fee, reference: None })
+        .ask_card(card, BeginTopup { id: id.clone(), amount, fee, reference: None, binding: None })
         .await
         .unwrap()
         .unwrap();
@@ -175,7 +175,7 @@ async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card
         kind: EntryKind::Topup,
         postings: ledger::master_topup(merchant, channel, amount, fee).unwrap(),
         event: None,
-        index: None,
+        index: vec![],
     };
     actors.ask_merchant(merchant, debit).await.unwrap().unwrap();
     let done = actors.ask_card(card, FundTopup(id)).await.unwrap().unwrap();

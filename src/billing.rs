@@ -226,7 +226,7 @@ async fn bill(
                 kind: EntryKind::MonthlyFee,
                 postings: ledger::master_fee(&merchant.id, charge.fee)?,
                 event: None,
-                index: None,
+                index: vec![],
             };
             match app.actors.ask_merchant(&merchant.id, entry).await? {
                 Ok(_) => (ChargeStatus::Charged, None),

@@ -65,7 +65,7 @@ pub async fn open(
                     kind: EntryKind::ApplicationFee,
                     postings: ledger::master_fee(&merchant.id, fee)?,
                     event: None,
-                    index: None,
+                    index: vec![],
                 };
                 app.actors.ask_merchant(&merchant.id, entry).await??;
                 Some(fee)
@@ -146,7 +146,7 @@ async fn return_fee(app: &App, merchant: &MerchantId, card: &CardId, fee: Money)
         kind: EntryKind::ApplicationFeeReturn,
         postings: ledger::mirror(&ledger::master_fee(merchant, fee)?)?,
         event: None,
-        index: None,
+        index: vec![],
     };
     app.actors.ask_merchant(merchant, entry).await??;
     Ok(())
@@ -175,7 +175,7 @@ pub async fn settle_markers_of(app: &App, card: &CardId) -> Result<(), ApiError>
             kind: EntryKind::CardRefund,
             postings: ledger::card_refund(&m.merchant_id, &m.channel_id, m.amount, to_pending)?,
             event: None,
-            index,
+            index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&m.merchant_id, entry).await??;
         clear(app, card_refund_marker(card.as_str())).await?;

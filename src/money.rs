@@ -92,7 +92,7 @@ pub async fn credit_deposit(
         kind: ledger::EntryKind::Deposit,
         postings,
         event: Some("deposit.succeeded"),
-        index: None,
+        index: vec![],
     };
     Ok(app.actors.ask_merchant(merchant, entry).await??)
 }

@@ -269,7 +269,7 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
             kind: EntryKind::GatewayCollection,
             postings: ledger::gateway_collection(&order.merchant_id, principal, order.fee)?,
             event: None,
-            index,
+            index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&order.merchant_id, entry).await??;
         clear(app, order_book_marker(id)).await?;
@@ -313,7 +313,7 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
                     order.fee,
                 )?)?,
                 event: None,
-                index: None,
+                index: vec![],
             };
             app.actors.ask_merchant(&order.merchant_id, entry).await??;
             app.actors.ask_card(&order.card_id, RefundOrder(order.id.clone())).await??;

@@ -147,7 +147,7 @@ pub async fn run(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
             kind: EntryKind::Settlement,
             postings: ledger::settlement(&c.merchant, c.amount)?,
             event: None,
-            index: None,
+            index: vec![],
         };
         app.actors.ask_merchant(&c.merchant, entry).await??;
         let mut batch = WriteBatch::new();

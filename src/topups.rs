@@ -52,14 +52,16 @@ pub async fn create(
         return crate::orders::topup_with_order(app, merchant, card, amount, fee, reference, binding).await;
     }
     let id = TopupId::generate();
-    let topup =
-        app.actors.ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference }).await??;
+    let topup = app
+        .actors
+        .ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference, binding: binding.clone() })
+        .await??;
     let entry = PostEntry {
         source_id: id.to_string(),
         kind: EntryKind::Topup,
         postings: ledger::master_topup(&merchant.id, &card.channel_id, amount, fee)?,
         event: None,
-        index: None,
+        index: vec![],
     };
     match app.actors.ask_merchant(&merchant.id, entry).await? {
         Ok(_) => {}
@@ -69,11 +71,6 @@ pub async fn create(
         }
         // Unknown whether the debit landed: the resolver settles it by the journal.
         Err(e) => return Err(e.into()),
-    }
-    if let Some(b) = &binding {
-        let mut batch = WriteBatch::new();
-        batch.put_raw(Tree::Index, b, id.as_bytes());
-        app.store.commit_durable(batch).await?;
     }
     let _ = topup;
     let done = app.actors.ask_card(&card.id, FundTopup(id.clone())).await??;
@@ -96,7 +93,7 @@ pub async fn settle_reversal(app: &App, id: &TopupId) -> Result<(), ApiError> {
             topup.fee,
         )?)?,
         event: None,
-        index: None,
+        index: vec![],
     };
     app.actors.ask_merchant(&marker.merchant_id, entry).await??;
     let mut batch = WriteBatch::new();

@@ -27,12 +27,29 @@ fn marker(id: &WithdrawalId) -> String {
     format!("withdrawal/{id}")
 }
 
+/// `Index` row written with the hold, removed with the record's commit.
+fn hold_marker(id: &WithdrawalId) -> String {
+    format!("wdrhold/{id}")
+}
+
 pub async fn create(
     app: &App,
     merchant: &MerchantRecord,
     amount: Money,
     address: &str,
+    binding: Option<String>,
 ) -> Result<WithdrawalRecord, ApiError> {
+    if let Some(b) = &binding
+        && let Some(id) = app.store.get_raw(Tree::Index, b)?
+    {
+        // An earlier attempt with this Idempotency-Key held it: that one, never a second.
+        let id = WithdrawalId::parse(&String::from_utf8_lossy(&id)).map_err(|_| ApiError::internal())?;
+        if let Some(existing) = app.store.get::<WithdrawalRecord>(id.as_bytes())? {
+            return Ok(existing);
+        }
+        // Held, record not yet written (a crash in between): the resolver releases the hold.
+        return Err(ApiError::unavailable("the withdrawal is being recovered; retry"));
+    }
     let whitelisted =
         merchant.withdrawal_addresses.iter().find(|a| a.address == address).ok_or_else(|| {
             ApiError::invalid("address", "the address is not on the merchant's withdrawal whitelist")
@@ -65,7 +82,13 @@ pub async fn create(
         kind: EntryKind::Withdrawal,
         postings: ledger::withdrawal(&merchant.id, amount)?,
         event: None,
-        index: Some((marker(&record.id), Vec::new())),
+        // With the hold: the Idempotency-Key binding (a retry never holds twice) and
+        // a recovery row (a crash before the record lands releases the hold).
+        index: binding
+            .map(|b| (b, record.id.as_bytes().to_vec()))
+            .into_iter()
+            .chain([(hold_marker(&record.id), now.unix_ms().to_be_bytes().to_vec())])
+            .collect(),
     };
     app.actors.ask_merchant(&merchant.id, hold).await??;
     let mut record = record;
@@ -75,6 +98,7 @@ pub async fn create(
     batch.put_raw(Tree::Index, format!("mwdr/{}/{}", merchant.id, record.id), []);
     batch.put_raw(Tree::Index, format!("wdrreq/{}", record.request_id), record.id.as_bytes());
     batch.put_raw(Tree::Operations, marker(&record.id), now.unix_ms().to_be_bytes().to_vec());
+    batch.delete(Tree::Index, hold_marker(&record.id));
     app.store.commit_durable(batch).await?;
     payout(app, merchant, &record).await
 }
@@ -134,7 +158,7 @@ pub async fn finish(
                 kind: EntryKind::WithdrawalReversal,
                 postings: ledger::mirror(&ledger::withdrawal(&record.merchant_id, record.amount)?)?,
                 event: None,
-                index: None,
+                index: vec![],
             };
             app.actors.ask_merchant(&record.merchant_id, release).await??;
         }
@@ -184,11 +208,46 @@ pub async fn on_payout(
     Ok(if Some(after.version) == before { "unchanged" } else { "applied" })
 }
 
-/// One resolver pass over withdrawals still `processing`.
+/// One resolver pass over withdrawals still `processing`, and holds whose
+/// record never landed (released).
 pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
     let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
+    let holds = app.store.iter_raw(Tree::Index, b"wdrhold/").take(256).collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in holds {
+        let started = value.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(0);
+        if now - started < grace_ms {
+            continue;
+        }
+        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key["wdrhold/".len()..])) else {
+            continue;
+        };
+        if !app.store.contains(Tree::Withdrawals, id.as_bytes())?
+            && let Some(jid) =
+                app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
+            && let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)?
+        {
+            let release = PostEntry {
+                source_id: id.to_string(),
+                kind: EntryKind::WithdrawalReversal,
+                postings: ledger::mirror(&entry.postings)?,
+                event: None,
+                index: vec![],
+            };
+            app.actors.ask_merchant(&entry.merchant_id, release).await??;
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Index, &key);
+        // The request never got a withdrawal: its Idempotency-Key may run again.
+        for (bind, bound) in app.store.iter_raw(Tree::Index, b"idembind/").flatten() {
+            if bound == id.as_bytes() && !app.store.contains(Tree::Withdrawals, id.as_bytes())? {
+                batch.delete(Tree::Index, bind);
+            }
+        }
+        app.store.commit_durable(batch).await?;
+        done += 1;
+    }
     let markers =
         app.store.iter_raw(Tree::Operations, b"withdrawal/").take(256).collect::<Result<Vec<_>, _>>()?;
     for (key, value) in markers {
@@ -221,7 +280,7 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
                         kind: EntryKind::WithdrawalReversal,
                         postings: ledger::mirror(&entry.postings)?,
                         event: None,
-                        index: None,
+                        index: vec![],
                     };
                     match app.actors.ask_merchant(&entry.merchant_id, release).await? {
                         Ok(_) | Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => {}

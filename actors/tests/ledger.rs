@@ -68,7 +68,7 @@ fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
             kind: EntryKind::Deposit,
             postings: ledger::deposit(&id, usd(15_000)).unwrap(),
             event: Some("deposit.succeeded"),
-            index: None,
+            index: vec![],
         };
         let first = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
         let again = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
@@ -87,7 +87,7 @@ fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
                     kind: EntryKind::Topup,
                     postings: ledger::master_topup(id, channel, usd(90), usd(10)).unwrap(),
                     event: None,
-                    index: None,
+                    index: vec![],
                 };
                 actors.ask_merchant(id, entry).await.unwrap()
             }

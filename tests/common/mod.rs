@@ -96,6 +96,18 @@ impl Service {
         path_and_query: &str,
         body: &[u8],
     ) -> reqwest::RequestBuilder {
+        self.signed_with_key(key, method, path_and_query, body, "")
+    }
+
+    /// A signed request carrying an Idempotency-Key (signed with it).
+    pub fn signed_with_key(
+        &self,
+        key: &Key,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: &[u8],
+        idempotency_key: &str,
+    ) -> reqwest::RequestBuilder {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let ts = pelago_storage::Timestamp::now_real().unix_seconds().to_string();
         let nonce = format!("n-{}", pelago_storage::ids::new_ulid());
@@ -108,17 +120,19 @@ impl Service {
                 method: method.as_str(),
                 path,
                 query,
-                idempotency_key: "",
+                idempotency_key,
                 body,
             },
         );
-        self.http
+        let request = self
+            .http
             .request(method, self.url(path_and_query))
             .header("x-pelago-key-id", &key.key_id)
             .header("x-pelago-timestamp", ts)
             .header("x-pelago-nonce", nonce)
             .header("x-pelago-signature", sig)
-            .body(body.to_vec())
+            .body(body.to_vec());
+        if idempotency_key.is_empty() { request } else { request.header("idempotency-key", idempotency_key) }
     }
 
     /// Creates a master-account merchant; returns its id, key and webhook secret.

@@ -101,6 +101,9 @@ pub struct BeginTopup {
     pub amount: Money,
     pub fee: Money,
     pub reference: Option<String>,
+    /// The caller's Idempotency-Key binding, written with the top-up (a retry
+    /// after a crash finds this top-up instead of debiting again).
+    pub binding: Option<String>,
 }
 impl Message for BeginTopup {
     type Result = ActorResult<TopupRecord>;
@@ -192,6 +195,10 @@ impl CardActor {
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
         batch.put_raw(Tree::Index, format!("tup/{}", topup.id), card.id.as_bytes());
         batch.put_raw(Tree::Operations, topup_marker(&topup.id), marker_value(&card.id, now));
+        if let Some(b) = &msg.binding {
+            batch.expect_absent(Tree::Index, b);
+            batch.put_raw(Tree::Index, b, topup.id.as_bytes());
+        }
         card.version += 1; // the card's actor wrote: keep its fence moving
         let ticket = self.cell_mut().persist(card, batch)?;
         Ok((topup, Some(ticket)))
@@ -207,6 +214,12 @@ impl CardActor {
         batch.delete(Tree::Topups, topup_key(&card.id, id));
         batch.delete(Tree::Index, format!("tup/{id}"));
         batch.delete(Tree::Operations, topup_marker(id));
+        // A retry of the same request may run again: it never debited.
+        for (key, value) in self.store().iter_raw(Tree::Index, b"idembind/").flatten() {
+            if value == id.as_bytes() {
+                batch.delete(Tree::Index, key);
+            }
+        }
         let mut next = card;
         next.version += 1;
         let ticket = self.cell_mut().persist(next, batch)?;
@@ -223,8 +236,10 @@ impl CardActor {
         if topup.phase == TopupPhase::Done {
             return Ok((topup, None, None));
         }
-        if card.status != CardStatus::Active {
-            // Frozen or deleted since the top-up began: refuse without calling the channel.
+        if card.status != CardStatus::Active && topup.phase == TopupPhase::Debiting {
+            // Frozen or deleted since the top-up began, and the channel was never
+            // called: refuse without calling it. In `Funding` the channel may have
+            // applied it already: it is asked (below), never guessed.
             let (t, ticket) = self.settle_funding(
                 topup,
                 Outcome::Declined { reason: format!("the card is {}", card.status.as_str()) },
@@ -263,8 +278,14 @@ impl CardActor {
         let now = self.now();
         let mut batch = WriteBatch::new();
         let (to, event, reason) = match outcome {
-            Outcome::Done(funded) => {
-                card.balance_minor = funded.balance.value;
+            Outcome::Done(_funded) => {
+                // Add the amount: the channel's reported balance may be a snapshot from
+                // when the operation first applied (an answer found by the resolver),
+                // older than spending or top-ups since.
+                card.balance_minor = card
+                    .balance_minor
+                    .checked_add(topup.amount.value)
+                    .ok_or_else(|| Reject::invalid("amount", "card balance would overflow"))?;
                 (TopupStatus::Succeeded, "topup.succeeded", None)
             }
             Outcome::Declined { reason } => {

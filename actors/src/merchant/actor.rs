@@ -199,8 +199,9 @@ pub struct PostEntry {
     pub postings: Vec<Posting>,
     /// An event to emit with the first merchant balance transaction (e.g. `deposit.succeeded`).
     pub event: Option<&'static str>,
-    /// An index row written in the same commit (e.g. a collection awaiting settlement).
-    pub index: Option<(String, Vec<u8>)>,
+    /// Index rows written in the same commit (a collection awaiting settlement,
+    /// an Idempotency-Key binding, a recovery marker).
+    pub index: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -292,7 +293,8 @@ impl MerchantActor {
                 now,
             )?;
         }
-        if let Some((key, value)) = req.index {
+        for (key, value) in req.index {
+            batch.expect_absent(Tree::Index, &key);
             batch.put_raw(Tree::Index, key, value);
         }
         record.balances = balances.clone();

@@ -1,0 +1,416 @@
+//! The crash and fault campaign (issue 9; Jepsen's bank test, adapted).
+//!
+//! A seeded driver issues a random mix of signed top-ups, freezes, unfreezes,
+//! deposits, withdrawals (some to `FAIL` addresses) and spends — with channel
+//! faults (`error`, `timeout`, `delay`) and duplicated callbacks switched on
+//! and off — and SIGKILLs and restarts the service several times. Every
+//! request's outcome is recorded as ok / failed / unknown; after the last
+//! restart every unknown one is retried with its Idempotency-Key. Then:
+//! every acknowledged top-up and withdrawal is present exactly once and no
+//! failed one is; the ledger is balanced and no available balance is
+//! negative; the available balance equals deposits − succeeded top-ups −
+//! succeeded withdrawals; every card's mirrored balance equals the channel's;
+//! every event reached a Standard Webhooks receiver.
+//!
+//! Short (CI): the defaults. Long: `PELAGO_CAMPAIGN_OPS=50000 PELAGO_CAMPAIGN_KILLS=20
+//! PELAGO_CAMPAIGN_SEED=42 cargo test --release --test campaign -- --nocapture`.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use common::{Key, Service, receiver::Receiver};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Ok,
+    Failed,
+    Unknown,
+}
+
+/// A request the driver made, kept to retry it if its outcome was unknown.
+struct Op {
+    kind: &'static str,
+    method: Method,
+    path: String,
+    body: Vec<u8>,
+    idem: String,
+    admin: bool,
+    seen: Seen,
+    answer: Value,
+}
+
+async fn call(svc: &Service, key: &Key, op: &Op) -> (Seen, Value) {
+    let request = if op.admin {
+        svc.admin(op.method.clone(), &op.path).header("idempotency-key", &op.idem).body(op.body.clone())
+    } else {
+        svc.signed_with_key(key, op.method.clone(), &op.path, &op.body, &op.idem)
+    };
+    match request.header("content-type", "application/json").timeout(Duration::from_secs(15)).send().await {
+        Ok(r) => {
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let seen = if status.is_success() {
+                Seen::Ok
+            } else if status.is_server_error() {
+                Seen::Unknown
+            } else {
+                Seen::Failed
+            };
+            (seen, v)
+        }
+        Err(_) => (Seen::Unknown, Value::Null),
+    }
+}
+
+async fn until(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_survives_faults_and_kills() {
+    let seed = env_num("PELAGO_CAMPAIGN_SEED", 7);
+    let ops_total = env_num("PELAGO_CAMPAIGN_OPS", 400);
+    let kills = env_num("PELAGO_CAMPAIGN_KILLS", 3);
+    let mut rng = Rng(seed.max(1));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [
+        ("PELAGO_UPSTREAM_TIMEOUT_MS", "600"),
+        ("PELAGO_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1,1,1,1"),
+        ("PELAGO_LOG", "warn"),
+    ];
+    let mut svc = Service::start(&data, &env);
+
+    // Setup: a funded master-account merchant with fees, a whitelist, a webhook receiver, 5 cards.
+    let (merchant, key, whsec) = svc.merchant("Bank").await;
+    let receiver = Receiver::start(dir.path(), "bank", 0, 0, 0, &[&whsec]);
+    let setup = |path: String, body: Value| (path, body);
+    for (path, body) in
+        [setup(format!("/admin/v1/merchants/{merchant}"), json!({"webhook_url": receiver.url()}))]
+    {
+        svc.admin(Method::PATCH, &path).json(&body).send().await.unwrap();
+    }
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"))
+        .json(&json!({"currency": "USD", "topup_fee": {"fixed": 10, "rate_bps": 100}}))
+        .send()
+        .await
+        .unwrap();
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
+        .json(&json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]}))
+        .send().await.unwrap();
+    let channels: Value =
+        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
+    let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
+    let holder: Value = svc.signed(&key, Method::POST, "/v1/cardholders", &serde_json::to_vec(&json!({
+        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+        "id_document": {"type": "passport", "number": "E1234567"},
+        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}})).unwrap())
+        .header("content-type", "application/json").send().await.unwrap().json().await.unwrap();
+    let mut cards = Vec::new();
+    for _ in 0..5 {
+        let card: Value = svc
+            .signed(
+                &key,
+                Method::POST,
+                "/v1/cards",
+                &serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap(),
+            )
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cards.push(card["id"].as_str().unwrap().to_owned());
+    }
+
+    let kill_every = (ops_total / (kills + 1)).max(1);
+    let mut ops: Vec<Op> = Vec::new();
+    for n in 0..ops_total {
+        if n > 0 && n % kill_every == 0 && (n / kill_every) <= kills {
+            svc.kill();
+            svc = Service::start(&data, &env);
+        }
+        let card = cards[rng.below(cards.len() as u64) as usize].clone();
+        let value = 1 + rng.below(3_000) as i64;
+        let (kind, method, path, body, admin) = match rng.below(10) {
+            0..=3 => (
+                "topup",
+                Method::POST,
+                format!("/v1/cards/{card}/topups"),
+                json!({"amount": {"value": value, "currency": "USD"}}),
+                false,
+            ),
+            4 => ("freeze", Method::POST, format!("/v1/cards/{card}/freeze"), json!({}), false),
+            5 => ("unfreeze", Method::POST, format!("/v1/cards/{card}/unfreeze"), json!({}), false),
+            6 => (
+                "deposit",
+                Method::POST,
+                "/v1/test_helpers/deposits".into(),
+                json!({"amount": {"value": value * 3, "currency": "USD"}, "network": "TRON"}),
+                false,
+            ),
+            7 => {
+                let address = if rng.below(3) == 0 { "FAILX" } else { "TOK1" };
+                (
+                    "withdrawal",
+                    Method::POST,
+                    format!("/admin/v1/merchants/{merchant}/withdrawals"),
+                    json!({"amount": {"value": value, "currency": "USD"}, "address": address}),
+                    true,
+                )
+            }
+            8 => (
+                "spend",
+                Method::POST,
+                format!("/v1/test_helpers/cards/{card}/transactions"),
+                json!({"amount": {"value": value / 10 + 1, "currency": "USD"}, "merchant_name": "Shop", "mcc": "5411", "status": "posted"}),
+                false,
+            ),
+            _ => {
+                // Toggle a fault: error, timeout or delay on top-ups or freezes; duplicated callbacks.
+                let (operation, behavior) = match rng.below(5) {
+                    0 => ("topup", "error"),
+                    1 => ("topup", "timeout"),
+                    2 => ("freeze", "delay"),
+                    3 => ("callbacks", "duplicate"),
+                    _ => ("topup", "delay"),
+                };
+                let _ = svc.admin(Method::POST, &format!("/admin/v1/test_helpers/channels/{channel}/faults"))
+                    .json(&json!({"operation": operation, "behavior": behavior, "count": 1 + rng.below(3), "delay_ms": 50}))
+                    .send().await;
+                continue;
+            }
+        };
+        let mut op = Op {
+            kind,
+            method,
+            path,
+            body: serde_json::to_vec(&body).unwrap(),
+            idem: format!("op-{seed}-{n}"),
+            admin,
+            seen: Seen::Unknown,
+            answer: Value::Null,
+        };
+        let (seen, answer) = call(&svc, &key, &op).await;
+        op.seen = seen;
+        op.answer = answer;
+        ops.push(op);
+    }
+    // A last crash, then every unknown outcome is retried with its Idempotency-Key.
+    svc.kill();
+    let svc = Service::start(&data, &env);
+    let _ =
+        svc.admin(Method::DELETE, &format!("/admin/v1/test_helpers/channels/{channel}/faults")).send().await;
+    for op in ops.iter_mut().filter(|o| o.seen == Seen::Unknown) {
+        let (seen, answer) = call(&svc, &key, op).await;
+        assert_ne!(seen, Seen::Unknown, "{} {} still unknown after the retry: {answer}", op.kind, op.path);
+        op.seen = seen;
+        op.answer = answer;
+    }
+    let counts: HashMap<(&str, bool), usize> = ops.iter().fold(HashMap::new(), |mut m, o| {
+        *m.entry((o.kind, o.seen == Seen::Ok)).or_default() += 1;
+        m
+    });
+    eprintln!(
+        "campaign seed {seed}: {} ops, {kills} kills, outcomes (kind, ok) -> count: {counts:?}",
+        ops.len()
+    );
+
+    // Everything in flight finishes by itself (resolver, callbacks).
+    let get = |path: String| {
+        let svc = &svc;
+        let key = &key;
+        async move {
+            svc.signed(key, Method::GET, &path, b"").send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let mut topups: Vec<Value> = Vec::new();
+    until("no top-up left processing", 120, async || {
+        topups.clear();
+        for card in &cards {
+            let mut after: Option<String> = None;
+            loop {
+                let path = match &after {
+                    Some(a) => format!("/v1/cards/{card}/topups?limit=100&starting_after={a}"),
+                    None => format!("/v1/cards/{card}/topups?limit=100"),
+                };
+                let page = get(path).await;
+                let data = page["data"].as_array().unwrap().clone();
+                after = data.last().map(|t| t["id"].as_str().unwrap().to_owned());
+                topups.extend(data);
+                if page["has_more"] != true {
+                    break;
+                }
+            }
+        }
+        topups.iter().all(|t| t["status"] != "processing")
+    })
+    .await;
+
+    // Acknowledged top-ups are there exactly once, as answered; failed requests left nothing.
+    let by_id: HashMap<&str, &Value> = topups.iter().map(|t| (t["id"].as_str().unwrap(), t)).collect();
+    assert_eq!(by_id.len(), topups.len(), "a top-up listed twice");
+    for op in ops.iter().filter(|o| o.kind == "topup" && o.seen == Seen::Ok) {
+        let id = op.answer["id"].as_str().unwrap();
+        let stored = by_id.get(id).unwrap_or_else(|| panic!("acknowledged top-up {id} is missing"));
+        if op.answer["status"] == "succeeded" {
+            assert_eq!(stored["status"], "succeeded", "an acknowledged success changed: {stored}");
+        }
+    }
+    let acked: usize = ops.iter().filter(|o| o.kind == "topup" && o.seen == Seen::Ok).count();
+    assert_eq!(topups.len(), acked, "top-ups that no acknowledged request created exist");
+
+    // Money: ledger balanced, never negative, available = deposits - top-ups - withdrawals.
+    let check: Value =
+        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
+    assert_eq!(check["balanced"], true, "{check}");
+    assert_eq!(check["negative_available"], json!([]));
+    let mut withdrawals: Vec<Value> = Vec::new();
+    until("no withdrawal left processing", 60, async || {
+        withdrawals.clear();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/admin/v1/merchants/{merchant}/withdrawals?limit=100&starting_after={a}"),
+                None => format!("/admin/v1/merchants/{merchant}/withdrawals?limit=100"),
+            };
+            let page: Value = svc.admin(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+            let data = page["data"].as_array().unwrap().clone();
+            after = data.last().map(|w| w["id"].as_str().unwrap().to_owned());
+            withdrawals.extend(data);
+            if page["has_more"] != true {
+                break;
+            }
+        }
+        withdrawals.iter().all(|w| w["status"] != "processing")
+    })
+    .await;
+    // Every acknowledged withdrawal is there, once.
+    let wids: std::collections::HashSet<&str> =
+        withdrawals.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(wids.len(), withdrawals.len());
+    let acked_withdrawals = ops.iter().filter(|o| o.kind == "withdrawal" && o.seen == Seen::Ok).count();
+    assert_eq!(
+        withdrawals.len(),
+        acked_withdrawals,
+        "withdrawals that no acknowledged request created exist"
+    );
+    // Deposits as the gateway reported them (the test helper reports a new deposit on
+    // every call, a retried one too): the service's own deposit lines.
+    let mut deposits = 0i64;
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/v1/balance/transactions?type=deposit&limit=100&starting_after={a}"),
+            None => "/v1/balance/transactions?type=deposit&limit=100".into(),
+        };
+        let page = get(path).await;
+        let data = page["data"].as_array().unwrap();
+        deposits += data.iter().map(|t| t["amount"]["value"].as_i64().unwrap()).sum::<i64>();
+        after = data.last().map(|t| t["id"].as_str().unwrap().to_owned());
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    let spent_on_topups: i64 = topups
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .map(|t| t["total"]["value"].as_i64().unwrap())
+        .sum();
+    let withdrawn: i64 = withdrawals
+        .iter()
+        .filter(|w| w["status"] == "succeeded")
+        .map(|w| w["amount"]["value"].as_i64().unwrap())
+        .sum();
+    let balance = get("/v1/balance".into()).await;
+    let available = balance["balances"][0]["available"].as_i64().unwrap();
+    assert_eq!(available, deposits - spent_on_topups - withdrawn, "the bank lost or made money");
+
+    // Every card's mirror equals the channel (after a pull, as a merchant would:
+    // a spend whose callback a kill cut off is found by the pull).
+    for card in &cards {
+        get(format!("/v1/cards/{card}/transactions")).await;
+        let mirror = get(format!("/v1/cards/{card}")).await["balance"]["value"].as_i64().unwrap();
+        let details = get(format!("/v1/cards/{card}/details")).await;
+        let channel_balance = details["balance"]["value"].as_i64().unwrap();
+        if mirror != channel_balance {
+            let txns = get(format!("/v1/cards/{card}/transactions?limit=100")).await;
+            for t in txns["data"].as_array().unwrap() {
+                eprintln!(
+                    "txn {} {} {} {}",
+                    t["channel_transaction_id"], t["type"], t["status"], t["amount"]["value"]
+                );
+            }
+            for t in topups.iter().filter(|t| t["card_id"] == card.as_str()) {
+                eprintln!(
+                    "topup {} {} {} {} {}",
+                    t["id"], t["status"], t["amount"]["value"], t["failure_reason"], t["status_history"]
+                );
+            }
+        }
+        assert_eq!(mirror, channel_balance, "card {card}: mirror != channel");
+    }
+
+    // Every event reached the receiver, verified.
+    let mut ids: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/v1/events?limit=100&starting_after={a}"),
+            None => "/v1/events?limit=100".into(),
+        };
+        let page = get(path).await;
+        let data = page["data"].as_array().unwrap();
+        ids.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        after = data.last().map(|e| e["id"].as_str().unwrap().to_owned());
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    until("every event delivered", 120, async || {
+        let delivered = receiver.delivered();
+        ids.iter().all(|id| delivered.contains_key(id))
+    })
+    .await;
+    for r in receiver.received() {
+        assert!(r["verified"].as_array().unwrap().iter().all(|v| v == true), "an unverified delivery: {r}");
+    }
+    eprintln!(
+        "campaign seed {seed}: {} top-ups, {} withdrawals, {} events delivered; ledger balanced",
+        topups.len(),
+        withdrawals.len(),
+        ids.len()
+    );
+}
