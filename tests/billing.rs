@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Key, Service};
+use common::{Key, Service, cardholder_body, send};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
@@ -18,32 +18,6 @@ use pelago_storage::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-fn cardholder() -> Value {
-    json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"},
-    })
-}
 
 async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> (String, Key) {
     let (id, key, _) = svc.merchant("Billed").await;
@@ -66,7 +40,8 @@ async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> (String, Key) {
 }
 
 async fn card(svc: &Service, key: &Key) -> String {
-    let (_, holder) = send(svc, key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(svc, key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     let (status, card) =
         send(svc, key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
     assert!(status.is_success(), "{card}");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, all_bytes_under};
+use common::{Key, Service, all_bytes_under, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,23 +17,6 @@ fn cardholder(last_name: &str) -> Value {
         "address": {"line1": "1 Main St", "line2": null, "city": "Singapore", "state": null,
                     "postal_code": "018989", "country": "SG"},
     })
-}
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// A master-account merchant with a USD fee schedule and a funded balance.

@@ -7,26 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service};
-use reqwest::{Method, StatusCode};
+use common::{Service, send};
+use reqwest::Method;
 use serde_json::{Value, json};
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {

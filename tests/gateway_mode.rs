@@ -3,35 +3,9 @@
 
 mod common;
 
-use common::{Key, Service};
+use common::{Key, Service, cardholder_body, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn cardholder() -> Value {
-    json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace",
-        "email": "ada@example.com", "phone": "+6591234567", "date_of_birth": "1990-12-10",
-        "nationality": "SG", "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"},
-    })
-}
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 async fn gateway_merchant(svc: &Service) -> (String, Key) {
     let r = svc
@@ -70,7 +44,8 @@ async fn fees_and_topups_are_paid_at_checkout() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(&dir.path().join("data"), &[]);
     let (_, key) = gateway_merchant(&svc).await;
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
 
     // The card waits for its application fee.
     let (status, card) =
@@ -176,7 +151,8 @@ async fn a_paid_card_the_channel_refuses_is_refunded_whole() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(&dir.path().join("data"), &[]);
     let (_, key) = gateway_merchant(&svc).await;
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     let (_, card) =
         send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
     let order_id = card["application_fee_order"]["id"].as_str().unwrap().to_owned();

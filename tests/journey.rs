@@ -8,26 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, receiver::Receiver};
+use common::{Key, Service, cardholder_body, ledger_balanced, receiver::Receiver, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
     let r = svc.admin(method, path).json(&body).send().await.unwrap();
@@ -40,15 +23,6 @@ async fn until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn cardholder() -> Value {
-    json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "reference": "user-42", "first_name": "Ada", "last_name": "Lovelace",
-        "email": "ada@example.com", "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "line2": null, "city": "Singapore", "state": null, "postal_code": "018989", "country": "SG"},
-    })
 }
 
 /// Spends, lists, issues a receipt for the spending and redeems it once.
@@ -103,12 +77,6 @@ async fn every_webhook_verified(svc: &Service, key: &Key, receiver: &Receiver) {
     }
 }
 
-async fn ledger_balanced(svc: &Service) {
-    let (_, check) = admin(svc, Method::GET, "/admin/v1/ledger/check", json!({})).await;
-    assert_eq!(check["balanced"], true, "{check}");
-    assert_eq!(check["negative_available"], json!([]));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_master_account_journey() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,7 +101,8 @@ async fn the_master_account_journey() {
     )
     .await;
 
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     assert_eq!(holder["status"], "active");
     let (status, card) =
         send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
@@ -186,7 +155,8 @@ async fn the_gateway_journey() {
     )
     .await;
 
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     let (_, card) =
         send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
     assert_eq!(card["status"], "pending_payment");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Key, Service};
+use common::{Service, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -25,23 +25,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
 async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {

@@ -4,37 +4,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service};
+use common::{Key, Service, ledger_balanced, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 async fn balance(svc: &Service, key: &Key) -> (i64, i64) {
     let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
     (b["balances"][0]["available"].as_i64().unwrap_or(0), b["balances"][0]["pending"].as_i64().unwrap_or(0))
-}
-
-async fn ledger_balanced(svc: &Service) {
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
-    assert_eq!(check["negative_available"], json!([]));
 }
 
 async fn withdraw(svc: &Service, merchant: &str, value: i64, address: &str) -> (StatusCode, Value) {

@@ -4,36 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service};
+use common::{Key, Service, cardholder_body, ledger_balanced, send};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn cardholder() -> Value {
-    json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace",
-        "email": "ada@example.com", "phone": "+6591234567", "date_of_birth": "1990-12-10",
-        "nationality": "SG", "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"},
-    })
-}
-
-async fn send(
-    svc: &Service,
-    key: &Key,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-    let r = svc
-        .signed(key, method, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 /// A master-account merchant with `deposit` USD and a top-up fee of 100 + 150 bps.
 async fn merchant_with_cards(
@@ -58,7 +32,8 @@ async fn merchant_with_cards(
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let (_, holder) = send(svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder())).await;
+    let (_, holder) =
+        send(svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     let mut ids = Vec::new();
     for _ in 0..cards {
         let (status, card) =
@@ -78,13 +53,6 @@ async fn channel_balance(svc: &Service, key: &Key, card: &str) -> i64 {
     let (status, d) = send(svc, key, Method::GET, &format!("/v1/cards/{card}/details"), None).await;
     assert_eq!(status, StatusCode::OK);
     d["balance"]["value"].as_i64().unwrap()
-}
-
-async fn ledger_balanced(svc: &Service) {
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
-    assert_eq!(check["negative_available"], json!([]));
 }
 
 async fn fault(svc: &Service, operation: &str, behavior: &str) {

@@ -194,3 +194,41 @@ pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// A signed JSON request; the status and the body (`Null` if not JSON).
+pub async fn send(
+    svc: &Service,
+    key: &Key,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let r = svc
+        .signed(key, method, path, &bytes)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A valid cardholder of `PELAGO_VIRTUAL_USD` (last name `Reject` / `Pending` steer the sandbox).
+pub fn cardholder_body(last_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "card_name": "PELAGO_VIRTUAL_USD", "reference": format!("user-{last_name}"),
+        "first_name": "Ada", "last_name": last_name, "email": "ada@example.com",
+        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+        "id_document": {"type": "passport", "number": "E1234567"},
+        "address": {"line1": "1 Main St", "line2": null, "city": "Singapore", "state": null,
+                    "postal_code": "018989", "country": "SG"},
+    })
+}
+
+/// The ledger check is balanced and no available balance is negative.
+pub async fn ledger_balanced(svc: &Service) {
+    let check: serde_json::Value =
+        svc.admin(reqwest::Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
+    assert_eq!(check["balanced"], true, "{check}");
+    assert_eq!(check["negative_available"], serde_json::json!([]));
+}
