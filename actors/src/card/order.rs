@@ -180,6 +180,29 @@ fn change(
 }
 
 impl CardActor {
+    /// Stores `order`, stages its `event`, and commits with the card (whose
+    /// version moves so the card's fence covers the order's writes).
+    fn commit_order(
+        &mut self,
+        mut card: CardRecord,
+        order: OrderRecord,
+        mut batch: WriteBatch,
+        event: &str,
+        now: Timestamp,
+    ) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
+        batch.put(order.id.as_bytes(), &order)?;
+        outbox::stage(
+            &mut batch,
+            &order.merchant_id,
+            event,
+            EventObject::Order(Box::new(order.clone())),
+            now,
+        )?;
+        card.version += 1;
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+
     fn load_order(&self, id: &OrderId) -> ActorResult<OrderRecord> {
         let order =
             self.store().get::<OrderRecord>(id.as_bytes())?.ok_or(Reject::NotFound { what: "order" })?;
@@ -251,7 +274,7 @@ impl CardActor {
         id: &OrderId,
         gw: GatewayOrder,
     ) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
-        let mut card = self.cell_mut().existing("card")?.clone();
+        let card = self.cell_mut().existing("card")?.clone();
         let mut order = self.load_order(id)?;
         if order.gateway_order_id.is_some() {
             return Ok((order, None));
@@ -261,19 +284,9 @@ impl CardActor {
         order.checkout_url = Some(gw.checkout_url);
         order.version += 1;
         let mut batch = WriteBatch::new();
-        batch.put(order.id.as_bytes(), &order)?;
         batch.put_raw(Tree::Index, format!("gword/{}", gw.gateway_order_id), order.id.as_bytes());
         batch.delete(Tree::Operations, order_create_marker(id));
-        outbox::stage(
-            &mut batch,
-            &order.merchant_id,
-            "order.created",
-            EventObject::Order(Box::new(order.clone())),
-            now,
-        )?;
-        card.version += 1;
-        let ticket = self.cell_mut().persist(card, batch)?;
-        Ok((order, Some(ticket)))
+        self.commit_order(card, order, batch, "order.created", now)
     }
 
     /// Ends an unpaid order (`failed` / `expired`) and cancels what it was for.
@@ -436,7 +449,7 @@ impl CardActor {
     }
 
     fn refund_order(&mut self, id: &OrderId) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
-        let mut card = self.cell_mut().existing("card")?.clone();
+        let card = self.cell_mut().existing("card")?.clone();
         let mut order = self.load_order(id)?;
         if order.status != OrderStatus::Paid {
             return Ok((order, None));
@@ -453,18 +466,8 @@ impl CardActor {
         );
         order.status = OrderStatus::Refunded;
         order.version += 1;
-        batch.put(order.id.as_bytes(), &order)?;
         batch.delete(Tree::Operations, order_refund_marker(id));
-        outbox::stage(
-            &mut batch,
-            &order.merchant_id,
-            "order.refunded",
-            EventObject::Order(Box::new(order.clone())),
-            now,
-        )?;
-        card.version += 1;
-        let ticket = self.cell_mut().persist(card, batch)?;
-        Ok((order, Some(ticket)))
+        self.commit_order(card, order, batch, "order.refunded", now)
     }
 }
 
