@@ -1,0 +1,226 @@
+//! Billing-run throughput (issue 8): N active master-account cards seeded
+//! into a store, the release binary started on it, the service clock moved to
+//! the 1st, and the scheduler's run timed until it completes. Reports cards
+//! per second, the server's peak resident memory, and the p99 latency of
+//! ordinary signed API reads issued during the run.
+//!
+//! `cargo bench --bench billing -- --bench 100000` (N defaults to 100,000;
+//! 1,000,000 works the same, given minutes). Under `cargo test`: 2,000 cards.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pelago_actors::{
+    card::{CardRecord, CardStatus, NewCard},
+    history::Source,
+};
+use pelago_card::security::signing::{SignedRequest, sign};
+use pelago_storage::{
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
+};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "billing-admin-token-0123456789";
+
+fn start(data: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pelago-card"));
+    cmd.args(["serve", "--sandbox", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("PELAGO_SANDBOX_LISTEN", "127.0.0.1:0")
+        .env("PELAGO_ADMIN_TOKEN", ADMIN)
+        .env("PELAGO_RATE_LIMIT", "1000000,1000000")
+        .env("PELAGO_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start pelago-card");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(url) = line.strip_prefix("pelago-card listening on ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    let cards: usize =
+        args.iter().filter_map(|a| a.parse().ok()).next().unwrap_or(if full { 100_000 } else { 2_000 });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+
+    // 1. A funded master-account merchant with a monthly fee, then stop.
+    let (child, base) = start(&data, &[]);
+    let (merchant, key_id, secret, channel) = runtime.block_on(async {
+        let created: Value = http.post(format!("{base}/admin/v1/merchants")).bearer_auth(ADMIN)
+            .json(&json!({"name": "Billed", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                          "fees": [{"currency": "USD", "monthly_fee": {"fixed": 10}}]}))
+            .send().await.unwrap().json().await.unwrap();
+        let channels: Value = http.get(format!("{base}/admin/v1/channels")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        (
+            created["merchant"]["id"].as_str().unwrap().to_owned(),
+            created["api_key"]["key_id"].as_str().unwrap().to_owned(),
+            created["api_key"]["secret"].as_str().unwrap().to_owned(),
+            channels["data"][0]["id"].as_str().unwrap().to_owned(),
+        )
+    });
+    let (deposit_key_id, deposit_secret) = (key_id.clone(), secret.clone());
+    runtime.block_on(async {
+        let body = serde_json::to_vec(
+            &json!({"amount": {"value": (cards as i64) * 10, "currency": "USD"}, "network": "TRON"}),
+        )
+        .unwrap();
+        let ts = Timestamp::now_real().unix_seconds().to_string();
+        let nonce = format!("n{}", pelago_storage::ids::new_ulid());
+        let path = "/v1/test_helpers/deposits";
+        let sig = sign(
+            &deposit_secret,
+            &deposit_key_id,
+            &ts,
+            &nonce,
+            &SignedRequest { method: "POST", path, query: "", idempotency_key: "", body: &body },
+        );
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("x-pelago-key-id", &deposit_key_id)
+            .header("x-pelago-timestamp", ts)
+            .header("x-pelago-nonce", nonce)
+            .header("x-pelago-signature", sig)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    });
+    stop(child);
+
+    // 2. Seed the cards, and the clock on the 1st of next month.
+    let seeded = Instant::now();
+    let mut probe_card = String::new();
+    {
+        let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
+        let (m, c) = (MerchantId::parse(&merchant).unwrap(), ChannelId::parse(&channel).unwrap());
+        for chunk in 0..cards.div_ceil(5_000) {
+            let mut batch = WriteBatch::new();
+            for _ in 0..5_000.min(cards - chunk * 5_000) {
+                let id = CardId::generate();
+                let card = CardRecord::create(
+                    NewCard {
+                        id: id.clone(),
+                        merchant_id: m.clone(),
+                        cardholder_id: CardholderId::generate(),
+                        reference: None,
+                        card_name: "PELAGO_VIRTUAL_USD".into(),
+                        bin: "424242".into(),
+                        channel_id: c.clone(),
+                        currency: Currency::USD,
+                        status: CardStatus::Active,
+                        application_fee_order: None,
+                    },
+                    Timestamp(0),
+                    Source::Merchant,
+                );
+                batch.put(id.as_bytes(), &card).unwrap();
+                batch.put_raw(Tree::Index, format!("mcard/{m}/{id}"), []);
+                probe_card = id.to_string();
+            }
+            let _ = store.commit(batch).unwrap();
+        }
+        let target = Timestamp::parse_rfc3339("2026-12-01T00:00:01Z").unwrap().unix_ms();
+        let mut batch = WriteBatch::new();
+        batch.put_raw(
+            Tree::Meta,
+            "clock_offset_ms",
+            (target - Timestamp::now_real().unix_ms()).to_be_bytes().to_vec(),
+        );
+        let _ = store.commit(batch).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    println!("seeded {cards} cards in {:.1} s", seeded.elapsed().as_secs_f64());
+
+    // 3. Start: the scheduler catches up 2026-12. Time it; read cards meanwhile.
+    let started = Instant::now();
+    let (child, base) = start(&data, &[]);
+    let pid = child.id();
+    let (latencies, run) = runtime.block_on(async {
+        let mut latencies = Vec::new();
+        loop {
+            let path = format!("/v1/cards/{probe_card}");
+            let ts = Timestamp::now_real().unix_seconds().to_string();
+            let nonce = format!("n{}", pelago_storage::ids::new_ulid());
+            let sig = sign(
+                &secret,
+                &key_id,
+                &ts,
+                &nonce,
+                &SignedRequest { method: "GET", path: &path, query: "", idempotency_key: "", body: b"" },
+            );
+            let t = Instant::now();
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("x-pelago-key-id", &key_id)
+                .header("x-pelago-timestamp", ts)
+                .header("x-pelago-nonce", nonce)
+                .header("x-pelago-signature", sig)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            latencies.push(t.elapsed());
+            let run: Value = http
+                .get(format!("{base}/admin/v1/billing/runs/2026-12"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if run["status"] == "completed" {
+                return (latencies, run);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let mut latencies = latencies;
+    latencies.sort();
+    let p99 = latencies[((latencies.len() - 1) as f64 * 0.99) as usize];
+    println!(
+        "billing run of {cards} cards: {:.1} s from start ({:.0} cards/s), charged {}, peak RSS {:.1} MiB, API p99 during the run {:?} ({} reads)",
+        secs,
+        cards as f64 / secs,
+        run["charged"],
+        peak_rss_mib(pid),
+        p99,
+        latencies.len()
+    );
+    assert_eq!(run["charged"].as_u64().unwrap() as usize, cards);
+    stop(child);
+}
