@@ -49,6 +49,9 @@ pub async fn verify_request(
         return Err(ApiError::unauthenticated("signature does not match"));
     }
     // The nonce: recorded after the signature is valid, atomically, kept 600 s.
+    // Durable with the next group flush: a mutating request's effect commits
+    // after it (so its acknowledgement covers the nonce); a replayed read after
+    // a crash changes nothing.
     let expires_ms = now.unix_ms() + NONCE_TTL_SECS * 1000;
     let now_ms = now.unix_ms();
     let written = app.store.put_unless(
@@ -57,7 +60,7 @@ pub async fn verify_request(
         &expires_ms.to_be_bytes(),
         |existing| expiry(existing) > now_ms,
     )?;
-    if written.is_none() {
+    if !written {
         return Err(ApiError::unauthenticated("nonce already used"));
     }
     let merchant = app

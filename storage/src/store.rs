@@ -340,23 +340,26 @@ impl Store {
 
     /// Writes `value` at `key` unless a value is there that `keep` wants kept;
     /// atomic against concurrent callers (compare-and-swap). Returns whether it
-    /// wrote, with the ticket covering the write.
+    /// wrote. The write is *not* flushed on its own: it becomes durable with the
+    /// next group flush — any later commit that is waited on covers it, since
+    /// sled's log is sequential (used for request nonces, which need no fsync
+    /// of their own: a mutating request's effect commits after its nonce).
     pub fn put_unless(
         &self,
         tree: Tree,
         key: impl AsRef<[u8]>,
         value: &[u8],
         keep: impl Fn(&[u8]) -> bool,
-    ) -> Result<Option<FlushTicket>, StoreError> {
+    ) -> Result<bool, StoreError> {
         let t = self.tree(tree);
         let key = key.as_ref();
         loop {
             let current = t.get(key)?;
             if current.as_deref().is_some_and(&keep) {
-                return Ok(None);
+                return Ok(false);
             }
             match t.compare_and_swap(key, current, Some(value))? {
-                Ok(()) => return Ok(Some(self.flusher.ticket())),
+                Ok(()) => return Ok(true),
                 Err(_) => continue, // raced; look again
             }
         }
