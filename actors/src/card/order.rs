@@ -340,10 +340,7 @@ impl CardActor {
                 )?;
             }
             (OrderKind::Topup, Some(tup)) => {
-                let mut topup = self
-                    .store()
-                    .get::<TopupRecord>(topup_key(&card.id, tup))?
-                    .ok_or(Reject::NotFound { what: "top-up" })?;
+                let mut topup = self.load_topup(tup)?;
                 if topup.status == TopupStatus::PendingPayment {
                     change(
                         &mut topup.status_history,
@@ -421,10 +418,7 @@ impl CardActor {
                 batch.put_raw(Tree::Operations, open_marker(card.id.as_str()), 0i64.to_be_bytes().to_vec());
             }
             (OrderKind::Topup, Some(tup)) => {
-                let mut topup = self
-                    .store()
-                    .get::<TopupRecord>(topup_key(&card.id, tup))?
-                    .ok_or(Reject::NotFound { what: "top-up" })?;
+                let mut topup = self.load_topup(tup)?;
                 if topup.status == TopupStatus::PendingPayment {
                     change(
                         &mut topup.status_history,

@@ -139,7 +139,7 @@ fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
 }
 
 impl CardActor {
-    fn load_topup(&self, id: &TopupId) -> ActorResult<TopupRecord> {
+    pub(super) fn load_topup(&self, id: &TopupId) -> ActorResult<TopupRecord> {
         let card = self.store_card_id()?;
         Ok(self
             .store()
