@@ -7,7 +7,9 @@
 //!
 //! It also reports the server's peak resident memory (VmHWM).
 //!
-//! `cargo bench --bench load` (release; 10 s per scenario, 64 connections).
+//! `cargo bench --bench load` (release; 10 s per scenario, 64 connections);
+//! `cargo bench --bench load -- --bench topups` runs one scenario (`reads`,
+//! `topups`, `cardholders`).
 //! Under `cargo test` it runs a 1-second smoke of each scenario.
 
 use std::{
@@ -106,27 +108,108 @@ fn cardholder_body() -> Vec<u8> {
     .unwrap()
 }
 
-/// Runs `op(i)` from `connections` concurrent loops for `duration`; returns latencies.
-async fn drive<F, Fut>(connections: usize, duration: Duration, op: F) -> (Vec<u32>, usize)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let op = Arc::new(op);
+/// A lean HTTP/1.1 keep-alive connection, like wrk's: one request at a time,
+/// the response read by `Content-Length`. The driver shares the 2 cores with
+/// the server, so it must cost as little as possible per request (reqwest's
+/// pooled client cost about a third of the machine at 15 k req/s).
+struct Conn {
+    stream: tokio::net::TcpStream,
+    host: String,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(base: &str) -> Conn {
+        let host = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let stream = tokio::net::TcpStream::connect(&host).await.expect("connect to the server");
+        stream.set_nodelay(true).unwrap();
+        Conn { stream, host, buf: Vec::with_capacity(8192), out: Vec::with_capacity(1024) }
+    }
+
+    /// Sends one signed request; returns the status (0 on a broken connection).
+    async fn signed(&mut self, client: &Client, method: &str, path: &str, body: &[u8]) -> u16 {
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ts = (chrono::Utc::now().timestamp()).to_string();
+        let nonce = format!("n{}", pelago_storage::ids::new_ulid());
+        let sig = sign(
+            &client.secret,
+            &client.key_id,
+            &ts,
+            &nonce,
+            &SignedRequest { method, path, query: "", idempotency_key: "", body },
+        );
+        self.out.clear();
+        let _ = write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nx-pelago-key-id: {}\r\nx-pelago-timestamp: {ts}\r\n\
+             x-pelago-nonce: {nonce}\r\nx-pelago-signature: {sig}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            self.host,
+            client.key_id,
+            body.len()
+        );
+        self.out.extend_from_slice(body);
+        if self.stream.write_all(&self.out).await.is_err() {
+            return 0;
+        }
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap_or("");
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + length {
+                    match self.stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return 0,
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                return status;
+            }
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return 0,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// One request of a scenario: the request number → (method, path, body, expected status).
+type Plan = Arc<dyn Fn(usize) -> (&'static str, String, Vec<u8>, u16) + Send + Sync>;
+
+/// Runs `plan` from `connections` keep-alive connections for `duration`;
+/// returns the sorted latencies (µs) of expected answers and the error count.
+async fn drive(client: &Client, connections: usize, duration: Duration, plan: Plan) -> (Vec<u32>, usize) {
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let op = Arc::clone(&op);
+        let (plan, client) = (Arc::clone(&plan), client.clone());
         tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&client.base).await;
             let mut lat = Vec::new();
             let mut errors = 0;
             let mut i = c;
             while Instant::now() < deadline {
+                let (method, path, body, expected) = plan(i);
                 let t = Instant::now();
-                if op(i).await {
+                let status = conn.signed(&client, method, &path, &body).await;
+                if status == expected {
                     lat.push(t.elapsed().as_micros() as u32);
                 } else {
                     errors += 1;
+                    if status == 0 {
+                        conn = Conn::open(&client.base).await;
+                    }
                 }
                 i += connections;
             }
@@ -158,7 +241,11 @@ fn report(name: &str, lat: &[u32], errors: usize, secs: f64) {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    // `-- --bench reads` (or `topups`, `cardholders`) runs one scenario.
+    let only = ["reads", "topups", "cardholders"].into_iter().find(|s| args.iter().any(|a| a == s));
+    let runs = move |name: &str| only.is_none_or(|o| o == name);
     let (secs, connections, cards) = if full { (10u64, 64usize, 1_000usize) } else { (1, 8, 50) };
     let server = start_server();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -193,30 +280,27 @@ fn main() {
         let ids = Arc::new(ids);
         println!("pelago-card load driver: {connections} connections, {secs} s per scenario, {cards} cards, 2 cores shared with the server");
 
-        let (c, i) = (client.clone(), Arc::clone(&ids));
-        let (lat, err) = drive(connections, Duration::from_secs(secs), move |n| {
-            let (c, path) = (c.clone(), format!("/v1/cards/{}", i[n % i.len()]));
-            async move { c.signed(reqwest::Method::GET, &path, Vec::new()).send().await.is_ok_and(|r| r.status() == 200) }
-        })
-        .await;
-        report("signed GET /v1/cards/{id}", &lat, err, secs as f64);
+        if runs("reads") {
+            let i = Arc::clone(&ids);
+            let plan: Plan = Arc::new(move |n| ("GET", format!("/v1/cards/{}", i[n % i.len()]), Vec::new(), 200));
+            let (lat, err) = drive(&client, connections, Duration::from_secs(secs), plan).await;
+            report("signed GET /v1/cards/{id}", &lat, err, secs as f64);
+        }
 
-        let (c, i) = (client.clone(), Arc::clone(&ids));
-        let body = serde_json::to_vec(&json!({"amount": {"value": 100, "currency": "USD"}})).unwrap();
-        let (lat, err) = drive(connections, Duration::from_secs(secs), move |n| {
-            let (c, path, body) = (c.clone(), format!("/v1/cards/{}/topups", i[n % i.len()]), body.clone());
-            async move { c.signed(reqwest::Method::POST, &path, body).send().await.is_ok_and(|r| r.status() == 201) }
-        })
-        .await;
-        report("signed master-account top-ups", &lat, err, secs as f64);
+        if runs("topups") {
+            let i = Arc::clone(&ids);
+            let body = serde_json::to_vec(&json!({"amount": {"value": 100, "currency": "USD"}})).unwrap();
+            let plan: Plan =
+                Arc::new(move |n| ("POST", format!("/v1/cards/{}/topups", i[n % i.len()]), body.clone(), 201));
+            let (lat, err) = drive(&client, connections, Duration::from_secs(secs), plan).await;
+            report("signed master-account top-ups", &lat, err, secs as f64);
+        }
 
-        let c = client.clone();
-        let (lat, err) = drive(connections / 2, Duration::from_secs(secs), move |_| {
-            let c = c.clone();
-            async move { c.signed(reqwest::Method::POST, "/v1/cardholders", cardholder_body()).send().await.is_ok_and(|r| r.status() == 201) }
-        })
-        .await;
-        report("signed POST /v1/cardholders", &lat, err, secs as f64);
+        if runs("cardholders") {
+            let plan: Plan = Arc::new(|_| ("POST", "/v1/cardholders".to_owned(), cardholder_body(), 201));
+            let (lat, err) = drive(&client, connections / 2, Duration::from_secs(secs), plan).await;
+            report("signed POST /v1/cardholders", &lat, err, secs as f64);
+        }
         println!("server peak resident memory: {:.1} MiB", peak_rss_mib(server.child.id()));
     });
 }
