@@ -227,6 +227,33 @@ async fn drive(client: &Client, connections: usize, duration: Duration, plan: Pl
     (all, errors)
 }
 
+/// From `/metrics`: (store flushes so far, mean flush seconds, webhook outbox depth).
+async fn flush_stats(http: &reqwest::Client, base: &str) -> (f64, f64, f64) {
+    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    };
+    (
+        gauge("pelago_store_flushes_total "),
+        gauge("pelago_store_flush_seconds_mean "),
+        gauge("pelago_webhook_queue_depth "),
+    )
+}
+
+/// Prints the service store's flushes during the last scenario.
+async fn report_flushes(client: &Client, secs: u64, before: &mut f64) {
+    let (total, mean, outbox) = flush_stats(&client.http, &client.base).await;
+    println!(
+        "{:<40} {:>9.0} flushes/s (service store; mean flush {:.2} ms since start); webhook outbox {outbox}",
+        "",
+        (total - *before) / secs as f64,
+        mean * 1e3
+    );
+    *before = total;
+}
+
 fn report(name: &str, lat: &[u32], errors: usize, secs: f64) {
     let pct = |p: f64| {
         if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0 }
@@ -280,11 +307,13 @@ fn main() {
         let ids = Arc::new(ids);
         println!("pelago-card load driver: {connections} connections, {secs} s per scenario, {cards} cards, 2 cores shared with the server");
 
+        let mut flushed = flush_stats(&client.http, &client.base).await.0;
         if runs("reads") {
             let i = Arc::clone(&ids);
             let plan: Plan = Arc::new(move |n| ("GET", format!("/v1/cards/{}", i[n % i.len()]), Vec::new(), 200));
             let (lat, err) = drive(&client, connections, Duration::from_secs(secs), plan).await;
             report("signed GET /v1/cards/{id}", &lat, err, secs as f64);
+            report_flushes(&client, secs, &mut flushed).await;
         }
 
         if runs("topups") {
@@ -294,12 +323,14 @@ fn main() {
                 Arc::new(move |n| ("POST", format!("/v1/cards/{}/topups", i[n % i.len()]), body.clone(), 201));
             let (lat, err) = drive(&client, connections, Duration::from_secs(secs), plan).await;
             report("signed master-account top-ups", &lat, err, secs as f64);
+            report_flushes(&client, secs, &mut flushed).await;
         }
 
         if runs("cardholders") {
             let plan: Plan = Arc::new(|_| ("POST", "/v1/cardholders".to_owned(), cardholder_body(), 201));
             let (lat, err) = drive(&client, connections / 2, Duration::from_secs(secs), plan).await;
             report("signed POST /v1/cardholders", &lat, err, secs as f64);
+            report_flushes(&client, secs, &mut flushed).await;
         }
         println!("server peak resident memory: {:.1} MiB", peak_rss_mib(server.child.id()));
     });

@@ -164,7 +164,10 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
         );
     }
     let op_key = format!("ch/{}/{}", channel.channel_id, request_id);
-    let (status, answer) = {
+    let (status, answer, ticket) = {
+        // The lock orders decisions; it is released before the flush, so
+        // concurrent calls share fsyncs. Every answer (a repeat's too) waits
+        // for a flush that covers everything decided before it.
         let _guard = state.write_lock.lock().await;
         match state.store.get::<OpRecord>(&op_key) {
             Err(e) => return internal(e),
@@ -175,7 +178,7 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
                     "request id was used for another call",
                 );
             }
-            Ok(Some(stored)) => (stored.status, stored.answer_json),
+            Ok(Some(stored)) => (stored.status, stored.answer_json, state.store.ticket()),
             Ok(None) => {
                 let applied = if fault.is_some_and(|f| f.behavior == FaultBehavior::Decline) {
                     Applied::Declined {
@@ -214,13 +217,16 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
                 if let Err(e) = batch.put(&op_key, &record) {
                     return internal(e);
                 }
-                if let Err(e) = state.store.commit_durable(batch).await {
-                    return internal(e);
+                match state.store.commit(batch) {
+                    Ok(ticket) => (record.status, record.answer_json, ticket),
+                    Err(e) => return internal(e),
                 }
-                (record.status, record.answer_json)
             }
         }
     };
+    if let Err(e) = state.store.wait_durable(ticket).await {
+        return internal(e);
+    }
     answer_late(state, fault.map(|f| (f.behavior, f.delay_ms))).await;
     raw_json(status, answer)
 }

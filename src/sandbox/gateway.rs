@@ -182,7 +182,10 @@ async fn idempotent(
         return error(StatusCode::BAD_REQUEST, "invalid_request", "the Idempotency-Key header is required");
     };
     let op_key = format!("gw/{}/{}", account.merchant_id, request_id);
-    let (status, answer, callback) = {
+    let (status, answer, callback, ticket) = {
+        // The lock orders decisions; it is released before the flush, so
+        // concurrent calls share fsyncs. Every answer (a repeat's too) waits
+        // for a flush that covers everything decided before it.
         let _guard = state.write_lock.lock().await;
         match state.store.get::<OpRecord>(&op_key) {
             Err(e) => return internal(e),
@@ -193,7 +196,7 @@ async fn idempotent(
                     "request id was used for another call",
                 );
             }
-            Ok(Some(stored)) => (stored.status, stored.answer_json, None),
+            Ok(Some(stored)) => (stored.status, stored.answer_json, None, state.store.ticket()),
             Ok(None) => {
                 let mut decided = match decide(state, account, req) {
                     Ok(Ok(decided)) => decided,
@@ -209,13 +212,16 @@ async fn idempotent(
                 if let Err(e) = decided.batch.put(&op_key, &record) {
                     return internal(e);
                 }
-                if let Err(e) = state.store.commit_durable(decided.batch).await {
-                    return internal(e);
+                match state.store.commit(decided.batch) {
+                    Ok(ticket) => (record.status, record.answer_json, decided.callback, ticket),
+                    Err(e) => return internal(e),
                 }
-                (record.status, record.answer_json, decided.callback)
             }
         }
     };
+    if let Err(e) = state.store.wait_durable(ticket).await {
+        return internal(e);
+    }
     if let Some(pending) = callback {
         send_in_background(state, pending).await;
     }

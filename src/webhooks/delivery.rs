@@ -114,6 +114,64 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Events of merchants without a `webhook_url`: records each one's "not
+/// delivered" attempt and removes its outbox row, [`SETTLE_CHUNK`] events a
+/// commit and one flush for all. A chunk that meets a changed row (a
+/// redelivery raced it) is recorded one event at a time instead.
+pub async fn settle_without_endpoint(app: &App, jobs: &[Job]) {
+    let mut ticket = None;
+    for chunk in jobs.chunks(SETTLE_CHUNK) {
+        let committed = (|| -> Result<_, StoreError> {
+            let now = Timestamp::now_real();
+            let mut batch = WriteBatch::new();
+            for job in chunk {
+                let number = last_attempt(&app.store, &job.entry.event_id)? + 1;
+                let row = DeliveryAttempt {
+                    attempt: number,
+                    status_code: None,
+                    error: Some(NO_ENDPOINT.into()),
+                    at: now,
+                };
+                let key = job.entry.event_id.as_str();
+                batch.put(attempt_key(&job.entry.event_id, number), &row)?;
+                batch.expect_raw(Tree::Outbox, key, Some(job.entry_bytes.clone()));
+                batch.delete(Tree::Outbox, key);
+            }
+            app.store.commit(batch)
+        })();
+        match committed {
+            Ok(t) => ticket = Some(t),
+            Err(StoreError::Conflict { .. }) => {
+                for job in chunk {
+                    if let Err(error) = record(app, job, &Outcome::NoEndpoint).await {
+                        tracing::error!(%error, event_id = %job.entry.event_id, "recording a webhook attempt failed; it will be retried");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "recording undeliverable webhooks failed; they will be retried");
+                return;
+            }
+        }
+    }
+    if let Some(ticket) = ticket {
+        match app.store.wait_durable(ticket).await {
+            Ok(()) => tracing::debug!(
+                events = jobs.len(),
+                "webhooks not deliverable: the merchant has no webhook_url"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "recording undeliverable webhooks failed; they will be retried")
+            }
+        }
+    }
+}
+
+/// Events per commit in [`settle_without_endpoint`] (sled transactions slow
+/// down sharply with size).
+const SETTLE_CHUNK: usize = 64;
+const NO_ENDPOINT: &str = "not delivered: the merchant has no webhook_url";
+
 async fn record(app: &App, job: &Job, outcome: &Outcome) -> Result<(), StoreError> {
     let entry = &job.entry;
     let now = Timestamp::now_real();
@@ -121,7 +179,7 @@ async fn record(app: &App, job: &Job, outcome: &Outcome) -> Result<(), StoreErro
     let (status_code, error) = match outcome {
         Outcome::Delivered { status_code } => (Some(*status_code), None),
         Outcome::Failed { status_code, error } => (*status_code, Some(error.clone())),
-        Outcome::NoEndpoint => (None, Some("not delivered: the merchant has no webhook_url".to_owned())),
+        Outcome::NoEndpoint => (None, Some(NO_ENDPOINT.to_owned())),
         Outcome::Gone { error } => (None, Some((*error).to_owned())),
     };
     let row = DeliveryAttempt { attempt: number, status_code, error, at: now };

@@ -39,7 +39,9 @@
 //! attempts per event across redeliveries: [`MAX_ATTEMPTS_PER_EVENT`]; a pass
 //! reads at most [`MAX_SCAN_PER_PASS`] outbox rows; the event → object cache
 //! holds [`OBJECT_CACHE_ENTRIES`]. A merchant without `webhook_url` gets one
-//! recorded "not delivered" attempt and the event leaves the outbox.
+//! recorded "not delivered" attempt and the event leaves the outbox; such
+//! events hold no merchant slot: one task per pass records up to
+//! [`MAX_SETTLED_PER_PASS`] of them in a few commits.
 //! Timestamps of attempts and retries are real time (receivers check
 //! `webhook-timestamp` against their own clock), not the sandbox service clock.
 
@@ -58,7 +60,10 @@ use std::{
 
 use lru::LruCache;
 use parking_lot::Mutex;
-use pelago_actors::outbox::{EventRecord, OutboxEntry, event_key};
+use pelago_actors::{
+    merchant::MerchantRecord,
+    outbox::{EventRecord, OutboxEntry, event_key},
+};
 use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, time::Instant};
@@ -72,6 +77,8 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts recorded for one event, all runs and redeliveries together.
 pub const MAX_ATTEMPTS_PER_EVENT: u32 = 1000;
 pub const MAX_SCAN_PER_PASS: usize = 100_000;
+/// Events of merchants without a `webhook_url` settled by one task of a pass.
+pub const MAX_SETTLED_PER_PASS: usize = 1_024;
 pub const OBJECT_CACHE_ENTRIES: usize = 65_536;
 pub const RESCAN_EVERY: Duration = Duration::from_secs(30);
 pub const NEW_EVENT_POLL: Duration = Duration::from_millis(100);
@@ -108,9 +115,12 @@ pub fn last_attempt(store: &pelago_storage::Store, event_id: &EventId) -> Result
 
 #[derive(Default)]
 struct InFlight {
+    /// Attempt tasks running (a bulk settlement counts as one).
     total: usize,
     per_merchant: HashMap<MerchantId, usize>,
     objects: HashSet<String>,
+    /// Every event some task is working on.
+    events: HashSet<EventId>,
 }
 
 /// A planned attempt: the outbox row as read, and the slots it holds.
@@ -197,11 +207,23 @@ impl Dispatcher {
         let mut in_flight = self.in_flight.lock();
         in_flight.total -= 1;
         in_flight.objects.remove(&job.object);
+        in_flight.events.remove(&job.entry.event_id);
         if let Some(n) = in_flight.per_merchant.get_mut(&job.entry.merchant_id) {
             *n -= 1;
             if *n == 0 {
                 in_flight.per_merchant.remove(&job.entry.merchant_id);
             }
+        }
+        drop(in_flight);
+        self.drained.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    fn release_settled(&self, jobs: &[Job]) {
+        let mut in_flight = self.in_flight.lock();
+        in_flight.total -= 1;
+        for job in jobs {
+            in_flight.events.remove(&job.entry.event_id);
         }
         drop(in_flight);
         self.drained.notify_waiters();
@@ -278,6 +300,13 @@ async fn scheduler(weak: Weak<App>) {
                 app.webhooks.release(&job);
             });
         }
+        if !plan.without_endpoint.is_empty() {
+            let (app, jobs) = (Arc::clone(&app), plan.without_endpoint);
+            tokio::spawn(async move {
+                delivery::settle_without_endpoint(&app, &jobs).await;
+                app.webhooks.release_settled(&jobs);
+            });
+        }
         let wait_ms = plan.next_due_ms.map_or(RESCAN_EVERY.as_millis() as i64, |due| {
             (due - now_ms).clamp(10, RESCAN_EVERY.as_millis() as i64)
         });
@@ -311,6 +340,9 @@ async fn wait_for_work(app: &App, deadline: Instant, mut newest: Option<Vec<u8>>
 
 struct Plan {
     jobs: Vec<Job>,
+    /// Due events of merchants without a `webhook_url`: nothing to send, so
+    /// they hold no merchant slot and are recorded together by one task.
+    without_endpoint: Vec<Job>,
     /// The earliest `next_attempt_at_ms` still in the future.
     next_due_ms: Option<i64>,
 }
@@ -319,12 +351,14 @@ struct Plan {
 /// attempts to start now, per the rules of the module docs.
 fn plan(app: &App, now_ms: i64) -> Plan {
     let dispatcher = &app.webhooks;
-    let mut plan = Plan { jobs: Vec::new(), next_due_ms: None };
+    let mut plan = Plan { jobs: Vec::new(), without_endpoint: Vec::new(), next_due_ms: None };
     if dispatcher.stopping() {
         return plan;
     }
     // Objects whose oldest pending event has been seen in this pass.
     let mut seen_objects: HashSet<String> = HashSet::new();
+    // Whether each merchant met in this pass has a webhook_url.
+    let mut has_endpoint: HashMap<MerchantId, bool> = HashMap::new();
     for item in app.store.iter_raw(Tree::Outbox, b"").take(MAX_SCAN_PER_PASS) {
         let (key, bytes) = match item {
             Ok(kv) => kv,
@@ -340,6 +374,26 @@ fn plan(app: &App, now_ms: i64) -> Plan {
                 continue;
             }
         };
+        if dispatcher.in_flight.lock().events.contains(&entry.event_id) {
+            continue;
+        }
+        let endpoint = match has_endpoint.get(&entry.merchant_id) {
+            Some(known) => Some(*known),
+            None => match app.store.get::<MerchantRecord>(entry.merchant_id.as_bytes()) {
+                Ok(Some(merchant)) => {
+                    has_endpoint.insert(entry.merchant_id.clone(), merchant.webhook_url.is_some());
+                    Some(merchant.webhook_url.is_some())
+                }
+                _ => None, // gone or unreadable: the attempt path records why
+            },
+        };
+        if endpoint == Some(false)
+            && entry.next_attempt_at_ms <= now_ms
+            && plan.without_endpoint.len() < MAX_SETTLED_PER_PASS
+        {
+            plan.without_endpoint.push(Job { entry, entry_bytes: bytes, object: String::new() });
+            continue;
+        }
         let object = match dispatcher.object_of(app, &entry) {
             Ok(Some(object)) => object,
             Ok(None) => {
@@ -377,8 +431,14 @@ fn plan(app: &App, now_ms: i64) -> Plan {
         in_flight.total += 1;
         *in_flight.per_merchant.entry(entry.merchant_id.clone()).or_default() += 1;
         in_flight.objects.insert(object.clone());
+        in_flight.events.insert(entry.event_id.clone());
         drop(in_flight);
         plan.jobs.push(Job { entry, entry_bytes: bytes, object });
+    }
+    if !plan.without_endpoint.is_empty() {
+        let mut in_flight = dispatcher.in_flight.lock();
+        in_flight.total += 1;
+        in_flight.events.extend(plan.without_endpoint.iter().map(|job| job.entry.event_id.clone()));
     }
     plan
 }
