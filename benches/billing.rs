@@ -6,6 +6,11 @@
 //!
 //! `cargo bench --bench billing -- --bench 100000` (N defaults to 100,000;
 //! 1,000,000 works the same, given minutes). Under `cargo test`: 2,000 cards.
+//!
+//! `cargo bench --bench billing -- --bench 1000000 --idle` measures instead
+//! the resident memory of the idle service holding N stored cards: seeded the
+//! same way, started, 1,000 signed reads of cards spread over the store, then
+//! the resident set read once it has stopped changing (no billing run).
 
 use std::{
     io::{BufRead, BufReader},
@@ -63,9 +68,88 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// A signed GET of `path`; panics unless it answers 200.
+async fn signed_get(http: &reqwest::Client, base: &str, key_id: &str, secret: &str, path: &str) {
+    let ts = Timestamp::now_real().unix_seconds().to_string();
+    let nonce = format!("n{}", pelago_storage::ids::new_ulid());
+    let sig = sign(
+        secret,
+        key_id,
+        &ts,
+        &nonce,
+        &SignedRequest { method: "GET", path, query: "", idempotency_key: "", body: b"" },
+    );
+    let r = http
+        .get(format!("{base}{path}"))
+        .header("x-pelago-key-id", key_id)
+        .header("x-pelago-timestamp", ts)
+        .header("x-pelago-nonce", nonce)
+        .header("x-pelago-signature", sig)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The service idle over `cards` stored cards: its resident memory once stable.
+fn idle_memory(
+    runtime: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    data: &std::path::Path,
+    cards: usize,
+    spread: &[String],
+    key_id: &str,
+    secret: &str,
+) {
+    let (child, base) = start(data, &[]);
+    let pid = child.id();
+    runtime.block_on(async {
+        for id in spread {
+            signed_get(http, &base, key_id, secret, &format!("/v1/cards/{id}")).await;
+        }
+        let mut page: Value = http
+            .get(format!("{base}/admin/v1/ledger/check"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["balanced"], true, "ledger check: {page}");
+        page = http.get(format!("{base}/debug/v1/actors")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        // Idle: the resident set no longer moves (sampled every 500 ms).
+        let mut last = rss_mib(pid);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = rss_mib(pid);
+            if (now - last).abs() < 0.5 {
+                break;
+            }
+            last = now;
+        }
+        println!(
+            "idle service over {cards} stored cards, after {} reads: resident {:.1} MiB (peak {:.1} MiB); actors {page}",
+            spread.len(),
+            rss_mib(pid),
+            peak_rss_mib(pid)
+        );
+    });
+    stop(child);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
+    let idle = args.iter().any(|a| a == "--idle");
     let cards: usize =
         args.iter().filter_map(|a| a.parse().ok()).next().unwrap_or(if full { 100_000 } else { 2_000 });
     let dir = tempfile::tempdir().unwrap();
@@ -123,6 +207,7 @@ fn main() {
     // 2. Seed the cards, and the clock on the 1st of next month.
     let seeded = Instant::now();
     let mut probe_card = String::new();
+    let mut spread = Vec::new();
     {
         let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
         let (m, c) = (MerchantId::parse(&merchant).unwrap(), ChannelId::parse(&channel).unwrap());
@@ -149,11 +234,21 @@ fn main() {
                 batch.put(id.as_bytes(), &card).unwrap();
                 batch.put_raw(Tree::Index, format!("mcard/{m}/{id}"), []);
                 probe_card = id.to_string();
+                if spread.len() < 1_000 && rand::random_ratio(1_000.min(cards) as u32, cards as u32) {
+                    spread.push(probe_card.clone());
+                }
             }
             let _ = store.commit(batch).unwrap();
         }
         let target = Timestamp::parse_rfc3339("2026-12-01T00:00:01Z").unwrap().unix_ms();
         let mut batch = WriteBatch::new();
+        if idle {
+            let _ = store.commit(batch).unwrap();
+            store.flush_blocking().unwrap();
+            drop(store);
+            println!("seeded {cards} cards in {:.1} s", seeded.elapsed().as_secs_f64());
+            return idle_memory(&runtime, &http, &data, cards, &spread, &key_id, &secret);
+        }
         batch.put_raw(
             Tree::Meta,
             "clock_offset_ms",

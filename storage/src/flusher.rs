@@ -50,7 +50,11 @@ pub const FLUSH_BUCKETS_MICROS: [u64; 8] = [250, 500, 1_000, 2_000, 5_000, 10_00
 struct Shared {
     requested: AtomicU64,
     closed: AtomicBool,
-    wake: Mutex<bool>,
+    /// Set by writers, cleared by the flusher when it starts a flush. Only
+    /// the writer that sets it wakes the flusher: the rest of a burst costs
+    /// no lock and no futex call.
+    pending: AtomicBool,
+    wake: Mutex<()>,
     wake_cv: Condvar,
     published: watch::Sender<Published>,
     stats: FlushStats,
@@ -72,9 +76,9 @@ struct StopOnDrop {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.pending.store(true, Ordering::SeqCst);
         {
-            let mut pending = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-            *pending = true;
+            let _guard = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
             self.shared.wake_cv.notify_one();
         }
         if let Some(handle) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -90,7 +94,8 @@ impl Flusher {
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            wake: Mutex::new(false),
+            pending: AtomicBool::new(false),
+            wake: Mutex::new(()),
             wake_cv: Condvar::new(),
             published,
             stats: FlushStats::default(),
@@ -107,9 +112,13 @@ impl Flusher {
     /// A ticket covering every write made before this call.
     pub fn ticket(&self) -> FlushTicket {
         let n = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut pending = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-        *pending = true;
-        self.shared.wake_cv.notify_one();
+        // SeqCst: if `pending` was already set, the flusher has not cleared
+        // it yet, and it reads `requested` (so sees `n`) only after clearing.
+        if !self.shared.pending.swap(true, Ordering::SeqCst) {
+            // Taking the lock orders this notify after the flusher's check.
+            let _guard = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.wake_cv.notify_one();
+        }
         FlushTicket(n)
     }
 
@@ -149,11 +158,11 @@ impl Flusher {
 fn flush_loop(db: sled::Db, shared: Arc<Shared>) {
     loop {
         {
-            let mut pending = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-            while !*pending {
-                pending = shared.wake_cv.wait(pending).unwrap_or_else(|p| p.into_inner());
+            let mut guard = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            while !shared.pending.load(Ordering::SeqCst) {
+                guard = shared.wake_cv.wait(guard).unwrap_or_else(|p| p.into_inner());
             }
-            *pending = false;
+            shared.pending.store(false, Ordering::SeqCst);
         }
         if shared.closed.load(Ordering::SeqCst) {
             let _ = db.flush();
