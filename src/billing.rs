@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{app::App, http::errors::ApiError};
 
-const CHUNK: usize = 512;
-const CONCURRENCY: usize = 32;
+const CHUNK: usize = 2_048;
+const CONCURRENCY: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRun {
@@ -199,8 +199,24 @@ async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Charges one card for `period`, once.
+/// Charges one card for `period`, once. A card actor the run activated is
+/// passivated again when its charge is done, so a run over every card neither
+/// grows memory to the live cap nor pushes recently used actors out.
 async fn bill(
+    app: &Arc<App>,
+    card_id: &CardId,
+    period: &str,
+    instant: Timestamp,
+) -> Result<ChargeStatus, ApiError> {
+    let was_live = app.actors.cards.stats_of(card_id).is_some();
+    let outcome = charge(app, card_id, period, instant).await;
+    if !was_live {
+        app.actors.cards.passivate(card_id);
+    }
+    outcome
+}
+
+async fn charge(
     app: &Arc<App>,
     card_id: &CardId,
     period: &str,

@@ -221,8 +221,9 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     set_offline_clock(&data, "2026-12-01T00:00:05Z");
     let svc = Service::start(&data, &env);
     // Kill it mid-run.
-    run_of(&svc, "2026-12", |r| r["cards_total"].as_u64().unwrap_or(0) >= 1_500).await;
+    let seen = run_of(&svc, "2026-12", |r| r["cards_total"].as_u64().unwrap_or(0) >= 1_500).await;
     svc.kill();
+    assert_ne!(seen["status"], "completed", "the kill must land mid-run: {seen}");
     let svc = Service::start(&data, &env);
     let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
     assert_eq!(run["charged"].as_u64().unwrap(), CARDS as u64, "{run}");

@@ -88,6 +88,29 @@ fn idle_actors_are_passivated_by_the_sweeper() {
 }
 
 #[test]
+fn an_idle_actor_can_be_passivated_at_once_and_a_leased_one_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    run(|| async {
+        let actors = start(dir.path(), RegistryConfig::default());
+        let (id, channel) = (CardId::generate(), ChannelId::generate());
+        actors.ask_card(&id, CreateCard(new_card(&id, &channel))).await.unwrap().unwrap();
+        actors.ask_card(&id, ApplyTransaction(refund("r1", 300))).await.unwrap().unwrap();
+        let lease = actors.cards.lease(&id);
+        assert!(!actors.cards.passivate(&id), "a message in flight keeps the actor");
+        drop(lease);
+        assert!(actors.cards.passivate(&id));
+        assert_eq!(actors.cards.live(), 0);
+        assert!(!actors.cards.passivate(&id), "not live: nothing to do");
+        assert_eq!(
+            actors.ask_card(&id, GetCard).await.unwrap().unwrap().balance_minor,
+            300,
+            "back with its state"
+        );
+        assert_eq!(actors.cards.live(), 1);
+    });
+}
+
+#[test]
 fn concurrent_writes_to_one_card_are_serialized() {
     let dir = tempfile::tempdir().unwrap();
     run(|| async {

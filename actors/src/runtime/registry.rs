@@ -219,6 +219,23 @@ where
         evicted.len()
     }
 
+    /// Passivates `key` now if it is live with nothing in flight (a batch job
+    /// that activated it is done with it). Returns whether it went.
+    pub fn passivate(&self, key: &K) -> bool {
+        let slot = {
+            let mut slots = self.slots.lock();
+            if slots.peek(key).is_none_or(|s| s.stats.in_flight.load(Ordering::Acquire) != 0) {
+                return false;
+            }
+            let slot = slots.pop(key).expect("peeked above");
+            self.forget_one();
+            self.counters.passivated_total.fetch_add(1, Ordering::Relaxed);
+            slot
+        };
+        drop(slot); // the address is dropped outside the lock
+        true
+    }
+
     /// The live slot's counters, if `key` is live (does not activate).
     pub fn stats_of(&self, key: &K) -> Option<Arc<ActorStats>> {
         self.slots.lock().peek(key).map(|s| Arc::clone(&s.stats))
