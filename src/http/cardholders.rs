@@ -8,7 +8,6 @@ use chrono::{Datelike, NaiveDate};
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{cardholder::CardholderRecord, merchant::MerchantRecord, ports::Address};
-use pelago_storage::Tree;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -234,22 +233,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             Some(r) => format!("mchdref/{merchant}/{r}/"),
             None => format!("mchd/{merchant}/"),
         };
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let keys = app.store.scan_keys(
-            Tree::Index,
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            page.limit + 1,
-        )?;
-        let mut items = Vec::with_capacity(keys.len());
-        for key in keys {
-            let id = &key[prefix.len()..];
-            if let Some(c) = app.store.get::<CardholderRecord>(id)? {
-                items.push(cardholder_json(&c));
-            }
-        }
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        let holders = pagination::indexed::<CardholderRecord>(&app.store, &prefix, &page)?;
+        Ok(ApiReply::json(200, &pagination::body(holders.iter().map(cardholder_json).collect(), page.limit)))
     })
 }
 

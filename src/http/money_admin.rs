@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{merchant::MerchantRecord, withdrawal::WithdrawalRecord};
-use pelago_storage::{MerchantId, Tree, WithdrawalId};
+use pelago_storage::{MerchantId, WithdrawalId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,21 +74,11 @@ fn list_withdrawals(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         let m = merchant(&app, ctx.param(0))?;
         let page = pagination::parse(&ctx.query, &[])?;
         let prefix = format!("mwdr/{}/", m.id);
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let keys = app.store.scan_keys(
-            Tree::Index,
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            page.limit + 1,
-        )?;
-        let mut items: Vec<Value> = Vec::new();
-        for key in keys {
-            if let Some(w) = app.store.get::<WithdrawalRecord>(&key[prefix.len()..])? {
-                items.push(wire::withdrawal(&w));
-            }
-        }
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        let withdrawals = pagination::indexed::<WithdrawalRecord>(&app.store, &prefix, &page)?;
+        Ok(ApiReply::json(
+            200,
+            &pagination::body(withdrawals.iter().map(wire::withdrawal).collect(), page.limit),
+        ))
     })
 }
 

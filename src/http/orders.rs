@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::card::{CardRecord, order::OrderRecord, topup::TopupRecord};
-use pelago_storage::{OrderId, Tree};
+use pelago_storage::OrderId;
 use serde_json::{Value, json};
 
 use super::{
@@ -58,21 +58,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &[])?;
         let prefix = format!("mord/{merchant}/");
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let keys = app.store.scan_keys(
-            Tree::Index,
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            page.limit + 1,
-        )?;
-        let mut items = Vec::new();
-        for key in keys {
-            if let Some(o) = app.store.get::<OrderRecord>(&key[prefix.len()..])? {
-                items.push(wire::order(&o));
-            }
-        }
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        let orders = pagination::indexed::<OrderRecord>(&app.store, &prefix, &page)?;
+        Ok(ApiReply::json(200, &pagination::body(orders.iter().map(wire::order).collect(), page.limit)))
     })
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use pelago_storage::{Record, Store, Tree};
+
 use super::errors::ApiError;
 
 pub struct Page {
@@ -43,4 +45,25 @@ pub fn body<T: serde::Serialize>(mut items: Vec<T>, limit: usize) -> serde_json:
     let has_more = items.len() > limit;
     items.truncate(limit);
     serde_json::json!({"data": items, "has_more": has_more})
+}
+
+/// One page of records listed through `Tree::Index` rows `{prefix}{id}` (the
+/// record's key is the id): newest first, after `starting_after`, one extra to
+/// tell `has_more` (see [`body`]). A row whose record is gone is skipped.
+pub fn indexed<R: Record>(store: &Store, prefix: &str, page: &Page) -> Result<Vec<R>, ApiError> {
+    let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+    let keys = store.scan_keys(
+        Tree::Index,
+        prefix.as_bytes(),
+        after.as_deref().map(str::as_bytes),
+        true,
+        page.limit + 1,
+    )?;
+    let mut records = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(record) = store.get::<R>(&key[prefix.len()..])? {
+            records.push(record);
+        }
+    }
+    Ok(records)
 }
