@@ -5,6 +5,14 @@
 //!
 //! Run: `cargo bench --bench durable_writes`. After criterion's figures it
 //! prints the acknowledgement latency percentiles at 1,024 concurrent cards.
+//!
+//! A third group, `sled_card_change_shape`, is sled alone doing exactly what a
+//! card change writes — the same keys over the same trees with the same value
+//! bytes, copied from the changes the actors just made — with no actors, no
+//! encoding and no flush waits: one change per multi-tree transaction, and
+//! 1,000 changes as one `apply_batch` per tree plus one flush (fastest, but
+//! not atomic across trees). It is the ceiling of this workload on this
+//! machine, which the single-key figures above do not show.
 
 use std::{
     sync::Arc,
@@ -85,6 +93,7 @@ fn raw_sled(c: &mut Criterion) {
 struct Bench {
     runner: actix::SystemRunner,
     actors: Arc<Actors>,
+    store: Store,
     channel: ChannelId,
     _dir: tempfile::TempDir,
 }
@@ -96,9 +105,13 @@ fn setup() -> Bench {
     });
     let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
     let actors = runner.block_on(async {
-        Actors::start(store, Arc::new(SystemClock), SystemConfig { arbiters: 2, ..SystemConfig::default() })
+        Actors::start(
+            store.clone(),
+            Arc::new(SystemClock),
+            SystemConfig { arbiters: 2, ..SystemConfig::default() },
+        )
     });
-    Bench { runner, actors, channel: ChannelId::generate(), _dir: dir }
+    Bench { runner, actors, store, channel: ChannelId::generate(), _dir: dir }
 }
 
 /// One round: every card gets one durable change at once; returns each ack's latency.
@@ -109,6 +122,34 @@ async fn round(actors: &Actors, ids: &[CardId], seq: u64) -> Vec<Duration> {
         started.elapsed()
     });
     futures::future::join_all(calls).await
+}
+
+/// What one card change wrote: every (tree, key, value) of the only
+/// transaction the actors applied to `card` (its record, the transaction, its
+/// two index rows, the event and its outbox row), found in the store.
+fn one_change(store: &Store, card: &CardId, channel_txn: &str) -> Vec<(Tree, Vec<u8>, Vec<u8>)> {
+    let rows_of = |tree: Tree, mine: &dyn Fn(&[u8], &[u8]) -> bool| -> Vec<(Tree, Vec<u8>, Vec<u8>)> {
+        store
+            .iter_raw(tree, b"")
+            .map(Result::unwrap)
+            .filter(|(k, v)| mine(k, v))
+            .map(|(k, v)| (tree, k, v))
+            .collect()
+    };
+    let has = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    let (card_id, txn) = (card.as_bytes(), channel_txn.as_bytes());
+    let mut rows =
+        vec![(Tree::Cards, card_id.to_vec(), store.get_raw(Tree::Cards, card_id).unwrap().unwrap())];
+    rows.extend(rows_of(Tree::Transactions, &|k, _| k.starts_with(card_id)));
+    rows.extend(rows_of(Tree::Index, &|k, v| has(k, txn) || (k.starts_with(b"txn/") && v == card_id)));
+    let events = rows_of(Tree::Events, &|_, v| has(v, txn));
+    for (_, key, _) in &events {
+        let event_id = key.rsplit(|b| *b == b'/').next().unwrap().to_vec();
+        rows.extend(rows_of(Tree::Outbox, &|k, _| k == event_id.as_slice()));
+    }
+    rows.extend(events);
+    assert_eq!(rows.len(), 6, "a transaction change is 6 rows");
+    rows
 }
 
 fn card_actors(c: &mut Criterion) {
@@ -153,6 +194,68 @@ fn card_actors(c: &mut Criterion) {
             );
         }
     }
+    group.finish();
+    sled_card_change_shape(c, &bench);
+}
+
+/// sled alone writing card changes of the shape the actors write.
+fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
+    // A fresh card and one change through the actors, to copy its rows.
+    let id = CardId::generate();
+    let txn = format!("shape-{}", id.as_str());
+    bench.runner.block_on(async {
+        bench.actors.ask_card(&id, CreateCard(new_card(&id, &bench.channel))).await.unwrap().unwrap();
+        bench.actors.ask_card(&id, ApplyTransaction(refund(txn.clone()))).await.unwrap().unwrap();
+    });
+    let template = one_change(&bench.store, &id, &txn);
+    let trees: std::collections::BTreeSet<&str> = template.iter().map(|(t, ..)| t.name()).collect();
+    let bytes: usize = template.iter().map(|(_, k, v)| k.len() + v.len()).sum();
+    eprintln!(
+        "a card change writes {} keys over {} trees ({trees:?}), {bytes} bytes",
+        template.len(),
+        trees.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    // Change n: the template's rows under keys made unique by n.
+    let change = |n: u64| {
+        template.iter().map(move |(tree, key, value)| {
+            let mut key = key.clone();
+            key.extend_from_slice(format!("/{n:012}").as_bytes());
+            (*tree, key, value.clone())
+        })
+    };
+    let mut group = c.benchmark_group("sled_card_change_shape");
+    let mut n = 0u64;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_multi_tree_transaction_per_change_no_flush", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut batch = WriteBatch::new();
+            // A fence like the actors' (the card key must be absent here).
+            batch.expect_absent(Tree::Cards, format!("fence/{n}"));
+            for (tree, key, value) in change(n) {
+                batch.put_raw(tree, key, value);
+            }
+            let _ticket = store.commit(batch).unwrap();
+        })
+    });
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("1000_changes_as_apply_batch_per_tree_plus_one_flush", |b| {
+        b.iter(|| {
+            let mut per_tree: std::collections::BTreeMap<Tree, WriteBatch> = Default::default();
+            for _ in 0..1_000 {
+                n += 1;
+                for (tree, key, value) in change(n) {
+                    per_tree.entry(tree).or_default().put_raw(tree, key, value);
+                }
+            }
+            for (_, batch) in per_tree {
+                let _ticket = store.commit(batch).unwrap();
+            }
+            store.flush_blocking().unwrap();
+        })
+    });
     group.finish();
 }
 
