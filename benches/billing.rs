@@ -22,7 +22,8 @@ use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
 };
-use pelago_card::security::signing::{SignedRequest, sign};
+mod common;
+
 use pelago_storage::{
     CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
 };
@@ -61,42 +62,17 @@ fn stop(mut child: Child) {
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// A signed GET of `path`; panics unless it answers 200.
-async fn signed_get(http: &reqwest::Client, base: &str, key_id: &str, secret: &str, path: &str) {
-    let ts = Timestamp::now_real().unix_seconds().to_string();
-    let nonce = format!("n{}", pelago_storage::ids::new_ulid());
-    let sig = sign(
-        secret,
-        key_id,
-        &ts,
-        &nonce,
-        &SignedRequest { method: "GET", path, query: "", idempotency_key: "", body: b"" },
-    );
-    let r = http
-        .get(format!("{base}{path}"))
-        .header("x-pelago-key-id", key_id)
-        .header("x-pelago-timestamp", ts)
-        .header("x-pelago-nonce", nonce)
-        .header("x-pelago-signature", sig)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "GET {path}");
+    common::status_mib(pid, "VmHWM:")
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
+    common::status_mib(pid, "VmRSS:")
+}
+
+/// A signed GET of `path`; panics unless it answers 200.
+async fn signed_get(http: &reqwest::Client, base: &str, key: &common::Key, path: &str) {
+    let r = key.signed(http, base, reqwest::Method::GET, path, Vec::new()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
 }
 
 /// The service idle over `cards` stored cards: its resident memory once stable.
@@ -106,14 +82,13 @@ fn idle_memory(
     data: &std::path::Path,
     cards: usize,
     spread: &[String],
-    key_id: &str,
-    secret: &str,
+    key: &common::Key,
 ) {
     let (child, base) = start(data, &[]);
     let pid = child.id();
     runtime.block_on(async {
         for id in spread {
-            signed_get(http, &base, key_id, secret, &format!("/v1/cards/{id}")).await;
+            signed_get(http, &base, key, &format!("/v1/cards/{id}")).await;
         }
         let mut page: Value = http
             .get(format!("{base}/admin/v1/ledger/check"))
@@ -173,30 +148,14 @@ fn main() {
             channels["data"][0]["id"].as_str().unwrap().to_owned(),
         )
     });
-    let (deposit_key_id, deposit_secret) = (key_id.clone(), secret.clone());
+    let key = common::Key { key_id, secret };
     runtime.block_on(async {
         let body = serde_json::to_vec(
             &json!({"amount": {"value": (cards as i64) * 10, "currency": "USD"}, "network": "TRON"}),
         )
         .unwrap();
-        let ts = Timestamp::now_real().unix_seconds().to_string();
-        let nonce = format!("n{}", pelago_storage::ids::new_ulid());
-        let path = "/v1/test_helpers/deposits";
-        let sig = sign(
-            &deposit_secret,
-            &deposit_key_id,
-            &ts,
-            &nonce,
-            &SignedRequest { method: "POST", path, query: "", idempotency_key: "", body: &body },
-        );
-        let r = http
-            .post(format!("{base}{path}"))
-            .header("x-pelago-key-id", &deposit_key_id)
-            .header("x-pelago-timestamp", ts)
-            .header("x-pelago-nonce", nonce)
-            .header("x-pelago-signature", sig)
-            .header("content-type", "application/json")
-            .body(body)
+        let r = key
+            .signed(&http, &base, reqwest::Method::POST, "/v1/test_helpers/deposits", body)
             .send()
             .await
             .unwrap();
@@ -247,7 +206,7 @@ fn main() {
             store.flush_blocking().unwrap();
             drop(store);
             println!("seeded {cards} cards in {:.1} s", seeded.elapsed().as_secs_f64());
-            return idle_memory(&runtime, &http, &data, cards, &spread, &key_id, &secret);
+            return idle_memory(&runtime, &http, &data, cards, &spread, &key);
         }
         batch.put_raw(
             Tree::Meta,
@@ -266,27 +225,8 @@ fn main() {
     let (latencies, run) = runtime.block_on(async {
         let mut latencies = Vec::new();
         loop {
-            let path = format!("/v1/cards/{probe_card}");
-            let ts = Timestamp::now_real().unix_seconds().to_string();
-            let nonce = format!("n{}", pelago_storage::ids::new_ulid());
-            let sig = sign(
-                &secret,
-                &key_id,
-                &ts,
-                &nonce,
-                &SignedRequest { method: "GET", path: &path, query: "", idempotency_key: "", body: b"" },
-            );
             let t = Instant::now();
-            let r = http
-                .get(format!("{base}{path}"))
-                .header("x-pelago-key-id", &key_id)
-                .header("x-pelago-timestamp", ts)
-                .header("x-pelago-nonce", nonce)
-                .header("x-pelago-signature", sig)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
+            signed_get(&http, &base, &key, &format!("/v1/cards/{probe_card}")).await;
             latencies.push(t.elapsed());
             let run: Value = http
                 .get(format!("{base}/admin/v1/billing/runs/2026-12"))

@@ -19,6 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 use pelago_card::security::signing::{SignedRequest, sign};
 use serde_json::{Value, json};
 
@@ -61,41 +63,16 @@ fn start_server() -> Server {
     Server { child, base, _dir: dir }
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 #[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: String,
-    key_id: String,
-    secret: String,
+    key: common::Key,
 }
 
 impl Client {
     fn signed(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
-        let ts = (chrono::Utc::now().timestamp()).to_string();
-        let nonce = format!("n{}", pelago_storage::ids::new_ulid());
-        let sig = sign(
-            &self.secret,
-            &self.key_id,
-            &ts,
-            &nonce,
-            &SignedRequest { method: method.as_str(), path, query: "", idempotency_key: "", body: &body },
-        );
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-pelago-key-id", &self.key_id)
-            .header("x-pelago-timestamp", ts)
-            .header("x-pelago-nonce", nonce)
-            .header("x-pelago-signature", sig)
-            .header("content-type", "application/json")
-            .body(body)
+        self.key.signed(&self.http, &self.base, method, path, body)
     }
 }
 
@@ -134,8 +111,8 @@ impl Conn {
         let ts = (chrono::Utc::now().timestamp()).to_string();
         let nonce = format!("n{}", pelago_storage::ids::new_ulid());
         let sig = sign(
-            &client.secret,
-            &client.key_id,
+            &client.key.secret,
+            &client.key.key_id,
             &ts,
             &nonce,
             &SignedRequest { method, path, query: "", idempotency_key: "", body },
@@ -147,7 +124,7 @@ impl Conn {
              x-pelago-nonce: {nonce}\r\nx-pelago-signature: {sig}\r\ncontent-type: application/json\r\n\
              content-length: {}\r\n\r\n",
             self.host,
-            client.key_id,
+            client.key.key_id,
             body.len()
         );
         self.out.extend_from_slice(body);
@@ -292,8 +269,10 @@ fn main() {
         let client = Client {
             http,
             base: server.base.clone(),
-            key_id: created["api_key"]["key_id"].as_str().unwrap().into(),
-            secret: created["api_key"]["secret"].as_str().unwrap().into(),
+            key: common::Key {
+                key_id: created["api_key"]["key_id"].as_str().unwrap().into(),
+                secret: created["api_key"]["secret"].as_str().unwrap().into(),
+            },
         };
         let deposit = serde_json::to_vec(&json!({"amount": {"value": 9_000_000_000_000i64, "currency": "USD"}, "network": "TRON"})).unwrap();
         assert!(client.signed(reqwest::Method::POST, "/v1/test_helpers/deposits", deposit).send().await.unwrap().status().is_success());
@@ -332,6 +311,6 @@ fn main() {
             report("signed POST /v1/cardholders", &lat, err, secs as f64);
             report_flushes(&client, secs, &mut flushed).await;
         }
-        println!("server peak resident memory: {:.1} MiB", peak_rss_mib(server.child.id()));
+        println!("server peak resident memory: {:.1} MiB", common::status_mib(server.child.id(), "VmHWM:"));
     });
 }

@@ -40,7 +40,7 @@
 //! reads at most [`MAX_SCAN_PER_PASS`] outbox rows; the event → object cache
 //! holds [`OBJECT_CACHE_ENTRIES`]. A merchant without `webhook_url` gets one
 //! recorded "not delivered" attempt and the event leaves the outbox; such
-//! events hold no merchant slot: one task per pass records up to
+//! events hold no merchant slot: one task at a time records up to
 //! [`MAX_SETTLED_PER_PASS`] of them in a few commits.
 //! Timestamps of attempts and retries are real time (receivers check
 //! `webhook-timestamp` against their own clock), not the sandbox service clock.
@@ -121,6 +121,8 @@ struct InFlight {
     objects: HashSet<String>,
     /// Every event some task is working on.
     events: HashSet<EventId>,
+    /// A bulk settlement of events without an endpoint is running (one at a time).
+    settling: bool,
 }
 
 /// A planned attempt: the outbox row as read, and the slots it holds.
@@ -222,6 +224,7 @@ impl Dispatcher {
     fn release_settled(&self, jobs: &[Job]) {
         let mut in_flight = self.in_flight.lock();
         in_flight.total -= 1;
+        in_flight.settling = false;
         for job in jobs {
             in_flight.events.remove(&job.entry.event_id);
         }
@@ -359,6 +362,7 @@ fn plan(app: &App, now_ms: i64) -> Plan {
     let mut seen_objects: HashSet<String> = HashSet::new();
     // Whether each merchant met in this pass has a webhook_url.
     let mut has_endpoint: HashMap<MerchantId, bool> = HashMap::new();
+    let may_settle = !dispatcher.in_flight.lock().settling;
     for item in app.store.iter_raw(Tree::Outbox, b"").take(MAX_SCAN_PER_PASS) {
         let (key, bytes) = match item {
             Ok(kv) => kv,
@@ -387,12 +391,11 @@ fn plan(app: &App, now_ms: i64) -> Plan {
                 _ => None, // gone or unreadable: the attempt path records why
             },
         };
-        if endpoint == Some(false)
-            && entry.next_attempt_at_ms <= now_ms
-            && plan.without_endpoint.len() < MAX_SETTLED_PER_PASS
-        {
-            plan.without_endpoint.push(Job { entry, entry_bytes: bytes, object: String::new() });
-            continue;
+        if endpoint == Some(false) && entry.next_attempt_at_ms <= now_ms {
+            if may_settle && plan.without_endpoint.len() < MAX_SETTLED_PER_PASS {
+                plan.without_endpoint.push(Job { entry, entry_bytes: bytes, object: String::new() });
+            }
+            continue; // else a pass after the running settlement takes it
         }
         let object = match dispatcher.object_of(app, &entry) {
             Ok(Some(object)) => object,
@@ -438,6 +441,7 @@ fn plan(app: &App, now_ms: i64) -> Plan {
     if !plan.without_endpoint.is_empty() {
         let mut in_flight = dispatcher.in_flight.lock();
         in_flight.total += 1;
+        in_flight.settling = true;
         in_flight.events.extend(plan.without_endpoint.iter().map(|job| job.entry.event_id.clone()));
     }
     plan

@@ -1,0 +1,49 @@
+//! What the HTTP benches share: signed requests (SECURITY.md merchant signing)
+//! and the server's memory as `/proc` reports it.
+
+use pelago_card::security::signing::{SignedRequest, sign};
+
+/// A merchant's API key, as the benches sign with it.
+#[derive(Clone)]
+pub struct Key {
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl Key {
+    /// A request signed with this key: timestamp now, a fresh nonce.
+    pub fn signed(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let nonce = format!("n{}", pelago_storage::ids::new_ulid());
+        let sig = sign(
+            &self.secret,
+            &self.key_id,
+            &ts,
+            &nonce,
+            &SignedRequest { method: method.as_str(), path, query: "", idempotency_key: "", body: &body },
+        );
+        http.request(method, format!("{base}{path}"))
+            .header("x-pelago-key-id", &self.key_id)
+            .header("x-pelago-timestamp", ts)
+            .header("x-pelago-nonce", nonce)
+            .header("x-pelago-signature", sig)
+            .header("content-type", "application/json")
+            .body(body)
+    }
+}
+
+/// A `/proc/{pid}/status` memory field (`VmRSS:`, `VmHWM:`) in MiB; 0 if unreadable.
+pub fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
