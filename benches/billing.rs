@@ -90,17 +90,9 @@ fn idle_memory(
         for id in spread {
             signed_get(http, &base, key, &format!("/v1/cards/{id}")).await;
         }
-        let mut page: Value = http
-            .get(format!("{base}/admin/v1/ledger/check"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(page["balanced"], true, "ledger check: {page}");
-        page = http.get(format!("{base}/debug/v1/actors")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        let check = common::admin_get(http, &base, ADMIN, "/admin/v1/ledger/check").await;
+        assert_eq!(check["balanced"], true, "ledger check: {check}");
+        let page = common::admin_get(http, &base, ADMIN, "/debug/v1/actors").await;
         // Idle: the resident set no longer moves (sampled every 500 ms).
         let mut last = rss_mib(pid);
         loop {
@@ -228,15 +220,7 @@ fn main() {
             let t = Instant::now();
             signed_get(&http, &base, &key, &format!("/v1/cards/{probe_card}")).await;
             latencies.push(t.elapsed());
-            let run: Value = http
-                .get(format!("{base}/admin/v1/billing/runs/2026-12"))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or(Value::Null);
+            let run = common::admin_get(&http, &base, ADMIN, "/admin/v1/billing/runs/2026-12").await;
             if run["status"] == "completed" {
                 return (latencies, run);
             }

@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[allow(dead_code)] // shared with benches/billing.rs; not every helper is used here
 mod common;
 
 use pelago_card::security::signing::{SignedRequest, sign};

@@ -39,6 +39,12 @@ impl Key {
     }
 }
 
+/// An admin GET's JSON body (`Null` if it is not JSON).
+pub async fn admin_get(http: &reqwest::Client, base: &str, token: &str, path: &str) -> serde_json::Value {
+    let response = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+    response.json().await.unwrap_or(serde_json::Value::Null)
+}
+
 /// A `/proc/{pid}/status` memory field (`VmRSS:`, `VmHWM:`) in MiB; 0 if unreadable.
 pub fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
