@@ -2,12 +2,14 @@
 //! into a store, the release binary started on it, the service clock moved to
 //! the 1st, and the scheduler's run timed until it completes. Reports cards
 //! per second, the server's peak resident memory, and the p99 latency of
-//! ordinary signed API reads issued during the run.
+//! ordinary signed API calls issued during the run: a card read, and a top-up
+//! of a card opened over the API (its debit waits in the same merchant actor
+//! the run is charging).
 //!
-//! `cargo bench --bench billing -- --bench 100000` (N defaults to 100,000;
+//! `cargo bench --bench billing -- 100000` (N defaults to 100,000;
 //! 1,000,000 works the same, given minutes). Under `cargo test`: 2,000 cards.
 //!
-//! `cargo bench --bench billing -- --bench 1000000 --idle` measures instead
+//! `cargo bench --bench billing -- 1000000 --idle` measures instead
 //! the resident memory of the idle service holding N stored cards: seeded the
 //! same way, started, 1,000 signed reads of cards spread over the store, then
 //! the resident set read once it has stopped changing (no billing run).
@@ -30,6 +32,8 @@ use pelago_storage::{
 use serde_json::{Value, json};
 
 const ADMIN: &str = "billing-admin-token-0123456789";
+/// Minor units deposited for the top-ups made during the run.
+const TOPUP_BUDGET: i64 = 100_000_000;
 
 fn start(data: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pelago-card"));
@@ -141,9 +145,11 @@ fn main() {
         )
     });
     let key = common::Key { key_id, secret };
-    runtime.block_on(async {
+    let topped_card = runtime.block_on(async {
         let body = serde_json::to_vec(
-            &json!({"amount": {"value": (cards as i64) * 10, "currency": "USD"}, "network": "TRON"}),
+            // Every card's fee (the seeded ones and one opened over the API),
+            // plus the budget of the top-ups made during the run.
+            &json!({"amount": {"value": (cards as i64 + 1) * 10 + TOPUP_BUDGET, "currency": "USD"}, "network": "TRON"}),
         )
         .unwrap();
         let r = key
@@ -152,6 +158,20 @@ fn main() {
             .await
             .unwrap();
         assert!(r.status().is_success());
+        // A card the sandbox channel knows, to top up during the run.
+        let holder: Value = key
+            .signed(&http, &base, reqwest::Method::POST, "/v1/cardholders", common::cardholder_body())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let open = serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap();
+        let card: Value =
+            key.signed(&http, &base, reqwest::Method::POST, "/v1/cards", open).send().await.unwrap().json().await.unwrap();
+        assert_eq!(card["status"], "active", "{card}");
+        card["id"].as_str().unwrap().to_owned()
     });
     stop(child);
 
@@ -214,32 +234,46 @@ fn main() {
     let started = Instant::now();
     let (child, base) = start(&data, &[]);
     let pid = child.id();
-    let (latencies, run) = runtime.block_on(async {
+    let (latencies, topups, run) = runtime.block_on(async {
         let mut latencies = Vec::new();
+        let mut topups = Vec::new();
+        let topup = serde_json::to_vec(&json!({"amount": {"value": 100, "currency": "USD"}})).unwrap();
+        let topup_path = format!("/v1/cards/{topped_card}/topups");
         loop {
             let t = Instant::now();
             signed_get(&http, &base, &key, &format!("/v1/cards/{probe_card}")).await;
             latencies.push(t.elapsed());
+            // A top-up goes through the merchant actor the run is charging.
+            let t = Instant::now();
+            let r = key
+                .signed(&http, &base, reqwest::Method::POST, &topup_path, topup.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "top-up during the run");
+            topups.push(t.elapsed());
             let run = common::admin_get(&http, &base, ADMIN, "/admin/v1/billing/runs/2026-12").await;
             if run["status"] == "completed" {
-                return (latencies, run);
+                return (latencies, topups, run);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     let secs = started.elapsed().as_secs_f64();
-    let mut latencies = latencies;
-    latencies.sort();
-    let p99 = latencies[((latencies.len() - 1) as f64 * 0.99) as usize];
+    let p99 = |mut v: Vec<Duration>| {
+        v.sort();
+        (v[((v.len() - 1) as f64 * 0.99) as usize], v.len())
+    };
+    let (read_p99, reads) = p99(latencies);
+    let (topup_p99, topped) = p99(topups);
     println!(
-        "billing run of {cards} cards: {:.1} s from start ({:.0} cards/s), charged {}, peak RSS {:.1} MiB, API p99 during the run {:?} ({} reads)",
+        "billing run of {cards} cards: {:.1} s from start ({:.0} cards/s), charged {}, peak RSS {:.1} MiB, \
+         API p99 during the run: signed read {read_p99:?} ({reads}), signed top-up {topup_p99:?} ({topped})",
         secs,
         cards as f64 / secs,
         run["charged"],
         peak_rss_mib(pid),
-        p99,
-        latencies.len()
     );
-    assert_eq!(run["charged"].as_u64().unwrap() as usize, cards);
+    assert_eq!(run["charged"].as_u64().unwrap() as usize, cards + 1, "every card charged once");
     stop(child);
 }

@@ -77,15 +77,6 @@ impl Client {
     }
 }
 
-fn cardholder_body() -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))
-    .unwrap()
-}
-
 /// A lean HTTP/1.1 keep-alive connection, like wrk's: one request at a time,
 /// the response read by `Content-Length`. The driver shares the 2 cores with
 /// the server, so it must cost as little as possible per request (reqwest's
@@ -277,7 +268,7 @@ fn main() {
         };
         let deposit = serde_json::to_vec(&json!({"amount": {"value": 9_000_000_000_000i64, "currency": "USD"}, "network": "TRON"})).unwrap();
         assert!(client.signed(reqwest::Method::POST, "/v1/test_helpers/deposits", deposit).send().await.unwrap().status().is_success());
-        let holder: Value = client.signed(reqwest::Method::POST, "/v1/cardholders", cardholder_body()).send().await.unwrap().json().await.unwrap();
+        let holder: Value = client.signed(reqwest::Method::POST, "/v1/cardholders", common::cardholder_body()).send().await.unwrap().json().await.unwrap();
         let open = serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap();
         let mut ids = Vec::with_capacity(cards);
         for _ in 0..cards {
@@ -307,7 +298,7 @@ fn main() {
         }
 
         if runs("cardholders") {
-            let plan: Plan = Arc::new(|_| ("POST", "/v1/cardholders".to_owned(), cardholder_body(), 201));
+            let plan: Plan = Arc::new(|_| ("POST", "/v1/cardholders".to_owned(), common::cardholder_body(), 201));
             let (lat, err) = drive(&client, connections / 2, Duration::from_secs(secs), plan).await;
             report("signed POST /v1/cardholders", &lat, err, secs as f64);
             report_flushes(&client, secs, &mut flushed).await;

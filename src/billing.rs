@@ -32,7 +32,12 @@ use serde::{Deserialize, Serialize};
 use crate::{app::App, http::errors::ApiError};
 
 const CHUNK: usize = 2_048;
-const CONCURRENCY: usize = 256;
+/// Cards being charged at once (more did not bill faster here, and queued a
+/// merchant's own calls behind the run: BENCHMARKS.md).
+const CONCURRENCY: usize = 32;
+/// Fee bookings in merchant mailboxes at once: a merchant's own API calls
+/// (a top-up's debit) queue behind at most this many, not behind the run.
+const BOOKINGS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRun {
@@ -147,6 +152,7 @@ fn spawn(app: &Arc<App>, period: &str) {
 
 async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
     let mut run = app.store.get::<BillingRun>(period)?.ok_or_else(ApiError::internal)?;
+    let bookings = Arc::new(tokio::sync::Semaphore::new(BOOKINGS_IN_FLIGHT));
     let mut last_log = Instant::now();
     while !run.completed {
         let keys = app.store.scan_keys(Tree::Cards, b"", run.cursor.as_deref(), false, CHUNK)?;
@@ -161,10 +167,11 @@ async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
                     let period = run.period.clone();
                     let instant = run.instant;
                     let key = key.clone();
+                    let bookings = Arc::clone(&bookings);
                     async move {
                         let card = CardId::parse(&String::from_utf8_lossy(&key))
                             .map_err(|_| ApiError::internal())?;
-                        bill(&app, &card, &period, instant).await
+                        bill(&app, &card, &period, instant, &bookings).await
                     }
                 })
                 .collect();
@@ -207,9 +214,10 @@ async fn bill(
     card_id: &CardId,
     period: &str,
     instant: Timestamp,
+    bookings: &tokio::sync::Semaphore,
 ) -> Result<ChargeStatus, ApiError> {
     let was_live = app.actors.cards.stats_of(card_id).is_some();
-    let outcome = charge(app, card_id, period, instant).await;
+    let outcome = charge(app, card_id, period, instant, bookings).await;
     if !was_live {
         app.actors.cards.passivate(card_id);
     }
@@ -221,6 +229,7 @@ async fn charge(
     card_id: &CardId,
     period: &str,
     instant: Timestamp,
+    bookings: &tokio::sync::Semaphore,
 ) -> Result<ChargeStatus, ApiError> {
     let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else {
         return Ok(ChargeStatus::Skipped);
@@ -244,7 +253,11 @@ async fn charge(
                 event: None,
                 index: vec![],
             };
-            match app.actors.ask_merchant(&merchant.id, entry).await? {
+            let booked = {
+                let _slot = bookings.acquire().await.map_err(|_| ApiError::internal())?;
+                app.actors.ask_merchant(&merchant.id, entry).await?
+            };
+            match booked {
                 Ok(_) => (ChargeStatus::Charged, None),
                 Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => (ChargeStatus::Unpaid, None),
                 Err(e) => return Err(e.into()),

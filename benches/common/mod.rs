@@ -39,6 +39,16 @@ impl Key {
     }
 }
 
+/// A cardholder the sandbox channel approves at once.
+pub fn cardholder_body() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
+        "id_document": {"type": "passport", "number": "E1234567"},
+        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))
+    .unwrap()
+}
+
 /// An admin GET's JSON body (`Null` if it is not JSON).
 pub async fn admin_get(http: &reqwest::Client, base: &str, token: &str, path: &str) -> serde_json::Value {
     let response = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
