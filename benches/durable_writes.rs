@@ -9,9 +9,9 @@
 //! A third group, `sled_card_change_shape`, is sled alone doing exactly what a
 //! card change writes — the same keys over the same trees with the same value
 //! bytes, copied from the changes the actors just made — with no actors, no
-//! encoding and no flush waits: one change per multi-tree transaction, and
-//! 1,000 changes as one `apply_batch` per tree plus one flush (fastest, but
-//! not atomic across trees). It is the ceiling of this workload on this
+//! encoding and no flush waits: one change per multi-tree transaction (on one
+//! thread, and on two), and 1,000 changes as one `apply_batch` per tree plus
+//! one flush (fastest, but not atomic across trees). It is the ceiling of this workload on this
 //! machine, which the single-key figures above do not show.
 
 use std::{
@@ -238,6 +238,30 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
                 batch.put_raw(tree, key, value);
             }
             let _ticket = store.commit(batch).unwrap();
+        })
+    });
+    // The same on both cores: two threads, each committing its own changes.
+    group.throughput(Throughput::Elements(2));
+    let next = std::sync::atomic::AtomicU64::new(1 << 40);
+    group.bench_function("two_threads_one_multi_tree_transaction_per_change_no_flush", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        for _ in 0..iters {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let mut batch = WriteBatch::new();
+                            batch.expect_absent(Tree::Cards, format!("fence/{n}"));
+                            for (tree, key, value) in change(n) {
+                                batch.put_raw(tree, key, value);
+                            }
+                            let _ticket = store.commit(batch).unwrap();
+                        }
+                    });
+                }
+            });
+            started.elapsed()
         })
     });
     group.throughput(Throughput::Elements(1_000));
