@@ -159,17 +159,16 @@ fn main() {
             .unwrap();
         assert!(r.status().is_success());
         // A card the sandbox channel knows, to top up during the run.
-        let holder: Value = key
-            .signed(&http, &base, reqwest::Method::POST, "/v1/cardholders", common::cardholder_body())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let holder = common::json_of(key.signed(
+            &http,
+            &base,
+            reqwest::Method::POST,
+            "/v1/cardholders",
+            common::cardholder_body(),
+        ))
+        .await;
         let open = serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap();
-        let card: Value =
-            key.signed(&http, &base, reqwest::Method::POST, "/v1/cards", open).send().await.unwrap().json().await.unwrap();
+        let card = common::json_of(key.signed(&http, &base, reqwest::Method::POST, "/v1/cards", open)).await;
         assert_eq!(card["status"], "active", "{card}");
         card["id"].as_str().unwrap().to_owned()
     });

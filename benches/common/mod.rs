@@ -49,6 +49,11 @@ pub fn cardholder_body() -> Vec<u8> {
     .unwrap()
 }
 
+/// Sends `request` and returns its JSON body.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// An admin GET's JSON body (`Null` if it is not JSON).
 pub async fn admin_get(http: &reqwest::Client, base: &str, token: &str, path: &str) -> serde_json::Value {
     let response = http.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
