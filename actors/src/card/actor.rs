@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture, Supervised};
+use actix::{Actor, Context, Handler, Message, Supervised};
 use pelago_storage::{CardId, FlushTicket, Timestamp, TransactionId, Tree, WriteBatch};
 
 use super::state::{self, CardRecord, NewCard, TransactionChange, TransactionRecord};
@@ -21,6 +21,7 @@ use crate::{
     history::Source,
     outbox::{self, EventObject},
     ports::{ChannelTransaction, ChannelTxnType, SharedClock},
+    runtime::durable_handler,
     runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters},
 };
 
@@ -38,7 +39,8 @@ pub struct CardActor {
     cell: EntityCell<CardRecord>,
 }
 
-fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
+/// Reaches the card actor's cell (for the handlers of every card module).
+pub(super) fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
     &mut a.cell
 }
 
@@ -155,39 +157,24 @@ impl Supervised for CardActor {
 #[rtype(result = "ActorResult<CardRecord>")]
 pub struct CreateCard(pub NewCard);
 
-impl Handler<CreateCard> for CardActor {
-    type Result = ResponseFuture<ActorResult<CardRecord>>;
-    fn handle(&mut self, msg: CreateCard, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.create(msg.0));
-        self.cell.reply(result)
-    }
-}
+durable_handler!(CardActor, cell, CreateCard => CardRecord, |act, msg| act.create(msg.0));
 
 #[derive(Message)]
 #[rtype(result = "ActorResult<CardRecord>")]
 pub struct GetCard;
 
-impl Handler<GetCard> for CardActor {
-    type Result = ResponseFuture<ActorResult<CardRecord>>;
-    fn handle(&mut self, _msg: GetCard, ctx: &mut Context<Self>) -> Self::Result {
-        let result =
-            EntityCell::guarded(self, ctx, cell, |act| Ok((act.cell.existing("card")?.clone(), None)));
-        self.cell.reply(result)
-    }
-}
+durable_handler!(CardActor, cell, GetCard => CardRecord, |act, _msg| {
+    Ok((act.cell.existing("card")?.clone(), None))
+});
 
 /// A channel transaction (pulled or pushed), stored once per channel id.
 #[derive(Message)]
 #[rtype(result = "ActorResult<TransactionChange>")]
 pub struct ApplyTransaction(pub ChannelTransaction);
 
-impl Handler<ApplyTransaction> for CardActor {
-    type Result = ResponseFuture<ActorResult<TransactionChange>>;
-    fn handle(&mut self, msg: ApplyTransaction, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.apply_transaction(msg.0));
-        self.cell.reply(result)
-    }
-}
+durable_handler!(CardActor, cell, ApplyTransaction => TransactionChange, |act, msg| {
+    act.apply_transaction(msg.0)
+});
 
 /// The sandbox crash helper: the next message after this one panics.
 #[derive(Message)]

@@ -8,15 +8,15 @@
 //! leaves a `Pending` charge that the next attempt finishes: the booking is
 //! idempotent, so nothing is charged twice.
 
-use actix::{Context, Handler, Message, ResponseFuture};
+use actix::Message;
 use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{actor::CardActor, state::CardRecord};
+use super::actor::{CardActor, cell};
 use crate::{
     error::ActorResult,
     outbox::{self, EventObject},
-    runtime::EntityCell,
+    runtime::durable_handler,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +86,6 @@ impl Message for FinishCharge {
     type Result = ActorResult<MonthlyCharge>;
 }
 
-fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
-    a.cell_mut()
-}
-
 impl CardActor {
     fn begin_charge(&mut self, msg: BeginCharge) -> ActorResult<(MonthlyCharge, Option<FlushTicket>)> {
         let card = self.cell_mut().existing("card")?.clone();
@@ -152,18 +148,6 @@ impl CardActor {
     }
 }
 
-impl Handler<BeginCharge> for CardActor {
-    type Result = ResponseFuture<ActorResult<MonthlyCharge>>;
-    fn handle(&mut self, msg: BeginCharge, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.begin_charge(msg));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, BeginCharge => MonthlyCharge, |act, msg| act.begin_charge(msg));
 
-impl Handler<FinishCharge> for CardActor {
-    type Result = ResponseFuture<ActorResult<MonthlyCharge>>;
-    fn handle(&mut self, msg: FinishCharge, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.finish_charge(msg));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, FinishCharge => MonthlyCharge, |act, msg| act.finish_charge(msg));

@@ -19,7 +19,7 @@ use pelago_storage::{FlushTicket, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    actor::CardActor,
+    actor::{CardActor, cell},
     state::{CardRecord, CardStatus, NewCard, PendingAction},
 };
 use crate::{
@@ -136,10 +136,6 @@ pub struct Resolve;
 
 impl Message for Resolve {
     type Result = ActorResult<CardOutcome>;
-}
-
-fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
-    a.cell_mut()
 }
 
 type Flushed = (CardOutcome, Option<FlushTicket>);

@@ -13,14 +13,14 @@
 //! When what was paid for cannot be delivered, `RefundOrder` marks it
 //! refunded after the gateway refunded it.
 
-use actix::{Context, Handler, Message, ResponseFuture};
+use actix::Message;
 use pelago_storage::{
     CardId, FlushTicket, MerchantId, Money, OrderId, Record, Timestamp, TopupId, Tree, WriteBatch,
 };
 use serde::{Deserialize, Serialize};
 
 use super::{
-    actor::CardActor,
+    actor::{CardActor, cell},
     ops::open_marker,
     state::{CardRecord, CardStatus, NewCard},
     topup::{TopupPhase, TopupRecord, TopupStatus, marker_value, topup_key, topup_marker},
@@ -30,7 +30,7 @@ use crate::{
     history::{Source, StatusChange, push_change},
     outbox::{self, EventObject},
     ports::{GatewayOrder, GatewayOrderStatus},
-    runtime::EntityCell,
+    runtime::durable_handler,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,10 +162,6 @@ impl Message for SettleOrder {
 pub struct RefundOrder(pub OrderId);
 impl Message for RefundOrder {
     type Result = ActorResult<OrderRecord>;
-}
-
-fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
-    a.cell_mut()
 }
 
 fn change(
@@ -465,46 +461,17 @@ impl CardActor {
     }
 }
 
-impl Handler<CreateOrder> for CardActor {
-    type Result = ResponseFuture<ActorResult<(CardRecord, OrderRecord)>>;
-    fn handle(&mut self, msg: CreateOrder, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.create_order(msg));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, CreateOrder => (CardRecord, OrderRecord), |act, msg| act.create_order(msg));
 
-impl Handler<OrderCreated> for CardActor {
-    type Result = ResponseFuture<ActorResult<OrderRecord>>;
-    fn handle(&mut self, msg: OrderCreated, ctx: &mut Context<Self>) -> Self::Result {
-        let result =
-            EntityCell::guarded(self, ctx, cell, |act| act.order_created(&msg.order_id, msg.gateway));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, OrderCreated => OrderRecord, |act, msg| {
+    act.order_created(&msg.order_id, msg.gateway)
+});
 
-impl Handler<OrderCreateFailed> for CardActor {
-    type Result = ResponseFuture<ActorResult<OrderRecord>>;
-    fn handle(&mut self, msg: OrderCreateFailed, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| {
-            let order = act.load_order(&msg.order_id)?;
-            act.end_unpaid(order, OrderStatus::Failed, Some(msg.reason))
-        });
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, OrderCreateFailed => OrderRecord, |act, msg| {
+    let order = act.load_order(&msg.order_id)?;
+    act.end_unpaid(order, OrderStatus::Failed, Some(msg.reason))
+});
 
-impl Handler<SettleOrder> for CardActor {
-    type Result = ResponseFuture<ActorResult<OrderRecord>>;
-    fn handle(&mut self, msg: SettleOrder, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.settle_order(msg));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, SettleOrder => OrderRecord, |act, msg| act.settle_order(msg));
 
-impl Handler<RefundOrder> for CardActor {
-    type Result = ResponseFuture<ActorResult<OrderRecord>>;
-    fn handle(&mut self, msg: RefundOrder, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.refund_order(&msg.0));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, RefundOrder => OrderRecord, |act, msg| act.refund_order(&msg.0));

@@ -16,9 +16,9 @@ use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Record, Timestamp, 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    actor::CardActor,
+    actor::{CardActor, cell},
     ops::MoneyMarker,
-    state::{CardRecord, CardStatus},
+    state::CardStatus,
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
@@ -26,6 +26,7 @@ use crate::{
     outbox::{self, EventObject},
     ports::{CardFunded, ChannelOperation, FundCard, Outcome},
     runtime::EntityCell,
+    runtime::durable_handler,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,10 +133,6 @@ pub struct ResolveTopup {
 }
 impl Message for ResolveTopup {
     type Result = ActorResult<TopupRecord>;
-}
-
-fn cell(a: &mut CardActor) -> &mut EntityCell<CardRecord> {
-    a.cell_mut()
 }
 
 impl CardActor {
@@ -355,21 +352,9 @@ pub fn parse_marker(value: &[u8]) -> Option<(CardId, Timestamp)> {
     Some((CardId::parse(card).ok()?, Timestamp(at.parse().ok()?)))
 }
 
-impl Handler<BeginTopup> for CardActor {
-    type Result = actix::ResponseFuture<ActorResult<TopupRecord>>;
-    fn handle(&mut self, msg: BeginTopup, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.begin_topup(msg));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, BeginTopup => TopupRecord, |act, msg| act.begin_topup(msg));
 
-impl Handler<AbortTopup> for CardActor {
-    type Result = actix::ResponseFuture<ActorResult<()>>;
-    fn handle(&mut self, msg: AbortTopup, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.abort_topup(&msg.0));
-        self.cell_mut().reply(result)
-    }
-}
+durable_handler!(CardActor, cell, AbortTopup => (), |act, msg| act.abort_topup(&msg.0));
 
 /// Shared by funding and resolving: prepare durably, call the channel, settle.
 fn fund(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture, Supervised};
+use actix::{Actor, Context, Handler, Message, Supervised};
 use pelago_storage::{ApiKeyId, FlushTicket, MerchantId, Store, Timestamp, Tree, WriteBatch};
 
 use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
@@ -13,6 +13,7 @@ use crate::{
     ledger::{self, Account, BalanceTxnRecord, CurrencyBalance, EntryKind, JournalEntry, Posting},
     outbox::{self, EventObject},
     ports::SharedClock,
+    runtime::durable_handler,
     runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters},
 };
 
@@ -181,13 +182,7 @@ impl Supervised for MerchantActor {
     }
 }
 
-impl Handler<MerchantCommand> for MerchantActor {
-    type Result = ResponseFuture<ActorResult<MerchantRecord>>;
-    fn handle(&mut self, msg: MerchantCommand, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.run(msg));
-        self.cell.reply(result)
-    }
-}
+durable_handler!(MerchantActor, cell, MerchantCommand => MerchantRecord, |act, msg| act.run(msg));
 
 /// Books one journal entry on this merchant's accounts: at most once per
 /// `(source_id, kind)` (a repeat answers the first booking, `replayed`), whole
@@ -304,13 +299,7 @@ impl MerchantActor {
     }
 }
 
-impl Handler<PostEntry> for MerchantActor {
-    type Result = ResponseFuture<ActorResult<Posted>>;
-    fn handle(&mut self, msg: PostEntry, ctx: &mut Context<Self>) -> Self::Result {
-        let result = EntityCell::guarded(self, ctx, cell, |act| act.post(msg));
-        self.cell.reply(result)
-    }
-}
+durable_handler!(MerchantActor, cell, PostEntry => Posted, |act, msg| act.post(msg));
 
 /// The debug view; the binary redacts the sealed secrets before showing it.
 #[derive(Message)]

@@ -160,6 +160,25 @@ impl<R: Record + Clone> EntityCell<R> {
     }
 }
 
+/// `impl Handler<$msg> for $actor`, for a command that may write: runs
+/// `$body` (an `ActorResult<(reply, Option<FlushTicket>)>`) under the panic
+/// guard ([`EntityCell::guarded`]) and answers once its write is durable
+/// ([`EntityCell::reply`]). `$cell` is the function that reaches the actor's
+/// cell; `$m` binds the message.
+macro_rules! durable_handler {
+    ($actor:ty, $cell:path, $msg:ty => $reply:ty, |$act:ident, $m:pat_param| $body:expr) => {
+        impl actix::Handler<$msg> for $actor {
+            type Result = actix::ResponseFuture<$crate::error::ActorResult<$reply>>;
+            fn handle(&mut self, msg: $msg, ctx: &mut actix::Context<Self>) -> Self::Result {
+                let $m = msg;
+                let result = $crate::runtime::EntityCell::guarded(self, ctx, $cell, |$act| $body);
+                $cell(self).reply(result)
+            }
+        }
+    };
+}
+pub(crate) use durable_handler;
+
 /// The debug view of an actor (API.md §7).
 #[derive(Debug, Clone)]
 pub struct InspectReply<S> {

@@ -10,6 +10,7 @@ mod entity;
 mod registry;
 mod supervision;
 
+pub(crate) use entity::durable_handler;
 pub use entity::{EntityCell, InspectReply};
 
 pub use registry::{Lease, Registry, RegistryConfig, RegistryCounters};
