@@ -291,7 +291,14 @@ pub async fn on_channel_event(
 /// ask the channel by request id; not found → retry the call with the same id.
 pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
     let mut resolved = 0;
-    let pending = app.store.iter_raw(Tree::Operations, b"").take(256).collect::<Result<Vec<_>, _>>()?;
+    // Cardholder markers are keyed by request id and share the tree with the
+    // other flows' markers: filter before the bound, so those never starve these.
+    let pending = app
+        .store
+        .iter_raw(Tree::Operations, b"")
+        .filter(|item| item.as_ref().map_or(true, |(_, v)| v.starts_with(b"cardholder ")))
+        .take(256)
+        .collect::<Result<Vec<_>, _>>()?;
     // An operation whose first call may still be in flight is left to that call.
     let settled_before_ms =
         pelago_storage::Timestamp::now_real().unix_ms() - app.config.upstream_timeout_ms as i64 - 1000;

@@ -200,47 +200,50 @@ fn spawn_housekeeping(app: std::sync::Weak<App>) {
 
 /// Resolves upstream operations whose outcome is unknown (timeouts, 5xx):
 /// asks by request id, retries with the same id, never guesses. The pending
-/// list lives in the store, so it survives restarts. Backoff doubles while
-/// nothing resolves, capped at 30 s.
+/// list lives in the store, so it survives restarts. Idle, it looks every
+/// 250 ms; while passes leave as much pending as they found (an upstream
+/// still down, a refund refused again), the wait doubles up to 30 s, so
+/// nothing is retried in a tight loop.
 fn spawn_resolver(app: std::sync::Weak<App>) {
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(250);
         loop {
             tokio::time::sleep(wait).await;
             let Some(app) = app.upgrade() else { return };
-            if app.store.iter_raw(pelago_storage::Tree::Operations, b"").next().is_none() {
+            let before = pending_resolutions(&app);
+            if before == 0 {
                 wait = Duration::from_millis(250);
                 continue;
             }
-            let withdrawals = crate::withdrawals::resolve_pending(&app).await;
-            if let Err(e) = &withdrawals {
-                tracing::warn!(error = %e.message, "withdrawal resolver pass failed");
-            }
-            let orders = crate::orders::resolve_pending(&app).await.map(|n| n + withdrawals.unwrap_or(0));
-            if let Err(e) = &orders {
-                tracing::warn!(error = %e.message, "order resolver pass failed");
-            }
-            let topups = crate::topups::resolve_pending(&app).await.map(|n| n + orders.unwrap_or(0));
-            if let Err(e) = &topups {
-                tracing::warn!(error = %e.message, "top-up resolver pass failed");
-            }
-            let cards = crate::cards::resolve_pending(&app).await.map(|n| n + topups.unwrap_or(0));
-            if let Err(e) = &cards {
-                tracing::warn!(error = %e.message, "card resolver pass failed");
-            }
-            match crate::cardholders::resolve_pending(&app).await.map(|n| n + cards.unwrap_or(0)) {
-                Ok(n) if n > 0 => {
-                    tracing::info!(resolved = n, "resolved upstream operations");
-                    wait = Duration::from_millis(250);
-                }
-                Ok(_) => wait = (wait * 2).min(Duration::from_secs(30)),
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "resolver pass failed");
-                    wait = (wait * 2).min(Duration::from_secs(30));
+            let passes = [
+                ("withdrawal", crate::withdrawals::resolve_pending(&app).await),
+                ("order", crate::orders::resolve_pending(&app).await),
+                ("top-up", crate::topups::resolve_pending(&app).await),
+                ("card", crate::cards::resolve_pending(&app).await),
+                ("cardholder", crate::cardholders::resolve_pending(&app).await),
+            ];
+            for (flow, pass) in &passes {
+                match pass {
+                    Ok(n) if *n > 0 => tracing::info!(flow, resolved = n, "resolved pending operations"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(flow, error = %e.message, "resolver pass failed"),
                 }
             }
+            wait = if pending_resolutions(&app) < before {
+                Duration::from_millis(250)
+            } else {
+                (wait * 2).min(Duration::from_secs(30))
+            };
         }
     });
+}
+
+/// What the resolver has to look at: markers of unknown outcomes and money
+/// owed (`Tree::Operations`), and withdrawal holds whose record may not
+/// have landed.
+fn pending_resolutions(app: &App) -> usize {
+    app.store.len(pelago_storage::Tree::Operations)
+        + app.store.iter_raw(pelago_storage::Tree::Index, crate::withdrawals::HOLD_PREFIX.as_bytes()).count()
 }
 
 async fn wait_for_signal() {

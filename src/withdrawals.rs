@@ -27,9 +27,31 @@ fn marker(id: &WithdrawalId) -> String {
     format!("withdrawal/{id}")
 }
 
-/// `Index` row written with the hold, removed with the record's commit.
+/// Prefix of the `Index` rows written with a hold, removed with the record's commit.
+pub const HOLD_PREFIX: &str = "wdrhold/";
+
 fn hold_marker(id: &WithdrawalId) -> String {
-    format!("wdrhold/{id}")
+    format!("{HOLD_PREFIX}{id}")
+}
+
+/// Releases the hold of a withdrawal whose record never landed (once: the
+/// reversal is booked per source id).
+async fn release_hold(app: &App, id: &WithdrawalId) -> Result<(), ApiError> {
+    let Some(jid) = app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))? else {
+        return Ok(()); // never held
+    };
+    let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)? else { return Ok(()) };
+    let release = PostEntry {
+        source_id: id.to_string(),
+        kind: EntryKind::WithdrawalReversal,
+        postings: ledger::mirror(&entry.postings)?,
+        event: None,
+        index: vec![],
+    };
+    match app.actors.ask_merchant(&entry.merchant_id, release).await? {
+        Ok(_) | Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn create(
@@ -214,28 +236,18 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
     let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
-    let holds = app.store.iter_raw(Tree::Index, b"wdrhold/").take(256).collect::<Result<Vec<_>, _>>()?;
+    let holds =
+        app.store.iter_raw(Tree::Index, HOLD_PREFIX.as_bytes()).take(256).collect::<Result<Vec<_>, _>>()?;
     for (key, value) in holds {
         let started = value.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(0);
         if now - started < grace_ms {
             continue;
         }
-        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key["wdrhold/".len()..])) else {
+        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key[HOLD_PREFIX.len()..])) else {
             continue;
         };
-        if !app.store.contains(Tree::Withdrawals, id.as_bytes())?
-            && let Some(jid) =
-                app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
-            && let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)?
-        {
-            let release = PostEntry {
-                source_id: id.to_string(),
-                kind: EntryKind::WithdrawalReversal,
-                postings: ledger::mirror(&entry.postings)?,
-                event: None,
-                index: vec![],
-            };
-            app.actors.ask_merchant(&entry.merchant_id, release).await??;
+        if !app.store.contains(Tree::Withdrawals, id.as_bytes())? {
+            release_hold(app, &id).await?;
         }
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Index, &key);
@@ -270,23 +282,7 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
             Some(_) => {}
             None => {
                 // Held, but the record never landed (crash between): release the hold.
-                if app.store.contains(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
-                    && let Some(jid) =
-                        app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))?
-                    && let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)?
-                {
-                    let release = PostEntry {
-                        source_id: id.to_string(),
-                        kind: EntryKind::WithdrawalReversal,
-                        postings: ledger::mirror(&entry.postings)?,
-                        event: None,
-                        index: vec![],
-                    };
-                    match app.actors.ask_merchant(&entry.merchant_id, release).await? {
-                        Ok(_) | Err(ActorError::Rejected(Reject::InsufficientFunds { .. })) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+                release_hold(app, &id).await?;
                 let mut batch = WriteBatch::new();
                 batch.delete(Tree::Operations, marker(&id));
                 app.store.commit_durable(batch).await?;
