@@ -97,9 +97,9 @@ fn idle_memory(
         let check = common::admin_get(http, &base, ADMIN, "/admin/v1/ledger/check").await;
         assert_eq!(check["balanced"], true, "ledger check: {check}");
         let page = common::admin_get(http, &base, ADMIN, "/debug/v1/actors").await;
-        // Idle: the resident set no longer moves (sampled every 500 ms).
+        // Idle: the resident set no longer moves (sampled every 500 ms, for 60 s at most).
         let mut last = rss_mib(pid);
-        loop {
+        for _ in 0..120 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let now = rss_mib(pid);
             if (now - last).abs() < 0.5 {

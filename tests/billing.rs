@@ -144,7 +144,19 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     let check: Value =
         svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
     assert_eq!(check["balanced"], true, "{check}");
-    let _ = active;
+    // The two charges are the active and the frozen card's.
+    let (_, charged) =
+        send(&svc, &rich, Method::GET, "/v1/events?type=monthly_fee.charged&limit=100", None).await;
+    let mut billed: Vec<&str> = charged["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["object"]["card_id"].as_str().unwrap())
+        .collect();
+    billed.sort();
+    let mut expected = vec![active.as_str(), frozen.as_str()];
+    expected.sort();
+    assert_eq!(billed, expected);
 }
 
 /// Moves the persisted service clock while the service is stopped.
