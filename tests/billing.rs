@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Key, Service, cardholder_body, send};
+use common::{Key, Service, available, cardholder_body, ledger_balanced, send};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
@@ -61,11 +61,6 @@ async fn run_of(svc: &Service, period: &str, done: impl Fn(&Value) -> bool) -> V
         assert!(Instant::now() < deadline, "the {period} run never got there");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn available(svc: &Service, key: &Key) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
-    b["balances"][0]["available"].as_i64().unwrap_or(0)
 }
 
 async fn events(svc: &Service, key: &Key, t: &str) -> usize {
@@ -141,9 +136,7 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
+    ledger_balanced(&svc).await;
     // The two charges are the active and the frozen card's.
     let (_, charged) =
         send(&svc, &rich, Method::GET, "/v1/events?type=monthly_fee.charged&limit=100", None).await;

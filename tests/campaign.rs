@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Key, Service, receiver::Receiver};
+use common::{Key, Service, ledger_balanced, receiver::Receiver};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -293,10 +293,7 @@ async fn the_bank_survives_faults_and_kills() {
     assert_eq!(topups.len(), acked, "top-ups that no acknowledged request created exist");
 
     // Money: ledger balanced, never negative, available = deposits - top-ups - withdrawals.
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
-    assert_eq!(check["negative_available"], json!([]));
+    ledger_balanced(&svc).await;
     let mut withdrawals: Vec<Value> = Vec::new();
     until("no withdrawal left processing", 60, async || {
         withdrawals.clear();

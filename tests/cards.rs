@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, all_bytes_under, send};
+use common::{Key, Service, all_bytes_under, available, ledger_balanced, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -58,11 +58,6 @@ fn luhn(digits: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
-}
-
-async fn available(svc: &Service, key: &Key) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
-    b["balances"][0]["available"].as_i64().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,9 +144,7 @@ async fn a_master_account_card_lifecycle() {
     for t in ["card.opened", "card.frozen", "card.unfrozen", "card.deleted", "transaction.created"] {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
+    ledger_balanced(&svc).await;
 
     // Card data never reaches the data dir or the log.
     assert!(svc.terminate().success());
@@ -260,7 +253,5 @@ async fn open_faults_are_resolved_and_refusals_return_the_fee() {
         }
     }
     assert_eq!(available(&svc, &key).await, 9_000, "two cards opened, two fees");
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
+    ledger_balanced(&svc).await;
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Service, send};
+use common::{Service, ledger_balanced, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -96,7 +96,5 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
         (1_000, 8_900, Some("succeeded")),
         "funded {funded}, available {available}, {topup}"
     );
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
+    ledger_balanced(&svc).await;
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Key, Service, cardholder_body, send};
+use common::{Key, Service, cardholder_body, ledger_balanced, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -25,13 +25,6 @@ async fn gateway_merchant(svc: &Service) -> (String, Key) {
         secret: v["api_key"]["secret"].as_str().unwrap().into(),
     };
     (v["merchant"]["id"].as_str().unwrap().into(), key)
-}
-
-async fn ledger_balanced(svc: &Service) -> Value {
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
-    check
 }
 
 async fn event_count(svc: &Service, key: &Key, t: &str) -> usize {

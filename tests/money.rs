@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Key, Service};
+use common::{Key, Service, ledger_balanced};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -78,9 +78,7 @@ async fn deposits_are_credited_once_and_the_ledger_balances() {
         );
     }
 
-    let check: Value =
-        svc.admin(Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
-    assert_eq!(check["balanced"], true, "{check}");
+    let check = ledger_balanced(&svc).await;
     assert_eq!(check["currencies"], json!([{"currency": "USD", "sum": 0}]));
     assert_eq!(check["negative_available"], json!([]));
     assert_eq!(check["entries"], 1);

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, cardholder_body, ledger_balanced, send};
+use common::{Key, Service, available, cardholder_body, ledger_balanced, send};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -42,11 +42,6 @@ async fn merchant_with_cards(
         ids.push(card["id"].as_str().unwrap().to_owned());
     }
     (id, key, ids)
-}
-
-async fn available(svc: &Service, key: &Key) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
-    b["balances"][0]["available"].as_i64().unwrap_or(0)
 }
 
 async fn channel_balance(svc: &Service, key: &Key, card: &str) -> i64 {

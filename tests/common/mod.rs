@@ -226,9 +226,18 @@ pub fn cardholder_body(last_name: &str) -> serde_json::Value {
 }
 
 /// The ledger check is balanced and no available balance is negative.
-pub async fn ledger_balanced(svc: &Service) {
+/// The merchant's available balance in its first currency (0 if none).
+pub async fn available(svc: &Service, key: &Key) -> i64 {
+    let (_, b) = send(svc, key, reqwest::Method::GET, "/v1/balance", None).await;
+    b["balances"][0]["available"].as_i64().unwrap_or(0)
+}
+
+/// `GET /admin/v1/ledger/check`: asserts it is balanced with no negative
+/// available balance, and returns the report for further checks.
+pub async fn ledger_balanced(svc: &Service) -> serde_json::Value {
     let check: serde_json::Value =
         svc.admin(reqwest::Method::GET, "/admin/v1/ledger/check").send().await.unwrap().json().await.unwrap();
     assert_eq!(check["balanced"], true, "{check}");
-    assert_eq!(check["negative_available"], serde_json::json!([]));
+    assert_eq!(check["negative_available"], serde_json::json!([]), "{check}");
+    check
 }
