@@ -95,6 +95,9 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
         secret: v["api_key"]["secret"].as_str().unwrap().into(),
     };
     card(&svc, &gw).await;
+    // A frozen card owes its monthly fee too: in gateway mode, as an order.
+    let gw_frozen = card(&svc, &gw).await;
+    send(&svc, &gw, Method::POST, &format!("/v1/cards/{gw_frozen}/freeze"), None).await;
     assert_eq!(available(&svc, &rich).await, 10_000);
 
     // The 1st of next month on the service clock: the scheduler bills the period.
@@ -104,8 +107,8 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
         .await
         .unwrap();
     let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
-    assert_eq!((run["charged"].as_u64(), run["unpaid"].as_u64()), (Some(3), Some(1)), "{run}");
-    assert_eq!(run["cards_total"], 5);
+    assert_eq!((run["charged"].as_u64(), run["unpaid"].as_u64()), (Some(4), Some(1)), "{run}");
+    assert_eq!(run["cards_total"], 6);
     assert_eq!(run["skipped"], 1, "the deleted card");
     assert_eq!(available(&svc, &rich).await, 10_000 - 2 * 200, "active and frozen, once each");
     assert_eq!(events(&svc, &rich, "monthly_fee.charged").await, 2);
@@ -113,8 +116,8 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     let (_, orders) = send(&svc, &gw, Method::GET, "/v1/orders", None).await;
     let kinds: Vec<&str> =
         orders["data"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["monthly_fee"]);
-    assert_eq!(events(&svc, &gw, "order.created").await, 1);
+    assert_eq!(kinds, ["monthly_fee", "monthly_fee"]);
+    assert_eq!(events(&svc, &gw, "order.created").await, 2);
 
     // The same period again: the same run, nothing more charged.
     let again: Value = svc

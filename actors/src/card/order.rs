@@ -209,6 +209,17 @@ impl CardActor {
         &mut self,
         msg: CreateOrder,
     ) -> ActorResult<((CardRecord, OrderRecord), Option<FlushTicket>)> {
+        if let Some(b) = &msg.binding
+            && msg.order.kind == OrderKind::MonthlyFee
+            && let Some(bound) = self.store().get_raw(Tree::Index, b)?
+        {
+            // This period's order exists (another run, or a retry): answer it,
+            // decided here, where concurrent requests for the card are ordered.
+            let id = OrderId::parse(&String::from_utf8_lossy(&bound))
+                .map_err(|_| Reject::state("the monthly-fee binding names no order"))?;
+            let card = self.cell_mut().existing("card")?.clone();
+            return Ok(((card, self.load_order(&id)?), None));
+        }
         let now = self.now();
         let mut batch = WriteBatch::new();
         let card = match (msg.new_card, self.cell_mut().record().cloned()) {
@@ -230,9 +241,16 @@ impl CardActor {
                 card
             }
             (None, Some(existing)) => {
-                if existing.status != CardStatus::Active {
+                // A monthly fee is owed by every billable card (frozen ones
+                // too, DOMAIN.md); a top-up needs an active card.
+                let allowed = match msg.order.kind {
+                    OrderKind::MonthlyFee => existing.status.is_billable(),
+                    _ => existing.status == CardStatus::Active,
+                };
+                if !allowed {
                     return Err(Reject::state(format!(
-                        "cannot top up a card that is {}",
+                        "cannot add a {} order to a card that is {}",
+                        msg.order.kind.as_str(),
                         existing.status.as_str()
                     ))
                     .into());
