@@ -204,9 +204,9 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     assert_eq!(decode_qr_svg(issued["qr_svg"].as_str().unwrap()), receipt);
     assert!(issued["qr_svg"].as_str().unwrap().len() < 32 * 1024, "runs keep the SVG small");
 
-    // One receipt per transaction: a repeat answers 200 with the same one.
+    // One receipt per transaction: a repeat answers 201 (API.md) with the same one.
     let (status, again) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!((&again["id"], &again["receipt"]), (&issued["id"], &issued["receipt"]));
 
     // Not posted → 409; another merchant's or unknown → 404.

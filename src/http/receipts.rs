@@ -66,8 +66,8 @@ fn status_name(s: ChannelTxnStatus) -> &'static str {
 }
 
 /// POST /v1/receipts — the receipt of a `posted` transaction of the caller's
-/// own card: 201 when issued by this request; a repeat (any later request for
-/// the same transaction) answers 200 with the very same receipt.
+/// own card: 201, and a repeat (any later request for the same transaction)
+/// answers 201 with the very same receipt (API.md: one receipt per transaction).
 fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let merchant_id = ctx.merchant_id()?.clone();
@@ -86,7 +86,7 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             return Err(not_found());
         }
         if let Some(existing) = receipts::for_transaction(&app.store, &txn_id)? {
-            return Ok(ApiReply::json(200, &receipt_json(&existing)?));
+            return Ok(ApiReply::json(201, &receipt_json(&existing)?));
         }
         if txn.status != ChannelTxnStatus::Posted {
             return Err(ApiError::invalid_state(format!(
@@ -126,7 +126,7 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         }
         // A concurrent request issued it first: answer with that one.
         let existing = receipts::for_transaction(&app.store, &txn_id)?.ok_or_else(ApiError::internal)?;
-        Ok(ApiReply::json(200, &receipt_json(&existing)?))
+        Ok(ApiReply::json(201, &receipt_json(&existing)?))
     })
 }
 
