@@ -96,6 +96,14 @@ async fn fees_and_topups_are_paid_at_checkout() {
     assert_eq!(status, StatusCode::OK);
     let (_, t) = send(&svc, &key, Method::GET, &format!("/v1/topups/{tup}"), None).await;
     assert_eq!(t["status"], "succeeded", "{t}");
+    // Lists and events show the top-up and the card as GET does: their orders as objects.
+    let (_, listed) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card_id}/topups"), None).await;
+    assert_eq!(listed["data"][0]["order"]["id"], t["order"]["id"], "{listed}");
+    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=topup.succeeded", None).await;
+    assert_eq!(events["data"][0]["data"]["object"]["order"]["status"], "paid", "{events}");
+    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=card.opened", None).await;
+    let opened = &events["data"][0]["data"]["object"];
+    assert!(opened["application_fee_order"]["checkout_url"].is_string(), "{opened}");
     let (_, card) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card_id}"), None).await;
     assert_eq!(card["balance"]["value"], 10_000);
     let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;

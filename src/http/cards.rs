@@ -104,7 +104,13 @@ fn list_topups(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         )?;
         Ok(ApiReply::json(
             200,
-            &pagination::body(found.iter().map(|(_, t)| wire::topup(t)).collect(), page.limit),
+            &pagination::body(
+                found
+                    .iter()
+                    .map(|(_, t)| super::orders::topup_json(&app, t))
+                    .collect::<Result<Vec<_>, _>>()?,
+                page.limit,
+            ),
         ))
     })
 }

@@ -14,7 +14,6 @@ use super::{
     errors::ApiError,
     pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
-    wire,
 };
 use crate::app::App;
 
@@ -46,7 +45,7 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 found
                     .iter()
                     .filter(|(_, e)| type_filter.as_ref().is_none_or(|t| &e.event_type == t))
-                    .map(|(_, e)| wire::event(e)),
+                    .map(|(_, e)| super::orders::event_json(&app, e)),
             );
             if items.len() > page.limit || exhausted {
                 break;
@@ -65,6 +64,6 @@ fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             .store
             .get::<EventRecord>(event_key(merchant, &id))?
             .ok_or_else(|| ApiError::not_found("event"))?;
-        Ok(ApiReply::json(200, &wire::event(&event)))
+        Ok(ApiReply::json(200, &super::orders::event_json(&app, &event)))
     })
 }

@@ -36,6 +36,11 @@ pub fn order_of(app: &App, id: Option<&OrderId>) -> Result<Option<OrderRecord>, 
     })
 }
 
+/// An event's wire body with the orders its object names (events list, webhooks).
+pub fn event_json(app: &App, event: &pelago_actors::outbox::EventRecord) -> Value {
+    wire::event(event, &|id| app.store.get::<OrderRecord>(id.as_bytes()).ok().flatten())
+}
+
 pub fn card_json(app: &App, card: &CardRecord) -> Result<Value, ApiError> {
     Ok(wire::card_with_order(card, order_of(app, card.application_fee_order.as_ref())?.as_ref()))
 }

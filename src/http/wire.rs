@@ -9,7 +9,7 @@ use pelago_actors::{
     ports::{ChannelTxnStatus, ChannelTxnType},
     withdrawal::WithdrawalRecord,
 };
-use pelago_storage::Money;
+use pelago_storage::{Money, OrderId};
 use serde_json::{Value, json};
 
 pub fn money(m: Money) -> Value {
@@ -24,7 +24,7 @@ pub fn history(h: &[StatusChange]) -> Value {
         .collect()
 }
 
-pub fn card(c: &CardRecord) -> Value {
+fn card(c: &CardRecord) -> Value {
     json!({
         "id": c.id,
         "object": "card",
@@ -131,7 +131,7 @@ pub fn topup_with_order(t: &TopupRecord, order_record: Option<&OrderRecord>) -> 
     v
 }
 
-pub fn topup(t: &TopupRecord) -> Value {
+fn topup(t: &TopupRecord) -> Value {
     json!({
         "id": t.id,
         "object": "topup",
@@ -162,13 +162,18 @@ pub fn balance_txn(t: &BalanceTxnRecord) -> Value {
     })
 }
 
-pub fn event(e: &EventRecord) -> Value {
+/// An event's wire body (also the webhook body). `order_of` finds the order a
+/// card or top-up names, so the object has the shape GET gives it (API.md:
+/// `application_fee_order: Order|null`, `order: Order|null`).
+pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>) -> Value {
     let object = match &e.object {
-        EventObject::Card(c) => card(c),
+        EventObject::Card(c) => {
+            card_with_order(c, c.application_fee_order.as_ref().and_then(order_of).as_ref())
+        }
         EventObject::Transaction(t) => transaction(t),
         EventObject::Cardholder(c) => super::cardholders::cardholder_json(c),
         EventObject::BalanceTransaction(t) => balance_txn(t),
-        EventObject::Topup(t) => topup(t),
+        EventObject::Topup(t) => topup_with_order(t, t.order.as_ref().and_then(order_of).as_ref()),
         EventObject::Order(o) => order(o),
         EventObject::Withdrawal(w) => withdrawal(w),
         EventObject::MonthlyCharge(c) => json!({

@@ -64,7 +64,8 @@ async fn attempt(app: &App, job: &Job) -> Outcome {
             }
         }
     }
-    let body = serde_json::to_vec(&crate::http::wire::event(&event)).expect("wire JSON serializes");
+    let body =
+        serde_json::to_vec(&crate::http::orders::event_json(app, &event)).expect("wire JSON serializes");
     let timestamp = Timestamp::now_real().unix_seconds();
     let signature =
         match signature::header(secrets.iter().map(String::as_str), event.id.as_str(), timestamp, &body) {

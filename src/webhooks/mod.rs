@@ -243,9 +243,7 @@ impl Dispatcher {
         else {
             return Ok(None);
         };
-        let wire = crate::http::wire::event(&event);
-        let object =
-            wire["data"]["object"]["id"].as_str().map_or_else(|| event.id.to_string(), str::to_owned);
+        let object = object_id(&event);
         self.objects.lock().put(entry.event_id.clone(), object.clone());
         Ok(Some(object))
     }
@@ -259,6 +257,22 @@ impl Dispatcher {
             next_attempt_at_ms: now.unix_ms().saturating_add(*wait_ms),
             ..entry.clone()
         })
+    }
+}
+
+/// The id of the object an event is about (its wire `data.object.id`); the
+/// event's own id for objects without one (settlements, monthly fees).
+fn object_id(event: &EventRecord) -> String {
+    use pelago_actors::outbox::EventObject as O;
+    match &event.object {
+        O::Card(c) => c.id.to_string(),
+        O::Transaction(t) => t.id.to_string(),
+        O::Cardholder(c) => c.id.to_string(),
+        O::BalanceTransaction(t) => t.id.to_string(),
+        O::Topup(t) => t.id.to_string(),
+        O::Order(o) => o.id.to_string(),
+        O::Withdrawal(w) => w.id.to_string(),
+        O::Settlement(_) | O::MonthlyCharge(_) => event.id.to_string(),
     }
 }
 
