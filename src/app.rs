@@ -42,6 +42,10 @@ pub struct App {
     pub ready: AtomicBool,
     /// Set when SIGTERM arrives: `/readyz` answers 503 from then on.
     pub draining: AtomicBool,
+    /// The first whole second (real time) after this process started. Merchant
+    /// requests signed earlier are refused, and the API is served only from
+    /// then on (see `merchants::auth`).
+    pub signed_from_secs: i64,
 }
 
 impl App {

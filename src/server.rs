@@ -21,7 +21,7 @@ use pelago_actors::{
     runtime::RegistryConfig,
     system::{Actors, SystemConfig},
 };
-use pelago_storage::{Store, StoreConfig};
+use pelago_storage::{Store, StoreConfig, Timestamp};
 
 use crate::{
     app::App,
@@ -40,6 +40,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if let Some(root) = &app.upstreams.sandbox {
         println!("pelago-card sandbox upstreams on {}", root.root_url());
+    }
+    // Requests signed before this process are refused (merchants::auth):
+    // serve from the next whole second on, so that every request a client
+    // signs once it can reach us is accepted.
+    let first_ms = app.signed_from_secs * 1000 - Timestamp::now_real().unix_ms();
+    if first_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(first_ms as u64)).await;
     }
     // One machine-readable line on stdout for scripts and tests.
     println!("pelago-card listening on http://{addr}");
@@ -165,6 +172,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         receipts,
         ready: false.into(),
         draining: false.into(),
+        signed_from_secs: Timestamp::now_real().unix_seconds() + 1,
     });
     crate::bootstrap::run(&app)
         .await

@@ -374,6 +374,16 @@ async fn request_signing_per_security_md() {
     assert_eq!(remembered.send(&svc, &remembered.signature()).await.status(), StatusCode::UNAUTHORIZED);
     let again = Parts::new(&second);
     assert_eq!(again.send(&svc, &again.signature()).await.status(), StatusCode::OK);
+
+    // ... and across a crash: a signed read, SIGKILL, the same request again.
+    let read = Parts::new(&second);
+    assert_eq!(read.send(&svc, &read.signature()).await.status(), StatusCode::OK);
+    svc.kill();
+    let svc = Service::start(&data, &[]);
+    assert_eq!(read.send(&svc, &read.signature()).await.status(), StatusCode::UNAUTHORIZED);
+    let fresh = Parts::new(&second);
+    assert_eq!(fresh.send(&svc, &fresh.signature()).await.status(), StatusCode::OK);
+    assert!(svc.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

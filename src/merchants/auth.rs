@@ -1,8 +1,9 @@
 //! `/v1` request authentication, SECURITY.md §Merchant request signing, in
-//! this order: headers well-formed → timestamp within ±300 s (real time) →
-//! key known and not revoked → signature over the raw bytes (constant time)
-//! → nonce unused with this key for 600 s (recorded only now, persisted, so a
-//! restart does not forget it) → merchant not suspended (403).
+//! this order: headers well-formed → timestamp within ±300 s (real time) and
+//! not before this process began serving → key known and not revoked →
+//! signature over the raw bytes (constant time) → nonce unused with this key
+//! for 600 s (recorded only now) → merchant not suspended (403). The second
+//! rule is what keeps a nonce used across a restart, even after a crash.
 
 use std::sync::Arc;
 
@@ -35,6 +36,15 @@ pub async fn verify_request(
     if (now.unix_seconds() - h.timestamp_secs).abs() > WINDOW_SECS {
         return Err(ApiError::unauthenticated("timestamp outside the allowed window"));
     }
+    // A nonce reaches disk with the next group flush, not before its answer
+    // (no fsync per signed read). "Used within 600 s, also across a restart"
+    // (SECURITY.md) holds anyway: a request signed before this process began
+    // serving is refused, so nothing answered before a crash replays after it.
+    if h.timestamp_secs < app.signed_from_secs {
+        return Err(ApiError::unauthenticated(
+            "timestamp before the service started; sign the request again",
+        ));
+    }
     let key = app
         .store
         .get::<ApiKeyRecord>(h.key_id.as_bytes())?
@@ -49,9 +59,6 @@ pub async fn verify_request(
         return Err(ApiError::unauthenticated("signature does not match"));
     }
     // The nonce: recorded after the signature is valid, atomically, kept 600 s.
-    // Durable with the next group flush: a mutating request's effect commits
-    // after it (so its acknowledgement covers the nonce); a replayed read after
-    // a crash changes nothing.
     let expires_ms = now.unix_ms() + NONCE_TTL_SECS * 1000;
     let now_ms = now.unix_ms();
     let written = app.store.put_unless(
