@@ -101,7 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let admin_token = tokens::load_or_create(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
     let polyflow_token =
         tokens::load_or_create(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
-    let service_clock = Arc::new(ServiceClock::load(&store)?);
+    let service_clock = Arc::new(ServiceClock::load(&store).await?);
     let clock: SharedClock = service_clock.clone();
     let registry = RegistryConfig {
         max_live_actors: config.max_live_actors,

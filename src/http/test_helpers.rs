@@ -20,6 +20,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::POST, "/admin/v1/test_helpers/channels/{id}/faults", set_faults),
         Route::new(Method::DELETE, "/admin/v1/test_helpers/channels/{id}/faults", clear_faults),
+        Route::new(Method::GET, "/admin/v1/test_helpers/clock", get_clock),
         Route::new(Method::POST, "/admin/v1/test_helpers/clock", set_clock).accepts::<ClockIn>(),
         Route::new(Method::DELETE, "/admin/v1/test_helpers/clock", clear_clock),
     ]
@@ -69,7 +70,22 @@ fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 fn clock_json(app: &App) -> serde_json::Value {
-    json!({"now": app.clock.now().to_rfc3339(), "offset_ms": app.service_clock.offset_ms()})
+    json!({
+        "now": app.clock.now().to_rfc3339(),
+        "offset_ms": app.service_clock.offset_ms(),
+        "floor": app.service_clock.floor().to_rfc3339(),
+    })
+}
+
+/// GET /admin/v1/test_helpers/clock — the service clock's now, its offset
+/// from real time and its floor (the earliest instant the scheduler fires from).
+fn get_clock(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        if !app.sandbox() {
+            return Err(ApiError::not_found("route"));
+        }
+        Ok(ApiReply::json(200, &clock_json(&app)))
+    })
 }
 
 /// POST /admin/v1/test_helpers/clock — the service clock runs on from `now`.

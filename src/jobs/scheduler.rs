@@ -2,13 +2,16 @@
 //! service clock.
 //!
 //! tokio-cron-scheduler ticks it every second (real time); on each tick the
-//! actor reads the service clock, finds the latest instant of each cron
-//! expression at or before it, and triggers that period's billing run or that
-//! date's settlement run if it has none — so moving the service clock past a
-//! cron instant fires the job, and a start-up after downtime catches up the
-//! periods and days it missed (never reaching back before the service's first
-//! start, and at most 12 periods / 31 days). Triggering is idempotent: a
-//! period or date has one run, ever.
+//! actor reads the service clock and triggers, for each cron instant in
+//! `(floor, now]` (the newest 12 billing periods and 31 settlement days), that
+//! period's billing run or that date's settlement run unless it exists and is
+//! completed. So moving the service clock past a cron instant fires the job,
+//! a start-up after downtime catches up the periods and days it missed, a run
+//! a crash interrupted is resumed, and a clock set back (which lowers the
+//! floor, `clock.rs`) and then forward again over an instant fires that
+//! instant's run if it does not exist yet. The floor never rises above the
+//! service's first start, so nothing before it is billed. Triggering is
+//! idempotent: a period or date has one run, ever.
 //!
 //! It lives in the binary because the runs it fires are driven from here
 //! (`billing.rs`, `settlement.rs`); it only sends triggers.
@@ -16,11 +19,9 @@
 use std::sync::{Arc, Weak};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
-use pelago_storage::{Timestamp, Tree, WriteBatch};
+use pelago_storage::Timestamp;
 
 use crate::{app::App, billing, settlement};
-
-const EPOCH_KEY: &str = "scheduler_epoch_ms";
 
 pub struct Scheduler {
     app: Weak<App>,
@@ -40,11 +41,6 @@ impl Actor for Scheduler {
 impl Scheduler {
     /// Starts the actor and its one-second tick.
     pub async fn start(app: &Arc<App>) -> anyhow::Result<actix::Addr<Scheduler>> {
-        if app.store.get_raw(Tree::Meta, EPOCH_KEY)?.is_none() {
-            let mut batch = WriteBatch::new();
-            batch.put_raw(Tree::Meta, EPOCH_KEY, app.clock.now().unix_ms().to_be_bytes().to_vec());
-            app.store.commit_durable(batch).await?;
-        }
         let scheduler = Scheduler {
             app: Arc::downgrade(app),
             billing: super::parse_cron(&app.config.billing_cron).map_err(anyhow::Error::msg)?,
@@ -87,16 +83,11 @@ fn instants(cron: &croner::Cron, after: Timestamp, now: Timestamp, max: usize) -
 }
 
 async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner::Cron) {
+    // The floor before the time: a clock moved back lowers its floor first.
+    let floor = app.service_clock.floor();
     let now = app.clock.now();
-    let epoch = app
-        .store
-        .get_raw(Tree::Meta, EPOCH_KEY)
-        .ok()
-        .flatten()
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map_or(now.unix_ms(), i64::from_be_bytes);
     // Billing: the period of each due instant (a month), oldest first.
-    for instant in instants(&billing_cron, Timestamp(epoch - 1), now, 12) {
+    for instant in instants(&billing_cron, floor.plus_ms(-1), now, 12) {
         let period = billing::period_of(instant);
         let done =
             app.store.get::<billing::BillingRun>(period.as_str()).ok().flatten().is_some_and(|r| r.completed);
@@ -108,7 +99,7 @@ async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner
         }
     }
     // Settlement: the date of each due instant (a day), oldest first.
-    for instant in instants(&settlement_cron, Timestamp(epoch - 1), now, 31) {
+    for instant in instants(&settlement_cron, floor.plus_ms(-1), now, 31) {
         let date = instant.to_datetime().format("%Y-%m-%d").to_string();
         let done = app
             .store
