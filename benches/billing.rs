@@ -210,7 +210,8 @@ fn main() {
             }
             let _ = store.commit(batch).unwrap();
         }
-        let target = Timestamp::parse_rfc3339("2026-12-01T00:00:01Z").unwrap().unix_ms();
+        // One second after the start of next month (UTC), from today's date.
+        let target = next_period_start_ms(Timestamp::now_real()) + 1_000;
         let mut batch = WriteBatch::new();
         if idle {
             let _ = store.commit(batch).unwrap();
@@ -229,7 +230,11 @@ fn main() {
     }
     println!("seeded {cards} cards in {:.1} s", seeded.elapsed().as_secs_f64());
 
-    // 3. Start: the scheduler catches up 2026-12. Time it; read cards meanwhile.
+    // 3. Start: the scheduler catches up next month's period. Time it; read cards meanwhile.
+    let run_path = format!(
+        "/admin/v1/billing/runs/{}",
+        pelago_card::billing::period_of(Timestamp(next_period_start_ms(Timestamp::now_real())))
+    );
     let started = Instant::now();
     let (child, base) = start(&data, &[]);
     let pid = child.id();
@@ -251,7 +256,7 @@ fn main() {
                 .unwrap();
             assert_eq!(r.status(), 201, "top-up during the run");
             topups.push(t.elapsed());
-            let run = common::admin_get(&http, &base, ADMIN, "/admin/v1/billing/runs/2026-12").await;
+            let run = common::admin_get(&http, &base, ADMIN, &run_path).await;
             if run["status"] == "completed" {
                 return (latencies, topups, run);
             }
@@ -275,4 +280,13 @@ fn main() {
     );
     assert_eq!(run["charged"].as_u64().unwrap() as usize, cards + 1, "every card charged once");
     stop(child);
+}
+
+/// 00:00:00 UTC on the first day of the month after `now`, in Unix ms.
+fn next_period_start_ms(now: Timestamp) -> i64 {
+    use chrono::{Datelike, TimeZone};
+    let today = now.to_datetime();
+    let (year, month) =
+        if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+    chrono::Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap().timestamp_millis()
 }

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Key, Service, available, cardholder_body, ledger_balanced, send};
+use common::{Key, Service, available, cardholder_body, clock, ledger_balanced, send};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
@@ -101,12 +101,10 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     assert_eq!(available(&svc, &rich).await, 10_000);
 
     // The 1st of next month on the service clock: the scheduler bills the period.
-    svc.admin(Method::POST, "/admin/v1/test_helpers/clock")
-        .json(&json!({"now": "2026-12-01T00:00:05Z"}))
-        .send()
-        .await
-        .unwrap();
-    let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
+    let billed_at = clock::month_start_after(clock::now(&svc).await, 1) + chrono::Duration::seconds(5);
+    clock::set(&svc, billed_at).await;
+    let period = clock::period(billed_at);
+    let run = run_of(&svc, &period, |r| r["status"] == "completed").await;
     assert_eq!((run["charged"].as_u64(), run["unpaid"].as_u64()), (Some(4), Some(1)), "{run}");
     assert_eq!(run["cards_total"], 6);
     assert_eq!(run["skipped"], 1, "the deleted card");
@@ -122,7 +120,7 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     // The same period again: the same run, nothing more charged.
     let again: Value = svc
         .admin(Method::POST, "/admin/v1/billing/runs")
-        .json(&json!({"period": "2026-12"}))
+        .json(&json!({"period": period}))
         .send()
         .await
         .unwrap()
@@ -134,7 +132,7 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     // A period that has not begun: 409.
     let r = svc
         .admin(Method::POST, "/admin/v1/billing/runs")
-        .json(&json!({"period": "2027-05"}))
+        .json(&json!({"period": clock::period(clock::month_start_after(billed_at, 5))}))
         .send()
         .await
         .unwrap();
@@ -155,10 +153,11 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     assert_eq!(billed, expected);
 }
 
-/// Moves the persisted service clock while the service is stopped.
-fn set_offline_clock(data: &std::path::Path, now: &str) {
+/// Moves the persisted service clock while the service is stopped (its
+/// offset was 0: these tests never moved it while it ran).
+fn set_offline_clock(data: &std::path::Path, now: chrono::DateTime<chrono::Utc>) {
     let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
-    let target = Timestamp::parse_rfc3339(now).unwrap().unix_ms();
+    let target = now.timestamp_millis();
     let offset = target - Timestamp::now_real().unix_ms();
     let mut batch = WriteBatch::new();
     batch.put_raw(Tree::Meta, "clock_offset_ms", offset.to_be_bytes().to_vec());
@@ -174,11 +173,15 @@ async fn a_period_missed_while_down_is_billed_at_the_next_start() {
     let (_, key) = merchant(&svc, 300, 5_000).await;
     card(&svc, &key).await;
     assert!(svc.terminate().success());
-    set_offline_clock(&data, "2027-01-01T08:00:00Z");
+    // Down until 08:00 on the 1st of the month after next: two periods passed.
+    let back_at = clock::month_start_after(chrono::Utc::now(), 2) + chrono::Duration::hours(8);
+    set_offline_clock(&data, back_at);
     let svc = Service::start(&data, &[]);
-    // Both 2026-12 and 2027-01 passed while down.
-    run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
-    let run = run_of(&svc, "2027-01", |r| r["status"] == "completed").await;
+    run_of(&svc, &clock::period(clock::month_start_after(back_at, 0) - chrono::Duration::days(1)), |r| {
+        r["status"] == "completed"
+    })
+    .await;
+    let run = run_of(&svc, &clock::period(back_at), |r| r["status"] == "completed").await;
     assert_eq!(run["charged"], 1);
     assert_eq!(available(&svc, &key).await, 5_000 - 2 * 300);
 }
@@ -226,14 +229,16 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
         }
         store.flush_blocking().unwrap();
     }
-    set_offline_clock(&data, "2026-12-01T00:00:05Z");
+    let billed_at = clock::month_start_after(chrono::Utc::now(), 1) + chrono::Duration::seconds(5);
+    set_offline_clock(&data, billed_at);
+    let period = clock::period(billed_at);
     let svc = Service::start(&data, &env);
     // Kill it mid-run.
-    let seen = run_of(&svc, "2026-12", |r| r["cards_total"].as_u64().unwrap_or(0) >= 1_500).await;
+    let seen = run_of(&svc, &period, |r| r["cards_total"].as_u64().unwrap_or(0) >= 1_500).await;
     svc.kill();
     assert_ne!(seen["status"], "completed", "the kill must land mid-run: {seen}");
     let svc = Service::start(&data, &env);
-    let run = run_of(&svc, "2026-12", |r| r["status"] == "completed").await;
+    let run = run_of(&svc, &period, |r| r["status"] == "completed").await;
     assert_eq!(run["charged"].as_u64().unwrap(), CARDS as u64, "{run}");
     assert_eq!(
         available(&svc, &key).await,
@@ -251,4 +256,10 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     }
     assert_eq!(per_card.len(), CARDS);
     assert!(per_card.values().all(|n| *n == 1), "a card charged twice");
+}
+
+/// These tests again, with the real time far from today (`common::far_dates`).
+#[test]
+fn far_from_today() {
+    common::far_dates::rerun_this_binary_far_from_today("far_from_today");
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, cardholder_body, ledger_balanced, receiver::Receiver, send};
+use common::{Key, Service, cardholder_body, clock, ledger_balanced, receiver::Receiver, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -119,9 +119,12 @@ async fn the_master_account_journey() {
     assert_eq!(topup["status"], "succeeded");
     spend_and_redeem(&svc, &key, &card).await;
 
-    admin(&svc, Method::POST, "/admin/v1/test_helpers/clock", json!({"now": "2026-12-01T00:00:05Z"})).await;
-    until("the December run", async || {
-        admin(&svc, Method::GET, "/admin/v1/billing/runs/2026-12", json!({})).await.1["status"] == "completed"
+    // The 1st of next month on the service clock: the scheduler bills it.
+    let billed_at = clock::month_start_after(clock::now(&svc).await, 1) + chrono::Duration::seconds(5);
+    clock::set(&svc, billed_at).await;
+    let run_path = format!("/admin/v1/billing/runs/{}", clock::period(billed_at));
+    until("next month's run", async || {
+        admin(&svc, Method::GET, &run_path, json!({})).await.1["status"] == "completed"
     })
     .await;
     let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
@@ -134,7 +137,9 @@ async fn the_master_account_journey() {
 async fn the_gateway_journey() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(&dir.path().join("data"), &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
-    admin(&svc, Method::POST, "/admin/v1/test_helpers/clock", json!({"now": "2026-11-25T09:00:00Z"})).await;
+    // Day D is tomorrow on the service clock; the collection is made at 09:00.
+    let day_d = clock::day_after(clock::now(&svc).await, 1, 9, 0, 0);
+    clock::set(&svc, day_d).await;
     let (status, created) = admin(&svc, Method::POST, "/admin/v1/merchants", json!({
         "name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
         "gateway": {"merchant_id": "gw_journey", "api_key": "gw-journey-key-1"},
@@ -197,14 +202,31 @@ async fn the_gateway_journey() {
     // T+1: the next day's settlement (fired by the scheduler when the clock passes 01:00) makes it available.
     let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
     assert_eq!(balance, json!({"balances": [{"currency": "USD", "available": 0, "pending": 10_000}]}));
-    admin(&svc, Method::POST, "/admin/v1/test_helpers/clock", json!({"now": "2026-11-26T01:00:05Z"})).await;
-    until("the settlement of 2026-11-26", async || {
-        admin(&svc, Method::GET, "/admin/v1/settlement/runs/2026-11-26", json!({})).await.1["status"]
-            == "completed"
+    let settled_at = clock::day_after(day_d, 1, 1, 0, 5);
+    clock::set(&svc, settled_at).await;
+    let run_path = format!("/admin/v1/settlement/runs/{}", clock::date(settled_at));
+    until("the settlement of D+1", async || {
+        admin(&svc, Method::GET, &run_path, json!({})).await.1["status"] == "completed"
     })
     .await;
     let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
     assert_eq!(balance, json!({"balances": [{"currency": "USD", "available": 10_000, "pending": 0}]}));
     ledger_balanced(&svc).await;
     every_webhook_verified(&svc, &key, &receiver).await;
+}
+
+#[test]
+fn the_clock_arithmetic_of_the_tests_rolls_over_months_and_years() {
+    let at = clock::parse("2031-12-31T23:59:59Z");
+    assert_eq!(clock::rfc3339(clock::month_start_after(at, 0)), "2031-12-01T00:00:00Z");
+    assert_eq!(clock::rfc3339(clock::month_start_after(at, 1)), "2032-01-01T00:00:00Z");
+    assert_eq!(clock::rfc3339(clock::month_start_after(at, 14)), "2033-02-01T00:00:00Z");
+    assert_eq!(clock::rfc3339(clock::day_after(at, 1, 1, 0, 5)), "2032-01-01T01:00:05Z");
+    assert_eq!((clock::period(at), clock::date(at)), ("2031-12".to_owned(), "2031-12-31".to_owned()));
+}
+
+/// These tests again, with the real time far from today (`common::far_dates`).
+#[test]
+fn far_from_today() {
+    common::far_dates::rerun_this_binary_far_from_today("far_from_today");
 }

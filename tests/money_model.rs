@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Service, ledger_balanced, send};
+use common::{Service, clock, ledger_balanced, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -36,6 +36,7 @@ async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (Statu
 async fn balances_follow_a_simple_model_over_random_sequences() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "100000,100000")]);
+    let today = clock::now(&svc).await;
     let channels: Value =
         svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
     let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
@@ -161,7 +162,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                 }
                 _ => {
                     // Master-account money never waits in pending: a settlement moves nothing.
-                    let date = format!("2026-12-{:02}", 1 + rng.below(28));
+                    let date = clock::date(clock::day_after(today, rng.below(28) as i64, 0, 0, 0));
                     admin(&svc, Method::POST, "/admin/v1/settlement/runs", json!({"date": date})).await;
                 }
             }

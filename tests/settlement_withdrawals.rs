@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, ledger_balanced, send};
+use common::{Key, Service, cardholder_body, clock, ledger_balanced, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -85,16 +85,6 @@ async fn withdrawals_hold_pay_out_and_release() {
     ledger_balanced(&svc).await;
 }
 
-async fn set_clock(svc: &Service, now: &str) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/clock")
-        .json(&json!({"now": now}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-}
-
 async fn settle(svc: &Service, date: &str) -> Value {
     let r = svc
         .admin(Method::POST, "/admin/v1/settlement/runs")
@@ -103,35 +93,16 @@ async fn settle(svc: &Service, date: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let run: Value = svc
-            .admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if run["status"] == "completed" {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run never completed: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    run_completed(svc, date).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_collections_settle_t_plus_one_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    set_clock(&svc, "2026-11-20T10:00:00Z").await;
+/// A gateway merchant (no fees) whose cardholder pays a 10,000 top-up now,
+/// on the service clock: a collection of that day, pending.
+async fn gateway_collection(svc: &Service, gateway_merchant_id: &str) -> Key {
     let r = svc
         .admin(Method::POST, "/admin/v1/merchants")
-        .json(
-            &json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-                      "gateway": {"merchant_id": "gw_settle", "api_key": "gw-settle-key-1"}}),
-        )
+        .json(&json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                      "gateway": {"merchant_id": gateway_merchant_id, "api_key": format!("{gateway_merchant_id}-key-1")}}))
         .send()
         .await
         .unwrap();
@@ -140,17 +111,14 @@ async fn gateway_collections_settle_t_plus_one_once() {
         key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
         secret: v["api_key"]["secret"].as_str().unwrap().into(),
     };
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))).await;
+    let (_, holder) =
+        send(svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
     let (_, card) =
-        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+        send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
     assert_eq!(card["status"], "active", "no fee: opened at once: {card}");
     let card_id = card["id"].as_str().unwrap().to_owned();
     let (_, t) = send(
-        &svc,
+        svc,
         &key,
         Method::POST,
         &format!("/v1/cards/{card_id}/topups"),
@@ -158,28 +126,103 @@ async fn gateway_collections_settle_t_plus_one_once() {
     )
     .await;
     send(
-        &svc,
+        svc,
         &key,
         Method::POST,
         &format!("/v1/test_helpers/orders/{}/pay", t["order"]["id"].as_str().unwrap()),
         None,
     )
     .await;
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_collections_settle_t_plus_one_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    // Day D is tomorrow on the service clock.
+    let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
+    clock::set(&svc, day_d).await;
+    let key = gateway_collection(&svc, "gw_settle").await;
     assert_eq!(balance(&svc, &key).await, (0, 10_000), "collected on day D, pending");
 
-    let same_day = settle(&svc, "2026-11-20").await;
+    let same_day = settle(&svc, &clock::date(day_d)).await;
     assert_eq!(same_day["collections"], 0, "only collections dated before the run's date");
     assert_eq!(balance(&svc, &key).await, (0, 10_000));
 
-    set_clock(&svc, "2026-11-21T01:00:00Z").await;
-    let next_day = settle(&svc, "2026-11-21").await;
+    let next_day_at = clock::day_after(day_d, 1, 1, 0, 0);
+    clock::set(&svc, next_day_at).await;
+    let next_day = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(next_day["collections"], 1);
     assert_eq!(next_day["amounts"], json!([{"value": 10_000, "currency": "USD"}]));
     assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled T+1");
-    let again = settle(&svc, "2026-11-21").await;
+    let again = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(again["id"], next_day["id"], "the same date is the same run");
     assert_eq!(balance(&svc, &key).await, (10_000, 0), "moved once");
     let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed", None).await;
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
     ledger_balanced(&svc).await;
+}
+
+/// The service clock may move back (SANDBOX.md: an offset from real time).
+/// Moving it back lowers the scheduler's floor; moving it forward again over
+/// a settlement instant fires that date's run if it does not exist yet, and
+/// never runs a date twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let today = clock::now(&svc).await;
+    // Three days back, before the service's first start: the floor follows.
+    let back = clock::day_after(today, -3, 9, 0, 0);
+    let answer = clock::set(&svc, back).await;
+    assert_eq!(answer["floor"], clock::rfc3339(back), "{answer}");
+    let key = gateway_collection(&svc, "gw_rewind").await;
+    assert_eq!(balance(&svc, &key).await, (0, 10_000));
+
+    // Forward over 01:00 of the next day: that date's run never existed, so it fires.
+    let crossed = clock::day_after(back, 1, 1, 0, 5);
+    clock::set(&svc, crossed).await;
+    let first = run_completed(&svc, &clock::date(crossed)).await;
+    assert_eq!(first["collections"], 1, "{first}");
+    assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled by the crossed instant");
+
+    // Back and forward again over the same instant, then over the next one.
+    clock::set(&svc, back).await;
+    let later = clock::day_after(back, 2, 1, 0, 5);
+    clock::set(&svc, later).await;
+    let next = run_completed(&svc, &clock::date(later)).await;
+    assert_eq!(next["collections"], 0, "{next}");
+    // The scheduler reached the later date, passing the earlier one: that run is the same one.
+    let again = run_completed(&svc, &clock::date(crossed)).await;
+    assert_eq!(
+        (again["id"].clone(), again["started_at"].clone()),
+        (first["id"].clone(), first["started_at"].clone())
+    );
+    assert_eq!(balance(&svc, &key).await, (10_000, 0), "moved once");
+    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed", None).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    ledger_balanced(&svc).await;
+}
+
+/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
+async fn run_completed(svc: &Service, date: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = svc.admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            let run: Value = r.json().await.unwrap();
+            if run["status"] == "completed" {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run of {date} never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// These tests again, with the real time far from today (`common::far_dates`).
+#[test]
+fn far_from_today() {
+    common::far_dates::rerun_this_binary_far_from_today("far_from_today");
 }

@@ -170,7 +170,8 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
         post_json(&svc, &key, "/v1/cardholders", &cardholder("Lovelace", "PELAGO_VIRTUAL_EUR")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let mut young = cardholder("Young", "PELAGO_VIRTUAL_USD");
-    young["date_of_birth"] = json!("2015-01-01");
+    // Ten years old on the day the test runs.
+    young["date_of_birth"] = json!((chrono::Utc::now().date_naive() - chrono::Days::new(3_653)).to_string());
     let (status, err) = post_json(&svc, &key, "/v1/cardholders", &young).await;
     assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("date_of_birth")));
     let mut bad_phone = cardholder("Phone", "PELAGO_VIRTUAL_USD");
