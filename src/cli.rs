@@ -4,6 +4,7 @@
 //! ```sh
 //! export PELAGO_KEY_ID=key_... PELAGO_API_SECRET=sk_...
 //! pelago-card request GET /v1/events
+//! pelago-card request POST /v1/cardholders @examples/cardholder.json | jq -r .id
 //! pelago-card request POST /v1/cards '{"cardholder_id":"chd_..."}' --idempotency-key k1
 //! ```
 
@@ -48,7 +49,8 @@ pub fn signing_headers(
     ]
 }
 
-/// Sends the request; prints the status line and the body. Exit code 0 for 2xx.
+/// Sends the request; prints the status line (stderr) and the body (stdout).
+/// Exit code 0 for 2xx.
 pub fn request(args: RequestArgs) -> anyhow::Result<bool> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let body = match args.body.as_deref() {
@@ -79,7 +81,8 @@ pub fn request(args: RequestArgs) -> anyhow::Result<bool> {
         let response = req.send().await?;
         let status = response.status();
         let text = response.text().await?;
-        println!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        // The status line on stderr, the body on stdout: `... | jq .id` works.
+        eprintln!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
         let pretty = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())

@@ -497,8 +497,9 @@ async fn the_request_subcommand_signs_and_sends() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with("200 OK"), "{stdout}");
-    assert!(stdout.contains("\"has_more\": false"));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("200 OK"), "the status line goes to stderr");
+    let body: Value = serde_json::from_str(&stdout).expect("stdout is the JSON body alone");
+    assert_eq!(body["has_more"], false, "{body}");
 }
 
 async fn bound_post(svc: &Service, path: &str, key: &str) -> Value {

@@ -1,6 +1,8 @@
 //! Runs the real `pelago-card` binary on loopback for black-box tests.
 #![allow(dead_code)]
 
+pub mod clock;
+pub mod far_dates;
 pub mod receiver;
 
 use std::{
@@ -22,7 +24,8 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `serve --sandbox` on free ports over `data_dir`, with extra env.
+    /// Starts `serve --sandbox` on free ports over `data_dir`, with extra env
+    /// (an empty value removes that variable).
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pelago-card"));
         cmd.args(["serve", "--sandbox", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -39,8 +42,13 @@ impl Service {
                     .open(data_dir.with_extension("log"))
                     .expect("log file"),
             );
+        // An empty value removes the variable (e.g. no `PELAGO_ADMIN_TOKEN`: the token file is made).
         for (k, v) in env {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k)
+            } else {
+                cmd.env(k, v)
+            };
         }
         let mut child = cmd.spawn().expect("start pelago-card");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -65,8 +73,12 @@ impl Service {
         format!("{}{path}", self.base)
     }
 
+    /// An admin request: with `ADMIN_TOKEN`, or the token file the service generated.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+        let generated = std::fs::read_to_string(self.data_dir.join("admin-token")).ok();
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(generated.as_deref().map_or(ADMIN_TOKEN, str::trim))
     }
 
     /// SIGTERM, then waits (bounded) for the exit status.
