@@ -90,6 +90,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         tracing::warn!(
             "SANDBOX MODE: simulated upstreams and test helpers are ON; never use this with real money"
         );
+        crate::failpoint::arm_from_env();
+    } else if std::env::var_os(crate::failpoint::ENV).is_some() {
+        anyhow::bail!("{} is set: failpoints exist only in sandbox mode", crate::failpoint::ENV);
     }
     let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
         format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())

@@ -5,9 +5,11 @@
 //!
 //! Each collection is an index row `coll/{date}/{source}` written in the same
 //! commit as its booking; settling it books `merchant:pending −X,
-//! merchant:available +X` once per source and removes the row. A run is one
-//! record per date: asking again returns the same run; a crashed run is
-//! resumed at start-up.
+//! merchant:available +X` once per source, then moves the row to
+//! `settled/{run date}/{source}`. The run reads collections a page at a time
+//! and sums its totals (checked) from its `settled/` rows, so a run a crash
+//! interrupted reports everything it settled. A run is one record per date:
+//! asking again returns the same run; a crashed run is resumed at start-up.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -129,53 +131,101 @@ fn spawn(app: &Arc<App>, date: &str) {
     });
 }
 
+/// Collections read per page of a run: a day with many collections is never loaded whole.
+const PAGE: usize = 256;
+
+/// The row that records a collection settled by the run of `date`:
+/// `settled/{date}/{source}`, with the collection's value. It replaces the
+/// collection's `coll/` row in one commit, so the run's totals are summed from
+/// the store, and a run a crash interrupted still counts what it settled.
+fn settled_key(date: &str, source: &str) -> String {
+    format!("settled/{date}/{source}")
+}
+
+/// A raw index row: key and value.
+type Row = (Vec<u8>, Vec<u8>);
+
+/// Up to [`PAGE`] collection rows after `after`, in key (date) order.
+fn collections_after(app: &App, after: Option<&[u8]>) -> Result<Vec<Row>, ApiError> {
+    let keys = app.store.scan_keys(Tree::Index, b"coll/", after, false, PAGE)?;
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        if let Some(value) = app.store.get_raw(Tree::Index, &key)? {
+            rows.push((key, value));
+        }
+    }
+    Ok(rows)
+}
+
 /// Settles every final collection dated before `date`; idempotent per collection.
 pub async fn run(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
-    let mut totals: BTreeMap<(MerchantId, Currency), (u64, i64)> = BTreeMap::new();
     let bound = format!("coll/{date}");
-    let rows = app.store.iter_raw(Tree::Index, b"coll/").collect::<Result<Vec<_>, _>>()?;
-    for (key, value) in rows {
-        if key.as_slice() >= bound.as_bytes() {
-            break; // keys sort by date
+    let mut after: Option<Vec<u8>> = None;
+    'pages: loop {
+        let rows = collections_after(app, after.as_deref())?;
+        let Some((last, _)) = rows.last() else { break };
+        after = Some(last.clone());
+        for (key, value) in rows {
+            if key.as_slice() >= bound.as_bytes() {
+                break 'pages; // keys sort by date
+            }
+            let Some(c) = parse(&key, &value) else { continue };
+            if !is_final(app, &c)? {
+                continue;
+            }
+            // Booked once per source (a repeat after a crash returns the booked entry) ...
+            let entry = PostEntry {
+                source_id: format!("settle/{}", c.source),
+                kind: EntryKind::Settlement,
+                postings: ledger::settlement(&c.merchant, c.amount)?,
+                event: None,
+                index: vec![],
+            };
+            app.actors.ask_merchant(&c.merchant, entry).await??;
+            // ... then moved from `coll/` to this run's `settled/` rows in one commit.
+            let mut batch = WriteBatch::new();
+            batch.expect_raw(Tree::Index, &c.key, Some(value.clone()));
+            batch.delete(Tree::Index, &c.key);
+            batch.put_raw(Tree::Index, settled_key(date, &c.source), value);
+            match app.store.commit_durable(batch).await {
+                Ok(()) | Err(pelago_storage::StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            crate::failpoint::hit("settlement.after_one_collection");
         }
-        let Some(c) = parse(&key, &value) else { continue };
-        if !is_final(app, &c)? {
-            continue;
-        }
-        let entry = PostEntry {
-            source_id: format!("settle/{}", c.source),
-            kind: EntryKind::Settlement,
-            postings: ledger::settlement(&c.merchant, c.amount)?,
-            event: None,
-            index: vec![],
-        };
-        app.actors.ask_merchant(&c.merchant, entry).await??;
-        let mut batch = WriteBatch::new();
-        batch.delete(Tree::Index, &c.key);
-        app.store.commit_durable(batch).await?;
-        let t = totals.entry((c.merchant.clone(), c.amount.currency)).or_default();
-        t.0 += 1;
-        t.1 += c.amount.value;
     }
-    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal)?;
-    let now = app.clock.now();
-    let mut batch = WriteBatch::new();
+    complete(app, date).await
+}
+
+/// Sums the run's `settled/` rows (checked), stages one `settlement.completed`
+/// per merchant and marks the run completed, in one commit.
+async fn complete(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
+    let overflow = || ApiError::internal();
     let mut per_merchant: BTreeMap<MerchantId, MerchantSettlement> = BTreeMap::new();
-    for ((merchant, currency), (n, value)) in &totals {
-        run.collections += n;
-        match run.amounts.iter_mut().find(|a| a.currency == *currency) {
-            Some(a) => a.value += value,
-            None => run.amounts.push(Money::new(*value, *currency)),
-        }
-        let m = per_merchant.entry(merchant.clone()).or_insert_with(|| MerchantSettlement {
-            merchant_id: merchant.clone(),
+    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal)?;
+    run.collections = 0;
+    run.amounts.clear();
+    for row in app.store.iter_raw(Tree::Index, settled_key(date, "").as_bytes()) {
+        let (key, value) = row?;
+        let Some(c) = parse(&key, &value) else { continue };
+        let summary = per_merchant.entry(c.merchant.clone()).or_insert_with(|| MerchantSettlement {
+            merchant_id: c.merchant.clone(),
             date: date.to_owned(),
             collections: 0,
             amounts: Vec::new(),
         });
-        m.collections += n;
-        m.amounts.push(Money::new(*value, *currency));
+        for (count, amounts) in
+            [(&mut run.collections, &mut run.amounts), (&mut summary.collections, &mut summary.amounts)]
+        {
+            *count = count.checked_add(1).ok_or_else(overflow)?;
+            match amounts.iter_mut().find(|a| a.currency == c.amount.currency) {
+                Some(total) => *total = total.checked_add(c.amount).map_err(|_| overflow())?,
+                None => amounts.push(c.amount),
+            }
+        }
     }
+    let now = app.clock.now();
+    let mut batch = WriteBatch::new();
     for (merchant, summary) in per_merchant {
         outbox::stage(
             &mut batch,

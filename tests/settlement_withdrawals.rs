@@ -205,6 +205,58 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
     ledger_balanced(&svc).await;
 }
 
+/// A run that a crash interrupts right after it settled one collection
+/// reports, once resumed, every collection it settled: its totals are summed
+/// from durable rows, not kept in memory (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[("PELAGO_FAILPOINTS", "settlement.after_one_collection")]);
+    let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
+    clock::set(&svc, day_d).await;
+    let first = gateway_collection(&svc, "gw_crash_1").await;
+    let second = gateway_collection(&svc, "gw_crash_2").await;
+    // The clock passes 01:00 of D+1: the scheduler's run aborts the process after one collection.
+    let next_day = clock::day_after(day_d, 1, 1, 0, 5);
+    let _ = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/clock")
+        .json(&json!({"now": clock::rfc3339(next_day)}))
+        .send()
+        .await;
+    let status = svc.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "the failpoint aborts: {status:?}");
+    assert_eq!(
+        stored_balances(&data),
+        vec![(0, 10_000), (10_000, 0)],
+        "the crash landed after exactly one collection"
+    );
+
+    let svc = Service::start(&data, &[]);
+    let run = run_completed(&svc, &clock::date(next_day)).await;
+    assert_eq!(run["collections"], 2, "{run}");
+    assert_eq!(run["amounts"], json!([{"value": 20_000, "currency": "USD"}]), "{run}");
+    for key in [&first, &second] {
+        assert_eq!(balance(&svc, key).await, (10_000, 0));
+        let (_, events) = send(&svc, key, Method::GET, "/v1/events?type=settlement.completed", None).await;
+        assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    }
+    ledger_balanced(&svc).await;
+}
+
+/// Every merchant's (available, pending), sorted, read from the stopped service's store.
+fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
+    use pelago_actors::merchant::MerchantRecord;
+    use pelago_storage::{Store, StoreConfig};
+    let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
+    let mut balances: Vec<(i64, i64)> = store
+        .iter::<MerchantRecord>()
+        .map(|m| m.unwrap().1.balances.first().map_or((0, 0), |b| (b.available, b.pending)))
+        .collect();
+    balances.sort();
+    balances
+}
+
 /// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
 async fn run_completed(svc: &Service, date: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
