@@ -14,7 +14,7 @@ use pelago_actors::{
     ActorError, Reject,
     history::{Source, StatusChange},
     ledger::{self, EntryKind},
-    merchant::{MerchantRecord, PostEntry, entry_index},
+    merchant::{MerchantRecord, PostEntry, booked},
     outbox::{self, EventObject},
     ports::{Outcome, Payout, PayoutStatus},
     withdrawal::{WithdrawalRecord, WithdrawalStatus},
@@ -37,10 +37,9 @@ fn hold_marker(id: &WithdrawalId) -> String {
 /// Releases the hold of a withdrawal whose record never landed (once: the
 /// reversal is booked per source id).
 async fn release_hold(app: &App, id: &WithdrawalId) -> Result<(), ApiError> {
-    let Some(jid) = app.store.get_raw(Tree::Index, entry_index(id.as_str(), EntryKind::Withdrawal))? else {
+    let Some((entry, _)) = booked(&app.store, id.as_str(), EntryKind::Withdrawal)? else {
         return Ok(()); // never held
     };
-    let Some(entry) = app.store.get::<ledger::JournalEntry>(&jid)? else { return Ok(()) };
     let release = PostEntry {
         source_id: id.to_string(),
         kind: EntryKind::WithdrawalReversal,

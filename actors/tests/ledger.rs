@@ -103,5 +103,13 @@ fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
         assert_eq!(m.balances[0].available, 0);
         let entries = store.iter::<JournalEntry>().count();
         assert_eq!(entries, 151, "one deposit + 150 top-ups");
+        // Replayed behind 150 newer bookings, the deposit still answers its own balance transaction.
+        let ids = |p: &pelago_actors::merchant::Posted| {
+            p.balance_txns.iter().map(|t| t.id.clone()).collect::<Vec<_>>()
+        };
+        let late = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
+        assert!(late.replayed);
+        assert_eq!(ids(&first).len(), 1);
+        assert_eq!((ids(&again), ids(&late)), (ids(&first), ids(&first)));
     });
 }

@@ -11,7 +11,7 @@ use pelago_actors::{
     ledger::{Account, BalanceTxnRecord, JournalEntry},
     merchant::MerchantRecord,
 };
-use pelago_storage::{Currency, MerchantId, Money, Tree};
+use pelago_storage::{Currency, MerchantId, Money};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -156,21 +156,15 @@ fn test_deposit(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             .await
             .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
         // The callback was processed before the gateway answered; show the credit.
-        let index = pelago_actors::merchant::entry_index(
+        let Some((_, txns)) = pelago_actors::merchant::booked(
+            &app.store,
             &format!("gwdep/{}", reported.id),
             pelago_actors::ledger::EntryKind::Deposit,
-        );
-        if !app.store.contains(Tree::Index, &index)? {
+        )?
+        else {
             return Err(ApiError::upstream("the deposit callback was not processed"));
-        }
-        let source = format!("gwdep/{}", reported.id);
-        let prefix = format!("{}/", m.id);
-        let booked = app
-            .store
-            .scan::<BalanceTxnRecord>(prefix.as_bytes(), None, true, 64)?
-            .into_iter()
-            .find(|(_, t)| t.source_id == source)
-            .map(|(_, t)| wire::balance_txn(&t));
+        };
+        let booked = txns.first().map(wire::balance_txn);
         let m = merchant(&app, &m.id)?;
         Ok(ApiReply::json(
             200,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, Supervised};
-use pelago_storage::{ApiKeyId, FlushTicket, MerchantId, Store, Timestamp, Tree, WriteBatch};
+use pelago_storage::{ApiKeyId, FlushTicket, JournalEntryId, MerchantId, Store, Timestamp, Tree, WriteBatch};
 
 use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
 use crate::{
@@ -211,9 +211,54 @@ impl Message for PostEntry {
     type Result = ActorResult<Posted>;
 }
 
-/// `jop/{source_id}/{kind}` → the journal entry id: one booking per effect.
+/// `jop/{source_id}/{kind}` → the journal entry id and a newline, then the
+/// keys of its balance transactions, newline-separated: one booking per
+/// effect, found again with everything it wrote (rows of older data dirs
+/// hold the id alone).
 pub fn entry_index(source_id: &str, kind: EntryKind) -> String {
     format!("jop/{source_id}/{}", kind.as_str())
+}
+
+fn entry_index_value(entry: &JournalEntryId, balance_txn_keys: &[String]) -> Vec<u8> {
+    // Always a newline after the id, so a row with no balance transaction is not a legacy row.
+    let mut value = entry.as_bytes().to_vec();
+    value.push(b'\n');
+    value.extend_from_slice(balance_txn_keys.join("\n").as_bytes());
+    value
+}
+
+/// The booking of `(source_id, kind)`, if any: its journal entry and its
+/// merchant balance transactions.
+pub fn booked(
+    store: &Store,
+    source_id: &str,
+    kind: EntryKind,
+) -> ActorResult<Option<(JournalEntry, Vec<BalanceTxnRecord>)>> {
+    let Some(value) = store.get_raw(Tree::Index, entry_index(source_id, kind))? else { return Ok(None) };
+    let mut parts = value.split(|b| *b == b'\n');
+    let entry_id = parts.next().unwrap_or_default();
+    let entry = store.get::<JournalEntry>(entry_id)?.ok_or(Reject::NotFound { what: "journal entry" })?;
+    let keys: Vec<&[u8]> = parts.filter(|k| !k.is_empty()).collect();
+    let balance_txns = if !value.contains(&b'\n') {
+        // A row written before the keys were kept: the merchant's transactions of that source.
+        store
+            .scan::<BalanceTxnRecord>(format!("{}/", entry.merchant_id).as_bytes(), None, false, usize::MAX)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.source_id == source_id && t.created_at == entry.created_at)
+            .collect()
+    } else {
+        let mut txns = Vec::with_capacity(keys.len());
+        for key in keys {
+            txns.push(
+                store
+                    .get::<BalanceTxnRecord>(key)?
+                    .ok_or(Reject::NotFound { what: "balance transaction" })?,
+            );
+        }
+        txns
+    };
+    Ok(Some((entry, balance_txns)))
 }
 
 impl MerchantActor {
@@ -221,15 +266,7 @@ impl MerchantActor {
         let mut record = self.cell.existing("merchant")?.clone();
         let store = self.cell.store();
         let index = entry_index(&req.source_id, req.kind);
-        if let Some(jid) = store.get_raw(Tree::Index, &index)? {
-            let entry = store.get::<JournalEntry>(&jid)?.ok_or(Reject::NotFound { what: "journal entry" })?;
-            let prefix = format!("{}/", self.id);
-            let balance_txns = store
-                .scan::<BalanceTxnRecord>(prefix.as_bytes(), None, true, 16)?
-                .into_iter()
-                .map(|(_, t)| t)
-                .filter(|t| t.source_id == req.source_id)
-                .collect();
+        if let Some((entry, balance_txns)) = booked(store, &req.source_id, req.kind)? {
             return Ok((
                 Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true },
                 None,
@@ -247,9 +284,8 @@ impl MerchantActor {
             created_at: now,
         };
         let mut batch = WriteBatch::new();
-        batch.expect_absent(Tree::Index, &index);
-        batch.put_raw(Tree::Index, &index, entry.id.as_bytes());
         batch.put(entry.id.as_bytes(), &entry)?;
+        let mut balance_txn_keys = Vec::new();
         // One balance transaction per merchant posting, with the running balances.
         let mut running = record.balances.clone();
         let mut balance_txns = Vec::new();
@@ -276,9 +312,13 @@ impl MerchantActor {
                 created_at: now,
             };
             merchant_legs += 1;
-            batch.put(format!("{}/{}", self.id, txn.id), &txn)?;
+            let key = format!("{}/{}", self.id, txn.id);
+            batch.put(&key, &txn)?;
+            balance_txn_keys.push(key);
             balance_txns.push(txn);
         }
+        batch.expect_absent(Tree::Index, &index);
+        batch.put_raw(Tree::Index, &index, entry_index_value(&entry.id, &balance_txn_keys));
         if let (Some(event), Some(first)) = (req.event, balance_txns.first()) {
             outbox::stage(
                 &mut batch,

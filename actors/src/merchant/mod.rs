@@ -6,6 +6,6 @@ pub mod actor;
 pub mod state;
 
 pub use actor::{
-    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, entry_index,
+    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, booked, entry_index,
 };
 pub use state::*;
