@@ -460,7 +460,23 @@ async fn openapi_lists_every_route_with_its_credentials() {
     for route in pelago_card::http::routes() {
         let op = &doc["paths"][route.pattern][route.method.as_str().to_ascii_lowercase()];
         assert!(op.is_object(), "{} {} is missing from /openapi.json", route.method, route.pattern);
-        assert!(op["responses"][route.success.to_string()].is_object(), "{} {}", route.method, route.pattern);
+        for status in std::iter::once(&route.success).chain(route.also) {
+            assert!(
+                op["responses"][status.to_string()].is_object(),
+                "{} {} {status}",
+                route.method,
+                route.pattern
+            );
+        }
+    }
+    // Routes whose upstream outcome may be unknown also answer 202 (API.md §1).
+    for (path, method) in [
+        ("/v1/cards", "post"),
+        ("/v1/cards/{id}/topups", "post"),
+        ("/v1/cards/{id}/freeze", "post"),
+        ("/v1/cardholders", "post"),
+    ] {
+        assert!(doc["paths"][path][method]["responses"]["202"].is_object(), "{method} {path} lists no 202");
     }
     let events = &doc["paths"]["/v1/events"]["get"];
     let headers: Vec<&str> =
@@ -548,4 +564,50 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
         .await
         .unwrap();
     assert_eq!(debug["state"]["webhook_secrets"].as_array().unwrap().len(), 2, "rotated once");
+}
+
+/// Creating a merchant in sandbox mode can fail after the merchant was saved
+/// (its gateway account's registration with the simulator): the 502 is not
+/// stored, and a retry with the same Idempotency-Key completes that merchant,
+/// never a second one (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_completes_a_merchant_whose_registration_failed_after_the_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(
+        &dir.path().join("data"),
+        &[("PELAGO_FAILPOINTS", "merchant.sandbox_registration=error")],
+    );
+    let body = json!({"name": "Retried", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+        "gateway": {"merchant_id": "gw_retried", "api_key": "gw-retried-key-1"},
+        "fees": [{"currency": "USD", "application_fee": {"fixed": 300}}]});
+    let create = || {
+        svc.admin(Method::POST, "/admin/v1/merchants").header("idempotency-key", "create-retried").json(&body)
+    };
+    let failed = create().send().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    let created = create().send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let listed: Value =
+        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
+    let named: Vec<&Value> =
+        listed["data"].as_array().unwrap().iter().filter(|m| m["name"] == "Retried").collect();
+    assert_eq!(named.len(), 1, "one merchant: {listed}");
+    assert_eq!(named[0]["id"], created["merchant"]["id"]);
+    // Its gateway account works: the application-fee order is created and paid at the sandbox gateway.
+    let key = Key {
+        key_id: created["api_key"]["key_id"].as_str().unwrap().into(),
+        secret: created["api_key"]["secret"].as_str().unwrap().into(),
+    };
+    let (_, holder) =
+        common::send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace")))
+            .await;
+    let (status, card) =
+        common::send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]})))
+            .await;
+    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("pending_payment")), "{card}");
+    let order = card["application_fee_order"]["id"].as_str().unwrap();
+    let (status, _) =
+        common::send(&svc, &key, Method::POST, &format!("/v1/test_helpers/orders/{order}/pay"), None).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -357,6 +357,8 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             let (mid, kid) = bound.split_once(' ').ok_or_else(ApiError::internal)?;
             let merchant = app.store.get::<MerchantRecord>(mid.as_bytes())?.ok_or_else(ApiError::internal)?;
             let key = app.store.get::<ApiKeyRecord>(kid.as_bytes())?.ok_or_else(ApiError::internal)?;
+            // The earlier attempt may have failed after the save: finish what it began.
+            register_with_sandbox(&app, &merchant).await?;
             return created_reply(&app, &merchant, &key);
         }
         let req: CreateMerchant = ctx.json()?;
@@ -424,13 +426,26 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let key = first_key.clone();
         let command = MerchantCommand::Create { record: Box::new(record), first_key, binding };
         let merchant = app.actors.ask_merchant(&id, command).await??;
-        if app.sandbox() {
-            let account = crate::bootstrap::funding_account(&app, &merchant).await?;
-            crate::bootstrap::register_sandbox_account(&app, &account).await?;
-        }
+        register_with_sandbox(&app, &merchant).await?;
         tracing::info!(merchant_id = %merchant.id, "merchant created");
         created_reply(&app, &merchant, &key)
     })
+}
+
+/// In sandbox mode, registers the merchant's gateway account (or the platform's)
+/// with the simulated gateway; idempotent. If it fails after the merchant was
+/// saved, the 5xx is not stored, so a retry with the same Idempotency-Key
+/// finds the bound merchant and finishes here, never creating a second one.
+async fn register_with_sandbox(app: &App, merchant: &MerchantRecord) -> Result<(), ApiError> {
+    if !app.sandbox() {
+        return Ok(());
+    }
+    if crate::failpoint::fails_once("merchant.sandbox_registration") {
+        return Err(ApiError::upstream("the sandbox gateway registration failed (failpoint)"));
+    }
+    let account = crate::bootstrap::funding_account(app, merchant).await?;
+    crate::bootstrap::register_sandbox_account(app, &account).await?;
+    Ok(())
 }
 
 /// GET /admin/v1/merchants
