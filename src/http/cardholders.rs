@@ -21,7 +21,10 @@ use crate::{app::App, cardholders};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cardholders", create).answers(201).accepts::<CreateCardholderIn>(),
+        Route::new(Method::POST, "/v1/cardholders", create)
+            .answers(201)
+            .also_answers(&[202])
+            .accepts::<CreateCardholderIn>(),
         Route::new(Method::GET, "/v1/cardholders", list),
         Route::new(Method::GET, "/v1/cardholders/{id}", get),
         Route::new(Method::POST, "/v1/test_helpers/cardholders/{id}/approve", approve),

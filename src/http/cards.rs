@@ -28,15 +28,18 @@ use crate::{app::App, cards, upstream::sandbox::TestTxnStatus};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cards", open).answers(201).accepts::<OpenCardIn>(),
+        Route::new(Method::POST, "/v1/cards", open).answers(201).also_answers(&[202]).accepts::<OpenCardIn>(),
         Route::new(Method::GET, "/v1/cards", list),
         Route::new(Method::GET, "/v1/cards/{id}", get),
-        Route::new(Method::DELETE, "/v1/cards/{id}", delete),
+        Route::new(Method::DELETE, "/v1/cards/{id}", delete).also_answers(&[202]),
         Route::new(Method::GET, "/v1/cards/{id}/details", details),
-        Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze),
-        Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze),
+        Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze).also_answers(&[202]),
+        Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze).also_answers(&[202]),
         Route::new(Method::GET, "/v1/cards/{id}/transactions", transactions),
-        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup).answers(201).accepts::<TopupIn>(),
+        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup)
+            .answers(201)
+            .also_answers(&[202])
+            .accepts::<TopupIn>(),
         Route::new(Method::GET, "/v1/cards/{id}/topups", list_topups),
         Route::new(Method::GET, "/v1/topups/{id}", get_topup),
         Route::new(Method::POST, "/v1/test_helpers/cards/{id}/transactions", test_transaction)

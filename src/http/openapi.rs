@@ -143,6 +143,11 @@ pub fn document(routes: &[Route]) -> OpenApi {
                 )
                 .build()
         };
+        for status in route.also {
+            let accepted =
+                "accepted: the upstream's outcome is not known yet; the final state follows by webhook";
+            op = op.response(status.to_string(), ResponseBuilder::new().description(accepted).build());
+        }
         op = op.response(route.success.to_string(), success);
         for (status, what) in [
             ("400", "invalid request"),

@@ -136,18 +136,26 @@ pub struct Route {
     pub handler: Handler,
     /// The status of a successful answer (for the OpenAPI document).
     pub success: u16,
+    /// Other success statuses it may answer (202: the upstream's outcome is unknown yet).
+    pub also: &'static [u16],
     /// The request body's type, when it has one.
     pub body: Option<SchemaFn>,
 }
 
 impl Route {
     pub fn new(method: Method, pattern: &'static str, handler: Handler) -> Route {
-        Route { method, pattern, handler, success: 200, body: None }
+        Route { method, pattern, handler, success: 200, also: &[], body: None }
     }
 
     /// The status of a successful answer (default 200).
     pub fn answers(mut self, status: u16) -> Route {
         self.success = status;
+        self
+    }
+
+    /// It may also answer `statuses` on success (listed in the OpenAPI document).
+    pub fn also_answers(mut self, statuses: &'static [u16]) -> Route {
+        self.also = statuses;
         self
     }
 
