@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use pelago_actors::{
     cardholder::{CardholderRecord, CardholderStatus},
-    history::{Source, StatusChange},
+    history::{History, Source},
     merchant::{MerchantRecord, Sealed},
     outbox::{self, EventObject},
     ports::{
@@ -101,13 +101,7 @@ pub async fn create(
         outcome_unknown: true,
         created_at: now,
         version: 1,
-        status_history: vec![StatusChange {
-            from: None,
-            to: "pending".into(),
-            reason: None,
-            source: Source::Merchant,
-            at: now,
-        }],
+        status_history: History::created(CardholderStatus::Pending, Source::Merchant, now),
     };
     let mut batch = WriteBatch::new();
     batch.expect_absent(Tree::Cardholders, id.as_bytes());

@@ -24,7 +24,7 @@ use pelago_actors::{
         },
         topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, parse_marker, topup_key},
     },
-    history::{Source, StatusChange},
+    history::{History, Source},
     ledger::{self, EntryKind},
     merchant::{MerchantRecord, PostEntry},
     ports::{CreateOrder as GatewayCreateOrder, GatewayOrderStatus, Outcome, Refund},
@@ -62,13 +62,7 @@ fn new_order(
         created_at: now,
         paid_at: None,
         version: 1,
-        status_history: vec![StatusChange {
-            from: None,
-            to: "pending".into(),
-            reason: None,
-            source: Source::Merchant,
-            at: now,
-        }],
+        status_history: History::created(OrderStatus::Pending, Source::Merchant, now),
     })
 }
 
@@ -195,13 +189,7 @@ pub async fn topup_with_order(
         created_at: now,
         completed_at: None,
         version: 1,
-        status_history: vec![StatusChange {
-            from: None,
-            to: "pending_payment".into(),
-            reason: None,
-            source: Source::Merchant,
-            at: now,
-        }],
+        status_history: History::created(TopupStatus::PendingPayment, Source::Merchant, now),
     };
     let msg = CreateOrder { order, new_card: None, channel_cardholder_id: None, topup: Some(topup), binding };
     let (_, order) = app.actors.ask_card(&card.id, msg).await??;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use pelago_actors::{
     ActorError, Reject,
-    history::{Source, StatusChange},
+    history::{History, Source},
     ledger::{self, EntryKind},
     merchant::{MerchantRecord, PostEntry, booked},
     outbox::{self, EventObject},
@@ -89,13 +89,7 @@ pub async fn create(
         created_at: now,
         completed_at: None,
         version: 1,
-        status_history: vec![StatusChange {
-            from: None,
-            to: "processing".into(),
-            reason: None,
-            source: Source::Operator,
-            at: now,
-        }],
+        status_history: History::created(WithdrawalStatus::Processing, Source::Operator, now),
     };
     // The hold first: a withdrawal that cannot be held never exists.
     let hold = PostEntry {

@@ -9,25 +9,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Reject,
-    history::{Source, StatusChange, push_change},
+    history::{History, Source, Stateful},
     merchant::Sealed,
     ports::Address,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CardholderStatus {
-    Pending,
-    Active,
-    Rejected,
-}
-
-impl CardholderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CardholderStatus::Pending => "pending",
-            CardholderStatus::Active => "active",
-            CardholderStatus::Rejected => "rejected",
-        }
+crate::state_machine! {
+    /// DOMAIN.md §State machines (Cardholder): the channel decides.
+    pub enum CardholderStatus ("cardholder") {
+        Pending = "pending",
+        Active = "active",
+        Rejected = "rejected",
+    }
+    edges {
+        Pending -> Active,
+        Pending -> Rejected,
     }
 }
 
@@ -59,12 +55,19 @@ pub struct CardholderRecord {
     pub outcome_unknown: bool,
     pub created_at: Timestamp,
     pub version: u64,
-    pub status_history: Vec<StatusChange>,
+    pub status_history: History<CardholderStatus>,
 }
 
 impl Record for CardholderRecord {
     const TREE: Tree = Tree::Cardholders;
     const SCHEMA_VERSION: u8 = 1;
+}
+
+impl Stateful for CardholderRecord {
+    type Status = CardholderStatus;
+    fn state_mut(&mut self) -> (&mut CardholderStatus, &mut History<CardholderStatus>, &mut u64) {
+        (&mut self.status, &mut self.status_history, &mut self.version)
+    }
 }
 
 impl CardholderRecord {
@@ -84,25 +87,11 @@ impl CardholderRecord {
         if self.status == to {
             return Ok(false);
         }
-        if self.status != CardholderStatus::Pending || to == CardholderStatus::Pending {
-            return Err(Reject::state(format!("the cardholder is {}", self.status.as_str())));
-        }
-        push_change(
-            &mut self.status_history,
-            StatusChange {
-                from: Some(self.status.as_str().into()),
-                to: to.as_str().into(),
-                reason: reason.clone(),
-                source,
-                at,
-            },
-        );
-        self.status = to;
+        self.transition(to, reason.clone(), source, at)?;
         if to == CardholderStatus::Rejected {
             self.failure_reason = reason;
         }
         self.outcome_unknown = false;
-        self.version += 1;
         Ok(true)
     }
 }

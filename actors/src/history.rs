@@ -1,8 +1,21 @@
-//! `status_history` and `version`, shared by every stateful object
-//! (cardholder, card, top-up, order, withdrawal). DOMAIN.md §State machines.
+//! State machines and their history (DOMAIN.md §State machines), shared by
+//! every stateful object: cardholder, card, top-up, order, withdrawal.
+//!
+//! Each status enum is declared with [`state_machine!`]: its API strings and
+//! the table of allowed edges, in one place. A change goes through
+//! [`Stateful::transition`] (or the card's own, which names the action): the
+//! edge is checked against the table, then status, `status_history` and
+//! `version` move together; any other edge is a `Reject::InvalidState` that
+//! names the current state. The history is typed ([`History<S>`]); on disk its
+//! statuses are their API strings, the layout records were first written
+//! with, so records of older data dirs read as they are (golden test below).
+
+use std::fmt;
 
 use pelago_storage::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Reject;
 
 /// Who caused a status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,23 +39,193 @@ impl Source {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusChange {
-    /// `None` for the creation of the object.
-    pub from: Option<String>,
-    pub to: String,
+/// A status of one state machine.
+pub trait Status: Copy + Eq + fmt::Debug + Send + Sync + 'static {
+    /// What the object is called in a refusal (`"top-up"`).
+    const OBJECT: &'static str;
+    /// Every status, in declaration order.
+    const ALL: &'static [Self];
+    /// The API string (`"pending_payment"`).
+    fn as_str(self) -> &'static str;
+    /// The edges of DOMAIN.md's table; anything else is 409 `invalid_state`.
+    fn can_become(self, to: Self) -> bool;
+
+    fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.as_str() == raw)
+    }
+}
+
+/// Declares a status enum, its API strings and its allowed edges.
+#[macro_export]
+macro_rules! state_machine {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($object:literal) {
+            $($variant:ident = $text:literal),+ $(,)?
+        }
+        edges { $($from:ident -> $to:ident),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                <Self as $crate::history::Status>::as_str(self)
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                <Self as $crate::history::Status>::parse(raw)
+            }
+
+            pub fn can_become(self, to: Self) -> bool {
+                <Self as $crate::history::Status>::can_become(self, to)
+            }
+        }
+
+        impl $crate::history::Status for $name {
+            const OBJECT: &'static str = $object;
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            fn can_become(self, to: Self) -> bool {
+                matches!((self, to), $(($name::$from, $name::$to))|*)
+            }
+        }
+    };
+}
+
+/// One status change: `from` is `None` for the creation of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange<S> {
+    pub from: Option<S>,
+    pub to: S,
     pub reason: Option<String>,
     pub source: Source,
     pub at: Timestamp,
+}
+
+/// The stored layout of a change: statuses as their API strings.
+#[derive(Serialize, Deserialize)]
+struct StoredChange<'a> {
+    from: Option<std::borrow::Cow<'a, str>>,
+    to: std::borrow::Cow<'a, str>,
+    reason: Option<String>,
+    source: Source,
+    at: Timestamp,
+}
+
+impl<S: Status> Serialize for StatusChange<S> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        StoredChange {
+            from: self.from.map(|s| s.as_str().into()),
+            to: self.to.as_str().into(),
+            reason: self.reason.clone(),
+            source: self.source,
+            at: self.at,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, S: Status> Deserialize<'de> for StatusChange<S> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredChange::deserialize(deserializer)?;
+        let parse = |raw: &str| {
+            S::parse(raw).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown {} status `{raw}` in its history", S::OBJECT))
+            })
+        };
+        Ok(StatusChange {
+            from: stored.from.as_deref().map(parse).transpose()?,
+            to: parse(&stored.to)?,
+            reason: stored.reason,
+            source: stored.source,
+            at: stored.at,
+        })
+    }
 }
 
 /// At most this many changes are kept per object (oldest dropped first), so a
 /// card frozen and unfrozen forever cannot grow without bound.
 pub const MAX_HISTORY: usize = 64;
 
-pub fn push_change(history: &mut Vec<StatusChange>, change: StatusChange) {
-    if history.len() >= MAX_HISTORY {
-        history.remove(0);
+/// The status history of one object, oldest first, bounded by [`MAX_HISTORY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound = "S: Status", transparent)]
+pub struct History<S>(Vec<StatusChange<S>>);
+
+impl<S: Status> History<S> {
+    /// The history of an object created in `status`.
+    pub fn created(status: S, source: Source, at: Timestamp) -> History<S> {
+        History(vec![StatusChange { from: None, to: status, reason: None, source, at }])
     }
-    history.push(change);
+
+    pub fn changes(&self) -> &[StatusChange<S>] {
+        &self.0
+    }
+
+    fn push(&mut self, change: StatusChange<S>) {
+        if self.0.len() >= MAX_HISTORY {
+            self.0.remove(0);
+        }
+        self.0.push(change);
+    }
 }
+
+/// Checks `from → to` against the table and records it; the caller moves its
+/// status and version with it (see [`Stateful::transition`]).
+pub fn record<S: Status>(
+    history: &mut History<S>,
+    from: S,
+    to: S,
+    reason: Option<String>,
+    source: Source,
+    at: Timestamp,
+) -> Result<(), Reject> {
+    if !from.can_become(to) {
+        return Err(Reject::state(format!(
+            "the {} is {}; it cannot become {}",
+            S::OBJECT,
+            from.as_str(),
+            to.as_str()
+        )));
+    }
+    history.push(StatusChange { from: Some(from), to, reason, source, at });
+    Ok(())
+}
+
+/// An object with a status, its history and a version that move together.
+pub trait Stateful {
+    type Status: Status;
+
+    /// The status, the history and the version, to be moved together.
+    fn state_mut(&mut self) -> (&mut Self::Status, &mut History<Self::Status>, &mut u64);
+
+    /// The checked transition: the edge must be in the table (else 409
+    /// `invalid_state` naming the current state, nothing changed); then the
+    /// status, its history and the version move.
+    fn transition(
+        &mut self,
+        to: Self::Status,
+        reason: Option<String>,
+        source: Source,
+        at: Timestamp,
+    ) -> Result<(), Reject> {
+        let (status, history, version) = self.state_mut();
+        record(history, *status, to, reason, source, at)?;
+        *status = to;
+        *version += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,22 +5,18 @@
 use pelago_storage::{MerchantId, Money, Record, Timestamp, Tree, WithdrawalId};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Source, StatusChange, push_change};
+use crate::history::{History, Source, Stateful};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WithdrawalStatus {
-    Processing,
-    Succeeded,
-    Failed,
-}
-
-impl WithdrawalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WithdrawalStatus::Processing => "processing",
-            WithdrawalStatus::Succeeded => "succeeded",
-            WithdrawalStatus::Failed => "failed",
-        }
+crate::state_machine! {
+    /// DOMAIN.md §State machines (Withdrawal): a failure releases the hold.
+    pub enum WithdrawalStatus ("withdrawal") {
+        Processing = "processing",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+    edges {
+        Processing -> Succeeded,
+        Processing -> Failed,
     }
 }
 
@@ -40,7 +36,7 @@ pub struct WithdrawalRecord {
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
     pub version: u64,
-    pub status_history: Vec<StatusChange>,
+    pub status_history: History<WithdrawalStatus>,
 }
 
 impl Record for WithdrawalRecord {
@@ -48,26 +44,23 @@ impl Record for WithdrawalRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
+impl Stateful for WithdrawalRecord {
+    type Status = WithdrawalStatus;
+    fn state_mut(&mut self) -> (&mut WithdrawalStatus, &mut History<WithdrawalStatus>, &mut u64) {
+        (&mut self.status, &mut self.status_history, &mut self.version)
+    }
+}
+
 impl WithdrawalRecord {
-    /// `processing → succeeded | failed`; anything later is no change (`false`).
+    /// `processing → succeeded | failed` as the gateway reports it; a report
+    /// about a finished withdrawal is no change (`false`): repeats and
+    /// out-of-order callbacks have one effect.
     pub fn finish(&mut self, to: WithdrawalStatus, reason: Option<String>, at: Timestamp) -> bool {
-        if self.status != WithdrawalStatus::Processing || to == WithdrawalStatus::Processing {
+        if self.transition(to, reason.clone(), Source::Gateway, at).is_err() {
             return false;
         }
-        push_change(
-            &mut self.status_history,
-            StatusChange {
-                from: Some(self.status.as_str().into()),
-                to: to.as_str().into(),
-                reason: reason.clone(),
-                source: Source::Gateway,
-                at,
-            },
-        );
-        self.status = to;
         self.failure_reason = reason;
         self.completed_at = Some(at);
-        self.version += 1;
         true
     }
 }

@@ -3,7 +3,7 @@
 
 use pelago_actors::{
     card::{CardRecord, TransactionRecord, order::OrderRecord, topup::TopupRecord},
-    history::StatusChange,
+    history::{History, Status},
     ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
     ports::{ChannelTxnStatus, ChannelTxnType},
@@ -16,10 +16,17 @@ pub fn money(m: Money) -> Value {
     json!({"value": m.value, "currency": m.currency.code()})
 }
 
-pub fn history(h: &[StatusChange]) -> Value {
-    h.iter()
+pub fn history<S: Status>(h: &History<S>) -> Value {
+    h.changes()
+        .iter()
         .map(|c| {
-            json!({"from": c.from, "to": c.to, "reason": c.reason, "source": c.source.as_str(), "at": c.at.to_rfc3339()})
+            json!({
+                "from": c.from.map(Status::as_str),
+                "to": c.to.as_str(),
+                "reason": c.reason,
+                "source": c.source.as_str(),
+                "at": c.at.to_rfc3339(),
+            })
         })
         .collect()
 }

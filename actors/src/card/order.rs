@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     error::{ActorResult, Reject},
-    history::{Source, StatusChange, push_change},
+    history::{History, Source, Stateful},
     outbox::{self, EventObject},
     ports::{GatewayOrder, GatewayOrderStatus},
     runtime::durable_handler,
@@ -50,24 +50,21 @@ impl OrderKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OrderStatus {
-    Pending,
-    Paid,
-    Failed,
-    Expired,
-    Refunded,
-}
-
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Failed => "failed",
-            OrderStatus::Expired => "expired",
-            OrderStatus::Refunded => "refunded",
-        }
+crate::state_machine! {
+    /// DOMAIN.md §State machines (Order): `paid → refunded` when what it paid
+    /// for could not be delivered.
+    pub enum OrderStatus ("order") {
+        Pending = "pending",
+        Paid = "paid",
+        Failed = "failed",
+        Expired = "expired",
+        Refunded = "refunded",
+    }
+    edges {
+        Pending -> Paid,
+        Pending -> Failed,
+        Pending -> Expired,
+        Paid -> Refunded,
     }
 }
 
@@ -90,12 +87,19 @@ pub struct OrderRecord {
     pub created_at: Timestamp,
     pub paid_at: Option<Timestamp>,
     pub version: u64,
-    pub status_history: Vec<StatusChange>,
+    pub status_history: History<OrderStatus>,
 }
 
 impl Record for OrderRecord {
     const TREE: Tree = Tree::Orders;
     const SCHEMA_VERSION: u8 = 1;
+}
+
+impl Stateful for OrderRecord {
+    type Status = OrderStatus;
+    fn state_mut(&mut self) -> (&mut OrderStatus, &mut History<OrderStatus>, &mut u64) {
+        (&mut self.status, &mut self.status_history, &mut self.version)
+    }
 }
 
 pub fn order_create_marker(id: &OrderId) -> String {
@@ -162,17 +166,6 @@ impl Message for SettleOrder {
 pub struct RefundOrder(pub OrderId);
 impl Message for RefundOrder {
     type Result = ActorResult<OrderRecord>;
-}
-
-fn change(
-    history: &mut Vec<StatusChange>,
-    from: &str,
-    to: &str,
-    reason: Option<String>,
-    source: Source,
-    at: Timestamp,
-) {
-    push_change(history, StatusChange { from: Some(from.into()), to: to.into(), reason, source, at });
 }
 
 impl CardActor {
@@ -316,16 +309,7 @@ impl CardActor {
         }
         let now = self.now();
         let mut batch = WriteBatch::new();
-        change(
-            &mut order.status_history,
-            order.status.as_str(),
-            to.as_str(),
-            reason.clone(),
-            Source::Gateway,
-            now,
-        );
-        order.status = to;
-        order.version += 1;
+        order.transition(to, reason.clone(), Source::Gateway, now)?;
         batch.put(order.id.as_bytes(), &order)?;
         batch.delete(Tree::Operations, order_create_marker(&order.id));
         let event = if to == OrderStatus::Failed { "order.failed" } else { "order.expired" };
@@ -356,18 +340,9 @@ impl CardActor {
             (OrderKind::Topup, Some(tup)) => {
                 let mut topup = self.load_topup(tup)?;
                 if topup.status == TopupStatus::PendingPayment {
-                    change(
-                        &mut topup.status_history,
-                        "pending_payment",
-                        "canceled",
-                        reason,
-                        Source::Gateway,
-                        now,
-                    );
-                    topup.status = TopupStatus::Canceled;
+                    topup.transition(TopupStatus::Canceled, reason, Source::Gateway, now)?;
                     topup.phase = TopupPhase::Done;
                     topup.completed_at = Some(now);
-                    topup.version += 1;
                     batch.put(topup_key(&card.id, tup), &topup)?;
                     outbox::stage(
                         &mut batch,
@@ -404,10 +379,8 @@ impl CardActor {
         let mut card = self.cell_mut().existing("card")?.clone();
         let now = self.now();
         let mut batch = WriteBatch::new();
-        change(&mut order.status_history, "pending", "paid", None, Source::Gateway, now);
-        order.status = OrderStatus::Paid;
+        order.transition(OrderStatus::Paid, None, Source::Gateway, now)?;
         order.paid_at = Some(now); // the service clock (DOMAIN.md); the gateway's own time is in msg.at
-        order.version += 1;
         batch.put(order.id.as_bytes(), &order)?;
         batch.put_raw(Tree::Operations, order_book_marker(&order.id), card.id.as_bytes());
         batch.delete(Tree::Operations, order_create_marker(&order.id));
@@ -434,17 +407,13 @@ impl CardActor {
             (OrderKind::Topup, Some(tup)) => {
                 let mut topup = self.load_topup(tup)?;
                 if topup.status == TopupStatus::PendingPayment {
-                    change(
-                        &mut topup.status_history,
-                        "pending_payment",
-                        "processing",
+                    topup.transition(
+                        TopupStatus::Processing,
                         Some("order paid".into()),
                         Source::Gateway,
                         now,
-                    );
-                    topup.status = TopupStatus::Processing;
+                    )?;
                     topup.phase = TopupPhase::Funding;
-                    topup.version += 1;
                     batch.put(topup_key(&card.id, tup), &topup)?;
                     batch.put_raw(Tree::Operations, topup_marker(tup), marker_value(&card.id, Timestamp(0)));
                 }
@@ -464,16 +433,12 @@ impl CardActor {
         }
         let now = self.now();
         let mut batch = WriteBatch::new();
-        change(
-            &mut order.status_history,
-            "paid",
-            "refunded",
+        order.transition(
+            OrderStatus::Refunded,
             Some("could not be delivered".into()),
             Source::System,
             now,
-        );
-        order.status = OrderStatus::Refunded;
-        order.version += 1;
+        )?;
         batch.delete(Tree::Operations, order_refund_marker(id));
         self.commit_order(card, order, batch, "order.refunded", now)
     }

@@ -9,64 +9,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::Reject,
-    history::{Source, StatusChange, push_change},
+    history::{self, History, Source},
     ports::{ChannelTransaction, ChannelTxnStatus, ChannelTxnType},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CardStatus {
-    PendingPayment,
-    Processing,
-    Active,
-    Frozen,
-    Deleted,
-    Failed,
-    Canceled,
+crate::state_machine! {
+    /// DOMAIN.md §State machines (Card).
+    pub enum CardStatus ("card") {
+        PendingPayment = "pending_payment",
+        Processing = "processing",
+        Active = "active",
+        Frozen = "frozen",
+        Deleted = "deleted",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+    edges {
+        PendingPayment -> Processing,
+        PendingPayment -> Canceled,
+        Processing -> Active,
+        Processing -> Failed,
+        Active -> Frozen,
+        Frozen -> Active,
+        Active -> Deleted,
+        Frozen -> Deleted,
+    }
 }
 
 impl CardStatus {
-    pub const ALL: [CardStatus; 7] = [
-        CardStatus::PendingPayment,
-        CardStatus::Processing,
-        CardStatus::Active,
-        CardStatus::Frozen,
-        CardStatus::Deleted,
-        CardStatus::Failed,
-        CardStatus::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CardStatus::PendingPayment => "pending_payment",
-            CardStatus::Processing => "processing",
-            CardStatus::Active => "active",
-            CardStatus::Frozen => "frozen",
-            CardStatus::Deleted => "deleted",
-            CardStatus::Failed => "failed",
-            CardStatus::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<CardStatus> {
-        CardStatus::ALL.into_iter().find(|s| s.as_str() == raw)
-    }
-
-    /// The transitions of DOMAIN.md; anything else is 409 `invalid_state`.
-    pub fn can_become(self, to: CardStatus) -> bool {
-        use CardStatus::*;
-        matches!(
-            (self, to),
-            (PendingPayment, Processing)
-                | (PendingPayment, Canceled)
-                | (Processing, Active)
-                | (Processing, Failed)
-                | (Active, Frozen)
-                | (Frozen, Active)
-                | (Active, Deleted)
-                | (Frozen, Deleted)
-        )
-    }
-
     /// Billed by the monthly run.
     pub fn is_billable(self) -> bool {
         matches!(self, CardStatus::Active | CardStatus::Frozen)
@@ -108,7 +78,7 @@ pub struct CardRecord {
     pub created_at: Timestamp,
     pub opened_at: Option<Timestamp>,
     pub version: u64,
-    pub status_history: Vec<StatusChange>,
+    pub status_history: History<CardStatus>,
 }
 
 impl Record for CardRecord {
@@ -133,11 +103,7 @@ pub struct NewCard {
 
 impl CardRecord {
     pub fn create(new: NewCard, at: Timestamp, source: Source) -> CardRecord {
-        let mut history = Vec::new();
-        push_change(
-            &mut history,
-            StatusChange { from: None, to: new.status.as_str().into(), reason: None, source, at },
-        );
+        let history = History::created(new.status, source, at);
         CardRecord {
             id: new.id,
             merchant_id: new.merchant_id,
@@ -176,7 +142,8 @@ impl CardRecord {
         }
     }
 
-    /// Applies a transition: status, history, version.
+    /// Applies a transition: status, history, version. The refusal names the
+    /// action (`cannot freeze a card that is deleted`).
     pub fn transition(
         &mut self,
         to: CardStatus,
@@ -186,16 +153,7 @@ impl CardRecord {
         at: Timestamp,
     ) -> Result<(), Reject> {
         self.check_transition(to, action)?;
-        push_change(
-            &mut self.status_history,
-            StatusChange {
-                from: Some(self.status.as_str().into()),
-                to: to.as_str().into(),
-                reason,
-                source,
-                at,
-            },
-        );
+        history::record(&mut self.status_history, self.status, to, reason, source, at)?;
         self.status = to;
         self.version += 1;
         Ok(())

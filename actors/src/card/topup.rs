@@ -22,31 +22,28 @@ use super::{
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
-    history::{Source, StatusChange, push_change},
+    history::{History, Source, Stateful},
     outbox::{self, EventObject},
     ports::{CardFunded, ChannelOperation, FundCard, Outcome},
     runtime::EntityCell,
     runtime::durable_handler,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TopupStatus {
-    PendingPayment,
-    Processing,
-    Succeeded,
-    Failed,
-    Canceled,
-}
-
-impl TopupStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TopupStatus::PendingPayment => "pending_payment",
-            TopupStatus::Processing => "processing",
-            TopupStatus::Succeeded => "succeeded",
-            TopupStatus::Failed => "failed",
-            TopupStatus::Canceled => "canceled",
-        }
+crate::state_machine! {
+    /// DOMAIN.md §State machines (Top-up). In master-account mode a top-up
+    /// starts in `processing` with the debit already made.
+    pub enum TopupStatus ("top-up") {
+        PendingPayment = "pending_payment",
+        Processing = "processing",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+    edges {
+        PendingPayment -> Processing,
+        PendingPayment -> Canceled,
+        Processing -> Succeeded,
+        Processing -> Failed,
     }
 }
 
@@ -78,12 +75,19 @@ pub struct TopupRecord {
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
     pub version: u64,
-    pub status_history: Vec<StatusChange>,
+    pub status_history: History<TopupStatus>,
 }
 
 impl Record for TopupRecord {
     const TREE: Tree = Tree::Topups;
     const SCHEMA_VERSION: u8 = 1;
+}
+
+impl Stateful for TopupRecord {
+    type Status = TopupStatus;
+    fn state_mut(&mut self) -> (&mut TopupStatus, &mut History<TopupStatus>, &mut u64) {
+        (&mut self.status, &mut self.status_history, &mut self.version)
+    }
 }
 
 pub fn topup_key(card: &CardId, id: &TopupId) -> String {
@@ -179,13 +183,7 @@ impl CardActor {
             created_at: now,
             completed_at: None,
             version: 1,
-            status_history: vec![StatusChange {
-                from: None,
-                to: "processing".into(),
-                reason: None,
-                source: Source::Merchant,
-                at: now,
-            }],
+            status_history: History::created(TopupStatus::Processing, Source::Merchant, now),
         };
         let mut batch = WriteBatch::new();
         batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
@@ -311,21 +309,10 @@ impl CardActor {
                 return Ok((topup, None));
             }
         };
-        push_change(
-            &mut topup.status_history,
-            StatusChange {
-                from: Some(topup.status.as_str().into()),
-                to: to.as_str().into(),
-                reason: reason.clone(),
-                source: Source::Channel,
-                at: now,
-            },
-        );
-        topup.status = to;
+        topup.transition(to, reason.clone(), Source::Channel, now)?;
         topup.phase = TopupPhase::Done;
         topup.failure_reason = reason;
         topup.completed_at = Some(now);
-        topup.version += 1;
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
         batch.delete(Tree::Operations, topup_marker(&topup.id));
         outbox::stage(
