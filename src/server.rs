@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use pelago_actors::{
-    ports::SharedClock,
+    ports::{SecretString, SharedClock},
     runtime::RegistryConfig,
     system::{Actors, SystemConfig},
 };
@@ -109,6 +109,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         ..RegistryConfig::default()
     };
     let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
+    // The simulators' control endpoints answer only to this token (SANDBOX.md).
+    let control_token = SecretString::new(crate::security::random_token::<32>());
     let (sandbox_root, sandbox) = if config.sandbox {
         let mut stop = stop_rx.clone();
         let (addr, handle) = crate::sandbox::serve(
@@ -116,6 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 listen: config.sandbox_listen,
                 data_dir: config.data_dir.clone(),
                 upstream_timeout_ms: config.upstream_timeout_ms,
+                control_token: control_token.clone(),
             },
             async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -128,13 +131,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     } else {
         (None, None)
     };
+    // In sandbox mode a gateway URL is refused by `Config::load`.
     let gateway_url = match (&sandbox_root, &config.gateway_url) {
         (Some(root), _) => format!("{root}/gateway"),
         (None, Some(url)) => url.clone(),
         (None, None) => "https://gateway.invalid".to_owned(),
     };
-    let upstreams =
-        Arc::new(Upstreams::new(config.upstream_timeout_ms, &gateway_url, sandbox_root.as_deref())?);
+    let upstreams = Arc::new(Upstreams::new(
+        config.upstream_timeout_ms,
+        &gateway_url,
+        sandbox_root.as_deref().map(|root| (root, control_token)),
+    )?);
     let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
     let actors =
