@@ -84,8 +84,7 @@ pub struct Started {
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    crate::security::data_dir::prepare(&config.data_dir)?;
     if config.sandbox {
         tracing::warn!(
             "SANDBOX MODE: simulated upstreams and test helpers are ON; never use this with real money"
