@@ -177,7 +177,7 @@ impl Config {
             [("PELAGO_ADMIN_TOKEN", &c.admin_token), ("PELAGO_POLYFLOW_TOKEN", &c.polyflow_token)]
         {
             if let Some(t) = token
-                && (t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+                && !crate::security::tokens::is_acceptable(t)
             {
                 return Err(bad(name, "must be at least 16 printable characters"));
             }

@@ -97,9 +97,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         Some(k) => secrets::decode_master_key(k).map_err(anyhow::Error::msg)?,
         None => secrets::load_or_create_key_file(&config.data_dir, "master.key")?,
     };
-    let admin_token = tokens::load_or_create(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
-    let polyflow_token =
-        tokens::load_or_create(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
+    let admin_token = load_token(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
+    let polyflow_token = load_token(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
     let service_clock = Arc::new(ServiceClock::load(&store)?);
     let clock: SharedClock = service_clock.clone();
     let registry = RegistryConfig {
@@ -190,6 +189,23 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     crate::webhooks::spawn(&app);
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })
+}
+
+/// A start refused by a rule about the data dir or its files (not a fault):
+/// `main` prints its one line and exits 2, like a bad setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartRefused(pub String);
+
+fn load_token(
+    configured: Option<&str>,
+    dir: &std::path::Path,
+    file: &str,
+) -> anyhow::Result<tokens::BearerToken> {
+    tokens::load_or_create(configured, dir, file).map_err(|e| match e {
+        tokens::TokenFileError::Unacceptable { .. } => StartRefused(e.to_string()).into(),
+        tokens::TokenFileError::Io { .. } => anyhow::Error::new(e),
+    })
 }
 
 /// Periodic chores with bounded work: expired nonces and idempotency records.
