@@ -24,6 +24,12 @@ impl ServiceClock {
         Ok(ServiceClock { offset_ms: AtomicI64::new(offset) })
     }
 
+    /// Real time, no offset: the clock of a live start (SANDBOX.md: the
+    /// offset exists only in sandbox mode, so a live start never loads one).
+    pub fn real_time() -> ServiceClock {
+        ServiceClock { offset_ms: AtomicI64::new(0) }
+    }
+
     /// Sets the clock to `now` (it runs on from there), durably.
     pub async fn set(&self, store: &Store, now: Timestamp) -> Result<(), StoreError> {
         let offset = now.unix_ms() - Timestamp::now_real().unix_ms();

@@ -251,6 +251,14 @@ impl Config {
         if flags.sandbox {
             c.sandbox = true;
         }
+        // Sandbox and live data never mix (SANDBOX.md): the simulated gateway
+        // replaces any configured one, so a configured one is a mistake.
+        if c.sandbox && c.gateway_url.is_some() {
+            return Err(bad(
+                "PELAGO_GATEWAY_URL",
+                "must be unset in sandbox mode (the sandbox gateway is used)",
+            ));
+        }
         Ok(c)
     }
 

@@ -93,13 +93,16 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
         format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
     })?;
+    crate::data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
     let master_key = match &config.master_key {
         Some(k) => secrets::decode_master_key(k).map_err(anyhow::Error::msg)?,
         None => secrets::load_or_create_key_file(&config.data_dir, "master.key")?,
     };
     let admin_token = load_token(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
     let polyflow_token = load_token(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
-    let service_clock = Arc::new(ServiceClock::load(&store)?);
+    // The clock offset exists only in sandbox mode: a live start never loads one.
+    let service_clock =
+        Arc::new(if config.sandbox { ServiceClock::load(&store)? } else { ServiceClock::real_time() });
     let clock: SharedClock = service_clock.clone();
     let registry = RegistryConfig {
         max_live_actors: config.max_live_actors,
