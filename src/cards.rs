@@ -17,9 +17,9 @@ use pelago_actors::{
     cardholder::{CardholderRecord, CardholderStatus},
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry},
-    routing::{BinRecord, BinStatus},
+    routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus},
 };
-use pelago_storage::{CardId, MerchantId, Money, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Money, Timestamp, Tree, WriteBatch};
 
 use crate::{app::App, http::errors::ApiError};
 
@@ -50,10 +50,7 @@ pub async fn open(
     if holder.status != CardholderStatus::Active {
         return Err(ApiError::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
     }
-    let bin = app.store.get::<BinRecord>(holder.bin.as_bytes())?.ok_or_else(ApiError::internal)?;
-    if bin.status != BinStatus::Active {
-        return Err(ApiError::invalid_state(format!("BIN {} is inactive", bin.bin)));
-    }
+    let bin = check_product(app, merchant, &holder.card_name, &holder.bin)?;
     let fee = merchant.fee_schedule(bin.currency).map_or(0, |f| f.application_fixed);
     let id = CardId::generate();
     let charged = if fee > 0 {
@@ -131,6 +128,37 @@ pub async fn open(
     };
     settle_markers_of(app, &id).await?;
     Ok(outcome)
+}
+
+/// DOMAIN.md §Routing, checked again whenever a card is opened or funded
+/// (not only when its cardholder was created): the card name is still in the
+/// merchant's `allowed_card_names` (else 403), its BIN is active and the BIN's
+/// channel is active (else 409). A revoked product or a disabled channel
+/// issues nothing and moves no money. Returns the BIN.
+pub fn check_product(
+    app: &App,
+    merchant: &MerchantRecord,
+    card_name: &str,
+    bin: &str,
+) -> Result<BinRecord, ApiError> {
+    if !merchant.allowed_card_names.iter().any(|n| n == card_name) {
+        return Err(ApiError::forbidden(format!("card_name {card_name} is not allowed for this merchant")));
+    }
+    let bin = app.store.get::<BinRecord>(bin.as_bytes())?.ok_or_else(ApiError::internal)?;
+    if bin.status != BinStatus::Active {
+        return Err(ApiError::invalid_state(format!("BIN {} is inactive", bin.bin)));
+    }
+    check_channel_active(app, &bin.channel_id)?;
+    Ok(bin)
+}
+
+/// 409 unless the channel exists and is active.
+pub fn check_channel_active(app: &App, channel: &ChannelId) -> Result<(), ApiError> {
+    let record = app.store.get::<ChannelRecord>(channel.as_bytes())?.ok_or_else(ApiError::internal)?;
+    if record.status != ChannelStatus::Active {
+        return Err(ApiError::invalid_state(format!("channel {channel} is {}", record.status.as_str())));
+    }
+    Ok(())
 }
 
 /// Freeze, unfreeze or delete.

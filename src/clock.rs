@@ -37,10 +37,12 @@ fn read_i64(store: &Store, key: &str) -> Result<Option<i64>, StoreError> {
 }
 
 impl ServiceClock {
-    /// Loads the offset and the floor kept in the store; on the first start
-    /// the floor is now, made durable before the clock is used.
-    pub async fn load(store: &Store) -> Result<ServiceClock, StoreError> {
-        let offset = read_i64(store, OFFSET_KEY)?.unwrap_or(0);
+    /// Loads the floor and, in sandbox mode, the offset kept in the store (the
+    /// offset exists only in sandbox mode, SANDBOX.md: a live start runs on
+    /// real time whatever is stored); on the first start the floor is now,
+    /// made durable before the clock is used.
+    pub async fn load(store: &Store, sandbox: bool) -> Result<ServiceClock, StoreError> {
+        let offset = if sandbox { read_i64(store, OFFSET_KEY)?.unwrap_or(0) } else { 0 };
         let floor = match read_i64(store, FLOOR_KEY)? {
             Some(floor) => floor,
             None => {

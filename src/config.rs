@@ -177,7 +177,7 @@ impl Config {
             [("PELAGO_ADMIN_TOKEN", &c.admin_token), ("PELAGO_POLYFLOW_TOKEN", &c.polyflow_token)]
         {
             if let Some(t) = token
-                && (t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+                && !crate::security::tokens::is_acceptable(t)
             {
                 return Err(bad(name, "must be at least 16 printable characters"));
             }
@@ -250,6 +250,14 @@ impl Config {
         }
         if flags.sandbox {
             c.sandbox = true;
+        }
+        // Sandbox and live data never mix (SANDBOX.md): the simulated gateway
+        // replaces any configured one, so a configured one is a mistake.
+        if c.sandbox && c.gateway_url.is_some() {
+            return Err(bad(
+                "PELAGO_GATEWAY_URL",
+                "must be unset in sandbox mode (the sandbox gateway is used)",
+            ));
         }
         Ok(c)
     }

@@ -14,6 +14,7 @@ pub mod cards;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod data_mode;
 pub mod failpoint;
 pub mod http;
 pub mod jobs;

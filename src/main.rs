@@ -134,9 +134,15 @@ fn serve(flags: Flags) -> ExitCode {
     let result = actix::System::with_tokio_rt(runtime).block_on(pelago_card::server::run(config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pelago-card: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<pelago_card::server::StartRefused>() {
+            Some(refused) => {
+                eprintln!("pelago-card: {refused}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("pelago-card: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use pelago_actors::{
-    ports::SharedClock,
+    ports::{SecretString, SharedClock},
     runtime::RegistryConfig,
     system::{Actors, SystemConfig},
 };
@@ -84,8 +84,7 @@ pub struct Started {
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    crate::security::data_dir::prepare(&config.data_dir)?;
     if config.sandbox {
         tracing::warn!(
             "SANDBOX MODE: simulated upstreams and test helpers are ON; never use this with real money"
@@ -97,14 +96,14 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
         format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
     })?;
+    crate::data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
     let master_key = match &config.master_key {
         Some(k) => secrets::decode_master_key(k).map_err(anyhow::Error::msg)?,
         None => secrets::load_or_create_key_file(&config.data_dir, "master.key")?,
     };
-    let admin_token = tokens::load_or_create(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
-    let polyflow_token =
-        tokens::load_or_create(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
-    let service_clock = Arc::new(ServiceClock::load(&store).await?);
+    let admin_token = load_token(config.admin_token.as_deref(), &config.data_dir, "admin-token")?;
+    let polyflow_token = load_token(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
+    let service_clock = Arc::new(ServiceClock::load(&store, config.sandbox).await?);
     let clock: SharedClock = service_clock.clone();
     let registry = RegistryConfig {
         max_live_actors: config.max_live_actors,
@@ -112,6 +111,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         ..RegistryConfig::default()
     };
     let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
+    // The simulators' control endpoints answer only to this token (SANDBOX.md).
+    let control_token = SecretString::new(crate::security::random_token::<32>());
     let (sandbox_root, sandbox) = if config.sandbox {
         let mut stop = stop_rx.clone();
         let (addr, handle) = crate::sandbox::serve(
@@ -119,6 +120,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
                 listen: config.sandbox_listen,
                 data_dir: config.data_dir.clone(),
                 upstream_timeout_ms: config.upstream_timeout_ms,
+                control_token: control_token.clone(),
             },
             async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -131,13 +133,17 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     } else {
         (None, None)
     };
+    // In sandbox mode a gateway URL is refused by `Config::load`.
     let gateway_url = match (&sandbox_root, &config.gateway_url) {
         (Some(root), _) => format!("{root}/gateway"),
         (None, Some(url)) => url.clone(),
         (None, None) => "https://gateway.invalid".to_owned(),
     };
-    let upstreams =
-        Arc::new(Upstreams::new(config.upstream_timeout_ms, &gateway_url, sandbox_root.as_deref())?);
+    let upstreams = Arc::new(Upstreams::new(
+        config.upstream_timeout_ms,
+        &gateway_url,
+        sandbox_root.as_deref().map(|root| (root, control_token)),
+    )?);
     let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
     let actors =
@@ -187,6 +193,23 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     crate::webhooks::spawn(&app);
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })
+}
+
+/// A start refused by a rule about the data dir or its files (not a fault):
+/// `main` prints its one line and exits 2, like a bad setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartRefused(pub String);
+
+fn load_token(
+    configured: Option<&str>,
+    dir: &std::path::Path,
+    file: &str,
+) -> anyhow::Result<tokens::BearerToken> {
+    tokens::load_or_create(configured, dir, file).map_err(|e| match e {
+        tokens::TokenFileError::Unacceptable { .. } => StartRefused(e.to_string()).into(),
+        tokens::TokenFileError::Io { .. } => anyhow::Error::new(e),
+    })
 }
 
 /// Periodic chores with bounded work: expired nonces and idempotency records.

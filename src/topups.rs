@@ -40,6 +40,9 @@ pub async fn create(
     if amount.currency != card.currency {
         return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
     }
+    // The product may have been revoked or its channel disabled since the card opened.
+    crate::cards::check_product(app, merchant, &card.card_name, &card.bin)?;
+    crate::cards::check_channel_active(app, &card.channel_id)?;
     let fee = merchant
         .fee_schedule(card.currency)
         .map(|f| {

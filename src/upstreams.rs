@@ -45,15 +45,16 @@ pub fn open(sealer: &Sealer, sealed: &Sealed, context: &str) -> Result<SecretStr
 }
 
 impl Upstreams {
-    /// `gateway_base_url`: the gateway's root; `sandbox_root`: the simulators' root URL.
+    /// `gateway_base_url`: the gateway's root; `sandbox`: the simulators'
+    /// root URL and the control token they were started with.
     pub fn new(
         timeout_ms: u64,
         gateway_base_url: &str,
-        sandbox_root: Option<&str>,
+        sandbox: Option<(&str, SecretString)>,
     ) -> Result<Upstreams, UpstreamError> {
         let client = UpstreamClient::new(UpstreamConfig { timeout_ms })?;
         let gateway = client.gateway(gateway_base_url);
-        let sandbox = sandbox_root.map(|root| client.sandbox_control(root));
+        let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
         Ok(Upstreams { client, channels: RwLock::new(HashMap::new()), gateway, sandbox })
     }
 

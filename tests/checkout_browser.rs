@@ -30,6 +30,8 @@ use pelago_storage::{Currency, Money};
 use tokio::sync::oneshot;
 use warp::Filter;
 
+/// The control token the test starts the simulators with.
+const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 2_000;
 const MERCHANT_ID: &str = "gm_browser";
 const MERCHANT_KEY: &str = "gk_browser_test";
@@ -178,6 +180,7 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         upstream_timeout_ms: TIMEOUT_MS,
+        control_token: SecretString::new(CONTROL_TOKEN.into()),
     };
     let (sandbox_addr, sandbox_task) = sandbox::serve(config, async move {
         let _ = stopped.await;
@@ -186,7 +189,8 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     .unwrap();
 
     let client = UpstreamClient::new(UpstreamConfig { timeout_ms: TIMEOUT_MS }).unwrap();
-    let control = client.sandbox_control(&format!("http://{sandbox_addr}"));
+    let control =
+        client.sandbox_control(&format!("http://{sandbox_addr}"), SecretString::new(CONTROL_TOKEN.into()));
     control
         .register_gateway_account(
             MERCHANT_ID,

@@ -29,7 +29,7 @@ async fn the_readme_walkthrough_runs_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // As a newcomer's: the admin token is generated into the data dir.
-    let svc = Service::start(&data, &[("PELAGO_ADMIN_TOKEN", "")]);
+    let svc = Service::start(&data, &[("PELAGO_ADMIN_TOKEN", common::UNSET)]);
     let shim = r#"set -euo pipefail
 cargo() {
   if [ "$1 $2 $3 $4" = "run --release -q --" ]; then shift 4; "$PELAGO_BIN" "$@"

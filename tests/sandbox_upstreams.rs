@@ -27,6 +27,8 @@ use pelago_storage::{Currency, Money};
 use tokio::sync::oneshot;
 use warp::Filter;
 
+/// The control token the test starts the simulators with.
+const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 300;
 const CHANNEL_ID: &str = "ch_sandbox";
 const CHANNEL_KEY: &str = "sk_channel_test";
@@ -128,6 +130,7 @@ async fn start_sandbox(dir: &Path) -> Sandbox {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         upstream_timeout_ms: TIMEOUT_MS,
+        control_token: SecretString::new(CONTROL_TOKEN.into()),
     };
     let (addr, task) = sandbox::serve(config, async move {
         let _ = stopped.await;
@@ -151,7 +154,8 @@ struct Fixture {
 }
 
 async fn connect(client: &UpstreamClient, sandbox: SocketAddr, receiver: SocketAddr) -> Fixture {
-    let control = client.sandbox_control(&format!("http://{sandbox}"));
+    let control =
+        client.sandbox_control(&format!("http://{sandbox}"), SecretString::new(CONTROL_TOKEN.into()));
     control
         .register_channel(
             CHANNEL_ID,
@@ -600,7 +604,8 @@ async fn restart_keeps_balances_orders_and_registrations() {
     sandbox.stop().await;
 
     let sandbox = start_sandbox(dir.path()).await;
-    let control = client.sandbox_control(&format!("http://{}", sandbox.addr));
+    let control =
+        client.sandbox_control(&format!("http://{}", sandbox.addr), SecretString::new(CONTROL_TOKEN.into()));
     // No re-registration: the channel key and gateway account survived.
     let channel = client
         .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))

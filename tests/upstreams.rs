@@ -274,7 +274,9 @@ async fn faults_leave_outcomes_to_the_resolver_which_applies_them_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_signed_deduplicated_and_ordered() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    // A long upstream timeout keeps the resolver (which waits timeout + 1 s)
+    // off the cardholder left pending on our own channel below.
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "120000")]);
     let (_, key, _) = svc.merchant("Callbacks").await;
     let channel = sandbox_channel(&svc).await;
 
@@ -292,10 +294,11 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     let events = get_json(&svc, &key, "/v1/events?type=cardholder.activated").await;
     assert_eq!(events["data"].as_array().unwrap().len(), 1, "one effect for three deliveries");
 
-    // Our own channel (kind http) whose webhook secret we know, to forge and sign callbacks.
+    // Our own channel whose webhook secret we know, to forge and sign callbacks
+    // (kind sandbox: an http channel cannot exist in sandbox mode).
     let r = svc
         .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Own", "kind": "http", "base_url": "http://127.0.0.1:9/own",
+        .json(&json!({"name": "Own", "kind": "sandbox", "base_url": "http://127.0.0.1:9/own",
                       "api_key": "own-channel-key-1", "webhook_secret": "own-channel-secret-1"}))
         .send()
         .await
@@ -340,8 +343,9 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     assert_eq!(late.status(), StatusCode::UNAUTHORIZED, "unsigned by the sandbox channel's secret");
     let got = get_json(&svc, &key, &format!("/v1/cardholders/{id}")).await;
     assert_eq!((got["status"].as_str(), &got["version"]), (Some("active"), &version), "nothing changed");
-    // A cardholder on our own channel (unreachable: its creation is 202 pending),
-    // then signed notices out of order: "active", a repeat, then a late "rejected".
+    // A cardholder on our own channel (its creation fails with a 500, so it is
+    // 202 pending), then signed notices out of order: "active", a repeat, then
+    // a late "rejected".
     let r = svc
         .admin(Method::POST, "/admin/v1/bins")
         .json(&json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"}))
@@ -357,6 +361,7 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         .send()
         .await
         .unwrap();
+    fault(&svc, &own, "create_cardholder", "error").await;
     let (status, mine) = post_json(&svc, &key, "/v1/cardholders", &cardholder("Mine", "OWN_CARD")).await;
     assert_eq!((status, mine["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{mine}");
     let mine_id = mine["id"].as_str().unwrap().to_owned();

@@ -68,3 +68,14 @@ fn unknown_file_keys_are_refused() {
     let err = Config::load_from(&Flags { config: Some(path), ..Flags::default() }, |_| None).unwrap_err();
     assert_eq!(err.setting, "--config");
 }
+
+#[test]
+fn a_gateway_url_is_refused_in_sandbox_mode() {
+    let url = ("PELAGO_GATEWAY_URL", "https://gateway.example.com");
+    let err = load(&[url, ("PELAGO_SANDBOX", "1")]).unwrap_err();
+    assert_eq!(err.setting, "PELAGO_GATEWAY_URL");
+    let flags = Flags { sandbox: true, ..Flags::default() };
+    let err = Config::load_from(&flags, |k| (k == url.0).then(|| url.1.to_owned())).unwrap_err();
+    assert_eq!(err.setting, "PELAGO_GATEWAY_URL", "the --sandbox flag counts too");
+    assert_eq!(load(&[url]).unwrap().gateway_url.as_deref(), Some(url.1), "live mode keeps it");
+}

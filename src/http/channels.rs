@@ -172,6 +172,12 @@ fn create_channel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> 
         if req.kind == "sandbox" && !app.sandbox() {
             return Err(ApiError::invalid("kind", "sandbox channels exist only when sandbox mode is on"));
         }
+        if req.kind == "http" && app.sandbox() {
+            return Err(ApiError::invalid(
+                "kind",
+                "http channels cannot be created in sandbox mode (sandbox and live data never mix)",
+            ));
+        }
         let base_url = validate_base_url(&req.base_url)?;
         credential(&req.api_key, "api_key")?;
         credential(&req.webhook_secret, "webhook_secret")?;
@@ -214,6 +220,11 @@ fn patch_channel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let (mut c, bytes) = load_channel(&app, ctx.param(0))?;
         if let Some(s) = &req.status {
             c.status = channel_status(s)?;
+            if c.kind == "http" && c.status == ChannelStatus::Active && app.sandbox() {
+                return Err(ApiError::invalid_state(
+                    "an http channel cannot be active in sandbox mode (sandbox and live data never mix)",
+                ));
+            }
         }
         if let Some(u) = &req.base_url {
             c.base_url = validate_base_url(u)?;

@@ -9,6 +9,13 @@
 //! the stored result of every request id), so a restart keeps it. Injected
 //! faults are kept in memory only. Mutating calls are serialised by one lock:
 //! a simulator values obvious correctness over throughput.
+//!
+//! The control endpoints (`/channel/control/...`, `/gateway/control/...`:
+//! registrations, deposits, card spending, approvals, faults, resent
+//! callbacks) answer only to a loopback peer presenting the control token
+//! Pelago registered when it started the simulators ([`SandboxConfig`]):
+//! otherwise a deposit could be reported to any account by anyone who can
+//! reach the port (SANDBOX.md, "Sandbox and live data never mix").
 
 // Handlers short-circuit with a ready error `Response` (`Result<_, Response>`);
 // boxing it would only add noise to the simulator's cold paths.
@@ -34,6 +41,7 @@ use std::{
 use anyhow::Context;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
+use pelago_actors::ports::SecretString;
 use pelago_storage::{Store, StoreConfig, StoreError};
 use serde::Serialize;
 use warp::{Filter, Reply};
@@ -55,6 +63,9 @@ pub struct SandboxConfig {
     pub data_dir: PathBuf,
     /// Pelago's upstream timeout: the `timeout` fault answers 1 s after it.
     pub upstream_timeout_ms: u64,
+    /// The credential the control endpoints require (`Authorization: Bearer`);
+    /// Pelago generates one per start and its `SandboxControl` sends it.
+    pub control_token: SecretString,
 }
 
 pub(crate) struct State {
@@ -70,6 +81,7 @@ pub(crate) struct State {
     /// The address actually bound, for checkout URLs.
     listen: SocketAddr,
     upstream_timeout_ms: u64,
+    control_token: SecretString,
 }
 
 impl State {
@@ -114,6 +126,7 @@ pub async fn serve(
         notifier,
         listen,
         upstream_timeout_ms: config.upstream_timeout_ms,
+        control_token: config.control_token,
     });
     let weak: Weak<State> = Arc::downgrade(&state);
     let routes = routes(state);
@@ -130,6 +143,8 @@ pub async fn serve(
 
 /// Everything a handler needs from one request.
 pub(crate) struct Request {
+    /// The peer, when the transport knows it.
+    pub remote: Option<SocketAddr>,
     pub method: Method,
     pub segments: Vec<String>,
     pub query: HashMap<String, String>,
@@ -163,20 +178,28 @@ impl Request {
 
 fn request_filter() -> impl Filter<Extract = (Request,), Error = warp::Rejection> + Clone {
     let query = warp::query::<HashMap<String, String>>().or(warp::any().map(HashMap::new)).unify();
-    warp::method()
+    warp::addr::remote()
+        .and(warp::method())
         .and(warp::path::tail())
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::header::optional::<u64>("content-length"))
-        .and_then(|method, tail: warp::path::Tail, query, headers, length: Option<u64>| async move {
+        .and_then(|remote, method, tail: warp::path::Tail, query, headers, length: Option<u64>| async move {
             if length.unwrap_or(0) > MAX_BODY_BYTES {
                 return Err(warp::reject::custom(BodyTooLarge));
             }
             let segments = tail.as_str().split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
-            Ok::<_, warp::Rejection>((method, segments, query, headers))
+            Ok::<_, warp::Rejection>((remote, method, segments, query, headers))
         })
         .and(warp::body::bytes())
-        .map(|(method, segments, query, headers), body| Request { method, segments, query, headers, body })
+        .map(|(remote, method, segments, query, headers), body| Request {
+            remote,
+            method,
+            segments,
+            query,
+            headers,
+            body,
+        })
 }
 
 #[derive(Debug)]
@@ -194,13 +217,49 @@ fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = std::
     let channel_state = Arc::clone(&state);
     let channel = warp::path("channel").and(request_filter()).then(move |req: Request| {
         let state = Arc::clone(&channel_state);
-        async move { channel::handle(&state, req).await }
+        async move {
+            match authorize_control(&state, &req) {
+                Ok(()) => channel::handle(&state, req).await,
+                Err(refused) => refused,
+            }
+        }
     });
     let gateway = warp::path("gateway").and(request_filter()).then(move |req: Request| {
         let state = Arc::clone(&state);
-        async move { gateway::handle(&state, req).await }
+        async move {
+            match authorize_control(&state, &req) {
+                Ok(()) => gateway::handle(&state, req).await,
+                Err(refused) => refused,
+            }
+        }
     });
     channel.or(gateway).unify().recover(recover).unify()
+}
+
+/// Control routes (`.../control/...`) answer only a loopback peer with the
+/// control token; every other route passes (it has its own credentials, or
+/// is the cardholder's checkout page).
+fn authorize_control(state: &State, req: &Request) -> Result<(), Response> {
+    if req.segments.first().map(String::as_str) != Some("control") {
+        return Ok(());
+    }
+    if !control_peer_allowed(req.remote) {
+        return Err(error(StatusCode::FORBIDDEN, "forbidden", "control endpoints answer only on loopback"));
+    }
+    match req.bearer() {
+        Some(token) if same_secret(token, state.control_token.expose()) => Ok(()),
+        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong control token")),
+    }
+}
+
+/// Only a loopback peer may use the control endpoints.
+fn control_peer_allowed(remote: Option<SocketAddr>) -> bool {
+    remote.is_some_and(|addr| match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    })
 }
 
 async fn recover(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
@@ -252,4 +311,20 @@ pub(crate) fn same_secret(presented: &str, registered: &str) -> bool {
 pub(crate) fn key_digest(api_key: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(api_key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::control_peer_allowed;
+
+    #[test]
+    fn only_loopback_peers_reach_the_control_endpoints() {
+        for allowed in ["127.0.0.1:1", "127.8.9.10:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+            assert!(control_peer_allowed(Some(allowed.parse().unwrap())), "{allowed}");
+        }
+        for refused in ["10.0.0.5:1", "192.168.1.2:1", "0.0.0.0:1", "[::ffff:10.0.0.1]:1", "[fe80::1]:1"] {
+            assert!(!control_peer_allowed(Some(refused.parse().unwrap())), "{refused}");
+        }
+        assert!(!control_peer_allowed(None), "an unknown peer is not loopback");
+    }
 }

@@ -130,9 +130,10 @@ impl UpstreamClient {
     }
 
     /// The sandbox's control endpoints (registration and test helpers).
-    /// `base_url` is the sandbox root, e.g. `http://127.0.0.1:8090`.
-    pub fn sandbox_control(&self, base_url: &str) -> SandboxControl {
-        SandboxControl::new(self.clone(), base_url)
+    /// `base_url` is the sandbox root, e.g. `http://127.0.0.1:8090`;
+    /// `control_token` the credential the simulators were started with.
+    pub fn sandbox_control(&self, base_url: &str, control_token: SecretString) -> SandboxControl {
+        SandboxControl::new(self.clone(), base_url, control_token)
     }
 }
 

@@ -11,6 +11,8 @@
 //! `POST /channel/control/cards/{id}/transactions`, `POST /gateway/control/accounts`,
 //! `POST /gateway/checkout/{id}/pay|fail|expire`,
 //! `POST /gateway/control/orders/{id}/resend-callback`, `POST /gateway/control/deposits`.
+//! Every request carries the control token Pelago gave the simulators at
+//! start (`Authorization: Bearer`); the control paths refuse any other.
 
 use pelago_actors::ports::{CardholderCreated, ChannelTransaction, GatewayOrder, SecretString};
 use pelago_storage::Money;
@@ -136,11 +138,13 @@ pub struct ResentAnswer {
 pub struct SandboxControl {
     client: UpstreamClient,
     root: String,
+    control_token: SecretString,
 }
 
 impl SandboxControl {
-    pub fn new(client: UpstreamClient, root: &str) -> Self {
-        Self { client, root: root.trim_end_matches('/').to_owned() }
+    /// `control_token`: the credential the simulators were started with.
+    pub fn new(client: UpstreamClient, root: &str, control_token: SecretString) -> Self {
+        Self { client, root: root.trim_end_matches('/').to_owned(), control_token }
     }
 
     /// Where the simulators answer, e.g. `http://127.0.0.1:8090`.
@@ -159,7 +163,10 @@ impl SandboxControl {
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.http().request(method, format!("{}{}", self.root, path))
+        self.client
+            .http()
+            .request(method, format!("{}{}", self.root, path))
+            .bearer_auth(self.control_token.expose())
     }
 
     pub async fn register_channel(

@@ -25,15 +25,14 @@ pub struct Service {
 
 impl Service {
     /// Starts `serve --sandbox` on free ports over `data_dir`, with extra env
-    /// (an empty value removes that variable).
+    /// (the value [`UNSET`] removes that variable).
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pelago-card"));
-        cmd.args(["serve", "--sandbox", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("PELAGO_SANDBOX_LISTEN", "127.0.0.1:0")
-            .env("PELAGO_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("PELAGO_POLYFLOW_TOKEN", POLYFLOW_TOKEN)
-            .env("PELAGO_LOG", "debug")
+        Self::start_in(Mode::Sandbox, data_dir, env)
+    }
+
+    /// Starts `serve` (with `--sandbox` in sandbox mode) on free ports over `data_dir`.
+    pub fn start_in(mode: Mode, data_dir: &Path, env: &[(&str, &str)]) -> Service {
+        let mut child = command(mode, data_dir, env)
             .stdout(Stdio::piped())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -41,16 +40,9 @@ impl Service {
                     .append(true)
                     .open(data_dir.with_extension("log"))
                     .expect("log file"),
-            );
-        // An empty value removes the variable (e.g. no `PELAGO_ADMIN_TOKEN`: the token file is made).
-        for (k, v) in env {
-            if v.is_empty() {
-                cmd.env_remove(k)
-            } else {
-                cmd.env(k, v)
-            };
-        }
-        let mut child = cmd.spawn().expect("start pelago-card");
+            )
+            .spawn()
+            .expect("start pelago-card");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut sandbox = None;
@@ -67,6 +59,28 @@ impl Service {
         std::thread::spawn(move || for _ in lines {});
         let _ = rustls::crypto::ring::default_provider().install_default();
         Service { child, base, sandbox, data_dir: data_dir.to_owned(), http: reqwest::Client::new() }
+    }
+
+    /// Runs a start that must be refused: its exit code and stderr, within 60 s.
+    pub fn refused_start(mode: Mode, data_dir: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+        let mut child = command(mode, data_dir, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pelago-card");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                let out = child.wait_with_output().expect("stderr");
+                return (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pelago-card started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -195,6 +209,39 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Sandbox,
+    Live,
+}
+
+/// `pelago-card serve` on free ports over `data_dir`, test tokens, extra env.
+fn command(mode: Mode, data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pelago-card"));
+    cmd.arg("serve");
+    if mode == Mode::Sandbox {
+        cmd.arg("--sandbox");
+    }
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("PELAGO_SANDBOX_LISTEN", "127.0.0.1:0")
+        .env("PELAGO_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("PELAGO_POLYFLOW_TOKEN", POLYFLOW_TOKEN)
+        .env("PELAGO_LOG", "debug");
+    for (k, v) in env {
+        if *v == UNSET {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// As a value in a start's env: the variable is removed (e.g. a token, so
+/// the one in the data dir's file is used).
+pub const UNSET: &str = "\0unset";
 
 #[derive(Clone, Debug)]
 pub struct Key {

@@ -1,0 +1,288 @@
+//! Sandbox and live data never mix (SANDBOX.md; issue 18 H1), token files are
+//! held to the env var's rule (L1), and the data dir is private (L4): each
+//! rule over the real binary.
+
+mod common;
+
+use std::{os::unix::fs::PermissionsExt, path::Path};
+
+use common::{ADMIN_TOKEN, Key, Mode, Service, UNSET, available, send};
+use pelago_actors::routing::{ChannelRecord, ChannelStatus};
+use pelago_storage::{Store, StoreConfig, Tree, WriteBatch};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A refused start: exit code 2 and one line on stderr (logging off), which is returned.
+fn refused(mode: Mode, dir: &Path, env: &[(&str, &str)]) -> String {
+    let env: Vec<(&str, &str)> = env.iter().copied().chain([("PELAGO_LOG", "off")]).collect();
+    let (code, stderr) = Service::refused_start(mode, dir, &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    stderr.trim_end().to_owned()
+}
+
+/// Rewrites the first channel record of a stopped service's store.
+fn edit_first_channel(dir: &Path, edit: impl FnOnce(&mut ChannelRecord)) -> String {
+    let store = Store::open(&dir.join("db"), &StoreConfig::default()).unwrap();
+    let (key, mut channel) = store.iter::<ChannelRecord>().next().unwrap().unwrap();
+    edit(&mut channel);
+    let mut batch = WriteBatch::new();
+    batch.put(&key, &channel).unwrap();
+    let _ = store.commit(batch).unwrap();
+    store.flush_blocking().unwrap();
+    channel.id.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_starts_only_in_the_mode_it_was_created_in() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let svc = Service::start_in(Mode::Live, &live, &[]);
+    assert!(svc.sandbox.is_none(), "no simulators in live mode");
+    assert!(svc.terminate().success());
+    let line = refused(Mode::Sandbox, &live, &[]);
+    assert!(line.contains("created in live mode") && line.contains("in sandbox mode"), "{line}");
+    assert!(line.contains(&live.display().to_string()), "{line}");
+    assert!(!live.join("sandbox").exists(), "the refused start started no simulator");
+    // Still a live data dir: it starts live.
+    Service::start_in(Mode::Live, &live, &[]).terminate();
+
+    let sandbox = root.path().join("sandbox");
+    assert!(Service::start(&sandbox, &[]).terminate().success());
+    let line = refused(Mode::Live, &sandbox, &[]);
+    assert!(line.contains("created in sandbox mode") && line.contains("in live mode"), "{line}");
+
+    // A gateway URL in sandbox mode stops the start, even on a fresh data dir.
+    let line = refused(
+        Mode::Sandbox,
+        &root.path().join("fresh"),
+        &[("PELAGO_GATEWAY_URL", "https://gateway.example.com")],
+    );
+    assert!(line.contains("PELAGO_GATEWAY_URL") && line.contains("sandbox"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_http_channel_is_active_in_sandbox_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let svc = Service::start(&dir, &[]);
+    let r = svc
+        .admin(Method::POST, "/admin/v1/channels")
+        .json(&json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
+                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], "kind");
+    let channels: Value =
+        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
+    assert_eq!(channels["data"].as_array().unwrap().len(), 1, "only the Sandbox Issuer: {channels}");
+    assert!(svc.terminate().success());
+
+    // A disabled http channel in a sandbox data dir (as one made before these
+    // rules could hold): the start goes on, but it cannot be activated.
+    let id = edit_first_channel(&dir, |c| {
+        c.kind = "http".into();
+        c.status = ChannelStatus::Disabled;
+    });
+    let svc = Service::start(&dir, &[]);
+    let r = svc
+        .admin(Method::PATCH, &format!("/admin/v1/channels/{id}"))
+        .json(&json!({"status": "active"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_state");
+    let got: Value = svc
+        .admin(Method::GET, &format!("/admin/v1/channels/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "disabled", "nothing written");
+    assert!(svc.terminate().success());
+
+    // Active: the start stops, naming the channel.
+    edit_first_channel(&dir, |c| c.status = ChannelStatus::Active);
+    let line = refused(Mode::Sandbox, &dir, &[]);
+    assert!(line.contains(&id) && line.contains("http"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_start_never_loads_a_clock_offset() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("live");
+    Service::start_in(Mode::Live, &dir, &[]).terminate();
+    // An offset five years ahead in the store (as a sandbox clock helper left it).
+    let store = Store::open(&dir.join("db"), &StoreConfig::default()).unwrap();
+    let mut batch = WriteBatch::new();
+    let five_years_ms: i64 = 5 * 365 * 86_400_000;
+    batch.put_raw(Tree::Meta, "clock_offset_ms", five_years_ms.to_be_bytes().to_vec());
+    let _ = store.commit(batch).unwrap();
+    store.flush_blocking().unwrap();
+    drop(store);
+
+    let svc = Service::start_in(Mode::Live, &dir, &[]);
+    let r = svc
+        .admin(Method::POST, "/admin/v1/merchants")
+        .json(&json!({"name": "Clock", "funding_mode": "master_account",
+                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let merchant: Value = r.json().await.unwrap();
+    let created = merchant["merchant"]["created_at"].as_str().unwrap();
+    let created = chrono::DateTime::parse_from_rfc3339(created).unwrap().timestamp();
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - created).abs() < 120, "created_at follows real time, not the offset: {merchant}");
+    // The clock helper is sandbox-only.
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/clock")
+        .json(&json!({"now": "2031-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The gateway account of a master-account merchant in sandbox mode.
+fn platform_sub_account(merchant_id: &str) -> String {
+    format!("pelago_{merchant_id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_control_endpoints_need_pelagos_credentials() {
+    let root = tempfile::tempdir().unwrap();
+    let svc = Service::start(&root.path().join("data"), &[]);
+    let sandbox = svc.sandbox.clone().expect("sandbox upstreams");
+    let (merchant_id, key, _) = svc.merchant("Control").await;
+    // The merchant's deposit address exists, so its gateway account is registered.
+    let (status, _) = send(
+        &svc,
+        &key,
+        Method::POST,
+        "/v1/deposit-addresses",
+        Some(&json!({"currency": "USD", "network": "TRON"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let deposit = json!({"merchant_id": platform_sub_account(&merchant_id),
+                         "amount": {"value": 50_000_000, "currency": "USD"}, "network": "TRON"});
+    let http = reqwest::Client::new();
+    let url = format!("{sandbox}/gateway/control/deposits");
+    let anonymous = http.post(&url).json(&deposit).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    // Neither the operator's token nor a guess opens it.
+    for token in [ADMIN_TOKEN, "guessed-control-token-0123456789"] {
+        let r = http.post(&url).bearer_auth(token).json(&deposit).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token}");
+    }
+    // Re-pointing an account's callbacks or key is refused alike.
+    let r = http
+        .post(format!("{sandbox}/gateway/control/accounts"))
+        .json(&json!({"merchant_id": platform_sub_account(&merchant_id), "api_key": "attacker-key-000000",
+                      "callback_url": "http://127.0.0.1:9/cb"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .post(format!("{sandbox}/channel/control/cards/card_x/transactions"))
+        .json(&json!({"amount": {"value": 1, "currency": "USD"}, "merchant_name": "m", "mcc": "5812",
+                      "status": "posted"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(available(&svc, &key).await, 0, "nothing credited");
+
+    // Pelago's own adapter sends the credentials: the test helper works.
+    let (status, body) = send(
+        &svc,
+        &key,
+        Method::POST,
+        "/v1/test_helpers/deposits",
+        Some(&json!({"amount": {"value": 2_500, "currency": "USD"}, "network": "TRON"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(available(&svc, &key).await, 2_500);
+    common::ledger_balanced(&svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_token_file_stops_the_start() {
+    let root = tempfile::tempdir().unwrap();
+    for (n, file) in ["admin-token", "polyflow-token"].into_iter().enumerate() {
+        let dir = root.path().join(format!("d{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), "x9!\n").unwrap();
+        let env = [("PELAGO_ADMIN_TOKEN", UNSET), ("PELAGO_POLYFLOW_TOKEN", UNSET)];
+        let line = refused(Mode::Sandbox, &dir, &env);
+        assert!(line.contains(file) && line.contains("at least 16"), "{line}");
+        assert!(!line.contains("x9!"), "the token is not shown: {line}");
+    }
+    // A generated token file is long enough and is used on the next start.
+    let dir = root.path().join("generated");
+    let env = [("PELAGO_ADMIN_TOKEN", UNSET)];
+    let svc = Service::start_in(Mode::Sandbox, &dir, &env);
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert!(token.trim().len() >= 16);
+    let r = svc.http.get(svc.url("/admin/v1/channels")).bearer_auth(token.trim()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Mode bits of every directory and file under `dir` (itself included) that
+/// others (group or world) may use.
+fn open_to_others(dir: &Path) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    if mode(dir) != 0o700 {
+        found.push((dir.display().to_string(), mode(dir)));
+    }
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let bits = mode(&path);
+            if bits & 0o077 != 0 {
+                found.push((path.display().to_string(), bits));
+            }
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_is_private_to_its_owner() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let svc = Service::start(&dir, &[]);
+    // Cardholder PII in the store, and a flush, so sled has written its files.
+    let (_, key, _): (String, Key, String) = svc.merchant("Private").await;
+    let (status, _) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(dir.join("db").is_dir() && dir.join("sandbox").is_dir());
+    assert_eq!(open_to_others(&dir), vec![], "0700 directories, 0600 files");
+    assert!(svc.terminate().success());
+
+    // A data dir from before the rule (0755, a 0644 file) is tightened at start.
+    let old = root.path().join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(old.join("notes.txt"), "kept").unwrap();
+    std::fs::set_permissions(old.join("notes.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let svc = Service::start(&old, &[]);
+    assert_eq!(open_to_others(&old), vec![]);
+    assert_eq!(std::fs::read_to_string(old.join("notes.txt")).unwrap(), "kept");
+    drop(svc);
+}
