@@ -1,0 +1,249 @@
+//! Issue 18 C1 over real HTTP with the sandbox: a signed callback is a
+//! notification, not proof (SECURITY.md "Callbacks from upstreams"). Forged
+//! callbacks signed with keys a merchant holds change nothing; genuine ones
+//! still have exactly one effect.
+
+mod common;
+
+use common::{Key, Service, available, cardholder_body, ledger_balanced, send};
+use pelago_card::upstream::callbacks::sign;
+use pelago_storage::Timestamp;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn signed_callback(svc: &Service, path: &str, header: &str, key: &str, body: &Value) -> StatusCode {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let signature = sign(key.as_bytes(), Timestamp::now_real().unix_seconds(), &bytes);
+    svc.http.post(svc.url(path)).header(header, signature).body(bytes).send().await.unwrap().status()
+}
+
+async fn gateway_callback(svc: &Service, api_key: &str, body: &Value) -> StatusCode {
+    signed_callback(svc, "/callbacks/gateway", "x-gateway-signature", api_key, body).await
+}
+
+/// A merchant created by the operator with `body`; its id and API key.
+async fn merchant(svc: &Service, body: Value) -> (String, Key) {
+    let r = svc.admin(Method::POST, "/admin/v1/merchants").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    let key = Key {
+        key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
+        secret: v["api_key"]["secret"].as_str().unwrap().into(),
+    };
+    (v["merchant"]["id"].as_str().unwrap().into(), key)
+}
+
+/// A gateway-funded merchant on its own gateway account: application fee 300, top-up fee 100.
+async fn gateway_merchant(svc: &Service, account: &str, api_key: &str) -> Key {
+    merchant(
+        svc,
+        json!({
+            "name": account, "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": account, "api_key": api_key},
+            "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100}}],
+        }),
+    )
+    .await
+    .1
+}
+
+/// A card in `pending_payment` and its application-fee order.
+async fn unpaid_card(svc: &Service, key: &Key) -> (String, Value) {
+    let (_, holder) =
+        send(svc, key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
+    let (status, card) =
+        send(svc, key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("pending_payment")), "{card}");
+    (card["id"].as_str().unwrap().into(), card["application_fee_order"].clone())
+}
+
+fn order_paid(account: &str, order: &Value, amount: i64) -> Value {
+    json!({"event_id": format!("evt_forged_{}_{amount}", order["id"].as_str().unwrap()), "merchant_id": account,
+           "type": "order.updated", "data": {
+        "id": order["gateway_order_id"], "order_id": order["id"], "status": "paid",
+        "amount": {"value": amount, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
+}
+
+async fn get(svc: &Service, key: &Key, path: &str) -> Value {
+    send(svc, key, Method::GET, path, None).await.1
+}
+
+async fn event_count(svc: &Service, key: &Key, t: &str) -> usize {
+    get(svc, key, &format!("/v1/events?type={t}&limit=100")).await["data"].as_array().unwrap().len()
+}
+
+/// `POST /callbacks/gateway` answers with `status` so far, from `/metrics`.
+async fn gateway_callbacks_answered(svc: &Service, status: u16) -> u64 {
+    let text = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = format!(
+        "pelago_http_requests_total{{method=\"POST\",route=\"/callbacks/gateway\",status=\"{status}\"}} "
+    );
+    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+async fn unbound_metric(svc: &Service, source: &str) -> u64 {
+    let text = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = format!("pelago_callbacks_unbound_total{{source=\"{source}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+
+    // (1) A master-account merchant that brought its own gateway account signs a deposit.
+    let (minter_id, minter) = merchant(
+        &svc,
+        json!({
+            "name": "Minter", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": "gw_minter", "api_key": "gw-minter-key-0001"},
+        }),
+    )
+    .await;
+    let (status, address) = send(
+        &svc,
+        &minter,
+        Method::POST,
+        "/v1/deposit-addresses",
+        Some(&json!({"currency": "USD", "network": "TRON"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{address}");
+    let deposit = |id: &str, account: &str, value: i64| {
+        json!({"event_id": format!("evt_{id}_{account}_{value}"), "merchant_id": account,
+               "type": "deposit.credited", "data": {
+            "id": id, "address": address["address"], "network": "TRON",
+            "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
+    };
+    let forged = deposit("gdp_never_made", "gw_minter", 9_999_999_999);
+    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &forged).await, StatusCode::BAD_REQUEST);
+    assert_eq!(available(&svc, &minter).await, 0, "nothing credited on the callback alone");
+    // A genuine deposit is credited with what the gateway holds; a copy claiming more is refused.
+    let (status, genuine) = send(
+        &svc,
+        &minter,
+        Method::POST,
+        "/v1/test_helpers/deposits",
+        Some(&json!({"amount": {"value": 5_000, "currency": "USD"}, "network": "TRON"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{genuine}");
+    let real_id = genuine["gateway_deposit_id"].as_str().unwrap();
+    let inflated = deposit(real_id, "gw_minter", 9_999_999_999);
+    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &inflated).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        gateway_callback(&svc, "gw-minter-key-0001", &deposit(real_id, "gw_minter", 5_000)).await,
+        StatusCode::OK
+    );
+    assert_eq!(available(&svc, &minter).await, 5_000, "credited once, with the gateway's amount");
+    // Payouts: a genuine payout's callback is bound, compared and confirmed (200);
+    // a payout the signer never made is refused.
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{minter_id}/withdrawal-addresses"))
+        .json(&json!({"addresses": [{"address": "TMINTER1", "network": "TRON"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (ok_before, refused_before) =
+        (gateway_callbacks_answered(&svc, 200).await, gateway_callbacks_answered(&svc, 400).await);
+    let w: Value = svc
+        .admin(Method::POST, &format!("/admin/v1/merchants/{minter_id}/withdrawals"))
+        .json(&json!({"amount": {"value": 1_000, "currency": "USD"}, "address": "TMINTER1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["status"], "succeeded", "{w}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while gateway_callbacks_answered(&svc, 200).await == ok_before {
+        assert!(std::time::Instant::now() < deadline, "the payout callback was never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(gateway_callbacks_answered(&svc, 400).await, refused_before);
+    let payout = json!({"event_id": "evt_forged_payout", "merchant_id": "gw_minter", "type": "payout.updated",
+        "data": {"id": "gpo_never_made", "request_id": "req_never_made", "status": "failed", "reason": "forged",
+                 "amount": {"value": 1_000, "currency": "USD"}}});
+    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &payout).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(available(&svc, &minter).await, 4_000, "the forged failure released nothing");
+
+    // (2) A gateway merchant "pays" its own top-up order of 1,000,100 with 1.
+    let g1 = gateway_merchant(&svc, "gw_g1", "gw-g1-key-0001").await;
+    let (card1, fee_order) = unpaid_card(&svc, &g1).await;
+    let fee_order_id = fee_order["id"].as_str().unwrap();
+    let (status, _) =
+        send(&svc, &g1, Method::POST, &format!("/v1/test_helpers/orders/{fee_order_id}/pay"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, topup) = send(
+        &svc,
+        &g1,
+        Method::POST,
+        &format!("/v1/cards/{card1}/topups"),
+        Some(&json!({"amount": {"value": 1_000_000, "currency": "USD"}})),
+    )
+    .await;
+    assert_eq!((status, topup["order"]["total"]["value"].as_i64()), (StatusCode::CREATED, Some(1_000_100)));
+    let topup_path = format!("/v1/topups/{}", topup["id"].as_str().unwrap());
+    let order = &topup["order"];
+    assert_eq!(
+        gateway_callback(&svc, "gw-g1-key-0001", &order_paid("gw_g1", order, 1)).await,
+        StatusCode::BAD_REQUEST
+    );
+    // The right amount and ids, but the gateway says the order is still pending: no effect.
+    assert_eq!(
+        gateway_callback(&svc, "gw-g1-key-0001", &order_paid("gw_g1", order, 1_000_100)).await,
+        StatusCode::OK
+    );
+    let mut other_id = order_paid("gw_g1", order, 1_000_100);
+    other_id["data"]["id"] = json!("go_not_this_order");
+    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &other_id).await, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&svc, &g1, &topup_path).await["status"], "pending_payment");
+    assert_eq!(get(&svc, &g1, &format!("/v1/cards/{card1}")).await["balance"]["value"], 0, "card not funded");
+
+    // (3) G1's key settling G2's application-fee order, as G1 and as G2.
+    let g2 = gateway_merchant(&svc, "gw_g2", "gw-g2-key-0002").await;
+    let (card2, order2) = unpaid_card(&svc, &g2).await;
+    let unbound_before = unbound_metric(&svc, "gateway").await;
+    let as_g1 = order_paid("gw_g1", &order2, 300);
+    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &as_g1).await, StatusCode::UNAUTHORIZED);
+    let as_g2 = order_paid("gw_g2", &order2, 300);
+    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &as_g2).await, StatusCode::UNAUTHORIZED);
+    // The minter's key for G1's order, and for an address the minter's account never issued.
+    assert_eq!(
+        gateway_callback(&svc, "gw-minter-key-0001", &order_paid("gw_minter", order, 1_000_100)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut elsewhere = deposit("gdp_never_logged_7f3a", "gw_g1", 10);
+    elsewhere["data"]["network"] = json!("body-marker-never-logged");
+    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &elsewhere).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(unbound_metric(&svc, "gateway").await, unbound_before + 3, "each unbound attempt counted");
+    let log = svc.log();
+    assert!(log.contains("not bound"), "the attempt is logged");
+    assert!(!log.contains("body-marker-never-logged"), "without its body");
+    let card = get(&svc, &g2, &format!("/v1/cards/{card2}")).await;
+    assert_eq!(
+        (card["status"].as_str(), card["application_fee_order"]["status"].as_str()),
+        (Some("pending_payment"), Some("pending"))
+    );
+
+    // Genuine payments settle exactly once, duplicates included.
+    let order2_id = order2["id"].as_str().unwrap();
+    let (status, paid) =
+        send(&svc, &g2, Method::POST, &format!("/v1/test_helpers/orders/{order2_id}/pay"), None).await;
+    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    let (status, _) =
+        send(&svc, &g2, Method::POST, &format!("/v1/test_helpers/orders/{order2_id}/resend-callback"), None)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(gateway_callback(&svc, "gw-g2-key-0002", &as_g2).await, StatusCode::OK, "a signed repeat");
+    assert_eq!(get(&svc, &g2, &format!("/v1/orders/{order2_id}")).await["version"], paid["version"]);
+    assert_eq!(get(&svc, &g2, &format!("/v1/cards/{card2}")).await["status"], "active");
+    assert_eq!(event_count(&svc, &g2, "order.paid").await, 1);
+    let order_id = order["id"].as_str().unwrap();
+    send(&svc, &g1, Method::POST, &format!("/v1/test_helpers/orders/{order_id}/pay"), None).await;
+    assert_eq!(get(&svc, &g1, &topup_path).await["status"], "succeeded");
+    assert_eq!(get(&svc, &g1, &format!("/v1/cards/{card1}")).await["balance"]["value"], 1_000_000);
+    assert_eq!(event_count(&svc, &g1, "order.paid").await, 2, "the fee and the top-up, once each");
+    assert_eq!(ledger_balanced(&svc).await["entries"], 5, "a deposit, a withdrawal, three collections");
+}
