@@ -1,7 +1,7 @@
-//! Issue 18 C1 over real HTTP with the sandbox: a signed callback is a
+//! Issue 18 C1 and M1 over real HTTP with the sandbox: a signed callback is a
 //! notification, not proof (SECURITY.md "Callbacks from upstreams"). Forged
-//! callbacks signed with keys a merchant holds change nothing; genuine ones
-//! still have exactly one effect.
+//! callbacks signed with keys a merchant or another channel holds change
+//! nothing; genuine ones still have exactly one effect.
 
 mod common;
 
@@ -19,6 +19,10 @@ async fn signed_callback(svc: &Service, path: &str, header: &str, key: &str, bod
 
 async fn gateway_callback(svc: &Service, api_key: &str, body: &Value) -> StatusCode {
     signed_callback(svc, "/callbacks/gateway", "x-gateway-signature", api_key, body).await
+}
+
+async fn channel_callback(svc: &Service, channel: &str, secret: &str, body: &Value) -> StatusCode {
+    signed_callback(svc, &format!("/callbacks/channels/{channel}"), "x-channel-signature", secret, body).await
 }
 
 /// A merchant created by the operator with `body`; its id and API key.
@@ -246,4 +250,108 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     assert_eq!(get(&svc, &g1, &format!("/v1/cards/{card1}")).await["balance"]["value"], 1_000_000);
     assert_eq!(event_count(&svc, &g1, "order.paid").await, 2, "the fee and the top-up, once each");
     assert_eq!(ledger_balanced(&svc).await["entries"], 5, "a deposit, a withdrawal, three collections");
+}
+
+/// A master-account merchant with a funded card on the channel "Known"
+/// (whose webhook secret the test knows), and a second channel "Intruder".
+struct ChannelSetup {
+    svc: Service,
+    key: Key,
+    known: String,
+    intruder: String,
+    card: String,
+    channel_card_id: String,
+    _dir: tempfile::TempDir,
+}
+
+const KNOWN_SECRET: &str = "known-channel-secret-0001";
+const INTRUDER_SECRET: &str = "intruder-channel-secret-0001";
+
+async fn channel_setup() -> ChannelSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (_, key, _) = svc.merchant("Channels").await;
+    let mut ids = Vec::new();
+    for (name, secret) in [("Known", KNOWN_SECRET), ("Intruder", INTRUDER_SECRET)] {
+        let r = svc
+            .admin(Method::POST, "/admin/v1/channels")
+            .json(&json!({"name": name, "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
+                          "api_key": format!("{name}-api-key-0001"), "webhook_secret": secret}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        ids.push(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let r = svc
+        .admin(Method::POST, "/admin/v1/bins")
+        .json(&json!({"bin": "222222", "channel_id": ids[0], "card_name": "PELAGO_VIRTUAL_USD",
+                      "currency": "USD", "status": "active", "priority": -5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let deposit = json!({"amount": {"value": 100_000, "currency": "USD"}, "network": "TRON"});
+    assert_eq!(
+        send(&svc, &key, Method::POST, "/v1/test_helpers/deposits", Some(&deposit)).await.0,
+        StatusCode::OK
+    );
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Hopper"))).await;
+    assert_eq!(holder["bin"], "222222", "{holder}");
+    let (status, card) =
+        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")), "{card}");
+    let card = card["id"].as_str().unwrap().to_owned();
+    let topup = json!({"amount": {"value": 50_000, "currency": "USD"}});
+    let (_, t) = send(&svc, &key, Method::POST, &format!("/v1/cards/{card}/topups"), Some(&topup)).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let actor: Value = svc
+        .admin(Method::GET, &format!("/debug/v1/actors/cards/{card}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channel_card_id = actor["state"]["channel_card_id"].as_str().unwrap().to_owned();
+    ChannelSetup { svc, key, known: ids.remove(0), intruder: ids.remove(0), card, channel_card_id, _dir: dir }
+}
+
+/// A channel `transaction` callback about `card` (Pelago's id) / `channel_card` (the channel's).
+fn transaction(card: &str, channel_card: &str, id: &str, kind: &str, status: &str, value: i64) -> Value {
+    json!({"event_id": format!("evt-{id}-{status}"), "type": "transaction", "data": {"card_id": card, "transaction": {
+        "id": id, "card_id": channel_card, "type": kind, "status": status,
+        "amount": {"value": value, "currency": "USD"}, "merchant_name": "Shop", "mcc": "5812",
+        "occurred_at": "2026-11-29T12:00:00Z", "balance_after": {"value": 50_000, "currency": "USD"},
+        "related_transaction_id": null}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_callback_may_name_only_cards_of_that_channel() {
+    let s = channel_setup().await;
+    let (svc, key, card) = (&s.svc, &s.key, s.card.as_str());
+    let refund = transaction(card, &s.channel_card_id, "chtx-refund-1", "refund", "posted", 777_700);
+    let unbound_before = unbound_metric(svc, "channel").await;
+    assert_eq!(channel_callback(svc, &s.intruder, INTRUDER_SECRET, &refund).await, StatusCode::UNAUTHORIZED);
+    // The right channel, but another card's id at the channel: not bound either.
+    let mismatched = transaction(card, "chc_someone_else", "chtx-refund-1", "refund", "posted", 777_700);
+    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &mismatched).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(unbound_metric(svc, "channel").await, unbound_before + 2);
+    let refunds = || async {
+        let txns = get(svc, key, &format!("/v1/cards/{card}/transactions?limit=100")).await;
+        txns["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["channel_transaction_id"] == "chtx-refund-1")
+            .count()
+    };
+    assert_eq!(refunds().await, 0, "no transaction, so no receipt can be asked for");
+    assert_eq!(event_count(svc, key, "transaction.created").await, 0, "no event");
+    assert_eq!(get(svc, key, &format!("/v1/cards/{card}")).await["balance"]["value"], 50_000);
+    // The card's own channel, naming both ids: applied.
+    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &refund).await, StatusCode::OK);
+    assert_eq!(refunds().await, 1);
+    assert_eq!(event_count(svc, key, "transaction.created").await, 1);
 }

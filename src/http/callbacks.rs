@@ -1,23 +1,25 @@
 //! Callbacks from upstreams (API.md §6, SECURITY.md §Callbacks): the
 //! signature and timestamp are checked before anything; an unknown channel or
 //! gateway account is 401 and changes nothing. A signature only says who sent
-//! it: a gateway notice must name an order, deposit address or payout created
-//! under that gateway account, else 401, logged and counted
-//! (`crate::callback_rules`); it is then compared and confirmed by a query
-//! (the flows in `money.rs`, `orders.rs`, `withdrawals.rs`). Each notification is applied
+//! it: a notification that would change a state must name an object of its
+//! sender (a card or cardholder of that channel, by Pelago's id and the
+//! channel's own; an order, deposit address or payout created under that
+//! gateway account), else 401, logged and counted (`crate::callback_rules`);
+//! gateway notices are then compared and confirmed by a query (the flows in
+//! `money.rs`, `orders.rs`, `withdrawals.rs`). Each notification is applied
 //! through the owning actor, whose effects are idempotent on the upstream's
 //! natural id (channel transaction id, order id, ...), so repeats and
 //! out-of-order deliveries have exactly one effect. The receipt is recorded
-//! durably (one record per upstream event id) before the 200. A channel
-//! notification about an object Pelago does not know is recorded and answered
-//! 200; gateway notices that change nothing (refund completed) too.
+//! durably (one record per upstream event id) before the 200. Notices that
+//! change nothing (card opened, top-up completed, refund completed) are
+//! recorded and answered 200.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
-    card::ApplyTransaction,
+    card::{ApplyTransaction, CardRecord},
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
@@ -31,6 +33,7 @@ use super::{
 };
 use crate::{
     app::App,
+    metrics::CallbackSource,
     upstream::callbacks as wire,
     upstreams::{channel_secret_context, open},
 };
@@ -97,19 +100,28 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
             .map_err(|e| ApiError::bad_request(format!("unreadable callback body: {e}")))?;
         let outcome = match callback.event {
             ChannelEvent::Transaction { card_id, transaction } => {
-                match CardId::parse(&card_id)
-                    .ok()
-                    .filter(|c| app.store.contains(Tree::Cards, c.as_bytes()).unwrap_or(false))
-                {
-                    Some(card) => {
-                        let change = app.actors.ask_card(&card, ApplyTransaction(transaction)).await??;
-                        if matches!(change, pelago_actors::card::TransactionChange::Unchanged) {
-                            "unchanged"
-                        } else {
-                            "applied"
-                        }
-                    }
-                    None => "unknown_object",
+                // Bound: a card of this channel, by Pelago's id and the channel's own id.
+                let card = match CardId::parse(&card_id) {
+                    Ok(card) => app.store.get::<CardRecord>(card.as_bytes())?,
+                    Err(_) => None,
+                };
+                let Some(card) = card.filter(|c| {
+                    c.channel_id == id
+                        && c.channel_card_id.as_deref() == Some(transaction.channel_card_id.as_str())
+                }) else {
+                    return Err(crate::callback_rules::unbound(
+                        &app,
+                        CallbackSource::Channel,
+                        id.as_str(),
+                        &callback.event_id,
+                        &card_id,
+                    ));
+                };
+                let change = app.actors.ask_card(&card.id, ApplyTransaction(transaction)).await??;
+                if matches!(change, pelago_actors::card::TransactionChange::Unchanged) {
+                    "unchanged"
+                } else {
+                    "applied"
                 }
             }
             ChannelEvent::CardholderUpdated { .. }
