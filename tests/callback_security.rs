@@ -1,11 +1,12 @@
-//! Issue 18 C1 and M1 over real HTTP with the sandbox: a signed callback is a
+//! Issue 18 C1, M1, M2 over real HTTP with the sandbox: a signed callback is a
 //! notification, not proof (SECURITY.md "Callbacks from upstreams"). Forged
 //! callbacks signed with keys a merchant or another channel holds change
-//! nothing; genuine ones still have exactly one effect.
+//! nothing; genuine ones still have exactly one effect; receipts are only for
+//! posted purchases, re-checked when verified or redeemed.
 
 mod common;
 
-use common::{Key, Service, available, cardholder_body, ledger_balanced, send};
+use common::{Key, POLYFLOW_TOKEN, Service, available, cardholder_body, ledger_balanced, send};
 use pelago_card::upstream::callbacks::sign;
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -354,4 +355,71 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &refund).await, StatusCode::OK);
     assert_eq!(refunds().await, 1);
     assert_eq!(event_count(svc, key, "transaction.created").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
+    let s = channel_setup().await;
+    let (svc, key, card) = (&s.svc, &s.key, s.card.as_str());
+    let polyflow = |path: String, body: Value| async move {
+        let r = svc.http.post(svc.url(&path)).bearer_auth(POLYFLOW_TOKEN).json(&body).send().await.unwrap();
+        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let purchase = |value: i64| json!({"amount": {"value": value, "currency": "USD"}, "merchant_name": "Cafe", "mcc": "5812", "status": "posted"});
+    let path = format!("/v1/test_helpers/cards/{card}/transactions");
+    let (status, kept) = send(svc, key, Method::POST, &path, Some(&purchase(1_250))).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept}");
+    let (_, reversed) = send(svc, key, Method::POST, &path, Some(&purchase(2_000))).await;
+    let receipt_of = |txn: &Value| json!({"transaction_id": txn["id"]});
+    let (status, kept_receipt) = send(svc, key, Method::POST, "/v1/receipts", Some(&receipt_of(&kept))).await;
+    assert_eq!(status, StatusCode::CREATED, "{kept_receipt}");
+    let (status, receipt) = send(svc, key, Method::POST, "/v1/receipts", Some(&receipt_of(&reversed))).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    let (_, verified) =
+        polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
+    assert_eq!(verified["valid"], true, "{verified}");
+
+    // A refund and a reversal (posted, from the card's own channel) earn no receipt.
+    for (id, kind) in [("chtx-refund-2", "refund"), ("chtx-reversal-2", "reversal")] {
+        let body = transaction(card, &s.channel_card_id, id, kind, "posted", 500);
+        assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &body).await, StatusCode::OK);
+    }
+    let txns = get(svc, key, &format!("/v1/cards/{card}/transactions?limit=100")).await;
+    for txn in
+        txns["data"].as_array().unwrap().iter().filter(|t| t["type"] == "refund" || t["type"] == "reversal")
+    {
+        assert_eq!(txn["status"], "posted");
+        let (status, err) = send(svc, key, Method::POST, "/v1/receipts", Some(&receipt_of(txn))).await;
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("invalid_state")),
+            "{txn}"
+        );
+    }
+
+    // The purchase is reversed at the channel: its receipt is no longer valid nor redeemable.
+    let body = transaction(
+        card,
+        &s.channel_card_id,
+        reversed["channel_transaction_id"].as_str().unwrap(),
+        reversed["type"].as_str().unwrap(),
+        "reversed",
+        2_000,
+    );
+    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &body).await, StatusCode::OK);
+    let (_, verified) =
+        polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
+    assert_eq!(verified["valid"], false, "{verified}");
+    let redeem = |r: &Value| format!("/polyflow/v1/receipts/{}/redeem", r["id"].as_str().unwrap());
+    let (status, err) = polyflow(redeem(&receipt), json!({})).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_state")),
+        "{err}"
+    );
+    let (status, again) = send(svc, key, Method::POST, "/v1/receipts", Some(&receipt_of(&reversed))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    // The purchase that still stands is redeemed once.
+    let (status, redeemed) = polyflow(redeem(&kept_receipt), json!({})).await;
+    assert_eq!((status, redeemed["redeemed"].as_bool()), (StatusCode::OK, Some(true)), "{redeemed}");
 }
