@@ -83,6 +83,38 @@ pub async fn platform_sub_account(
     })
 }
 
+/// The gateway account whose `merchant_id` at the gateway is `account_id`,
+/// opened, with the merchant it belongs to (`None`: the platform's own). This
+/// is how a callback's signing key is found and how an object is queried under
+/// the account it was created under.
+pub async fn account_by_id(
+    app: &App,
+    account_id: &str,
+) -> Result<Option<(Option<pelago_storage::MerchantId>, GatewayAccount)>, ApiError> {
+    let platform = platform_account(app).await?;
+    if platform.merchant_id == account_id {
+        return Ok(Some((None, platform)));
+    }
+    if let Some(raw) = account_id.strip_prefix(SUB_ACCOUNT_PREFIX)
+        && let Ok(merchant) = pelago_storage::MerchantId::parse(raw)
+        && app.store.contains(Tree::Merchants, merchant.as_bytes())?
+    {
+        let sub = platform_sub_account(app, &merchant).await?;
+        return Ok(Some((Some(merchant), sub)));
+    }
+    let Some(owner) = app.store.get_raw(Tree::Index, format!("gwacct/{account_id}"))? else {
+        return Ok(None);
+    };
+    let Ok(merchant_id) = pelago_storage::MerchantId::parse(&String::from_utf8_lossy(&owner)) else {
+        return Ok(None);
+    };
+    let Some(merchant) = app.store.get::<MerchantRecord>(merchant_id.as_bytes())? else { return Ok(None) };
+    // The index may name an account the merchant has since replaced: only its current one signs.
+    Ok(merchant_account(app, &merchant)?
+        .filter(|a| a.merchant_id == account_id)
+        .map(|a| (Some(merchant_id), a)))
+}
+
 /// A merchant's own gateway account, opened.
 pub fn merchant_account(app: &App, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, ApiError> {
     let Some(gw) = &merchant.gateway else { return Ok(None) };

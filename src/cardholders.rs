@@ -251,7 +251,7 @@ async fn update(
 pub async fn on_channel_event(
     app: &Arc<App>,
     channel: &ChannelId,
-    _event_id: &str,
+    event_id: &str,
     event: &ChannelEvent,
 ) -> Result<&'static str, ApiError> {
     let ChannelEvent::CardholderUpdated { cardholder_id, channel_cardholder_id, status, reason } = event
@@ -260,11 +260,25 @@ pub async fn on_channel_event(
         // this service integrates; recorded, no effect.
         return Ok("unknown_object");
     };
-    let Ok(id) = CardholderId::parse(cardholder_id) else { return Ok("unknown_object") };
-    let Some(record) = app.store.get::<CardholderRecord>(id.as_bytes())? else { return Ok("unknown_object") };
-    if &record.channel_id != channel {
-        return Ok("unknown_object");
-    }
+    // Bound: a cardholder of this channel, by Pelago's id and the channel's own
+    // (when the channel's answer was lost, Pelago has none yet and learns it here).
+    let record = match CardholderId::parse(cardholder_id) {
+        Ok(id) => app.store.get::<CardholderRecord>(id.as_bytes())?,
+        Err(_) => None,
+    };
+    let Some(record) = record.filter(|r| {
+        &r.channel_id == channel
+            && r.channel_cardholder_id.as_deref().is_none_or(|own| own == channel_cardholder_id)
+    }) else {
+        return Err(crate::callback_rules::unbound(
+            app,
+            crate::metrics::CallbackSource::Channel,
+            channel.as_str(),
+            event_id,
+            cardholder_id,
+        ));
+    };
+    let id = record.id.clone();
     let created = CardholderCreated {
         channel_cardholder_id: channel_cardholder_id.clone(),
         status: *status,

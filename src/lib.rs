@@ -9,6 +9,7 @@
 pub mod app;
 pub mod billing;
 pub mod bootstrap;
+pub mod callback_rules;
 pub mod cardholders;
 pub mod cards;
 pub mod cli;

@@ -45,12 +45,22 @@ impl Histogram {
     }
 }
 
+/// Who sent a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackSource {
+    Gateway,
+    Channel,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: RwLock<HashMap<(&'static str, &'static str, u16), AtomicU64>>,
     latency: RwLock<HashMap<&'static str, Histogram>>,
     upstream_latency: RwLock<HashMap<String, Histogram>>,
     upstream_errors: RwLock<HashMap<String, AtomicU64>>,
+    /// Callbacks refused because they named an object of another account or channel.
+    unbound_gateway_callbacks: AtomicU64,
+    unbound_channel_callbacks: AtomicU64,
 }
 
 impl Metrics {
@@ -82,6 +92,15 @@ impl Metrics {
                 .or_default()
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A signed callback that named an object its sender is not bound to (SECURITY.md).
+    pub fn count_unbound_callback(&self, source: CallbackSource) {
+        match source {
+            CallbackSource::Gateway => &self.unbound_gateway_callbacks,
+            CallbackSource::Channel => &self.unbound_channel_callbacks,
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders everything; `gauges` are (name, help, value) read by the caller.
@@ -123,6 +142,19 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "pelago_upstream_errors_total{{channel=\"{channel}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP pelago_callbacks_unbound_total Signed callbacks refused for naming an object of another sender.\n",
+        );
+        out.push_str("# TYPE pelago_callbacks_unbound_total counter\n");
+        for (source, n) in
+            [("gateway", &self.unbound_gateway_callbacks), ("channel", &self.unbound_channel_callbacks)]
+        {
+            let _ = writeln!(
+                out,
+                "pelago_callbacks_unbound_total{{source=\"{source}\"}} {}",
                 n.load(Ordering::Relaxed)
             );
         }

@@ -7,7 +7,10 @@
 //!   then the gateway is asked for a checkout; a refusal fails the order and
 //!   cancels what it was for; an unknown answer is retried by the resolver with
 //!   the same request id.
-//! - paid (callback): the card actor applies it once; the collection is booked
+//! - a callback is bound to the order's gateway account, compared with it,
+//!   and confirmed by asking the gateway (`ordconfirm/` marker while the
+//!   answer is unknown); only the answer settles the order.
+//! - paid (confirmed): the card actor applies it once; the collection is booked
 //!   once (`ordbook/` marker); the card is opened or the top-up funded.
 //! - a paid order whose card or top-up the channel refused is refunded whole
 //!   through the gateway and its collection mirrored (`ordrefund/` marker).
@@ -197,20 +200,110 @@ pub async fn topup_with_order(
     app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(ApiError::internal)
 }
 
-/// A gateway notice about one of our orders (by our `ord_` id).
-pub async fn on_order_update(
-    app: &App,
-    order_id: &str,
-    status: GatewayOrderStatus,
-    at: Timestamp,
-) -> Result<&'static str, ApiError> {
-    let Ok(id) = OrderId::parse(order_id) else { return Ok("unknown_object") };
-    let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())? else { return Ok("unknown_object") };
-    let before = order.version;
+/// What a gateway callback named about an order (SECURITY.md: a hint to ask).
+pub struct OrderNotice<'a> {
+    /// The gateway account whose key signed the callback.
+    pub signer: &'a str,
+    pub event_id: &'a str,
+    pub gateway_order_id: &'a str,
+    pub order_id: &'a str,
+    pub amount: Money,
+}
+
+/// `ordconfirm/{order id}` → the gateway order id: a callback was received and
+/// the gateway's answer to the confirming query is still unknown.
+fn confirm_marker(id: &OrderId) -> String {
+    format!("ordconfirm/{id}")
+}
+
+/// A gateway notice about one of our orders. Bound (the order was created
+/// under the signing account, else 401), compared (amount, currency and
+/// gateway order id, else 400), then confirmed by asking the gateway: the
+/// order's status and amount come from that answer, never from the notice.
+pub async fn on_order_update(app: &App, notice: OrderNotice<'_>) -> Result<&'static str, ApiError> {
+    let order = match OrderId::parse(notice.order_id) {
+        Ok(id) => app.store.get::<OrderRecord>(id.as_bytes())?,
+        Err(_) => None,
+    };
+    let Some(order) = order.filter(|o| o.gateway_account == notice.signer) else {
+        return Err(crate::callback_rules::unbound(
+            app,
+            crate::metrics::CallbackSource::Gateway,
+            notice.signer,
+            notice.event_id,
+            notice.order_id,
+        ));
+    };
+    if notice.amount != order.total {
+        return Err(crate::callback_rules::mismatch("amount or currency"));
+    }
+    let known = order.gateway_order_id.as_deref();
+    if known.is_some_and(|known| known != notice.gateway_order_id) || notice.gateway_order_id.len() > 128 {
+        return Err(crate::callback_rules::mismatch("gateway order id"));
+    }
+    match confirm(app, &order, notice.gateway_order_id).await? {
+        Confirmed::Applied => Ok("applied"),
+        Confirmed::Unchanged => Ok("unchanged"),
+        Confirmed::Unknown => {
+            let mut batch = WriteBatch::new();
+            batch.put_raw(Tree::Operations, confirm_marker(&order.id), notice.gateway_order_id.as_bytes());
+            app.store.commit_durable(batch).await?;
+            Ok("unconfirmed")
+        }
+        Confirmed::Contradicted(what) => Err(crate::callback_rules::mismatch(what)),
+    }
+}
+
+/// What asking the gateway about an order came to.
+enum Confirmed {
+    Applied,
+    Unchanged,
+    /// No answer: the resolver asks again (`ordconfirm/` marker).
+    Unknown,
+    /// The gateway does not hold this order under this account as named.
+    Contradicted(&'static str),
+}
+
+/// Asks the gateway (under the account the order was created under) and
+/// applies its answer: paid with the order's exact total, failed or expired.
+async fn confirm(app: &App, order: &OrderRecord, gateway_order_id: &str) -> Result<Confirmed, ApiError> {
+    let (_, account) =
+        bootstrap::account_by_id(app, &order.gateway_account).await?.ok_or_else(ApiError::internal)?;
+    let answer = match app.upstreams.gateway.query_order(account, gateway_order_id.to_owned()).await {
+        Outcome::Done(answer) => answer,
+        Outcome::Unknown { detail } => {
+            tracing::warn!(order_id = %order.id, detail, "gateway order query outcome unknown; retrying later");
+            return Ok(Confirmed::Unknown);
+        }
+        Outcome::Declined { reason } => {
+            tracing::warn!(order_id = %order.id, reason, "the gateway does not know the order a callback named");
+            return Ok(Confirmed::Contradicted("gateway order id"));
+        }
+    };
+    if answer.order_id != order.id.as_str() || answer.gateway_order_id != gateway_order_id {
+        return Ok(Confirmed::Contradicted("gateway order id"));
+    }
+    if answer.amount != order.total {
+        tracing::error!(order_id = %order.id, "the gateway holds this order with another amount; not booked");
+        return Ok(Confirmed::Contradicted("amount or currency"));
+    }
+    let status = match answer.status {
+        s @ (GatewayOrderStatus::Paid | GatewayOrderStatus::Failed | GatewayOrderStatus::Expired) => s,
+        // Still pending (the notice ran ahead, or was forged), or refunded (recorded by `RefundOrder`).
+        GatewayOrderStatus::Pending | GatewayOrderStatus::Refunded => return Ok(Confirmed::Unchanged),
+    };
+    if order.gateway_order_id.is_none() {
+        // The checkout's creation answer was lost; the gateway's answer names it.
+        app.actors
+            .ask_card(&order.card_id, OrderCreated { order_id: order.id.clone(), gateway: answer.clone() })
+            .await??;
+    }
+    let before = app.store.get::<OrderRecord>(order.id.as_bytes())?.map_or(0, |o| o.version);
+    let at = answer.paid_at.unwrap_or_else(|| app.clock.now());
     let after =
-        app.actors.ask_card(&order.card_id, SettleOrder { order_id: id.clone(), status, at }).await??;
+        app.actors.ask_card(&order.card_id, SettleOrder { order_id: order.id.clone(), status, at }).await??;
     follow_up(app, &after).await?;
-    Ok(if after.version == before { "unchanged" } else { "applied" })
+    Ok(if after.version == before { Confirmed::Unchanged } else { Confirmed::Applied })
 }
 
 /// After a paid order: book it, then open the card or fund the top-up.
@@ -341,6 +434,20 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
             done += 1;
         } else {
             clear(app, order_create_marker(&id)).await?;
+        }
+    }
+    let confirming =
+        app.store.iter_raw(Tree::Operations, b"ordconfirm/").take(256).collect::<Result<Vec<_>, _>>()?;
+    for (key, gateway_order_id) in confirming {
+        let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key["ordconfirm/".len()..])) else { continue };
+        let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
+        let keep = match app.store.get::<OrderRecord>(id.as_bytes())? {
+            Some(order) => matches!(confirm(app, &order, &gateway_order_id).await?, Confirmed::Unknown),
+            None => false,
+        };
+        if !keep {
+            clear(app, confirm_marker(&id)).await?;
+            done += 1;
         }
     }
     for prefix in ["ordbook/", "ordrefund/"] {

@@ -1,5 +1,6 @@
 //! Receipts for points (SECURITY.md §Receipts, API.md §4 and §5): an Ed25519
-//! signed statement that a posted card transaction happened, which Polyflow
+//! signed statement that a posted card purchase happened (refunds and
+//! reversals earn none; verify and redeem re-check the transaction), which Polyflow
 //! verifies offline with the published public key, or online (which also says
 //! whether it was redeemed), and redeems exactly once.
 //!
@@ -21,6 +22,10 @@ use std::path::Path;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use pelago_actors::{
+    card::TransactionRecord,
+    ports::{ChannelTxnStatus, ChannelTxnType},
+};
 use pelago_storage::{
     MerchantId, ReceiptId, Record, Store, StoreError, Timestamp, TransactionId, Tree, WriteBatch,
 };
@@ -88,6 +93,33 @@ pub enum Invalid {
     BadSignature,
     #[error("unknown receipt")]
     UnknownReceipt,
+    #[error("the transaction is no longer a posted purchase")]
+    NotAPostedPurchase,
+}
+
+/// Only a posted purchase earns a receipt: an authorization or clearing that
+/// is `posted` (never a refund or a reversal, which move money back).
+pub fn is_posted_purchase(txn: &TransactionRecord) -> bool {
+    matches!(txn.kind, ChannelTxnType::Authorization | ChannelTxnType::Clearing)
+        && txn.status == ChannelTxnStatus::Posted
+}
+
+/// Storage key of a transaction: `{card_id}/{transaction_id}` (found through `txn/{id}`).
+fn transaction_key(store: &Store, transaction_id: &TransactionId) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .get_raw(Tree::Index, format!("txn/{transaction_id}"))?
+        .map(|card| format!("{}/{transaction_id}", String::from_utf8_lossy(&card))))
+}
+
+/// The transaction as stored now, with its bytes (for a compare-and-set).
+pub fn transaction(
+    store: &Store,
+    transaction_id: &TransactionId,
+) -> Result<Option<(TransactionRecord, Vec<u8>)>, StoreError> {
+    match transaction_key(store, transaction_id)? {
+        Some(key) => store.get_with_bytes::<TransactionRecord>(key),
+        None => Ok(None),
+    }
 }
 
 /// The service's receipt signing key.
@@ -186,10 +218,14 @@ pub enum Redeemed {
     Now(ReceiptRecord),
     Already,
     Unknown,
+    /// Its transaction is no longer a posted purchase (refunded into a reversal, say).
+    NotAPostedPurchase,
 }
 
 /// Marks the receipt redeemed exactly once: compare-and-set on the stored
 /// bytes, so of concurrent redeemers one wins and the others see `Already`.
+/// The transaction is re-read and must still be a posted purchase; the commit
+/// is also conditioned on its bytes, so a change landing in between is seen.
 pub async fn redeem(store: &Store, id: &ReceiptId, now: Timestamp) -> Result<Redeemed, StoreError> {
     for _ in 0..16 {
         let Some((mut record, bytes)) = store.get_with_bytes::<ReceiptRecord>(id.as_bytes())? else {
@@ -198,8 +234,18 @@ pub async fn redeem(store: &Store, id: &ReceiptId, now: Timestamp) -> Result<Red
         if record.redeemed_at.is_some() {
             return Ok(Redeemed::Already);
         }
+        let Some(txn_key) = transaction_key(store, &record.transaction_id)? else {
+            return Ok(Redeemed::NotAPostedPurchase);
+        };
+        let Some((txn, txn_bytes)) = store.get_with_bytes::<TransactionRecord>(&txn_key)? else {
+            return Ok(Redeemed::NotAPostedPurchase);
+        };
+        if !is_posted_purchase(&txn) {
+            return Ok(Redeemed::NotAPostedPurchase);
+        }
         record.redeemed_at = Some(now);
         let mut batch = WriteBatch::new();
+        batch.expect_raw(Tree::Transactions, txn_key.as_bytes(), Some(txn_bytes));
         batch.expect_raw(Tree::Receipts, id.as_bytes(), Some(bytes));
         batch.put(id.as_bytes(), &record)?;
         match store.commit_durable(batch).await {

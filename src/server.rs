@@ -252,6 +252,7 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
             let passes = [
                 ("withdrawal", crate::withdrawals::resolve_pending(&app).await),
                 ("order", crate::orders::resolve_pending(&app).await),
+                ("deposit", crate::money::resolve_pending(&app).await),
                 ("top-up", crate::topups::resolve_pending(&app).await),
                 ("card", crate::cards::resolve_pending(&app).await),
                 ("cardholder", crate::cardholders::resolve_pending(&app).await),

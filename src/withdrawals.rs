@@ -91,6 +91,8 @@ pub async fn create(
         version: 1,
         status_history: History::created(WithdrawalStatus::Processing, Source::Operator, now),
     };
+    // The account it pays out under is fixed now (recorded with it): callbacks are bound to it.
+    let account = bootstrap::funding_account(app, merchant).await?;
     // The hold first: a withdrawal that cannot be held never exists.
     let hold = PostEntry {
         source_id: record.id.to_string(),
@@ -109,6 +111,7 @@ pub async fn create(
     let mut record = record;
     record.held = true;
     let mut batch = WriteBatch::new();
+    batch.put_raw(Tree::Index, account_key(&record.id), account.merchant_id.as_bytes());
     batch.put(record.id.as_bytes(), &record)?;
     batch.put_raw(Tree::Index, format!("mwdr/{}/{}", merchant.id, record.id), []);
     batch.put_raw(Tree::Index, format!("wdrreq/{}", record.request_id), record.id.as_bytes());
@@ -123,7 +126,7 @@ async fn payout(
     merchant: &MerchantRecord,
     record: &WithdrawalRecord,
 ) -> Result<WithdrawalRecord, ApiError> {
-    let account = bootstrap::funding_account(app, merchant).await?;
+    let account = payout_account(app, merchant, record).await?;
     let req = Payout {
         request_id: record.request_id.clone(),
         account,
@@ -202,25 +205,95 @@ pub async fn finish(
     Err(ApiError::unavailable("the withdrawal is changing concurrently; retry"))
 }
 
-/// The gateway's notice about a payout.
-pub async fn on_payout(
+/// What a `payout.updated` callback named.
+pub struct PayoutNotice<'a> {
+    /// The gateway account whose key signed the callback.
+    pub signer: &'a str,
+    pub event_id: &'a str,
+    pub payout_id: &'a str,
+    pub request_id: &'a str,
+    pub amount: Money,
+}
+
+/// `wdracct/{withdrawal id}` → the gateway account its payout is made under.
+fn account_key(id: &WithdrawalId) -> String {
+    format!("wdracct/{id}")
+}
+
+/// The gateway account a withdrawal pays out under: the one recorded with it
+/// (withdrawals recorded before that row existed: the merchant's funding account).
+async fn payout_account(
     app: &App,
-    request_id: &str,
-    status: PayoutStatus,
-    reason: Option<String>,
-) -> Result<&'static str, ApiError> {
-    let Some(id) = app.store.get_raw(Tree::Index, format!("wdrreq/{request_id}"))? else {
-        return Ok("unknown_object");
+    merchant: &MerchantRecord,
+    record: &WithdrawalRecord,
+) -> Result<pelago_actors::ports::GatewayAccount, ApiError> {
+    match app.store.get_raw(Tree::Index, account_key(&record.id))? {
+        Some(id) => Ok(bootstrap::account_by_id(app, &String::from_utf8_lossy(&id))
+            .await?
+            .ok_or_else(ApiError::internal)?
+            .1),
+        None => bootstrap::funding_account(app, merchant).await,
+    }
+}
+
+/// The gateway's notice about a payout: bound (the withdrawal's payout was
+/// made under the signing account, else 401), compared (its amount, else
+/// 400), then confirmed by asking the gateway for that payout under that
+/// account; only that answer (which must name the withdrawal's request id and
+/// amount) finishes the withdrawal. An unknown answer leaves it `processing`
+/// for the resolver, which asks again with the same request id.
+pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static str, ApiError> {
+    let record = match app.store.get_raw(Tree::Index, format!("wdrreq/{}", notice.request_id))? {
+        Some(id) => match WithdrawalId::parse(&String::from_utf8_lossy(&id)) {
+            Ok(id) => app.store.get::<WithdrawalRecord>(id.as_bytes())?,
+            Err(_) => None,
+        },
+        None => None,
     };
-    let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&id)) else { return Ok("unknown_object") };
-    let to = match status {
-        PayoutStatus::Succeeded => WithdrawalStatus::Succeeded,
-        PayoutStatus::Failed => WithdrawalStatus::Failed,
+    let unbound = || {
+        crate::callback_rules::unbound(
+            app,
+            crate::metrics::CallbackSource::Gateway,
+            notice.signer,
+            notice.event_id,
+            notice.request_id,
+        )
+    };
+    let Some(record) = record else { return Err(unbound()) };
+    let merchant =
+        app.store.get::<MerchantRecord>(record.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let account = payout_account(app, &merchant, &record).await?;
+    if account.merchant_id != notice.signer {
+        return Err(unbound());
+    }
+    if notice.amount != record.amount {
+        return Err(crate::callback_rules::mismatch("amount or currency"));
+    }
+    let payout = match app.upstreams.gateway.query_payout(account, notice.payout_id.to_owned()).await {
+        Outcome::Done(payout) => payout,
+        Outcome::Unknown { detail } => {
+            tracing::warn!(withdrawal_id = %record.id, detail, "payout query outcome unknown; the resolver asks again");
+            return Ok("unconfirmed");
+        }
+        Outcome::Declined { reason } => {
+            tracing::warn!(withdrawal_id = %record.id, reason, "the gateway does not know the payout a callback named");
+            return Err(crate::callback_rules::mismatch("payout id"));
+        }
+    };
+    if payout.request_id != record.request_id || payout.payout_id != notice.payout_id {
+        return Err(crate::callback_rules::mismatch("payout id"));
+    }
+    if payout.amount != record.amount {
+        tracing::error!(withdrawal_id = %record.id, "the gateway holds this payout with another amount; not applied");
+        return Err(crate::callback_rules::mismatch("amount or currency"));
+    }
+    let (to, reason) = match payout.status {
+        PayoutStatus::Succeeded => (WithdrawalStatus::Succeeded, None),
+        PayoutStatus::Failed => (WithdrawalStatus::Failed, payout.reason.or(Some("payout failed".into()))),
         PayoutStatus::Processing => return Ok("unchanged"),
     };
-    let before = app.store.get::<WithdrawalRecord>(id.as_bytes())?.map(|w| w.version);
-    let after = finish(app, &id, to, reason).await?;
-    Ok(if Some(after.version) == before { "unchanged" } else { "applied" })
+    let after = finish(app, &record.id, to, reason).await?;
+    Ok(if after.version == record.version { "unchanged" } else { "applied" })
 }
 
 /// One resolver pass over withdrawals still `processing`, and holds whose

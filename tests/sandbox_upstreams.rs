@@ -543,6 +543,13 @@ async fn gateway_orders_checkout_and_payouts() {
             Ok(GatewayEvent::DepositCredited { gateway_deposit_id, amount, .. })
                 if gateway_deposit_id == deposit.id && amount == usd(2_500))
     }));
+    // Pelago confirms a deposit callback by asking for it under the same account.
+    let queried = done(f.gateway.query_deposit(account.clone(), deposit.id.clone()).await);
+    assert_eq!((&queried.address, queried.amount), (&deposit.address, usd(2_500)));
+    assert!(matches!(
+        f.gateway.query_deposit(account.clone(), "gdp_none".into()).await,
+        Outcome::Declined { .. }
+    ));
 
     // Payouts: FAIL... addresses fail, others succeed; both reported by callback.
     let payout = |id: &str, address: &str| Payout {
@@ -567,14 +574,21 @@ async fn gateway_orders_checkout_and_payouts() {
     })
     .await;
     assert!(seen_failed);
+    let queried = done(f.gateway.query_payout(account.clone(), failed.payout_id.clone()).await);
+    assert_eq!(
+        (queried.request_id.as_str(), queried.status, queried.amount),
+        ("req_p2", PayoutStatus::Failed, usd(1_000))
+    );
 
     // Wrong credentials are a definite refusal.
     let intruder =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new("wrong".into()) };
     assert!(matches!(
-        f.gateway.query_order(intruder, order.gateway_order_id).await,
+        f.gateway.query_order(intruder.clone(), order.gateway_order_id).await,
         Outcome::Declined { .. }
     ));
+    assert!(matches!(f.gateway.query_payout(intruder.clone(), ok.payout_id).await, Outcome::Declined { .. }));
+    assert!(matches!(f.gateway.query_deposit(intruder, deposit.id).await, Outcome::Declined { .. }));
     assert_eq!(*receiver.rejected.lock(), 0);
     sandbox.stop().await;
 }

@@ -328,10 +328,9 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
-    // Correctly signed, but about a cardholder of another channel: recorded, 200, no effect.
+    // Correctly signed, but about a cardholder of another channel: 401, no effect (SECURITY.md).
     let r = post(sign(b"own-channel-secret-1", now, &bytes)).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "unknown_object");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An out-of-order "rejected" after "active" from the right channel: no effect.
     let late = svc
         .http

@@ -293,6 +293,8 @@ pub enum GatewayOrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayOrder {
     pub gateway_order_id: String,
+    /// Pelago's `ord_...` id, as given at creation.
+    pub order_id: String,
     pub checkout_url: String,
     pub status: GatewayOrderStatus,
     pub amount: Money,
@@ -329,6 +331,27 @@ pub struct PayoutAccepted {
     pub reason: Option<String>,
 }
 
+/// A payout as the gateway reports it when asked (server to server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPayout {
+    pub payout_id: String,
+    /// The request id Pelago created it with.
+    pub request_id: RequestId,
+    pub status: PayoutStatus,
+    pub reason: Option<String>,
+    pub amount: Money,
+}
+
+/// A deposit the gateway received, as it reports it when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayDeposit {
+    pub deposit_id: String,
+    pub address: String,
+    pub network: String,
+    pub amount: Money,
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
     pub request_id: RequestId,
@@ -357,6 +380,18 @@ pub trait PaymentGateway: Send + Sync {
         network: String,
     ) -> BoxFuture<'_, Outcome<DepositAddress>>;
     fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>>;
+    /// A payout of `account` by the gateway's id (what a callback is checked against).
+    fn query_payout(
+        &self,
+        account: GatewayAccount,
+        payout_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayPayout>>;
+    /// A deposit to one of `account`'s addresses, by the gateway's id.
+    fn query_deposit(
+        &self,
+        account: GatewayAccount,
+        deposit_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayDeposit>>;
     fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>>;
 }
 
@@ -407,6 +442,8 @@ pub enum ChannelEvent {
 }
 
 /// A gateway callback, after its signature was verified and its body parsed.
+/// It is a hint, not proof (SECURITY.md): the flows bind it to the account
+/// the object was created under, compare it, and act on a query's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayCallback {
     pub event_id: String,
@@ -438,6 +475,7 @@ pub enum GatewayEvent {
         request_id: RequestId,
         status: PayoutStatus,
         reason: Option<String>,
+        amount: Money,
     },
     RefundCompleted {
         refund_id: String,

@@ -1,24 +1,29 @@
 //! Callbacks from upstreams (API.md §6, SECURITY.md §Callbacks): the
 //! signature and timestamp are checked before anything; an unknown channel or
-//! gateway account is 401 and changes nothing. Each notification is applied
+//! gateway account is 401 and changes nothing. A signature only says who sent
+//! it: a notification that would change a state must name an object of its
+//! sender (a card or cardholder of that channel, by Pelago's id and the
+//! channel's own; an order, deposit address or payout created under that
+//! gateway account), else 401, logged and counted (`crate::callback_rules`);
+//! gateway notices are then compared and confirmed by a query (the flows in
+//! `money.rs`, `orders.rs`, `withdrawals.rs`). Each notification is applied
 //! through the owning actor, whose effects are idempotent on the upstream's
 //! natural id (channel transaction id, order id, ...), so repeats and
 //! out-of-order deliveries have exactly one effect. The receipt is recorded
-//! durably (one record per upstream event id) before the 200. A notification
-//! about an object Pelago does not know is recorded and answered 200, so the
-//! upstream does not retry forever.
+//! durably (one record per upstream event id) before the 200. Notices that
+//! change nothing (card opened, top-up completed, refund completed) are
+//! recorded and answered 200.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
-    card::ApplyTransaction,
-    merchant::MerchantRecord,
+    card::{ApplyTransaction, CardRecord},
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
-use pelago_storage::{CardId, ChannelId, MerchantId, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,6 +33,7 @@ use super::{
 };
 use crate::{
     app::App,
+    metrics::CallbackSource,
     upstream::callbacks as wire,
     upstreams::{channel_secret_context, open},
 };
@@ -94,19 +100,28 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
             .map_err(|e| ApiError::bad_request(format!("unreadable callback body: {e}")))?;
         let outcome = match callback.event {
             ChannelEvent::Transaction { card_id, transaction } => {
-                match CardId::parse(&card_id)
-                    .ok()
-                    .filter(|c| app.store.contains(Tree::Cards, c.as_bytes()).unwrap_or(false))
-                {
-                    Some(card) => {
-                        let change = app.actors.ask_card(&card, ApplyTransaction(transaction)).await??;
-                        if matches!(change, pelago_actors::card::TransactionChange::Unchanged) {
-                            "unchanged"
-                        } else {
-                            "applied"
-                        }
-                    }
-                    None => "unknown_object",
+                // Bound: a card of this channel, by Pelago's id and the channel's own id.
+                let card = match CardId::parse(&card_id) {
+                    Ok(card) => app.store.get::<CardRecord>(card.as_bytes())?,
+                    Err(_) => None,
+                };
+                let Some(card) = card.filter(|c| {
+                    c.channel_id == id
+                        && c.channel_card_id.as_deref() == Some(transaction.channel_card_id.as_str())
+                }) else {
+                    return Err(crate::callback_rules::unbound(
+                        &app,
+                        CallbackSource::Channel,
+                        id.as_str(),
+                        &callback.event_id,
+                        &card_id,
+                    ));
+                };
+                let change = app.actors.ask_card(&card.id, ApplyTransaction(transaction)).await??;
+                if matches!(change, pelago_actors::card::TransactionChange::Unchanged) {
+                    "unchanged"
+                } else {
+                    "applied"
                 }
             }
             ChannelEvent::CardholderUpdated { .. }
@@ -121,31 +136,6 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
     })
 }
 
-/// The key the gateway signed with: the platform's account or a merchant's own.
-async fn gateway_key(
-    app: &App,
-    account_merchant_id: &str,
-) -> Result<Option<(Option<MerchantId>, String)>, ApiError> {
-    let platform = crate::bootstrap::platform_account(app).await?;
-    if platform.merchant_id == account_merchant_id {
-        return Ok(Some((None, platform.api_key.expose().to_owned())));
-    }
-    if let Some(raw) = account_merchant_id.strip_prefix(crate::bootstrap::SUB_ACCOUNT_PREFIX)
-        && let Ok(merchant) = MerchantId::parse(raw)
-        && app.store.contains(Tree::Merchants, merchant.as_bytes())?
-    {
-        let sub = crate::bootstrap::platform_sub_account(app, &merchant).await?;
-        return Ok(Some((Some(merchant), sub.api_key.expose().to_owned())));
-    }
-    let Some(owner) = app.store.get_raw(Tree::Index, format!("gwacct/{account_merchant_id}"))? else {
-        return Ok(None);
-    };
-    let Ok(merchant_id) = MerchantId::parse(&String::from_utf8_lossy(&owner)) else { return Ok(None) };
-    let Some(merchant) = app.store.get::<MerchantRecord>(merchant_id.as_bytes())? else { return Ok(None) };
-    Ok(crate::bootstrap::merchant_account(app, &merchant)?
-        .map(|a| (Some(merchant_id), a.api_key.expose().to_owned())))
-}
-
 /// POST /callbacks/gateway
 fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
@@ -155,12 +145,18 @@ fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         // The body names the account; nothing is acted on before the signature holds.
         let callback: GatewayCallback = wire::parse_gateway_callback(&ctx.body)
             .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
-        let (merchant, key) = gateway_key(&app, &callback.account_merchant_id)
+        let (_, account) = crate::bootstrap::account_by_id(&app, &callback.account_merchant_id)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
-        wire::verify(header, key.as_bytes(), &ctx.body, Timestamp::now_real().unix_seconds())
-            .map_err(signature_problem)?;
-        let outcome = crate::money::on_gateway_event(&app, merchant.as_ref(), &callback).await?;
+        wire::verify(
+            header,
+            account.api_key.expose().as_bytes(),
+            &ctx.body,
+            Timestamp::now_real().unix_seconds(),
+        )
+        .map_err(signature_problem)?;
+        // Signed by that account: bound, compared and confirmed by the flow.
+        let outcome = crate::money::on_gateway_event(&app, &callback).await?;
         record(&app, &format!("gw/{}", callback.account_merchant_id), &callback.event_id, outcome).await?;
         tracing::info!(event_id = %callback.event_id, outcome, "gateway callback");
         Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))

@@ -8,7 +8,7 @@ use http::Method;
 use pelago_actors::{
     card::{CardRecord, TransactionRecord},
     merchant::MerchantRecord,
-    ports::ChannelTxnStatus,
+    ports::{ChannelTxnStatus, ChannelTxnType},
 };
 use pelago_storage::{CardId, ReceiptId, TransactionId, Tree};
 use serde::Deserialize;
@@ -65,7 +65,16 @@ fn status_name(s: ChannelTxnStatus) -> &'static str {
     }
 }
 
-/// POST /v1/receipts — the receipt of a `posted` transaction of the caller's
+fn kind_name(k: ChannelTxnType) -> &'static str {
+    match k {
+        ChannelTxnType::Authorization => "authorization",
+        ChannelTxnType::Clearing => "clearing",
+        ChannelTxnType::Reversal => "reversal",
+        ChannelTxnType::Refund => "refund",
+    }
+}
+
+/// POST /v1/receipts — the receipt of a `posted` purchase of the caller's
 /// own card: 201, and a repeat (any later request for the same transaction)
 /// answers 201 with the very same receipt (API.md: one receipt per transaction).
 fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
@@ -85,13 +94,21 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         if txn.merchant_id != merchant_id {
             return Err(not_found());
         }
-        if let Some(existing) = receipts::for_transaction(&app.store, &txn_id)? {
+        if let Some(existing) = receipts::for_transaction(&app.store, &txn_id)?
+            && receipts::is_posted_purchase(&txn)
+        {
             return Ok(ApiReply::json(201, &receipt_json(&existing)?));
         }
         if txn.status != ChannelTxnStatus::Posted {
             return Err(ApiError::invalid_state(format!(
                 "the transaction is {}; receipts are for posted transactions",
                 status_name(txn.status)
+            )));
+        }
+        if !receipts::is_posted_purchase(&txn) {
+            return Err(ApiError::invalid_state(format!(
+                "the transaction is a {}; receipts are for purchases",
+                kind_name(txn.kind)
             )));
         }
         let merchant =
@@ -141,7 +158,8 @@ fn public_key(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// POST /polyflow/v1/receipts/verify — 200 `{valid: true, receipt, redeemed}`
-/// or 200 `{valid: false, reason}`.
+/// or 200 `{valid: false, reason}` (also when its transaction is no longer a
+/// posted purchase).
 fn verify(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let body: VerifyIn = ctx.json()?;
@@ -159,6 +177,12 @@ fn verify(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let Some(stored) = stored.filter(|r| r.receipt == body.receipt) else {
             return Ok(invalid(receipts::Invalid::UnknownReceipt));
         };
+        // Valid only while its transaction is still a posted purchase.
+        if !receipts::transaction(&app.store, &stored.transaction_id)?
+            .is_some_and(|(txn, _)| receipts::is_posted_purchase(&txn))
+        {
+            return Ok(invalid(receipts::Invalid::NotAPostedPurchase));
+        }
         Ok(ApiReply::json(
             200,
             &json!({"valid": true, "receipt": payload, "redeemed": stored.redeemed_at.is_some()}),
@@ -166,7 +190,8 @@ fn verify(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     })
 }
 
-/// POST /polyflow/v1/receipts/{id}/redeem — once; again → 409 `already_redeemed`.
+/// POST /polyflow/v1/receipts/{id}/redeem — once; again → 409 `already_redeemed`;
+/// its transaction no longer a posted purchase → 409 `invalid_state`.
 fn redeem(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let id = ReceiptId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("receipt"))?;
@@ -179,6 +204,9 @@ fn redeem(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 Err(ApiError::new(409, "already_redeemed", "the receipt was already redeemed"))
             }
             Redeemed::Unknown => Err(ApiError::not_found("receipt")),
+            Redeemed::NotAPostedPurchase => Err(ApiError::invalid_state(
+                "the receipt's transaction is no longer a posted purchase; it cannot be redeemed",
+            )),
         }
     })
 }

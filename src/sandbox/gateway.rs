@@ -13,8 +13,8 @@ use super::{
 use crate::upstream::{
     callbacks::{GATEWAY_SIGNATURE_HEADER, GatewayCallbackWire, GatewayEventWire},
     gateway_wire::{
-        CreateOrderBody, DepositAddressAnswer, MERCHANT_HEADER, OrderAnswer, OrderStatusWire, PayoutAnswer,
-        PayoutBody, PayoutStatusWire, RefundAnswer, RefundBody,
+        CreateOrderBody, DepositAddressAnswer, DepositAnswer, MERCHANT_HEADER, OrderAnswer, OrderStatusWire,
+        PayoutAnswer, PayoutBody, PayoutStateAnswer, PayoutStatusWire, RefundAnswer, RefundBody,
     },
     sandbox::{Acknowledged, DepositBody, DepositReported, RegisterAccountBody, ResentAnswer},
 };
@@ -41,6 +41,8 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             Err(response) => response,
         },
         (&Method::GET, ["deposit_address"]) => deposit_address(state, &account, &req),
+        (&Method::GET, ["deposits", id]) => query_deposit(state, &account, id),
+        (&Method::GET, ["payouts", id]) => query_payout(state, &account, id),
         (&Method::POST, ["payouts"]) => idempotent(state, &account, &req, "payout", payout).await,
         (&Method::POST, ["orders", id, "refunds"]) => {
             let op = format!("refund {id}");
@@ -89,6 +91,42 @@ fn load_order(state: &State, account: &GatewayAccountRec, id: &str) -> Result<Or
         Ok(Some(order)) if order.merchant_id == account.merchant_id => Ok(order),
         Ok(_) => Err(error(StatusCode::NOT_FOUND, "order_not_found", "no such order")),
         Err(e) => Err(internal(e)),
+    }
+}
+
+/// `GET /deposits/{id}`: a deposit to one of the calling account's addresses.
+fn query_deposit(state: &State, account: &GatewayAccountRec, id: &str) -> Response {
+    match state.store.get::<DepositRec>(format!("deposit/{id}")) {
+        Ok(Some(d)) if d.merchant_id == account.merchant_id => json(
+            StatusCode::OK,
+            &DepositAnswer {
+                id: d.id,
+                address: d.address,
+                network: d.network,
+                amount: d.amount,
+                at: Timestamp::from_unix_ms(d.at_ms),
+            },
+        ),
+        Ok(_) => error(StatusCode::NOT_FOUND, "deposit_not_found", "no such deposit"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /payouts/{id}`: a payout of the calling account.
+fn query_payout(state: &State, account: &GatewayAccountRec, id: &str) -> Response {
+    match state.store.get::<PayoutRec>(format!("payout/{id}")) {
+        Ok(Some(p)) if p.merchant_id == account.merchant_id => json(
+            StatusCode::OK,
+            &PayoutStateAnswer {
+                id: p.id,
+                request_id: p.request_id,
+                status: p.status,
+                reason: p.reason,
+                amount: p.amount,
+            },
+        ),
+        Ok(_) => error(StatusCode::NOT_FOUND, "payout_not_found", "no such payout"),
+        Err(e) => internal(e),
     }
 }
 
@@ -283,8 +321,13 @@ fn payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decisio
     };
     let mut batch = WriteBatch::new();
     batch.put(format!("payout/{}", record.id), &record)?;
-    let event =
-        GatewayEventWire::PayoutUpdated { id: record.id.clone(), request_id, status, reason: reason.clone() };
+    let event = GatewayEventWire::PayoutUpdated {
+        id: record.id.clone(),
+        request_id,
+        status,
+        reason: reason.clone(),
+        amount: record.amount,
+    };
     let answer_body = PayoutAnswer { id: record.id, status, reason };
     answer(StatusCode::CREATED, &answer_body, batch, Some(callback(account, event)))
 }

@@ -201,6 +201,7 @@ pub enum GatewayEventWire {
         status: PayoutStatusWire,
         #[serde(default)]
         reason: Option<String>,
+        amount: Money,
     },
     #[serde(rename = "refund.completed")]
     RefundCompleted { id: String, gateway_order_id: String, request_id: RequestId, amount: Money },
@@ -221,12 +222,13 @@ impl From<GatewayCallbackWire> for GatewayCallback {
             GatewayEventWire::DepositCredited { id, address, network, amount, at } => {
                 GatewayEvent::DepositCredited { gateway_deposit_id: id, address, network, amount, at }
             }
-            GatewayEventWire::PayoutUpdated { id, request_id, status, reason } => {
+            GatewayEventWire::PayoutUpdated { id, request_id, status, reason, amount } => {
                 GatewayEvent::PayoutUpdated {
                     payout_id: id,
                     request_id,
                     status: PayoutStatus::from(status),
                     reason,
+                    amount,
                 }
             }
             GatewayEventWire::RefundCompleted { id, gateway_order_id, request_id, amount } => {

@@ -4,8 +4,8 @@
 
 use futures::{FutureExt, future::BoxFuture};
 use pelago_actors::ports::{
-    CreateOrder, DepositAddress, GatewayAccount, GatewayOrder, Outcome, PaymentGateway, Payout,
-    PayoutAccepted, Refund, RefundAccepted,
+    CreateOrder, DepositAddress, GatewayAccount, GatewayDeposit, GatewayOrder, GatewayPayout, Outcome,
+    PaymentGateway, Payout, PayoutAccepted, Refund, RefundAccepted,
 };
 use pelago_storage::Currency;
 use reqwest::Method;
@@ -97,6 +97,32 @@ impl PaymentGateway for HttpGateway {
             let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
             let rb = self.request(&req.account, Method::POST, "/payouts", Some(&req.request_id)).json(&body);
             send::<wire::PayoutAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn query_payout(
+        &self,
+        account: GatewayAccount,
+        payout_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayPayout>> {
+        async move {
+            let path = format!("/payouts/{}", encode(&payout_id));
+            let rb = self.request(&account, Method::GET, &path, None);
+            send::<wire::PayoutStateAnswer>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn query_deposit(
+        &self,
+        account: GatewayAccount,
+        deposit_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayDeposit>> {
+        async move {
+            let path = format!("/deposits/{}", encode(&deposit_id));
+            let rb = self.request(&account, Method::GET, &path, None);
+            send::<wire::DepositAnswer>(rb).await.map(Into::into)
         }
         .boxed()
     }

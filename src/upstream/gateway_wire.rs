@@ -1,7 +1,9 @@
 //! Wire types of the gateway protocol and their conversions into the ports'
 //! types. The sandbox gateway serves these same types.
 
-use pelago_actors::ports::{GatewayOrder, GatewayOrderStatus, PayoutAccepted, PayoutStatus};
+use pelago_actors::ports::{
+    GatewayDeposit, GatewayOrder, GatewayOrderStatus, GatewayPayout, PayoutAccepted, PayoutStatus,
+};
 use pelago_storage::{Currency, Money, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,7 @@ impl From<OrderAnswer> for GatewayOrder {
     fn from(a: OrderAnswer) -> Self {
         GatewayOrder {
             gateway_order_id: a.id,
+            order_id: a.order_id,
             checkout_url: a.checkout_url,
             status: a.status.into(),
             amount: a.amount,
@@ -106,6 +109,53 @@ pub struct PayoutAnswer {
 impl From<PayoutAnswer> for PayoutAccepted {
     fn from(a: PayoutAnswer) -> Self {
         PayoutAccepted { payout_id: a.id, status: a.status.into(), reason: a.reason }
+    }
+}
+
+/// `GET /payouts/{id}`: a payout as the gateway holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayoutStateAnswer {
+    pub id: String,
+    /// The `Idempotency-Key` it was created with (Pelago's request id).
+    pub request_id: String,
+    pub status: PayoutStatusWire,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub amount: Money,
+}
+
+impl From<PayoutStateAnswer> for GatewayPayout {
+    fn from(a: PayoutStateAnswer) -> Self {
+        GatewayPayout {
+            payout_id: a.id,
+            request_id: a.request_id,
+            status: a.status.into(),
+            reason: a.reason,
+            amount: a.amount,
+        }
+    }
+}
+
+/// `GET /deposits/{id}`: a deposit the gateway received to one of the account's addresses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DepositAnswer {
+    pub id: String,
+    pub address: String,
+    pub network: String,
+    pub amount: Money,
+    #[serde(with = "rfc3339")]
+    pub at: Timestamp,
+}
+
+impl From<DepositAnswer> for GatewayDeposit {
+    fn from(a: DepositAnswer) -> Self {
+        GatewayDeposit {
+            deposit_id: a.id,
+            address: a.address,
+            network: a.network,
+            amount: a.amount,
+            at: a.at,
+        }
     }
 }
 
