@@ -2,11 +2,14 @@
 //! (state, channel calls). Each step is durable before the next; money owed
 //! after a card change is a marker committed with that change and booked
 //! here, idempotently, by the merchant actor; the resolver replays whatever a
-//! crash left behind.
+//! crash left behind. A master-account opening commits its intent before its
+//! application fee ([`OpenIntent`]), so no fee is ever charged for a card that
+//! then never exists, and a retry never charges a second one.
 
 use std::sync::Arc;
 
 use pelago_actors::{
+    ActorError, Reject,
     card::{
         CardRecord, CardStatus, NewCard,
         ops::{
@@ -19,13 +22,39 @@ use pelago_actors::{
     merchant::{FundingMode, MerchantRecord, PostEntry},
     routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus},
 };
-use pelago_storage::{CardId, ChannelId, MerchantId, Money, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use serde::{Deserialize, Serialize};
 
 use crate::{app::App, http::errors::ApiError};
 
 pub struct OpenRequest {
     pub cardholder_id: String,
     pub reference: Option<String>,
+}
+
+/// `cardopen/{card_id}`: a master-account card whose application fee is
+/// being charged, with everything needed to finish opening it. Committed with
+/// the Idempotency-Key binding *before* the fee is booked, so a crash between
+/// the booking and the card leaves an intent that a retry or the resolver
+/// finishes (fee booked once per card id, then the card); removed once the
+/// card exists, or with the binding when the fee is refused.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OpenIntent {
+    pub new: NewCard,
+    pub channel_cardholder_id: String,
+    pub fee: Money,
+    pub binding: Option<String>,
+    /// Real time of the intent (the resolver's grace runs from it).
+    pub at: Timestamp,
+}
+
+impl Record for OpenIntent {
+    const TREE: Tree = Tree::Operations;
+    const SCHEMA_VERSION: u8 = 1;
+}
+
+pub fn open_intent_key(card: &CardId) -> String {
+    format!("cardopen/{card}")
 }
 
 /// POST /v1/cards, the saga.
@@ -39,6 +68,9 @@ pub async fn open(
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
         let id = CardId::parse(&String::from_utf8_lossy(&id)).map_err(|_| ApiError::internal())?;
+        if let Some(intent) = app.store.get::<OpenIntent>(open_intent_key(&id))? {
+            return finish_open(app, intent).await; // a crash left it between fee and card
+        }
         let card = app.actors.ask_card(&id, pelago_actors::card::GetCard).await??;
         let settled = card.status != CardStatus::Processing;
         return Ok(CardOutcome { card, settled, refused: None });
@@ -50,54 +82,16 @@ pub async fn open(
     if holder.status != CardholderStatus::Active {
         return Err(ApiError::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
     }
+    // Active means the channel created it: never open a card for an empty id.
+    let channel_cardholder_id = holder
+        .channel_cardholder_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid_state("the cardholder has no id at the channel yet"))?;
     let bin = check_product(app, merchant, &holder.card_name, &holder.bin)?;
     let fee = merchant.fee_schedule(bin.currency).map_or(0, |f| f.application_fixed);
     let id = CardId::generate();
-    let charged = if fee > 0 {
-        match merchant.funding_mode {
-            FundingMode::MasterAccount => {
-                let fee = Money::new(fee, bin.currency);
-                let entry = PostEntry {
-                    source_id: id.to_string(),
-                    kind: EntryKind::ApplicationFee,
-                    postings: ledger::master_fee(&merchant.id, fee)?,
-                    event: None,
-                    index: vec![],
-                };
-                app.actors.ask_merchant(&merchant.id, entry).await??;
-                Some(fee)
-            }
-            FundingMode::Gateway => {
-                let new = NewCard {
-                    id: id.clone(),
-                    merchant_id: merchant.id.clone(),
-                    cardholder_id: holder.id.clone(),
-                    reference: req.reference,
-                    card_name: holder.card_name.clone(),
-                    bin: bin.bin.clone(),
-                    channel_id: bin.channel_id.clone(),
-                    currency: bin.currency,
-                    status: CardStatus::PendingPayment,
-                    application_fee_order: None,
-                };
-                let channel_cardholder_id = holder.channel_cardholder_id.clone().unwrap_or_default();
-                let fee = Money::new(fee, bin.currency);
-                let (card, _) = crate::orders::open_card_with_order(
-                    app,
-                    merchant,
-                    new,
-                    channel_cardholder_id,
-                    fee,
-                    binding,
-                )
-                .await?;
-                return Ok(CardOutcome { card, settled: true, refused: None });
-            }
-        }
-    } else {
-        None
-    };
-    let new = NewCard {
+    let mut new = NewCard {
         id: id.clone(),
         merchant_id: merchant.id.clone(),
         cardholder_id: holder.id.clone(),
@@ -109,23 +103,79 @@ pub async fn open(
         status: CardStatus::Processing,
         application_fee_order: None,
     };
-    let channel_cardholder_id = holder.channel_cardholder_id.clone().unwrap_or_default();
+    if fee > 0 && merchant.funding_mode == FundingMode::Gateway {
+        new.status = CardStatus::PendingPayment;
+        let fee = Money::new(fee, bin.currency);
+        let (card, _) =
+            crate::orders::open_card_with_order(app, merchant, new, channel_cardholder_id, fee, binding)
+                .await?;
+        return Ok(CardOutcome { card, settled: true, refused: None });
+    }
+    if fee > 0 {
+        // Master account: the intent (and the binding) first, then the fee, then the card.
+        let intent = OpenIntent {
+            new,
+            channel_cardholder_id,
+            fee: Money::new(fee, bin.currency),
+            binding: binding.clone(),
+            at: Timestamp::now_real(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(open_intent_key(&id), &intent)?;
+        if let Some(b) = &binding {
+            batch.expect_absent(Tree::Index, b);
+            batch.put_raw(Tree::Index, b, id.as_bytes());
+        }
+        app.store.commit_durable(batch).await?;
+        return finish_open(app, intent).await;
+    }
     let outcome = app
         .actors
-        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: charged, binding })
-        .await?;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            // The card was never created: give the fee back (idempotent by the card id).
-            if let Some(fee) = charged
-                && !app.store.contains(Tree::Cards, id.as_bytes())?
-            {
-                return_fee(app, &merchant.id, &id, fee).await?;
-            }
-            return Err(e.into());
-        }
+        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: None, binding })
+        .await??;
+    settle_markers_of(app, &id).await?;
+    Ok(outcome)
+}
+
+/// Finishes a master-account opening from its intent: books the fee (once
+/// per card id; refused → the intent and its binding are dropped and nothing
+/// happened), then opens the card (a repeat answers the card), then removes
+/// the intent. Run by the request, by its retry, and by the resolver.
+async fn finish_open(app: &App, intent: OpenIntent) -> Result<CardOutcome, ApiError> {
+    let id = intent.new.id.clone();
+    let merchant = intent.new.merchant_id.clone();
+    let entry = PostEntry {
+        source_id: id.to_string(),
+        kind: EntryKind::ApplicationFee,
+        postings: ledger::master_fee(&merchant, intent.fee)?,
+        event: None,
+        index: vec![],
     };
+    match app.actors.ask_merchant(&merchant, entry).await? {
+        Ok(_) => {}
+        Err(ActorError::Rejected(r @ Reject::InsufficientFunds { .. })) => {
+            let mut batch = WriteBatch::new();
+            batch.delete(Tree::Operations, open_intent_key(&id));
+            if let Some(b) = &intent.binding {
+                batch.delete(Tree::Index, b);
+            }
+            app.store.commit_durable(batch).await?;
+            return Err(r.into());
+        }
+        // Unknown whether the fee landed: the intent stays; a retry or the resolver finishes it.
+        Err(e) => return Err(e.into()),
+    }
+    crate::failpoint::hit("cards.open.after_fee");
+    let open = Open {
+        new: intent.new,
+        channel_cardholder_id: intent.channel_cardholder_id,
+        application_fee: Some(intent.fee),
+        binding: None, // bound with the intent
+    };
+    let outcome = app.actors.ask_card(&id, open).await??;
+    let mut batch = WriteBatch::new();
+    batch.delete(Tree::Operations, open_intent_key(&id));
+    app.store.commit_durable(batch).await?;
     settle_markers_of(app, &id).await?;
     Ok(outcome)
 }
@@ -241,6 +291,17 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
             if outcome.settled {
                 done += 1;
             }
+        }
+    }
+    // Master-account openings a crash left between their intent and their card.
+    for (_, intent) in app.store.scan::<OpenIntent>(b"cardopen/", None, false, 256)? {
+        if now - intent.at.unix_ms() < grace_ms {
+            continue;
+        }
+        match finish_open(app, intent).await {
+            Ok(_) => done += 1,
+            Err(e) if e.status == 402 => done += 1, // refused: nothing happened
+            Err(e) => return Err(e),
         }
     }
     for prefix in ["feeret/", "cardrefund/"] {

@@ -98,3 +98,64 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
     );
     ledger_balanced(&svc).await;
 }
+
+/// Issue 14: a master-account card opening that dies right after its
+/// application fee was booked (a failpoint aborts the process between the two
+/// commits) charges the fee once: after a restart the resolver opens that
+/// card, and a retry with the same Idempotency-Key answers it, with no second
+/// fee and no second card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens_that_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
+    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "cards.open.after_fee")]);
+    let (merchant, key, _) = svc.merchant("Fee crash").await;
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"))
+        .json(&json!({"currency": "USD", "application_fee": {"fixed": 500}}))
+        .send()
+        .await
+        .unwrap();
+    send(
+        &svc,
+        &key,
+        Method::POST,
+        "/v1/test_helpers/deposits",
+        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
+    )
+    .await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
+    let body = serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap();
+    let open = |svc: &Service| {
+        svc.signed_with_key(&key, Method::POST, "/v1/cards", &body, "open-after-crash")
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert!(open(&svc).await.is_err(), "the process aborts at the failpoint before it answers");
+    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+
+    let svc = Service::start(&data, &env);
+    // The resolver finishes the opening: one card, active, the fee charged once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cards = loop {
+        let (_, cards) = send(&svc, &key, Method::GET, "/v1/cards", None).await;
+        if cards["data"].as_array().is_some_and(|c| c.len() == 1 && c[0]["status"] == "active") {
+            break cards;
+        }
+        assert!(Instant::now() < deadline, "the card was never opened: {cards}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+    assert_eq!(balance["balances"][0]["available"], 10_000 - 500, "the fee once: {balance}");
+    // The retry with the same key answers that card; nothing more is charged or created.
+    let retried = open(&svc).await.unwrap();
+    assert!(retried.status().is_success(), "{}", retried.status());
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["id"], cards["data"][0]["id"]);
+    let (_, after) = send(&svc, &key, Method::GET, "/v1/cards", None).await;
+    assert_eq!(after["data"].as_array().unwrap().len(), 1);
+    let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+    assert_eq!(balance["balances"][0]["available"], 10_000 - 500);
+    ledger_balanced(&svc).await;
+}

@@ -87,7 +87,7 @@ impl Record for CardRecord {
 }
 
 /// What a new card needs; the merchant flow decides the first status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewCard {
     pub id: CardId,
     pub merchant_id: MerchantId,
