@@ -59,6 +59,7 @@ pub async fn create(
         .actors
         .ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference, binding: binding.clone() })
         .await??;
+    crate::failpoint::hit("topups.after_begin");
     let entry = PostEntry {
         source_id: id.to_string(),
         kind: EntryKind::Topup,

@@ -34,6 +34,23 @@ fn hold_marker(id: &WithdrawalId) -> String {
     format!("{HOLD_PREFIX}{id}")
 }
 
+/// A hold row's value: the start (8 bytes, big-endian ms), then the
+/// Idempotency-Key binding written with the hold, if any, so the resolver
+/// frees that key without scanning every binding. (Rows from before the
+/// binding was kept here hold the start alone: their hold is released and
+/// their key stays bound until it expires.)
+fn hold_value(at: Timestamp, binding: Option<&str>) -> Vec<u8> {
+    let mut value = at.unix_ms().to_be_bytes().to_vec();
+    value.extend_from_slice(binding.unwrap_or_default().as_bytes());
+    value
+}
+
+fn parse_hold(value: &[u8]) -> (i64, Option<String>) {
+    let started = value.get(..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_be_bytes);
+    let binding = value.get(8..).filter(|b| !b.is_empty()).map(|b| String::from_utf8_lossy(b).into_owned());
+    (started, binding)
+}
+
 /// Releases the hold of a withdrawal whose record never landed (once: the
 /// reversal is booked per source id).
 async fn release_hold(app: &App, id: &WithdrawalId) -> Result<(), ApiError> {
@@ -94,6 +111,7 @@ pub async fn create(
     // The account it pays out under is fixed now (recorded with it): callbacks are bound to it.
     let account = bootstrap::funding_account(app, merchant).await?;
     // The hold first: a withdrawal that cannot be held never exists.
+    let binding_key = binding;
     let hold = PostEntry {
         source_id: record.id.to_string(),
         kind: EntryKind::Withdrawal,
@@ -101,13 +119,15 @@ pub async fn create(
         event: None,
         // With the hold: the Idempotency-Key binding (a retry never holds twice) and
         // a recovery row (a crash before the record lands releases the hold).
-        index: binding
+        index: binding_key
+            .clone()
             .map(|b| (b, record.id.as_bytes().to_vec()))
             .into_iter()
-            .chain([(hold_marker(&record.id), now.unix_ms().to_be_bytes().to_vec())])
+            .chain([(hold_marker(&record.id), hold_value(now, binding_key.as_deref()))])
             .collect(),
     };
     app.actors.ask_merchant(&merchant.id, hold).await??;
+    crate::failpoint::hit("withdrawals.after_hold");
     let mut record = record;
     record.held = true;
     let mut batch = WriteBatch::new();
@@ -305,7 +325,7 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
     let holds =
         app.store.iter_raw(Tree::Index, HOLD_PREFIX.as_bytes()).take(256).collect::<Result<Vec<_>, _>>()?;
     for (key, value) in holds {
-        let started = value.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(0);
+        let (started, binding) = parse_hold(&value);
         if now - started < grace_ms {
             continue;
         }
@@ -318,10 +338,11 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Index, &key);
         // The request never got a withdrawal: its Idempotency-Key may run again.
-        for (bind, bound) in app.store.iter_raw(Tree::Index, b"idembind/").flatten() {
-            if bound == id.as_bytes() && !app.store.contains(Tree::Withdrawals, id.as_bytes())? {
-                batch.delete(Tree::Index, bind);
-            }
+        if let Some(binding) = binding
+            && !app.store.contains(Tree::Withdrawals, id.as_bytes())?
+        {
+            batch.expect_raw(Tree::Index, &binding, Some(id.as_bytes().to_vec()));
+            batch.delete(Tree::Index, binding);
         }
         app.store.commit_durable(batch).await?;
         done += 1;

@@ -159,3 +159,102 @@ async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens
     assert_eq!(balance["balances"][0]["available"], 10_000 - 500);
     ledger_balanced(&svc).await;
 }
+
+/// A master-account merchant with 10,000 available and one active card.
+async fn funded_card(svc: &Service) -> (String, common::Key, String) {
+    let (merchant, key, _) = svc.merchant("Recovered").await;
+    send(
+        svc,
+        &key,
+        Method::POST,
+        "/v1/test_helpers/deposits",
+        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
+    )
+    .await;
+    let (_, holder) =
+        send(svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
+    let (_, card) =
+        send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    (merchant, key, card["id"].as_str().unwrap().to_owned())
+}
+
+/// A top-up that dies after it began and before its debit: the resolver
+/// fails it (nothing was charged) rather than guessing, and a retry of its
+/// request, answered with it while it was unresolved, sees it fail; a new
+/// request tops the card up once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topup_that_died_before_its_debit_fails_and_charges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
+    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "topups.after_begin")]);
+    let (_, key, card) = funded_card(&svc).await;
+    let body = serde_json::to_vec(&json!({"amount": {"value": 1_000, "currency": "USD"}})).unwrap();
+    let path = format!("/v1/cards/{card}/topups");
+    let topup = |svc: &Service, idempotency_key: &'static str| {
+        svc.signed_with_key(&key, Method::POST, &path, &body, idempotency_key)
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert!(topup(&svc, "topup-after-crash").await.is_err(), "aborted at the failpoint");
+    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+    let svc = Service::start(&data, &env);
+    let retried = topup(&svc, "topup-after-crash").await.unwrap();
+    assert_eq!(retried.status().as_u16(), 202, "the begun top-up, outcome not yet known");
+    let left: Value = retried.json().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let (_, t) =
+            send(&svc, &key, Method::GET, &format!("/v1/topups/{}", left["id"].as_str().unwrap()), None)
+                .await;
+        if t["status"] == "failed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "never resolved: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed["status_history"].as_array().unwrap().len(), 2, "{failed}");
+    assert_eq!(common::available(&svc, &key).await, 10_000, "nothing charged");
+    let fresh = topup(&svc, "topup-fresh").await.unwrap();
+    assert_eq!(fresh.status().as_u16(), 201);
+    assert_eq!(common::available(&svc, &key).await, 10_000 - 1_000, "debited once");
+    ledger_balanced(&svc).await;
+}
+
+/// A withdrawal that dies after its hold and before its record: the resolver
+/// releases the hold and frees its Idempotency-Key (kept in the hold row), so
+/// the retry with that key holds and pays out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
+    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "withdrawals.after_hold")]);
+    let (merchant, key, _) = funded_card(&svc).await;
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
+        .json(&json!({"addresses": [{"address": "TXYZ0001", "network": "TRON", "label": "channel A"}]}))
+        .send()
+        .await
+        .unwrap();
+    let withdraw = |svc: &Service| {
+        svc.admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/withdrawals"))
+            .header("idempotency-key", "withdraw-after-crash")
+            .json(&json!({"amount": {"value": 2_000, "currency": "USD"}, "address": "TXYZ0001"}))
+            .send()
+    };
+    assert!(withdraw(&svc).await.is_err(), "aborted at the failpoint");
+    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+    let svc = Service::start(&data, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let r = withdraw(&svc).await.unwrap();
+        if r.status().as_u16() == 201 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the key was never freed: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    assert_eq!(common::available(&svc, &key).await, 10_000 - 2_000, "held and paid once");
+    ledger_balanced(&svc).await;
+}

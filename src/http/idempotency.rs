@@ -195,7 +195,8 @@ pub async fn after(guard: Guard, reply: &ApiReply) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Removes stored responses older than the retention; returns how many.
+/// Removes stored responses older than the retention, with the binding
+/// their creation wrote (`idembind/{scope}/{key}`); returns how many.
 pub fn sweep(app: &App) -> usize {
     let cutoff = Timestamp::now_real().unix_ms() - RETENTION_MS - 3600 * 1000;
     let mut removed = 0;
@@ -204,6 +205,9 @@ pub fn sweep(app: &App) -> usize {
         if record.created_at_ms < cutoff {
             let mut batch = WriteBatch::new();
             batch.delete(Tree::Idempotency, &key);
+            let mut binding = b"idembind/".to_vec();
+            binding.extend_from_slice(&key);
+            batch.delete(Tree::Index, binding);
             if app.store.commit(batch).is_ok() {
                 removed += 1;
             }

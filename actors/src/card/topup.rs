@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     actor::{CardActor, cell},
     ops::MoneyMarker,
-    state::CardStatus,
+    state::{CardRecord, CardStatus},
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
@@ -89,6 +89,9 @@ impl Stateful for TopupRecord {
         (&mut self.status, &mut self.status_history, &mut self.version)
     }
 }
+
+/// The failure reason of a top-up the resolver found begun but never debited.
+pub const NOT_DEBITED: &str = "the request stopped before the debit; nothing was charged";
 
 pub fn topup_key(card: &CardId, id: &TopupId) -> String {
     format!("{card}/{id}")
@@ -189,7 +192,11 @@ impl CardActor {
         batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
         batch.put_raw(Tree::Index, format!("tup/{}", topup.id), card.id.as_bytes());
-        batch.put_raw(Tree::Operations, topup_marker(&topup.id), marker_value(&card.id, now));
+        batch.put_raw(
+            Tree::Operations,
+            topup_marker(&topup.id),
+            marker_value_bound(&card.id, now, msg.binding.as_deref()),
+        );
         if let Some(b) = &msg.binding {
             batch.expect_absent(Tree::Index, b);
             batch.put_raw(Tree::Index, b, topup.id.as_bytes());
@@ -208,17 +215,69 @@ impl CardActor {
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Topups, topup_key(&card.id, id));
         batch.delete(Tree::Index, format!("tup/{id}"));
-        batch.delete(Tree::Operations, topup_marker(id));
         // A retry of the same request may run again: it never debited.
-        for (key, value) in self.store().iter_raw(Tree::Index, b"idembind/").flatten() {
-            if value == id.as_bytes() {
-                batch.delete(Tree::Index, key);
-            }
+        let marker = self.store().get_raw(Tree::Operations, topup_marker(id))?;
+        if let Some(binding) = marker.as_deref().and_then(marker_binding) {
+            batch.expect_raw(Tree::Index, &binding, Some(id.as_bytes().to_vec()));
+            batch.delete(Tree::Index, binding);
         }
+        batch.delete(Tree::Operations, topup_marker(id));
         let mut next = card;
         next.version += 1;
         let ticket = self.cell_mut().persist(next, batch)?;
         Ok(((), Some(ticket)))
+    }
+
+    /// The resolver's verdict on a top-up left in `Debiting` whose debit was
+    /// never booked: it failed (`processing → failed`, `topup.failed`), its
+    /// marker goes. It is not deleted: a retry of its request may have been
+    /// answered with it, so it stays visible, and its Idempotency-Key keeps
+    /// answering it.
+    fn fail_undebited(&mut self, id: &TopupId) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
+        let mut card = self.cell_mut().existing("card")?.clone();
+        let mut topup = self.load_topup(id)?;
+        if topup.phase != TopupPhase::Debiting {
+            return Ok((topup, None));
+        }
+        let now = self.now();
+        topup.transition(TopupStatus::Failed, Some(NOT_DEBITED.into()), Source::System, now)?;
+        topup.phase = TopupPhase::Done;
+        topup.failure_reason = Some(NOT_DEBITED.into());
+        topup.completed_at = Some(now);
+        let mut batch = WriteBatch::new();
+        batch.put(topup_key(&card.id, id), &topup)?;
+        batch.delete(Tree::Operations, topup_marker(id));
+        outbox::stage(
+            &mut batch,
+            &card.merchant_id,
+            "topup.failed",
+            EventObject::Topup(Box::new(topup.clone())),
+            now,
+        )?;
+        card.version += 1;
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((topup, Some(ticket)))
+    }
+
+    /// A debit booked for a top-up already failed as never debited: the
+    /// reversal marker, booked by the binary once per top-up.
+    fn reverse_late_debit(
+        &mut self,
+        card: CardRecord,
+        topup: TopupRecord,
+    ) -> ActorResult<(TopupRecord, Option<FundCard>, Option<FlushTicket>)> {
+        let marker = MoneyMarker {
+            merchant_id: topup.merchant_id.clone(),
+            card_id: card.id.clone(),
+            channel_id: card.channel_id.clone(),
+            amount: topup.amount,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(topup_reversal_marker(&topup.id), &marker)?;
+        let mut next = card;
+        next.version += 1;
+        let ticket = self.cell_mut().persist(next, batch)?;
+        Ok((topup, None, Some(ticket)))
     }
 
     /// Moves a debited top-up to `Funding` (durably) and says what to ask the channel.
@@ -229,6 +288,11 @@ impl CardActor {
         let card = self.cell_mut().existing("card")?.clone();
         let mut topup = self.load_topup(id)?;
         if topup.phase == TopupPhase::Done {
+            if topup.failure_reason.as_deref() == Some(NOT_DEBITED) {
+                // The resolver failed it as never debited, and the debit landed after
+                // all (its request was slow, not dead): give the money back.
+                return self.reverse_late_debit(card, topup);
+            }
             return Ok((topup, None, None));
         }
         if card.status != CardStatus::Active && topup.phase == TopupPhase::Debiting {
@@ -328,15 +392,33 @@ impl CardActor {
     }
 }
 
+/// A recovery marker's value: `{card} {started ms}`, then ` {binding}` when
+/// the request that began it carried an Idempotency-Key (so an abort can free
+/// that key without scanning every binding).
 pub fn marker_value(card: &CardId, at: Timestamp) -> Vec<u8> {
     format!("{card} {}", at.unix_ms()).into_bytes()
+}
+
+fn marker_value_bound(card: &CardId, at: Timestamp, binding: Option<&str>) -> Vec<u8> {
+    let mut value = marker_value(card, at);
+    if let Some(b) = binding {
+        value.push(b' ');
+        value.extend_from_slice(b.as_bytes());
+    }
+    value
 }
 
 /// `(card id, started)` of a `topup/` marker's value.
 pub fn parse_marker(value: &[u8]) -> Option<(CardId, Timestamp)> {
     let text = String::from_utf8_lossy(value);
-    let (card, at) = text.split_once(' ')?;
+    let mut parts = text.splitn(3, ' ');
+    let (card, at) = (parts.next()?, parts.next()?);
     Some((CardId::parse(card).ok()?, Timestamp(at.parse().ok()?)))
+}
+
+/// The Idempotency-Key binding a marker names, if any.
+fn marker_binding(value: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(value).splitn(3, ' ').nth(2).map(str::to_owned)
 }
 
 durable_handler!(CardActor, cell, BeginTopup => TopupRecord, |act, msg| act.begin_topup(msg));
@@ -421,11 +503,8 @@ impl Handler<ResolveTopup> for CardActor {
         let phase = self.load_topup(&msg.id).map(|t| t.phase);
         match phase {
             Ok(TopupPhase::Debiting) if !msg.debited => {
-                // The debit never happened: the top-up never happened.
-                let result = EntityCell::guarded(self, ctx, cell, |act| {
-                    let topup = act.load_topup(&msg.id)?;
-                    act.abort_topup(&msg.id).map(|((), t)| (topup, t))
-                });
+                // The debit never happened: the top-up failed, nothing to give back.
+                let result = EntityCell::guarded(self, ctx, cell, |act| act.fail_undebited(&msg.id));
                 let store = self.store().clone();
                 AtomicResponse::new(Box::pin(
                     async move {
