@@ -148,7 +148,10 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
-    let webhooks = crate::webhooks::Dispatcher::new(&config.webhook_retry_schedule_secs)?;
+    let webhooks = crate::webhooks::Dispatcher::new(
+        &config.webhook_retry_schedule_secs,
+        crate::security::egress::EgressPolicy::for_mode(config.sandbox),
+    )?;
     let receipts = crate::receipts::ReceiptKey::load(config.receipt_key.as_deref(), &config.data_dir)
         .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {

@@ -1,6 +1,7 @@
 //! Everything cryptographic at the edge: secrets at rest, operator tokens,
 //! merchant request signing. SECURITY.md is the contract.
 
+pub mod egress;
 pub mod secrets;
 pub mod signing;
 pub mod tokens;
