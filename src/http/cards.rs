@@ -15,7 +15,7 @@ use pelago_actors::{
 };
 use pelago_storage::{Timestamp, Tree, WriteBatch};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     balance::{MoneyIn, parse_amount},
@@ -260,17 +260,40 @@ fn details(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             }
             Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
         };
-        let body = json!({
-            "card_id": card.id,
-            "pan": d.pan.expose(),
-            "cvv": d.cvv.expose(),
-            "expiry_month": d.expiry_month,
-            "expiry_year": d.expiry_year,
-            "balance": wire::money(d.balance),
-            "status": d.status,
-        });
-        Ok(ApiReply::json(200, &body).with_header("cache-control", "no-store"))
+        // Serialized straight from the `SensitiveString`s (no intermediate JSON
+        // value holding copies); the body is wiped when the response is dropped
+        // (`no-store` replies, see `http::to_response`).
+        let body = DetailsOut {
+            card_id: card.id.as_str(),
+            pan: d.pan.expose(),
+            cvv: d.cvv.expose(),
+            expiry_month: d.expiry_month,
+            expiry_year: d.expiry_year,
+            balance: wire::money(d.balance),
+            status: &d.status,
+        };
+        // Sized once so that no reallocation leaves an unwiped copy behind.
+        let mut bytes = Vec::with_capacity(DETAILS_BODY_CAPACITY);
+        serde_json::to_writer(&mut bytes, &body).map_err(|_| ApiError::internal())?;
+        let reply =
+            ApiReply { status: 200, body: bytes, content_type: "application/json", headers: Vec::new() };
+        Ok(reply.with_header("cache-control", "no-store"))
     })
+}
+
+/// Room for a `/details` body (about 250 bytes with a 19-digit PAN).
+const DETAILS_BODY_CAPACITY: usize = 1024;
+
+/// The `/details` answer, borrowing the card data it shows.
+#[derive(serde::Serialize)]
+struct DetailsOut<'a> {
+    card_id: &'a str,
+    pan: &'a str,
+    cvv: &'a str,
+    expiry_month: u8,
+    expiry_year: u16,
+    balance: Value,
+    status: &'a str,
 }
 
 /// Pulls new transactions from the channel (after the last one seen) and stores them.

@@ -124,7 +124,7 @@ where
     span.in_scope(|| tracing::info!("request handled"));
     app.metrics.observe_request(method_label(&method), route, reply.status, secs);
     if is_head {
-        reply.body.clear();
+        zeroize::Zeroize::zeroize(&mut reply.body);
     }
     to_response(reply, &request_id)
 }
@@ -257,8 +257,34 @@ where
     (route.pattern, reply)
 }
 
+/// A response body that is overwritten when hyper drops it, once written.
+struct WipedOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for WipedOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Whether a reply is marked `Cache-Control: no-store`: it carries card data
+/// or a secret shown once (SECURITY.md), and its body is wiped after use.
+fn is_no_store(reply: &ApiReply) -> bool {
+    reply.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("cache-control") && v.contains("no-store"))
+}
+
 fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
-    let mut response = warp::reply::Response::new(reply.body.into());
+    let body = if is_no_store(&reply) {
+        Bytes::from_owner(WipedOnDrop(reply.body))
+    } else {
+        Bytes::from(reply.body)
+    };
+    let mut response = warp::reply::Response::new(body.into());
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
