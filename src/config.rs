@@ -45,6 +45,13 @@ pub struct Config {
     pub actor_idle_secs: u64,
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
+    /// A connection waiting for a request head (new, or idle between
+    /// keep-alive requests) is closed after this.
+    pub header_read_timeout_ms: u64,
+    /// A request body must have arrived in full this long after its head.
+    pub body_read_timeout_ms: u64,
+    /// Open client connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -85,6 +92,9 @@ impl Default for Config {
             actor_idle_secs: 600,
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -112,6 +122,9 @@ struct FileConfig {
     max_live_actors: Option<u64>,
     actor_idle_secs: Option<u64>,
     rate_limit: Option<String>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -224,6 +237,18 @@ impl Config {
             })?;
             c.rate_limit_per_sec = parse_num("PELAGO_RATE_LIMIT", rate.trim(), 1, 1_000_000)? as u32;
             c.rate_limit_burst = parse_num("PELAGO_RATE_LIMIT", burst.trim(), 1, 10_000_000)? as u32;
+        }
+        if let Some(v) =
+            pick("PELAGO_HEADER_READ_TIMEOUT_MS", file.header_read_timeout_ms.map(|n| n.to_string()))
+        {
+            c.header_read_timeout_ms = parse_num("PELAGO_HEADER_READ_TIMEOUT_MS", &v, 100, 600_000)?;
+        }
+        if let Some(v) = pick("PELAGO_BODY_READ_TIMEOUT_MS", file.body_read_timeout_ms.map(|n| n.to_string()))
+        {
+            c.body_read_timeout_ms = parse_num("PELAGO_BODY_READ_TIMEOUT_MS", &v, 100, 600_000)?;
+        }
+        if let Some(v) = pick("PELAGO_MAX_CONNECTIONS", file.max_connections.map(|n| n.to_string())) {
+            c.max_connections = parse_num("PELAGO_MAX_CONNECTIONS", &v, 1, 1_000_000)? as usize;
         }
         if let Some(v) = pick("PELAGO_LOG", file.log) {
             tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| bad("PELAGO_LOG", e.to_string()))?;

@@ -59,7 +59,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app.draining.store(true, Ordering::Release);
         }
     };
-    warp::serve(http::filter(Arc::clone(&app))).incoming(listener).graceful(shutdown).run().await;
+    let limits = http::listener::Limits {
+        header_read_timeout: Duration::from_millis(app.config.header_read_timeout_ms),
+        max_connections: app.config.max_connections,
+    };
+    http::listener::serve(Arc::clone(&app), listener, limits, shutdown).await;
     app.webhooks.shutdown().await;
     let _ = stop_sandbox.send(true);
     if let Some(handle) = sandbox {

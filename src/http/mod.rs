@@ -18,6 +18,7 @@ pub mod errors;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod listener;
 pub mod merchants;
 pub mod money_admin;
 pub mod openapi;
@@ -142,8 +143,32 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`] or a body that has
+/// not arrived in full within `deadline` (a slow sender holds no connection
+/// for longer; the answer closes the connection).
+async fn read_body<S, B>(
+    headers: &HeaderMap,
+    body: S,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    match tokio::time::timeout(deadline, read_body_unbounded(headers, body)).await {
+        Ok(read) => read,
+        Err(_) => {
+            let mut e = ApiError::bad_request(format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ));
+            e.headers.push(("connection", "close".to_owned()));
+            Err(e)
+        }
+    }
+}
+
+async fn read_body_unbounded<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -182,7 +207,8 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let body = match read_body(&headers, body).await {
+    let deadline = std::time::Duration::from_millis(app.config.body_read_timeout_ms);
+    let body = match read_body(&headers, body, deadline).await {
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
