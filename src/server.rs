@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
+    let config_ip_rate = (config.ip_rate_limit_per_sec, config.ip_rate_limit_burst);
     let webhooks = crate::webhooks::Dispatcher::new(
         &config.webhook_retry_schedule_secs,
         crate::security::egress::EgressPolicy::for_mode(config.sandbox),
@@ -175,6 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         scheduler: Default::default(),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
+        ip_rate_limiter: http::ratelimit::RateLimiter::new(config_ip_rate.0, config_ip_rate.1),
         webhooks,
         receipts,
         ready: false.into(),
@@ -185,6 +187,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .await
         .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
+    http::retention::spawn(Arc::downgrade(&app), app.config.retention_secs);
     spawn_resolver(Arc::downgrade(&app));
     let scheduler = crate::jobs::scheduler::Scheduler::start(&app).await.context("starting the scheduler")?;
     let _ = app.scheduler.set(scheduler);

@@ -1,7 +1,8 @@
-//! The front door against abuse (issue 18 M4, M6, L3), over real sockets:
+//! The front door against abuse (issue 18 M4, M5, M6, L3), over real sockets:
 //! slow clients are cut off while others are served, the connection cap,
-//! webhook egress refused to internal addresses, and `/details` marked
-//! `no-store`.
+//! per-address rate limits for traffic not authenticated as a merchant,
+//! retention of callback receipts and delivery attempts, webhook egress
+//! refused to internal addresses, and `/details` marked `no-store`.
 
 mod common;
 
@@ -123,6 +124,120 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
         "the third connection was served only after a held one was cut: {:?}",
         held_from.elapsed()
     );
+}
+
+/// M5: admin, callbacks and failed authentication share a per-address
+/// bucket (429 with Retry-After once it is empty); authenticated merchant
+/// requests are not charged to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_traffic_is_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_IP_RATE_LIMIT", "1,8")]);
+    let (_, key, _) = svc.merchant("Limited").await;
+    for _ in 0..20 {
+        let (status, _) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+        assert_eq!(status, StatusCode::OK, "merchant requests are limited per merchant, not per address");
+    }
+    let forged = Key { key_id: key.key_id.clone(), secret: "sk_wrong_secret_0000000000".into() };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = svc.signed(&forged, Method::GET, "/v1/balance", b"").send().await.unwrap();
+        let status = r.status();
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+            break;
+        }
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(statuses.last(), Some(&429), "401s are limited: {statuses:?}");
+    for path in ["/callbacks/gateway", "/admin/v1/merchants"] {
+        let r = svc.http.post(svc.url(path)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    // The bucket refills (1 token/s): the operator gets in again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(Instant::now() < deadline, "the per-address bucket never refilled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// M5: a filtered list pages to the end with `next_starting_after`, and
+/// every event of the type is seen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_pages_continue_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (_, key) = merchant_with_deposit(&svc).await;
+    for _ in 0..2 {
+        let (status, _) = send(
+            &svc,
+            &key,
+            Method::POST,
+            "/v1/test_helpers/deposits",
+            Some(&json!({"amount": {"value": 500, "currency": "USD"}, "network": "TRON"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/balance/transactions?type=deposit&limit=1".to_owned();
+    for _ in 0..10 {
+        let (status, page) = send(&svc, &key, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        if page["has_more"] == false {
+            assert_eq!(page["next_starting_after"], Value::Null);
+            break;
+        }
+        let next = page["next_starting_after"].as_str().expect("has_more comes with a cursor");
+        path = format!("/v1/balance/transactions?type=deposit&limit=1&starting_after={next}");
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "no transaction twice");
+}
+
+/// M5: callback receipts and delivery attempts past the retention window
+/// are swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_and_delivery_attempts_are_swept_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RETENTION_SECS", "1")]);
+    // A deposit: a gateway callback is recorded, and its event (no webhook_url)
+    // gets one recorded "not delivered" attempt.
+    let (_, key) = merchant_with_deposit(&svc).await;
+    let event = deposit_event(&svc, &key).await;
+    let deliveries = format!("/v1/events/{event}/deliveries");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, list) = send(&svc, &key, Method::GET, &deliveries, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let metrics = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let swept = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if list["data"] == json!([])
+            && swept("pelago_callbacks_swept_total") >= 1.0
+            && swept("pelago_deliveries_swept_total") >= 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not swept: {list} / {metrics}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// M6: a webhook endpoint on a link-local (metadata) address is refused at

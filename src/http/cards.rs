@@ -296,6 +296,11 @@ struct DetailsOut<'a> {
     status: &'a str,
 }
 
+/// Channel pages one transaction list request pulls at most. A card further
+/// behind catches up over the next requests (the cursor is durable), and
+/// channels push transactions by callback anyway.
+const MAX_PULLS_PER_REQUEST: usize = 4;
+
 /// Pulls new transactions from the channel (after the last one seen) and stores them.
 async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
     let Some(channel_card_id) = card.channel_card_id.clone() else { return Ok(()) };
@@ -304,7 +309,7 @@ async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
     let cursor_key = format!("txsync/{}", card.id);
     let mut after =
         app.store.get_raw(Tree::Index, &cursor_key)?.map(|b| String::from_utf8_lossy(&b).into_owned());
-    for _ in 0..20 {
+    for _ in 0..MAX_PULLS_PER_REQUEST {
         let page = match channel.list_transactions(channel_card_id.clone(), after.clone()).await {
             Outcome::Done(p) => p,
             Outcome::Declined { reason } => {
@@ -338,20 +343,14 @@ fn transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         };
         pull(&app, &card).await?;
         let prefix = format!("{}/", card.id);
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let found = app.store.scan::<TransactionRecord>(
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            10_000,
+        let body = pagination::filtered::<TransactionRecord>(
+            &app.store,
+            &prefix,
+            &page,
+            pagination::FILTER_SCAN_BUDGET,
+            |t| since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t)),
         )?;
-        let items: Vec<Value> = found
-            .iter()
-            .filter(|(_, t)| since.is_none_or(|s| t.occurred_at >= s))
-            .take(page.limit + 1)
-            .map(|(_, t)| wire::transaction(t))
-            .collect();
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        Ok(ApiReply::json(200, &body))
     })
 }
 

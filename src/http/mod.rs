@@ -26,6 +26,7 @@ pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
+pub mod retention;
 pub mod router;
 pub mod service;
 pub mod test_helpers;
@@ -77,10 +78,20 @@ pub fn filter(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<listener::PeerAddr>())
         .and(warp::body::stream())
-        .then(|app, method, path: warp::path::FullPath, query, headers, body| {
-            handle(app, method, path.as_str().to_owned(), query, headers, body)
-        })
+        .then(
+            |app,
+             method,
+             path: warp::path::FullPath,
+             query,
+             headers,
+             peer: Option<listener::PeerAddr>,
+             body| {
+                let peer = peer.map(|p| ratelimit::IpKey::of(p.0.ip()));
+                handle(app, method, path.as_str().to_owned(), query, headers, peer, body)
+            },
+        )
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -98,6 +109,7 @@ async fn handle<S, B>(
     path: String,
     query: String,
     headers: HeaderMap,
+    peer: Option<ratelimit::IpKey>,
     body: S,
 ) -> warp::reply::Response
 where
@@ -115,7 +127,7 @@ where
         request_id = %request_id,
     );
     let is_head = method == Method::HEAD;
-    let (route, mut reply) = dispatch(&app, method.clone(), path, query, headers, body, &request_id)
+    let (route, mut reply) = dispatch(&app, method.clone(), path, query, headers, peer, body, &request_id)
         .instrument(span.clone())
         .await;
     let secs = started.elapsed().as_secs_f64();
@@ -200,6 +212,7 @@ async fn dispatch<S, B>(
     path: String,
     query: String,
     headers: HeaderMap,
+    peer: Option<ratelimit::IpKey>,
     body: S,
     request_id: &str,
 ) -> (&'static str, ApiReply)
@@ -207,15 +220,36 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let surface = Surface::of_path(&path);
+    // Per client address, before any work: every request not authenticated
+    // as a merchant takes a token; merchant requests are charged only when
+    // their authentication fails (below), and an address out of tokens gets
+    // 429 before its signature is even checked.
+    if let Some(ip) = &peer {
+        let limited = if matches!(surface, Surface::Merchant) {
+            app.ip_rate_limiter.exhausted(ip)
+        } else {
+            app.ip_rate_limiter.check(ip)
+        };
+        if let Err(retry_after) = limited {
+            return ("(rate limit)", ApiError::rate_limited(retry_after).into_reply(request_id));
+        }
+    }
     let deadline = std::time::Duration::from_millis(app.config.body_read_timeout_ms);
     let body = match read_body(&headers, body, deadline).await {
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
-    let surface = Surface::of_path(&path);
     let caller = match auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await {
         Ok(caller) => caller,
-        Err(e) => return ("(auth)", e.into_reply(request_id)),
+        Err(e) => {
+            if matches!(surface, Surface::Merchant)
+                && let Some(ip) = &peer
+            {
+                let _ = app.ip_rate_limiter.check(ip);
+            }
+            return ("(auth)", e.into_reply(request_id));
+        }
     };
     let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
     let (route, params) = match app.router.find(&lookup, &path) {
