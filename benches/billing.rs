@@ -42,6 +42,7 @@ fn start(data: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
         .env("PELAGO_SANDBOX_LISTEN", "127.0.0.1:0")
         .env("PELAGO_ADMIN_TOKEN", ADMIN)
         .env("PELAGO_RATE_LIMIT", "1000000,1000000")
+        .env("PELAGO_IP_RATE_LIMIT", "1000000,1000000")
         .env("PELAGO_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

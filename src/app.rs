@@ -36,6 +36,8 @@ pub struct App {
     pub scheduler: std::sync::OnceLock<actix::Addr<crate::jobs::scheduler::Scheduler>>,
     pub idempotency: crate::http::idempotency::InFlight,
     pub rate_limiter: crate::http::ratelimit::RateLimiter,
+    /// Per client address, for traffic not authenticated as a merchant.
+    pub ip_rate_limiter: crate::http::ratelimit::RateLimiter<crate::http::ratelimit::IpKey>,
     pub webhooks: crate::webhooks::Dispatcher,
     pub receipts: crate::receipts::ReceiptKey,
     /// Set once start-up is complete.

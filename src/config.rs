@@ -45,6 +45,19 @@ pub struct Config {
     pub actor_idle_secs: u64,
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
+    /// Per client IP, for everything not authenticated as a merchant (admin,
+    /// Polyflow, callbacks, public routes, failed authentication).
+    pub ip_rate_limit_per_sec: u32,
+    pub ip_rate_limit_burst: u32,
+    /// A connection waiting for a request head (new, or idle between
+    /// keep-alive requests) is closed after this.
+    pub header_read_timeout_ms: u64,
+    /// A request body must have arrived in full this long after its head.
+    pub body_read_timeout_ms: u64,
+    /// Open client connections at most; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long callback receipts and webhook delivery attempts are kept.
+    pub retention_secs: u64,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -85,6 +98,12 @@ impl Default for Config {
             actor_idle_secs: 600,
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
+            ip_rate_limit_per_sec: 200,
+            ip_rate_limit_burst: 1000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+            retention_secs: 30 * 86_400,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -112,6 +131,11 @@ struct FileConfig {
     max_live_actors: Option<u64>,
     actor_idle_secs: Option<u64>,
     rate_limit: Option<String>,
+    ip_rate_limit: Option<String>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    retention_secs: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -219,11 +243,25 @@ impl Config {
             c.actor_idle_secs = parse_num("PELAGO_ACTOR_IDLE_SECS", &v, 1, 86_400 * 7)?;
         }
         if let Some(v) = pick("PELAGO_RATE_LIMIT", file.rate_limit) {
-            let (rate, burst) = v.split_once(',').ok_or_else(|| {
-                bad("PELAGO_RATE_LIMIT", format!("expected `<per_second>,<burst>`, got `{v}`"))
-            })?;
-            c.rate_limit_per_sec = parse_num("PELAGO_RATE_LIMIT", rate.trim(), 1, 1_000_000)? as u32;
-            c.rate_limit_burst = parse_num("PELAGO_RATE_LIMIT", burst.trim(), 1, 10_000_000)? as u32;
+            (c.rate_limit_per_sec, c.rate_limit_burst) = parse_rate("PELAGO_RATE_LIMIT", &v)?;
+        }
+        if let Some(v) = pick("PELAGO_IP_RATE_LIMIT", file.ip_rate_limit) {
+            (c.ip_rate_limit_per_sec, c.ip_rate_limit_burst) = parse_rate("PELAGO_IP_RATE_LIMIT", &v)?;
+        }
+        if let Some(v) =
+            pick("PELAGO_HEADER_READ_TIMEOUT_MS", file.header_read_timeout_ms.map(|n| n.to_string()))
+        {
+            c.header_read_timeout_ms = parse_num("PELAGO_HEADER_READ_TIMEOUT_MS", &v, 100, 600_000)?;
+        }
+        if let Some(v) = pick("PELAGO_BODY_READ_TIMEOUT_MS", file.body_read_timeout_ms.map(|n| n.to_string()))
+        {
+            c.body_read_timeout_ms = parse_num("PELAGO_BODY_READ_TIMEOUT_MS", &v, 100, 600_000)?;
+        }
+        if let Some(v) = pick("PELAGO_MAX_CONNECTIONS", file.max_connections.map(|n| n.to_string())) {
+            c.max_connections = parse_num("PELAGO_MAX_CONNECTIONS", &v, 1, 1_000_000)? as usize;
+        }
+        if let Some(v) = pick("PELAGO_RETENTION_SECS", file.retention_secs.map(|n| n.to_string())) {
+            c.retention_secs = parse_num("PELAGO_RETENTION_SECS", &v, 1, 3650 * 86_400)?;
         }
         if let Some(v) = pick("PELAGO_LOG", file.log) {
             tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| bad("PELAGO_LOG", e.to_string()))?;
@@ -286,6 +324,17 @@ fn parse_num(setting: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigEr
         return Err(bad(setting, format!("must be between {min} and {max}, got {n}")));
     }
     Ok(n)
+}
+
+/// `<per_second>,<burst>`.
+fn parse_rate(setting: &str, v: &str) -> Result<(u32, u32), ConfigError> {
+    let (rate, burst) = v
+        .split_once(',')
+        .ok_or_else(|| bad(setting, format!("expected `<per_second>,<burst>`, got `{v}`")))?;
+    Ok((
+        parse_num(setting, rate.trim(), 1, 1_000_000)? as u32,
+        parse_num(setting, burst.trim(), 1, 10_000_000)? as u32,
+    ))
 }
 
 fn parse_schedule(v: &str) -> Result<Vec<u64>, ConfigError> {

@@ -59,7 +59,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app.draining.store(true, Ordering::Release);
         }
     };
-    warp::serve(http::filter(Arc::clone(&app))).incoming(listener).graceful(shutdown).run().await;
+    let limits = http::listener::Limits {
+        header_read_timeout: Duration::from_millis(app.config.header_read_timeout_ms),
+        max_connections: app.config.max_connections,
+    };
+    http::listener::serve(Arc::clone(&app), listener, limits, shutdown).await;
     app.webhooks.shutdown().await;
     let _ = stop_sandbox.send(true);
     if let Some(handle) = sandbox {
@@ -157,7 +161,11 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
-    let webhooks = crate::webhooks::Dispatcher::new(&config.webhook_retry_schedule_secs)?;
+    let config_ip_rate = (config.ip_rate_limit_per_sec, config.ip_rate_limit_burst);
+    let webhooks = crate::webhooks::Dispatcher::new(
+        &config.webhook_retry_schedule_secs,
+        crate::security::egress::EgressPolicy::for_mode(config.sandbox),
+    )?;
     let receipts = crate::receipts::ReceiptKey::load(config.receipt_key.as_deref(), &config.data_dir)
         .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
@@ -177,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         scheduler: Default::default(),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
+        ip_rate_limiter: http::ratelimit::RateLimiter::new(config_ip_rate.0, config_ip_rate.1),
         webhooks,
         receipts,
         ready: false.into(),
@@ -187,6 +196,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .await
         .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
     spawn_housekeeping(Arc::downgrade(&app));
+    http::retention::spawn(Arc::downgrade(&app), app.config.retention_secs);
     spawn_resolver(Arc::downgrade(&app));
     let scheduler = crate::jobs::scheduler::Scheduler::start(&app).await.context("starting the scheduler")?;
     let _ = app.scheduler.set(scheduler);

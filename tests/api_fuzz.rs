@@ -42,7 +42,11 @@ async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(
         &dir.path().join("data"),
-        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_LOG", "warn")],
+        &[
+            ("PELAGO_RATE_LIMIT", "100000,100000"),
+            ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
+            ("PELAGO_LOG", "warn"),
+        ],
     );
     let (_, key, _) = svc.merchant("Fuzzed").await;
     let base = svc.base.clone();

@@ -105,6 +105,7 @@ async fn the_bank_survives_faults_and_kills() {
     let env = [
         ("PELAGO_UPSTREAM_TIMEOUT_MS", "600"),
         ("PELAGO_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
         ("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1,1,1,1"),
         ("PELAGO_LOG", "warn"),
     ];

@@ -186,7 +186,11 @@ async fn touching_100k_cards_stays_under_the_live_cap_and_passivated_cards_come_
     let dir = tempfile::tempdir().unwrap();
     let ids = seed_cards(dir.path(), 100_000);
     let cap = 1_000;
-    let svc = Service::start(dir.path(), &[("PELAGO_MAX_LIVE_ACTORS", "1000")]);
+    // 100k operator requests from one address: above the per-address limit.
+    let svc = Service::start(
+        dir.path(),
+        &[("PELAGO_MAX_LIVE_ACTORS", "1000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
+    );
     let svc = &svc;
     let mut max_seen = 0;
     for chunk in ids.chunks(5_000) {

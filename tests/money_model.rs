@@ -35,7 +35,10 @@ async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_follow_a_simple_model_over_random_sequences() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "100000,100000")]);
+    let svc = Service::start(
+        &dir.path().join("data"),
+        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
+    );
     let today = clock::now(&svc).await;
     let channels: Value =
         svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();

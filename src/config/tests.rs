@@ -18,6 +18,10 @@ fn defaults_match_sandbox_md() {
     assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (100, 200));
     assert_eq!(c.max_live_actors, 100_000);
     assert_eq!(c.actor_idle_secs, 600);
+    assert_eq!((c.ip_rate_limit_per_sec, c.ip_rate_limit_burst), (200, 1000));
+    assert_eq!((c.header_read_timeout_ms, c.body_read_timeout_ms), (10_000, 30_000));
+    assert_eq!(c.max_connections, 1024);
+    assert_eq!(c.retention_secs, 30 * 86_400);
     assert!(!c.sandbox);
     assert_eq!(c.public_base_url(), "http://127.0.0.1:8080");
 }
@@ -32,6 +36,11 @@ fn each_bad_value_names_its_setting() {
         ("PELAGO_BILLING_CRON", "every day"),
         ("PELAGO_MAX_LIVE_ACTORS", "0"),
         ("PELAGO_RATE_LIMIT", "100"),
+        ("PELAGO_IP_RATE_LIMIT", "1,"),
+        ("PELAGO_HEADER_READ_TIMEOUT_MS", "5"),
+        ("PELAGO_BODY_READ_TIMEOUT_MS", "soon"),
+        ("PELAGO_MAX_CONNECTIONS", "0"),
+        ("PELAGO_RETENTION_SECS", "0"),
         ("PELAGO_MASTER_KEY", "c2hvcnQ="),
         ("PELAGO_ADMIN_TOKEN", "short"),
         ("PELAGO_LOG_FORMAT", "xml"),

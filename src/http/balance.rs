@@ -107,21 +107,15 @@ fn balance_transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerRe
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &["type"])?;
         let prefix = format!("{merchant}/");
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
         let filter = page.filters.get("type").cloned();
-        let found = app.store.scan::<BalanceTxnRecord>(
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            10_000,
+        let body = pagination::filtered::<BalanceTxnRecord>(
+            &app.store,
+            &prefix,
+            &page,
+            pagination::FILTER_SCAN_BUDGET,
+            |t| filter.as_ref().is_none_or(|f| &t.kind == f).then(|| wire::balance_txn(t)),
         )?;
-        let items: Vec<Value> = found
-            .iter()
-            .filter(|(_, t)| filter.as_ref().is_none_or(|f| &t.kind == f))
-            .take(page.limit + 1)
-            .map(|(_, t)| wire::balance_txn(t))
-            .collect();
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        Ok(ApiReply::json(200, &body))
     })
 }
 

@@ -15,7 +15,7 @@ use pelago_actors::{
 };
 use pelago_storage::{Timestamp, Tree, WriteBatch};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     balance::{MoneyIn, parse_amount},
@@ -263,18 +263,46 @@ fn details(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             }
             Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
         };
-        let body = json!({
-            "card_id": card.id,
-            "pan": d.pan.expose(),
-            "cvv": d.cvv.expose(),
-            "expiry_month": d.expiry_month,
-            "expiry_year": d.expiry_year,
-            "balance": wire::money(d.balance),
-            "status": d.status,
-        });
-        Ok(ApiReply::json(200, &body).with_header("cache-control", "no-store"))
+        // Serialized straight from the `SensitiveString`s (no intermediate JSON
+        // value holding copies); the body is wiped when the response is dropped
+        // (`no-store` replies, see `http::to_response`).
+        let body = DetailsOut {
+            card_id: card.id.as_str(),
+            pan: d.pan.expose(),
+            cvv: d.cvv.expose(),
+            expiry_month: d.expiry_month,
+            expiry_year: d.expiry_year,
+            balance: wire::money(d.balance),
+            status: &d.status,
+        };
+        // Sized once so that no reallocation leaves an unwiped copy behind.
+        let mut bytes = Vec::with_capacity(DETAILS_BODY_CAPACITY);
+        serde_json::to_writer(&mut bytes, &body).map_err(|_| ApiError::internal())?;
+        let reply =
+            ApiReply { status: 200, body: bytes, content_type: "application/json", headers: Vec::new() };
+        Ok(reply.with_header("cache-control", "no-store"))
     })
 }
+
+/// Room for a `/details` body (about 250 bytes with a 19-digit PAN).
+const DETAILS_BODY_CAPACITY: usize = 1024;
+
+/// The `/details` answer, borrowing the card data it shows.
+#[derive(serde::Serialize)]
+struct DetailsOut<'a> {
+    card_id: &'a str,
+    pan: &'a str,
+    cvv: &'a str,
+    expiry_month: u8,
+    expiry_year: u16,
+    balance: Value,
+    status: &'a str,
+}
+
+/// Channel pages one transaction list request pulls at most. A card further
+/// behind catches up over the next requests (the cursor is durable), and
+/// channels push transactions by callback anyway.
+const MAX_PULLS_PER_REQUEST: usize = 4;
 
 /// Pulls new transactions from the channel (after the last one seen) and stores them.
 async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
@@ -284,7 +312,7 @@ async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
     let cursor_key = format!("txsync/{}", card.id);
     let mut after =
         app.store.get_raw(Tree::Index, &cursor_key)?.map(|b| String::from_utf8_lossy(&b).into_owned());
-    for _ in 0..20 {
+    for _ in 0..MAX_PULLS_PER_REQUEST {
         let page = match channel.list_transactions(channel_card_id.clone(), after.clone()).await {
             Outcome::Done(p) => p,
             Outcome::Declined { reason } => {
@@ -318,20 +346,14 @@ fn transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         };
         pull(&app, &card).await?;
         let prefix = format!("{}/", card.id);
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let found = app.store.scan::<TransactionRecord>(
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            10_000,
+        let body = pagination::filtered::<TransactionRecord>(
+            &app.store,
+            &prefix,
+            &page,
+            pagination::FILTER_SCAN_BUDGET,
+            |t| since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t)),
         )?;
-        let items: Vec<Value> = found
-            .iter()
-            .filter(|(_, t)| since.is_none_or(|s| t.occurred_at >= s))
-            .take(page.limit + 1)
-            .map(|(_, t)| wire::transaction(t))
-            .collect();
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        Ok(ApiReply::json(200, &body))
     })
 }
 

@@ -8,7 +8,6 @@ use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::outbox::{EventRecord, event_key};
 use pelago_storage::EventId;
-use serde_json::Value;
 
 use super::{
     errors::ApiError,
@@ -27,31 +26,20 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant = ctx.merchant_id()?;
         let page = pagination::parse(&ctx.query, &["type"])?;
         let prefix = format!("{merchant}/");
-        let after = page.starting_after.as_ref().map(|id| format!("{merchant}/{id}"));
         let type_filter = page.filters.get("type").cloned();
-        let mut items: Vec<Value> = Vec::new();
-        let mut cursor = after;
-        // Filtering by type may skip records: scan in bounded pages.
-        for _ in 0..50 {
-            let found = app.store.scan::<EventRecord>(
-                prefix.as_bytes(),
-                cursor.as_deref().map(str::as_bytes),
-                true,
-                page.limit + 1,
-            )?;
-            let exhausted = found.len() <= page.limit;
-            cursor = found.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned());
-            items.extend(
-                found
-                    .iter()
-                    .filter(|(_, e)| type_filter.as_ref().is_none_or(|t| &e.event_type == t))
-                    .map(|(_, e)| super::orders::event_json(&app, e)),
-            );
-            if items.len() > page.limit || exhausted {
-                break;
-            }
-        }
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
+        let body = pagination::filtered::<EventRecord>(
+            &app.store,
+            &prefix,
+            &page,
+            pagination::FILTER_SCAN_BUDGET,
+            |e| {
+                type_filter
+                    .as_ref()
+                    .is_none_or(|t| &e.event_type == t)
+                    .then(|| super::orders::event_json(&app, e))
+            },
+        )?;
+        Ok(ApiReply::json(200, &body))
     })
 }
 

@@ -3,7 +3,7 @@
 //! and renders the wire JSON. Secrets appear only in the create and rotate
 //! responses.
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
@@ -20,7 +20,10 @@ use super::{
     idempotency, pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
-use crate::{app::App, security};
+use crate::{
+    app::App,
+    security::{self, egress::EgressPolicy},
+};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -170,26 +173,6 @@ fn validate_card_names(names: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // 100.64/10 carrier-grade NAT
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
 /// `https`, and not resolving to a loopback, private or link-local address,
 /// except in sandbox mode (API.md §3).
 async fn validate_webhook_url(app: &App, raw: &str) -> Result<String, ApiError> {
@@ -222,7 +205,7 @@ async fn validate_webhook_url(app: &App, raw: &str) -> Result<String, ApiError> 
     let mut any = false;
     for addr in lookup {
         any = true;
-        if is_private(addr.ip()) {
+        if EgressPolicy::for_mode(false).refuses(addr.ip()) {
             return Err(bad("webhook_url must not resolve to a loopback, private or link-local address"));
         }
     }

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod listener;
 pub mod merchants;
 pub mod money_admin;
 pub mod openapi;
@@ -25,6 +26,7 @@ pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
+pub mod retention;
 pub mod router;
 pub mod service;
 pub mod test_helpers;
@@ -76,10 +78,20 @@ pub fn filter(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<listener::PeerAddr>())
         .and(warp::body::stream())
-        .then(|app, method, path: warp::path::FullPath, query, headers, body| {
-            handle(app, method, path.as_str().to_owned(), query, headers, body)
-        })
+        .then(
+            |app,
+             method,
+             path: warp::path::FullPath,
+             query,
+             headers,
+             peer: Option<listener::PeerAddr>,
+             body| {
+                let peer = peer.map(|p| ratelimit::IpKey::of(p.0.ip()));
+                handle(app, method, path.as_str().to_owned(), query, headers, peer, body)
+            },
+        )
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -97,6 +109,7 @@ async fn handle<S, B>(
     path: String,
     query: String,
     headers: HeaderMap,
+    peer: Option<ratelimit::IpKey>,
     body: S,
 ) -> warp::reply::Response
 where
@@ -114,7 +127,7 @@ where
         request_id = %request_id,
     );
     let is_head = method == Method::HEAD;
-    let (route, mut reply) = dispatch(&app, method.clone(), path, query, headers, body, &request_id)
+    let (route, mut reply) = dispatch(&app, method.clone(), path, query, headers, peer, body, &request_id)
         .instrument(span.clone())
         .await;
     let secs = started.elapsed().as_secs_f64();
@@ -124,7 +137,7 @@ where
     span.in_scope(|| tracing::info!("request handled"));
     app.metrics.observe_request(method_label(&method), route, reply.status, secs);
     if is_head {
-        reply.body.clear();
+        zeroize::Zeroize::zeroize(&mut reply.body);
     }
     to_response(reply, &request_id)
 }
@@ -142,8 +155,32 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
+/// Reads the body, refusing more than [`MAX_BODY_BYTES`] or a body that has
+/// not arrived in full within `deadline` (a slow sender holds no connection
+/// for longer; the answer closes the connection).
+async fn read_body<S, B>(
+    headers: &HeaderMap,
+    body: S,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    match tokio::time::timeout(deadline, read_body_unbounded(headers, body)).await {
+        Ok(read) => read,
+        Err(_) => {
+            let mut e = ApiError::bad_request(format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ));
+            e.headers.push(("connection", "close".to_owned()));
+            Err(e)
+        }
+    }
+}
+
+async fn read_body_unbounded<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -175,6 +212,7 @@ async fn dispatch<S, B>(
     path: String,
     query: String,
     headers: HeaderMap,
+    peer: Option<ratelimit::IpKey>,
     body: S,
     request_id: &str,
 ) -> (&'static str, ApiReply)
@@ -182,14 +220,36 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let body = match read_body(&headers, body).await {
+    let surface = Surface::of_path(&path);
+    // Per client address, before any work: every request not authenticated
+    // as a merchant takes a token; merchant requests are charged only when
+    // their authentication fails (below), and an address out of tokens gets
+    // 429 before its signature is even checked.
+    if let Some(ip) = &peer {
+        let limited = if matches!(surface, Surface::Merchant) {
+            app.ip_rate_limiter.exhausted(ip)
+        } else {
+            app.ip_rate_limiter.check(ip)
+        };
+        if let Err(retry_after) = limited {
+            return ("(rate limit)", ApiError::rate_limited(retry_after).into_reply(request_id));
+        }
+    }
+    let deadline = std::time::Duration::from_millis(app.config.body_read_timeout_ms);
+    let body = match read_body(&headers, body, deadline).await {
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
-    let surface = Surface::of_path(&path);
     let caller = match auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await {
         Ok(caller) => caller,
-        Err(e) => return ("(auth)", e.into_reply(request_id)),
+        Err(e) => {
+            if matches!(surface, Surface::Merchant)
+                && let Some(ip) = &peer
+            {
+                let _ = app.ip_rate_limiter.check(ip);
+            }
+            return ("(auth)", e.into_reply(request_id));
+        }
     };
     let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
     let (route, params) = match app.router.find(&lookup, &path) {
@@ -257,8 +317,34 @@ where
     (route.pattern, reply)
 }
 
+/// A response body that is overwritten when hyper drops it, once written.
+struct WipedOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for WipedOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Whether a reply is marked `Cache-Control: no-store`: it carries card data
+/// or a secret shown once (SECURITY.md), and its body is wiped after use.
+fn is_no_store(reply: &ApiReply) -> bool {
+    reply.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("cache-control") && v.contains("no-store"))
+}
+
 fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
-    let mut response = warp::reply::Response::new(reply.body.into());
+    let body = if is_no_store(&reply) {
+        Bytes::from_owner(WipedOnDrop(reply.body))
+    } else {
+        Bytes::from(reply.body)
+    };
+    let mut response = warp::reply::Response::new(body.into());
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));

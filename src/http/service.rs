@@ -75,6 +75,16 @@ fn metrics(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 "Events waiting in the durable outbox.",
                 app.store.len(pelago_storage::Tree::Outbox) as f64,
             ),
+            (
+                "pelago_callbacks_swept_total",
+                "Callback receipts removed past retention since start.",
+                super::retention::CALLBACKS_SWEPT.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "pelago_deliveries_swept_total",
+                "Webhook delivery attempts removed past retention since start.",
+                super::retention::DELIVERIES_SWEPT.load(Ordering::Relaxed) as f64,
+            ),
         ];
         Ok(ApiReply::text(200, "text/plain; version=0.0.4", app.metrics.render(&gauges)))
     })

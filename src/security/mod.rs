@@ -2,6 +2,7 @@
 //! merchant request signing. SECURITY.md is the contract.
 
 pub mod data_dir;
+pub mod egress;
 pub mod secrets;
 pub mod signing;
 pub mod tokens;

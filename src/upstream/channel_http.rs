@@ -11,7 +11,10 @@ use pelago_actors::ports::{
 use pelago_storage::Money;
 use reqwest::Method;
 
-use super::{UpstreamClient, channel_wire as wire, http_util::send};
+use super::{
+    UpstreamClient, channel_wire as wire,
+    http_util::{send, send_sensitive},
+};
 
 /// Header carrying Pelago's request id on every mutating call.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -121,13 +124,14 @@ impl CardChannel for HttpChannel {
         async move {
             let path = format!("/cards/{}/details", encode(&channel_card_id));
             let rb = self.request(Method::GET, &path, None);
-            send::<wire::DetailsAnswer>(rb).await.map(|a| CardDetails {
-                pan: SensitiveString::new(a.pan),
-                cvv: SensitiveString::new(a.cvv),
+            // The raw answer holds the PAN and CVV: read into a buffer wiped after parsing.
+            send_sensitive::<wire::DetailsAnswer>(rb).await.map(|mut a| CardDetails {
+                pan: SensitiveString::new(std::mem::take(&mut a.pan)),
+                cvv: SensitiveString::new(std::mem::take(&mut a.cvv)),
                 expiry_month: a.expiry_month,
                 expiry_year: a.expiry_year,
                 balance: a.balance,
-                status: a.status,
+                status: std::mem::take(&mut a.status),
             })
         }
         .boxed()

@@ -101,6 +101,8 @@ pub struct DeletedAnswer {
 }
 
 /// Card data: read once into `CardDetails`, never logged. No `Debug` on purpose.
+/// The PAN and CVV are wiped when the answer is dropped (take them out with
+/// `std::mem::take` to keep them).
 #[derive(Serialize, Deserialize)]
 pub struct DetailsAnswer {
     pub pan: String,
@@ -109,6 +111,13 @@ pub struct DetailsAnswer {
     pub expiry_year: u16,
     pub balance: Money,
     pub status: String,
+}
+
+impl Drop for DetailsAnswer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pan);
+        zeroize::Zeroize::zeroize(&mut self.cvv);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -34,6 +34,11 @@ pub async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Outc
         Ok(b) => b,
         Err(e) => return Outcome::Unknown { detail: describe_transport_error(&e) },
     };
+    answer(status, body)
+}
+
+/// The outcome rule applied to an answer's status and body.
+fn answer<T: DeserializeOwned>(status: reqwest::StatusCode, body: bytes::Bytes) -> Outcome<T> {
     if status.is_success() {
         return match serde_json::from_slice::<T>(&body) {
             Ok(value) => Outcome::Done(value),
@@ -47,6 +52,47 @@ pub async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Outc
         return Outcome::Declined { reason: format!("{}: {}", envelope.error.code, envelope.error.reason) };
     }
     Outcome::Unknown { detail: format!("HTTP {} from upstream", status.as_u16()) }
+}
+
+/// Upper bound of an answer read by [`send_sensitive`] (a card-details answer is ~200 bytes).
+pub const MAX_SENSITIVE_ANSWER_BYTES: usize = 16 * 1024;
+
+/// [`send`] for answers that carry card data: the body is read chunk by
+/// chunk into one buffer that is wiped (`zeroize`) once parsed, each chunk
+/// is wiped after its copy, and nothing of the body reaches an error.
+pub async fn send_sensitive<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Outcome<T> {
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Unknown { detail: describe_transport_error(&e) },
+    };
+    let status = response.status();
+    if !status.is_success() {
+        // An error answer holds no card data: the ordinary rule applies.
+        return answer(status, response.bytes().await.unwrap_or_default());
+    }
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SENSITIVE_ANSWER_BYTES));
+    // Never grown past this capacity, so no copy of the body is left behind by a reallocation.
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let mut chunk = Vec::from(chunk);
+                let fits = body.len() + chunk.len() <= MAX_SENSITIVE_ANSWER_BYTES;
+                if fits {
+                    body.extend_from_slice(&chunk);
+                }
+                zeroize::Zeroize::zeroize(&mut chunk);
+                if !fits {
+                    return Outcome::Unknown { detail: "answer too large".to_owned() };
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Outcome::Unknown { detail: describe_transport_error(&e) },
+        }
+    }
+    match serde_json::from_slice::<T>(&body) {
+        Ok(value) => Outcome::Done(value),
+        Err(e) => Outcome::Unknown { detail: format!("unreadable answer: {}", describe_json_error(&e)) },
+    }
 }
 
 /// For control calls (registration, test helpers): success or an error.

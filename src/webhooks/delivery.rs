@@ -9,7 +9,10 @@ use pelago_actors::{
 use pelago_storage::{StoreError, Timestamp, Tree, WriteBatch};
 
 use super::{DeliveryAttempt, Job, attempt_key, last_attempt, signature};
-use crate::app::App;
+use crate::{
+    app::App,
+    security::egress::{EgressRefused, refusal_in},
+};
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,17 @@ async fn attempt(app: &App, job: &Job) -> Outcome {
     };
     // Read at each attempt: a changed webhook_url applies to pending deliveries.
     let Some(url) = merchant.webhook_url.clone() else { return Outcome::NoEndpoint };
+    // A literal IP skips the resolver: the same egress policy applies to it here.
+    if let Ok(parsed) = url::Url::parse(&url)
+        && let Some(ip) = match parsed.host() {
+            Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+            _ => None,
+        }
+        && app.webhooks.egress.refuses(ip)
+    {
+        return Outcome::Failed { status_code: None, error: EgressRefused::Refused.to_string() };
+    }
     let context = format!("whsec/{}", merchant.id);
     let mut secrets = Vec::new();
     for sealed in merchant.signing_secrets(app.clock.now()) {
@@ -104,7 +118,9 @@ async fn attempt(app: &App, job: &Job) -> Outcome {
 
 /// A transport error in words, without the URL (which may carry a token).
 fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+    if let Some(refused) = refusal_in(e) {
+        refused.to_string()
+    } else if e.is_timeout() {
         format!("no answer within {} s", super::ATTEMPT_TIMEOUT.as_secs())
     } else if e.is_connect() {
         "could not connect".into()

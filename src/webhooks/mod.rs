@@ -68,7 +68,10 @@ use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, W
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, time::Instant};
 
-use crate::app::App;
+use crate::{
+    app::App,
+    security::egress::{EgressPolicy, GuardedResolver, SystemLookup},
+};
 
 pub const MAX_IN_FLIGHT_PER_MERCHANT: usize = 4;
 pub const MAX_IN_FLIGHT_TOTAL: usize = 64;
@@ -141,13 +144,20 @@ pub struct Dispatcher {
     in_flight: Mutex<InFlight>,
     objects: Mutex<LruCache<EventId, String>>,
     client: reqwest::Client,
+    /// Which addresses attempts may connect to (also applied to literal IPs).
+    egress: EgressPolicy,
     retry_schedule_ms: Vec<i64>,
 }
 
 impl Dispatcher {
-    /// `retry_schedule_secs`: the waits after the 1st, 2nd, ... failed attempt.
-    pub fn new(retry_schedule_secs: &[u64]) -> Result<Dispatcher, reqwest::Error> {
+    /// `retry_schedule_secs`: the waits after the 1st, 2nd, ... failed attempt;
+    /// `egress`: the addresses an attempt may connect to, checked on the
+    /// address resolved at connect time (DNS rebinding), not only when the
+    /// URL was set. No proxy: the checked address is the one connected to.
+    pub fn new(retry_schedule_secs: &[u64], egress: EgressPolicy) -> Result<Dispatcher, reqwest::Error> {
         let client = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(GuardedResolver::new(egress, SystemLookup))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(ATTEMPT_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -163,6 +173,7 @@ impl Dispatcher {
                 NonZeroUsize::new(OBJECT_CACHE_ENTRIES).expect("a positive cache size"),
             )),
             client,
+            egress,
             retry_schedule_ms: retry_schedule_secs.iter().map(|s| *s as i64 * 1000).collect(),
         })
     }
