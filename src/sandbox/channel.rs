@@ -17,9 +17,10 @@ use super::{
 use crate::upstream::{
     callbacks::{CHANNEL_SIGNATURE_HEADER, ChannelCallbackWire, ChannelEventWire},
     channel_wire::{
-        BalanceAnswer, CardAnswer, CardholderAnswer, CardholderStatusWire, CreateCardholderBody,
-        DeletedAnswer, DetailsAnswer, MasterBalancesAnswer, OpenCardBody, OperationAnswer, StatusAnswer,
-        TopupBody, TransactionWire, TransactionsAnswer, TxnStatusWire, TxnTypeWire,
+        BalanceAnswer, CardAnswer, CardholderAnswer, CardholderStateAnswer, CardholderStatusWire,
+        CreateCardholderBody, DeletedAnswer, DetailsAnswer, MasterBalancesAnswer, OpenCardBody,
+        OperationAnswer, StatusAnswer, TopupBody, TransactionWire, TransactionsAnswer, TxnStatusWire,
+        TxnTypeWire,
     },
     sandbox::{
         Acknowledged, CardTransactionBody, FaultBehavior, FaultOperation, FaultSpec, RegisterChannelBody,
@@ -68,6 +69,13 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             let after = req.query.get("after").map(String::as_str);
             read(state, &channel, FaultOperation::Transactions, || transactions(state, &channel, id, after))
                 .await
+        }
+        (&Method::GET, ["cards", id, "transactions", txn_id]) => {
+            read(state, &channel, FaultOperation::Transactions, || transaction(state, &channel, id, txn_id))
+                .await
+        }
+        (&Method::GET, ["cardholders", id]) => {
+            read(state, &channel, FaultOperation::Cardholder, || cardholder(state, &channel, id)).await
         }
         (&Method::GET, ["balance"]) => {
             read(state, &channel, FaultOperation::Balance, || balance(state, &channel)).await
@@ -488,6 +496,37 @@ fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Optio
         Ok(rows) => {
             json(StatusCode::OK, &TransactionsAnswer { data: rows.into_iter().map(|(_, t)| t.0).collect() })
         }
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /cards/{id}/transactions/{transaction_id}`: one transaction as recorded.
+fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str) -> Response {
+    match load_card(state, channel, card_id) {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
+        Err(e) => return internal(e),
+    }
+    match state.store.get::<TxnRec>(format!("txn/{card_id}/{txn_id}")) {
+        Ok(Some(TxnRec(t))) => json(StatusCode::OK, &t),
+        Ok(None) => error(StatusCode::NOT_FOUND, "transaction_not_found", "no such transaction"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /cardholders/{id}`: a cardholder of this channel as it is now.
+fn cardholder(state: &State, channel: &ChannelReg, id: &str) -> Response {
+    match state.store.get::<CardholderRec>(format!("cardholder/{id}")) {
+        Ok(Some(c)) if c.channel_id == channel.channel_id => json(
+            StatusCode::OK,
+            &CardholderStateAnswer {
+                id: c.id,
+                cardholder_id: c.cardholder_id,
+                status: c.status,
+                reason: c.reason,
+            },
+        ),
+        Ok(_) => error(StatusCode::NOT_FOUND, "cardholder_not_found", "no such cardholder"),
         Err(e) => internal(e),
     }
 }

@@ -10,7 +10,8 @@
 //! `POST /channel/control/cardholders/{id}/approve`,
 //! `POST /channel/control/cards/{id}/transactions`, `POST /gateway/control/accounts`,
 //! `POST /gateway/checkout/{id}/pay|fail|expire`,
-//! `POST /gateway/control/orders/{id}/resend-callback`, `POST /gateway/control/deposits`.
+//! `POST /gateway/control/orders/{id}/resend-callback`, `POST /gateway/control/deposits`,
+//! `POST|DELETE /gateway/control/faults`.
 //! Every request carries the control token Pelago gave the simulators at
 //! start (`Authorization: Bearer`); the control paths refuse any other.
 
@@ -42,9 +43,12 @@ pub enum FaultOperation {
     Unfreeze,
     Delete,
     Details,
+    /// The transaction pull and the one-transaction query.
     Transactions,
     Balance,
     Callbacks,
+    /// `GET /cardholders/{id}` (the query that confirms a cardholder callback).
+    Cardholder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,31 @@ pub struct FaultSpec {
 
 fn one() -> u32 {
     1
+}
+
+/// Gateway calls that can be made to misbehave (`POST /gateway/control/faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayFaultOperation {
+    CreateOrder,
+    QueryOrder,
+    DepositAddress,
+    QueryDeposit,
+    Payout,
+    QueryPayout,
+    Refund,
+}
+
+/// The next `count` gateway calls of `operation` (any account) misbehave as
+/// `behavior`: `error` (500, nothing applied) or `timeout` (applied, answered
+/// only after Pelago's upstream timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFaultSpec {
+    pub operation: GatewayFaultOperation,
+    pub behavior: FaultBehavior,
+    #[serde(default = "one")]
+    pub count: u32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -275,6 +304,17 @@ impl SandboxControl {
     pub async fn set_fault(&self, channel_id: &str, fault: FaultSpec) -> Result<(), UpstreamError> {
         let path = format!("/channel/control/channels/{}/faults", encode(channel_id));
         send_control::<Acknowledged>(self.request(Method::POST, &path).json(&fault)).await.map(|_| ())
+    }
+
+    pub async fn set_gateway_fault(&self, fault: GatewayFaultSpec) -> Result<(), UpstreamError> {
+        let rb = self.request(Method::POST, "/gateway/control/faults").json(&fault);
+        send_control::<Acknowledged>(rb).await.map(|_| ())
+    }
+
+    pub async fn clear_gateway_faults(&self) -> Result<(), UpstreamError> {
+        send_control::<Acknowledged>(self.request(Method::DELETE, "/gateway/control/faults"))
+            .await
+            .map(|_| ())
     }
 
     pub async fn clear_faults(&self, channel_id: &str) -> Result<(), UpstreamError> {
