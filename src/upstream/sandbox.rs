@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     HttpChannel, UpstreamClient, UpstreamError,
     channel_http::encode,
-    channel_wire::{CardholderAnswer, TransactionWire},
+    channel_wire::{CardholderAnswer, TransactionWire, TxnTypeWire},
     gateway_wire::OrderAnswer,
     http_util::send_control,
 };
@@ -150,6 +150,13 @@ pub struct CardTransactionBody {
     pub merchant_name: String,
     pub mcc: String,
     pub status: TestTxnStatus,
+    /// `authorization` (spending, the default), `refund` or `reversal` (credits).
+    #[serde(default, rename = "type")]
+    pub kind: Option<TxnTypeWire>,
+    /// For a `reversal`: the channel's id of the authorization it reverses
+    /// (that authorization turns `reversed`, and is what is answered).
+    #[serde(default)]
+    pub related_transaction_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,14 +289,26 @@ impl SandboxControl {
         mcc: &str,
         status: TestTxnStatus,
     ) -> Result<ChannelTransaction, UpstreamError> {
-        let path = format!("/channel/control/cards/{}/transactions", encode(channel_card_id));
         let body = CardTransactionBody {
             amount,
             merchant_name: merchant_name.to_owned(),
             mcc: mcc.to_owned(),
             status,
+            kind: None,
+            related_transaction_id: None,
         };
-        send_control::<TransactionWire>(self.request(Method::POST, &path).json(&body)).await.map(Into::into)
+        self.card_transaction(channel_card_id, &body).await
+    }
+
+    /// Any card transaction the sandbox channel simulates (spending, a refund,
+    /// a reversal); the channel's callback was delivered when this returns.
+    pub async fn card_transaction(
+        &self,
+        channel_card_id: &str,
+        body: &CardTransactionBody,
+    ) -> Result<ChannelTransaction, UpstreamError> {
+        let path = format!("/channel/control/cards/{}/transactions", encode(channel_card_id));
+        send_control::<TransactionWire>(self.request(Method::POST, &path).json(body)).await.map(Into::into)
     }
 
     /// Approves a `Pending` cardholder; its callback was delivered when this returns.
