@@ -608,3 +608,30 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     assert_eq!(available(&svc, &depositor).await, 7_000);
     assert_eq!(ledger_balanced(&svc).await["entries"], 2, "one collection, one deposit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_notice_the_channel_cannot_confirm_yet_is_settled_once_by_the_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
+    let (_, key, _) = svc.merchant("Waiting").await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Pending"))).await;
+    assert_eq!(holder["status"], "pending", "{holder}");
+    let channels: Value = admin_json(&svc, Method::GET, "/admin/v1/channels", None).await.1;
+    let channel = channels["data"][0]["id"].as_str().unwrap();
+    let faults = format!("/admin/v1/test_helpers/channels/{channel}/faults");
+    let fault = json!({"operation": "cardholder", "behavior": "error", "count": 1000});
+    assert_eq!(admin_json(&svc, Method::POST, &faults, Some(fault)).await.0, StatusCode::OK);
+    // The channel approves and calls back, but cannot be asked: nothing is settled on the notice.
+    let id = holder["id"].as_str().unwrap();
+    let path = format!("/v1/cardholders/{id}");
+    let (status, answer) =
+        send(&svc, &key, Method::POST, &format!("/v1/test_helpers/cardholders/{id}/approve"), None).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("pending")), "{answer}");
+    assert_eq!(event_count(&svc, &key, "cardholder.activated").await, 0);
+    // Once the channel answers, the resolver settles it, once.
+    assert_eq!(admin_json(&svc, Method::DELETE, &faults, None).await.0, StatusCode::OK);
+    let active = eventually(&svc, &key, &path, |c| c["status"] == "active").await;
+    assert_eq!(active["status_history"].as_array().unwrap().len(), 2, "pending → active, once");
+    assert_eq!(event_count(&svc, &key, "cardholder.activated").await, 1);
+}
