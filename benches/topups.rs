@@ -26,8 +26,8 @@ use pelago_actors::{
     },
     ports::{
         CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
-        ChannelDirectory, ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard,
-        Outcome, SystemClock,
+        ChannelCardholder, ChannelDirectory, ChannelOperation, ChannelTransaction, CreateCardholder,
+        FundCard, OpenCard, Outcome, SystemClock,
     },
     system::{Actors, SystemConfig},
 };
@@ -73,6 +73,12 @@ impl CardChannel for FakeChannel {
         _: Option<String>,
     ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
         Box::pin(async { Outcome::Done(vec![]) })
+    }
+    fn transaction(&self, _: String, _: String) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
+        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
+    }
+    fn cardholder(&self, _: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
+        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
     }
     fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
         Box::pin(async { Outcome::Done(vec![]) })

@@ -247,17 +247,16 @@ async fn update(
     Err(ApiError::unavailable("the cardholder is changing concurrently; retry"))
 }
 
-/// A channel callback about a cardholder (approve / reject).
+/// A channel callback about a cardholder (approve / reject): bound, then
+/// confirmed by asking the channel for that cardholder (`CardChannel::cardholder`).
 pub async fn on_channel_event(
     app: &Arc<App>,
     channel: &ChannelId,
     event_id: &str,
     event: &ChannelEvent,
 ) -> Result<&'static str, ApiError> {
-    let ChannelEvent::CardholderUpdated { cardholder_id, channel_cardholder_id, status, reason } = event
-    else {
-        // Card opened / top-up completed: answered synchronously by the channels
-        // this service integrates; recorded, no effect.
+    let ChannelEvent::CardholderUpdated { cardholder_id, channel_cardholder_id, .. } = event else {
+        // Card opened / top-up completed: `channel_confirm::on_request_answered`.
         return Ok("unknown_object");
     };
     // Bound: a cardholder of this channel, by Pelago's id and the channel's own
@@ -278,27 +277,122 @@ pub async fn on_channel_event(
             cardholder_id,
         ));
     };
-    let id = record.id.clone();
-    let created = CardholderCreated {
-        channel_cardholder_id: channel_cardholder_id.clone(),
-        status: *status,
-        reason: reason.clone(),
+    if channel_cardholder_id.is_empty() || channel_cardholder_id.len() > MAX_UPSTREAM_ID_LEN {
+        return Err(crate::callback_rules::mismatch("channel cardholder id"));
+    }
+    // Confirmed: the channel's own answer, asked under its credentials, is
+    // what is applied; the notice's status is never read.
+    match confirm(app, &record, channel_cardholder_id).await? {
+        CardholderConfirmed::Settled { changed: true } => Ok("applied"),
+        CardholderConfirmed::Settled { changed: false } => Ok("unchanged"),
+        CardholderConfirmed::Contradicted(what) => Err(crate::callback_rules::mismatch(what)),
+        CardholderConfirmed::Unknown => {
+            let waiting =
+                app.store.iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
+            if waiting >= MAX_UNCONFIRMED {
+                return Err(ApiError::unavailable("the channel cannot be asked now; deliver again later"));
+            }
+            let mut batch = WriteBatch::new();
+            batch.put_raw(Tree::Operations, confirm_marker(&record.id), channel_cardholder_id.as_bytes());
+            app.store.commit_durable(batch).await?;
+            Ok("unconfirmed")
+        }
+    }
+}
+
+/// Prefix of `chdconfirm/{cardholder id}` → the channel's cardholder id: a
+/// cardholder notice whose confirming query had no answer yet.
+const CONFIRM_PREFIX: &str = "chdconfirm/";
+/// Notices waiting for the channel's answer at most; beyond, 503.
+const MAX_UNCONFIRMED: usize = 4096;
+/// Longest channel cardholder id kept in a marker.
+const MAX_UPSTREAM_ID_LEN: usize = 128;
+
+fn confirm_marker(id: &CardholderId) -> String {
+    format!("{CONFIRM_PREFIX}{id}")
+}
+
+enum CardholderConfirmed {
+    /// Settled by the channel's answer; `changed` when that wrote anything.
+    Settled {
+        changed: bool,
+    },
+    Unknown,
+    Contradicted(&'static str),
+}
+
+/// Asks the cardholder's channel for it (by the channel's id) and settles by
+/// the answer when the answer names this cardholder.
+async fn confirm(
+    app: &App,
+    record: &CardholderRecord,
+    channel_cardholder_id: &str,
+) -> Result<CardholderConfirmed, ApiError> {
+    let Some(channel) = app.upstreams.channel(&record.channel_id) else {
+        return Ok(CardholderConfirmed::Unknown);
     };
-    let before = record.version;
-    let after = settle_from_outcome(app, &id, Outcome::Done(created), Source::Channel).await;
-    match after {
-        Ok(r) if r.version != before => Ok("applied"),
-        Ok(_) => Ok("unchanged"),
-        // An out-of-order or contradicting notice (e.g. rejected after active): no effect.
-        Err(e) if e.code == "invalid_state" => Ok("unchanged"),
+    let answer = match channel.cardholder(channel_cardholder_id.to_owned()).await {
+        Outcome::Done(answer) => answer,
+        Outcome::Unknown { detail } => {
+            tracing::warn!(cardholder_id = %record.id, detail, "channel cardholder query outcome unknown; retrying later");
+            return Ok(CardholderConfirmed::Unknown);
+        }
+        Outcome::Declined { reason } => {
+            tracing::warn!(cardholder_id = %record.id, reason, "the channel does not hold the cardholder a callback named");
+            return Ok(CardholderConfirmed::Contradicted("channel cardholder id"));
+        }
+    };
+    if answer.cardholder_id != record.id.as_str() || answer.channel_cardholder_id != channel_cardholder_id {
+        return Ok(CardholderConfirmed::Contradicted("channel cardholder id"));
+    }
+    let created = CardholderCreated {
+        channel_cardholder_id: answer.channel_cardholder_id,
+        status: answer.status,
+        reason: answer.reason,
+    };
+    match settle_from_outcome(app, &record.id, Outcome::Done(created), Source::Channel).await {
+        Ok(after) => Ok(CardholderConfirmed::Settled { changed: after.version != record.version }),
+        // The channel's answer contradicts a settled state (e.g. rejected after active): no effect.
+        Err(e) if e.code == "invalid_state" => Ok(CardholderConfirmed::Settled { changed: false }),
         Err(e) => Err(e),
     }
+}
+
+/// One resolver pass over cardholder notices whose confirming query had no answer.
+async fn resolve_confirmations(app: &App) -> Result<usize, ApiError> {
+    let pending = app
+        .store
+        .iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes())
+        .take(256)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut done = 0;
+    for (key, channel_cardholder_id) in pending {
+        let id = CardholderId::parse(&String::from_utf8_lossy(&key[CONFIRM_PREFIX.len()..])).ok();
+        let record = match id {
+            Some(id) => app.store.get::<CardholderRecord>(id.as_bytes())?,
+            None => None,
+        };
+        let keep = match record {
+            Some(record) => {
+                let channel_cardholder_id = String::from_utf8_lossy(&channel_cardholder_id).into_owned();
+                matches!(confirm(app, &record, &channel_cardholder_id).await?, CardholderConfirmed::Unknown)
+            }
+            None => false,
+        };
+        if !keep {
+            let mut batch = WriteBatch::new();
+            batch.delete(Tree::Operations, &key);
+            app.store.commit_durable(batch).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
 }
 
 /// One pass of the resolver over cardholders whose creation outcome is unknown:
 /// ask the channel by request id; not found → retry the call with the same id.
 pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
-    let mut resolved = 0;
+    let mut resolved = resolve_confirmations(app).await?;
     // Cardholder markers are keyed by request id and share the tree with the
     // other flows' markers: filter before the bound, so those never starve these.
     let pending = app

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod callback_rules;
 pub mod cardholders;
 pub mod cards;
+pub mod channel_confirm;
 pub mod cli;
 pub mod clock;
 pub mod config;

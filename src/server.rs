@@ -266,6 +266,7 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("top-up", crate::topups::resolve_pending(&app).await),
                 ("card", crate::cards::resolve_pending(&app).await),
                 ("cardholder", crate::cardholders::resolve_pending(&app).await),
+                ("channel transaction", crate::channel_confirm::resolve_pending(&app).await),
             ];
             for (flow, pass) in &passes {
                 match pass {

@@ -351,10 +351,10 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     assert_eq!(refunds().await, 0, "no transaction, so no receipt can be asked for");
     assert_eq!(event_count(svc, key, "transaction.created").await, 0, "no event");
     assert_eq!(get(svc, key, &format!("/v1/cards/{card}")).await["balance"]["value"], 50_000);
-    // The card's own channel, naming both ids: applied.
-    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &refund).await, StatusCode::OK);
-    assert_eq!(refunds().await, 1);
-    assert_eq!(event_count(svc, key, "transaction.created").await, 1);
+    // The card's own channel, naming both ids, but a refund its records do not hold: 400, nothing.
+    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &refund).await, StatusCode::BAD_REQUEST);
+    assert_eq!(refunds().await, 0);
+    assert_eq!(event_count(svc, key, "transaction.created").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,10 +379,12 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
         polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
     assert_eq!(verified["valid"], true, "{verified}");
 
-    // A refund and a reversal (posted, from the card's own channel) earn no receipt.
-    for (id, kind) in [("chtx-refund-2", "refund"), ("chtx-reversal-2", "reversal")] {
-        let body = transaction(card, &s.channel_card_id, id, kind, "posted", 500);
-        assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &body).await, StatusCode::OK);
+    // A refund and a reversal (posted, made by the card's own channel) earn no receipt.
+    for kind in ["refund", "reversal"] {
+        let mut credit = purchase(500);
+        credit["type"] = json!(kind);
+        let (status, t) = send(svc, key, Method::POST, &path, Some(&credit)).await;
+        assert_eq!((status, t["type"].as_str()), (StatusCode::CREATED, Some(kind)), "{t}");
     }
     let txns = get(svc, key, &format!("/v1/cards/{card}/transactions?limit=100")).await;
     for txn in
@@ -398,15 +400,11 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     }
 
     // The purchase is reversed at the channel: its receipt is no longer valid nor redeemable.
-    let body = transaction(
-        card,
-        &s.channel_card_id,
-        reversed["channel_transaction_id"].as_str().unwrap(),
-        reversed["type"].as_str().unwrap(),
-        "reversed",
-        2_000,
-    );
-    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &body).await, StatusCode::OK);
+    let mut reversal = purchase(2_000);
+    reversal["type"] = json!("reversal");
+    reversal["related_transaction_id"] = reversed["id"].clone();
+    let (status, t) = send(svc, key, Method::POST, &path, Some(&reversal)).await;
+    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("reversed")), "{t}");
     let (_, verified) =
         polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
     assert_eq!(verified["valid"], false, "{verified}");
@@ -422,4 +420,218 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     // The purchase that still stands is redeemed once.
     let (status, redeemed) = polyflow(redeem(&kept_receipt), json!({})).await;
     assert_eq!((status, redeemed["redeemed"].as_bool()), (StatusCode::OK, Some(true)), "{redeemed}");
+}
+
+/// A signed channel callback's outcome word (`applied`, `unchanged`, ...) or error code.
+async fn channel_outcome(svc: &Service, channel: &str, body: &Value) -> (StatusCode, String) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let signature = sign(KNOWN_SECRET.as_bytes(), Timestamp::now_real().unix_seconds(), &bytes);
+    let r = svc
+        .http
+        .post(svc.url(&format!("/callbacks/channels/{channel}")))
+        .header("x-channel-signature", signature)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    let word = v["outcome"].as_str().or(v["error"]["code"].as_str()).unwrap_or_default().to_owned();
+    (status, word)
+}
+
+async fn admin_json(svc: &Service, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut rb = svc.admin(method, path);
+    if let Some(body) = body {
+        rb = rb.json(&body);
+    }
+    let r = rb.send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `get` until `done` holds (bounded); the last value.
+async fn eventually(svc: &Service, key: &Key, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v = get(svc, key, path).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never settled: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_callback_whose_body_lies_changes_nothing_and_a_genuine_one_applies_once() {
+    let s = channel_setup().await;
+    let (svc, key, card, known) = (&s.svc, &s.key, s.card.as_str(), s.known.as_str());
+    let helper = format!("/v1/test_helpers/cards/{card}/transactions");
+    let purchase = json!({"amount": {"value": 1_250, "currency": "USD"}, "merchant_name": "Cafe", "mcc": "5812", "status": "posted"});
+    let (status, spent) = send(svc, key, Method::POST, &helper, Some(&purchase)).await;
+    assert_eq!(status, StatusCode::CREATED, "{spent}");
+    let ctid = spent["channel_transaction_id"].as_str().unwrap();
+    let snapshot = || async {
+        let found = get(svc, key, &format!("/v1/cards/{card}")).await;
+        let txns = get(svc, key, &format!("/v1/cards/{card}/transactions?limit=100")).await["data"].clone();
+        let holder =
+            get(svc, key, &format!("/v1/cardholders/{}", found["cardholder_id"].as_str().unwrap())).await;
+        let events = get(svc, key, "/v1/events?limit=100").await["data"].as_array().unwrap().len();
+        (found["balance"].clone(), txns, holder["status"].clone(), holder["version"].clone(), events)
+    };
+    let before = snapshot().await;
+    assert_eq!(before.0["value"], 48_750);
+
+    // Each correctly signed by the card's own channel, naming both ids; the channel's records say otherwise.
+    let lie = |id: &str, kind: &str, status: &str, value: i64| {
+        transaction(card, &s.channel_card_id, id, kind, status, value)
+    };
+    let cases = [
+        (lie(ctid, "authorization", "posted", 1), StatusCode::BAD_REQUEST, "invalid_request"),
+        // The channel holds it posted: its answer is applied, which is what Pelago has.
+        (lie(ctid, "authorization", "reversed", 1_250), StatusCode::OK, "unchanged"),
+        (lie("ctx_999999999999", "refund", "posted", 777_700), StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (body, status, word) in cases {
+        assert_eq!(channel_outcome(svc, known, &body).await, (status, word.to_owned()), "{body}");
+    }
+    let actor: Value = svc
+        .admin(Method::GET, &format!("/debug/v1/actors/cards/{card}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (holder, channel_holder) =
+        (&actor["state"]["cardholder_id"], &actor["state"]["channel_cardholder_id"]);
+    let rejected = json!({"event_id": "evt-lie-rejected", "type": "cardholder.updated", "data": {
+        "cardholder_id": holder, "channel_cardholder_id": channel_holder, "status": "rejected", "reason": "lie"}});
+    assert_eq!(channel_outcome(svc, known, &rejected).await, (StatusCode::OK, "unchanged".into()));
+    let topup = json!({"event_id": "evt-lie-topup", "type": "topup.completed", "data": {
+        "request_id": "req_never_sent", "outcome": {"result": "card_funded", "balance": {"value": 9_000_000, "currency": "USD"}}}});
+    assert_eq!(channel_outcome(svc, known, &topup).await, (StatusCode::OK, "unchanged".into()));
+    let opened = json!({"event_id": "evt-lie-opened", "type": "card.opened", "data": {
+        "card_id": card, "request_id": "req_never_sent",
+        "card": {"id": s.channel_card_id, "last4": "0000", "balance": {"value": 9_000_000, "currency": "USD"}}}});
+    assert_eq!(channel_outcome(svc, known, &opened).await.0, StatusCode::UNAUTHORIZED);
+    // The genuine notice again: a repeat, no second effect.
+    let genuine = lie(ctid, "authorization", "posted", 1_250);
+    assert_eq!(channel_outcome(svc, known, &genuine).await, (StatusCode::OK, "unchanged".into()));
+    assert_eq!(snapshot().await, before, "nothing changed");
+
+    // A real change at the channel (it reverses the purchase), its callback delivered three times: once.
+    let (status, _) = admin_json(
+        svc,
+        Method::POST,
+        &format!("/admin/v1/test_helpers/channels/{known}/faults"),
+        Some(json!({"operation": "callbacks", "behavior": "duplicate", "count": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut reversal = purchase.clone();
+    reversal["type"] = json!("reversal");
+    reversal["related_transaction_id"] = spent["id"].clone();
+    let (status, t) = send(svc, key, Method::POST, &helper, Some(&reversal)).await;
+    assert_eq!(
+        (status, t["status"].as_str(), &t["id"]),
+        (StatusCode::CREATED, Some("reversed"), &spent["id"])
+    );
+    let after = snapshot().await;
+    assert_eq!(after.0["value"], 50_000, "the amount came back once");
+    assert_eq!(event_count(svc, key, "transaction.updated").await, 1);
+    assert_eq!(after.1.as_array().map(Vec::len), Some(1), "no new transaction");
+    assert_eq!(after.1[0]["status"], "reversed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_settles_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
+    let fault = |operation: &str, behavior: &str| json!({"operation": operation, "behavior": behavior, "count": 1000});
+    let faults = "/admin/v1/test_helpers/gateway/faults";
+    assert_eq!(
+        admin_json(&svc, Method::POST, faults, Some(fault("query_order", "duplicate"))).await.0,
+        StatusCode::BAD_REQUEST,
+        "error or timeout only"
+    );
+
+    // An application-fee order paid at the gateway while every order query fails.
+    let g = gateway_merchant(&svc, "gw_faulty", "gw-faulty-key-0001").await;
+    let (card, order) = unpaid_card(&svc, &g).await;
+    let order_id = order["id"].as_str().unwrap();
+    assert_eq!(
+        admin_json(&svc, Method::POST, faults, Some(fault("query_order", "error"))).await.0,
+        StatusCode::OK
+    );
+    let (status, paid) =
+        send(&svc, &g, Method::POST, &format!("/v1/test_helpers/orders/{order_id}/pay"), None).await;
+    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("pending")), "{paid}");
+    // A repeat of the callback meets the same fault: still pending.
+    let (status, _) =
+        send(&svc, &g, Method::POST, &format!("/v1/test_helpers/orders/{order_id}/resend-callback"), None)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get(&svc, &g, &format!("/v1/orders/{order_id}")).await["status"], "pending");
+    assert_eq!(get(&svc, &g, &format!("/v1/cards/{card}")).await["status"], "pending_payment");
+
+    // A deposit reported while every deposit query fails: nothing credited yet.
+    let (_, depositor) = merchant(
+        &svc,
+        json!({"name": "Depositor", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+               "gateway": {"merchant_id": "gw_depositor", "api_key": "gw-depositor-key-0001"}}),
+    )
+    .await;
+    assert_eq!(
+        admin_json(&svc, Method::POST, faults, Some(fault("query_deposit", "error"))).await.0,
+        StatusCode::OK
+    );
+    let deposit = json!({"amount": {"value": 7_000, "currency": "USD"}, "network": "TRON"});
+    let (status, answer) =
+        send(&svc, &depositor, Method::POST, "/v1/test_helpers/deposits", Some(&deposit)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "not credited while the gateway cannot be asked: {answer}");
+    assert_eq!(available(&svc, &depositor).await, 0);
+
+    // The faults clear: the resolver asks again and settles each once.
+    assert_eq!(admin_json(&svc, Method::DELETE, faults, None).await.0, StatusCode::OK);
+    eventually(&svc, &g, &format!("/v1/cards/{card}"), |c| c["status"] == "active").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while available(&svc, &depositor).await != 7_000 {
+        assert!(std::time::Instant::now() < deadline, "the deposit was never credited");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Repeats after settlement change nothing.
+    send(&svc, &g, Method::POST, &format!("/v1/test_helpers/orders/{order_id}/resend-callback"), None).await;
+    assert_eq!(get(&svc, &g, &format!("/v1/orders/{order_id}")).await["status"], "paid");
+    assert_eq!(event_count(&svc, &g, "order.paid").await, 1);
+    assert_eq!(event_count(&svc, &depositor, "deposit.succeeded").await, 1);
+    assert_eq!(available(&svc, &depositor).await, 7_000);
+    assert_eq!(ledger_balanced(&svc).await["entries"], 2, "one collection, one deposit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_notice_the_channel_cannot_confirm_yet_is_settled_once_by_the_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
+    let (_, key, _) = svc.merchant("Waiting").await;
+    let (_, holder) =
+        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Pending"))).await;
+    assert_eq!(holder["status"], "pending", "{holder}");
+    let channels: Value = admin_json(&svc, Method::GET, "/admin/v1/channels", None).await.1;
+    let channel = channels["data"][0]["id"].as_str().unwrap();
+    let faults = format!("/admin/v1/test_helpers/channels/{channel}/faults");
+    let fault = json!({"operation": "cardholder", "behavior": "error", "count": 1000});
+    assert_eq!(admin_json(&svc, Method::POST, &faults, Some(fault)).await.0, StatusCode::OK);
+    // The channel approves and calls back, but cannot be asked: nothing is settled on the notice.
+    let id = holder["id"].as_str().unwrap();
+    let path = format!("/v1/cardholders/{id}");
+    let (status, answer) =
+        send(&svc, &key, Method::POST, &format!("/v1/test_helpers/cardholders/{id}/approve"), None).await;
+    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("pending")), "{answer}");
+    assert_eq!(event_count(&svc, &key, "cardholder.activated").await, 0);
+    // Once the channel answers, the resolver settles it, once.
+    assert_eq!(admin_json(&svc, Method::DELETE, &faults, None).await.0, StatusCode::OK);
+    let active = eventually(&svc, &key, &path, |c| c["status"] == "active").await;
+    assert_eq!(active["status_history"].as_array().unwrap().len(), 2, "pending → active, once");
+    assert_eq!(event_count(&svc, &key, "cardholder.activated").await, 1);
 }

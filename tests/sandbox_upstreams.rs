@@ -287,6 +287,14 @@ async fn cardholders_cards_and_funding() {
             if *channel_cardholder_id == pending.channel_cardholder_id && *status == ChannelCardholderStatus::Active))
         .collect();
     assert_eq!(updates.len(), 1, "the approval was called back before the helper answered");
+    // The query that confirms a cardholder callback: the channel's state now, with Pelago's id.
+    let asked = done(f.channel.cardholder(pending.channel_cardholder_id.clone()).await);
+    assert_eq!(
+        (asked.status, asked.channel_cardholder_id.as_str()),
+        (ChannelCardholderStatus::Active, pending.channel_cardholder_id.as_str())
+    );
+    assert!(asked.cardholder_id.starts_with("chd_"), "{asked:?}");
+    assert!(matches!(f.channel.cardholder("cch_never".into()).await, Outcome::Declined { .. }));
 
     // Open a card: last4 only; details give a Luhn-valid PAN on the BIN.
     let opened = done(
@@ -415,6 +423,21 @@ async fn transactions_and_duplicate_callbacks() {
         done(f.channel.list_transactions(card.clone(), Some(spent.channel_transaction_id.clone())).await);
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].status, ChannelTxnStatus::Declined);
+    // The query that confirms a transaction callback: one transaction by the channel's ids.
+    assert_eq!(done(f.channel.transaction(card.clone(), spent.channel_transaction_id.clone()).await), spent);
+    assert!(matches!(
+        f.channel.transaction(card.clone(), "ctx_never".into()).await,
+        Outcome::Declined { .. }
+    ));
+    let fault = FaultSpec {
+        operation: FaultOperation::Transactions,
+        behavior: FaultBehavior::Error,
+        count: 1,
+        delay_ms: 0,
+    };
+    f.control.set_fault(CHANNEL_ID, fault).await.unwrap();
+    let unknown = f.channel.transaction(card.clone(), spent.channel_transaction_id.clone()).await;
+    assert!(matches!(unknown, Outcome::Unknown { .. }), "a 500 is no answer");
 
     // callbacks + duplicate: three copies, one event id.
     let dup = FaultSpec {

@@ -200,6 +200,16 @@ pub struct ChannelTransaction {
     pub related_transaction_id: Option<String>,
 }
 
+/// A cardholder as the channel holds it now (the answer to a confirming query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelCardholder {
+    pub channel_cardholder_id: String,
+    /// Pelago's cardholder id, as given at creation.
+    pub cardholder_id: String,
+    pub status: ChannelCardholderStatus,
+    pub reason: Option<String>,
+}
+
 /// What the channel knows of an earlier request, by its request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelOperation {
@@ -231,6 +241,17 @@ pub trait CardChannel: Send + Sync {
         channel_card_id: String,
         after_channel_transaction_id: Option<String>,
     ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>>;
+    /// One transaction of the card as the channel holds it now, by the
+    /// channel's ids (the query that confirms a transaction callback).
+    /// A transaction the channel does not hold is `Declined`.
+    fn transaction(
+        &self,
+        channel_card_id: String,
+        channel_transaction_id: String,
+    ) -> BoxFuture<'_, Outcome<ChannelTransaction>>;
+    /// A cardholder as the channel holds it now, by the channel's id (the
+    /// query that confirms a cardholder callback). Unknown to the channel: `Declined`.
+    fn cardholder(&self, channel_cardholder_id: String) -> BoxFuture<'_, Outcome<ChannelCardholder>>;
     /// The channel's master account (which funds cards), per currency.
     fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>>;
     fn operation(&self, request_id: RequestId) -> BoxFuture<'_, Outcome<ChannelOperation>>;

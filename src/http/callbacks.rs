@@ -6,20 +6,23 @@
 //! channel's own; an order, deposit address or payout created under that
 //! gateway account), else 401, logged and counted (`crate::callback_rules`);
 //! gateway notices are then compared and confirmed by a query (the flows in
-//! `money.rs`, `orders.rs`, `withdrawals.rs`). Each notification is applied
+//! `money.rs`, `orders.rs`, `withdrawals.rs`), and so are channel notices
+//! (`channel_confirm.rs`: a transaction, a card opened, a top-up completed;
+//! `cardholders.rs`: a cardholder approved or rejected), whose body is never
+//! applied: the channel's answer to the query is. Each notification is applied
 //! through the owning actor, whose effects are idempotent on the upstream's
 //! natural id (channel transaction id, order id, ...), so repeats and
 //! out-of-order deliveries have exactly one effect. The receipt is recorded
-//! durably (one record per upstream event id) before the 200. Notices that
-//! change nothing (card opened, top-up completed, refund completed) are
-//! recorded and answered 200.
+//! durably (one record per upstream event id) before the 200. Notices whose
+//! confirming query had no answer leave a marker the resolver asks again
+//! (`unconfirmed`); a gateway refund notice changes nothing.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
-    card::{ApplyTransaction, CardRecord},
+    card::CardRecord,
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
@@ -117,17 +120,15 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
                         &card_id,
                     ));
                 };
-                let change = app.actors.ask_card(&card.id, ApplyTransaction(transaction)).await??;
-                if matches!(change, pelago_actors::card::TransactionChange::Unchanged) {
-                    "unchanged"
-                } else {
-                    "applied"
-                }
+                // Confirmed: the channel's own record of the transaction is applied, never the body.
+                crate::channel_confirm::on_transaction(&app, &card, &transaction).await?
             }
-            ChannelEvent::CardholderUpdated { .. }
-            | ChannelEvent::CardOpened { .. }
-            | ChannelEvent::TopupCompleted { .. } => {
+            ChannelEvent::CardholderUpdated { .. } => {
                 crate::cardholders::on_channel_event(&app, &id, &callback.event_id, &callback.event).await?
+            }
+            ChannelEvent::CardOpened { .. } | ChannelEvent::TopupCompleted { .. } => {
+                crate::channel_confirm::on_request_answered(&app, &id, &callback.event_id, &callback.event)
+                    .await?
             }
         };
         record(&app, &format!("chl/{id}"), &callback.event_id, outcome).await?;

@@ -24,7 +24,14 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, cards, upstream::sandbox::TestTxnStatus};
+use crate::{
+    app::App,
+    cards,
+    upstream::{
+        channel_wire::TxnTypeWire,
+        sandbox::{CardTransactionBody, TestTxnStatus},
+    },
+};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -126,6 +133,13 @@ struct TestTransactionIn {
     mcc: String,
     /// `posted` or `pending`.
     status: String,
+    /// `authorization` (spending, the default), `refund` or `reversal` (credits to the card).
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    /// For a `reversal`: the card's authorization (`txn_...`) it reverses,
+    /// which turns `reversed`; the answer is that authorization.
+    #[serde(default)]
+    related_transaction_id: Option<String>,
 }
 
 fn outcome_reply(app: &App, outcome: CardOutcome, created: bool) -> HandlerResult {
@@ -382,8 +396,39 @@ fn test_transaction(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         }
         let channel_card_id =
             card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
+        let kind = match req.kind.as_deref() {
+            None | Some("authorization") => None,
+            Some("refund") => Some(TxnTypeWire::Refund),
+            Some("reversal") => Some(TxnTypeWire::Reversal),
+            Some(_) => return Err(ApiError::invalid("type", "type is authorization, refund or reversal")),
+        };
+        let related_transaction_id = match &req.related_transaction_id {
+            None => None,
+            Some(_) if kind != Some(TxnTypeWire::Reversal) => {
+                return Err(ApiError::invalid(
+                    "related_transaction_id",
+                    "only a reversal names a transaction",
+                ));
+            }
+            Some(txn_id) => Some(
+                app.store
+                    .get::<TransactionRecord>(format!("{}/{txn_id}", card.id))?
+                    .ok_or_else(|| {
+                        ApiError::invalid("related_transaction_id", "no such transaction on this card")
+                    })?
+                    .channel_transaction_id,
+            ),
+        };
+        let body = CardTransactionBody {
+            amount,
+            merchant_name: req.merchant_name.clone(),
+            mcc: req.mcc.clone(),
+            status,
+            kind,
+            related_transaction_id,
+        };
         let txn = control
-            .create_card_transaction(&channel_card_id, amount, &req.merchant_name, &req.mcc, status)
+            .card_transaction(&channel_card_id, &body)
             .await
             .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
         // The callback was processed before the channel answered; applying again is a no-op.

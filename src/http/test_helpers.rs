@@ -1,5 +1,5 @@
 //! Operator test helpers (SANDBOX.md), sandbox mode only (404 otherwise):
-//! channel fault injection and the service clock.
+//! channel and gateway fault injection and the service clock.
 
 use std::sync::Arc;
 
@@ -14,12 +14,17 @@ use super::{
     errors::ApiError,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
-use crate::{app::App, upstream::sandbox::FaultSpec};
+use crate::{
+    app::App,
+    upstream::sandbox::{FaultSpec, GatewayFaultSpec},
+};
 
 pub fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::POST, "/admin/v1/test_helpers/channels/{id}/faults", set_faults),
         Route::new(Method::DELETE, "/admin/v1/test_helpers/channels/{id}/faults", clear_faults),
+        Route::new(Method::POST, "/admin/v1/test_helpers/gateway/faults", set_gateway_faults),
+        Route::new(Method::DELETE, "/admin/v1/test_helpers/gateway/faults", clear_gateway_faults),
         Route::new(Method::GET, "/admin/v1/test_helpers/clock", get_clock),
         Route::new(Method::POST, "/admin/v1/test_helpers/clock", set_clock).accepts::<ClockIn>(),
         Route::new(Method::DELETE, "/admin/v1/test_helpers/clock", clear_clock),
@@ -66,6 +71,30 @@ fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
         control.clear_faults(channel.id.as_str()).await.map_err(|e| ApiError::upstream(e.to_string()))?;
         Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "faults": []})))
+    })
+}
+
+/// POST /admin/v1/test_helpers/gateway/faults — the sandbox gateway's next
+/// `count` calls of `operation` (any account) answer 500 without applying
+/// (`error`) or apply and answer after Pelago's upstream timeout (`timeout`).
+fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        let spec: GatewayFaultSpec = ctx.json()?;
+        control
+            .set_gateway_fault(spec)
+            .await
+            .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
+        Ok(ApiReply::json(200, &json!({"gateway": true, "fault": spec})))
+    })
+}
+
+/// DELETE /admin/v1/test_helpers/gateway/faults
+fn clear_gateway_faults(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        control.clear_gateway_faults().await.map_err(|e| ApiError::upstream(e.to_string()))?;
+        Ok(ApiReply::json(200, &json!({"gateway": true, "faults": []})))
     })
 }
 

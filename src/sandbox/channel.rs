@@ -17,9 +17,10 @@ use super::{
 use crate::upstream::{
     callbacks::{CHANNEL_SIGNATURE_HEADER, ChannelCallbackWire, ChannelEventWire},
     channel_wire::{
-        BalanceAnswer, CardAnswer, CardholderAnswer, CardholderStatusWire, CreateCardholderBody,
-        DeletedAnswer, DetailsAnswer, MasterBalancesAnswer, OpenCardBody, OperationAnswer, StatusAnswer,
-        TopupBody, TransactionWire, TransactionsAnswer, TxnStatusWire, TxnTypeWire,
+        BalanceAnswer, CardAnswer, CardholderAnswer, CardholderStateAnswer, CardholderStatusWire,
+        CreateCardholderBody, DeletedAnswer, DetailsAnswer, MasterBalancesAnswer, OpenCardBody,
+        OperationAnswer, StatusAnswer, TopupBody, TransactionWire, TransactionsAnswer, TxnStatusWire,
+        TxnTypeWire,
     },
     sandbox::{
         Acknowledged, CardTransactionBody, FaultBehavior, FaultOperation, FaultSpec, RegisterChannelBody,
@@ -68,6 +69,13 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             let after = req.query.get("after").map(String::as_str);
             read(state, &channel, FaultOperation::Transactions, || transactions(state, &channel, id, after))
                 .await
+        }
+        (&Method::GET, ["cards", id, "transactions", txn_id]) => {
+            read(state, &channel, FaultOperation::Transactions, || transaction(state, &channel, id, txn_id))
+                .await
+        }
+        (&Method::GET, ["cardholders", id]) => {
+            read(state, &channel, FaultOperation::Cardholder, || cardholder(state, &channel, id)).await
         }
         (&Method::GET, ["balance"]) => {
             read(state, &channel, FaultOperation::Balance, || balance(state, &channel)).await
@@ -492,6 +500,37 @@ fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Optio
     }
 }
 
+/// `GET /cards/{id}/transactions/{transaction_id}`: one transaction as recorded.
+fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str) -> Response {
+    match load_card(state, channel, card_id) {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
+        Err(e) => return internal(e),
+    }
+    match state.store.get::<TxnRec>(format!("txn/{card_id}/{txn_id}")) {
+        Ok(Some(TxnRec(t))) => json(StatusCode::OK, &t),
+        Ok(None) => error(StatusCode::NOT_FOUND, "transaction_not_found", "no such transaction"),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /cardholders/{id}`: a cardholder of this channel as it is now.
+fn cardholder(state: &State, channel: &ChannelReg, id: &str) -> Response {
+    match state.store.get::<CardholderRec>(format!("cardholder/{id}")) {
+        Ok(Some(c)) if c.channel_id == channel.channel_id => json(
+            StatusCode::OK,
+            &CardholderStateAnswer {
+                id: c.id,
+                cardholder_id: c.cardholder_id,
+                status: c.status,
+                reason: c.reason,
+            },
+        ),
+        Ok(_) => error(StatusCode::NOT_FOUND, "cardholder_not_found", "no such cardholder"),
+        Err(e) => internal(e),
+    }
+}
+
 fn balance(state: &State, channel: &ChannelReg) -> Response {
     let mut currencies = vec![Currency::USD, Currency::EUR];
     let prefix = format!("master/{}/", channel.channel_id);
@@ -627,6 +666,8 @@ async fn approve(state: &State, cardholder_id: &str) -> Response {
 
 /// Card spending from the test helper: declined beyond the card's balance (or on
 /// a frozen or deleted card), recorded either way, called back before answering.
+/// A `refund` or `reversal` credits the card; a `reversal` naming an
+/// authorization (`related_transaction_id`) turns that authorization `reversed`.
 async fn create_transaction(state: &State, channel_card_id: &str, req: &Request) -> Response {
     let body: CardTransactionBody = match req.json() {
         Ok(b) => b,
@@ -652,27 +693,78 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
                     "amount must be positive, in the card's currency",
                 )));
             }
-            let spendable = card.status == CardStatus::Active && body.amount.value <= card.balance_minor;
-            let status = match (spendable, body.status) {
-                (false, _) => TxnStatusWire::Declined,
-                (true, TestTxnStatus::Posted) => TxnStatusWire::Posted,
-                (true, TestTxnStatus::Pending) => TxnStatusWire::Pending,
-            };
-            if spendable {
-                card.balance_minor -= body.amount.value;
+            let kind = body.kind.unwrap_or(TxnTypeWire::Authorization);
+            if let (TxnTypeWire::Reversal, Some(related)) = (kind, &body.related_transaction_id) {
+                // The authorization itself turns `reversed` and its amount returns to the card.
+                let key = format!("txn/{channel_card_id}/{related}");
+                let Some(TxnRec(mut auth)) = state.store.get::<TxnRec>(&key)? else {
+                    return Ok(Err(error(
+                        StatusCode::NOT_FOUND,
+                        "transaction_not_found",
+                        "no such transaction",
+                    )));
+                };
+                let reversible = auth.kind == TxnTypeWire::Authorization
+                    && matches!(auth.status, TxnStatusWire::Pending | TxnStatusWire::Posted)
+                    && auth.amount == body.amount;
+                if !reversible {
+                    return Ok(Err(error(
+                        StatusCode::CONFLICT,
+                        "not_reversible",
+                        "only a pending or posted authorization of that amount can be reversed",
+                    )));
+                }
+                card.balance_minor = card.balance_minor.saturating_add(auth.amount.value);
+                auth.status = TxnStatusWire::Reversed;
+                let mut batch = WriteBatch::new();
+                batch.put(format!("card/{channel_card_id}"), &card)?;
+                batch.put(&key, &TxnRec(auth.clone()))?;
+                state.store.commit_durable(batch).await?;
+                return Ok(Ok((auth, card, channel)));
             }
+            let (status, balance_minor) = match kind {
+                TxnTypeWire::Authorization => {
+                    let spendable =
+                        card.status == CardStatus::Active && body.amount.value <= card.balance_minor;
+                    match (spendable, body.status) {
+                        (false, _) => (TxnStatusWire::Declined, card.balance_minor),
+                        (true, TestTxnStatus::Posted) => {
+                            (TxnStatusWire::Posted, card.balance_minor - body.amount.value)
+                        }
+                        (true, TestTxnStatus::Pending) => {
+                            (TxnStatusWire::Pending, card.balance_minor - body.amount.value)
+                        }
+                    }
+                }
+                TxnTypeWire::Refund | TxnTypeWire::Reversal if card.status != CardStatus::Deleted => {
+                    let status = match body.status {
+                        TestTxnStatus::Posted => TxnStatusWire::Posted,
+                        TestTxnStatus::Pending => TxnStatusWire::Pending,
+                    };
+                    (status, card.balance_minor.saturating_add(body.amount.value))
+                }
+                TxnTypeWire::Refund | TxnTypeWire::Reversal => (TxnStatusWire::Declined, card.balance_minor),
+                TxnTypeWire::Clearing => {
+                    return Ok(Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_type",
+                        "type is authorization, refund or reversal",
+                    )));
+                }
+            };
+            card.balance_minor = balance_minor;
             let seq = state.store.get::<Counter>("seq")?.map_or(0, |c| c.value) + 1;
             let transaction = TransactionWire {
                 id: format!("ctx_{seq:012}"),
                 card_id: card.id.clone(),
-                kind: TxnTypeWire::Authorization,
+                kind,
                 status,
                 amount: body.amount,
                 merchant_name: body.merchant_name.chars().take(100).collect(),
                 mcc: body.mcc.chars().take(4).collect(),
                 occurred_at: Timestamp::now_real(),
                 balance_after: card.balance(),
-                related_transaction_id: None,
+                related_transaction_id: body.related_transaction_id.clone(),
             };
             let mut batch = WriteBatch::new();
             batch.put("seq", &Counter { value: seq })?;

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::upstream::sandbox::{FaultBehavior, FaultOperation, FaultSpec};
+use crate::upstream::sandbox::{
+    FaultBehavior, FaultOperation, FaultSpec, GatewayFaultOperation, GatewayFaultSpec,
+};
 
 /// Most faults held at once (channels × operations), so the map is bounded.
 const MAX_FAULTS: usize = 10_000;
@@ -68,9 +70,64 @@ impl Faults {
     }
 }
 
+/// Injected gateway faults, per operation (one entry per operation at most).
+#[derive(Default)]
+pub struct GatewayFaults {
+    active: HashMap<GatewayFaultOperation, (FaultBehavior, u32)>,
+}
+
+impl GatewayFaults {
+    /// Replaces the fault of `spec.operation`: `error` or `timeout` only.
+    pub fn set(&mut self, spec: GatewayFaultSpec) -> Result<(), String> {
+        if !matches!(spec.behavior, FaultBehavior::Error | FaultBehavior::Timeout) {
+            return Err("a gateway fault's behavior is error or timeout".to_owned());
+        }
+        if spec.count == 0 || spec.count > MAX_COUNT {
+            return Err(format!("count must be 1..={MAX_COUNT}"));
+        }
+        self.active.insert(spec.operation, (spec.behavior, spec.count));
+        Ok(())
+    }
+
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    /// Consumes one occurrence of the fault set for `operation`, if any.
+    pub fn take(&mut self, operation: GatewayFaultOperation) -> Option<FaultBehavior> {
+        let (behavior, remaining) = self.active.get_mut(&operation)?;
+        let behavior = *behavior;
+        *remaining -= 1;
+        if *remaining == 0 {
+            self.active.remove(&operation);
+        }
+        Some(behavior)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_faults_are_consumed_count_times_and_only_error_or_timeout() {
+        let mut faults = GatewayFaults::default();
+        let spec = |behavior, count| GatewayFaultSpec {
+            operation: GatewayFaultOperation::QueryOrder,
+            behavior,
+            count,
+        };
+        assert!(faults.set(spec(FaultBehavior::Duplicate, 1)).is_err());
+        assert!(faults.set(spec(FaultBehavior::Error, 0)).is_err());
+        faults.set(spec(FaultBehavior::Error, 2)).unwrap();
+        assert!(faults.take(GatewayFaultOperation::QueryDeposit).is_none());
+        assert_eq!(faults.take(GatewayFaultOperation::QueryOrder), Some(FaultBehavior::Error));
+        assert_eq!(faults.take(GatewayFaultOperation::QueryOrder), Some(FaultBehavior::Error));
+        assert!(faults.take(GatewayFaultOperation::QueryOrder).is_none());
+        faults.set(spec(FaultBehavior::Timeout, 5)).unwrap();
+        faults.clear();
+        assert!(faults.take(GatewayFaultOperation::QueryOrder).is_none());
+    }
 
     fn spec(operation: FaultOperation, behavior: FaultBehavior, count: u32) -> FaultSpec {
         FaultSpec { operation, behavior, count, delay_ms: 0 }

@@ -16,7 +16,10 @@ use crate::upstream::{
         CreateOrderBody, DepositAddressAnswer, DepositAnswer, MERCHANT_HEADER, OrderAnswer, OrderStatusWire,
         PayoutAnswer, PayoutBody, PayoutStateAnswer, PayoutStatusWire, RefundAnswer, RefundBody,
     },
-    sandbox::{Acknowledged, DepositBody, DepositReported, RegisterAccountBody, ResentAnswer},
+    sandbox::{
+        Acknowledged, DepositBody, DepositReported, FaultBehavior, GatewayFaultOperation, GatewayFaultSpec,
+        RegisterAccountBody, ResentAnswer,
+    },
 };
 
 pub(super) async fn handle(state: &State, req: Request) -> Response {
@@ -28,25 +31,78 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
         (&Method::POST, ["control", "accounts"]) => return register(state, &req).await,
         (&Method::POST, ["control", "orders", id, "resend-callback"]) => return resend(state, id).await,
         (&Method::POST, ["control", "deposits"]) => return deposit(state, &req).await,
+        (&Method::POST, ["control", "faults"]) => return set_fault(state, &req),
+        (&Method::DELETE, ["control", "faults"]) => {
+            state.gateway_faults.lock().clear();
+            return json(StatusCode::OK, &Acknowledged { ok: true });
+        }
         _ => {}
     }
     let account = match authenticate(state, &req) {
         Ok(account) => account,
         Err(response) => return response,
     };
-    match (&req.method, segments.as_slice()) {
-        (&Method::POST, ["orders"]) => idempotent(state, &account, &req, "create_order", create_order).await,
-        (&Method::GET, ["orders", id]) => match load_order(state, &account, id) {
+    let fault = fault_operation(&req.method, &segments).and_then(|op| state.gateway_faults.lock().take(op));
+    if fault == Some(FaultBehavior::Error) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "simulated_error",
+            "injected fault: nothing applied",
+        );
+    }
+    let response = serve_account(state, &account, &req, &segments).await;
+    if fault == Some(FaultBehavior::Timeout) {
+        // Applied (or answered), but only after Pelago stopped waiting.
+        tokio::time::sleep(std::time::Duration::from_millis(state.upstream_timeout_ms + 1_000)).await;
+    }
+    response
+}
+
+/// The fault operation a call of an account falls under.
+fn fault_operation(method: &Method, segments: &[&str]) -> Option<GatewayFaultOperation> {
+    Some(match (method, segments) {
+        (&Method::POST, ["orders"]) => GatewayFaultOperation::CreateOrder,
+        (&Method::GET, ["orders", _]) => GatewayFaultOperation::QueryOrder,
+        (&Method::GET, ["deposit_address"]) => GatewayFaultOperation::DepositAddress,
+        (&Method::GET, ["deposits", _]) => GatewayFaultOperation::QueryDeposit,
+        (&Method::GET, ["payouts", _]) => GatewayFaultOperation::QueryPayout,
+        (&Method::POST, ["payouts"]) => GatewayFaultOperation::Payout,
+        (&Method::POST, ["orders", _, "refunds"]) => GatewayFaultOperation::Refund,
+        _ => return None,
+    })
+}
+
+fn set_fault(state: &State, req: &Request) -> Response {
+    let spec: GatewayFaultSpec = match req.json() {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    match state.gateway_faults.lock().set(spec) {
+        Ok(()) => json(StatusCode::OK, &Acknowledged { ok: true }),
+        Err(reason) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_fault", &reason),
+    }
+}
+
+/// The calls an authenticated account makes.
+async fn serve_account(
+    state: &State,
+    account: &GatewayAccountRec,
+    req: &Request,
+    segments: &[&str],
+) -> Response {
+    match (&req.method, segments) {
+        (&Method::POST, ["orders"]) => idempotent(state, account, req, "create_order", create_order).await,
+        (&Method::GET, ["orders", id]) => match load_order(state, account, id) {
             Ok(order) => json(StatusCode::OK, &order_answer(state, &order)),
             Err(response) => response,
         },
-        (&Method::GET, ["deposit_address"]) => deposit_address(state, &account, &req),
-        (&Method::GET, ["deposits", id]) => query_deposit(state, &account, id),
-        (&Method::GET, ["payouts", id]) => query_payout(state, &account, id),
-        (&Method::POST, ["payouts"]) => idempotent(state, &account, &req, "payout", payout).await,
+        (&Method::GET, ["deposit_address"]) => deposit_address(state, account, req),
+        (&Method::GET, ["deposits", id]) => query_deposit(state, account, id),
+        (&Method::GET, ["payouts", id]) => query_payout(state, account, id),
+        (&Method::POST, ["payouts"]) => idempotent(state, account, req, "payout", payout).await,
         (&Method::POST, ["orders", id, "refunds"]) => {
             let op = format!("refund {id}");
-            idempotent(state, &account, &req, &op, |s, a, r| refund(s, a, r, id)).await
+            idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }

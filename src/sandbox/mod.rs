@@ -77,6 +77,7 @@ pub(crate) struct State {
     /// Serialises every mutating call (check + apply + commit).
     write_lock: tokio::sync::Mutex<()>,
     faults: parking_lot::Mutex<faults::Faults>,
+    gateway_faults: parking_lot::Mutex<faults::GatewayFaults>,
     notifier: notify::Notifier,
     /// The address actually bound, for checkout URLs.
     listen: SocketAddr,
@@ -123,6 +124,7 @@ pub async fn serve(
         sealer: crate::security::secrets::Sealer::new(&credentials_key),
         write_lock: tokio::sync::Mutex::new(()),
         faults: parking_lot::Mutex::new(faults::Faults::default()),
+        gateway_faults: parking_lot::Mutex::new(faults::GatewayFaults::default()),
         notifier,
         listen,
         upstream_timeout_ms: config.upstream_timeout_ms,

@@ -5,8 +5,8 @@
 use futures::{FutureExt, future::BoxFuture};
 use pelago_actors::ports::{
     CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
-    ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard, Outcome, RequestId,
-    SecretString, SensitiveString,
+    ChannelCardholder, ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard, Outcome,
+    RequestId, SecretString, SensitiveString,
 };
 use pelago_storage::Money;
 use reqwest::Method;
@@ -149,6 +149,32 @@ impl CardChannel for HttpChannel {
             }
             let rb = self.request(Method::GET, &path, None);
             send::<wire::TransactionsAnswer>(rb).await.map(|a| a.data.into_iter().map(Into::into).collect())
+        }
+        .boxed()
+    }
+
+    fn transaction(
+        &self,
+        channel_card_id: String,
+        channel_transaction_id: String,
+    ) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
+        async move {
+            let path = format!(
+                "/cards/{}/transactions/{}",
+                encode(&channel_card_id),
+                encode(&channel_transaction_id)
+            );
+            let rb = self.request(Method::GET, &path, None);
+            send::<wire::TransactionWire>(rb).await.map(Into::into)
+        }
+        .boxed()
+    }
+
+    fn cardholder(&self, channel_cardholder_id: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
+        async move {
+            let path = format!("/cardholders/{}", encode(&channel_cardholder_id));
+            let rb = self.request(Method::GET, &path, None);
+            send::<wire::CardholderStateAnswer>(rb).await.map(Into::into)
         }
         .boxed()
     }

@@ -2,8 +2,8 @@
 //! conversions into the ports' types. The sandbox channel serves these same types.
 
 use pelago_actors::ports::{
-    Address, CardDeleted, CardFunded, CardOpened, CardholderCreated, ChannelCardholderStatus,
-    ChannelOperation, ChannelTransaction, ChannelTxnStatus, ChannelTxnType,
+    Address, CardDeleted, CardFunded, CardOpened, CardholderCreated, ChannelCardholder,
+    ChannelCardholderStatus, ChannelOperation, ChannelTransaction, ChannelTxnStatus, ChannelTxnType,
 };
 use pelago_storage::{Currency, Money, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,28 @@ pub struct CardholderAnswer {
 impl From<CardholderAnswer> for CardholderCreated {
     fn from(a: CardholderAnswer) -> Self {
         CardholderCreated { channel_cardholder_id: a.id, status: a.status.into(), reason: a.reason }
+    }
+}
+
+/// `GET /cardholders/{id}`: the cardholder as the channel holds it now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardholderStateAnswer {
+    pub id: String,
+    /// Pelago's cardholder id, as given at creation.
+    pub cardholder_id: String,
+    pub status: CardholderStatusWire,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl From<CardholderStateAnswer> for ChannelCardholder {
+    fn from(a: CardholderStateAnswer) -> Self {
+        ChannelCardholder {
+            channel_cardholder_id: a.id,
+            cardholder_id: a.cardholder_id,
+            status: a.status.into(),
+            reason: a.reason,
+        }
     }
 }
 

@@ -23,6 +23,8 @@
 //! | `DELETE /cards/{id}` | `{"remaining_balance": Money}` |
 //! | `GET /cards/{id}/details` | `{"pan","cvv","expiry_month","expiry_year","balance","status"}` |
 //! | `GET /cards/{id}/transactions?after=<id>` | `{"data": [Transaction]}` oldest first |
+//! | `GET /cards/{id}/transactions/{transaction_id}` | one Transaction (`404` error body when the channel has none) |
+//! | `GET /cardholders/{id}` | [`channel_wire::CardholderStateAnswer`] (`404` error body when unknown) |
 //! | `GET /balance` | `{"balances": [Money]}` |
 //! | `GET /operations/{request_id}` | [`channel_wire::OperationAnswer`] (`{"result": "not_found"}` when never applied) |
 //!
@@ -37,7 +39,11 @@
 //!
 //! # Callbacks
 //! Upstreams call Pelago back with bodies described in [`callbacks`], signed
-//! `t=<unix seconds>,v1=<hex HMAC-SHA256(key, t + "." + body)>`.
+//! `t=<unix seconds>,v1=<hex HMAC-SHA256(key, t + "." + body)>`. A callback
+//! is a hint: Pelago acts on the answer of the query above that confirms it
+//! (`GET /cards/{id}/transactions/{transaction_id}`, `GET /cardholders/{id}`,
+//! `GET /operations/{request_id}`; the gateway's `GET /orders/{id}`,
+//! `/deposits/{id}`, `/payouts/{id}`).
 
 pub mod callbacks;
 pub mod channel_http;

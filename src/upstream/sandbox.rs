@@ -10,7 +10,8 @@
 //! `POST /channel/control/cardholders/{id}/approve`,
 //! `POST /channel/control/cards/{id}/transactions`, `POST /gateway/control/accounts`,
 //! `POST /gateway/checkout/{id}/pay|fail|expire`,
-//! `POST /gateway/control/orders/{id}/resend-callback`, `POST /gateway/control/deposits`.
+//! `POST /gateway/control/orders/{id}/resend-callback`, `POST /gateway/control/deposits`,
+//! `POST|DELETE /gateway/control/faults`.
 //! Every request carries the control token Pelago gave the simulators at
 //! start (`Authorization: Bearer`); the control paths refuse any other.
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     HttpChannel, UpstreamClient, UpstreamError,
     channel_http::encode,
-    channel_wire::{CardholderAnswer, TransactionWire},
+    channel_wire::{CardholderAnswer, TransactionWire, TxnTypeWire},
     gateway_wire::OrderAnswer,
     http_util::send_control,
 };
@@ -42,9 +43,12 @@ pub enum FaultOperation {
     Unfreeze,
     Delete,
     Details,
+    /// The transaction pull and the one-transaction query.
     Transactions,
     Balance,
     Callbacks,
+    /// `GET /cardholders/{id}` (the query that confirms a cardholder callback).
+    Cardholder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,31 @@ pub struct FaultSpec {
 
 fn one() -> u32 {
     1
+}
+
+/// Gateway calls that can be made to misbehave (`POST /gateway/control/faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayFaultOperation {
+    CreateOrder,
+    QueryOrder,
+    DepositAddress,
+    QueryDeposit,
+    Payout,
+    QueryPayout,
+    Refund,
+}
+
+/// The next `count` gateway calls of `operation` (any account) misbehave as
+/// `behavior`: `error` (500, nothing applied) or `timeout` (applied, answered
+/// only after Pelago's upstream timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFaultSpec {
+    pub operation: GatewayFaultOperation,
+    pub behavior: FaultBehavior,
+    #[serde(default = "one")]
+    pub count: u32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -121,6 +150,13 @@ pub struct CardTransactionBody {
     pub merchant_name: String,
     pub mcc: String,
     pub status: TestTxnStatus,
+    /// `authorization` (spending, the default), `refund` or `reversal` (credits).
+    #[serde(default, rename = "type")]
+    pub kind: Option<TxnTypeWire>,
+    /// For a `reversal`: the channel's id of the authorization it reverses
+    /// (that authorization turns `reversed`, and is what is answered).
+    #[serde(default)]
+    pub related_transaction_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,14 +289,26 @@ impl SandboxControl {
         mcc: &str,
         status: TestTxnStatus,
     ) -> Result<ChannelTransaction, UpstreamError> {
-        let path = format!("/channel/control/cards/{}/transactions", encode(channel_card_id));
         let body = CardTransactionBody {
             amount,
             merchant_name: merchant_name.to_owned(),
             mcc: mcc.to_owned(),
             status,
+            kind: None,
+            related_transaction_id: None,
         };
-        send_control::<TransactionWire>(self.request(Method::POST, &path).json(&body)).await.map(Into::into)
+        self.card_transaction(channel_card_id, &body).await
+    }
+
+    /// Any card transaction the sandbox channel simulates (spending, a refund,
+    /// a reversal); the channel's callback was delivered when this returns.
+    pub async fn card_transaction(
+        &self,
+        channel_card_id: &str,
+        body: &CardTransactionBody,
+    ) -> Result<ChannelTransaction, UpstreamError> {
+        let path = format!("/channel/control/cards/{}/transactions", encode(channel_card_id));
+        send_control::<TransactionWire>(self.request(Method::POST, &path).json(body)).await.map(Into::into)
     }
 
     /// Approves a `Pending` cardholder; its callback was delivered when this returns.
@@ -275,6 +323,17 @@ impl SandboxControl {
     pub async fn set_fault(&self, channel_id: &str, fault: FaultSpec) -> Result<(), UpstreamError> {
         let path = format!("/channel/control/channels/{}/faults", encode(channel_id));
         send_control::<Acknowledged>(self.request(Method::POST, &path).json(&fault)).await.map(|_| ())
+    }
+
+    pub async fn set_gateway_fault(&self, fault: GatewayFaultSpec) -> Result<(), UpstreamError> {
+        let rb = self.request(Method::POST, "/gateway/control/faults").json(&fault);
+        send_control::<Acknowledged>(rb).await.map(|_| ())
+    }
+
+    pub async fn clear_gateway_faults(&self) -> Result<(), UpstreamError> {
+        send_control::<Acknowledged>(self.request(Method::DELETE, "/gateway/control/faults"))
+            .await
+            .map(|_| ())
     }
 
     pub async fn clear_faults(&self, channel_id: &str) -> Result<(), UpstreamError> {

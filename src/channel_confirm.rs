@@ -1,0 +1,235 @@
+//! Channel transaction callbacks, confirmed (SECURITY.md "Callbacks from
+//! upstreams"). A signed `transaction` notice that is bound to a card of its
+//! channel (`http/callbacks.rs`) is only a hint: Pelago asks the channel for
+//! that transaction under the channel's own credentials
+//! (`CardChannel::transaction`) and applies the channel's answer, never the
+//! notice's body. The notice must still agree with the answer on the card,
+//! the transaction id, the amount and the currency (else 400, nothing
+//! changes); a status that moved on since the notice was sent is simply the
+//! newer state. No answer (timeout, 5xx): a `txnconfirm/` marker, and the
+//! resolver asks again until the channel answers.
+
+use pelago_actors::{
+    card::{ApplyTransaction, CardRecord, TransactionChange},
+    ports::{ChannelTransaction, Outcome},
+};
+use pelago_storage::{CardId, Tree, WriteBatch};
+
+use crate::{app::App, callback_rules::mismatch, http::errors::ApiError};
+
+/// Prefix of the markers of transaction notices whose confirming query had no answer.
+const MARKER_PREFIX: &str = "txnconfirm/";
+/// Notices waiting for the channel's answer at most; beyond, 503 (the channel delivers again).
+const MAX_UNCONFIRMED: usize = 4096;
+/// Longest channel transaction id kept in a marker.
+const MAX_UPSTREAM_ID_LEN: usize = 128;
+
+/// `txnconfirm/{card id}/{channel transaction id}` → `{amount minor}`.
+fn marker(card: &CardId, channel_transaction_id: &str) -> String {
+    format!("{MARKER_PREFIX}{card}/{channel_transaction_id}")
+}
+
+/// What asking the channel about a transaction came to.
+enum Confirmed {
+    /// The channel's answer was applied; `changed` when it wrote anything.
+    Applied { changed: bool },
+    /// No answer: ask again later.
+    Unknown,
+    /// The channel does not hold the transaction as the notice named it.
+    Contradicted(&'static str),
+}
+
+/// A bound `transaction` notice about `card`: confirmed by the channel's
+/// answer, applied once. Returns the callback outcome word.
+pub async fn on_transaction(
+    app: &App,
+    card: &CardRecord,
+    notice: &ChannelTransaction,
+) -> Result<&'static str, ApiError> {
+    if notice.channel_transaction_id.is_empty() || notice.channel_transaction_id.len() > MAX_UPSTREAM_ID_LEN {
+        return Err(mismatch("transaction id"));
+    }
+    match confirm(app, card, &notice.channel_transaction_id, notice.amount).await? {
+        Confirmed::Applied { changed: false } => Ok("unchanged"),
+        Confirmed::Applied { changed: true } => Ok("applied"),
+        Confirmed::Contradicted(what) => Err(mismatch(what)),
+        Confirmed::Unknown => {
+            let waiting =
+                app.store.iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
+            if waiting >= MAX_UNCONFIRMED {
+                // Nothing recorded: the channel delivers the notice again later.
+                return Err(ApiError::unavailable("the channel cannot be asked now; deliver again later"));
+            }
+            let mut batch = WriteBatch::new();
+            batch.put_raw(
+                Tree::Operations,
+                marker(&card.id, &notice.channel_transaction_id),
+                notice.amount.value.to_string(),
+            );
+            app.store.commit_durable(batch).await?;
+            Ok("unconfirmed")
+        }
+    }
+}
+
+/// Asks the card's channel for the transaction and applies its answer if it
+/// agrees with what was named (card, id, amount and currency).
+async fn confirm(
+    app: &App,
+    card: &CardRecord,
+    channel_transaction_id: &str,
+    amount: pelago_storage::Money,
+) -> Result<Confirmed, ApiError> {
+    let Some(channel_card_id) = card.channel_card_id.clone() else {
+        return Ok(Confirmed::Contradicted("card id"));
+    };
+    let Some(channel) = app.upstreams.channel(&card.channel_id) else {
+        return Ok(Confirmed::Unknown);
+    };
+    let answer = match channel.transaction(channel_card_id.clone(), channel_transaction_id.to_owned()).await {
+        Outcome::Done(answer) => answer,
+        Outcome::Unknown { detail } => {
+            tracing::warn!(card_id = %card.id, detail, "channel transaction query outcome unknown; retrying later");
+            return Ok(Confirmed::Unknown);
+        }
+        Outcome::Declined { reason } => {
+            tracing::warn!(card_id = %card.id, reason, "the channel does not hold the transaction a callback named");
+            return Ok(Confirmed::Contradicted("transaction id"));
+        }
+    };
+    if answer.channel_card_id != channel_card_id || answer.channel_transaction_id != channel_transaction_id {
+        return Ok(Confirmed::Contradicted("transaction id"));
+    }
+    if answer.amount != amount {
+        tracing::warn!(card_id = %card.id, "a transaction callback's amount differs from the channel's");
+        return Ok(Confirmed::Contradicted("amount or currency"));
+    }
+    let change = app.actors.ask_card(&card.id, ApplyTransaction(answer)).await??;
+    Ok(Confirmed::Applied { changed: !matches!(change, TransactionChange::Unchanged) })
+}
+
+/// One resolver pass over transaction notices whose confirming query had no answer.
+pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
+    let pending = app
+        .store
+        .iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes())
+        .take(256)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut done = 0;
+    for (key, value) in pending {
+        let rest = String::from_utf8_lossy(&key[MARKER_PREFIX.len()..]).into_owned();
+        let named =
+            rest.split_once('/').and_then(|(card, txn)| Some((CardId::parse(card).ok()?, txn.to_owned())));
+        let value: Option<i64> = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok());
+        let keep = match (named, value) {
+            (Some((card_id, txn)), Some(value)) => match app.store.get::<CardRecord>(card_id.as_bytes())? {
+                Some(card) => {
+                    let amount = pelago_storage::Money::new(value, card.currency);
+                    match confirm(app, &card, &txn, amount).await? {
+                        Confirmed::Unknown => true,
+                        Confirmed::Applied { .. } => false,
+                        Confirmed::Contradicted(what) => {
+                            tracing::warn!(card_id = %card.id, what, "an unconfirmed transaction callback was contradicted by the channel; dropped");
+                            false
+                        }
+                    }
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if !keep {
+            let mut batch = WriteBatch::new();
+            batch.delete(Tree::Operations, &key);
+            app.store.commit_durable(batch).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// A `card.opened` or `topup.completed` notice: the asynchronous answer to a
+/// request Pelago made. Bound (a card of this channel whose open request id
+/// it names, or a top-up of a card of this channel still waiting for that
+/// request id), then confirmed: the actor asks the channel for the request's
+/// outcome (`CardChannel::operation`) and settles by that answer, never by
+/// the notice's. A request that is no longer waiting changes nothing.
+pub async fn on_request_answered(
+    app: &std::sync::Arc<App>,
+    channel: &pelago_storage::ChannelId,
+    event_id: &str,
+    event: &pelago_actors::ports::ChannelEvent,
+) -> Result<&'static str, ApiError> {
+    use pelago_actors::{
+        card::{
+            ops::{Resolve, open_marker},
+            topup::{TopupPhase, TopupRecord, parse_marker, topup_key},
+        },
+        ports::ChannelEvent,
+    };
+    let unbound = |object: &str| {
+        crate::callback_rules::unbound(
+            app,
+            crate::metrics::CallbackSource::Channel,
+            channel.as_str(),
+            event_id,
+            object,
+        )
+    };
+    match event {
+        ChannelEvent::CardOpened { card_id, request_id, opened } => {
+            let card = match CardId::parse(card_id) {
+                Ok(id) => app.store.get::<CardRecord>(id.as_bytes())?,
+                Err(_) => None,
+            };
+            let Some(card) = card.filter(|c| {
+                &c.channel_id == channel
+                    && c.open_request_id.as_deref() == Some(request_id.as_str())
+                    && c.channel_card_id.as_deref().is_none_or(|own| own == opened.channel_card_id)
+            }) else {
+                return Err(unbound(card_id));
+            };
+            if !app.store.contains(Tree::Operations, open_marker(card.id.as_str()))? {
+                return Ok("unchanged");
+            }
+            let outcome = app.actors.ask_card(&card.id, Resolve).await??;
+            crate::cards::settle_markers_of(app, &card.id).await?;
+            Ok(if outcome.settled { "applied" } else { "unconfirmed" })
+        }
+        ChannelEvent::TopupCompleted { request_id, .. } => {
+            // The top-ups still waiting for their channel's answer (bounded, as the resolver's pass).
+            let waiting =
+                app.store.iter_raw(Tree::Operations, b"topup/").take(256).collect::<Result<Vec<_>, _>>()?;
+            for (key, value) in waiting {
+                let Some((card_id, _)) = parse_marker(&value) else { continue };
+                let Ok(id) = pelago_storage::TopupId::parse(&String::from_utf8_lossy(&key["topup/".len()..]))
+                else {
+                    continue;
+                };
+                let Some(topup) = app.store.get::<TopupRecord>(topup_key(&card_id, &id))? else { continue };
+                if &topup.request_id != request_id {
+                    continue;
+                }
+                let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else { continue };
+                if &card.channel_id != channel {
+                    return Err(unbound(request_id));
+                }
+                if topup.phase != TopupPhase::Funding {
+                    return Ok("unchanged");
+                }
+                let topup = app
+                    .actors
+                    .ask_card(
+                        &card.id,
+                        pelago_actors::card::topup::ResolveTopup { id: id.clone(), debited: true },
+                    )
+                    .await??;
+                crate::topups::settle_reversal(app, &id).await?;
+                return Ok(if topup.phase == TopupPhase::Done { "applied" } else { "unconfirmed" });
+            }
+            // No top-up waits for this request id: a repeat of a settled one, or a forgery; no effect.
+            Ok("unchanged")
+        }
+        _ => Ok("unknown_object"),
+    }
+}
