@@ -234,7 +234,7 @@ fn main() {
     // 3. Start: the scheduler catches up next month's period. Time it; read cards meanwhile.
     let run_path = format!(
         "/admin/v1/billing/runs/{}",
-        pelago_card::billing::period_of(Timestamp(next_period_start_ms(Timestamp::now_real())))
+        pelago_card::flows::billing::period_of(Timestamp(next_period_start_ms(Timestamp::now_real())))
     );
     let started = Instant::now();
     let (child, base) = start(&data, &[]);

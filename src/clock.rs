@@ -63,20 +63,20 @@ impl ServiceClock {
 
     /// Sets the clock to `now` (it runs on from there), durably.
     pub async fn set(&self, store: &Store, now: Timestamp) -> Result<(), StoreError> {
-        self.move_to(store, now.unix_ms() - Timestamp::now_real().unix_ms()).await
+        self.move_to(store, now.unix_ms() - Timestamp::now_real().unix_ms(), now).await
     }
 
     /// Back to real time, durably.
     pub async fn clear(&self, store: &Store) -> Result<(), StoreError> {
-        self.move_to(store, 0).await
+        self.move_to(store, 0, Timestamp::now_real()).await
     }
 
-    /// Commits the new offset and, when the clock lands before its floor,
+    /// Commits the new offset and, when the clock lands (`lands_at`, the
+    /// instant it shows right after the move) before its floor,
     /// the lowered floor, in one durable batch; then shows both.
-    async fn move_to(&self, store: &Store, offset_ms: i64) -> Result<(), StoreError> {
+    async fn move_to(&self, store: &Store, offset_ms: i64, lands_at: Timestamp) -> Result<(), StoreError> {
         let _one_move = self.moving.lock().await;
-        let lands_at = Timestamp::now_real().unix_ms() + offset_ms;
-        let floor = self.floor_ms().min(lands_at);
+        let floor = self.floor_ms().min(lands_at.unix_ms());
         let mut batch = WriteBatch::new();
         if offset_ms == 0 {
             batch.delete(Tree::Meta, OFFSET_KEY);

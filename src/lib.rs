@@ -1,5 +1,6 @@
 //! `pelago-card`: the front door and the wiring. `http/` (warp, one file per
-//! resource), `upstream/` (reqwest adapters for channels and the gateway),
+//! resource) calls `flows/` (the sagas across actors, with their own error),
+//! `upstream/` (reqwest adapters for channels and the gateway),
 //! `sandbox/` (the simulated channel and gateway, served with `--sandbox`),
 //! `security/` (signing, secrets, tokens), `merchants/` (request
 //! authentication), `jobs/` (schedules), `config`, `telemetry`, `metrics`,
@@ -7,31 +8,21 @@
 //! the store is `pelago-storage`.
 
 pub mod app;
-pub mod billing;
-pub mod bootstrap;
-pub mod callback_rules;
-pub mod cardholders;
-pub mod cards;
-pub mod channel_confirm;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod data_mode;
 pub mod failpoint;
+pub mod flows;
 pub mod http;
 pub mod jobs;
 pub mod merchants;
 pub mod metrics;
-pub mod money;
-pub mod orders;
 pub mod receipts;
 pub mod sandbox;
 pub mod security;
 pub mod server;
-pub mod settlement;
 pub mod telemetry;
-pub mod topups;
 pub mod upstream;
 pub mod upstreams;
 pub mod webhooks;
-pub mod withdrawals;

@@ -24,7 +24,7 @@ use pelago_actors::{
 use pelago_storage::{Store, StoreConfig, Timestamp};
 
 use crate::{
-    app::App,
+    app::{App, Core},
     clock::ServiceClock,
     config::Config,
     http,
@@ -168,7 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     )?;
     let receipts = crate::receipts::ReceiptKey::load(config.receipt_key.as_deref(), &config.data_dir)
         .map_err(anyhow::Error::msg)?;
-    let app = Arc::new(App {
+    let core = Arc::new(Core {
         config,
         store,
         actors,
@@ -176,25 +176,26 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         service_clock,
         upstreams,
         public_base_url,
-        admin_token,
-        polyflow_token,
         sealer: secrets::Sealer::new(&master_key),
         metrics: Metrics::default(),
-        router: http::router::Router::new(http::routes()),
         billing_running: Default::default(),
         scheduler: Default::default(),
+        webhooks,
+        receipts,
+    });
+    let app = Arc::new(App {
+        core,
+        admin_token,
+        polyflow_token,
+        router: http::router::Router::new(http::routes()),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
         ip_rate_limiter: http::ratelimit::RateLimiter::new(config_ip_rate.0, config_ip_rate.1),
-        webhooks,
-        receipts,
         ready: false.into(),
         draining: false.into(),
         signed_from_secs: Timestamp::now_real().unix_seconds() + 1,
     });
-    crate::bootstrap::run(&app)
-        .await
-        .map_err(|e| anyhow::anyhow!("start-up wiring failed: {}", e.message))?;
+    crate::flows::bootstrap::run(&app).await.map_err(|e| anyhow::anyhow!("start-up wiring failed: {e}"))?;
     spawn_housekeeping(Arc::downgrade(&app));
     http::retention::spawn(Arc::downgrade(&app), app.config.retention_secs);
     spawn_resolver(Arc::downgrade(&app));
@@ -260,19 +261,19 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 continue;
             }
             let passes = [
-                ("withdrawal", crate::withdrawals::resolve_pending(&app).await),
-                ("order", crate::orders::resolve_pending(&app).await),
-                ("deposit", crate::money::resolve_pending(&app).await),
-                ("top-up", crate::topups::resolve_pending(&app).await),
-                ("card", crate::cards::resolve_pending(&app).await),
-                ("cardholder", crate::cardholders::resolve_pending(&app).await),
-                ("channel transaction", crate::channel_confirm::resolve_pending(&app).await),
+                ("withdrawal", crate::flows::withdrawals::resolve_pending(&app.core).await),
+                ("order", crate::flows::orders::resolve_pending(&app.core).await),
+                ("deposit", crate::flows::money::resolve_pending(&app).await),
+                ("top-up", crate::flows::topups::resolve_pending(&app.core).await),
+                ("card", crate::flows::cards::resolve_pending(&app.core).await),
+                ("cardholder", crate::flows::cardholders::resolve_pending(&app).await),
+                ("channel transaction", crate::flows::channel_confirm::resolve_pending(&app).await),
             ];
             for (flow, pass) in &passes {
                 match pass {
                     Ok(n) if *n > 0 => tracing::info!(flow, resolved = n, "resolved pending operations"),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(flow, error = %e.message, "resolver pass failed"),
+                    Err(e) => tracing::warn!(flow, error = %e, "resolver pass failed"),
                 }
             }
             wait = if pending_resolutions(&app) < before {
@@ -289,7 +290,10 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
 /// have landed.
 fn pending_resolutions(app: &App) -> usize {
     app.store.len(pelago_storage::Tree::Operations)
-        + app.store.iter_raw(pelago_storage::Tree::Index, crate::withdrawals::HOLD_PREFIX.as_bytes()).count()
+        + app
+            .store
+            .iter_raw(pelago_storage::Tree::Index, crate::flows::withdrawals::HOLD_PREFIX.as_bytes())
+            .count()
 }
 
 async fn wait_for_signal() {

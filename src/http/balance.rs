@@ -21,7 +21,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, money};
+use crate::{app::App, flows::money};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -144,7 +144,7 @@ fn test_deposit(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let amount = parse_amount(&req.amount, "amount")?;
         let network = network(&req.network)?;
         money::deposit_address(&app, &m, amount.currency, &network).await?;
-        let account = crate::bootstrap::funding_account(&app, &m).await?;
+        let account = crate::flows::bootstrap::funding_account(&app, &m).await?;
         let reported = control
             .report_deposit(&account.merchant_id, amount, &network)
             .await

@@ -4,7 +4,7 @@
 //! it: a notification that would change a state must name an object of its
 //! sender (a card or cardholder of that channel, by Pelago's id and the
 //! channel's own; an order, deposit address or payout created under that
-//! gateway account), else 401, logged and counted (`crate::callback_rules`);
+//! gateway account), else 401, logged and counted (`crate::flows::callback_rules`);
 //! gateway notices are then compared and confirmed by a query (the flows in
 //! `money.rs`, `orders.rs`, `withdrawals.rs`), and so are channel notices
 //! (`channel_confirm.rs`: a transaction, a card opened, a top-up completed;
@@ -112,23 +112,35 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
                     c.channel_id == id
                         && c.channel_card_id.as_deref() == Some(transaction.channel_card_id.as_str())
                 }) else {
-                    return Err(crate::callback_rules::unbound(
+                    return Err(crate::flows::callback_rules::unbound(
                         &app,
                         CallbackSource::Channel,
                         id.as_str(),
                         &callback.event_id,
                         &card_id,
-                    ));
+                    )
+                    .into());
                 };
                 // Confirmed: the channel's own record of the transaction is applied, never the body.
-                crate::channel_confirm::on_transaction(&app, &card, &transaction).await?
+                crate::flows::channel_confirm::on_transaction(&app, &card, &transaction).await?
             }
             ChannelEvent::CardholderUpdated { .. } => {
-                crate::cardholders::on_channel_event(&app, &id, &callback.event_id, &callback.event).await?
+                crate::flows::cardholders::on_channel_event(
+                    &app.core,
+                    &id,
+                    &callback.event_id,
+                    &callback.event,
+                )
+                .await?
             }
             ChannelEvent::CardOpened { .. } | ChannelEvent::TopupCompleted { .. } => {
-                crate::channel_confirm::on_request_answered(&app, &id, &callback.event_id, &callback.event)
-                    .await?
+                crate::flows::channel_confirm::on_request_answered(
+                    &app.core,
+                    &id,
+                    &callback.event_id,
+                    &callback.event,
+                )
+                .await?
             }
         };
         record(&app, &format!("chl/{id}"), &callback.event_id, outcome).await?;
@@ -146,7 +158,7 @@ fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         // The body names the account; nothing is acted on before the signature holds.
         let callback: GatewayCallback = wire::parse_gateway_callback(&ctx.body)
             .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
-        let (_, account) = crate::bootstrap::account_by_id(&app, &callback.account_merchant_id)
+        let (_, account) = crate::flows::bootstrap::account_by_id(&app, &callback.account_merchant_id)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
         wire::verify(
@@ -157,7 +169,7 @@ fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         )
         .map_err(signature_problem)?;
         // Signed by that account: bound, compared and confirmed by the flow.
-        let outcome = crate::money::on_gateway_event(&app, &callback).await?;
+        let outcome = crate::flows::money::on_gateway_event(&app, &callback).await?;
         record(&app, &format!("gw/{}", callback.account_merchant_id), &callback.event_id, outcome).await?;
         tracing::info!(event_id = %callback.event_id, outcome, "gateway callback");
         Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))

@@ -17,7 +17,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, cardholders};
+use crate::{app::App, flows::cardholders};
 
 pub fn routes() -> Vec<Route> {
     vec![

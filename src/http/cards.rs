@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     app::App,
-    cards,
+    flows::cards,
     upstream::{
         channel_wire::TxnTypeWire,
         sandbox::{CardTransactionBody, TestTxnStatus},
@@ -82,7 +82,8 @@ fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant =
             app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
         let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let topup = crate::topups::create(&app, &merchant, &card, amount, req.reference, binding).await?;
+        let topup =
+            crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding).await?;
         let status = match topup.status {
             pelago_actors::card::topup::TopupStatus::Processing => 202,
             _ => 201,
@@ -94,7 +95,7 @@ fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 /// GET /v1/topups/{id}
 fn get_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
-        let t = crate::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+        let t = crate::flows::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
         Ok(ApiReply::json(200, &super::orders::topup_json(&app, &t)?))
     })
 }

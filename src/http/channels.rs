@@ -7,7 +7,6 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
-    merchant::Sealed,
     ports::Outcome,
     routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus, is_bin},
 };
@@ -21,7 +20,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, upstreams::channel_secret_context};
+use crate::{app::App, flows};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -120,44 +119,6 @@ fn bin_status(raw: &str) -> Result<BinStatus, ApiError> {
     }
 }
 
-/// Creates a channel record (sealing its credentials) and installs its adapter;
-/// registers it with the simulator when it is a sandbox channel.
-pub async fn register_channel(
-    app: &App,
-    name: String,
-    kind: &str,
-    base_url: String,
-    api_key: &str,
-    webhook_secret: &str,
-) -> Result<ChannelRecord, ApiError> {
-    let id = ChannelId::generate();
-    let record = ChannelRecord {
-        id: id.clone(),
-        name,
-        kind: kind.to_owned(),
-        base_url,
-        api_key: Sealed(app.sealer.seal(api_key.as_bytes(), &channel_secret_context(&id, "api_key"))),
-        webhook_secret: Sealed(
-            app.sealer.seal(webhook_secret.as_bytes(), &channel_secret_context(&id, "webhook_secret")),
-        ),
-        status: ChannelStatus::Active,
-        created_at: app.clock.now(),
-        version: 1,
-    };
-    if kind == "sandbox" {
-        crate::bootstrap::register_sandbox_channel(app, &record).await?;
-    }
-    let mut batch = WriteBatch::new();
-    batch.expect_absent(Tree::Channels, id.as_bytes());
-    batch.put(id.as_bytes(), &record)?;
-    app.store.commit_durable(batch).await?;
-    app.upstreams.install(&app.sealer, &record).map_err(|e| {
-        tracing::error!(channel_id = %id, error = %e, "channel adapter could not be built");
-        ApiError::internal()
-    })?;
-    Ok(record)
-}
-
 /// POST /admin/v1/channels
 fn create_channel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
@@ -181,8 +142,15 @@ fn create_channel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> 
         let base_url = validate_base_url(&req.base_url)?;
         credential(&req.api_key, "api_key")?;
         credential(&req.webhook_secret, "webhook_secret")?;
-        let record =
-            register_channel(&app, name, &req.kind, base_url, &req.api_key, &req.webhook_secret).await?;
+        let record = flows::channels::register_channel(
+            &app,
+            name,
+            &req.kind,
+            base_url,
+            &req.api_key,
+            &req.webhook_secret,
+        )
+        .await?;
         Ok(ApiReply::json(201, &channel_json(&record)))
     })
 }
@@ -300,21 +268,8 @@ fn create_bin(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             created_at: app.clock.now(),
             version: 1,
         };
-        create_bin_record(&app, &record).await?;
+        flows::channels::create_bin_record(&app, &record).await?;
         Ok(ApiReply::json(201, &bin_json(&record)))
-    })
-}
-
-/// Stores a new BIN; a duplicate is 409.
-pub async fn create_bin_record(app: &App, record: &BinRecord) -> Result<(), ApiError> {
-    let mut batch = WriteBatch::new();
-    batch.expect_absent(Tree::Bins, record.bin.as_bytes());
-    batch.put(record.bin.as_bytes(), record)?;
-    app.store.commit_durable(batch).await.map_err(|e| match e {
-        pelago_storage::StoreError::Conflict { .. } => {
-            ApiError::invalid_state(format!("BIN {} already exists", record.bin))
-        }
-        other => other.into(),
     })
 }
 

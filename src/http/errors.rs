@@ -25,22 +25,52 @@ pub struct ErrorDetail {
     pub request_id: String,
 }
 
+/// An API.md §1 error. Built only here: each constructor fixes its status
+/// and code, and the flows' errors come in through the one `From` below.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-    pub param: Option<String>,
-    pub headers: Vec<(&'static str, String)>,
+    status: u16,
+    code: &'static str,
+    message: String,
+    param: Option<String>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into(), param: None, headers: Vec::new() }
     }
 
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { param: Some(param.into()), ..Self::new(400, "invalid_request", message) }
+        Self::invalid_param(Some(param.into()), message)
+    }
+
+    /// 400 naming `param` when the field is known.
+    pub fn invalid_param(param: Option<String>, message: impl Into<String>) -> Self {
+        ApiError { param, ..Self::new(400, "invalid_request", message) }
+    }
+
+    pub fn idempotency_in_progress() -> Self {
+        Self::new(409, "idempotency_in_progress", "a request with this Idempotency-Key is still running")
+    }
+
+    pub fn idempotency_key_mismatch() -> Self {
+        Self::new(
+            422,
+            "idempotency_key_mismatch",
+            "this Idempotency-Key was used with another method, path or body",
+        )
+    }
+
+    /// 400 for a body that did not arrive in time; the connection is closed.
+    pub fn body_too_slow(deadline_ms: u128) -> Self {
+        let mut e = Self::bad_request(format!("the request body did not arrive within {deadline_ms} ms"));
+        e.headers.push(("connection", "close".to_owned()));
+        e
+    }
+
+    pub fn already_redeemed() -> Self {
+        Self::new(409, "already_redeemed", "the receipt was already redeemed")
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -117,6 +147,26 @@ impl From<Reject> for ApiError {
             Reject::Forbidden { .. } => ApiError::forbidden(message),
             Reject::Conflict { .. } => ApiError::new(409, "invalid_state", message),
             Reject::Upstream { .. } => ApiError::upstream(message),
+        }
+    }
+}
+
+/// The one map from the flows' errors to API.md §1.
+impl From<crate::flows::Error> for ApiError {
+    fn from(e: crate::flows::Error) -> Self {
+        use crate::flows::Error as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid { param, .. } => ApiError { param, ..ApiError::bad_request(message) },
+            E::Unbound(_) => ApiError::unauthenticated(message),
+            E::Forbidden(_) => ApiError::forbidden(message),
+            E::NotFound(_) => ApiError::new(404, "not_found", message),
+            E::InvalidState(_) => ApiError::invalid_state(message),
+            E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
+            E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),
+            E::Upstream(_) => ApiError::upstream(message),
+            E::Unavailable(_) => ApiError::unavailable(message),
+            E::Internal => ApiError::internal(),
         }
     }
 }

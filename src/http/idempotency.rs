@@ -131,11 +131,7 @@ pub fn before(
         let mut keys = app.idempotency.keys.lock();
         if let Some(running) = keys.get(&scoped) {
             return Err(if *running == fingerprint {
-                ApiError::new(
-                    409,
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still running",
-                )
+                ApiError::idempotency_in_progress()
             } else {
                 mismatch()
             });
@@ -166,11 +162,7 @@ pub fn before(
 }
 
 fn mismatch() -> ApiError {
-    ApiError::new(
-        422,
-        "idempotency_key_mismatch",
-        "this Idempotency-Key was used with another method, path or body",
-    )
+    ApiError::idempotency_key_mismatch()
 }
 
 /// Stores a non-5xx answer durably before it is sent.

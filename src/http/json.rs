@@ -21,7 +21,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             let message = inner.to_string();
             let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
             let param = if path == "." { missing_field(&message) } else { Some(path) };
-            Err(ApiError { param, ..ApiError::bad_request(message) })
+            Err(ApiError::invalid_param(param, message))
         }
     }
 }

@@ -426,8 +426,8 @@ async fn register_with_sandbox(app: &App, merchant: &MerchantRecord) -> Result<(
     if crate::failpoint::fails_once("merchant.sandbox_registration") {
         return Err(ApiError::upstream("the sandbox gateway registration failed (failpoint)"));
     }
-    let account = crate::bootstrap::funding_account(app, merchant).await?;
-    crate::bootstrap::register_sandbox_account(app, &account).await?;
+    let account = crate::flows::bootstrap::funding_account(app, merchant).await?;
+    crate::flows::bootstrap::register_sandbox_account(app, &account).await?;
     Ok(())
 }
 

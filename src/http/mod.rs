@@ -169,14 +169,7 @@ where
 {
     match tokio::time::timeout(deadline, read_body_unbounded(headers, body)).await {
         Ok(read) => read,
-        Err(_) => {
-            let mut e = ApiError::bad_request(format!(
-                "the request body did not arrive within {} ms",
-                deadline.as_millis()
-            ));
-            e.headers.push(("connection", "close".to_owned()));
-            Err(e)
-        }
+        Err(_) => Err(ApiError::body_too_slow(deadline.as_millis())),
     }
 }
 

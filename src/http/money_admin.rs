@@ -16,7 +16,10 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, settlement::SettlementRun, withdrawals};
+use crate::{
+    app::App,
+    flows::{settlement::SettlementRun, withdrawals},
+};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -122,7 +125,7 @@ fn trigger_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResu
     Box::pin(async move {
         let req: SettlementIn = ctx.json()?;
         let date = valid_date(&req.date)?;
-        let run = crate::settlement::trigger(&app, &date).await?;
+        let run = crate::flows::settlement::trigger(&app.core, &date).await?;
         Ok(ApiReply::json(202, &settlement_json(&run)))
     })
 }
@@ -146,7 +149,7 @@ pub struct BillingIn {
     period: String,
 }
 
-pub fn billing_json(run: &crate::billing::BillingRun) -> Value {
+pub fn billing_json(run: &crate::flows::billing::BillingRun) -> Value {
     json!({
         "id": run.id,
         "object": "billing_run",
@@ -166,7 +169,7 @@ pub fn billing_json(run: &crate::billing::BillingRun) -> Value {
 pub fn trigger_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let req: BillingIn = ctx.json()?;
-        let run = crate::billing::trigger(&app, &req.period, None).await?;
+        let run = crate::flows::billing::trigger(&app.core, &req.period, None).await?;
         Ok(ApiReply::json(202, &billing_json(&run)))
     })
 }
@@ -175,12 +178,12 @@ pub fn trigger_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerRes
 pub fn get_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let period = ctx.param(0);
-        if crate::billing::period_start(period).is_none() {
+        if crate::flows::billing::period_start(period).is_none() {
             return Err(ApiError::not_found("billing run"));
         }
         let run = app
             .store
-            .get::<crate::billing::BillingRun>(period)?
+            .get::<crate::flows::billing::BillingRun>(period)?
             .ok_or_else(|| ApiError::not_found("billing run"))?;
         Ok(ApiReply::json(200, &billing_json(&run)))
     })

@@ -15,7 +15,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, orders};
+use crate::{app::App, flows::orders};
 
 pub fn routes() -> Vec<Route> {
     vec![

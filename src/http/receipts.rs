@@ -200,9 +200,7 @@ fn redeem(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 200,
                 &json!({"id": r.id, "redeemed": true, "redeemed_at": r.redeemed_at.map(|t| t.to_rfc3339())}),
             )),
-            Redeemed::Already => {
-                Err(ApiError::new(409, "already_redeemed", "the receipt was already redeemed"))
-            }
+            Redeemed::Already => Err(ApiError::already_redeemed()),
             Redeemed::Unknown => Err(ApiError::not_found("receipt")),
             Redeemed::NotAPostedPurchase => Err(ApiError::invalid_state(
                 "the receipt's transaction is no longer a posted purchase; it cannot be redeemed",

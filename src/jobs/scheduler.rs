@@ -21,7 +21,10 @@ use std::sync::{Arc, Weak};
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 use pelago_storage::Timestamp;
 
-use crate::{app::App, billing, settlement};
+use crate::{
+    app::App,
+    flows::{billing, settlement},
+};
 
 pub struct Scheduler {
     app: Weak<App>,
@@ -93,8 +96,8 @@ async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner
             app.store.get::<billing::BillingRun>(period.as_str()).ok().flatten().is_some_and(|r| r.completed);
         if !done {
             // A new run, or one a crash interrupted: trigger creates or resumes it.
-            if let Err(e) = billing::trigger(&app, &period, Some(instant)).await {
-                tracing::warn!(period, error = %e.message, "scheduler: billing trigger failed");
+            if let Err(e) = billing::trigger(&app.core, &period, Some(instant)).await {
+                tracing::warn!(period, error = %e, "scheduler: billing trigger failed");
             }
         }
     }
@@ -107,8 +110,8 @@ async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner
             .ok()
             .flatten()
             .is_some_and(|r| r.completed);
-        if !done && let Err(e) = settlement::trigger(&app, &date).await {
-            tracing::warn!(date, error = %e.message, "scheduler: settlement trigger failed");
+        if !done && let Err(e) = settlement::trigger(&app.core, &date).await {
+            tracing::warn!(date, error = %e, "scheduler: settlement trigger failed");
         }
     }
 }

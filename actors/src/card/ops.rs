@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
-use pelago_storage::{FlushTicket, Money, Timestamp, Tree, WriteBatch};
+use pelago_storage::{FlushTicket, Money, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -508,9 +508,4 @@ enum Resolved {
     Open(Outcome<CardOpened>),
     Action(ActionKind, Outcome<Option<CardDeleted>>),
     Nothing(Box<CardRecord>),
-}
-
-/// When the marker at `key` was written (unix ms), for the resolver's grace period.
-pub fn marker_age_start(bytes: &[u8]) -> Timestamp {
-    Timestamp(bytes.try_into().map(i64::from_be_bytes).unwrap_or(0))
 }

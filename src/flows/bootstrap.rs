@@ -13,8 +13,8 @@ use pelago_storage::{Currency, Record, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    app::App,
-    http::{channels, errors::ApiError},
+    app::Core,
+    flows::{Error, channels},
     security,
     upstreams::{channel_secret_context, open},
 };
@@ -35,7 +35,7 @@ const PLATFORM_ACCOUNT_KEY: &str = "platform_gateway_account";
 const PLATFORM_ACCOUNT_CONTEXT: &str = "gw/platform";
 
 /// The platform gateway account, created (sealed) at first start.
-pub async fn platform_account(app: &App) -> Result<GatewayAccount, ApiError> {
+pub async fn platform_account(app: &Core) -> Result<GatewayAccount, Error> {
     let account = match app.store.get::<PlatformGatewayAccount>(PLATFORM_ACCOUNT_KEY)? {
         Some(a) => a,
         None => {
@@ -51,14 +51,14 @@ pub async fn platform_account(app: &App) -> Result<GatewayAccount, ApiError> {
         }
     };
     let api_key =
-        open(&app.sealer, &account.api_key, PLATFORM_ACCOUNT_CONTEXT).map_err(|_| ApiError::internal())?;
+        open(&app.sealer, &account.api_key, PLATFORM_ACCOUNT_CONTEXT).map_err(|_| Error::internal())?;
     Ok(GatewayAccount { merchant_id: account.merchant_id, api_key })
 }
 
 /// The gateway account a merchant's money moves through: its own, or a
 /// platform sub-account `pelago_{merchant_id}` whose key is derived from the
 /// platform key (so deposits to its addresses name exactly one merchant).
-pub async fn funding_account(app: &App, merchant: &MerchantRecord) -> Result<GatewayAccount, ApiError> {
+pub async fn funding_account(app: &Core, merchant: &MerchantRecord) -> Result<GatewayAccount, Error> {
     if let Some(own) = merchant_account(app, merchant)? {
         return Ok(own);
     }
@@ -68,9 +68,9 @@ pub async fn funding_account(app: &App, merchant: &MerchantRecord) -> Result<Gat
 pub const SUB_ACCOUNT_PREFIX: &str = "pelago_";
 
 pub async fn platform_sub_account(
-    app: &App,
+    app: &Core,
     merchant: &pelago_storage::MerchantId,
-) -> Result<GatewayAccount, ApiError> {
+) -> Result<GatewayAccount, Error> {
     use hmac::{Hmac, KeyInit, Mac};
     let platform = platform_account(app).await?;
     let mut mac =
@@ -88,9 +88,9 @@ pub async fn platform_sub_account(
 /// is how a callback's signing key is found and how an object is queried under
 /// the account it was created under.
 pub async fn account_by_id(
-    app: &App,
+    app: &Core,
     account_id: &str,
-) -> Result<Option<(Option<pelago_storage::MerchantId>, GatewayAccount)>, ApiError> {
+) -> Result<Option<(Option<pelago_storage::MerchantId>, GatewayAccount)>, Error> {
     let platform = platform_account(app).await?;
     if platform.merchant_id == account_id {
         return Ok(Some((None, platform)));
@@ -116,47 +116,47 @@ pub async fn account_by_id(
 }
 
 /// A merchant's own gateway account, opened.
-pub fn merchant_account(app: &App, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, ApiError> {
+pub fn merchant_account(app: &Core, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, Error> {
     let Some(gw) = &merchant.gateway else { return Ok(None) };
     let api_key =
-        open(&app.sealer, &gw.api_key, &format!("gw/{}", merchant.id)).map_err(|_| ApiError::internal())?;
+        open(&app.sealer, &gw.api_key, &format!("gw/{}", merchant.id)).map_err(|_| Error::internal())?;
     Ok(Some(GatewayAccount { merchant_id: gw.merchant_id.clone(), api_key }))
 }
 
-pub fn callback_url_channel(app: &App, record: &ChannelRecord) -> String {
+pub fn callback_url_channel(app: &Core, record: &ChannelRecord) -> String {
     format!("{}/callbacks/channels/{}", app.public_base_url, record.id)
 }
 
-pub fn callback_url_gateway(app: &App) -> String {
+pub fn callback_url_gateway(app: &Core) -> String {
     format!("{}/callbacks/gateway", app.public_base_url)
 }
 
 /// Hands a sandbox channel's credentials and callback URL to the simulator.
-pub async fn register_sandbox_channel(app: &App, record: &ChannelRecord) -> Result<(), ApiError> {
+pub async fn register_sandbox_channel(app: &Core, record: &ChannelRecord) -> Result<(), Error> {
     let control =
-        app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::invalid("kind", "sandbox mode is off"))?;
+        app.upstreams.sandbox.as_ref().ok_or_else(|| Error::invalid("kind", "sandbox mode is off"))?;
     let api_key = open(&app.sealer, &record.api_key, &channel_secret_context(&record.id, "api_key"))
-        .map_err(|_| ApiError::internal())?;
+        .map_err(|_| Error::internal())?;
     let webhook_secret =
         open(&app.sealer, &record.webhook_secret, &channel_secret_context(&record.id, "webhook_secret"))
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| Error::internal())?;
     control
         .register_channel(record.id.as_str(), &api_key, &webhook_secret, &callback_url_channel(app, record))
         .await
-        .map_err(|e| ApiError::upstream(format!("the sandbox channel refused the registration: {e}")))
+        .map_err(|e| Error::upstream(format!("the sandbox channel refused the registration: {e}")))
 }
 
 /// Hands a gateway account to the simulated gateway.
-pub async fn register_sandbox_account(app: &App, account: &GatewayAccount) -> Result<(), ApiError> {
+pub async fn register_sandbox_account(app: &Core, account: &GatewayAccount) -> Result<(), Error> {
     let Some(control) = &app.upstreams.sandbox else { return Ok(()) };
     control
         .register_gateway_account(&account.merchant_id, &account.api_key, &callback_url_gateway(app))
         .await
-        .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused the registration: {e}")))
+        .map_err(|e| Error::upstream(format!("the sandbox gateway refused the registration: {e}")))
 }
 
 /// Runs once at start, before the service reports ready.
-pub async fn run(app: &App) -> Result<(), ApiError> {
+pub async fn run(app: &Core) -> Result<(), Error> {
     if app.sandbox() {
         if app.store.len(Tree::Channels) == 0 {
             create_sandbox_issuer(app).await?;
@@ -175,14 +175,14 @@ pub async fn run(app: &App) -> Result<(), ApiError> {
     }
     let n = app.upstreams.load_all(&app.store, &app.sealer).map_err(|e| {
         tracing::error!(error = %e, "channel adapters could not be built");
-        ApiError::internal()
+        Error::internal()
     })?;
     tracing::info!(channels = n, "channel adapters ready");
     Ok(())
 }
 
-async fn create_sandbox_issuer(app: &App) -> Result<(), ApiError> {
-    let control = app.upstreams.sandbox.as_ref().ok_or_else(ApiError::internal)?;
+async fn create_sandbox_issuer(app: &Core) -> Result<(), Error> {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(Error::internal)?;
     let api_key = format!("chk_{}", security::random_token::<24>());
     let webhook_secret = format!("chw_{}", security::random_token::<24>());
     let record = channels::register_channel(

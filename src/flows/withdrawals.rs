@@ -21,7 +21,7 @@ use pelago_actors::{
 };
 use pelago_storage::{Money, StoreError, Timestamp, Tree, WithdrawalId, WriteBatch, encode};
 
-use crate::{app::App, bootstrap, http::errors::ApiError};
+use crate::{app::Core, flows::Error, flows::bootstrap};
 
 fn marker(id: &WithdrawalId) -> String {
     format!("withdrawal/{id}")
@@ -53,7 +53,7 @@ fn parse_hold(value: &[u8]) -> (i64, Option<String>) {
 
 /// Releases the hold of a withdrawal whose record never landed (once: the
 /// reversal is booked per source id).
-async fn release_hold(app: &App, id: &WithdrawalId) -> Result<(), ApiError> {
+async fn release_hold(app: &Core, id: &WithdrawalId) -> Result<(), Error> {
     let Some((entry, _)) = booked(&app.store, id.as_str(), EntryKind::Withdrawal)? else {
         return Ok(()); // never held
     };
@@ -71,26 +71,26 @@ async fn release_hold(app: &App, id: &WithdrawalId) -> Result<(), ApiError> {
 }
 
 pub async fn create(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     amount: Money,
     address: &str,
     binding: Option<String>,
-) -> Result<WithdrawalRecord, ApiError> {
+) -> Result<WithdrawalRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
         // An earlier attempt with this Idempotency-Key held it: that one, never a second.
-        let id = WithdrawalId::parse(&String::from_utf8_lossy(&id)).map_err(|_| ApiError::internal())?;
+        let id = WithdrawalId::parse(&String::from_utf8_lossy(&id)).map_err(|_| Error::internal())?;
         if let Some(existing) = app.store.get::<WithdrawalRecord>(id.as_bytes())? {
             return Ok(existing);
         }
         // Held, record not yet written (a crash in between): the resolver releases the hold.
-        return Err(ApiError::unavailable("the withdrawal is being recovered; retry"));
+        return Err(Error::unavailable("the withdrawal is being recovered; retry"));
     }
     let whitelisted =
         merchant.withdrawal_addresses.iter().find(|a| a.address == address).ok_or_else(|| {
-            ApiError::invalid("address", "the address is not on the merchant's withdrawal whitelist")
+            Error::invalid("address", "the address is not on the merchant's withdrawal whitelist")
         })?;
     let now = app.clock.now();
     let record = WithdrawalRecord {
@@ -142,10 +142,10 @@ pub async fn create(
 }
 
 async fn payout(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     record: &WithdrawalRecord,
-) -> Result<WithdrawalRecord, ApiError> {
+) -> Result<WithdrawalRecord, Error> {
     let account = payout_account(app, merchant, record).await?;
     let req = Payout {
         request_id: record.request_id.clone(),
@@ -178,17 +178,17 @@ async fn payout(
 
 /// Final state (once): a failure releases the hold (once per withdrawal id).
 pub async fn finish(
-    app: &App,
+    app: &Core,
     id: &WithdrawalId,
     to: WithdrawalStatus,
     reason: Option<String>,
-) -> Result<WithdrawalRecord, ApiError> {
+) -> Result<WithdrawalRecord, Error> {
     let now = app.clock.now();
     for _ in 0..16 {
         let (mut record, bytes) = app
             .store
             .get_with_bytes::<WithdrawalRecord>(id.as_bytes())?
-            .ok_or_else(|| ApiError::not_found("withdrawal"))?;
+            .ok_or_else(|| Error::not_found("withdrawal"))?;
         if to == WithdrawalStatus::Failed && record.status == WithdrawalStatus::Processing {
             // Released before the record says failed: a crash in between is finished by the resolver.
             let release = PostEntry {
@@ -222,7 +222,7 @@ pub async fn finish(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable("the withdrawal is changing concurrently; retry"))
+    Err(Error::unavailable("the withdrawal is changing concurrently; retry"))
 }
 
 /// What a `payout.updated` callback named.
@@ -243,14 +243,14 @@ fn account_key(id: &WithdrawalId) -> String {
 /// The gateway account a withdrawal pays out under: the one recorded with it
 /// (withdrawals recorded before that row existed: the merchant's funding account).
 async fn payout_account(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     record: &WithdrawalRecord,
-) -> Result<pelago_actors::ports::GatewayAccount, ApiError> {
+) -> Result<pelago_actors::ports::GatewayAccount, Error> {
     match app.store.get_raw(Tree::Index, account_key(&record.id))? {
         Some(id) => Ok(bootstrap::account_by_id(app, &String::from_utf8_lossy(&id))
             .await?
-            .ok_or_else(ApiError::internal)?
+            .ok_or_else(Error::internal)?
             .1),
         None => bootstrap::funding_account(app, merchant).await,
     }
@@ -262,7 +262,7 @@ async fn payout_account(
 /// account; only that answer (which must name the withdrawal's request id and
 /// amount) finishes the withdrawal. An unknown answer leaves it `processing`
 /// for the resolver, which asks again with the same request id.
-pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static str, ApiError> {
+pub async fn on_payout(app: &Core, notice: PayoutNotice<'_>) -> Result<&'static str, Error> {
     let record = match app.store.get_raw(Tree::Index, format!("wdrreq/{}", notice.request_id))? {
         Some(id) => match WithdrawalId::parse(&String::from_utf8_lossy(&id)) {
             Ok(id) => app.store.get::<WithdrawalRecord>(id.as_bytes())?,
@@ -271,7 +271,7 @@ pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static s
         None => None,
     };
     let unbound = || {
-        crate::callback_rules::unbound(
+        crate::flows::callback_rules::unbound(
             app,
             crate::metrics::CallbackSource::Gateway,
             notice.signer,
@@ -281,13 +281,13 @@ pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static s
     };
     let Some(record) = record else { return Err(unbound()) };
     let merchant =
-        app.store.get::<MerchantRecord>(record.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        app.store.get::<MerchantRecord>(record.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
     let account = payout_account(app, &merchant, &record).await?;
     if account.merchant_id != notice.signer {
         return Err(unbound());
     }
     if notice.amount != record.amount {
-        return Err(crate::callback_rules::mismatch("amount or currency"));
+        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
     }
     let payout = match app.upstreams.gateway.query_payout(account, notice.payout_id.to_owned()).await {
         Outcome::Done(payout) => payout,
@@ -297,15 +297,15 @@ pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static s
         }
         Outcome::Declined { reason } => {
             tracing::warn!(withdrawal_id = %record.id, reason, "the gateway does not know the payout a callback named");
-            return Err(crate::callback_rules::mismatch("payout id"));
+            return Err(crate::flows::callback_rules::mismatch("payout id"));
         }
     };
     if payout.request_id != record.request_id || payout.payout_id != notice.payout_id {
-        return Err(crate::callback_rules::mismatch("payout id"));
+        return Err(crate::flows::callback_rules::mismatch("payout id"));
     }
     if payout.amount != record.amount {
         tracing::error!(withdrawal_id = %record.id, "the gateway holds this payout with another amount; not applied");
-        return Err(crate::callback_rules::mismatch("amount or currency"));
+        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
     }
     let (to, reason) = match payout.status {
         PayoutStatus::Succeeded => (WithdrawalStatus::Succeeded, None),
@@ -318,7 +318,7 @@ pub async fn on_payout(app: &App, notice: PayoutNotice<'_>) -> Result<&'static s
 
 /// One resolver pass over withdrawals still `processing`, and holds whose
 /// record never landed (released).
-pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
@@ -347,22 +347,14 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
         app.store.commit_durable(batch).await?;
         done += 1;
     }
-    let markers =
-        app.store.iter_raw(Tree::Operations, b"withdrawal/").take(256).collect::<Result<Vec<_>, _>>()?;
-    for (key, value) in markers {
-        let started = value.as_slice().try_into().map(i64::from_be_bytes).unwrap_or(0);
-        if now - started < grace_ms {
-            continue;
-        }
-        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key["withdrawal/".len()..])) else {
-            continue;
-        };
+    for (raw, _) in super::due_markers(app, "withdrawal/", super::Started::BigEndianMs, grace_ms)? {
+        let Ok(id) = WithdrawalId::parse(&raw) else { continue };
         match app.store.get::<WithdrawalRecord>(id.as_bytes())? {
             Some(record) if record.status == WithdrawalStatus::Processing => {
                 let merchant = app
                     .store
                     .get::<MerchantRecord>(record.merchant_id.as_bytes())?
-                    .ok_or_else(ApiError::internal)?;
+                    .ok_or_else(Error::internal)?;
                 payout(app, &merchant, &record).await?;
                 done += 1;
             }

@@ -25,7 +25,7 @@ use pelago_actors::{
             CreateOrder, OrderCreateFailed, OrderCreated, OrderKind, OrderRecord, OrderStatus, RefundOrder,
             SettleOrder, order_book_marker, order_create_marker, order_refund_marker,
         },
-        topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, parse_marker, topup_key},
+        topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, topup_key},
     },
     history::{History, Source},
     ledger::{self, EntryKind},
@@ -34,7 +34,7 @@ use pelago_actors::{
 };
 use pelago_storage::{CardId, Money, OrderId, Timestamp, TopupId, Tree, WriteBatch};
 
-use crate::{app::App, bootstrap, http::errors::ApiError};
+use crate::{app::Core, flows::Error, flows::bootstrap};
 
 fn new_order(
     merchant: &MerchantRecord,
@@ -45,9 +45,8 @@ fn new_order(
     fee: Money,
     account: &str,
     now: Timestamp,
-) -> Result<OrderRecord, ApiError> {
-    let total =
-        principal.checked_add(fee).map_err(|_| ApiError::invalid("amount", "amount + fee overflows"))?;
+) -> Result<OrderRecord, Error> {
+    let total = principal.checked_add(fee).map_err(|_| Error::invalid("amount", "amount + fee overflows"))?;
     Ok(OrderRecord {
         id: OrderId::generate(),
         merchant_id: merchant.id.clone(),
@@ -71,12 +70,12 @@ fn new_order(
 
 /// A new pending order for a fee with no principal (monthly fees).
 pub async fn new_order_record(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     card: &CardRecord,
     kind: OrderKind,
     fee: Money,
-) -> Result<OrderRecord, ApiError> {
+) -> Result<OrderRecord, Error> {
     let account = bootstrap::funding_account(app, merchant).await?;
     new_order(
         merchant,
@@ -91,9 +90,9 @@ pub async fn new_order_record(
 }
 
 /// Asks the gateway for the checkout of a committed order and records its answer.
-pub async fn request_checkout(app: &App, order: &OrderRecord) -> Result<OrderRecord, ApiError> {
+pub async fn request_checkout(app: &Core, order: &OrderRecord) -> Result<OrderRecord, Error> {
     let merchant =
-        app.store.get::<MerchantRecord>(order.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        app.store.get::<MerchantRecord>(order.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
     let account = bootstrap::funding_account(app, &merchant).await?;
     let req = GatewayCreateOrder {
         request_id: order.request_id.clone(),
@@ -120,13 +119,13 @@ pub async fn request_checkout(app: &App, order: &OrderRecord) -> Result<OrderRec
 
 /// Gateway mode, application fee > 0: the card waits in `pending_payment`.
 pub async fn open_card_with_order(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     new: NewCard,
     channel_cardholder_id: String,
     fee: Money,
     binding: Option<String>,
-) -> Result<(CardRecord, OrderRecord), ApiError> {
+) -> Result<(CardRecord, OrderRecord), Error> {
     let account = bootstrap::funding_account(app, merchant).await?;
     let card_id = new.id.clone();
     let order = new_order(
@@ -154,14 +153,14 @@ pub async fn open_card_with_order(
 
 /// Gateway mode top-up: the top-up waits in `pending_payment` for its order.
 pub async fn topup_with_order(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     card: &CardRecord,
     amount: Money,
     fee: Money,
     reference: Option<String>,
     binding: Option<String>,
-) -> Result<TopupRecord, ApiError> {
+) -> Result<TopupRecord, Error> {
     let account = bootstrap::funding_account(app, merchant).await?;
     let now = app.clock.now();
     let topup_id = TopupId::generate();
@@ -197,7 +196,7 @@ pub async fn topup_with_order(
     let msg = CreateOrder { order, new_card: None, channel_cardholder_id: None, topup: Some(topup), binding };
     let (_, order) = app.actors.ask_card(&card.id, msg).await??;
     request_checkout(app, &order).await?;
-    app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(ApiError::internal)
+    app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(Error::internal)
 }
 
 /// What a gateway callback named about an order (SECURITY.md: a hint to ask).
@@ -220,13 +219,13 @@ fn confirm_marker(id: &OrderId) -> String {
 /// under the signing account, else 401), compared (amount, currency and
 /// gateway order id, else 400), then confirmed by asking the gateway: the
 /// order's status and amount come from that answer, never from the notice.
-pub async fn on_order_update(app: &App, notice: OrderNotice<'_>) -> Result<&'static str, ApiError> {
+pub async fn on_order_update(app: &Core, notice: OrderNotice<'_>) -> Result<&'static str, Error> {
     let order = match OrderId::parse(notice.order_id) {
         Ok(id) => app.store.get::<OrderRecord>(id.as_bytes())?,
         Err(_) => None,
     };
     let Some(order) = order.filter(|o| o.gateway_account == notice.signer) else {
-        return Err(crate::callback_rules::unbound(
+        return Err(crate::flows::callback_rules::unbound(
             app,
             crate::metrics::CallbackSource::Gateway,
             notice.signer,
@@ -235,11 +234,11 @@ pub async fn on_order_update(app: &App, notice: OrderNotice<'_>) -> Result<&'sta
         ));
     };
     if notice.amount != order.total {
-        return Err(crate::callback_rules::mismatch("amount or currency"));
+        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
     }
     let known = order.gateway_order_id.as_deref();
     if known.is_some_and(|known| known != notice.gateway_order_id) || notice.gateway_order_id.len() > 128 {
-        return Err(crate::callback_rules::mismatch("gateway order id"));
+        return Err(crate::flows::callback_rules::mismatch("gateway order id"));
     }
     match confirm(app, &order, notice.gateway_order_id).await? {
         Confirmed::Applied => Ok("applied"),
@@ -250,7 +249,7 @@ pub async fn on_order_update(app: &App, notice: OrderNotice<'_>) -> Result<&'sta
             app.store.commit_durable(batch).await?;
             Ok("unconfirmed")
         }
-        Confirmed::Contradicted(what) => Err(crate::callback_rules::mismatch(what)),
+        Confirmed::Contradicted(what) => Err(crate::flows::callback_rules::mismatch(what)),
     }
 }
 
@@ -266,9 +265,9 @@ enum Confirmed {
 
 /// Asks the gateway (under the account the order was created under) and
 /// applies its answer: paid with the order's exact total, failed or expired.
-async fn confirm(app: &App, order: &OrderRecord, gateway_order_id: &str) -> Result<Confirmed, ApiError> {
+async fn confirm(app: &Core, order: &OrderRecord, gateway_order_id: &str) -> Result<Confirmed, Error> {
     let (_, account) =
-        bootstrap::account_by_id(app, &order.gateway_account).await?.ok_or_else(ApiError::internal)?;
+        bootstrap::account_by_id(app, &order.gateway_account).await?.ok_or_else(Error::internal)?;
     let answer = match app.upstreams.gateway.query_order(account, gateway_order_id.to_owned()).await {
         Outcome::Done(answer) => answer,
         Outcome::Unknown { detail } => {
@@ -307,7 +306,7 @@ async fn confirm(app: &App, order: &OrderRecord, gateway_order_id: &str) -> Resu
 }
 
 /// After a paid order: book it, then open the card or fund the top-up.
-async fn follow_up(app: &App, order: &OrderRecord) -> Result<(), ApiError> {
+async fn follow_up(app: &Core, order: &OrderRecord) -> Result<(), Error> {
     settle_markers(app, &order.id).await?;
     if order.status != OrderStatus::Paid {
         return Ok(());
@@ -317,7 +316,7 @@ async fn follow_up(app: &App, order: &OrderRecord) -> Result<(), ApiError> {
             let card = app.actors.ask_card(&order.card_id, pelago_actors::card::GetCard).await??;
             if card.status == CardStatus::Processing {
                 app.actors.ask_card(&order.card_id, Resolve).await??;
-                crate::cards::settle_markers_of(app, &order.card_id).await?;
+                crate::flows::cards::settle_markers_of(app, &order.card_id).await?;
             }
         }
         (OrderKind::Topup, Some(tup)) => {
@@ -333,16 +332,16 @@ async fn follow_up(app: &App, order: &OrderRecord) -> Result<(), ApiError> {
 }
 
 /// Books a paid order (once) and refunds one that could not be delivered.
-pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
+pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
     if app.store.contains(Tree::Operations, order_book_marker(id))? {
-        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(Error::internal)?;
         let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
         // A top-up's principal waits in `pending` for the T+1 settlement run.
         let index = principal.map(|p| {
             let at = order.paid_at.unwrap_or(order.created_at);
             (
-                crate::settlement::collection_key(at, order.id.as_str()),
-                crate::settlement::collection_value(&order.merchant_id, p, Some(order.id.as_str())),
+                crate::flows::settlement::collection_key(at, order.id.as_str()),
+                crate::flows::settlement::collection_value(&order.merchant_id, p, Some(order.id.as_str())),
             )
         });
         let entry = PostEntry {
@@ -356,17 +355,15 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
         clear(app, order_book_marker(id)).await?;
     }
     if app.store.contains(Tree::Operations, order_refund_marker(id))? {
-        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(Error::internal)?;
         if order.status == OrderStatus::Paid {
-            let merchant = app
-                .store
-                .get::<MerchantRecord>(order.merchant_id.as_bytes())?
-                .ok_or_else(ApiError::internal)?;
+            let merchant =
+                app.store.get::<MerchantRecord>(order.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
             let account = bootstrap::funding_account(app, &merchant).await?;
             let refund = Refund {
                 request_id: format!("refund_{}", order.id),
                 account,
-                gateway_order_id: order.gateway_order_id.clone().ok_or_else(ApiError::internal)?,
+                gateway_order_id: order.gateway_order_id.clone().ok_or_else(Error::internal)?,
                 amount: order.total,
             };
             match app.upstreams.gateway.refund(refund).await {
@@ -382,7 +379,7 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
                 // The refund takes the principal back out of `pending`: it is no longer to be settled.
                 let at = order.paid_at.unwrap_or(order.created_at);
                 let mut batch = WriteBatch::new();
-                batch.delete(Tree::Index, crate::settlement::collection_key(at, order.id.as_str()));
+                batch.delete(Tree::Index, crate::flows::settlement::collection_key(at, order.id.as_str()));
                 app.store.commit_durable(batch).await?;
             }
             let entry = PostEntry {
@@ -405,7 +402,7 @@ pub async fn settle_markers(app: &App, id: &OrderId) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn clear(app: &App, key: String) -> Result<(), ApiError> {
+async fn clear(app: &Core, key: String) -> Result<(), Error> {
     let mut batch = WriteBatch::new();
     batch.delete(Tree::Operations, key);
     app.store.commit_durable(batch).await?;
@@ -414,18 +411,12 @@ async fn clear(app: &App, key: String) -> Result<(), ApiError> {
 
 /// One resolver pass: checkouts whose creation outcome is unknown, and
 /// bookings or refunds a crash left behind.
-pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
-    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
-    let now = Timestamp::now_real().unix_ms();
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
-    let creating =
-        app.store.iter_raw(Tree::Operations, b"ordcreate/").take(256).collect::<Result<Vec<_>, _>>()?;
-    for (key, value) in creating {
-        let Some((_, started)) = parse_marker(&value) else { continue };
-        if now - started.unix_ms() < grace_ms {
-            continue;
-        }
-        let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key["ordcreate/".len()..])) else { continue };
+    for (raw, _) in
+        super::due_markers(app, "ordcreate/", super::Started::AfterFirstWord, super::grace_ms(app))?
+    {
+        let Ok(id) = OrderId::parse(&raw) else { continue };
         if let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())?
             && order.gateway_order_id.is_none()
             && order.status == OrderStatus::Pending
@@ -436,10 +427,8 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
             clear(app, order_create_marker(&id)).await?;
         }
     }
-    let confirming =
-        app.store.iter_raw(Tree::Operations, b"ordconfirm/").take(256).collect::<Result<Vec<_>, _>>()?;
-    for (key, gateway_order_id) in confirming {
-        let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key["ordconfirm/".len()..])) else { continue };
+    for (raw, gateway_order_id) in super::due_markers(app, "ordconfirm/", super::Started::Now, 0)? {
+        let Ok(id) = OrderId::parse(&raw) else { continue };
         let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
         let keep = match app.store.get::<OrderRecord>(id.as_bytes())? {
             Some(order) => matches!(confirm(app, &order, &gateway_order_id).await?, Confirmed::Unknown),
@@ -451,8 +440,8 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
         }
     }
     for prefix in ["ordbook/", "ordrefund/"] {
-        for key in app.store.scan_keys(Tree::Operations, prefix.as_bytes(), None, false, 256)? {
-            if let Ok(id) = OrderId::parse(&String::from_utf8_lossy(&key[prefix.len()..])) {
+        for (raw, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
+            if let Ok(id) = OrderId::parse(&raw) {
                 settle_markers(app, &id).await?;
                 done += 1;
             }
@@ -463,13 +452,13 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
 
 /// An order of this merchant, or 404.
 pub fn load_owned(
-    app: &App,
+    app: &Core,
     merchant: &pelago_storage::MerchantId,
     raw: &str,
-) -> Result<OrderRecord, ApiError> {
-    let id = OrderId::parse(raw).map_err(|_| ApiError::not_found("order"))?;
+) -> Result<OrderRecord, Error> {
+    let id = OrderId::parse(raw).map_err(|_| Error::not_found("order"))?;
     app.store
         .get::<OrderRecord>(id.as_bytes())?
         .filter(|o| &o.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("order"))
+        .ok_or_else(|| Error::not_found("order"))
 }

@@ -12,7 +12,7 @@ use pelago_actors::{
 };
 use pelago_storage::{Currency, MerchantId, Money, Tree, WriteBatch};
 
-use crate::{app::App, bootstrap, http::errors::ApiError, metrics::CallbackSource};
+use crate::{app::Core, flows::Error, flows::bootstrap, metrics::CallbackSource};
 
 /// `depaddr/{gateway account}/{address}` → `{merchant_id} {currency}`.
 fn address_key(account: &str, address: &str) -> String {
@@ -22,20 +22,20 @@ fn address_key(account: &str, address: &str) -> String {
 /// The merchant's deposit address for a currency and network (stable: the
 /// gateway derives it; Pelago remembers which merchant it belongs to).
 pub async fn deposit_address(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     currency: Currency,
     network: &str,
-) -> Result<pelago_actors::ports::DepositAddress, ApiError> {
+) -> Result<pelago_actors::ports::DepositAddress, Error> {
     let account = bootstrap::funding_account(app, merchant).await?;
     let address =
         match app.upstreams.gateway.deposit_address(account.clone(), currency, network.to_owned()).await {
             Outcome::Done(a) => a,
             Outcome::Declined { reason } => {
-                return Err(ApiError::upstream(format!("the gateway refused: {reason}")));
+                return Err(Error::upstream(format!("the gateway refused: {reason}")));
             }
             Outcome::Unknown { detail } => {
-                return Err(ApiError::upstream(format!("the gateway did not answer: {detail}")));
+                return Err(Error::upstream(format!("the gateway did not answer: {detail}")));
             }
         };
     let key = address_key(&account.merchant_id, &address.address);
@@ -49,7 +49,7 @@ pub async fn deposit_address(
 
 /// A verified gateway callback: `callback.account_merchant_id` is the account
 /// whose key signed it. Each kind is bound, compared and confirmed by its flow.
-pub async fn on_gateway_event(app: &App, callback: &GatewayCallback) -> Result<&'static str, ApiError> {
+pub async fn on_gateway_event(app: &Core, callback: &GatewayCallback) -> Result<&'static str, Error> {
     let signer = callback.account_merchant_id.as_str();
     match &callback.event {
         GatewayEvent::DepositCredited { gateway_deposit_id, address, amount, .. } => {
@@ -63,27 +63,27 @@ pub async fn on_gateway_event(app: &App, callback: &GatewayCallback) -> Result<&
             on_deposit(app, notice).await
         }
         GatewayEvent::OrderUpdated { gateway_order_id, order_id, amount, .. } => {
-            let notice = crate::orders::OrderNotice {
+            let notice = crate::flows::orders::OrderNotice {
                 signer,
                 event_id: &callback.event_id,
                 gateway_order_id,
                 order_id,
                 amount: *amount,
             };
-            crate::orders::on_order_update(app, notice).await
+            crate::flows::orders::on_order_update(app, notice).await
         }
         // Refunds are confirmed synchronously when requested (`orders::settle_markers`);
         // this notice repeats what is already booked and changes nothing.
         GatewayEvent::RefundCompleted { .. } => Ok("unchanged"),
         GatewayEvent::PayoutUpdated { payout_id, request_id, amount, .. } => {
-            let notice = crate::withdrawals::PayoutNotice {
+            let notice = crate::flows::withdrawals::PayoutNotice {
                 signer,
                 event_id: &callback.event_id,
                 payout_id,
                 request_id,
                 amount: *amount,
             };
-            crate::withdrawals::on_payout(app, notice).await
+            crate::flows::withdrawals::on_payout(app, notice).await
         }
     }
 }
@@ -111,9 +111,9 @@ const MAX_UPSTREAM_ID_LEN: usize = 128;
 /// A deposit callback: bound (the address was issued under the signing
 /// account), compared (its currency), then credited with what the gateway
 /// answers when asked for that deposit under that account, never the body's amount.
-async fn on_deposit(app: &App, notice: DepositNotice<'_>) -> Result<&'static str, ApiError> {
+async fn on_deposit(app: &Core, notice: DepositNotice<'_>) -> Result<&'static str, Error> {
     let Some((merchant, currency)) = address_owner(app, notice.signer, notice.address)? else {
-        return Err(crate::callback_rules::unbound(
+        return Err(crate::flows::callback_rules::unbound(
             app,
             CallbackSource::Gateway,
             notice.signer,
@@ -122,7 +122,7 @@ async fn on_deposit(app: &App, notice: DepositNotice<'_>) -> Result<&'static str
         ));
     };
     if notice.amount.currency != currency {
-        return Err(crate::callback_rules::mismatch("currency"));
+        return Err(crate::flows::callback_rules::mismatch("currency"));
     }
     let named =
         NamedDeposit { account: notice.signer, id: notice.gateway_deposit_id, address: notice.address };
@@ -132,7 +132,7 @@ async fn on_deposit(app: &App, notice: DepositNotice<'_>) -> Result<&'static str
             let waiting = app.store.iter_raw(Tree::Operations, b"depconfirm/").take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED || notice.gateway_deposit_id.len() > MAX_UPSTREAM_ID_LEN {
                 // Nothing recorded: the gateway delivers again later.
-                return Err(ApiError::unavailable("the gateway cannot be asked now; deliver again later"));
+                return Err(Error::unavailable("the gateway cannot be asked now; deliver again later"));
             }
             let mut batch = WriteBatch::new();
             batch.put_raw(
@@ -143,16 +143,12 @@ async fn on_deposit(app: &App, notice: DepositNotice<'_>) -> Result<&'static str
             app.store.commit_durable(batch).await?;
             Ok("unconfirmed")
         }
-        DepositConfirmed::Differs(what) => Err(crate::callback_rules::mismatch(what)),
+        DepositConfirmed::Differs(what) => Err(crate::flows::callback_rules::mismatch(what)),
     }
 }
 
 /// The merchant and currency of an address issued under `account`.
-fn address_owner(
-    app: &App,
-    account: &str,
-    address: &str,
-) -> Result<Option<(MerchantId, Currency)>, ApiError> {
+fn address_owner(app: &Core, account: &str, address: &str) -> Result<Option<(MerchantId, Currency)>, Error> {
     let Some(owner) = app.store.get_raw(Tree::Index, address_key(account, address))? else { return Ok(None) };
     let owner = String::from_utf8_lossy(&owner).into_owned();
     let mut parts = owner.split(' ');
@@ -177,12 +173,12 @@ struct NamedDeposit<'a> {
 /// Asks the gateway for the deposit under its account and credits what it
 /// answers (once per id), if that is what the callback said.
 async fn confirm_deposit(
-    app: &App,
+    app: &Core,
     named: &NamedDeposit<'_>,
     amount: Money,
     merchant: &MerchantId,
-) -> Result<DepositConfirmed, ApiError> {
-    let (_, account) = bootstrap::account_by_id(app, named.account).await?.ok_or_else(ApiError::internal)?;
+) -> Result<DepositConfirmed, Error> {
+    let (_, account) = bootstrap::account_by_id(app, named.account).await?.ok_or_else(Error::internal)?;
     let deposit = match app.upstreams.gateway.query_deposit(account, named.id.to_owned()).await {
         Outcome::Done(deposit) => deposit,
         Outcome::Unknown { detail } => {
@@ -205,12 +201,9 @@ async fn confirm_deposit(
 }
 
 /// One resolver pass over deposit callbacks whose confirming query had no answer.
-pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
-    let pending =
-        app.store.iter_raw(Tree::Operations, b"depconfirm/").take(256).collect::<Result<Vec<_>, _>>()?;
+pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (key, value) in pending {
-        let deposit_id = String::from_utf8_lossy(&key["depconfirm/".len()..]).into_owned();
+    for (deposit_id, value) in super::due_markers(app, "depconfirm/", super::Started::Now, 0)? {
         let value = String::from_utf8_lossy(&value).into_owned();
         let mut parts = value.split(' ');
         let (account, address, value) =
@@ -231,7 +224,7 @@ pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
         };
         if !keep {
             let mut batch = WriteBatch::new();
-            batch.delete(Tree::Operations, &key);
+            batch.delete(Tree::Operations, format!("depconfirm/{deposit_id}"));
             app.store.commit_durable(batch).await?;
             done += 1;
         }
@@ -241,13 +234,13 @@ pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
 
 /// Credits a deposit to `available`, once per gateway deposit id.
 pub async fn credit_deposit(
-    app: &App,
+    app: &Core,
     merchant: &MerchantId,
     gateway_deposit_id: &str,
     amount: pelago_storage::Money,
-) -> Result<Posted, ApiError> {
+) -> Result<Posted, Error> {
     if amount.value <= 0 {
-        return Err(ApiError::bad_request("a deposit must be positive"));
+        return Err(Error::bad_request("a deposit must be positive"));
     }
     let postings = ledger::deposit(merchant, amount)?;
     let entry = PostEntry {

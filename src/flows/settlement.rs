@@ -25,7 +25,7 @@ use pelago_actors::{
 use pelago_storage::{Currency, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::{app::App, http::errors::ApiError};
+use crate::{app::Core, flows::Error};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementRun {
@@ -74,7 +74,7 @@ fn parse(key: &[u8], value: &[u8]) -> Option<Collection> {
 }
 
 /// Whether what a collection paid for is final (a top-up succeeded).
-fn is_final(app: &App, c: &Collection) -> Result<bool, ApiError> {
+fn is_final(app: &Core, c: &Collection) -> Result<bool, Error> {
     let Some(order) = &c.order else { return Ok(true) };
     let Ok(id) = pelago_storage::OrderId::parse(order) else { return Ok(true) };
     let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())? else { return Ok(true) };
@@ -86,7 +86,7 @@ fn is_final(app: &App, c: &Collection) -> Result<bool, ApiError> {
 }
 
 /// Starts (or returns) the run for `date` (`YYYY-MM-DD`) and runs it in the background.
-pub async fn trigger(app: &Arc<App>, date: &str) -> Result<SettlementRun, ApiError> {
+pub async fn trigger(app: &Arc<Core>, date: &str) -> Result<SettlementRun, Error> {
     if let Some(run) = app.store.get::<SettlementRun>(date)? {
         if !run.completed {
             spawn(app, date);
@@ -108,7 +108,7 @@ pub async fn trigger(app: &Arc<App>, date: &str) -> Result<SettlementRun, ApiErr
     match app.store.commit_durable(batch).await {
         Ok(()) => {}
         Err(pelago_storage::StoreError::Conflict { .. }) => {
-            return app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal);
+            return app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal);
         }
         Err(e) => return Err(e.into()),
     }
@@ -116,7 +116,7 @@ pub async fn trigger(app: &Arc<App>, date: &str) -> Result<SettlementRun, ApiErr
     Ok(run)
 }
 
-fn spawn(app: &Arc<App>, date: &str) {
+fn spawn(app: &Arc<Core>, date: &str) {
     let key = format!("settlement/{date}");
     if !app.billing_running.try_start(&key) {
         return; // already running in this process
@@ -125,7 +125,7 @@ fn spawn(app: &Arc<App>, date: &str) {
     let date = date.to_owned();
     tokio::spawn(async move {
         if let Err(e) = run(&app, &date).await {
-            tracing::error!(date, error = %e.message, "settlement run failed; it resumes at the next trigger or start");
+            tracing::error!(date, error = %e, "settlement run failed; it resumes at the next trigger or start");
         }
         app.billing_running.finish(&key);
     });
@@ -146,7 +146,7 @@ fn settled_key(date: &str, source: &str) -> String {
 type Row = (Vec<u8>, Vec<u8>);
 
 /// Up to [`PAGE`] collection rows after `after`, in key (date) order.
-fn collections_after(app: &App, after: Option<&[u8]>) -> Result<Vec<Row>, ApiError> {
+fn collections_after(app: &Core, after: Option<&[u8]>) -> Result<Vec<Row>, Error> {
     let keys = app.store.scan_keys(Tree::Index, b"coll/", after, false, PAGE)?;
     let mut rows = Vec::with_capacity(keys.len());
     for key in keys {
@@ -158,7 +158,7 @@ fn collections_after(app: &App, after: Option<&[u8]>) -> Result<Vec<Row>, ApiErr
 }
 
 /// Settles every final collection dated before `date`; idempotent per collection.
-pub async fn run(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
+pub async fn run(app: &Core, date: &str) -> Result<SettlementRun, Error> {
     let bound = format!("coll/{date}");
     let mut after: Option<Vec<u8>> = None;
     'pages: loop {
@@ -199,10 +199,10 @@ pub async fn run(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
 
 /// Sums the run's `settled/` rows (checked), stages one `settlement.completed`
 /// per merchant and marks the run completed, in one commit.
-async fn complete(app: &App, date: &str) -> Result<SettlementRun, ApiError> {
-    let overflow = || ApiError::internal();
+async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
+    let overflow = || Error::internal();
     let mut per_merchant: BTreeMap<MerchantId, MerchantSettlement> = BTreeMap::new();
-    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(ApiError::internal)?;
+    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal)?;
     run.collections = 0;
     run.amounts.clear();
     for row in app.store.iter_raw(Tree::Index, settled_key(date, "").as_bytes()) {

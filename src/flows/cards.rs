@@ -14,7 +14,6 @@ use pelago_actors::{
         CardRecord, CardStatus, NewCard,
         ops::{
             Act, ActionKind, CardOutcome, MoneyMarker, Open, Resolve, card_refund_marker, fee_return_marker,
-            marker_age_start,
         },
     },
     cardholder::{CardholderRecord, CardholderStatus},
@@ -25,7 +24,7 @@ use pelago_actors::{
 use pelago_storage::{CardId, ChannelId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::{app::App, http::errors::ApiError};
+use crate::{app::Core, flows::Error};
 
 pub struct OpenRequest {
     pub cardholder_id: String,
@@ -59,15 +58,15 @@ pub fn open_intent_key(card: &CardId) -> String {
 
 /// POST /v1/cards, the saga.
 pub async fn open(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     req: OpenRequest,
     binding: Option<String>,
-) -> Result<CardOutcome, ApiError> {
+) -> Result<CardOutcome, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
-        let id = CardId::parse(&String::from_utf8_lossy(&id)).map_err(|_| ApiError::internal())?;
+        let id = CardId::parse(&String::from_utf8_lossy(&id)).map_err(|_| Error::internal())?;
         if let Some(intent) = app.store.get::<OpenIntent>(open_intent_key(&id))? {
             return finish_open(app, intent).await; // a crash left it between fee and card
         }
@@ -75,19 +74,23 @@ pub async fn open(
         let settled = card.status != CardStatus::Processing;
         return Ok(CardOutcome { card, settled, refused: None });
     }
-    let holder: CardholderRecord = crate::cardholders::load_owned(app, &merchant.id, &req.cardholder_id)
-        .map_err(|e| {
-            if e.status == 404 { ApiError::invalid("cardholder_id", "no such cardholder") } else { e }
+    let holder: CardholderRecord =
+        crate::flows::cardholders::load_owned(app, &merchant.id, &req.cardholder_id).map_err(|e| {
+            if matches!(e, Error::NotFound(_)) {
+                Error::invalid("cardholder_id", "no such cardholder")
+            } else {
+                e
+            }
         })?;
     if holder.status != CardholderStatus::Active {
-        return Err(ApiError::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
+        return Err(Error::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
     }
     // Active means the channel created it: never open a card for an empty id.
     let channel_cardholder_id = holder
         .channel_cardholder_id
         .clone()
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| ApiError::invalid_state("the cardholder has no id at the channel yet"))?;
+        .ok_or_else(|| Error::invalid_state("the cardholder has no id at the channel yet"))?;
     let bin = check_product(app, merchant, &holder.card_name, &holder.bin)?;
     let fee = merchant.fee_schedule(bin.currency).map_or(0, |f| f.application_fixed);
     let id = CardId::generate();
@@ -106,9 +109,15 @@ pub async fn open(
     if fee > 0 && merchant.funding_mode == FundingMode::Gateway {
         new.status = CardStatus::PendingPayment;
         let fee = Money::new(fee, bin.currency);
-        let (card, _) =
-            crate::orders::open_card_with_order(app, merchant, new, channel_cardholder_id, fee, binding)
-                .await?;
+        let (card, _) = crate::flows::orders::open_card_with_order(
+            app,
+            merchant,
+            new,
+            channel_cardholder_id,
+            fee,
+            binding,
+        )
+        .await?;
         return Ok(CardOutcome { card, settled: true, refused: None });
     }
     if fee > 0 {
@@ -141,7 +150,7 @@ pub async fn open(
 /// per card id; refused → the intent and its binding are dropped and nothing
 /// happened), then opens the card (a repeat answers the card), then removes
 /// the intent. Run by the request, by its retry, and by the resolver.
-async fn finish_open(app: &App, intent: OpenIntent) -> Result<CardOutcome, ApiError> {
+async fn finish_open(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     let id = intent.new.id.clone();
     let merchant = intent.new.merchant_id.clone();
     let entry = PostEntry {
@@ -186,39 +195,39 @@ async fn finish_open(app: &App, intent: OpenIntent) -> Result<CardOutcome, ApiEr
 /// channel is active (else 409). A revoked product or a disabled channel
 /// issues nothing and moves no money. Returns the BIN.
 pub fn check_product(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     card_name: &str,
     bin: &str,
-) -> Result<BinRecord, ApiError> {
+) -> Result<BinRecord, Error> {
     if !merchant.allowed_card_names.iter().any(|n| n == card_name) {
-        return Err(ApiError::forbidden(format!("card_name {card_name} is not allowed for this merchant")));
+        return Err(Error::forbidden(format!("card_name {card_name} is not allowed for this merchant")));
     }
-    let bin = app.store.get::<BinRecord>(bin.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let bin = app.store.get::<BinRecord>(bin.as_bytes())?.ok_or_else(Error::internal)?;
     if bin.status != BinStatus::Active {
-        return Err(ApiError::invalid_state(format!("BIN {} is inactive", bin.bin)));
+        return Err(Error::invalid_state(format!("BIN {} is inactive", bin.bin)));
     }
     check_channel_active(app, &bin.channel_id)?;
     Ok(bin)
 }
 
 /// 409 unless the channel exists and is active.
-pub fn check_channel_active(app: &App, channel: &ChannelId) -> Result<(), ApiError> {
-    let record = app.store.get::<ChannelRecord>(channel.as_bytes())?.ok_or_else(ApiError::internal)?;
+pub fn check_channel_active(app: &Core, channel: &ChannelId) -> Result<(), Error> {
+    let record = app.store.get::<ChannelRecord>(channel.as_bytes())?.ok_or_else(Error::internal)?;
     if record.status != ChannelStatus::Active {
-        return Err(ApiError::invalid_state(format!("channel {channel} is {}", record.status.as_str())));
+        return Err(Error::invalid_state(format!("channel {channel} is {}", record.status.as_str())));
     }
     Ok(())
 }
 
 /// Freeze, unfreeze or delete.
-pub async fn act(app: &App, card: &CardRecord, kind: ActionKind) -> Result<CardOutcome, ApiError> {
+pub async fn act(app: &Core, card: &CardRecord, kind: ActionKind) -> Result<CardOutcome, Error> {
     let outcome = app.actors.ask_card(&card.id, Act(kind)).await??;
     settle_markers_of(app, &card.id).await?;
     Ok(outcome)
 }
 
-async fn return_fee(app: &App, merchant: &MerchantId, card: &CardId, fee: Money) -> Result<(), ApiError> {
+async fn return_fee(app: &Core, merchant: &MerchantId, card: &CardId, fee: Money) -> Result<(), Error> {
     let entry = PostEntry {
         source_id: card.to_string(),
         kind: EntryKind::ApplicationFeeReturn,
@@ -231,21 +240,21 @@ async fn return_fee(app: &App, merchant: &MerchantId, card: &CardId, fee: Money)
 }
 
 /// Books the money markers of one card (fee return, delete refund) and removes them.
-pub async fn settle_markers_of(app: &App, card: &CardId) -> Result<(), ApiError> {
+pub async fn settle_markers_of(app: &Core, card: &CardId) -> Result<(), Error> {
     if let Some(m) = app.store.get::<MoneyMarker>(fee_return_marker(card.as_str()))? {
         return_fee(app, &m.merchant_id, &m.card_id, m.amount).await?;
         clear(app, fee_return_marker(card.as_str())).await?;
     }
     if let Some(m) = app.store.get::<MoneyMarker>(card_refund_marker(card.as_str()))? {
         let merchant =
-            app.store.get::<MerchantRecord>(m.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+            app.store.get::<MerchantRecord>(m.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
         let to_pending = merchant.funding_mode == FundingMode::Gateway;
         let source = format!("{}/delete", m.card_id);
         // In gateway mode the returned balance waits in `pending` for the next settlement run.
         let index = to_pending.then(|| {
             (
-                crate::settlement::collection_key(app.clock.now(), &source),
-                crate::settlement::collection_value(&m.merchant_id, m.amount, None),
+                crate::flows::settlement::collection_key(app.clock.now(), &source),
+                crate::flows::settlement::collection_value(&m.merchant_id, m.amount, None),
             )
         });
         let entry = PostEntry {
@@ -261,7 +270,7 @@ pub async fn settle_markers_of(app: &App, card: &CardId) -> Result<(), ApiError>
     Ok(())
 }
 
-async fn clear(app: &App, key: String) -> Result<(), ApiError> {
+async fn clear(app: &Core, key: String) -> Result<(), Error> {
     let mut batch = WriteBatch::new();
     batch.delete(Tree::Operations, key);
     app.store.commit_durable(batch).await?;
@@ -270,21 +279,12 @@ async fn clear(app: &App, key: String) -> Result<(), ApiError> {
 
 /// One resolver pass over cards: unknown opens and actions older than the
 /// upstream timeout are resolved through their actor; money markers are booked.
-pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
-    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
+    let grace_ms = super::grace_ms(app);
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
     for prefix in ["open/", "action/"] {
-        let markers = app
-            .store
-            .iter_raw(Tree::Operations, prefix.as_bytes())
-            .take(256)
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, value) in markers {
-            if now - marker_age_start(&value).unix_ms() < grace_ms {
-                continue;
-            }
-            let raw = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        for (raw, _) in super::due_markers(app, prefix, super::Started::BigEndianMs, grace_ms)? {
             let Ok(card) = CardId::parse(&raw) else { continue };
             let outcome = app.actors.ask_card(&card, Resolve).await??;
             settle_markers_of(app, &card).await?;
@@ -300,14 +300,12 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
         }
         match finish_open(app, intent).await {
             Ok(_) => done += 1,
-            Err(e) if e.status == 402 => done += 1, // refused: nothing happened
+            Err(Error::InsufficientFunds(_)) => done += 1, // refused: nothing happened
             Err(e) => return Err(e),
         }
     }
     for prefix in ["feeret/", "cardrefund/"] {
-        let markers = app.store.scan_keys(Tree::Operations, prefix.as_bytes(), None, false, 256)?;
-        for key in markers {
-            let raw = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        for (raw, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
             if let Ok(card) = CardId::parse(&raw) {
                 settle_markers_of(app, &card).await?;
                 done += 1;
@@ -318,10 +316,10 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
 }
 
 /// A card of this merchant, or 404 (never 403 for another merchant's).
-pub fn load_owned(app: &App, merchant: &MerchantId, raw: &str) -> Result<CardRecord, ApiError> {
-    let id = CardId::parse(raw).map_err(|_| ApiError::not_found("card"))?;
+pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<CardRecord, Error> {
+    let id = CardId::parse(raw).map_err(|_| Error::not_found("card"))?;
     app.store
         .get::<CardRecord>(id.as_bytes())?
         .filter(|c| &c.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("card"))
+        .ok_or_else(|| Error::not_found("card"))
 }

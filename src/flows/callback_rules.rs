@@ -4,7 +4,7 @@
 //! channel that signed it), then compare it with the record, then act on a
 //! server-to-server query of the upstream. These are the two refusals.
 
-use crate::{app::App, http::errors::ApiError, metrics::CallbackSource};
+use crate::{app::Core, flows::Error, metrics::CallbackSource};
 
 /// Longest piece of an upstream's text that goes into a log line.
 const MAX_LOGGED_CHARS: usize = 80;
@@ -15,7 +15,7 @@ fn bounded(text: &str) -> String {
 
 /// The callback names an object its sender is not bound to: 401, nothing
 /// changes; the attempt is logged (never the body) and counted in `/metrics`.
-pub fn unbound(app: &App, source: CallbackSource, sender: &str, event_id: &str, object: &str) -> ApiError {
+pub fn unbound(app: &Core, source: CallbackSource, sender: &str, event_id: &str, object: &str) -> Error {
     app.metrics.count_unbound_callback(source);
     tracing::warn!(
         ?source,
@@ -24,10 +24,10 @@ pub fn unbound(app: &App, source: CallbackSource, sender: &str, event_id: &str, 
         object = %bounded(object),
         "signed callback names an object its sender is not bound to; refused"
     );
-    ApiError::unauthenticated("the callback names an object that was not created under its sender")
+    Error::unbound("the callback names an object that was not created under its sender")
 }
 
 /// The callback's `what` (amount, currency, upstream id) differs from the record's: 400, nothing changes.
-pub fn mismatch(what: &str) -> ApiError {
-    ApiError::bad_request(format!("the callback's {what} does not match the record's"))
+pub fn mismatch(what: &str) -> Error {
+    Error::bad_request(format!("the callback's {what} does not match the record's"))
 }

@@ -29,7 +29,7 @@ use pelago_actors::{
 use pelago_storage::{BillingRunId, CardId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::{app::App, http::errors::ApiError};
+use crate::{app::Core, flows::Error};
 
 const CHUNK: usize = 2_048;
 /// Cards being charged at once (more did not bill faster here, and queued a
@@ -92,14 +92,10 @@ pub fn period_of(at: Timestamp) -> String {
 }
 
 /// Starts (or returns, resuming it if needed) the run for `period`.
-pub async fn trigger(
-    app: &Arc<App>,
-    period: &str,
-    instant: Option<Timestamp>,
-) -> Result<BillingRun, ApiError> {
-    let start = period_start(period).ok_or_else(|| ApiError::invalid("period", "period must be YYYY-MM"))?;
+pub async fn trigger(app: &Arc<Core>, period: &str, instant: Option<Timestamp>) -> Result<BillingRun, Error> {
+    let start = period_start(period).ok_or_else(|| Error::invalid("period", "period must be YYYY-MM"))?;
     if app.clock.now() < start {
-        return Err(ApiError::invalid_state(format!("period {period} has not begun")));
+        return Err(Error::invalid_state(format!("period {period} has not begun")));
     }
     if let Some(run) = app.store.get::<BillingRun>(period)? {
         if !run.completed {
@@ -127,7 +123,7 @@ pub async fn trigger(
     if let Err(e) = app.store.commit_durable(batch).await {
         return match e {
             pelago_storage::StoreError::Conflict { .. } => {
-                app.store.get::<BillingRun>(period)?.ok_or_else(ApiError::internal)
+                app.store.get::<BillingRun>(period)?.ok_or_else(Error::internal)
             }
             other => Err(other.into()),
         };
@@ -136,7 +132,7 @@ pub async fn trigger(
     Ok(run)
 }
 
-fn spawn(app: &Arc<App>, period: &str) {
+fn spawn(app: &Arc<Core>, period: &str) {
     if !app.billing_running.try_start(period) {
         return; // already running in this process
     }
@@ -144,14 +140,14 @@ fn spawn(app: &Arc<App>, period: &str) {
     let period = period.to_owned();
     tokio::spawn(async move {
         if let Err(e) = run(&app, &period).await {
-            tracing::error!(period, error = %e.message, "billing run stopped; it resumes at the next trigger or start");
+            tracing::error!(period, error = %e, "billing run stopped; it resumes at the next trigger or start");
         }
         app.billing_running.finish(&period);
     });
 }
 
-async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
-    let mut run = app.store.get::<BillingRun>(period)?.ok_or_else(ApiError::internal)?;
+async fn run(app: &Arc<Core>, period: &str) -> Result<(), Error> {
+    let mut run = app.store.get::<BillingRun>(period)?.ok_or_else(Error::internal)?;
     let bookings = Arc::new(tokio::sync::Semaphore::new(BOOKINGS_IN_FLIGHT));
     let mut last_log = Instant::now();
     while !run.completed {
@@ -169,13 +165,13 @@ async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
                     let key = key.clone();
                     let bookings = Arc::clone(&bookings);
                     async move {
-                        let card = CardId::parse(&String::from_utf8_lossy(&key))
-                            .map_err(|_| ApiError::internal())?;
+                        let card =
+                            CardId::parse(&String::from_utf8_lossy(&key)).map_err(|_| Error::internal())?;
                         bill(&app, &card, &period, instant, &bookings).await
                     }
                 })
                 .collect();
-            let outcomes: Vec<Result<ChargeStatus, ApiError>> =
+            let outcomes: Vec<Result<ChargeStatus, Error>> =
                 futures::stream::iter(calls).buffer_unordered(CONCURRENCY).collect().await;
             for outcome in outcomes {
                 match outcome? {
@@ -210,12 +206,12 @@ async fn run(app: &Arc<App>, period: &str) -> Result<(), ApiError> {
 /// passivated again when its charge is done, so a run over every card neither
 /// grows memory to the live cap nor pushes recently used actors out.
 async fn bill(
-    app: &Arc<App>,
+    app: &Arc<Core>,
     card_id: &CardId,
     period: &str,
     instant: Timestamp,
     bookings: &tokio::sync::Semaphore,
-) -> Result<ChargeStatus, ApiError> {
+) -> Result<ChargeStatus, Error> {
     let was_live = app.actors.cards.stats_of(card_id).is_some();
     let outcome = charge(app, card_id, period, instant, bookings).await;
     if !was_live {
@@ -225,17 +221,17 @@ async fn bill(
 }
 
 async fn charge(
-    app: &Arc<App>,
+    app: &Arc<Core>,
     card_id: &CardId,
     period: &str,
     instant: Timestamp,
     bookings: &tokio::sync::Semaphore,
-) -> Result<ChargeStatus, ApiError> {
+) -> Result<ChargeStatus, Error> {
     let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else {
         return Ok(ChargeStatus::Skipped);
     };
     let merchant =
-        app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+        app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
     let fee = merchant.fee_schedule(card.currency).map_or(0, |f| f.monthly_fixed);
     let charge = app
         .actors
@@ -254,7 +250,7 @@ async fn charge(
                 index: vec![],
             };
             let booked = {
-                let _slot = bookings.acquire().await.map_err(|_| ApiError::internal())?;
+                let _slot = bookings.acquire().await.map_err(|_| Error::internal())?;
                 app.actors.ask_merchant(&merchant.id, entry).await?
             };
             match booked {
@@ -275,19 +271,19 @@ async fn charge(
 
 /// Gateway mode: the monthly fee is an order for the cardholder to pay.
 async fn monthly_fee_order(
-    app: &Arc<App>,
+    app: &Arc<Core>,
     merchant: &MerchantRecord,
     card: &CardRecord,
     fee: Money,
     period: &str,
-) -> Result<pelago_storage::OrderId, ApiError> {
+) -> Result<pelago_storage::OrderId, Error> {
     // One order per (card, period): a retry after a crash finds it.
     let binding = format!("mfeeorder/{}/{period}", card.id);
     if let Some(id) = app.store.get_raw(Tree::Index, &binding)? {
-        return pelago_storage::OrderId::parse(&String::from_utf8_lossy(&id))
-            .map_err(|_| ApiError::internal());
+        return pelago_storage::OrderId::parse(&String::from_utf8_lossy(&id)).map_err(|_| Error::internal());
     }
-    let order = crate::orders::new_order_record(app, merchant, card, OrderKind::MonthlyFee, fee).await?;
+    let order =
+        crate::flows::orders::new_order_record(app, merchant, card, OrderKind::MonthlyFee, fee).await?;
     let id = order.id.clone();
     let msg = CreateOrder {
         order,
@@ -297,6 +293,6 @@ async fn monthly_fee_order(
         binding: Some(binding),
     };
     let (_, order) = app.actors.ask_card(&card.id, msg).await??;
-    crate::orders::request_checkout(app, &order).await?;
+    crate::flows::orders::request_checkout(app, &order).await?;
     Ok(id)
 }

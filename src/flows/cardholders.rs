@@ -22,7 +22,7 @@ use pelago_actors::{
 };
 use pelago_storage::{CardholderId, ChannelId, MerchantId, StoreError, Tree, WriteBatch, encode};
 
-use crate::{app::App, http::errors::ApiError, upstreams::routing_tables};
+use crate::{app::Core, flows::Error, upstreams::routing_tables};
 
 /// A validated creation request.
 pub struct NewCardholder {
@@ -50,28 +50,28 @@ pub struct Created {
 }
 
 pub async fn create(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     new: NewCardholder,
     binding: Option<String>,
-) -> Result<Created, ApiError> {
+) -> Result<Created, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
         // An earlier attempt with this Idempotency-Key created it.
-        let record = app.store.get::<CardholderRecord>(&id)?.ok_or_else(ApiError::internal)?;
+        let record = app.store.get::<CardholderRecord>(&id)?.ok_or_else(Error::internal)?;
         let settled = !record.outcome_unknown;
         return Ok(Created { record, settled });
     }
     if !merchant.allowed_card_names.contains(&new.card_name) {
-        return Err(ApiError::forbidden(format!(
+        return Err(Error::forbidden(format!(
             "card_name {} is not allowed for this merchant",
             new.card_name
         )));
     }
     let (bins, channels) = routing_tables(&app.store)?;
     let bin = pelago_actors::routing::route(&bins, &channels, &new.card_name)
-        .ok_or_else(|| ApiError::invalid_state(format!("no active BIN serves {}", new.card_name)))?
+        .ok_or_else(|| Error::invalid_state(format!("no active BIN serves {}", new.card_name)))?
         .clone();
     let id = CardholderId::generate();
     let now = app.clock.now();
@@ -120,9 +120,7 @@ pub async fn create(
         format!("cardholder {id} {}", pelago_storage::Timestamp::now_real().unix_ms()),
     );
     app.store.commit_durable(batch).await.map_err(|e| match e {
-        StoreError::Conflict { .. } => {
-            ApiError::new(409, "idempotency_in_progress", "this Idempotency-Key is in use")
-        }
+        StoreError::Conflict { .. } => Error::KeyInUse,
         other => other.into(),
     })?;
     let outcome = call_channel(app, &record, &new.id_document_number).await;
@@ -132,7 +130,7 @@ pub async fn create(
 }
 
 async fn call_channel(
-    app: &App,
+    app: &Core,
     record: &CardholderRecord,
     id_document_number: &str,
 ) -> Outcome<CardholderCreated> {
@@ -159,11 +157,11 @@ async fn call_channel(
 
 /// Applies what the channel said, with compare-and-set and the event, in one commit.
 async fn settle_from_outcome(
-    app: &App,
+    app: &Core,
     id: &CardholderId,
     outcome: Outcome<CardholderCreated>,
     source: Source,
-) -> Result<CardholderRecord, ApiError> {
+) -> Result<CardholderRecord, Error> {
     let (to, channel_id, reason, known) = match outcome {
         Outcome::Done(c) => {
             let to = match c.status {
@@ -180,13 +178,12 @@ async fn settle_from_outcome(
             return app
                 .store
                 .get::<CardholderRecord>(id.as_bytes())?
-                .ok_or_else(|| ApiError::not_found("cardholder"));
+                .ok_or_else(|| Error::not_found("cardholder"));
         }
     };
     update(app, id, |r| {
         let now = app.clock.now();
-        let changed =
-            r.settle(to, channel_id.clone(), reason.clone(), source, now).map_err(ApiError::from)?;
+        let changed = r.settle(to, channel_id.clone(), reason.clone(), source, now).map_err(Error::from)?;
         let was_unknown = r.outcome_unknown;
         if known {
             r.outcome_unknown = false;
@@ -206,15 +203,15 @@ async fn settle_from_outcome(
 /// Read-modify-write with compare-and-set, retried on conflict (bounded).
 /// `f` returns `Some(status_changed)` to write, `None` for no change.
 async fn update(
-    app: &App,
+    app: &Core,
     id: &CardholderId,
-    f: impl Fn(&mut CardholderRecord) -> Result<Option<bool>, ApiError>,
-) -> Result<CardholderRecord, ApiError> {
+    f: impl Fn(&mut CardholderRecord) -> Result<Option<bool>, Error>,
+) -> Result<CardholderRecord, Error> {
     for _ in 0..16 {
         let (mut record, bytes) = app
             .store
             .get_with_bytes::<CardholderRecord>(id.as_bytes())?
-            .ok_or_else(|| ApiError::not_found("cardholder"))?;
+            .ok_or_else(|| Error::not_found("cardholder"))?;
         let Some(changed) = f(&mut record)? else { return Ok(record) };
         let mut batch = WriteBatch::new();
         batch.expect_raw(Tree::Cardholders, id.as_bytes(), Some(bytes));
@@ -244,17 +241,17 @@ async fn update(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::unavailable("the cardholder is changing concurrently; retry"))
+    Err(Error::unavailable("the cardholder is changing concurrently; retry"))
 }
 
 /// A channel callback about a cardholder (approve / reject): bound, then
 /// confirmed by asking the channel for that cardholder (`CardChannel::cardholder`).
 pub async fn on_channel_event(
-    app: &Arc<App>,
+    app: &Arc<Core>,
     channel: &ChannelId,
     event_id: &str,
     event: &ChannelEvent,
-) -> Result<&'static str, ApiError> {
+) -> Result<&'static str, Error> {
     let ChannelEvent::CardholderUpdated { cardholder_id, channel_cardholder_id, .. } = event else {
         // Card opened / top-up completed: `channel_confirm::on_request_answered`.
         return Ok("unknown_object");
@@ -269,7 +266,7 @@ pub async fn on_channel_event(
         &r.channel_id == channel
             && r.channel_cardholder_id.as_deref().is_none_or(|own| own == channel_cardholder_id)
     }) else {
-        return Err(crate::callback_rules::unbound(
+        return Err(crate::flows::callback_rules::unbound(
             app,
             crate::metrics::CallbackSource::Channel,
             channel.as_str(),
@@ -278,19 +275,19 @@ pub async fn on_channel_event(
         ));
     };
     if channel_cardholder_id.is_empty() || channel_cardholder_id.len() > MAX_UPSTREAM_ID_LEN {
-        return Err(crate::callback_rules::mismatch("channel cardholder id"));
+        return Err(crate::flows::callback_rules::mismatch("channel cardholder id"));
     }
     // Confirmed: the channel's own answer, asked under its credentials, is
     // what is applied; the notice's status is never read.
     match confirm(app, &record, channel_cardholder_id).await? {
         CardholderConfirmed::Settled { changed: true } => Ok("applied"),
         CardholderConfirmed::Settled { changed: false } => Ok("unchanged"),
-        CardholderConfirmed::Contradicted(what) => Err(crate::callback_rules::mismatch(what)),
+        CardholderConfirmed::Contradicted(what) => Err(crate::flows::callback_rules::mismatch(what)),
         CardholderConfirmed::Unknown => {
             let waiting =
                 app.store.iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED {
-                return Err(ApiError::unavailable("the channel cannot be asked now; deliver again later"));
+                return Err(Error::unavailable("the channel cannot be asked now; deliver again later"));
             }
             let mut batch = WriteBatch::new();
             batch.put_raw(Tree::Operations, confirm_marker(&record.id), channel_cardholder_id.as_bytes());
@@ -324,10 +321,10 @@ enum CardholderConfirmed {
 /// Asks the cardholder's channel for it (by the channel's id) and settles by
 /// the answer when the answer names this cardholder.
 async fn confirm(
-    app: &App,
+    app: &Core,
     record: &CardholderRecord,
     channel_cardholder_id: &str,
-) -> Result<CardholderConfirmed, ApiError> {
+) -> Result<CardholderConfirmed, Error> {
     let Some(channel) = app.upstreams.channel(&record.channel_id) else {
         return Ok(CardholderConfirmed::Unknown);
     };
@@ -353,13 +350,13 @@ async fn confirm(
     match settle_from_outcome(app, &record.id, Outcome::Done(created), Source::Channel).await {
         Ok(after) => Ok(CardholderConfirmed::Settled { changed: after.version != record.version }),
         // The channel's answer contradicts a settled state (e.g. rejected after active): no effect.
-        Err(e) if e.code == "invalid_state" => Ok(CardholderConfirmed::Settled { changed: false }),
+        Err(Error::InvalidState(_)) => Ok(CardholderConfirmed::Settled { changed: false }),
         Err(e) => Err(e),
     }
 }
 
 /// One resolver pass over cardholder notices whose confirming query had no answer.
-async fn resolve_confirmations(app: &App) -> Result<usize, ApiError> {
+async fn resolve_confirmations(app: &Core) -> Result<usize, Error> {
     let pending = app
         .store
         .iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes())
@@ -391,7 +388,7 @@ async fn resolve_confirmations(app: &App) -> Result<usize, ApiError> {
 
 /// One pass of the resolver over cardholders whose creation outcome is unknown:
 /// ask the channel by request id; not found → retry the call with the same id.
-pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
+pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut resolved = resolve_confirmations(app).await?;
     // Cardholder markers are keyed by request id and share the tree with the
     // other flows' markers: filter before the bound, so those never starve these.
@@ -424,7 +421,7 @@ pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
                 let number = app
                     .sealer
                     .open_string(&record.id_document_number.0, &context(&id))
-                    .map_err(|_| ApiError::internal())?;
+                    .map_err(|_| Error::internal())?;
                 call_channel(app, &record, &number).await
             }
             Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => continue,
@@ -438,10 +435,10 @@ pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
 }
 
 /// The merchant that owns a cardholder, or 404 (never 403 for another merchant's).
-pub fn load_owned(app: &App, merchant: &MerchantId, raw: &str) -> Result<CardholderRecord, ApiError> {
-    let id = CardholderId::parse(raw).map_err(|_| ApiError::not_found("cardholder"))?;
+pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<CardholderRecord, Error> {
+    let id = CardholderId::parse(raw).map_err(|_| Error::not_found("cardholder"))?;
     app.store
         .get::<CardholderRecord>(id.as_bytes())?
         .filter(|c| &c.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("cardholder"))
+        .ok_or_else(|| Error::not_found("cardholder"))
 }

@@ -18,18 +18,18 @@ use pelago_actors::{
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry, entry_index},
 };
-use pelago_storage::{Money, Timestamp, TopupId, Tree, WriteBatch};
+use pelago_storage::{Money, TopupId, Tree, WriteBatch};
 
-use crate::{app::App, http::errors::ApiError};
+use crate::{app::Core, flows::Error};
 
 pub async fn create(
-    app: &App,
+    app: &Core,
     merchant: &MerchantRecord,
     card: &CardRecord,
     amount: Money,
     reference: Option<String>,
     binding: Option<String>,
-) -> Result<TopupRecord, ApiError> {
+) -> Result<TopupRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
         && let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&id))
@@ -38,21 +38,20 @@ pub async fn create(
         return Ok(existing);
     }
     if amount.currency != card.currency {
-        return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
+        return Err(Error::invalid("amount.currency", "the card's currency is different"));
     }
     // The product may have been revoked or its channel disabled since the card opened.
-    crate::cards::check_product(app, merchant, &card.card_name, &card.bin)?;
-    crate::cards::check_channel_active(app, &card.channel_id)?;
+    crate::flows::cards::check_product(app, merchant, &card.card_name, &card.bin)?;
+    crate::flows::cards::check_channel_active(app, &card.channel_id)?;
     let fee = merchant
         .fee_schedule(card.currency)
-        .map(|f| {
-            f.topup_fee(amount.value).ok_or_else(|| ApiError::invalid("amount.value", "the fee overflows"))
-        })
+        .map(|f| f.topup_fee(amount.value).ok_or_else(|| Error::invalid("amount.value", "the fee overflows")))
         .transpose()?
         .unwrap_or(0);
     let fee = Money::new(fee, card.currency);
     if merchant.funding_mode == FundingMode::Gateway {
-        return crate::orders::topup_with_order(app, merchant, card, amount, fee, reference, binding).await;
+        return crate::flows::orders::topup_with_order(app, merchant, card, amount, fee, reference, binding)
+            .await;
     }
     let id = TopupId::generate();
     let topup = app
@@ -83,10 +82,9 @@ pub async fn create(
 }
 
 /// Books the reversal of a refused top-up (once) and removes its marker.
-pub async fn settle_reversal(app: &App, id: &TopupId) -> Result<(), ApiError> {
+pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
     let Some(marker) = app.store.get::<MoneyMarker>(topup_reversal_marker(id))? else { return Ok(()) };
-    let topup =
-        app.store.get::<TopupRecord>(topup_key(&marker.card_id, id))?.ok_or_else(ApiError::internal)?;
+    let topup = app.store.get::<TopupRecord>(topup_key(&marker.card_id, id))?.ok_or_else(Error::internal)?;
     let entry = PostEntry {
         source_id: id.to_string(),
         kind: EntryKind::TopupReversal,
@@ -107,17 +105,13 @@ pub async fn settle_reversal(app: &App, id: &TopupId) -> Result<(), ApiError> {
 }
 
 /// One resolver pass over unfinished top-ups and unbooked reversals.
-pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
-    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
-    let now = Timestamp::now_real().unix_ms();
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
-    let markers = app.store.iter_raw(Tree::Operations, b"topup/").take(256).collect::<Result<Vec<_>, _>>()?;
-    for (key, value) in markers {
-        let Some((card, started)) = parse_marker(&value) else { continue };
-        if now - started.unix_ms() < grace_ms {
-            continue;
-        }
-        let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&key["topup/".len()..])) else { continue };
+    for (raw, value) in
+        super::due_markers(app, "topup/", super::Started::AfterFirstWord, super::grace_ms(app))?
+    {
+        let Some((card, _)) = parse_marker(&value) else { continue };
+        let Ok(id) = TopupId::parse(&raw) else { continue };
         let debited = app.store.contains(Tree::Index, entry_index(id.as_str(), EntryKind::Topup))?;
         let topup = app.actors.ask_card(&card, ResolveTopup { id: id.clone(), debited }).await??;
         settle_reversal(app, &id).await?;
@@ -125,9 +119,8 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
             done += 1;
         }
     }
-    let reversals = app.store.scan_keys(Tree::Operations, b"topuprev/", None, false, 256)?;
-    for key in reversals {
-        if let Ok(id) = TopupId::parse(&String::from_utf8_lossy(&key["topuprev/".len()..])) {
+    for (raw, _) in super::due_markers(app, "topuprev/", super::Started::Now, 0)? {
+        if let Ok(id) = TopupId::parse(&raw) {
             settle_reversal(app, &id).await?;
             done += 1;
         }
@@ -137,17 +130,17 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ApiError> {
 
 /// A top-up of this merchant, or 404.
 pub fn load_owned(
-    app: &App,
+    app: &Core,
     merchant: &pelago_storage::MerchantId,
     raw: &str,
-) -> Result<TopupRecord, ApiError> {
-    let id = TopupId::parse(raw).map_err(|_| ApiError::not_found("top-up"))?;
+) -> Result<TopupRecord, Error> {
+    let id = TopupId::parse(raw).map_err(|_| Error::not_found("top-up"))?;
     let card =
-        app.store.get_raw(Tree::Index, format!("tup/{id}"))?.ok_or_else(|| ApiError::not_found("top-up"))?;
+        app.store.get_raw(Tree::Index, format!("tup/{id}"))?.ok_or_else(|| Error::not_found("top-up"))?;
     let card = pelago_storage::CardId::parse(&String::from_utf8_lossy(&card))
-        .map_err(|_| ApiError::not_found("top-up"))?;
+        .map_err(|_| Error::not_found("top-up"))?;
     app.store
         .get::<TopupRecord>(topup_key(&card, &id))?
         .filter(|t| &t.merchant_id == merchant)
-        .ok_or_else(|| ApiError::not_found("top-up"))
+        .ok_or_else(|| Error::not_found("top-up"))
 }

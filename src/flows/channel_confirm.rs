@@ -15,7 +15,7 @@ use pelago_actors::{
 };
 use pelago_storage::{CardId, Tree, WriteBatch};
 
-use crate::{app::App, callback_rules::mismatch, http::errors::ApiError};
+use crate::{app::Core, flows::Error, flows::callback_rules::mismatch};
 
 /// Prefix of the markers of transaction notices whose confirming query had no answer.
 const MARKER_PREFIX: &str = "txnconfirm/";
@@ -42,10 +42,10 @@ enum Confirmed {
 /// A bound `transaction` notice about `card`: confirmed by the channel's
 /// answer, applied once. Returns the callback outcome word.
 pub async fn on_transaction(
-    app: &App,
+    app: &Core,
     card: &CardRecord,
     notice: &ChannelTransaction,
-) -> Result<&'static str, ApiError> {
+) -> Result<&'static str, Error> {
     if notice.channel_transaction_id.is_empty() || notice.channel_transaction_id.len() > MAX_UPSTREAM_ID_LEN {
         return Err(mismatch("transaction id"));
     }
@@ -58,7 +58,7 @@ pub async fn on_transaction(
                 app.store.iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED {
                 // Nothing recorded: the channel delivers the notice again later.
-                return Err(ApiError::unavailable("the channel cannot be asked now; deliver again later"));
+                return Err(Error::unavailable("the channel cannot be asked now; deliver again later"));
             }
             let mut batch = WriteBatch::new();
             batch.put_raw(
@@ -75,11 +75,11 @@ pub async fn on_transaction(
 /// Asks the card's channel for the transaction and applies its answer if it
 /// agrees with what was named (card, id, amount and currency).
 async fn confirm(
-    app: &App,
+    app: &Core,
     card: &CardRecord,
     channel_transaction_id: &str,
     amount: pelago_storage::Money,
-) -> Result<Confirmed, ApiError> {
+) -> Result<Confirmed, Error> {
     let Some(channel_card_id) = card.channel_card_id.clone() else {
         return Ok(Confirmed::Contradicted("card id"));
     };
@@ -109,7 +109,7 @@ async fn confirm(
 }
 
 /// One resolver pass over transaction notices whose confirming query had no answer.
-pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
+pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let pending = app
         .store
         .iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes())
@@ -155,11 +155,11 @@ pub async fn resolve_pending(app: &App) -> Result<usize, ApiError> {
 /// outcome (`CardChannel::operation`) and settles by that answer, never by
 /// the notice's. A request that is no longer waiting changes nothing.
 pub async fn on_request_answered(
-    app: &std::sync::Arc<App>,
+    app: &std::sync::Arc<Core>,
     channel: &pelago_storage::ChannelId,
     event_id: &str,
     event: &pelago_actors::ports::ChannelEvent,
-) -> Result<&'static str, ApiError> {
+) -> Result<&'static str, Error> {
     use pelago_actors::{
         card::{
             ops::{Resolve, open_marker},
@@ -168,7 +168,7 @@ pub async fn on_request_answered(
         ports::ChannelEvent,
     };
     let unbound = |object: &str| {
-        crate::callback_rules::unbound(
+        crate::flows::callback_rules::unbound(
             app,
             crate::metrics::CallbackSource::Channel,
             channel.as_str(),
@@ -193,7 +193,7 @@ pub async fn on_request_answered(
                 return Ok("unchanged");
             }
             let outcome = app.actors.ask_card(&card.id, Resolve).await??;
-            crate::cards::settle_markers_of(app, &card.id).await?;
+            crate::flows::cards::settle_markers_of(app, &card.id).await?;
             Ok(if outcome.settled { "applied" } else { "unconfirmed" })
         }
         ChannelEvent::TopupCompleted { request_id, .. } => {
@@ -224,7 +224,7 @@ pub async fn on_request_answered(
                         pelago_actors::card::topup::ResolveTopup { id: id.clone(), debited: true },
                     )
                     .await??;
-                crate::topups::settle_reversal(app, &id).await?;
+                crate::flows::topups::settle_reversal(app, &id).await?;
                 return Ok(if topup.phase == TopupPhase::Done { "applied" } else { "unconfirmed" });
             }
             // No top-up waits for this request id: a repeat of a settled one, or a forgery; no effect.

@@ -1,0 +1,78 @@
+//! The flows: sagas across actors (card, merchant) and upstreams, each step
+//! durable before the next, each with a `resolve_pending` pass that the
+//! resolver (`server.rs`) runs to finish what a crash or an unknown upstream
+//! answer left. They take the core (`Core`: store, actors, clock, upstreams,
+//! sealer, config) and return [`Error`]; they never import `crate::http`
+//! (`tests/layering.rs` checks it): the HTTP layer calls them and maps
+//! [`Error`] to API.md §1 in `http/errors.rs`.
+
+pub mod billing;
+pub mod bootstrap;
+pub mod callback_rules;
+pub mod cardholders;
+pub mod cards;
+pub mod channel_confirm;
+pub mod channels;
+pub mod error;
+pub mod money;
+pub mod orders;
+pub mod settlement;
+pub mod topups;
+pub mod withdrawals;
+
+pub use error::Error;
+
+use crate::app;
+
+/// How a recovery marker's value records when its operation began.
+#[derive(Debug, Clone, Copy)]
+pub enum Started {
+    /// The value is the start alone: 8 bytes, big-endian Unix ms.
+    BigEndianMs,
+    /// The value is `{id} {start ms}[ ...]` (top-up and order markers).
+    AfterFirstWord,
+    /// The marker waits on nothing: due at once.
+    Now,
+}
+
+impl Started {
+    fn read(self, value: &[u8]) -> Option<i64> {
+        match self {
+            Started::BigEndianMs => value.get(..8)?.try_into().ok().map(i64::from_be_bytes),
+            Started::AfterFirstWord => std::str::from_utf8(value).ok()?.split(' ').nth(1)?.parse().ok(),
+            Started::Now => Some(i64::MIN),
+        }
+    }
+}
+
+/// Every resolver pass reads its markers here: the rows of `Tree::Operations`
+/// under `prefix` whose operation began at least `grace_ms` ago (real time),
+/// at most [`MARKERS_PER_PASS`] a pass, as (the id after the prefix, the
+/// value). A value whose start cannot be read is due (never stuck).
+pub fn due_markers(
+    core: &app::Core,
+    prefix: &str,
+    started: Started,
+    grace_ms: i64,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let now = pelago_storage::Timestamp::now_real().unix_ms();
+    let mut due = Vec::new();
+    for row in core.store.iter_raw(pelago_storage::Tree::Operations, prefix.as_bytes()).take(MARKERS_PER_PASS)
+    {
+        let (key, value) = row?;
+        if started.read(&value).is_some_and(|at| now.saturating_sub(at) < grace_ms) {
+            continue;
+        }
+        due.push((String::from_utf8_lossy(&key[prefix.len()..]).into_owned(), value));
+    }
+    Ok(due)
+}
+
+/// How many markers of one prefix a resolver pass reads at most.
+pub const MARKERS_PER_PASS: usize = 256;
+
+/// How long a marker waits before the resolver acts on it: the upstream
+/// timeout (the request that wrote it may still be waiting on it) plus 1 s.
+pub fn grace_ms(core: &app::Core) -> i64 {
+    core.config.upstream_timeout_ms as i64 + 1000
+}
