@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod merchant;
 pub mod outbox;
 pub mod ports;
+pub mod recipient;
 pub mod routing;
 pub mod runtime;
 pub mod system;
