@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod data_mode;
 pub mod failpoint;
+pub mod flows;
 pub mod http;
 pub mod jobs;
 pub mod merchants;

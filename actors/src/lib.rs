@@ -7,6 +7,7 @@
 pub mod card;
 pub mod cardholder;
 pub mod error;
+pub mod file;
 pub mod history;
 pub mod ledger;
 pub mod merchant;

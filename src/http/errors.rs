@@ -70,7 +70,17 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "payload_too_large", "request body is over 64 KiB")
+        Self::too_large_for(super::MAX_BODY_BYTES)
+    }
+
+    /// 413 naming the route's bound (64 KiB, or a file's 5 MiB).
+    pub fn too_large_for(limit_bytes: usize) -> Self {
+        let shown = if limit_bytes.is_multiple_of(1024 * 1024) {
+            format!("{} MiB", limit_bytes / (1024 * 1024))
+        } else {
+            format!("{} KiB", limit_bytes / 1024)
+        };
+        Self::new(413, "payload_too_large", format!("request body is over {shown}"))
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {

@@ -16,6 +16,7 @@ pub mod debug;
 pub mod deliveries;
 pub mod errors;
 pub mod events;
+pub mod files;
 pub mod idempotency;
 pub mod json;
 pub mod merchants;
@@ -62,6 +63,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(events::routes());
     all.extend(deliveries::routes());
     all.extend(receipts::routes());
+    all.extend(files::routes());
     all
 }
 
@@ -142,22 +144,35 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
+/// At most this many bodies above [`MAX_BODY_BYTES`] (file uploads) are read
+/// at once, so uploads hold at most 8 × 5 MiB of memory; more answer 503.
+static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+/// Reads the body, refusing more than `limit` bytes (declared or read).
+async fn read_body<S, B>(headers: &HeaderMap, mut body: S, limit: usize) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
     let declared =
         headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::too_large());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large_for(limit));
     }
+    let _permit = if limit > MAX_BODY_BYTES {
+        Some(LARGE_BODIES.try_acquire().map_err(|_| {
+            ApiError::unavailable(
+                "too many file uploads are in progress; retry with the same Idempotency-Key",
+            )
+        })?)
+    } else {
+        None
+    };
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(ApiError::too_large());
+        if buf.len() + chunk.remaining() > limit {
+            return Err(ApiError::too_large_for(limit));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -182,7 +197,10 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let body = match read_body(&headers, body).await {
+    let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
+    // The bound is the route's (files: 5 MiB), checked before authentication.
+    let limit = app.router.body_limit(&lookup, &path);
+    let body = match read_body(&headers, body, limit).await {
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
@@ -191,7 +209,6 @@ where
         Ok(caller) => caller,
         Err(e) => return ("(auth)", e.into_reply(request_id)),
     };
-    let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
     let (route, params) = match app.router.find(&lookup, &path) {
         Match::Found(route, params) => (route, params),
         Match::WrongMethod(allow) => {

@@ -51,6 +51,8 @@ trees! {
     BillingCharges => "billing_charges",
     SettlementRuns => "settlement_runs",
     Callbacks => "callbacks",
+    Files => "files",
+    FileContents => "file_contents",
     Index => "index",
 }
 

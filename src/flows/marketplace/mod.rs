@@ -1,0 +1,4 @@
+//! Marketplace I (MARKETPLACE.md §1–§5): files, recipients, onboardings,
+//! compliance, agreements.
+
+pub mod files;
