@@ -26,6 +26,7 @@ pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
+pub mod recipients;
 pub mod router;
 pub mod service;
 pub mod test_helpers;
@@ -64,6 +65,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(deliveries::routes());
     all.extend(receipts::routes());
     all.extend(files::routes());
+    all.extend(recipients::routes());
     all
 }
 

@@ -53,6 +53,7 @@ trees! {
     Callbacks => "callbacks",
     Files => "files",
     FileContents => "file_contents",
+    Recipients => "recipients",
     Index => "index",
 }
 

@@ -2,3 +2,4 @@
 //! compliance, agreements.
 
 pub mod files;
+pub mod recipients;
