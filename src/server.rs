@@ -255,6 +255,12 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("top-up", crate::topups::resolve_pending(&app).await),
                 ("card", crate::cards::resolve_pending(&app).await),
                 ("cardholder", crate::cardholders::resolve_pending(&app).await),
+                (
+                    "onboarding",
+                    crate::flows::marketplace::onboardings::resolve_pending(&app)
+                        .await
+                        .map_err(crate::http::errors::ApiError::from),
+                ),
             ];
             for (flow, pass) in &passes {
                 match pass {

@@ -31,6 +31,8 @@ pub struct Upstreams {
     client: UpstreamClient,
     channels: RwLock<HashMap<ChannelId, Arc<dyn CardChannel>>>,
     pub gateway: Arc<dyn PaymentGateway>,
+    /// The gateway's marketplace calls (recipients' onboardings).
+    pub marketplace: Arc<dyn pelago_actors::recipient::gateway::MarketplaceGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -54,8 +56,12 @@ impl Upstreams {
     ) -> Result<Upstreams, UpstreamError> {
         let client = UpstreamClient::new(UpstreamConfig { timeout_ms })?;
         let gateway = client.gateway(gateway_base_url);
+        let marketplace = Arc::new(crate::upstream::gateway_marketplace::HttpMarketplaceGateway::new(
+            client.clone(),
+            gateway_base_url,
+        ));
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
-        Ok(Upstreams { client, channels: RwLock::new(HashMap::new()), gateway, sandbox })
+        Ok(Upstreams { client, channels: RwLock::new(HashMap::new()), gateway, marketplace, sandbox })
     }
 
     /// The adapter of a channel record (sandbox channels use the live simulator address).

@@ -29,6 +29,7 @@ pub enum EventObject {
     Withdrawal(Box<crate::withdrawal::WithdrawalRecord>),
     Settlement(Box<MerchantSettlement>),
     MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
+    Onboarding(Box<crate::recipient::Onboarding>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

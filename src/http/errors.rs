@@ -122,6 +122,9 @@ impl From<Reject> for ApiError {
         match r {
             Reject::InvalidRequest { param, .. } => ApiError { param, ..ApiError::bad_request(message) },
             Reject::InvalidState { .. } => ApiError::invalid_state(message),
+            Reject::InvalidStateOn { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::invalid_state(message) }
+            }
             Reject::InsufficientFunds { .. } => ApiError::new(402, "insufficient_funds", message),
             Reject::NotFound { .. } => ApiError::new(404, "not_found", message),
             Reject::Forbidden { .. } => ApiError::forbidden(message),

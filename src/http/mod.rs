@@ -21,6 +21,7 @@ pub mod idempotency;
 pub mod json;
 pub mod merchants;
 pub mod money_admin;
+pub mod onboardings;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
@@ -66,6 +67,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(receipts::routes());
     all.extend(files::routes());
     all.extend(recipients::routes());
+    all.extend(onboardings::routes());
     all
 }
 

@@ -384,7 +384,11 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             None => format!("mrec/{merchant}/"),
         };
         let found = pagination::indexed::<RecipientRecord>(&app.store, &prefix, &page)?;
-        let found: Vec<_> = found.into_iter().filter(|r| r.merchant_id == merchant).collect();
+        let found = found
+            .into_iter()
+            .filter(|r| r.merchant_id == merchant)
+            .map(|r| pelago_actors::recipient::onboardings::with_current(&app.store, r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ApiReply::json(200, &pagination::body(found.iter().map(recipient_json).collect(), page.limit)))
     })
 }

@@ -28,6 +28,9 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
         (&Method::POST, ["control", "accounts"]) => return register(state, &req).await,
         (&Method::POST, ["control", "orders", id, "resend-callback"]) => return resend(state, id).await,
         (&Method::POST, ["control", "deposits"]) => return deposit(state, &req).await,
+        (_, ["control", "onboardings", ..]) => {
+            return super::marketplace::control(state, &req, &segments).await;
+        }
         _ => {}
     }
     let account = match authenticate(state, &req) {
@@ -46,6 +49,7 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             let op = format!("refund {id}");
             idempotent(state, &account, &req, &op, |s, a, r| refund(s, a, r, id)).await
         }
+        (_, ["onboardings", ..]) => super::marketplace::handle(state, &account, &req, &segments).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }

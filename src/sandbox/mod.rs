@@ -26,6 +26,7 @@ mod channel;
 mod checkout;
 mod faults;
 mod gateway;
+mod marketplace;
 mod notify;
 mod records;
 

@@ -54,6 +54,7 @@ trees! {
     Files => "files",
     FileContents => "file_contents",
     Recipients => "recipients",
+    Onboardings => "onboardings",
     Index => "index",
 }
 

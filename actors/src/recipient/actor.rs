@@ -23,12 +23,12 @@ pub struct RecipientDeps {
 }
 
 pub struct RecipientActor {
-    id: RecipientId,
-    deps: Arc<RecipientDeps>,
-    cell: EntityCell<RecipientRecord>,
+    pub(super) id: RecipientId,
+    pub(super) deps: Arc<RecipientDeps>,
+    pub(super) cell: EntityCell<RecipientRecord>,
 }
 
-fn cell(a: &mut RecipientActor) -> &mut EntityCell<RecipientRecord> {
+pub(super) fn cell(a: &mut RecipientActor) -> &mut EntityCell<RecipientRecord> {
     &mut a.cell
 }
 
@@ -78,6 +78,9 @@ impl RecipientActor {
 
     fn update(&mut self, data: RecipientData) -> ActorResult<(RecipientRecord, Option<FlushTicket>)> {
         let mut record = self.cell.existing("recipient")?.clone();
+        record.onboarding = super::onboardings::current(self.cell.store(), &self.id)?
+            .as_ref()
+            .map(super::onboardings::summary);
         let before = index_keys(&record);
         record.update(data, self.deps.clock.now())?;
         let after = index_keys(&record);

@@ -6,7 +6,9 @@
 //! merchant and card actors.
 
 pub mod actor;
+pub mod gateway;
 pub mod onboarding;
+pub mod onboardings;
 pub mod state;
 
 pub use actor::{CreateRecipient, GetRecipient, RecipientActor, RecipientDeps, UpdateRecipient};

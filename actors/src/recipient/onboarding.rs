@@ -9,7 +9,7 @@
 //! merchant's and has no open onboarding (the transfer rows), and what the
 //! gateway answered, are facts the caller brings in the event.
 
-use pelago_storage::{FileId, MerchantId, OnboardingId, RecipientId, Timestamp};
+use pelago_storage::{FileId, MerchantId, OnboardingId, RecipientId, Record, Timestamp, Tree};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -221,6 +221,10 @@ impl ActionType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAction {
     pub kind: ActionType,
+    /// The documents the action brings (a continue's, a supplement's),
+    /// applied with its outcome.
+    pub documents: Vec<Document>,
+    pub note: Option<String>,
     /// The gateway request id, stored before the call (§9).
     pub request_id: String,
     pub since: Timestamp,
@@ -330,12 +334,21 @@ pub struct Onboarding {
     pub pending_action: Option<PendingAction>,
     /// Whether it was ever submitted to the gateway (a cancel then tells it).
     pub submitted: bool,
+    /// The gateway's id of the latest submission, once it answered.
+    pub gateway_onboarding_id: Option<String>,
+    /// Gateway calls made so far: the next request id is `{id}-{calls + 1}`.
+    pub gateway_calls: u32,
     /// The owner a reverse-transfer returns it to: set by a transfer, cleared
     /// by its reversal.
     pub transferred_from: Option<RecipientId>,
     pub history: Vec<OnboardingEntry>,
     pub version: u64,
     pub created_at: Timestamp,
+}
+
+impl Record for Onboarding {
+    const TREE: Tree = Tree::Onboardings;
+    const SCHEMA_VERSION: u8 = 1;
 }
 
 fn valid_provider_recipient_id(raw: &str) -> bool {
@@ -394,6 +407,8 @@ impl Onboarding {
             failure_reason: None,
             pending_action: None,
             submitted: false,
+            gateway_onboarding_id: None,
+            gateway_calls: 0,
             transferred_from: None,
             history: vec![created],
             version: 1,

@@ -2,4 +2,5 @@
 //! compliance, agreements.
 
 pub mod files;
+pub mod onboardings;
 pub mod recipients;

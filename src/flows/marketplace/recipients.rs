@@ -140,7 +140,8 @@ pub async fn create(
     {
         let id = RecipientId::parse(&String::from_utf8_lossy(&id))
             .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?;
-        return app.actors.ask_recipient(&id, GetRecipient).await?;
+        let record = app.actors.ask_recipient(&id, GetRecipient).await??;
+        return Ok(pelago_actors::recipient::onboardings::with_current(&app.store, record)?);
     }
     let id = RecipientId::generate();
     let data = RecipientData {
@@ -191,7 +192,8 @@ pub async fn update(
     if let Some(v) = input.bank_account {
         data.bank_account = bank_account(app, &id, v);
     }
-    app.actors.ask_recipient(&id, UpdateRecipient(data)).await?
+    let record = app.actors.ask_recipient(&id, UpdateRecipient(data)).await??;
+    Ok(pelago_actors::recipient::onboardings::with_current(&app.store, record)?)
 }
 
 /// The merchant's recipient `raw`, from its actor; another merchant's or an
@@ -206,5 +208,6 @@ pub async fn load_owned(
     if !app.store.contains(Tree::Index, format!("mrec/{merchant_id}/{id}"))? {
         return Err(not_found());
     }
-    app.actors.ask_recipient(&id, GetRecipient).await?
+    let record = app.actors.ask_recipient(&id, GetRecipient).await??;
+    Ok(pelago_actors::recipient::onboardings::with_current(&app.store, record)?)
 }

@@ -1,0 +1,351 @@
+//! Onboardings and compliance (MARKETPLACE.md §4, §11): under the recipient
+//! that owns them now (else 404). Actions whose gateway outcome is unknown
+//! answer 202 with `pending_action`.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::recipient::{
+    Onboarding, OnboardingStatus, OnboardingType,
+    onboarding::{Document, DocumentType, MAX_DOCUMENTS, SUPPLEMENTS_MAX},
+    onboardings::Action,
+};
+use pelago_storage::FileId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    errors::ApiError,
+    idempotency,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+};
+use crate::{
+    app::App,
+    flows::marketplace::onboardings::{self, Answer},
+    upstream::{gateway_marketplace::sandbox_control, marketplace_wire},
+};
+
+const BASE: &str = "/v1/recipients/{id}/onboardings";
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, BASE, create).answers(201).also_answers(&[202]).accepts::<CreateIn>(),
+        Route::new(Method::GET, BASE, list),
+        Route::new(Method::GET, "/v1/recipients/{id}/onboardings/{oid}", get),
+        Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/continue", continue_)
+            .also_answers(&[202])
+            .accepts::<ContinueIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/cancel", cancel).also_answers(&[202]),
+        Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/supplements", supplements)
+            .also_answers(&[202])
+            .accepts::<SupplementIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/transfer", transfer)
+            .accepts::<TransferIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/reverse-transfer", reverse_transfer),
+        Route::new(Method::POST, "/v1/test_helpers/recipients/{id}/onboardings/{oid}/decide", decide)
+            .accepts::<DecideIn>(),
+        Route::new(Method::POST, "/v1/test_helpers/recipients/{id}/onboardings/{oid}/compliance", compliance)
+            .accepts::<ComplianceIn>(),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DocumentIn {
+    file_id: String,
+    /// `identity_document`, `business_license`, `bank_proof` or `other`.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateIn {
+    /// `PREVIOUSLY_ONBOARDED`, `ONE_STEP_ONBOARDING` or `TWO_STEP_ONBOARDING`.
+    #[serde(rename = "type")]
+    kind: String,
+    provider_recipient_id: Option<String>,
+    documents: Option<Vec<DocumentIn>>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ContinueIn {
+    documents: Option<Vec<DocumentIn>>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SupplementIn {
+    documents: Vec<DocumentIn>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TransferIn {
+    recipient_id: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DecideIn {
+    /// `SUCCEEDED`, `DECLINED`, `REJECTED`, `BLOCKED` or `ERROR`.
+    status: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ComplianceIn {
+    /// `approved` or `failed`.
+    result: String,
+    reason: Option<String>,
+}
+
+/// `documents` (1..10 when given; `required`: it must be given).
+fn documents(raw: Option<Vec<DocumentIn>>, required: bool) -> Result<Vec<Document>, ApiError> {
+    let Some(raw) = raw else {
+        return if required {
+            Err(ApiError::invalid("documents", "documents is required"))
+        } else {
+            Ok(vec![])
+        };
+    };
+    if raw.is_empty() || raw.len() > MAX_DOCUMENTS {
+        return Err(ApiError::invalid("documents", "documents holds 1 to 10 entries"));
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let file_id = FileId::parse(&d.file_id).map_err(|_| {
+                ApiError::invalid(format!("documents[{i}].file_id"), "no such file of this merchant")
+            })?;
+            let kind = DocumentType::parse(&d.kind).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("documents[{i}].type"),
+                    "type must be identity_document, business_license, bank_proof or other",
+                )
+            })?;
+            Ok(Document { file_id, kind })
+        })
+        .collect()
+}
+
+fn optional_text(raw: Option<String>, param: &str, max: usize) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(ApiError::invalid(param, format!("{param} must be 1 to {max} printable characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+pub fn onboarding_json(o: &Onboarding) -> Value {
+    json!({
+        "id": o.id,
+        "object": "onboarding",
+        "recipient_id": o.recipient_id,
+        "type": o.kind.as_str(),
+        "status": o.status.as_str(),
+        "provider_recipient_id": o.provider_recipient_id,
+        "documents": o.documents.iter().map(|d| json!({"file_id": d.file_id, "type": d.kind.as_str()})).collect::<Vec<_>>(),
+        "compliance": {
+            "status": o.compliance.status.as_str(),
+            "supplements_used": o.compliance.supplements_used,
+            "supplements_max": SUPPLEMENTS_MAX,
+            "reason": o.compliance.reason,
+        },
+        "failure_reason": o.failure_reason,
+        "pending_action": o.pending_action.as_ref().map(|p| json!({"type": p.kind.as_str(), "since": p.since.to_rfc3339()})),
+        "history": o.history.iter().map(|h| json!({
+            "type": h.kind.as_str(),
+            "from": h.from,
+            "to": h.to,
+            "from_recipient_id": h.from_recipient_id,
+            "to_recipient_id": h.to_recipient_id,
+            "reason": h.reason,
+            "source": h.source.as_str(),
+            "at": h.at.to_rfc3339(),
+        })).collect::<Vec<_>>(),
+        "version": o.version,
+        "created_at": o.created_at.to_rfc3339(),
+    })
+}
+
+fn answered(answer: Answer, settled_status: u16) -> ApiReply {
+    ApiReply::json(if answer.unknown { 202 } else { settled_status }, &onboarding_json(&answer.onboarding))
+}
+
+/// The body, or `{}` when the request has none (actions without fields).
+fn json_or_empty<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, ApiError> {
+    if ctx.body.is_empty() { super::json::parse_body(b"{}") } else { ctx.json() }
+}
+
+/// POST /v1/recipients/{id}/onboardings
+fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant_id = ctx.merchant_id()?.clone();
+        let req: CreateIn = ctx.json()?;
+        let kind = OnboardingType::parse(&req.kind).ok_or_else(|| {
+            ApiError::invalid(
+                "type",
+                "type must be PREVIOUSLY_ONBOARDED, ONE_STEP_ONBOARDING or TWO_STEP_ONBOARDING",
+            )
+        })?;
+        let documents = documents(req.documents, false)?;
+        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+        let answer = onboardings::create(
+            &app,
+            &merchant_id,
+            ctx.param(0),
+            kind,
+            req.provider_recipient_id,
+            documents,
+            binding,
+        )
+        .await?;
+        Ok(answered(answer, 201))
+    })
+}
+
+/// GET /v1/recipients/{id}/onboardings — newest first.
+fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let page = super::pagination::parse(&ctx.query, &[])?;
+        let all = onboardings::list(&app, ctx.merchant_id()?, ctx.param(0)).await?;
+        let start = match &page.starting_after {
+            Some(after) => all.iter().position(|o| o.id.as_str() == after).map_or(all.len(), |i| i + 1),
+            None => 0,
+        };
+        let data: Vec<Value> = all.iter().skip(start).take(page.limit + 1).map(onboarding_json).collect();
+        Ok(ApiReply::json(200, &super::pagination::body(data, page.limit)))
+    })
+}
+
+/// GET /v1/recipients/{id}/onboardings/{oid}
+fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let (_, o) = onboardings::load_owned(&app, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
+        Ok(ApiReply::json(200, &onboarding_json(&o)))
+    })
+}
+
+async fn act(app: &Arc<App>, ctx: &Ctx, action: Action) -> HandlerResult {
+    let answer = onboardings::act(app, ctx.merchant_id()?, ctx.param(0), ctx.param(1), action).await?;
+    Ok(answered(answer, 200))
+}
+
+/// POST /v1/recipients/{id}/onboardings/{oid}/continue
+fn continue_(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: ContinueIn = json_or_empty(&ctx)?;
+        let documents = documents(req.documents, false)?;
+        act(&app, &ctx, Action::Continue { documents }).await
+    })
+}
+
+/// POST /v1/recipients/{id}/onboardings/{oid}/cancel
+fn cancel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move { act(&app, &ctx, Action::Cancel).await })
+}
+
+/// POST /v1/recipients/{id}/onboardings/{oid}/supplements
+fn supplements(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: SupplementIn = ctx.json()?;
+        let documents = documents(Some(req.documents), true)?;
+        let note = optional_text(req.note, "note", 500)?;
+        act(&app, &ctx, Action::Supplement { documents, note }).await
+    })
+}
+
+/// POST /v1/recipients/{id}/onboardings/{oid}/transfer
+fn transfer(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: TransferIn = ctx.json()?;
+        let o = onboardings::transfer(
+            &app,
+            ctx.merchant_id()?,
+            ctx.param(0),
+            ctx.param(1),
+            Some(&req.recipient_id),
+        )
+        .await?;
+        Ok(ApiReply::json(200, &onboarding_json(&o)))
+    })
+}
+
+/// POST /v1/recipients/{id}/onboardings/{oid}/reverse-transfer
+fn reverse_transfer(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let o = onboardings::transfer(&app, ctx.merchant_id()?, ctx.param(0), ctx.param(1), None).await?;
+        Ok(ApiReply::json(200, &onboarding_json(&o)))
+    })
+}
+
+/// Runs a sandbox gateway control helper on the onboarding and answers once
+/// Pelago applied what the gateway then says.
+async fn helper<B: serde::Serialize>(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    what: &str,
+    body: &B,
+    allowed: fn(&Onboarding) -> bool,
+) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let (_, o) = onboardings::load_owned(app, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
+    if !allowed(&o) || o.pending_action.is_some() {
+        return Err(ApiError::invalid_state(format!(
+            "the onboarding is {} (compliance {}); the {what} helper does not apply",
+            o.status.as_str(),
+            o.compliance.status.as_str()
+        )));
+    }
+    let gateway_id = o
+        .gateway_onboarding_id
+        .clone()
+        .ok_or_else(|| ApiError::invalid_state("the gateway has not seen this onboarding"))?;
+    let outcome = sandbox_control(control, &gateway_id, what, body)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
+    let pelago_actors::ports::Outcome::Done(answer) = outcome else {
+        return Err(ApiError::upstream("the sandbox gateway's answer could not be read"));
+    };
+    let o = onboardings::report(app, &o, answer).await?;
+    Ok(ApiReply::json(200, &onboarding_json(&o)))
+}
+
+/// POST /v1/test_helpers/recipients/{id}/onboardings/{oid}/decide — sandbox only; PENDING only.
+fn decide(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: DecideIn = ctx.json()?;
+        if !matches!(req.status.as_str(), "SUCCEEDED" | "DECLINED" | "REJECTED" | "BLOCKED" | "ERROR") {
+            return Err(ApiError::invalid(
+                "status",
+                "status must be SUCCEEDED, DECLINED, REJECTED, BLOCKED or ERROR",
+            ));
+        }
+        let reason = optional_text(req.reason, "reason", 255)?;
+        let body = marketplace_wire::DecideBody { status: req.status, reason };
+        helper(&app, &ctx, "decide", &body, |o| o.status == OnboardingStatus::Pending).await
+    })
+}
+
+/// POST /v1/test_helpers/recipients/{id}/onboardings/{oid}/compliance — sandbox only; compliance `pending` only.
+fn compliance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let req: ComplianceIn = ctx.json()?;
+        if !matches!(req.result.as_str(), "approved" | "failed") {
+            return Err(ApiError::invalid("result", "result must be approved or failed"));
+        }
+        let reason = optional_text(req.reason, "reason", 255)?;
+        let body = marketplace_wire::ComplianceBody { result: req.result, reason };
+        helper(&app, &ctx, "compliance", &body, |o| {
+            o.status == OnboardingStatus::Succeeded
+                && o.compliance.status == pelago_actors::recipient::ComplianceStatus::Pending
+        })
+        .await
+    })
+}

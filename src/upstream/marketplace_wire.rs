@@ -1,0 +1,61 @@
+//! Wire types of the gateway's marketplace calls (MARKETPLACE.md §4, §11),
+//! under the gateway's `base_url`, authenticated like the other gateway calls:
+//!
+//! | call | answer |
+//! |---|---|
+//! | `POST /onboardings` [`SubmitOnboardingBody`] (request id in `Idempotency-Key`) | [`OnboardingAnswer`] |
+//! | `GET /onboardings/by-request/{request_id}` | [`OnboardingAnswer`] (404 `not_found`: never seen) |
+//! | `POST /onboardings/{id}/cancel` | [`OnboardingAnswer`] |
+//! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
+//!
+//! Statuses are Yuno's upper case (`PENDING`, `SUCCEEDED`, ...); compliance
+//! `pending|approved|failed`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitOnboardingBody {
+    pub onboarding_id: String,
+    #[serde(rename = "type")]
+    pub onboarding_type: String,
+    pub recipient_type: String,
+    pub name: String,
+    pub country: String,
+    pub id_document_number: String,
+    pub bank_account: BankAccountWire,
+    pub documents: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BankAccountWire {
+    pub account_number: String,
+    pub bank_code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnboardingAnswer {
+    pub id: String,
+    pub status: String,
+    pub provider_recipient_id: Option<String>,
+    pub compliance: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SupplementBody {
+    pub documents: Vec<String>,
+}
+
+/// Sandbox control: `POST /gateway/control/onboardings/{id}/decide`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DecideBody {
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// Sandbox control: `POST /gateway/control/onboardings/{id}/compliance`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ComplianceBody {
+    pub result: String,
+    pub reason: Option<String>,
+}
