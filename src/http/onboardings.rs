@@ -47,7 +47,35 @@ pub fn routes() -> Vec<Route> {
             .accepts::<DecideIn>(),
         Route::new(Method::POST, "/v1/test_helpers/recipients/{id}/onboardings/{oid}/compliance", compliance)
             .accepts::<ComplianceIn>(),
+        // MARKETPLACE.md §11's operator faults for the marketplace operations
+        // (`onboarding`); the other operations' faults live with their flows.
+        Route::new(Method::POST, "/admin/v1/test_helpers/gateway/faults", set_faults)
+            .accepts::<marketplace_wire::MarketplaceFault>(),
+        Route::new(Method::DELETE, "/admin/v1/test_helpers/gateway/faults", clear_faults),
     ]
+}
+
+/// POST /admin/v1/test_helpers/gateway/faults — sandbox only.
+fn set_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        let fault: marketplace_wire::MarketplaceFault = ctx.json()?;
+        crate::upstream::gateway_marketplace::sandbox_fault(control, Some(&fault))
+            .await
+            .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused the fault: {e}")))?;
+        Ok(ApiReply::json(200, &json!({"fault": fault})))
+    })
+}
+
+/// DELETE /admin/v1/test_helpers/gateway/faults — sandbox only.
+fn clear_faults(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        crate::upstream::gateway_marketplace::sandbox_fault(control, None)
+            .await
+            .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
+        Ok(ApiReply::json(200, &json!({"faults": []})))
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

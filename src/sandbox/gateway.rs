@@ -28,7 +28,7 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
         (&Method::POST, ["control", "accounts"]) => return register(state, &req).await,
         (&Method::POST, ["control", "orders", id, "resend-callback"]) => return resend(state, id).await,
         (&Method::POST, ["control", "deposits"]) => return deposit(state, &req).await,
-        (_, ["control", "onboardings", ..]) => {
+        (_, ["control", "onboardings" | "marketplace", ..]) => {
             return super::marketplace::control(state, &req, &segments).await;
         }
         _ => {}

@@ -10,8 +10,56 @@ use serde::{Deserialize, Serialize};
 
 use super::{Request, Response, State, error, internal, json, records::GatewayAccountRec};
 use crate::upstream::marketplace_wire::{
-    ComplianceBody, DecideBody, OnboardingAnswer, SubmitOnboardingBody, SupplementBody,
+    ComplianceBody, DecideBody, MarketplaceFault, MarketplaceFaultBehavior, MarketplaceOperation,
+    OnboardingAnswer, SubmitOnboardingBody, SupplementBody,
 };
+
+/// The armed marketplace faults: at most one per operation.
+#[derive(Default)]
+pub(super) struct Faults {
+    armed: Vec<MarketplaceFault>,
+}
+
+impl Faults {
+    /// Takes one use of the fault on `operation`, if armed.
+    fn take(&mut self, operation: MarketplaceOperation) -> Option<MarketplaceFault> {
+        let i = self.armed.iter().position(|f| f.operation == operation)?;
+        let fault = self.armed[i];
+        if fault.count <= 1 {
+            self.armed.remove(i);
+        } else {
+            self.armed[i].count -= 1;
+        }
+        Some(fault)
+    }
+}
+
+/// What a fault does before the call is applied: `Err` answers at once, nothing applied.
+fn before_apply(
+    state: &State,
+    operation: MarketplaceOperation,
+) -> Result<Option<MarketplaceFault>, Response> {
+    let fault = state.marketplace_faults.lock().take(operation);
+    match fault.map(|f| f.behavior) {
+        Some(MarketplaceFaultBehavior::Decline) => {
+            Err(error(StatusCode::UNPROCESSABLE_ENTITY, "declined", "declined by an injected fault"))
+        }
+        Some(MarketplaceFaultBehavior::Error) => {
+            Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "injected error, nothing applied"))
+        }
+        _ => Ok(fault),
+    }
+}
+
+/// What a fault does after the call was applied (durably): answer late.
+async fn after_apply(state: &State, fault: Option<MarketplaceFault>) {
+    let wait_ms = match fault {
+        Some(f) if f.behavior == MarketplaceFaultBehavior::Timeout => state.upstream_timeout_ms + 1000,
+        Some(f) if f.behavior == MarketplaceFaultBehavior::Delay => f.delay_ms,
+        _ => return,
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(wait_ms.min(120_000))).await;
+}
 
 /// How the recipient's name steers the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +166,22 @@ pub(super) async fn handle(
 /// `/gateway/control/onboardings/{id}/decide|compliance` (the test helpers).
 pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> Response {
     let result = match (&req.method, segments) {
+        (&Method::POST, ["control", "marketplace", "faults"]) => {
+            let fault: MarketplaceFault = match req.json() {
+                Ok(f) => f,
+                Err(response) => return response,
+            };
+            let mut faults = state.marketplace_faults.lock();
+            faults.armed.retain(|f| f.operation != fault.operation);
+            if fault.count > 0 {
+                faults.armed.push(fault);
+            }
+            return json(StatusCode::OK, &fault);
+        }
+        (&Method::DELETE, ["control", "marketplace", "faults"]) => {
+            state.marketplace_faults.lock().armed.clear();
+            return json(StatusCode::OK, &serde_json::json!({"faults": []}));
+        }
         (&Method::POST, ["control", "onboardings", id, "decide"]) => {
             let body: DecideBody = match req.json() {
                 Ok(b) => b,
@@ -203,12 +267,18 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
         Ok(b) => b,
         Err(response) => return Ok(response),
     };
+    let fault = match before_apply(state, MarketplaceOperation::Onboarding) {
+        Ok(fault) => fault,
+        Err(response) => return Ok(response),
+    };
     let ticket = {
         let _guard = state.write_lock.lock().await;
         let rkey = request_key(&account.merchant_id, request_id);
         if let Some(id) = state.store.get_raw(Tree::Index, &rkey)? {
             let id = String::from_utf8_lossy(&id).into_owned();
             let existing = state.store.get::<SandboxOnboarding>(key(&id))?;
+            drop(_guard);
+            after_apply(state, fault).await;
             return Ok(match existing {
                 Some(o) => json(StatusCode::OK, &o.answer()),
                 None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lost onboarding"),
@@ -231,6 +301,7 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
         (ticket, o)
     };
     state.store.wait_durable(ticket.0).await?;
+    after_apply(state, fault).await;
     Ok(json(StatusCode::CREATED, &ticket.1.answer()))
 }
 
@@ -259,6 +330,14 @@ async fn change(
     request_id: Option<&str>,
     f: impl FnOnce(&mut SandboxOnboarding) -> Result<(), String>,
 ) -> Result<Response, StoreError> {
+    let fault = if account.is_some() {
+        match before_apply(state, MarketplaceOperation::Onboarding) {
+            Ok(fault) => fault,
+            Err(response) => return Ok(response),
+        }
+    } else {
+        None
+    };
     let (ticket, o) = {
         let _guard = state.write_lock.lock().await;
         let Some(mut o) = state.store.get::<SandboxOnboarding>(key(id))? else {
@@ -284,5 +363,6 @@ async fn change(
         (state.store.commit(batch)?, o)
     };
     state.store.wait_durable(ticket).await?;
+    after_apply(state, fault).await;
     Ok(json(StatusCode::OK, &o.answer()))
 }

@@ -78,6 +78,8 @@ pub(crate) struct State {
     /// Serialises every mutating call (check + apply + commit).
     write_lock: tokio::sync::Mutex<()>,
     faults: parking_lot::Mutex<faults::Faults>,
+    /// The marketplace calls' faults (in memory, like the others).
+    marketplace_faults: parking_lot::Mutex<marketplace::Faults>,
     notifier: notify::Notifier,
     /// The address actually bound, for checkout URLs.
     listen: SocketAddr,
@@ -124,6 +126,7 @@ pub async fn serve(
         sealer: crate::security::secrets::Sealer::new(&credentials_key),
         write_lock: tokio::sync::Mutex::new(()),
         faults: parking_lot::Mutex::new(faults::Faults::default()),
+        marketplace_faults: parking_lot::Mutex::new(marketplace::Faults::default()),
         notifier,
         listen,
         upstream_timeout_ms: config.upstream_timeout_ms,

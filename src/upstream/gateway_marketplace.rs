@@ -160,3 +160,21 @@ pub async fn sandbox_control<B: serde::Serialize>(
     .await?;
     Ok(convert(Outcome::Done(answer)))
 }
+
+/// Arms (or, with `None`, clears) the sandbox gateway's marketplace faults.
+pub async fn sandbox_fault(
+    control: &super::sandbox::SandboxControl,
+    fault: Option<&wire::MarketplaceFault>,
+) -> Result<(), super::UpstreamError> {
+    let path = "/gateway/control/marketplace/faults";
+    match fault {
+        Some(f) => {
+            super::http_util::send_control::<serde_json::Value>(control.request(Method::POST, path).json(f))
+                .await?
+        }
+        None => {
+            super::http_util::send_control::<serde_json::Value>(control.request(Method::DELETE, path)).await?
+        }
+    };
+    Ok(())
+}

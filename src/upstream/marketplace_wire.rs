@@ -59,3 +59,38 @@ pub struct ComplianceBody {
     pub result: String,
     pub reason: Option<String>,
 }
+
+/// Sandbox control: `POST /gateway/control/marketplace/faults` (`DELETE` clears):
+/// the next `count` marketplace calls of `operation` (`onboarding`: submit,
+/// cancel, supplement) misbehave as `behavior`: `decline` (refused, nothing
+/// applied), `error` (500, nothing applied), `timeout` (applied, answered after
+/// Pelago's upstream timeout + 1 s), `delay` (applied, answered after `delay_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketplaceFault {
+    pub operation: MarketplaceOperation,
+    pub behavior: MarketplaceFaultBehavior,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketplaceOperation {
+    Onboarding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketplaceFaultBehavior {
+    Decline,
+    Error,
+    Timeout,
+    Delay,
+}
