@@ -256,6 +256,12 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("card", crate::cards::resolve_pending(&app).await),
                 ("cardholder", crate::cardholders::resolve_pending(&app).await),
                 (
+                    "agreement",
+                    crate::flows::marketplace::agreements::resolve_pending(&app)
+                        .await
+                        .map_err(crate::http::errors::ApiError::from),
+                ),
+                (
                     "onboarding",
                     crate::flows::marketplace::onboardings::resolve_pending(&app)
                         .await

@@ -33,6 +33,8 @@ pub struct Upstreams {
     pub gateway: Arc<dyn PaymentGateway>,
     /// The gateway's marketplace calls (recipients' onboardings).
     pub marketplace: Arc<dyn pelago_actors::recipient::gateway::MarketplaceGateway>,
+    /// The gateway's agreement signing (recipients' split and commission agreements).
+    pub agreements: Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -60,8 +62,17 @@ impl Upstreams {
             client.clone(),
             gateway_base_url,
         ));
+        let agreements =
+            Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>;
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
-        Ok(Upstreams { client, channels: RwLock::new(HashMap::new()), gateway, marketplace, sandbox })
+        Ok(Upstreams {
+            client,
+            channels: RwLock::new(HashMap::new()),
+            gateway,
+            marketplace,
+            agreements,
+            sandbox,
+        })
     }
 
     /// The adapter of a channel record (sandbox channels use the live simulator address).

@@ -30,6 +30,7 @@ pub enum EventObject {
     Settlement(Box<MerchantSettlement>),
     MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
     Onboarding(Box<crate::recipient::Onboarding>),
+    Agreement(Box<crate::recipient::agreement::AgreementRecord>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

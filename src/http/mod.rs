@@ -6,6 +6,7 @@
 //!
 //! One file per resource; each handler's doc comment is its route.
 
+pub mod agreements;
 pub mod auth;
 pub mod balance;
 pub mod callbacks;
@@ -68,6 +69,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(files::routes());
     all.extend(recipients::routes());
     all.extend(onboardings::routes());
+    all.extend(agreements::routes());
     all
 }
 

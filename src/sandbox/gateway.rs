@@ -49,7 +49,9 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             let op = format!("refund {id}");
             idempotent(state, &account, &req, &op, |s, a, r| refund(s, a, r, id)).await
         }
-        (_, ["onboardings", ..]) => super::marketplace::handle(state, &account, &req, &segments).await,
+        (_, ["onboardings" | "agreements", ..]) => {
+            super::marketplace::handle(state, &account, &req, &segments).await
+        }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }

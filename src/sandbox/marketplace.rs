@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Request, Response, State, error, internal, json, records::GatewayAccountRec};
 use crate::upstream::marketplace_wire::{
-    ComplianceBody, DecideBody, MarketplaceFault, MarketplaceFaultBehavior, MarketplaceOperation,
-    OnboardingAnswer, SubmitOnboardingBody, SupplementBody,
+    AgreementAnswer, ComplianceBody, DecideBody, MarketplaceFault, MarketplaceFaultBehavior,
+    MarketplaceOperation, OnboardingAnswer, SignAgreementBody, SubmitOnboardingBody, SupplementBody,
 };
 
 /// The armed marketplace faults: at most one per operation.
@@ -134,6 +134,16 @@ pub(super) async fn handle(
 ) -> Response {
     let result = match (&req.method, segments) {
         (&Method::POST, ["onboardings"]) => submit(state, account, req).await,
+        (&Method::POST, ["agreements"]) => sign_agreement(state, account, req).await,
+        (&Method::GET, ["agreements", "by-request", request_id]) => {
+            let rkey = format!("gwareq/{}/{request_id}", account.merchant_id);
+            state.store.get_raw(Tree::Index, rkey).map(|found| match found {
+                Some(answer) => super::raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
+                None => {
+                    error(StatusCode::NOT_FOUND, "not_found", "no agreement was signed with this request id")
+                }
+            })
+        }
         (&Method::GET, ["onboardings", "by-request", request_id]) => by_request(state, account, request_id),
         (&Method::POST, ["onboardings", id, "cancel"]) => {
             change(state, Some(account), id, req.idempotency_key(), |o| {
@@ -365,4 +375,53 @@ async fn change(
     state.store.wait_durable(ticket).await?;
     after_apply(state, fault).await;
     Ok(json(StatusCode::OK, &o.answer()))
+}
+
+/// Agreements are signed at once (§11), once per request id.
+async fn sign_agreement(
+    state: &State,
+    account: &GatewayAccountRec,
+    req: &Request,
+) -> Result<Response, StoreError> {
+    let Some(request_id) = req.idempotency_key() else {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the Idempotency-Key header is required",
+        ));
+    };
+    let body: SignAgreementBody = match req.json() {
+        Ok(b) => b,
+        Err(response) => return Ok(response),
+    };
+    if !matches!(body.agreement_type.as_str(), "split" | "commission")
+        || body.provider_recipient_id.is_empty()
+    {
+        return Ok(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "unknown agreement type or recipient",
+        ));
+    }
+    let fault = match before_apply(state, MarketplaceOperation::Agreement) {
+        Ok(fault) => fault,
+        Err(response) => return Ok(response),
+    };
+    let rkey = format!("gwareq/{}/{request_id}", account.merchant_id);
+    let (ticket, answer) = {
+        let _guard = state.write_lock.lock().await;
+        match state.store.get_raw(Tree::Index, &rkey)? {
+            Some(stored) => (state.store.ticket(), String::from_utf8_lossy(&stored).into_owned()),
+            None => {
+                let answer = AgreementAnswer { id: super::new_id("gwa"), status: "signed".into() };
+                let answer = serde_json::to_string(&answer).expect("wire types always serialise");
+                let mut batch = WriteBatch::new();
+                batch.put_raw(Tree::Index, &rkey, answer.as_bytes());
+                (state.store.commit(batch)?, answer)
+            }
+        }
+    };
+    state.store.wait_durable(ticket).await?;
+    after_apply(state, fault).await;
+    Ok(super::raw_json(201, answer))
 }

@@ -7,7 +7,10 @@ use pelago_actors::{
     ports::{GatewayAccount, Outcome},
     recipient::{
         ComplianceStatus, OnboardingStatus,
-        gateway::{GatewayOnboarding, MarketplaceGateway, OnboardingSubmission},
+        gateway::{
+            AgreementGateway, AgreementSigning, GatewayOnboarding, MarketplaceGateway, OnboardingSubmission,
+            SignedAgreement,
+        },
     },
 };
 use pelago_storage::FileId;
@@ -140,6 +143,46 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
                 wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
             let rb = self.request(&account, Method::POST, &path, Some(&request_id)).json(&body);
             convert(send::<wire::OnboardingAnswer>(rb).await)
+        }
+        .boxed()
+    }
+}
+
+fn signed(outcome: Outcome<wire::AgreementAnswer>) -> Outcome<SignedAgreement> {
+    match outcome {
+        Outcome::Done(a) if a.status == "signed" => {
+            Outcome::Done(SignedAgreement { gateway_agreement_id: a.id })
+        }
+        Outcome::Done(a) => Outcome::Unknown { detail: format!("agreement status {}", a.status) },
+        Outcome::Declined { reason } => Outcome::Declined { reason },
+        Outcome::Unknown { detail } => Outcome::Unknown { detail },
+    }
+}
+
+impl AgreementGateway for HttpMarketplaceGateway {
+    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+        async move {
+            let body = wire::SignAgreementBody {
+                agreement_id: req.agreement_id.to_string(),
+                provider_recipient_id: req.provider_recipient_id,
+                agreement_type: req.agreement_type.to_owned(),
+                max_commission_bps: req.max_commission_bps,
+            };
+            let rb =
+                self.request(&req.account, Method::POST, "/agreements", Some(&req.request_id)).json(&body);
+            signed(send::<wire::AgreementAnswer>(rb).await)
+        }
+        .boxed()
+    }
+
+    fn query_agreement(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+        async move {
+            let path = format!("/agreements/by-request/{}", encode(&request_id));
+            signed(send::<wire::AgreementAnswer>(self.request(&account, Method::GET, &path, None)).await)
         }
         .boxed()
     }

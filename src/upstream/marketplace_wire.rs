@@ -7,6 +7,8 @@
 //! | `GET /onboardings/by-request/{request_id}` | [`OnboardingAnswer`] (404 `not_found`: never seen) |
 //! | `POST /onboardings/{id}/cancel` | [`OnboardingAnswer`] |
 //! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
+//! | `POST /agreements` [`SignAgreementBody`] (request id in `Idempotency-Key`) | [`AgreementAnswer`] |
+//! | `GET /agreements/by-request/{request_id}` | [`AgreementAnswer`] (404 `not_found`: never seen) |
 //!
 //! Statuses are Yuno's upper case (`PENDING`, `SUCCEEDED`, ...); compliance
 //! `pending|approved|failed`.
@@ -39,6 +41,22 @@ pub struct OnboardingAnswer {
     pub provider_recipient_id: Option<String>,
     pub compliance: Option<String>,
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignAgreementBody {
+    pub agreement_id: String,
+    pub provider_recipient_id: String,
+    #[serde(rename = "type")]
+    pub agreement_type: String,
+    pub max_commission_bps: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgreementAnswer {
+    pub id: String,
+    /// `signed`.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,6 +102,7 @@ fn one() -> u32 {
 #[serde(rename_all = "snake_case")]
 pub enum MarketplaceOperation {
     Onboarding,
+    Agreement,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -55,6 +55,7 @@ trees! {
     FileContents => "file_contents",
     Recipients => "recipients",
     Onboardings => "onboardings",
+    Agreements => "agreements",
     Index => "index",
 }
 

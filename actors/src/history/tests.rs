@@ -9,7 +9,7 @@ use super::*;
 use crate::{
     card::{CardStatus, order::OrderStatus, topup::TopupStatus},
     cardholder::CardholderStatus,
-    recipient::{ComplianceStatus, OnboardingStatus},
+    recipient::{ComplianceStatus, OnboardingStatus, agreement::AgreementStatus},
     withdrawal::WithdrawalStatus,
 };
 
@@ -137,6 +137,7 @@ fn documented<S: Status>() -> Vec<(&'static str, &'static str)> {
             ("ERROR", "CANCELED"),
             ("SUCCEEDED", "BLOCKED"),
         ],
+        "agreement" => &[("pending", "signed"), ("pending", "failed"), ("signed", "superseded")],
         "compliance review" => &[
             ("not_started", "pending"),
             ("pending", "approved"),
@@ -182,6 +183,7 @@ fn every_machine_allows_exactly_its_documented_edges() {
     exactly_the_documented_edges::<CardStatus>();
     exactly_the_documented_edges::<OnboardingStatus>();
     exactly_the_documented_edges::<ComplianceStatus>();
+    exactly_the_documented_edges::<AgreementStatus>();
 }
 
 /// Walks random commands over one machine: the status only ever moves along

@@ -5,7 +5,7 @@
 //! answers the same protocol.
 
 use futures::future::BoxFuture;
-use pelago_storage::{FileId, OnboardingId};
+use pelago_storage::{AgreementId, FileId, OnboardingId};
 
 use super::onboarding::{ComplianceStatus, OnboardingStatus};
 use crate::ports::{GatewayAccount, Outcome, SecretString};
@@ -61,4 +61,31 @@ pub trait MarketplaceGateway: Send + Sync {
         request_id: String,
         documents: Vec<FileId>,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+}
+
+/// An agreement to sign at the gateway for a recipient onboarded there.
+pub struct AgreementSigning {
+    pub account: GatewayAccount,
+    pub request_id: String,
+    pub agreement_id: AgreementId,
+    pub provider_recipient_id: String,
+    /// `split` or `commission`.
+    pub agreement_type: &'static str,
+    pub max_commission_bps: Option<u32>,
+}
+
+/// The gateway signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAgreement {
+    pub gateway_agreement_id: String,
+}
+
+pub trait AgreementGateway: Send + Sync {
+    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>>;
+    /// The signing made with `request_id`; `Declined` when the gateway never saw it.
+    fn query_agreement(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<SignedAgreement>>;
 }

@@ -6,6 +6,7 @@
 //! merchant and card actors.
 
 pub mod actor;
+pub mod agreement;
 pub mod gateway;
 pub mod onboarding;
 pub mod onboardings;

@@ -76,6 +76,8 @@ pub fn summary(o: &Onboarding) -> OnboardingSummary {
 /// The recipient with its current onboarding filled in.
 pub fn with_current(store: &Store, mut record: RecipientRecord) -> Result<RecipientRecord, StoreError> {
     record.onboarding = current(store, &record.id)?.as_ref().map(summary);
+    record.split_agreement_signed =
+        super::agreement::signed(store, &record.id, super::agreement::AgreementType::Split)?.is_some();
     Ok(record)
 }
 
