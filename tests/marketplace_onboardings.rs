@@ -339,4 +339,24 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         "newest first, the latest version"
     );
     assert!(!serde_json::to_string(events).unwrap().contains("ACC123456"));
+
+    // The numbers sent to the gateway in every submission are in clear nowhere:
+    // not in Pelago's store, the simulator's, or the log.
+    assert_eq!(svc.terminate().code(), Some(0));
+    let log = std::fs::read(dir.path().with_extension("log")).unwrap_or_default();
+    let mut places = common::all_bytes_under(dir.path());
+    places.push(("log".into(), log));
+    assert!(
+        places.iter().any(|(p, _)| p.starts_with(dir.path().join("sandbox"))),
+        "the simulator's store is scanned"
+    );
+    for secret in ["ACC123456", "P1234567"] {
+        for (place, bytes) in &places {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {}",
+                place.display()
+            );
+        }
+    }
 }
