@@ -340,6 +340,25 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     );
     assert!(!serde_json::to_string(events).unwrap().contains("ACC123456"));
 
+    // Decisions by the helpers reached Pelago as signed callbacks, acted on through a query;
+    // a forged one is refused.
+    let applied = svc
+        .log()
+        .lines()
+        .filter(|l| l.contains("gateway onboarding callback") && l.contains("applied"))
+        .count();
+    assert!(applied >= 5, "the decide/compliance helpers' callbacks were applied: {applied}");
+    let forged = json!({"event_id": "evt_x", "merchant_id": "gw_nobody", "onboarding_id": "gwo_x"});
+    let r = svc
+        .http
+        .post(svc.url("/callbacks/gateway/marketplace"))
+        .header("X-Gateway-Signature", "t=1,v1=00")
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // The numbers sent to the gateway in every submission are in clear nowhere:
     // not in Pelago's store, the simulator's, or the log.
     assert_eq!(svc.terminate().code(), Some(0));

@@ -122,7 +122,7 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
 }
 
 /// The key the gateway signed with: the platform's account or a merchant's own.
-async fn gateway_key(
+pub(super) async fn gateway_key(
     app: &App,
     account_merchant_id: &str,
 ) -> Result<Option<(Option<MerchantId>, String)>, ApiError> {

@@ -52,7 +52,32 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/admin/v1/test_helpers/gateway/faults", set_faults)
             .accepts::<marketplace_wire::MarketplaceFault>(),
         Route::new(Method::DELETE, "/admin/v1/test_helpers/gateway/faults", clear_faults),
+        Route::new(Method::POST, "/callbacks/gateway/marketplace", gateway_callback),
     ]
+}
+
+/// POST /callbacks/gateway/marketplace — the gateway decided or reviewed an
+/// onboarding. Signed like `/callbacks/gateway`; acted on only through a
+/// query of the onboarding under the account that signed (duplicates and any
+/// order: one effect).
+fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        use crate::upstream::callbacks as wire;
+        let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
+            ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
+        })?;
+        let callback: marketplace_wire::OnboardingCallback = serde_json::from_slice(&ctx.body)
+            .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
+        let (merchant, key) = super::callbacks::gateway_key(&app, &callback.merchant_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
+        wire::verify(header, key.as_bytes(), &ctx.body, pelago_storage::Timestamp::now_real().unix_seconds())
+            .map_err(|_| ApiError::unauthenticated("bad callback signature"))?;
+        let outcome =
+            onboardings::on_gateway_callback(&app, merchant.as_ref(), &callback.onboarding_id).await?;
+        tracing::info!(event_id = %callback.event_id, outcome, "gateway onboarding callback");
+        Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
+    })
 }
 
 /// POST /admin/v1/test_helpers/gateway/faults — sandbox only.

@@ -145,6 +145,12 @@ pub(super) async fn handle(
             })
         }
         (&Method::GET, ["onboardings", "by-request", request_id]) => by_request(state, account, request_id),
+        (&Method::GET, ["onboardings", id]) => {
+            state.store.get::<SandboxOnboarding>(key(id)).map(|found| match found {
+                Some(o) if o.merchant_id == account.merchant_id => json(StatusCode::OK, &o.answer()),
+                _ => error(StatusCode::NOT_FOUND, "not_found", "no such onboarding"),
+            })
+        }
         (&Method::POST, ["onboardings", id, "cancel"]) => {
             change(state, Some(account), id, req.idempotency_key(), |o| {
                 if matches!(o.status.as_str(), "DECLINED" | "BLOCKED" | "CANCELED" | "SUCCEEDED") {
@@ -237,7 +243,38 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
         }
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
-    result.unwrap_or_else(internal)
+    let response = result.unwrap_or_else(internal);
+    if response.status() == StatusCode::OK
+        && let ["control", "onboardings", id, _] = segments
+    {
+        notify(state, id).await;
+    }
+    response
+}
+
+/// Sends the signed callback about onboarding `id` to its account, before the
+/// control endpoint answers (so a helper returns once Pelago processed it).
+async fn notify(state: &State, id: &str) {
+    let Ok(Some(o)) = state.store.get::<SandboxOnboarding>(key(id)) else { return };
+    let Ok(Some(account)) = state.store.get::<GatewayAccountRec>(format!("account/{}", o.merchant_id)) else {
+        return;
+    };
+    let event_id = super::new_id("evt");
+    let body = crate::upstream::marketplace_wire::OnboardingCallback {
+        event_id: event_id.clone(),
+        merchant_id: o.merchant_id.clone(),
+        onboarding_id: o.id.clone(),
+    };
+    let callback = super::notify::Callback {
+        url: format!("{}/marketplace", account.callback_url),
+        signature_header: crate::upstream::callbacks::GATEWAY_SIGNATURE_HEADER,
+        key: state.open(&account.api_key, &GatewayAccountRec::api_key_context(&account.merchant_id)),
+        body: serde_json::to_string(&body).expect("wire types always serialise"),
+        event_id,
+    };
+    if !state.notifier.deliver(&callback, 1).await {
+        tracing::warn!(event_id = %callback.event_id, "onboarding callback undelivered");
+    }
 }
 
 /// The last word of the name decides (§11).

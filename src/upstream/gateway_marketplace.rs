@@ -116,6 +116,18 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         .boxed()
     }
 
+    fn get_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let path = format!("/onboardings/{}", encode(&gateway_onboarding_id));
+            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
+        }
+        .boxed()
+    }
+
     fn cancel_onboarding(
         &self,
         account: GatewayAccount,

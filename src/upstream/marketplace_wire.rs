@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `POST /onboardings` [`SubmitOnboardingBody`] (request id in `Idempotency-Key`) | [`OnboardingAnswer`] |
 //! | `GET /onboardings/by-request/{request_id}` | [`OnboardingAnswer`] (404 `not_found`: never seen) |
+//! | `GET /onboardings/{id}` | [`OnboardingAnswer`] |
 //! | `POST /onboardings/{id}/cancel` | [`OnboardingAnswer`] |
 //! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
 //! | `POST /agreements` [`SignAgreementBody`] (request id in `Idempotency-Key`) | [`AgreementAnswer`] |
@@ -41,6 +42,18 @@ pub struct OnboardingAnswer {
     pub provider_recipient_id: Option<String>,
     pub compliance: Option<String>,
     pub reason: Option<String>,
+}
+
+/// A signed callback (`X-Gateway-Signature`, like the gateway's other
+/// callbacks) to `{callback_url}/marketplace` when the gateway decides or
+/// reviews an onboarding on its own. Pelago acts on it only through a query
+/// of the onboarding (`GET /onboardings/{id}`), never on the body alone.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OnboardingCallback {
+    pub event_id: String,
+    /// The gateway account the onboarding was submitted under.
+    pub merchant_id: String,
+    pub onboarding_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

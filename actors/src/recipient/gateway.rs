@@ -48,6 +48,12 @@ pub trait MarketplaceGateway: Send + Sync {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    /// The gateway onboarding `gateway_onboarding_id` as the gateway sees it now.
+    fn get_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
     fn cancel_onboarding(
         &self,
         account: GatewayAccount,

@@ -47,6 +47,11 @@ pub fn pending_marker(onboarding: &OnboardingId) -> String {
     format!("{PENDING_PREFIX}{onboarding}")
 }
 
+/// `gwonb/{gateway onboarding id}` → the onboarding (callbacks name the gateway's id).
+pub fn gateway_key(gateway_onboarding_id: &str) -> String {
+    format!("gwonb/{gateway_onboarding_id}")
+}
+
 fn provider_key(merchant: &MerchantId, provider_recipient_id: &str) -> String {
     format!("mprov/{merchant}/{provider_recipient_id}")
 }
@@ -197,6 +202,9 @@ impl RecipientActor {
             batch.delete(Tree::Index, owned_key(&b.recipient_id, &b.id));
         }
         batch.put_raw(Tree::Index, owned_key(&after.recipient_id, &after.id), []);
+        if let Some(gateway_id) = &after.gateway_onboarding_id {
+            batch.put_raw(Tree::Index, gateway_key(gateway_id), key);
+        }
         // The resolver's marker: present exactly while a gateway outcome is unknown.
         match &after.pending_action {
             Some(_) => {

@@ -333,3 +333,29 @@ pub async fn resolve_pending(app: &Arc<App>) -> Result<usize, ActorError> {
     }
     Ok(resolved)
 }
+
+/// A signed gateway callback about gateway onboarding `gateway_onboarding_id`
+/// of `merchant`'s account: the onboarding is queried and what the query says
+/// is applied (the body is not trusted). Returns what happened.
+pub async fn on_gateway_callback(
+    app: &Arc<App>,
+    merchant: Option<&MerchantId>,
+    gateway_onboarding_id: &str,
+) -> Result<&'static str, ActorError> {
+    let gateway_key = pelago_actors::recipient::onboardings::gateway_key(gateway_onboarding_id);
+    let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Ok("unknown_onboarding") };
+    let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Ok("unknown_onboarding") };
+    if merchant != Some(&onboarding.merchant_id) {
+        return Ok("foreign_onboarding");
+    }
+    let account = account(app, &onboarding.merchant_id).await?;
+    match app.upstreams.marketplace.get_onboarding(account, gateway_onboarding_id.to_owned()).await {
+        Outcome::Done(answer) => {
+            let before = onboarding.version;
+            let after = report(app, &onboarding, answer).await?;
+            Ok(if after.version == before { "unchanged" } else { "applied" })
+        }
+        // Not confirmed now: the resolver or the next callback will tell.
+        _ => Err(ActorError::unavailable("the gateway could not confirm the onboarding; retry")),
+    }
+}
