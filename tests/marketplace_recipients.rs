@@ -197,7 +197,14 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
     assert_eq!(moved["data"][0]["id"], ada["id"]);
 
     // The numbers in clear: nowhere in the debug API, the data dir or the log.
-    let debug = svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().text().await.unwrap();
+    let mut debug = svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().text().await.unwrap();
+    for rec in [&id, acme["id"].as_str().unwrap()] {
+        let r = svc.admin(Method::GET, &format!("/debug/v1/actors/recipients/{rec}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let view = r.text().await.unwrap();
+        assert!(view.contains("****"), "{view}");
+        debug.push_str(&view);
+    }
     assert_eq!(svc.terminate().code(), Some(0));
     let log = std::fs::read(dir.path().with_extension("log")).unwrap_or_default();
     let mut places = all_bytes_under(dir.path());
