@@ -79,6 +79,17 @@ async fn agreements_are_signed_superseded_and_resolved() {
         statuses,
         [(second["id"].clone(), json!("signed")), (first["id"].clone(), json!("superseded"))]
     );
+    let (_, page) = send(&svc, &key, Method::GET, &format!("{path}?type=split&limit=1"), None).await;
+    assert_eq!(
+        (page["data"][0]["id"].clone(), page["has_more"].clone()),
+        (second["id"].clone(), json!(true))
+    );
+    let next = format!("{path}?type=split&limit=1&starting_after={}", second["id"].as_str().unwrap());
+    let (_, page) = send(&svc, &key, Method::GET, &next, None).await;
+    assert_eq!(
+        (page["data"][0]["id"].clone(), page["has_more"].clone()),
+        (first["id"].clone(), json!(false))
+    );
     let (status, _) = send(&svc, &key, Method::GET, &format!("{path}?type=loan"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = send(&svc, &other_key, Method::GET, &path, None).await;

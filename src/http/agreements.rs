@@ -81,7 +81,7 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     })
 }
 
-/// GET /v1/recipients/{id}/agreements — newest first; `?type=` filters.
+/// GET /v1/recipients/{id}/agreements — newest first, paginated; `?type=` filters.
 fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let page = pagination::parse(&ctx.query, &["type"])?;
@@ -92,12 +92,11 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             ),
             None => None,
         };
-        let all = agreements::list(&app, ctx.merchant_id()?, ctx.param(0), kind).await?;
-        let start = match &page.starting_after {
-            Some(after) => all.iter().position(|a| a.id.as_str() == after).map_or(all.len(), |i| i + 1),
-            None => 0,
-        };
-        let data: Vec<Value> = all.iter().skip(start).take(page.limit + 1).map(agreement_json).collect();
+        let recipient =
+            crate::flows::marketplace::recipients::load_owned(&app, ctx.merchant_id()?, ctx.param(0)).await?;
+        let prefix = pelago_actors::recipient::agreement::owned_prefix(&recipient.id, kind);
+        let found = pagination::indexed::<AgreementRecord>(&app.store, &prefix, &page)?;
+        let data: Vec<Value> = found.iter().map(agreement_json).collect();
         Ok(ApiReply::json(200, &pagination::body(data, page.limit)))
     })
 }

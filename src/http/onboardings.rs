@@ -263,16 +263,15 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     })
 }
 
-/// GET /v1/recipients/{id}/onboardings — newest first.
+/// GET /v1/recipients/{id}/onboardings — newest first, paginated.
 fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let page = super::pagination::parse(&ctx.query, &[])?;
-        let all = onboardings::list(&app, ctx.merchant_id()?, ctx.param(0)).await?;
-        let start = match &page.starting_after {
-            Some(after) => all.iter().position(|o| o.id.as_str() == after).map_or(all.len(), |i| i + 1),
-            None => 0,
-        };
-        let data: Vec<Value> = all.iter().skip(start).take(page.limit + 1).map(onboarding_json).collect();
+        let recipient =
+            crate::flows::marketplace::recipients::load_owned(&app, ctx.merchant_id()?, ctx.param(0)).await?;
+        let prefix = pelago_actors::recipient::onboardings::owned_prefix(&recipient.id);
+        let found = super::pagination::indexed::<Onboarding>(&app.store, &prefix, &page)?;
+        let data = found.iter().map(onboarding_json).collect();
         Ok(ApiReply::json(200, &super::pagination::body(data, page.limit)))
     })
 }

@@ -96,8 +96,12 @@ impl AgreementRecord {
     }
 }
 
-pub fn owned_prefix(recipient: &RecipientId) -> String {
-    format!("recagr/{recipient}/")
+/// The recipient's agreements (`None`) or those of one type, in id order.
+pub fn owned_prefix(recipient: &RecipientId, kind: Option<AgreementType>) -> String {
+    match kind {
+        None => format!("recagr/{recipient}/"),
+        Some(k) => format!("recagrtype/{recipient}/{}/", k.as_str()),
+    }
 }
 
 fn signed_key(recipient: &RecipientId, kind: AgreementType) -> String {
@@ -179,7 +183,8 @@ impl RecipientActor {
         let mut batch = WriteBatch::new();
         batch.expect_absent(Tree::Agreements, record.id.as_bytes());
         self.stage_agreement(&mut batch, &record)?;
-        batch.put_raw(Tree::Index, format!("{}{}", owned_prefix(&self.id), record.id), []);
+        batch.put_raw(Tree::Index, format!("{}{}", owned_prefix(&self.id, None), record.id), []);
+        batch.put_raw(Tree::Index, format!("{}{}", owned_prefix(&self.id, Some(record.kind)), record.id), []);
         batch.put_raw(Tree::Operations, pending_marker(&record.id), self.id.as_bytes());
         let ticket = store.commit(batch)?;
         Ok((record, Some(ticket)))

@@ -11,7 +11,7 @@ use pelago_actors::{
     recipient::{
         agreement::{
             AgreementRecord, AgreementStatus, AgreementType, CreateAgreement, FinishAgreement, NewAgreement,
-            PENDING_PREFIX, owned_prefix,
+            PENDING_PREFIX,
         },
         gateway::AgreementSigning,
     },
@@ -110,27 +110,6 @@ pub async fn create(
         return Ok(Answer { agreement, unknown: false });
     }
     sign(app, agreement, false).await
-}
-
-/// The recipient's agreements, newest first (`kind` filters).
-pub async fn list(
-    app: &Arc<App>,
-    merchant_id: &MerchantId,
-    raw_recipient: &str,
-    kind: Option<AgreementType>,
-) -> Result<Vec<AgreementRecord>, ActorError> {
-    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let prefix = owned_prefix(&recipient.id);
-    let keys = app.store.scan_keys(Tree::Index, prefix.as_bytes(), None, true, 1_000)?;
-    let mut out = Vec::new();
-    for key in keys {
-        if let Some(a) = app.store.get::<AgreementRecord>(&key[prefix.len()..])?
-            && kind.is_none_or(|k| a.kind == k)
-        {
-            out.push(a);
-        }
-    }
-    Ok(out)
 }
 
 /// The resolver's pass over agreements whose signing is unknown.

@@ -16,7 +16,7 @@ use pelago_actors::{
         onboarding::{ActionType, Document},
         onboardings::{
             Action, BeginAction, CreateOnboarding, FinishAction, GatewayCall, PENDING_PREFIX,
-            ReportOnboarding, TransferOnboarding, owned_prefix,
+            ReportOnboarding, TransferOnboarding,
         },
     },
 };
@@ -209,24 +209,6 @@ pub async fn load_owned(
         .filter(|o| o.recipient_id == recipient.id && &o.merchant_id == merchant_id)
         .ok_or_else(not_found)?;
     Ok((recipient, onboarding))
-}
-
-/// The recipient's onboardings (the ones it owns now), newest first.
-pub async fn list(
-    app: &Arc<App>,
-    merchant_id: &MerchantId,
-    raw_recipient: &str,
-) -> Result<Vec<Onboarding>, ActorError> {
-    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let prefix = owned_prefix(&recipient.id);
-    let keys = app.store.scan_keys(Tree::Index, prefix.as_bytes(), None, true, 100)?;
-    let mut out = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(o) = app.store.get::<Onboarding>(&key[prefix.len()..])? {
-            out.push(o);
-        }
-    }
-    Ok(out)
 }
 
 /// `continue`, `cancel`, `supplements`.
