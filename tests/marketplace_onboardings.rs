@@ -187,6 +187,33 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         let after = m.ok(&o, "decide", json!({"status": decision, "reason": "by test"})).await;
         assert_eq!(after["status"], decision, "{after}");
     }
+    // A duplicated callback (sent three times) has one effect.
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
+        .json(&json!({"operation": "callbacks", "behavior": "duplicate", "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let o = m.one_step("Pending").await;
+    let decided = m.ok(&o, "decide", json!({"status": "SUCCEEDED"})).await;
+    let entries =
+        |o: &Value, to: &str| o["history"].as_array().unwrap().iter().filter(|h| h["to"] == to).count();
+    assert_eq!(
+        (entries(&decided, "SUCCEEDED"), entries(&decided, "approved")),
+        (1, 1),
+        "one effect: {decided}"
+    );
+    let rec = o["recipient_id"].as_str().unwrap();
+    let (_, now) = m
+        .call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", o["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(now["version"], decided["version"], "the copies changed nothing after the helper answered");
+    let (_, events) =
+        m.call(Method::GET, "/v1/events?type=recipient.onboarding.updated&limit=100", None).await;
+    let about: Vec<_> =
+        events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == o["id"]).collect();
+    assert_eq!(about.len(), 3, "created, submitted, decided; nothing for the copies");
     // A terminal onboarding: the recipient may onboard anew.
     let declined = m.one_step("Decline").await;
     let (status, again) = m.onboard(declined["recipient_id"].as_str().unwrap(), "TWO_STEP_ONBOARDING").await;

@@ -187,6 +187,11 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
                 Ok(f) => f,
                 Err(response) => return response,
             };
+            let callbacks = fault.operation == MarketplaceOperation::Callbacks;
+            if callbacks != (fault.behavior == MarketplaceFaultBehavior::Duplicate) {
+                let reason = "duplicate applies to callbacks, and only duplicate does";
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", reason);
+            }
             let mut faults = state.marketplace_faults.lock();
             faults.armed.retain(|f| f.operation != fault.operation);
             if fault.count > 0 {
@@ -272,7 +277,8 @@ async fn notify(state: &State, id: &str) {
         body: serde_json::to_string(&body).expect("wire types always serialise"),
         event_id,
     };
-    if !state.notifier.deliver(&callback, 1).await {
+    let duplicated = state.marketplace_faults.lock().take(MarketplaceOperation::Callbacks).is_some();
+    if !state.notifier.deliver(&callback, if duplicated { 3 } else { 1 }).await {
         tracing::warn!(event_id = %callback.event_id, "onboarding callback undelivered");
     }
 }

@@ -93,7 +93,8 @@ pub struct ComplianceBody {
 
 /// Sandbox control: `POST /gateway/control/marketplace/faults` (`DELETE` clears):
 /// the next `count` marketplace calls of `operation` (`onboarding`: submit,
-/// cancel, supplement) misbehave as `behavior`: `decline` (refused, nothing
+/// cancel, supplement; `agreement`: signing; `callbacks`: only `duplicate`,
+/// each callback sent three times) misbehave as `behavior`: `decline` (refused, nothing
 /// applied), `error` (500, nothing applied), `timeout` (applied, answered after
 /// Pelago's upstream timeout + 1 s), `delay` (applied, answered after `delay_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -116,6 +117,8 @@ fn one() -> u32 {
 pub enum MarketplaceOperation {
     Onboarding,
     Agreement,
+    /// The marketplace callbacks (only `duplicate`: each sent three times).
+    Callbacks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,4 +128,5 @@ pub enum MarketplaceFaultBehavior {
     Error,
     Timeout,
     Delay,
+    Duplicate,
 }
