@@ -320,23 +320,21 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
         Ok(b) => b,
         Err(response) => return Ok(response),
     };
-    let fault = match before_apply(state, MarketplaceOperation::Onboarding) {
-        Ok(fault) => fault,
-        Err(response) => return Ok(response),
-    };
-    let ticket = {
+    let (ticket, fault) = {
         let _guard = state.write_lock.lock().await;
         let rkey = request_key(&account.merchant_id, request_id);
         if let Some(id) = state.store.get_raw(Tree::Index, &rkey)? {
+            // A repeat answers what was decided: no fault, which could lie about it.
             let id = String::from_utf8_lossy(&id).into_owned();
-            let existing = state.store.get::<SandboxOnboarding>(key(&id))?;
-            drop(_guard);
-            after_apply(state, fault).await;
-            return Ok(match existing {
+            return Ok(match state.store.get::<SandboxOnboarding>(key(&id))? {
                 Some(o) => json(StatusCode::OK, &o.answer()),
                 None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lost onboarding"),
             });
         }
+        let fault = match before_apply(state, MarketplaceOperation::Onboarding) {
+            Ok(fault) => fault,
+            Err(response) => return Ok(response),
+        };
         let mut o = SandboxOnboarding {
             id: super::new_id("gwo"),
             merchant_id: account.merchant_id.clone(),
@@ -350,8 +348,7 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
         let mut batch = WriteBatch::new();
         batch.put(key(&o.id), &o)?;
         batch.put_raw(Tree::Index, rkey, o.id.as_bytes());
-        let ticket = state.store.commit(batch)?;
-        (ticket, o)
+        ((state.store.commit(batch)?, o), fault)
     };
     state.store.wait_durable(ticket.0).await?;
     after_apply(state, fault).await;
@@ -383,15 +380,7 @@ async fn change(
     request_id: Option<&str>,
     f: impl FnOnce(&mut SandboxOnboarding) -> Result<(), String>,
 ) -> Result<Response, StoreError> {
-    let fault = if account.is_some() {
-        match before_apply(state, MarketplaceOperation::Onboarding) {
-            Ok(fault) => fault,
-            Err(response) => return Ok(response),
-        }
-    } else {
-        None
-    };
-    let (ticket, o) = {
+    let (ticket, o, fault) = {
         let _guard = state.write_lock.lock().await;
         let Some(mut o) = state.store.get::<SandboxOnboarding>(key(id))? else {
             return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such onboarding"));
@@ -403,8 +392,17 @@ async fn change(
         if let Some(seen) = &seen
             && state.store.contains(Tree::Index, seen)?
         {
-            return Ok(json(StatusCode::OK, &o.answer()));
+            return Ok(json(StatusCode::OK, &o.answer())); // a repeat: no fault
         }
+        // Faults apply to the gateway calls (an account), not to the control helpers.
+        let fault = if account.is_some() {
+            match before_apply(state, MarketplaceOperation::Onboarding) {
+                Ok(fault) => fault,
+                Err(response) => return Ok(response),
+            }
+        } else {
+            None
+        };
         if let Err(reason) = f(&mut o) {
             return Ok(error(StatusCode::CONFLICT, "invalid_state", &reason));
         }
@@ -413,7 +411,7 @@ async fn change(
         if let Some(seen) = seen {
             batch.put_raw(Tree::Index, seen, o.id.as_bytes());
         }
-        (state.store.commit(batch)?, o)
+        (state.store.commit(batch)?, o, fault)
     };
     state.store.wait_durable(ticket).await?;
     after_apply(state, fault).await;
@@ -446,21 +444,22 @@ async fn sign_agreement(
             "unknown agreement type or recipient",
         ));
     }
-    let fault = match before_apply(state, MarketplaceOperation::Agreement) {
-        Ok(fault) => fault,
-        Err(response) => return Ok(response),
-    };
     let rkey = format!("gwareq/{}/{request_id}", account.merchant_id);
-    let (ticket, answer) = {
+    let (ticket, answer, fault) = {
         let _guard = state.write_lock.lock().await;
         match state.store.get_raw(Tree::Index, &rkey)? {
-            Some(stored) => (state.store.ticket(), String::from_utf8_lossy(&stored).into_owned()),
+            // A repeat answers what was decided: no fault, which could lie about it.
+            Some(stored) => (state.store.ticket(), String::from_utf8_lossy(&stored).into_owned(), None),
             None => {
+                let fault = match before_apply(state, MarketplaceOperation::Agreement) {
+                    Ok(fault) => fault,
+                    Err(response) => return Ok(response),
+                };
                 let answer = AgreementAnswer { id: super::new_id("gwa"), status: "signed".into() };
                 let answer = serde_json::to_string(&answer).expect("wire types always serialise");
                 let mut batch = WriteBatch::new();
                 batch.put_raw(Tree::Index, &rkey, answer.as_bytes());
-                (state.store.commit(batch)?, answer)
+                (state.store.commit(batch)?, answer, fault)
             }
         }
     };
