@@ -85,9 +85,16 @@ fn set_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
         let fault: marketplace_wire::MarketplaceFault = ctx.json()?;
-        crate::upstream::gateway_marketplace::sandbox_fault(control, Some(&fault))
-            .await
-            .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused the fault: {e}")))?;
+        let callbacks = fault.operation == marketplace_wire::MarketplaceOperation::Callbacks;
+        if callbacks != (fault.behavior == marketplace_wire::MarketplaceFaultBehavior::Duplicate) {
+            return Err(ApiError::invalid(
+                "behavior",
+                "duplicate applies to callbacks, and only duplicate does",
+            ));
+        }
+        crate::upstream::gateway_marketplace::sandbox_fault(control, Some(&fault)).await.map_err(|e| {
+            ApiError::invalid("behavior", format!("the sandbox gateway refused the fault: {e}"))
+        })?;
         Ok(ApiReply::json(200, &json!({"fault": fault})))
     })
 }
