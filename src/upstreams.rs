@@ -31,6 +31,10 @@ pub struct Upstreams {
     client: UpstreamClient,
     channels: RwLock<HashMap<ChannelId, Arc<dyn CardChannel>>>,
     pub gateway: Arc<dyn PaymentGateway>,
+    /// The gateway's marketplace calls (recipients' onboardings).
+    pub marketplace: Arc<dyn pelago_actors::recipient::gateway::MarketplaceGateway>,
+    /// The gateway's agreement signing (recipients' split and commission agreements).
+    pub agreements: Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -54,8 +58,21 @@ impl Upstreams {
     ) -> Result<Upstreams, UpstreamError> {
         let client = UpstreamClient::new(UpstreamConfig { timeout_ms })?;
         let gateway = client.gateway(gateway_base_url);
+        let marketplace = Arc::new(crate::upstream::gateway_marketplace::HttpMarketplaceGateway::new(
+            client.clone(),
+            gateway_base_url,
+        ));
+        let agreements =
+            Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>;
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
-        Ok(Upstreams { client, channels: RwLock::new(HashMap::new()), gateway, sandbox })
+        Ok(Upstreams {
+            client,
+            channels: RwLock::new(HashMap::new()),
+            gateway,
+            marketplace,
+            agreements,
+            sandbox,
+        })
     }
 
     /// The adapter of a channel record (sandbox channels use the live simulator address).

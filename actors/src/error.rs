@@ -12,6 +12,10 @@ pub enum Reject {
     InvalidRequest { param: Option<String>, message: String },
     #[error("{message}")]
     InvalidState { message: String },
+    /// 409 `invalid_state` about one field of the request (MARKETPLACE.md §4:
+    /// a `provider_recipient_id` or transfer target already in use).
+    #[error("{message}")]
+    InvalidStateOn { param: String, message: String },
     #[error("the available balance cannot cover {needed} {currency}")]
     InsufficientFunds { needed: i64, currency: String },
     #[error("{what} not found")]

@@ -7,11 +7,13 @@
 pub mod card;
 pub mod cardholder;
 pub mod error;
+pub mod file;
 pub mod history;
 pub mod ledger;
 pub mod merchant;
 pub mod outbox;
 pub mod ports;
+pub mod recipient;
 pub mod routing;
 pub mod runtime;
 pub mod system;

@@ -29,6 +29,8 @@ pub enum EventObject {
     Withdrawal(Box<crate::withdrawal::WithdrawalRecord>),
     Settlement(Box<MerchantSettlement>),
     MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
+    Onboarding(Box<crate::recipient::Onboarding>),
+    Agreement(Box<crate::recipient::agreement::AgreementRecord>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

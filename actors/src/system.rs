@@ -8,13 +8,14 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::{Handler, Message};
-use pelago_storage::{CardId, MerchantId, Store};
+use pelago_storage::{CardId, MerchantId, RecipientId, Store};
 
 use crate::{
     card::{CardActor, CardDeps},
     error::ActorError,
     merchant::{MerchantActor, MerchantDeps},
     ports::{ChannelDirectory, NoChannels, SharedClock},
+    recipient::{RecipientActor, RecipientDeps},
     runtime::{Arbiters, Registry, RegistryConfig, RegistryCounters},
 };
 
@@ -39,6 +40,7 @@ pub struct Actors {
     pub counters: Arc<RegistryCounters>,
     pub cards: Registry<CardId, CardActor>,
     pub merchants: Registry<MerchantId, MerchantActor>,
+    pub recipients: Registry<RecipientId, RecipientActor>,
     send_timeout: Duration,
 }
 
@@ -72,12 +74,25 @@ impl Actors {
             Arc::clone(&counters),
             Arc::new(move |id, stats| MerchantActor::new(id, Arc::clone(&merchant_deps), stats)),
         );
+        let recipient_deps = Arc::new(RecipientDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            counters: Arc::clone(&counters),
+        });
+        let recipients = Registry::new(
+            "recipients",
+            arbiters.clone(),
+            config.registry.clone(),
+            Arc::clone(&counters),
+            Arc::new(move |id, stats| RecipientActor::new(id, Arc::clone(&recipient_deps), stats)),
+        );
         let actors = Arc::new(Actors {
             store,
             clock,
             counters,
             cards,
             merchants,
+            recipients,
             send_timeout: Duration::from_millis(config.registry.send_timeout_ms),
         });
         spawn_sweeper(Arc::downgrade(&actors), config.registry.idle_ms);
@@ -110,6 +125,19 @@ impl Actors {
         Ok(answer?)
     }
 
+    /// Sends `msg` to recipient `id`'s actor (activating it) and waits, bounded.
+    pub async fn ask_recipient<M>(&self, id: &RecipientId, msg: M) -> Result<M::Result, ActorError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        RecipientActor: Handler<M>,
+    {
+        let lease = self.recipients.lease(id);
+        let answer = lease.addr.send(msg).timeout(self.send_timeout).await;
+        drop(lease);
+        Ok(answer?)
+    }
+
     /// Live actors of every kind.
     pub fn live_total(&self) -> usize {
         self.counters.live_total.load(std::sync::atomic::Ordering::Relaxed)
@@ -119,6 +147,7 @@ impl Actors {
     pub fn stop_all(&self) {
         self.cards.clear();
         self.merchants.clear();
+        self.recipients.clear();
     }
 }
 
@@ -130,7 +159,7 @@ fn spawn_sweeper(actors: std::sync::Weak<Actors>, idle_ms: i64) {
         loop {
             tick.tick().await;
             let Some(actors) = actors.upgrade() else { return };
-            let passivated = actors.cards.sweep() + actors.merchants.sweep();
+            let passivated = actors.cards.sweep() + actors.merchants.sweep() + actors.recipients.sweep();
             if passivated > 0 {
                 tracing::debug!(passivated, "passivated idle actors");
             }

@@ -22,6 +22,9 @@ pub enum Error {
     /// The state machine does not allow it; the message names the current state.
     #[error("{0}")]
     InvalidState(String),
+    /// As [`Error::InvalidState`], naming the field whose value is in use.
+    #[error("{message}")]
+    InvalidStateOn { param: String, message: String },
     /// Another request with the same Idempotency-Key is still running.
     #[error("this Idempotency-Key is in use")]
     KeyInUse,
@@ -83,6 +86,7 @@ impl From<Reject> for Error {
         match r {
             Reject::InvalidRequest { param, .. } => Error::Invalid { param, message },
             Reject::InvalidState { .. } | Reject::Conflict { .. } => Error::InvalidState(message),
+            Reject::InvalidStateOn { param, .. } => Error::InvalidStateOn { param, message },
             Reject::InsufficientFunds { .. } => Error::InsufficientFunds(message),
             Reject::NotFound { what } => Error::NotFound(what.to_owned()),
             Reject::Forbidden { .. } => Error::Forbidden(message),

@@ -14,6 +14,7 @@ pub mod cards;
 pub mod channel_confirm;
 pub mod channels;
 pub mod error;
+pub mod marketplace;
 pub mod money;
 pub mod orders;
 pub mod settlement;

@@ -26,7 +26,7 @@ use pelago_actors::{
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
-use pelago_storage::{CardId, ChannelId, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -147,6 +147,17 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         tracing::info!(channel_id = %id, event_id = %callback.event_id, outcome, "channel callback");
         Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
     })
+}
+
+/// The key the gateway signed with (the platform's account or a merchant's
+/// own) and the merchant it belongs to (`None`: the platform's).
+pub(super) async fn gateway_key(
+    app: &App,
+    account_merchant_id: &str,
+) -> Result<Option<(Option<MerchantId>, String)>, ApiError> {
+    Ok(crate::flows::bootstrap::account_by_id(app, account_merchant_id)
+        .await?
+        .map(|(merchant, account)| (merchant, account.api_key.expose().to_owned())))
 }
 
 /// POST /callbacks/gateway

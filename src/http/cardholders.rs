@@ -69,7 +69,7 @@ struct AddressIn {
 /// ISO 3166-1 alpha-2.
 const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
 
-fn is_country(code: &str) -> bool {
+pub(super) fn is_country(code: &str) -> bool {
     code.len() == 2 && COUNTRIES.split(' ').any(|c| c == code)
 }
 
@@ -85,7 +85,7 @@ fn optional_text(value: Option<String>, param: &str, max: usize) -> Result<Optio
     value.map(|v| text(v, param, max)).transpose()
 }
 
-fn email(raw: String) -> Result<String, ApiError> {
+pub(super) fn email(raw: String) -> Result<String, ApiError> {
     let bad = || ApiError::invalid("email", "email is not an email address");
     let (local, domain) = raw.split_once('@').ok_or_else(bad)?;
     let ok = !local.is_empty()
@@ -98,7 +98,7 @@ fn email(raw: String) -> Result<String, ApiError> {
     if ok { Ok(raw) } else { Err(bad()) }
 }
 
-fn phone(raw: String) -> Result<String, ApiError> {
+pub(super) fn phone(raw: String) -> Result<String, ApiError> {
     let digits = raw.strip_prefix('+').unwrap_or("");
     let ok = (7..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -106,7 +106,7 @@ fn phone(raw: String) -> Result<String, ApiError> {
     if ok { Ok(raw) } else { Err(ApiError::invalid("phone", "phone must be E.164, like +6591234567")) }
 }
 
-fn date_of_birth(raw: String, today: NaiveDate) -> Result<String, ApiError> {
+pub(super) fn date_of_birth(raw: String, today: NaiveDate) -> Result<String, ApiError> {
     let date = NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
         .ok()
         .filter(|_| raw.len() == 10)

@@ -24,6 +24,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/debug/v1/actors", summary),
         Route::new(Method::GET, "/debug/v1/actors/cards/{id}", card),
         Route::new(Method::GET, "/debug/v1/actors/merchants/{id}", merchant),
+        Route::new(Method::GET, "/debug/v1/actors/recipients/{id}", recipient),
         Route::new(Method::POST, "/debug/v1/actors/cards/{id}/crash", crash).answers(202),
     ]
 }
@@ -37,6 +38,7 @@ fn summary(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             &json!({
                 "merchants": {"live": a.merchants.live()},
                 "cards": {"live": a.cards.live()},
+                "recipients": {"live": a.recipients.live()},
                 "restarts_total": a.counters.restarts_total.load(Ordering::Relaxed),
                 "passivated_total": a.counters.passivated_total.load(Ordering::Relaxed),
                 "max_live_actors": a.cards.config().max_live_actors,
@@ -84,6 +86,21 @@ fn merchant(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let was_live = app.actors.merchants.stats_of(&id).is_some();
         let reply: InspectReply<MerchantRecord> = app.actors.ask_merchant(&id, InspectMerchant).await??;
         let state = reply.state.as_ref().map(redacted_merchant).unwrap_or(Value::Null);
+        Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
+    })
+}
+
+/// GET /debug/v1/actors/recipients/{id} — the numbers as everywhere: `****` + last 4.
+fn recipient(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let id =
+            pelago_storage::RecipientId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("recipient"))?;
+        if !app.store.contains(pelago_storage::Tree::Recipients, id.as_bytes())? {
+            return Err(ApiError::not_found("recipient"));
+        }
+        let was_live = app.actors.recipients.stats_of(&id).is_some();
+        let reply = app.actors.ask_recipient(&id, pelago_actors::recipient::actor::Inspect).await??;
+        let state = reply.state.as_ref().map(super::recipients::recipient_json).unwrap_or(Value::Null);
         Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
     })
 }

@@ -41,6 +41,15 @@ impl ApiError {
         ApiError { status, code, message: message.into(), param: None, headers: Vec::new() }
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The field a 400 names, if it names one.
+    pub fn invalid_field(&self) -> Option<&str> {
+        if self.status == 400 { self.param.as_deref() } else { None }
+    }
+
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self::invalid_param(Some(param.into()), message)
     }
@@ -100,7 +109,17 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "payload_too_large", "request body is over 64 KiB")
+        Self::too_large_for(super::MAX_BODY_BYTES)
+    }
+
+    /// 413 naming the route's bound (64 KiB, or a file's 5 MiB).
+    pub fn too_large_for(limit_bytes: usize) -> Self {
+        let shown = if limit_bytes.is_multiple_of(1024 * 1024) {
+            format!("{} MiB", limit_bytes / (1024 * 1024))
+        } else {
+            format!("{} KiB", limit_bytes / 1024)
+        };
+        Self::new(413, "payload_too_large", format!("request body is over {shown}"))
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
@@ -142,6 +161,9 @@ impl From<Reject> for ApiError {
         match r {
             Reject::InvalidRequest { param, .. } => ApiError { param, ..ApiError::bad_request(message) },
             Reject::InvalidState { .. } => ApiError::invalid_state(message),
+            Reject::InvalidStateOn { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::invalid_state(message) }
+            }
             Reject::InsufficientFunds { .. } => ApiError::new(402, "insufficient_funds", message),
             Reject::NotFound { .. } => ApiError::new(404, "not_found", message),
             Reject::Forbidden { .. } => ApiError::forbidden(message),
@@ -162,6 +184,9 @@ impl From<crate::flows::Error> for ApiError {
             E::Forbidden(_) => ApiError::forbidden(message),
             E::NotFound(_) => ApiError::new(404, "not_found", message),
             E::InvalidState(_) => ApiError::invalid_state(message),
+            E::InvalidStateOn { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::invalid_state(message) }
+            }
             E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
             E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),
             E::Upstream(_) => ApiError::upstream(message),

@@ -6,6 +6,7 @@
 //!
 //! One file per resource; each handler's doc comment is its route.
 
+pub mod agreements;
 pub mod auth;
 pub mod balance;
 pub mod callbacks;
@@ -16,16 +17,19 @@ pub mod debug;
 pub mod deliveries;
 pub mod errors;
 pub mod events;
+pub mod files;
 pub mod idempotency;
 pub mod json;
 pub mod listener;
 pub mod merchants;
 pub mod money_admin;
+pub mod onboardings;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
+pub mod recipients;
 pub mod retention;
 pub mod router;
 pub mod service;
@@ -64,6 +68,10 @@ pub fn routes() -> Vec<Route> {
     all.extend(events::routes());
     all.extend(deliveries::routes());
     all.extend(receipts::routes());
+    all.extend(files::routes());
+    all.extend(recipients::routes());
+    all.extend(onboardings::routes());
+    all.extend(agreements::routes());
     all
 }
 
@@ -155,39 +163,53 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`] or a body that has
-/// not arrived in full within `deadline` (a slow sender holds no connection
-/// for longer; the answer closes the connection).
+/// At most this many bodies above [`MAX_BODY_BYTES`] (file uploads) are read
+/// at once, so uploads hold at most 8 × 5 MiB of memory; more answer 503.
+static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+/// Reads the body, refusing more than `limit` bytes (declared or read) or a
+/// body that has not arrived in full within `deadline` (a slow sender holds
+/// no connection for longer; the answer closes the connection).
 async fn read_body<S, B>(
     headers: &HeaderMap,
     body: S,
+    limit: usize,
     deadline: std::time::Duration,
 ) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    match tokio::time::timeout(deadline, read_body_unbounded(headers, body)).await {
+    match tokio::time::timeout(deadline, read_body_unbounded(headers, body, limit)).await {
         Ok(read) => read,
         Err(_) => Err(ApiError::body_too_slow(deadline.as_millis())),
     }
 }
 
-async fn read_body_unbounded<S, B>(headers: &HeaderMap, mut body: S) -> Result<Bytes, ApiError>
+async fn read_body_unbounded<S, B>(headers: &HeaderMap, mut body: S, limit: usize) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
     let declared =
         headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::too_large());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large_for(limit));
     }
+    let _permit = if limit > MAX_BODY_BYTES {
+        Some(LARGE_BODIES.try_acquire().map_err(|_| {
+            ApiError::unavailable(
+                "too many file uploads are in progress; retry with the same Idempotency-Key",
+            )
+        })?)
+    } else {
+        None
+    };
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(ApiError::too_large());
+        if buf.len() + chunk.remaining() > limit {
+            return Err(ApiError::too_large_for(limit));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -228,8 +250,11 @@ where
             return ("(rate limit)", ApiError::rate_limited(retry_after).into_reply(request_id));
         }
     }
+    let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
+    // The bound is the route's (files: 5 MiB), checked before authentication.
+    let limit = app.router.body_limit(&lookup, &path);
     let deadline = std::time::Duration::from_millis(app.config.body_read_timeout_ms);
-    let body = match read_body(&headers, body, deadline).await {
+    let body = match read_body(&headers, body, limit, deadline).await {
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
@@ -244,7 +269,6 @@ where
             return ("(auth)", e.into_reply(request_id));
         }
     };
-    let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
     let (route, params) = match app.router.find(&lookup, &path) {
         Match::Found(route, params) => (route, params),
         Match::WrongMethod(allow) => {

@@ -131,6 +131,21 @@ pub fn document(routes: &[Route]) -> OpenApi {
                     .build(),
             ));
         }
+        if !route.raw_body.is_empty() {
+            let mut raw = RequestBodyBuilder::new().required(Some(Required::True));
+            for media_type in route.raw_body {
+                let binary = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Binary,
+                    )))
+                    .build();
+                raw = raw
+                    .content(*media_type, ContentBuilder::new().schema(Some(Schema::from(binary))).build());
+            }
+            op = op.request_body(Some(raw.build()));
+        }
+        let too_large = super::errors::ApiError::too_large_for(route.max_body_bytes).message().to_owned();
         let success = if route.success == 204 {
             ResponseBuilder::new().description("done").build()
         } else {
@@ -155,7 +170,7 @@ pub fn document(routes: &[Route]) -> OpenApi {
             ("404", "not found"),
             ("405", "method not allowed"),
             ("409", "invalid state or idempotency key in progress"),
-            ("413", "body over 64 KiB"),
+            ("413", too_large.as_str()),
             ("422", "idempotency key reused with another request"),
             ("429", "rate limited"),
             ("503", "unavailable; retry with the same Idempotency-Key"),

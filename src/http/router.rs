@@ -140,11 +140,32 @@ pub struct Route {
     pub also: &'static [u16],
     /// The request body's type, when it has one.
     pub body: Option<SchemaFn>,
+    /// The largest body this route reads (API.md §1: 64 KiB; files their own).
+    pub max_body_bytes: usize,
+    /// The raw (non-JSON) media types the body may have, for a file upload.
+    pub raw_body: &'static [&'static str],
 }
 
 impl Route {
     pub fn new(method: Method, pattern: &'static str, handler: Handler) -> Route {
-        Route { method, pattern, handler, success: 200, also: &[], body: None }
+        Route {
+            method,
+            pattern,
+            handler,
+            success: 200,
+            also: &[],
+            body: None,
+            max_body_bytes: super::MAX_BODY_BYTES,
+            raw_body: &[],
+        }
+    }
+
+    /// The body is a raw file of one of `media_types`, up to `max_body_bytes`
+    /// (above the 64 KiB every other route keeps).
+    pub fn takes_raw(mut self, media_types: &'static [&'static str], max_body_bytes: usize) -> Route {
+        self.raw_body = media_types;
+        self.max_body_bytes = max_body_bytes;
+        self
     }
 
     /// The status of a successful answer (default 200).
@@ -193,6 +214,15 @@ impl Router {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The largest body a request to `method path` may send: its route's
+    /// bound, or 64 KiB when no route matches (the answer is then 401/404/405).
+    pub fn body_limit(&self, method: &Method, path: &str) -> usize {
+        match self.find(method, path) {
+            Match::Found(route, _) => route.max_body_bytes,
+            _ => super::MAX_BODY_BYTES,
+        }
     }
 
     pub fn find(&self, method: &Method, path: &str) -> Match<'_> {

@@ -77,9 +77,17 @@ fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 /// POST /admin/v1/test_helpers/gateway/faults — the sandbox gateway's next
 /// `count` calls of `operation` (any account) answer 500 without applying
 /// (`error`) or apply and answer after Pelago's upstream timeout (`timeout`).
+/// `onboarding`, `agreement` and `callbacks` are the simulator's marketplace
+/// calls (`decline`, `error`, `timeout`, `delay`; `duplicate` for callbacks).
 fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+        let operation = serde_json::from_slice::<serde_json::Value>(&ctx.body)
+            .ok()
+            .and_then(|v| v["operation"].as_str().map(str::to_owned));
+        if matches!(operation.as_deref(), Some("onboarding" | "agreement" | "callbacks")) {
+            return super::onboardings::set_marketplace_fault(&app, &ctx).await;
+        }
         let spec: GatewayFaultSpec = ctx.json()?;
         control
             .set_gateway_fault(spec)
@@ -94,6 +102,7 @@ fn clear_gateway_faults(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerR
     Box::pin(async move {
         let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
         control.clear_gateway_faults().await.map_err(|e| ApiError::upstream(e.to_string()))?;
+        super::onboardings::clear_marketplace_faults(&app).await?;
         Ok(ApiReply::json(200, &json!({"gateway": true, "faults": []})))
     })
 }

@@ -183,6 +183,8 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
         EventObject::Topup(t) => topup_with_order(t, t.order.as_ref().and_then(order_of).as_ref()),
         EventObject::Order(o) => order(o),
         EventObject::Withdrawal(w) => withdrawal(w),
+        EventObject::Onboarding(o) => super::onboardings::onboarding_json(o),
+        EventObject::Agreement(a) => super::agreements::agreement_json(a),
         EventObject::MonthlyCharge(c) => json!({
             "object": "monthly_fee", "card_id": c.card_id, "period": c.period, "amount": money(c.fee),
             "status": c.status.as_str(), "order_id": c.order_id, "created_at": c.created_at.to_rfc3339(),

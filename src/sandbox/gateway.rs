@@ -36,6 +36,9 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             state.gateway_faults.lock().clear();
             return json(StatusCode::OK, &Acknowledged { ok: true });
         }
+        (_, ["control", "onboardings" | "marketplace", ..]) => {
+            return super::marketplace::control(state, &req, &segments).await;
+        }
         _ => {}
     }
     let account = match authenticate(state, &req) {
@@ -103,6 +106,9 @@ async fn serve_account(
         (&Method::POST, ["orders", id, "refunds"]) => {
             let op = format!("refund {id}");
             idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await
+        }
+        (_, ["onboardings" | "agreements", ..]) => {
+            super::marketplace::handle(state, account, req, segments).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }

@@ -26,6 +26,7 @@ mod channel;
 mod checkout;
 mod faults;
 mod gateway;
+mod marketplace;
 mod notify;
 mod records;
 
@@ -78,6 +79,8 @@ pub(crate) struct State {
     write_lock: tokio::sync::Mutex<()>,
     faults: parking_lot::Mutex<faults::Faults>,
     gateway_faults: parking_lot::Mutex<faults::GatewayFaults>,
+    /// The marketplace calls' faults (in memory, like the others).
+    marketplace_faults: parking_lot::Mutex<marketplace::Faults>,
     notifier: notify::Notifier,
     /// The address actually bound, for checkout URLs.
     listen: SocketAddr,
@@ -125,6 +128,7 @@ pub async fn serve(
         write_lock: tokio::sync::Mutex::new(()),
         faults: parking_lot::Mutex::new(faults::Faults::default()),
         gateway_faults: parking_lot::Mutex::new(faults::GatewayFaults::default()),
+        marketplace_faults: parking_lot::Mutex::new(marketplace::Faults::default()),
         notifier,
         listen,
         upstream_timeout_ms: config.upstream_timeout_ms,

@@ -49,8 +49,10 @@ pub mod callbacks;
 pub mod channel_http;
 pub mod channel_wire;
 pub mod gateway;
+pub mod gateway_marketplace;
 pub mod gateway_wire;
 pub(crate) mod http_util;
+pub mod marketplace_wire;
 pub mod sandbox;
 
 use std::{sync::Arc, time::Duration};

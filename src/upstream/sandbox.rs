@@ -198,7 +198,7 @@ impl SandboxControl {
         format!("{}/gateway", self.root)
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .http()
             .request(method, format!("{}{}", self.root, path))

@@ -283,6 +283,8 @@ fn object_id(event: &EventRecord) -> String {
         O::Topup(t) => t.id.to_string(),
         O::Order(o) => o.id.to_string(),
         O::Withdrawal(w) => w.id.to_string(),
+        O::Onboarding(o) => o.id.to_string(),
+        O::Agreement(a) => a.id.to_string(),
         O::Settlement(_) | O::MonthlyCharge(_) => event.id.to_string(),
     }
 }

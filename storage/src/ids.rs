@@ -94,6 +94,10 @@ id_type!(WithdrawalId, "wdr_");
 id_type!(DepositId, "dep_");
 id_type!(BalanceTxnId, "bal_");
 id_type!(BillingRunId, "run_");
+id_type!(FileId, "file_");
+id_type!(RecipientId, "rec_");
+id_type!(OnboardingId, "onb_");
+id_type!(AgreementId, "agr_");
 id_type!(
     /// A journal entry of the ledger (not exposed on the API).
     JournalEntryId,

@@ -51,6 +51,11 @@ trees! {
     BillingCharges => "billing_charges",
     SettlementRuns => "settlement_runs",
     Callbacks => "callbacks",
+    Files => "files",
+    FileContents => "file_contents",
+    Recipients => "recipients",
+    Onboardings => "onboardings",
+    Agreements => "agreements",
     Index => "index",
 }
 

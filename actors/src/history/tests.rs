@@ -9,6 +9,7 @@ use super::*;
 use crate::{
     card::{CardStatus, order::OrderStatus, topup::TopupStatus},
     cardholder::CardholderStatus,
+    recipient::{ComplianceStatus, OnboardingStatus, agreement::AgreementStatus},
     withdrawal::WithdrawalStatus,
 };
 
@@ -121,6 +122,29 @@ fn documented<S: Status>() -> Vec<(&'static str, &'static str)> {
             ("active", "deleted"),
             ("frozen", "deleted"),
         ],
+        "onboarding" => &[
+            ("CREATED", "PENDING"),
+            ("REJECTED", "PENDING"),
+            ("ERROR", "PENDING"),
+            ("PENDING", "SUCCEEDED"),
+            ("PENDING", "DECLINED"),
+            ("PENDING", "REJECTED"),
+            ("PENDING", "BLOCKED"),
+            ("PENDING", "ERROR"),
+            ("CREATED", "CANCELED"),
+            ("PENDING", "CANCELED"),
+            ("REJECTED", "CANCELED"),
+            ("ERROR", "CANCELED"),
+            ("SUCCEEDED", "BLOCKED"),
+        ],
+        "agreement" => &[("pending", "signed"), ("pending", "failed"), ("signed", "superseded")],
+        "compliance review" => &[
+            ("not_started", "pending"),
+            ("pending", "approved"),
+            ("pending", "failed"),
+            ("pending", "frozen"),
+            ("failed", "pending"),
+        ],
         other => panic!("no documented table for {other}"),
     };
     all.to_vec()
@@ -157,6 +181,9 @@ fn every_machine_allows_exactly_its_documented_edges() {
     exactly_the_documented_edges::<WithdrawalStatus>();
     exactly_the_documented_edges::<CardholderStatus>();
     exactly_the_documented_edges::<CardStatus>();
+    exactly_the_documented_edges::<OnboardingStatus>();
+    exactly_the_documented_edges::<ComplianceStatus>();
+    exactly_the_documented_edges::<AgreementStatus>();
 }
 
 /// Walks random commands over one machine: the status only ever moves along

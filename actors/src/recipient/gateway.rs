@@ -1,0 +1,97 @@
+//! The marketplace half of the gateway port (MARKETPLACE.md §4, §9): what the
+//! recipient flows need from the gateway, with refusals as data
+//! (`Outcome::Declined`) and unknown outcomes as `Outcome::Unknown`. The live
+//! adapter is `src/upstream/gateway_marketplace.rs`; the sandbox gateway
+//! answers the same protocol.
+
+use futures::future::BoxFuture;
+use pelago_storage::{AgreementId, FileId, OnboardingId};
+
+use super::onboarding::{ComplianceStatus, OnboardingStatus};
+use crate::ports::{GatewayAccount, Outcome, SecretString};
+
+/// One submission of an onboarding (a first one or a resubmission), under
+/// the merchant's gateway account, idempotent on `request_id`.
+pub struct OnboardingSubmission {
+    pub account: GatewayAccount,
+    pub request_id: String,
+    pub onboarding_id: OnboardingId,
+    pub onboarding_type: &'static str,
+    pub name: String,
+    pub recipient_type: &'static str,
+    pub country: String,
+    pub bank_code: String,
+    /// Opened only to be sent; never stored, logged or printed.
+    pub id_document_number: SecretString,
+    pub account_number: SecretString,
+    pub documents: Vec<FileId>,
+}
+
+/// What the gateway says about an onboarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOnboarding {
+    pub gateway_onboarding_id: String,
+    /// PENDING, SUCCEEDED, DECLINED, REJECTED, BLOCKED, ERROR or CANCELED.
+    pub status: OnboardingStatus,
+    pub provider_recipient_id: Option<String>,
+    /// The compliance review, once the onboarding succeeded.
+    pub compliance: Option<ComplianceStatus>,
+    pub reason: Option<String>,
+}
+
+pub trait MarketplaceGateway: Send + Sync {
+    fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    /// The gateway's view of the submission made with `request_id` (§9: the
+    /// resolver asks, never guesses); `Declined` when it never saw it.
+    fn query_onboarding(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    /// The gateway onboarding `gateway_onboarding_id` as the gateway sees it now.
+    fn get_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn cancel_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn submit_supplement(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+        request_id: String,
+        documents: Vec<FileId>,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+}
+
+/// An agreement to sign at the gateway for a recipient onboarded there.
+pub struct AgreementSigning {
+    pub account: GatewayAccount,
+    pub request_id: String,
+    pub agreement_id: AgreementId,
+    pub provider_recipient_id: String,
+    /// `split` or `commission`.
+    pub agreement_type: &'static str,
+    pub max_commission_bps: Option<u32>,
+}
+
+/// The gateway signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAgreement {
+    pub gateway_agreement_id: String,
+}
+
+pub trait AgreementGateway: Send + Sync {
+    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>>;
+    /// The signing made with `request_id`; `Declined` when the gateway never saw it.
+    fn query_agreement(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<SignedAgreement>>;
+}

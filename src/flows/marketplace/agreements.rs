@@ -1,0 +1,142 @@
+//! Agreements (MARKETPLACE.md §5, §9): created `pending` by the recipient
+//! actor (request id and resolver marker durable first), signed at the
+//! gateway, finished with its answer; unknown outcomes stay `pending` (202)
+//! until [`resolve_pending`] asks the gateway by request id.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    ActorError, Reject,
+    ports::Outcome,
+    recipient::{
+        agreement::{
+            AgreementRecord, AgreementStatus, AgreementType, CreateAgreement, FinishAgreement, NewAgreement,
+            PENDING_PREFIX,
+        },
+        gateway::AgreementSigning,
+    },
+};
+use pelago_storage::{AgreementId, MerchantId, Tree};
+
+use super::recipients::load_owned as load_recipient;
+use crate::app::Core;
+
+pub struct Answer {
+    pub agreement: AgreementRecord,
+    pub unknown: bool,
+}
+
+async fn sign(app: &Arc<Core>, agreement: AgreementRecord, retry: bool) -> Result<Answer, ActorError> {
+    let merchant = app
+        .store
+        .get::<pelago_actors::merchant::MerchantRecord>(agreement.merchant_id.as_bytes())?
+        .ok_or_else(|| ActorError::unavailable("the merchant could not be read"))?;
+    let account = crate::flows::bootstrap::funding_account(app, &merchant)
+        .await
+        .map_err(|e| ActorError::Rejected(Reject::Upstream { message: e.to_string() }))?;
+    let outcome = if retry {
+        // Asked by request id first: a signing the gateway applied is not repeated.
+        match app.upstreams.agreements.query_agreement(account.clone(), agreement.request_id.clone()).await {
+            Outcome::Declined { .. } => None,
+            known => Some(known),
+        }
+    } else {
+        None
+    };
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            app.upstreams
+                .agreements
+                .sign_agreement(AgreementSigning {
+                    account,
+                    request_id: agreement.request_id.clone(),
+                    agreement_id: agreement.id.clone(),
+                    provider_recipient_id: agreement.provider_recipient_id.clone(),
+                    agreement_type: agreement.kind.as_str(),
+                    max_commission_bps: agreement.max_commission_bps,
+                })
+                .await
+        }
+    };
+    let unknown = matches!(outcome, Outcome::Unknown { .. });
+    let agreement = app
+        .actors
+        .ask_recipient(
+            &agreement.recipient_id,
+            FinishAgreement { agreement_id: agreement.id.clone(), outcome },
+        )
+        .await??;
+    Ok(Answer { unknown: unknown && agreement.status == AgreementStatus::Pending, agreement })
+}
+
+pub async fn create(
+    app: &Arc<Core>,
+    merchant_id: &MerchantId,
+    raw_recipient: &str,
+    kind: AgreementType,
+    max_commission_bps: Option<u32>,
+    binding: Option<String>,
+) -> Result<Answer, ActorError> {
+    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    let id = match binding.as_ref().map(|b| app.store.get_raw(Tree::Index, b)).transpose()?.flatten() {
+        Some(bound) => AgreementId::parse(&String::from_utf8_lossy(&bound))
+            .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?,
+        None => {
+            let id = AgreementId::generate();
+            if let Some(b) = &binding {
+                let mut batch = pelago_storage::WriteBatch::new();
+                batch.expect_absent(Tree::Index, b);
+                batch.put_raw(Tree::Index, b, id.as_bytes());
+                app.store.commit_durable(batch).await.map_err(|e| match e {
+                    pelago_storage::StoreError::Conflict { .. } => {
+                        ActorError::unavailable("this Idempotency-Key is in use; retry")
+                    }
+                    other => other.into(),
+                })?;
+            }
+            id
+        }
+    };
+    let new = NewAgreement {
+        id,
+        merchant_id: merchant_id.clone(),
+        recipient_id: recipient.id.clone(),
+        kind,
+        max_commission_bps,
+    };
+    let agreement = app.actors.ask_recipient(&recipient.id, CreateAgreement(new)).await??;
+    if agreement.status != AgreementStatus::Pending {
+        return Ok(Answer { agreement, unknown: false });
+    }
+    sign(app, agreement, false).await
+}
+
+/// The resolver's pass over agreements whose signing is unknown.
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, ActorError> {
+    let markers = app
+        .store
+        .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())
+        .take(256)
+        .collect::<Result<Vec<_>, _>>()?;
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = app.clock.now();
+    let mut resolved = 0;
+    for (key, _) in markers {
+        let Ok(id) = AgreementId::parse(&String::from_utf8_lossy(&key[PENDING_PREFIX.len()..])) else {
+            continue;
+        };
+        let Some(agreement) = app.store.get::<AgreementRecord>(id.as_bytes())? else { continue };
+        if agreement.status != AgreementStatus::Pending
+            || now.unix_ms() - agreement.created_at.unix_ms() < grace_ms
+        {
+            continue;
+        }
+        match sign(app, agreement, true).await {
+            Ok(answer) if !answer.unknown => resolved += 1,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "resolving an agreement failed; retrying later"),
+        }
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,343 @@
+//! Onboardings (MARKETPLACE.md §4, §9, §11): the saga around the recipient
+//! actor. A gateway call is begun (request id and `pending_action` durable in
+//! the actor's commit), made, and finished with the answer; an unknown outcome
+//! leaves `pending_action` for [`resolve_pending`], which asks the gateway by
+//! request id and never guesses.
+
+use std::sync::Arc;
+
+use pelago_actors::{
+    ActorError, Reject,
+    merchant::MerchantRecord,
+    ports::{GatewayAccount, Outcome, SecretString},
+    recipient::{
+        NewOnboarding, Onboarding, OnboardingType, RecipientRecord,
+        gateway::{GatewayOnboarding, OnboardingSubmission},
+        onboarding::{ActionType, Document},
+        onboardings::{
+            Action, BeginAction, CreateOnboarding, FinishAction, GatewayCall, PENDING_PREFIX,
+            ReportOnboarding, TransferOnboarding,
+        },
+    },
+};
+use pelago_storage::{MerchantId, OnboardingId, RecipientId, Tree};
+
+use super::recipients::{load_owned as load_recipient, seal_context};
+use crate::app::Core;
+
+/// The answer: the onboarding and whether the gateway's outcome is still unknown (202).
+pub struct Answer {
+    pub onboarding: Onboarding,
+    pub unknown: bool,
+}
+
+async fn account(app: &Core, merchant_id: &MerchantId) -> Result<GatewayAccount, ActorError> {
+    let merchant = app
+        .store
+        .get::<MerchantRecord>(merchant_id.as_bytes())?
+        .ok_or_else(|| ActorError::unavailable("the merchant could not be read"))?;
+    crate::flows::bootstrap::funding_account(app, &merchant)
+        .await
+        .map_err(|e| ActorError::Rejected(Reject::Upstream { message: e.to_string() }))
+}
+
+fn open_number(
+    app: &Core,
+    recipient: &RecipientId,
+    field: &str,
+    sealed: &[u8],
+) -> Result<SecretString, ActorError> {
+    app.sealer
+        .open_string(sealed, &seal_context(recipient, field))
+        .map(SecretString::new)
+        .map_err(|_| ActorError::unavailable("a sealed number could not be opened"))
+}
+
+/// Makes the call a begun action needs, and finishes it with the answer.
+async fn call(
+    app: &Arc<Core>,
+    recipient: &RecipientRecord,
+    onboarding: Onboarding,
+    call: Option<GatewayCall>,
+) -> Result<Answer, ActorError> {
+    let Some(call) = call else { return Ok(Answer { onboarding, unknown: false }) };
+    let account = account(app, &recipient.merchant_id).await?;
+    let gateway = &app.upstreams.marketplace;
+    let outcome = match &call {
+        GatewayCall::Submit { request_id } => {
+            let data = &recipient.data;
+            let id_document = match (&data.individual, &data.business) {
+                (Some(i), _) => ("individual.id_document.number", &i.id_document.number.sealed.0),
+                (None, Some(b)) => (
+                    "business.representative.id_document.number",
+                    &b.representative.id_document.number.sealed.0,
+                ),
+                (None, None) => {
+                    return Err(ActorError::unavailable("the recipient has no identity document"));
+                }
+            };
+            let mut documents: Vec<_> = onboarding.documents.iter().map(|d| d.file_id.clone()).collect();
+            if let Some(p) = &onboarding.pending_action {
+                documents.extend(p.documents.iter().map(|d| d.file_id.clone()));
+            }
+            gateway
+                .submit_onboarding(OnboardingSubmission {
+                    account,
+                    request_id: request_id.clone(),
+                    onboarding_id: onboarding.id.clone(),
+                    onboarding_type: onboarding.kind.as_str(),
+                    name: data.name.clone(),
+                    recipient_type: recipient.kind.as_str(),
+                    country: data.country.clone(),
+                    bank_code: data.bank_account.bank_code.clone(),
+                    id_document_number: open_number(app, &recipient.id, id_document.0, id_document.1)?,
+                    account_number: open_number(
+                        app,
+                        &recipient.id,
+                        "bank_account.account_number",
+                        &data.bank_account.account_number.sealed.0,
+                    )?,
+                    documents,
+                })
+                .await
+        }
+        GatewayCall::Cancel { request_id, gateway_onboarding_id } => {
+            gateway.cancel_onboarding(account, gateway_onboarding_id.clone(), request_id.clone()).await
+        }
+        GatewayCall::Supplement { request_id, gateway_onboarding_id, documents } => {
+            let files = documents.iter().map(|d| d.file_id.clone()).collect();
+            gateway.submit_supplement(account, gateway_onboarding_id.clone(), request_id.clone(), files).await
+        }
+    };
+    let unknown = matches!(outcome, Outcome::Unknown { .. });
+    if let Outcome::Unknown { detail } = &outcome {
+        tracing::warn!(onboarding_id = %onboarding.id, request_id = call.request_id(), %detail, "onboarding outcome unknown; the resolver will ask");
+    }
+    let finished = app
+        .actors
+        .ask_recipient(
+            &onboarding.recipient_id,
+            FinishAction {
+                onboarding_id: onboarding.id.clone(),
+                request_id: call.request_id().to_owned(),
+                outcome,
+            },
+        )
+        .await??;
+    if let Some(refused) = finished.refused {
+        return Err(ActorError::Rejected(Reject::Upstream { message: refused }));
+    }
+    Ok(Answer { onboarding: finished.onboarding, unknown })
+}
+
+/// Checks that each document is one of the merchant's files.
+pub fn check_documents(
+    app: &Core,
+    merchant_id: &MerchantId,
+    documents: &[Document],
+) -> Result<(), ActorError> {
+    for (i, d) in documents.iter().enumerate() {
+        let ours = app
+            .store
+            .get::<pelago_actors::file::FileRecord>(d.file_id.as_bytes())?
+            .is_some_and(|f| &f.merchant_id == merchant_id);
+        if !ours {
+            return Err(
+                Reject::invalid(format!("documents[{i}].file_id"), "no such file of this merchant").into()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    app: &Arc<Core>,
+    merchant_id: &MerchantId,
+    raw_recipient: &str,
+    kind: OnboardingType,
+    provider_recipient_id: Option<String>,
+    documents: Vec<Document>,
+    binding: Option<String>,
+) -> Result<Answer, ActorError> {
+    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    check_documents(app, merchant_id, &documents)?;
+    let id = match binding.as_ref().map(|b| app.store.get_raw(Tree::Index, b)).transpose()?.flatten() {
+        Some(bound) => OnboardingId::parse(&String::from_utf8_lossy(&bound))
+            .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?,
+        None => {
+            let id = OnboardingId::generate();
+            if let Some(b) = &binding {
+                let mut batch = pelago_storage::WriteBatch::new();
+                batch.expect_absent(Tree::Index, b);
+                batch.put_raw(Tree::Index, b, id.as_bytes());
+                app.store.commit_durable(batch).await.map_err(|e| match e {
+                    pelago_storage::StoreError::Conflict { .. } => {
+                        ActorError::unavailable("this Idempotency-Key is in use; retry")
+                    }
+                    other => other.into(),
+                })?;
+            }
+            id
+        }
+    };
+    let new = NewOnboarding {
+        id,
+        merchant_id: merchant_id.clone(),
+        recipient_id: recipient.id.clone(),
+        kind,
+        provider_recipient_id,
+        documents,
+    };
+    let begun = app.actors.ask_recipient(&recipient.id, CreateOnboarding(new)).await??;
+    call(app, &recipient, begun.onboarding, begun.call).await
+}
+
+/// The merchant's recipient `raw_recipient` and its onboarding `raw_id` (404
+/// unless the recipient is its current owner).
+pub async fn load_owned(
+    app: &Arc<Core>,
+    merchant_id: &MerchantId,
+    raw_recipient: &str,
+    raw_id: &str,
+) -> Result<(RecipientRecord, Onboarding), ActorError> {
+    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    let not_found = || ActorError::Rejected(Reject::NotFound { what: "onboarding" });
+    let id = OnboardingId::parse(raw_id).map_err(|_| not_found())?;
+    let onboarding = app
+        .store
+        .get::<Onboarding>(id.as_bytes())?
+        .filter(|o| o.recipient_id == recipient.id && &o.merchant_id == merchant_id)
+        .ok_or_else(not_found)?;
+    Ok((recipient, onboarding))
+}
+
+/// `continue`, `cancel`, `supplements`.
+pub async fn act(
+    app: &Arc<Core>,
+    merchant_id: &MerchantId,
+    raw_recipient: &str,
+    raw_id: &str,
+    action: Action,
+) -> Result<Answer, ActorError> {
+    let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
+    if let Action::Continue { documents } | Action::Supplement { documents, .. } = &action {
+        check_documents(app, merchant_id, documents)?;
+    }
+    let begun = app
+        .actors
+        .ask_recipient(&recipient.id, BeginAction { onboarding_id: onboarding.id, action })
+        .await??;
+    // A resubmission sends the data as it is now (fixed by PATCH).
+    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    call(app, &recipient, begun.onboarding, begun.call).await
+}
+
+/// `transfer` (`to` set) and `reverse-transfer`.
+pub async fn transfer(
+    app: &Arc<Core>,
+    merchant_id: &MerchantId,
+    raw_recipient: &str,
+    raw_id: &str,
+    to: Option<&str>,
+) -> Result<Onboarding, ActorError> {
+    let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
+    let to = to
+        .map(|raw| {
+            RecipientId::parse(raw).map_err(|_| {
+                ActorError::Rejected(Reject::invalid(
+                    "recipient_id",
+                    "recipient_id must be a recipient of the merchant",
+                ))
+            })
+        })
+        .transpose()?;
+    app.actors.ask_recipient(&recipient.id, TransferOnboarding { onboarding_id: onboarding.id, to }).await?
+}
+
+/// Applies what the gateway reported about the onboarding (test helpers, resolver).
+pub async fn report(
+    app: &Arc<Core>,
+    onboarding: &Onboarding,
+    answer: GatewayOnboarding,
+) -> Result<Onboarding, ActorError> {
+    app.actors
+        .ask_recipient(
+            &onboarding.recipient_id,
+            ReportOnboarding { onboarding_id: onboarding.id.clone(), answer },
+        )
+        .await?
+}
+
+/// The resolver's pass: every onboarding with a `pending_action` whose
+/// outcome is unknown is asked about by request id (a submission), or its
+/// call is repeated with the same request id (idempotent at the gateway).
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, ActorError> {
+    let markers = app
+        .store
+        .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())
+        .take(256)
+        .collect::<Result<Vec<_>, _>>()?;
+    // A call whose first attempt may still be in flight is left to it.
+    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let now = app.clock.now();
+    let mut resolved = 0;
+    for (key, _) in markers {
+        let Ok(id) = OnboardingId::parse(&String::from_utf8_lossy(&key[PENDING_PREFIX.len()..])) else {
+            continue;
+        };
+        let Some(onboarding) = app.store.get::<Onboarding>(id.as_bytes())? else { continue };
+        let Some(pending) = onboarding.pending_action.clone() else { continue };
+        if now.unix_ms() - pending.since.unix_ms() < grace_ms {
+            continue;
+        }
+        let Some(recipient) = app.store.get::<RecipientRecord>(onboarding.recipient_id.as_bytes())? else {
+            continue;
+        };
+        let call_again = match pending.kind {
+            ActionType::Submit => GatewayCall::Submit { request_id: pending.request_id.clone() },
+            ActionType::Cancel => GatewayCall::Cancel {
+                request_id: pending.request_id.clone(),
+                gateway_onboarding_id: onboarding.gateway_onboarding_id.clone().unwrap_or_default(),
+            },
+            ActionType::Supplement => GatewayCall::Supplement {
+                request_id: pending.request_id.clone(),
+                gateway_onboarding_id: onboarding.gateway_onboarding_id.clone().unwrap_or_default(),
+                documents: pending.documents.clone(),
+            },
+        };
+        // The same request id: the gateway applies it once and answers what it decided.
+        match call(app, &recipient, onboarding, Some(call_again)).await {
+            Ok(answer) if !answer.unknown => resolved += 1,
+            Ok(_) => {}
+            Err(ActorError::Rejected(Reject::Upstream { .. })) => resolved += 1,
+            Err(e) => tracing::warn!(error = %e, "resolving an onboarding failed; retrying later"),
+        }
+    }
+    Ok(resolved)
+}
+
+/// A signed gateway callback about gateway onboarding `gateway_onboarding_id`
+/// of `merchant`'s account: the onboarding is queried and what the query says
+/// is applied (the body is not trusted). Returns what happened.
+pub async fn on_gateway_callback(
+    app: &Arc<Core>,
+    merchant: Option<&MerchantId>,
+    gateway_onboarding_id: &str,
+) -> Result<&'static str, ActorError> {
+    let gateway_key = pelago_actors::recipient::onboardings::gateway_key(gateway_onboarding_id);
+    let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Ok("unknown_onboarding") };
+    let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Ok("unknown_onboarding") };
+    if merchant != Some(&onboarding.merchant_id) {
+        return Ok("foreign_onboarding");
+    }
+    let account = account(app, &onboarding.merchant_id).await?;
+    match app.upstreams.marketplace.get_onboarding(account, gateway_onboarding_id.to_owned()).await {
+        Outcome::Done(answer) => {
+            let before = onboarding.version;
+            let after = report(app, &onboarding, answer).await?;
+            Ok(if after.version == before { "unchanged" } else { "applied" })
+        }
+        // Not confirmed now: the resolver or the next callback will tell.
+        _ => Err(ActorError::unavailable("the gateway could not confirm the onboarding; retry")),
+    }
+}

@@ -1,0 +1,235 @@
+//! `HttpMarketplaceGateway`: the [`MarketplaceGateway`] adapter (protocol in
+//! [`super::marketplace_wire`]). Numbers leave Pelago only in the submission
+//! body, over the gateway connection; they are never logged.
+
+use futures::{FutureExt, future::BoxFuture};
+use pelago_actors::{
+    ports::{GatewayAccount, Outcome},
+    recipient::{
+        ComplianceStatus, OnboardingStatus,
+        gateway::{
+            AgreementGateway, AgreementSigning, GatewayOnboarding, MarketplaceGateway, OnboardingSubmission,
+            SignedAgreement,
+        },
+    },
+};
+use pelago_storage::FileId;
+use reqwest::Method;
+
+use super::{
+    UpstreamClient,
+    channel_http::{IDEMPOTENCY_HEADER, encode},
+    gateway_wire::MERCHANT_HEADER,
+    http_util::send,
+    marketplace_wire as wire,
+};
+
+pub struct HttpMarketplaceGateway {
+    client: UpstreamClient,
+    base_url: String,
+}
+
+impl HttpMarketplaceGateway {
+    pub fn new(client: UpstreamClient, base_url: &str) -> Self {
+        Self { client, base_url: base_url.trim_end_matches('/').to_owned() }
+    }
+
+    fn request(
+        &self,
+        account: &GatewayAccount,
+        method: Method,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut builder = self
+            .client
+            .http()
+            .request(method, format!("{}{}", self.base_url, path))
+            .header(MERCHANT_HEADER, &account.merchant_id)
+            .bearer_auth(account.api_key.expose());
+        if let Some(id) = request_id {
+            builder = builder.header(IDEMPOTENCY_HEADER, id);
+        }
+        builder
+    }
+}
+
+/// The answer as the port's type; an answer it cannot read is unknown.
+fn convert(outcome: Outcome<wire::OnboardingAnswer>) -> Outcome<GatewayOnboarding> {
+    match outcome {
+        Outcome::Done(a) => {
+            let Some(status) = OnboardingStatus::parse(&a.status) else {
+                return Outcome::Unknown { detail: "unreadable onboarding status".into() };
+            };
+            let compliance = match a.compliance.as_deref() {
+                None => None,
+                Some(raw) => match ComplianceStatus::parse(raw) {
+                    Some(c) => Some(c),
+                    None => return Outcome::Unknown { detail: "unreadable compliance status".into() },
+                },
+            };
+            Outcome::Done(GatewayOnboarding {
+                gateway_onboarding_id: a.id,
+                status,
+                provider_recipient_id: a.provider_recipient_id,
+                compliance,
+                reason: a.reason,
+            })
+        }
+        Outcome::Declined { reason } => Outcome::Declined { reason },
+        Outcome::Unknown { detail } => Outcome::Unknown { detail },
+    }
+}
+
+impl MarketplaceGateway for HttpMarketplaceGateway {
+    fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let body = wire::SubmitOnboardingBody {
+                onboarding_id: req.onboarding_id.to_string(),
+                onboarding_type: req.onboarding_type.to_owned(),
+                recipient_type: req.recipient_type.to_owned(),
+                name: req.name,
+                country: req.country,
+                id_document_number: req.id_document_number.expose().to_owned(),
+                bank_account: wire::BankAccountWire {
+                    account_number: req.account_number.expose().to_owned(),
+                    bank_code: req.bank_code,
+                },
+                documents: req.documents.iter().map(ToString::to_string).collect(),
+            };
+            let rb =
+                self.request(&req.account, Method::POST, "/onboardings", Some(&req.request_id)).json(&body);
+            convert(send::<wire::OnboardingAnswer>(rb).await)
+        }
+        .boxed()
+    }
+
+    fn query_onboarding(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let path = format!("/onboardings/by-request/{}", encode(&request_id));
+            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
+        }
+        .boxed()
+    }
+
+    fn get_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let path = format!("/onboardings/{}", encode(&gateway_onboarding_id));
+            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
+        }
+        .boxed()
+    }
+
+    fn cancel_onboarding(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let path = format!("/onboardings/{}/cancel", encode(&gateway_onboarding_id));
+            let rb = self.request(&account, Method::POST, &path, Some(&request_id));
+            convert(send::<wire::OnboardingAnswer>(rb).await)
+        }
+        .boxed()
+    }
+
+    fn submit_supplement(
+        &self,
+        account: GatewayAccount,
+        gateway_onboarding_id: String,
+        request_id: String,
+        documents: Vec<FileId>,
+    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        async move {
+            let path = format!("/onboardings/{}/supplements", encode(&gateway_onboarding_id));
+            let body =
+                wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
+            let rb = self.request(&account, Method::POST, &path, Some(&request_id)).json(&body);
+            convert(send::<wire::OnboardingAnswer>(rb).await)
+        }
+        .boxed()
+    }
+}
+
+fn signed(outcome: Outcome<wire::AgreementAnswer>) -> Outcome<SignedAgreement> {
+    match outcome {
+        Outcome::Done(a) if a.status == "signed" => {
+            Outcome::Done(SignedAgreement { gateway_agreement_id: a.id })
+        }
+        Outcome::Done(a) => Outcome::Unknown { detail: format!("agreement status {}", a.status) },
+        Outcome::Declined { reason } => Outcome::Declined { reason },
+        Outcome::Unknown { detail } => Outcome::Unknown { detail },
+    }
+}
+
+impl AgreementGateway for HttpMarketplaceGateway {
+    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+        async move {
+            let body = wire::SignAgreementBody {
+                agreement_id: req.agreement_id.to_string(),
+                provider_recipient_id: req.provider_recipient_id,
+                agreement_type: req.agreement_type.to_owned(),
+                max_commission_bps: req.max_commission_bps,
+            };
+            let rb =
+                self.request(&req.account, Method::POST, "/agreements", Some(&req.request_id)).json(&body);
+            signed(send::<wire::AgreementAnswer>(rb).await)
+        }
+        .boxed()
+    }
+
+    fn query_agreement(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+        async move {
+            let path = format!("/agreements/by-request/{}", encode(&request_id));
+            signed(send::<wire::AgreementAnswer>(self.request(&account, Method::GET, &path, None)).await)
+        }
+        .boxed()
+    }
+}
+
+/// The sandbox gateway's decide and compliance helpers (control endpoints):
+/// `what` is `decide` ([`wire::DecideBody`]) or `compliance` ([`wire::ComplianceBody`]).
+pub async fn sandbox_control<B: serde::Serialize>(
+    control: &super::sandbox::SandboxControl,
+    gateway_onboarding_id: &str,
+    what: &str,
+    body: &B,
+) -> Result<Outcome<GatewayOnboarding>, super::UpstreamError> {
+    let path = format!("/gateway/control/onboardings/{}/{what}", encode(gateway_onboarding_id));
+    let answer = super::http_util::send_control::<wire::OnboardingAnswer>(
+        control.request(Method::POST, &path).json(body),
+    )
+    .await?;
+    Ok(convert(Outcome::Done(answer)))
+}
+
+/// Arms (or, with `None`, clears) the sandbox gateway's marketplace faults.
+pub async fn sandbox_fault(
+    control: &super::sandbox::SandboxControl,
+    fault: Option<&wire::MarketplaceFault>,
+) -> Result<(), super::UpstreamError> {
+    let path = "/gateway/control/marketplace/faults";
+    match fault {
+        Some(f) => {
+            super::http_util::send_control::<serde_json::Value>(control.request(Method::POST, path).json(f))
+                .await?
+        }
+        None => {
+            super::http_util::send_control::<serde_json::Value>(control.request(Method::DELETE, path)).await?
+        }
+    };
+    Ok(())
+}

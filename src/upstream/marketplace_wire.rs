@@ -1,0 +1,132 @@
+//! Wire types of the gateway's marketplace calls (MARKETPLACE.md §4, §11),
+//! under the gateway's `base_url`, authenticated like the other gateway calls:
+//!
+//! | call | answer |
+//! |---|---|
+//! | `POST /onboardings` [`SubmitOnboardingBody`] (request id in `Idempotency-Key`) | [`OnboardingAnswer`] |
+//! | `GET /onboardings/by-request/{request_id}` | [`OnboardingAnswer`] (404 `not_found`: never seen) |
+//! | `GET /onboardings/{id}` | [`OnboardingAnswer`] |
+//! | `POST /onboardings/{id}/cancel` | [`OnboardingAnswer`] |
+//! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
+//! | `POST /agreements` [`SignAgreementBody`] (request id in `Idempotency-Key`) | [`AgreementAnswer`] |
+//! | `GET /agreements/by-request/{request_id}` | [`AgreementAnswer`] (404 `not_found`: never seen) |
+//!
+//! Statuses are Yuno's upper case (`PENDING`, `SUCCEEDED`, ...); compliance
+//! `pending|approved|failed`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitOnboardingBody {
+    pub onboarding_id: String,
+    #[serde(rename = "type")]
+    pub onboarding_type: String,
+    pub recipient_type: String,
+    pub name: String,
+    pub country: String,
+    pub id_document_number: String,
+    pub bank_account: BankAccountWire,
+    pub documents: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BankAccountWire {
+    pub account_number: String,
+    pub bank_code: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnboardingAnswer {
+    pub id: String,
+    pub status: String,
+    pub provider_recipient_id: Option<String>,
+    pub compliance: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A signed callback (`X-Gateway-Signature`, like the gateway's other
+/// callbacks) to `{callback_url}/marketplace` when the gateway decides or
+/// reviews an onboarding on its own. Pelago acts on it only through a query
+/// of the onboarding (`GET /onboardings/{id}`), never on the body alone.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OnboardingCallback {
+    pub event_id: String,
+    /// The gateway account the onboarding was submitted under.
+    pub merchant_id: String,
+    pub onboarding_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignAgreementBody {
+    pub agreement_id: String,
+    pub provider_recipient_id: String,
+    #[serde(rename = "type")]
+    pub agreement_type: String,
+    pub max_commission_bps: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgreementAnswer {
+    pub id: String,
+    /// `signed`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SupplementBody {
+    pub documents: Vec<String>,
+}
+
+/// Sandbox control: `POST /gateway/control/onboardings/{id}/decide`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DecideBody {
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// Sandbox control: `POST /gateway/control/onboardings/{id}/compliance`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ComplianceBody {
+    pub result: String,
+    pub reason: Option<String>,
+}
+
+/// Sandbox control: `POST /gateway/control/marketplace/faults` (`DELETE` clears):
+/// the next `count` marketplace calls of `operation` (`onboarding`: submit,
+/// cancel, supplement; `agreement`: signing; `callbacks`: only `duplicate`,
+/// each callback sent three times) misbehave as `behavior`: `decline` (refused, nothing
+/// applied), `error` (500, nothing applied), `timeout` (applied, answered after
+/// Pelago's upstream timeout + 1 s), `delay` (applied, answered after `delay_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketplaceFault {
+    pub operation: MarketplaceOperation,
+    pub behavior: MarketplaceFaultBehavior,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketplaceOperation {
+    Onboarding,
+    Agreement,
+    /// The marketplace callbacks (only `duplicate`: each sent three times).
+    Callbacks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketplaceFaultBehavior {
+    Decline,
+    Error,
+    Timeout,
+    Delay,
+    Duplicate,
+}

@@ -1,0 +1,129 @@
+//! Agreements over real HTTP (MARKETPLACE.md §5, §9): validations with their
+//! `param`, only on a SUCCEEDED current onboarding, signed at once by the
+//! sandbox gateway, the newest signed one superseding, `receive_splits`
+//! following a signed split agreement, unknown outcomes 202 → signed by the
+//! resolver, refusals `failed`, and `recipient.agreement.updated` events.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Service, send};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agreements_are_signed_superseded_and_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let (_, key, _) = svc.merchant("Agreements").await;
+    let (_, other_key, _) = svc.merchant("Other").await;
+    let body = json!({
+        "type": "individual", "name": "Seller Approved", "email": "s@example.com", "phone": "+6591234567",
+        "country": "SG",
+        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
+                       "id_document": {"type": "passport", "number": "P1234567"}},
+        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
+    });
+    let (_, rec) = send(&svc, &key, Method::POST, "/v1/recipients", Some(&body)).await;
+    let rec = rec["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/recipients/{rec}/agreements");
+    let post = |b: Value| {
+        let (svc, key, path) = (&svc, &key, path.clone());
+        async move { send(svc, key, Method::POST, &path, Some(&b)).await }
+    };
+
+    let (status, e) = post(json!({"type": "split"})).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_state")),
+        "no onboarding yet"
+    );
+    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
+    let (status, _) =
+        send(&svc, &key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    for (b, param) in [
+        (json!({"type": "loan"}), "type"),
+        (json!({"type": "split", "max_commission_bps": 10}), "max_commission_bps"),
+        (json!({"type": "commission"}), "max_commission_bps"),
+        (json!({"type": "commission", "max_commission_bps": 10_001}), "max_commission_bps"),
+        (json!({"type": "commission", "max_commission_bps": -1}), "max_commission_bps"),
+        (json!({"type": "commission", "max_commission_bps": "5"}), "max_commission_bps"),
+    ] {
+        let (status, e) = post(b.clone()).await;
+        assert_eq!(
+            (status, e["error"]["param"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(param)),
+            "{b}: {e}"
+        );
+    }
+    let (_, listed) = send(&svc, &key, Method::GET, &path, None).await;
+    assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
+    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    assert_eq!(r["capabilities"], json!({"receive_splits": false, "withdraw": true}));
+
+    let (status, first) = post(json!({"type": "split"})).await;
+    assert_eq!((status, first["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{first}");
+    assert!(first["signed_at"].is_string() && first["id"].as_str().unwrap().starts_with("agr_"));
+    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    assert_eq!(r["capabilities"]["receive_splits"], true);
+    let (_, second) = post(json!({"type": "split"})).await;
+    let (status, commission) = post(json!({"type": "commission", "max_commission_bps": 500})).await;
+    assert_eq!((status, commission["max_commission_bps"].as_u64()), (StatusCode::CREATED, Some(500)));
+    let (_, splits) = send(&svc, &key, Method::GET, &format!("{path}?type=split"), None).await;
+    let statuses: Vec<_> =
+        splits["data"].as_array().unwrap().iter().map(|a| (a["id"].clone(), a["status"].clone())).collect();
+    assert_eq!(
+        statuses,
+        [(second["id"].clone(), json!("signed")), (first["id"].clone(), json!("superseded"))]
+    );
+    let (_, page) = send(&svc, &key, Method::GET, &format!("{path}?type=split&limit=1"), None).await;
+    assert_eq!(
+        (page["data"][0]["id"].clone(), page["has_more"].clone()),
+        (second["id"].clone(), json!(true))
+    );
+    let next = format!("{path}?type=split&limit=1&starting_after={}", second["id"].as_str().unwrap());
+    let (_, page) = send(&svc, &key, Method::GET, &next, None).await;
+    assert_eq!(
+        (page["data"][0]["id"].clone(), page["has_more"].clone()),
+        (first["id"].clone(), json!(false))
+    );
+    let (status, _) = send(&svc, &key, Method::GET, &format!("{path}?type=loan"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = send(&svc, &other_key, Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's recipient");
+
+    // Unknown outcome: 202 pending, then signed by the resolver; a refusal: failed.
+    let fault = |behavior: &str| {
+        svc.admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
+            .json(&json!({"operation": "agreement", "behavior": behavior, "count": 1}))
+            .send()
+    };
+    assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
+    let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
+    assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, list) = send(&svc, &key, Method::GET, &format!("{path}?type=commission"), None).await;
+        let now = list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap().clone();
+        if now["status"] == "signed" {
+            assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not resolved: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
+    let (status, failed) = post(json!({"type": "split"})).await;
+    assert_eq!((status, failed["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{failed}");
+    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    assert_eq!(r["capabilities"]["receive_splits"], true, "the signed split agreement still holds");
+
+    let (_, events) =
+        send(&svc, &key, Method::GET, "/v1/events?type=recipient.agreement.updated&limit=100", None).await;
+    // Each change one event: split 1 pending+signed (2), split 2 pending+signed+split 1 superseded (3),
+    // commission 500 (2), commission 300 pending+signed+500 superseded (3), the failed split (2).
+    assert_eq!(events["data"].as_array().unwrap().len(), 12, "{events}");
+}
