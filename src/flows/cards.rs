@@ -243,7 +243,7 @@ async fn return_fee(app: &Core, merchant: &MerchantId, card: &CardId, fee: Money
 pub async fn settle_markers_of(app: &Core, card: &CardId) -> Result<(), Error> {
     if let Some(m) = app.store.get::<MoneyMarker>(fee_return_marker(card.as_str()))? {
         return_fee(app, &m.merchant_id, &m.card_id, m.amount).await?;
-        clear(app, fee_return_marker(card.as_str())).await?;
+        super::clear_marker(app, fee_return_marker(card.as_str())).await?;
     }
     if let Some(m) = app.store.get::<MoneyMarker>(card_refund_marker(card.as_str()))? {
         let merchant =
@@ -265,15 +265,8 @@ pub async fn settle_markers_of(app: &Core, card: &CardId) -> Result<(), Error> {
             index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&m.merchant_id, entry).await??;
-        clear(app, card_refund_marker(card.as_str())).await?;
+        super::clear_marker(app, card_refund_marker(card.as_str())).await?;
     }
-    Ok(())
-}
-
-async fn clear(app: &Core, key: String) -> Result<(), Error> {
-    let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, key);
-    app.store.commit_durable(batch).await?;
     Ok(())
 }
 

@@ -77,3 +77,11 @@ pub const MARKERS_PER_PASS: usize = 256;
 pub fn grace_ms(core: &app::Core) -> i64 {
     core.config.upstream_timeout_ms as i64 + 1000
 }
+
+/// Removes one recovery marker, durably (its work is done).
+pub async fn clear_marker(core: &app::Core, key: String) -> Result<(), Error> {
+    let mut batch = pelago_storage::WriteBatch::new();
+    batch.delete(pelago_storage::Tree::Operations, key);
+    core.store.commit_durable(batch).await?;
+    Ok(())
+}

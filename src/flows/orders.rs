@@ -352,7 +352,7 @@ pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
             index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&order.merchant_id, entry).await??;
-        clear(app, order_book_marker(id)).await?;
+        super::clear_marker(app, order_book_marker(id)).await?;
     }
     if app.store.contains(Tree::Operations, order_refund_marker(id))? {
         let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(Error::internal)?;
@@ -396,16 +396,9 @@ pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
             app.actors.ask_merchant(&order.merchant_id, entry).await??;
             app.actors.ask_card(&order.card_id, RefundOrder(order.id.clone())).await??;
         } else {
-            clear(app, order_refund_marker(id)).await?;
+            super::clear_marker(app, order_refund_marker(id)).await?;
         }
     }
-    Ok(())
-}
-
-async fn clear(app: &Core, key: String) -> Result<(), Error> {
-    let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, key);
-    app.store.commit_durable(batch).await?;
     Ok(())
 }
 
@@ -424,7 +417,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             request_checkout(app, &order).await?;
             done += 1;
         } else {
-            clear(app, order_create_marker(&id)).await?;
+            super::clear_marker(app, order_create_marker(&id)).await?;
         }
     }
     for (raw, gateway_order_id) in super::due_markers(app, "ordconfirm/", super::Started::Now, 0)? {
@@ -435,7 +428,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             None => false,
         };
         if !keep {
-            clear(app, confirm_marker(&id)).await?;
+            super::clear_marker(app, confirm_marker(&id)).await?;
             done += 1;
         }
     }
