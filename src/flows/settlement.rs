@@ -202,7 +202,10 @@ pub async fn run(app: &Core, date: &str) -> Result<SettlementRun, Error> {
 async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
     let overflow = || Error::internal();
     let mut per_merchant: BTreeMap<MerchantId, MerchantSettlement> = BTreeMap::new();
-    let mut run = app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal)?;
+    let (mut run, seen) = app.store.get_with_bytes::<SettlementRun>(date)?.ok_or_else(Error::internal)?;
+    if run.completed {
+        return Ok(run); // a second pass over a run already completed: no second event
+    }
     run.collections = 0;
     run.amounts.clear();
     for row in app.store.iter_raw(Tree::Index, settled_key(date, "").as_bytes()) {
@@ -237,8 +240,16 @@ async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
     }
     run.completed = true;
     run.completed_at = Some(now);
+    // Completed once: a concurrent pass that completed it first wins, and this one stages nothing.
+    batch.expect_raw(Tree::SettlementRuns, date, Some(seen));
     batch.put(date, &run)?;
-    app.store.commit_durable(batch).await?;
+    match app.store.commit_durable(batch).await {
+        Ok(()) => {}
+        Err(pelago_storage::StoreError::Conflict { .. }) => {
+            return app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal);
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(date, collections = run.collections, "settlement run completed");
     Ok(run)
 }
