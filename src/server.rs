@@ -268,18 +268,8 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("card", crate::flows::cards::resolve_pending(&app.core).await),
                 ("cardholder", crate::flows::cardholders::resolve_pending(&app).await),
                 ("channel transaction", crate::flows::channel_confirm::resolve_pending(&app).await),
-                (
-                    "agreement",
-                    crate::flows::marketplace::agreements::resolve_pending(&app.core)
-                        .await
-                        .map_err(Into::into),
-                ),
-                (
-                    "onboarding",
-                    crate::flows::marketplace::onboardings::resolve_pending(&app.core)
-                        .await
-                        .map_err(Into::into),
-                ),
+                ("agreement", crate::flows::marketplace::agreements::resolve_pending(&app.core).await),
+                ("onboarding", crate::flows::marketplace::onboardings::resolve_pending(&app.core).await),
             ];
             for (flow, pass) in &passes {
                 match pass {

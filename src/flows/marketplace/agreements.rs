@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    ActorError, Reject,
+    Reject,
     ports::Outcome,
     recipient::{
         agreement::{
@@ -19,21 +19,21 @@ use pelago_actors::{
 use pelago_storage::{AgreementId, MerchantId, Tree};
 
 use super::recipients::load_owned as load_recipient;
-use crate::app::Core;
+use crate::{app::Core, flows::Error};
 
 pub struct Answer {
     pub agreement: AgreementRecord,
     pub unknown: bool,
 }
 
-async fn sign(app: &Arc<Core>, agreement: AgreementRecord, retry: bool) -> Result<Answer, ActorError> {
+async fn sign(app: &Arc<Core>, agreement: AgreementRecord, retry: bool) -> Result<Answer, Error> {
     let merchant = app
         .store
         .get::<pelago_actors::merchant::MerchantRecord>(agreement.merchant_id.as_bytes())?
-        .ok_or_else(|| ActorError::unavailable("the merchant could not be read"))?;
+        .ok_or_else(|| Error::unavailable("the merchant could not be read"))?;
     let account = crate::flows::bootstrap::funding_account(app, &merchant)
         .await
-        .map_err(|e| ActorError::Rejected(Reject::Upstream { message: e.to_string() }))?;
+        .map_err(|e| Error::from(Reject::Upstream { message: e.to_string() }))?;
     let outcome = if retry {
         // Asked by request id first: a signing the gateway applied is not repeated.
         match app.upstreams.agreements.query_agreement(account.clone(), agreement.request_id.clone()).await {
@@ -77,11 +77,11 @@ pub async fn create(
     kind: AgreementType,
     max_commission_bps: Option<u32>,
     binding: Option<String>,
-) -> Result<Answer, ActorError> {
+) -> Result<Answer, Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
     let id = match binding.as_ref().map(|b| app.store.get_raw(Tree::Index, b)).transpose()?.flatten() {
         Some(bound) => AgreementId::parse(&String::from_utf8_lossy(&bound))
-            .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?,
+            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?,
         None => {
             let id = AgreementId::generate();
             if let Some(b) = &binding {
@@ -90,7 +90,7 @@ pub async fn create(
                 batch.put_raw(Tree::Index, b, id.as_bytes());
                 app.store.commit_durable(batch).await.map_err(|e| match e {
                     pelago_storage::StoreError::Conflict { .. } => {
-                        ActorError::unavailable("this Idempotency-Key is in use; retry")
+                        Error::unavailable("this Idempotency-Key is in use; retry")
                     }
                     other => other.into(),
                 })?;
@@ -113,7 +113,7 @@ pub async fn create(
 }
 
 /// The resolver's pass over agreements whose signing is unknown.
-pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, ActorError> {
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let markers = app
         .store
         .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    ActorError, Reject,
+    Reject,
     file::{FileRecord, FileType, MAX_FILE_BYTES},
 };
 use pelago_storage::{FileId, MerchantId, StoreError, Tree, WriteBatch};
 use sha2::{Digest, Sha256};
 
-use crate::app::Core;
+use crate::{app::Core, flows::Error};
 
 /// Stores `content` as a new file of `merchant_id`. `declared` is the
 /// request's `Content-Type`; `binding` the Idempotency-Key binding, so a
@@ -23,14 +23,14 @@ pub async fn create(
     declared: Option<&str>,
     content: bytes::Bytes,
     binding: Option<String>,
-) -> Result<FileRecord, ActorError> {
+) -> Result<FileRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
         return app
             .store
             .get::<FileRecord>(&id)?
-            .ok_or_else(|| ActorError::unavailable("the file bound to this Idempotency-Key is missing"));
+            .ok_or_else(|| Error::unavailable("the file bound to this Idempotency-Key is missing"));
     }
     let file_type = check(declared, &content)?;
     let id = FileId::generate();
@@ -42,7 +42,7 @@ pub async fn create(
         (sha256, sealing_app.sealer.seal(&content, &context), content.len())
     })
     .await
-    .map_err(|_| ActorError::unavailable("sealing the file did not finish; retry"))?;
+    .map_err(|_| Error::unavailable("sealing the file did not finish; retry"))?;
     let record = FileRecord {
         id: id.clone(),
         merchant_id: merchant_id.clone(),
@@ -59,7 +59,7 @@ pub async fn create(
         batch.put_raw(Tree::Index, b, id.as_bytes());
     }
     app.store.commit_durable(batch).await.map_err(|e| match e {
-        StoreError::Conflict { .. } => ActorError::unavailable("this Idempotency-Key is in use; retry"),
+        StoreError::Conflict { .. } => Error::unavailable("this Idempotency-Key is in use; retry"),
         other => other.into(),
     })?;
     Ok(record)
@@ -88,8 +88,8 @@ fn check(declared: Option<&str>, content: &[u8]) -> Result<FileType, Reject> {
 }
 
 /// The merchant's file `raw`; another merchant's or an unknown one → not found.
-pub fn load_owned(app: &Core, merchant_id: &MerchantId, raw: &str) -> Result<FileRecord, ActorError> {
-    let not_found = || ActorError::Rejected(Reject::NotFound { what: "file" });
+pub fn load_owned(app: &Core, merchant_id: &MerchantId, raw: &str) -> Result<FileRecord, Error> {
+    let not_found = || Error::from(Reject::NotFound { what: "file" });
     let id = FileId::parse(raw).map_err(|_| not_found())?;
     app.store
         .get::<FileRecord>(id.as_bytes())?

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    ActorError, Reject,
+    Reject,
     merchant::MerchantRecord,
     ports::{GatewayAccount, Outcome, SecretString},
     recipient::{
@@ -23,7 +23,7 @@ use pelago_actors::{
 use pelago_storage::{MerchantId, OnboardingId, RecipientId, Tree};
 
 use super::recipients::{load_owned as load_recipient, seal_context};
-use crate::app::Core;
+use crate::{app::Core, flows::Error};
 
 /// The answer: the onboarding and whether the gateway's outcome is still unknown (202).
 pub struct Answer {
@@ -31,14 +31,14 @@ pub struct Answer {
     pub unknown: bool,
 }
 
-async fn account(app: &Core, merchant_id: &MerchantId) -> Result<GatewayAccount, ActorError> {
+async fn account(app: &Core, merchant_id: &MerchantId) -> Result<GatewayAccount, Error> {
     let merchant = app
         .store
         .get::<MerchantRecord>(merchant_id.as_bytes())?
-        .ok_or_else(|| ActorError::unavailable("the merchant could not be read"))?;
+        .ok_or_else(|| Error::unavailable("the merchant could not be read"))?;
     crate::flows::bootstrap::funding_account(app, &merchant)
         .await
-        .map_err(|e| ActorError::Rejected(Reject::Upstream { message: e.to_string() }))
+        .map_err(|e| Error::from(Reject::Upstream { message: e.to_string() }))
 }
 
 fn open_number(
@@ -46,11 +46,11 @@ fn open_number(
     recipient: &RecipientId,
     field: &str,
     sealed: &[u8],
-) -> Result<SecretString, ActorError> {
+) -> Result<SecretString, Error> {
     app.sealer
         .open_string(sealed, &seal_context(recipient, field))
         .map(SecretString::new)
-        .map_err(|_| ActorError::unavailable("a sealed number could not be opened"))
+        .map_err(|_| Error::unavailable("a sealed number could not be opened"))
 }
 
 /// Makes the call a begun action needs, and finishes it with the answer.
@@ -59,7 +59,7 @@ async fn call(
     recipient: &RecipientRecord,
     onboarding: Onboarding,
     call: Option<GatewayCall>,
-) -> Result<Answer, ActorError> {
+) -> Result<Answer, Error> {
     let Some(call) = call else { return Ok(Answer { onboarding, unknown: false }) };
     let account = account(app, &recipient.merchant_id).await?;
     let gateway = &app.upstreams.marketplace;
@@ -73,7 +73,7 @@ async fn call(
                     &b.representative.id_document.number.sealed.0,
                 ),
                 (None, None) => {
-                    return Err(ActorError::unavailable("the recipient has no identity document"));
+                    return Err(Error::unavailable("the recipient has no identity document"));
                 }
             };
             let mut documents: Vec<_> = onboarding.documents.iter().map(|d| d.file_id.clone()).collect();
@@ -125,17 +125,13 @@ async fn call(
         )
         .await??;
     if let Some(refused) = finished.refused {
-        return Err(ActorError::Rejected(Reject::Upstream { message: refused }));
+        return Err(Error::from(Reject::Upstream { message: refused }));
     }
     Ok(Answer { onboarding: finished.onboarding, unknown })
 }
 
 /// Checks that each document is one of the merchant's files.
-pub fn check_documents(
-    app: &Core,
-    merchant_id: &MerchantId,
-    documents: &[Document],
-) -> Result<(), ActorError> {
+pub fn check_documents(app: &Core, merchant_id: &MerchantId, documents: &[Document]) -> Result<(), Error> {
     for (i, d) in documents.iter().enumerate() {
         let ours = app
             .store
@@ -158,12 +154,12 @@ pub async fn create(
     provider_recipient_id: Option<String>,
     documents: Vec<Document>,
     binding: Option<String>,
-) -> Result<Answer, ActorError> {
+) -> Result<Answer, Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
     check_documents(app, merchant_id, &documents)?;
     let id = match binding.as_ref().map(|b| app.store.get_raw(Tree::Index, b)).transpose()?.flatten() {
         Some(bound) => OnboardingId::parse(&String::from_utf8_lossy(&bound))
-            .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?,
+            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?,
         None => {
             let id = OnboardingId::generate();
             if let Some(b) = &binding {
@@ -172,7 +168,7 @@ pub async fn create(
                 batch.put_raw(Tree::Index, b, id.as_bytes());
                 app.store.commit_durable(batch).await.map_err(|e| match e {
                     pelago_storage::StoreError::Conflict { .. } => {
-                        ActorError::unavailable("this Idempotency-Key is in use; retry")
+                        Error::unavailable("this Idempotency-Key is in use; retry")
                     }
                     other => other.into(),
                 })?;
@@ -199,9 +195,9 @@ pub async fn load_owned(
     merchant_id: &MerchantId,
     raw_recipient: &str,
     raw_id: &str,
-) -> Result<(RecipientRecord, Onboarding), ActorError> {
+) -> Result<(RecipientRecord, Onboarding), Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let not_found = || ActorError::Rejected(Reject::NotFound { what: "onboarding" });
+    let not_found = || Error::from(Reject::NotFound { what: "onboarding" });
     let id = OnboardingId::parse(raw_id).map_err(|_| not_found())?;
     let onboarding = app
         .store
@@ -218,7 +214,7 @@ pub async fn act(
     raw_recipient: &str,
     raw_id: &str,
     action: Action,
-) -> Result<Answer, ActorError> {
+) -> Result<Answer, Error> {
     let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
     if let Action::Continue { documents } | Action::Supplement { documents, .. } = &action {
         check_documents(app, merchant_id, documents)?;
@@ -239,19 +235,22 @@ pub async fn transfer(
     raw_recipient: &str,
     raw_id: &str,
     to: Option<&str>,
-) -> Result<Onboarding, ActorError> {
+) -> Result<Onboarding, Error> {
     let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
     let to = to
         .map(|raw| {
             RecipientId::parse(raw).map_err(|_| {
-                ActorError::Rejected(Reject::invalid(
+                Error::from(Reject::invalid(
                     "recipient_id",
                     "recipient_id must be a recipient of the merchant",
                 ))
             })
         })
         .transpose()?;
-    app.actors.ask_recipient(&recipient.id, TransferOnboarding { onboarding_id: onboarding.id, to }).await?
+    Ok(app
+        .actors
+        .ask_recipient(&recipient.id, TransferOnboarding { onboarding_id: onboarding.id, to })
+        .await??)
 }
 
 /// Applies what the gateway reported about the onboarding (test helpers, resolver).
@@ -259,19 +258,20 @@ pub async fn report(
     app: &Arc<Core>,
     onboarding: &Onboarding,
     answer: GatewayOnboarding,
-) -> Result<Onboarding, ActorError> {
-    app.actors
+) -> Result<Onboarding, Error> {
+    Ok(app
+        .actors
         .ask_recipient(
             &onboarding.recipient_id,
             ReportOnboarding { onboarding_id: onboarding.id.clone(), answer },
         )
-        .await?
+        .await??)
 }
 
 /// The resolver's pass: every onboarding with a `pending_action` whose
 /// outcome is unknown is asked about by request id (a submission), or its
 /// call is repeated with the same request id (idempotent at the gateway).
-pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, ActorError> {
+pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let markers = app
         .store
         .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())
@@ -309,7 +309,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, ActorError> {
         match call(app, &recipient, onboarding, Some(call_again)).await {
             Ok(answer) if !answer.unknown => resolved += 1,
             Ok(_) => {}
-            Err(ActorError::Rejected(Reject::Upstream { .. })) => resolved += 1,
+            Err(Error::Upstream(_)) => resolved += 1,
             Err(e) => tracing::warn!(error = %e, "resolving an onboarding failed; retrying later"),
         }
     }
@@ -323,7 +323,7 @@ pub async fn on_gateway_callback(
     app: &Arc<Core>,
     merchant: Option<&MerchantId>,
     gateway_onboarding_id: &str,
-) -> Result<&'static str, ActorError> {
+) -> Result<&'static str, Error> {
     let gateway_key = pelago_actors::recipient::onboardings::gateway_key(gateway_onboarding_id);
     let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Ok("unknown_onboarding") };
     let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Ok("unknown_onboarding") };
@@ -338,6 +338,6 @@ pub async fn on_gateway_callback(
             Ok(if after.version == before { "unchanged" } else { "applied" })
         }
         // Not confirmed now: the resolver or the next callback will tell.
-        _ => Err(ActorError::unavailable("the gateway could not confirm the onboarding; retry")),
+        _ => Err(Error::unavailable("the gateway could not confirm the onboarding; retry")),
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    ActorError, Reject,
+    Reject,
     merchant::Sealed,
     recipient::{
         CreateRecipient, GetRecipient, RecipientData, RecipientRecord, RecipientType, SealedNumber,
@@ -17,7 +17,7 @@ use pelago_actors::{
 };
 use pelago_storage::{MerchantId, RecipientId, Tree};
 
-use crate::app::Core;
+use crate::{app::Core, flows::Error};
 
 /// A number in clear, on its way to being sealed. Never printed.
 pub struct ClearNumber(pub String);
@@ -134,12 +134,12 @@ pub async fn create(
     kind: RecipientType,
     input: RecipientInput,
     binding: Option<String>,
-) -> Result<RecipientRecord, ActorError> {
+) -> Result<RecipientRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
         let id = RecipientId::parse(&String::from_utf8_lossy(&id))
-            .map_err(|_| ActorError::unavailable("the Idempotency-Key binding is unreadable"))?;
+            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
         let record = app.actors.ask_recipient(&id, GetRecipient).await??;
         return Ok(pelago_actors::recipient::onboardings::with_current(&app.store, record)?);
     }
@@ -155,7 +155,7 @@ pub async fn create(
         bank_account: bank_account(app, &id, required(input.bank_account, "bank_account")?),
     };
     let record = RecipientRecord::create(id.clone(), merchant_id.clone(), kind, data, app.clock.now())?;
-    app.actors.ask_recipient(&id, CreateRecipient { record, binding }).await?
+    Ok(app.actors.ask_recipient(&id, CreateRecipient { record, binding }).await??)
 }
 
 /// `PATCH`: the present fields replace the stored ones (a sub-object whole).
@@ -164,7 +164,7 @@ pub async fn update(
     merchant_id: &MerchantId,
     raw_id: &str,
     input: RecipientInput,
-) -> Result<RecipientRecord, ActorError> {
+) -> Result<RecipientRecord, Error> {
     let current = load_owned(app, merchant_id, raw_id).await?;
     let id = current.id.clone();
     let mut data = current.data;
@@ -202,8 +202,8 @@ pub async fn load_owned(
     app: &Arc<Core>,
     merchant_id: &MerchantId,
     raw: &str,
-) -> Result<RecipientRecord, ActorError> {
-    let not_found = || ActorError::Rejected(Reject::NotFound { what: "recipient" });
+) -> Result<RecipientRecord, Error> {
+    let not_found = || Error::from(Reject::NotFound { what: "recipient" });
     let id = RecipientId::parse(raw).map_err(|_| not_found())?;
     if !app.store.contains(Tree::Index, format!("mrec/{merchant_id}/{id}"))? {
         return Err(not_found());
