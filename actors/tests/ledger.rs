@@ -111,5 +111,17 @@ fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
         assert!(late.replayed);
         assert_eq!(ids(&first).len(), 1);
         assert_eq!((ids(&again), ids(&late)), (ids(&first), ids(&first)));
+
+        // A void settles in the merchant's order whether a booking happened: a
+        // booked one stays booked; a voided one can never be booked after.
+        use pelago_actors::merchant::{VoidEntry, Voided};
+        let void = |source: &str| VoidEntry { source_id: source.into(), kind: EntryKind::Deposit };
+        assert_eq!(actors.ask_merchant(&id, void("gwdep/1")).await.unwrap().unwrap(), Voided::AlreadyBooked);
+        assert_eq!(actors.ask_merchant(&id, void("gwdep/2")).await.unwrap().unwrap(), Voided::Void);
+        let late_deposit = PostEntry { source_id: "gwdep/2".into(), ..deposit() };
+        let refused = actors.ask_merchant(&id, late_deposit).await.unwrap();
+        assert!(matches!(refused, Err(ActorError::Rejected(Reject::InvalidState { .. }))), "{refused:?}");
+        assert_eq!(actors.ask_merchant(&id, void("gwdep/2")).await.unwrap().unwrap(), Voided::Void);
+        assert_eq!(store.iter::<JournalEntry>().count(), 151, "nothing booked for the voided source");
     });
 }

@@ -16,7 +16,7 @@ use pelago_actors::{
         },
     },
     ledger::{self, EntryKind},
-    merchant::{FundingMode, MerchantRecord, PostEntry, entry_index},
+    merchant::{FundingMode, MerchantRecord, PostEntry, VoidEntry, Voided},
 };
 use pelago_storage::{Money, TopupId, Tree, WriteBatch};
 
@@ -72,6 +72,13 @@ pub async fn create(
             app.actors.ask_card(&card.id, AbortTopup(id)).await??;
             return Err(r.into());
         }
+        // The resolver voided this debit (the request looked dead): the top-up
+        // failed with nothing charged; answer it as it stands.
+        Err(ActorError::Rejected(Reject::InvalidState { .. }))
+            if let Some(voided) = app.store.get::<TopupRecord>(topup_key(&card.id, &id))? =>
+        {
+            return Ok(voided);
+        }
         // Unknown whether the debit landed: the resolver settles it by the journal.
         Err(e) => return Err(e.into()),
     }
@@ -112,7 +119,18 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     {
         let Some((card, _)) = parse_marker(&value) else { continue };
         let Ok(id) = TopupId::parse(&raw) else { continue };
-        let debited = app.store.contains(Tree::Index, entry_index(id.as_str(), EntryKind::Topup))?;
+        let Some(record) = app.store.get::<TopupRecord>(topup_key(&card, &id))? else { continue };
+        // Not seeing the debit in the store is not proof: the merchant actor
+        // settles it in its own order (a debit still queued there lands first).
+        let debited = record.phase != TopupPhase::Debiting
+            || app
+                .actors
+                .ask_merchant(
+                    &record.merchant_id,
+                    VoidEntry { source_id: id.to_string(), kind: EntryKind::Topup },
+                )
+                .await??
+                == Voided::AlreadyBooked;
         let topup = app.actors.ask_card(&card, ResolveTopup { id: id.clone(), debited }).await??;
         settle_reversal(app, &id).await?;
         if topup.phase == TopupPhase::Done {

@@ -34,6 +34,31 @@ fn hold_marker(id: &WithdrawalId) -> String {
     format!("{HOLD_PREFIX}{id}")
 }
 
+const RELEASE_PREFIX: &str = "wdrrelease/";
+
+/// `wdrrelease/{id}` → the Idempotency-Key binding (or nothing): a hold the
+/// resolver claimed, to be released (once per id) and its key freed.
+fn release_marker(id: &WithdrawalId) -> String {
+    format!("{RELEASE_PREFIX}{id}")
+}
+
+/// Releases a claimed hold, frees its key, removes the claim.
+async fn finish_release(app: &Core, id: &WithdrawalId) -> Result<(), Error> {
+    let Some(binding) = app.store.get_raw(Tree::Operations, release_marker(id))? else { return Ok(()) };
+    release_hold(app, id).await?;
+    let mut batch = WriteBatch::new();
+    batch.delete(Tree::Operations, release_marker(id));
+    // The request never got a withdrawal: its Idempotency-Key may run again.
+    if !binding.is_empty() {
+        let binding = String::from_utf8_lossy(&binding).into_owned();
+        if app.store.get_raw(Tree::Index, &binding)?.is_some_and(|v| v == id.as_bytes()) {
+            batch.delete(Tree::Index, binding);
+        }
+    }
+    app.store.commit_durable(batch).await?;
+    Ok(())
+}
+
 /// A hold row's value: the start (8 bytes, big-endian ms), then the
 /// Idempotency-Key binding written with the hold, if any, so the resolver
 /// frees that key without scanning every binding. (Rows from before the
@@ -112,6 +137,7 @@ pub async fn create(
     let account = bootstrap::funding_account(app, merchant).await?;
     // The hold first: a withdrawal that cannot be held never exists.
     let binding_key = binding;
+    let hold_row = hold_value(Timestamp::now_real(), binding_key.as_deref());
     let hold = PostEntry {
         source_id: record.id.to_string(),
         kind: EntryKind::Withdrawal,
@@ -123,7 +149,7 @@ pub async fn create(
             .clone()
             .map(|b| (b, record.id.as_bytes().to_vec()))
             .into_iter()
-            .chain([(hold_marker(&record.id), hold_value(now, binding_key.as_deref()))])
+            .chain([(hold_marker(&record.id), hold_row.clone())])
             .collect(),
     };
     app.actors.ask_merchant(&merchant.id, hold).await??;
@@ -135,9 +161,24 @@ pub async fn create(
     batch.put(record.id.as_bytes(), &record)?;
     batch.put_raw(Tree::Index, format!("mwdr/{}/{}", merchant.id, record.id), []);
     batch.put_raw(Tree::Index, format!("wdrreq/{}", record.request_id), record.id.as_bytes());
-    batch.put_raw(Tree::Operations, marker(&record.id), now.unix_ms().to_be_bytes().to_vec());
+    batch.put_raw(
+        Tree::Operations,
+        marker(&record.id),
+        Timestamp::now_real().unix_ms().to_be_bytes().to_vec(),
+    );
+    // Fenced on the hold row: if the resolver claimed it (this request looked
+    // dead and its hold is being released), the record never lands and nothing is paid.
+    batch.expect_raw(Tree::Index, hold_marker(&record.id), Some(hold_row));
     batch.delete(Tree::Index, hold_marker(&record.id));
-    app.store.commit_durable(batch).await?;
+    match app.store.commit_durable(batch).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { .. }) => {
+            return Err(Error::unavailable(
+                "the withdrawal's hold was released while it was being recorded; retry",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     payout(app, merchant, &record).await
 }
 
@@ -332,20 +373,35 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key[HOLD_PREFIX.len()..])) else {
             continue;
         };
-        if !app.store.contains(Tree::Withdrawals, id.as_bytes())? {
-            release_hold(app, &id).await?;
+        if app.store.contains(Tree::Withdrawals, id.as_bytes())? {
+            // The record landed (its commit removes the row): a row left by an older version.
+            let mut batch = WriteBatch::new();
+            batch.expect_raw(Tree::Index, &key, Some(value.clone()));
+            batch.delete(Tree::Index, &key);
+            let _ = app.store.commit_durable(batch).await;
+            continue;
         }
+        // Claim it first, fenced on the row and on the record's absence, so a
+        // request still recording it cannot also pay it out (its commit is
+        // fenced on the same row); then release, durably resumable.
         let mut batch = WriteBatch::new();
+        batch.expect_raw(Tree::Index, &key, Some(value.clone()));
+        batch.expect_absent(Tree::Withdrawals, id.as_bytes());
         batch.delete(Tree::Index, &key);
-        // The request never got a withdrawal: its Idempotency-Key may run again.
-        if let Some(binding) = binding
-            && !app.store.contains(Tree::Withdrawals, id.as_bytes())?
-        {
-            batch.expect_raw(Tree::Index, &binding, Some(id.as_bytes().to_vec()));
-            batch.delete(Tree::Index, binding);
+        batch.put_raw(Tree::Operations, release_marker(&id), binding.unwrap_or_default());
+        match app.store.commit_durable(batch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => continue, // recorded meanwhile: it goes on
+            Err(e) => return Err(e.into()),
         }
-        app.store.commit_durable(batch).await?;
+        finish_release(app, &id).await?;
         done += 1;
+    }
+    for (raw, _) in super::due_markers(app, RELEASE_PREFIX, super::Started::Now, 0)? {
+        if let Ok(id) = WithdrawalId::parse(&raw) {
+            finish_release(app, &id).await?;
+            done += 1;
+        }
     }
     for (raw, _) in super::due_markers(app, "withdrawal/", super::Started::BigEndianMs, grace_ms)? {
         let Ok(id) = WithdrawalId::parse(&raw) else { continue };

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
-use pelago_storage::{FlushTicket, Money, Tree, WriteBatch};
+use pelago_storage::{FlushTicket, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -191,7 +191,8 @@ impl CardActor {
         batch.put_raw(
             Tree::Operations,
             open_marker(record.id.as_str()),
-            now.unix_ms().to_be_bytes().to_vec(),
+            // Real time: the resolver's grace is a timeout (DOMAIN.md), not service-clock time.
+            Timestamp::now_real().unix_ms().to_be_bytes().to_vec(),
         );
         if let Some(b) = &msg.binding {
             batch.put_raw(Tree::Index, b, record.id.as_bytes());

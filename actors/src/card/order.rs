@@ -263,7 +263,11 @@ impl CardActor {
         batch.expect_absent(Tree::Orders, order.id.as_bytes());
         batch.put(order.id.as_bytes(), &order)?;
         batch.put_raw(Tree::Index, format!("mord/{}/{}", order.merchant_id, order.id), []);
-        batch.put_raw(Tree::Operations, order_create_marker(&order.id), marker_value(&card.id, now));
+        batch.put_raw(
+            Tree::Operations,
+            order_create_marker(&order.id),
+            marker_value(&card.id, Timestamp::now_real()),
+        );
         if let Some(b) = &msg.binding {
             let bound = match (&msg.topup, order.kind) {
                 (Some(t), _) => t.id.to_string(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     actor::{CardActor, cell},
     ops::MoneyMarker,
-    state::{CardRecord, CardStatus},
+    state::CardStatus,
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
@@ -195,7 +195,8 @@ impl CardActor {
         batch.put_raw(
             Tree::Operations,
             topup_marker(&topup.id),
-            marker_value_bound(&card.id, now, msg.binding.as_deref()),
+            // Real time: the resolver's grace is a timeout, not service-clock time.
+            marker_value_bound(&card.id, Timestamp::now_real(), msg.binding.as_deref()),
         );
         if let Some(b) = &msg.binding {
             batch.expect_absent(Tree::Index, b);
@@ -228,8 +229,9 @@ impl CardActor {
         Ok(((), Some(ticket)))
     }
 
-    /// The resolver's verdict on a top-up left in `Debiting` whose debit was
-    /// never booked: it failed (`processing → failed`, `topup.failed`), its
+    /// The resolver's verdict on a top-up left in `Debiting` whose debit the
+    /// merchant actor has voided (`VoidEntry`: it was never booked and now
+    /// never can be): it failed (`processing → failed`, `topup.failed`), its
     /// marker goes. It is not deleted: a retry of its request may have been
     /// answered with it, so it stays visible, and its Idempotency-Key keeps
     /// answering it.
@@ -259,27 +261,6 @@ impl CardActor {
         Ok((topup, Some(ticket)))
     }
 
-    /// A debit booked for a top-up already failed as never debited: the
-    /// reversal marker, booked by the binary once per top-up.
-    fn reverse_late_debit(
-        &mut self,
-        card: CardRecord,
-        topup: TopupRecord,
-    ) -> ActorResult<(TopupRecord, Option<FundCard>, Option<FlushTicket>)> {
-        let marker = MoneyMarker {
-            merchant_id: topup.merchant_id.clone(),
-            card_id: card.id.clone(),
-            channel_id: card.channel_id.clone(),
-            amount: topup.amount,
-        };
-        let mut batch = WriteBatch::new();
-        batch.put(topup_reversal_marker(&topup.id), &marker)?;
-        let mut next = card;
-        next.version += 1;
-        let ticket = self.cell_mut().persist(next, batch)?;
-        Ok((topup, None, Some(ticket)))
-    }
-
     /// Moves a debited top-up to `Funding` (durably) and says what to ask the channel.
     fn prepare_funding(
         &mut self,
@@ -288,11 +269,6 @@ impl CardActor {
         let card = self.cell_mut().existing("card")?.clone();
         let mut topup = self.load_topup(id)?;
         if topup.phase == TopupPhase::Done {
-            if topup.failure_reason.as_deref() == Some(NOT_DEBITED) {
-                // The resolver failed it as never debited, and the debit landed after
-                // all (its request was slow, not dead): give the money back.
-                return self.reverse_late_debit(card, topup);
-            }
             return Ok((topup, None, None));
         }
         if card.status != CardStatus::Active && topup.phase == TopupPhase::Debiting {

@@ -235,6 +235,9 @@ pub fn booked(
     kind: EntryKind,
 ) -> ActorResult<Option<(JournalEntry, Vec<BalanceTxnRecord>)>> {
     let Some(value) = store.get_raw(Tree::Index, entry_index(source_id, kind))? else { return Ok(None) };
+    if value == VOIDED {
+        return Ok(None);
+    }
     let mut parts = value.split(|b| *b == b'\n');
     let entry_id = parts.next().unwrap_or_default();
     let entry = store.get::<JournalEntry>(entry_id)?.ok_or(Reject::NotFound { what: "journal entry" })?;
@@ -266,6 +269,14 @@ impl MerchantActor {
         let mut record = self.cell.existing("merchant")?.clone();
         let store = self.cell.store();
         let index = entry_index(&req.source_id, req.kind);
+        if store.get_raw(Tree::Index, &index)?.is_some_and(|v| v == VOIDED) {
+            return Err(Reject::state(format!(
+                "{} {} was voided: its request stopped before it and nothing may be booked for it",
+                req.kind.as_str(),
+                req.source_id
+            ))
+            .into());
+        }
         if let Some((entry, balance_txns)) = booked(store, &req.source_id, req.kind)? {
             return Ok((
                 Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true },
@@ -340,6 +351,54 @@ impl MerchantActor {
 }
 
 durable_handler!(MerchantActor, cell, PostEntry => Posted, |act, msg| act.post(msg));
+
+/// The `jop/` row of a booking that will never be made (see [`VoidEntry`]).
+const VOIDED: &[u8] = b"void";
+
+/// Settles, in the merchant's own order, whether `(source_id, kind)` was
+/// booked: if it was, the answer says so; if not, it never can be (a later
+/// `PostEntry` for it is refused). The resolver asks this before it fails an
+/// operation whose booking it did not see, so a booking still queued in the
+/// mailbox cannot land after that verdict.
+#[derive(Debug)]
+pub struct VoidEntry {
+    pub source_id: String,
+    pub kind: EntryKind,
+}
+
+impl Message for VoidEntry {
+    type Result = ActorResult<Voided>;
+}
+
+/// What [`VoidEntry`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voided {
+    /// It was booked before: the operation goes on.
+    AlreadyBooked,
+    /// It is void now (or was already): nothing was, or will be, booked.
+    Void,
+}
+
+impl MerchantActor {
+    fn void(&mut self, req: VoidEntry) -> ActorResult<(Voided, Option<FlushTicket>)> {
+        let record = self.cell.existing("merchant")?.clone();
+        let index = entry_index(&req.source_id, req.kind);
+        match self.cell.store().get_raw(Tree::Index, &index)? {
+            Some(v) if v == VOIDED => Ok((Voided::Void, None)),
+            Some(_) => Ok((Voided::AlreadyBooked, None)),
+            None => {
+                let mut batch = WriteBatch::new();
+                batch.expect_absent(Tree::Index, &index);
+                batch.put_raw(Tree::Index, &index, VOIDED);
+                // Through the cell: fenced on the merchant's bytes like every write of this actor.
+                let ticket = self.cell.persist(record, batch)?;
+                Ok((Voided::Void, Some(ticket)))
+            }
+        }
+    }
+}
+
+durable_handler!(MerchantActor, cell, VoidEntry => Voided, |act, msg| act.void(msg));
 
 /// The debug view; the binary redacts the sealed secrets before showing it.
 #[derive(Message)]

@@ -6,6 +6,7 @@ pub mod actor;
 pub mod state;
 
 pub use actor::{
-    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, booked, entry_index,
+    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, VoidEntry, Voided,
+    booked, entry_index,
 };
 pub use state::*;
