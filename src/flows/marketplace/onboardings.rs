@@ -324,11 +324,22 @@ pub async fn on_gateway_callback(
     merchant: Option<&MerchantId>,
     gateway_onboarding_id: &str,
 ) -> Result<&'static str, Error> {
+    // Bound (SECURITY.md): an onboarding created under the signing account, else 401, logged and counted.
+    let unbound = || {
+        let sender = merchant.map_or_else(|| "platform".to_owned(), ToString::to_string);
+        crate::flows::callback_rules::unbound(
+            app,
+            crate::metrics::CallbackSource::Gateway,
+            &sender,
+            "-",
+            gateway_onboarding_id,
+        )
+    };
     let gateway_key = pelago_actors::recipient::onboardings::gateway_key(gateway_onboarding_id);
-    let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Ok("unknown_onboarding") };
-    let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Ok("unknown_onboarding") };
+    let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Err(unbound()) };
+    let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Err(unbound()) };
     if merchant != Some(&onboarding.merchant_id) {
-        return Ok("foreign_onboarding");
+        return Err(unbound());
     }
     let account = account(app, &onboarding.merchant_id).await?;
     match app.upstreams.marketplace.get_onboarding(account, gateway_onboarding_id.to_owned()).await {
