@@ -5,3 +5,27 @@ pub mod agreements;
 pub mod files;
 pub mod onboardings;
 pub mod recipients;
+
+/// The id an Idempotency-Key binding names, or `fresh`, bound to the key now
+/// (durably, before any effect), so a retry with the key reaches the same object.
+pub(super) async fn bound_id(
+    core: &crate::app::Core,
+    binding: Option<&String>,
+    fresh: String,
+) -> Result<String, super::Error> {
+    use pelago_storage::Tree;
+    let Some(binding) = binding else { return Ok(fresh) };
+    if let Some(bound) = core.store.get_raw(Tree::Index, binding)? {
+        return Ok(String::from_utf8_lossy(&bound).into_owned());
+    }
+    let mut batch = pelago_storage::WriteBatch::new();
+    batch.expect_absent(Tree::Index, binding);
+    batch.put_raw(Tree::Index, binding, fresh.as_bytes());
+    core.store.commit_durable(batch).await.map_err(|e| match e {
+        pelago_storage::StoreError::Conflict { .. } => {
+            super::Error::unavailable("this Idempotency-Key is in use; retry")
+        }
+        other => other.into(),
+    })?;
+    Ok(fresh)
+}

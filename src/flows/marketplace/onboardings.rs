@@ -157,25 +157,10 @@ pub async fn create(
 ) -> Result<Answer, Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
     check_documents(app, merchant_id, &documents)?;
-    let id = match binding.as_ref().map(|b| app.store.get_raw(Tree::Index, b)).transpose()?.flatten() {
-        Some(bound) => OnboardingId::parse(&String::from_utf8_lossy(&bound))
-            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?,
-        None => {
-            let id = OnboardingId::generate();
-            if let Some(b) = &binding {
-                let mut batch = pelago_storage::WriteBatch::new();
-                batch.expect_absent(Tree::Index, b);
-                batch.put_raw(Tree::Index, b, id.as_bytes());
-                app.store.commit_durable(batch).await.map_err(|e| match e {
-                    pelago_storage::StoreError::Conflict { .. } => {
-                        Error::unavailable("this Idempotency-Key is in use; retry")
-                    }
-                    other => other.into(),
-                })?;
-            }
-            id
-        }
-    };
+    let id = OnboardingId::parse(
+        &super::bound_id(app, binding.as_ref(), OnboardingId::generate().to_string()).await?,
+    )
+    .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
     let new = NewOnboarding {
         id,
         merchant_id: merchant_id.clone(),
