@@ -97,10 +97,12 @@ struct DepositNotice<'a> {
     amount: Money,
 }
 
-/// `depconfirm/{gateway deposit id}` → `{account} {address} {amount minor}`: a
-/// deposit callback whose confirming query had no answer yet (the resolver asks again).
-fn confirm_marker(gateway_deposit_id: &str) -> String {
-    format!("depconfirm/{gateway_deposit_id}")
+/// `depconfirm/{gateway deposit id}\0{account}` → `{account} {address} {amount
+/// minor}`: a deposit callback whose confirming query had no answer yet (the
+/// resolver asks again). Keyed by the account too, so a callback signed by
+/// one account can never replace another account's pending confirmation.
+fn confirm_marker(gateway_deposit_id: &str, account: &str) -> String {
+    format!("depconfirm/{gateway_deposit_id}\0{account}")
 }
 
 /// Deposit callbacks waiting for the gateway's answer at most; beyond, 503 (redelivered later).
@@ -137,7 +139,7 @@ async fn on_deposit(app: &Core, notice: DepositNotice<'_>) -> Result<&'static st
             let mut batch = WriteBatch::new();
             batch.put_raw(
                 Tree::Operations,
-                confirm_marker(notice.gateway_deposit_id),
+                confirm_marker(notice.gateway_deposit_id, notice.signer),
                 format!("{} {} {}", notice.signer, notice.address, notice.amount.value),
             );
             app.store.commit_durable(batch).await?;
@@ -203,7 +205,9 @@ async fn confirm_deposit(
 /// One resolver pass over deposit callbacks whose confirming query had no answer.
 pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (deposit_id, value) in super::due_markers(app, "depconfirm/", super::Started::Now, 0)? {
+    for (suffix, value) in super::due_markers(app, "depconfirm/", super::Started::Now, 0)? {
+        // `{id}\0{account}` (markers written before the account was in the key: `{id}`).
+        let deposit_id = suffix.split_once('\0').map_or(suffix.as_str(), |(id, _)| id).to_owned();
         let value = String::from_utf8_lossy(&value).into_owned();
         let mut parts = value.split(' ');
         let (account, address, value) =
@@ -224,7 +228,7 @@ pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
         };
         if !keep {
             let mut batch = WriteBatch::new();
-            batch.delete(Tree::Operations, format!("depconfirm/{deposit_id}"));
+            batch.delete(Tree::Operations, format!("depconfirm/{suffix}"));
             app.store.commit_durable(batch).await?;
             done += 1;
         }
