@@ -158,7 +158,7 @@ impl Config {
     /// Loads with `env` as the environment (tests pass a map).
     pub fn load_from(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        let file = match &flags.config {
+        let mut file = match &flags.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
@@ -169,17 +169,32 @@ impl Config {
         };
         // One pass per setting: file value, overridden by the env value.
         let pick = |env_name: &str, file: Option<String>| env(env_name).or(file);
+        c.addresses(&mut file, &pick)?;
+        c.secrets(&mut file, &pick)?;
+        match env("PELAGO_SANDBOX") {
+            Some(v) => c.sandbox = parse_bool("PELAGO_SANDBOX", &v)?,
+            None => c.sandbox = file.sandbox.unwrap_or(c.sandbox),
+        }
+        c.jobs(&mut file, &pick)?;
+        c.limits(&mut file, &pick)?;
+        c.logging(&mut file, &pick)?;
+        c.flags(flags)?;
+        Ok(c)
+    }
 
-        if let Some(v) = pick("PELAGO_LISTEN", file.listen) {
+    /// Addresses and URLs: listen, data dir, public base URL, gateway URL, sandbox listen.
+    fn addresses(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(v) = pick("PELAGO_LISTEN", f.listen.take()) {
             c.listen = parse_addr("PELAGO_LISTEN", &v)?;
         }
-        if let Some(v) = pick("PELAGO_DATA_DIR", file.data_dir) {
+        if let Some(v) = pick("PELAGO_DATA_DIR", f.data_dir.take()) {
             if v.trim().is_empty() {
                 return Err(bad("PELAGO_DATA_DIR", "must not be empty"));
             }
             c.data_dir = PathBuf::from(v);
         }
-        if let Some(v) = pick("PELAGO_PUBLIC_BASE_URL", file.public_base_url) {
+        if let Some(v) = pick("PELAGO_PUBLIC_BASE_URL", f.public_base_url.take()) {
             let url =
                 url::Url::parse(&v).map_err(|e| bad("PELAGO_PUBLIC_BASE_URL", format!("not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
@@ -187,7 +202,7 @@ impl Config {
             }
             c.public_base_url = Some(v.trim_end_matches('/').to_owned());
         }
-        if let Some(v) = pick("PELAGO_GATEWAY_URL", file.gateway_url) {
+        if let Some(v) = pick("PELAGO_GATEWAY_URL", f.gateway_url.take()) {
             let url =
                 url::Url::parse(&v).map_err(|e| bad("PELAGO_GATEWAY_URL", format!("not a URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
@@ -195,8 +210,17 @@ impl Config {
             }
             c.gateway_url = Some(v.trim_end_matches('/').to_owned());
         }
-        c.admin_token = pick("PELAGO_ADMIN_TOKEN", file.admin_token);
-        c.polyflow_token = pick("PELAGO_POLYFLOW_TOKEN", file.polyflow_token);
+        if let Some(v) = pick("PELAGO_SANDBOX_LISTEN", f.sandbox_listen.take()) {
+            c.sandbox_listen = parse_addr("PELAGO_SANDBOX_LISTEN", &v)?;
+        }
+        Ok(())
+    }
+
+    /// Tokens and keys, checked (never logged).
+    fn secrets(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        c.admin_token = pick("PELAGO_ADMIN_TOKEN", f.admin_token.take());
+        c.polyflow_token = pick("PELAGO_POLYFLOW_TOKEN", f.polyflow_token.take());
         for (name, token) in
             [("PELAGO_ADMIN_TOKEN", &c.admin_token), ("PELAGO_POLYFLOW_TOKEN", &c.polyflow_token)]
         {
@@ -206,68 +230,81 @@ impl Config {
                 return Err(bad(name, "must be at least 16 printable characters"));
             }
         }
-        c.master_key = pick("PELAGO_MASTER_KEY", file.master_key);
+        c.master_key = pick("PELAGO_MASTER_KEY", f.master_key.take());
         if let Some(k) = &c.master_key {
             crate::security::secrets::decode_master_key(k).map_err(|e| bad("PELAGO_MASTER_KEY", e))?;
         }
-        c.receipt_key = pick("PELAGO_RECEIPT_KEY", file.receipt_key);
+        c.receipt_key = pick("PELAGO_RECEIPT_KEY", f.receipt_key.take());
         if let Some(k) = &c.receipt_key {
             crate::security::secrets::decode_key32(k).map_err(|e| bad("PELAGO_RECEIPT_KEY", e))?;
         }
-        if let Some(v) = env("PELAGO_SANDBOX") {
-            c.sandbox = parse_bool("PELAGO_SANDBOX", &v)?;
-        } else if let Some(b) = file.sandbox {
-            c.sandbox = b;
-        }
-        if let Some(v) = pick("PELAGO_SANDBOX_LISTEN", file.sandbox_listen) {
-            c.sandbox_listen = parse_addr("PELAGO_SANDBOX_LISTEN", &v)?;
-        }
-        if let Some(v) = pick("PELAGO_UPSTREAM_TIMEOUT_MS", file.upstream_timeout_ms.map(|n| n.to_string())) {
+        Ok(())
+    }
+
+    /// Upstream timeout, webhook retries, crons, actors.
+    fn jobs(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(v) =
+            pick("PELAGO_UPSTREAM_TIMEOUT_MS", f.upstream_timeout_ms.take().map(|n| n.to_string()))
+        {
             c.upstream_timeout_ms = parse_num("PELAGO_UPSTREAM_TIMEOUT_MS", &v, 1, 300_000)?;
         }
-        if let Some(v) = pick("PELAGO_WEBHOOK_RETRY_SCHEDULE", file.webhook_retry_schedule) {
+        if let Some(v) = pick("PELAGO_WEBHOOK_RETRY_SCHEDULE", f.webhook_retry_schedule.take()) {
             c.webhook_retry_schedule_secs = parse_schedule(&v)?;
         }
-        if let Some(v) = pick("PELAGO_BILLING_CRON", file.billing_cron) {
+        if let Some(v) = pick("PELAGO_BILLING_CRON", f.billing_cron.take()) {
             check_cron("PELAGO_BILLING_CRON", &v)?;
             c.billing_cron = v;
         }
-        if let Some(v) = pick("PELAGO_SETTLEMENT_CRON", file.settlement_cron) {
+        if let Some(v) = pick("PELAGO_SETTLEMENT_CRON", f.settlement_cron.take()) {
             check_cron("PELAGO_SETTLEMENT_CRON", &v)?;
             c.settlement_cron = v;
         }
-        if let Some(v) = pick("PELAGO_MAX_LIVE_ACTORS", file.max_live_actors.map(|n| n.to_string())) {
+        if let Some(v) = pick("PELAGO_MAX_LIVE_ACTORS", f.max_live_actors.take().map(|n| n.to_string())) {
             c.max_live_actors = parse_num("PELAGO_MAX_LIVE_ACTORS", &v, 16, 10_000_000)? as usize;
         }
-        if let Some(v) = pick("PELAGO_ACTOR_IDLE_SECS", file.actor_idle_secs.map(|n| n.to_string())) {
+        if let Some(v) = pick("PELAGO_ACTOR_IDLE_SECS", f.actor_idle_secs.take().map(|n| n.to_string())) {
             c.actor_idle_secs = parse_num("PELAGO_ACTOR_IDLE_SECS", &v, 1, 86_400 * 7)?;
         }
-        if let Some(v) = pick("PELAGO_RATE_LIMIT", file.rate_limit) {
+        Ok(())
+    }
+
+    /// Rate limits, connection limits, timeouts, retention.
+    fn limits(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(v) = pick("PELAGO_RATE_LIMIT", f.rate_limit.take()) {
             (c.rate_limit_per_sec, c.rate_limit_burst) = parse_rate("PELAGO_RATE_LIMIT", &v)?;
         }
-        if let Some(v) = pick("PELAGO_IP_RATE_LIMIT", file.ip_rate_limit) {
+        if let Some(v) = pick("PELAGO_IP_RATE_LIMIT", f.ip_rate_limit.take()) {
             (c.ip_rate_limit_per_sec, c.ip_rate_limit_burst) = parse_rate("PELAGO_IP_RATE_LIMIT", &v)?;
         }
         if let Some(v) =
-            pick("PELAGO_HEADER_READ_TIMEOUT_MS", file.header_read_timeout_ms.map(|n| n.to_string()))
+            pick("PELAGO_HEADER_READ_TIMEOUT_MS", f.header_read_timeout_ms.take().map(|n| n.to_string()))
         {
             c.header_read_timeout_ms = parse_num("PELAGO_HEADER_READ_TIMEOUT_MS", &v, 100, 600_000)?;
         }
-        if let Some(v) = pick("PELAGO_BODY_READ_TIMEOUT_MS", file.body_read_timeout_ms.map(|n| n.to_string()))
+        if let Some(v) =
+            pick("PELAGO_BODY_READ_TIMEOUT_MS", f.body_read_timeout_ms.take().map(|n| n.to_string()))
         {
             c.body_read_timeout_ms = parse_num("PELAGO_BODY_READ_TIMEOUT_MS", &v, 100, 600_000)?;
         }
-        if let Some(v) = pick("PELAGO_MAX_CONNECTIONS", file.max_connections.map(|n| n.to_string())) {
+        if let Some(v) = pick("PELAGO_MAX_CONNECTIONS", f.max_connections.take().map(|n| n.to_string())) {
             c.max_connections = parse_num("PELAGO_MAX_CONNECTIONS", &v, 1, 1_000_000)? as usize;
         }
-        if let Some(v) = pick("PELAGO_RETENTION_SECS", file.retention_secs.map(|n| n.to_string())) {
+        if let Some(v) = pick("PELAGO_RETENTION_SECS", f.retention_secs.take().map(|n| n.to_string())) {
             c.retention_secs = parse_num("PELAGO_RETENTION_SECS", &v, 1, 3650 * 86_400)?;
         }
-        if let Some(v) = pick("PELAGO_LOG", file.log) {
+        Ok(())
+    }
+
+    /// The log filter and format.
+    fn logging(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(v) = pick("PELAGO_LOG", f.log.take()) {
             tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| bad("PELAGO_LOG", e.to_string()))?;
             c.log = v;
         }
-        if let Some(v) = pick("PELAGO_LOG_FORMAT", file.log_format) {
+        if let Some(v) = pick("PELAGO_LOG_FORMAT", f.log_format.take()) {
             c.log_format = match v.as_str() {
                 "json" => LogFormat::Json,
                 "text" => LogFormat::Text,
@@ -280,6 +317,12 @@ impl Config {
             };
         }
 
+        Ok(())
+    }
+
+    /// Flags win over env and file; sandbox and live never mix.
+    fn flags(&mut self, flags: &Flags) -> Result<(), ConfigError> {
+        let c = self;
         if let Some(v) = &flags.listen {
             c.listen = parse_addr("--listen", v)?;
         }
@@ -297,7 +340,7 @@ impl Config {
                 "must be unset in sandbox mode (the sandbox gateway is used)",
             ));
         }
-        Ok(c)
+        Ok(())
     }
 
     /// The base URL upstreams call back.
@@ -305,6 +348,9 @@ impl Config {
         self.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
     }
 }
+
+/// A setting's value: the environment's, else the file's.
+type Pick<'a> = dyn Fn(&str, Option<String>) -> Option<String> + 'a;
 
 fn parse_addr(setting: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| bad(setting, format!("expected host:port like 127.0.0.1:8080, got `{v}`")))
