@@ -17,27 +17,10 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1500")];
     let svc = Service::start(&data, &env);
-    let (merchant, key, _) = svc.merchant("Crash").await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"))
-        .json(&json!({"currency": "USD", "topup_fee": {"fixed": 100}}))
-        .send()
-        .await
-        .unwrap();
-    send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
-    let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&json!({
-        "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))).await;
+    let (_, key, holder) =
+        funded_merchant(&svc, json!({"currency": "USD", "topup_fee": {"fixed": 100}})).await;
     let (_, card) =
-        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder}))).await;
     let card = card["id"].as_str().unwrap().to_owned();
     let channels: Value =
         svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
@@ -110,23 +93,9 @@ async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "cards.open.after_fee")]);
-    let (merchant, key, _) = svc.merchant("Fee crash").await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"))
-        .json(&json!({"currency": "USD", "application_fee": {"fixed": 500}}))
-        .send()
-        .await
-        .unwrap();
-    send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
-    let (_, holder) =
-        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
-    let body = serde_json::to_vec(&json!({"cardholder_id": holder["id"]})).unwrap();
+    let (_, key, holder) =
+        funded_merchant(&svc, json!({"currency": "USD", "application_fee": {"fixed": 500}})).await;
+    let body = serde_json::to_vec(&json!({"cardholder_id": holder})).unwrap();
     let open = |svc: &Service| {
         svc.signed_with_key(&key, Method::POST, "/v1/cards", &body, "open-after-crash")
             .header("content-type", "application/json")
@@ -160,9 +129,11 @@ async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens
     ledger_balanced(&svc).await;
 }
 
-/// A master-account merchant with 10,000 available and one active card.
-async fn funded_card(svc: &Service) -> (String, common::Key, String) {
+/// A master-account merchant with `fees` (a FeeSchedule in USD), 10,000
+/// deposited and an active cardholder: (merchant id, key, cardholder id).
+async fn funded_merchant(svc: &Service, fees: Value) -> (String, common::Key, String) {
     let (merchant, key, _) = svc.merchant("Recovered").await;
+    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees")).json(&fees).send().await.unwrap();
     send(
         svc,
         &key,
@@ -173,8 +144,13 @@ async fn funded_card(svc: &Service) -> (String, common::Key, String) {
     .await;
     let (_, holder) =
         send(svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
-    let (_, card) =
-        send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+    (merchant, key, holder["id"].as_str().unwrap().to_owned())
+}
+
+/// A master-account merchant with 10,000 available and one active card.
+async fn funded_card(svc: &Service) -> (String, common::Key, String) {
+    let (merchant, key, holder) = funded_merchant(svc, json!({"currency": "USD"})).await;
+    let (_, card) = send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder}))).await;
     (merchant, key, card["id"].as_str().unwrap().to_owned())
 }
 

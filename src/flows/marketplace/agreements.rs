@@ -16,7 +16,7 @@ use pelago_actors::{
         gateway::AgreementSigning,
     },
 };
-use pelago_storage::{AgreementId, MerchantId, Tree};
+use pelago_storage::{AgreementId, MerchantId};
 
 use super::recipients::load_owned as load_recipient;
 use crate::{app::Core, flows::Error};
@@ -99,18 +99,12 @@ pub async fn create(
 
 /// The resolver's pass over agreements whose signing is unknown.
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let markers = app
-        .store
-        .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())
-        .take(256)
-        .collect::<Result<Vec<_>, _>>()?;
-    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let grace_ms = crate::flows::grace_ms(app);
     let now = app.clock.now();
     let mut resolved = 0;
-    for (key, _) in markers {
-        let Ok(id) = AgreementId::parse(&String::from_utf8_lossy(&key[PENDING_PREFIX.len()..])) else {
-            continue;
-        };
+    // Due at once: the grace runs from the record's own time, below.
+    for (raw, _) in crate::flows::due_markers(app, PENDING_PREFIX, crate::flows::Started::Now, 0)? {
+        let Ok(id) = AgreementId::parse(&raw) else { continue };
         let Some(agreement) = app.store.get::<AgreementRecord>(id.as_bytes())? else { continue };
         if agreement.status != AgreementStatus::Pending
             || now.unix_ms() - agreement.created_at.unix_ms() < grace_ms

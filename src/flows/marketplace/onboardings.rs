@@ -257,19 +257,13 @@ pub async fn report(
 /// outcome is unknown is asked about by request id (a submission), or its
 /// call is repeated with the same request id (idempotent at the gateway).
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let markers = app
-        .store
-        .iter_raw(Tree::Operations, PENDING_PREFIX.as_bytes())
-        .take(256)
-        .collect::<Result<Vec<_>, _>>()?;
     // A call whose first attempt may still be in flight is left to it.
-    let grace_ms = app.config.upstream_timeout_ms as i64 + 1000;
+    let grace_ms = crate::flows::grace_ms(app);
     let now = app.clock.now();
     let mut resolved = 0;
-    for (key, _) in markers {
-        let Ok(id) = OnboardingId::parse(&String::from_utf8_lossy(&key[PENDING_PREFIX.len()..])) else {
-            continue;
-        };
+    // Due at once: the grace runs from the record's own time, below.
+    for (raw, _) in crate::flows::due_markers(app, PENDING_PREFIX, crate::flows::Started::Now, 0)? {
+        let Ok(id) = OnboardingId::parse(&raw) else { continue };
         let Some(onboarding) = app.store.get::<Onboarding>(id.as_bytes())? else { continue };
         let Some(pending) = onboarding.pending_action.clone() else { continue };
         if now.unix_ms() - pending.since.unix_ms() < grace_ms {
