@@ -377,9 +377,7 @@ async fn resolve_confirmations(app: &Core) -> Result<usize, Error> {
             None => false,
         };
         if !keep {
-            let mut batch = WriteBatch::new();
-            batch.delete(Tree::Operations, &key);
-            app.store.commit_durable(batch).await?;
+            super::clear_marker(app, String::from_utf8_lossy(&key).into_owned()).await?;
             done += 1;
         }
     }

@@ -139,9 +139,7 @@ pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
             _ => false,
         };
         if !keep {
-            let mut batch = WriteBatch::new();
-            batch.delete(Tree::Operations, &key);
-            app.store.commit_durable(batch).await?;
+            super::clear_marker(app, String::from_utf8_lossy(&key).into_owned()).await?;
             done += 1;
         }
     }
