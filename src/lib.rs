@@ -16,6 +16,7 @@ pub mod failpoint;
 pub mod flows;
 pub mod http;
 pub mod jobs;
+pub mod keys;
 pub mod merchants;
 pub mod metrics;
 pub mod receipts;

@@ -78,8 +78,8 @@ impl Record for ReceiptRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-pub fn txn_index_key(transaction_id: &TransactionId) -> String {
-    format!("rcptxn/{transaction_id}")
+pub fn txn_index_key(transaction_id: &TransactionId) -> Vec<u8> {
+    crate::keys::Index::ReceiptOfTransaction { transaction: transaction_id.clone() }.encode()
 }
 
 /// Why a receipt string is not valid (the `reason` of `/verify`).
@@ -107,7 +107,10 @@ pub fn is_posted_purchase(txn: &TransactionRecord) -> bool {
 /// Storage key of a transaction: `{card_id}/{transaction_id}` (found through `txn/{id}`).
 fn transaction_key(store: &Store, transaction_id: &TransactionId) -> Result<Option<String>, StoreError> {
     Ok(store
-        .get_raw(Tree::Index, format!("txn/{transaction_id}"))?
+        .get_raw(
+            Tree::Index,
+            pelago_actors::keys::Index::Transaction { transaction: transaction_id.clone() }.encode(),
+        )?
         .map(|card| format!("{}/{transaction_id}", String::from_utf8_lossy(&card))))
 }
 

@@ -292,10 +292,7 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
 /// have landed.
 fn pending_resolutions(app: &App) -> usize {
     app.store.len(pelago_storage::Tree::Operations)
-        + app
-            .store
-            .iter_raw(pelago_storage::Tree::Index, crate::flows::withdrawals::HOLD_PREFIX.as_bytes())
-            .count()
+        + app.store.iter_raw(pelago_storage::Tree::Index, crate::keys::WDRHOLD.as_bytes()).count()
 }
 
 async fn wait_for_signal() {

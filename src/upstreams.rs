@@ -41,7 +41,7 @@ pub struct Upstreams {
 
 /// The sealing context of a channel credential.
 pub fn channel_secret_context(id: &ChannelId, what: &str) -> String {
-    format!("chl/{id}/{what}")
+    crate::keys::Context::ChannelSecret { channel: id.clone(), what: what.to_owned() }.text()
 }
 
 pub fn open(sealer: &Sealer, sealed: &Sealed, context: &str) -> Result<SecretString, SecretError> {

@@ -9,6 +9,7 @@ pub mod cardholder;
 pub mod error;
 pub mod file;
 pub mod history;
+pub mod keys;
 pub mod ledger;
 pub mod merchant;
 pub mod outbox;

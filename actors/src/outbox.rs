@@ -103,6 +103,10 @@ pub fn stage(
             next_attempt_at_ms: 0,
         },
     )?;
-    batch.put_raw(Tree::Index, format!("evt/{id}"), merchant_id.as_str());
+    batch.put_raw(
+        Tree::Index,
+        crate::keys::Index::Event { event: id.clone() }.encode(),
+        merchant_id.as_str(),
+    );
     Ok(id)
 }

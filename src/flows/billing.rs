@@ -243,7 +243,11 @@ async fn charge(
     let (status, order_id) = match merchant.funding_mode {
         FundingMode::MasterAccount => {
             let entry = PostEntry {
-                source_id: format!("mfee/{card_id}/{period}"),
+                source_id: crate::keys::Source::MonthlyFee {
+                    card: card_id.clone(),
+                    period: period.to_owned(),
+                }
+                .text(),
                 kind: EntryKind::MonthlyFee,
                 postings: ledger::master_fee(&merchant.id, charge.fee)?,
                 event: None,
@@ -278,7 +282,8 @@ async fn monthly_fee_order(
     period: &str,
 ) -> Result<pelago_storage::OrderId, Error> {
     // One order per (card, period): a retry after a crash finds it.
-    let binding = format!("mfeeorder/{}/{period}", card.id);
+    let binding =
+        crate::keys::Index::MonthlyFeeOrder { card: card.id.clone(), period: period.to_owned() }.text();
     if let Some(id) = app.store.get_raw(Tree::Index, &binding)? {
         return pelago_storage::OrderId::parse(&String::from_utf8_lossy(&id)).map_err(|_| Error::internal());
     }

@@ -5,6 +5,7 @@
 //! runs.
 
 use pelago_actors::{
+    keys::Index,
     merchant::{MerchantRecord, Sealed},
     ports::GatewayAccount,
     routing::{BinRecord, BinStatus, ChannelRecord},
@@ -32,7 +33,9 @@ impl Record for PlatformGatewayAccount {
 }
 
 const PLATFORM_ACCOUNT_KEY: &str = "platform_gateway_account";
-const PLATFORM_ACCOUNT_CONTEXT: &str = "gw/platform";
+fn platform_account_context() -> String {
+    crate::keys::Context::Gateway { merchant: "platform".into() }.text()
+}
 
 /// The platform gateway account, created (sealed) at first start.
 pub async fn platform_account(app: &Core) -> Result<GatewayAccount, Error> {
@@ -42,7 +45,7 @@ pub async fn platform_account(app: &Core) -> Result<GatewayAccount, Error> {
             let key = format!("gwk_{}", security::random_token::<24>());
             let account = PlatformGatewayAccount {
                 merchant_id: "pelago_platform".into(),
-                api_key: Sealed(app.sealer.seal(key.as_bytes(), PLATFORM_ACCOUNT_CONTEXT)),
+                api_key: Sealed(app.sealer.seal(key.as_bytes(), &platform_account_context())),
             };
             let mut batch = WriteBatch::new();
             batch.put(PLATFORM_ACCOUNT_KEY, &account)?;
@@ -51,7 +54,7 @@ pub async fn platform_account(app: &Core) -> Result<GatewayAccount, Error> {
         }
     };
     let api_key =
-        open(&app.sealer, &account.api_key, PLATFORM_ACCOUNT_CONTEXT).map_err(|_| Error::internal())?;
+        open(&app.sealer, &account.api_key, &platform_account_context()).map_err(|_| Error::internal())?;
     Ok(GatewayAccount { merchant_id: account.merchant_id, api_key })
 }
 
@@ -102,7 +105,10 @@ pub async fn account_by_id(
         let sub = platform_sub_account(app, &merchant).await?;
         return Ok(Some((Some(merchant), sub)));
     }
-    let Some(owner) = app.store.get_raw(Tree::Index, format!("gwacct/{account_id}"))? else {
+    let Some(owner) = app
+        .store
+        .get_raw(Tree::Index, Index::GatewayAccount { gateway_merchant: account_id.to_owned() }.encode())?
+    else {
         return Ok(None);
     };
     let Ok(merchant_id) = pelago_storage::MerchantId::parse(&String::from_utf8_lossy(&owner)) else {
@@ -118,8 +124,12 @@ pub async fn account_by_id(
 /// A merchant's own gateway account, opened.
 pub fn merchant_account(app: &Core, merchant: &MerchantRecord) -> Result<Option<GatewayAccount>, Error> {
     let Some(gw) = &merchant.gateway else { return Ok(None) };
-    let api_key =
-        open(&app.sealer, &gw.api_key, &format!("gw/{}", merchant.id)).map_err(|_| Error::internal())?;
+    let api_key = open(
+        &app.sealer,
+        &gw.api_key,
+        &crate::keys::Context::Gateway { merchant: merchant.id.to_string() }.text(),
+    )
+    .map_err(|_| Error::internal())?;
     Ok(Some(GatewayAccount { merchant_id: gw.merchant_id.clone(), api_key }))
 }
 

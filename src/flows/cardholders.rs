@@ -22,7 +22,12 @@ use pelago_actors::{
 };
 use pelago_storage::{CardholderId, ChannelId, MerchantId, StoreError, Tree, WriteBatch, encode};
 
-use crate::{app::Core, flows::Error, upstreams::routing_tables};
+use crate::{
+    app::Core,
+    flows::Error,
+    keys::{CHDCONFIRM, Context, Index, Marker},
+    upstreams::routing_tables,
+};
 
 /// A validated creation request.
 pub struct NewCardholder {
@@ -40,7 +45,7 @@ pub struct NewCardholder {
 }
 
 fn context(id: &CardholderId) -> String {
-    format!("chd/{id}/id_document")
+    Context::Cardholder { cardholder: id.clone(), field: "id_document".into() }.text()
 }
 
 /// Whether the HTTP answer is final (201) or still unknown (202).
@@ -106,9 +111,18 @@ pub async fn create(
     let mut batch = WriteBatch::new();
     batch.expect_absent(Tree::Cardholders, id.as_bytes());
     batch.put(id.as_bytes(), &record)?;
-    batch.put_raw(Tree::Index, format!("mchd/{}/{id}", merchant.id), []);
-    if let Some(reference) = &record.reference {
-        batch.put_raw(Tree::Index, format!("mchdref/{}/{reference}/{id}", merchant.id), []);
+    let (merchant, cardholder) = (merchant.id.clone(), id.clone());
+    batch.put_raw(
+        Tree::Index,
+        Index::MerchantCardholder { merchant: merchant.clone(), cardholder }.encode(),
+        [],
+    );
+    if let Some(reference) = record.reference.clone() {
+        batch.put_raw(
+            Tree::Index,
+            Index::CardholderReference { merchant, reference, cardholder: id.clone() }.encode(),
+            [],
+        );
     }
     if let Some(b) = &binding {
         batch.expect_absent(Tree::Index, b);
@@ -285,29 +299,23 @@ pub async fn on_channel_event(
         CardholderConfirmed::Contradicted(what) => Err(crate::flows::callback_rules::mismatch(what)),
         CardholderConfirmed::Unknown => {
             let waiting =
-                app.store.iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
+                app.store.iter_raw(Tree::Operations, CHDCONFIRM.as_bytes()).take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED {
                 return Err(Error::unavailable("the channel cannot be asked now; deliver again later"));
             }
             let mut batch = WriteBatch::new();
-            batch.put_raw(Tree::Operations, confirm_marker(&record.id), channel_cardholder_id.as_bytes());
+            let marker = Marker::CardholderConfirm { cardholder: record.id.clone() }.encode();
+            batch.put_raw(Tree::Operations, marker, channel_cardholder_id.as_bytes());
             app.store.commit_durable(batch).await?;
             Ok("unconfirmed")
         }
     }
 }
 
-/// Prefix of `chdconfirm/{cardholder id}` → the channel's cardholder id: a
-/// cardholder notice whose confirming query had no answer yet.
-const CONFIRM_PREFIX: &str = "chdconfirm/";
 /// Notices waiting for the channel's answer at most; beyond, 503.
 const MAX_UNCONFIRMED: usize = 4096;
 /// Longest channel cardholder id kept in a marker.
 const MAX_UPSTREAM_ID_LEN: usize = 128;
-
-fn confirm_marker(id: &CardholderId) -> String {
-    format!("{CONFIRM_PREFIX}{id}")
-}
 
 enum CardholderConfirmed {
     /// Settled by the channel's answer; `changed` when that wrote anything.
@@ -357,17 +365,14 @@ async fn confirm(
 
 /// One resolver pass over cardholder notices whose confirming query had no answer.
 async fn resolve_confirmations(app: &Core) -> Result<usize, Error> {
-    let pending = app
-        .store
-        .iter_raw(Tree::Operations, CONFIRM_PREFIX.as_bytes())
-        .take(256)
-        .collect::<Result<Vec<_>, _>>()?;
     let mut done = 0;
-    for (key, channel_cardholder_id) in pending {
-        let id = CardholderId::parse(&String::from_utf8_lossy(&key[CONFIRM_PREFIX.len()..])).ok();
-        let record = match id {
-            Some(id) => app.store.get::<CardholderRecord>(id.as_bytes())?,
-            None => None,
+    for (key, channel_cardholder_id) in super::due_markers::<Marker>(app, CHDCONFIRM, super::Started::Now, 0)?
+    {
+        let record = match &key {
+            Marker::CardholderConfirm { cardholder } => {
+                app.store.get::<CardholderRecord>(cardholder.as_bytes())?
+            }
+            _ => None,
         };
         let keep = match record {
             Some(record) => {
@@ -377,7 +382,7 @@ async fn resolve_confirmations(app: &Core) -> Result<usize, Error> {
             None => false,
         };
         if !keep {
-            super::clear_marker(app, String::from_utf8_lossy(&key).into_owned()).await?;
+            super::clear_marker(app, key.encode()).await?;
             done += 1;
         }
     }

@@ -12,11 +12,10 @@ use pelago_actors::{
     ActorError, Reject,
     card::{
         CardRecord, CardStatus, NewCard,
-        ops::{
-            Act, ActionKind, CardOutcome, MoneyMarker, Open, Resolve, card_refund_marker, fee_return_marker,
-        },
+        ops::{Act, ActionKind, CardOutcome, MoneyMarker, Open, Resolve},
     },
     cardholder::{CardholderRecord, CardholderStatus},
+    keys::{self as actor_keys, Marker},
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry},
     routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus},
@@ -24,7 +23,7 @@ use pelago_actors::{
 use pelago_storage::{CardId, ChannelId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::{app::Core, flows::Error};
+use crate::{app::Core, flows::Error, keys};
 
 pub struct OpenRequest {
     pub cardholder_id: String,
@@ -52,8 +51,8 @@ impl Record for OpenIntent {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-pub fn open_intent_key(card: &CardId) -> String {
-    format!("cardopen/{card}")
+pub fn open_intent_key(card: &CardId) -> Vec<u8> {
+    keys::Marker::CardOpen { card: card.clone() }.encode()
 }
 
 /// POST /v1/cards, the saga.
@@ -241,11 +240,11 @@ async fn return_fee(app: &Core, merchant: &MerchantId, card: &CardId, fee: Money
 
 /// Books the money markers of one card (fee return, delete refund) and removes them.
 pub async fn settle_markers_of(app: &Core, card: &CardId) -> Result<(), Error> {
-    if let Some(m) = app.store.get::<MoneyMarker>(fee_return_marker(card.as_str()))? {
+    if let Some(m) = app.store.get::<MoneyMarker>(Marker::FeeReturn { card: card.clone() }.encode())? {
         return_fee(app, &m.merchant_id, &m.card_id, m.amount).await?;
-        super::clear_marker(app, fee_return_marker(card.as_str())).await?;
+        super::clear_marker(app, Marker::FeeReturn { card: card.clone() }.encode()).await?;
     }
-    if let Some(m) = app.store.get::<MoneyMarker>(card_refund_marker(card.as_str()))? {
+    if let Some(m) = app.store.get::<MoneyMarker>(Marker::CardRefund { card: card.clone() }.encode())? {
         let merchant =
             app.store.get::<MerchantRecord>(m.merchant_id.as_bytes())?.ok_or_else(Error::internal)?;
         let to_pending = merchant.funding_mode == FundingMode::Gateway;
@@ -265,7 +264,7 @@ pub async fn settle_markers_of(app: &Core, card: &CardId) -> Result<(), Error> {
             index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&m.merchant_id, entry).await??;
-        super::clear_marker(app, card_refund_marker(card.as_str())).await?;
+        super::clear_marker(app, Marker::CardRefund { card: card.clone() }.encode()).await?;
     }
     Ok(())
 }
@@ -276,9 +275,9 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let grace_ms = super::grace_ms(app);
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
-    for prefix in ["open/", "action/"] {
-        for (raw, _) in super::due_markers(app, prefix, super::Started::BigEndianMs, grace_ms)? {
-            let Ok(card) = CardId::parse(&raw) else { continue };
+    for prefix in [actor_keys::OPEN, actor_keys::ACTION] {
+        for (marker, _) in super::due_markers(app, prefix, super::Started::BigEndianMs, grace_ms)? {
+            let (Marker::Open { card } | Marker::Action { card }) = marker else { continue };
             let outcome = app.actors.ask_card(&card, Resolve).await??;
             settle_markers_of(app, &card).await?;
             if outcome.settled {
@@ -287,7 +286,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         }
     }
     // Master-account openings a crash left between their intent and their card.
-    for (_, intent) in app.store.scan::<OpenIntent>(b"cardopen/", None, false, 256)? {
+    for (_, intent) in app.store.scan::<OpenIntent>(keys::CARDOPEN.as_bytes(), None, false, 256)? {
         if now - intent.at.unix_ms() < grace_ms {
             continue;
         }
@@ -297,9 +296,9 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             Err(e) => return Err(e),
         }
     }
-    for prefix in ["feeret/", "cardrefund/"] {
-        for (raw, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
-            if let Ok(card) = CardId::parse(&raw) {
+    for prefix in [actor_keys::FEERET, actor_keys::CARDREFUND] {
+        for (marker, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
+            if let Marker::FeeReturn { card } | Marker::CardRefund { card } = marker {
                 settle_markers_of(app, &card).await?;
                 done += 1;
             }

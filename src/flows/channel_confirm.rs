@@ -15,18 +15,21 @@ use pelago_actors::{
 };
 use pelago_storage::{CardId, Tree, WriteBatch};
 
-use crate::{app::Core, flows::Error, flows::callback_rules::mismatch};
+use crate::{
+    app::Core,
+    flows::{Error, callback_rules::mismatch},
+    keys::{Marker, TXNCONFIRM},
+};
 
-/// Prefix of the markers of transaction notices whose confirming query had no answer.
-const MARKER_PREFIX: &str = "txnconfirm/";
 /// Notices waiting for the channel's answer at most; beyond, 503 (the channel delivers again).
 const MAX_UNCONFIRMED: usize = 4096;
 /// Longest channel transaction id kept in a marker.
 const MAX_UPSTREAM_ID_LEN: usize = 128;
 
 /// `txnconfirm/{card id}/{channel transaction id}` → `{amount minor}`.
-fn marker(card: &CardId, channel_transaction_id: &str) -> String {
-    format!("{MARKER_PREFIX}{card}/{channel_transaction_id}")
+fn marker(card: &CardId, channel_transaction_id: &str) -> Vec<u8> {
+    Marker::TransactionConfirm { card: card.clone(), channel_transaction: channel_transaction_id.to_owned() }
+        .encode()
 }
 
 /// What asking the channel about a transaction came to.
@@ -55,7 +58,7 @@ pub async fn on_transaction(
         Confirmed::Contradicted(what) => Err(mismatch(what)),
         Confirmed::Unknown => {
             let waiting =
-                app.store.iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes()).take(MAX_UNCONFIRMED).count();
+                app.store.iter_raw(Tree::Operations, TXNCONFIRM.as_bytes()).take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED {
                 // Nothing recorded: the channel delivers the notice again later.
                 return Err(Error::unavailable("the channel cannot be asked now; deliver again later"));
@@ -110,36 +113,30 @@ async fn confirm(
 
 /// One resolver pass over transaction notices whose confirming query had no answer.
 pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
-    let pending = app
-        .store
-        .iter_raw(Tree::Operations, MARKER_PREFIX.as_bytes())
-        .take(256)
-        .collect::<Result<Vec<_>, _>>()?;
     let mut done = 0;
-    for (key, value) in pending {
-        let rest = String::from_utf8_lossy(&key[MARKER_PREFIX.len()..]).into_owned();
-        let named =
-            rest.split_once('/').and_then(|(card, txn)| Some((CardId::parse(card).ok()?, txn.to_owned())));
+    for (key, value) in super::due_markers::<Marker>(app, TXNCONFIRM, super::Started::Now, 0)? {
         let value: Option<i64> = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok());
-        let keep = match (named, value) {
-            (Some((card_id, txn)), Some(value)) => match app.store.get::<CardRecord>(card_id.as_bytes())? {
-                Some(card) => {
-                    let amount = pelago_storage::Money::new(value, card.currency);
-                    match confirm(app, &card, &txn, amount).await? {
-                        Confirmed::Unknown => true,
-                        Confirmed::Applied { .. } => false,
-                        Confirmed::Contradicted(what) => {
-                            tracing::warn!(card_id = %card.id, what, "an unconfirmed transaction callback was contradicted by the channel; dropped");
-                            false
+        let keep = match (&key, value) {
+            (Marker::TransactionConfirm { card: card_id, channel_transaction: txn }, Some(value)) => {
+                match app.store.get::<CardRecord>(card_id.as_bytes())? {
+                    Some(card) => {
+                        let amount = pelago_storage::Money::new(value, card.currency);
+                        match confirm(app, &card, txn, amount).await? {
+                            Confirmed::Unknown => true,
+                            Confirmed::Applied { .. } => false,
+                            Confirmed::Contradicted(what) => {
+                                tracing::warn!(card_id = %card.id, what, "an unconfirmed transaction callback was contradicted by the channel; dropped");
+                                false
+                            }
                         }
                     }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             _ => false,
         };
         if !keep {
-            super::clear_marker(app, String::from_utf8_lossy(&key).into_owned()).await?;
+            super::clear_marker(app, key.encode()).await?;
             done += 1;
         }
     }
@@ -160,9 +157,10 @@ pub async fn on_request_answered(
 ) -> Result<&'static str, Error> {
     use pelago_actors::{
         card::{
-            ops::{Resolve, open_marker},
+            ops::Resolve,
             topup::{TopupPhase, TopupRecord, parse_marker, topup_key},
         },
+        keys::{Marker, TOPUP},
         ports::ChannelEvent,
     };
     let unbound = |object: &str| {
@@ -187,7 +185,7 @@ pub async fn on_request_answered(
             }) else {
                 return Err(unbound(card_id));
             };
-            if !app.store.contains(Tree::Operations, open_marker(card.id.as_str()))? {
+            if !app.store.contains(Tree::Operations, Marker::Open { card: card.id.clone() }.encode())? {
                 return Ok("unchanged");
             }
             let outcome = app.actors.ask_card(&card.id, Resolve).await??;
@@ -196,14 +194,9 @@ pub async fn on_request_answered(
         }
         ChannelEvent::TopupCompleted { request_id, .. } => {
             // The top-ups still waiting for their channel's answer (bounded, as the resolver's pass).
-            let waiting =
-                app.store.iter_raw(Tree::Operations, b"topup/").take(256).collect::<Result<Vec<_>, _>>()?;
-            for (key, value) in waiting {
+            for (key, value) in crate::flows::due_markers(app, TOPUP, crate::flows::Started::Now, 0)? {
                 let Some((card_id, _)) = parse_marker(&value) else { continue };
-                let Ok(id) = pelago_storage::TopupId::parse(&String::from_utf8_lossy(&key["topup/".len()..]))
-                else {
-                    continue;
-                };
+                let Marker::Topup { topup: id } = key else { continue };
                 let Some(topup) = app.store.get::<TopupRecord>(topup_key(&card_id, &id))? else { continue };
                 if &topup.request_id != request_id {
                     continue;

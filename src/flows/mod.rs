@@ -48,14 +48,15 @@ impl Started {
 
 /// Every resolver pass reads its markers here: the rows of `Tree::Operations`
 /// under `prefix` whose operation began at least `grace_ms` ago (real time),
-/// at most [`MARKERS_PER_PASS`] a pass, as (the id after the prefix, the
-/// value). A value whose start cannot be read is due (never stuck).
-pub fn due_markers(
+/// at most [`MARKERS_PER_PASS`] a pass, as (the parsed key, the value). A
+/// value whose start cannot be read is due (never stuck); a key that does not
+/// parse is skipped.
+pub fn due_markers<K: pelago_actors::keys::Key>(
     core: &app::Core,
     prefix: &str,
     started: Started,
     grace_ms: i64,
-) -> Result<Vec<(String, Vec<u8>)>, Error> {
+) -> Result<Vec<(K, Vec<u8>)>, Error> {
     let now = pelago_storage::Timestamp::now_real().unix_ms();
     let mut due = Vec::new();
     for row in core.store.iter_raw(pelago_storage::Tree::Operations, prefix.as_bytes()).take(MARKERS_PER_PASS)
@@ -64,7 +65,7 @@ pub fn due_markers(
         if started.read(&value).is_some_and(|at| now.saturating_sub(at) < grace_ms) {
             continue;
         }
-        due.push((String::from_utf8_lossy(&key[prefix.len()..]).into_owned(), value));
+        due.extend(K::parse(&key).map(|k| (k, value)));
     }
     Ok(due)
 }
@@ -79,7 +80,7 @@ pub fn grace_ms(core: &app::Core) -> i64 {
 }
 
 /// Removes one recovery marker, durably (its work is done).
-pub async fn clear_marker(core: &app::Core, key: String) -> Result<(), Error> {
+pub async fn clear_marker(core: &app::Core, key: Vec<u8>) -> Result<(), Error> {
     let mut batch = pelago_storage::WriteBatch::new();
     batch.delete(pelago_storage::Tree::Operations, key);
     core.store.commit_durable(batch).await?;

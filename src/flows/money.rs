@@ -12,11 +12,16 @@ use pelago_actors::{
 };
 use pelago_storage::{Currency, MerchantId, Money, Tree, WriteBatch};
 
-use crate::{app::Core, flows::Error, flows::bootstrap, metrics::CallbackSource};
+use crate::{
+    app::Core,
+    flows::{Error, bootstrap},
+    keys::{DEPCONFIRM, Index, Marker, Source},
+    metrics::CallbackSource,
+};
 
 /// `depaddr/{gateway account}/{address}` → `{merchant_id} {currency}`.
-fn address_key(account: &str, address: &str) -> String {
-    format!("depaddr/{account}/{address}")
+fn address_key(account: &str, address: &str) -> Vec<u8> {
+    Index::DepositAddress { account: account.to_owned(), address: address.to_owned() }.encode()
 }
 
 /// The merchant's deposit address for a currency and network (stable: the
@@ -101,8 +106,8 @@ struct DepositNotice<'a> {
 /// minor}`: a deposit callback whose confirming query had no answer yet (the
 /// resolver asks again). Keyed by the account too, so a callback signed by
 /// one account can never replace another account's pending confirmation.
-fn confirm_marker(gateway_deposit_id: &str, account: &str) -> String {
-    format!("depconfirm/{gateway_deposit_id}\0{account}")
+fn confirm_marker(gateway_deposit_id: &str, account: &str) -> Vec<u8> {
+    Marker::DepositConfirm { deposit: gateway_deposit_id.to_owned(), account: account.to_owned() }.encode()
 }
 
 /// Deposit callbacks waiting for the gateway's answer at most; beyond, 503 (redelivered later).
@@ -131,7 +136,8 @@ async fn on_deposit(app: &Core, notice: DepositNotice<'_>) -> Result<&'static st
     match confirm_deposit(app, &named, notice.amount, &merchant).await? {
         DepositConfirmed::Credited(posted) => Ok(if posted.replayed { "unchanged" } else { "applied" }),
         DepositConfirmed::Unknown => {
-            let waiting = app.store.iter_raw(Tree::Operations, b"depconfirm/").take(MAX_UNCONFIRMED).count();
+            let waiting =
+                app.store.iter_raw(Tree::Operations, DEPCONFIRM.as_bytes()).take(MAX_UNCONFIRMED).count();
             if waiting >= MAX_UNCONFIRMED || notice.gateway_deposit_id.len() > MAX_UPSTREAM_ID_LEN {
                 // Nothing recorded: the gateway delivers again later.
                 return Err(Error::unavailable("the gateway cannot be asked now; deliver again later"));
@@ -205,9 +211,12 @@ async fn confirm_deposit(
 /// One resolver pass over deposit callbacks whose confirming query had no answer.
 pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (suffix, value) in super::due_markers(app, "depconfirm/", super::Started::Now, 0)? {
-        // `{id}\0{account}` (markers written before the account was in the key: `{id}`).
-        let deposit_id = suffix.split_once('\0').map_or(suffix.as_str(), |(id, _)| id).to_owned();
+    for (marker, value) in super::due_markers::<Marker>(app, DEPCONFIRM, super::Started::Now, 0)? {
+        let (Marker::DepositConfirm { deposit: deposit_id, .. }
+        | Marker::LegacyDepositConfirm { deposit: deposit_id }) = &marker
+        else {
+            continue;
+        };
         let value = String::from_utf8_lossy(&value).into_owned();
         let mut parts = value.split(' ');
         let (account, address, value) =
@@ -215,7 +224,7 @@ pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
         let keep = match (account, address, value) {
             (Some(account), Some(address), Some(value)) => match address_owner(app, account, address)? {
                 Some((merchant, currency)) => {
-                    let named = NamedDeposit { account, id: &deposit_id, address };
+                    let named = NamedDeposit { account, id: deposit_id, address };
                     let amount = Money::new(value, currency);
                     matches!(
                         confirm_deposit(app, &named, amount, &merchant).await?,
@@ -228,7 +237,7 @@ pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
         };
         if !keep {
             let mut batch = WriteBatch::new();
-            batch.delete(Tree::Operations, format!("depconfirm/{suffix}"));
+            batch.delete(Tree::Operations, marker.encode());
             app.store.commit_durable(batch).await?;
             done += 1;
         }
@@ -248,7 +257,7 @@ pub async fn credit_deposit(
     }
     let postings = ledger::deposit(merchant, amount)?;
     let entry = PostEntry {
-        source_id: format!("gwdep/{gateway_deposit_id}"),
+        source_id: Source::GatewayDeposit { deposit: gateway_deposit_id.to_owned() }.text(),
         kind: ledger::EntryKind::Deposit,
         postings,
         event: Some("deposit.succeeded"),

@@ -23,11 +23,12 @@ use pelago_actors::{
         ops::Resolve,
         order::{
             CreateOrder, OrderCreateFailed, OrderCreated, OrderKind, OrderRecord, OrderStatus, RefundOrder,
-            SettleOrder, order_book_marker, order_create_marker, order_refund_marker,
+            SettleOrder,
         },
         topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, topup_key},
     },
     history::{History, Source},
+    keys::{self, Marker},
     ledger::{self, EntryKind},
     merchant::{MerchantRecord, PostEntry},
     ports::{CreateOrder as GatewayCreateOrder, GatewayOrderStatus, Outcome, Refund},
@@ -211,8 +212,8 @@ pub struct OrderNotice<'a> {
 
 /// `ordconfirm/{order id}` → the gateway order id: a callback was received and
 /// the gateway's answer to the confirming query is still unknown.
-fn confirm_marker(id: &OrderId) -> String {
-    format!("ordconfirm/{id}")
+fn confirm_marker(id: &OrderId) -> Vec<u8> {
+    crate::keys::Marker::OrderConfirm { order: id.clone() }.encode()
 }
 
 /// A gateway notice about one of our orders. Bound (the order was created
@@ -333,7 +334,7 @@ async fn follow_up(app: &Core, order: &OrderRecord) -> Result<(), Error> {
 
 /// Books a paid order (once) and refunds one that could not be delivered.
 pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
-    if app.store.contains(Tree::Operations, order_book_marker(id))? {
+    if app.store.contains(Tree::Operations, Marker::OrderBook { order: id.clone() }.encode())? {
         let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(Error::internal)?;
         let principal = (order.kind == OrderKind::Topup).then_some(order.principal);
         // A top-up's principal waits in `pending` for the T+1 settlement run.
@@ -352,9 +353,9 @@ pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
             index: index.into_iter().collect(),
         };
         app.actors.ask_merchant(&order.merchant_id, entry).await??;
-        super::clear_marker(app, order_book_marker(id)).await?;
+        super::clear_marker(app, Marker::OrderBook { order: id.clone() }.encode()).await?;
     }
-    if app.store.contains(Tree::Operations, order_refund_marker(id))? {
+    if app.store.contains(Tree::Operations, Marker::OrderRefund { order: id.clone() }.encode())? {
         let order = app.store.get::<OrderRecord>(id.as_bytes())?.ok_or_else(Error::internal)?;
         if order.status == OrderStatus::Paid {
             let merchant =
@@ -396,7 +397,7 @@ pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
             app.actors.ask_merchant(&order.merchant_id, entry).await??;
             app.actors.ask_card(&order.card_id, RefundOrder(order.id.clone())).await??;
         } else {
-            super::clear_marker(app, order_refund_marker(id)).await?;
+            super::clear_marker(app, Marker::OrderRefund { order: id.clone() }.encode()).await?;
         }
     }
     Ok(())
@@ -406,10 +407,10 @@ pub async fn settle_markers(app: &Core, id: &OrderId) -> Result<(), Error> {
 /// bookings or refunds a crash left behind.
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
-    for (raw, _) in
-        super::due_markers(app, "ordcreate/", super::Started::AfterFirstWord, super::grace_ms(app))?
+    for (marker, _) in
+        super::due_markers(app, keys::ORDCREATE, super::Started::AfterFirstWord, super::grace_ms(app))?
     {
-        let Ok(id) = OrderId::parse(&raw) else { continue };
+        let Marker::OrderCreate { order: id } = marker else { continue };
         if let Some(order) = app.store.get::<OrderRecord>(id.as_bytes())?
             && order.gateway_order_id.is_none()
             && order.status == OrderStatus::Pending
@@ -417,11 +418,13 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             request_checkout(app, &order).await?;
             done += 1;
         } else {
-            super::clear_marker(app, order_create_marker(&id)).await?;
+            super::clear_marker(app, Marker::OrderCreate { order: id.clone() }.encode()).await?;
         }
     }
-    for (raw, gateway_order_id) in super::due_markers(app, "ordconfirm/", super::Started::Now, 0)? {
-        let Ok(id) = OrderId::parse(&raw) else { continue };
+    for (marker, gateway_order_id) in
+        super::due_markers(app, crate::keys::ORDCONFIRM, super::Started::Now, 0)?
+    {
+        let crate::keys::Marker::OrderConfirm { order: id } = marker else { continue };
         let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
         let keep = match app.store.get::<OrderRecord>(id.as_bytes())? {
             Some(order) => matches!(confirm(app, &order, &gateway_order_id).await?, Confirmed::Unknown),
@@ -432,9 +435,9 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             done += 1;
         }
     }
-    for prefix in ["ordbook/", "ordrefund/"] {
-        for (raw, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
-            if let Ok(id) = OrderId::parse(&raw) {
+    for prefix in [keys::ORDBOOK, keys::ORDREFUND] {
+        for (marker, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
+            if let Marker::OrderBook { order: id } | Marker::OrderRefund { order: id } = marker {
                 settle_markers(app, &id).await?;
                 done += 1;
             }

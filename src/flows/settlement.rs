@@ -25,7 +25,11 @@ use pelago_actors::{
 use pelago_storage::{Currency, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use crate::{app::Core, flows::Error};
+use crate::{
+    app::Core,
+    flows::Error,
+    keys::{COLL, Index, Source},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementRun {
@@ -45,7 +49,8 @@ impl Record for SettlementRun {
 
 /// The row that marks a collection awaiting settlement: `coll/{YYYY-MM-DD}/{source}`.
 pub fn collection_key(at: Timestamp, source: &str) -> String {
-    format!("coll/{}/{source}", at.to_datetime().format("%Y-%m-%d"))
+    let date = at.to_datetime().format("%Y-%m-%d").to_string();
+    Index::Collection { date, source: source.to_owned() }.text()
 }
 
 /// `{merchant} {value} {currency} {order id or "-"}`
@@ -62,8 +67,9 @@ struct Collection {
 }
 
 fn parse(key: &[u8], value: &[u8]) -> Option<Collection> {
-    let key_text = String::from_utf8_lossy(key).into_owned();
-    let source = key_text.splitn(3, '/').nth(2)?.to_owned();
+    let (Index::Collection { source, .. } | Index::Settled { source, .. }) = Index::parse(key)? else {
+        return None;
+    };
     let text = String::from_utf8_lossy(value).into_owned();
     let mut parts = text.split(' ');
     let merchant = MerchantId::parse(parts.next()?).ok()?;
@@ -117,7 +123,7 @@ pub async fn trigger(app: &Arc<Core>, date: &str) -> Result<SettlementRun, Error
 }
 
 fn spawn(app: &Arc<Core>, date: &str) {
-    let key = format!("settlement/{date}");
+    let key = Source::SettlementRun { date: date.to_owned() }.text();
     if !app.billing_running.try_start(&key) {
         return; // already running in this process
     }
@@ -138,8 +144,8 @@ const PAGE: usize = 256;
 /// `settled/{date}/{source}`, with the collection's value. It replaces the
 /// collection's `coll/` row in one commit, so the run's totals are summed from
 /// the store, and a run a crash interrupted still counts what it settled.
-fn settled_key(date: &str, source: &str) -> String {
-    format!("settled/{date}/{source}")
+fn settled_key(date: &str, source: &str) -> Vec<u8> {
+    Index::Settled { date: date.to_owned(), source: source.to_owned() }.encode()
 }
 
 /// A raw index row: key and value.
@@ -147,7 +153,7 @@ type Row = (Vec<u8>, Vec<u8>);
 
 /// Up to [`PAGE`] collection rows after `after`, in key (date) order.
 fn collections_after(app: &Core, after: Option<&[u8]>) -> Result<Vec<Row>, Error> {
-    let keys = app.store.scan_keys(Tree::Index, b"coll/", after, false, PAGE)?;
+    let keys = app.store.scan_keys(Tree::Index, COLL.as_bytes(), after, false, PAGE)?;
     let mut rows = Vec::with_capacity(keys.len());
     for key in keys {
         if let Some(value) = app.store.get_raw(Tree::Index, &key)? {
@@ -159,14 +165,14 @@ fn collections_after(app: &Core, after: Option<&[u8]>) -> Result<Vec<Row>, Error
 
 /// Settles every final collection dated before `date`; idempotent per collection.
 pub async fn run(app: &Core, date: &str) -> Result<SettlementRun, Error> {
-    let bound = format!("coll/{date}");
+    let bound = Index::Collection { date: date.to_owned(), source: String::new() }.encode();
     let mut after: Option<Vec<u8>> = None;
     'pages: loop {
         let rows = collections_after(app, after.as_deref())?;
         let Some((last, _)) = rows.last() else { break };
         after = Some(last.clone());
         for (key, value) in rows {
-            if key.as_slice() >= bound.as_bytes() {
+            if key >= bound {
                 break 'pages; // keys sort by date
             }
             let Some(c) = parse(&key, &value) else { continue };
@@ -175,7 +181,7 @@ pub async fn run(app: &Core, date: &str) -> Result<SettlementRun, Error> {
             }
             // Booked once per source (a repeat after a crash returns the booked entry) ...
             let entry = PostEntry {
-                source_id: format!("settle/{}", c.source),
+                source_id: Source::Settle { source: c.source.clone() }.text(),
                 kind: EntryKind::Settlement,
                 postings: ledger::settlement(&c.merchant, c.amount)?,
                 event: None,
@@ -208,7 +214,7 @@ async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
     }
     run.collections = 0;
     run.amounts.clear();
-    for row in app.store.iter_raw(Tree::Index, settled_key(date, "").as_bytes()) {
+    for row in app.store.iter_raw(Tree::Index, &settled_key(date, "")) {
         let (key, value) = row?;
         let Some(c) = parse(&key, &value) else { continue };
         let summary = per_merchant.entry(c.merchant.clone()).or_insert_with(|| MerchantSettlement {

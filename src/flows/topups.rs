@@ -11,10 +11,10 @@ use pelago_actors::{
         CardRecord,
         ops::MoneyMarker,
         topup::{
-            AbortTopup, BeginTopup, FundTopup, ResolveTopup, TopupPhase, TopupRecord, parse_marker,
-            topup_key, topup_reversal_marker,
+            AbortTopup, BeginTopup, FundTopup, ResolveTopup, TopupPhase, TopupRecord, parse_marker, topup_key,
         },
     },
+    keys::{self, Index, Marker},
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry, VoidEntry, Voided},
 };
@@ -90,7 +90,10 @@ pub async fn create(
 
 /// Books the reversal of a refused top-up (once) and removes its marker.
 pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
-    let Some(marker) = app.store.get::<MoneyMarker>(topup_reversal_marker(id))? else { return Ok(()) };
+    let Some(marker) = app.store.get::<MoneyMarker>(Marker::TopupReversal { topup: id.clone() }.encode())?
+    else {
+        return Ok(());
+    };
     let topup = app.store.get::<TopupRecord>(topup_key(&marker.card_id, id))?.ok_or_else(Error::internal)?;
     let entry = PostEntry {
         source_id: id.to_string(),
@@ -106,7 +109,7 @@ pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
     };
     app.actors.ask_merchant(&marker.merchant_id, entry).await??;
     let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, topup_reversal_marker(id));
+    batch.delete(Tree::Operations, Marker::TopupReversal { topup: id.clone() }.encode());
     app.store.commit_durable(batch).await?;
     Ok(())
 }
@@ -114,11 +117,11 @@ pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
 /// One resolver pass over unfinished top-ups and unbooked reversals.
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
-    for (raw, value) in
-        super::due_markers(app, "topup/", super::Started::AfterFirstWord, super::grace_ms(app))?
+    for (marker, value) in
+        super::due_markers(app, keys::TOPUP, super::Started::AfterFirstWord, super::grace_ms(app))?
     {
         let Some((card, _)) = parse_marker(&value) else { continue };
-        let Ok(id) = TopupId::parse(&raw) else { continue };
+        let Marker::Topup { topup: id } = marker else { continue };
         let Some(record) = app.store.get::<TopupRecord>(topup_key(&card, &id))? else { continue };
         // Not seeing the debit in the store is not proof: the merchant actor
         // settles it in its own order (a debit still queued there lands first).
@@ -137,8 +140,8 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             done += 1;
         }
     }
-    for (raw, _) in super::due_markers(app, "topuprev/", super::Started::Now, 0)? {
-        if let Ok(id) = TopupId::parse(&raw) {
+    for (marker, _) in super::due_markers(app, keys::TOPUPREV, super::Started::Now, 0)? {
+        if let Marker::TopupReversal { topup: id } = marker {
             settle_reversal(app, &id).await?;
             done += 1;
         }
@@ -153,8 +156,10 @@ pub fn load_owned(
     raw: &str,
 ) -> Result<TopupRecord, Error> {
     let id = TopupId::parse(raw).map_err(|_| Error::not_found("top-up"))?;
-    let card =
-        app.store.get_raw(Tree::Index, format!("tup/{id}"))?.ok_or_else(|| Error::not_found("top-up"))?;
+    let card = app
+        .store
+        .get_raw(Tree::Index, Index::Topup { topup: id.clone() }.encode())?
+        .ok_or_else(|| Error::not_found("top-up"))?;
     let card = pelago_storage::CardId::parse(&String::from_utf8_lossy(&card))
         .map_err(|_| Error::not_found("top-up"))?;
     app.store

@@ -21,25 +21,25 @@ use pelago_actors::{
 };
 use pelago_storage::{Money, StoreError, Timestamp, Tree, WithdrawalId, WriteBatch, encode};
 
-use crate::{app::Core, flows::Error, flows::bootstrap};
+use crate::{
+    app::Core,
+    flows::{Error, bootstrap},
+    keys::{Index, Marker, WDRHOLD, WDRRELEASE, WITHDRAWAL},
+};
 
-fn marker(id: &WithdrawalId) -> String {
-    format!("withdrawal/{id}")
+fn outcome_marker(id: &WithdrawalId) -> Vec<u8> {
+    Marker::Withdrawal { withdrawal: id.clone() }.encode()
 }
 
-/// Prefix of the `Index` rows written with a hold, removed with the record's commit.
-pub const HOLD_PREFIX: &str = "wdrhold/";
-
+/// The `Index` row written with a hold, removed with the record's commit.
 fn hold_marker(id: &WithdrawalId) -> String {
-    format!("{HOLD_PREFIX}{id}")
+    Index::WithdrawalHold { withdrawal: id.clone() }.text()
 }
-
-const RELEASE_PREFIX: &str = "wdrrelease/";
 
 /// `wdrrelease/{id}` → the Idempotency-Key binding (or nothing): a hold the
 /// resolver claimed, to be released (once per id) and its key freed.
-fn release_marker(id: &WithdrawalId) -> String {
-    format!("{RELEASE_PREFIX}{id}")
+fn release_marker(id: &WithdrawalId) -> Vec<u8> {
+    Marker::WithdrawalRelease { withdrawal: id.clone() }.encode()
 }
 
 /// Releases a claimed hold, frees its key, removes the claim.
@@ -159,11 +159,13 @@ pub async fn create(
     let mut batch = WriteBatch::new();
     batch.put_raw(Tree::Index, account_key(&record.id), account.merchant_id.as_bytes());
     batch.put(record.id.as_bytes(), &record)?;
-    batch.put_raw(Tree::Index, format!("mwdr/{}/{}", merchant.id, record.id), []);
-    batch.put_raw(Tree::Index, format!("wdrreq/{}", record.request_id), record.id.as_bytes());
+    let row = Index::MerchantWithdrawal { merchant: merchant.id.clone(), withdrawal: record.id.clone() };
+    batch.put_raw(Tree::Index, row.encode(), []);
+    let request = record.request_id.clone();
+    batch.put_raw(Tree::Index, Index::WithdrawalRequest { request }.encode(), record.id.as_bytes());
     batch.put_raw(
         Tree::Operations,
-        marker(&record.id),
+        outcome_marker(&record.id),
         Timestamp::now_real().unix_ms().to_be_bytes().to_vec(),
     );
     // Fenced on the hold row: if the resolver claimed it (this request looked
@@ -249,7 +251,7 @@ pub async fn finish(
         let mut batch = WriteBatch::new();
         batch.expect_raw(Tree::Withdrawals, id.as_bytes(), Some(bytes));
         batch.put_raw(Tree::Withdrawals, id.as_bytes(), encode(&record)?);
-        batch.delete(Tree::Operations, marker(id));
+        batch.delete(Tree::Operations, outcome_marker(id));
         outbox::stage(
             &mut batch,
             &record.merchant_id,
@@ -277,8 +279,8 @@ pub struct PayoutNotice<'a> {
 }
 
 /// `wdracct/{withdrawal id}` → the gateway account its payout is made under.
-fn account_key(id: &WithdrawalId) -> String {
-    format!("wdracct/{id}")
+fn account_key(id: &WithdrawalId) -> Vec<u8> {
+    Index::WithdrawalAccount { withdrawal: id.clone() }.encode()
 }
 
 /// The gateway account a withdrawal pays out under: the one recorded with it
@@ -304,7 +306,10 @@ async fn payout_account(
 /// amount) finishes the withdrawal. An unknown answer leaves it `processing`
 /// for the resolver, which asks again with the same request id.
 pub async fn on_payout(app: &Core, notice: PayoutNotice<'_>) -> Result<&'static str, Error> {
-    let record = match app.store.get_raw(Tree::Index, format!("wdrreq/{}", notice.request_id))? {
+    let record = match app
+        .store
+        .get_raw(Tree::Index, Index::WithdrawalRequest { request: notice.request_id.to_owned() }.encode())?
+    {
         Some(id) => match WithdrawalId::parse(&String::from_utf8_lossy(&id)) {
             Ok(id) => app.store.get::<WithdrawalRecord>(id.as_bytes())?,
             Err(_) => None,
@@ -364,15 +369,13 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let now = Timestamp::now_real().unix_ms();
     let mut done = 0;
     let holds =
-        app.store.iter_raw(Tree::Index, HOLD_PREFIX.as_bytes()).take(256).collect::<Result<Vec<_>, _>>()?;
+        app.store.iter_raw(Tree::Index, WDRHOLD.as_bytes()).take(256).collect::<Result<Vec<_>, _>>()?;
     for (key, value) in holds {
         let (started, binding) = parse_hold(&value);
         if now - started < grace_ms {
             continue;
         }
-        let Ok(id) = WithdrawalId::parse(&String::from_utf8_lossy(&key[HOLD_PREFIX.len()..])) else {
-            continue;
-        };
+        let Some(Index::WithdrawalHold { withdrawal: id }) = Index::parse(&key) else { continue };
         if app.store.contains(Tree::Withdrawals, id.as_bytes())? {
             // The record landed (its commit removes the row): a row left by an older version.
             let mut batch = WriteBatch::new();
@@ -397,14 +400,14 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         finish_release(app, &id).await?;
         done += 1;
     }
-    for (raw, _) in super::due_markers(app, RELEASE_PREFIX, super::Started::Now, 0)? {
-        if let Ok(id) = WithdrawalId::parse(&raw) {
+    for (marker, _) in super::due_markers(app, WDRRELEASE, super::Started::Now, 0)? {
+        if let Marker::WithdrawalRelease { withdrawal: id } = marker {
             finish_release(app, &id).await?;
             done += 1;
         }
     }
-    for (raw, _) in super::due_markers(app, "withdrawal/", super::Started::BigEndianMs, grace_ms)? {
-        let Ok(id) = WithdrawalId::parse(&raw) else { continue };
+    for (marker, _) in super::due_markers(app, WITHDRAWAL, super::Started::BigEndianMs, grace_ms)? {
+        let Marker::Withdrawal { withdrawal: id } = marker else { continue };
         match app.store.get::<WithdrawalRecord>(id.as_bytes())? {
             Some(record) if record.status == WithdrawalStatus::Processing => {
                 let merchant = app
@@ -419,7 +422,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
                 // Held, but the record never landed (crash between): release the hold.
                 release_hold(app, &id).await?;
                 let mut batch = WriteBatch::new();
-                batch.delete(Tree::Operations, marker(&id));
+                batch.delete(Tree::Operations, outcome_marker(&id));
                 app.store.commit_durable(batch).await?;
                 done += 1;
             }

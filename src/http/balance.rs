@@ -152,7 +152,7 @@ fn test_deposit(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         // The callback was processed before the gateway answered; show the credit.
         let Some((_, txns)) = pelago_actors::merchant::booked(
             &app.store,
-            &format!("gwdep/{}", reported.id),
+            &crate::keys::Source::GatewayDeposit { deposit: reported.id.clone() }.text(),
             pelago_actors::ledger::EntryKind::Deposit,
         )?
         else {

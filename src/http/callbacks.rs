@@ -143,7 +143,13 @@ fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
                 .await?
             }
         };
-        record(&app, &format!("chl/{id}"), &callback.event_id, outcome).await?;
+        record(
+            &app,
+            &crate::keys::Context::Channel { channel: id.clone() }.text(),
+            &callback.event_id,
+            outcome,
+        )
+        .await?;
         tracing::info!(channel_id = %id, event_id = %callback.event_id, outcome, "channel callback");
         Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
     })
@@ -181,7 +187,13 @@ fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         .map_err(signature_problem)?;
         // Signed by that account: bound, compared and confirmed by the flow.
         let outcome = crate::flows::money::on_gateway_event(&app, &callback).await?;
-        record(&app, &format!("gw/{}", callback.account_merchant_id), &callback.event_id, outcome).await?;
+        record(
+            &app,
+            &crate::keys::Context::Gateway { merchant: callback.account_merchant_id.to_string() }.text(),
+            &callback.event_id,
+            outcome,
+        )
+        .await?;
         tracing::info!(event_id = %callback.event_id, outcome, "gateway callback");
         Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
     })

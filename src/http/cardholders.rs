@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use futures::future::BoxFuture;
 use http::Method;
-use pelago_actors::{cardholder::CardholderRecord, merchant::MerchantRecord, ports::Address};
+use pelago_actors::{
+    cardholder::CardholderRecord, keys::scan_prefix, merchant::MerchantRecord, ports::Address,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -233,8 +235,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &["reference"])?;
         let prefix = match page.filters.get("reference") {
-            Some(r) => format!("mchdref/{merchant}/{r}/"),
-            None => format!("mchd/{merchant}/"),
+            Some(r) => scan_prefix(crate::keys::MCHDREF, &[&merchant, r]),
+            None => scan_prefix(crate::keys::MCHD, &[&merchant]),
         };
         let holders = pagination::indexed::<CardholderRecord>(&app.store, &prefix, &page)?;
         Ok(ApiReply::json(200, &pagination::body(holders.iter().map(cardholder_json).collect(), page.limit)))

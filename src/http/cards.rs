@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     card::{ApplyTransaction, CardRecord, CardStatus, TransactionRecord, ops::ActionKind, ops::CardOutcome},
+    keys::Index,
     merchant::MerchantRecord,
     ports::Outcome,
 };
@@ -196,7 +197,7 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
             None => None,
         };
         let holder = page.filters.get("cardholder_id").cloned();
-        let prefix = format!("mcard/{merchant}/");
+        let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MCARD, &[&merchant]);
         let mut cursor = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
         let mut items = Vec::new();
         // Filters may skip records: scan in bounded pages.
@@ -324,7 +325,7 @@ async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
     let Some(channel_card_id) = card.channel_card_id.clone() else { return Ok(()) };
     let channel =
         app.upstreams.channel(&card.channel_id).ok_or_else(|| ApiError::upstream("channel unavailable"))?;
-    let cursor_key = format!("txsync/{}", card.id);
+    let cursor_key = crate::keys::Index::TransactionSync { card: card.id.clone() }.encode();
     let mut after =
         app.store.get_raw(Tree::Index, &cursor_key)?.map(|b| String::from_utf8_lossy(&b).into_owned());
     for _ in 0..MAX_PULLS_PER_REQUEST {
@@ -437,7 +438,11 @@ fn test_transaction(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
         let key = app
             .store
-            .get_raw(Tree::Index, format!("chtxn/{}/{ctid}", card.channel_id))?
+            .get_raw(
+                Tree::Index,
+                Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction: ctid }
+                    .encode(),
+            )?
             .ok_or_else(ApiError::internal)?;
         let stored = app.store.get::<TransactionRecord>(&key)?.ok_or_else(ApiError::internal)?;
         Ok(ApiReply::json(201, &wire::transaction(&stored)))

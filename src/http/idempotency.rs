@@ -13,6 +13,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use parking_lot::Mutex;
+use pelago_actors::keys::{self, Index};
 use pelago_storage::{Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -84,7 +85,7 @@ fn scope(caller: &Caller) -> Option<String> {
 
 /// `idem/{scope}/{key}`: the key handlers put into their creation commit.
 pub fn binding_key(caller: &Caller, key: &str) -> Option<String> {
-    scope(caller).map(|s| format!("idembind/{s}/{key}"))
+    scope(caller).map(|scope| Index::IdempotencyBinding { scope, key: key.to_owned() }.text())
 }
 
 pub fn validate_key(raw: &str) -> Result<(), ApiError> {
@@ -197,9 +198,7 @@ pub fn sweep(app: &App) -> usize {
         if record.created_at_ms < cutoff {
             let mut batch = WriteBatch::new();
             batch.delete(Tree::Idempotency, &key);
-            let mut binding = b"idembind/".to_vec();
-            binding.extend_from_slice(&key);
-            batch.delete(Tree::Index, binding);
+            batch.delete(Tree::Index, [keys::IDEMBIND.as_bytes(), &key].concat());
             if app.store.commit(batch).is_ok() {
                 removed += 1;
             }

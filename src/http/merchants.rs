@@ -264,7 +264,13 @@ fn new_webhook_secret(app: &App, merchant_id: &MerchantId) -> (Sealed, String) {
     use base64::Engine;
     let secret =
         format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(security::random_bytes::<32>()));
-    (Sealed(app.sealer.seal(secret.as_bytes(), &format!("whsec/{merchant_id}"))), secret)
+    (
+        Sealed(app.sealer.seal(
+            secret.as_bytes(),
+            &crate::keys::Context::WebhookSecret { merchant: merchant_id.clone() }.text(),
+        )),
+        secret,
+    )
 }
 
 fn merchant_id(ctx: &Ctx) -> Result<MerchantId, ApiError> {
@@ -315,7 +321,10 @@ fn created_reply(app: &App, merchant: &MerchantRecord, key: &ApiKeyRecord) -> Ha
     let first_whsec = merchant.webhook_secrets.first().ok_or_else(ApiError::internal)?;
     let webhook_secret = app
         .sealer
-        .open_string(&first_whsec.secret.0, &format!("whsec/{}", merchant.id))
+        .open_string(
+            &first_whsec.secret.0,
+            &crate::keys::Context::WebhookSecret { merchant: merchant.id.clone() }.text(),
+        )
         .map_err(|_| ApiError::internal())?;
     Ok(ApiReply::json(
         201,
@@ -371,7 +380,10 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
                 if !ok(&g.api_key) {
                     return Err(ApiError::invalid("gateway.api_key", "1 to 128 printable characters"));
                 }
-                let sealed = Sealed(app.sealer.seal(g.api_key.as_bytes(), &format!("gw/{id}")));
+                let sealed = Sealed(app.sealer.seal(
+                    g.api_key.as_bytes(),
+                    &crate::keys::Context::Gateway { merchant: id.to_string() }.text(),
+                ));
                 Some(GatewayAccountRecord { merchant_id: g.merchant_id, api_key: sealed })
             }
             None if funding_mode == FundingMode::Gateway => {

@@ -76,7 +76,7 @@ fn list_withdrawals(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
     Box::pin(async move {
         let m = merchant(&app, ctx.param(0))?;
         let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = format!("mwdr/{}/", m.id);
+        let prefix = pelago_actors::keys::scan_prefix(crate::keys::MWDR, &[&m.id]);
         let withdrawals = pagination::indexed::<WithdrawalRecord>(&app.store, &prefix, &page)?;
         Ok(ApiReply::json(
             200,

@@ -62,7 +62,7 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = format!("mord/{merchant}/");
+        let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MORD, &[&merchant]);
         let orders = pagination::indexed::<OrderRecord>(&app.store, &prefix, &page)?;
         Ok(ApiReply::json(200, &pagination::body(orders.iter().map(wire::order).collect(), page.limit)))
     })

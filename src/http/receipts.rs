@@ -83,7 +83,13 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let body: CreateReceiptIn = ctx.json()?;
         let not_found = || ApiError::not_found("transaction");
         let txn_id = TransactionId::parse(&body.transaction_id).map_err(|_| not_found())?;
-        let card_id = app.store.get_raw(Tree::Index, format!("txn/{txn_id}"))?.ok_or_else(not_found)?;
+        let card_id = app
+            .store
+            .get_raw(
+                Tree::Index,
+                pelago_actors::keys::Index::Transaction { transaction: txn_id.clone() }.encode(),
+            )?
+            .ok_or_else(not_found)?;
         let card_id = CardId::parse(std::str::from_utf8(&card_id).map_err(|_| ApiError::internal())?)
             .map_err(|_| ApiError::internal())?;
         let card = app.store.get::<CardRecord>(card_id.as_bytes())?.ok_or_else(not_found)?;

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use http::Method;
-use pelago_actors::recipient::{
-    RecipientRecord, RecipientType,
-    state::{IdDocument, SealedNumber},
+use pelago_actors::{
+    keys,
+    recipient::{
+        RecipientRecord, RecipientType,
+        state::{IdDocument, SealedNumber},
+    },
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -380,8 +383,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &["reference"])?;
         let prefix = match page.filters.get("reference") {
-            Some(r) => format!("mrecref/{merchant}/{r}/"),
-            None => format!("mrec/{merchant}/"),
+            Some(r) => keys::scan_prefix(keys::MRECREF, &[&merchant, r]),
+            None => keys::scan_prefix(keys::MREC, &[&merchant]),
         };
         let found = pagination::indexed::<RecipientRecord>(&app.store, &prefix, &page)?;
         let found = found

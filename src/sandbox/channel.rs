@@ -14,6 +14,7 @@ use super::{
     records::{ApiKeyIndex, CardRec, CardStatus, CardholderRec, ChannelReg, Counter, OpRecord, TxnRec},
     same_secret,
 };
+use crate::keys::Sandbox;
 use crate::upstream::{
     callbacks::{CHANNEL_SIGNATURE_HEADER, ChannelCallbackWire, ChannelEventWire},
     channel_wire::{
@@ -90,12 +91,12 @@ fn authenticate(state: &State, req: &Request) -> Result<ChannelReg, Response> {
     let api_key = req.bearer().ok_or_else(unauthorized)?;
     let index = state
         .store
-        .get::<ApiKeyIndex>(format!("channel_key/{}", key_digest(api_key)))
+        .get::<ApiKeyIndex>(Sandbox::ChannelKey { digest: key_digest(api_key).to_string() }.text())
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
     let channel = state
         .store
-        .get::<ChannelReg>(format!("channel/{}", index.owner_id))
+        .get::<ChannelReg>(Sandbox::Channel { channel: index.owner_id.to_string() }.text())
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
     if !same_secret(api_key, &state.open(&channel.api_key, &ChannelReg::api_key_context(&channel.channel_id)))
@@ -171,7 +172,11 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
             "injected fault: nothing applied",
         );
     }
-    let op_key = format!("ch/{}/{}", channel.channel_id, request_id);
+    let op_key = Sandbox::ChannelOperation {
+        channel: channel.channel_id.to_string(),
+        request: request_id.to_string(),
+    }
+    .text();
     let (status, answer, ticket) = {
         // The lock orders decisions; it is released before the flush, so
         // concurrent calls share fsyncs. Every answer (a repeat's too) waits
@@ -290,7 +295,7 @@ fn create_cardholder(channel: &ChannelReg, body: CreateCardholderBody) -> ApplyR
         reason: reason.clone(),
     };
     let mut batch = WriteBatch::new();
-    batch.put(format!("cardholder/{id}"), &record)?;
+    batch.put(Sandbox::Cardholder { cardholder: id.to_string() }.text(), &record)?;
     let answer = CardholderAnswer { id, status, reason };
     Ok(Ok(Applied::Done {
         status: StatusCode::CREATED,
@@ -304,7 +309,9 @@ fn open_card(state: &State, channel: &ChannelReg, body: OpenCardBody) -> ApplyRe
     if !is_bin(&body.bin) {
         return Ok(declined(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bin", "bin must be 6 digits"));
     }
-    let cardholder = state.store.get::<CardholderRec>(format!("cardholder/{}", body.cardholder_id))?;
+    let cardholder = state
+        .store
+        .get::<CardholderRec>(Sandbox::Cardholder { cardholder: body.cardholder_id.to_string() }.text())?;
     let Some(cardholder) = cardholder.filter(|c| c.channel_id == channel.channel_id) else {
         return Ok(declined(StatusCode::NOT_FOUND, "cardholder_not_found", "no such cardholder"));
     };
@@ -329,7 +336,7 @@ fn open_card(state: &State, channel: &ChannelReg, body: OpenCardBody) -> ApplyRe
     let answer =
         CardAnswer { id: id.clone(), last4: pan[pan.len() - 4..].to_owned(), balance: record.balance() };
     let mut batch = WriteBatch::new();
-    batch.put(format!("card/{id}"), &record)?;
+    batch.put(Sandbox::Card { card: id.to_string() }.text(), &record)?;
     Ok(Ok(Applied::Done {
         status: StatusCode::CREATED,
         answer: to_json(&answer),
@@ -340,11 +347,14 @@ fn open_card(state: &State, channel: &ChannelReg, body: OpenCardBody) -> ApplyRe
 
 /// The card, when it exists and belongs to `channel`.
 fn load_card(state: &State, channel: &ChannelReg, card_id: &str) -> Result<Option<CardRec>, StoreError> {
-    Ok(state.store.get::<CardRec>(format!("card/{card_id}"))?.filter(|c| c.channel_id == channel.channel_id))
+    Ok(state
+        .store
+        .get::<CardRec>(Sandbox::Card { card: card_id.to_string() }.text())?
+        .filter(|c| c.channel_id == channel.channel_id))
 }
 
 fn master_key(channel_id: &str, currency: Currency) -> String {
-    format!("master/{channel_id}/{}", currency.code())
+    Sandbox::Master { channel: channel_id.to_string(), currency: currency.code().to_string() }.text()
 }
 
 fn master_balance(state: &State, channel_id: &str, currency: Currency) -> Result<Money, StoreError> {
@@ -384,7 +394,7 @@ fn topup(state: &State, channel: &ChannelReg, card_id: &str, body: TopupBody) ->
     }
     card.balance_minor = new_card.value;
     let mut batch = WriteBatch::new();
-    batch.put(format!("card/{card_id}"), &card)?;
+    batch.put(Sandbox::Card { card: card_id.to_string() }.text(), &card)?;
     batch.put(master_key(&channel.channel_id, card.currency), &Counter { value: new_master.value })?;
     Ok(Ok(Applied::Done {
         status: StatusCode::OK,
@@ -401,7 +411,7 @@ fn set_frozen(state: &State, channel: &ChannelReg, card_id: &str, frozen: bool) 
     }
     card.status = if frozen { CardStatus::Frozen } else { CardStatus::Active };
     let mut batch = WriteBatch::new();
-    batch.put(format!("card/{card_id}"), &card)?;
+    batch.put(Sandbox::Card { card: card_id.to_string() }.text(), &card)?;
     Ok(Ok(Applied::Done {
         status: StatusCode::OK,
         answer: to_json(&StatusAnswer { status: card.status.as_str().to_owned() }),
@@ -427,7 +437,7 @@ fn delete(state: &State, channel: &ChannelReg, card_id: &str) -> ApplyResult {
     card.balance_minor = 0;
     card.status = CardStatus::Deleted;
     let mut batch = WriteBatch::new();
-    batch.put(format!("card/{card_id}"), &card)?;
+    batch.put(Sandbox::Card { card: card_id.to_string() }.text(), &card)?;
     batch.put(master_key(&channel.channel_id, card.currency), &Counter { value: new_master.value })?;
     Ok(Ok(Applied::Done {
         status: StatusCode::OK,
@@ -485,7 +495,7 @@ fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Optio
         Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
         Err(e) => return internal(e),
     }
-    let prefix = format!("txn/{card_id}/");
+    let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::TXN, &[&card_id]);
     let after_key = after.map(|a| format!("{prefix}{a}"));
     match state.store.scan::<TxnRec>(
         prefix.as_bytes(),
@@ -507,7 +517,9 @@ fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str)
         Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
         Err(e) => return internal(e),
     }
-    match state.store.get::<TxnRec>(format!("txn/{card_id}/{txn_id}")) {
+    match state.store.get::<TxnRec>(
+        Sandbox::Transaction { card: card_id.to_string(), transaction: txn_id.to_string() }.text(),
+    ) {
         Ok(Some(TxnRec(t))) => json(StatusCode::OK, &t),
         Ok(None) => error(StatusCode::NOT_FOUND, "transaction_not_found", "no such transaction"),
         Err(e) => internal(e),
@@ -516,7 +528,7 @@ fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str)
 
 /// `GET /cardholders/{id}`: a cardholder of this channel as it is now.
 fn cardholder(state: &State, channel: &ChannelReg, id: &str) -> Response {
-    match state.store.get::<CardholderRec>(format!("cardholder/{id}")) {
+    match state.store.get::<CardholderRec>(Sandbox::Cardholder { cardholder: id.to_string() }.text()) {
         Ok(Some(c)) if c.channel_id == channel.channel_id => json(
             StatusCode::OK,
             &CardholderStateAnswer {
@@ -533,13 +545,12 @@ fn cardholder(state: &State, channel: &ChannelReg, id: &str) -> Response {
 
 fn balance(state: &State, channel: &ChannelReg) -> Response {
     let mut currencies = vec![Currency::USD, Currency::EUR];
-    let prefix = format!("master/{}/", channel.channel_id);
+    let prefix = pelago_actors::keys::scan_prefix(crate::keys::MASTER, &[&channel.channel_id]);
     match state.store.scan_keys(pelago_storage::Tree::Meta, prefix.as_bytes(), None, false, 200) {
-        Ok(keys) => currencies.extend(
-            keys.iter()
-                .filter_map(|k| std::str::from_utf8(&k[prefix.len()..]).ok())
-                .filter_map(|code| Currency::parse(code).ok()),
-        ),
+        Ok(keys) => currencies.extend(keys.iter().filter_map(|k| match Sandbox::parse(k) {
+            Some(Sandbox::Master { currency, .. }) => Currency::parse(&currency).ok(),
+            _ => None,
+        })),
         Err(e) => return internal(e),
     }
     currencies.sort();
@@ -555,7 +566,13 @@ fn balance(state: &State, channel: &ChannelReg) -> Response {
 }
 
 fn operation(state: &State, channel: &ChannelReg, request_id: &str) -> Response {
-    match state.store.get::<OpRecord>(format!("ch/{}/{}", channel.channel_id, request_id)) {
+    match state.store.get::<OpRecord>(
+        Sandbox::ChannelOperation {
+            channel: channel.channel_id.to_string(),
+            request: request_id.to_string(),
+        }
+        .text(),
+    ) {
         Ok(Some(stored)) => raw_json(200, stored.operation_json),
         Ok(None) => json(StatusCode::OK, &OperationAnswer::NotFound),
         Err(e) => internal(e),
@@ -580,8 +597,8 @@ async fn register(state: &State, req: &Request) -> Response {
         );
     }
     let _guard = state.write_lock.lock().await;
-    let index_key = format!("channel_key/{}", key_digest(body.api_key.expose()));
-    let reg_key = format!("channel/{}", body.channel_id);
+    let index_key = Sandbox::ChannelKey { digest: key_digest(body.api_key.expose()).to_string() }.text();
+    let reg_key = Sandbox::Channel { channel: body.channel_id.to_string() }.text();
     let result: Result<Response, StoreError> = async {
         if let Some(owner) = state.store.get::<ApiKeyIndex>(&index_key)?
             && owner.owner_id != body.channel_id
@@ -592,7 +609,10 @@ async fn register(state: &State, req: &Request) -> Response {
         if let Some(old) = state.store.get::<ChannelReg>(&reg_key)? {
             let old_key = state.open(&old.api_key, &ChannelReg::api_key_context(&old.channel_id));
             if old_key != body.api_key.expose() {
-                batch.delete(pelago_storage::Tree::Index, format!("channel_key/{}", key_digest(&old_key)));
+                batch.delete(
+                    pelago_storage::Tree::Index,
+                    Sandbox::ChannelKey { digest: key_digest(&old_key).to_string() }.text(),
+                );
             }
         }
         let reg = ChannelReg {
@@ -627,11 +647,15 @@ async fn approve(state: &State, cardholder_id: &str) -> Response {
     let (record, channel, changed) = {
         let _guard = state.write_lock.lock().await;
         let loaded: Result<_, StoreError> = (|| {
-            let Some(record) = state.store.get::<CardholderRec>(format!("cardholder/{cardholder_id}"))?
+            let Some(record) = state
+                .store
+                .get::<CardholderRec>(Sandbox::Cardholder { cardholder: cardholder_id.to_string() }.text())?
             else {
                 return Ok(None);
             };
-            let channel = state.store.get::<ChannelReg>(format!("channel/{}", record.channel_id))?;
+            let channel = state
+                .store
+                .get::<ChannelReg>(Sandbox::Channel { channel: record.channel_id.to_string() }.text())?;
             Ok(channel.map(|c| (record, c)))
         })();
         let (mut record, channel) = match loaded {
@@ -643,7 +667,9 @@ async fn approve(state: &State, cardholder_id: &str) -> Response {
         if changed {
             record.status = CardholderStatusWire::Active;
             let mut batch = WriteBatch::new();
-            if let Err(e) = batch.put(format!("cardholder/{cardholder_id}"), &record) {
+            if let Err(e) =
+                batch.put(Sandbox::Cardholder { cardholder: cardholder_id.to_string() }.text(), &record)
+            {
                 return internal(e);
             }
             if let Err(e) = state.store.commit_durable(batch).await {
@@ -676,10 +702,15 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
     let (transaction, card, channel) = {
         let _guard = state.write_lock.lock().await;
         let result: Result<Result<_, Response>, StoreError> = async {
-            let Some(mut card) = state.store.get::<CardRec>(format!("card/{channel_card_id}"))? else {
+            let Some(mut card) =
+                state.store.get::<CardRec>(Sandbox::Card { card: channel_card_id.to_string() }.text())?
+            else {
                 return Ok(Err(error(StatusCode::NOT_FOUND, "card_not_found", "no such card")));
             };
-            let Some(channel) = state.store.get::<ChannelReg>(format!("channel/{}", card.channel_id))? else {
+            let Some(channel) = state
+                .store
+                .get::<ChannelReg>(Sandbox::Channel { channel: card.channel_id.to_string() }.text())?
+            else {
                 return Ok(Err(error(
                     StatusCode::NOT_FOUND,
                     "channel_not_found",
@@ -696,7 +727,11 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
             let kind = body.kind.unwrap_or(TxnTypeWire::Authorization);
             if let (TxnTypeWire::Reversal, Some(related)) = (kind, &body.related_transaction_id) {
                 // The authorization itself turns `reversed` and its amount returns to the card.
-                let key = format!("txn/{channel_card_id}/{related}");
+                let key = Sandbox::Transaction {
+                    card: channel_card_id.to_string(),
+                    transaction: related.to_string(),
+                }
+                .text();
                 let Some(TxnRec(mut auth)) = state.store.get::<TxnRec>(&key)? else {
                     return Ok(Err(error(
                         StatusCode::NOT_FOUND,
@@ -717,7 +752,7 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
                 card.balance_minor = card.balance_minor.saturating_add(auth.amount.value);
                 auth.status = TxnStatusWire::Reversed;
                 let mut batch = WriteBatch::new();
-                batch.put(format!("card/{channel_card_id}"), &card)?;
+                batch.put(Sandbox::Card { card: channel_card_id.to_string() }.text(), &card)?;
                 batch.put(&key, &TxnRec(auth.clone()))?;
                 state.store.commit_durable(batch).await?;
                 return Ok(Ok((auth, card, channel)));
@@ -768,8 +803,15 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
             };
             let mut batch = WriteBatch::new();
             batch.put("seq", &Counter { value: seq })?;
-            batch.put(format!("card/{channel_card_id}"), &card)?;
-            batch.put(format!("txn/{channel_card_id}/{}", transaction.id), &TxnRec(transaction.clone()))?;
+            batch.put(Sandbox::Card { card: channel_card_id.to_string() }.text(), &card)?;
+            batch.put(
+                Sandbox::Transaction {
+                    card: channel_card_id.to_string(),
+                    transaction: transaction.id.to_string(),
+                }
+                .text(),
+                &TxnRec(transaction.clone()),
+            )?;
             state.store.commit_durable(batch).await?;
             Ok(Ok((transaction, card, channel)))
         }

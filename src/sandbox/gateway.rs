@@ -10,6 +10,7 @@ use super::{
     records::{DepositRec, GatewayAccountRec, OpRecord, OrderRec, PayoutRec},
     same_secret,
 };
+use crate::keys::Sandbox;
 use crate::upstream::{
     callbacks::{GATEWAY_SIGNATURE_HEADER, GatewayCallbackWire, GatewayEventWire},
     gateway_wire::{
@@ -121,7 +122,7 @@ fn authenticate(state: &State, req: &Request) -> Result<GatewayAccountRec, Respo
     };
     let account = state
         .store
-        .get::<GatewayAccountRec>(format!("account/{merchant_id}"))
+        .get::<GatewayAccountRec>(Sandbox::Account { merchant: merchant_id.to_string() }.text())
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
     if !same_secret(
@@ -149,7 +150,7 @@ fn order_answer(state: &State, order: &OrderRec) -> OrderAnswer {
 }
 
 fn load_order(state: &State, account: &GatewayAccountRec, id: &str) -> Result<OrderRec, Response> {
-    match state.store.get::<OrderRec>(format!("order/{id}")) {
+    match state.store.get::<OrderRec>(Sandbox::Order { order: id.to_string() }.text()) {
         Ok(Some(order)) if order.merchant_id == account.merchant_id => Ok(order),
         Ok(_) => Err(error(StatusCode::NOT_FOUND, "order_not_found", "no such order")),
         Err(e) => Err(internal(e)),
@@ -158,7 +159,7 @@ fn load_order(state: &State, account: &GatewayAccountRec, id: &str) -> Result<Or
 
 /// `GET /deposits/{id}`: a deposit to one of the calling account's addresses.
 fn query_deposit(state: &State, account: &GatewayAccountRec, id: &str) -> Response {
-    match state.store.get::<DepositRec>(format!("deposit/{id}")) {
+    match state.store.get::<DepositRec>(Sandbox::Deposit { deposit: id.to_string() }.text()) {
         Ok(Some(d)) if d.merchant_id == account.merchant_id => json(
             StatusCode::OK,
             &DepositAnswer {
@@ -176,7 +177,7 @@ fn query_deposit(state: &State, account: &GatewayAccountRec, id: &str) -> Respon
 
 /// `GET /payouts/{id}`: a payout of the calling account.
 fn query_payout(state: &State, account: &GatewayAccountRec, id: &str) -> Response {
-    match state.store.get::<PayoutRec>(format!("payout/{id}")) {
+    match state.store.get::<PayoutRec>(Sandbox::Payout { payout: id.to_string() }.text()) {
         Ok(Some(p)) if p.merchant_id == account.merchant_id => json(
             StatusCode::OK,
             &PayoutStateAnswer {
@@ -281,7 +282,11 @@ async fn idempotent(
     let Some(request_id) = req.idempotency_key() else {
         return error(StatusCode::BAD_REQUEST, "invalid_request", "the Idempotency-Key header is required");
     };
-    let op_key = format!("gw/{}/{}", account.merchant_id, request_id);
+    let op_key = Sandbox::GatewayOperation {
+        merchant: account.merchant_id.to_string(),
+        request: request_id.to_string(),
+    }
+    .text();
     let (status, answer, callback, ticket) = {
         // The lock orders decisions; it is released before the flush, so
         // concurrent calls share fsyncs. Every answer (a repeat's too) waits
@@ -349,7 +354,7 @@ fn create_order(state: &State, account: &GatewayAccountRec, req: &Request) -> De
         refund_id: None,
     };
     let mut batch = WriteBatch::new();
-    batch.put(format!("order/{}", order.id), &order)?;
+    batch.put(Sandbox::Order { order: order.id.to_string() }.text(), &order)?;
     answer(StatusCode::CREATED, &order_answer(state, &order), batch, None)
 }
 
@@ -382,7 +387,7 @@ fn payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decisio
         reason: reason.clone(),
     };
     let mut batch = WriteBatch::new();
-    batch.put(format!("payout/{}", record.id), &record)?;
+    batch.put(Sandbox::Payout { payout: record.id.to_string() }.text(), &record)?;
     let event = GatewayEventWire::PayoutUpdated {
         id: record.id.clone(),
         request_id,
@@ -426,7 +431,7 @@ fn refund(state: &State, account: &GatewayAccountRec, req: &Request, gateway_ord
     order.refund_id = Some(refund_id.clone());
     order.last_callback = Some(pending.body.clone());
     let mut batch = WriteBatch::new();
-    batch.put(format!("order/{}", order.id), &order)?;
+    batch.put(Sandbox::Order { order: order.id.to_string() }.text(), &order)?;
     let answer_body = RefundAnswer { id: refund_id, order_id: order.id.clone(), amount: order.amount };
     answer(StatusCode::CREATED, &answer_body, batch, Some(pending))
 }
@@ -448,7 +453,7 @@ fn deposit_address(state: &State, account: &GatewayAccountRec, req: &Request) ->
 // ---------------------------------------------------------------- checkout ----
 
 fn checkout_page(state: &State, id: &str) -> Response {
-    match state.store.get::<OrderRec>(format!("order/{id}")) {
+    match state.store.get::<OrderRec>(Sandbox::Order { order: id.to_string() }.text()) {
         Ok(Some(order)) => warp::reply::Reply::into_response(warp::reply::html(checkout::checkout_page(
             &order,
             &checkout_url(state, id),
@@ -473,8 +478,13 @@ async fn settle(state: &State, id: &str, action: &str, req: &Request) -> Respons
     let (order, pending) = {
         let _guard = state.write_lock.lock().await;
         let loaded: Result<_, StoreError> = (|| {
-            let Some(order) = state.store.get::<OrderRec>(format!("order/{id}"))? else { return Ok(None) };
-            let account = state.store.get::<GatewayAccountRec>(format!("account/{}", order.merchant_id))?;
+            let Some(order) = state.store.get::<OrderRec>(Sandbox::Order { order: id.to_string() }.text())?
+            else {
+                return Ok(None);
+            };
+            let account = state.store.get::<GatewayAccountRec>(
+                Sandbox::Account { merchant: order.merchant_id.to_string() }.text(),
+            )?;
             Ok(account.map(|a| (order, a)))
         })();
         let (mut order, account) = match loaded {
@@ -503,7 +513,7 @@ async fn settle(state: &State, id: &str, action: &str, req: &Request) -> Respons
             let pending = callback(&account, event);
             order.last_callback = Some(pending.body.clone());
             let mut batch = WriteBatch::new();
-            if let Err(e) = batch.put(format!("order/{id}"), &order) {
+            if let Err(e) = batch.put(Sandbox::Order { order: id.to_string() }.text(), &order) {
                 return internal(e);
             }
             if let Err(e) = state.store.commit_durable(batch).await {
@@ -546,7 +556,7 @@ async fn register(state: &State, req: &Request) -> Response {
     };
     let _guard = state.write_lock.lock().await;
     let mut batch = WriteBatch::new();
-    if let Err(e) = batch.put(format!("account/{}", record.merchant_id), &record) {
+    if let Err(e) = batch.put(Sandbox::Account { merchant: record.merchant_id.to_string() }.text(), &record) {
         return internal(e);
     }
     match state.store.commit_durable(batch).await {
@@ -558,8 +568,13 @@ async fn register(state: &State, req: &Request) -> Response {
 /// Delivers the order's last callback again, same `event_id`, freshly signed.
 async fn resend(state: &State, id: &str) -> Response {
     let found: Result<_, StoreError> = (|| {
-        let Some(order) = state.store.get::<OrderRec>(format!("order/{id}"))? else { return Ok(None) };
-        let account = state.store.get::<GatewayAccountRec>(format!("account/{}", order.merchant_id))?;
+        let Some(order) = state.store.get::<OrderRec>(Sandbox::Order { order: id.to_string() }.text())?
+        else {
+            return Ok(None);
+        };
+        let account = state
+            .store
+            .get::<GatewayAccountRec>(Sandbox::Account { merchant: order.merchant_id.to_string() }.text())?;
         Ok(account.map(|a| (order, a)))
     })();
     let (order, account) = match found {
@@ -589,7 +604,10 @@ async fn deposit(state: &State, req: &Request) -> Response {
     }
     let (record, pending) = {
         let _guard = state.write_lock.lock().await;
-        let account = match state.store.get::<GatewayAccountRec>(format!("account/{}", body.merchant_id)) {
+        let account = match state
+            .store
+            .get::<GatewayAccountRec>(Sandbox::Account { merchant: body.merchant_id.to_string() }.text())
+        {
             Ok(Some(account)) => account,
             Ok(None) => return error(StatusCode::NOT_FOUND, "account_not_found", "no such gateway account"),
             Err(e) => return internal(e),
@@ -615,7 +633,7 @@ async fn deposit(state: &State, req: &Request) -> Response {
             at: now,
         };
         let mut batch = WriteBatch::new();
-        if let Err(e) = batch.put(format!("deposit/{}", record.id), &record) {
+        if let Err(e) = batch.put(Sandbox::Deposit { deposit: record.id.to_string() }.text(), &record) {
             return internal(e);
         }
         if let Err(e) = state.store.commit_durable(batch).await {

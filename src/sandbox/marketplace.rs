@@ -9,6 +9,7 @@ use pelago_storage::{Record, StoreError, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{Request, Response, State, error, internal, json, records::GatewayAccountRec};
+use crate::keys::Sandbox;
 use crate::upstream::marketplace_wire::{
     AgreementAnswer, ComplianceBody, DecideBody, MarketplaceFault, MarketplaceFaultBehavior,
     MarketplaceOperation, OnboardingAnswer, SignAgreementBody, SubmitOnboardingBody, SupplementBody,
@@ -118,11 +119,11 @@ impl SandboxOnboarding {
 }
 
 fn key(id: &str) -> String {
-    format!("gwo/{id}")
+    Sandbox::Onboarding { onboarding: id.to_string() }.text()
 }
 
 fn request_key(merchant_id: &str, request_id: &str) -> String {
-    format!("gworeq/{merchant_id}/{request_id}")
+    Sandbox::OnboardingRequest { merchant: merchant_id.to_string(), request: request_id.to_string() }.text()
 }
 
 /// `/gateway/onboardings/...`, authenticated as `account`.
@@ -136,7 +137,11 @@ pub(super) async fn handle(
         (&Method::POST, ["onboardings"]) => submit(state, account, req).await,
         (&Method::POST, ["agreements"]) => sign_agreement(state, account, req).await,
         (&Method::GET, ["agreements", "by-request", request_id]) => {
-            let rkey = format!("gwareq/{}/{request_id}", account.merchant_id);
+            let rkey = Sandbox::AgreementRequest {
+                merchant: account.merchant_id.to_string(),
+                request: request_id.to_string(),
+            }
+            .text();
             state.store.get_raw(Tree::Index, rkey).map(|found| match found {
                 Some(answer) => super::raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
                 None => {
@@ -261,7 +266,9 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
 /// control endpoint answers (so a helper returns once Pelago processed it).
 async fn notify(state: &State, id: &str) {
     let Ok(Some(o)) = state.store.get::<SandboxOnboarding>(key(id)) else { return };
-    let Ok(Some(account)) = state.store.get::<GatewayAccountRec>(format!("account/{}", o.merchant_id)) else {
+    let Ok(Some(account)) =
+        state.store.get::<GatewayAccountRec>(Sandbox::Account { merchant: o.merchant_id.to_string() }.text())
+    else {
         return;
     };
     let event_id = super::new_id("evt");
@@ -444,7 +451,11 @@ async fn sign_agreement(
             "unknown agreement type or recipient",
         ));
     }
-    let rkey = format!("gwareq/{}/{request_id}", account.merchant_id);
+    let rkey = Sandbox::AgreementRequest {
+        merchant: account.merchant_id.to_string(),
+        request: request_id.to_string(),
+    }
+    .text();
     let (ticket, answer, fault) = {
         let _guard = state.write_lock.lock().await;
         match state.store.get_raw(Tree::Index, &rkey)? {

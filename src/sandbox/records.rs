@@ -5,6 +5,7 @@
 use pelago_storage::{Currency, Money, Record, Tree};
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Sandbox;
 use crate::upstream::{
     channel_wire::{CardholderStatusWire, TransactionWire},
     gateway_wire::{OrderStatusWire, PayoutStatusWire},
@@ -23,11 +24,11 @@ pub struct ChannelReg {
 
 impl ChannelReg {
     pub fn api_key_context(channel_id: &str) -> String {
-        format!("sandbox/channel/{channel_id}/api_key")
+        Sandbox::ChannelSecret { channel: channel_id.to_owned(), what: "api_key".into() }.text()
     }
 
     pub fn webhook_secret_context(channel_id: &str) -> String {
-        format!("sandbox/channel/{channel_id}/webhook_secret")
+        Sandbox::ChannelSecret { channel: channel_id.to_owned(), what: "webhook_secret".into() }.text()
     }
 }
 
@@ -155,7 +156,7 @@ pub struct GatewayAccountRec {
 
 impl GatewayAccountRec {
     pub fn api_key_context(merchant_id: &str) -> String {
-        format!("sandbox/account/{merchant_id}/api_key")
+        Sandbox::AccountSecret { merchant: merchant_id.to_owned(), what: "api_key".into() }.text()
     }
 }
 

@@ -65,7 +65,7 @@ async fn attempt(app: &App, job: &Job) -> Outcome {
     {
         return Outcome::Failed { status_code: None, error: EgressRefused::Refused.to_string() };
     }
-    let context = format!("whsec/{}", merchant.id);
+    let context = crate::keys::Context::WebhookSecret { merchant: merchant.id.clone() }.text();
     let mut secrets = Vec::new();
     for sealed in merchant.signing_secrets(app.clock.now()) {
         match app.sealer.open_string(&sealed.0, &context) {

@@ -19,6 +19,7 @@ use super::state::{self, CardRecord, NewCard, TransactionChange, TransactionReco
 use crate::{
     error::{ActorResult, Reject},
     history::Source,
+    keys::Index,
     outbox::{self, EventObject},
     ports::{ChannelTransaction, ChannelTxnType, SharedClock},
     runtime::durable_handler,
@@ -85,8 +86,9 @@ impl CardActor {
         }
         let record = CardRecord::create(new, self.now(), Source::Merchant);
         let mut batch = WriteBatch::new();
-        batch.put_raw(Tree::Index, format!("mcard/{}/{}", record.merchant_id, record.id), []);
-        batch.put_raw(Tree::Index, format!("chdcard/{}/{}", record.cardholder_id, record.id), []);
+        for row in record.index_rows() {
+            batch.put_raw(Tree::Index, row, []);
+        }
         let ticket = self.cell.persist(record.clone(), batch)?;
         Ok((record, Some(ticket)))
     }
@@ -97,14 +99,18 @@ impl CardActor {
     ) -> ActorResult<(TransactionChange, Option<FlushTicket>)> {
         let mut card = self.cell.existing("card")?.clone();
         let store = self.cell.store();
-        let dedup_key = format!("chtxn/{}/{}", card.channel_id, txn.channel_transaction_id);
+        let chtxn = |t: &String| {
+            Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction: t.clone() }
+                .encode()
+        };
+        let dedup_key = chtxn(&txn.channel_transaction_id);
         let existing = match store.get_raw(Tree::Index, &dedup_key)? {
             Some(key) => store.get::<TransactionRecord>(&key)?,
             None => None,
         };
         let clears_known_auth = txn.kind == ChannelTxnType::Clearing
             && match &txn.related_transaction_id {
-                Some(auth) => store.contains(Tree::Index, format!("chtxn/{}/{auth}", card.channel_id))?,
+                Some(auth) => store.contains(Tree::Index, chtxn(auth))?,
                 None => false,
             };
         let now = self.now();
@@ -125,7 +131,11 @@ impl CardActor {
         let key = format!("{}/{}", card.id, stored.id);
         batch.put(&key, stored)?;
         batch.put_raw(Tree::Index, &dedup_key, key.as_bytes());
-        batch.put_raw(Tree::Index, format!("txn/{}", stored.id), card.id.as_bytes());
+        batch.put_raw(
+            Tree::Index,
+            Index::Transaction { transaction: stored.id.clone() }.encode(),
+            card.id.as_bytes(),
+        );
         outbox::stage(
             &mut batch,
             &card.merchant_id,

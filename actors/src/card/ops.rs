@@ -25,27 +25,11 @@ use super::{
 use crate::{
     error::{ActorError, ActorResult, Reject},
     history::Source,
+    keys::{Index, Marker},
     outbox::{self, EventObject},
     ports::{CardAction, CardChannel, CardDeleted, CardOpened, ChannelOperation, OpenCard, Outcome},
     runtime::EntityCell,
 };
-
-/// `open/{card_id}`: the open outcome is unknown.
-pub fn open_marker(card: &str) -> String {
-    format!("open/{card}")
-}
-/// `action/{card_id}`: a freeze/unfreeze/delete outcome is unknown.
-pub fn action_marker(card: &str) -> String {
-    format!("action/{card}")
-}
-/// `feeret/{card_id}`: the application fee must be returned.
-pub fn fee_return_marker(card: &str) -> String {
-    format!("feeret/{card}")
-}
-/// `cardrefund/{card_id}`: the balance left on a deleted card must be credited.
-pub fn card_refund_marker(card: &str) -> String {
-    format!("cardrefund/{card}")
-}
 
 /// Money owed to a merchant after a card change, booked by the binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,11 +170,12 @@ impl CardActor {
         record.channel_cardholder_id = Some(msg.channel_cardholder_id);
         record.application_fee_minor = msg.application_fee.map_or(0, |f| f.value);
         let mut batch = WriteBatch::new();
-        batch.put_raw(Tree::Index, format!("mcard/{}/{}", record.merchant_id, record.id), []);
-        batch.put_raw(Tree::Index, format!("chdcard/{}/{}", record.cardholder_id, record.id), []);
+        for row in record.index_rows() {
+            batch.put_raw(Tree::Index, row, []);
+        }
         batch.put_raw(
             Tree::Operations,
-            open_marker(record.id.as_str()),
+            Marker::Open { card: record.id.clone() }.encode(),
             // Real time: the resolver's grace is a timeout (DOMAIN.md), not service-clock time.
             Timestamp::now_real().unix_ms().to_be_bytes().to_vec(),
         );
@@ -215,7 +200,11 @@ impl CardActor {
                 next.mark_opened(opened.channel_card_id.clone(), opened.last4, opened.balance, now)?;
                 batch.put_raw(
                     Tree::Index,
-                    format!("chcard/{}/{}", card.channel_id, opened.channel_card_id),
+                    Index::ChannelCard {
+                        channel: card.channel_id.clone(),
+                        channel_card: opened.channel_card_id.clone(),
+                    }
+                    .encode(),
                     card.id.as_bytes(),
                 );
                 "card.opened"
@@ -225,7 +214,7 @@ impl CardActor {
                 if let Some(order) = &next.application_fee_order {
                     batch.put_raw(
                         Tree::Operations,
-                        super::order::order_refund_marker(order),
+                        Marker::OrderRefund { order: order.clone() }.encode(),
                         card.id.as_bytes(),
                     );
                 } else if next.application_fee_minor > 0 {
@@ -235,7 +224,7 @@ impl CardActor {
                         channel_id: card.channel_id.clone(),
                         amount: Money::new(next.application_fee_minor, card.currency),
                     };
-                    batch.put(fee_return_marker(card.id.as_str()), &marker)?;
+                    batch.put(Marker::FeeReturn { card: card.id.clone() }.encode(), &marker)?;
                 }
                 "card.failed"
             }
@@ -244,7 +233,7 @@ impl CardActor {
                 return Ok((CardOutcome { card, settled: false, refused: None }, None));
             }
         };
-        batch.delete(Tree::Operations, open_marker(card.id.as_str()));
+        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
         outbox::stage(&mut batch, &card.merchant_id, event, EventObject::Card(Box::new(next.clone())), now)?;
         let ticket = self.cell_mut().persist(next.clone(), batch)?;
         Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
@@ -267,7 +256,7 @@ impl CardActor {
         let mut batch = WriteBatch::new();
         batch.put_raw(
             Tree::Operations,
-            action_marker(card.id.as_str()),
+            Marker::Action { card: card.id.clone() }.encode(),
             now.unix_ms().to_be_bytes().to_vec(),
         );
         let ticket = self.cell_mut().persist(next.clone(), batch)?;
@@ -288,7 +277,7 @@ impl CardActor {
         let mut next = card.clone();
         next.pending_action = None;
         let mut batch = WriteBatch::new();
-        batch.delete(Tree::Operations, action_marker(card.id.as_str()));
+        batch.delete(Tree::Operations, Marker::Action { card: card.id.clone() }.encode());
         let refused = match outcome {
             Outcome::Done(deleted) => {
                 next.transition(kind.target(), kind.as_str(), None, Source::Merchant, now)?;
@@ -301,7 +290,7 @@ impl CardActor {
                             channel_id: card.channel_id.clone(),
                             amount: d.remaining_balance,
                         };
-                        batch.put(card_refund_marker(card.id.as_str()), &marker)?;
+                        batch.put(Marker::CardRefund { card: card.id.clone() }.encode(), &marker)?;
                     }
                 }
                 outbox::stage(
@@ -490,8 +479,8 @@ impl Handler<Resolve> for CardActor {
                     Ok(Resolved::Nothing(card)) => {
                         // Nothing pending: drop stale markers.
                         let mut batch = WriteBatch::new();
-                        batch.delete(Tree::Operations, open_marker(card.id.as_str()));
-                        batch.delete(Tree::Operations, action_marker(card.id.as_str()));
+                        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
+                        batch.delete(Tree::Operations, Marker::Action { card: card.id.clone() }.encode());
                         act.store()
                             .commit(batch)
                             .map(|t| (CardOutcome { card: *card, settled: true, refused: None }, Some(t)))

@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     actor::{CardActor, cell},
-    ops::open_marker,
     state::{CardRecord, CardStatus, NewCard},
-    topup::{TopupPhase, TopupRecord, TopupStatus, marker_value, topup_key, topup_marker},
+    topup::{TopupPhase, TopupRecord, TopupStatus, marker_value, topup_key},
 };
 use crate::{
     error::{ActorResult, Reject},
     history::{History, Source, Stateful},
+    keys::{Index, Marker},
     outbox::{self, EventObject},
     ports::{GatewayOrder, GatewayOrderStatus},
     runtime::durable_handler,
@@ -100,18 +100,6 @@ impl Stateful for OrderRecord {
     fn state_mut(&mut self) -> (&mut OrderStatus, &mut History<OrderStatus>, &mut u64) {
         (&mut self.status, &mut self.status_history, &mut self.version)
     }
-}
-
-pub fn order_create_marker(id: &OrderId) -> String {
-    format!("ordcreate/{id}")
-}
-/// The ledger booking of a paid order is owed.
-pub fn order_book_marker(id: &OrderId) -> String {
-    format!("ordbook/{id}")
-}
-/// A paid order must be refunded (what it paid for could not be delivered).
-pub fn order_refund_marker(id: &OrderId) -> String {
-    format!("ordrefund/{id}")
 }
 
 /// Commits a new order and what it pays for.
@@ -229,8 +217,9 @@ impl CardActor {
                 card.application_fee_order = Some(msg.order.id.clone());
                 card.application_fee_minor = msg.order.fee.value;
                 card.channel_cardholder_id = msg.channel_cardholder_id;
-                batch.put_raw(Tree::Index, format!("mcard/{}/{}", card.merchant_id, card.id), []);
-                batch.put_raw(Tree::Index, format!("chdcard/{}/{}", card.cardholder_id, card.id), []);
+                for row in card.index_rows() {
+                    batch.put_raw(Tree::Index, row, []);
+                }
                 card
             }
             (None, Some(existing)) => {
@@ -257,15 +246,19 @@ impl CardActor {
         if let Some(topup) = &msg.topup {
             batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
             batch.put(topup_key(&card.id, &topup.id), topup)?;
-            batch.put_raw(Tree::Index, format!("tup/{}", topup.id), card.id.as_bytes());
+            batch.put_raw(Tree::Index, Index::Topup { topup: topup.id.clone() }.encode(), card.id.as_bytes());
         }
         let order = msg.order;
         batch.expect_absent(Tree::Orders, order.id.as_bytes());
         batch.put(order.id.as_bytes(), &order)?;
-        batch.put_raw(Tree::Index, format!("mord/{}/{}", order.merchant_id, order.id), []);
+        batch.put_raw(
+            Tree::Index,
+            Index::MerchantOrder { merchant: order.merchant_id.clone(), order: order.id.clone() }.encode(),
+            [],
+        );
         batch.put_raw(
             Tree::Operations,
-            order_create_marker(&order.id),
+            Marker::OrderCreate { order: order.id.clone() }.encode(),
             marker_value(&card.id, Timestamp::now_real()),
         );
         if let Some(b) = &msg.binding {
@@ -295,8 +288,12 @@ impl CardActor {
         order.checkout_url = Some(gw.checkout_url);
         order.version += 1;
         let mut batch = WriteBatch::new();
-        batch.put_raw(Tree::Index, format!("gword/{}", gw.gateway_order_id), order.id.as_bytes());
-        batch.delete(Tree::Operations, order_create_marker(id));
+        batch.put_raw(
+            Tree::Index,
+            Index::GatewayOrder { gateway_order: gw.gateway_order_id.clone() }.encode(),
+            order.id.as_bytes(),
+        );
+        batch.delete(Tree::Operations, Marker::OrderCreate { order: id.clone() }.encode());
         self.commit_order(card, order, batch, "order.created", now)
     }
 
@@ -315,7 +312,7 @@ impl CardActor {
         let mut batch = WriteBatch::new();
         order.transition(to, reason.clone(), Source::Gateway, now)?;
         batch.put(order.id.as_bytes(), &order)?;
-        batch.delete(Tree::Operations, order_create_marker(&order.id));
+        batch.delete(Tree::Operations, Marker::OrderCreate { order: order.id.clone() }.encode());
         let event = if to == OrderStatus::Failed { "order.failed" } else { "order.expired" };
         outbox::stage(
             &mut batch,
@@ -386,8 +383,12 @@ impl CardActor {
         order.transition(OrderStatus::Paid, None, Source::Gateway, now)?;
         order.paid_at = Some(now); // the service clock (DOMAIN.md); the gateway's own time is in msg.at
         batch.put(order.id.as_bytes(), &order)?;
-        batch.put_raw(Tree::Operations, order_book_marker(&order.id), card.id.as_bytes());
-        batch.delete(Tree::Operations, order_create_marker(&order.id));
+        batch.put_raw(
+            Tree::Operations,
+            Marker::OrderBook { order: order.id.clone() }.encode(),
+            card.id.as_bytes(),
+        );
+        batch.delete(Tree::Operations, Marker::OrderCreate { order: order.id.clone() }.encode());
         outbox::stage(
             &mut batch,
             &order.merchant_id,
@@ -406,7 +407,11 @@ impl CardActor {
                 )?;
                 card.open_request_id = Some(format!("req_{}", pelago_storage::ids::new_ulid()));
                 // Opened by the resolver (or right away by the binary) with this request id.
-                batch.put_raw(Tree::Operations, open_marker(card.id.as_str()), 0i64.to_be_bytes().to_vec());
+                batch.put_raw(
+                    Tree::Operations,
+                    Marker::Open { card: card.id.clone() }.encode(),
+                    0i64.to_be_bytes().to_vec(),
+                );
             }
             (OrderKind::Topup, Some(tup)) => {
                 let mut topup = self.load_topup(tup)?;
@@ -419,7 +424,11 @@ impl CardActor {
                     )?;
                     topup.phase = TopupPhase::Funding;
                     batch.put(topup_key(&card.id, tup), &topup)?;
-                    batch.put_raw(Tree::Operations, topup_marker(tup), marker_value(&card.id, Timestamp(0)));
+                    batch.put_raw(
+                        Tree::Operations,
+                        Marker::Topup { topup: tup.clone() }.encode(),
+                        marker_value(&card.id, Timestamp(0)),
+                    );
                 }
                 card.version += 1;
             }
@@ -443,7 +452,7 @@ impl CardActor {
             Source::System,
             now,
         )?;
-        batch.delete(Tree::Operations, order_refund_marker(id));
+        batch.delete(Tree::Operations, Marker::OrderRefund { order: id.clone() }.encode());
         self.commit_order(card, order, batch, "order.refunded", now)
     }
 }

@@ -102,6 +102,17 @@ pub struct NewCard {
 }
 
 impl CardRecord {
+    /// The index rows every card has: its merchant's list and its cardholder's.
+    pub fn index_rows(&self) -> [Vec<u8>; 2] {
+        use crate::keys::Index;
+        let (merchant, cardholder, card) =
+            (self.merchant_id.clone(), self.cardholder_id.clone(), self.id.clone());
+        [
+            Index::MerchantCard { merchant, card: card.clone() }.encode(),
+            Index::CardholderCard { cardholder, card }.encode(),
+        ]
+    }
+
     pub fn create(new: NewCard, at: Timestamp, source: Source) -> CardRecord {
         let history = History::created(new.status, source, at);
         CardRecord {

@@ -23,6 +23,7 @@ use super::{
 use crate::{
     error::{ActorError, ActorResult, Reject},
     history::{History, Source, Stateful},
+    keys::{Index, Marker},
     outbox::{self, EventObject},
     ports::{CardFunded, ChannelOperation, FundCard, Outcome},
     runtime::EntityCell,
@@ -95,12 +96,6 @@ pub const NOT_DEBITED: &str = "the request stopped before the debit; nothing was
 
 pub fn topup_key(card: &CardId, id: &TopupId) -> String {
     format!("{card}/{id}")
-}
-pub fn topup_marker(id: &TopupId) -> String {
-    format!("topup/{id}")
-}
-pub fn topup_reversal_marker(id: &TopupId) -> String {
-    format!("topuprev/{id}")
 }
 
 #[derive(Debug)]
@@ -191,10 +186,10 @@ impl CardActor {
         let mut batch = WriteBatch::new();
         batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
-        batch.put_raw(Tree::Index, format!("tup/{}", topup.id), card.id.as_bytes());
+        batch.put_raw(Tree::Index, Index::Topup { topup: topup.id.clone() }.encode(), card.id.as_bytes());
         batch.put_raw(
             Tree::Operations,
-            topup_marker(&topup.id),
+            Marker::Topup { topup: topup.id.clone() }.encode(),
             // Real time: the resolver's grace is a timeout, not service-clock time.
             marker_value_bound(&card.id, Timestamp::now_real(), msg.binding.as_deref()),
         );
@@ -215,14 +210,14 @@ impl CardActor {
         }
         let mut batch = WriteBatch::new();
         batch.delete(Tree::Topups, topup_key(&card.id, id));
-        batch.delete(Tree::Index, format!("tup/{id}"));
+        batch.delete(Tree::Index, Index::Topup { topup: id.clone() }.encode());
         // A retry of the same request may run again: it never debited.
-        let marker = self.store().get_raw(Tree::Operations, topup_marker(id))?;
+        let marker = self.store().get_raw(Tree::Operations, Marker::Topup { topup: id.clone() }.encode())?;
         if let Some(binding) = marker.as_deref().and_then(marker_binding) {
             batch.expect_raw(Tree::Index, &binding, Some(id.as_bytes().to_vec()));
             batch.delete(Tree::Index, binding);
         }
-        batch.delete(Tree::Operations, topup_marker(id));
+        batch.delete(Tree::Operations, Marker::Topup { topup: id.clone() }.encode());
         let mut next = card;
         next.version += 1;
         let ticket = self.cell_mut().persist(next, batch)?;
@@ -248,7 +243,7 @@ impl CardActor {
         topup.completed_at = Some(now);
         let mut batch = WriteBatch::new();
         batch.put(topup_key(&card.id, id), &topup)?;
-        batch.delete(Tree::Operations, topup_marker(id));
+        batch.delete(Tree::Operations, Marker::Topup { topup: id.clone() }.encode());
         outbox::stage(
             &mut batch,
             &card.merchant_id,
@@ -328,7 +323,7 @@ impl CardActor {
                     Some(order) => {
                         batch.put_raw(
                             Tree::Operations,
-                            super::order::order_refund_marker(order),
+                            Marker::OrderRefund { order: order.clone() }.encode(),
                             card.id.as_bytes(),
                         );
                     }
@@ -339,7 +334,7 @@ impl CardActor {
                             channel_id: card.channel_id.clone(),
                             amount: topup.amount,
                         };
-                        batch.put(topup_reversal_marker(&topup.id), &marker)?;
+                        batch.put(Marker::TopupReversal { topup: topup.id.clone() }.encode(), &marker)?;
                     }
                 }
                 (TopupStatus::Failed, "topup.failed", Some(reason))
@@ -354,7 +349,7 @@ impl CardActor {
         topup.failure_reason = reason;
         topup.completed_at = Some(now);
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
-        batch.delete(Tree::Operations, topup_marker(&topup.id));
+        batch.delete(Tree::Operations, Marker::Topup { topup: topup.id.clone() }.encode());
         outbox::stage(
             &mut batch,
             &card.merchant_id,

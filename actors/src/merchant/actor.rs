@@ -10,6 +10,7 @@ use pelago_storage::{ApiKeyId, FlushTicket, JournalEntryId, MerchantId, Store, T
 use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
 use crate::{
     error::{ActorResult, Reject},
+    keys::Index,
     ledger::{self, Account, BalanceTxnRecord, CurrencyBalance, EntryKind, JournalEntry, Posting},
     outbox::{self, EventObject},
     ports::SharedClock,
@@ -98,7 +99,7 @@ impl MerchantActor {
                 let mut batch = WriteBatch::new();
                 if let Some(gw) = &record.gateway {
                     // gateway.merchant_id is unique across merchants.
-                    let key = format!("gwacct/{}", gw.merchant_id);
+                    let key = Index::GatewayAccount { gateway_merchant: gw.merchant_id.clone() }.encode();
                     batch.expect_absent(Tree::Index, &key);
                     batch.put_raw(Tree::Index, &key, self.id.as_bytes());
                 }
@@ -107,7 +108,11 @@ impl MerchantActor {
                     batch.put_raw(Tree::Index, binding, format!("{} {}", self.id, first_key.key_id));
                 }
                 batch.put(first_key.key_id.as_bytes(), &first_key)?;
-                batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, first_key.key_id), []);
+                batch.put_raw(
+                    Tree::Index,
+                    Index::MerchantKey { merchant: self.id.clone(), key: first_key.key_id.clone() }.encode(),
+                    [],
+                );
                 let record = *record;
                 let ticket = match self.cell.persist(record.clone(), batch) {
                     Err(crate::ActorError::Unavailable(_))
@@ -143,7 +148,11 @@ impl MerchantActor {
                 bind(&mut batch, binding);
                 batch.expect_absent(Tree::ApiKeys, key.key_id.as_bytes());
                 batch.put(key.key_id.as_bytes(), &key)?;
-                batch.put_raw(Tree::Index, format!("mkey/{}/{}", self.id, key.key_id), []);
+                batch.put_raw(
+                    Tree::Index,
+                    Index::MerchantKey { merchant: self.id.clone(), key: key.key_id.clone() }.encode(),
+                    [],
+                );
                 let ticket = self.cell.persist(record.clone(), batch)?;
                 Ok((record, Some(ticket)))
             }
@@ -215,8 +224,8 @@ impl Message for PostEntry {
 /// keys of its balance transactions, newline-separated: one booking per
 /// effect, found again with everything it wrote (rows of older data dirs
 /// hold the id alone).
-pub fn entry_index(source_id: &str, kind: EntryKind) -> String {
-    format!("jop/{source_id}/{}", kind.as_str())
+pub fn entry_index(source_id: &str, kind: EntryKind) -> Vec<u8> {
+    Index::JournalOp { source: source_id.to_owned(), kind: kind.as_str().to_owned() }.encode()
 }
 
 fn entry_index_value(entry: &JournalEntryId, balance_txn_keys: &[String]) -> Vec<u8> {

@@ -11,6 +11,7 @@ use pelago_storage::{FlushTicket, RecipientId, Tree, WriteBatch};
 use super::state::{RecipientData, RecipientRecord};
 use crate::{
     error::{ActorResult, Reject},
+    keys::Index,
     ports::SharedClock,
     runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters, durable_handler},
 };
@@ -33,10 +34,12 @@ pub(super) fn cell(a: &mut RecipientActor) -> &mut EntityCell<RecipientRecord> {
 }
 
 /// The index rows of a recipient: the merchant's list and its reference filter.
-fn index_keys(r: &RecipientRecord) -> Vec<String> {
-    let mut keys = vec![format!("mrec/{}/{}", r.merchant_id, r.id)];
-    if let Some(reference) = &r.data.reference {
-        keys.push(format!("mrecref/{}/{reference}/{}", r.merchant_id, r.id));
+fn index_keys(r: &RecipientRecord) -> Vec<Vec<u8>> {
+    let (merchant, recipient) = (r.merchant_id.clone(), r.id.clone());
+    let mut keys =
+        vec![Index::MerchantRecipient { merchant: merchant.clone(), recipient: recipient.clone() }.encode()];
+    if let Some(reference) = r.data.reference.clone() {
+        keys.push(Index::RecipientReference { merchant, reference, recipient }.encode());
     }
     keys
 }

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     error::{ActorResult, Reject},
+    keys::{self, Index, Marker},
     outbox::{self, EventObject},
     ports::Outcome,
     runtime::durable_handler,
@@ -99,21 +100,17 @@ impl AgreementRecord {
 /// The recipient's agreements (`None`) or those of one type, in id order.
 pub fn owned_prefix(recipient: &RecipientId, kind: Option<AgreementType>) -> String {
     match kind {
-        None => format!("recagr/{recipient}/"),
-        Some(k) => format!("recagrtype/{recipient}/{}/", k.as_str()),
+        None => keys::scan_prefix(keys::RECAGR, &[recipient]),
+        Some(k) => keys::scan_prefix(keys::RECAGRTYPE, &[recipient, &k.as_str()]),
     }
 }
 
-fn signed_key(recipient: &RecipientId, kind: AgreementType) -> String {
-    format!("recagrsigned/{recipient}/{}", kind.as_str())
+fn signed_key(recipient: &RecipientId, kind: AgreementType) -> Vec<u8> {
+    Index::SignedAgreement { recipient: recipient.clone(), kind: kind.as_str().to_owned() }.encode()
 }
 
-/// `agrpending/{agreement}` in `Tree::Operations` → the recipient: present
-/// while the signing's outcome is unknown.
-pub const PENDING_PREFIX: &str = "agrpending/";
-
-fn pending_marker(id: &AgreementId) -> String {
-    format!("{PENDING_PREFIX}{id}")
+fn pending_marker(id: &AgreementId) -> Vec<u8> {
+    Marker::AgreementPending { agreement: id.clone() }.encode()
 }
 
 /// The recipient's signed agreement of `kind`, if any.
@@ -183,8 +180,15 @@ impl RecipientActor {
         let mut batch = WriteBatch::new();
         batch.expect_absent(Tree::Agreements, record.id.as_bytes());
         self.stage_agreement(&mut batch, &record)?;
-        batch.put_raw(Tree::Index, format!("{}{}", owned_prefix(&self.id, None), record.id), []);
-        batch.put_raw(Tree::Index, format!("{}{}", owned_prefix(&self.id, Some(record.kind)), record.id), []);
+        let (recipient, agreement) = (self.id.clone(), record.id.clone());
+        batch.put_raw(Tree::Index, Index::RecipientAgreement { recipient, agreement }.encode(), []);
+        let (recipient, agreement, kind) =
+            (self.id.clone(), record.id.clone(), record.kind.as_str().to_owned());
+        batch.put_raw(
+            Tree::Index,
+            Index::RecipientAgreementOfType { recipient, kind, agreement }.encode(),
+            [],
+        );
         batch.put_raw(Tree::Operations, pending_marker(&record.id), self.id.as_bytes());
         let ticket = store.commit(batch)?;
         Ok((record, Some(ticket)))

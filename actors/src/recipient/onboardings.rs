@@ -23,37 +23,27 @@ use super::{
 };
 use crate::{
     error::{ActorResult, Reject},
+    keys::{self, Index, Marker},
     outbox::{self, EventObject},
     ports::Outcome,
     runtime::durable_handler,
 };
 
-pub fn open_key(recipient: &RecipientId) -> String {
-    format!("recopen/{recipient}")
+fn open_key(recipient: &RecipientId) -> Vec<u8> {
+    Index::RecipientOpen { recipient: recipient.clone() }.encode()
 }
 
+/// The scan prefix of the onboardings a recipient owns.
 pub fn owned_prefix(recipient: &RecipientId) -> String {
-    format!("reconb/{recipient}/")
+    keys::scan_prefix(keys::RECONB, &[recipient])
 }
 
-fn owned_key(recipient: &RecipientId, onboarding: &OnboardingId) -> String {
-    format!("{}{onboarding}", owned_prefix(recipient))
-}
-
-/// `onbpending/{onboarding}` in `Tree::Operations` → the owner's id.
-pub const PENDING_PREFIX: &str = "onbpending/";
-
-pub fn pending_marker(onboarding: &OnboardingId) -> String {
-    format!("{PENDING_PREFIX}{onboarding}")
-}
-
-/// `gwonb/{gateway onboarding id}` → the onboarding (callbacks name the gateway's id).
-pub fn gateway_key(gateway_onboarding_id: &str) -> String {
-    format!("gwonb/{gateway_onboarding_id}")
-}
-
-fn provider_key(merchant: &MerchantId, provider_recipient_id: &str) -> String {
-    format!("mprov/{merchant}/{provider_recipient_id}")
+fn provider_key(merchant: &MerchantId, provider_recipient_id: &str) -> Vec<u8> {
+    Index::ProviderRecipient {
+        merchant: merchant.clone(),
+        provider_recipient: provider_recipient_id.to_owned(),
+    }
+    .encode()
 }
 
 /// The recipient's current onboarding (§3): the open one, else the latest.
@@ -61,11 +51,10 @@ pub fn current(store: &Store, recipient: &RecipientId) -> Result<Option<Onboardi
     if let Some(id) = store.get_raw(Tree::Index, open_key(recipient))? {
         return store.get::<Onboarding>(&id);
     }
-    let prefix = owned_prefix(recipient);
-    let latest = store.scan_keys(Tree::Index, prefix.as_bytes(), None, true, 1)?;
-    match latest.first() {
-        Some(key) => store.get::<Onboarding>(&key[prefix.len()..]),
-        None => Ok(None),
+    let latest = store.scan_keys(Tree::Index, owned_prefix(recipient).as_bytes(), None, true, 1)?;
+    match latest.first().and_then(|key| Index::parse(key)) {
+        Some(Index::RecipientOnboarding { onboarding, .. }) => store.get::<Onboarding>(onboarding.as_bytes()),
+        _ => Ok(None),
     }
 }
 
@@ -199,18 +188,29 @@ impl RecipientActor {
         if let Some(b) = before
             && owner_moved
         {
-            batch.delete(Tree::Index, owned_key(&b.recipient_id, &b.id));
+            batch.delete(
+                Tree::Index,
+                Index::RecipientOnboarding { recipient: b.recipient_id.clone(), onboarding: b.id.clone() }
+                    .encode(),
+            );
         }
-        batch.put_raw(Tree::Index, owned_key(&after.recipient_id, &after.id), []);
+        let owned = Index::RecipientOnboarding {
+            recipient: after.recipient_id.clone(),
+            onboarding: after.id.clone(),
+        };
+        batch.put_raw(Tree::Index, owned.encode(), []);
         if let Some(gateway_id) = &after.gateway_onboarding_id {
-            batch.put_raw(Tree::Index, gateway_key(gateway_id), key);
+            batch.put_raw(
+                Tree::Index,
+                Index::GatewayOnboarding { gateway_onboarding: gateway_id.clone() }.encode(),
+                key,
+            );
         }
         // The resolver's marker: present exactly while a gateway outcome is unknown.
+        let pending = Marker::OnboardingPending { onboarding: after.id.clone() }.encode();
         match &after.pending_action {
-            Some(_) => {
-                batch.put_raw(Tree::Operations, pending_marker(&after.id), after.recipient_id.as_bytes())
-            }
-            None => batch.delete(Tree::Operations, pending_marker(&after.id)),
+            Some(_) => batch.put_raw(Tree::Operations, pending, after.recipient_id.as_bytes()),
+            None => batch.delete(Tree::Operations, pending),
         };
         if let Some(prid) = &after.provider_recipient_id {
             let pkey = provider_key(&after.merchant_id, prid);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use pelago_actors::{
     Reject,
+    keys::{AGRPENDING, Marker},
     ports::Outcome,
     recipient::{
         agreement::{
             AgreementRecord, AgreementStatus, AgreementType, CreateAgreement, FinishAgreement, NewAgreement,
-            PENDING_PREFIX,
         },
         gateway::AgreementSigning,
     },
@@ -103,8 +103,8 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let now = app.clock.now();
     let mut resolved = 0;
     // Due at once: the grace runs from the record's own time, below.
-    for (raw, _) in crate::flows::due_markers(app, PENDING_PREFIX, crate::flows::Started::Now, 0)? {
-        let Ok(id) = AgreementId::parse(&raw) else { continue };
+    for (marker, _) in crate::flows::due_markers(app, AGRPENDING, crate::flows::Started::Now, 0)? {
+        let Marker::AgreementPending { agreement: id } = marker else { continue };
         let Some(agreement) = app.store.get::<AgreementRecord>(id.as_bytes())? else { continue };
         if agreement.status != AgreementStatus::Pending
             || now.unix_ms() - agreement.created_at.unix_ms() < grace_ms

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pelago_actors::{
     Reject,
+    keys::{Index, Marker, ONBPENDING},
     merchant::MerchantRecord,
     ports::{GatewayAccount, Outcome, SecretString},
     recipient::{
@@ -15,8 +16,8 @@ use pelago_actors::{
         gateway::{GatewayOnboarding, OnboardingSubmission},
         onboarding::{ActionType, Document},
         onboardings::{
-            Action, BeginAction, CreateOnboarding, FinishAction, GatewayCall, PENDING_PREFIX,
-            ReportOnboarding, TransferOnboarding,
+            Action, BeginAction, CreateOnboarding, FinishAction, GatewayCall, ReportOnboarding,
+            TransferOnboarding,
         },
     },
 };
@@ -262,8 +263,8 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let now = app.clock.now();
     let mut resolved = 0;
     // Due at once: the grace runs from the record's own time, below.
-    for (raw, _) in crate::flows::due_markers(app, PENDING_PREFIX, crate::flows::Started::Now, 0)? {
-        let Ok(id) = OnboardingId::parse(&raw) else { continue };
+    for (marker, _) in crate::flows::due_markers(app, ONBPENDING, crate::flows::Started::Now, 0)? {
+        let Marker::OnboardingPending { onboarding: id } = marker else { continue };
         let Some(onboarding) = app.store.get::<Onboarding>(id.as_bytes())? else { continue };
         let Some(pending) = onboarding.pending_action.clone() else { continue };
         if now.unix_ms() - pending.since.unix_ms() < grace_ms {
@@ -314,7 +315,8 @@ pub async fn on_gateway_callback(
             gateway_onboarding_id,
         )
     };
-    let gateway_key = pelago_actors::recipient::onboardings::gateway_key(gateway_onboarding_id);
+    let gateway_key =
+        Index::GatewayOnboarding { gateway_onboarding: gateway_onboarding_id.to_owned() }.encode();
     let Some(id) = app.store.get_raw(Tree::Index, gateway_key)? else { return Err(unbound()) };
     let Some(onboarding) = app.store.get::<Onboarding>(&id)? else { return Err(unbound()) };
     if merchant != Some(&onboarding.merchant_id) {

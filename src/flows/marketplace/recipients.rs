@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pelago_actors::{
     Reject,
+    keys::Index,
     merchant::Sealed,
     recipient::{
         CreateRecipient, GetRecipient, RecipientData, RecipientRecord, RecipientType, SealedNumber,
@@ -205,7 +206,10 @@ pub async fn load_owned(
 ) -> Result<RecipientRecord, Error> {
     let not_found = || Error::from(Reject::NotFound { what: "recipient" });
     let id = RecipientId::parse(raw).map_err(|_| not_found())?;
-    if !app.store.contains(Tree::Index, format!("mrec/{merchant_id}/{id}"))? {
+    if !app.store.contains(
+        Tree::Index,
+        Index::MerchantRecipient { merchant: merchant_id.clone(), recipient: id.clone() }.encode(),
+    )? {
         return Err(not_found());
     }
     let record = app.actors.ask_recipient(&id, GetRecipient).await??;
