@@ -89,14 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::security::data_dir::prepare(&config.data_dir)?;
-    if config.sandbox {
-        tracing::warn!(
-            "SANDBOX MODE: simulated upstreams and test helpers are ON; never use this with real money"
-        );
-        crate::failpoint::arm_from_env();
-    } else if std::env::var_os(crate::failpoint::ENV).is_some() {
-        anyhow::bail!("{} is set: failpoints exist only in sandbox mode", crate::failpoint::ENV);
-    }
+    arm_failpoints(&config)?;
     let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
         format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
     })?;
@@ -118,22 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     // The simulators' control endpoints answer only to this token (SANDBOX.md).
     let control_token = SecretString::new(crate::security::random_token::<32>());
     let (sandbox_root, sandbox) = if config.sandbox {
-        let mut stop = stop_rx.clone();
-        let (addr, handle) = crate::sandbox::serve(
-            crate::sandbox::SandboxConfig {
-                listen: config.sandbox_listen,
-                data_dir: config.data_dir.clone(),
-                upstream_timeout_ms: config.upstream_timeout_ms,
-                control_token: control_token.clone(),
-            },
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )
-        .await
-        .context("starting the sandbox upstreams")?;
-        tracing::warn!(sandbox_addr = %addr, "sandbox channel at /channel and gateway at /gateway");
-        (Some(format!("http://{addr}")), Some(handle))
+        start_sandbox(&config, stop_rx, control_token.clone()).await?
     } else {
         (None, None)
     };
@@ -204,6 +182,40 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     crate::webhooks::spawn(&app);
     app.ready.store(true, Ordering::Release);
     Ok(Started { app, listener, sandbox, stop_sandbox })
+}
+
+/// Failpoints are armed in sandbox mode only; a live start with them set is refused.
+fn arm_failpoints(config: &Config) -> anyhow::Result<()> {
+    if config.sandbox {
+        tracing::warn!(
+            "SANDBOX MODE: simulated upstreams and test helpers are ON; never use this with real money"
+        );
+        crate::failpoint::arm_from_env();
+    } else if std::env::var_os(crate::failpoint::ENV).is_some() {
+        anyhow::bail!("{} is set: failpoints exist only in sandbox mode", crate::failpoint::ENV);
+    }
+    Ok(())
+}
+
+/// The simulators on their own listener, until `stop` turns true: their root URL and task.
+async fn start_sandbox(
+    config: &Config,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    control_token: SecretString,
+) -> anyhow::Result<(Option<String>, Option<tokio::task::JoinHandle<()>>)> {
+    let sandbox_config = crate::sandbox::SandboxConfig {
+        listen: config.sandbox_listen,
+        data_dir: config.data_dir.clone(),
+        upstream_timeout_ms: config.upstream_timeout_ms,
+        control_token,
+    };
+    let (addr, handle) = crate::sandbox::serve(sandbox_config, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .context("starting the sandbox upstreams")?;
+    tracing::warn!(sandbox_addr = %addr, "sandbox channel at /channel and gateway at /gateway");
+    Ok((Some(format!("http://{addr}")), Some(handle)))
 }
 
 /// A start refused by a rule about the data dir or its files (not a fault):

@@ -19,6 +19,7 @@ use pelago_actors::{
         Address, CardholderCreated, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
         CreateCardholder, Outcome,
     },
+    routing::BinRecord,
 };
 use pelago_storage::{CardholderId, ChannelId, MerchantId, StoreError, Tree, WriteBatch, encode};
 
@@ -78,11 +79,27 @@ pub async fn create(
     let bin = pelago_actors::routing::route(&bins, &channels, &new.card_name)
         .ok_or_else(|| Error::invalid_state(format!("no active BIN serves {}", new.card_name)))?
         .clone();
+    let id_document_number = new.id_document_number.clone();
+    let record = new_record(app, merchant, &bin, new);
+    commit_new(app, &record, binding).await?;
+    let outcome = call_channel(app, &record, &id_document_number).await;
+    let record = settle_from_outcome(app, &record.id, outcome, Source::Channel).await?;
+    let settled = !record.outcome_unknown;
+    Ok(Created { record, settled })
+}
+
+/// The new cardholder, `pending` on `bin`'s channel, its document number sealed.
+fn new_record(
+    app: &Core,
+    merchant: &MerchantRecord,
+    bin: &BinRecord,
+    new: NewCardholder,
+) -> CardholderRecord {
     let id = CardholderId::generate();
     let now = app.clock.now();
     let last4: String =
         new.id_document_number.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    let mut record = CardholderRecord {
+    CardholderRecord {
         id: id.clone(),
         merchant_id: merchant.id.clone(),
         reference: new.reference,
@@ -107,22 +124,25 @@ pub async fn create(
         created_at: now,
         version: 1,
         status_history: History::created(CardholderStatus::Pending, Source::Merchant, now),
-    };
+    }
+}
+
+/// One durable commit before the channel is called: the record, its index
+/// rows, the Idempotency-Key binding and the request's recovery row.
+async fn commit_new(app: &Core, record: &CardholderRecord, binding: Option<String>) -> Result<(), Error> {
+    let id = &record.id;
     let mut batch = WriteBatch::new();
     batch.expect_absent(Tree::Cardholders, id.as_bytes());
-    batch.put(id.as_bytes(), &record)?;
-    let (merchant, cardholder) = (merchant.id.clone(), id.clone());
+    batch.put(id.as_bytes(), record)?;
+    let (merchant, cardholder) = (record.merchant_id.clone(), id.clone());
     batch.put_raw(
         Tree::Index,
         Index::MerchantCardholder { merchant: merchant.clone(), cardholder }.encode(),
         [],
     );
     if let Some(reference) = record.reference.clone() {
-        batch.put_raw(
-            Tree::Index,
-            Index::CardholderReference { merchant, reference, cardholder: id.clone() }.encode(),
-            [],
-        );
+        let row = Index::CardholderReference { merchant, reference, cardholder: id.clone() };
+        batch.put_raw(Tree::Index, row.encode(), []);
     }
     if let Some(b) = &binding {
         batch.expect_absent(Tree::Index, b);
@@ -137,10 +157,7 @@ pub async fn create(
         StoreError::Conflict { .. } => Error::KeyInUse,
         other => other.into(),
     })?;
-    let outcome = call_channel(app, &record, &new.id_document_number).await;
-    record = settle_from_outcome(app, &id, outcome, Source::Channel).await?;
-    let settled = !record.outcome_unknown;
-    Ok(Created { record, settled })
+    Ok(())
 }
 
 async fn call_channel(

@@ -65,31 +65,9 @@ pub async fn open(
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
     {
-        let id = CardId::parse(&String::from_utf8_lossy(&id)).map_err(|_| Error::internal())?;
-        if let Some(intent) = app.store.get::<OpenIntent>(open_intent_key(&id))? {
-            return finish_open(app, intent).await; // a crash left it between fee and card
-        }
-        let card = app.actors.ask_card(&id, pelago_actors::card::GetCard).await??;
-        let settled = card.status != CardStatus::Processing;
-        return Ok(CardOutcome { card, settled, refused: None });
+        return repeat(app, &id).await;
     }
-    let holder: CardholderRecord =
-        crate::flows::cardholders::load_owned(app, &merchant.id, &req.cardholder_id).map_err(|e| {
-            if matches!(e, Error::NotFound(_)) {
-                Error::invalid("cardholder_id", "no such cardholder")
-            } else {
-                e
-            }
-        })?;
-    if holder.status != CardholderStatus::Active {
-        return Err(Error::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
-    }
-    // Active means the channel created it: never open a card for an empty id.
-    let channel_cardholder_id = holder
-        .channel_cardholder_id
-        .clone()
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| Error::invalid_state("the cardholder has no id at the channel yet"))?;
+    let (holder, channel_cardholder_id) = active_holder(app, merchant, &req.cardholder_id)?;
     let bin = check_product(app, merchant, &holder.card_name, &holder.bin)?;
     let fee = merchant.fee_schedule(bin.currency).map_or(0, |f| f.application_fixed);
     let id = CardId::generate();
@@ -120,22 +98,14 @@ pub async fn open(
         return Ok(CardOutcome { card, settled: true, refused: None });
     }
     if fee > 0 {
-        // Master account: the intent (and the binding) first, then the fee, then the card.
         let intent = OpenIntent {
             new,
             channel_cardholder_id,
             fee: Money::new(fee, bin.currency),
-            binding: binding.clone(),
+            binding,
             at: Timestamp::now_real(),
         };
-        let mut batch = WriteBatch::new();
-        batch.put(open_intent_key(&id), &intent)?;
-        if let Some(b) = &binding {
-            batch.expect_absent(Tree::Index, b);
-            batch.put_raw(Tree::Index, b, id.as_bytes());
-        }
-        app.store.commit_durable(batch).await?;
-        return finish_open(app, intent).await;
+        return open_with_intent(app, intent).await;
     }
     let outcome = app
         .actors
@@ -143,6 +113,56 @@ pub async fn open(
         .await??;
     settle_markers_of(app, &id).await?;
     Ok(outcome)
+}
+
+/// A repeat of a request whose Idempotency-Key is bound to card `id`.
+async fn repeat(app: &Core, id: &[u8]) -> Result<CardOutcome, Error> {
+    let id = CardId::parse(&String::from_utf8_lossy(id)).map_err(|_| Error::internal())?;
+    if let Some(intent) = app.store.get::<OpenIntent>(open_intent_key(&id))? {
+        return finish_open(app, intent).await; // a crash left it between fee and card
+    }
+    let card = app.actors.ask_card(&id, pelago_actors::card::GetCard).await??;
+    let settled = card.status != CardStatus::Processing;
+    Ok(CardOutcome { card, settled, refused: None })
+}
+
+/// The merchant's cardholder a card is opened for, active, with its id at the channel.
+fn active_holder(
+    app: &Core,
+    merchant: &MerchantRecord,
+    raw: &str,
+) -> Result<(CardholderRecord, String), Error> {
+    let holder: CardholderRecord =
+        crate::flows::cardholders::load_owned(app, &merchant.id, raw).map_err(|e| {
+            if matches!(e, Error::NotFound(_)) {
+                Error::invalid("cardholder_id", "no such cardholder")
+            } else {
+                e
+            }
+        })?;
+    if holder.status != CardholderStatus::Active {
+        return Err(Error::invalid_state(format!("the cardholder is {}", holder.status.as_str())));
+    }
+    // Active means the channel created it: never open a card for an empty id.
+    let channel_cardholder_id = holder
+        .channel_cardholder_id
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::invalid_state("the cardholder has no id at the channel yet"))?;
+    Ok((holder, channel_cardholder_id))
+}
+
+/// Master account with a fee: the intent (and the binding) durable first,
+/// then the fee, then the card.
+async fn open_with_intent(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
+    let mut batch = WriteBatch::new();
+    batch.put(open_intent_key(&intent.new.id), &intent)?;
+    if let Some(b) = &intent.binding {
+        batch.expect_absent(Tree::Index, b);
+        batch.put_raw(Tree::Index, b, intent.new.id.as_bytes());
+    }
+    app.store.commit_durable(batch).await?;
+    finish_open(app, intent).await
 }
 
 /// Finishes a master-account opening from its intent: books the fee (once

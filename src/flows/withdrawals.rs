@@ -113,12 +113,30 @@ pub async fn create(
         // Held, record not yet written (a crash in between): the resolver releases the hold.
         return Err(Error::unavailable("the withdrawal is being recovered; retry"));
     }
+    let mut record = new_record(app, merchant, amount, address)?;
+    // The account it pays out under is fixed now (recorded with it): callbacks are bound to it.
+    let account = bootstrap::funding_account(app, merchant).await?;
+    // The hold first: a withdrawal that cannot be held never exists.
+    let hold_row = hold(app, merchant, &record, binding).await?;
+    crate::failpoint::hit("withdrawals.after_hold");
+    record.held = true;
+    record_held(app, &record, &account.merchant_id, hold_row).await?;
+    payout(app, merchant, &record).await
+}
+
+/// A `processing` withdrawal to a whitelisted address.
+fn new_record(
+    app: &Core,
+    merchant: &MerchantRecord,
+    amount: Money,
+    address: &str,
+) -> Result<WithdrawalRecord, Error> {
     let whitelisted =
         merchant.withdrawal_addresses.iter().find(|a| a.address == address).ok_or_else(|| {
             Error::invalid("address", "the address is not on the merchant's withdrawal whitelist")
         })?;
     let now = app.clock.now();
-    let record = WithdrawalRecord {
+    Ok(WithdrawalRecord {
         id: WithdrawalId::generate(),
         merchant_id: merchant.id.clone(),
         amount,
@@ -132,34 +150,46 @@ pub async fn create(
         completed_at: None,
         version: 1,
         status_history: History::created(WithdrawalStatus::Processing, Source::Operator, now),
-    };
-    // The account it pays out under is fixed now (recorded with it): callbacks are bound to it.
-    let account = bootstrap::funding_account(app, merchant).await?;
-    // The hold first: a withdrawal that cannot be held never exists.
-    let binding_key = binding;
-    let hold_row = hold_value(Timestamp::now_real(), binding_key.as_deref());
+    })
+}
+
+/// Holds the amount in the merchant's ledger; returns the hold row written with it.
+async fn hold(
+    app: &Core,
+    merchant: &MerchantRecord,
+    record: &WithdrawalRecord,
+    binding: Option<String>,
+) -> Result<Vec<u8>, Error> {
+    let hold_row = hold_value(Timestamp::now_real(), binding.as_deref());
     let hold = PostEntry {
         source_id: record.id.to_string(),
         kind: EntryKind::Withdrawal,
-        postings: ledger::withdrawal(&merchant.id, amount)?,
+        postings: ledger::withdrawal(&merchant.id, record.amount)?,
         event: None,
         // With the hold: the Idempotency-Key binding (a retry never holds twice) and
         // a recovery row (a crash before the record lands releases the hold).
-        index: binding_key
-            .clone()
+        index: binding
             .map(|b| (b, record.id.as_bytes().to_vec()))
             .into_iter()
             .chain([(hold_marker(&record.id), hold_row.clone())])
             .collect(),
     };
     app.actors.ask_merchant(&merchant.id, hold).await??;
-    crate::failpoint::hit("withdrawals.after_hold");
-    let mut record = record;
-    record.held = true;
+    Ok(hold_row)
+}
+
+/// Records a held withdrawal, with the gateway account it pays out under.
+async fn record_held(
+    app: &Core,
+    record: &WithdrawalRecord,
+    account: &str,
+    hold_row: Vec<u8>,
+) -> Result<(), Error> {
     let mut batch = WriteBatch::new();
-    batch.put_raw(Tree::Index, account_key(&record.id), account.merchant_id.as_bytes());
-    batch.put(record.id.as_bytes(), &record)?;
-    let row = Index::MerchantWithdrawal { merchant: merchant.id.clone(), withdrawal: record.id.clone() };
+    batch.put_raw(Tree::Index, account_key(&record.id), account.as_bytes());
+    batch.put(record.id.as_bytes(), record)?;
+    let row =
+        Index::MerchantWithdrawal { merchant: record.merchant_id.clone(), withdrawal: record.id.clone() };
     batch.put_raw(Tree::Index, row.encode(), []);
     let request = record.request_id.clone();
     batch.put_raw(Tree::Index, Index::WithdrawalRequest { request }.encode(), record.id.as_bytes());
@@ -173,15 +203,12 @@ pub async fn create(
     batch.expect_raw(Tree::Index, hold_marker(&record.id), Some(hold_row));
     batch.delete(Tree::Index, hold_marker(&record.id));
     match app.store.commit_durable(batch).await {
-        Ok(()) => {}
+        Ok(()) => Ok(()),
         Err(StoreError::Conflict { .. }) => {
-            return Err(Error::unavailable(
-                "the withdrawal's hold was released while it was being recorded; retry",
-            ));
+            Err(Error::unavailable("the withdrawal's hold was released while it was being recorded; retry"))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    payout(app, merchant, &record).await
 }
 
 async fn payout(

@@ -371,34 +371,8 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         };
         let allowed_card_names = validate_card_names(req.allowed_card_names)?;
         let id = MerchantId::generate();
-        let gateway = match req.gateway {
-            Some(g) => {
-                let ok = |s: &str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
-                if !ok(&g.merchant_id) {
-                    return Err(ApiError::invalid("gateway.merchant_id", "1 to 128 printable characters"));
-                }
-                if !ok(&g.api_key) {
-                    return Err(ApiError::invalid("gateway.api_key", "1 to 128 printable characters"));
-                }
-                let sealed = Sealed(app.sealer.seal(
-                    g.api_key.as_bytes(),
-                    &crate::keys::Context::Gateway { merchant: id.to_string() }.text(),
-                ));
-                Some(GatewayAccountRecord { merchant_id: g.merchant_id, api_key: sealed })
-            }
-            None if funding_mode == FundingMode::Gateway => {
-                return Err(ApiError::invalid("gateway", "gateway is required when funding_mode is gateway"));
-            }
-            None => None,
-        };
-        let mut fees = Vec::new();
-        for (i, f) in req.fees.unwrap_or_default().into_iter().enumerate() {
-            let schedule = validate_fee_schedule(f, &format!("fees.{i}."))?;
-            if fees.iter().any(|x: &FeeSchedule| x.currency == schedule.currency) {
-                return Err(ApiError::invalid(format!("fees.{i}.currency"), "one fee schedule per currency"));
-            }
-            fees.push(schedule);
-        }
+        let gateway = validate_gateway(&app, &id, req.gateway, funding_mode)?;
+        let fees = validate_fees(req.fees.unwrap_or_default())?;
         let now = app.clock.now();
         let (first_key, api_secret) = new_api_key(&app, &id, now);
         let (sealed_whsec, webhook_secret) = new_webhook_secret(&app, &id);
@@ -425,6 +399,45 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         tracing::info!(merchant_id = %merchant.id, "merchant created");
         created_reply(&app, &merchant, &key)
     })
+}
+
+/// The merchant's own gateway account, its API key sealed to the merchant;
+/// required in gateway mode.
+fn validate_gateway(
+    app: &App,
+    id: &MerchantId,
+    gateway: Option<GatewayIn>,
+    funding_mode: FundingMode,
+) -> Result<Option<GatewayAccountRecord>, ApiError> {
+    let Some(g) = gateway else {
+        if funding_mode == FundingMode::Gateway {
+            return Err(ApiError::invalid("gateway", "gateway is required when funding_mode is gateway"));
+        }
+        return Ok(None);
+    };
+    let ok = |s: &str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
+    if !ok(&g.merchant_id) {
+        return Err(ApiError::invalid("gateway.merchant_id", "1 to 128 printable characters"));
+    }
+    if !ok(&g.api_key) {
+        return Err(ApiError::invalid("gateway.api_key", "1 to 128 printable characters"));
+    }
+    let context = crate::keys::Context::Gateway { merchant: id.to_string() }.text();
+    let sealed = Sealed(app.sealer.seal(g.api_key.as_bytes(), &context));
+    Ok(Some(GatewayAccountRecord { merchant_id: g.merchant_id, api_key: sealed }))
+}
+
+/// The fee schedules, at most one per currency.
+fn validate_fees(raw: Vec<FeeScheduleIn>) -> Result<Vec<FeeSchedule>, ApiError> {
+    let mut fees = Vec::new();
+    for (i, f) in raw.into_iter().enumerate() {
+        let schedule = validate_fee_schedule(f, &format!("fees.{i}."))?;
+        if fees.iter().any(|x: &FeeSchedule| x.currency == schedule.currency) {
+            return Err(ApiError::invalid(format!("fees.{i}.currency"), "one fee schedule per currency"));
+        }
+        fees.push(schedule);
+    }
+    Ok(fees)
 }
 
 /// In sandbox mode, registers the merchant's gateway account (or the platform's)

@@ -236,19 +236,8 @@ where
     B: Buf,
 {
     let surface = Surface::of_path(&path);
-    // Per client address, before any work: every request not authenticated
-    // as a merchant takes a token; merchant requests are charged only when
-    // their authentication fails (below), and an address out of tokens gets
-    // 429 before its signature is even checked.
-    if let Some(ip) = &peer {
-        let limited = if matches!(surface, Surface::Merchant) {
-            app.ip_rate_limiter.exhausted(ip)
-        } else {
-            app.ip_rate_limiter.check(ip)
-        };
-        if let Err(retry_after) = limited {
-            return ("(rate limit)", ApiError::rate_limited(retry_after).into_reply(request_id));
-        }
+    if let Err(e) = address_limit(app, surface, peer.as_ref()) {
+        return ("(rate limit)", e.into_reply(request_id));
     }
     let lookup = if method == Method::HEAD { Method::GET } else { method.clone() };
     // The bound is the route's (files: 5 MiB), checked before authentication.
@@ -290,24 +279,17 @@ where
         let e = ApiError::invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII");
         return (route.pattern, e.into_reply(request_id));
     }
-    let guard = if mutating {
-        match idempotency::before(
-            app,
-            &caller,
-            idempotency_key.as_deref(),
-            method.as_str(),
-            &path,
-            &query,
-            &body,
-            route.pattern,
-        ) {
-            Ok(idempotency::Before::Untracked) => None,
-            Ok(idempotency::Before::Replay(reply)) => return (route.pattern, reply),
-            Ok(idempotency::Before::Run(guard)) => Some(guard),
-            Err(e) => return (route.pattern, e.into_reply(request_id)),
-        }
+    let before = if mutating {
+        let key = idempotency_key.as_deref();
+        idempotency::before(app, &caller, key, method.as_str(), &path, &query, &body, route.pattern)
     } else {
-        None
+        Ok(idempotency::Before::Untracked)
+    };
+    let guard = match before {
+        Ok(idempotency::Before::Untracked) => None,
+        Ok(idempotency::Before::Replay(reply)) => return (route.pattern, reply),
+        Ok(idempotency::Before::Run(guard)) => Some(guard),
+        Err(e) => return (route.pattern, e.into_reply(request_id)),
     };
     let ctx = Ctx {
         idempotency_key: if mutating { idempotency_key } else { None },
@@ -332,6 +314,19 @@ where
         return (route.pattern, e.into_reply(request_id));
     }
     (route.pattern, reply)
+}
+
+/// The per-address limit, before any work: every request not authenticated
+/// as a merchant takes a token; merchant requests are charged only when their
+/// authentication fails (in `dispatch`), and an address out of tokens gets 429
+/// before its signature is even checked.
+fn address_limit(app: &App, surface: Surface, peer: Option<&ratelimit::IpKey>) -> Result<(), ApiError> {
+    let Some(ip) = peer else { return Ok(()) };
+    let limited = match surface {
+        Surface::Merchant => app.ip_rate_limiter.exhausted(ip),
+        _ => app.ip_rate_limiter.check(ip),
+    };
+    limited.map_err(ApiError::rate_limited)
 }
 
 /// A response body that is overwritten when hyper drops it, once written.

@@ -699,133 +699,136 @@ async fn create_transaction(state: &State, channel_card_id: &str, req: &Request)
         Ok(b) => b,
         Err(response) => return response,
     };
-    let (transaction, card, channel) = {
+    let result = {
         let _guard = state.write_lock.lock().await;
-        let result: Result<Result<_, Response>, StoreError> = async {
-            let Some(mut card) =
-                state.store.get::<CardRec>(Sandbox::Card { card: channel_card_id.to_string() }.text())?
-            else {
-                return Ok(Err(error(StatusCode::NOT_FOUND, "card_not_found", "no such card")));
-            };
-            let Some(channel) = state
-                .store
-                .get::<ChannelReg>(Sandbox::Channel { channel: card.channel_id.to_string() }.text())?
-            else {
-                return Ok(Err(error(
-                    StatusCode::NOT_FOUND,
-                    "channel_not_found",
-                    "the card's channel is gone",
-                )));
-            };
-            if body.amount.value <= 0 || body.amount.currency != card.currency {
-                return Ok(Err(error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_amount",
-                    "amount must be positive, in the card's currency",
-                )));
-            }
-            let kind = body.kind.unwrap_or(TxnTypeWire::Authorization);
-            if let (TxnTypeWire::Reversal, Some(related)) = (kind, &body.related_transaction_id) {
-                // The authorization itself turns `reversed` and its amount returns to the card.
-                let key = Sandbox::Transaction {
-                    card: channel_card_id.to_string(),
-                    transaction: related.to_string(),
-                }
-                .text();
-                let Some(TxnRec(mut auth)) = state.store.get::<TxnRec>(&key)? else {
-                    return Ok(Err(error(
-                        StatusCode::NOT_FOUND,
-                        "transaction_not_found",
-                        "no such transaction",
-                    )));
-                };
-                let reversible = auth.kind == TxnTypeWire::Authorization
-                    && matches!(auth.status, TxnStatusWire::Pending | TxnStatusWire::Posted)
-                    && auth.amount == body.amount;
-                if !reversible {
-                    return Ok(Err(error(
-                        StatusCode::CONFLICT,
-                        "not_reversible",
-                        "only a pending or posted authorization of that amount can be reversed",
-                    )));
-                }
-                card.balance_minor = card.balance_minor.saturating_add(auth.amount.value);
-                auth.status = TxnStatusWire::Reversed;
-                let mut batch = WriteBatch::new();
-                batch.put(Sandbox::Card { card: channel_card_id.to_string() }.text(), &card)?;
-                batch.put(&key, &TxnRec(auth.clone()))?;
-                state.store.commit_durable(batch).await?;
-                return Ok(Ok((auth, card, channel)));
-            }
-            let (status, balance_minor) = match kind {
-                TxnTypeWire::Authorization => {
-                    let spendable =
-                        card.status == CardStatus::Active && body.amount.value <= card.balance_minor;
-                    match (spendable, body.status) {
-                        (false, _) => (TxnStatusWire::Declined, card.balance_minor),
-                        (true, TestTxnStatus::Posted) => {
-                            (TxnStatusWire::Posted, card.balance_minor - body.amount.value)
-                        }
-                        (true, TestTxnStatus::Pending) => {
-                            (TxnStatusWire::Pending, card.balance_minor - body.amount.value)
-                        }
-                    }
-                }
-                TxnTypeWire::Refund | TxnTypeWire::Reversal if card.status != CardStatus::Deleted => {
-                    let status = match body.status {
-                        TestTxnStatus::Posted => TxnStatusWire::Posted,
-                        TestTxnStatus::Pending => TxnStatusWire::Pending,
-                    };
-                    (status, card.balance_minor.saturating_add(body.amount.value))
-                }
-                TxnTypeWire::Refund | TxnTypeWire::Reversal => (TxnStatusWire::Declined, card.balance_minor),
-                TxnTypeWire::Clearing => {
-                    return Ok(Err(error(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_type",
-                        "type is authorization, refund or reversal",
-                    )));
-                }
-            };
-            card.balance_minor = balance_minor;
-            let seq = state.store.get::<Counter>("seq")?.map_or(0, |c| c.value) + 1;
-            let transaction = TransactionWire {
-                id: format!("ctx_{seq:012}"),
-                card_id: card.id.clone(),
-                kind,
-                status,
-                amount: body.amount,
-                merchant_name: body.merchant_name.chars().take(100).collect(),
-                mcc: body.mcc.chars().take(4).collect(),
-                occurred_at: Timestamp::now_real(),
-                balance_after: card.balance(),
-                related_transaction_id: body.related_transaction_id.clone(),
-            };
-            let mut batch = WriteBatch::new();
-            batch.put("seq", &Counter { value: seq })?;
-            batch.put(Sandbox::Card { card: channel_card_id.to_string() }.text(), &card)?;
-            batch.put(
-                Sandbox::Transaction {
-                    card: channel_card_id.to_string(),
-                    transaction: transaction.id.to_string(),
-                }
-                .text(),
-                &TxnRec(transaction.clone()),
-            )?;
-            state.store.commit_durable(batch).await?;
-            Ok(Ok((transaction, card, channel)))
-        }
-        .await;
-        match result {
-            Ok(Ok(done)) => done,
-            Ok(Err(response)) => return response,
-            Err(e) => return internal(e),
-        }
+        apply_transaction(state, channel_card_id, &body).await
+    };
+    let (transaction, card, channel) = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(response)) => return response,
+        Err(e) => return internal(e),
     };
     let event =
         ChannelEventWire::Transaction { card_id: card.card_id.clone(), transaction: transaction.clone() };
     send_callback(state, &channel, event).await;
     json(StatusCode::CREATED, &transaction)
+}
+
+/// A test transaction's effect (under the write lock), or the refusal to answer.
+type TxnApplied = Result<Result<(TransactionWire, CardRec, ChannelReg), Response>, StoreError>;
+
+async fn apply_transaction(state: &State, channel_card_id: &str, body: &CardTransactionBody) -> TxnApplied {
+    let card_key = Sandbox::Card { card: channel_card_id.to_string() }.text();
+    let Some(mut card) = state.store.get::<CardRec>(&card_key)? else {
+        return Ok(Err(error(StatusCode::NOT_FOUND, "card_not_found", "no such card")));
+    };
+    let channel_key = Sandbox::Channel { channel: card.channel_id.to_string() }.text();
+    let Some(channel) = state.store.get::<ChannelReg>(channel_key)? else {
+        return Ok(Err(error(StatusCode::NOT_FOUND, "channel_not_found", "the card's channel is gone")));
+    };
+    if body.amount.value <= 0 || body.amount.currency != card.currency {
+        return Ok(Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_amount",
+            "amount must be positive, in the card's currency",
+        )));
+    }
+    let kind = body.kind.unwrap_or(TxnTypeWire::Authorization);
+    if let (TxnTypeWire::Reversal, Some(related)) = (kind, &body.related_transaction_id) {
+        return reverse_authorization(state, card, channel, related, body.amount).await;
+    }
+    let (status, balance_minor) = match test_outcome(&card, kind, body) {
+        Ok(outcome) => outcome,
+        Err(response) => return Ok(Err(response)),
+    };
+    card.balance_minor = balance_minor;
+    let seq = state.store.get::<Counter>("seq")?.map_or(0, |c| c.value) + 1;
+    let transaction = TransactionWire {
+        id: format!("ctx_{seq:012}"),
+        card_id: card.id.clone(),
+        kind,
+        status,
+        amount: body.amount,
+        merchant_name: body.merchant_name.chars().take(100).collect(),
+        mcc: body.mcc.chars().take(4).collect(),
+        occurred_at: Timestamp::now_real(),
+        balance_after: card.balance(),
+        related_transaction_id: body.related_transaction_id.clone(),
+    };
+    let txn_key =
+        Sandbox::Transaction { card: channel_card_id.to_string(), transaction: transaction.id.clone() };
+    let mut batch = WriteBatch::new();
+    batch.put("seq", &Counter { value: seq })?;
+    batch.put(card_key, &card)?;
+    batch.put(txn_key.text(), &TxnRec(transaction.clone()))?;
+    state.store.commit_durable(batch).await?;
+    Ok(Ok((transaction, card, channel)))
+}
+
+/// A reversal naming an authorization: the authorization itself turns
+/// `reversed` and its amount returns to the card.
+async fn reverse_authorization(
+    state: &State,
+    mut card: CardRec,
+    channel: ChannelReg,
+    related: &str,
+    amount: Money,
+) -> TxnApplied {
+    let key = Sandbox::Transaction { card: card.id.to_string(), transaction: related.to_string() }.text();
+    let Some(TxnRec(mut auth)) = state.store.get::<TxnRec>(&key)? else {
+        return Ok(Err(error(StatusCode::NOT_FOUND, "transaction_not_found", "no such transaction")));
+    };
+    let reversible = auth.kind == TxnTypeWire::Authorization
+        && matches!(auth.status, TxnStatusWire::Pending | TxnStatusWire::Posted)
+        && auth.amount == amount;
+    if !reversible {
+        return Ok(Err(error(
+            StatusCode::CONFLICT,
+            "not_reversible",
+            "only a pending or posted authorization of that amount can be reversed",
+        )));
+    }
+    card.balance_minor = card.balance_minor.saturating_add(auth.amount.value);
+    auth.status = TxnStatusWire::Reversed;
+    let mut batch = WriteBatch::new();
+    batch.put(Sandbox::Card { card: card.id.to_string() }.text(), &card)?;
+    batch.put(&key, &TxnRec(auth.clone()))?;
+    state.store.commit_durable(batch).await?;
+    Ok(Ok((auth, card, channel)))
+}
+
+/// The status of a test transaction and the card's balance after it: spending
+/// beyond the balance or on a card not active is declined; credits to a
+/// deleted card are declined.
+fn test_outcome(
+    card: &CardRec,
+    kind: TxnTypeWire,
+    body: &CardTransactionBody,
+) -> Result<(TxnStatusWire, i64), Response> {
+    let posted_or_pending = match body.status {
+        TestTxnStatus::Posted => TxnStatusWire::Posted,
+        TestTxnStatus::Pending => TxnStatusWire::Pending,
+    };
+    Ok(match kind {
+        TxnTypeWire::Authorization => {
+            if card.status == CardStatus::Active && body.amount.value <= card.balance_minor {
+                (posted_or_pending, card.balance_minor - body.amount.value)
+            } else {
+                (TxnStatusWire::Declined, card.balance_minor)
+            }
+        }
+        TxnTypeWire::Refund | TxnTypeWire::Reversal if card.status != CardStatus::Deleted => {
+            (posted_or_pending, card.balance_minor.saturating_add(body.amount.value))
+        }
+        TxnTypeWire::Refund | TxnTypeWire::Reversal => (TxnStatusWire::Declined, card.balance_minor),
+        TxnTypeWire::Clearing => {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_type",
+                "type is authorization, refund or reversal",
+            ));
+        }
+    })
 }
 
 /// Signs and delivers one channel callback (three times under a `duplicate` fault).

@@ -408,36 +408,14 @@ fn plan(app: &App, now_ms: i64) -> Plan {
         if dispatcher.in_flight.lock().events.contains(&entry.event_id) {
             continue;
         }
-        let endpoint = match has_endpoint.get(&entry.merchant_id) {
-            Some(known) => Some(*known),
-            None => match app.store.get::<MerchantRecord>(entry.merchant_id.as_bytes()) {
-                Ok(Some(merchant)) => {
-                    has_endpoint.insert(entry.merchant_id.clone(), merchant.webhook_url.is_some());
-                    Some(merchant.webhook_url.is_some())
-                }
-                _ => None, // gone or unreadable: the attempt path records why
-            },
-        };
+        let endpoint = endpoint_of(app, &mut has_endpoint, &entry.merchant_id);
         if endpoint == Some(false) && entry.next_attempt_at_ms <= now_ms {
             if may_settle && plan.without_endpoint.len() < MAX_SETTLED_PER_PASS {
                 plan.without_endpoint.push(Job { entry, entry_bytes: bytes, object: String::new() });
             }
             continue; // else a pass after the running settlement takes it
         }
-        let object = match dispatcher.object_of(app, &entry) {
-            Ok(Some(object)) => object,
-            Ok(None) => {
-                tracing::error!(event_id = %entry.event_id, "outbox row without its event; dropped");
-                let mut batch = WriteBatch::new();
-                batch.expect_raw(Tree::Outbox, &key, Some(bytes)).delete(Tree::Outbox, &key);
-                let _ = app.store.commit(batch);
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "webhook pass: reading an event failed");
-                continue;
-            }
-        };
+        let Some(object) = object_or_drop(app, &key, &bytes, &entry) else { continue };
         if !seen_objects.insert(object.clone()) {
             continue; // an older event of the same object goes first
         }
@@ -446,24 +424,11 @@ fn plan(app: &App, now_ms: i64) -> Plan {
                 Some(plan.next_due_ms.map_or(entry.next_attempt_at_ms, |d| d.min(entry.next_attempt_at_ms)));
             continue;
         }
-        let mut in_flight = dispatcher.in_flight.lock();
-        if in_flight.total >= MAX_IN_FLIGHT_TOTAL {
-            break; // a finishing attempt pokes the scheduler
+        match reserve(dispatcher, &entry, &object) {
+            Slot::Full => break, // a finishing attempt pokes the scheduler
+            Slot::Busy => continue,
+            Slot::Taken => plan.jobs.push(Job { entry, entry_bytes: bytes, object }),
         }
-        if in_flight.objects.contains(&object)
-            || in_flight
-                .per_merchant
-                .get(&entry.merchant_id)
-                .is_some_and(|n| *n >= MAX_IN_FLIGHT_PER_MERCHANT)
-        {
-            continue;
-        }
-        in_flight.total += 1;
-        *in_flight.per_merchant.entry(entry.merchant_id.clone()).or_default() += 1;
-        in_flight.objects.insert(object.clone());
-        in_flight.events.insert(entry.event_id.clone());
-        drop(in_flight);
-        plan.jobs.push(Job { entry, entry_bytes: bytes, object });
     }
     if !plan.without_endpoint.is_empty() {
         let mut in_flight = dispatcher.in_flight.lock();
@@ -472,6 +437,62 @@ fn plan(app: &App, now_ms: i64) -> Plan {
         in_flight.events.extend(plan.without_endpoint.iter().map(|job| job.entry.event_id.clone()));
     }
     plan
+}
+
+/// Whether the merchant has a webhook_url (cached for the pass); `None` when
+/// it is gone or unreadable (the attempt path records why).
+fn endpoint_of(app: &App, known: &mut HashMap<MerchantId, bool>, merchant: &MerchantId) -> Option<bool> {
+    if let Some(known) = known.get(merchant) {
+        return Some(*known);
+    }
+    let merchant = app.store.get::<MerchantRecord>(merchant.as_bytes()).ok()??;
+    known.insert(merchant.id.clone(), merchant.webhook_url.is_some());
+    Some(merchant.webhook_url.is_some())
+}
+
+/// The object an outbox row's event is about; a row whose event is gone is dropped.
+fn object_or_drop(app: &App, key: &[u8], bytes: &[u8], entry: &OutboxEntry) -> Option<String> {
+    match app.webhooks.object_of(app, entry) {
+        Ok(Some(object)) => Some(object),
+        Ok(None) => {
+            tracing::error!(event_id = %entry.event_id, "outbox row without its event; dropped");
+            let mut batch = WriteBatch::new();
+            batch.expect_raw(Tree::Outbox, key, Some(bytes.to_vec())).delete(Tree::Outbox, key);
+            let _ = app.store.commit(batch);
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "webhook pass: reading an event failed");
+            None
+        }
+    }
+}
+
+/// What reserving an attempt's slots found.
+enum Slot {
+    /// Reserved: the attempt may start.
+    Taken,
+    /// Its object or merchant is at its bound: a later pass takes it.
+    Busy,
+    /// Every slot is taken: the pass ends.
+    Full,
+}
+
+fn reserve(dispatcher: &Dispatcher, entry: &OutboxEntry, object: &str) -> Slot {
+    let mut in_flight = dispatcher.in_flight.lock();
+    if in_flight.total >= MAX_IN_FLIGHT_TOTAL {
+        return Slot::Full;
+    }
+    if in_flight.objects.contains(object)
+        || in_flight.per_merchant.get(&entry.merchant_id).is_some_and(|n| *n >= MAX_IN_FLIGHT_PER_MERCHANT)
+    {
+        return Slot::Busy;
+    }
+    in_flight.total += 1;
+    *in_flight.per_merchant.entry(entry.merchant_id.clone()).or_default() += 1;
+    in_flight.objects.insert(object.to_owned());
+    in_flight.events.insert(entry.event_id.clone());
+    Slot::Taken
 }
 
 /// Schedules a new delivery run of `event` now (`POST /v1/events/{id}/redeliver`).
