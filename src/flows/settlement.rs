@@ -111,12 +111,8 @@ pub async fn trigger(app: &Arc<Core>, date: &str) -> Result<SettlementRun, Error
     let mut batch = WriteBatch::new();
     batch.expect_absent(Tree::SettlementRuns, date);
     batch.put(date, &run)?;
-    match app.store.commit_durable(batch).await {
-        Ok(()) => {}
-        Err(pelago_storage::StoreError::Conflict { .. }) => {
-            return app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal);
-        }
-        Err(e) => return Err(e.into()),
+    if let Some(run) = commit_or_existing(app, batch, date).await? {
+        return Ok(run);
     }
     spawn(app, date);
     Ok(run)
@@ -161,6 +157,22 @@ fn collections_after(app: &Core, after: Option<&[u8]>) -> Result<Vec<Row>, Error
         }
     }
     Ok(rows)
+}
+
+/// Commits a change of the run of `date`; a conflict means another pass wrote
+/// it first: that run is the answer.
+async fn commit_or_existing(
+    app: &Core,
+    batch: WriteBatch,
+    date: &str,
+) -> Result<Option<SettlementRun>, Error> {
+    match app.store.commit_durable(batch).await {
+        Ok(()) => Ok(None),
+        Err(pelago_storage::StoreError::Conflict { .. }) => {
+            Ok(Some(app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal)?))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Settles every final collection dated before `date`; idempotent per collection.
@@ -249,12 +261,8 @@ async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
     // Completed once: a concurrent pass that completed it first wins, and this one stages nothing.
     batch.expect_raw(Tree::SettlementRuns, date, Some(seen));
     batch.put(date, &run)?;
-    match app.store.commit_durable(batch).await {
-        Ok(()) => {}
-        Err(pelago_storage::StoreError::Conflict { .. }) => {
-            return app.store.get::<SettlementRun>(date)?.ok_or_else(Error::internal);
-        }
-        Err(e) => return Err(e.into()),
+    if let Some(run) = commit_or_existing(app, batch, date).await? {
+        return Ok(run);
     }
     tracing::info!(date, collections = run.collections, "settlement run completed");
     Ok(run)

@@ -231,23 +231,36 @@ impl CardActor {
     /// answered with it, so it stays visible, and its Idempotency-Key keeps
     /// answering it.
     fn fail_undebited(&mut self, id: &TopupId) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
-        let mut card = self.cell_mut().existing("card")?.clone();
+        let card = self.cell_mut().existing("card")?.clone();
         let mut topup = self.load_topup(id)?;
         if topup.phase != TopupPhase::Debiting {
             return Ok((topup, None));
         }
         let now = self.now();
         topup.transition(TopupStatus::Failed, Some(NOT_DEBITED.into()), Source::System, now)?;
+        self.close(card, topup, WriteBatch::new(), Some(NOT_DEBITED.into()), "topup.failed", now)
+    }
+
+    /// Closes a top-up that just moved to its final status: done, its reason,
+    /// its marker removed and its event staged, in one commit with `batch`.
+    fn close(
+        &mut self,
+        mut card: super::state::CardRecord,
+        mut topup: TopupRecord,
+        mut batch: WriteBatch,
+        reason: Option<String>,
+        event: &str,
+        now: Timestamp,
+    ) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
         topup.phase = TopupPhase::Done;
-        topup.failure_reason = Some(NOT_DEBITED.into());
+        topup.failure_reason = reason;
         topup.completed_at = Some(now);
-        let mut batch = WriteBatch::new();
-        batch.put(topup_key(&card.id, id), &topup)?;
-        batch.delete(Tree::Operations, Marker::Topup { topup: id.clone() }.encode());
+        batch.put(topup_key(&card.id, &topup.id), &topup)?;
+        batch.delete(Tree::Operations, Marker::Topup { topup: topup.id.clone() }.encode());
         outbox::stage(
             &mut batch,
             &card.merchant_id,
-            "topup.failed",
+            event,
             EventObject::Topup(Box::new(topup.clone())),
             now,
         )?;
@@ -345,21 +358,7 @@ impl CardActor {
             }
         };
         topup.transition(to, reason.clone(), Source::Channel, now)?;
-        topup.phase = TopupPhase::Done;
-        topup.failure_reason = reason;
-        topup.completed_at = Some(now);
-        batch.put(topup_key(&card.id, &topup.id), &topup)?;
-        batch.delete(Tree::Operations, Marker::Topup { topup: topup.id.clone() }.encode());
-        outbox::stage(
-            &mut batch,
-            &card.merchant_id,
-            event,
-            EventObject::Topup(Box::new(topup.clone())),
-            now,
-        )?;
-        card.version += 1;
-        let ticket = self.cell_mut().persist(card, batch)?;
-        Ok((topup, Some(ticket)))
+        self.close(card, topup, batch, reason, event, now)
     }
 }
 
