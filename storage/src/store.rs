@@ -56,6 +56,7 @@ trees! {
     Recipients => "recipients",
     Onboardings => "onboardings",
     Agreements => "agreements",
+    RecipientBalances => "recipient_balances",
     Index => "index",
 }
 
