@@ -48,7 +48,7 @@ async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
             ("PELAGO_LOG", "warn"),
         ],
     );
-    let (_, key, _) = svc.merchant("Fuzzed").await;
+    let m = svc.merchant("Fuzzed").await;
     let base = svc.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
@@ -56,8 +56,8 @@ async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
             .env("PELAGO_URL", base)
             .env("PELAGO_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PELAGO_POLYFLOW_TOKEN", POLYFLOW_TOKEN)
-            .env("PELAGO_KEY_ID", &key.key_id)
-            .env("PELAGO_API_SECRET", &key.secret)
+            .env("PELAGO_KEY_ID", &m.key.key_id)
+            .env("PELAGO_API_SECRET", &m.key.secret)
             .output()
             .expect("run pytest")
     })

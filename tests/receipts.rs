@@ -10,7 +10,7 @@
 mod common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Key, POLYFLOW_TOKEN, Service};
+use common::{Json, Merchant, POLYFLOW_TOKEN, Service};
 use ed25519_dalek::{Signature, VerifyingKey};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard, TransactionRecord},
@@ -21,7 +21,7 @@ use pelago_storage::{
     CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp,
     TransactionId, Tree, WriteBatch,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// Writes a card of `merchant` with one transaction per `statuses` entry, as
@@ -83,12 +83,6 @@ fn seed_card(store: &Store, merchant: &str, statuses: &[ChannelTxnStatus]) -> Ve
     ids
 }
 
-async fn post(svc: &Service, key: &Key, path: &str, body: &Value) -> (StatusCode, Value) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let r = svc.signed(key, Method::POST, path, &bytes).send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn polyflow(svc: &Service, path: &str, body: &Value) -> (StatusCode, Value) {
     let r = svc.http.post(svc.url(path)).bearer_auth(POLYFLOW_TOKEN).json(body).send().await.unwrap();
     (r.status(), r.json().await.unwrap_or(Value::Null))
@@ -128,8 +122,8 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("svc");
     let svc = Service::start(&data, &[]);
-    let (merchant, key, _) = svc.merchant("Points Cafe").await;
-    let (other_merchant, other_key, _) = svc.merchant("Other Cafe").await;
+    let Merchant { id: merchant, key, .. } = svc.merchant("Points Cafe").await;
+    let Merchant { id: other_merchant, key: other_key, .. } = svc.merchant("Other Cafe").await;
     assert!(svc.terminate().success());
     let (mine, theirs) = {
         let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
@@ -139,24 +133,25 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         (mine, theirs)
     };
     let svc = Service::start(&data, &[]);
+    let (m, other) = (Merchant::of(&svc, &merchant, key), Merchant::of(&svc, &other_merchant, other_key));
 
     // The public key, without authentication.
     let published: Value =
         svc.http.get(svc.url("/v1/receipts/public-key")).send().await.unwrap().json().await.unwrap();
     assert_eq!(published["alg"], "Ed25519");
-    let key_id = published["key_id"].as_str().unwrap().to_owned();
+    let key_id = published.str("key_id").to_owned();
     let public_key: [u8; 32] =
-        URL_SAFE_NO_PAD.decode(published["public_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+        URL_SAFE_NO_PAD.decode(published.str("public_key")).unwrap().try_into().unwrap();
     let public_key = VerifyingKey::from_bytes(&public_key).unwrap();
 
     // Issue.
-    let (status, issued) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;
+    let (status, issued) = m.post("/v1/receipts", json!({"transaction_id": mine[0]})).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
-    let receipt = issued["receipt"].as_str().unwrap().to_owned();
-    let id = issued["id"].as_str().unwrap().to_owned();
+    let receipt = issued.str("receipt").to_owned();
+    let id = issued.str("id").to_owned();
     assert!(id.starts_with("rcp_"));
     assert_eq!(issued["transaction_id"], mine[0].as_str());
-    assert!(issued["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(issued.str("created_at").ends_with('Z'));
 
     // Offline verification with the published key.
     let offline = |receipt: &str| -> Option<Value> {
@@ -201,21 +196,20 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     }
 
     // The QR code carries the same string.
-    assert_eq!(decode_qr_svg(issued["qr_svg"].as_str().unwrap()), receipt);
-    assert!(issued["qr_svg"].as_str().unwrap().len() < 32 * 1024, "runs keep the SVG small");
+    assert_eq!(decode_qr_svg(issued.str("qr_svg")), receipt);
+    assert!(issued.str("qr_svg").len() < 32 * 1024, "runs keep the SVG small");
 
     // One receipt per transaction: a repeat answers 201 (API.md) with the same one.
-    let (status, again) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;
+    let (status, again) = m.post("/v1/receipts", json!({"transaction_id": mine[0]})).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!((&again["id"], &again["receipt"]), (&issued["id"], &issued["receipt"]));
 
     // Not posted → 409; another merchant's or unknown → 404.
-    let (status, err) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[1]})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
-    let (status, _) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": theirs[0]})).await;
+    let (status, err) = m.post("/v1/receipts", json!({"transaction_id": mine[1]})).await;
+    assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"));
+    let (status, _) = m.post("/v1/receipts", json!({"transaction_id": theirs[0]})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) =
-        post(&svc, &key, "/v1/receipts", &json!({"transaction_id": TransactionId::generate()})).await;
+    let (status, _) = m.post("/v1/receipts", json!({"transaction_id": TransactionId::generate()})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Online verification.
@@ -262,7 +256,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     assert_eq!(redeemed["redeemed"], true);
     assert!(redeemed["redeemed_at"].is_string());
     let (status, err) = polyflow(&svc, &format!("/polyflow/v1/receipts/{id}/redeem"), &json!({})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_redeemed")));
+    assert_eq!((status, err.code()), (StatusCode::CONFLICT, "already_redeemed"));
     let (_, verified) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
     assert_eq!(verified["redeemed"], true);
     let (status, _) = polyflow(
@@ -274,10 +268,9 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Concurrent redeemers of another receipt: exactly one wins.
-    let (status, theirs_receipt) =
-        post(&svc, &other_key, "/v1/receipts", &json!({"transaction_id": theirs[0]})).await;
+    let (status, theirs_receipt) = other.post("/v1/receipts", json!({"transaction_id": theirs[0]})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let path = format!("/polyflow/v1/receipts/{}/redeem", theirs_receipt["id"].as_str().unwrap());
+    let path = format!("/polyflow/v1/receipts/{}/redeem", theirs_receipt.str("id"));
     let empty = json!({});
     let attempts = (0..8).map(|_| polyflow(&svc, &path, &empty));
     let statuses: Vec<StatusCode> =

@@ -1,10 +1,14 @@
 //! Runs the real `pelago-card` binary on loopback for black-box tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod clock;
 pub mod far_dates;
 pub mod readme;
 pub mod receiver;
+
+#[allow(unused_imports)]
+pub use client::{Json, Merchant, eventually, secs, when};
 
 use std::{
     io::{BufRead, BufReader},
@@ -160,30 +164,6 @@ impl Service {
             .header("x-pelago-signature", sig)
             .body(body.to_vec());
         if idempotency_key.is_empty() { request } else { request.header("idempotency-key", idempotency_key) }
-    }
-
-    /// Creates a master-account merchant; returns its id, key and webhook secret.
-    pub async fn merchant(&self, name: &str) -> (String, Key, String) {
-        let r = self
-            .admin(reqwest::Method::POST, "/admin/v1/merchants")
-            .json(&serde_json::json!({
-                "name": name, "funding_mode": "master_account",
-                "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-        let v: serde_json::Value = r.json().await.unwrap();
-        let key = Key {
-            key_id: v["api_key"]["key_id"].as_str().unwrap().to_owned(),
-            secret: v["api_key"]["secret"].as_str().unwrap().to_owned(),
-        };
-        (
-            v["merchant"]["id"].as_str().unwrap().to_owned(),
-            key,
-            v["webhook_secret"].as_str().unwrap().to_owned(),
-        )
     }
 
     /// Waits (bounded) for the process to exit by itself, e.g. at a failpoint.
