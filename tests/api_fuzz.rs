@@ -39,15 +39,11 @@ fn ensure_schemathesis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
     tokio::task::spawn_blocking(ensure_schemathesis).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[
-            ("PELAGO_RATE_LIMIT", "100000,100000"),
-            ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
-            ("PELAGO_LOG", "warn"),
-        ],
-    );
+    let svc = Service::temp(&[
+        ("PELAGO_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_LOG", "warn"),
+    ]);
     let m = svc.merchant("Fuzzed").await;
     let base = svc.base.clone();
     let out = tokio::task::spawn_blocking(move || {

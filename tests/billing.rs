@@ -32,8 +32,7 @@ async fn run_of(svc: &Service, period: &str, done: impl Fn(&Value) -> bool) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let rich = merchant(&svc, 200, 10_000).await;
     let active = rich.card_id().await;
     let frozen = rich.card_id().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, POLYFLOW_TOKEN, Service, eventually, ledger_balanced, secs};
+use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, secs};
 use pelago_card::upstream::callbacks::sign;
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -64,8 +64,7 @@ async fn unbound_metric(svc: &Service, source: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
 
     // (1) A master-account merchant that brought its own gateway account signs a deposit.
     let minter = svc
@@ -301,10 +300,6 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
 async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     let s = channel_setup().await;
     let (svc, m, card) = (&s.svc, s.merchant(), s.card.as_str());
-    let polyflow = |path: String, body: Value| async move {
-        let r = svc.http.post(svc.url(&path)).bearer_auth(POLYFLOW_TOKEN).json(&body).send().await.unwrap();
-        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
-    };
     let purchase = |value: i64| json!({"amount": {"value": value, "currency": "USD"}, "merchant_name": "Cafe", "mcc": "5812", "status": "posted"});
     let path = format!("/v1/test_helpers/cards/{card}/transactions");
     let (status, kept) = m.call(Method::POST, &path, Some(&purchase(1_250))).await;
@@ -316,7 +311,7 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     let (status, receipt) = m.call(Method::POST, "/v1/receipts", Some(&receipt_of(&reversed))).await;
     assert_eq!(status, StatusCode::CREATED, "{receipt}");
     let (_, verified) =
-        polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt["receipt"]}))).await;
     assert_eq!(verified["valid"], true, "{verified}");
 
     // A refund and a reversal (posted, made by the card's own channel) earn no receipt.
@@ -342,15 +337,15 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     let (status, t) = m.call(Method::POST, &path, Some(&reversal)).await;
     assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("reversed")), "{t}");
     let (_, verified) =
-        polyflow("/polyflow/v1/receipts/verify".into(), json!({"receipt": receipt["receipt"]})).await;
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt["receipt"]}))).await;
     assert_eq!(verified["valid"], false, "{verified}");
     let redeem = |r: &Value| format!("/polyflow/v1/receipts/{}/redeem", r.str("id"));
-    let (status, err) = polyflow(redeem(&receipt), json!({})).await;
+    let (status, err) = svc.polyflow(&redeem(&receipt), Some(json!({}))).await;
     assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"), "{err}");
     let (status, again) = m.call(Method::POST, "/v1/receipts", Some(&receipt_of(&reversed))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     // The purchase that still stands is redeemed once.
-    let (status, redeemed) = polyflow(redeem(&kept_receipt), json!({})).await;
+    let (status, redeemed) = svc.polyflow(&redeem(&kept_receipt), Some(json!({}))).await;
     assert_eq!((status, redeemed["redeemed"].as_bool()), (StatusCode::OK, Some(true)), "{redeemed}");
 }
 
@@ -441,8 +436,7 @@ async fn a_channel_callback_whose_body_lies_changes_nothing_and_a_genuine_one_ap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_settles_it_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
     let fault = |operation: &str, behavior: &str| json!({"operation": operation, "behavior": behavior, "count": 1000});
     let faults = "/admin/v1/test_helpers/gateway/faults";
     assert_eq!(
@@ -499,8 +493,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_notice_the_channel_cannot_confirm_yet_is_settled_once_by_the_resolver() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
     let m = svc.merchant("Waiting").await;
     let (_, holder) = m.cardholder("Pending").await;
     assert_eq!(holder["status"], "pending", "{holder}");

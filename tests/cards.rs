@@ -121,8 +121,7 @@ async fn a_master_account_card_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preconditions_and_insufficient_funds() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = funded_merchant(&svc, 500, 300).await;
     let holder = m.active_cardholder().await;
     let (status, err) = m.open_card(&holder).await;
@@ -146,8 +145,7 @@ async fn preconditions_and_insufficient_funds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_faults_are_resolved_and_refusals_return_the_fee() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
     let m = funded_merchant(&svc, 500, 10_000).await;
     let holder = m.active_cardholder().await;
     let channel = svc.first_channel().await;

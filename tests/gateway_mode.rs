@@ -18,8 +18,7 @@ async fn gateway_merchant(svc: &Service) -> Merchant<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fees_and_topups_are_paid_at_checkout() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = gateway_merchant(&svc).await;
     let (_, holder) = m.cardholder("Lovelace").await;
 
@@ -99,8 +98,7 @@ async fn fees_and_topups_are_paid_at_checkout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_card_the_channel_refuses_is_refunded_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = gateway_merchant(&svc).await;
     let (_, holder) = m.cardholder("Lovelace").await;
     let (_, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;

@@ -6,13 +6,9 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, Service, clock, eventually, ledger_balanced, receiver::Receiver, secs};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-    svc.admin_json(method, path, Some(body)).await
-}
+use common::{Json, Merchant, Service, clock, eventually, ledger_balanced, receiver::Receiver, secs};
+use reqwest::StatusCode;
+use serde_json::json;
 
 /// Spends, lists, issues a receipt for the spending and redeems it once.
 async fn spend_and_redeem(m: &Merchant<'_>, card: &str) {
@@ -23,26 +19,16 @@ async fn spend_and_redeem(m: &Merchant<'_>, card: &str) {
     assert_eq!(listed.count("data"), 1);
     let (status, receipt) = m.post("/v1/receipts", json!({"transaction_id": txn["id"]})).await;
     assert_eq!(status, StatusCode::CREATED, "{receipt}");
-    let polyflow = |path: &str| svc.http.post(svc.url(path)).bearer_auth(common::POLYFLOW_TOKEN);
-    let verified: Value = polyflow("/polyflow/v1/receipts/verify")
-        .json(&json!({"receipt": receipt["receipt"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify = json!({"receipt": receipt["receipt"]});
+    let (_, verified) = svc.polyflow("/polyflow/v1/receipts/verify", Some(verify)).await;
     assert_eq!(
         (verified["valid"].as_bool(), verified["redeemed"].as_bool()),
         (Some(true), Some(false)),
         "{verified}"
     );
-    let first =
-        polyflow(&format!("/polyflow/v1/receipts/{}/redeem", receipt.str("id"))).send().await.unwrap();
-    assert_eq!(first.status(), StatusCode::OK);
-    let second =
-        polyflow(&format!("/polyflow/v1/receipts/{}/redeem", receipt.str("id"))).send().await.unwrap();
-    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let redeem = format!("/polyflow/v1/receipts/{}/redeem", receipt.str("id"));
+    assert_eq!(svc.polyflow(&redeem, None).await.0, StatusCode::OK);
+    assert_eq!(svc.polyflow(&redeem, None).await.0, StatusCode::CONFLICT);
 }
 
 /// Every event of the merchant arrives at the receiver, verified.
@@ -67,19 +53,11 @@ async fn the_master_account_journey() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(&dir.path().join("data"), &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
     let m = svc.merchant("Acme Wallet").await;
-    let merchant = m.id.clone();
-    let whsec = m.webhook_secret.clone();
-    let receiver = Receiver::start(dir.path(), "master", 0, 0, 0, &[&whsec]);
-    admin(
-        &svc,
-        Method::PATCH,
-        &format!("/admin/v1/merchants/{merchant}"),
-        json!({"webhook_url": receiver.url()}),
-    )
-    .await;
-    admin(&svc, Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"), json!({"currency": "USD",
+    let receiver = Receiver::start(dir.path(), "master", 0, 0, 0, &[&m.webhook_secret]);
+    m.set_webhook_url(&receiver.url()).await;
+    m.fees(json!({"currency": "USD",
         "application_fee": {"fixed": 500}, "topup_fee": {"fixed": 100, "rate_bps": 150}, "monthly_fee": {"fixed": 200}})).await;
-    m.deposit_of(100_000, "USD").await;
+    m.deposit(100_000).await;
 
     let (_, holder) = m.cardholder("Lovelace").await;
     assert_eq!(holder["status"], "active");
@@ -110,23 +88,12 @@ async fn the_gateway_journey() {
     // Day D is tomorrow on the service clock; the collection is made at 09:00.
     let day_d = clock::day_after(clock::now(&svc).await, 1, 9, 0, 0);
     clock::set(&svc, day_d).await;
-    let (status, created) = admin(&svc, Method::POST, "/admin/v1/merchants", json!({
+    let m = svc.merchant_with(json!({
         "name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
         "gateway": {"merchant_id": "gw_journey", "api_key": "gw-journey-key-1"},
         "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100, "rate_bps": 150}}]})).await;
-    assert_eq!(status, StatusCode::CREATED);
-    let merchant = created.str("merchant.id").to_owned();
-    let key =
-        Key { key_id: created.str("api_key.key_id").into(), secret: created.str("api_key.secret").into() };
-    let m = Merchant::of(&svc, &merchant, key);
-    let receiver = Receiver::start(dir.path(), "gateway", 0, 0, 0, &[created.str("webhook_secret")]);
-    admin(
-        &svc,
-        Method::PATCH,
-        &format!("/admin/v1/merchants/{merchant}"),
-        json!({"webhook_url": receiver.url()}),
-    )
-    .await;
+    let receiver = Receiver::start(dir.path(), "gateway", 0, 0, 0, &[&m.webhook_secret]);
+    m.set_webhook_url(&receiver.url()).await;
 
     let (_, holder) = m.cardholder("Lovelace").await;
     let (_, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;

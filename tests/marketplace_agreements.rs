@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Json, Service};
+use common::{Json, Service, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -100,17 +98,12 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
     let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
     assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = m.get(&format!("{path}?type=commission")).await;
-        let now = list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap().clone();
-        if now["status"] == "signed" {
-            assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not resolved: {now}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let signed = |list: &Value| {
+        list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap()["status"]
+            == "signed"
+    };
+    let list = m.poll(&format!("{path}?type=commission"), secs(30), signed).await;
+    assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
     assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
     let (status, failed) = post(json!({"type": "split"})).await;
     assert_eq!((status, failed["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{failed}");

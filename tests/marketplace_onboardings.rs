@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Merchant, Service};
+use common::{Json, Merchant, Service, eventually, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
@@ -85,7 +85,6 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), &[]);
     let m = svc.merchant("Onboarding Market").await;
-    let merchant_id = m.id.clone();
     // A plain receiver that keeps every webhook body it gets.
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = std::sync::Arc::clone(&received);
@@ -96,13 +95,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio::spawn(warp::serve(hook).incoming(listener).run());
-    let r = svc
-        .admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
-        .json(&json!({"webhook_url": hook_url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    m.set_webhook_url(&hook_url).await;
     let other = svc.merchant("Other Market").await;
     let m = Market(m);
     let file_body = b"%PDF-1.7 proof".to_vec();
@@ -426,17 +419,13 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert!(metrics.contains("pelago_callbacks_unbound_total{source=\"gateway\"} 1"), "{metrics}");
 
     // Webhooks carry the onboarding events, and never the numbers.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    eventually("every onboarding webhook", secs(60), async || {
         let bodies = received.lock().unwrap().clone();
         let onboarding_hooks = bodies.iter().filter(|b| b.contains("recipient.onboarding.updated")).count();
         assert!(bodies.iter().all(|b| !b.contains("ACC123456") && !b.contains("P1234567")));
-        if onboarding_hooks >= events.len() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{onboarding_hooks} of {} webhooks", events.len());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        if onboarding_hooks >= events.len() { Ok(()) } else { Err(onboarding_hooks) }
+    })
+    .await;
 
     // The numbers sent to the gateway in every submission are in clear nowhere:
     // not in Pelago's store, the simulator's, or the log.

@@ -113,14 +113,8 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
 
     // Created: the numbers masked, no onboarding, no capabilities.
-    let r = svc
-        .signed_with_key(&m.key, Method::POST, "/v1/recipients", &serde_json::to_vec(&ind).unwrap(), "rec-1")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ada: Value = r.json().await.unwrap();
+    let (status, ada) = m.post_once("/v1/recipients", &ind, "rec-1").await;
+    assert_eq!(status, StatusCode::CREATED);
     let id = ada.str("id").to_owned();
     assert!(id.starts_with("rec_"), "{ada}");
     assert_eq!(ada["individual"]["id_document"]["number"], "****1234");
@@ -128,13 +122,7 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
     assert_eq!(ada["onboarding"], Value::Null);
     assert_eq!(ada["capabilities"], json!({"receive_splits": false, "withdraw": false}));
     assert_eq!((ada["version"].as_u64(), ada["type"].as_str()), (Some(1), Some("individual")));
-    let r = svc
-        .signed_with_key(&m.key, Method::POST, "/v1/recipients", &serde_json::to_vec(&ind).unwrap(), "rec-1")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let again: Value = r.json().await.unwrap();
+    let (_, again) = m.post_once("/v1/recipients", &ind, "rec-1").await;
     assert_eq!(again["id"], ada["id"], "the same Idempotency-Key: the same recipient");
     let (status, acme) = m.post("/v1/recipients", biz.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{acme}");

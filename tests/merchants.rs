@@ -87,20 +87,16 @@ async fn onboarding_and_administration() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({
+    let (status, created) = svc
+        .admin_json(Method::POST, "/admin/v1/merchants", Some(json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
             "webhook_url": "https://hooks.example.com/pelago",
             "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
             "gateway": {"merchant_id": "gw_mch_1", "api_key": "gwkey-secret-value-123"},
             "fees": [{"currency": "USD", "application_fee": {"fixed": 500}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let created: Value = r.json().await.unwrap();
+        })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
     let id = created.str("merchant.id").to_owned();
     assert!(id.starts_with("mch_"));
     assert!(created.str("api_key.secret").starts_with("sk_"));
@@ -115,22 +111,22 @@ async fn onboarding_and_administration() {
     assert_eq!(got["gateway"]["merchant_id"], "gw_mch_1");
 
     // gateway.merchant_id is unique; gateway mode needs a gateway.
-    let dup = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
-                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let (status, _) = code(
-        svc.admin(Method::POST, "/admin/v1/merchants")
-            .json(&json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (dup_status, _) = svc
+        .admin_json(
+            Method::POST,
+            "/admin/v1/merchants",
+            Some(json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
+                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}})),
+        )
+        .await;
+    assert_eq!(dup_status, StatusCode::CONFLICT);
+    let (status, _) = svc
+        .admin_json(
+            Method::POST,
+            "/admin/v1/merchants",
+            Some(json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Validation names the field.
@@ -301,12 +297,14 @@ async fn request_signing_per_security_md() {
         svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
         StatusCode::OK
     );
-    let revoked = svc
-        .admin(Method::DELETE, &format!("/admin/v1/merchants/{merchant_id}/api-keys/{}", key.key_id))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let (revoked_status, _) = svc
+        .admin_json(
+            Method::DELETE,
+            &format!("/admin/v1/merchants/{merchant_id}/api-keys/{}", key.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(revoked_status, StatusCode::NO_CONTENT);
     assert_eq!(
         svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -356,8 +354,7 @@ async fn request_signing_per_security_md() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_on_admin_creation() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let body = json!({"name": "Idem", "funding_mode": "master_account", "allowed_card_names": []});
     let send = |key: &str, body: &Value| {
         svc.admin(Method::POST, "/admin/v1/merchants").header("idempotency-key", key).json(body).send()
@@ -395,8 +392,7 @@ async fn idempotency_keys_on_admin_creation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_merchant_rate_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "1,3")]);
+    let svc = Service::temp(&[("PELAGO_RATE_LIMIT", "1,3")]);
     let key = svc.merchant("Busy").await.key;
     let calm = svc.merchant("Calm").await.key;
     let mut limited = None;
@@ -419,8 +415,7 @@ async fn per_merchant_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_with_its_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let doc: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     for route in pelago_card::http::routes() {
@@ -462,8 +457,7 @@ async fn openapi_lists_every_route_with_its_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_subcommand_signs_and_sends() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let key = svc.merchant("Shell").await.key;
     let base = svc.base.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -531,11 +525,7 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
 /// never a second one (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_completes_a_merchant_whose_registration_failed_after_the_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_FAILPOINTS", "merchant.sandbox_registration=error")],
-    );
+    let svc = Service::temp(&[("PELAGO_FAILPOINTS", "merchant.sandbox_registration=error")]);
     let body = json!({"name": "Retried", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
         "gateway": {"merchant_id": "gw_retried", "api_key": "gw-retried-key-1"},
         "fees": [{"currency": "USD", "application_fee": {"fixed": 300}}]});

@@ -8,8 +8,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_are_credited_once_and_the_ledger_balances() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Depositor").await;
     let other = svc.merchant("Other").await;
 

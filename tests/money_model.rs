@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Json, Service, clock, ledger_balanced};
+use common::{Json, Service, clock, ledger_balanced, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -34,11 +34,8 @@ async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (Statu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_follow_a_simple_model_over_random_sequences() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
-    );
+    let svc =
+        Service::temp(&[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")]);
     let today = clock::now(&svc).await;
     let channel = svc.first_channel().await;
     for seed in [7u64, 1_234_567, 0xDEAD_BEEF] {
@@ -122,21 +119,8 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                         } else {
                             // Released by the answer or the callback: wait for it, bounded.
                             let id = w.str("id");
-                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-                            loop {
-                                let (_, w) = admin(
-                                    &svc,
-                                    Method::GET,
-                                    &format!("/admin/v1/merchants/{merchant}/withdrawals/{id}"),
-                                    json!({}),
-                                )
-                                .await;
-                                if w["status"] == "failed" {
-                                    break;
-                                }
-                                assert!(std::time::Instant::now() < deadline);
-                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            }
+                            let path = format!("/admin/v1/merchants/{merchant}/withdrawals/{id}");
+                            svc.admin_poll(&path, secs(20), |w| w["status"] == "failed").await;
                         }
                     }
                 }

@@ -10,7 +10,7 @@
 mod common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Json, Merchant, POLYFLOW_TOKEN, Service};
+use common::{Json, Merchant, Service};
 use ed25519_dalek::{Signature, VerifyingKey};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard, TransactionRecord},
@@ -81,11 +81,6 @@ fn seed_card(store: &Store, merchant: &str, statuses: &[ChannelTxnStatus]) -> Ve
     }
     let _ticket = store.commit(batch).unwrap();
     ids
-}
-
-async fn polyflow(svc: &Service, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = svc.http.post(svc.url(path)).bearer_auth(POLYFLOW_TOKEN).json(body).send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// The QR code's modules from the SVG (`viewBox` in modules, the path's
@@ -221,7 +216,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         .await;
     assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED, "Polyflow's token is required");
     let (status, verified) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verified, json!({"valid": true, "receipt": payload, "redeemed": false}));
     let payload_end = receipt.rfind('.').unwrap();
@@ -229,42 +224,45 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         let mut bytes = receipt.clone().into_bytes();
         bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
         let altered = String::from_utf8(bytes).unwrap();
-        let (status, v) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": altered})).await;
+        let (status, v) =
+            svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": altered}))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["valid"], false, "byte {i}: {v}");
         assert!(v["reason"].is_string());
     }
-    let (_, v) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": "not a receipt"})).await;
+    let (_, v) =
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": "not a receipt"}))).await;
     assert_eq!(v, json!({"valid": false, "reason": "malformed receipt"}));
     let forged = pelago_card::receipts::ReceiptKey::from_seed(&[3u8; 32]);
     let mut forged_payload: pelago_card::receipts::ReceiptPayload =
         serde_json::from_value(payload.clone()).unwrap();
-    let (_, v) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": forged.sign(&forged_payload)}))
-            .await;
+    let (_, v) = svc
+        .polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": forged.sign(&forged_payload)})))
+        .await;
     assert_eq!(v, json!({"valid": false, "reason": "bad signature"}), "our key id, another key");
     forged_payload.key_id = forged.key_id().to_owned();
-    let (_, v) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": forged.sign(&forged_payload)}))
-            .await;
+    let (_, v) = svc
+        .polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": forged.sign(&forged_payload)})))
+        .await;
     assert_eq!(v, json!({"valid": false, "reason": "unknown key id"}));
 
     // Redeem once.
-    let (status, redeemed) = polyflow(&svc, &format!("/polyflow/v1/receipts/{id}/redeem"), &json!({})).await;
+    let (status, redeemed) =
+        svc.polyflow(&format!("/polyflow/v1/receipts/{id}/redeem"), Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{redeemed}");
     assert_eq!(redeemed["id"], id.as_str());
     assert_eq!(redeemed["redeemed"], true);
     assert!(redeemed["redeemed_at"].is_string());
-    let (status, err) = polyflow(&svc, &format!("/polyflow/v1/receipts/{id}/redeem"), &json!({})).await;
+    let (status, err) = svc.polyflow(&format!("/polyflow/v1/receipts/{id}/redeem"), Some(json!({}))).await;
     assert_eq!((status, err.code()), (StatusCode::CONFLICT, "already_redeemed"));
-    let (_, verified) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+    let (_, verified) = svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(verified["redeemed"], true);
-    let (status, _) = polyflow(
-        &svc,
-        &format!("/polyflow/v1/receipts/{}/redeem", "rcp_01JDEMO0000000000000000000"),
-        &json!({}),
-    )
-    .await;
+    let (status, _) = svc
+        .polyflow(
+            &format!("/polyflow/v1/receipts/{}/redeem", "rcp_01JDEMO0000000000000000000"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Concurrent redeemers of another receipt: exactly one wins.
@@ -272,7 +270,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     assert_eq!(status, StatusCode::CREATED);
     let path = format!("/polyflow/v1/receipts/{}/redeem", theirs_receipt.str("id"));
     let empty = json!({});
-    let attempts = (0..8).map(|_| polyflow(&svc, &path, &empty));
+    let attempts = (0..8).map(|_| svc.polyflow(&path, Some(empty.clone())));
     let statuses: Vec<StatusCode> =
         futures::future::join_all(attempts).await.into_iter().map(|(s, _)| s).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
@@ -281,7 +279,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     // The receipt survives a restart, same key.
     assert!(svc.terminate().success());
     let svc = Service::start(&data, &[]);
-    let (_, verified) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+    let (_, verified) = svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(verified["valid"], true, "the generated receipt.key is kept");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("receipt.key")).unwrap().permissions(),

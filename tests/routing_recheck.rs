@@ -28,8 +28,7 @@ async fn admin_patch(svc: &Service, path: &str, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_card_name_opens_and_funds_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let (m, holder, card) = merchant_with_card(&svc).await;
     let merchant = &m.id;
     let before = m.available().await;
@@ -58,8 +57,7 @@ async fn a_revoked_card_name_opens_and_funds_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_channel_or_bin_opens_and_funds_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let (m, holder, card) = merchant_with_card(&svc).await;
     let before = m.available().await;
     let channel = svc.first_channel().await;

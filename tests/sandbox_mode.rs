@@ -66,15 +66,16 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("data");
     let svc = Service::start(&dir, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
-                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], "kind");
+    let (status, r_body) = svc
+        .admin_json(
+            Method::POST,
+            "/admin/v1/channels",
+            Some(json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
+                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(r_body.clone()["error"]["param"], "kind");
     let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
     assert_eq!(channels.count("data"), 1, "only the Sandbox Issuer: {channels}");
     assert!(svc.terminate().success());
@@ -119,27 +120,31 @@ async fn a_live_start_never_loads_a_clock_offset() {
     drop(store);
 
     let svc = Service::start_in(Mode::Live, &dir, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Clock", "funding_mode": "master_account",
-                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let merchant: Value = r.json().await.unwrap();
+    let (status, r_body) = svc
+        .admin_json(
+            Method::POST,
+            "/admin/v1/merchants",
+            Some(json!({"name": "Clock", "funding_mode": "master_account",
+                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let merchant: Value = r_body.clone();
     let created = merchant.str("merchant.created_at");
     let created = chrono::DateTime::parse_from_rfc3339(created).unwrap().timestamp();
     let now = chrono::Utc::now().timestamp();
     assert!((now - created).abs() < 120, "created_at follows real time, not the offset: {merchant}");
     // The clock helper is sandbox-only.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/clock")
-        .json(&json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, _) = svc
+        .admin_json(
+            Method::POST,
+            "/admin/v1/test_helpers/clock",
+            Some(
+                json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// The gateway account of a master-account merchant in sandbox mode.

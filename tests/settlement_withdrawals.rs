@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_hold_pay_out_and_release() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Withdrawer").await;
     let merchant = &m.id;
     m.deposit(50_000).await;
@@ -68,8 +67,7 @@ async fn gateway_collection<'a>(svc: &'a Service, gateway_merchant_id: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_collections_settle_t_plus_one_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     // Day D is tomorrow on the service clock.
     let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
     clock::set(&svc, day_d).await;
@@ -100,8 +98,7 @@ async fn gateway_collections_settle_t_plus_one_once() {
 /// never runs a date twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let today = clock::now(&svc).await;
     // Three days back, before the service's first start: the floor follows.
     let back = clock::day_after(today, -3, 9, 0, 0);

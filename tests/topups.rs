@@ -36,8 +36,7 @@ async fn channel_balance(m: &Merchant<'_>, card: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topups_debit_fund_and_reverse_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
     let (m, cards) = merchant_with_cards(&svc, 100_000, 1, 100, 150).await;
     let card = &cards[0];
     let channel = svc.first_channel().await;
@@ -103,11 +102,8 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_topups_never_overdraw() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
-    );
+    let svc =
+        Service::temp(&[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")]);
     // Each top-up: 1,000 + fixed fee 100 = 1,100; the balance covers exactly 150.
     let (m, cards) = merchant_with_cards(&svc, 150 * 1_100, 20, 100, 0).await;
     let m = &m;
@@ -132,11 +128,8 @@ async fn concurrent_topups_never_overdraw() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_freeze_unfreeze_and_topups_on_one_card_are_serialized() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
-    );
+    let svc =
+        Service::temp(&[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")]);
     let (m, cards) = merchant_with_cards(&svc, 1_000_000, 1, 0, 0).await;
     let card = cards[0].clone();
     let m = &m;

@@ -57,19 +57,13 @@ async fn the_sandbox_issuer_is_registered_at_first_start() {
     let (status, c) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("active")), "{c}");
     // Duplicate BIN: 409.
-    let dup = svc
-        .admin(Method::POST, "/admin/v1/bins")
-        .json(&json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), StatusCode::CONFLICT);
+    let (dup_status, _) = svc.admin_json(Method::POST, "/admin/v1/bins", Some(json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"}))).await;
+    assert_eq!(dup_status, StatusCode::CONFLICT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cardholders_follow_the_sandbox_rules_and_routing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Holders").await;
 
     let (status, active) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
@@ -154,8 +148,7 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_leave_outcomes_to_the_resolver_which_applies_them_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
     let m = svc.merchant("Faulty").await;
     let channel = svc.first_channel().await;
 

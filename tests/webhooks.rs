@@ -14,16 +14,6 @@ use common::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn set_webhook_url(svc: &Service, merchant: &str, url: &str) {
-    let r = svc
-        .admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant}"))
-        .json(&json!({"webhook_url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-}
-
 /// Creates an active cardholder; returns the id of its `cardholder.activated` event.
 async fn activated_event(m: &Merchant<'_>, last_name: &str) -> String {
     let (status, holder) = m.cardholder(last_name).await;
@@ -56,9 +46,9 @@ async fn a_failing_endpoint_gets_the_event_on_the_third_attempt_with_the_same_id
     let data = dir.path().join("svc");
     let svc = Service::start(&data, &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
     let m = svc.merchant("Retry Shop").await;
-    let (merchant, secret) = (&m.id, &m.webhook_secret);
+    let secret = &m.webhook_secret;
     let receiver = Receiver::start(dir.path(), "retry", 0, 2, 0, &[secret]);
-    set_webhook_url(&svc, merchant, &receiver.url()).await;
+    m.set_webhook_url(&receiver.url()).await;
 
     let event = activated_event(&m, "Lovelace").await;
     eventually("the event delivered", secs(20), async || {
@@ -136,7 +126,7 @@ async fn a_receiver_down_across_a_restart_gets_every_event_exactly_once() {
     let m = svc.merchant("Restart Shop").await;
     let (merchant, key, secret) = (m.id.clone(), m.key.clone(), m.webhook_secret.clone());
     let port = free_port(); // nobody listens there yet
-    set_webhook_url(&svc, &merchant, &format!("http://127.0.0.1:{port}/hook")).await;
+    m.set_webhook_url(&format!("http://127.0.0.1:{port}/hook")).await;
     let mut events = Vec::new();
     for name in ["Down", "Lower", "Lowest"] {
         events.push(activated_event(&m, name).await);
@@ -197,8 +187,8 @@ async fn a_hanging_endpoint_does_not_delay_another_merchant() {
     let fast_shop = svc.merchant("Fast Shop").await;
     let slow = Receiver::start(dir.path(), "slow", 0, 0, 30, &[&slow_shop.webhook_secret]);
     let fast = Receiver::start(dir.path(), "fast", 0, 0, 0, &[&fast_shop.webhook_secret]);
-    set_webhook_url(&svc, &slow_shop.id, &slow.url()).await;
-    set_webhook_url(&svc, &fast_shop.id, &fast.url()).await;
+    slow_shop.set_webhook_url(&slow.url()).await;
+    fast_shop.set_webhook_url(&fast.url()).await;
 
     // More events than the slow merchant has delivery slots.
     let mut slow_events = Vec::new();
@@ -222,19 +212,15 @@ async fn after_a_secret_rotation_deliveries_verify_with_either_secret() {
     let data = dir.path().join("svc");
     let svc = Service::start(&data, &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
     let m = svc.merchant("Rotating Shop").await;
-    let (merchant, old_secret) = (&m.id, &m.webhook_secret);
-    let r = svc
-        .admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/webhook-secret"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let rotated: Value = r.json().await.unwrap();
+    let old_secret = &m.webhook_secret;
+    let (status, rotated) =
+        svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{}/webhook-secret", m.id), None).await;
+    assert_eq!(status, StatusCode::CREATED);
     let new_secret = rotated.str("webhook_secret").to_owned();
     assert_ne!(&new_secret, old_secret);
 
     let receiver = Receiver::start(dir.path(), "rotation", 0, 0, 0, &[old_secret, &new_secret]);
-    set_webhook_url(&svc, merchant, &receiver.url()).await;
+    m.set_webhook_url(&receiver.url()).await;
     let event = activated_event(&m, "Rotated").await;
     eventually("the event delivered", secs(10), async || {
         receiver.delivered().contains_key(&event).then_some(())

@@ -148,6 +148,16 @@ impl Service {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A Polyflow request (`/polyflow/v1/...`, bearer token): its status and body (`Null` if not JSON).
+    pub async fn polyflow(&self, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.post(self.url(path)).bearer_auth(super::POLYFLOW_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// An admin GET that must answer 200: its body.
     pub async fn admin_get(&self, path: &str) -> Value {
         let (status, v) = self.admin_json(Method::GET, path, None).await;
@@ -231,6 +241,19 @@ impl<'a> Merchant<'a> {
         self.call(Method::POST, path, Some(&body)).await
     }
 
+    /// A signed JSON POST carrying `idempotency_key`: its status and body.
+    pub async fn post_once(&self, path: &str, body: &Value, idempotency_key: &str) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let r = self
+            .svc
+            .signed_with_key(&self.key, Method::POST, path, &bytes, idempotency_key)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// A signed POST without a body.
     pub async fn act(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::POST, path, None).await
@@ -250,6 +273,13 @@ impl<'a> Merchant<'a> {
         let path = format!("/admin/v1/merchants/{}/fees", self.id);
         let (status, v) = self.svc.admin_json(Method::PUT, &path, Some(schedule)).await;
         assert!(status.is_success(), "{v}");
+    }
+
+    /// Sets the webhook URL by the operator route (asserts 200).
+    pub async fn set_webhook_url(&self, url: &str) {
+        let path = format!("/admin/v1/merchants/{}", self.id);
+        let (status, v) = self.svc.admin_json(Method::PATCH, &path, Some(json!({"webhook_url": url}))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
     }
 
     /// Credits `value` USD by the sandbox deposit helper (asserts 200).

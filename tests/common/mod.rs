@@ -26,6 +26,8 @@ pub struct Service {
     pub sandbox: Option<String>,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
+    /// The temporary directory holding `data_dir`, removed after the process ([`Service::temp`]).
+    temp: Option<tempfile::TempDir>,
 }
 
 impl Service {
@@ -63,7 +65,22 @@ impl Service {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Service { child, base, sandbox, data_dir: data_dir.to_owned(), http: reqwest::Client::new() }
+        Service {
+            child,
+            base,
+            sandbox,
+            data_dir: data_dir.to_owned(),
+            http: reqwest::Client::new(),
+            temp: None,
+        }
+    }
+
+    /// Starts `serve --sandbox` over a fresh temporary data dir that lives as long as the service.
+    pub fn temp(env: &[(&str, &str)]) -> Service {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let mut svc = Self::start(&temp.path().join("data"), env);
+        svc.temp = Some(temp);
+        svc
     }
 
     /// Runs a start that must be refused: its exit code and stderr, within 60 s.
@@ -188,6 +205,7 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.temp.take());
     }
 }
 
