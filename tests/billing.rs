@@ -13,7 +13,7 @@ use pelago_actors::{
 use pelago_storage::{
     CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> Merchant<'_> {
@@ -70,16 +70,12 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     assert_eq!(gw.events("order.created").await, 2);
 
     // The same period again: the same run, nothing more charged.
-    let (_, again) =
-        svc.admin_json(Method::POST, "/admin/v1/billing/runs", Some(json!({"period": period}))).await;
+    let (_, again) = svc.admin_post("/admin/v1/billing/runs", json!({"period": period})).await;
     assert_eq!(again["id"], run["id"]);
     assert_eq!(rich.available().await, 10_000 - 400);
     // A period that has not begun: 409.
     let later = json!({"period": clock::period(clock::month_start_after(billed_at, 5))});
-    assert_eq!(
-        svc.admin_json(Method::POST, "/admin/v1/billing/runs", Some(later)).await.0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(svc.admin_post("/admin/v1/billing/runs", later).await.0, StatusCode::CONFLICT);
     ledger_balanced(&svc).await;
     // The two charges are the active and the frozen card's.
     let charged = rich.get("/v1/events?type=monthly_fee.charged&limit=100").await;

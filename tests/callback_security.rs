@@ -100,18 +100,11 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     // Payouts: a genuine payout's callback is bound, compared and confirmed (200);
     // a payout the signer never made is refused.
     let addresses = json!({"addresses": [{"address": "TMINTER1", "network": "TRON"}]});
-    svc.admin_json(
-        Method::PUT,
-        &format!("/admin/v1/merchants/{minter_id}/withdrawal-addresses"),
-        Some(addresses),
-    )
-    .await;
+    svc.admin_put(&format!("/admin/v1/merchants/{minter_id}/withdrawal-addresses"), addresses).await;
     let (ok_before, refused_before) =
         (gateway_callbacks_answered(&svc, 200).await, gateway_callbacks_answered(&svc, 400).await);
     let withdrawal = json!({"amount": {"value": 1_000, "currency": "USD"}, "address": "TMINTER1"});
-    let (_, w) = svc
-        .admin_json(Method::POST, &format!("/admin/v1/merchants/{minter_id}/withdrawals"), Some(withdrawal))
-        .await;
+    let (_, w) = svc.admin_post(&format!("/admin/v1/merchants/{minter_id}/withdrawals"), withdrawal).await;
     assert_eq!(w["status"], "succeeded", "{w}");
     eventually("the payout callback accepted", secs(20), async || {
         let ok = gateway_callbacks_answered(&svc, 200).await;
@@ -131,12 +124,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let fee_order_id = fee_order.str("id");
     let (status, _) = g1.act(&format!("/v1/test_helpers/orders/{fee_order_id}/pay")).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, topup) = g1
-        .post(
-            &format!("/v1/cards/{card1}/topups"),
-            json!({"amount": {"value": 1_000_000, "currency": "USD"}}),
-        )
-        .await;
+    let (status, topup) = g1.topup(&card1, 1_000_000).await;
     assert_eq!((status, topup["order"]["total"]["value"].as_i64()), (StatusCode::CREATED, Some(1_000_100)));
     let topup_path = format!("/v1/topups/{}", topup.str("id"));
     let order = &topup["order"];
@@ -222,13 +210,13 @@ async fn channel_setup() -> ChannelSetup {
     for (name, secret) in [("Known", KNOWN_SECRET), ("Intruder", INTRUDER_SECRET)] {
         let channel = json!({"name": name, "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
                              "api_key": format!("{name}-api-key-0001"), "webhook_secret": secret});
-        let (status, c) = svc.admin_json(Method::POST, "/admin/v1/channels", Some(channel)).await;
+        let (status, c) = svc.admin_post("/admin/v1/channels", channel).await;
         assert_eq!(status, StatusCode::CREATED);
         ids.push(c.str("id").to_owned());
     }
     let bin = json!({"bin": "222222", "channel_id": ids[0], "card_name": "PELAGO_VIRTUAL_USD",
                      "currency": "USD", "status": "active", "priority": -5});
-    assert_eq!(svc.admin_json(Method::POST, "/admin/v1/bins", Some(bin)).await.0, StatusCode::CREATED);
+    assert_eq!(svc.admin_post("/admin/v1/bins", bin).await.0, StatusCode::CREATED);
     m.deposit(100_000).await;
     let (_, holder) = m.cardholder("Hopper").await;
     assert_eq!(holder["bin"], "222222", "{holder}");
@@ -440,7 +428,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     let fault = |operation: &str, behavior: &str| json!({"operation": operation, "behavior": behavior, "count": 1000});
     let faults = "/admin/v1/test_helpers/gateway/faults";
     assert_eq!(
-        svc.admin_json(Method::POST, faults, Some(fault("query_order", "duplicate"))).await.0,
+        svc.admin_post(faults, fault("query_order", "duplicate")).await.0,
         StatusCode::BAD_REQUEST,
         "error or timeout only"
     );
@@ -449,10 +437,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     let g = gateway_merchant(&svc, "gw_faulty", "gw-faulty-key-0001").await;
     let (card, order) = unpaid_card(&g).await;
     let order_id = order.str("id");
-    assert_eq!(
-        svc.admin_json(Method::POST, faults, Some(fault("query_order", "error"))).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(svc.admin_post(faults, fault("query_order", "error")).await.0, StatusCode::OK);
     let (status, paid) = g.act(&format!("/v1/test_helpers/orders/{order_id}/pay")).await;
     assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("pending")), "{paid}");
     // A repeat of the callback meets the same fault: still pending.
@@ -466,10 +451,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
         .merchant_with(json!({"name": "Depositor", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
                "gateway": {"merchant_id": "gw_depositor", "api_key": "gw-depositor-key-0001"}}))
         .await;
-    assert_eq!(
-        svc.admin_json(Method::POST, faults, Some(fault("query_deposit", "error"))).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(svc.admin_post(faults, fault("query_deposit", "error")).await.0, StatusCode::OK);
     let (status, answer) = depositor.deposit_of(7_000, "USD").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "not credited while the gateway cannot be asked: {answer}");
     assert_eq!(depositor.available().await, 0);

@@ -107,15 +107,14 @@ async fn the_bank_survives_faults_and_kills() {
     for (path, body) in
         [setup(format!("/admin/v1/merchants/{merchant}"), json!({"webhook_url": receiver.url()}))]
     {
-        svc.admin_json(Method::PATCH, &path, Some(body.clone())).await;
+        svc.admin_patch(&path, body.clone()).await;
     }
-    svc.admin_json(
-        Method::PUT,
+    svc.admin_put(
         &format!("/admin/v1/merchants/{merchant}/fees"),
-        Some(json!({"currency": "USD", "topup_fee": {"fixed": 10, "rate_bps": 100}})),
+        json!({"currency": "USD", "topup_fee": {"fixed": 10, "rate_bps": 100}}),
     )
     .await;
-    svc.admin_json(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"), Some(json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]}))).await;
+    svc.admin_put(&format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"), json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]})).await;
     let channel = svc.first_channel().await;
     let holder: Value = svc.signed(&key, Method::POST, "/v1/cardholders", &serde_json::to_vec(&json!({
         "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",

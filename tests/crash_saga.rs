@@ -167,7 +167,7 @@ async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
     let (merchant, key, _) = funded_card(&svc).await;
     let addresses = json!({"addresses": [{"address": "TXYZ0001", "network": "TRON", "label": "channel A"}]});
     let path = format!("/admin/v1/merchants/{merchant}/withdrawal-addresses");
-    svc.admin_json(Method::PUT, &path, Some(addresses)).await;
+    svc.admin_put(&path, addresses).await;
     let withdraw = |svc: &Service| {
         svc.admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/withdrawals"))
             .header("idempotency-key", "withdraw-after-crash")

@@ -51,9 +51,7 @@ async fn fees_and_topups_are_paid_at_checkout() {
     assert_eq!(m.events("order.paid").await, 1);
 
     // A top-up: the cardholder pays amount + fee; the principal lands in pending.
-    let (status, t) = m
-        .post(&format!("/v1/cards/{card_id}/topups"), json!({"amount": {"value": 10_000, "currency": "USD"}}))
-        .await;
+    let (status, t) = m.topup(&card_id, 10_000).await;
     assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("pending_payment")), "{t}");
     assert_eq!(t["order"]["total"]["value"], 10_250);
     let tup = t.str("id").to_owned();
@@ -75,9 +73,7 @@ async fn fees_and_topups_are_paid_at_checkout() {
     assert_eq!(balance, json!({"balances": [{"currency": "USD", "available": 0, "pending": 10_000}]}));
 
     // An expired top-up order cancels the top-up.
-    let (_, t) = m
-        .post(&format!("/v1/cards/{card_id}/topups"), json!({"amount": {"value": 500, "currency": "USD"}}))
-        .await;
+    let (_, t) = m.topup(&card_id, 500).await;
     m.act(&format!("/v1/test_helpers/orders/{}/expire", t.str("order.id"))).await;
     let t = m.get(&format!("/v1/topups/{}", t.str("id"))).await;
     assert_eq!(t["status"], "canceled");

@@ -64,9 +64,7 @@ async fn the_master_account_journey() {
     let (status, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;
     assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")));
     let card = card.str("id").to_owned();
-    let (_, topup) = m
-        .post(&format!("/v1/cards/{card}/topups"), json!({"amount": {"value": 10_000, "currency": "USD"}}))
-        .await;
+    let (_, topup) = m.topup(&card, 10_000).await;
     assert_eq!(topup["status"], "succeeded");
     spend_and_redeem(&m, &card).await;
 
@@ -104,9 +102,7 @@ async fn the_gateway_journey() {
     let card = card.str("id").to_owned();
     let opened = m.get(&format!("/v1/cards/{card}")).await;
     assert_eq!(opened["status"], "active");
-    let (_, topup) = m
-        .post(&format!("/v1/cards/{card}/topups"), json!({"amount": {"value": 10_000, "currency": "USD"}}))
-        .await;
+    let (_, topup) = m.topup(&card, 10_000).await;
     m.act(&format!("/v1/test_helpers/orders/{}/pay", topup.str("order.id"))).await;
     let topup = m.get(&format!("/v1/topups/{}", topup.str("id"))).await;
     assert_eq!(topup["status"], "succeeded");

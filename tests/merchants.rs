@@ -87,14 +87,13 @@ async fn onboarding_and_administration() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let (status, created) = svc
-        .admin_json(Method::POST, "/admin/v1/merchants", Some(json!({
+    let (status, created) = svc.admin_post("/admin/v1/merchants", json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
             "webhook_url": "https://hooks.example.com/pelago",
             "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
             "gateway": {"merchant_id": "gw_mch_1", "api_key": "gwkey-secret-value-123"},
             "fees": [{"currency": "USD", "application_fee": {"fixed": 500}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
-        })))
+        }))
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created.str("merchant.id").to_owned();
@@ -112,58 +111,47 @@ async fn onboarding_and_administration() {
 
     // gateway.merchant_id is unique; gateway mode needs a gateway.
     let (dup_status, _) = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/merchants",
-            Some(json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
-                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}})),
+            json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
+                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}),
         )
         .await;
     assert_eq!(dup_status, StatusCode::CONFLICT);
     let (status, _) = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/merchants",
-            Some(json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []})),
+            json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Validation names the field.
     let bad: Value = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/merchants",
-            Some(json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]})),
+            json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]}),
         )
         .await
         .1;
     assert_eq!(bad["error"]["param"], "allowed_card_names.0");
-    let bad: Value = svc
-        .admin_json(
-            Method::POST,
-            "/admin/v1/merchants",
-            Some(json!({"name": "X", "funding_mode": "master_account"})),
-        )
-        .await
-        .1;
+    let bad: Value =
+        svc.admin_post("/admin/v1/merchants", json!({"name": "X", "funding_mode": "master_account"})).await.1;
     assert_eq!(bad["error"]["param"], "allowed_card_names");
 
     // Patch, fees, whitelist (a 4th address is 400 with param).
     let patched: Value = svc
-        .admin_json(
-            Method::PATCH,
+        .admin_patch(
             &format!("/admin/v1/merchants/{id}"),
-            Some(json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]})),
+            json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]}),
         )
         .await
         .1;
     assert_eq!(patched["allowed_card_names"], json!(["PELAGO_VIRTUAL_EUR", "PELAGO_VIRTUAL_USD"]));
     let fees: Value = svc
-        .admin_json(
-            Method::PUT,
+        .admin_put(
             &format!("/admin/v1/merchants/{id}/fees"),
-            Some(json!({"currency": "USD", "monthly_fee": {"fixed": 200}})),
+            json!({"currency": "USD", "monthly_fee": {"fixed": 200}}),
         )
         .await
         .1;
@@ -178,10 +166,9 @@ async fn onboarding_and_administration() {
         .unwrap();
     assert_eq!(three.status(), StatusCode::OK);
     let four: Value = svc
-        .admin_json(
-            Method::PUT,
+        .admin_put(
             &format!("/admin/v1/merchants/{id}/withdrawal-addresses"),
-            Some(json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]})),
+            json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]}),
         )
         .await
         .1;
@@ -315,22 +302,12 @@ async fn request_signing_per_security_md() {
     );
 
     // Suspended merchant: 403.
-    svc.admin_json(
-        Method::PATCH,
-        &format!("/admin/v1/merchants/{merchant_id}"),
-        Some(json!({"status": "suspended"})),
-    )
-    .await;
+    svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "suspended"})).await;
     assert_eq!(
         code(svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap()).await,
         (StatusCode::FORBIDDEN, "forbidden".into())
     );
-    svc.admin_json(
-        Method::PATCH,
-        &format!("/admin/v1/merchants/{merchant_id}"),
-        Some(json!({"status": "active"})),
-    )
-    .await;
+    svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "active"})).await;
 
     // A nonce is remembered across a restart.
     let remembered = Parts::new(&second);

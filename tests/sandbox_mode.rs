@@ -67,11 +67,10 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
     let dir = root.path().join("data");
     let svc = Service::start(&dir, &[]);
     let (status, r_body) = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/channels",
-            Some(json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
-                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"})),
+            json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
+                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -121,11 +120,10 @@ async fn a_live_start_never_loads_a_clock_offset() {
 
     let svc = Service::start_in(Mode::Live, &dir, &[]);
     let (status, r_body) = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/merchants",
-            Some(json!({"name": "Clock", "funding_mode": "master_account",
-                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]})),
+            json!({"name": "Clock", "funding_mode": "master_account",
+                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -136,12 +134,9 @@ async fn a_live_start_never_loads_a_clock_offset() {
     assert!((now - created).abs() < 120, "created_at follows real time, not the offset: {merchant}");
     // The clock helper is sandbox-only.
     let (status, _) = svc
-        .admin_json(
-            Method::POST,
+        .admin_post(
             "/admin/v1/test_helpers/clock",
-            Some(
-                json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}),
-            ),
+            json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);

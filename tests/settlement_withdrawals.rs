@@ -45,8 +45,7 @@ async fn withdrawals_hold_pay_out_and_release() {
 }
 
 async fn settle(svc: &Service, date: &str) -> Value {
-    let (status, _) =
-        svc.admin_json(Method::POST, "/admin/v1/settlement/runs", Some(json!({"date": date}))).await;
+    let (status, _) = svc.admin_post("/admin/v1/settlement/runs", json!({"date": date})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     run_completed(svc, date).await
 }

@@ -57,7 +57,7 @@ async fn the_sandbox_issuer_is_registered_at_first_start() {
     let (status, c) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("active")), "{c}");
     // Duplicate BIN: 409.
-    let (dup_status, _) = svc.admin_json(Method::POST, "/admin/v1/bins", Some(json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"}))).await;
+    let (dup_status, _) = svc.admin_post("/admin/v1/bins", json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"})).await;
     assert_eq!(dup_status, StatusCode::CONFLICT);
 }
 
@@ -133,15 +133,10 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
     let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(c["bin"], "222222", "the active BIN with the lowest priority");
     assert_eq!(c["status"], "active");
-    svc.admin_json(
-        Method::PATCH,
-        &format!("/admin/v1/channels/{second}"),
-        Some(json!({"status": "disabled"})),
-    )
-    .await;
+    svc.admin_patch(&format!("/admin/v1/channels/{second}"), json!({"status": "disabled"})).await;
     let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(c["bin"], "424242", "a disabled channel is skipped");
-    svc.admin_json(Method::PATCH, "/admin/v1/bins/424242", Some(json!({"status": "inactive"}))).await;
+    svc.admin_patch("/admin/v1/bins/424242", json!({"status": "inactive"})).await;
     let (status, err) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"));
 }
@@ -265,10 +260,9 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let merchants: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
     let mid = merchants.str("data.0.id").to_owned();
-    svc.admin_json(
-        Method::PATCH,
+    svc.admin_patch(
         &format!("/admin/v1/merchants/{mid}"),
-        Some(json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "OWN_CARD"]})),
+        json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "OWN_CARD"]}),
     )
     .await;
     svc.channel_fault(&own, "create_cardholder", "error").await;

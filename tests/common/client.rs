@@ -158,6 +158,18 @@ impl Service {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn admin_put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::PATCH, path, Some(body)).await
+    }
+
     /// An admin GET that must answer 200: its body.
     pub async fn admin_get(&self, path: &str) -> Value {
         let (status, v) = self.admin_json(Method::GET, path, None).await;
