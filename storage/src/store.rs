@@ -57,6 +57,7 @@ trees! {
     Onboardings => "onboardings",
     Agreements => "agreements",
     RecipientBalances => "recipient_balances",
+    Payments => "payments",
     Index => "index",
 }
 
