@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, cardholder_body, clock, ledger_balanced, send};
+use common::{Key, Service, cardholder_body, clock, ledger_balanced, send, settle, settlement_completed};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -83,17 +83,6 @@ async fn withdrawals_hold_pay_out_and_release() {
         events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"withdrawal.succeeded") && types.contains(&"withdrawal.failed"), "{types:?}");
     ledger_balanced(&svc).await;
-}
-
-async fn settle(svc: &Service, date: &str) -> Value {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/settlement/runs")
-        .json(&json!({"date": date}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    run_completed(svc, date).await
 }
 
 /// A gateway merchant (no fees) whose cardholder pays a 10,000 top-up now,
@@ -183,7 +172,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
     // Forward over 01:00 of the next day: that date's run never existed, so it fires.
     let crossed = clock::day_after(back, 1, 1, 0, 5);
     clock::set(&svc, crossed).await;
-    let first = run_completed(&svc, &clock::date(crossed)).await;
+    let first = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(first["collections"], 1, "{first}");
     assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled by the crossed instant");
 
@@ -191,10 +180,10 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
     clock::set(&svc, back).await;
     let later = clock::day_after(back, 2, 1, 0, 5);
     clock::set(&svc, later).await;
-    let next = run_completed(&svc, &clock::date(later)).await;
+    let next = settlement_completed(&svc, &clock::date(later)).await;
     assert_eq!(next["collections"], 0, "{next}");
     // The scheduler reached the later date, passing the earlier one: that run is the same one.
-    let again = run_completed(&svc, &clock::date(crossed)).await;
+    let again = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(
         (again["id"].clone(), again["started_at"].clone()),
         (first["id"].clone(), first["started_at"].clone())
@@ -233,7 +222,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     );
 
     let svc = Service::start(&data, &[]);
-    let run = run_completed(&svc, &clock::date(next_day)).await;
+    let run = settlement_completed(&svc, &clock::date(next_day)).await;
     assert_eq!(run["collections"], 2, "{run}");
     assert_eq!(run["amounts"], json!([{"value": 20_000, "currency": "USD"}]), "{run}");
     for key in [&first, &second] {
@@ -255,22 +244,6 @@ fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
         .collect();
     balances.sort();
     balances
-}
-
-/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
-async fn run_completed(svc: &Service, date: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = svc.admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            let run: Value = r.json().await.unwrap();
-            if run["status"] == "completed" {
-                return run;
-            }
-        }
-        assert!(Instant::now() < deadline, "the run of {date} never completed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// These tests again, with the real time far from today (`common::far_dates`).

@@ -28,6 +28,9 @@ pub enum Error {
     /// Another request with the same Idempotency-Key is still running.
     #[error("this Idempotency-Key is in use")]
     KeyInUse,
+    /// Commission lines above the signed commission agreement's cap (MARKETPLACE.md §1).
+    #[error("{message}")]
+    CommissionLimit { param: String, message: String },
     /// The merchant's available balance cannot cover the debit.
     #[error("{0}")]
     InsufficientFunds(String),

@@ -187,6 +187,9 @@ impl From<crate::flows::Error> for ApiError {
             E::InvalidStateOn { param, .. } => {
                 ApiError { param: Some(param), ..ApiError::invalid_state(message) }
             }
+            E::CommissionLimit { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(400, "commission_limit_exceeded", message) }
+            }
             E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
             E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),
             E::Upstream(_) => ApiError::upstream(message),

@@ -27,6 +27,7 @@ pub mod onboardings;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
+pub mod payments;
 pub mod ratelimit;
 pub mod receipts;
 pub mod recipients;
@@ -72,6 +73,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(recipients::routes());
     all.extend(onboardings::routes());
     all.extend(agreements::routes());
+    all.extend(payments::routes());
     all
 }
 

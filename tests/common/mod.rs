@@ -313,3 +313,36 @@ pub async fn ledger_balanced(svc: &Service) -> serde_json::Value {
     assert_eq!(check["negative_available"], serde_json::json!([]), "{check}");
     check
 }
+
+/// Triggers the settlement run of `date` (`POST /admin/v1/settlement/runs`,
+/// 202) and waits (bounded) until it completed.
+pub async fn settle(svc: &Service, date: &str) -> serde_json::Value {
+    let r = svc
+        .admin(reqwest::Method::POST, "/admin/v1/settlement/runs")
+        .json(&serde_json::json!({"date": date}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    settlement_completed(svc, date).await
+}
+
+/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
+pub async fn settlement_completed(svc: &Service, date: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = svc
+            .admin(reqwest::Method::GET, &format!("/admin/v1/settlement/runs/{date}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == reqwest::StatusCode::OK {
+            let run: serde_json::Value = r.json().await.unwrap();
+            if run["status"] == "completed" {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run of {date} never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,6 +4,7 @@
 pub mod agreements;
 pub mod files;
 pub mod onboardings;
+pub mod payments;
 pub mod recipients;
 
 /// The id an Idempotency-Key binding names, or `fresh`, bound to the key now

@@ -1,0 +1,535 @@
+//! Marketplace payments over real HTTP (MARKETPLACE.md §6, §9, §11): every
+//! row of the validation table with its status, code and `param`, nothing
+//! created by a refusal; the state table through the sandbox checkout (pay,
+//! fail, expire, capture, cancel, duplicate callbacks), the collection booked
+//! once and the ledger balanced; gateway faults (refused → 502 unchanged or
+//! DECLINED, unknown → 202 resolved by the resolver); T+1 marks captured
+//! payments `settled` once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Key, Service, clock, ledger_balanced, send, settle};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
+/// approved) with the agreements asked for: its id and `provider_recipient_id`.
+async fn seller(
+    svc: &Service,
+    key: &Key,
+    name: &str,
+    split: bool,
+    commission_bps: Option<u32>,
+) -> (String, String) {
+    let body = json!({
+        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
+        "country": "SG",
+        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
+                       "id_document": {"type": "passport", "number": "P1234567"}},
+        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
+    });
+    let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{rec}");
+    let rec = rec["id"].as_str().unwrap().to_owned();
+    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
+    let (status, onb) =
+        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
+    assert_eq!((status, onb["status"].as_str()), (StatusCode::CREATED, Some("SUCCEEDED")), "{onb}");
+    let agreements = format!("/v1/recipients/{rec}/agreements");
+    if split {
+        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&json!({"type": "split"}))).await;
+        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+    }
+    if let Some(bps) = commission_bps {
+        let body = json!({"type": "commission", "max_commission_bps": bps});
+        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&body)).await;
+        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+    }
+    (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
+}
+
+fn usd(value: i64) -> Value {
+    json!({"value": value, "currency": "USD"})
+}
+
+/// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
+fn payment_body(seller: &str, capture: bool) -> Value {
+    json!({
+        "amount": usd(780), "merchant_reference": "order-780", "capture": capture,
+        "split_marketplace": [
+            {"recipient_id": seller, "type": "PURCHASE", "amount": usd(741)},
+            {"type": "COMMISSION", "amount": usd(39)},
+        ],
+    })
+}
+
+async fn fault(svc: &Service, operation: &str, behavior: &str) {
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
+        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
+}
+
+/// Polls the payment until `done` holds (bounded).
+async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, p) = send(svc, key, Method::GET, &format!("/v1/payments/{id}"), None).await;
+        if done(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "the payment never got there: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
+    send(svc, key, Method::POST, "/v1/payments", Some(body)).await
+}
+
+async fn helper(svc: &Service, key: &Key, id: &str, action: &str) -> Value {
+    let (status, p) =
+        send(svc, key, Method::POST, &format!("/v1/test_helpers/payments/{id}/{action}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{action}: {p}");
+    p
+}
+
+async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
+    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
+    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
+}
+
+async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
+    let (_, events) = send(svc, key, Method::GET, &format!("/v1/events?type={kind}&limit=100"), None).await;
+    events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == payment).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_validation_row_answers_its_param_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let (_, key, _) = svc.merchant("Market").await;
+    let (_, other_key, _) = svc.merchant("Other market").await;
+    let (s1, s1_provider) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let (no_split, _) = seller(&svc, &key, "Seller Unsigned", false, None).await;
+    let (foreign, _) = seller(&svc, &other_key, "Seller Elsewhere", true, None).await;
+    let base = payment_body(&s1, true);
+    let with = |path: &[&str], value: Value| {
+        let mut b = base.clone();
+        let mut at = &mut b;
+        for step in &path[..path.len() - 1] {
+            at = match step.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*step],
+            };
+        }
+        at[path[path.len() - 1]] = value;
+        b
+    };
+    let lines = |l: Value| with(&["split_marketplace"], l);
+    let line = |i: usize, field: &str, v: Value| with(&["split_marketplace", &i.to_string(), field], v);
+    let many: Vec<Value> =
+        (0..21).map(|_| json!({"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)})).collect();
+    let bad = StatusCode::BAD_REQUEST;
+    let rows: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
+        // 1: body shape, amount, merchant_reference.
+        ("1 shape", with(&["amount", "value"], json!("780")), bad, "invalid_request", "amount.value"),
+        ("1 amount", with(&["amount", "value"], json!(0)), bad, "invalid_request", "amount.value"),
+        (
+            "1 amount cap",
+            with(&["amount", "value"], json!(10_000_000_000_001i64)),
+            bad,
+            "invalid_request",
+            "amount.value",
+        ),
+        (
+            "1 currency",
+            with(&["amount", "currency"], json!("usd")),
+            bad,
+            "invalid_request",
+            "amount.currency",
+        ),
+        (
+            "1 reference",
+            with(&["merchant_reference"], json!("ab")),
+            bad,
+            "invalid_request",
+            "merchant_reference",
+        ),
+        (
+            "1 reference bar",
+            with(&["merchant_reference"], json!("a|bc")),
+            bad,
+            "invalid_request",
+            "merchant_reference",
+        ),
+        ("1 line type", line(1, "type", json!("TIP")), bad, "invalid_request", "split_marketplace[1].type"),
+        // 2: 1..20 lines with a sale.
+        ("2 none", lines(json!([])), bad, "invalid_request", "split_marketplace"),
+        ("2 too many", lines(json!(many)), bad, "invalid_request", "split_marketplace"),
+        (
+            "2 no sale",
+            lines(json!([{"type": "COMMISSION", "amount": usd(780)}])),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+        // 3: both ids, or a sale with neither.
+        (
+            "3 both",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(741)},
+                {"recipient_id": s1, "provider_recipient_id": s1_provider, "type": "COMMISSION", "amount": usd(39)},
+            ])),
+            bad,
+            "invalid_request",
+            "split_marketplace[1].recipient_id",
+        ),
+        (
+            "3 both ids",
+            line(0, "provider_recipient_id", json!(s1_provider)),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        (
+            "3 neither",
+            line(0, "recipient_id", Value::Null),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 4: line amounts and currency.
+        ("4 amount", line(1, "amount", usd(0)), bad, "invalid_request", "split_marketplace[1].amount.value"),
+        (
+            "4 currency",
+            line(1, "amount", json!({"value": 39, "currency": "EUR"})),
+            bad,
+            "invalid_request",
+            "split_marketplace[1].amount.currency",
+        ),
+        // 5: line merchant_reference.
+        (
+            "5 line reference",
+            line(0, "merchant_reference", json!("x")),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].merchant_reference",
+        ),
+        // 6: the merchant's recipients only.
+        (
+            "6 foreign",
+            line(0, "recipient_id", json!(foreign)),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        (
+            "6 unknown",
+            line(0, "recipient_id", json!("rec_nope")),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 7: a sale's provider_recipient_id on a SUCCEEDED onboarding of the merchant.
+        (
+            "7 provider",
+            lines(
+                json!([{"provider_recipient_id": "gwr_unknown", "type": "MARKETPLACE", "amount": usd(780)}]),
+            ),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].provider_recipient_id",
+        ),
+        // 8: receive_splits.
+        (
+            "8 receive_splits",
+            line(0, "recipient_id", json!(no_split)),
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 9: Σ lines = amount.
+        ("9 sum", line(0, "amount", usd(740)), bad, "invalid_request", "split_marketplace"),
+        // 10: commission within half_up(780, 500) = 39.
+        (
+            "10 commission",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(740)},
+                {"type": "COMMISSION", "amount": usd(40)},
+            ])),
+            bad,
+            "commission_limit_exceeded",
+            "split_marketplace",
+        ),
+        // The first failure answers: rule 2 before rule 3, rule 9 before rule 10.
+        (
+            "2 before 3",
+            lines(
+                json!([{"type": "COMMISSION", "amount": usd(780), "recipient_id": s1, "provider_recipient_id": "x"}]),
+            ),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+        (
+            "9 before 10",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)},
+                {"type": "COMMISSION", "amount": usd(700)},
+            ])),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+    ];
+    for (row, body, status, code, param) in rows {
+        let (got, e) = create(&svc, &key, &body).await;
+        assert_eq!(
+            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+            (status, Some(code), Some(param)),
+            "row {row}: {e}"
+        );
+    }
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments", None).await;
+    assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
+
+    // Valid: a PURCHASE line named by provider_recipient_id resolves to its holder.
+    let body = json!({
+        "amount": usd(780), "merchant_reference": "order-ok", "description": "two lines",
+        "split_marketplace": [
+            {"provider_recipient_id": s1_provider, "type": "PURCHASE", "amount": usd(741),
+             "liability": {"processing_fee": "MERCHANT", "chargebacks": true}},
+            {"type": "COMMISSION", "amount": usd(39), "provider_recipient_id": "gwr_information_only"},
+        ],
+    });
+    let (status, p) = create(&svc, &key, &body).await;
+    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("PENDING")), "{p}");
+    assert!(p["id"].as_str().unwrap().starts_with("pay_") && p["checkout_url"].is_string(), "{p}");
+    assert_eq!(p["split_marketplace"][0]["recipient_id"], json!(s1));
+    assert_eq!(p["split_marketplace"][0]["merchant_reference"], "order-ok", "defaults to the payment's");
+    assert_eq!(p["split_marketplace"][0]["liability"]["processing_fee"], "MERCHANT");
+    assert_eq!(p["split_marketplace"][1]["recipient_id"], Value::Null, "the merchant's own line");
+    assert_eq!(p["split"]["status"], "not_split");
+    let (status, _) =
+        send(&svc, &other_key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None)
+            .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's payment");
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?merchant_reference=order-ok", None).await;
+    assert_eq!(listed["data"][0]["id"], p["id"]);
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?status=SUCCEEDED", None).await;
+    assert_eq!(listed["data"], json!([]));
+    let (status, e) = send(&svc, &key, Method::GET, "/v1/payments?status=paid", None).await;
+    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("status")));
+
+    let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for (path, method) in [
+        ("/v1/payments", "post"),
+        ("/v1/payments", "get"),
+        ("/v1/payments/{id}", "get"),
+        ("/v1/payments/{id}/capture", "post"),
+        ("/v1/payments/{id}/cancel", "post"),
+        ("/v1/payments/{id}/cancel-or-refund", "post"),
+        ("/v1/test_helpers/payments/{id}/pay", "post"),
+    ] {
+        assert!(openapi["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+    }
+    assert!(openapi["paths"]["/v1/payments"]["post"]["requestBody"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_follow_the_state_table_and_collect_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let (_, key, _) = svc.merchant("Market").await;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+
+    // capture true: Pay → SUCCEEDED, the collection booked once.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let paid = helper(&svc, &key, &id, "pay").await;
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+    assert!(paid["captured_at"].is_string());
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741);
+    let resent = helper(&svc, &key, &id, "resend-callback").await;
+    assert_eq!(resent["payment"]["version"], paid["version"], "a duplicate callback changes nothing");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741, "collected once");
+    assert_eq!(events_of(&svc, &key, "payment.succeeded", &id).await, 1);
+    for action in ["capture", "cancel"] {
+        let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/{action}"), None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("invalid_state")),
+            "{action}"
+        );
+    }
+    let (status, e) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "refunds are not built yet: {e}");
+    let check = ledger_balanced(&svc).await;
+    assert_eq!(check["negative_available"], json!([]));
+
+    // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let auth = p["id"].as_str().unwrap().to_owned();
+    let authorized = helper(&svc, &key, &auth, "pay").await;
+    assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741, "an authorization books nothing");
+    assert_eq!(events_of(&svc, &key, "payment.authorized", &auth).await, 1);
+    let (status, captured) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{auth}/capture"), None).await;
+    assert_eq!((status, captured["status"].as_str()), (StatusCode::OK, Some("SUCCEEDED")), "{captured}");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741);
+    helper(&svc, &key, &auth, "resend-callback").await;
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the capture's callback books nothing more");
+
+    // PENDING → CANCELED (cancel-or-refund); again → 409.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let pending = p["id"].as_str().unwrap().to_owned();
+    let (status, out) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel-or-refund"), None).await;
+    assert_eq!(
+        (status, out["action"].as_str(), out["payment"]["status"].as_str(), out["refund"].clone()),
+        (StatusCode::OK, Some("canceled"), Some("CANCELED"), Value::Null),
+        "{out}"
+    );
+    let (status, _) = send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) =
+        send(&svc, &key, Method::POST, &format!("/v1/test_helpers/payments/{pending}/pay"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a canceled checkout cannot be paid");
+
+    // AUTHORIZED → CANCELED.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let voided = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &voided, "pay").await;
+    let (status, c) = send(&svc, &key, Method::POST, &format!("/v1/payments/{voided}/cancel"), None).await;
+    assert_eq!((status, c["status"].as_str()), (StatusCode::OK, Some("CANCELED")), "{c}");
+    assert_eq!(events_of(&svc, &key, "payment.canceled", &voided).await, 1);
+
+    // PENDING → DECLINED / EXPIRED.
+    for (action, status) in [("fail", "DECLINED"), ("expire", "EXPIRED")] {
+        let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+        let ended = helper(&svc, &key, p["id"].as_str().unwrap(), action).await;
+        assert_eq!(ended["status"], status, "{ended}");
+        assert!(ended["failure_reason"].is_string());
+    }
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "only captured payments are collected");
+
+    // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let later = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &later, "pay").await;
+    fault(&svc, "capture", "decline").await;
+    let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("upstream_error")),
+        "{e}"
+    );
+    let (_, still) = send(&svc, &key, Method::GET, &format!("/v1/payments/{later}"), None).await;
+    assert_eq!(
+        (still["status"].as_str(), still["pending_action"].clone()),
+        (Some("AUTHORIZED"), Value::Null)
+    );
+    fault(&svc, "capture", "timeout").await;
+    let (status, p) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
+    assert_eq!(
+        (status, p["pending_action"]["type"].as_str()),
+        (StatusCode::ACCEPTED, Some("capture")),
+        "{p}"
+    );
+    let done =
+        payment_until(&svc, &key, &later, |p| p["status"] == "SUCCEEDED" && p["pending_action"].is_null())
+            .await;
+    assert!(done["captured_at"].is_string());
+    assert_eq!(in_transit(&svc, &key, &s1).await, 3 * 741);
+
+    // Checkout creation: unknown → 202 without checkout_url, then created by the resolver; refused → DECLINED.
+    fault(&svc, "create_payment", "error").await;
+    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    assert_eq!((status, p["checkout_url"].clone()), (StatusCode::ACCEPTED, Value::Null), "{p}");
+    assert_eq!(p["pending_action"]["type"], "create_payment");
+    let recovered =
+        payment_until(&svc, &key, p["id"].as_str().unwrap(), |p| p["checkout_url"].is_string()).await;
+    assert_eq!(
+        (recovered["status"].as_str(), recovered["pending_action"].clone()),
+        (Some("PENDING"), Value::Null)
+    );
+    fault(&svc, "create_payment", "decline").await;
+    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
+
+    // The same Idempotency-Key: the same payment.
+    let body = serde_json::to_vec(&payment_body(&s1, true)).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = svc
+            .signed_with_key(&key, Method::POST, "/v1/payments", &body, "pay-once-1")
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+
+    let check = ledger_balanced(&svc).await;
+    assert_eq!(check["negative_available"], json!([]), "{check}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_plus_one_settles_captured_payments_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let (_, key, _) = svc.merchant("Market").await;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let captured = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &captured, "pay").await;
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let authorized = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &authorized, "pay").await;
+
+    let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    let run = settle(&svc, &run_date).await;
+    assert_eq!(run["payments"], 1, "{run}");
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{captured}"), None).await;
+    assert_eq!((p["settled"].as_bool(), p["status"].as_str()), (Some(true), Some("SUCCEEDED")), "{p}");
+    assert!(p["settled_at"].is_string());
+    let (_, a) = send(&svc, &key, Method::GET, &format!("/v1/payments/{authorized}"), None).await;
+    assert_eq!(a["settled"], false, "an authorization is not settled");
+
+    // The same date again, and the next date: settled once.
+    let again = settle(&svc, &run_date).await;
+    assert_eq!(again["id"], run["id"]);
+    let next_date = clock::date(clock::day_after(today, 2, 0, 0, 0));
+    clock::set(&svc, clock::day_after(today, 2, 2, 0, 0)).await;
+    let next = settle(&svc, &next_date).await;
+    assert_eq!(next["payments"], 0, "{next}");
+    let (_, after) = send(&svc, &key, Method::GET, &format!("/v1/payments/{captured}"), None).await;
+    assert_eq!(
+        (after["version"].clone(), after["settled_at"].clone()),
+        (p["version"].clone(), p["settled_at"].clone())
+    );
+    assert_eq!(events_of(&svc, &key, "payment.settled", &captured).await, 1);
+    let (_, events) =
+        send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed&limit=100", None).await;
+    let with_payment: Vec<&Value> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["object"]["date"] == run_date.as_str())
+        .collect();
+    assert_eq!(with_payment.len(), 1, "{events}");
+    assert_eq!(with_payment[0]["data"]["object"]["payments"], 1);
+    ledger_balanced(&svc).await;
+}
