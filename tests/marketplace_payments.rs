@@ -88,6 +88,18 @@ async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value)
     }
 }
 
+/// A signed POST with an Idempotency-Key; its body.
+async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_key: &str) -> Value {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let r = svc
+        .signed_with_key(key, Method::POST, path, &bytes, idempotency_key)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
 async fn create(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
     send(svc, key, Method::POST, "/v1/payments", Some(body)).await
 }
@@ -466,19 +478,9 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
 
     // The same Idempotency-Key: the same payment.
-    let body = serde_json::to_vec(&payment_body(&s1, true)).unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let r = svc
-            .signed_with_key(&key, Method::POST, "/v1/payments", &body, "pay-once-1")
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        ids.push(v["id"].clone());
-    }
-    assert_eq!(ids[0], ids[1]);
+    let first = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
+    let again = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
+    assert_eq!(first["id"], again["id"]);
 
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]), "{check}");
@@ -531,5 +533,198 @@ async fn t_plus_one_settles_captured_payments_once() {
         .collect();
     assert_eq!(with_payment.len(), 1, "{events}");
     assert_eq!(with_payment[0]["data"]["object"]["payments"], 1);
+    ledger_balanced(&svc).await;
+}
+
+async fn recipient_balance(svc: &Service, key: &Key, recipient: &str) -> Value {
+    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
+    b["balances"][0].clone()
+}
+
+async fn split(svc: &Service, key: &Key, ids: &[&str]) -> (StatusCode, Value) {
+    let items: Vec<Value> = ids.iter().map(|id| json!({"payment_id": id})).collect();
+    send(svc, key, Method::POST, "/v1/split-batches", Some(&json!({"items": items, "reference": "batch"})))
+        .await
+}
+
+/// A paid (capture) payment of 780 to `seller`.
+async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
+    let (_, p) = create(svc, key, &payment_body(seller, true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_splits_each_payment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let (_, key, _) = svc.merchant("Market").await;
+    let (_, other_key, _) = svc.merchant("Other").await;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let p1 = paid(&svc, &key, &s1).await;
+    let p2 = paid(&svc, &key, &s1).await;
+    let p3 = paid(&svc, &key, &s1).await;
+    let (_, a) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let authorized = a["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &authorized, "pay").await;
+    let (status, e) = split(&svc, &key, &[&p1]).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_state"), Some("items[0].payment_id")),
+        "not settled yet: {e}"
+    );
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    let unsettled = paid(&svc, &key, &s1).await; // captured after the run's date
+
+    // §7's checks in order, items by index; nothing created.
+    let many: Vec<&str> = (0..101).map(|_| p1.as_str()).collect();
+    for (ids, status, code, param) in [
+        (vec![], StatusCode::BAD_REQUEST, "invalid_request", "items"),
+        (many, StatusCode::BAD_REQUEST, "invalid_request", "items"),
+        (vec![p1.as_str(), "pay_unknown"], StatusCode::BAD_REQUEST, "invalid_request", "items[1].payment_id"),
+        (vec![p1.as_str(), p1.as_str()], StatusCode::BAD_REQUEST, "invalid_request", "items[1].payment_id"),
+        (vec![p1.as_str(), unsettled.as_str()], StatusCode::CONFLICT, "invalid_state", "items[1].payment_id"),
+        (vec![authorized.as_str()], StatusCode::CONFLICT, "invalid_state", "items[0].payment_id"),
+    ] {
+        let (got, e) = split(&svc, &key, &ids).await;
+        assert_eq!(
+            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+            (status, Some(code), Some(param)),
+            "{e}"
+        );
+    }
+    let (status, _) = split(&svc, &other_key, &[&p1]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another merchant's payment");
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/split-batches", None).await;
+    assert_eq!(listed["data"], json!([]), "nothing created by a refused batch");
+
+    // Two concurrent batches naming p1: one splits it, the other is already_split.
+    let one = [p1.as_str()];
+    let (a, b) = tokio::join!(split(&svc, &key, &one), split(&svc, &key, &one));
+    let (won, lost) = if a.0 == StatusCode::CREATED { (a, b) } else { (b, a) };
+    assert_eq!(won.0, StatusCode::CREATED, "{}", won.1);
+    assert_eq!(
+        (lost.0, lost.1["error"]["code"].as_str(), lost.1["error"]["param"].as_str()),
+        (StatusCode::CONFLICT, Some("already_split"), Some("items[0].payment_id")),
+        "{}",
+        lost.1
+    );
+    let batch = won.1;
+    assert_eq!(
+        (batch["status"].as_str(), batch["items"][0]["status"].as_str()),
+        (Some("completed"), Some("executed"))
+    );
+    assert!(batch["id"].as_str().unwrap().starts_with("spb_"));
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{p1}"), None).await;
+    assert_eq!(
+        (p["split"]["status"].as_str(), p["split"]["batch_id"].clone()),
+        (Some("executed"), batch["id"].clone())
+    );
+    assert_eq!(p["split_marketplace"][0]["split_amount"]["value"], 741);
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(4 * 741 - 741)), "{b}");
+    let (status, e) = split(&svc, &key, &[&p1]).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_split")));
+
+    // The same Idempotency-Key: the same batch, nothing split again.
+    let body = json!({"items": [{"payment_id": p2}]});
+    let first = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
+    let again = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(recipient_balance(&svc, &key, &s1).await["available"], 2 * 741);
+
+    // Refused by the gateway: the item failed, the payment back to not_split, split later once.
+    fault(&svc, "split", "decline").await;
+    let (status, failed) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, failed["items"][0]["status"].as_str()),
+        (StatusCode::CREATED, Some("failed")),
+        "{failed}"
+    );
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{p3}"), None).await;
+    assert_eq!(
+        (p["split"]["status"].as_str(), p["split"]["batch_id"].clone()),
+        (Some("not_split"), Value::Null)
+    );
+    // Unknown: 202 processing, then executed by the resolver with the same request id.
+    fault(&svc, "split", "timeout").await;
+    let (status, pending) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, pending["items"][0]["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("processing")),
+        "{pending}"
+    );
+    let (status, e) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_split")),
+        "processing"
+    );
+    payment_until(&svc, &key, &p3, |p| p["split"]["status"] == "executed").await;
+    let (_, done) = send(
+        &svc,
+        &key,
+        Method::GET,
+        &format!("/v1/split-batches/{}", pending["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // A duplicate payment callback after the split changes nothing.
+    helper(&svc, &key, &p3, "resend-callback").await;
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(3 * 741), Some(741)), "{b}");
+    for p in [&p1, &p2, &p3] {
+        assert_eq!(events_of(&svc, &key, "split.executed", p).await, 1, "split once: {p}");
+    }
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/split-batches", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 4, "{listed}");
+    ledger_balanced(&svc).await;
+}
+
+/// SIGABRT right after the batch's fence is durable (before the gateway
+/// call), then right after the gateway split it (before the outcome is
+/// recorded): after each restart the resolver sends the batch again with its
+/// request id, and the payment is split once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_batch_splits_the_payment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_fence")]);
+    let (_, key, _) = svc.merchant("Market").await;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let p1 = paid(&svc, &key, &s1).await;
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    let body = serde_json::to_vec(&json!({"items": [{"payment_id": p1}]})).unwrap();
+    let post = |svc: &Service| {
+        svc.signed_with_key(&key, Method::POST, "/v1/split-batches", &body, "split-crash")
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
+    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+
+    // The resolver sends it; the process dies again once the gateway has split it.
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_gateway")]);
+    assert!(!svc.wait_exit(Duration::from_secs(30)).success(), "the resolver reached the gateway");
+
+    let svc = Service::start(&data, &[timeout]);
+    let p = payment_until(&svc, &key, &p1, |p| p["split"]["status"] == "executed").await;
+    let batch_id = p["split"]["batch_id"].as_str().unwrap().to_owned();
+    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    assert_eq!(retried["id"], batch_id.as_str(), "the key names the batch it created");
+    assert_eq!(
+        (retried["status"].as_str(), retried["items"][0]["status"].as_str()),
+        (Some("completed"), Some("executed"))
+    );
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(0)), "split once: {b}");
+    assert_eq!(events_of(&svc, &key, "split.executed", &p1).await, 1);
     ledger_balanced(&svc).await;
 }

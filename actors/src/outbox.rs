@@ -34,6 +34,7 @@ pub enum EventObject {
     Payment(Box<crate::payment::PaymentRecord>),
     /// `settlement.completed` since payments are settled too (MARKETPLACE.md §6 T+1).
     PaymentsSettlement(Box<PaymentsSettlement>),
+    SplitBatch(Box<crate::payment::split::SplitBatchRecord>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

@@ -34,6 +34,7 @@ pub mod recipients;
 pub mod retention;
 pub mod router;
 pub mod service;
+pub mod split_batches;
 pub mod test_helpers;
 pub mod wire;
 
@@ -74,6 +75,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(onboardings::routes());
     all.extend(agreements::routes());
     all.extend(payments::routes());
+    all.extend(split_batches::routes());
     all
 }
 

@@ -87,7 +87,9 @@ fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResu
             .and_then(|v| v["operation"].as_str().map(str::to_owned));
         if matches!(
             operation.as_deref(),
-            Some("onboarding" | "agreement" | "callbacks" | "create_payment" | "capture" | "cancel")
+            Some(
+                "onboarding" | "agreement" | "callbacks" | "create_payment" | "capture" | "cancel" | "split"
+            )
         ) {
             return super::onboardings::set_marketplace_fault(&app, &ctx).await;
         }

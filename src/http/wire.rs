@@ -204,6 +204,7 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
         EventObject::Settlement(m) => settlement(m, None),
         EventObject::PaymentsSettlement(s) => settlement(&s.settlement, Some(s.payments)),
         EventObject::Payment(p) => super::payments::payment_json(p),
+        EventObject::SplitBatch(b) => super::split_batches::batch_json(b),
     };
     json!({
         "id": e.id,

@@ -107,7 +107,7 @@ async fn serve_account(
             let op = format!("refund {id}");
             idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await
         }
-        (_, ["payments", ..]) => super::payments::handle(state, account, req, segments).await,
+        (_, ["payments" | "splits", ..]) => super::payments::handle(state, account, req, segments).await,
         (_, ["onboardings" | "agreements", ..]) => {
             super::marketplace::handle(state, account, req, segments).await
         }

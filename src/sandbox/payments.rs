@@ -14,11 +14,14 @@ use super::{
     gateway::{Decision, answer, checkout_url, idempotent, load_order, move_order, new_order},
     json,
     marketplace::{after_apply, before_apply},
+    new_id,
     records::{GatewayAccountRec, OrderRec},
 };
 use crate::upstream::{
     gateway_wire::OrderStatusWire,
-    marketplace_wire::{CreatePaymentBody, MarketplaceOperation, PaymentAnswer},
+    marketplace_wire::{
+        CreatePaymentBody, MarketplaceOperation, PaymentAnswer, SplitAnswer, SplitBody, SplitItemAnswer,
+    },
 };
 
 /// Key `payment/{gateway order id}`: what makes an order a payment.
@@ -82,6 +85,7 @@ pub(super) async fn handle(
         (&Method::POST, ["payments"]) => MarketplaceOperation::CreatePayment,
         (&Method::POST, ["payments", _, "capture"]) => MarketplaceOperation::Capture,
         (&Method::POST, ["payments", _, "cancel"]) => MarketplaceOperation::Cancel,
+        (&Method::POST, ["splits"]) => MarketplaceOperation::Split,
         (&Method::GET, ["payments", id]) => {
             return match load_payment(state, account, id) {
                 Ok(order) => json(StatusCode::OK, &payment_answer(state, &order)),
@@ -96,6 +100,7 @@ pub(super) async fn handle(
     };
     let response = match segments {
         ["payments"] => idempotent(state, account, req, "create_payment", create).await,
+        ["splits"] => idempotent(state, account, req, "split", split).await,
         [_, id, action] => {
             let op = format!("{action} {id}");
             let id = (*id).to_owned();
@@ -144,4 +149,51 @@ fn finish(state: &State, account: &GatewayAccountRec, id: &str, operation: Marke
     let mut batch = WriteBatch::new();
     batch.put(format!("order/{}", order.id), &order)?;
     answer(StatusCode::OK, &payment_answer(state, &order), batch, Some(pending))
+}
+
+/// Key `split/{gateway order id}`: the payment was split (by this request id).
+fn split_key(gateway_order_id: &str) -> String {
+    format!("split/{gateway_order_id}")
+}
+
+/// A batch split: each item executes if its payment is the account's, paid
+/// (captured), for no more than its amount, and not split before; else it
+/// fails with the reason. Idempotent per request id (the whole answer).
+fn split(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
+    let body: SplitBody = match req.json() {
+        Ok(b) => b,
+        Err(response) => return Ok(Err(response)),
+    };
+    if body.items.is_empty() || body.items.len() > 100 {
+        return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "1 to 100 items")));
+    }
+    let request_id = req.idempotency_key().unwrap_or_default().to_owned();
+    let mut batch = WriteBatch::new();
+    let mut items = Vec::with_capacity(body.items.len());
+    for item in body.items {
+        let refused = match load_payment(state, account, &item.id) {
+            Err(_) => Some("no such payment".to_owned()),
+            Ok(order) if order.order_id != item.payment_id => Some("the payment id does not match".into()),
+            Ok(order) if order.status != OrderStatusWire::Paid => Some("the payment is not captured".into()),
+            Ok(order)
+                if item.amount.currency != order.amount.currency
+                    || item.amount.value > order.amount.value =>
+            {
+                Some("the amount is above the payment's".into())
+            }
+            Ok(_) if state.store.get_raw(Tree::Orders, split_key(&item.id))?.is_some() => {
+                Some("the payment was split already".into())
+            }
+            Ok(_) => None,
+        };
+        if refused.is_none() {
+            batch.put_raw(Tree::Orders, split_key(&item.id), request_id.as_bytes());
+        }
+        items.push(SplitItemAnswer {
+            payment_id: item.payment_id,
+            status: if refused.is_none() { "executed" } else { "failed" }.to_owned(),
+            reason: refused,
+        });
+    }
+    answer(StatusCode::CREATED, &SplitAnswer { id: new_id("gsp"), items }, batch, None)
 }

@@ -4,7 +4,9 @@
 
 use futures::{FutureExt, future::BoxFuture};
 use pelago_actors::{
-    payment::gateway::{GatewayPayment, GatewayPaymentStatus, PaymentCheckout, PaymentsGateway},
+    payment::gateway::{
+        GatewayPayment, GatewayPaymentStatus, PaymentCheckout, PaymentsGateway, SplitRequest, SplitResult,
+    },
     ports::{GatewayAccount, Outcome},
     recipient::{
         ComplianceStatus, OnboardingStatus,
@@ -274,6 +276,48 @@ fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
 }
 
 impl PaymentsGateway for HttpMarketplaceGateway {
+    fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
+        async move {
+            let body = wire::SplitBody {
+                batch_id: req.batch_id,
+                items: req
+                    .items
+                    .into_iter()
+                    .map(|i| wire::SplitItemWire {
+                        id: i.gateway_order_id,
+                        payment_id: i.payment_id.to_string(),
+                        amount: i.amount,
+                    })
+                    .collect(),
+            };
+            let answer: Outcome<wire::SplitAnswer> =
+                self.call(&req.account, Method::POST, "/splits", Some(&req.request_id), Some(&body)).await;
+            match answer {
+                Outcome::Done(a)
+                    if a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) =>
+                {
+                    Outcome::Done(
+                        a.items
+                            .into_iter()
+                            .map(|i| SplitResult {
+                                outcome: if i.status == "executed" {
+                                    Ok(())
+                                } else {
+                                    Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
+                                },
+                                payment_id: i.payment_id,
+                            })
+                            .collect(),
+                    )
+                }
+                Outcome::Done(_) => Outcome::Unknown { detail: "unreadable split item status".into() },
+                Outcome::Declined { reason } => Outcome::Declined { reason },
+                Outcome::Unknown { detail } => Outcome::Unknown { detail },
+            }
+        }
+        .boxed()
+    }
+
     fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>> {
         async move {
             let body = wire::CreatePaymentBody {

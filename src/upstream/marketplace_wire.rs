@@ -13,6 +13,7 @@
 //! | `POST /payments` [`CreatePaymentBody`] (request id in `Idempotency-Key`) | [`PaymentAnswer`] |
 //! | `GET /payments/{id}` | [`PaymentAnswer`] |
 //! | `POST /payments/{id}/capture`, `POST /payments/{id}/cancel` (request id in `Idempotency-Key`) | [`PaymentAnswer`] |
+//! | `POST /splits` [`SplitBody`] (the batch's request id in `Idempotency-Key`) | [`SplitAnswer`] |
 //!
 //! A payment is a checkout order of the gateway (same page, same
 //! `order.updated` callbacks to `/callbacks/gateway`, naming the `pay_` id):
@@ -97,6 +98,34 @@ pub struct PaymentAnswer {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub struct SplitBody {
+    pub batch_id: String,
+    pub items: Vec<SplitItemWire>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitItemWire {
+    /// The payment's checkout at the gateway.
+    pub id: String,
+    pub payment_id: String,
+    pub amount: pelago_storage::Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitAnswer {
+    pub id: String,
+    pub items: Vec<SplitItemAnswer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitItemAnswer {
+    pub payment_id: String,
+    /// `executed` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SupplementBody {
     pub documents: Vec<String>,
 }
@@ -145,6 +174,8 @@ pub enum MarketplaceOperation {
     CreatePayment,
     Capture,
     Cancel,
+    /// A batch split (the whole request).
+    Split,
     /// The marketplace callbacks (only `duplicate`: each sent three times).
     Callbacks,
 }

@@ -58,6 +58,7 @@ trees! {
     Agreements => "agreements",
     RecipientBalances => "recipient_balances",
     Payments => "payments",
+    SplitBatches => "split_batches",
     Index => "index",
 }
 

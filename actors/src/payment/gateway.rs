@@ -44,7 +44,33 @@ pub struct GatewayPayment {
     pub amount: Money,
 }
 
+/// One payment of a batch split: its checkout and the total its lines move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitLine {
+    pub gateway_order_id: String,
+    pub payment_id: PaymentId,
+    pub amount: Money,
+}
+
+/// A batch split, under one request id.
+pub struct SplitRequest {
+    pub account: GatewayAccount,
+    pub request_id: String,
+    pub batch_id: String,
+    pub items: Vec<SplitLine>,
+}
+
+/// What the gateway did with one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitResult {
+    pub payment_id: String,
+    /// `Err`: refused, with the reason.
+    pub outcome: Result<(), String>,
+}
+
 pub trait PaymentsGateway: Send + Sync {
+    /// Executes a batch split; the answer names each item's outcome.
+    fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>>;
     fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>>;
     fn query_payment(
         &self,

@@ -1,7 +1,7 @@
 //! Every key a payment is stored or found under, in one place: encoded by
 //! [`PaymentKey::encode`], read back by [`PaymentKey::parse`].
 
-use pelago_storage::{MerchantId, PaymentId, Timestamp, Tree};
+use pelago_storage::{MerchantId, PaymentId, SplitBatchId, Timestamp, Tree};
 
 /// A key of the payments' records, index rows and markers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,13 @@ pub enum PaymentKey {
     Captured { date: String, payment: PaymentId },
     /// `Tree::Index` `paysettled/{run date}/{payment}` → the merchant: settled by that run.
     Settled { date: String, payment: PaymentId },
+    /// `Tree::SplitBatches` `{merchant}/{batch}`: a split batch (a merchant's, newest last).
+    Batch { merchant: MerchantId, batch: SplitBatchId },
+    /// `Tree::Index` `spbowner/{batch}` → the merchant.
+    BatchOwner(SplitBatchId),
+    /// `Tree::Operations` `spbpending/{batch}` → `{merchant} {real ms}`: items are
+    /// processing; the resolver sends the batch again with its request id.
+    BatchPending(SplitBatchId),
 }
 
 impl PaymentKey {
@@ -28,12 +35,17 @@ impl PaymentKey {
     pub const CONFIRM_PREFIX: &'static str = "payconfirm/";
     pub const CAPTURED_PREFIX: &'static str = "paycoll/";
     pub const SETTLED_PREFIX: &'static str = "paysettled/";
+    pub const BATCH_PENDING_PREFIX: &'static str = "spbpending/";
 
     pub fn tree(&self) -> Tree {
         match self {
             PaymentKey::Record { .. } => Tree::Payments,
-            PaymentKey::Pending(_) | PaymentKey::Confirm(_) => Tree::Operations,
-            PaymentKey::Owner(_) | PaymentKey::Captured { .. } | PaymentKey::Settled { .. } => Tree::Index,
+            PaymentKey::Batch { .. } => Tree::SplitBatches,
+            PaymentKey::Pending(_) | PaymentKey::Confirm(_) | PaymentKey::BatchPending(_) => Tree::Operations,
+            PaymentKey::Owner(_)
+            | PaymentKey::Captured { .. }
+            | PaymentKey::Settled { .. }
+            | PaymentKey::BatchOwner(_) => Tree::Index,
         }
     }
 
@@ -45,6 +57,9 @@ impl PaymentKey {
             PaymentKey::Confirm(p) => format!("{}{p}", Self::CONFIRM_PREFIX),
             PaymentKey::Captured { date, payment } => format!("{}{date}/{payment}", Self::CAPTURED_PREFIX),
             PaymentKey::Settled { date, payment } => format!("{}{date}/{payment}", Self::SETTLED_PREFIX),
+            PaymentKey::Batch { merchant, batch } => format!("{merchant}/{batch}"),
+            PaymentKey::BatchOwner(b) => format!("spbowner/{b}"),
+            PaymentKey::BatchPending(b) => format!("{}{b}", Self::BATCH_PENDING_PREFIX),
         }
     }
 
@@ -89,6 +104,12 @@ impl PaymentKey {
         if let Some(rest) = raw.strip_prefix(Self::CONFIRM_PREFIX) {
             return id(rest).map(PaymentKey::Confirm);
         }
+        if let Some(rest) = raw.strip_prefix(Self::BATCH_PENDING_PREFIX) {
+            return SplitBatchId::parse(rest).ok().map(PaymentKey::BatchPending);
+        }
+        if let Some(rest) = raw.strip_prefix("spbowner/") {
+            return SplitBatchId::parse(rest).ok().map(PaymentKey::BatchOwner);
+        }
         raw.strip_prefix("payowner/").and_then(id).map(PaymentKey::Owner)
     }
 }
@@ -106,6 +127,8 @@ mod tests {
             PaymentKey::Confirm(p.clone()),
             PaymentKey::Captured { date: "2026-11-22".into(), payment: p.clone() },
             PaymentKey::Settled { date: "2026-11-23".into(), payment: p.clone() },
+            PaymentKey::BatchPending(SplitBatchId::generate()),
+            PaymentKey::BatchOwner(SplitBatchId::generate()),
         ] {
             assert_eq!(PaymentKey::parse(&key.encode()), Some(key));
         }

@@ -11,6 +11,7 @@
 
 pub mod gateway;
 pub mod keys;
+pub mod split;
 #[cfg(test)]
 mod tests;
 
