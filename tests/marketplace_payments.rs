@@ -728,3 +728,86 @@ async fn a_crash_mid_batch_splits_the_payment_once() {
     assert_eq!(events_of(&svc, &key, "split.executed", &p1).await, 1);
     ledger_balanced(&svc).await;
 }
+
+/// A gateway callback about a payment, signed with `api_key`.
+async fn payment_callback(
+    svc: &Service,
+    api_key: &str,
+    account: &str,
+    payment: &Value,
+    status: &str,
+    value: i64,
+) -> StatusCode {
+    let body = json!({"event_id": format!("evt_forged_{}_{status}_{value}", payment["id"].as_str().unwrap()),
+        "merchant_id": account, "type": "order.updated", "data": {
+        "id": payment["gateway_order_id"], "order_id": payment["id"], "status": status,
+        "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signature = pelago_card::upstream::callbacks::sign(
+        api_key.as_bytes(),
+        pelago_storage::Timestamp::now_real().unix_seconds(),
+        &bytes,
+    );
+    let r = svc.http.post(svc.url("/callbacks/gateway")).header("x-gateway-signature", signature).body(bytes);
+    r.send().await.unwrap().status()
+}
+
+/// SECURITY.md: a payment callback is a hint. Signed by another account → 401;
+/// by the payment's own account but naming another amount → 400; claiming
+/// `paid` while the gateway says pending → nothing changes, nothing is collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_callbacks_move_nothing_on_their_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let own_account = |name: &str, account: &str, api_key: &str| {
+        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+               "gateway": {"merchant_id": account, "api_key": api_key}})
+    };
+    let mut keys = Vec::new();
+    for (name, account, api_key) in
+        [("Market", "gw_market", "gw-market-key-0001"), ("Minter", "gw_minter", "gw-minter-key-0001")]
+    {
+        let r = svc
+            .admin(Method::POST, "/admin/v1/merchants")
+            .json(&own_account(name, account, api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        keys.push(Key {
+            key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
+            secret: v["api_key"]["secret"].as_str().unwrap().into(),
+        });
+    }
+    let key = &keys[0];
+    let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
+    let (_, p) = create(&svc, key, &payment_body(&s1, true)).await;
+    assert_eq!(p["status"], "PENDING", "{p}");
+
+    assert_eq!(
+        payment_callback(&svc, "gw-minter-key-0001", "gw_minter", &p, "paid", 780).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 1).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
+        StatusCode::OK
+    );
+    let (_, still) =
+        send(&svc, key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None).await;
+    assert_eq!((still["status"].as_str(), still["version"].clone()), (Some("PENDING"), p["version"].clone()));
+    assert_eq!(in_transit(&svc, key, &s1).await, 0, "nothing collected on a callback's word");
+
+    // The buyer really pays: collected once, whatever callbacks repeat.
+    helper(&svc, key, p["id"].as_str().unwrap(), "pay").await;
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
+        StatusCode::OK
+    );
+    assert_eq!(in_transit(&svc, key, &s1).await, 741);
+    ledger_balanced(&svc).await;
+}
