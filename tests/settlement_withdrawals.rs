@@ -4,9 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Json, Merchant, Service, clock, ledger_balanced, secs};
+use common::{Json, Merchant, Service, clock, ledger_balanced, secs, settle, settlement_completed};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_hold_pay_out_and_release() {
@@ -42,12 +42,6 @@ async fn withdrawals_hold_pay_out_and_release() {
     let types = events.strs("data", "type");
     assert!(types.contains(&"withdrawal.succeeded") && types.contains(&"withdrawal.failed"), "{types:?}");
     ledger_balanced(&svc).await;
-}
-
-async fn settle(svc: &Service, date: &str) -> Value {
-    let (status, _) = svc.admin_post("/admin/v1/settlement/runs", json!({"date": date})).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    run_completed(svc, date).await
 }
 
 /// A gateway merchant (no fees) whose cardholder pays a 10,000 top-up now,
@@ -109,7 +103,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
     // Forward over 01:00 of the next day: that date's run never existed, so it fires.
     let crossed = clock::day_after(back, 1, 1, 0, 5);
     clock::set(&svc, crossed).await;
-    let first = run_completed(&svc, &clock::date(crossed)).await;
+    let first = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(first["collections"], 1, "{first}");
     assert_eq!(m.available_and_pending().await, (10_000, 0), "settled by the crossed instant");
 
@@ -117,10 +111,10 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
     clock::set(&svc, back).await;
     let later = clock::day_after(back, 2, 1, 0, 5);
     clock::set(&svc, later).await;
-    let next = run_completed(&svc, &clock::date(later)).await;
+    let next = settlement_completed(&svc, &clock::date(later)).await;
     assert_eq!(next["collections"], 0, "{next}");
     // The scheduler reached the later date, passing the earlier one: that run is the same one.
-    let again = run_completed(&svc, &clock::date(crossed)).await;
+    let again = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(
         (again["id"].clone(), again["started_at"].clone()),
         (first["id"].clone(), first["started_at"].clone())
@@ -161,7 +155,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     );
 
     let svc = Service::start(&data, &[]);
-    let run = run_completed(&svc, &clock::date(next_day)).await;
+    let run = settlement_completed(&svc, &clock::date(next_day)).await;
     assert_eq!(run["collections"], 2, "{run}");
     assert_eq!(run["amounts"], json!([{"value": 20_000, "currency": "USD"}]), "{run}");
     for (id, key) in merchants {
@@ -187,11 +181,6 @@ fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
 }
 
 /// The settlement run of `date` once completed (bounded).
-async fn run_completed(svc: &Service, date: &str) -> Value {
-    svc.admin_poll(&format!("/admin/v1/settlement/runs/{date}"), secs(30), |run| run["status"] == "completed")
-        .await
-}
-
 /// These tests again, with the real time far from today (`common::far_dates`).
 #[test]
 fn far_from_today() {

@@ -12,6 +12,7 @@ pub mod history;
 pub mod ledger;
 pub mod merchant;
 pub mod outbox;
+pub mod payment;
 pub mod ports;
 pub mod recipient;
 pub mod routing;

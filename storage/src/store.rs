@@ -57,6 +57,8 @@ trees! {
     Onboardings => "onboardings",
     Agreements => "agreements",
     RecipientBalances => "recipient_balances",
+    Payments => "payments",
+    SplitBatches => "split_batches",
     Index => "index",
 }
 

@@ -311,3 +311,16 @@ pub async fn ledger_balanced(svc: &Service) -> serde_json::Value {
     assert_eq!(check["negative_available"], serde_json::json!([]), "{check}");
     check
 }
+
+/// Runs the settlement of `date` (202) and waits until it is completed.
+pub async fn settle(svc: &Service, date: &str) -> serde_json::Value {
+    let (status, _) = svc.admin_post("/admin/v1/settlement/runs", serde_json::json!({"date": date})).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    settlement_completed(svc, date).await
+}
+
+/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
+pub async fn settlement_completed(svc: &Service, date: &str) -> serde_json::Value {
+    svc.admin_poll(&format!("/admin/v1/settlement/runs/{date}"), secs(30), |run| run["status"] == "completed")
+        .await
+}

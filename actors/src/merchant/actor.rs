@@ -30,12 +30,12 @@ pub struct MerchantDeps {
 }
 
 pub struct MerchantActor {
-    id: MerchantId,
+    pub(super) id: MerchantId,
     deps: Arc<MerchantDeps>,
-    cell: EntityCell<MerchantRecord>,
+    pub(super) cell: EntityCell<MerchantRecord>,
 }
 
-fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
+pub(super) fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
     &mut a.cell
 }
 
@@ -87,7 +87,7 @@ impl MerchantActor {
         MerchantActor { id, deps, cell }
     }
 
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.deps.clock.now()
     }
 
@@ -273,6 +273,24 @@ pub fn booked(
 impl MerchantActor {
     fn post(&mut self, req: PostEntry) -> ActorResult<(Posted, Option<FlushTicket>)> {
         let mut record = self.cell.existing("merchant")?.clone();
+        let mut batch = WriteBatch::new();
+        let posted = self.book(&mut record, &mut batch, req)?;
+        if posted.replayed {
+            return Ok((posted, None));
+        }
+        let ticket = self.cell.persist(record, batch)?;
+        Ok((posted, Some(ticket)))
+    }
+
+    /// Stages one entry's booking into `batch` and `record` (its balances and
+    /// version), refused whole as [`PostEntry`] says; a booking made before
+    /// answers `replayed` and stages nothing. The caller persists.
+    pub(super) fn book(
+        &mut self,
+        record: &mut MerchantRecord,
+        batch: &mut WriteBatch,
+        req: PostEntry,
+    ) -> ActorResult<Posted> {
         let store = self.cell.store();
         let index = entry_index(&req.source_id, req.kind);
         if store.get_raw(Tree::Index, &index)?.is_some_and(|v| v == VOIDED) {
@@ -284,10 +302,7 @@ impl MerchantActor {
             .into());
         }
         if let Some((entry, balance_txns)) = booked(store, &req.source_id, req.kind)? {
-            return Ok((
-                Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true },
-                None,
-            ));
+            return Ok(Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true });
         }
         ledger::check_balanced(&req.postings)?;
         let balances = ledger::apply_to_balances(&self.id, &record.balances, &req.postings)?;
@@ -304,7 +319,6 @@ impl MerchantActor {
             postings: req.postings,
             created_at: now,
         };
-        let mut batch = WriteBatch::new();
         batch.put(entry.id.as_bytes(), &entry)?;
         let mut balance_txn_keys = Vec::new();
         // One balance transaction per merchant posting, with the running balances.
@@ -348,7 +362,7 @@ impl MerchantActor {
         }
         if let (Some(event), Some(first)) = (req.event, balance_txns.first()) {
             outbox::stage(
-                &mut batch,
+                batch,
                 &self.id,
                 event,
                 EventObject::BalanceTransaction(Box::new(first.clone())),
@@ -361,8 +375,7 @@ impl MerchantActor {
         }
         record.balances = balances.clone();
         record.version += 1;
-        let ticket = self.cell.persist(record, batch)?;
-        Ok((Posted { entry, balances, balance_txns, replayed: false }, Some(ticket)))
+        Ok(Posted { entry, balances, balance_txns, replayed: false })
     }
 }
 
