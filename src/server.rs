@@ -282,6 +282,8 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("channel transaction", crate::flows::channel_confirm::resolve_pending(&app).await),
                 ("agreement", crate::flows::marketplace::agreements::resolve_pending(&app.core).await),
                 ("onboarding", crate::flows::marketplace::onboardings::resolve_pending(&app.core).await),
+                ("payment", crate::flows::marketplace::payments::resolve_pending(&app.core).await),
+                ("split batch", crate::flows::marketplace::splits::resolve_pending(&app.core).await),
             ];
             for (flow, pass) in &passes {
                 match pass {

@@ -35,6 +35,8 @@ pub struct Upstreams {
     pub marketplace: Arc<dyn pelago_actors::recipient::gateway::MarketplaceGateway>,
     /// The gateway's agreement signing (recipients' split and commission agreements).
     pub agreements: Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>,
+    /// The gateway's marketplace payments (checkout, capture, cancel).
+    pub payments: Arc<dyn pelago_actors::payment::gateway::PaymentsGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -64,6 +66,7 @@ impl Upstreams {
         ));
         let agreements =
             Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>;
+        let payments = Arc::clone(&marketplace) as Arc<dyn pelago_actors::payment::gateway::PaymentsGateway>;
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
         Ok(Upstreams {
             client,
@@ -71,6 +74,7 @@ impl Upstreams {
             gateway,
             marketplace,
             agreements,
+            payments,
             sandbox,
         })
     }

@@ -39,16 +39,12 @@ fn ensure_schemathesis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
     tokio::task::spawn_blocking(ensure_schemathesis).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[
-            ("PELAGO_RATE_LIMIT", "100000,100000"),
-            ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
-            ("PELAGO_LOG", "warn"),
-        ],
-    );
-    let (_, key, _) = svc.merchant("Fuzzed").await;
+    let svc = Service::temp(&[
+        ("PELAGO_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_LOG", "warn"),
+    ]);
+    let m = svc.merchant("Fuzzed").await;
     let base = svc.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
@@ -56,8 +52,8 @@ async fn schemathesis_finds_no_5xx_and_no_undocumented_response() {
             .env("PELAGO_URL", base)
             .env("PELAGO_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("PELAGO_POLYFLOW_TOKEN", POLYFLOW_TOKEN)
-            .env("PELAGO_KEY_ID", &key.key_id)
-            .env("PELAGO_API_SECRET", &key.secret)
+            .env("PELAGO_KEY_ID", &m.key.key_id)
+            .env("PELAGO_API_SECRET", &m.key.secret)
             .output()
             .expect("run pytest")
     })

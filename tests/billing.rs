@@ -2,12 +2,9 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::collections::HashMap;
 
-use common::{Key, Service, available, cardholder_body, clock, ledger_balanced, send};
+use common::{Json, Merchant, Service, clock, ledger_balanced, secs};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
@@ -16,89 +13,47 @@ use pelago_actors::{
 use pelago_storage::{
     CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> (String, Key) {
-    let (id, key, _) = svc.merchant("Billed").await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{id}/fees"))
-        .json(&json!({"currency": "USD", "monthly_fee": {"fixed": monthly}}))
-        .send()
-        .await
-        .unwrap();
+async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> Merchant<'_> {
+    let m = svc.merchant("Billed").await;
+    m.fees(json!({"currency": "USD", "monthly_fee": {"fixed": monthly}})).await;
     if deposit > 0 {
-        send(
-            svc,
-            &key,
-            Method::POST,
-            "/v1/test_helpers/deposits",
-            Some(&json!({"amount": {"value": deposit, "currency": "USD"}, "network": "TRON"})),
-        )
-        .await;
+        m.deposit(deposit).await;
     }
-    (id, key)
+    m
 }
 
-async fn card(svc: &Service, key: &Key) -> String {
-    let (_, holder) =
-        send(svc, key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
-    let (status, card) =
-        send(svc, key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
-    assert!(status.is_success(), "{card}");
-    card["id"].as_str().unwrap().to_owned()
-}
-
+/// The billing run of `period` once `done` holds for it (bounded).
 async fn run_of(svc: &Service, period: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = svc.admin(Method::GET, &format!("/admin/v1/billing/runs/{period}")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            let run: Value = r.json().await.unwrap();
-            if done(&run) {
-                return run;
-            }
-        }
-        assert!(Instant::now() < deadline, "the {period} run never got there");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn events(svc: &Service, key: &Key, t: &str) -> usize {
-    let (_, e) = send(svc, key, Method::GET, &format!("/v1/events?type={t}&limit=100"), None).await;
-    e["data"].as_array().unwrap().len()
+    svc.admin_poll(&format!("/admin/v1/billing/runs/{period}"), secs(60), done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (_, rich) = merchant(&svc, 200, 10_000).await;
-    let active = card(&svc, &rich).await;
-    let frozen = card(&svc, &rich).await;
-    send(&svc, &rich, Method::POST, &format!("/v1/cards/{frozen}/freeze"), None).await;
-    let deleted = card(&svc, &rich).await;
-    send(&svc, &rich, Method::DELETE, &format!("/v1/cards/{deleted}"), None).await;
-    let (_, poor) = merchant(&svc, 200, 0).await;
-    card(&svc, &poor).await;
+    let svc = Service::temp(&[]);
+    let rich = merchant(&svc, 200, 10_000).await;
+    let active = rich.card_id().await;
+    let frozen = rich.card_id().await;
+    rich.act(&format!("/v1/cards/{frozen}/freeze")).await;
+    let deleted = rich.card_id().await;
+    rich.delete(&format!("/v1/cards/{deleted}")).await;
+    let poor = merchant(&svc, 200, 0).await;
+    poor.card().await;
     // A gateway merchant: the monthly fee is an order.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Gw", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+    let gw = svc
+        .merchant_with(
+            json!({"name": "Gw", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
                       "gateway": {"merchant_id": "gw_billing", "api_key": "gw-billing-key-1"},
-                      "fees": [{"currency": "USD", "monthly_fee": {"fixed": 150}}]}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let gw = Key {
-        key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
-        secret: v["api_key"]["secret"].as_str().unwrap().into(),
-    };
-    card(&svc, &gw).await;
+                      "fees": [{"currency": "USD", "monthly_fee": {"fixed": 150}}]}),
+        )
+        .await;
+    gw.card().await;
     // A frozen card owes its monthly fee too: in gateway mode, as an order.
-    let gw_frozen = card(&svc, &gw).await;
-    send(&svc, &gw, Method::POST, &format!("/v1/cards/{gw_frozen}/freeze"), None).await;
-    assert_eq!(available(&svc, &rich).await, 10_000);
+    let gw_frozen = gw.card_id().await;
+    gw.act(&format!("/v1/cards/{gw_frozen}/freeze")).await;
+    assert_eq!(rich.available().await, 10_000);
 
     // The 1st of next month on the service clock: the scheduler bills the period.
     let billed_at = clock::month_start_after(clock::now(&svc).await, 1) + chrono::Duration::seconds(5);
@@ -108,45 +63,23 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     assert_eq!((run["charged"].as_u64(), run["unpaid"].as_u64()), (Some(4), Some(1)), "{run}");
     assert_eq!(run["cards_total"], 6);
     assert_eq!(run["skipped"], 1, "the deleted card");
-    assert_eq!(available(&svc, &rich).await, 10_000 - 2 * 200, "active and frozen, once each");
-    assert_eq!(events(&svc, &rich, "monthly_fee.charged").await, 2);
-    assert_eq!(events(&svc, &poor, "monthly_fee.unpaid").await, 1);
-    let (_, orders) = send(&svc, &gw, Method::GET, "/v1/orders", None).await;
-    let kinds: Vec<&str> =
-        orders["data"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["monthly_fee", "monthly_fee"]);
-    assert_eq!(events(&svc, &gw, "order.created").await, 2);
+    assert_eq!(rich.available().await, 10_000 - 2 * 200, "active and frozen, once each");
+    assert_eq!(rich.events("monthly_fee.charged").await, 2);
+    assert_eq!(poor.events("monthly_fee.unpaid").await, 1);
+    assert_eq!(gw.get("/v1/orders").await.strs("data", "kind"), ["monthly_fee", "monthly_fee"]);
+    assert_eq!(gw.events("order.created").await, 2);
 
     // The same period again: the same run, nothing more charged.
-    let again: Value = svc
-        .admin(Method::POST, "/admin/v1/billing/runs")
-        .json(&json!({"period": period}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, again) = svc.admin_post("/admin/v1/billing/runs", json!({"period": period})).await;
     assert_eq!(again["id"], run["id"]);
-    assert_eq!(available(&svc, &rich).await, 10_000 - 400);
+    assert_eq!(rich.available().await, 10_000 - 400);
     // A period that has not begun: 409.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/billing/runs")
-        .json(&json!({"period": clock::period(clock::month_start_after(billed_at, 5))}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let later = json!({"period": clock::period(clock::month_start_after(billed_at, 5))});
+    assert_eq!(svc.admin_post("/admin/v1/billing/runs", later).await.0, StatusCode::CONFLICT);
     ledger_balanced(&svc).await;
     // The two charges are the active and the frozen card's.
-    let (_, charged) =
-        send(&svc, &rich, Method::GET, "/v1/events?type=monthly_fee.charged&limit=100", None).await;
-    let mut billed: Vec<&str> = charged["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["object"]["card_id"].as_str().unwrap())
-        .collect();
+    let charged = rich.get("/v1/events?type=monthly_fee.charged&limit=100").await;
+    let mut billed = charged.strs("data", "data.object.card_id");
     billed.sort();
     let mut expected = vec![active.as_str(), frozen.as_str()];
     expected.sort();
@@ -170,8 +103,10 @@ async fn a_period_missed_while_down_is_billed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let (_, key) = merchant(&svc, 300, 5_000).await;
-    card(&svc, &key).await;
+    let m = merchant(&svc, 300, 5_000).await;
+    m.card().await;
+    let (id, key) = (m.id.clone(), m.key.clone());
+    drop(m);
     assert!(svc.terminate().success());
     // Down until 08:00 on the 1st of the month after next: two periods passed.
     let back_at = clock::month_start_after(chrono::Utc::now(), 2) + chrono::Duration::hours(8);
@@ -183,7 +118,7 @@ async fn a_period_missed_while_down_is_billed_at_the_next_start() {
     .await;
     let run = run_of(&svc, &clock::period(back_at), |r| r["status"] == "completed").await;
     assert_eq!(run["charged"], 1);
-    assert_eq!(available(&svc, &key).await, 5_000 - 2 * 300);
+    assert_eq!(Merchant::of(&svc, &id, key).available().await, 5_000 - 2 * 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,10 +128,10 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     let data = dir.path().join("data");
     let env = [("PELAGO_LOG", "warn")];
     let svc = Service::start(&data, &env);
-    let (merchant_id, key) = merchant(&svc, 10, (CARDS as i64) * 10).await;
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    let channel = ChannelId::parse(channels["data"][0]["id"].as_str().unwrap()).unwrap();
+    let m = merchant(&svc, 10, (CARDS as i64) * 10).await;
+    let (merchant_id, key) = (m.id.clone(), m.key.clone());
+    drop(m);
+    let channel = ChannelId::parse(&svc.first_channel().await).unwrap();
     assert!(svc.terminate().success());
     // Seed 10,000 active cards of that merchant.
     {
@@ -239,9 +174,9 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     assert_ne!(seen["status"], "completed", "the kill must land mid-run: {seen}");
     let svc = Service::start(&data, &env);
     let run = run_of(&svc, &period, |r| r["status"] == "completed").await;
-    assert_eq!(run["charged"].as_u64().unwrap(), CARDS as u64, "{run}");
+    assert_eq!(run.i64("charged"), CARDS as i64, "{run}");
     assert_eq!(
-        available(&svc, &key).await,
+        Merchant::of(&svc, &merchant_id, key).available().await,
         0,
         "every card charged exactly once: the deposit covered exactly all"
     );

@@ -17,12 +17,9 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
-use common::{Key, Service, ledger_balanced, receiver::Receiver};
+use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, receiver::Receiver, secs};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -86,14 +83,6 @@ async fn call(svc: &Service, key: &Key, op: &Op) -> (Seen, Value) {
     }
 }
 
-async fn until(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !probe().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bank_survives_faults_and_kills() {
     let seed = env_num("PELAGO_CAMPAIGN_SEED", 7);
@@ -112,25 +101,21 @@ async fn the_bank_survives_faults_and_kills() {
     let mut svc = Service::start(&data, &env);
 
     // Setup: a funded master-account merchant with fees, a whitelist, a webhook receiver, 5 cards.
-    let (merchant, key, whsec) = svc.merchant("Bank").await;
+    let Merchant { id: merchant, key, webhook_secret: whsec, .. } = svc.merchant("Bank").await;
     let receiver = Receiver::start(dir.path(), "bank", 0, 0, 0, &[&whsec]);
     let setup = |path: String, body: Value| (path, body);
     for (path, body) in
         [setup(format!("/admin/v1/merchants/{merchant}"), json!({"webhook_url": receiver.url()}))]
     {
-        svc.admin(Method::PATCH, &path).json(&body).send().await.unwrap();
+        svc.admin_patch(&path, body.clone()).await;
     }
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees"))
-        .json(&json!({"currency": "USD", "topup_fee": {"fixed": 10, "rate_bps": 100}}))
-        .send()
-        .await
-        .unwrap();
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
-        .json(&json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]}))
-        .send().await.unwrap();
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
+    svc.admin_put(
+        &format!("/admin/v1/merchants/{merchant}/fees"),
+        json!({"currency": "USD", "topup_fee": {"fixed": 10, "rate_bps": 100}}),
+    )
+    .await;
+    svc.admin_put(&format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"), json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]})).await;
+    let channel = svc.first_channel().await;
     let holder: Value = svc.signed(&key, Method::POST, "/v1/cardholders", &serde_json::to_vec(&json!({
         "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
         "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
@@ -153,7 +138,7 @@ async fn the_bank_survives_faults_and_kills() {
             .json()
             .await
             .unwrap();
-        cards.push(card["id"].as_str().unwrap().to_owned());
+        cards.push(card.str("id").to_owned());
     }
 
     let kill_every = (ops_total / (kills + 1)).max(1);
@@ -258,7 +243,7 @@ async fn the_bank_survives_faults_and_kills() {
         }
     };
     let mut topups: Vec<Value> = Vec::new();
-    until("no top-up left processing", 120, async || {
+    eventually("no top-up left processing", secs(120), async || {
         topups.clear();
         for card in &cards {
             let mut after: Option<String> = None;
@@ -269,7 +254,7 @@ async fn the_bank_survives_faults_and_kills() {
                 };
                 let page = get(path).await;
                 let data = page["data"].as_array().unwrap().clone();
-                after = data.last().map(|t| t["id"].as_str().unwrap().to_owned());
+                after = data.last().map(|t| t.str("id").to_owned());
                 topups.extend(data);
                 if page["has_more"] != true {
                     break;
@@ -281,10 +266,10 @@ async fn the_bank_survives_faults_and_kills() {
     .await;
 
     // Acknowledged top-ups are there exactly once, as answered; failed requests left nothing.
-    let by_id: HashMap<&str, &Value> = topups.iter().map(|t| (t["id"].as_str().unwrap(), t)).collect();
+    let by_id: HashMap<&str, &Value> = topups.iter().map(|t| (t.str("id"), t)).collect();
     assert_eq!(by_id.len(), topups.len(), "a top-up listed twice");
     for op in ops.iter().filter(|o| o.kind == "topup" && o.seen == Seen::Ok) {
-        let id = op.answer["id"].as_str().unwrap();
+        let id = op.answer.str("id");
         let stored = by_id.get(id).unwrap_or_else(|| panic!("acknowledged top-up {id} is missing"));
         if op.answer["status"] == "succeeded" {
             assert_eq!(stored["status"], "succeeded", "an acknowledged success changed: {stored}");
@@ -296,7 +281,7 @@ async fn the_bank_survives_faults_and_kills() {
     // Money: ledger balanced, never negative, available = deposits - top-ups - withdrawals.
     ledger_balanced(&svc).await;
     let mut withdrawals: Vec<Value> = Vec::new();
-    until("no withdrawal left processing", 60, async || {
+    eventually("no withdrawal left processing", secs(60), async || {
         withdrawals.clear();
         let mut after: Option<String> = None;
         loop {
@@ -304,9 +289,9 @@ async fn the_bank_survives_faults_and_kills() {
                 Some(a) => format!("/admin/v1/merchants/{merchant}/withdrawals?limit=100&starting_after={a}"),
                 None => format!("/admin/v1/merchants/{merchant}/withdrawals?limit=100"),
             };
-            let page: Value = svc.admin(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+            let page: Value = svc.admin_json(Method::GET, &path, None).await.1;
             let data = page["data"].as_array().unwrap().clone();
-            after = data.last().map(|w| w["id"].as_str().unwrap().to_owned());
+            after = data.last().map(|w| w.str("id").to_owned());
             withdrawals.extend(data);
             if page["has_more"] != true {
                 break;
@@ -316,8 +301,7 @@ async fn the_bank_survives_faults_and_kills() {
     })
     .await;
     // Every acknowledged withdrawal is there, once.
-    let wids: std::collections::HashSet<&str> =
-        withdrawals.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    let wids: std::collections::HashSet<&str> = withdrawals.iter().map(|w| w.str("id")).collect();
     assert_eq!(wids.len(), withdrawals.len());
     let acked_withdrawals = ops.iter().filter(|o| o.kind == "withdrawal" && o.seen == Seen::Ok).count();
     assert_eq!(
@@ -336,33 +320,27 @@ async fn the_bank_survives_faults_and_kills() {
         };
         let page = get(path).await;
         let data = page["data"].as_array().unwrap();
-        deposits += data.iter().map(|t| t["amount"]["value"].as_i64().unwrap()).sum::<i64>();
-        after = data.last().map(|t| t["id"].as_str().unwrap().to_owned());
+        deposits += data.iter().map(|t| t.i64("amount.value")).sum::<i64>();
+        after = data.last().map(|t| t.str("id").to_owned());
         if page["has_more"] != true {
             break;
         }
     }
-    let spent_on_topups: i64 = topups
-        .iter()
-        .filter(|t| t["status"] == "succeeded")
-        .map(|t| t["total"]["value"].as_i64().unwrap())
-        .sum();
-    let withdrawn: i64 = withdrawals
-        .iter()
-        .filter(|w| w["status"] == "succeeded")
-        .map(|w| w["amount"]["value"].as_i64().unwrap())
-        .sum();
+    let spent_on_topups: i64 =
+        topups.iter().filter(|t| t["status"] == "succeeded").map(|t| t.i64("total.value")).sum();
+    let withdrawn: i64 =
+        withdrawals.iter().filter(|w| w["status"] == "succeeded").map(|w| w.i64("amount.value")).sum();
     let balance = get("/v1/balance".into()).await;
-    let available = balance["balances"][0]["available"].as_i64().unwrap();
+    let available = balance.i64("balances.0.available");
     assert_eq!(available, deposits - spent_on_topups - withdrawn, "the bank lost or made money");
 
     // Every card's mirror equals the channel (after a pull, as a merchant would:
     // a spend whose callback a kill cut off is found by the pull).
     for card in &cards {
         get(format!("/v1/cards/{card}/transactions")).await;
-        let mirror = get(format!("/v1/cards/{card}")).await["balance"]["value"].as_i64().unwrap();
+        let mirror = get(format!("/v1/cards/{card}")).await.i64("balance.value");
         let details = get(format!("/v1/cards/{card}/details")).await;
-        let channel_balance = details["balance"]["value"].as_i64().unwrap();
+        let channel_balance = details.i64("balance.value");
         if mirror != channel_balance {
             let txns = get(format!("/v1/cards/{card}/transactions?limit=100")).await;
             for t in txns["data"].as_array().unwrap() {
@@ -391,13 +369,13 @@ async fn the_bank_survives_faults_and_kills() {
         };
         let page = get(path).await;
         let data = page["data"].as_array().unwrap();
-        ids.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
-        after = data.last().map(|e| e["id"].as_str().unwrap().to_owned());
+        ids.extend(data.iter().map(|e| e.str("id").to_owned()));
+        after = data.last().map(|e| e.str("id").to_owned());
         if page["has_more"] != true {
             break;
         }
     }
-    until("every event delivered", 120, async || {
+    eventually("every event delivered", secs(120), async || {
         let delivered = receiver.delivered();
         ids.iter().all(|id| delivered.contains_key(id))
     })

@@ -5,6 +5,8 @@
 //! installs Chromium and playwright-core when they are missing: a failure to
 //! install fails this test, it is never skipped.
 
+mod common;
+
 use std::{
     io::Read,
     net::SocketAddr,
@@ -15,6 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use common::{eventually, secs};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, Outcome, PaymentGateway, SecretString,
@@ -127,20 +130,6 @@ async fn run_blocking(cmd: Command, limit: Duration) -> Ran {
     tokio::task::spawn_blocking(move || run_bounded(cmd, limit)).await.unwrap()
 }
 
-/// Polls `condition` until it holds or `limit` passes; says which.
-async fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn done<T>(outcome: Outcome<T>) -> T {
     match outcome {
         Outcome::Done(t) => t,
@@ -245,11 +234,15 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     assert_eq!(queried.amount, Money::new(300, Currency::USD));
 
     // Exactly one signed order.updated paid callback for this order, and nothing unsigned.
-    let paid_once = wait_for(Duration::from_secs(10), || {
-        arrived.lock().iter().filter(|a| paid_callback_for(a, &order.gateway_order_id).is_some()).count() >= 1
+    eventually("a paid callback", secs(10), async || {
+        let seen = arrived.lock().clone();
+        if seen.iter().any(|a| paid_callback_for(a, &order.gateway_order_id).is_some()) {
+            Ok(())
+        } else {
+            Err(seen)
+        }
     })
     .await;
-    assert!(paid_once, "no paid callback arrived: {:?}", arrived.lock());
     let arrived = arrived.lock().clone();
     assert!(arrived.iter().all(|a| a.signature_ok), "a callback failed its signature check: {arrived:?}");
     let paid: Vec<_> = arrived.iter().filter_map(|a| paid_callback_for(a, &order.gateway_order_id)).collect();

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Service, ledger_balanced, send};
+use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, secs, when};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -17,20 +17,12 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1500")];
     let svc = Service::start(&data, &env);
-    let (_, key, holder) =
+    let (id, key, holder) =
         funded_merchant(&svc, json!({"currency": "USD", "topup_fee": {"fixed": 100}})).await;
-    let (_, card) =
-        send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder}))).await;
-    let card = card["id"].as_str().unwrap().to_owned();
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
+    let m = Merchant::of(&svc, &id, key.clone());
+    let card = m.open_card(&holder).await.1.str("id").to_owned();
     // The channel applies the top-up and holds its answer past Pelago's timeout.
-    svc.admin(Method::POST, &format!("/admin/v1/test_helpers/channels/{channel}/faults"))
-        .json(&json!({"operation": "topup", "behavior": "timeout", "count": 1}))
-        .send()
-        .await
-        .unwrap();
+    svc.channel_fault(&svc.first_channel().await, "topup", "timeout").await;
 
     // Fire the top-up and do not wait for it.
     let request = svc
@@ -44,34 +36,22 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
         .send();
     let in_flight = tokio::spawn(request);
     // Kill once the debit is booked (the saga is then at the channel call).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, b) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
-        if b["balances"][0]["available"].as_i64() == Some(10_000 - 1_100) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the debit never landed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    m.poll("/v1/balance", secs(10), |b| b["balances"][0]["available"].as_i64() == Some(10_000 - 1_100)).await;
+    drop(m);
     svc.kill(); // SIGKILL: no drain, no flush beyond what was acknowledged
     let _ = in_flight.await;
 
     // Restart: the resolver finishes the saga by itself.
     let svc = Service::start(&data, &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let topup = loop {
-        let (_, list) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}/topups"), None).await;
-        let t = list["data"][0].clone();
-        if t["status"] == "succeeded" || t["status"] == "failed" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "the top-up never finished: {list}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let (_, details) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}/details"), None).await;
-    let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
-    let funded = details["balance"]["value"].as_i64().unwrap();
-    let available = balance["balances"][0]["available"].as_i64().unwrap();
+    let m = Merchant::of(&svc, &id, key);
+    let list = m
+        .poll(&format!("/v1/cards/{card}/topups"), secs(30), |l| {
+            l["data"][0]["status"] == "succeeded" || l["data"][0]["status"] == "failed"
+        })
+        .await;
+    let topup = &list["data"][0];
+    let funded = m.get(&format!("/v1/cards/{card}/details")).await.i64("balance.value");
+    let available = m.available().await;
     // The channel had applied it, so the resolver must find it applied: funded
     // and debited, once (not half a saga, and not the refusal a guess would give).
     assert_eq!(
@@ -93,7 +73,7 @@ async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "cards.open.after_fee")]);
-    let (_, key, holder) =
+    let (id, key, holder) =
         funded_merchant(&svc, json!({"currency": "USD", "application_fee": {"fixed": 500}})).await;
     let body = serde_json::to_vec(&json!({"cardholder_id": holder})).unwrap();
     let open = |svc: &Service| {
@@ -105,53 +85,39 @@ async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
 
     let svc = Service::start(&data, &env);
+    let m = Merchant::of(&svc, &id, key.clone());
     // The resolver finishes the opening: one card, active, the fee charged once.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let cards = loop {
-        let (_, cards) = send(&svc, &key, Method::GET, "/v1/cards", None).await;
-        if cards["data"].as_array().is_some_and(|c| c.len() == 1 && c[0]["status"] == "active") {
-            break cards;
-        }
-        assert!(Instant::now() < deadline, "the card was never opened: {cards}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
-    assert_eq!(balance["balances"][0]["available"], 10_000 - 500, "the fee once: {balance}");
+    let cards = m
+        .poll("/v1/cards", secs(30), |cards| {
+            cards["data"].as_array().is_some_and(|c| c.len() == 1 && c[0]["status"] == "active")
+        })
+        .await;
+    assert_eq!(m.available().await, 10_000 - 500, "the fee once");
     // The retry with the same key answers that card; nothing more is charged or created.
     let retried = open(&svc).await.unwrap();
     assert!(retried.status().is_success(), "{}", retried.status());
     let retried: Value = retried.json().await.unwrap();
     assert_eq!(retried["id"], cards["data"][0]["id"]);
-    let (_, after) = send(&svc, &key, Method::GET, "/v1/cards", None).await;
-    assert_eq!(after["data"].as_array().unwrap().len(), 1);
-    let (_, balance) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
-    assert_eq!(balance["balances"][0]["available"], 10_000 - 500);
+    assert_eq!(m.get("/v1/cards").await.count("data"), 1);
+    assert_eq!(m.available().await, 10_000 - 500);
     ledger_balanced(&svc).await;
 }
 
 /// A master-account merchant with `fees` (a FeeSchedule in USD), 10,000
 /// deposited and an active cardholder: (merchant id, key, cardholder id).
-async fn funded_merchant(svc: &Service, fees: Value) -> (String, common::Key, String) {
-    let (merchant, key, _) = svc.merchant("Recovered").await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/fees")).json(&fees).send().await.unwrap();
-    send(
-        svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
-    let (_, holder) =
-        send(svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
-    (merchant, key, holder["id"].as_str().unwrap().to_owned())
+async fn funded_merchant(svc: &Service, fees: Value) -> (String, Key, String) {
+    let m = svc.merchant("Recovered").await;
+    m.fees(fees).await;
+    m.deposit(10_000).await;
+    let holder = m.active_cardholder().await;
+    (m.id, m.key, holder)
 }
 
 /// A master-account merchant with 10,000 available and one active card.
-async fn funded_card(svc: &Service) -> (String, common::Key, String) {
+async fn funded_card(svc: &Service) -> (String, Key, String) {
     let (merchant, key, holder) = funded_merchant(svc, json!({"currency": "USD"})).await;
-    let (_, card) = send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder}))).await;
-    (merchant, key, card["id"].as_str().unwrap().to_owned())
+    let (_, card) = Merchant::of(svc, &merchant, key.clone()).open_card(&holder).await;
+    (merchant, key, card.str("id").to_owned())
 }
 
 /// A top-up that dies after it began and before its debit: the resolver
@@ -164,7 +130,7 @@ async fn a_topup_that_died_before_its_debit_fails_and_charges_nothing() {
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "topups.after_begin")]);
-    let (_, key, card) = funded_card(&svc).await;
+    let (id, key, card) = funded_card(&svc).await;
     let body = serde_json::to_vec(&json!({"amount": {"value": 1_000, "currency": "USD"}})).unwrap();
     let path = format!("/v1/cards/{card}/topups");
     let topup = |svc: &Service, idempotency_key: &'static str| {
@@ -178,22 +144,14 @@ async fn a_topup_that_died_before_its_debit_fails_and_charges_nothing() {
     let retried = topup(&svc, "topup-after-crash").await.unwrap();
     assert_eq!(retried.status().as_u16(), 202, "the begun top-up, outcome not yet known");
     let left: Value = retried.json().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let failed = loop {
-        let (_, t) =
-            send(&svc, &key, Method::GET, &format!("/v1/topups/{}", left["id"].as_str().unwrap()), None)
-                .await;
-        if t["status"] == "failed" {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "never resolved: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(failed["status_history"].as_array().unwrap().len(), 2, "{failed}");
-    assert_eq!(common::available(&svc, &key).await, 10_000, "nothing charged");
+    let m = Merchant::of(&svc, &id, key.clone());
+    let failed =
+        m.poll(&format!("/v1/topups/{}", left.str("id")), secs(30), |t| t["status"] == "failed").await;
+    assert_eq!(failed.count("status_history"), 2, "{failed}");
+    assert_eq!(m.available().await, 10_000, "nothing charged");
     let fresh = topup(&svc, "topup-fresh").await.unwrap();
     assert_eq!(fresh.status().as_u16(), 201);
-    assert_eq!(common::available(&svc, &key).await, 10_000 - 1_000, "debited once");
+    assert_eq!(m.available().await, 10_000 - 1_000, "debited once");
     ledger_balanced(&svc).await;
 }
 
@@ -207,11 +165,9 @@ async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "withdrawals.after_hold")]);
     let (merchant, key, _) = funded_card(&svc).await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
-        .json(&json!({"addresses": [{"address": "TXYZ0001", "network": "TRON", "label": "channel A"}]}))
-        .send()
-        .await
-        .unwrap();
+    let addresses = json!({"addresses": [{"address": "TXYZ0001", "network": "TRON", "label": "channel A"}]});
+    let path = format!("/admin/v1/merchants/{merchant}/withdrawal-addresses");
+    svc.admin_put(&path, addresses).await;
     let withdraw = |svc: &Service| {
         svc.admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/withdrawals"))
             .header("idempotency-key", "withdraw-after-crash")
@@ -221,16 +177,13 @@ async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
     assert!(withdraw(&svc).await.is_err(), "aborted at the failpoint");
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
     let svc = Service::start(&data, &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
+    let answer = eventually("the key freed", secs(30), async || {
         let r = withdraw(&svc).await.unwrap();
-        if r.status().as_u16() == 201 {
-            break r.json::<Value>().await.unwrap();
-        }
-        assert!(Instant::now() < deadline, "the key was never freed: {}", r.status());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        let status = r.status();
+        when(status.as_u16() == 201, r.json::<Value>().await.unwrap_or(Value::Null)).map_err(|_| status)
+    })
+    .await;
     assert_eq!(answer["status"], "succeeded", "{answer}");
-    assert_eq!(common::available(&svc, &key).await, 10_000 - 2_000, "held and paid once");
+    assert_eq!(Merchant::of(&svc, &merchant, key).available().await, 10_000 - 2_000, "held and paid once");
     ledger_balanced(&svc).await;
 }

@@ -93,9 +93,9 @@ async fn the_error_contract_of_api_md_section_1() {
     assert_eq!(wrong_token.status(), StatusCode::UNAUTHORIZED);
 
     // Authenticated: unknown path 404, wrong method 405 with Allow.
-    let r = svc.admin(Method::GET, "/admin/v1/nowhere").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_of(&r.json().await.unwrap()), "not_found");
+    let (status, r_body) = svc.admin_json(Method::GET, "/admin/v1/nowhere", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&r_body.clone()), "not_found");
     let r = svc.admin(Method::DELETE, "/debug/v1/actors").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
@@ -152,12 +152,12 @@ async fn the_crash_helper_restarts_the_card_actor_from_the_store() {
     let svc = Service::start(dir.path(), &[]);
     let path = format!("/debug/v1/actors/cards/{card}");
 
-    let before: Value = svc.admin(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+    let before: Value = svc.admin_json(Method::GET, &path, None).await.1;
     assert_eq!(before["restarts"], 0);
     assert_eq!(before["state"]["balance_minor"], 1234);
 
-    let armed = svc.admin(Method::POST, &format!("{path}/crash")).send().await.unwrap();
-    assert_eq!(armed.status(), StatusCode::ACCEPTED);
+    let (armed_status, _) = svc.admin_json(Method::POST, &format!("{path}/crash"), None).await;
+    assert_eq!(armed_status, StatusCode::ACCEPTED);
     let crashed = svc.admin(Method::GET, &path).send().await.unwrap();
     assert_eq!(crashed.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = crashed.json().await.unwrap();
@@ -169,8 +169,7 @@ async fn the_crash_helper_restarts_the_card_actor_from_the_store() {
     assert_eq!(after["restarts"], 1);
     assert_eq!(after["live"], true);
     assert_eq!(after["state"]["balance_minor"], 1234, "state intact");
-    let summary: Value =
-        svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().json().await.unwrap();
+    let summary: Value = svc.admin_json(Method::GET, "/debug/v1/actors", None).await.1;
     assert_eq!(summary["restarts_total"], 1);
 
     let unknown = svc
@@ -195,29 +194,22 @@ async fn touching_100k_cards_stays_under_the_live_cap_and_passivated_cards_come_
     let mut max_seen = 0;
     for chunk in ids.chunks(5_000) {
         let calls = chunk.iter().map(|id| async move {
-            let r = svc.admin(Method::GET, &format!("/debug/v1/actors/cards/{id}")).send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
+            let (status, _) =
+                svc.admin_json(Method::GET, &format!("/debug/v1/actors/cards/{id}"), None).await;
+            assert_eq!(status, StatusCode::OK);
         });
         futures::stream::iter(calls).buffer_unordered(32).collect::<Vec<_>>().await;
-        let summary: Value =
-            svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().json().await.unwrap();
+        let summary: Value = svc.admin_json(Method::GET, "/debug/v1/actors", None).await.1;
         let live =
             summary["cards"]["live"].as_u64().unwrap() + summary["merchants"]["live"].as_u64().unwrap();
         max_seen = max_seen.max(live);
         assert!(live <= cap, "{live} live actors over the cap of {cap}");
     }
-    let summary: Value =
-        svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().json().await.unwrap();
+    let summary: Value = svc.admin_json(Method::GET, "/debug/v1/actors", None).await.1;
     assert!(summary["passivated_total"].as_u64().unwrap() >= 99_000);
     // The first card was passivated long ago; it comes back with its state.
-    let back: Value = svc
-        .admin(Method::GET, &format!("/debug/v1/actors/cards/{}", ids[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let back: Value =
+        svc.admin_json(Method::GET, &format!("/debug/v1/actors/cards/{}", ids[0]), None).await.1;
     assert_eq!(back["was_live"], false);
     assert_eq!(back["state"]["balance_minor"], 1234);
     assert!(max_seen > 0);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, send};
+use common::{Json, Key, Merchant, Service, eventually, secs, when};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::{
@@ -34,22 +34,14 @@ async fn read_until_closed(conn: &mut TcpStream, since: Instant, bound: Duration
     }
 }
 
-async fn merchant_with_deposit(svc: &Service) -> (String, Key) {
-    let (id, key, _) = svc.merchant("Frontdoor").await;
-    let (status, body) = send(
-        svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    (id, key)
+async fn merchant_with_deposit(svc: &Service) -> Merchant<'_> {
+    let m = svc.merchant("Frontdoor").await;
+    m.deposit(10_000).await;
+    m
 }
 
-async fn deposit_event(svc: &Service, key: &Key) -> String {
-    let (status, events) = send(svc, key, Method::GET, "/v1/events?type=deposit.succeeded", None).await;
+async fn deposit_event(m: &Merchant<'_>) -> String {
+    let (status, events) = m.call(Method::GET, "/v1/events?type=deposit.succeeded", None).await;
     assert_eq!(status, StatusCode::OK, "{events}");
     events["data"][0]["id"].as_str().expect("a deposit event").to_owned()
 }
@@ -59,11 +51,8 @@ async fn deposit_event(svc: &Service, key: &Key) -> String {
 /// within their timeout, while another client is served meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_while_others_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_HEADER_READ_TIMEOUT_MS", "600"), ("PELAGO_BODY_READ_TIMEOUT_MS", "600")],
-    );
+    let svc =
+        Service::temp(&[("PELAGO_HEADER_READ_TIMEOUT_MS", "600"), ("PELAGO_BODY_READ_TIMEOUT_MS", "600")]);
     let started = Instant::now();
     let mut half_head = TcpStream::connect(addr(&svc)).await.unwrap();
     half_head.write_all(b"POST /callbacks/gateway HTTP/1.1\r\nHost: pelago\r\nContent-Le").await.unwrap();
@@ -105,11 +94,7 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
 /// cut, then is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_wait_for_a_free_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_HEADER_READ_TIMEOUT_MS", "800"), ("PELAGO_MAX_CONNECTIONS", "2")],
-    );
+    let svc = Service::temp(&[("PELAGO_HEADER_READ_TIMEOUT_MS", "800"), ("PELAGO_MAX_CONNECTIONS", "2")]);
     let held_from = Instant::now();
     let _a = TcpStream::connect(addr(&svc)).await.unwrap();
     let _b = TcpStream::connect(addr(&svc)).await.unwrap();
@@ -131,14 +116,13 @@ async fn connections_over_the_cap_wait_for_a_free_slot() {
 /// requests are not charged to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_traffic_is_limited_per_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_IP_RATE_LIMIT", "1,8")]);
-    let (_, key, _) = svc.merchant("Limited").await;
+    let svc = Service::temp(&[("PELAGO_IP_RATE_LIMIT", "1,8")]);
+    let m = svc.merchant("Limited").await;
     for _ in 0..20 {
-        let (status, _) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+        let (status, _) = m.call(Method::GET, "/v1/balance", None).await;
         assert_eq!(status, StatusCode::OK, "merchant requests are limited per merchant, not per address");
     }
-    let forged = Key { key_id: key.key_id.clone(), secret: "sk_wrong_secret_0000000000".into() };
+    let forged = Key { key_id: m.key.key_id.clone(), secret: "sk_wrong_secret_0000000000".into() };
     let mut statuses = Vec::new();
     for _ in 0..12 {
         let r = svc.signed(&forged, Method::GET, "/v1/balance", b"").send().await.unwrap();
@@ -158,42 +142,30 @@ async fn unauthenticated_traffic_is_limited_per_address() {
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
     }
     // The bucket refills (1 token/s): the operator gets in again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            break;
-        }
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert!(Instant::now() < deadline, "the per-address bucket never refilled");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the per-address bucket refilled", secs(10), async || {
+        let (status, _) = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await;
+        assert!([StatusCode::OK, StatusCode::TOO_MANY_REQUESTS].contains(&status), "{status}");
+        status == StatusCode::OK
+    })
+    .await;
 }
 
 /// M5: a filtered list pages to the end with `next_starting_after`, and
 /// every event of the type is seen once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_pages_continue_to_the_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (_, key) = merchant_with_deposit(&svc).await;
+    let svc = Service::temp(&[]);
+    let m = merchant_with_deposit(&svc).await;
     for _ in 0..2 {
-        let (status, _) = send(
-            &svc,
-            &key,
-            Method::POST,
-            "/v1/test_helpers/deposits",
-            Some(&json!({"amount": {"value": 500, "currency": "USD"}, "network": "TRON"})),
-        )
-        .await;
+        let (status, _) = m.deposit_of(500, "USD").await;
         assert_eq!(status, StatusCode::OK);
     }
     let mut seen = Vec::new();
     let mut path = "/v1/balance/transactions?type=deposit&limit=1".to_owned();
     for _ in 0..10 {
-        let (status, page) = send(&svc, &key, Method::GET, &path, None).await;
+        let (status, page) = m.call(Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        seen.extend(page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+        seen.extend(page["data"].as_array().unwrap().iter().map(|t| t.str("id").to_owned()));
         if page["has_more"] == false {
             assert_eq!(page["next_starting_after"], Value::Null);
             break;
@@ -210,34 +182,20 @@ async fn filtered_pages_continue_to_the_end() {
 /// are swept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_and_delivery_attempts_are_swept_after_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RETENTION_SECS", "1")]);
+    let svc = Service::temp(&[("PELAGO_RETENTION_SECS", "1")]);
     // A deposit: a gateway callback is recorded, and its event (no webhook_url)
     // gets one recorded "not delivered" attempt.
-    let (_, key) = merchant_with_deposit(&svc).await;
-    let event = deposit_event(&svc, &key).await;
+    let m = merchant_with_deposit(&svc).await;
+    let event = deposit_event(&m).await;
     let deliveries = format!("/v1/events/{event}/deliveries");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, list) = send(&svc, &key, Method::GET, &deliveries, None).await;
+    eventually("swept", secs(20), async || {
+        let (status, list) = m.call(Method::GET, &deliveries, None).await;
         assert_eq!(status, StatusCode::OK);
-        let metrics = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        let swept = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name} ")))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        if list["data"] == json!([])
-            && swept("pelago_callbacks_swept_total") >= 1.0
-            && swept("pelago_deliveries_swept_total") >= 1.0
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not swept: {list} / {metrics}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        let callbacks = svc.metric("pelago_callbacks_swept_total").await;
+        let attempts = svc.metric("pelago_deliveries_swept_total").await;
+        when(list["data"] == json!([]) && callbacks >= 1 && attempts >= 1, json!([list, callbacks, attempts]))
+    })
+    .await;
 }
 
 /// M6: a webhook endpoint on a link-local (metadata) address is refused at
@@ -245,64 +203,35 @@ async fn callbacks_and_delivery_attempts_are_swept_after_retention() {
 /// attempt is recorded as failed and nothing is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_to_a_refused_address_records_a_failed_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (merchant, key, _) = svc.merchant("Rebound").await;
-    let r = svc
-        .admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant}"))
-        .json(&json!({"webhook_url": "http://169.254.169.254/latest/meta-data/"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (status, _) = send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 100, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
+    let svc = Service::temp(&[]);
+    let m = svc.merchant("Rebound").await;
+    m.set_webhook_url("http://169.254.169.254/latest/meta-data/").await;
+    let (status, _) = m.deposit_of(100, "USD").await;
     assert_eq!(status, StatusCode::OK);
-    let event = deposit_event(&svc, &key).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let attempt = loop {
-        let (_, list) = send(&svc, &key, Method::GET, &format!("/v1/events/{event}/deliveries"), None).await;
-        if let Some(first) = list["data"].as_array().and_then(|a| a.last()).cloned() {
-            break first;
-        }
-        assert!(Instant::now() < deadline, "no attempt recorded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let event = deposit_event(&m).await;
+    let list =
+        m.poll(&format!("/v1/events/{event}/deliveries"), secs(20), |l| l["data"][0].is_object()).await;
+    let attempt = list["data"].as_array().and_then(|a| a.last()).cloned().unwrap();
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
-    assert!(attempt["error"].as_str().unwrap().contains("refused address"), "{attempt}");
+    assert!(attempt.str("error").contains("refused address"), "{attempt}");
 }
 
 /// L3: card details are served `no-store` (their body is wiped after it is
 /// written; that part is not observable from outside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_details_are_no_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (_, key) = merchant_with_deposit(&svc).await;
-    let (status, holder) =
-        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
+    let svc = Service::temp(&[]);
+    let m = merchant_with_deposit(&svc).await;
+    let (status, holder) = m.cardholder("Lovelace").await;
     assert_eq!(status, StatusCode::CREATED, "{holder}");
-    let (status, card) = send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/cards",
-        Some(&json!({"cardholder_id": holder["id"], "reference": "c1"})),
-    )
-    .await;
+    let (status, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"], "reference": "c1"})).await;
     assert_eq!(status, StatusCode::CREATED, "{card}");
-    let path = format!("/v1/cards/{}/details", card["id"].as_str().unwrap());
-    let r = svc.signed(&key, Method::GET, &path, b"").send().await.unwrap();
+    let path = format!("/v1/cards/{}/details", card.str("id"));
+    let r = svc.signed(&m.key, Method::GET, &path, b"").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let details: Value = r.json().await.unwrap();
-    let pan = details["pan"].as_str().unwrap();
+    let pan = details.str("pan");
     assert!(pan.starts_with("424242") && pan.len() >= 16, "a whole PAN");
     assert_eq!(details["card_id"], card["id"]);
     assert!(!svc.log().contains(pan), "the PAN never reaches the log");

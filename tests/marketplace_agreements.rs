@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Service, send};
+use common::{Json, Service, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,8 +14,8 @@ use serde_json::{Value, json};
 async fn agreements_are_signed_superseded_and_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
-    let (_, key, _) = svc.merchant("Agreements").await;
-    let (_, other_key, _) = svc.merchant("Other").await;
+    let m = svc.merchant("Agreements").await;
+    let other = svc.merchant("Other").await;
     let body = json!({
         "type": "individual", "name": "Seller Approved", "email": "s@example.com", "phone": "+6591234567",
         "country": "SG",
@@ -25,23 +23,19 @@ async fn agreements_are_signed_superseded_and_resolved() {
                        "id_document": {"type": "passport", "number": "P1234567"}},
         "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
     });
-    let (_, rec) = send(&svc, &key, Method::POST, "/v1/recipients", Some(&body)).await;
-    let rec = rec["id"].as_str().unwrap().to_owned();
+    let (_, rec) = m.call(Method::POST, "/v1/recipients", Some(&body)).await;
+    let rec = rec.str("id").to_owned();
     let path = format!("/v1/recipients/{rec}/agreements");
     let post = |b: Value| {
-        let (svc, key, path) = (&svc, &key, path.clone());
-        async move { send(svc, key, Method::POST, &path, Some(&b)).await }
+        let (m, path) = (&m, path.clone());
+        async move { m.post(&path, b).await }
     };
 
     let (status, e) = post(json!({"type": "split"})).await;
-    assert_eq!(
-        (status, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("invalid_state")),
-        "no onboarding yet"
-    );
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "no onboarding yet");
     let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
     let (status, _) =
-        send(&svc, &key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
+        m.call(Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
     assert_eq!(status, StatusCode::CREATED);
 
     for (b, param) in [
@@ -59,40 +53,40 @@ async fn agreements_are_signed_superseded_and_resolved() {
             "{b}: {e}"
         );
     }
-    let (_, listed) = send(&svc, &key, Method::GET, &path, None).await;
+    let listed = m.get(&path).await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
-    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"], json!({"receive_splits": false, "withdraw": true}));
 
     let (status, first) = post(json!({"type": "split"})).await;
     assert_eq!((status, first["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{first}");
-    assert!(first["signed_at"].is_string() && first["id"].as_str().unwrap().starts_with("agr_"));
-    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    assert!(first["signed_at"].is_string() && first.str("id").starts_with("agr_"));
+    let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true);
     let (_, second) = post(json!({"type": "split"})).await;
     let (status, commission) = post(json!({"type": "commission", "max_commission_bps": 500})).await;
     assert_eq!((status, commission["max_commission_bps"].as_u64()), (StatusCode::CREATED, Some(500)));
-    let (_, splits) = send(&svc, &key, Method::GET, &format!("{path}?type=split"), None).await;
+    let splits = m.get(&format!("{path}?type=split")).await;
     let statuses: Vec<_> =
         splits["data"].as_array().unwrap().iter().map(|a| (a["id"].clone(), a["status"].clone())).collect();
     assert_eq!(
         statuses,
         [(second["id"].clone(), json!("signed")), (first["id"].clone(), json!("superseded"))]
     );
-    let (_, page) = send(&svc, &key, Method::GET, &format!("{path}?type=split&limit=1"), None).await;
+    let page = m.get(&format!("{path}?type=split&limit=1")).await;
     assert_eq!(
         (page["data"][0]["id"].clone(), page["has_more"].clone()),
         (second["id"].clone(), json!(true))
     );
-    let next = format!("{path}?type=split&limit=1&starting_after={}", second["id"].as_str().unwrap());
-    let (_, page) = send(&svc, &key, Method::GET, &next, None).await;
+    let next = format!("{path}?type=split&limit=1&starting_after={}", second.str("id"));
+    let page = m.get(&next).await;
     assert_eq!(
         (page["data"][0]["id"].clone(), page["has_more"].clone()),
         (first["id"].clone(), json!(false))
     );
-    let (status, _) = send(&svc, &key, Method::GET, &format!("{path}?type=loan"), None).await;
+    let (status, _) = m.call(Method::GET, &format!("{path}?type=loan"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = send(&svc, &other_key, Method::GET, &path, None).await;
+    let (status, _) = other.call(Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's recipient");
 
     // Unknown outcome: 202 pending, then signed by the resolver; a refusal: failed.
@@ -104,26 +98,20 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
     let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
     assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, list) = send(&svc, &key, Method::GET, &format!("{path}?type=commission"), None).await;
-        let now = list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap().clone();
-        if now["status"] == "signed" {
-            assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not resolved: {now}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let signed = |list: &Value| {
+        list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap()["status"]
+            == "signed"
+    };
+    let list = m.poll(&format!("{path}?type=commission"), secs(30), signed).await;
+    assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
     assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
     let (status, failed) = post(json!({"type": "split"})).await;
     assert_eq!((status, failed["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{failed}");
-    let (_, r) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{rec}"), None).await;
+    let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true, "the signed split agreement still holds");
 
-    let (_, events) =
-        send(&svc, &key, Method::GET, "/v1/events?type=recipient.agreement.updated&limit=100", None).await;
+    let events = m.get("/v1/events?type=recipient.agreement.updated&limit=100").await;
     // Each change one event: split 1 pending+signed (2), split 2 pending+signed+split 1 superseded (3),
     // commission 500 (2), commission 300 pending+signed+500 superseded (3), the failed split (2).
-    assert_eq!(events["data"].as_array().unwrap().len(), 12, "{events}");
+    assert_eq!(events.count("data"), 12, "{events}");
 }

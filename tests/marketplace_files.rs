@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Key, Service, all_bytes_under, send};
+use common::{Json, Key, Service, all_bytes_under};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -75,8 +75,8 @@ async fn unsigned_upload(svc: &Service, path: &str, len: usize, chunked: bool) -
 async fn files_are_bounded_checked_sealed_and_private() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), &[]);
-    let (_, key, _) = svc.merchant("Files Market").await;
-    let (_, other_key, _) = svc.merchant("Other Market").await;
+    let m = svc.merchant("Files Market").await;
+    let other = svc.merchant("Other Market").await;
 
     // Over 5 MiB: 413 before authentication, declared or read.
     for chunked in [false, true] {
@@ -100,7 +100,7 @@ async fn files_are_bounded_checked_sealed_and_private() {
         ("application/pdf", png_magic.to_vec()),
         ("image/jpeg", b"GIF89a......".to_vec()),
     ] {
-        let (status, e) = upload(&svc, &key, content_type, &body, "").await;
+        let (status, e) = upload(&svc, &m.key, content_type, &body, "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{content_type}: {e}");
         assert_eq!(
             (e["error"]["code"].as_str(), e["error"]["param"].as_str()),
@@ -111,27 +111,27 @@ async fn files_are_bounded_checked_sealed_and_private() {
     // A 3 MiB PDF (above 64 KiB) with a marker that must not reach the disk in clear.
     let marker = b"MARKETPLACE-SECRET-DOCUMENT-9F3A";
     let pdf = pdf_with(marker, 3 * 1024 * 1024);
-    let (status, file) = upload(&svc, &key, "application/pdf", &pdf, "file-1").await;
+    let (status, file) = upload(&svc, &m.key, "application/pdf", &pdf, "file-1").await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
-    let id = file["id"].as_str().unwrap().to_owned();
+    let id = file.str("id").to_owned();
     assert!(id.starts_with("file_"));
     assert_eq!(file["content_type"], "application/pdf");
     assert_eq!(file["size"], pdf.len() as u64);
     assert_eq!(file["sha256"], hex::encode(Sha256::digest(&pdf)));
     assert!(file.get("content").is_none());
     // The same Idempotency-Key: the same file, not a second one.
-    let (status, again) = upload(&svc, &key, "application/pdf", &pdf, "file-1").await;
+    let (status, again) = upload(&svc, &m.key, "application/pdf", &pdf, "file-1").await;
     assert_eq!((status, &again["id"]), (StatusCode::CREATED, &file["id"]));
-    let (status, png) = upload(&svc, &key, "image/png", &png_magic, "").await;
+    let (status, png) = upload(&svc, &m.key, "image/png", &png_magic, "").await;
     assert_eq!((status, png["content_type"].as_str()), (StatusCode::CREATED, Some("image/png")));
 
-    let (status, got) = send(&svc, &key, Method::GET, &format!("/v1/files/{id}"), None).await;
+    let (status, got) = m.call(Method::GET, &format!("/v1/files/{id}"), None).await;
     assert_eq!((status, &got), (StatusCode::OK, &file));
-    let (status, _) = send(&svc, &other_key, Method::GET, &format!("/v1/files/{id}"), None).await;
+    let (status, _) = other.call(Method::GET, &format!("/v1/files/{id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's file");
-    let (status, _) = send(&svc, &key, Method::GET, "/v1/files/file_01JNOPE0000000000000000000", None).await;
+    let (status, _) = m.call(Method::GET, "/v1/files/file_01JNOPE0000000000000000000", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = send(&svc, &key, Method::GET, &format!("/v1/files/{id}/content"), None).await;
+    let (status, _) = m.call(Method::GET, &format!("/v1/files/{id}/content"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the content is never served");
     let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let post = &openapi["paths"]["/v1/files"]["post"];

@@ -6,19 +6,24 @@
 
 mod common;
 
-use common::{Key, Service, send};
+use common::{Json, Merchant, Service, eventually, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
 
-struct Market<'a> {
-    svc: &'a Service,
-    key: Key,
+struct Market<'a>(Merchant<'a>);
+
+impl<'a> std::ops::Deref for Market<'a> {
+    type Target = Merchant<'a>;
+
+    fn deref(&self) -> &Merchant<'a> {
+        &self.0
+    }
 }
 
 impl Market<'_> {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        send(self.svc, &self.key, method, path, body.as_ref()).await
+        self.0.call(method, path, body.as_ref()).await
     }
 
     /// A recipient whose name ends with `last_word` (the sandbox's magic).
@@ -32,7 +37,7 @@ impl Market<'_> {
         });
         let (status, r) = self.call(Method::POST, "/v1/recipients", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{r}");
-        r["id"].as_str().unwrap().to_owned()
+        r.str("id").to_owned()
     }
 
     async fn onboard(&self, recipient: &str, kind: &str) -> (StatusCode, Value) {
@@ -46,7 +51,7 @@ impl Market<'_> {
 
     /// `POST .../{oid}/{action}` (or a test helper), the status and body.
     async fn act(&self, o: &Value, action: &str, body: Value) -> (StatusCode, Value) {
-        let (rec, oid) = (o["recipient_id"].as_str().unwrap(), o["id"].as_str().unwrap());
+        let (rec, oid) = (o.str("recipient_id"), o.str("id"));
         let path = match action {
             "decide" | "compliance" => {
                 format!("/v1/test_helpers/recipients/{rec}/onboardings/{oid}/{action}")
@@ -72,14 +77,14 @@ impl Market<'_> {
 }
 
 fn state(o: &Value) -> (&str, &str) {
-    (o["status"].as_str().unwrap(), o["compliance"]["status"].as_str().unwrap())
+    (o.str("status"), o.str("compliance.status"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), &[]);
-    let (merchant_id, key, _) = svc.merchant("Onboarding Market").await;
+    let m = svc.merchant("Onboarding Market").await;
     // A plain receiver that keeps every webhook body it gets.
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = std::sync::Arc::clone(&received);
@@ -90,15 +95,9 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio::spawn(warp::serve(hook).incoming(listener).run());
-    let r = svc
-        .admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
-        .json(&json!({"webhook_url": hook_url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (_, other_key, _) = svc.merchant("Other Market").await;
-    let m = Market { svc: &svc, key };
+    m.set_webhook_url(&hook_url).await;
+    let other = svc.merchant("Other Market").await;
+    let m = Market(m);
     let file_body = b"%PDF-1.7 proof".to_vec();
     let r = svc
         .signed(&m.key, Method::POST, "/v1/files", &file_body)
@@ -122,11 +121,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!(status, StatusCode::CREATED, "{previous}");
     assert_eq!(state(&previous), ("SUCCEEDED", "approved"));
     let (status, e) = m.call(Method::POST, &path, Some(json!({"type": "TWO_STEP_ONBOARDING"}))).await;
-    assert_eq!(
-        (status, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("invalid_state")),
-        "an open one exists"
-    );
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "an open one exists");
     let twin = m.recipient("Twin").await;
     let (status, e) = m.call(Method::POST, &format!("/v1/recipients/{twin}/onboardings"), Some(body)).await;
     assert_eq!(
@@ -156,12 +151,12 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     // — ONE_STEP: submitted in the request; the name decides.
     let approved = m.one_step("Approved").await;
     assert_eq!(state(&approved), ("SUCCEEDED", "approved"));
-    assert!(approved["provider_recipient_id"].as_str().unwrap().starts_with("gwr_"));
+    assert!(approved.str("provider_recipient_id").starts_with("gwr_"));
     let history: Vec<_> = approved["history"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["type"].as_str().unwrap(), h["to"].as_str().unwrap_or("")))
+        .map(|h| (h.str("type"), h["to"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(
         history,
@@ -204,24 +199,22 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         (1, 1),
         "one effect: {decided}"
     );
-    let rec = o["recipient_id"].as_str().unwrap();
-    let (_, now) = m
-        .call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", o["id"].as_str().unwrap()), None)
-        .await;
+    let rec = o.str("recipient_id");
+    let (_, now) =
+        m.call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", o.str("id")), None).await;
     assert_eq!(now["version"], decided["version"], "the copies changed nothing after the helper answered");
-    let (_, events) =
-        m.call(Method::GET, "/v1/events?type=recipient.onboarding.updated&limit=100", None).await;
+    let events = m.get("/v1/events?type=recipient.onboarding.updated&limit=100").await;
     let about: Vec<_> =
         events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == o["id"]).collect();
     assert_eq!(about.len(), 3, "created, submitted, decided; nothing for the copies");
     // A terminal onboarding: the recipient may onboard anew.
     let declined = m.one_step("Decline").await;
-    let (status, again) = m.onboard(declined["recipient_id"].as_str().unwrap(), "TWO_STEP_ONBOARDING").await;
+    let (status, again) = m.onboard(declined.str("recipient_id"), "TWO_STEP_ONBOARDING").await;
     assert_eq!((status, again["status"].as_str()), (StatusCode::CREATED, Some("CREATED")));
 
     // — REJECTED/ERROR continue (after fixing the data) → PENDING; and cancel.
     let rejected = m.one_step("Reject").await;
-    let rec_path = format!("/v1/recipients/{}", rejected["recipient_id"].as_str().unwrap());
+    let rec_path = format!("/v1/recipients/{}", rejected.str("recipient_id"));
     let (status, _) = m.call(Method::PATCH, &rec_path, Some(json!({"name": "Seller Pending"}))).await;
     assert_eq!(status, StatusCode::OK, "PATCH is allowed while REJECTED");
     let resubmitted = m.ok(&rejected, "continue", json!({})).await;
@@ -247,7 +240,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     );
     let pending = m.ok(&two, "continue", json!({"documents": doc})).await;
     assert_eq!(state(&pending), ("PENDING", "not_started"));
-    assert_eq!(pending["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(pending.count("documents"), 1);
     let rec = m.recipient("Approved").await;
     let (_, two_cancel) = m.onboard(&rec, "TWO_STEP_ONBOARDING").await;
     assert_eq!(m.ok(&two_cancel, "cancel", json!({})).await["status"], "CANCELED");
@@ -284,11 +277,11 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!(status, StatusCode::CONFLICT, "no 6th supplement");
 
     // — Transfer and reverse-transfer (SUCCEEDED only; the owner changes).
-    let owner = approved["recipient_id"].as_str().unwrap().to_owned();
+    let owner = approved.str("recipient_id").to_owned();
     let target = m.recipient("Target").await;
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": owner})).await;
     assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("recipient_id")));
-    let busy = previous["recipient_id"].as_str().unwrap();
+    let busy = previous.str("recipient_id");
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": busy})).await;
     assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::CONFLICT, Some("recipient_id")), "{e}");
     let moved = m.ok(&approved, "transfer", json!({"recipient_id": target})).await;
@@ -299,11 +292,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         (Some("transferred"), Some(owner.as_str()))
     );
     let (status, _) = m
-        .call(
-            Method::GET,
-            &format!("/v1/recipients/{owner}/onboardings/{}", approved["id"].as_str().unwrap()),
-            None,
-        )
+        .call(Method::GET, &format!("/v1/recipients/{owner}/onboardings/{}", approved.str("id")), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "only under the current owner");
     let back = m.ok(&moved, "reverse-transfer", json!({})).await;
@@ -345,7 +334,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         )
     };
     for sample in [&created, &pending_one, &succeeded, &declined, &rejected, &blocked, &errored, &canceled] {
-        let status_name = sample["status"].as_str().unwrap();
+        let status_name = sample.str("status");
         for (action, body) in &actions {
             if allowed(status_name, action) {
                 continue;
@@ -353,13 +342,9 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
             let (status, e) = m.act(sample, action, body.clone()).await;
             assert_eq!(status, StatusCode::CONFLICT, "{action} on {status_name}: {e}");
             assert_eq!(e["error"]["code"], "invalid_state");
-            let rec = sample["recipient_id"].as_str().unwrap();
+            let rec = sample.str("recipient_id");
             let (_, now) = m
-                .call(
-                    Method::GET,
-                    &format!("/v1/recipients/{rec}/onboardings/{}", sample["id"].as_str().unwrap()),
-                    None,
-                )
+                .call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", sample.str("id")), None)
                 .await;
             assert_eq!(
                 now["version"], sample["version"],
@@ -369,13 +354,12 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     }
 
     // — Privacy and events.
-    let other = Market { svc: &svc, key: other_key };
+    let other = Market(other);
     let (status, _) = other.call(Method::GET, &format!("/v1/recipients/{owner}/onboardings"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, listed) = m.call(Method::GET, &format!("/v1/recipients/{owner}/onboardings"), None).await;
+    let listed = m.get(&format!("/v1/recipients/{owner}/onboardings")).await;
     assert_eq!(listed["data"][0]["id"], approved["id"]);
-    let (_, events) =
-        m.call(Method::GET, "/v1/events?type=recipient.onboarding.updated&limit=100", None).await;
+    let events = m.get("/v1/events?type=recipient.onboarding.updated&limit=100").await;
     let events = events["data"].as_array().unwrap();
     assert!(events.len() >= 50, "one event per change: {}", events.len());
     let about_back: Vec<_> = events.iter().filter(|e| e["data"]["object"]["id"] == approved["id"]).collect();
@@ -435,17 +419,13 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert!(metrics.contains("pelago_callbacks_unbound_total{source=\"gateway\"} 1"), "{metrics}");
 
     // Webhooks carry the onboarding events, and never the numbers.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    eventually("every onboarding webhook", secs(60), async || {
         let bodies = received.lock().unwrap().clone();
         let onboarding_hooks = bodies.iter().filter(|b| b.contains("recipient.onboarding.updated")).count();
         assert!(bodies.iter().all(|b| !b.contains("ACC123456") && !b.contains("P1234567")));
-        if onboarding_hooks >= events.len() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{onboarding_hooks} of {} webhooks", events.len());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        if onboarding_hooks >= events.len() { Ok(()) } else { Err(onboarding_hooks) }
+    })
+    .await;
 
     // The numbers sent to the gateway in every submission are in clear nowhere:
     // not in Pelago's store, the simulator's, or the log.

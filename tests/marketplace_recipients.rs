@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Key, Service, all_bytes_under, send};
+use common::{Json, Service, all_bytes_under};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -48,16 +48,12 @@ fn with(base: &Value, path: &str, value: Value) -> Value {
     v
 }
 
-async fn post(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
-    send(svc, key, Method::POST, "/v1/recipients", Some(body)).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), &[]);
-    let (_, key, _) = svc.merchant("Market One").await;
-    let (_, other_key, _) = svc.merchant("Market Two").await;
+    let m = svc.merchant("Market One").await;
+    let other = svc.merchant("Market Two").await;
 
     // Every refusal answers 400 invalid_request on its param, and creates nothing.
     let ind = individual();
@@ -104,7 +100,7 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
         (with(&biz, "/bank_account/kind", json!("personal")), "bank_account.kind"),
     ];
     for (body, param) in &cases {
-        let (status, e) = post(&svc, &key, body).await;
+        let (status, e) = m.post("/v1/recipients", body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{param}: {e}");
         assert_eq!(e["error"]["code"], "invalid_request", "{param}: {e}");
         assert_eq!(e["error"]["param"], *param, "{e}");
@@ -113,34 +109,22 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
             assert!(!text.contains(secret), "an error shows a number: {text}");
         }
     }
-    let (_, listed) = send(&svc, &key, Method::GET, "/v1/recipients", None).await;
+    let listed = m.get("/v1/recipients").await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
 
     // Created: the numbers masked, no onboarding, no capabilities.
-    let r = svc
-        .signed_with_key(&key, Method::POST, "/v1/recipients", &serde_json::to_vec(&ind).unwrap(), "rec-1")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ada: Value = r.json().await.unwrap();
-    let id = ada["id"].as_str().unwrap().to_owned();
+    let (status, ada) = m.post_once("/v1/recipients", &ind, "rec-1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = ada.str("id").to_owned();
     assert!(id.starts_with("rec_"), "{ada}");
     assert_eq!(ada["individual"]["id_document"]["number"], "****1234");
     assert_eq!(ada["bank_account"]["account_number"], "****4433");
     assert_eq!(ada["onboarding"], Value::Null);
     assert_eq!(ada["capabilities"], json!({"receive_splits": false, "withdraw": false}));
     assert_eq!((ada["version"].as_u64(), ada["type"].as_str()), (Some(1), Some("individual")));
-    let r = svc
-        .signed_with_key(&key, Method::POST, "/v1/recipients", &serde_json::to_vec(&ind).unwrap(), "rec-1")
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    let again: Value = r.json().await.unwrap();
+    let (_, again) = m.post_once("/v1/recipients", &ind, "rec-1").await;
     assert_eq!(again["id"], ada["id"], "the same Idempotency-Key: the same recipient");
-    let (status, acme) = post(&svc, &key, &biz).await;
+    let (status, acme) = m.post("/v1/recipients", biz.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{acme}");
     assert_eq!(acme["business"]["representative"]["id_document"]["number"], "****7788");
     let sole = with(
@@ -149,56 +133,55 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
         json!("personal"),
     );
     assert_eq!(
-        post(&svc, &key, &sole).await.0,
+        m.post("/v1/recipients", sole.clone()).await.0,
         StatusCode::CREATED,
         "a sole proprietor may use a personal account"
     );
 
     // Reads: the owner's; another merchant's is a 404 everywhere.
     let path = format!("/v1/recipients/{id}");
-    let (status, got) = send(&svc, &key, Method::GET, &path, None).await;
+    let (status, got) = m.call(Method::GET, &path, None).await;
     assert_eq!((status, &got), (StatusCode::OK, &ada));
-    let (_, filtered) = send(&svc, &key, Method::GET, "/v1/recipients?reference=seller-1", None).await;
-    assert_eq!(filtered["data"].as_array().unwrap().len(), 1, "{filtered}");
-    let (_, all) = send(&svc, &key, Method::GET, "/v1/recipients", None).await;
-    assert_eq!(all["data"].as_array().unwrap().len(), 3);
-    let (status, e) = send(&svc, &key, Method::GET, "/v1/recipients?country=SG", None).await;
+    let filtered = m.get("/v1/recipients?reference=seller-1").await;
+    assert_eq!(filtered.count("data"), 1, "{filtered}");
+    let all = m.get("/v1/recipients").await;
+    assert_eq!(all.count("data"), 3);
+    let (status, e) = m.call(Method::GET, "/v1/recipients?country=SG", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
-    let (status, balance) = send(&svc, &key, Method::GET, &format!("{path}/balance"), None).await;
+    let (status, balance) = m.call(Method::GET, &format!("{path}/balance"), None).await;
     assert_eq!((status, balance), (StatusCode::OK, json!({"recipient_id": id, "balances": []})));
     for (method, p) in
         [(Method::GET, path.clone()), (Method::PATCH, path.clone()), (Method::GET, format!("{path}/balance"))]
     {
-        let (status, _) = send(&svc, &other_key, method, &p, Some(&json!({"name": "Taken"}))).await;
+        let (status, _) = other.call(method, &p, Some(&json!({"name": "Taken"}))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's recipient: {p}");
     }
-    let (_, other_list) = send(&svc, &other_key, Method::GET, "/v1/recipients", None).await;
+    let other_list = other.get("/v1/recipients").await;
     assert_eq!(other_list["data"], json!([]));
 
     // PATCH: any field but type, same rules; a refusal changes nothing.
-    let (status, e) = send(&svc, &key, Method::PATCH, &path, Some(&json!({"type": "business"}))).await;
+    let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"type": "business"}))).await;
     assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("type")));
     let bad_bank = json!({"bank_account": {"holder_name": "Ada", "account_number": "NEW000111", "bank_code": "DBS", "kind": "corporate"}});
-    let (status, e) = send(&svc, &key, Method::PATCH, &path, Some(&bad_bank)).await;
+    let (status, e) = m.call(Method::PATCH, &path, Some(&bad_bank)).await;
     assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("bank_account.kind")));
-    let (status, e) =
-        send(&svc, &key, Method::PATCH, &path, Some(&json!({"business": biz["business"]}))).await;
+    let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"business": biz["business"]}))).await;
     assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("business")));
     let patch = json!({"name": "Ada's Shop", "reference": "seller-9",
         "bank_account": {"holder_name": "Ada", "account_number": "NEW000222", "bank_code": "DBS", "kind": "personal"}});
-    let (status, patched) = send(&svc, &key, Method::PATCH, &path, Some(&patch)).await;
+    let (status, patched) = m.call(Method::PATCH, &path, Some(&patch)).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!((patched["name"].as_str(), patched["version"].as_u64()), (Some("Ada's Shop"), Some(2)));
     assert_eq!(patched["bank_account"]["account_number"], "****0222");
     assert_eq!(patched["individual"], ada["individual"], "untouched fields keep their value");
-    let (_, moved) = send(&svc, &key, Method::GET, "/v1/recipients?reference=seller-1", None).await;
+    let moved = m.get("/v1/recipients?reference=seller-1").await;
     assert_eq!(moved["data"], json!([]), "the reference index moved with the patch");
-    let (_, moved) = send(&svc, &key, Method::GET, "/v1/recipients?reference=seller-9", None).await;
+    let moved = m.get("/v1/recipients?reference=seller-9").await;
     assert_eq!(moved["data"][0]["id"], ada["id"]);
 
     // The numbers in clear: nowhere in the debug API, the data dir or the log.
     let mut debug = svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().text().await.unwrap();
-    for rec in [&id, acme["id"].as_str().unwrap()] {
+    for rec in [&id, acme.str("id")] {
         let r = svc.admin(Method::GET, &format!("/debug/v1/actors/recipients/{rec}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let view = r.text().await.unwrap();

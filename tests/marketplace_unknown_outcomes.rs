@@ -7,118 +7,101 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Key, Service, send};
+use common::{Json, Merchant, Service, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const ENV: &[(&str, &str)] = &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
 
-async fn recipient(svc: &Service, key: &Key, name: &str) -> String {
+async fn recipient(m: &Merchant<'_>, name: &str) -> String {
     let body = json!({
         "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567", "country": "SG",
         "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
                        "id_document": {"type": "passport", "number": "P1234567"}},
         "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
     });
-    let (status, r) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
+    let (status, r) = m.call(Method::POST, "/v1/recipients", Some(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
-    r["id"].as_str().unwrap().to_owned()
+    r.str("id").to_owned()
 }
 
 async fn fault(svc: &Service, behavior: &str, delay_ms: u64) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-        .json(&json!({"operation": "onboarding", "behavior": behavior, "count": 1, "delay_ms": delay_ms}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    svc.gateway_fault(
+        json!({"operation": "onboarding", "behavior": behavior, "count": 1, "delay_ms": delay_ms}),
+    )
+    .await;
 }
 
 /// Polls the recipient's onboardings until `done` holds for the newest (bounded).
-async fn wait_for(svc: &Service, key: &Key, rec: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let (_, list) = send(svc, key, Method::GET, &format!("/v1/recipients/{rec}/onboardings"), None).await;
-        if let Some(o) = list["data"].get(0)
-            && done(o)
-        {
-            return o.clone();
-        }
-        assert!(Instant::now() < deadline, "not resolved in time: {list}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for(m: &Merchant<'_>, rec: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let list = m
+        .poll(&format!("/v1/recipients/{rec}/onboardings"), secs(40), |l| l["data"].get(0).is_some_and(&done))
+        .await;
+    list["data"][0].clone()
 }
 
-async fn one_step(svc: &Service, key: &Key, rec: &str) -> (StatusCode, Value) {
+async fn one_step(m: &Merchant<'_>, rec: &str) -> (StatusCode, Value) {
     let body = json!({"type": "ONE_STEP_ONBOARDING"});
-    send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&body)).await
+    m.call(Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&body)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), ENV);
-    let (_, key, _) = svc.merchant("Unknowns").await;
+    let m = svc.merchant("Unknowns").await;
 
     // Timeout: applied at the gateway, answered too late → 202, then its decision.
-    let rec = recipient(&svc, &key, "Seller Approved").await;
+    let rec = recipient(&m, "Seller Approved").await;
     fault(&svc, "timeout", 0).await;
-    let (status, o) = one_step(&svc, &key, &rec).await;
+    let (status, o) = one_step(&m, &rec).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
     assert_eq!(
         (o["status"].as_str(), o["pending_action"]["type"].as_str()),
         (Some("CREATED"), Some("submit"))
     );
-    let done = wait_for(&svc, &key, &rec, |o| o["pending_action"].is_null()).await;
+    let done = wait_for(&m, &rec, |o| o["pending_action"].is_null()).await;
     assert_eq!(
         (done["status"].as_str(), done["compliance"]["status"].as_str()),
         (Some("SUCCEEDED"), Some("approved"))
     );
 
     // 500, nothing applied: 202, then the retried request id is decided (here: declined).
-    let rec = recipient(&svc, &key, "Seller Decline").await;
+    let rec = recipient(&m, "Seller Decline").await;
     fault(&svc, "error", 0).await;
-    let (status, o) = one_step(&svc, &key, &rec).await;
+    let (status, o) = one_step(&m, &rec).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
-    let done = wait_for(&svc, &key, &rec, |o| o["pending_action"].is_null()).await;
+    let done = wait_for(&m, &rec, |o| o["pending_action"].is_null()).await;
     assert_eq!(done["status"], "DECLINED", "{done}");
 
     // A definite refusal of a creation: REJECTED (201).
-    let rec = recipient(&svc, &key, "Seller Approved").await;
+    let rec = recipient(&m, "Seller Approved").await;
     fault(&svc, "decline", 0).await;
-    let (status, o) = one_step(&svc, &key, &rec).await;
+    let (status, o) = one_step(&m, &rec).await;
     assert_eq!((status, o["status"].as_str()), (StatusCode::CREATED, Some("REJECTED")), "{o}");
 
     // Of a continue: 502, nothing changed.
-    let rec = recipient(&svc, &key, "Seller Approved").await;
+    let rec = recipient(&m, "Seller Approved").await;
     let path = format!("/v1/recipients/{rec}/onboardings");
-    let (_, two) = send(&svc, &key, Method::POST, &path, Some(&json!({"type": "TWO_STEP_ONBOARDING"}))).await;
+    let (_, two) = m.post(&path, json!({"type": "TWO_STEP_ONBOARDING"})).await;
     let r = svc
-        .signed(&key, Method::POST, "/v1/files", b"%PDF-1.7 x")
+        .signed(&m.key, Method::POST, "/v1/files", b"%PDF-1.7 x")
         .header("content-type", "application/pdf")
         .send()
         .await
         .unwrap();
     let file: Value = r.json().await.unwrap();
     fault(&svc, "decline", 0).await;
-    let cont = format!("{path}/{}/continue", two["id"].as_str().unwrap());
+    let cont = format!("{path}/{}/continue", two.str("id"));
     let docs = json!({"documents": [{"file_id": file["id"], "type": "other"}]});
-    let (status, e) = send(&svc, &key, Method::POST, &cont, Some(&docs)).await;
-    assert_eq!(
-        (status, e["error"]["code"].as_str()),
-        (StatusCode::BAD_GATEWAY, Some("upstream_error")),
-        "{e}"
-    );
-    let (_, same) =
-        send(&svc, &key, Method::GET, &format!("{path}/{}", two["id"].as_str().unwrap()), None).await;
+    let (status, e) = m.call(Method::POST, &cont, Some(&docs)).await;
+    assert_eq!((status, e.code()), (StatusCode::BAD_GATEWAY, "upstream_error"), "{e}");
+    let same = m.get(&format!("{path}/{}", two.str("id"))).await;
     assert_eq!(
         (same["status"].as_str(), &same["version"], &same["pending_action"]),
         (Some("CREATED"), &two["version"], &Value::Null)
     );
-    let (status, o) = send(&svc, &key, Method::POST, &cont, Some(&docs)).await;
+    let (status, o) = m.call(Method::POST, &cont, Some(&docs)).await;
     assert_eq!(
         (status, o["status"].as_str()),
         (StatusCode::OK, Some("SUCCEEDED")),
@@ -130,22 +113,25 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
 async fn a_sigkill_during_a_submission_ends_with_one_gateway_onboarding() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), ENV);
-    let (_, key, _) = svc.merchant("Crashy").await;
-    let rec = recipient(&svc, &key, "Seller CompliancePending").await;
+    let m = svc.merchant("Crashy").await;
+    let (id, key) = (m.id.clone(), m.key.clone());
+    let rec = recipient(&m, "Seller CompliancePending").await;
     fault(&svc, "delay", 5_000).await;
     let body = serde_json::to_vec(&json!({"type": "ONE_STEP_ONBOARDING"})).unwrap();
     let in_flight = svc
-        .signed(&key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), &body)
+        .signed(&m.key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), &body)
         .header("content-type", "application/json")
         .send();
     let in_flight = tokio::spawn(in_flight);
     // The submission is begun (request id durable) and its call is in flight.
-    wait_for(&svc, &key, &rec, |o| o["pending_action"]["type"] == "submit").await;
+    wait_for(&m, &rec, |o| o["pending_action"]["type"] == "submit").await;
+    drop(m);
     svc.kill();
     assert!(in_flight.await.unwrap().is_err(), "the client lost its answer");
 
     let svc = Service::start(dir.path(), ENV);
-    let done = wait_for(&svc, &key, &rec, |o| o["pending_action"].is_null()).await;
+    let m = Merchant::of(&svc, &id, key);
+    let done = wait_for(&m, &rec, |o| o["pending_action"].is_null()).await;
     assert_eq!(
         (done["status"].as_str(), done["compliance"]["status"].as_str()),
         (Some("SUCCEEDED"), Some("pending"))

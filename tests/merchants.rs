@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Key, Service, all_bytes_under};
+use common::{Json, Key, Merchant, Service, all_bytes_under};
 use pelago_card::security::signing::{SignedRequest, sign};
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -87,102 +87,75 @@ async fn onboarding_and_administration() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({
+    let (status, created) = svc.admin_post("/admin/v1/merchants", json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
             "webhook_url": "https://hooks.example.com/pelago",
             "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
             "gateway": {"merchant_id": "gw_mch_1", "api_key": "gwkey-secret-value-123"},
             "fees": [{"currency": "USD", "application_fee": {"fixed": 500}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
         }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let created: Value = r.json().await.unwrap();
-    let id = created["merchant"]["id"].as_str().unwrap().to_owned();
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created.str("merchant.id").to_owned();
     assert!(id.starts_with("mch_"));
-    assert!(created["api_key"]["secret"].as_str().unwrap().starts_with("sk_"));
-    assert!(created["webhook_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert!(created.str("api_key.secret").starts_with("sk_"));
+    assert!(created.str("webhook_secret").starts_with("whsec_"));
     assert_eq!(created["merchant"]["fees"][0]["topup_fee"], json!({"fixed": 100, "rate_bps": 150}));
     assert_eq!(created["merchant"]["fees"][0]["monthly_fee"], json!({"fixed": 0}));
 
     // Never again: GET shows no secret.
-    let got: Value = svc
-        .admin(Method::GET, &format!("/admin/v1/merchants/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/merchants/{id}"), None).await.1;
     let text = got.to_string();
     assert!(!text.contains("sk_") && !text.contains("whsec_") && !text.contains("gwkey-secret"));
     assert_eq!(got["gateway"]["merchant_id"], "gw_mch_1");
 
     // gateway.merchant_id is unique; gateway mode needs a gateway.
-    let dup = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
-                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), StatusCode::CONFLICT);
-    let (status, _) = code(
-        svc.admin(Method::POST, "/admin/v1/merchants")
-            .json(&json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (dup_status, _) = svc
+        .admin_post(
+            "/admin/v1/merchants",
+            json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
+                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}),
+        )
+        .await;
+    assert_eq!(dup_status, StatusCode::CONFLICT);
+    let (status, _) = svc
+        .admin_post(
+            "/admin/v1/merchants",
+            json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Validation names the field.
     let bad: Value = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]}))
-        .send()
+        .admin_post(
+            "/admin/v1/merchants",
+            json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(bad["error"]["param"], "allowed_card_names.0");
-    let bad: Value = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "X", "funding_mode": "master_account"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bad: Value =
+        svc.admin_post("/admin/v1/merchants", json!({"name": "X", "funding_mode": "master_account"})).await.1;
     assert_eq!(bad["error"]["param"], "allowed_card_names");
 
     // Patch, fees, whitelist (a 4th address is 400 with param).
     let patched: Value = svc
-        .admin(Method::PATCH, &format!("/admin/v1/merchants/{id}"))
-        .json(&json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]}))
-        .send()
+        .admin_patch(
+            &format!("/admin/v1/merchants/{id}"),
+            json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(patched["allowed_card_names"], json!(["PELAGO_VIRTUAL_EUR", "PELAGO_VIRTUAL_USD"]));
     let fees: Value = svc
-        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/fees"))
-        .json(&json!({"currency": "USD", "monthly_fee": {"fixed": 200}}))
-        .send()
+        .admin_put(
+            &format!("/admin/v1/merchants/{id}/fees"),
+            json!({"currency": "USD", "monthly_fee": {"fixed": 200}}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(fees["fees"].as_array().unwrap().len(), 1, "one schedule per currency, replaced");
+        .1;
+    assert_eq!(fees.count("fees"), 1, "one schedule per currency, replaced");
     assert_eq!(fees["fees"][0]["application_fee"]["fixed"], 0);
     let addr = |a: &str| json!({"address": a, "network": "TRON", "label": "channel A"});
     let three = svc
@@ -193,51 +166,35 @@ async fn onboarding_and_administration() {
         .unwrap();
     assert_eq!(three.status(), StatusCode::OK);
     let four: Value = svc
-        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/withdrawal-addresses"))
-        .json(&json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]}))
-        .send()
+        .admin_put(
+            &format!("/admin/v1/merchants/{id}/withdrawal-addresses"),
+            json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]}),
+        )
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .1;
     assert_eq!(four["error"]["code"], "invalid_request");
     assert_eq!(four["error"]["param"], "addresses");
 
     // Webhook secret rotation shows the new one once.
-    let rotated: Value = svc
-        .admin(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let new_whsec = rotated["webhook_secret"].as_str().unwrap().to_owned();
+    let rotated: Value =
+        svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"), None).await.1;
+    let new_whsec = rotated.str("webhook_secret").to_owned();
     assert!(new_whsec.starts_with("whsec_"));
 
     // List, newest first.
-    let (other, _, _) = svc.merchant("Second").await;
-    let list: Value =
-        svc.admin(Method::GET, "/admin/v1/merchants?limit=1").send().await.unwrap().json().await.unwrap();
+    let other = svc.merchant("Second").await.id;
+    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants?limit=1", None).await.1;
     assert_eq!(list["data"][0]["id"], other);
     assert_eq!(list["has_more"], true);
 
     // The debug view redacts secrets.
-    let debug: Value = svc
-        .admin(Method::GET, &format!("/debug/v1/actors/merchants/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let debug: Value = svc.admin_json(Method::GET, &format!("/debug/v1/actors/merchants/{id}"), None).await.1;
     assert_eq!(debug["state"]["gateway"]["api_key"], "[redacted]");
 
     // Secrets at rest: nowhere in the data dir, nor the log.
     let secrets = [
-        created["api_key"]["secret"].as_str().unwrap().to_owned(),
-        created["webhook_secret"].as_str().unwrap().to_owned(),
+        created.str("api_key.secret").to_owned(),
+        created.str("webhook_secret").to_owned(),
         "gwkey-secret-value-123".to_owned(),
         new_whsec,
     ];
@@ -260,8 +217,9 @@ async fn request_signing_per_security_md() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let (merchant_id, key, _) = svc.merchant("Signer").await;
-    let (_, other_key, _) = svc.merchant("Other").await;
+    let signer = svc.merchant("Signer").await;
+    let (merchant_id, key) = (&signer.id, signer.key.clone());
+    let other_key = svc.merchant("Other").await.key;
 
     // A correctly signed request: 2xx.
     let good = Parts::new(&key);
@@ -312,21 +270,12 @@ async fn request_signing_per_security_md() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let msg: Value = r.json().await.unwrap();
-    assert!(msg["error"]["message"].as_str().unwrap().contains("x-pelago-nonce"));
+    assert!(msg.str("error.message").contains("x-pelago-nonce"));
 
     // A revoked key: 401 at once; a second key keeps working until revoked.
-    let second: Value = svc
-        .admin(Method::POST, &format!("/admin/v1/merchants/{merchant_id}/api-keys"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let second = Key {
-        key_id: second["key_id"].as_str().unwrap().to_owned(),
-        secret: second["secret"].as_str().unwrap().to_owned(),
-    };
+    let second: Value =
+        svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{merchant_id}/api-keys"), None).await.1;
+    let second = Key { key_id: second.str("key_id").to_owned(), secret: second.str("secret").to_owned() };
     assert_eq!(
         svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
         StatusCode::OK
@@ -335,12 +284,14 @@ async fn request_signing_per_security_md() {
         svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
         StatusCode::OK
     );
-    let revoked = svc
-        .admin(Method::DELETE, &format!("/admin/v1/merchants/{merchant_id}/api-keys/{}", key.key_id))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let (revoked_status, _) = svc
+        .admin_json(
+            Method::DELETE,
+            &format!("/admin/v1/merchants/{merchant_id}/api-keys/{}", key.key_id),
+            None,
+        )
+        .await;
+    assert_eq!(revoked_status, StatusCode::NO_CONTENT);
     assert_eq!(
         svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -351,20 +302,12 @@ async fn request_signing_per_security_md() {
     );
 
     // Suspended merchant: 403.
-    svc.admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
-        .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .unwrap();
+    svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "suspended"})).await;
     assert_eq!(
         code(svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap()).await,
         (StatusCode::FORBIDDEN, "forbidden".into())
     );
-    svc.admin(Method::PATCH, &format!("/admin/v1/merchants/{merchant_id}"))
-        .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .unwrap();
+    svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "active"})).await;
 
     // A nonce is remembered across a restart.
     let remembered = Parts::new(&second);
@@ -388,8 +331,7 @@ async fn request_signing_per_security_md() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_on_admin_creation() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let body = json!({"name": "Idem", "funding_mode": "master_account", "allowed_card_names": []});
     let send = |key: &str, body: &Value| {
         svc.admin(Method::POST, "/admin/v1/merchants").header("idempotency-key", key).json(body).send()
@@ -403,9 +345,8 @@ async fn idempotency_keys_on_admin_creation() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first, "the stored answer, secrets included");
-    let list: Value =
-        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["data"].as_array().unwrap().len(), 1, "one merchant");
+    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    assert_eq!(list.count("data"), 1, "one merchant");
 
     let other = json!({"name": "Idem 2", "funding_mode": "master_account", "allowed_card_names": []});
     let (status, c) = code(send("create-1", &other).await.unwrap()).await;
@@ -417,9 +358,8 @@ async fn idempotency_keys_on_admin_creation() {
     let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
     statuses.sort();
     assert!(statuses == [201, 409] || statuses == [201, 201], "{statuses:?}");
-    let list: Value =
-        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["data"].as_array().unwrap().len(), 2, "the race created one merchant");
+    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    assert_eq!(list.count("data"), 2, "the race created one merchant");
 
     // A key over 255 characters is 400, naming the header.
     let long = "k".repeat(256);
@@ -429,10 +369,9 @@ async fn idempotency_keys_on_admin_creation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_merchant_rate_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_RATE_LIMIT", "1,3")]);
-    let (_, key, _) = svc.merchant("Busy").await;
-    let (_, calm, _) = svc.merchant("Calm").await;
+    let svc = Service::temp(&[("PELAGO_RATE_LIMIT", "1,3")]);
+    let key = svc.merchant("Busy").await.key;
+    let calm = svc.merchant("Calm").await.key;
     let mut limited = None;
     for _ in 0..6 {
         let r = svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap();
@@ -453,8 +392,7 @@ async fn per_merchant_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_with_its_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let doc: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     for route in pelago_card::http::routes() {
@@ -496,9 +434,8 @@ async fn openapi_lists_every_route_with_its_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_subcommand_signs_and_sends() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (_, key, _) = svc.merchant("Shell").await;
+    let svc = Service::temp(&[]);
+    let key = svc.merchant("Shell").await.key;
     let base = svc.base.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_pelago-card"))
@@ -532,7 +469,7 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let (id, _, _) = svc.merchant("Bound").await;
+    let id = svc.merchant("Bound").await.id;
     let key1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/api-keys"), "issue-1").await;
     let whsec1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/webhook-secret"), "rotate-1").await;
     assert!(svc.terminate().success());
@@ -555,15 +492,8 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
     let whsec2 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/webhook-secret"), "rotate-1").await;
     assert_eq!(key1, key2, "the same key, not a second one");
     assert_eq!(whsec1, whsec2, "the same rotation, not a second one");
-    let debug: Value = svc
-        .admin(Method::GET, &format!("/debug/v1/actors/merchants/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(debug["state"]["webhook_secrets"].as_array().unwrap().len(), 2, "rotated once");
+    let debug: Value = svc.admin_json(Method::GET, &format!("/debug/v1/actors/merchants/{id}"), None).await.1;
+    assert_eq!(debug.count("state.webhook_secrets"), 2, "rotated once");
 }
 
 /// Creating a merchant in sandbox mode can fail after the merchant was saved
@@ -572,11 +502,7 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
 /// never a second one (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_completes_a_merchant_whose_registration_failed_after_the_save() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_FAILPOINTS", "merchant.sandbox_registration=error")],
-    );
+    let svc = Service::temp(&[("PELAGO_FAILPOINTS", "merchant.sandbox_registration=error")]);
     let body = json!({"name": "Retried", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
         "gateway": {"merchant_id": "gw_retried", "api_key": "gw-retried-key-1"},
         "fees": [{"currency": "USD", "application_fee": {"fixed": 300}}]});
@@ -588,26 +514,18 @@ async fn a_retry_completes_a_merchant_whose_registration_failed_after_the_save()
     let created = create().send().await.unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
-    let listed: Value =
-        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
+    let listed: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
     let named: Vec<&Value> =
         listed["data"].as_array().unwrap().iter().filter(|m| m["name"] == "Retried").collect();
     assert_eq!(named.len(), 1, "one merchant: {listed}");
     assert_eq!(named[0]["id"], created["merchant"]["id"]);
     // Its gateway account works: the application-fee order is created and paid at the sandbox gateway.
-    let key = Key {
-        key_id: created["api_key"]["key_id"].as_str().unwrap().into(),
-        secret: created["api_key"]["secret"].as_str().unwrap().into(),
-    };
-    let (_, holder) =
-        common::send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace")))
-            .await;
-    let (status, card) =
-        common::send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]})))
-            .await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("pending_payment")), "{card}");
-    let order = card["application_fee_order"]["id"].as_str().unwrap();
-    let (status, _) =
-        common::send(&svc, &key, Method::POST, &format!("/v1/test_helpers/orders/{order}/pay"), None).await;
+    let key =
+        Key { key_id: created.str("api_key.key_id").into(), secret: created.str("api_key.secret").into() };
+    let m = Merchant::of(&svc, created.str("merchant.id"), key);
+    let card = m.card().await;
+    assert_eq!(card["status"], "pending_payment", "{card}");
+    let order = card.str("application_fee_order.id");
+    let (status, _) = m.act(&format!("/v1/test_helpers/orders/{order}/pay")).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -2,63 +2,42 @@
 
 mod common;
 
-use common::{Key, Service, ledger_balanced};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-async fn post_json(svc: &Service, key: &Key, path: &str, body: &Value) -> (StatusCode, Value) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let r = svc
-        .signed(key, Method::POST, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get_json(svc: &Service, key: &Key, path: &str) -> Value {
-    svc.signed(key, Method::GET, path, b"").send().await.unwrap().json().await.unwrap()
-}
+use common::{Json, Service, ledger_balanced};
+use reqwest::StatusCode;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_are_credited_once_and_the_ledger_balances() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (_, key, _) = svc.merchant("Depositor").await;
-    let (_, other, _) = svc.merchant("Other").await;
+    let svc = Service::temp(&[]);
+    let m = svc.merchant("Depositor").await;
+    let other = svc.merchant("Other").await;
 
-    let (status, a1) =
-        post_json(&svc, &key, "/v1/deposit-addresses", &json!({"currency": "USD", "network": "TRON"})).await;
+    let (status, a1) = m.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
     assert_eq!(status, StatusCode::CREATED, "{a1}");
-    let (_, a2) =
-        post_json(&svc, &key, "/v1/deposit-addresses", &json!({"currency": "USD", "network": "TRON"})).await;
+    let (_, a2) = m.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
     assert_eq!(a1, a2, "stable per merchant, currency and network");
-    let (_, b1) =
-        post_json(&svc, &other, "/v1/deposit-addresses", &json!({"currency": "USD", "network": "TRON"}))
-            .await;
+    let (_, b1) = other.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
     assert_ne!(a1["address"], b1["address"], "each merchant has its own address");
 
-    let (status, dep) = post_json(
-        &svc,
-        &key,
-        "/v1/test_helpers/deposits",
-        &json!({"amount": {"value": 250_000, "currency": "USD"}, "network": "TRON"}),
-    )
-    .await;
+    let (status, dep) = m
+        .post(
+            "/v1/test_helpers/deposits",
+            json!({"amount": {"value": 250_000, "currency": "USD"}, "network": "TRON"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{dep}");
     assert_eq!(dep["balance_transaction"]["type"], "deposit");
-    let balance = get_json(&svc, &key, "/v1/balance").await;
+    let balance = m.get("/v1/balance").await;
     assert_eq!(balance, json!({"balances": [{"currency": "USD", "available": 250_000, "pending": 0}]}));
-    let other_balance = get_json(&svc, &other, "/v1/balance").await;
+    let other_balance = other.get("/v1/balance").await;
     assert_eq!(other_balance, json!({"balances": []}));
 
-    let txns = get_json(&svc, &key, "/v1/balance/transactions").await;
+    let txns = m.get("/v1/balance/transactions").await;
     let t = &txns["data"][0];
     assert_eq!((t["type"].as_str(), t["amount"]["value"].as_i64()), (Some("deposit"), Some(250_000)));
     assert_eq!(t["balance_after"], json!({"available": 250_000, "pending": 0}));
-    let events = get_json(&svc, &key, "/v1/events?type=deposit.succeeded").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let events = m.get("/v1/events?type=deposit.succeeded").await;
+    assert_eq!(events.count("data"), 1);
 
     // Bad amounts are refused, never coerced.
     for (amount, param) in [
@@ -69,8 +48,7 @@ async fn deposits_are_credited_once_and_the_ledger_balances() {
         (json!({"value": 10_000_000_000_001i64, "currency": "USD"}), "amount.value"),
     ] {
         let (status, err) =
-            post_json(&svc, &key, "/v1/test_helpers/deposits", &json!({"amount": amount, "network": "TRON"}))
-                .await;
+            m.post("/v1/test_helpers/deposits", json!({"amount": amount, "network": "TRON"})).await;
         assert_eq!(
             (status, err["error"]["param"].as_str()),
             (StatusCode::BAD_REQUEST, Some(param)),

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Service, clock, ledger_balanced, send};
+use common::{Json, Service, clock, ledger_balanced, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -34,28 +34,23 @@ async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (Statu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_follow_a_simple_model_over_random_sequences() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(
-        &dir.path().join("data"),
-        &[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")],
-    );
+    let svc =
+        Service::temp(&[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")]);
     let today = clock::now(&svc).await;
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    let channel = channels["data"][0]["id"].as_str().unwrap().to_owned();
+    let channel = svc.first_channel().await;
     for seed in [7u64, 1_234_567, 0xDEAD_BEEF] {
         let mut rng = Rng(seed);
-        let (merchant, key, _) = svc.merchant(&format!("Model {seed}")).await;
+        let m = svc.merchant(&format!("Model {seed}")).await;
+        let merchant = m.id.clone();
         admin(&svc, Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"),
             json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]})).await;
-        let (_, holder) = send(&svc, &key, Method::POST, "/v1/cardholders", Some(&json!({
+        let (_, holder) = m.post("/v1/cardholders", json!({
             "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
             "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
             "id_document": {"type": "passport", "number": "E1234567"},
-            "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}}))).await;
-        let (_, card) =
-            send(&svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
-        let card = card["id"].as_str().unwrap().to_owned();
+            "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}})).await;
+        let (_, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;
+        let card = card.str("id").to_owned();
 
         // The model: available balance, the card's funded total, the current fee schedule.
         let (mut available, mut funded, mut fixed, mut bps) = (0i64, 0i64, 0i64, 0i64);
@@ -63,14 +58,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
             let value = 1 + rng.below(5_000) as i64;
             match rng.below(6) {
                 0 => {
-                    let (status, _) = send(
-                        &svc,
-                        &key,
-                        Method::POST,
-                        "/v1/test_helpers/deposits",
-                        Some(&json!({"amount": {"value": value, "currency": "USD"}, "network": "TRON"})),
-                    )
-                    .await;
+                    let (status, _) = m.deposit_of(value, "USD").await;
                     assert_eq!(status, StatusCode::OK);
                     available += value;
                 }
@@ -86,14 +74,12 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                         .await;
                     }
                     let fee = fixed + (value * bps + 5_000) / 10_000;
-                    let (status, t) = send(
-                        &svc,
-                        &key,
-                        Method::POST,
-                        &format!("/v1/cards/{card}/topups"),
-                        Some(&json!({"amount": {"value": value, "currency": "USD"}})),
-                    )
-                    .await;
+                    let (status, t) = m
+                        .post(
+                            &format!("/v1/cards/{card}/topups"),
+                            json!({"amount": {"value": value, "currency": "USD"}}),
+                        )
+                        .await;
                     if available < value + fee {
                         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}: {t}");
                         if refused {
@@ -132,22 +118,9 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                             available -= value;
                         } else {
                             // Released by the answer or the callback: wait for it, bounded.
-                            let id = w["id"].as_str().unwrap();
-                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-                            loop {
-                                let (_, w) = admin(
-                                    &svc,
-                                    Method::GET,
-                                    &format!("/admin/v1/merchants/{merchant}/withdrawals/{id}"),
-                                    json!({}),
-                                )
-                                .await;
-                                if w["status"] == "failed" {
-                                    break;
-                                }
-                                assert!(std::time::Instant::now() < deadline);
-                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            }
+                            let id = w.str("id");
+                            let path = format!("/admin/v1/merchants/{merchant}/withdrawals/{id}");
+                            svc.admin_poll(&path, secs(20), |w| w["status"] == "failed").await;
                         }
                     }
                 }
@@ -169,23 +142,15 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                     admin(&svc, Method::POST, "/admin/v1/settlement/runs", json!({"date": date})).await;
                 }
             }
-            let (_, b) = send(&svc, &key, Method::GET, "/v1/balance", None).await;
+            let b = m.get("/v1/balance").await;
             let got = b["balances"][0]["available"].as_i64().unwrap_or(0);
             assert_eq!(got, available, "seed {seed} step {step}: the balance left the model");
             assert!(got >= 0);
         }
-        let (_, d) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}/details"), None).await;
-        assert_eq!(
-            d["balance"]["value"].as_i64().unwrap(),
-            funded,
-            "seed {seed}: the channel funded what succeeded"
-        );
-        let (_, c) = send(&svc, &key, Method::GET, &format!("/v1/cards/{card}"), None).await;
-        assert_eq!(
-            c["balance"]["value"].as_i64().unwrap(),
-            funded,
-            "seed {seed}: the mirror equals the channel"
-        );
+        let d = m.get(&format!("/v1/cards/{card}/details")).await;
+        assert_eq!(d.i64("balance.value"), funded, "seed {seed}: the channel funded what succeeded");
+        let c = m.get(&format!("/v1/cards/{card}")).await;
+        assert_eq!(c.i64("balance.value"), funded, "seed {seed}: the mirror equals the channel");
     }
     ledger_balanced(&svc).await;
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Key, POLYFLOW_TOKEN, Service};
+use common::{Json, Merchant, Service};
 use ed25519_dalek::{Signature, VerifyingKey};
 use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard, TransactionRecord},
@@ -21,7 +21,7 @@ use pelago_storage::{
     CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp,
     TransactionId, Tree, WriteBatch,
 };
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// Writes a card of `merchant` with one transaction per `statuses` entry, as
@@ -83,17 +83,6 @@ fn seed_card(store: &Store, merchant: &str, statuses: &[ChannelTxnStatus]) -> Ve
     ids
 }
 
-async fn post(svc: &Service, key: &Key, path: &str, body: &Value) -> (StatusCode, Value) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let r = svc.signed(key, Method::POST, path, &bytes).send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn polyflow(svc: &Service, path: &str, body: &Value) -> (StatusCode, Value) {
-    let r = svc.http.post(svc.url(path)).bearer_auth(POLYFLOW_TOKEN).json(body).send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
 /// The QR code's modules from the SVG (`viewBox` in modules, the path's
 /// `M{x} {y}h{w}v{h}H{x}V{y}` rectangles), decoded back to text with `rqrr`.
 fn decode_qr_svg(svg: &str) -> String {
@@ -128,8 +117,8 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("svc");
     let svc = Service::start(&data, &[]);
-    let (merchant, key, _) = svc.merchant("Points Cafe").await;
-    let (other_merchant, other_key, _) = svc.merchant("Other Cafe").await;
+    let Merchant { id: merchant, key, .. } = svc.merchant("Points Cafe").await;
+    let Merchant { id: other_merchant, key: other_key, .. } = svc.merchant("Other Cafe").await;
     assert!(svc.terminate().success());
     let (mine, theirs) = {
         let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
@@ -139,24 +128,25 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         (mine, theirs)
     };
     let svc = Service::start(&data, &[]);
+    let (m, other) = (Merchant::of(&svc, &merchant, key), Merchant::of(&svc, &other_merchant, other_key));
 
     // The public key, without authentication.
     let published: Value =
         svc.http.get(svc.url("/v1/receipts/public-key")).send().await.unwrap().json().await.unwrap();
     assert_eq!(published["alg"], "Ed25519");
-    let key_id = published["key_id"].as_str().unwrap().to_owned();
+    let key_id = published.str("key_id").to_owned();
     let public_key: [u8; 32] =
-        URL_SAFE_NO_PAD.decode(published["public_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+        URL_SAFE_NO_PAD.decode(published.str("public_key")).unwrap().try_into().unwrap();
     let public_key = VerifyingKey::from_bytes(&public_key).unwrap();
 
     // Issue.
-    let (status, issued) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;
+    let (status, issued) = m.post("/v1/receipts", json!({"transaction_id": mine[0]})).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
-    let receipt = issued["receipt"].as_str().unwrap().to_owned();
-    let id = issued["id"].as_str().unwrap().to_owned();
+    let receipt = issued.str("receipt").to_owned();
+    let id = issued.str("id").to_owned();
     assert!(id.starts_with("rcp_"));
     assert_eq!(issued["transaction_id"], mine[0].as_str());
-    assert!(issued["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(issued.str("created_at").ends_with('Z'));
 
     // Offline verification with the published key.
     let offline = |receipt: &str| -> Option<Value> {
@@ -201,21 +191,20 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     }
 
     // The QR code carries the same string.
-    assert_eq!(decode_qr_svg(issued["qr_svg"].as_str().unwrap()), receipt);
-    assert!(issued["qr_svg"].as_str().unwrap().len() < 32 * 1024, "runs keep the SVG small");
+    assert_eq!(decode_qr_svg(issued.str("qr_svg")), receipt);
+    assert!(issued.str("qr_svg").len() < 32 * 1024, "runs keep the SVG small");
 
     // One receipt per transaction: a repeat answers 201 (API.md) with the same one.
-    let (status, again) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[0]})).await;
+    let (status, again) = m.post("/v1/receipts", json!({"transaction_id": mine[0]})).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!((&again["id"], &again["receipt"]), (&issued["id"], &issued["receipt"]));
 
     // Not posted → 409; another merchant's or unknown → 404.
-    let (status, err) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": mine[1]})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
-    let (status, _) = post(&svc, &key, "/v1/receipts", &json!({"transaction_id": theirs[0]})).await;
+    let (status, err) = m.post("/v1/receipts", json!({"transaction_id": mine[1]})).await;
+    assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"));
+    let (status, _) = m.post("/v1/receipts", json!({"transaction_id": theirs[0]})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) =
-        post(&svc, &key, "/v1/receipts", &json!({"transaction_id": TransactionId::generate()})).await;
+    let (status, _) = m.post("/v1/receipts", json!({"transaction_id": TransactionId::generate()})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Online verification.
@@ -227,7 +216,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         .await;
     assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED, "Polyflow's token is required");
     let (status, verified) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(verified, json!({"valid": true, "receipt": payload, "redeemed": false}));
     let payload_end = receipt.rfind('.').unwrap();
@@ -235,51 +224,53 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
         let mut bytes = receipt.clone().into_bytes();
         bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
         let altered = String::from_utf8(bytes).unwrap();
-        let (status, v) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": altered})).await;
+        let (status, v) =
+            svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": altered}))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["valid"], false, "byte {i}: {v}");
         assert!(v["reason"].is_string());
     }
-    let (_, v) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": "not a receipt"})).await;
+    let (_, v) =
+        svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": "not a receipt"}))).await;
     assert_eq!(v, json!({"valid": false, "reason": "malformed receipt"}));
     let forged = pelago_card::receipts::ReceiptKey::from_seed(&[3u8; 32]);
     let mut forged_payload: pelago_card::receipts::ReceiptPayload =
         serde_json::from_value(payload.clone()).unwrap();
-    let (_, v) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": forged.sign(&forged_payload)}))
-            .await;
+    let (_, v) = svc
+        .polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": forged.sign(&forged_payload)})))
+        .await;
     assert_eq!(v, json!({"valid": false, "reason": "bad signature"}), "our key id, another key");
     forged_payload.key_id = forged.key_id().to_owned();
-    let (_, v) =
-        polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": forged.sign(&forged_payload)}))
-            .await;
+    let (_, v) = svc
+        .polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": forged.sign(&forged_payload)})))
+        .await;
     assert_eq!(v, json!({"valid": false, "reason": "unknown key id"}));
 
     // Redeem once.
-    let (status, redeemed) = polyflow(&svc, &format!("/polyflow/v1/receipts/{id}/redeem"), &json!({})).await;
+    let (status, redeemed) =
+        svc.polyflow(&format!("/polyflow/v1/receipts/{id}/redeem"), Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{redeemed}");
     assert_eq!(redeemed["id"], id.as_str());
     assert_eq!(redeemed["redeemed"], true);
     assert!(redeemed["redeemed_at"].is_string());
-    let (status, err) = polyflow(&svc, &format!("/polyflow/v1/receipts/{id}/redeem"), &json!({})).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_redeemed")));
-    let (_, verified) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+    let (status, err) = svc.polyflow(&format!("/polyflow/v1/receipts/{id}/redeem"), Some(json!({}))).await;
+    assert_eq!((status, err.code()), (StatusCode::CONFLICT, "already_redeemed"));
+    let (_, verified) = svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(verified["redeemed"], true);
-    let (status, _) = polyflow(
-        &svc,
-        &format!("/polyflow/v1/receipts/{}/redeem", "rcp_01JDEMO0000000000000000000"),
-        &json!({}),
-    )
-    .await;
+    let (status, _) = svc
+        .polyflow(
+            &format!("/polyflow/v1/receipts/{}/redeem", "rcp_01JDEMO0000000000000000000"),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Concurrent redeemers of another receipt: exactly one wins.
-    let (status, theirs_receipt) =
-        post(&svc, &other_key, "/v1/receipts", &json!({"transaction_id": theirs[0]})).await;
+    let (status, theirs_receipt) = other.post("/v1/receipts", json!({"transaction_id": theirs[0]})).await;
     assert_eq!(status, StatusCode::CREATED);
-    let path = format!("/polyflow/v1/receipts/{}/redeem", theirs_receipt["id"].as_str().unwrap());
+    let path = format!("/polyflow/v1/receipts/{}/redeem", theirs_receipt.str("id"));
     let empty = json!({});
-    let attempts = (0..8).map(|_| polyflow(&svc, &path, &empty));
+    let attempts = (0..8).map(|_| svc.polyflow(&path, Some(empty.clone())));
     let statuses: Vec<StatusCode> =
         futures::future::join_all(attempts).await.into_iter().map(|(s, _)| s).collect();
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
@@ -288,7 +279,7 @@ async fn receipts_are_signed_once_per_posted_transaction_and_redeemed_once() {
     // The receipt survives a restart, same key.
     assert!(svc.terminate().success());
     let svc = Service::start(&data, &[]);
-    let (_, verified) = polyflow(&svc, "/polyflow/v1/receipts/verify", &json!({"receipt": receipt})).await;
+    let (_, verified) = svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt}))).await;
     assert_eq!(verified["valid"], true, "the generated receipt.key is kept");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(data.join("receipt.key")).unwrap().permissions(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
-use common::{ADMIN_TOKEN, Key, Mode, Service, UNSET, available, send};
+use common::{ADMIN_TOKEN, Json, Mode, Service, UNSET};
 use pelago_actors::routing::{ChannelRecord, ChannelStatus};
 use pelago_storage::{Store, StoreConfig, Tree, WriteBatch};
 use reqwest::{Method, StatusCode};
@@ -66,18 +66,17 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("data");
     let svc = Service::start(&dir, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
-                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], "kind");
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    assert_eq!(channels["data"].as_array().unwrap().len(), 1, "only the Sandbox Issuer: {channels}");
+    let (status, r_body) = svc
+        .admin_post(
+            "/admin/v1/channels",
+            json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
+                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(r_body.clone()["error"]["param"], "kind");
+    let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
+    assert_eq!(channels.count("data"), 1, "only the Sandbox Issuer: {channels}");
     assert!(svc.terminate().success());
 
     // A disabled http channel in a sandbox data dir (as one made before these
@@ -95,14 +94,7 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_state");
-    let got: Value = svc
-        .admin(Method::GET, &format!("/admin/v1/channels/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/channels/{id}"), None).await.1;
     assert_eq!(got["status"], "disabled", "nothing written");
     assert!(svc.terminate().success());
 
@@ -127,27 +119,27 @@ async fn a_live_start_never_loads_a_clock_offset() {
     drop(store);
 
     let svc = Service::start_in(Mode::Live, &dir, &[]);
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Clock", "funding_mode": "master_account",
-                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let merchant: Value = r.json().await.unwrap();
-    let created = merchant["merchant"]["created_at"].as_str().unwrap();
+    let (status, r_body) = svc
+        .admin_post(
+            "/admin/v1/merchants",
+            json!({"name": "Clock", "funding_mode": "master_account",
+                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let merchant: Value = r_body.clone();
+    let created = merchant.str("merchant.created_at");
     let created = chrono::DateTime::parse_from_rfc3339(created).unwrap().timestamp();
     let now = chrono::Utc::now().timestamp();
     assert!((now - created).abs() < 120, "created_at follows real time, not the offset: {merchant}");
     // The clock helper is sandbox-only.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/clock")
-        .json(&json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, _) = svc
+        .admin_post(
+            "/admin/v1/test_helpers/clock",
+            json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// The gateway account of a master-account merchant in sandbox mode.
@@ -160,16 +152,10 @@ async fn simulator_control_endpoints_need_pelagos_credentials() {
     let root = tempfile::tempdir().unwrap();
     let svc = Service::start(&root.path().join("data"), &[]);
     let sandbox = svc.sandbox.clone().expect("sandbox upstreams");
-    let (merchant_id, key, _) = svc.merchant("Control").await;
+    let m = svc.merchant("Control").await;
+    let merchant_id = m.id.clone();
     // The merchant's deposit address exists, so its gateway account is registered.
-    let (status, _) = send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/deposit-addresses",
-        Some(&json!({"currency": "USD", "network": "TRON"})),
-    )
-    .await;
+    let (status, _) = m.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let deposit = json!({"merchant_id": platform_sub_account(&merchant_id),
                          "amount": {"value": 50_000_000, "currency": "USD"}, "network": "TRON"});
@@ -199,19 +185,12 @@ async fn simulator_control_endpoints_need_pelagos_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(available(&svc, &key).await, 0, "nothing credited");
+    assert_eq!(m.available().await, 0, "nothing credited");
 
     // Pelago's own adapter sends the credentials: the test helper works.
-    let (status, body) = send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 2_500, "currency": "USD"}, "network": "TRON"})),
-    )
-    .await;
+    let (status, body) = m.deposit_of(2_500, "USD").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(available(&svc, &key).await, 2_500);
+    assert_eq!(m.available().await, 2_500);
     common::ledger_balanced(&svc).await;
 }
 
@@ -267,9 +246,8 @@ async fn the_data_dir_is_private_to_its_owner() {
     let dir = root.path().join("data");
     let svc = Service::start(&dir, &[]);
     // Cardholder PII in the store, and a flush, so sled has written its files.
-    let (_, key, _): (String, Key, String) = svc.merchant("Private").await;
-    let (status, _) =
-        send(&svc, &key, Method::POST, "/v1/cardholders", Some(&common::cardholder_body("Lovelace"))).await;
+    let m = svc.merchant("Private").await;
+    let (status, _) = m.cardholder("Lovelace").await;
     assert_eq!(status, StatusCode::CREATED);
     assert!(dir.join("db").is_dir() && dir.join("sandbox").is_dir());
     assert_eq!(open_to_others(&dir), vec![], "0700 directories, 0600 files");

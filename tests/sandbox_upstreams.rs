@@ -1,14 +1,12 @@
 //! The sandbox upstreams driven over real HTTP on loopback through Pelago's own
 //! adapters, with a small receiver that verifies and records the callbacks.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use common::{eventually, secs};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
@@ -226,18 +224,6 @@ async fn usd_master(channel: &Arc<dyn CardChannel>) -> i64 {
 
 async fn card_balance(channel: &Arc<dyn CardChannel>, card: &str) -> i64 {
     done(channel.card_details(card.to_owned()).await).balance.value
-}
-
-/// Polls `condition` until it holds or `bound` passes.
-async fn wait_until(bound: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < bound {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    condition()
 }
 
 async fn open_funded_card(f: &Fixture, tag: &str, amount_minor: i64) -> String {
@@ -545,14 +531,13 @@ async fn gateway_orders_checkout_and_payouts() {
         amount: usd(300),
     };
     let refunded = done(f.gateway.refund(refund).await);
-    let seen_refund = wait_until(Duration::from_secs(5), || {
+    eventually("the refund callback", secs(5), async || {
         receiver.accepted().iter().any(|r| {
             matches!(callbacks::parse_gateway_callback(&r.body).map(|c| c.event),
                 Ok(GatewayEvent::RefundCompleted { refund_id, .. }) if refund_id == refunded.refund_id)
         })
     })
     .await;
-    assert!(seen_refund);
 
     // Deposit addresses are deterministic; deposits are called back.
     let address = done(f.gateway.deposit_address(account.clone(), Currency::USD, "TRON".into()).await);
@@ -588,7 +573,7 @@ async fn gateway_orders_checkout_and_payouts() {
     assert_eq!(failed.status, PayoutStatus::Failed);
     assert!(failed.reason.is_some());
     assert_eq!(done(f.gateway.payout(payout("req_p2", "FAIL0001")).await).payout_id, failed.payout_id);
-    let seen_failed = wait_until(Duration::from_secs(5), || {
+    eventually("the failed payout's callback", secs(5), async || {
         receiver.accepted().iter().any(|r| {
             matches!(callbacks::parse_gateway_callback(&r.body).map(|c| c.event),
                 Ok(GatewayEvent::PayoutUpdated { payout_id, status: PayoutStatus::Failed, request_id, .. })
@@ -596,7 +581,6 @@ async fn gateway_orders_checkout_and_payouts() {
         })
     })
     .await;
-    assert!(seen_failed);
     let queried = done(f.gateway.query_payout(account.clone(), failed.payout_id.clone()).await);
     assert_eq!(
         (queried.request_id.as_str(), queried.status, queried.amount),

@@ -2,165 +2,86 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Key, Service, cardholder_body, clock, ledger_balanced, send};
+use common::{Json, Merchant, Service, clock, ledger_balanced, secs, settle, settlement_completed};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-async fn balance(svc: &Service, key: &Key) -> (i64, i64) {
-    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
-    (b["balances"][0]["available"].as_i64().unwrap_or(0), b["balances"][0]["pending"].as_i64().unwrap_or(0))
-}
-
-async fn withdraw(svc: &Service, merchant: &str, value: i64, address: &str) -> (StatusCode, Value) {
-    let r = svc
-        .admin(Method::POST, &format!("/admin/v1/merchants/{merchant}/withdrawals"))
-        .json(&json!({"amount": {"value": value, "currency": "USD"}, "address": address}))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_hold_pay_out_and_release() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (merchant, key, _) = svc.merchant("Withdrawer").await;
-    send(
-        &svc,
-        &key,
-        Method::POST,
-        "/v1/test_helpers/deposits",
-        Some(&json!({"amount": {"value": 50_000, "currency": "USD"}, "network": "TRON"})),
+    let svc = Service::temp(&[]);
+    let m = svc.merchant("Withdrawer").await;
+    let merchant = &m.id;
+    m.deposit(50_000).await;
+    m.withdrawal_addresses(
+        json!([{"address": "TADDR1", "network": "TRON"}, {"address": "FAILADDR9", "network": "TRON"}]),
     )
     .await;
-    svc.admin(Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"))
-        .json(&json!({"addresses": [{"address": "TADDR1", "network": "TRON"}, {"address": "FAILADDR9", "network": "TRON"}]}))
-        .send()
-        .await
-        .unwrap();
 
-    let (status, err) = withdraw(&svc, &merchant, 1_000, "TNOTLISTED").await;
+    let (status, err) = m.withdraw(1_000, "TNOTLISTED").await;
     assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("address")));
-    assert_eq!(balance(&svc, &key).await, (50_000, 0), "nothing held");
+    assert_eq!(m.available_and_pending().await, (50_000, 0), "nothing held");
 
-    let (status, w) = withdraw(&svc, &merchant, 10_000, "TADDR1").await;
+    let (status, w) = m.withdraw(10_000, "TADDR1").await;
     assert_eq!(status, StatusCode::CREATED, "{w}");
     assert_eq!(w["status"], "succeeded");
-    assert_eq!(balance(&svc, &key).await, (40_000, 0));
+    assert_eq!(m.available_and_pending().await, (40_000, 0));
 
-    let (status, w) = withdraw(&svc, &merchant, 5_000, "FAILADDR9").await;
+    let (status, w) = m.withdraw(5_000, "FAILADDR9").await;
     assert_eq!(status, StatusCode::CREATED, "{w}");
     // The failure may come in the answer or by callback: wait for it, bounded.
-    let id = w["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let w: Value = svc
-            .admin(Method::GET, &format!("/admin/v1/merchants/{merchant}/withdrawals/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if w["status"] == "failed" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never failed: {w}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(balance(&svc, &key).await, (40_000, 0), "the hold was released");
+    let id = w.str("id").to_owned();
+    let path = format!("/admin/v1/merchants/{merchant}/withdrawals/{id}");
+    svc.admin_poll(&path, secs(20), |w| w["status"] == "failed").await;
+    assert_eq!(m.available_and_pending().await, (40_000, 0), "the hold was released");
 
-    let (status, err) = withdraw(&svc, &merchant, 100_000, "TADDR1").await;
-    assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (StatusCode::PAYMENT_REQUIRED, Some("insufficient_funds"))
-    );
-    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?limit=100", None).await;
-    let types: Vec<&str> =
-        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let (status, err) = m.withdraw(100_000, "TADDR1").await;
+    assert_eq!((status, err.code()), (StatusCode::PAYMENT_REQUIRED, "insufficient_funds"));
+    let events = m.get("/v1/events?limit=100").await;
+    let types = events.strs("data", "type");
     assert!(types.contains(&"withdrawal.succeeded") && types.contains(&"withdrawal.failed"), "{types:?}");
     ledger_balanced(&svc).await;
 }
 
-async fn settle(svc: &Service, date: &str) -> Value {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/settlement/runs")
-        .json(&json!({"date": date}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    run_completed(svc, date).await
-}
-
 /// A gateway merchant (no fees) whose cardholder pays a 10,000 top-up now,
 /// on the service clock: a collection of that day, pending.
-async fn gateway_collection(svc: &Service, gateway_merchant_id: &str) -> Key {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+async fn gateway_collection<'a>(svc: &'a Service, gateway_merchant_id: &str) -> Merchant<'a> {
+    let m = svc
+        .merchant_with(json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
                       "gateway": {"merchant_id": gateway_merchant_id, "api_key": format!("{gateway_merchant_id}-key-1")}}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let key = Key {
-        key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
-        secret: v["api_key"]["secret"].as_str().unwrap().into(),
-    };
-    let (_, holder) =
-        send(svc, &key, Method::POST, "/v1/cardholders", Some(&cardholder_body("Lovelace"))).await;
-    let (_, card) =
-        send(svc, &key, Method::POST, "/v1/cards", Some(&json!({"cardholder_id": holder["id"]}))).await;
+        .await;
+    let card = m.card().await;
     assert_eq!(card["status"], "active", "no fee: opened at once: {card}");
-    let card_id = card["id"].as_str().unwrap().to_owned();
-    let (_, t) = send(
-        svc,
-        &key,
-        Method::POST,
-        &format!("/v1/cards/{card_id}/topups"),
-        Some(&json!({"amount": {"value": 10_000, "currency": "USD"}})),
-    )
-    .await;
-    send(
-        svc,
-        &key,
-        Method::POST,
-        &format!("/v1/test_helpers/orders/{}/pay", t["order"]["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
-    key
+    let (_, t) = m.topup(card.str("id"), 10_000).await;
+    m.act(&format!("/v1/test_helpers/orders/{}/pay", t.str("order.id"))).await;
+    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_collections_settle_t_plus_one_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     // Day D is tomorrow on the service clock.
     let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
     clock::set(&svc, day_d).await;
-    let key = gateway_collection(&svc, "gw_settle").await;
-    assert_eq!(balance(&svc, &key).await, (0, 10_000), "collected on day D, pending");
+    let m = gateway_collection(&svc, "gw_settle").await;
+    assert_eq!(m.available_and_pending().await, (0, 10_000), "collected on day D, pending");
 
     let same_day = settle(&svc, &clock::date(day_d)).await;
     assert_eq!(same_day["collections"], 0, "only collections dated before the run's date");
-    assert_eq!(balance(&svc, &key).await, (0, 10_000));
+    assert_eq!(m.available_and_pending().await, (0, 10_000));
 
     let next_day_at = clock::day_after(day_d, 1, 1, 0, 0);
     clock::set(&svc, next_day_at).await;
     let next_day = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(next_day["collections"], 1);
     assert_eq!(next_day["amounts"], json!([{"value": 10_000, "currency": "USD"}]));
-    assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled T+1");
+    assert_eq!(m.available_and_pending().await, (10_000, 0), "settled T+1");
     let again = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(again["id"], next_day["id"], "the same date is the same run");
-    assert_eq!(balance(&svc, &key).await, (10_000, 0), "moved once");
-    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed", None).await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
+    let events = m.get("/v1/events?type=settlement.completed").await;
+    assert_eq!(events.count("data"), 1);
     ledger_balanced(&svc).await;
 }
 
@@ -170,38 +91,37 @@ async fn gateway_collections_settle_t_plus_one_once() {
 /// never runs a date twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let today = clock::now(&svc).await;
     // Three days back, before the service's first start: the floor follows.
     let back = clock::day_after(today, -3, 9, 0, 0);
     let answer = clock::set(&svc, back).await;
     assert_eq!(answer["floor"], clock::rfc3339(back), "{answer}");
-    let key = gateway_collection(&svc, "gw_rewind").await;
-    assert_eq!(balance(&svc, &key).await, (0, 10_000));
+    let m = gateway_collection(&svc, "gw_rewind").await;
+    assert_eq!(m.available_and_pending().await, (0, 10_000));
 
     // Forward over 01:00 of the next day: that date's run never existed, so it fires.
     let crossed = clock::day_after(back, 1, 1, 0, 5);
     clock::set(&svc, crossed).await;
-    let first = run_completed(&svc, &clock::date(crossed)).await;
+    let first = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(first["collections"], 1, "{first}");
-    assert_eq!(balance(&svc, &key).await, (10_000, 0), "settled by the crossed instant");
+    assert_eq!(m.available_and_pending().await, (10_000, 0), "settled by the crossed instant");
 
     // Back and forward again over the same instant, then over the next one.
     clock::set(&svc, back).await;
     let later = clock::day_after(back, 2, 1, 0, 5);
     clock::set(&svc, later).await;
-    let next = run_completed(&svc, &clock::date(later)).await;
+    let next = settlement_completed(&svc, &clock::date(later)).await;
     assert_eq!(next["collections"], 0, "{next}");
     // The scheduler reached the later date, passing the earlier one: that run is the same one.
-    let again = run_completed(&svc, &clock::date(crossed)).await;
+    let again = settlement_completed(&svc, &clock::date(crossed)).await;
     assert_eq!(
         (again["id"].clone(), again["started_at"].clone()),
         (first["id"].clone(), first["started_at"].clone())
     );
-    assert_eq!(balance(&svc, &key).await, (10_000, 0), "moved once");
-    let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed", None).await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
+    let events = m.get("/v1/events?type=settlement.completed").await;
+    assert_eq!(events.count("data"), 1, "{events}");
     ledger_balanced(&svc).await;
 }
 
@@ -217,6 +137,8 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     clock::set(&svc, day_d).await;
     let first = gateway_collection(&svc, "gw_crash_1").await;
     let second = gateway_collection(&svc, "gw_crash_2").await;
+    let merchants = [(first.id.clone(), first.key.clone()), (second.id.clone(), second.key.clone())];
+    drop((first, second));
     // The clock passes 01:00 of D+1: the scheduler's run aborts the process after one collection.
     let next_day = clock::day_after(day_d, 1, 1, 0, 5);
     let _ = svc
@@ -233,13 +155,14 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     );
 
     let svc = Service::start(&data, &[]);
-    let run = run_completed(&svc, &clock::date(next_day)).await;
+    let run = settlement_completed(&svc, &clock::date(next_day)).await;
     assert_eq!(run["collections"], 2, "{run}");
     assert_eq!(run["amounts"], json!([{"value": 20_000, "currency": "USD"}]), "{run}");
-    for key in [&first, &second] {
-        assert_eq!(balance(&svc, key).await, (10_000, 0));
-        let (_, events) = send(&svc, key, Method::GET, "/v1/events?type=settlement.completed", None).await;
-        assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+    for (id, key) in merchants {
+        let m = Merchant::of(&svc, &id, key);
+        assert_eq!(m.available_and_pending().await, (10_000, 0));
+        let events = m.get("/v1/events?type=settlement.completed").await;
+        assert_eq!(events.count("data"), 1, "{events}");
     }
     ledger_balanced(&svc).await;
 }
@@ -257,22 +180,7 @@ fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
     balances
 }
 
-/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
-async fn run_completed(svc: &Service, date: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = svc.admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            let run: Value = r.json().await.unwrap();
-            if run["status"] == "completed" {
-                return run;
-            }
-        }
-        assert!(Instant::now() < deadline, "the run of {date} never completed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// The settlement run of `date` once completed (bounded).
 /// These tests again, with the real time far from today (`common::far_dates`).
 #[test]
 fn far_from_today() {

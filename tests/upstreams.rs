@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Key, Service};
+use common::{Json, Service, secs};
 use pelago_card::upstream::callbacks::sign;
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -22,69 +20,18 @@ fn cardholder(last_name: &str, card_name: &str) -> Value {
     })
 }
 
-async fn post_json(svc: &Service, key: &Key, path: &str, body: &Value) -> (StatusCode, Value) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let r = svc
-        .signed(key, Method::POST, path, &bytes)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get_json(svc: &Service, key: &Key, path: &str) -> Value {
-    svc.signed(key, Method::GET, path, b"").send().await.unwrap().json().await.unwrap()
-}
-
-async fn sandbox_channel(svc: &Service) -> String {
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    let c = channels["data"].as_array().unwrap().iter().find(|c| c["name"] == "Sandbox Issuer").unwrap();
-    c["id"].as_str().unwrap().to_owned()
-}
-
-async fn fault(svc: &Service, channel: &str, operation: &str, behavior: &str) {
-    let r = svc
-        .admin(Method::POST, &format!("/admin/v1/test_helpers/channels/{channel}/faults"))
-        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-}
-
-/// Polls until `done` holds, at most 30 s.
-async fn eventually(svc: &Service, key: &Key, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = get_json(svc, key, path).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never reached the expected state: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_issuer_is_registered_at_first_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let channel = sandbox_channel(&svc).await;
-    let bins: Value = svc.admin(Method::GET, "/admin/v1/bins").send().await.unwrap().json().await.unwrap();
+    let channel = svc.first_channel().await;
+    let bins: Value = svc.admin_json(Method::GET, "/admin/v1/bins", None).await.1;
     let bins: Vec<(String, String, String)> = bins["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| {
-            (
-                b["bin"].as_str().unwrap().into(),
-                b["card_name"].as_str().unwrap().into(),
-                b["currency"].as_str().unwrap().into(),
-            )
-        })
+        .map(|b| (b.str("bin").into(), b.str("card_name").into(), b.str("currency").into()))
         .collect();
     assert_eq!(
         bins,
@@ -93,100 +40,74 @@ async fn the_sandbox_issuer_is_registered_at_first_start() {
             ("535353".into(), "PELAGO_VIRTUAL_EUR".into(), "EUR".into())
         ]
     );
-    let balance: Value = svc
-        .admin(Method::GET, &format!("/admin/v1/channels/{channel}/balance"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balance: Value =
+        svc.admin_json(Method::GET, &format!("/admin/v1/channels/{channel}/balance"), None).await.1;
     assert!(
         balance["balances"].as_array().unwrap().contains(&json!({"value": 100_000_000, "currency": "USD"})),
         "{balance}"
     );
-    let got: Value = svc
-        .admin(Method::GET, &format!("/admin/v1/channels/{channel}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/channels/{channel}"), None).await.1;
     assert!(got.get("api_key").is_none() && got.get("webhook_secret").is_none(), "secrets never returned");
     // A restart registers nothing twice and keeps working.
     assert!(svc.terminate().success());
     let svc = Service::start(&data, &[]);
-    let channels: Value =
-        svc.admin(Method::GET, "/admin/v1/channels").send().await.unwrap().json().await.unwrap();
-    assert_eq!(channels["data"].as_array().unwrap().len(), 1);
-    let (_, key, _) = svc.merchant("After restart").await;
-    let (status, c) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
+    let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
+    assert_eq!(channels.count("data"), 1);
+    let m = svc.merchant("After restart").await;
+    let (status, c) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("active")), "{c}");
     // Duplicate BIN: 409.
-    let dup = svc
-        .admin(Method::POST, "/admin/v1/bins")
-        .json(&json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), StatusCode::CONFLICT);
+    let (dup_status, _) = svc.admin_post("/admin/v1/bins", json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"})).await;
+    assert_eq!(dup_status, StatusCode::CONFLICT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cardholders_follow_the_sandbox_rules_and_routing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
-    let (merchant, key, _) = svc.merchant("Holders").await;
+    let svc = Service::temp(&[]);
+    let m = svc.merchant("Holders").await;
 
-    let (status, active) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
+    let (status, active) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(status, StatusCode::CREATED, "{active}");
     assert_eq!(active["status"], "active");
     assert_eq!(active["bin"], "424242");
     assert_eq!(active["id_document"]["number"], "****4567");
-    assert_eq!(active["status_history"].as_array().unwrap().len(), 2);
+    assert_eq!(active.count("status_history"), 2);
 
-    let (status, rejected) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Reject", "PELAGO_VIRTUAL_USD")).await;
+    let (status, rejected) = m.post("/v1/cardholders", cardholder("Reject", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, rejected["status"].as_str()), (StatusCode::CREATED, Some("rejected")));
 
-    let (status, pending) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
+    let (status, pending) = m.post("/v1/cardholders", cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, pending["status"].as_str()), (StatusCode::CREATED, Some("pending")));
-    let id = pending["id"].as_str().unwrap();
-    let (status, approved) =
-        post_json(&svc, &key, &format!("/v1/test_helpers/cardholders/{id}/approve"), &json!({})).await;
+    let id = pending.str("id");
+    let (status, approved) = m.post(&format!("/v1/test_helpers/cardholders/{id}/approve"), json!({})).await;
     assert_eq!((status, approved["status"].as_str()), (StatusCode::OK, Some("active")), "{approved}");
 
-    let events = get_json(&svc, &key, "/v1/events?type=cardholder.activated").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 2, "{events}");
-    let events = get_json(&svc, &key, "/v1/events?type=cardholder.rejected").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let events = m.get("/v1/events?type=cardholder.activated").await;
+    assert_eq!(events.count("data"), 2, "{events}");
+    let events = m.get("/v1/events?type=cardholder.rejected").await;
+    assert_eq!(events.count("data"), 1);
 
     // Not allowed: 403; bad fields name themselves; another merchant's: 404.
-    let (status, _) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Lovelace", "PELAGO_VIRTUAL_EUR")).await;
+    let (status, _) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_EUR")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let mut young = cardholder("Young", "PELAGO_VIRTUAL_USD");
     // Ten years old on the day the test runs.
     young["date_of_birth"] = json!((chrono::Utc::now().date_naive() - chrono::Days::new(3_653)).to_string());
-    let (status, err) = post_json(&svc, &key, "/v1/cardholders", &young).await;
+    let (status, err) = m.post("/v1/cardholders", young.clone()).await;
     assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("date_of_birth")));
     let mut bad_phone = cardholder("Phone", "PELAGO_VIRTUAL_USD");
     bad_phone["phone"] = json!("12345");
-    let (_, err) = post_json(&svc, &key, "/v1/cardholders", &bad_phone).await;
+    let (_, err) = m.post("/v1/cardholders", bad_phone.clone()).await;
     assert_eq!(err["error"]["param"], "phone");
     let mut bad_country = cardholder("Country", "PELAGO_VIRTUAL_USD");
     bad_country["address"]["country"] = json!("XX");
-    let (_, err) = post_json(&svc, &key, "/v1/cardholders", &bad_country).await;
+    let (_, err) = m.post("/v1/cardholders", bad_country.clone()).await;
     assert_eq!(err["error"]["param"], "address.country");
-    let (_, other_key, _) = svc.merchant("Other").await;
-    let r = svc.signed(&other_key, Method::GET, &format!("/v1/cardholders/{id}"), b"").send().await.unwrap();
+    let other = svc.merchant("Other").await;
+    let r = svc.signed(&other.key, Method::GET, &format!("/v1/cardholders/{id}"), b"").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let by_ref = get_json(&svc, &key, "/v1/cardholders?reference=user-Reject").await;
-    assert_eq!(by_ref["data"].as_array().unwrap().len(), 1);
+    let by_ref = m.get("/v1/cardholders?reference=user-Reject").await;
+    assert_eq!(by_ref.count("data"), 1);
 
     // Routing: a second channel with a better priority wins; inactive BIN and
     // disabled channel are skipped; nothing active is 409.
@@ -209,58 +130,44 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let (_, c) = post_json(&svc, &key, "/v1/cardholders", &cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(c["bin"], "222222", "the active BIN with the lowest priority");
     assert_eq!(c["status"], "active");
-    svc.admin(Method::PATCH, &format!("/admin/v1/channels/{second}"))
-        .json(&json!({"status": "disabled"}))
-        .send()
-        .await
-        .unwrap();
-    let (_, c) = post_json(&svc, &key, "/v1/cardholders", &cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    svc.admin_patch(&format!("/admin/v1/channels/{second}"), json!({"status": "disabled"})).await;
+    let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(c["bin"], "424242", "a disabled channel is skipped");
-    svc.admin(Method::PATCH, "/admin/v1/bins/424242")
-        .json(&json!({"status": "inactive"}))
-        .send()
-        .await
-        .unwrap();
-    let (status, err) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_state")));
-    let _ = merchant;
+    svc.admin_patch("/admin/v1/bins/424242", json!({"status": "inactive"})).await;
+    let (status, err) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_leave_outcomes_to_the_resolver_which_applies_them_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
-    let (_, key, _) = svc.merchant("Faulty").await;
-    let channel = sandbox_channel(&svc).await;
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
+    let m = svc.merchant("Faulty").await;
+    let channel = svc.first_channel().await;
 
     // decline: a definite refusal is data: 201 rejected with a reason.
-    fault(&svc, &channel, "create_cardholder", "decline").await;
-    let (status, c) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Declined", "PELAGO_VIRTUAL_USD")).await;
+    svc.channel_fault(&channel, "create_cardholder", "decline").await;
+    let (status, c) = m.post("/v1/cardholders", cardholder("Declined", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("rejected")), "{c}");
     assert!(c["failure_reason"].is_string());
 
     // timeout: applied at the channel, answered too late: 202 pending, then active by itself.
-    fault(&svc, &channel, "create_cardholder", "timeout").await;
-    let (status, c) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Slow", "PELAGO_VIRTUAL_USD")).await;
+    svc.channel_fault(&channel, "create_cardholder", "timeout").await;
+    let (status, c) = m.post("/v1/cardholders", cardholder("Slow", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{c}");
-    let id = c["id"].as_str().unwrap().to_owned();
-    eventually(&svc, &key, &format!("/v1/cardholders/{id}"), |v| v["status"] == "active").await;
+    let id = c.str("id").to_owned();
+    m.poll(&format!("/v1/cardholders/{id}"), secs(30), |v| v["status"] == "active").await;
 
     // error: a 500 that did not apply: Pelago asks, retries with the same request id, succeeds once.
-    fault(&svc, &channel, "create_cardholder", "error").await;
-    let (status, c) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Flaky", "PELAGO_VIRTUAL_USD")).await;
+    svc.channel_fault(&channel, "create_cardholder", "error").await;
+    let (status, c) = m.post("/v1/cardholders", cardholder("Flaky", "PELAGO_VIRTUAL_USD")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{c}");
-    let id2 = c["id"].as_str().unwrap().to_owned();
-    eventually(&svc, &key, &format!("/v1/cardholders/{id2}"), |v| v["status"] == "active").await;
+    let id2 = c.str("id").to_owned();
+    m.poll(&format!("/v1/cardholders/{id2}"), secs(30), |v| v["status"] == "active").await;
 
-    let events = get_json(&svc, &key, "/v1/events?type=cardholder.activated").await;
+    let events = m.get("/v1/events?type=cardholder.activated").await;
     let ids: Vec<&str> = events["data"]
         .as_array()
         .unwrap()
@@ -277,22 +184,20 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     // A long upstream timeout keeps the resolver (which waits timeout + 1 s)
     // off the cardholder left pending on our own channel below.
     let svc = Service::start(&dir.path().join("data"), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "120000")]);
-    let (_, key, _) = svc.merchant("Callbacks").await;
-    let channel = sandbox_channel(&svc).await;
+    let m = svc.merchant("Callbacks").await;
+    let channel = svc.first_channel().await;
 
     // Duplicate deliveries (the sandbox sends the approve callback 3 times): one effect.
-    let (_, pending) =
-        post_json(&svc, &key, "/v1/cardholders", &cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
-    let id = pending["id"].as_str().unwrap().to_owned();
-    fault(&svc, &channel, "callbacks", "duplicate").await;
-    let (status, _) =
-        post_json(&svc, &key, &format!("/v1/test_helpers/cardholders/{id}/approve"), &json!({})).await;
+    let (_, pending) = m.post("/v1/cardholders", cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
+    let id = pending.str("id").to_owned();
+    svc.channel_fault(&channel, "callbacks", "duplicate").await;
+    let (status, _) = m.post(&format!("/v1/test_helpers/cardholders/{id}/approve"), json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    let got = eventually(&svc, &key, &format!("/v1/cardholders/{id}"), |v| v["status"] == "active").await;
-    assert_eq!(got["status_history"].as_array().unwrap().len(), 2, "pending → active, once");
+    let got = m.poll(&format!("/v1/cardholders/{id}"), secs(30), |v| v["status"] == "active").await;
+    assert_eq!(got.count("status_history"), 2, "pending → active, once");
     let version = got["version"].clone();
-    let events = get_json(&svc, &key, "/v1/events?type=cardholder.activated").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 1, "one effect for three deliveries");
+    let events = m.get("/v1/events?type=cardholder.activated").await;
+    assert_eq!(events.count("data"), 1, "one effect for three deliveries");
 
     // Our own channel whose webhook secret we know, to forge and sign callbacks
     // (kind sandbox: an http channel cannot exist in sandbox mode).
@@ -340,7 +245,7 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         .await
         .unwrap();
     assert_eq!(late.status(), StatusCode::UNAUTHORIZED, "unsigned by the sandbox channel's secret");
-    let got = get_json(&svc, &key, &format!("/v1/cardholders/{id}")).await;
+    let got = m.get(&format!("/v1/cardholders/{id}")).await;
     assert_eq!((got["status"].as_str(), &got["version"]), (Some("active"), &version), "nothing changed");
     // A cardholder on our own channel (its creation fails with a 500, so it is
     // 202 pending and the channel holds no such cardholder), then signed
@@ -353,18 +258,17 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let merchants: Value =
-        svc.admin(Method::GET, "/admin/v1/merchants").send().await.unwrap().json().await.unwrap();
-    let mid = merchants["data"][0]["id"].as_str().unwrap().to_owned();
-    svc.admin(Method::PATCH, &format!("/admin/v1/merchants/{mid}"))
-        .json(&json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "OWN_CARD"]}))
-        .send()
-        .await
-        .unwrap();
-    fault(&svc, &own, "create_cardholder", "error").await;
-    let (status, mine) = post_json(&svc, &key, "/v1/cardholders", &cardholder("Mine", "OWN_CARD")).await;
+    let merchants: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    let mid = merchants.str("data.0.id").to_owned();
+    svc.admin_patch(
+        &format!("/admin/v1/merchants/{mid}"),
+        json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "OWN_CARD"]}),
+    )
+    .await;
+    svc.channel_fault(&own, "create_cardholder", "error").await;
+    let (status, mine) = m.post("/v1/cardholders", cardholder("Mine", "OWN_CARD")).await;
     assert_eq!((status, mine["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{mine}");
-    let mine_id = mine["id"].as_str().unwrap().to_owned();
+    let mine_id = mine.str("id").to_owned();
     let notice = |event_id: &str, status: &str| {
         serde_json::to_vec(&json!({"event_id": event_id, "type": "cardholder.updated", "data": {
             "cardholder_id": mine_id, "channel_cardholder_id": "own-1", "status": status, "reason": null}}))
@@ -385,7 +289,7 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{event_id} {status}");
     }
-    let got = get_json(&svc, &key, &format!("/v1/cardholders/{mine_id}")).await;
+    let got = m.get(&format!("/v1/cardholders/{mine_id}")).await;
     assert_eq!((got["status"].as_str(), got["version"].as_i64()), (Some("pending"), Some(1)), "no effect");
 
     // Unknown channel: 401.

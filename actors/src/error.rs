@@ -26,6 +26,10 @@ pub enum Reject {
     Conflict { message: String },
     #[error("{message}")]
     Upstream { message: String },
+    /// 409 `already_split` (MARKETPLACE.md §7): the payment's split is
+    /// executed or in a processing batch.
+    #[error("{message}")]
+    AlreadySplit { param: String, message: String },
 }
 
 impl Reject {

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use pelago_storage::{
-    BalanceTxnId, ChannelId, Currency, JournalEntryId, MerchantId, Money, Record, Timestamp, Tree,
+    BalanceTxnId, ChannelId, Currency, JournalEntryId, MerchantId, Money, RecipientId, Record, Timestamp,
+    Tree,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,12 @@ pub enum Account {
     PlatformFees,
     GatewayClearing,
     ChannelFunding(ChannelId),
+    /// MARKETPLACE.md §8: captured for the recipient, not split yet (在途).
+    RecipientInTransit(RecipientId),
+    /// Split to the recipient, withdrawable (可用).
+    RecipientAvailable(RecipientId),
+    /// Held for a recipient withdrawal until its payout is final.
+    RecipientWithdrawing(RecipientId),
 }
 
 impl Account {
@@ -32,6 +39,19 @@ impl Account {
             Account::PlatformFees => "platform:fees".into(),
             Account::GatewayClearing => "gateway:clearing".into(),
             Account::ChannelFunding(c) => format!("channel:{c}:funding"),
+            Account::RecipientInTransit(r) => format!("recipient:{r}:in_transit"),
+            Account::RecipientAvailable(r) => format!("recipient:{r}:available"),
+            Account::RecipientWithdrawing(r) => format!("recipient:{r}:withdrawing"),
+        }
+    }
+
+    /// The recipient whose account this is, if it is one.
+    pub fn recipient(&self) -> Option<&RecipientId> {
+        match self {
+            Account::RecipientInTransit(r)
+            | Account::RecipientAvailable(r)
+            | Account::RecipientWithdrawing(r) => Some(r),
+            _ => None,
         }
     }
 }
@@ -58,6 +78,14 @@ pub enum EntryKind {
     WithdrawalReversal,
     /// A paid gateway order given back whole (its collection mirrored).
     OrderRefund,
+    // MARKETPLACE.md §8 (appended: the codec stores the variant's index).
+    MarketplaceCollection,
+    Split,
+    MarketplaceRefund,
+    MarketplaceRefundReversal,
+    RecipientWithdrawal,
+    RecipientWithdrawalPaid,
+    RecipientWithdrawalReversal,
 }
 
 impl EntryKind {
@@ -75,7 +103,28 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::WithdrawalReversal => "withdrawal_reversal",
             EntryKind::OrderRefund => "order_refund",
+            EntryKind::MarketplaceCollection => "marketplace_collection",
+            EntryKind::Split => "split",
+            EntryKind::MarketplaceRefund => "marketplace_refund",
+            EntryKind::MarketplaceRefundReversal => "marketplace_refund_reversal",
+            EntryKind::RecipientWithdrawal => "recipient_withdrawal",
+            EntryKind::RecipientWithdrawalPaid => "recipient_withdrawal_paid",
+            EntryKind::RecipientWithdrawalReversal => "recipient_withdrawal_reversal",
         }
+    }
+
+    /// The entries of MARKETPLACE.md §8: the rows of the reconciliation files.
+    pub fn is_marketplace(self) -> bool {
+        matches!(
+            self,
+            EntryKind::MarketplaceCollection
+                | EntryKind::Split
+                | EntryKind::MarketplaceRefund
+                | EntryKind::MarketplaceRefundReversal
+                | EntryKind::RecipientWithdrawal
+                | EntryKind::RecipientWithdrawalPaid
+                | EntryKind::RecipientWithdrawalReversal
+        )
     }
 }
 
@@ -296,6 +345,8 @@ pub fn mirror(postings: &[Posting]) -> Result<Vec<Posting>, Reject> {
 fn neg(m: Money) -> Result<Money, Reject> {
     m.checked_neg().map_err(|_| Reject::invalid("amount", "amount overflows"))
 }
+
+pub mod marketplace;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod ledger;
 pub mod merchant;
 pub mod outbox;
+pub mod payment;
 pub mod ports;
 pub mod recipient;
 pub mod routing;

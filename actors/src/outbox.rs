@@ -31,6 +31,10 @@ pub enum EventObject {
     MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
     Onboarding(Box<crate::recipient::Onboarding>),
     Agreement(Box<crate::recipient::agreement::AgreementRecord>),
+    Payment(Box<crate::payment::PaymentRecord>),
+    /// `settlement.completed` since payments are settled too (MARKETPLACE.md §6 T+1).
+    PaymentsSettlement(Box<PaymentsSettlement>),
+    SplitBatch(Box<crate::payment::split::SplitBatchRecord>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).
@@ -41,6 +45,13 @@ pub struct MerchantSettlement {
     pub date: String,
     pub collections: u64,
     pub amounts: Vec<pelago_storage::Money>,
+}
+
+/// A merchant's settlement summary with the payments the run marked `settled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentsSettlement {
+    pub settlement: MerchantSettlement,
+    pub payments: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -309,6 +309,10 @@ pub enum GatewayOrderStatus {
     Failed,
     Expired,
     Refunded,
+    /// Marketplace payments only: paid with `capture` false.
+    Authorized,
+    /// Marketplace payments only: voided.
+    Canceled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,12 @@ pub enum Error {
     /// Another request with the same Idempotency-Key is still running.
     #[error("this Idempotency-Key is in use")]
     KeyInUse,
+    /// The payment's split is executed or in a processing batch (MARKETPLACE.md §7).
+    #[error("{message}")]
+    AlreadySplit { param: String, message: String },
+    /// Commission lines above the signed commission agreement's cap (MARKETPLACE.md §1).
+    #[error("{message}")]
+    CommissionLimit { param: String, message: String },
     /// The merchant's available balance cannot cover the debit.
     #[error("{0}")]
     InsufficientFunds(String),
@@ -91,6 +97,7 @@ impl From<Reject> for Error {
             Reject::NotFound { what } => Error::NotFound(what.to_owned()),
             Reject::Forbidden { .. } => Error::Forbidden(message),
             Reject::Upstream { .. } => Error::Upstream(message),
+            Reject::AlreadySplit { param, .. } => Error::AlreadySplit { param, message },
         }
     }
 }

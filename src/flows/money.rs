@@ -67,6 +67,18 @@ pub async fn on_gateway_event(app: &Core, callback: &GatewayCallback) -> Result<
             };
             on_deposit(app, notice).await
         }
+        GatewayEvent::OrderUpdated { gateway_order_id, order_id, amount, .. }
+            if order_id.starts_with(pelago_storage::PaymentId::PREFIX) =>
+        {
+            let notice = crate::flows::marketplace::payments::PaymentNotice {
+                signer,
+                event_id: &callback.event_id,
+                gateway_order_id,
+                payment_id: order_id,
+                amount: *amount,
+            };
+            crate::flows::marketplace::payments::on_gateway_update(app, notice).await
+        }
         GatewayEvent::OrderUpdated { gateway_order_id, order_id, amount, .. } => {
             let notice = crate::flows::orders::OrderNotice {
                 signer,

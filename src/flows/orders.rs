@@ -290,7 +290,10 @@ async fn confirm(app: &Core, order: &OrderRecord, gateway_order_id: &str) -> Res
     let status = match answer.status {
         s @ (GatewayOrderStatus::Paid | GatewayOrderStatus::Failed | GatewayOrderStatus::Expired) => s,
         // Still pending (the notice ran ahead, or was forged), or refunded (recorded by `RefundOrder`).
-        GatewayOrderStatus::Pending | GatewayOrderStatus::Refunded => return Ok(Confirmed::Unchanged),
+        GatewayOrderStatus::Pending
+        | GatewayOrderStatus::Refunded
+        | GatewayOrderStatus::Authorized
+        | GatewayOrderStatus::Canceled => return Ok(Confirmed::Unchanged),
     };
     if order.gateway_order_id.is_none() {
         // The checkout's creation answer was lost; the gateway's answer names it.

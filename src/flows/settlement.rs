@@ -20,7 +20,7 @@ use pelago_actors::{
     },
     ledger::{self, EntryKind},
     merchant::PostEntry,
-    outbox::{self, EventObject, MerchantSettlement},
+    outbox::{self, EventObject, MerchantSettlement, PaymentsSettlement},
 };
 use pelago_storage::{Currency, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -89,6 +89,11 @@ fn is_final(app: &Core, c: &Collection) -> Result<bool, Error> {
         .store
         .get::<TopupRecord>(topup_key(&order.card_id, tup))?
         .is_none_or(|t| t.status == TopupStatus::Succeeded))
+}
+
+/// How many marketplace payments the run of `date` marked `settled`.
+pub fn payments_settled(app: &Core, date: &str) -> Result<u64, Error> {
+    Ok(crate::flows::marketplace::payments::settled_by_run(app, date)?.values().sum())
 }
 
 /// Starts (or returns) the run for `date` (`YYYY-MM-DD`) and runs it in the background.
@@ -212,6 +217,8 @@ pub async fn run(app: &Core, date: &str) -> Result<SettlementRun, Error> {
             crate::failpoint::hit("settlement.after_one_collection");
         }
     }
+    // Marketplace payments captured before the date are marked `settled`, once each (MARKETPLACE.md §6).
+    crate::flows::marketplace::payments::settle_captured_before(app, date).await?;
     complete(app, date).await
 }
 
@@ -245,16 +252,21 @@ async fn complete(app: &Core, date: &str) -> Result<SettlementRun, Error> {
             }
         }
     }
+    let payments = crate::flows::marketplace::payments::settled_by_run(app, date)?;
+    for merchant in payments.keys() {
+        per_merchant.entry(merchant.clone()).or_insert_with(|| MerchantSettlement {
+            merchant_id: merchant.clone(),
+            date: date.to_owned(),
+            collections: 0,
+            amounts: Vec::new(),
+        });
+    }
     let now = app.clock.now();
     let mut batch = WriteBatch::new();
-    for (merchant, summary) in per_merchant {
-        outbox::stage(
-            &mut batch,
-            &merchant,
-            "settlement.completed",
-            EventObject::Settlement(Box::new(summary)),
-            now,
-        )?;
+    for (merchant, settlement) in per_merchant {
+        let payments = payments.get(&merchant).copied().unwrap_or(0);
+        let object = EventObject::PaymentsSettlement(Box::new(PaymentsSettlement { settlement, payments }));
+        outbox::stage(&mut batch, &merchant, "settlement.completed", object, now)?;
     }
     run.completed = true;
     run.completed_at = Some(now);

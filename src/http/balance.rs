@@ -7,11 +7,12 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use futures::future::BoxFuture;
 use http::Method;
+use pelago_actors::ledger::marketplace::RecipientBalances;
 use pelago_actors::{
     ledger::{Account, BalanceTxnRecord, JournalEntry},
     merchant::MerchantRecord,
 };
-use pelago_storage::{Currency, MerchantId, Money};
+use pelago_storage::{Currency, MerchantId, Money, RecipientId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -182,6 +183,7 @@ fn ledger_check(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {
     let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
     let mut derived: BTreeMap<(MerchantId, Currency), (i128, i128)> = BTreeMap::new();
+    let mut recipients: BTreeMap<(RecipientId, Currency), [i128; 3]> = BTreeMap::new();
     let mut unbalanced_entries = Vec::new();
     let mut entries = 0u64;
     for item in store.iter::<JournalEntry>() {
@@ -198,6 +200,17 @@ fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {
                 }
                 Account::MerchantPending(m) => {
                     derived.entry((m.clone(), p.amount.currency)).or_default().1 += i128::from(p.amount.value)
+                }
+                account @ (Account::RecipientInTransit(r)
+                | Account::RecipientAvailable(r)
+                | Account::RecipientWithdrawing(r)) => {
+                    let slot = recipients.entry((r.clone(), p.amount.currency)).or_default();
+                    let value = i128::from(p.amount.value);
+                    match account {
+                        Account::RecipientInTransit(_) => slot[0] += value,
+                        Account::RecipientAvailable(_) => slot[1] += value,
+                        _ => slot[2] += value,
+                    }
                 }
                 _ => {}
             }
@@ -219,6 +232,7 @@ fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {
             }
         }
     }
+    check_recipients(store, recipients, &mut negative_available, &mut mismatched)?;
     // Postings on merchant accounts with no cached balance at all are mismatches too.
     for ((m, c), (a, p)) in derived {
         if a != 0 || p != 0 {
@@ -234,4 +248,36 @@ fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {
         "unbalanced_entries": unbalanced_entries,
         "balances_disagreeing_with_postings": mismatched,
     }))
+}
+
+/// MARKETPLACE.md §8: every recipient's cached balances equal its postings,
+/// and none of its accounts is below zero.
+fn check_recipients(
+    store: &pelago_storage::Store,
+    mut derived: BTreeMap<(RecipientId, Currency), [i128; 3]>,
+    negative: &mut Vec<Value>,
+    mismatched: &mut Vec<Value>,
+) -> Result<(), ApiError> {
+    for item in store.iter::<RecipientBalances>() {
+        let (_, r) = item?;
+        for b in &r.balances {
+            let sums = derived.remove(&(r.recipient_id.clone(), b.currency)).unwrap_or_default();
+            let cached = [b.in_transit, b.available, b.withdrawing].map(i128::from);
+            if sums != cached {
+                mismatched.push(json!({"recipient_id": r.recipient_id, "currency": b.currency.code()}));
+            }
+            for (name, value) in ["in_transit", "available", "withdrawing"].into_iter().zip(cached) {
+                if value < 0 {
+                    negative.push(json!({"recipient_id": r.recipient_id, "account": name,
+                                         "currency": b.currency.code(), "amount": value as i64}));
+                }
+            }
+        }
+    }
+    for ((r, c), sums) in derived {
+        if sums != [0; 3] {
+            mismatched.push(json!({"recipient_id": r, "currency": c.code()}));
+        }
+    }
+    Ok(())
 }

@@ -169,6 +169,9 @@ impl From<Reject> for ApiError {
             Reject::Forbidden { .. } => ApiError::forbidden(message),
             Reject::Conflict { .. } => ApiError::new(409, "invalid_state", message),
             Reject::Upstream { .. } => ApiError::upstream(message),
+            Reject::AlreadySplit { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(409, "already_split", message) }
+            }
         }
     }
 }
@@ -186,6 +189,12 @@ impl From<crate::flows::Error> for ApiError {
             E::InvalidState(_) => ApiError::invalid_state(message),
             E::InvalidStateOn { param, .. } => {
                 ApiError { param: Some(param), ..ApiError::invalid_state(message) }
+            }
+            E::AlreadySplit { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(409, "already_split", message) }
+            }
+            E::CommissionLimit { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(400, "commission_limit_exceeded", message) }
             }
             E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
             E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),

@@ -27,12 +27,14 @@ pub mod onboardings;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
+pub mod payments;
 pub mod ratelimit;
 pub mod receipts;
 pub mod recipients;
 pub mod retention;
 pub mod router;
 pub mod service;
+pub mod split_batches;
 pub mod test_helpers;
 pub mod wire;
 
@@ -72,6 +74,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(recipients::routes());
     all.extend(onboardings::routes());
     all.extend(agreements::routes());
+    all.extend(payments::routes());
+    all.extend(split_batches::routes());
     all
 }
 

@@ -99,17 +99,19 @@ fn get_withdrawal(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> 
     })
 }
 
-fn settlement_json(run: &SettlementRun) -> Value {
-    json!({
+fn settlement_json(app: &App, run: &SettlementRun) -> Result<Value, ApiError> {
+    Ok(json!({
         "id": run.id,
         "object": "settlement_run",
         "date": run.date,
         "status": if run.completed { "completed" } else { "running" },
         "collections": run.collections,
         "amounts": run.amounts.iter().map(|a| wire::money(*a)).collect::<Vec<_>>(),
+        // Marketplace payments marked `settled` by this run (MARKETPLACE.md §6), counted from its rows.
+        "payments": crate::flows::settlement::payments_settled(app, &run.date)?,
         "started_at": run.started_at.to_rfc3339(),
         "completed_at": run.completed_at.map(|t| t.to_rfc3339()),
-    })
+    }))
 }
 
 fn valid_date(raw: &str) -> Result<String, ApiError> {
@@ -126,7 +128,7 @@ fn trigger_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResu
         let req: SettlementIn = ctx.json()?;
         let date = valid_date(&req.date)?;
         let run = crate::flows::settlement::trigger(&app.core, &date).await?;
-        Ok(ApiReply::json(202, &settlement_json(&run)))
+        Ok(ApiReply::json(202, &settlement_json(&app, &run)?))
     })
 }
 
@@ -138,7 +140,7 @@ fn get_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> 
             .store
             .get::<SettlementRun>(date.as_str())?
             .ok_or_else(|| ApiError::not_found("settlement run"))?;
-        Ok(ApiReply::json(200, &settlement_json(&run)))
+        Ok(ApiReply::json(200, &settlement_json(&app, &run)?))
     })
 }
 

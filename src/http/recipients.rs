@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     keys,
+    ledger::marketplace::RecipientBalances,
     recipient::{
         RecipientRecord, RecipientType,
         state::{IdDocument, SealedNumber},
@@ -397,10 +398,19 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// GET /v1/recipients/{id}/balance — the recipient's accounts in the
-/// merchant's ledger; none is booked before Marketplace II (payments, splits).
+/// merchant's ledger (MARKETPLACE.md §8), as its merchant's actor booked them.
 fn balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let record = recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
-        Ok(ApiReply::json(200, &json!({"recipient_id": record.id, "balances": []})))
+        let booked = app.store.get::<RecipientBalances>(record.id.as_bytes())?;
+        let balances = booked.map(|b| b.balances).unwrap_or_default();
+        let balances: Vec<Value> = balances
+            .iter()
+            .map(|b| {
+                json!({"currency": b.currency.code(), "in_transit": b.in_transit,
+                       "available": b.available, "withdrawing": b.withdrawing})
+            })
+            .collect();
+        Ok(ApiReply::json(200, &json!({"recipient_id": record.id, "balances": balances})))
     })
 }

@@ -85,7 +85,12 @@ fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResu
         let operation = serde_json::from_slice::<serde_json::Value>(&ctx.body)
             .ok()
             .and_then(|v| v["operation"].as_str().map(str::to_owned));
-        if matches!(operation.as_deref(), Some("onboarding" | "agreement" | "callbacks")) {
+        if matches!(
+            operation.as_deref(),
+            Some(
+                "onboarding" | "agreement" | "callbacks" | "create_payment" | "capture" | "cancel" | "split"
+            )
+        ) {
             return super::onboardings::set_marketplace_fault(&app, &ctx).await;
         }
         let spec: GatewayFaultSpec = ctx.json()?;

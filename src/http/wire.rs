@@ -16,6 +16,18 @@ pub fn money(m: Money) -> Value {
     json!({"value": m.value, "currency": m.currency.code()})
 }
 
+/// A merchant's `settlement.completed` object (`payments`: since payments are settled too).
+fn settlement(m: &pelago_actors::outbox::MerchantSettlement, payments: Option<u64>) -> Value {
+    let mut object = json!({
+        "object": "settlement", "merchant_id": m.merchant_id, "date": m.date,
+        "collections": m.collections, "amounts": m.amounts.iter().map(|a| money(*a)).collect::<Vec<_>>(),
+    });
+    if let Some(payments) = payments {
+        object["payments"] = payments.into();
+    }
+    object
+}
+
 pub fn history<S: Status>(h: &History<S>) -> Value {
     h.changes()
         .iter()
@@ -189,10 +201,10 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
             "object": "monthly_fee", "card_id": c.card_id, "period": c.period, "amount": money(c.fee),
             "status": c.status.as_str(), "order_id": c.order_id, "created_at": c.created_at.to_rfc3339(),
         }),
-        EventObject::Settlement(m) => json!({
-            "object": "settlement", "merchant_id": m.merchant_id, "date": m.date,
-            "collections": m.collections, "amounts": m.amounts.iter().map(|a| money(*a)).collect::<Vec<_>>(),
-        }),
+        EventObject::Settlement(m) => settlement(m, None),
+        EventObject::PaymentsSettlement(s) => settlement(&s.settlement, Some(s.payments)),
+        EventObject::Payment(p) => super::payments::payment_json(p),
+        EventObject::SplitBatch(b) => super::split_batches::batch_json(b),
     };
     json!({
         "id": e.id,

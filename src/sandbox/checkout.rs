@@ -27,6 +27,8 @@ pub fn status_word(status: OrderStatusWire) -> &'static str {
         OrderStatusWire::Failed => "failed",
         OrderStatusWire::Expired => "expired",
         OrderStatusWire::Refunded => "refunded",
+        OrderStatusWire::Authorized => "authorized",
+        OrderStatusWire::Canceled => "canceled",
     }
 }
 
@@ -64,6 +66,8 @@ pub fn result_page(order: &OrderRec) -> String {
         OrderStatusWire::Failed => "Payment failed",
         OrderStatusWire::Expired => "Payment expired",
         OrderStatusWire::Refunded => "Payment refunded",
+        OrderStatusWire::Authorized => "Payment authorized",
+        OrderStatusWire::Canceled => "Payment canceled",
         OrderStatusWire::Pending => "Payment pending",
     };
     let body = format!(

@@ -108,6 +108,7 @@ async fn serve_account(
             let op = format!("refund {id}");
             idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await
         }
+        (_, ["payments" | "splits", ..]) => super::payments::handle(state, account, req, segments).await,
         (_, ["onboardings" | "agreements", ..]) => {
             super::marketplace::handle(state, account, req, segments).await
         }
@@ -134,11 +135,11 @@ fn authenticate(state: &State, req: &Request) -> Result<GatewayAccountRec, Respo
     Ok(account)
 }
 
-fn checkout_url(state: &State, gateway_order_id: &str) -> String {
+pub(super) fn checkout_url(state: &State, gateway_order_id: &str) -> String {
     format!("http://{}/gateway/checkout/{gateway_order_id}", state.listen)
 }
 
-fn order_answer(state: &State, order: &OrderRec) -> OrderAnswer {
+pub(super) fn order_answer(state: &State, order: &OrderRec) -> OrderAnswer {
     OrderAnswer {
         id: order.id.clone(),
         order_id: order.order_id.clone(),
@@ -149,7 +150,7 @@ fn order_answer(state: &State, order: &OrderRec) -> OrderAnswer {
     }
 }
 
-fn load_order(state: &State, account: &GatewayAccountRec, id: &str) -> Result<OrderRec, Response> {
+pub(super) fn load_order(state: &State, account: &GatewayAccountRec, id: &str) -> Result<OrderRec, Response> {
     match state.store.get::<OrderRec>(Sandbox::Order { order: id.to_string() }.text()) {
         Ok(Some(order)) if order.merchant_id == account.merchant_id => Ok(order),
         Ok(_) => Err(error(StatusCode::NOT_FOUND, "order_not_found", "no such order")),
@@ -194,13 +195,13 @@ fn query_payout(state: &State, account: &GatewayAccountRec, id: &str) -> Respons
 }
 
 /// A callback to send once the state that it reports is durable.
-struct Pending {
+pub(super) struct Pending {
     account: GatewayAccountRec,
-    body: String,
+    pub(super) body: String,
     event_id: String,
 }
 
-fn callback(account: &GatewayAccountRec, event: GatewayEventWire) -> Pending {
+pub(super) fn callback(account: &GatewayAccountRec, event: GatewayEventWire) -> Pending {
     let event_id = new_id("evt");
     let wire =
         GatewayCallbackWire { event_id: event_id.clone(), merchant_id: account.merchant_id.clone(), event };
@@ -252,16 +253,16 @@ async fn send_in_background(state: &State, pending: Pending) {
 }
 
 /// What one idempotent call decided: its answer, writes, and maybe a callback.
-struct Decided {
+pub(super) struct Decided {
     status: StatusCode,
     answer: String,
     batch: WriteBatch,
     callback: Option<Pending>,
 }
 
-type Decision = Result<Result<Decided, Response>, StoreError>;
+pub(super) type Decision = Result<Result<Decided, Response>, StoreError>;
 
-fn answer<T: serde::Serialize>(
+pub(super) fn answer<T: serde::Serialize>(
     status: StatusCode,
     value: &T,
     batch: WriteBatch,
@@ -272,7 +273,7 @@ fn answer<T: serde::Serialize>(
 }
 
 /// Runs `decide` once per (account, request id); a repeat answers the stored result.
-async fn idempotent(
+pub(super) async fn idempotent(
     state: &State,
     account: &GatewayAccountRec,
     req: &Request,
@@ -341,21 +342,55 @@ fn create_order(state: &State, account: &GatewayAccountRec, req: &Request) -> De
     if Money::request_amount(body.amount.value, body.amount.currency).is_err() {
         return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "amount out of range")));
     }
-    let order = OrderRec {
+    let order = new_order(account, body.order_id, body.amount, &body.description);
+    let mut batch = WriteBatch::new();
+    batch.put(format!("order/{}", order.id), &order)?;
+    answer(StatusCode::CREATED, &order_answer(state, &order), batch, None)
+}
+
+/// Moves `order` to `target` (paid: `paid_at` now) and returns its
+/// `order.updated` callback, kept as the order's last one.
+pub(super) fn move_order(
+    account: &GatewayAccountRec,
+    order: &mut OrderRec,
+    target: OrderStatusWire,
+) -> Pending {
+    let now = Timestamp::now_real();
+    order.status = target;
+    if target == OrderStatusWire::Paid {
+        order.paid_at_ms = Some(now.unix_ms());
+    }
+    let event = GatewayEventWire::OrderUpdated {
+        id: order.id.clone(),
+        order_id: order.order_id.clone(),
+        status: target,
+        amount: order.amount,
+        at: now,
+    };
+    let pending = callback(account, event);
+    order.last_callback = Some(pending.body.clone());
+    pending
+}
+
+/// A pending checkout order of `account` for Pelago's `order_id` (an `ord_` or a `pay_` id).
+pub(super) fn new_order(
+    account: &GatewayAccountRec,
+    order_id: String,
+    amount: Money,
+    description: &str,
+) -> OrderRec {
+    OrderRec {
         id: new_id("go"),
         merchant_id: account.merchant_id.clone(),
-        order_id: body.order_id,
-        amount: body.amount,
-        description: body.description.chars().take(500).collect(),
+        order_id,
+        amount,
+        description: description.chars().take(500).collect(),
         status: OrderStatusWire::Pending,
         created_at_ms: Timestamp::now_real().unix_ms(),
         paid_at_ms: None,
         last_callback: None,
         refund_id: None,
-    };
-    let mut batch = WriteBatch::new();
-    batch.put(Sandbox::Order { order: order.id.to_string() }.text(), &order)?;
-    answer(StatusCode::CREATED, &order_answer(state, &order), batch, None)
+    }
 }
 
 fn payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
@@ -492,26 +527,18 @@ async fn settle(state: &State, id: &str, action: &str, req: &Request) -> Respons
             Ok(None) => return error(StatusCode::NOT_FOUND, "order_not_found", "no such order"),
             Err(e) => return internal(e),
         };
+        // A payment made with `capture` false is authorized by Pay, captured later.
+        let target = match super::payments::checkout_target(state, &order.id, target) {
+            Ok(target) => target,
+            Err(e) => return internal(e),
+        };
         if order.status == target {
             (order, None)
         } else if order.status != OrderStatusWire::Pending {
             let reason = format!("the order is {}", checkout::status_word(order.status));
             return error(StatusCode::CONFLICT, "order_not_pending", &reason);
         } else {
-            let now = Timestamp::now_real();
-            order.status = target;
-            if target == OrderStatusWire::Paid {
-                order.paid_at_ms = Some(now.unix_ms());
-            }
-            let event = GatewayEventWire::OrderUpdated {
-                id: order.id.clone(),
-                order_id: order.order_id.clone(),
-                status: target,
-                amount: order.amount,
-                at: now,
-            };
-            let pending = callback(&account, event);
-            order.last_callback = Some(pending.body.clone());
+            let pending = move_order(&account, &mut order, target);
             let mut batch = WriteBatch::new();
             if let Err(e) = batch.put(Sandbox::Order { order: id.to_string() }.text(), &order) {
                 return internal(e);

@@ -36,7 +36,7 @@ impl Faults {
 }
 
 /// What a fault does before the call is applied: `Err` answers at once, nothing applied.
-fn before_apply(
+pub(super) fn before_apply(
     state: &State,
     operation: MarketplaceOperation,
 ) -> Result<Option<MarketplaceFault>, Response> {
@@ -53,7 +53,7 @@ fn before_apply(
 }
 
 /// What a fault does after the call was applied (durably): answer late.
-async fn after_apply(state: &State, fault: Option<MarketplaceFault>) {
+pub(super) async fn after_apply(state: &State, fault: Option<MarketplaceFault>) {
     let wait_ms = match fault {
         Some(f) if f.behavior == MarketplaceFaultBehavior::Timeout => state.upstream_timeout_ms + 1000,
         Some(f) if f.behavior == MarketplaceFaultBehavior::Delay => f.delay_ms,

@@ -28,6 +28,7 @@ mod faults;
 mod gateway;
 mod marketplace;
 mod notify;
+mod payments;
 mod records;
 
 use std::{

@@ -4,6 +4,9 @@
 
 use futures::{FutureExt, future::BoxFuture};
 use pelago_actors::{
+    payment::gateway::{
+        GatewayPayment, GatewayPaymentStatus, PaymentCheckout, PaymentsGateway, SplitRequest, SplitResult,
+    },
     ports::{GatewayAccount, Outcome},
     recipient::{
         ComplianceStatus, OnboardingStatus,
@@ -51,6 +54,24 @@ impl HttpMarketplaceGateway {
             builder = builder.header(IDEMPOTENCY_HEADER, id);
         }
         builder
+    }
+}
+
+impl HttpMarketplaceGateway {
+    /// One call as `account` (with `request_id` in `Idempotency-Key` and a JSON `body` when given).
+    async fn call<A: serde::de::DeserializeOwned, B: serde::Serialize>(
+        &self,
+        account: &GatewayAccount,
+        method: Method,
+        path: &str,
+        request_id: Option<&str>,
+        body: Option<&B>,
+    ) -> Outcome<A> {
+        let mut rb = self.request(account, method, path, request_id);
+        if let Some(body) = body {
+            rb = rb.json(body);
+        }
+        send::<A>(rb).await
     }
 }
 
@@ -232,4 +253,130 @@ pub async fn sandbox_fault(
         }
     };
     Ok(())
+}
+
+/// The answer as the port's type.
+fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
+    use super::gateway_wire::OrderStatusWire as W;
+    outcome.map(|a| GatewayPayment {
+        gateway_order_id: a.id,
+        payment_id: a.payment_id,
+        checkout_url: a.checkout_url,
+        status: match a.status {
+            W::Pending => GatewayPaymentStatus::Pending,
+            W::Authorized => GatewayPaymentStatus::Authorized,
+            W::Paid => GatewayPaymentStatus::Captured,
+            W::Failed => GatewayPaymentStatus::Failed,
+            W::Expired => GatewayPaymentStatus::Expired,
+            W::Canceled => GatewayPaymentStatus::Canceled,
+            W::Refunded => GatewayPaymentStatus::Refunded,
+        },
+        amount: a.amount,
+    })
+}
+
+impl PaymentsGateway for HttpMarketplaceGateway {
+    fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
+        async move {
+            let body = wire::SplitBody {
+                batch_id: req.batch_id,
+                items: req
+                    .items
+                    .into_iter()
+                    .map(|i| wire::SplitItemWire {
+                        id: i.gateway_order_id,
+                        payment_id: i.payment_id.to_string(),
+                        amount: i.amount,
+                    })
+                    .collect(),
+            };
+            let answer: Outcome<wire::SplitAnswer> =
+                self.call(&req.account, Method::POST, "/splits", Some(&req.request_id), Some(&body)).await;
+            match answer {
+                Outcome::Done(a)
+                    if a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) =>
+                {
+                    Outcome::Done(
+                        a.items
+                            .into_iter()
+                            .map(|i| SplitResult {
+                                outcome: if i.status == "executed" {
+                                    Ok(())
+                                } else {
+                                    Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
+                                },
+                                payment_id: i.payment_id,
+                            })
+                            .collect(),
+                    )
+                }
+                Outcome::Done(_) => Outcome::Unknown { detail: "unreadable split item status".into() },
+                Outcome::Declined { reason } => Outcome::Declined { reason },
+                Outcome::Unknown { detail } => Outcome::Unknown { detail },
+            }
+        }
+        .boxed()
+    }
+
+    fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        async move {
+            let body = wire::CreatePaymentBody {
+                payment_id: req.payment_id.to_string(),
+                amount: req.amount,
+                capture: req.capture,
+                description: req.description,
+            };
+            payment(
+                self.call(&req.account, Method::POST, "/payments", Some(&req.request_id), Some(&body)).await,
+            )
+        }
+        .boxed()
+    }
+
+    fn query_payment(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        async move {
+            let path = format!("/payments/{}", encode(&gateway_order_id));
+            payment(self.call(&account, Method::GET, &path, None, None::<&()>).await)
+        }
+        .boxed()
+    }
+
+    fn capture_payment(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        self.payment_action(account, gateway_order_id, request_id, "capture")
+    }
+
+    fn cancel_payment(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        self.payment_action(account, gateway_order_id, request_id, "cancel")
+    }
+}
+
+impl HttpMarketplaceGateway {
+    /// `POST /payments/{id}/{action}` (`capture` or `cancel`) with its request id.
+    fn payment_action(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+        request_id: String,
+        action: &'static str,
+    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        async move {
+            let path = format!("/payments/{}/{action}", encode(&gateway_order_id));
+            payment(self.call(&account, Method::POST, &path, Some(&request_id), None::<&()>).await)
+        }
+        .boxed()
+    }
 }

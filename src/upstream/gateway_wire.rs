@@ -28,6 +28,10 @@ pub enum OrderStatusWire {
     Failed,
     Expired,
     Refunded,
+    /// A payment's checkout paid with `capture` false (marketplace payments).
+    Authorized,
+    /// A payment's checkout or authorization voided.
+    Canceled,
 }
 
 impl From<OrderStatusWire> for GatewayOrderStatus {
@@ -38,6 +42,8 @@ impl From<OrderStatusWire> for GatewayOrderStatus {
             OrderStatusWire::Failed => GatewayOrderStatus::Failed,
             OrderStatusWire::Expired => GatewayOrderStatus::Expired,
             OrderStatusWire::Refunded => GatewayOrderStatus::Refunded,
+            OrderStatusWire::Authorized => GatewayOrderStatus::Authorized,
+            OrderStatusWire::Canceled => GatewayOrderStatus::Canceled,
         }
     }
 }

@@ -10,6 +10,14 @@
 //! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
 //! | `POST /agreements` [`SignAgreementBody`] (request id in `Idempotency-Key`) | [`AgreementAnswer`] |
 //! | `GET /agreements/by-request/{request_id}` | [`AgreementAnswer`] (404 `not_found`: never seen) |
+//! | `POST /payments` [`CreatePaymentBody`] (request id in `Idempotency-Key`) | [`PaymentAnswer`] |
+//! | `GET /payments/{id}` | [`PaymentAnswer`] |
+//! | `POST /payments/{id}/capture`, `POST /payments/{id}/cancel` (request id in `Idempotency-Key`) | [`PaymentAnswer`] |
+//! | `POST /splits` [`SplitBody`] (the batch's request id in `Idempotency-Key`) | [`SplitAnswer`] |
+//!
+//! A payment is a checkout order of the gateway (same page, same
+//! `order.updated` callbacks to `/callbacks/gateway`, naming the `pay_` id):
+//! paid with `capture` false it is `authorized` until captured or canceled.
 //!
 //! Statuses are Yuno's upper case (`PENDING`, `SUCCEEDED`, ...); compliance
 //! `pending|approved|failed`.
@@ -73,6 +81,51 @@ pub struct AgreementAnswer {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub struct CreatePaymentBody {
+    pub payment_id: String,
+    pub amount: pelago_storage::Money,
+    pub capture: bool,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentAnswer {
+    pub id: String,
+    pub payment_id: String,
+    pub checkout_url: String,
+    pub status: super::gateway_wire::OrderStatusWire,
+    pub amount: pelago_storage::Money,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitBody {
+    pub batch_id: String,
+    pub items: Vec<SplitItemWire>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitItemWire {
+    /// The payment's checkout at the gateway.
+    pub id: String,
+    pub payment_id: String,
+    pub amount: pelago_storage::Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitAnswer {
+    pub id: String,
+    pub items: Vec<SplitItemAnswer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitItemAnswer {
+    pub payment_id: String,
+    /// `executed` or `failed`.
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SupplementBody {
     pub documents: Vec<String>,
 }
@@ -117,6 +170,12 @@ fn one() -> u32 {
 pub enum MarketplaceOperation {
     Onboarding,
     Agreement,
+    /// A payment's checkout creation.
+    CreatePayment,
+    Capture,
+    Cancel,
+    /// A batch split (the whole request).
+    Split,
     /// The marketplace callbacks (only `duplicate`: each sent three times).
     Callbacks,
 }

@@ -285,7 +285,9 @@ fn object_id(event: &EventRecord) -> String {
         O::Withdrawal(w) => w.id.to_string(),
         O::Onboarding(o) => o.id.to_string(),
         O::Agreement(a) => a.id.to_string(),
-        O::Settlement(_) | O::MonthlyCharge(_) => event.id.to_string(),
+        O::Payment(p) => p.id.to_string(),
+        O::SplitBatch(b) => b.id.to_string(),
+        O::Settlement(_) | O::MonthlyCharge(_) | O::PaymentsSettlement(_) => event.id.to_string(),
     }
 }
 

@@ -98,6 +98,11 @@ id_type!(FileId, "file_");
 id_type!(RecipientId, "rec_");
 id_type!(OnboardingId, "onb_");
 id_type!(AgreementId, "agr_");
+id_type!(PaymentId, "pay_");
+id_type!(RefundId, "rfd_");
+id_type!(SplitBatchId, "spb_");
+id_type!(RecipientWithdrawalId, "rwd_");
+id_type!(ReconciliationRunId, "rcn_");
 id_type!(
     /// A journal entry of the ledger (not exposed on the API).
     JournalEntryId,

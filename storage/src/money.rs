@@ -72,6 +72,12 @@ const CURRENCIES: &[(&str, u8)] = &[
 /// The largest amount a request may carry (API.md §1).
 pub const MAX_REQUEST_MINOR: i64 = 10_000_000_000_000;
 
+/// `(amount · bps + 5000) / 10000` in i128: basis points of an amount,
+/// rounded half up (the top-up fee's rate, a marketplace commission cap).
+pub fn half_up_bps(amount_minor: i64, bps: i64) -> i128 {
+    (amount_minor as i128 * bps as i128 + 5_000) / 10_000
+}
+
 /// An ISO 4217 currency this service knows the exponent of.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

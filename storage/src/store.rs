@@ -56,6 +56,9 @@ trees! {
     Recipients => "recipients",
     Onboardings => "onboardings",
     Agreements => "agreements",
+    RecipientBalances => "recipient_balances",
+    Payments => "payments",
+    SplitBatches => "split_batches",
     Index => "index",
 }
 

@@ -9,14 +9,7 @@ use super::Service;
 
 /// The service clock's now (`GET /admin/v1/test_helpers/clock`).
 pub async fn now(svc: &Service) -> DateTime<Utc> {
-    let clock: Value = svc
-        .admin(reqwest::Method::GET, "/admin/v1/test_helpers/clock")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clock = svc.admin_get("/admin/v1/test_helpers/clock").await;
     let now = parse(clock["now"].as_str().unwrap_or_else(|| panic!("no clock: {clock}")));
     super::far_dates::assert_moved(now);
     now
@@ -24,14 +17,11 @@ pub async fn now(svc: &Service) -> DateTime<Utc> {
 
 /// Sets the service clock to `at`; returns the helper's answer.
 pub async fn set(svc: &Service, at: DateTime<Utc>) -> Value {
-    let r = svc
-        .admin(reqwest::Method::POST, "/admin/v1/test_helpers/clock")
-        .json(&json!({"now": rfc3339(at)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::OK);
-    r.json().await.unwrap()
+    let (status, answer) = svc
+        .admin_json(reqwest::Method::POST, "/admin/v1/test_helpers/clock", Some(json!({"now": rfc3339(at)})))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    answer
 }
 
 pub fn parse(rfc3339: &str) -> DateTime<Utc> {

@@ -1,10 +1,14 @@
 //! Runs the real `pelago-card` binary on loopback for black-box tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod clock;
 pub mod far_dates;
 pub mod readme;
 pub mod receiver;
+
+#[allow(unused_imports)]
+pub use client::{Json, Merchant, eventually, secs, when};
 
 use std::{
     io::{BufRead, BufReader},
@@ -22,6 +26,8 @@ pub struct Service {
     pub sandbox: Option<String>,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
+    /// The temporary directory holding `data_dir`, removed after the process ([`Service::temp`]).
+    temp: Option<tempfile::TempDir>,
 }
 
 impl Service {
@@ -59,7 +65,22 @@ impl Service {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Service { child, base, sandbox, data_dir: data_dir.to_owned(), http: reqwest::Client::new() }
+        Service {
+            child,
+            base,
+            sandbox,
+            data_dir: data_dir.to_owned(),
+            http: reqwest::Client::new(),
+            temp: None,
+        }
+    }
+
+    /// Starts `serve --sandbox` over a fresh temporary data dir that lives as long as the service.
+    pub fn temp(env: &[(&str, &str)]) -> Service {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let mut svc = Self::start(&temp.path().join("data"), env);
+        svc.temp = Some(temp);
+        svc
     }
 
     /// Runs a start that must be refused: its exit code and stderr, within 60 s.
@@ -162,30 +183,6 @@ impl Service {
         if idempotency_key.is_empty() { request } else { request.header("idempotency-key", idempotency_key) }
     }
 
-    /// Creates a master-account merchant; returns its id, key and webhook secret.
-    pub async fn merchant(&self, name: &str) -> (String, Key, String) {
-        let r = self
-            .admin(reqwest::Method::POST, "/admin/v1/merchants")
-            .json(&serde_json::json!({
-                "name": name, "funding_mode": "master_account",
-                "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
-        let v: serde_json::Value = r.json().await.unwrap();
-        let key = Key {
-            key_id: v["api_key"]["key_id"].as_str().unwrap().to_owned(),
-            secret: v["api_key"]["secret"].as_str().unwrap().to_owned(),
-        };
-        (
-            v["merchant"]["id"].as_str().unwrap().to_owned(),
-            key,
-            v["webhook_secret"].as_str().unwrap().to_owned(),
-        )
-    }
-
     /// Waits (bounded) for the process to exit by itself, e.g. at a failpoint.
     pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
@@ -208,6 +205,7 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.temp.take());
     }
 }
 
@@ -312,4 +310,17 @@ pub async fn ledger_balanced(svc: &Service) -> serde_json::Value {
     assert_eq!(check["balanced"], true, "{check}");
     assert_eq!(check["negative_available"], serde_json::json!([]), "{check}");
     check
+}
+
+/// Runs the settlement of `date` (202) and waits until it is completed.
+pub async fn settle(svc: &Service, date: &str) -> serde_json::Value {
+    let (status, _) = svc.admin_post("/admin/v1/settlement/runs", serde_json::json!({"date": date})).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    settlement_completed(svc, date).await
+}
+
+/// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
+pub async fn settlement_completed(svc: &Service, date: &str) -> serde_json::Value {
+    svc.admin_poll(&format!("/admin/v1/settlement/runs/{date}"), secs(30), |run| run["status"] == "completed")
+        .await
 }

@@ -372,7 +372,11 @@ impl CardActor {
             }
             GatewayOrderStatus::Paid => {}
             // Pending is no news; refunds are recorded by `RefundOrder`.
-            GatewayOrderStatus::Pending | GatewayOrderStatus::Refunded => return Ok((order, None)),
+            // Authorized and canceled belong to marketplace payments, never to a card's order.
+            GatewayOrderStatus::Pending
+            | GatewayOrderStatus::Refunded
+            | GatewayOrderStatus::Authorized
+            | GatewayOrderStatus::Canceled => return Ok((order, None)),
         }
         if order.status != OrderStatus::Pending {
             return Ok((order, None)); // a repeat, or paid after it had failed: no second effect

@@ -5,15 +5,21 @@
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, Supervised};
-use pelago_storage::{ApiKeyId, FlushTicket, JournalEntryId, MerchantId, Store, Timestamp, Tree, WriteBatch};
+use pelago_storage::{
+    ApiKeyId, FlushTicket, JournalEntryId, MerchantId, RecipientId, Store, Timestamp, Tree, WriteBatch,
+};
 
 use super::state::{ApiKeyRecord, ConfigChange, MerchantRecord};
 use crate::{
     error::{ActorResult, Reject},
     keys::Index,
-    ledger::{self, Account, BalanceTxnRecord, CurrencyBalance, EntryKind, JournalEntry, Posting},
+    ledger::{
+        self, Account, BalanceTxnRecord, CurrencyBalance, EntryKind, JournalEntry, Posting,
+        marketplace::RecipientBalances,
+    },
     outbox::{self, EventObject},
     ports::SharedClock,
+    recipient::state::RecipientRecord,
     runtime::durable_handler,
     runtime::{ActorStats, EntityCell, InspectReply, RegistryCounters},
 };
@@ -25,12 +31,12 @@ pub struct MerchantDeps {
 }
 
 pub struct MerchantActor {
-    id: MerchantId,
+    pub(super) id: MerchantId,
     deps: Arc<MerchantDeps>,
-    cell: EntityCell<MerchantRecord>,
+    pub(super) cell: EntityCell<MerchantRecord>,
 }
 
-fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
+pub(super) fn cell(a: &mut MerchantActor) -> &mut EntityCell<MerchantRecord> {
     &mut a.cell
 }
 
@@ -82,7 +88,7 @@ impl MerchantActor {
         MerchantActor { id, deps, cell }
     }
 
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         self.deps.clock.now()
     }
 
@@ -276,6 +282,24 @@ pub fn booked(
 impl MerchantActor {
     fn post(&mut self, req: PostEntry) -> ActorResult<(Posted, Option<FlushTicket>)> {
         let mut record = self.cell.existing("merchant")?.clone();
+        let mut batch = WriteBatch::new();
+        let posted = self.book(&mut record, &mut batch, req)?;
+        if posted.replayed {
+            return Ok((posted, None));
+        }
+        let ticket = self.cell.persist(record, batch)?;
+        Ok((posted, Some(ticket)))
+    }
+
+    /// Stages one entry's booking into `batch` and `record` (its balances and
+    /// version), refused whole as [`PostEntry`] says; a booking made before
+    /// answers `replayed` and stages nothing. The caller persists.
+    pub(super) fn book(
+        &mut self,
+        record: &mut MerchantRecord,
+        batch: &mut WriteBatch,
+        req: PostEntry,
+    ) -> ActorResult<Posted> {
         let store = self.cell.store();
         let index = entry_index(&req.source_id, req.kind);
         if store.get_raw(Tree::Index, &index)?.is_some_and(|v| v == VOIDED) {
@@ -287,14 +311,15 @@ impl MerchantActor {
             .into());
         }
         if let Some((entry, balance_txns)) = booked(store, &req.source_id, req.kind)? {
-            return Ok((
-                Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true },
-                None,
-            ));
+            return Ok(Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true });
         }
         ledger::check_balanced(&req.postings)?;
         let balances = ledger::apply_to_balances(&self.id, &record.balances, &req.postings)?;
+        if req.kind.is_marketplace() {
+            refuse_negative_pending(&record.balances, &balances)?;
+        }
         let now = self.now();
+        let recipients = self.recipient_balances(&req.postings, now)?;
         let entry = JournalEntry {
             id: pelago_storage::JournalEntryId::generate(),
             merchant_id: self.id.clone(),
@@ -303,7 +328,6 @@ impl MerchantActor {
             postings: req.postings,
             created_at: now,
         };
-        let mut batch = WriteBatch::new();
         batch.put(entry.id.as_bytes(), &entry)?;
         let mut balance_txn_keys = Vec::new();
         // One balance transaction per merchant posting, with the running balances.
@@ -339,9 +363,15 @@ impl MerchantActor {
         }
         batch.expect_absent(Tree::Index, &index);
         batch.put_raw(Tree::Index, &index, entry_index_value(&entry.id, &balance_txn_keys));
+        for balances in &recipients {
+            batch.put(balances.recipient_id.as_bytes(), balances)?;
+        }
+        if entry.kind.is_marketplace() {
+            batch.put_raw(Tree::Index, marketplace_entry_index(&self.id, entry.created_at, &entry.id), []);
+        }
         if let (Some(event), Some(first)) = (req.event, balance_txns.first()) {
             outbox::stage(
-                &mut batch,
+                batch,
                 &self.id,
                 event,
                 EventObject::BalanceTransaction(Box::new(first.clone())),
@@ -354,12 +384,72 @@ impl MerchantActor {
         }
         record.balances = balances.clone();
         record.version += 1;
-        let ticket = self.cell.persist(record, batch)?;
-        Ok((Posted { entry, balances, balance_txns, replayed: false }, Some(ticket)))
+        Ok(Posted { entry, balances, balance_txns, replayed: false })
     }
 }
 
 durable_handler!(MerchantActor, cell, PostEntry => Posted, |act, msg| act.post(msg));
+
+impl MerchantActor {
+    /// The balances of every recipient `postings` touch, with them applied;
+    /// refuses an entry that names another merchant's recipient, or would
+    /// take a recipient account below zero (MARKETPLACE.md §8).
+    fn recipient_balances(
+        &self,
+        postings: &[Posting],
+        now: Timestamp,
+    ) -> ActorResult<Vec<RecipientBalances>> {
+        let mut touched: Vec<&RecipientId> = postings.iter().filter_map(|p| p.account.recipient()).collect();
+        touched.sort();
+        touched.dedup();
+        let store = self.cell.store();
+        let mut out = Vec::with_capacity(touched.len());
+        for id in touched {
+            let mut balances = match store.get::<RecipientBalances>(id.as_bytes())? {
+                Some(b) => b,
+                None => match store.get::<RecipientRecord>(id.as_bytes())? {
+                    Some(r) => RecipientBalances::empty(r.id, r.merchant_id, now),
+                    None => return Err(Reject::NotFound { what: "recipient" }.into()),
+                },
+            };
+            if balances.merchant_id != self.id {
+                return Err(
+                    Reject::invalid("recipient_id", "the recipient belongs to another merchant").into()
+                );
+            }
+            balances.apply(postings, now)?;
+            out.push(balances);
+        }
+        Ok(out)
+    }
+}
+
+/// A marketplace entry may not take the merchant's pending (the in-transit of
+/// its own lines) below zero either, where it went down.
+fn refuse_negative_pending(before: &[CurrencyBalance], after: &[CurrencyBalance]) -> Result<(), Reject> {
+    for b in after.iter().filter(|b| b.pending < 0) {
+        let was = before.iter().find(|x| x.currency == b.currency).map_or(0, |x| x.pending);
+        if b.pending < was {
+            return Err(Reject::InsufficientFunds {
+                needed: was - b.pending,
+                currency: b.currency.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `mkt/{merchant}/{created_at ms, 20 digits}/{entry}`: the merchant's
+/// MARKETPLACE.md §8 entries in the order they were booked, by service time
+/// (the reconciliation files read one day of them as a range).
+pub fn marketplace_entry_index(merchant: &MerchantId, at: Timestamp, entry: &JournalEntryId) -> String {
+    format!("mkt/{merchant}/{:020}/{entry}", at.unix_ms().max(0))
+}
+
+/// The prefix of [`marketplace_entry_index`] rows of one merchant.
+pub fn marketplace_entry_prefix(merchant: &MerchantId) -> String {
+    format!("mkt/{merchant}/")
+}
 
 /// The `jop/` row of a booking that will never be made (see [`VoidEntry`]).
 const VOIDED: &[u8] = b"void";

@@ -3,6 +3,8 @@
 //! its money. `state.rs` is pure; `actor.rs` loads, applies, persists, replies.
 
 pub mod actor;
+pub mod payments;
+pub mod splits;
 pub mod state;
 
 pub use actor::{

@@ -61,7 +61,7 @@ pub struct FeeSchedule {
 impl FeeSchedule {
     /// `fixed + (a * rate_bps + 5000) / 10000` (half up), checked.
     pub fn topup_fee(&self, amount_minor: i64) -> Option<i64> {
-        let variable = (amount_minor as i128 * self.topup_rate_bps as i128 + 5_000) / 10_000;
+        let variable = pelago_storage::money::half_up_bps(amount_minor, self.topup_rate_bps);
         let fee = self.topup_fixed as i128 + variable;
         i64::try_from(fee).ok()
     }

@@ -46,6 +46,19 @@ fn provider_key(merchant: &MerchantId, provider_recipient_id: &str) -> Vec<u8> {
     .encode()
 }
 
+/// The merchant's open onboarding that holds `provider_recipient_id`, if any
+/// (a payment line names a recipient by it, MARKETPLACE.md §6).
+pub fn holding(
+    store: &Store,
+    merchant: &MerchantId,
+    provider_recipient_id: &str,
+) -> Result<Option<Onboarding>, StoreError> {
+    match store.get_raw(Tree::Index, provider_key(merchant, provider_recipient_id))? {
+        Some(key) => store.get::<Onboarding>(&key),
+        None => Ok(None),
+    }
+}
+
 /// The recipient's current onboarding (§3): the open one, else the latest.
 pub fn current(store: &Store, recipient: &RecipientId) -> Result<Option<Onboarding>, StoreError> {
     if let Some(id) = store.get_raw(Tree::Index, open_key(recipient))? {

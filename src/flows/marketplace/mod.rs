@@ -4,7 +4,9 @@
 pub mod agreements;
 pub mod files;
 pub mod onboardings;
+pub mod payments;
 pub mod recipients;
+pub mod splits;
 
 /// The id an Idempotency-Key binding names, or `fresh`, bound to the key now
 /// (durably, before any effect), so a retry with the key reaches the same object.

@@ -1,0 +1,120 @@
+//! The payment state machine against §6's table, by random event sequences.
+
+use pelago_storage::{Currency, MerchantId, Money, PaymentId, Timestamp};
+use proptest::prelude::*;
+
+use super::*;
+use crate::history::Status;
+
+fn payment(capture: bool) -> PaymentRecord {
+    let at = Timestamp::from_unix_ms(1_000);
+    PaymentRecord {
+        id: PaymentId::generate(),
+        merchant_id: MerchantId::generate(),
+        amount: Money::new(1_000, Currency::USD),
+        merchant_reference: "order-1".into(),
+        description: None,
+        capture,
+        lines: Vec::new(),
+        status: PaymentStatus::Pending,
+        failure_reason: None,
+        gateway_account: "gw".into(),
+        request_id: "req_1".into(),
+        gateway_order_id: None,
+        checkout_url: None,
+        pending_action: None,
+        captured_at: None,
+        settled: false,
+        settled_at: None,
+        refunded_amount: 0,
+        split: SplitState { status: SplitStatus::NotSplit, batch_id: None, executed_at: None },
+        created_at: at,
+        version: 1,
+        status_history: History::created(PaymentStatus::Pending, Source::Merchant, at),
+    }
+}
+
+/// §6's table, written out again as (from, event, capture) → to.
+fn table(from: PaymentStatus, event: PaymentEvent, capture: bool) -> Option<PaymentStatus> {
+    use PaymentEvent as E;
+    use PaymentStatus as S;
+    match (from, event) {
+        (S::Pending, E::BuyerPaid) if capture => Some(S::Succeeded),
+        (S::Pending, E::BuyerAuthorized) if !capture => Some(S::Authorized),
+        (S::Pending, E::BuyerFailed) => Some(S::Declined),
+        (S::Pending, E::CheckoutExpired) => Some(S::Expired),
+        (S::Authorized, E::Captured) => Some(S::Succeeded),
+        (S::Pending | S::Authorized, E::Canceled) => Some(S::Canceled),
+        _ => None,
+    }
+}
+
+fn event() -> impl Strategy<Value = PaymentEvent> {
+    (0..PaymentEvent::ALL.len()).prop_map(|i| PaymentEvent::ALL[i])
+}
+
+proptest! {
+    #[test]
+    fn every_sequence_follows_the_table(capture in any::<bool>(), events in prop::collection::vec(event(), 0..12)) {
+        let mut p = payment(capture);
+        let mut collections = 0;
+        for (n, e) in events.into_iter().enumerate() {
+            let before = p.clone();
+            let at = Timestamp::from_unix_ms(2_000 + n as i64);
+            match p.apply(e, Source::Gateway, at) {
+                Ok(applied) => {
+                    match table(before.status, e, capture) {
+                        Some(to) => {
+                            prop_assert!(applied.changed);
+                            prop_assert_eq!(p.status, to);
+                            prop_assert_eq!(p.version, before.version + 1);
+                        }
+                        None => {
+                            // Only a repeat of the status it is in is accepted off the table.
+                            prop_assert_eq!(before.status, e.target());
+                            prop_assert!(!applied.changed);
+                            prop_assert_eq!(&p, &before);
+                        }
+                    }
+                    if applied.collect {
+                        collections += 1;
+                        prop_assert_eq!(p.captured_at, Some(at));
+                    }
+                }
+                Err(_) => {
+                    prop_assert_eq!(table(before.status, e, capture), None);
+                    prop_assert_ne!(before.status, e.target());
+                    prop_assert_eq!(&p, &before, "a refused event changes nothing");
+                }
+            }
+        }
+        // The collection is asked for exactly when the payment became SUCCEEDED, once.
+        let reached = p.status_history.changes().iter().filter(|c| c.to == PaymentStatus::Succeeded).count();
+        prop_assert_eq!(collections, reached);
+        prop_assert!(collections <= 1);
+        // Every recorded change is an edge of the declared machine.
+        for c in p.status_history.changes().iter().skip(1) {
+            prop_assert!(c.from.unwrap().can_become(c.to));
+        }
+        prop_assert_eq!(p.version as usize, p.status_history.changes().len());
+    }
+}
+
+#[test]
+fn statuses_and_line_types_read_back() {
+    for s in PaymentStatus::ALL {
+        assert_eq!(PaymentStatus::parse(s.as_str()), Some(*s));
+    }
+    for t in LineType::ALL {
+        assert_eq!(LineType::parse(t.as_str()), Some(t));
+    }
+    assert_eq!(PaymentStatus::Succeeded.event_type(), "payment.succeeded");
+}
+
+#[test]
+fn a_declined_checkout_names_its_reason_once() {
+    let mut p = payment(true);
+    assert!(p.decline("refused".into(), Timestamp::from_unix_ms(5)).unwrap());
+    assert!(!p.decline("refused".into(), Timestamp::from_unix_ms(6)).unwrap());
+    assert_eq!((p.status, p.failure_reason.as_deref()), (PaymentStatus::Declined, Some("refused")));
+}

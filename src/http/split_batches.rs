@@ -1,0 +1,120 @@
+//! Batch splits (MARKETPLACE.md §7): create (201, 202 while an item is
+//! processing), list, get.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+use pelago_actors::payment::split::SplitBatchRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    errors::ApiError,
+    idempotency, pagination,
+    router::{ApiReply, Ctx, HandlerResult, Route},
+    wire::money,
+};
+use crate::{app::App, flows::marketplace::splits};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/v1/split-batches", create)
+            .answers(201)
+            .also_answers(&[202])
+            .accepts::<SplitBatchIn>(),
+        Route::new(Method::GET, "/v1/split-batches", list),
+        Route::new(Method::GET, "/v1/split-batches/{id}", get),
+    ]
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ItemIn {
+    payment_id: String,
+}
+
+/// 1..100 settled payments to split, each once.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SplitBatchIn {
+    items: Vec<ItemIn>,
+    /// 1..255, no control characters.
+    reference: Option<String>,
+}
+
+pub fn batch_json(b: &SplitBatchRecord) -> Value {
+    let items: Vec<Value> = b
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "payment_id": i.payment_id,
+                "status": i.status.as_str(),
+                "failure_reason": i.failure_reason,
+                "amounts": i.amounts.iter().map(|a| json!({
+                    "line": a.line, "recipient_id": a.recipient_id, "amount": money(a.amount),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "id": b.id,
+        "object": "split_batch",
+        "reference": b.reference,
+        "status": b.status.as_str(),
+        "items": items,
+        "created_at": b.created_at.to_rfc3339(),
+        "completed_at": b.completed_at.map(|t| t.to_rfc3339()),
+        "version": b.version,
+    })
+}
+
+/// POST /v1/split-batches
+fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?.clone();
+        let req: SplitBatchIn = ctx.json()?;
+        if !(1..=100).contains(&req.items.len()) {
+            return Err(ApiError::invalid("items", "items takes 1 to 100 payments"));
+        }
+        if let Some(r) = &req.reference {
+            let n = r.chars().count();
+            if n == 0 || n > 255 || r.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "reference",
+                    "reference must be 1 to 255 printable characters",
+                ));
+            }
+        }
+        let ids: Vec<String> = req.items.into_iter().map(|i| i.payment_id).collect();
+        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+        let answer = splits::create(&app.core, &merchant, &ids, req.reference, binding).await?;
+        Ok(ApiReply::json(if answer.processing { 202 } else { 201 }, &batch_json(&answer.batch)))
+    })
+}
+
+/// GET /v1/split-batches — newest first.
+fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let merchant = ctx.merchant_id()?.clone();
+        let page = pagination::parse(&ctx.query, &[])?;
+        let prefix = pelago_actors::payment::keys::PaymentKey::records_of(&merchant);
+        let body = pagination::filtered::<SplitBatchRecord>(
+            &app.store,
+            &prefix,
+            &page,
+            pagination::FILTER_SCAN_BUDGET,
+            |b| Some(batch_json(b)),
+        )?;
+        Ok(ApiReply::json(200, &body))
+    })
+}
+
+/// GET /v1/split-batches/{id}
+fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
+    Box::pin(async move {
+        let b = splits::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
+        Ok(ApiReply::json(200, &batch_json(&b)))
+    })
+}

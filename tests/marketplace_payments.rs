@@ -1,0 +1,813 @@
+//! Marketplace payments over real HTTP (MARKETPLACE.md §6, §9, §11): every
+//! row of the validation table with its status, code and `param`, nothing
+//! created by a refusal; the state table through the sandbox checkout (pay,
+//! fail, expire, capture, cancel, duplicate callbacks), the collection booked
+//! once and the ledger balanced; gateway faults (refused → 502 unchanged or
+//! DECLINED, unknown → 202 resolved by the resolver); T+1 marks captured
+//! payments `settled` once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Key, Service, clock, ledger_balanced, send, settle};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
+/// approved) with the agreements asked for: its id and `provider_recipient_id`.
+async fn seller(
+    svc: &Service,
+    key: &Key,
+    name: &str,
+    split: bool,
+    commission_bps: Option<u32>,
+) -> (String, String) {
+    let body = json!({
+        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
+        "country": "SG",
+        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
+                       "id_document": {"type": "passport", "number": "P1234567"}},
+        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
+    });
+    let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{rec}");
+    let rec = rec["id"].as_str().unwrap().to_owned();
+    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
+    let (status, onb) =
+        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
+    assert_eq!((status, onb["status"].as_str()), (StatusCode::CREATED, Some("SUCCEEDED")), "{onb}");
+    let agreements = format!("/v1/recipients/{rec}/agreements");
+    if split {
+        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&json!({"type": "split"}))).await;
+        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+    }
+    if let Some(bps) = commission_bps {
+        let body = json!({"type": "commission", "max_commission_bps": bps});
+        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&body)).await;
+        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+    }
+    (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
+}
+
+fn usd(value: i64) -> Value {
+    json!({"value": value, "currency": "USD"})
+}
+
+/// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
+fn payment_body(seller: &str, capture: bool) -> Value {
+    json!({
+        "amount": usd(780), "merchant_reference": "order-780", "capture": capture,
+        "split_marketplace": [
+            {"recipient_id": seller, "type": "PURCHASE", "amount": usd(741)},
+            {"type": "COMMISSION", "amount": usd(39)},
+        ],
+    })
+}
+
+async fn fault(svc: &Service, operation: &str, behavior: &str) {
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
+        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
+}
+
+/// Polls the payment until `done` holds (bounded).
+async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, p) = send(svc, key, Method::GET, &format!("/v1/payments/{id}"), None).await;
+        if done(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "the payment never got there: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A signed POST with an Idempotency-Key; its body.
+async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_key: &str) -> Value {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let r = svc
+        .signed_with_key(key, Method::POST, path, &bytes, idempotency_key)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
+async fn create(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
+    send(svc, key, Method::POST, "/v1/payments", Some(body)).await
+}
+
+async fn helper(svc: &Service, key: &Key, id: &str, action: &str) -> Value {
+    let (status, p) =
+        send(svc, key, Method::POST, &format!("/v1/test_helpers/payments/{id}/{action}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{action}: {p}");
+    p
+}
+
+async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
+    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
+    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
+}
+
+async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
+    let (_, events) = send(svc, key, Method::GET, &format!("/v1/events?type={kind}&limit=100"), None).await;
+    events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == payment).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_validation_row_answers_its_param_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let key = svc.merchant("Market").await.key;
+    let other_key = svc.merchant("Other market").await.key;
+    let (s1, s1_provider) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let (no_split, _) = seller(&svc, &key, "Seller Unsigned", false, None).await;
+    let (foreign, _) = seller(&svc, &other_key, "Seller Elsewhere", true, None).await;
+    let base = payment_body(&s1, true);
+    let with = |path: &[&str], value: Value| {
+        let mut b = base.clone();
+        let mut at = &mut b;
+        for step in &path[..path.len() - 1] {
+            at = match step.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*step],
+            };
+        }
+        at[path[path.len() - 1]] = value;
+        b
+    };
+    let lines = |l: Value| with(&["split_marketplace"], l);
+    let line = |i: usize, field: &str, v: Value| with(&["split_marketplace", &i.to_string(), field], v);
+    let many: Vec<Value> =
+        (0..21).map(|_| json!({"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)})).collect();
+    let bad = StatusCode::BAD_REQUEST;
+    let rows: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
+        // 1: body shape, amount, merchant_reference.
+        ("1 shape", with(&["amount", "value"], json!("780")), bad, "invalid_request", "amount.value"),
+        ("1 amount", with(&["amount", "value"], json!(0)), bad, "invalid_request", "amount.value"),
+        (
+            "1 amount cap",
+            with(&["amount", "value"], json!(10_000_000_000_001i64)),
+            bad,
+            "invalid_request",
+            "amount.value",
+        ),
+        (
+            "1 currency",
+            with(&["amount", "currency"], json!("usd")),
+            bad,
+            "invalid_request",
+            "amount.currency",
+        ),
+        (
+            "1 reference",
+            with(&["merchant_reference"], json!("ab")),
+            bad,
+            "invalid_request",
+            "merchant_reference",
+        ),
+        (
+            "1 reference bar",
+            with(&["merchant_reference"], json!("a|bc")),
+            bad,
+            "invalid_request",
+            "merchant_reference",
+        ),
+        ("1 line type", line(1, "type", json!("TIP")), bad, "invalid_request", "split_marketplace[1].type"),
+        // 2: 1..20 lines with a sale.
+        ("2 none", lines(json!([])), bad, "invalid_request", "split_marketplace"),
+        ("2 too many", lines(json!(many)), bad, "invalid_request", "split_marketplace"),
+        (
+            "2 no sale",
+            lines(json!([{"type": "COMMISSION", "amount": usd(780)}])),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+        // 3: both ids, or a sale with neither.
+        (
+            "3 both",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(741)},
+                {"recipient_id": s1, "provider_recipient_id": s1_provider, "type": "COMMISSION", "amount": usd(39)},
+            ])),
+            bad,
+            "invalid_request",
+            "split_marketplace[1].recipient_id",
+        ),
+        (
+            "3 both ids",
+            line(0, "provider_recipient_id", json!(s1_provider)),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        (
+            "3 neither",
+            line(0, "recipient_id", Value::Null),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 4: line amounts and currency.
+        ("4 amount", line(1, "amount", usd(0)), bad, "invalid_request", "split_marketplace[1].amount.value"),
+        (
+            "4 currency",
+            line(1, "amount", json!({"value": 39, "currency": "EUR"})),
+            bad,
+            "invalid_request",
+            "split_marketplace[1].amount.currency",
+        ),
+        // 5: line merchant_reference.
+        (
+            "5 line reference",
+            line(0, "merchant_reference", json!("x")),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].merchant_reference",
+        ),
+        // 6: the merchant's recipients only.
+        (
+            "6 foreign",
+            line(0, "recipient_id", json!(foreign)),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        (
+            "6 unknown",
+            line(0, "recipient_id", json!("rec_nope")),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 7: a sale's provider_recipient_id on a SUCCEEDED onboarding of the merchant.
+        (
+            "7 provider",
+            lines(
+                json!([{"provider_recipient_id": "gwr_unknown", "type": "MARKETPLACE", "amount": usd(780)}]),
+            ),
+            bad,
+            "invalid_request",
+            "split_marketplace[0].provider_recipient_id",
+        ),
+        // 8: receive_splits.
+        (
+            "8 receive_splits",
+            line(0, "recipient_id", json!(no_split)),
+            StatusCode::CONFLICT,
+            "invalid_state",
+            "split_marketplace[0].recipient_id",
+        ),
+        // 9: Σ lines = amount.
+        ("9 sum", line(0, "amount", usd(740)), bad, "invalid_request", "split_marketplace"),
+        // 10: commission within half_up(780, 500) = 39.
+        (
+            "10 commission",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(740)},
+                {"type": "COMMISSION", "amount": usd(40)},
+            ])),
+            bad,
+            "commission_limit_exceeded",
+            "split_marketplace",
+        ),
+        // The first failure answers: rule 2 before rule 3, rule 9 before rule 10.
+        (
+            "2 before 3",
+            lines(
+                json!([{"type": "COMMISSION", "amount": usd(780), "recipient_id": s1, "provider_recipient_id": "x"}]),
+            ),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+        (
+            "9 before 10",
+            lines(json!([
+                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)},
+                {"type": "COMMISSION", "amount": usd(700)},
+            ])),
+            bad,
+            "invalid_request",
+            "split_marketplace",
+        ),
+    ];
+    for (row, body, status, code, param) in rows {
+        let (got, e) = create(&svc, &key, &body).await;
+        assert_eq!(
+            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+            (status, Some(code), Some(param)),
+            "row {row}: {e}"
+        );
+    }
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments", None).await;
+    assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
+
+    // Valid: a PURCHASE line named by provider_recipient_id resolves to its holder.
+    let body = json!({
+        "amount": usd(780), "merchant_reference": "order-ok", "description": "two lines",
+        "split_marketplace": [
+            {"provider_recipient_id": s1_provider, "type": "PURCHASE", "amount": usd(741),
+             "liability": {"processing_fee": "MERCHANT", "chargebacks": true}},
+            {"type": "COMMISSION", "amount": usd(39), "provider_recipient_id": "gwr_information_only"},
+        ],
+    });
+    let (status, p) = create(&svc, &key, &body).await;
+    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("PENDING")), "{p}");
+    assert!(p["id"].as_str().unwrap().starts_with("pay_") && p["checkout_url"].is_string(), "{p}");
+    assert_eq!(p["split_marketplace"][0]["recipient_id"], json!(s1));
+    assert_eq!(p["split_marketplace"][0]["merchant_reference"], "order-ok", "defaults to the payment's");
+    assert_eq!(p["split_marketplace"][0]["liability"]["processing_fee"], "MERCHANT");
+    assert_eq!(p["split_marketplace"][1]["recipient_id"], Value::Null, "the merchant's own line");
+    assert_eq!(p["split"]["status"], "not_split");
+    let (status, _) =
+        send(&svc, &other_key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None)
+            .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's payment");
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?merchant_reference=order-ok", None).await;
+    assert_eq!(listed["data"][0]["id"], p["id"]);
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?status=SUCCEEDED", None).await;
+    assert_eq!(listed["data"], json!([]));
+    let (status, e) = send(&svc, &key, Method::GET, "/v1/payments?status=paid", None).await;
+    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("status")));
+
+    let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for (path, method) in [
+        ("/v1/payments", "post"),
+        ("/v1/payments", "get"),
+        ("/v1/payments/{id}", "get"),
+        ("/v1/payments/{id}/capture", "post"),
+        ("/v1/payments/{id}/cancel", "post"),
+        ("/v1/payments/{id}/cancel-or-refund", "post"),
+        ("/v1/test_helpers/payments/{id}/pay", "post"),
+    ] {
+        assert!(openapi["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+    }
+    assert!(openapi["paths"]["/v1/payments"]["post"]["requestBody"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_follow_the_state_table_and_collect_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let key = svc.merchant("Market").await.key;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+
+    // capture true: Pay → SUCCEEDED, the collection booked once.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let paid = helper(&svc, &key, &id, "pay").await;
+    assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+    assert!(paid["captured_at"].is_string());
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741);
+    let resent = helper(&svc, &key, &id, "resend-callback").await;
+    assert_eq!(resent["payment"]["version"], paid["version"], "a duplicate callback changes nothing");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741, "collected once");
+    assert_eq!(events_of(&svc, &key, "payment.succeeded", &id).await, 1);
+    for action in ["capture", "cancel"] {
+        let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/{action}"), None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("invalid_state")),
+            "{action}"
+        );
+    }
+    let (status, e) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "refunds are not built yet: {e}");
+    let check = ledger_balanced(&svc).await;
+    assert_eq!(check["negative_available"], json!([]));
+
+    // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let auth = p["id"].as_str().unwrap().to_owned();
+    let authorized = helper(&svc, &key, &auth, "pay").await;
+    assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 741, "an authorization books nothing");
+    assert_eq!(events_of(&svc, &key, "payment.authorized", &auth).await, 1);
+    let (status, captured) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{auth}/capture"), None).await;
+    assert_eq!((status, captured["status"].as_str()), (StatusCode::OK, Some("SUCCEEDED")), "{captured}");
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741);
+    helper(&svc, &key, &auth, "resend-callback").await;
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the capture's callback books nothing more");
+
+    // PENDING → CANCELED (cancel-or-refund); again → 409.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let pending = p["id"].as_str().unwrap().to_owned();
+    let (status, out) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel-or-refund"), None).await;
+    assert_eq!(
+        (status, out["action"].as_str(), out["payment"]["status"].as_str(), out["refund"].clone()),
+        (StatusCode::OK, Some("canceled"), Some("CANCELED"), Value::Null),
+        "{out}"
+    );
+    let (status, _) = send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) =
+        send(&svc, &key, Method::POST, &format!("/v1/test_helpers/payments/{pending}/pay"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a canceled checkout cannot be paid");
+
+    // AUTHORIZED → CANCELED.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let voided = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &voided, "pay").await;
+    let (status, c) = send(&svc, &key, Method::POST, &format!("/v1/payments/{voided}/cancel"), None).await;
+    assert_eq!((status, c["status"].as_str()), (StatusCode::OK, Some("CANCELED")), "{c}");
+    assert_eq!(events_of(&svc, &key, "payment.canceled", &voided).await, 1);
+
+    // PENDING → DECLINED / EXPIRED.
+    for (action, status) in [("fail", "DECLINED"), ("expire", "EXPIRED")] {
+        let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+        let ended = helper(&svc, &key, p["id"].as_str().unwrap(), action).await;
+        assert_eq!(ended["status"], status, "{ended}");
+        assert!(ended["failure_reason"].is_string());
+    }
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "only captured payments are collected");
+
+    // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let later = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &later, "pay").await;
+    fault(&svc, "capture", "decline").await;
+    let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("upstream_error")),
+        "{e}"
+    );
+    let (_, still) = send(&svc, &key, Method::GET, &format!("/v1/payments/{later}"), None).await;
+    assert_eq!(
+        (still["status"].as_str(), still["pending_action"].clone()),
+        (Some("AUTHORIZED"), Value::Null)
+    );
+    fault(&svc, "capture", "timeout").await;
+    let (status, p) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
+    assert_eq!(
+        (status, p["pending_action"]["type"].as_str()),
+        (StatusCode::ACCEPTED, Some("capture")),
+        "{p}"
+    );
+    let done =
+        payment_until(&svc, &key, &later, |p| p["status"] == "SUCCEEDED" && p["pending_action"].is_null())
+            .await;
+    assert!(done["captured_at"].is_string());
+    assert_eq!(in_transit(&svc, &key, &s1).await, 3 * 741);
+
+    // Checkout creation: unknown → 202 without checkout_url, then created by the resolver; refused → DECLINED.
+    fault(&svc, "create_payment", "error").await;
+    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    assert_eq!((status, p["checkout_url"].clone()), (StatusCode::ACCEPTED, Value::Null), "{p}");
+    assert_eq!(p["pending_action"]["type"], "create_payment");
+    let recovered =
+        payment_until(&svc, &key, p["id"].as_str().unwrap(), |p| p["checkout_url"].is_string()).await;
+    assert_eq!(
+        (recovered["status"].as_str(), recovered["pending_action"].clone()),
+        (Some("PENDING"), Value::Null)
+    );
+    fault(&svc, "create_payment", "decline").await;
+    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
+
+    // The same Idempotency-Key: the same payment.
+    let first = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
+    let again = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
+    assert_eq!(first["id"], again["id"]);
+
+    let check = ledger_balanced(&svc).await;
+    assert_eq!(check["negative_available"], json!([]), "{check}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t_plus_one_settles_captured_payments_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let key = svc.merchant("Market").await.key;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let captured = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &captured, "pay").await;
+    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let authorized = p["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &authorized, "pay").await;
+
+    let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    let run = settle(&svc, &run_date).await;
+    assert_eq!(run["payments"], 1, "{run}");
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{captured}"), None).await;
+    assert_eq!((p["settled"].as_bool(), p["status"].as_str()), (Some(true), Some("SUCCEEDED")), "{p}");
+    assert!(p["settled_at"].is_string());
+    let (_, a) = send(&svc, &key, Method::GET, &format!("/v1/payments/{authorized}"), None).await;
+    assert_eq!(a["settled"], false, "an authorization is not settled");
+
+    // The same date again, and the next date: settled once.
+    let again = settle(&svc, &run_date).await;
+    assert_eq!(again["id"], run["id"]);
+    let next_date = clock::date(clock::day_after(today, 2, 0, 0, 0));
+    clock::set(&svc, clock::day_after(today, 2, 2, 0, 0)).await;
+    let next = settle(&svc, &next_date).await;
+    assert_eq!(next["payments"], 0, "{next}");
+    let (_, after) = send(&svc, &key, Method::GET, &format!("/v1/payments/{captured}"), None).await;
+    assert_eq!(
+        (after["version"].clone(), after["settled_at"].clone()),
+        (p["version"].clone(), p["settled_at"].clone())
+    );
+    assert_eq!(events_of(&svc, &key, "payment.settled", &captured).await, 1);
+    let (_, events) =
+        send(&svc, &key, Method::GET, "/v1/events?type=settlement.completed&limit=100", None).await;
+    let with_payment: Vec<&Value> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["object"]["date"] == run_date.as_str())
+        .collect();
+    assert_eq!(with_payment.len(), 1, "{events}");
+    assert_eq!(with_payment[0]["data"]["object"]["payments"], 1);
+    ledger_balanced(&svc).await;
+}
+
+async fn recipient_balance(svc: &Service, key: &Key, recipient: &str) -> Value {
+    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
+    b["balances"][0].clone()
+}
+
+async fn split(svc: &Service, key: &Key, ids: &[&str]) -> (StatusCode, Value) {
+    let items: Vec<Value> = ids.iter().map(|id| json!({"payment_id": id})).collect();
+    send(svc, key, Method::POST, "/v1/split-batches", Some(&json!({"items": items, "reference": "batch"})))
+        .await
+}
+
+/// A paid (capture) payment of 780 to `seller`.
+async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
+    let (_, p) = create(svc, key, &payment_body(seller, true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_splits_each_payment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let key = svc.merchant("Market").await.key;
+    let other_key = svc.merchant("Other").await.key;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let p1 = paid(&svc, &key, &s1).await;
+    let p2 = paid(&svc, &key, &s1).await;
+    let p3 = paid(&svc, &key, &s1).await;
+    let (_, a) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let authorized = a["id"].as_str().unwrap().to_owned();
+    helper(&svc, &key, &authorized, "pay").await;
+    let (status, e) = split(&svc, &key, &[&p1]).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_state"), Some("items[0].payment_id")),
+        "not settled yet: {e}"
+    );
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    let unsettled = paid(&svc, &key, &s1).await; // captured after the run's date
+
+    // §7's checks in order, items by index; nothing created.
+    let many: Vec<&str> = (0..101).map(|_| p1.as_str()).collect();
+    for (ids, status, code, param) in [
+        (vec![], StatusCode::BAD_REQUEST, "invalid_request", "items"),
+        (many, StatusCode::BAD_REQUEST, "invalid_request", "items"),
+        (vec![p1.as_str(), "pay_unknown"], StatusCode::BAD_REQUEST, "invalid_request", "items[1].payment_id"),
+        (vec![p1.as_str(), p1.as_str()], StatusCode::BAD_REQUEST, "invalid_request", "items[1].payment_id"),
+        (vec![p1.as_str(), unsettled.as_str()], StatusCode::CONFLICT, "invalid_state", "items[1].payment_id"),
+        (vec![authorized.as_str()], StatusCode::CONFLICT, "invalid_state", "items[0].payment_id"),
+    ] {
+        let (got, e) = split(&svc, &key, &ids).await;
+        assert_eq!(
+            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
+            (status, Some(code), Some(param)),
+            "{e}"
+        );
+    }
+    let (status, _) = split(&svc, &other_key, &[&p1]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "another merchant's payment");
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/split-batches", None).await;
+    assert_eq!(listed["data"], json!([]), "nothing created by a refused batch");
+
+    // Two concurrent batches naming p1: one splits it, the other is already_split.
+    let one = [p1.as_str()];
+    let (a, b) = tokio::join!(split(&svc, &key, &one), split(&svc, &key, &one));
+    let (won, lost) = if a.0 == StatusCode::CREATED { (a, b) } else { (b, a) };
+    assert_eq!(won.0, StatusCode::CREATED, "{}", won.1);
+    assert_eq!(
+        (lost.0, lost.1["error"]["code"].as_str(), lost.1["error"]["param"].as_str()),
+        (StatusCode::CONFLICT, Some("already_split"), Some("items[0].payment_id")),
+        "{}",
+        lost.1
+    );
+    let batch = won.1;
+    assert_eq!(
+        (batch["status"].as_str(), batch["items"][0]["status"].as_str()),
+        (Some("completed"), Some("executed"))
+    );
+    assert!(batch["id"].as_str().unwrap().starts_with("spb_"));
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{p1}"), None).await;
+    assert_eq!(
+        (p["split"]["status"].as_str(), p["split"]["batch_id"].clone()),
+        (Some("executed"), batch["id"].clone())
+    );
+    assert_eq!(p["split_marketplace"][0]["split_amount"]["value"], 741);
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(4 * 741 - 741)), "{b}");
+    let (status, e) = split(&svc, &key, &[&p1]).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_split")));
+
+    // The same Idempotency-Key: the same batch, nothing split again.
+    let body = json!({"items": [{"payment_id": p2}]});
+    let first = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
+    let again = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(recipient_balance(&svc, &key, &s1).await["available"], 2 * 741);
+
+    // Refused by the gateway: the item failed, the payment back to not_split, split later once.
+    fault(&svc, "split", "decline").await;
+    let (status, failed) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, failed["items"][0]["status"].as_str()),
+        (StatusCode::CREATED, Some("failed")),
+        "{failed}"
+    );
+    let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{p3}"), None).await;
+    assert_eq!(
+        (p["split"]["status"].as_str(), p["split"]["batch_id"].clone()),
+        (Some("not_split"), Value::Null)
+    );
+    // Unknown: 202 processing, then executed by the resolver with the same request id.
+    fault(&svc, "split", "timeout").await;
+    let (status, pending) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, pending["items"][0]["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("processing")),
+        "{pending}"
+    );
+    let (status, e) = split(&svc, &key, &[&p3]).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_split")),
+        "processing"
+    );
+    payment_until(&svc, &key, &p3, |p| p["split"]["status"] == "executed").await;
+    let (_, done) = send(
+        &svc,
+        &key,
+        Method::GET,
+        &format!("/v1/split-batches/{}", pending["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // A duplicate payment callback after the split changes nothing.
+    helper(&svc, &key, &p3, "resend-callback").await;
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(3 * 741), Some(741)), "{b}");
+    for p in [&p1, &p2, &p3] {
+        assert_eq!(events_of(&svc, &key, "split.executed", p).await, 1, "split once: {p}");
+    }
+    let (_, listed) = send(&svc, &key, Method::GET, "/v1/split-batches", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 4, "{listed}");
+    ledger_balanced(&svc).await;
+}
+
+/// SIGABRT right after the batch's fence is durable (before the gateway
+/// call), then right after the gateway split it (before the outcome is
+/// recorded): after each restart the resolver sends the batch again with its
+/// request id, and the payment is split once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_batch_splits_the_payment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_fence")]);
+    let key = svc.merchant("Market").await.key;
+    let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
+    let today = clock::now(&svc).await;
+    let p1 = paid(&svc, &key, &s1).await;
+    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
+    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    let body = serde_json::to_vec(&json!({"items": [{"payment_id": p1}]})).unwrap();
+    let post = |svc: &Service| {
+        svc.signed_with_key(&key, Method::POST, "/v1/split-batches", &body, "split-crash")
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
+    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+
+    // The resolver sends it; the process dies again once the gateway has split it.
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_gateway")]);
+    assert!(!svc.wait_exit(Duration::from_secs(30)).success(), "the resolver reached the gateway");
+
+    let svc = Service::start(&data, &[timeout]);
+    let p = payment_until(&svc, &key, &p1, |p| p["split"]["status"] == "executed").await;
+    let batch_id = p["split"]["batch_id"].as_str().unwrap().to_owned();
+    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    assert_eq!(retried["id"], batch_id.as_str(), "the key names the batch it created");
+    assert_eq!(
+        (retried["status"].as_str(), retried["items"][0]["status"].as_str()),
+        (Some("completed"), Some("executed"))
+    );
+    let b = recipient_balance(&svc, &key, &s1).await;
+    assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(0)), "split once: {b}");
+    assert_eq!(events_of(&svc, &key, "split.executed", &p1).await, 1);
+    ledger_balanced(&svc).await;
+}
+
+/// A gateway callback about a payment, signed with `api_key`.
+async fn payment_callback(
+    svc: &Service,
+    api_key: &str,
+    account: &str,
+    payment: &Value,
+    status: &str,
+    value: i64,
+) -> StatusCode {
+    let body = json!({"event_id": format!("evt_forged_{}_{status}_{value}", payment["id"].as_str().unwrap()),
+        "merchant_id": account, "type": "order.updated", "data": {
+        "id": payment["gateway_order_id"], "order_id": payment["id"], "status": status,
+        "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signature = pelago_card::upstream::callbacks::sign(
+        api_key.as_bytes(),
+        pelago_storage::Timestamp::now_real().unix_seconds(),
+        &bytes,
+    );
+    let r = svc.http.post(svc.url("/callbacks/gateway")).header("x-gateway-signature", signature).body(bytes);
+    r.send().await.unwrap().status()
+}
+
+/// SECURITY.md: a payment callback is a hint. Signed by another account → 401;
+/// by the payment's own account but naming another amount → 400; claiming
+/// `paid` while the gateway says pending → nothing changes, nothing is collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_callbacks_move_nothing_on_their_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let own_account = |name: &str, account: &str, api_key: &str| {
+        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+               "gateway": {"merchant_id": account, "api_key": api_key}})
+    };
+    let mut keys = Vec::new();
+    for (name, account, api_key) in
+        [("Market", "gw_market", "gw-market-key-0001"), ("Minter", "gw_minter", "gw-minter-key-0001")]
+    {
+        let r = svc
+            .admin(Method::POST, "/admin/v1/merchants")
+            .json(&own_account(name, account, api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.unwrap();
+        keys.push(Key {
+            key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
+            secret: v["api_key"]["secret"].as_str().unwrap().into(),
+        });
+    }
+    let key = &keys[0];
+    let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
+    let (_, p) = create(&svc, key, &payment_body(&s1, true)).await;
+    assert_eq!(p["status"], "PENDING", "{p}");
+
+    assert_eq!(
+        payment_callback(&svc, "gw-minter-key-0001", "gw_minter", &p, "paid", 780).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 1).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
+        StatusCode::OK
+    );
+    let (_, still) =
+        send(&svc, key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None).await;
+    assert_eq!((still["status"].as_str(), still["version"].clone()), (Some("PENDING"), p["version"].clone()));
+    assert_eq!(in_transit(&svc, key, &s1).await, 0, "nothing collected on a callback's word");
+
+    // The buyer really pays: collected once, whatever callbacks repeat.
+    helper(&svc, key, p["id"].as_str().unwrap(), "pay").await;
+    assert_eq!(
+        payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
+        StatusCode::OK
+    );
+    assert_eq!(in_transit(&svc, key, &s1).await, 741);
+    ledger_balanced(&svc).await;
+}
