@@ -48,6 +48,8 @@ pub const GWOREQ: &str = "gworeq/";
 pub const GWAREQ: &str = "gwareq/";
 pub const SANDBOX_CHANNEL: &str = "sandbox/channel/";
 pub const SANDBOX_ACCOUNT: &str = "sandbox/account/";
+pub const PAYMENT: &str = "payment/";
+pub const SPLIT: &str = "split/";
 
 keys! {
     /// Rows of `Tree::Index` the binary writes.
@@ -144,6 +146,10 @@ keys! {
         Order { order: String } = ORDER;
         Deposit { deposit: String } = DEPOSIT;
         Payout { payout: String } = PAYOUT;
+        /// A marketplace payment's flags at the simulated gateway.
+        Payment { gateway_order: String } = PAYMENT;
+        /// → the request id that split a payment.
+        Split { gateway_order: String } = SPLIT;
         /// A gateway operation, idempotent per request id.
         GatewayOperation { merchant: String, request: String } = GW;
         Onboarding { onboarding: String } = GWO;
@@ -206,6 +212,8 @@ mod tests {
             Sandbox::Order { order: s("o1") } => "order/o1";
             Sandbox::Deposit { deposit: s("d1") } => "deposit/d1";
             Sandbox::Payout { payout: s("p1") } => "payout/p1";
+            Sandbox::Payment { gateway_order: s("go1") } => "payment/go1";
+            Sandbox::Split { gateway_order: s("go1") } => "split/go1";
             Sandbox::GatewayOperation { merchant: s("gm1"), request: s("r1") } => "gw/gm1/r1";
             Sandbox::Onboarding { onboarding: s("o1") } => "gwo/o1";
             Sandbox::OnboardingRequest { merchant: s("gm1"), request: s("r1") } => "gworeq/gm1/r1";

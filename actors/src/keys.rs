@@ -7,8 +7,8 @@
 //! hold `/` (a reference, an Idempotency-Key, a journal source id).
 
 use pelago_storage::{
-    AgreementId, ApiKeyId, CardId, CardholderId, ChannelId, EventId, MerchantId, OnboardingId, OrderId,
-    RecipientId, TopupId, TransactionId,
+    AgreementId, ApiKeyId, CardId, CardholderId, ChannelId, EventId, JournalEntryId, MerchantId,
+    OnboardingId, OrderId, RecipientId, TopupId, TransactionId,
 };
 
 /// Declares a key enum: `Variant { field: Type, .. } = PREFIX [free N] [sep "…"];`.
@@ -129,6 +129,7 @@ pub const FEERET: &str = "feeret/";
 pub const CARDREFUND: &str = "cardrefund/";
 pub const ONBPENDING: &str = "onbpending/";
 pub const AGRPENDING: &str = "agrpending/";
+pub const MKT: &str = "mkt/";
 
 keys! {
     /// Rows of `Tree::Index` the actors write (what each maps to is in its doc).
@@ -179,6 +180,9 @@ keys! {
         /// → what an Idempotency-Key's creation made, written in its commit;
         /// `{scope}/{key}` is also the key of its stored answer.
         IdempotencyBinding { scope: String, key: String } = IDEMBIND;
+        /// → nothing: a merchant's MARKETPLACE.md §8 entries by service time
+        /// (`{at}` is its Unix ms, 20 digits, so rows sort by time).
+        MarketplaceEntry { merchant: MerchantId, at: String, entry: JournalEntryId } = MKT;
     }
 }
 
@@ -264,6 +268,8 @@ mod tests {
             Index::MerchantKey { merchant: id("mch_"), key: id("key_") } => format!("mkey/mch_{U}/key_{U}");
             Index::JournalOp { source: s("mfee/c/2026-01"), kind: s("fee") } => "jop/mfee/c/2026-01/fee";
             Index::IdempotencyBinding { scope: s("admin"), key: s("k/1") } => "idembind/admin/k/1";
+            Index::MarketplaceEntry { merchant: id("mch_"), at: s("00000000001700000000"), entry: id("jnl_") }
+                => format!("mkt/mch_{U}/00000000001700000000/jnl_{U}");
             Marker::OrderCreate { order: id("ord_") } => format!("ordcreate/ord_{U}");
             Marker::OrderBook { order: id("ord_") } => format!("ordbook/ord_{U}");
             Marker::OrderRefund { order: id("ord_") } => format!("ordrefund/ord_{U}");

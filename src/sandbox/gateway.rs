@@ -344,7 +344,7 @@ fn create_order(state: &State, account: &GatewayAccountRec, req: &Request) -> De
     }
     let order = new_order(account, body.order_id, body.amount, &body.description);
     let mut batch = WriteBatch::new();
-    batch.put(format!("order/{}", order.id), &order)?;
+    batch.put(Sandbox::Order { order: order.id.clone() }.text(), &order)?;
     answer(StatusCode::CREATED, &order_answer(state, &order), batch, None)
 }
 

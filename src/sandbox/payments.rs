@@ -36,7 +36,7 @@ impl Record for PaymentFlags {
 }
 
 fn flags_key(gateway_order_id: &str) -> String {
-    format!("payment/{gateway_order_id}")
+    crate::keys::Sandbox::Payment { gateway_order: gateway_order_id.to_owned() }.text()
 }
 
 /// What the buyer's Pay makes of `gateway_order_id`: `authorized` for a
@@ -122,7 +122,7 @@ fn create(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision
     }
     let order = new_order(account, body.payment_id, body.amount, &body.description);
     let mut batch = WriteBatch::new();
-    batch.put(format!("order/{}", order.id), &order)?;
+    batch.put(crate::keys::Sandbox::Order { order: order.id.clone() }.text(), &order)?;
     batch.put(flags_key(&order.id), &PaymentFlags { capture: body.capture })?;
     answer(StatusCode::CREATED, &payment_answer(state, &order), batch, None)
 }
@@ -147,13 +147,13 @@ fn finish(state: &State, account: &GatewayAccountRec, id: &str, operation: Marke
     }
     let pending = move_order(account, &mut order, target);
     let mut batch = WriteBatch::new();
-    batch.put(format!("order/{}", order.id), &order)?;
+    batch.put(crate::keys::Sandbox::Order { order: order.id.clone() }.text(), &order)?;
     answer(StatusCode::OK, &payment_answer(state, &order), batch, Some(pending))
 }
 
 /// Key `split/{gateway order id}`: the payment was split (by this request id).
 fn split_key(gateway_order_id: &str) -> String {
-    format!("split/{gateway_order_id}")
+    crate::keys::Sandbox::Split { gateway_order: gateway_order_id.to_owned() }.text()
 }
 
 /// A batch split: each item executes if its payment is the account's, paid

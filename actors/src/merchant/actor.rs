@@ -443,12 +443,13 @@ fn refuse_negative_pending(before: &[CurrencyBalance], after: &[CurrencyBalance]
 /// MARKETPLACE.md §8 entries in the order they were booked, by service time
 /// (the reconciliation files read one day of them as a range).
 pub fn marketplace_entry_index(merchant: &MerchantId, at: Timestamp, entry: &JournalEntryId) -> String {
-    format!("mkt/{merchant}/{:020}/{entry}", at.unix_ms().max(0))
+    let at = format!("{:020}", at.unix_ms().max(0));
+    crate::keys::Index::MarketplaceEntry { merchant: merchant.clone(), at, entry: entry.clone() }.text()
 }
 
 /// The prefix of [`marketplace_entry_index`] rows of one merchant.
 pub fn marketplace_entry_prefix(merchant: &MerchantId) -> String {
-    format!("mkt/{merchant}/")
+    crate::keys::scan_prefix(crate::keys::MKT, &[merchant])
 }
 
 /// The `jop/` row of a booking that will never be made (see [`VoidEntry`]).
