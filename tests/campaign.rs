@@ -19,27 +19,14 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, receiver::Receiver, secs};
+use common::{
+    Json, Key, Merchant, Service, eventually, ledger_balanced,
+    receiver::Receiver,
+    rng::{Rng, env_num},
+    secs,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
@@ -88,7 +75,7 @@ async fn the_bank_survives_faults_and_kills() {
     let seed = env_num("PELAGO_CAMPAIGN_SEED", 7);
     let ops_total = env_num("PELAGO_CAMPAIGN_OPS", 400);
     let kills = env_num("PELAGO_CAMPAIGN_KILLS", 3);
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [

@@ -4,8 +4,10 @@
 pub mod client;
 pub mod clock;
 pub mod far_dates;
+pub mod marketplace;
 pub mod readme;
 pub mod receiver;
+pub mod rng;
 
 #[allow(unused_imports)]
 pub use client::{Json, Merchant, eventually, secs, when};
