@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use common::{
-    Json, Key, Service, clock, ledger_balanced,
+    Json, Key, Service, clock, ledger_balanced, list_all,
     marketplace::{create_payment, recipient_balance, seller, split_batch, usd},
     rng::{Rng, env_num, seed_from_env},
     send, settle,
@@ -375,25 +375,9 @@ impl World {
         }
     }
 
-    /// Every payment of the merchant, oldest first.
+    /// Every payment of the merchant.
     async fn payments(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let path = match &after {
-                Some(a) => format!("/v1/payments?limit=100&starting_after={a}"),
-                None => "/v1/payments?limit=100".to_owned(),
-            };
-            let (status, page) = send(&self.svc, &self.key, Method::GET, &path, None).await;
-            assert_eq!(status, StatusCode::OK, "{page}");
-            let data = page["data"].as_array().unwrap().clone();
-            after = data.last().map(|p| p.str("id").to_owned());
-            all.extend(data);
-            if page["has_more"] != true {
-                break;
-            }
-        }
-        all
+        list_all(&self.svc, &self.key, "/v1/payments").await
     }
 }
 
