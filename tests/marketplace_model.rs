@@ -2,7 +2,9 @@
 //! payments (random lines over a few recipients and the merchant, some over
 //! the commission cap), buyer pay / fail, captures, cancels, clock moves with
 //! their settlement run (T+1) and batch splits (random subsets, including
-//! payments already split, not captured or not settled, and repeats), run
+//! payments already split, not captured or not settled, and repeats), the
+//! gateway sometimes refusing a capture or a split or timing out (202, then
+//! finished by the resolver), run
 //! against the real binary and against a plain model of MARKETPLACE.md §8:
 //! per party in-transit and available, the merchant's pending and available,
 //! `gateway:clearing`, the number of journal entries. After every step the
@@ -20,14 +22,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future};
 
 use chrono::{DateTime, Utc};
 use common::{
-    Json, Key, Service, clock, ledger_balanced, list_all,
+    Json, Key, Service, clock, eventually, ledger_balanced, list_all,
     marketplace::{create_payment, recipient_balance, seller, split_batch, usd},
     rng::{Rng, env_num, seed_from_env},
-    send, settle,
+    secs, send, settle, when,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -92,11 +94,40 @@ enum Op {
     },
     Pay(usize),
     Fail(usize),
-    Capture(usize),
+    Capture(usize, Gateway),
     Cancel(usize),
     /// The service clock moves to the next day (02:00Z) and that date's settlement run completes.
     NextDay,
-    Split(Vec<usize>),
+    Split(Vec<usize>, Gateway),
+}
+
+/// How the sandbox gateway treats the one capture or split request an
+/// operation makes (a gateway fault armed for that request only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gateway {
+    Answers,
+    /// Refused: the capture 502 and unchanged, the batch's items `failed`.
+    Declines,
+    /// Unknown: 202, and the resolver finishes it with the same request id.
+    TimesOut,
+}
+
+impl Gateway {
+    fn draw(rng: &mut Rng) -> Gateway {
+        match rng.below(6) {
+            0 => Gateway::Declines,
+            1 => Gateway::TimesOut,
+            _ => Gateway::Answers,
+        }
+    }
+
+    fn fault(self) -> Option<&'static str> {
+        match self {
+            Gateway::Answers => None,
+            Gateway::Declines => Some("decline"),
+            Gateway::TimesOut => Some("timeout"),
+        }
+    }
 }
 
 /// What the service must answer.
@@ -149,7 +180,7 @@ impl Op {
             0..=4 => Op::create(rng),
             5..=8 => Op::Pay(pick(rng, &|p| p.status == Status::Pending)),
             9 => Op::Fail(pick(rng, &|p| p.status == Status::Pending)),
-            10..=11 => Op::Capture(pick(rng, &|p| p.status == Status::Authorized)),
+            10..=11 => Op::Capture(pick(rng, &|p| p.status == Status::Authorized), Gateway::draw(rng)),
             12 => Op::Cancel(pick(rng, &|p| matches!(p.status, Status::Pending | Status::Authorized))),
             13..=15 => Op::NextDay,
             _ => {
@@ -160,7 +191,7 @@ impl Op {
                 if rng.one_in(8) {
                     items.push(items[0]); // a repeated item: refused
                 }
-                Op::Split(items)
+                Op::Split(items, Gateway::draw(rng))
             }
         }
     }
@@ -268,10 +299,15 @@ impl Model {
                 self.payments[*i].status = Status::Declined;
                 Expect::Done(StatusCode::OK)
             }
-            Op::Capture(i) if self.payments[*i].status != Status::Authorized => conflict(),
-            Op::Capture(i) => {
+            Op::Capture(i, _) if self.payments[*i].status != Status::Authorized => conflict(),
+            Op::Capture(_, Gateway::Declines) => {
+                Expect::Refused(StatusCode::BAD_GATEWAY, "upstream_error", None)
+            }
+            Op::Capture(i, gateway) => {
                 self.collect(*i);
-                Expect::Done(StatusCode::OK)
+                let answered =
+                    if *gateway == Gateway::TimesOut { StatusCode::ACCEPTED } else { StatusCode::OK };
+                Expect::Done(answered)
             }
             Op::Cancel(i) if !matches!(self.payments[*i].status, Status::Pending | Status::Authorized) => {
                 conflict()
@@ -291,13 +327,15 @@ impl Model {
                 }
                 Expect::Done(StatusCode::ACCEPTED)
             }
-            Op::Split(items) => self.split(items),
+            Op::Split(items, gateway) => self.split(items, *gateway),
         }
     }
 
     /// §7's checks in order (2: repeated; 3: already split; 4: not captured
-    /// and settled), items by index within each; else each item executed.
-    fn split(&mut self, items: &[usize]) -> Expect {
+    /// and settled), items by index within each; else one gateway request:
+    /// each item executed (at once, or by the resolver after a 202), or each
+    /// failed and its payment back to not split.
+    fn split(&mut self, items: &[usize], gateway: Gateway) -> Expect {
         let param = |i: usize| Some(format!("items[{i}].payment_id"));
         if let Some(i) = (0..items.len()).find(|&i| items[..i].contains(&items[i])) {
             return Expect::Refused(StatusCode::BAD_REQUEST, "invalid_request", param(i));
@@ -308,6 +346,9 @@ impl Model {
         let unsplittable = |p: &Payment| p.status != Status::Succeeded || !p.settled;
         if let Some(i) = (0..items.len()).find(|&i| unsplittable(&self.payments[items[i]])) {
             return Expect::Refused(StatusCode::CONFLICT, "invalid_state", param(i));
+        }
+        if gateway == Gateway::Declines {
+            return Expect::Done(StatusCode::CREATED);
         }
         for &i in items {
             // `split`: each party's in transit −m_i, available +m_i, m_i = amount − refunded.
@@ -320,7 +361,7 @@ impl Model {
             self.payments[i].split = true;
             self.entries += 1;
         }
-        Expect::Done(StatusCode::CREATED)
+        Expect::Done(if gateway == Gateway::TimesOut { StatusCode::ACCEPTED } else { StatusCode::CREATED })
     }
 }
 
@@ -359,7 +400,18 @@ impl World {
             }
             Op::Pay(i) => self.post(&format!("/v1/test_helpers/payments/{}/pay", id(i))).await,
             Op::Fail(i) => self.post(&format!("/v1/test_helpers/payments/{}/fail", id(i))).await,
-            Op::Capture(i) => self.post(&format!("/v1/payments/{}/capture", id(i))).await,
+            Op::Capture(i, gateway) => {
+                let (status, body) = self
+                    .with_gateway("capture", *gateway, || async {
+                        self.post(&format!("/v1/payments/{}/capture", id(i))).await
+                    })
+                    .await;
+                if status == StatusCode::ACCEPTED {
+                    let path = format!("/v1/payments/{}", id(i));
+                    self.until(&path, |p| p["pending_action"].is_null()).await;
+                }
+                (status, body)
+            }
             Op::Cancel(i) => self.post(&format!("/v1/payments/{}/cancel", id(i))).await,
             Op::NextDay => {
                 let day = i64::from(model.day) + 1;
@@ -367,12 +419,42 @@ impl World {
                 let date = clock::date(clock::day_after(self.day_zero, day, 0, 0, 0));
                 (StatusCode::ACCEPTED, settle(&self.svc, &date).await)
             }
-            Op::Split(items) => {
+            Op::Split(items, gateway) => {
                 let ids: Vec<String> = items.iter().map(id).collect();
                 let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                split_batch(&self.svc, &self.key, &ids).await
+                let (status, body) =
+                    self.with_gateway("split", *gateway, || split_batch(&self.svc, &self.key, &ids)).await;
+                if status == StatusCode::ACCEPTED {
+                    let path = format!("/v1/split-batches/{}", body.str("id"));
+                    self.until(&path, |b| b["status"] == "completed").await;
+                }
+                (status, body)
             }
         }
+    }
+
+    /// Runs `call` with the gateway's next `operation` request behaving as
+    /// `gateway` (the fault is cleared after, whether or not it was used).
+    async fn with_gateway<F: Future<Output = (StatusCode, Value)>>(
+        &self,
+        operation: &str,
+        gateway: Gateway,
+        call: impl FnOnce() -> F,
+    ) -> (StatusCode, Value) {
+        let Some(behavior) = gateway.fault() else { return call().await };
+        self.svc.gateway_fault(json!({"operation": operation, "behavior": behavior, "count": 1})).await;
+        let answer = call().await;
+        self.svc.clear_gateway_faults().await;
+        answer
+    }
+
+    /// Polls the signed `GET path` until `done` holds (bounded).
+    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        eventually(path, secs(30), async || {
+            let (_, v) = send(&self.svc, &self.key, Method::GET, path, None).await;
+            when(done(&v), v)
+        })
+        .await
     }
 
     /// Every payment of the merchant.
@@ -459,8 +541,11 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
     let seed = seed_from_env("PELAGO_MODEL_SEED");
     let steps = env_num("PELAGO_MODEL_STEPS", 100);
     let mut rng = Rng::new(seed);
-    let svc =
-        Service::temp(&[("PELAGO_RATE_LIMIT", "100000,100000"), ("PELAGO_IP_RATE_LIMIT", "100000,100000")]);
+    let svc = Service::temp(&[
+        ("PELAGO_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_IP_RATE_LIMIT", "100000,100000"),
+        ("PELAGO_UPSTREAM_TIMEOUT_MS", "600"),
+    ]);
     let key = svc.merchant("Model market").await.key;
     let mut recipients = Vec::new();
     for (r, (split, bps)) in RECIPIENTS.iter().enumerate() {
@@ -472,6 +557,7 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
     let world = World { svc, key, recipients, day_zero };
     let base_entries = ledger_balanced(&world.svc).await.i64("entries") as u64;
     let mut model = Model::default();
+    let mut faulted = 0;
     for step in 0..steps {
         let op = Op::draw(&mut rng, &model);
         let at = format!("seed {seed} step {step} {op:?}");
@@ -484,17 +570,29 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
                 assert_eq!(body["status"], "PENDING", "{at}: {body}");
                 assert!(body["checkout_url"].is_string(), "{at}: {body}");
             }
-            (Op::Split(items), Expect::Done(_)) => {
-                assert_eq!(body["status"], "completed", "{at}: {body}");
-                assert_eq!(body.strs("items", "status"), vec!["executed"; items.len()], "{at}: {body}");
+            (Op::Split(items, gateway), Expect::Done(_)) => {
+                let (batch, item) = match gateway {
+                    Gateway::Answers => ("completed", "executed"),
+                    Gateway::Declines => ("completed", "failed"),
+                    Gateway::TimesOut => ("processing", "processing"),
+                };
+                assert_eq!(body["status"], batch, "{at}: {body}");
+                assert_eq!(body.strs("items", "status"), vec![item; items.len()], "{at}: {body}");
             }
             _ => {}
         }
+        let gateway = match &op {
+            Op::Capture(_, g) | Op::Split(_, g) => *g,
+            _ => Gateway::Answers,
+        };
+        let reached_gateway = matches!(status.as_u16(), 200..=202 | 502);
+        faulted += usize::from(gateway != Gateway::Answers && reached_gateway);
         check_state(&world, &model, base_entries, &at).await;
     }
     let split = model.payments.iter().filter(|p| p.split).count();
     eprintln!(
-        "marketplace model seed {seed}: {steps} steps, {} payments, {split} split, {} days",
+        "marketplace model seed {seed}: {steps} steps, {} payments, {split} split, {} days, \
+         {faulted} captures or batches refused or timed out at the gateway",
         model.payments.len(),
         model.day
     );
