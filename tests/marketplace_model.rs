@@ -1,6 +1,6 @@
 //! The marketplace model test (issue 16): seeded random sequences of split
 //! payments (random lines over a few recipients and the merchant, some over
-//! the commission cap), buyer pay / fail, captures, cancels, clock moves with
+//! the commission cap), buyer pay / fail / checkout expiry, captures, cancels, clock moves with
 //! their settlement run (T+1) and batch splits (random subsets, including
 //! payments already split, not captured or not settled, and repeats), the
 //! gateway sometimes refusing a capture or a split or timing out (202, then
@@ -57,6 +57,7 @@ enum Status {
     Authorized,
     Succeeded,
     Declined,
+    Expired,
     Canceled,
 }
 
@@ -67,6 +68,7 @@ impl Status {
             Status::Authorized => "AUTHORIZED",
             Status::Succeeded => "SUCCEEDED",
             Status::Declined => "DECLINED",
+            Status::Expired => "EXPIRED",
             Status::Canceled => "CANCELED",
         }
     }
@@ -92,13 +94,30 @@ enum Op {
         capture: bool,
         lines: Vec<Line>,
     },
-    Pay(usize),
-    Fail(usize),
+    /// The sandbox buyer on the checkout page.
+    Buyer(usize, Buyer),
     Capture(usize, Gateway),
     Cancel(usize),
     /// The service clock moves to the next day (02:00Z) and that date's settlement run completes.
     NextDay,
     Split(Vec<usize>, Gateway),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buyer {
+    Pay,
+    Fail,
+    Expire,
+}
+
+impl Buyer {
+    fn action(self) -> &'static str {
+        match self {
+            Buyer::Pay => "pay",
+            Buyer::Fail => "fail",
+            Buyer::Expire => "expire",
+        }
+    }
 }
 
 /// How the sandbox gateway treats the one capture or split request an
@@ -178,8 +197,11 @@ impl Op {
         }
         match rng.below(20) {
             0..=4 => Op::create(rng),
-            5..=8 => Op::Pay(pick(rng, &|p| p.status == Status::Pending)),
-            9 => Op::Fail(pick(rng, &|p| p.status == Status::Pending)),
+            5..=8 => Op::Buyer(pick(rng, &|p| p.status == Status::Pending), Buyer::Pay),
+            9 => {
+                let buyer = if rng.one_in(2) { Buyer::Fail } else { Buyer::Expire };
+                Op::Buyer(pick(rng, &|p| p.status == Status::Pending), buyer)
+            }
             10..=11 => Op::Capture(pick(rng, &|p| p.status == Status::Authorized), Gateway::draw(rng)),
             12 => Op::Cancel(pick(rng, &|p| matches!(p.status, Status::Pending | Status::Authorized))),
             13..=15 => Op::NextDay,
@@ -244,9 +266,15 @@ impl Model {
         p.captured_day = Some(day);
     }
 
-    /// What the buyer's Pay makes of the payment: SUCCEEDED, or AUTHORIZED with `capture` false.
-    fn paid_status(&self, i: usize) -> Status {
-        if self.payments[i].capture { Status::Succeeded } else { Status::Authorized }
+    /// What the buyer makes of a PENDING payment: Pay SUCCEEDED (AUTHORIZED
+    /// with `capture` false), Fail DECLINED, the checkout's expiry EXPIRED.
+    fn buyer_status(&self, i: usize, buyer: Buyer) -> Status {
+        match buyer {
+            Buyer::Pay if self.payments[i].capture => Status::Succeeded,
+            Buyer::Pay => Status::Authorized,
+            Buyer::Fail => Status::Declined,
+            Buyer::Expire => Status::Expired,
+        }
     }
 
     /// What the service must answer to `op`, with the model moved as it must be.
@@ -284,19 +312,19 @@ impl Model {
             }
             // The buyer repeating what they did is answered as the payment is (the
             // sandbox checkout answers a repeated settlement without a second callback).
-            Op::Pay(i) if self.payments[*i].status == self.paid_status(*i) => Expect::Done(StatusCode::OK),
-            Op::Fail(i) if self.payments[*i].status == Status::Declined => Expect::Done(StatusCode::OK),
-            Op::Pay(i) | Op::Fail(i) if self.payments[*i].status != Status::Pending => conflict(),
-            Op::Pay(i) if self.payments[*i].capture => {
-                self.collect(*i);
-                Expect::Done(StatusCode::OK)
-            }
-            Op::Pay(i) => {
-                self.payments[*i].status = Status::Authorized;
-                Expect::Done(StatusCode::OK)
-            }
-            Op::Fail(i) => {
-                self.payments[*i].status = Status::Declined;
+            Op::Buyer(i, buyer) => {
+                let (now, then) = (self.payments[*i].status, self.buyer_status(*i, *buyer));
+                if now == then {
+                    return Expect::Done(StatusCode::OK);
+                }
+                if now != Status::Pending {
+                    return conflict();
+                }
+                if then == Status::Succeeded {
+                    self.collect(*i);
+                } else {
+                    self.payments[*i].status = then;
+                }
                 Expect::Done(StatusCode::OK)
             }
             Op::Capture(i, _) if self.payments[*i].status != Status::Authorized => conflict(),
@@ -398,8 +426,9 @@ impl World {
                                   "capture": capture, "split_marketplace": lines});
                 create_payment(&self.svc, &self.key, &body).await
             }
-            Op::Pay(i) => self.post(&format!("/v1/test_helpers/payments/{}/pay", id(i))).await,
-            Op::Fail(i) => self.post(&format!("/v1/test_helpers/payments/{}/fail", id(i))).await,
+            Op::Buyer(i, buyer) => {
+                self.post(&format!("/v1/test_helpers/payments/{}/{}", id(i), buyer.action())).await
+            }
             Op::Capture(i, gateway) => {
                 let (status, body) = self
                     .with_gateway("capture", *gateway, || async {
