@@ -1,51 +1,58 @@
 //! The crash and fault campaign (issue 9; Jepsen's bank test, adapted).
 //!
 //! A seeded driver issues a random mix of signed top-ups, freezes, unfreezes,
-//! deposits, withdrawals (some to `FAIL` addresses) and spends — with channel
-//! faults (`error`, `timeout`, `delay`) and duplicated callbacks switched on
-//! and off — and SIGKILLs and restarts the service several times. Every
+//! deposits, withdrawals (some to `FAIL` addresses) and spends, and of a
+//! marketplace merchant's split payments (most paid by the buyer at once,
+//! some with `capture` false and captured later), settlement runs (T+1) and
+//! batch splits — with channel faults (`error`, `timeout`, `delay`),
+//! duplicated callbacks and gateway capture/split timeouts switched on and
+//! off — and SIGKILLs and restarts the service several times. Every
 //! request's outcome is recorded as ok / failed / unknown; after the last
 //! restart every unknown one is retried with its Idempotency-Key. Then:
 //! every acknowledged top-up and withdrawal is present exactly once and no
 //! failed one is; the ledger is balanced and no available balance is
 //! negative; the available balance equals deposits − succeeded top-ups −
 //! succeeded withdrawals; every card's mirrored balance equals the channel's;
-//! every event reached a Standard Webhooks receiver.
+//! every event reached a Standard Webhooks receiver; every acknowledged
+//! payment and split batch is there exactly once, no payment is split twice
+//! (one executed item, its `split` entry once in the ledger), each captured
+//! payment is collected once, and the sellers' and the marketplace's balances
+//! are what the payments and splits say.
 //!
 //! Short (CI): the defaults. Long: `PELAGO_CAMPAIGN_OPS=50000 PELAGO_CAMPAIGN_KILLS=20
 //! PELAGO_CAMPAIGN_SEED=42 cargo test --release --test campaign -- --nocapture`.
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
-use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, receiver::Receiver, secs};
+use common::{
+    Json, Key, Merchant, Service, clock, eventually, ledger_balanced, list_all,
+    marketplace::{recipient_balance, seller, usd},
+    receiver::Receiver,
+    rng::{Rng, env_num},
+    secs, send,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     Ok,
     Failed,
     Unknown,
+}
+
+/// Who signs a request: the bank (the master-account merchant), the
+/// marketplace merchant, or the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    Bank,
+    Market,
+    Admin,
 }
 
 /// A request the driver made, kept to retry it if its outcome was unknown.
@@ -55,16 +62,39 @@ struct Op {
     path: String,
     body: Vec<u8>,
     idem: String,
-    admin: bool,
+    by: By,
     seen: Seen,
     answer: Value,
 }
 
-async fn call(svc: &Service, key: &Key, op: &Op) -> (Seen, Value) {
-    let request = if op.admin {
-        svc.admin(op.method.clone(), &op.path).header("idempotency-key", &op.idem).body(op.body.clone())
-    } else {
-        svc.signed_with_key(key, op.method.clone(), &op.path, &op.body, &op.idem)
+/// One of the last few acknowledged payments (the newest are the likeliest to be
+/// waiting for a capture or a split).
+fn pick<'a>(rng: &mut Rng, payments: &'a [String]) -> Option<&'a str> {
+    let recent = payments.len().min(8) as u64;
+    (recent > 0).then(|| payments[payments.len() - 1 - rng.below(recent) as usize].as_str())
+}
+
+/// A split payment: each (seller, amount) a PURCHASE line, plus the
+/// marketplace's COMMISSION of 5% + 1 (under the 1,000 bps cap).
+fn payment_body(lines: &[(&str, i64)], capture: bool) -> Value {
+    let sales: i64 = lines.iter().map(|(_, v)| v).sum();
+    let commission = sales / 20 + 1;
+    let mut split: Vec<Value> = lines
+        .iter()
+        .map(|(seller, v)| json!({"recipient_id": seller, "type": "PURCHASE", "amount": usd(*v)}))
+        .collect();
+    split.push(json!({"type": "COMMISSION", "amount": usd(commission)}));
+    json!({"amount": usd(sales + commission), "merchant_reference": "campaign-order", "capture": capture,
+           "split_marketplace": split})
+}
+
+async fn call(svc: &Service, (bank, market): (&Key, &Key), op: &Op) -> (Seen, Value) {
+    let request = match op.by {
+        By::Admin => {
+            svc.admin(op.method.clone(), &op.path).header("idempotency-key", &op.idem).body(op.body.clone())
+        }
+        By::Bank => svc.signed_with_key(bank, op.method.clone(), &op.path, &op.body, &op.idem),
+        By::Market => svc.signed_with_key(market, op.method.clone(), &op.path, &op.body, &op.idem),
     };
     match request.header("content-type", "application/json").timeout(Duration::from_secs(15)).send().await {
         Ok(r) => {
@@ -88,7 +118,7 @@ async fn the_bank_survives_faults_and_kills() {
     let seed = env_num("PELAGO_CAMPAIGN_SEED", 7);
     let ops_total = env_num("PELAGO_CAMPAIGN_OPS", 400);
     let kills = env_num("PELAGO_CAMPAIGN_KILLS", 3);
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [
@@ -141,6 +171,15 @@ async fn the_bank_survives_faults_and_kills() {
         cards.push(card.str("id").to_owned());
     }
 
+    // The marketplace: another merchant, two onboarded sellers with split and commission agreements.
+    let Merchant { key: market_key, .. } = svc.merchant("Market").await;
+    let mut sellers = Vec::new();
+    for name in ["Seller Ann", "Seller Bo"] {
+        sellers.push(seller(&svc, &market_key, name, true, Some(1_000)).await.0);
+    }
+    let today = clock::now(&svc).await;
+    let (mut settlements, mut payments) = (0i64, Vec::<String>::new());
+
     let kill_every = (ops_total / (kills + 1)).max(1);
     let mut ops: Vec<Op> = Vec::new();
     for n in 0..ops_total {
@@ -150,22 +189,22 @@ async fn the_bank_survives_faults_and_kills() {
         }
         let card = cards[rng.below(cards.len() as u64) as usize].clone();
         let value = 1 + rng.below(3_000) as i64;
-        let (kind, method, path, body, admin) = match rng.below(10) {
+        let (kind, method, path, body, by) = match rng.below(14) {
             0..=3 => (
                 "topup",
                 Method::POST,
                 format!("/v1/cards/{card}/topups"),
                 json!({"amount": {"value": value, "currency": "USD"}}),
-                false,
+                By::Bank,
             ),
-            4 => ("freeze", Method::POST, format!("/v1/cards/{card}/freeze"), json!({}), false),
-            5 => ("unfreeze", Method::POST, format!("/v1/cards/{card}/unfreeze"), json!({}), false),
+            4 => ("freeze", Method::POST, format!("/v1/cards/{card}/freeze"), json!({}), By::Bank),
+            5 => ("unfreeze", Method::POST, format!("/v1/cards/{card}/unfreeze"), json!({}), By::Bank),
             6 => (
                 "deposit",
                 Method::POST,
                 "/v1/test_helpers/deposits".into(),
                 json!({"amount": {"value": value * 3, "currency": "USD"}, "network": "TRON"}),
-                false,
+                By::Bank,
             ),
             7 => {
                 let address = if rng.below(3) == 0 { "FAILX" } else { "TOK1" };
@@ -174,7 +213,7 @@ async fn the_bank_survives_faults_and_kills() {
                     Method::POST,
                     format!("/admin/v1/merchants/{merchant}/withdrawals"),
                     json!({"amount": {"value": value, "currency": "USD"}, "address": address}),
-                    true,
+                    By::Admin,
                 )
             }
             8 => (
@@ -182,21 +221,63 @@ async fn the_bank_survives_faults_and_kills() {
                 Method::POST,
                 format!("/v1/test_helpers/cards/{card}/transactions"),
                 json!({"amount": {"value": value / 10 + 1, "currency": "USD"}, "merchant_name": "Shop", "mcc": "5411", "status": "posted"}),
-                false,
+                By::Bank,
             ),
-            _ => {
-                // Toggle a fault: error, timeout or delay on top-ups or freezes; duplicated callbacks.
-                let (operation, behavior) = match rng.below(5) {
+            9 => {
+                // Toggle a fault: error, timeout or delay on top-ups or freezes; duplicated
+                // callbacks; the gateway's capture or split timing out (202, the resolver's).
+                let (operation, behavior) = match rng.below(7) {
                     0 => ("topup", "error"),
                     1 => ("topup", "timeout"),
                     2 => ("freeze", "delay"),
                     3 => ("callbacks", "duplicate"),
-                    _ => ("topup", "delay"),
+                    4 => ("topup", "delay"),
+                    5 => ("capture", "timeout"),
+                    _ => ("split", "timeout"),
                 };
-                let _ = svc.admin(Method::POST, &format!("/admin/v1/test_helpers/channels/{channel}/faults"))
+                let faults = match operation {
+                    "capture" | "split" => "/admin/v1/test_helpers/gateway/faults".to_owned(),
+                    _ => format!("/admin/v1/test_helpers/channels/{channel}/faults"),
+                };
+                let _ = svc.admin(Method::POST, &faults)
                     .json(&json!({"operation": operation, "behavior": behavior, "count": 1 + rng.below(3), "delay_ms": 50}))
                     .send().await;
                 continue;
+            }
+            10 => {
+                let lines: Vec<(&str, i64)> = (0..1 + rng.below(2))
+                    .map(|_| (sellers[rng.below(2) as usize].as_str(), 100 + rng.below(5_000) as i64))
+                    .collect();
+                (
+                    "payment",
+                    Method::POST,
+                    "/v1/payments".into(),
+                    payment_body(&lines, !rng.one_in(3)),
+                    By::Market,
+                )
+            }
+            11 => {
+                let Some(id) = pick(&mut rng, &payments) else { continue };
+                ("capture", Method::POST, format!("/v1/payments/{id}/capture"), json!({}), By::Market)
+            }
+            12 => {
+                // T+1 for the next date: every payment captured before it is settled, once.
+                settlements += 1;
+                let date = clock::date(clock::day_after(today, settlements, 0, 0, 0));
+                ("settle", Method::POST, "/admin/v1/settlement/runs".into(), json!({"date": date}), By::Admin)
+            }
+            _ => {
+                let mut items: Vec<Value> = Vec::new();
+                for _ in 0..1 + rng.below(3) / 2 {
+                    let Some(id) = pick(&mut rng, &payments) else { break };
+                    if !items.contains(&json!({"payment_id": id})) {
+                        items.push(json!({"payment_id": id}));
+                    }
+                }
+                if items.is_empty() {
+                    continue;
+                }
+                ("split", Method::POST, "/v1/split-batches".into(), json!({"items": items}), By::Market)
             }
         };
         let mut op = Op {
@@ -205,22 +286,42 @@ async fn the_bank_survives_faults_and_kills() {
             path,
             body: serde_json::to_vec(&body).unwrap(),
             idem: format!("op-{seed}-{n}"),
-            admin,
+            by,
             seen: Seen::Unknown,
             answer: Value::Null,
         };
-        let (seen, answer) = call(&svc, &key, &op).await;
+        let (seen, answer) = call(&svc, (&key, &market_key), &op).await;
         op.seen = seen;
         op.answer = answer;
+        // Most acknowledged payments are paid by their buyer at once (some are left pending).
+        let created = (op.kind == "payment" && op.seen == Seen::Ok).then(|| op.answer.str("id").to_owned());
         ops.push(op);
+        if let Some(id) = created {
+            if !rng.one_in(5) {
+                let mut pay = Op {
+                    kind: "pay",
+                    method: Method::POST,
+                    path: format!("/v1/test_helpers/payments/{id}/pay"),
+                    body: Vec::new(),
+                    idem: format!("op-{seed}-{n}-pay"),
+                    by: By::Market,
+                    seen: Seen::Unknown,
+                    answer: Value::Null,
+                };
+                (pay.seen, pay.answer) = call(&svc, (&key, &market_key), &pay).await;
+                ops.push(pay);
+            }
+            payments.push(id);
+        }
     }
     // A last crash, then every unknown outcome is retried with its Idempotency-Key.
     svc.kill();
     let svc = Service::start(&data, &env);
     let _ =
         svc.admin(Method::DELETE, &format!("/admin/v1/test_helpers/channels/{channel}/faults")).send().await;
+    svc.clear_gateway_faults().await;
     for op in ops.iter_mut().filter(|o| o.seen == Seen::Unknown) {
-        let (seen, answer) = call(&svc, &key, op).await;
+        let (seen, answer) = call(&svc, (&key, &market_key), op).await;
         assert_ne!(seen, Seen::Unknown, "{} {} still unknown after the retry: {answer}", op.kind, op.path);
         op.seen = seen;
         op.answer = answer;
@@ -359,6 +460,9 @@ async fn the_bank_survives_faults_and_kills() {
         assert_eq!(mirror, channel_balance, "card {card}: mirror != channel");
     }
 
+    // The marketplace: every acknowledged payment and split there once, no payment split twice.
+    check_marketplace(&svc, &market_key, &sellers, &ops).await;
+
     // Every event reached the receiver, verified.
     let mut ids: Vec<String> = Vec::new();
     let mut after: Option<String> = None;
@@ -388,5 +492,88 @@ async fn the_bank_survives_faults_and_kills() {
         topups.len(),
         withdrawals.len(),
         ids.len()
+    );
+}
+
+/// After the campaign, the marketplace merchant's books: every acknowledged
+/// payment and split batch is there exactly once and nothing else is; no
+/// payment is split twice (one executed item at most, its `split` entry once
+/// in the ledger) and each captured one is collected once; the sellers' and
+/// the marketplace's balances are what the payments and their splits say.
+async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[Op]) {
+    let (mut payments, mut batches) = (Vec::new(), Vec::new());
+    eventually("no payment action or split batch left processing", secs(120), async || {
+        payments = list_all(svc, key, "/v1/payments").await;
+        batches = list_all(svc, key, "/v1/split-batches").await;
+        payments.iter().all(|p| p["pending_action"].is_null() && p["split"]["status"] != "processing")
+            && batches.iter().all(|b| b["status"] == "completed")
+    })
+    .await;
+    let acked = |kind: &'static str| ops.iter().filter(move |o| o.kind == kind && o.seen == Seen::Ok);
+    for (kind, listed) in [("payment", &payments), ("split", &batches)] {
+        let ids: HashSet<&str> = listed.iter().map(|x| x.str("id")).collect();
+        assert_eq!(ids.len(), listed.len(), "a {kind} listed twice");
+        for op in acked(kind) {
+            let id = op.answer.str("id");
+            assert!(ids.contains(id), "acknowledged {kind} {id} is missing");
+        }
+        assert_eq!(listed.len(), acked(kind).count(), "{kind}s that no acknowledged request created exist");
+    }
+    let mut executed: HashMap<&str, usize> = HashMap::new();
+    for item in batches.iter().flat_map(|b| b["items"].as_array().unwrap()) {
+        if item["status"] == "executed" {
+            *executed.entry(item.str("payment_id")).or_default() += 1;
+        }
+    }
+    // The merchant's legs in the ledger, per (entry kind, payment): the collection's
+    // pending +c, the split's pending −c and available +c (every payment has a commission).
+    let mut legs: HashMap<(String, String), usize> = HashMap::new();
+    for t in list_all(svc, key, "/v1/balance/transactions").await {
+        *legs.entry((t.str("type").to_owned(), t.str("source_id").to_owned())).or_default() += 1;
+    }
+    let legs_of = |kind: &str, id: &str| legs.get(&(kind.to_owned(), id.to_owned())).copied().unwrap_or(0);
+    // Per party ("" for the marketplace itself): (in transit, available).
+    let mut books: HashMap<&str, (i64, i64)> = HashMap::new();
+    for p in &payments {
+        let id = p.str("id");
+        let split = p["split"]["status"] == "executed";
+        let collected = p["status"] == "SUCCEEDED";
+        assert_eq!(
+            executed.get(id).copied().unwrap_or(0),
+            usize::from(split),
+            "payment {id} split once: {p}"
+        );
+        assert_eq!(legs_of("split", id), 2 * usize::from(split), "the split entry of {id} once: {p}");
+        assert_eq!(legs_of("marketplace_collection", id), usize::from(collected), "{id} collected once: {p}");
+        assert!(!split || (collected && p["settled"] == true), "split before T+1: {p}");
+        for line in p["split_marketplace"].as_array().unwrap().iter().filter(|_| collected) {
+            let party = books.entry(line["recipient_id"].as_str().unwrap_or("")).or_default();
+            let amount = line.i64("amount.value");
+            if split {
+                assert_eq!(line.i64("split_amount.value"), amount, "{p}");
+                party.1 += amount;
+            } else {
+                party.0 += amount;
+            }
+        }
+    }
+    for seller in sellers {
+        let b = recipient_balance(svc, key, seller).await;
+        let got = (b["in_transit"].as_i64().unwrap_or(0), b["available"].as_i64().unwrap_or(0));
+        assert_eq!(got, books.get(seller.as_str()).copied().unwrap_or_default(), "seller {seller}: {b}");
+    }
+    let (_, b) = send(svc, key, Method::GET, "/v1/balance", None).await;
+    let got = (
+        b["balances"][0]["pending"].as_i64().unwrap_or(0),
+        b["balances"][0]["available"].as_i64().unwrap_or(0),
+    );
+    assert_eq!(got, books.get("").copied().unwrap_or_default(), "the marketplace's balance: {b}");
+    ledger_balanced(svc).await;
+    eprintln!(
+        "campaign marketplace: {} payments ({} collected), {} batches, {} payments split once",
+        payments.len(),
+        payments.iter().filter(|p| p["status"] == "SUCCEEDED").count(),
+        batches.len(),
+        executed.len()
     );
 }

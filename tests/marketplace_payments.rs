@@ -10,49 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Key, Service, clock, ledger_balanced, send, settle};
+use common::{
+    Key, Service, clock, ledger_balanced,
+    marketplace::{create_payment, payment_helper, recipient_balance, seller, split_batch, usd},
+    send, settle,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
-/// approved) with the agreements asked for: its id and `provider_recipient_id`.
-async fn seller(
-    svc: &Service,
-    key: &Key,
-    name: &str,
-    split: bool,
-    commission_bps: Option<u32>,
-) -> (String, String) {
-    let body = json!({
-        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
-    let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let rec = rec["id"].as_str().unwrap().to_owned();
-    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
-    let (status, onb) =
-        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
-    assert_eq!((status, onb["status"].as_str()), (StatusCode::CREATED, Some("SUCCEEDED")), "{onb}");
-    let agreements = format!("/v1/recipients/{rec}/agreements");
-    if split {
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&json!({"type": "split"}))).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
-    }
-    if let Some(bps) = commission_bps {
-        let body = json!({"type": "commission", "max_commission_bps": bps});
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&body)).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
-    }
-    (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
-}
-
-fn usd(value: i64) -> Value {
-    json!({"value": value, "currency": "USD"})
-}
 
 /// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
 fn payment_body(seller: &str, capture: bool) -> Value {
@@ -98,17 +62,6 @@ async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_k
         .await
         .unwrap();
     r.json().await.unwrap()
-}
-
-async fn create(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
-    send(svc, key, Method::POST, "/v1/payments", Some(body)).await
-}
-
-async fn helper(svc: &Service, key: &Key, id: &str, action: &str) -> Value {
-    let (status, p) =
-        send(svc, key, Method::POST, &format!("/v1/test_helpers/payments/{id}/{action}"), None).await;
-    assert_eq!(status, StatusCode::OK, "{action}: {p}");
-    p
 }
 
 async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
@@ -301,7 +254,7 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
         ),
     ];
     for (row, body, status, code, param) in rows {
-        let (got, e) = create(&svc, &key, &body).await;
+        let (got, e) = create_payment(&svc, &key, &body).await;
         assert_eq!(
             (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
             (status, Some(code), Some(param)),
@@ -320,7 +273,7 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
             {"type": "COMMISSION", "amount": usd(39), "provider_recipient_id": "gwr_information_only"},
         ],
     });
-    let (status, p) = create(&svc, &key, &body).await;
+    let (status, p) = create_payment(&svc, &key, &body).await;
     assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("PENDING")), "{p}");
     assert!(p["id"].as_str().unwrap().starts_with("pay_") && p["checkout_url"].is_string(), "{p}");
     assert_eq!(p["split_marketplace"][0]["recipient_id"], json!(s1));
@@ -362,13 +315,13 @@ async fn payments_follow_the_state_table_and_collect_once() {
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
 
     // capture true: Pay → SUCCEEDED, the collection booked once.
-    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     let id = p["id"].as_str().unwrap().to_owned();
-    let paid = helper(&svc, &key, &id, "pay").await;
+    let paid = payment_helper(&svc, &key, &id, "pay").await;
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     assert!(paid["captured_at"].is_string());
     assert_eq!(in_transit(&svc, &key, &s1).await, 741);
-    let resent = helper(&svc, &key, &id, "resend-callback").await;
+    let resent = payment_helper(&svc, &key, &id, "resend-callback").await;
     assert_eq!(resent["payment"]["version"], paid["version"], "a duplicate callback changes nothing");
     assert_eq!(in_transit(&svc, &key, &s1).await, 741, "collected once");
     assert_eq!(events_of(&svc, &key, "payment.succeeded", &id).await, 1);
@@ -387,9 +340,9 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(check["negative_available"], json!([]));
 
     // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
-    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
     let auth = p["id"].as_str().unwrap().to_owned();
-    let authorized = helper(&svc, &key, &auth, "pay").await;
+    let authorized = payment_helper(&svc, &key, &auth, "pay").await;
     assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
     assert_eq!(in_transit(&svc, &key, &s1).await, 741, "an authorization books nothing");
     assert_eq!(events_of(&svc, &key, "payment.authorized", &auth).await, 1);
@@ -397,11 +350,11 @@ async fn payments_follow_the_state_table_and_collect_once() {
         send(&svc, &key, Method::POST, &format!("/v1/payments/{auth}/capture"), None).await;
     assert_eq!((status, captured["status"].as_str()), (StatusCode::OK, Some("SUCCEEDED")), "{captured}");
     assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741);
-    helper(&svc, &key, &auth, "resend-callback").await;
+    payment_helper(&svc, &key, &auth, "resend-callback").await;
     assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the capture's callback books nothing more");
 
     // PENDING → CANCELED (cancel-or-refund); again → 409.
-    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     let pending = p["id"].as_str().unwrap().to_owned();
     let (status, out) =
         send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel-or-refund"), None).await;
@@ -417,26 +370,26 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(status, StatusCode::CONFLICT, "a canceled checkout cannot be paid");
 
     // AUTHORIZED → CANCELED.
-    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
     let voided = p["id"].as_str().unwrap().to_owned();
-    helper(&svc, &key, &voided, "pay").await;
+    payment_helper(&svc, &key, &voided, "pay").await;
     let (status, c) = send(&svc, &key, Method::POST, &format!("/v1/payments/{voided}/cancel"), None).await;
     assert_eq!((status, c["status"].as_str()), (StatusCode::OK, Some("CANCELED")), "{c}");
     assert_eq!(events_of(&svc, &key, "payment.canceled", &voided).await, 1);
 
     // PENDING → DECLINED / EXPIRED.
     for (action, status) in [("fail", "DECLINED"), ("expire", "EXPIRED")] {
-        let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
-        let ended = helper(&svc, &key, p["id"].as_str().unwrap(), action).await;
+        let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
+        let ended = payment_helper(&svc, &key, p["id"].as_str().unwrap(), action).await;
         assert_eq!(ended["status"], status, "{ended}");
         assert!(ended["failure_reason"].is_string());
     }
     assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "only captured payments are collected");
 
     // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
-    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
     let later = p["id"].as_str().unwrap().to_owned();
-    helper(&svc, &key, &later, "pay").await;
+    payment_helper(&svc, &key, &later, "pay").await;
     fault(&svc, "capture", "decline").await;
     let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
     assert_eq!(
@@ -464,7 +417,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
     // Checkout creation: unknown → 202 without checkout_url, then created by the resolver; refused → DECLINED.
     fault(&svc, "create_payment", "error").await;
-    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let (status, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     assert_eq!((status, p["checkout_url"].clone()), (StatusCode::ACCEPTED, Value::Null), "{p}");
     assert_eq!(p["pending_action"]["type"], "create_payment");
     let recovered =
@@ -474,7 +427,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
         (Some("PENDING"), Value::Null)
     );
     fault(&svc, "create_payment", "decline").await;
-    let (status, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let (status, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
 
     // The same Idempotency-Key: the same payment.
@@ -493,12 +446,12 @@ async fn t_plus_one_settles_captured_payments_once() {
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
-    let (_, p) = create(&svc, &key, &payment_body(&s1, true)).await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     let captured = p["id"].as_str().unwrap().to_owned();
-    helper(&svc, &key, &captured, "pay").await;
-    let (_, p) = create(&svc, &key, &payment_body(&s1, false)).await;
+    payment_helper(&svc, &key, &captured, "pay").await;
+    let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
     let authorized = p["id"].as_str().unwrap().to_owned();
-    helper(&svc, &key, &authorized, "pay").await;
+    payment_helper(&svc, &key, &authorized, "pay").await;
 
     let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
     clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
@@ -536,22 +489,11 @@ async fn t_plus_one_settles_captured_payments_once() {
     ledger_balanced(&svc).await;
 }
 
-async fn recipient_balance(svc: &Service, key: &Key, recipient: &str) -> Value {
-    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
-    b["balances"][0].clone()
-}
-
-async fn split(svc: &Service, key: &Key, ids: &[&str]) -> (StatusCode, Value) {
-    let items: Vec<Value> = ids.iter().map(|id| json!({"payment_id": id})).collect();
-    send(svc, key, Method::POST, "/v1/split-batches", Some(&json!({"items": items, "reference": "batch"})))
-        .await
-}
-
 /// A paid (capture) payment of 780 to `seller`.
 async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
-    let (_, p) = create(svc, key, &payment_body(seller, true)).await;
+    let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
     let id = p["id"].as_str().unwrap().to_owned();
-    assert_eq!(helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
     id
 }
 
@@ -566,10 +508,10 @@ async fn a_batch_splits_each_payment_once() {
     let p1 = paid(&svc, &key, &s1).await;
     let p2 = paid(&svc, &key, &s1).await;
     let p3 = paid(&svc, &key, &s1).await;
-    let (_, a) = create(&svc, &key, &payment_body(&s1, false)).await;
+    let (_, a) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
     let authorized = a["id"].as_str().unwrap().to_owned();
-    helper(&svc, &key, &authorized, "pay").await;
-    let (status, e) = split(&svc, &key, &[&p1]).await;
+    payment_helper(&svc, &key, &authorized, "pay").await;
+    let (status, e) = split_batch(&svc, &key, &[&p1]).await;
     assert_eq!(
         (status, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
         (StatusCode::CONFLICT, Some("invalid_state"), Some("items[0].payment_id")),
@@ -589,21 +531,21 @@ async fn a_batch_splits_each_payment_once() {
         (vec![p1.as_str(), unsettled.as_str()], StatusCode::CONFLICT, "invalid_state", "items[1].payment_id"),
         (vec![authorized.as_str()], StatusCode::CONFLICT, "invalid_state", "items[0].payment_id"),
     ] {
-        let (got, e) = split(&svc, &key, &ids).await;
+        let (got, e) = split_batch(&svc, &key, &ids).await;
         assert_eq!(
             (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
             (status, Some(code), Some(param)),
             "{e}"
         );
     }
-    let (status, _) = split(&svc, &other_key, &[&p1]).await;
+    let (status, _) = split_batch(&svc, &other_key, &[&p1]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "another merchant's payment");
     let (_, listed) = send(&svc, &key, Method::GET, "/v1/split-batches", None).await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused batch");
 
     // Two concurrent batches naming p1: one splits it, the other is already_split.
     let one = [p1.as_str()];
-    let (a, b) = tokio::join!(split(&svc, &key, &one), split(&svc, &key, &one));
+    let (a, b) = tokio::join!(split_batch(&svc, &key, &one), split_batch(&svc, &key, &one));
     let (won, lost) = if a.0 == StatusCode::CREATED { (a, b) } else { (b, a) };
     assert_eq!(won.0, StatusCode::CREATED, "{}", won.1);
     assert_eq!(
@@ -626,7 +568,7 @@ async fn a_batch_splits_each_payment_once() {
     assert_eq!(p["split_marketplace"][0]["split_amount"]["value"], 741);
     let b = recipient_balance(&svc, &key, &s1).await;
     assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(4 * 741 - 741)), "{b}");
-    let (status, e) = split(&svc, &key, &[&p1]).await;
+    let (status, e) = split_batch(&svc, &key, &[&p1]).await;
     assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_split")));
 
     // The same Idempotency-Key: the same batch, nothing split again.
@@ -638,7 +580,7 @@ async fn a_batch_splits_each_payment_once() {
 
     // Refused by the gateway: the item failed, the payment back to not_split, split later once.
     fault(&svc, "split", "decline").await;
-    let (status, failed) = split(&svc, &key, &[&p3]).await;
+    let (status, failed) = split_batch(&svc, &key, &[&p3]).await;
     assert_eq!(
         (status, failed["items"][0]["status"].as_str()),
         (StatusCode::CREATED, Some("failed")),
@@ -651,13 +593,13 @@ async fn a_batch_splits_each_payment_once() {
     );
     // Unknown: 202 processing, then executed by the resolver with the same request id.
     fault(&svc, "split", "timeout").await;
-    let (status, pending) = split(&svc, &key, &[&p3]).await;
+    let (status, pending) = split_batch(&svc, &key, &[&p3]).await;
     assert_eq!(
         (status, pending["items"][0]["status"].as_str()),
         (StatusCode::ACCEPTED, Some("processing")),
         "{pending}"
     );
-    let (status, e) = split(&svc, &key, &[&p3]).await;
+    let (status, e) = split_batch(&svc, &key, &[&p3]).await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("already_split")),
@@ -674,7 +616,7 @@ async fn a_batch_splits_each_payment_once() {
     .await;
     assert_eq!(done["status"], "completed", "{done}");
     // A duplicate payment callback after the split changes nothing.
-    helper(&svc, &key, &p3, "resend-callback").await;
+    payment_helper(&svc, &key, &p3, "resend-callback").await;
     let b = recipient_balance(&svc, &key, &s1).await;
     assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(3 * 741), Some(741)), "{b}");
     for p in [&p1, &p2, &p3] {
@@ -782,7 +724,7 @@ async fn payment_callbacks_move_nothing_on_their_word() {
     }
     let key = &keys[0];
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
-    let (_, p) = create(&svc, key, &payment_body(&s1, true)).await;
+    let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;
     assert_eq!(p["status"], "PENDING", "{p}");
 
     assert_eq!(
@@ -803,7 +745,7 @@ async fn payment_callbacks_move_nothing_on_their_word() {
     assert_eq!(in_transit(&svc, key, &s1).await, 0, "nothing collected on a callback's word");
 
     // The buyer really pays: collected once, whatever callbacks repeat.
-    helper(&svc, key, p["id"].as_str().unwrap(), "pay").await;
+    payment_helper(&svc, key, p["id"].as_str().unwrap(), "pay").await;
     assert_eq!(
         payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
         StatusCode::OK

@@ -7,25 +7,9 @@
 
 mod common;
 
-use common::{Json, Service, clock, ledger_balanced, secs};
+use common::{Json, Service, clock, ledger_balanced, rng::Rng, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
     let r = svc.admin(method, path).json(&body).send().await.unwrap();
@@ -39,7 +23,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
     let today = clock::now(&svc).await;
     let channel = svc.first_channel().await;
     for seed in [7u64, 1_234_567, 0xDEAD_BEEF] {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let m = svc.merchant(&format!("Model {seed}")).await;
         let merchant = m.id.clone();
         admin(&svc, Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"),

@@ -4,8 +4,10 @@
 pub mod client;
 pub mod clock;
 pub mod far_dates;
+pub mod marketplace;
 pub mod readme;
 pub mod receiver;
+pub mod rng;
 
 #[allow(unused_imports)]
 pub use client::{Json, Merchant, eventually, secs, when};
@@ -281,6 +283,28 @@ pub async fn send(
         .await
         .unwrap();
     (r.status(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Every item of a signed list (`GET path`, pages of 100 followed by
+/// `starting_after` until `has_more` is false), oldest page first as listed.
+pub async fn list_all(svc: &Service, key: &Key, path: &str) -> Vec<serde_json::Value> {
+    let joiner = if path.contains('?') { '&' } else { '?' };
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page_path = match &after {
+            Some(a) => format!("{path}{joiner}limit=100&starting_after={a}"),
+            None => format!("{path}{joiner}limit=100"),
+        };
+        let (status, page) = send(svc, key, reqwest::Method::GET, &page_path, None).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{page_path}: {page}");
+        let data = page["data"].as_array().unwrap_or_else(|| panic!("{page_path}: {page}")).clone();
+        after = data.last().and_then(|item| item["id"].as_str()).map(str::to_owned);
+        all.extend(data);
+        if page["has_more"] != true {
+            return all;
+        }
+    }
 }
 
 /// A valid cardholder of `PELAGO_VIRTUAL_USD` (last name `Reject` / `Pending` steer the sandbox).
