@@ -8,85 +8,18 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Key, Service, clock, ledger_balanced, send, settle};
+use common::{
+    Key, Service, clock, ledger_balanced,
+    marketplace::{
+        create, events_of, fault, helper, in_transit, paid, payment_body, payment_until, recipient_balance,
+        seller, split, usd,
+    },
+    send, settle,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
-/// approved) with the agreements asked for: its id and `provider_recipient_id`.
-async fn seller(
-    svc: &Service,
-    key: &Key,
-    name: &str,
-    split: bool,
-    commission_bps: Option<u32>,
-) -> (String, String) {
-    let body = json!({
-        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
-    let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let rec = rec["id"].as_str().unwrap().to_owned();
-    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
-    let (status, onb) =
-        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
-    assert_eq!((status, onb["status"].as_str()), (StatusCode::CREATED, Some("SUCCEEDED")), "{onb}");
-    let agreements = format!("/v1/recipients/{rec}/agreements");
-    if split {
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&json!({"type": "split"}))).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
-    }
-    if let Some(bps) = commission_bps {
-        let body = json!({"type": "commission", "max_commission_bps": bps});
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&body)).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
-    }
-    (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
-}
-
-fn usd(value: i64) -> Value {
-    json!({"value": value, "currency": "USD"})
-}
-
-/// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
-fn payment_body(seller: &str, capture: bool) -> Value {
-    json!({
-        "amount": usd(780), "merchant_reference": "order-780", "capture": capture,
-        "split_marketplace": [
-            {"recipient_id": seller, "type": "PURCHASE", "amount": usd(741)},
-            {"type": "COMMISSION", "amount": usd(39)},
-        ],
-    })
-}
-
-async fn fault(svc: &Service, operation: &str, behavior: &str) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
-}
-
-/// Polls the payment until `done` holds (bounded).
-async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, p) = send(svc, key, Method::GET, &format!("/v1/payments/{id}"), None).await;
-        if done(&p) {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "the payment never got there: {p}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A signed POST with an Idempotency-Key; its body.
 async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_key: &str) -> Value {
@@ -98,27 +31,6 @@ async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_k
         .await
         .unwrap();
     r.json().await.unwrap()
-}
-
-async fn create(svc: &Service, key: &Key, body: &Value) -> (StatusCode, Value) {
-    send(svc, key, Method::POST, "/v1/payments", Some(body)).await
-}
-
-async fn helper(svc: &Service, key: &Key, id: &str, action: &str) -> Value {
-    let (status, p) =
-        send(svc, key, Method::POST, &format!("/v1/test_helpers/payments/{id}/{action}"), None).await;
-    assert_eq!(status, StatusCode::OK, "{action}: {p}");
-    p
-}
-
-async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
-    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
-}
-
-async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
-    let (_, events) = send(svc, key, Method::GET, &format!("/v1/events?type={kind}&limit=100"), None).await;
-    events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == payment).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,25 +446,6 @@ async fn t_plus_one_settles_captured_payments_once() {
     assert_eq!(with_payment.len(), 1, "{events}");
     assert_eq!(with_payment[0]["data"]["object"]["payments"], 1);
     ledger_balanced(&svc).await;
-}
-
-async fn recipient_balance(svc: &Service, key: &Key, recipient: &str) -> Value {
-    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
-    b["balances"][0].clone()
-}
-
-async fn split(svc: &Service, key: &Key, ids: &[&str]) -> (StatusCode, Value) {
-    let items: Vec<Value> = ids.iter().map(|id| json!({"payment_id": id})).collect();
-    send(svc, key, Method::POST, "/v1/split-batches", Some(&json!({"items": items, "reference": "batch"})))
-        .await
-}
-
-/// A paid (capture) payment of 780 to `seller`.
-async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
-    let (_, p) = create(svc, key, &payment_body(seller, true)).await;
-    let id = p["id"].as_str().unwrap().to_owned();
-    assert_eq!(helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
-    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod clock;
 pub mod far_dates;
+pub mod marketplace;
 pub mod readme;
 pub mod receiver;
 
