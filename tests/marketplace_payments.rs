@@ -292,9 +292,6 @@ async fn payments_follow_the_state_table_and_collect_once() {
             "{action}"
         );
     }
-    let (status, e) =
-        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "refunds are not built yet: {e}");
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]));
 
@@ -393,6 +390,19 @@ async fn payments_follow_the_state_table_and_collect_once() {
     let first = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
     let again = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
     assert_eq!(first["id"], again["id"]);
+
+    // SUCCEEDED → REFUNDED (cancel-or-refund refunds the rest); again → 409.
+    let (status, out) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(
+        (status, out["action"].as_str(), out["payment"]["status"].as_str(), out["refund"]["status"].as_str()),
+        (StatusCode::CREATED, Some("refunded"), Some("REFUNDED"), Some("succeeded")),
+        "{out}"
+    );
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the refund takes the line's in-transit back");
+    let (status, _) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
 
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]), "{check}");
