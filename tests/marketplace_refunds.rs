@@ -269,7 +269,7 @@ async fn the_example_of_section_8_end_to_end() {
 /// Before the split the parties' in-transit gives the refund back; the split
 /// then moves each line's amount less its refunds. A refund whose answer is
 /// unknown keeps the payment out of batches (409) until the resolver settles
-/// it with its stored request id, once.
+/// it with its stored request id, once; a split processing keeps refunds out (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,9 +277,13 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
-    let (status, r) =
-        refund(&m, &p, json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]})).await;
+    let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
+    let path = format!("/v1/payments/{p}/refunds");
+    let (status, r) = m.post_once(&path, &body, "refund-300").await;
     assert_eq!((status, r.str("status")), (StatusCode::CREATED, "succeeded"), "{r}");
+    let (_, again) = m.post_once(&path, &body, "refund-300").await;
+    assert_eq!(again.str("id"), r.str("id"), "the same key, the same refund");
+    assert_eq!(m.get(&path).await.count("data"), 1);
     assert_eq!(seller_balance(&m, &a).await, (630, 0));
     assert_eq!(m.available_and_pending().await, (0, 70));
 
@@ -307,9 +311,16 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
     let pay = payment_until(&svc, &m.key, &p, |p| p["refunded_amount"]["value"] == 400).await;
     assert_eq!(pay.str("status"), "PARTIALLY_REFUNDED");
 
-    // The split moves each line's rest: 900 − 360, 100 − 40.
+    // The split moves each line's rest: 900 − 360, 100 − 40. While it is
+    // processing (its answer unknown), the payment takes no refund (check 1).
+    fault(&svc, "split", "timeout").await;
     let (status, batch) = split(&svc, &m.key, &[&p]).await;
-    assert_eq!((status, batch.str("items.0.status")), (StatusCode::CREATED, "executed"), "{batch}");
+    assert_eq!((status, batch.str("items.0.status")), (StatusCode::ACCEPTED, "processing"), "{batch}");
+    let (status, e) = refund(&m, &p, json!({"amount": usd(10), "splits": [portion(0, 10)]})).await;
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "split processing: {e}");
+    payment_until(&svc, &m.key, &p, |p| p["split"]["status"] == "executed").await;
+    let batch = m.get(&format!("/v1/split-batches/{}", batch.str("id"))).await;
+    assert_eq!(batch.str("items.0.status"), "executed", "{batch}");
     assert_eq!(
         (batch.i64("items.0.amounts.0.amount.value"), batch.i64("items.0.amounts.1.amount.value")),
         (540, 60)

@@ -111,6 +111,7 @@ impl MerchantActor {
         let key = self.refund_key(&payment.id, &refund.id);
         wb.expect_absent(key.tree(), key.encode());
         let owner = PaymentKey::RefundOwner(refund.id.clone());
+        wb.expect_absent(owner.tree(), owner.encode()); // a refund id names one payment's refund
         wb.put_raw(owner.tree(), owner.encode(), payment.id.as_bytes());
         self.save_refund(&mut wb, &payment, moved, &refund, now)?;
         let ticket = self.cell.persist(record, wb)?;
