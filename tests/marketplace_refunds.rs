@@ -394,3 +394,54 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
     );
     ledger_balanced(&svc).await;
 }
+
+/// SIGABRT right after the refund and its entry are durable (before the
+/// gateway call), then right after the gateway refunded (before the answer is
+/// recorded): after each restart the resolver asks again with the stored
+/// request id, and the buyer is refunded once, the entry booked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_refund_refunds_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_fence")]);
+    let m = svc.merchant("Market").await;
+    let (key, merchant_id) = (m.key.clone(), m.id.clone());
+    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let p = paid_1000(&m, &a).await;
+    let path = format!("/v1/payments/{p}/refunds");
+    let body = serde_json::to_vec(&json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]}))
+        .unwrap();
+    let post = |svc: &Service| {
+        svc.signed_with_key(&key, reqwest::Method::POST, &path, &body, "refund-crash")
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
+    assert!(!svc.wait_exit(std::time::Duration::from_secs(20)).success());
+
+    // The resolver asks the gateway; the process dies again once it refunded.
+    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_gateway")]);
+    assert!(!svc.wait_exit(std::time::Duration::from_secs(30)).success(), "the resolver reached the gateway");
+
+    let svc = Service::start(&data, &[timeout]);
+    let m = Merchant::of(&svc, &merchant_id, key.clone());
+    let listed = common::eventually("the resolver records the refund", common::secs(30), async || {
+        let l = m.get(&path).await;
+        common::when(l["data"][0]["status"] == "succeeded", l)
+    })
+    .await;
+    assert_eq!(listed.count("data"), 1, "one refund: {listed}");
+    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (retried.str("id"), retried.str("status")),
+        (listed.str("data.0.id"), "succeeded"),
+        "the key names it"
+    );
+    assert_eq!(events_of(&svc, &m.key, "refund.succeeded", retried.str("id")).await, 1);
+    assert_eq!(seller_balance(&m, &a).await, (630, 0), "booked once");
+    assert_eq!(m.available_and_pending().await, (0, 70));
+    let pay = m.get(&format!("/v1/payments/{p}")).await;
+    assert_eq!((pay.str("status"), pay.i64("refunded_amount.value")), ("PARTIALLY_REFUNDED", 300));
+    ledger_balanced(&svc).await;
+}

@@ -4,7 +4,9 @@
 //! a split-only refund (channel 0) asks nothing. The gateway's answer is then
 //! recorded by the actor: succeeded, or failed with the entry mirrored. An
 //! unknown answer leaves the refund `processing` (202) until
-//! [`resolve_pending`] asks again with the same request id.
+//! [`resolve_pending`] asks again with the same request id. Failpoints
+//! `refund.after_fence` (booked, gateway not asked) and `refund.after_gateway`
+//! (refunded at the gateway, not recorded).
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub async fn create(
         request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
     };
     let refund = app.actors.ask_merchant(merchant, msg).await??;
+    crate::failpoint::hit("refund.after_fence");
     send(app, refund).await
 }
 
@@ -74,7 +77,10 @@ async fn send(app: &Core, refund: RefundRecord) -> Result<Answer, Error> {
         .refund_payment(account, refund.gateway_order_id.clone(), refund.request_id.clone(), refund.amount)
         .await
     {
-        Outcome::Done(r) => Ok(Some(r.id)),
+        Outcome::Done(r) => {
+            crate::failpoint::hit("refund.after_gateway");
+            Ok(Some(r.id))
+        }
         Outcome::Declined { reason } => Err(reason),
         Outcome::Unknown { detail } => {
             tracing::warn!(refund_id = %refund.id, detail, "refund outcome unknown; retrying later");
