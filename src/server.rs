@@ -284,6 +284,7 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("onboarding", crate::flows::marketplace::onboardings::resolve_pending(&app.core).await),
                 ("payment", crate::flows::marketplace::payments::resolve_pending(&app.core).await),
                 ("split batch", crate::flows::marketplace::splits::resolve_pending(&app.core).await),
+                ("refund", crate::flows::marketplace::refunds::resolve_pending(&app.core).await),
             ];
             for (flow, pass) in &passes {
                 match pass {

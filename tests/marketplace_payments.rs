@@ -8,49 +8,18 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     Key, Service, clock, ledger_balanced,
-    marketplace::{create_payment, payment_helper, recipient_balance, seller, split_batch, usd},
+    marketplace::{
+        create_payment, events_of, fault, in_transit, paid, payment_body, payment_helper, payment_until,
+        recipient_balance, seller, split_batch, usd,
+    },
     send, settle,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
-fn payment_body(seller: &str, capture: bool) -> Value {
-    json!({
-        "amount": usd(780), "merchant_reference": "order-780", "capture": capture,
-        "split_marketplace": [
-            {"recipient_id": seller, "type": "PURCHASE", "amount": usd(741)},
-            {"type": "COMMISSION", "amount": usd(39)},
-        ],
-    })
-}
-
-async fn fault(svc: &Service, operation: &str, behavior: &str) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
-}
-
-/// Polls the payment until `done` holds (bounded).
-async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, p) = send(svc, key, Method::GET, &format!("/v1/payments/{id}"), None).await;
-        if done(&p) {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "the payment never got there: {p}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A signed POST with an Idempotency-Key; its body.
 async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_key: &str) -> Value {
@@ -62,16 +31,6 @@ async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_k
         .await
         .unwrap();
     r.json().await.unwrap()
-}
-
-async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
-    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
-}
-
-async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
-    let (_, events) = send(svc, key, Method::GET, &format!("/v1/events?type={kind}&limit=100"), None).await;
-    events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == payment).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,9 +292,6 @@ async fn payments_follow_the_state_table_and_collect_once() {
             "{action}"
         );
     }
-    let (status, e) =
-        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "refunds are not built yet: {e}");
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]));
 
@@ -435,6 +391,19 @@ async fn payments_follow_the_state_table_and_collect_once() {
     let again = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
     assert_eq!(first["id"], again["id"]);
 
+    // SUCCEEDED → REFUNDED (cancel-or-refund refunds the rest); again → 409.
+    let (status, out) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(
+        (status, out["action"].as_str(), out["payment"]["status"].as_str(), out["refund"]["status"].as_str()),
+        (StatusCode::CREATED, Some("refunded"), Some("REFUNDED"), Some("succeeded")),
+        "{out}"
+    );
+    assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the refund takes the line's in-transit back");
+    let (status, _) =
+        send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/cancel-or-refund"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]), "{check}");
 }
@@ -487,14 +456,6 @@ async fn t_plus_one_settles_captured_payments_once() {
     assert_eq!(with_payment.len(), 1, "{events}");
     assert_eq!(with_payment[0]["data"]["object"]["payments"], 1);
     ledger_balanced(&svc).await;
-}
-
-/// A paid (capture) payment of 780 to `seller`.
-async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
-    let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
-    let id = p["id"].as_str().unwrap().to_owned();
-    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
-    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

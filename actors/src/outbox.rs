@@ -35,6 +35,7 @@ pub enum EventObject {
     /// `settlement.completed` since payments are settled too (MARKETPLACE.md §6 T+1).
     PaymentsSettlement(Box<PaymentsSettlement>),
     SplitBatch(Box<crate::payment::split::SplitBatchRecord>),
+    Refund(Box<crate::payment::refund::RefundRecord>),
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

@@ -155,6 +155,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A 400 of the request's shape as the actors' refusal, answered in its
+    /// turn among checks made later (MARKETPLACE.md §7's refund checks).
+    pub(super) fn into_reject(self) -> Reject {
+        Reject::InvalidRequest { param: self.param, message: self.message }
+    }
+}
+
 impl From<Reject> for ApiError {
     fn from(r: Reject) -> Self {
         let message = r.to_string();

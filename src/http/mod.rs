@@ -31,6 +31,7 @@ pub mod payments;
 pub mod ratelimit;
 pub mod receipts;
 pub mod recipients;
+pub mod refunds;
 pub mod retention;
 pub mod router;
 pub mod service;
@@ -76,6 +77,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(agreements::routes());
     all.extend(payments::routes());
     all.extend(split_batches::routes());
+    all.extend(refunds::routes());
     all
 }
 

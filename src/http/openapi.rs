@@ -183,9 +183,12 @@ fn with_responses(mut op: OperationBuilder, route: &Route) -> OperationBuilder {
             .build()
     };
     for status in route.also {
-        let accepted =
-            "accepted: the upstream's outcome is not known yet; the final state follows by webhook";
-        op = op.response(status.to_string(), ResponseBuilder::new().description(accepted).build());
+        let what = match status {
+            202 => "accepted: the upstream's outcome is not known yet; the final state follows by webhook",
+            // cancel-or-refund: 200 when it canceled, 201 when it created a refund.
+            _ => "also a success (see the operation's description)",
+        };
+        op = op.response(status.to_string(), ResponseBuilder::new().description(what).build());
     }
     op = op.response(route.success.to_string(), success);
     for (status, what) in [

@@ -22,7 +22,10 @@ use super::{
 };
 use crate::{
     app::App,
-    flows::marketplace::payments::{self, Answer, LineInput, PaymentInput},
+    flows::marketplace::{
+        payments::{self, Answer, LineInput, PaymentInput},
+        refunds,
+    },
 };
 
 pub fn routes() -> Vec<Route> {
@@ -35,7 +38,8 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/v1/payments/{id}", get),
         Route::new(Method::POST, "/v1/payments/{id}/capture", capture).also_answers(&[202]),
         Route::new(Method::POST, "/v1/payments/{id}/cancel", cancel).also_answers(&[202]),
-        Route::new(Method::POST, "/v1/payments/{id}/cancel-or-refund", cancel_or_refund).also_answers(&[202]),
+        Route::new(Method::POST, "/v1/payments/{id}/cancel-or-refund", cancel_or_refund)
+            .also_answers(&[201, 202]),
         Route::new(Method::POST, "/v1/test_helpers/payments/{id}/pay", buyer_pays),
         Route::new(Method::POST, "/v1/test_helpers/payments/{id}/fail", buyer_fails),
         Route::new(Method::POST, "/v1/test_helpers/payments/{id}/expire", checkout_expires),
@@ -308,8 +312,9 @@ fn cancel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// POST /v1/payments/{id}/cancel-or-refund — PENDING/AUTHORIZED: canceled
-/// (200, 202 while unknown). A captured payment's refund part answers 409
-/// until refunds (MARKETPLACE.md §7) are built.
+/// (200, 202 while unknown); SUCCEEDED/PARTIALLY_REFUNDED: the rest refunded
+/// (channel `amount − refunded_amount`, each line its unreversed rest; 201,
+/// 202 while the gateway's answer is unknown); else 409.
 fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let merchant = ctx.merchant_id()?.clone();
@@ -323,7 +328,15 @@ fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
                 Ok(ApiReply::json(status, &body))
             }
             PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
-                Err(payments::refund_not_built(&p).into())
+                let binding =
+                    ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+                let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
+                let body = json!({
+                    "action": "refunded",
+                    "payment": payment_json(&answer.payment),
+                    "refund": super::refunds::refund_json(&answer.refund),
+                });
+                Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
             }
             other => Err(ApiError::invalid_state(format!(
                 "the payment is {}: it can be neither canceled nor refunded",

@@ -88,7 +88,14 @@ fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResu
         if matches!(
             operation.as_deref(),
             Some(
-                "onboarding" | "agreement" | "callbacks" | "create_payment" | "capture" | "cancel" | "split"
+                "onboarding"
+                    | "agreement"
+                    | "callbacks"
+                    | "create_payment"
+                    | "capture"
+                    | "cancel"
+                    | "split"
+                    | "refund"
             )
         ) {
             return super::onboardings::set_marketplace_fault(&app, &ctx).await;

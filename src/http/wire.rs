@@ -205,6 +205,7 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
         EventObject::PaymentsSettlement(s) => settlement(&s.settlement, Some(s.payments)),
         EventObject::Payment(p) => super::payments::payment_json(p),
         EventObject::SplitBatch(b) => super::split_batches::batch_json(b),
+        EventObject::Refund(r) => super::refunds::refund_json(r),
     };
     json!({
         "id": e.id,

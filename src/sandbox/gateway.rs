@@ -17,6 +17,7 @@ use crate::upstream::{
         CreateOrderBody, DepositAddressAnswer, DepositAnswer, MERCHANT_HEADER, OrderAnswer, OrderStatusWire,
         PayoutAnswer, PayoutBody, PayoutStateAnswer, PayoutStatusWire, RefundAnswer, RefundBody,
     },
+    marketplace_wire::MarketplaceOperation,
     sandbox::{
         Acknowledged, DepositBody, DepositReported, FaultBehavior, GatewayFaultOperation, GatewayFaultSpec,
         RegisterAccountBody, ResentAnswer,
@@ -105,8 +106,15 @@ async fn serve_account(
         (&Method::GET, ["payouts", id]) => query_payout(state, account, id),
         (&Method::POST, ["payouts"]) => idempotent(state, account, req, "payout", payout).await,
         (&Method::POST, ["orders", id, "refunds"]) => {
+            // The operator's `refund` fault (the marketplace table) covers order refunds too.
+            let fault = match super::marketplace::before_apply(state, MarketplaceOperation::Refund) {
+                Ok(fault) => fault,
+                Err(response) => return response,
+            };
             let op = format!("refund {id}");
-            idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await
+            let response = idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await;
+            super::marketplace::after_apply(state, fault).await;
+            response
         }
         (_, ["payments" | "splits", ..]) => super::payments::handle(state, account, req, segments).await,
         (_, ["onboardings" | "agreements", ..]) => {

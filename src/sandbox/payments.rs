@@ -2,8 +2,10 @@
 //! checkout order (same page, same Pay/Fail/expire and callbacks) with a
 //! `capture` flag; paid with `capture` false it is `authorized` until
 //! `capture` (→ `paid`) or `cancel` (→ `canceled`, also from `pending`).
-//! Idempotent per request id, queryable, faults `create_payment`, `capture`,
-//! `cancel` (the marketplace fault table).
+//! Partial refunds of a captured payment (`POST /payments/{id}/refunds`,
+//! Σ ≤ captured, `GET /payments/{id}/refunds/{rid}`). Idempotent per request
+//! id, queryable, faults `create_payment`, `capture`, `cancel`, `refund`,
+//! `split` (the marketplace fault table).
 
 use http::{Method, StatusCode};
 use pelago_storage::{Money, Record, StoreError, Tree, WriteBatch};
@@ -20,7 +22,8 @@ use super::{
 use crate::upstream::{
     gateway_wire::OrderStatusWire,
     marketplace_wire::{
-        CreatePaymentBody, MarketplaceOperation, PaymentAnswer, SplitAnswer, SplitBody, SplitItemAnswer,
+        CreatePaymentBody, MarketplaceOperation, PaymentAnswer, PaymentRefundAnswer, PaymentRefundBody,
+        SplitAnswer, SplitBody, SplitItemAnswer,
     },
 };
 
@@ -86,6 +89,17 @@ pub(super) async fn handle(
         (&Method::POST, ["payments", _, "capture"]) => MarketplaceOperation::Capture,
         (&Method::POST, ["payments", _, "cancel"]) => MarketplaceOperation::Cancel,
         (&Method::POST, ["splits"]) => MarketplaceOperation::Split,
+        (&Method::POST, ["payments", _, "refunds"]) => MarketplaceOperation::Refund,
+        (&Method::GET, ["payments", id, "refunds", rid]) => {
+            return match load_payment(state, account, id) {
+                Ok(order) => match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
+                    Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
+                    Err(e) => super::internal(e),
+                },
+                Err(response) => response,
+            };
+        }
         (&Method::GET, ["payments", id]) => {
             return match load_payment(state, account, id) {
                 Ok(order) => json(StatusCode::OK, &payment_answer(state, &order)),
@@ -101,6 +115,11 @@ pub(super) async fn handle(
     let response = match segments {
         ["payments"] => idempotent(state, account, req, "create_payment", create).await,
         ["splits"] => idempotent(state, account, req, "split", split).await,
+        [_, id, "refunds"] => {
+            let op = format!("refund {id}");
+            let id = (*id).to_owned();
+            idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, &id)).await
+        }
         [_, id, action] => {
             let op = format!("{action} {id}");
             let id = (*id).to_owned();
@@ -196,4 +215,54 @@ fn split(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision 
         });
     }
     answer(StatusCode::CREATED, &SplitAnswer { id: new_id("gsp"), items }, batch, None)
+}
+
+/// Key `refunded/{gateway order id}`: Σ refunded of the payment, minor units.
+fn refunded_key(gateway_order_id: &str) -> String {
+    format!("refunded/{gateway_order_id}")
+}
+
+/// Key `prefund/{gateway order id}/{refund id}`: one refund's answer (queryable).
+fn refund_key(gateway_order_id: &str, refund_id: &str) -> String {
+    format!("prefund/{gateway_order_id}/{refund_id}")
+}
+
+/// A partial refund of a captured payment: refused (422) unless the payment
+/// is the account's, captured, in its currency, and Σ refunds stays ≤ the capture.
+fn refund(state: &State, account: &GatewayAccountRec, req: &Request, id: &str) -> Decision {
+    let body: PaymentRefundBody = match req.json() {
+        Ok(b) => b,
+        Err(response) => return Ok(Err(response)),
+    };
+    let order = match load_payment(state, account, id) {
+        Ok(order) => order,
+        Err(response) => return Ok(Err(response)),
+    };
+    if order.status != OrderStatusWire::Paid {
+        return Ok(Err(error(
+            StatusCode::CONFLICT,
+            "payment_not_captured",
+            "only a captured payment is refunded",
+        )));
+    }
+    let refunded = match state.store.get_raw(Tree::Orders, refunded_key(&order.id))? {
+        Some(raw) => i64::from_be_bytes(<[u8; 8]>::try_from(&raw[..]).unwrap_or([0; 8])),
+        None => 0,
+    };
+    let total = refunded.saturating_add(body.amount.value);
+    if body.amount.currency != order.amount.currency || body.amount.value <= 0 || total > order.amount.value {
+        let reason = "the refunds would exceed the captured amount";
+        return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "refund_exceeds_capture", reason)));
+    }
+    let answer_body = PaymentRefundAnswer {
+        id: new_id("gpr"),
+        payment: order.id.clone(),
+        amount: body.amount,
+        refunded_total: Money::new(total, order.amount.currency),
+    };
+    let mut batch = WriteBatch::new();
+    batch.put_raw(Tree::Orders, refunded_key(&order.id), total.to_be_bytes());
+    let stored = serde_json::to_vec(&answer_body).expect("wire types always serialise");
+    batch.put_raw(Tree::Orders, refund_key(&order.id, &answer_body.id), stored);
+    answer(StatusCode::CREATED, &answer_body, batch, None)
 }

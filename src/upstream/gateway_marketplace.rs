@@ -5,7 +5,8 @@
 use futures::{FutureExt, future::BoxFuture};
 use pelago_actors::{
     payment::gateway::{
-        GatewayPayment, GatewayPaymentStatus, PaymentCheckout, PaymentsGateway, SplitRequest, SplitResult,
+        GatewayPayment, GatewayPaymentStatus, GatewayRefund, PaymentCheckout, PaymentsGateway, SplitRequest,
+        SplitResult,
     },
     ports::{GatewayAccount, Outcome},
     recipient::{
@@ -16,7 +17,7 @@ use pelago_actors::{
         },
     },
 };
-use pelago_storage::FileId;
+use pelago_storage::{FileId, Money};
 use reqwest::Method;
 
 use super::{
@@ -276,6 +277,32 @@ fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
 }
 
 impl PaymentsGateway for HttpMarketplaceGateway {
+    fn refund_payment(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+        request_id: String,
+        amount: Money,
+    ) -> BoxFuture<'_, Outcome<GatewayRefund>> {
+        async move {
+            let path = format!("/payments/{}/refunds", encode(&gateway_order_id));
+            let body = wire::PaymentRefundBody { amount };
+            let answer: Outcome<wire::PaymentRefundAnswer> =
+                self.call(&account, Method::POST, &path, Some(&request_id), Some(&body)).await;
+            match answer {
+                Outcome::Done(a) if a.payment == gateway_order_id && a.amount == amount => {
+                    Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
+                }
+                Outcome::Done(_) => {
+                    Outcome::Unknown { detail: "the refund answer names another payment or amount".into() }
+                }
+                Outcome::Declined { reason } => Outcome::Declined { reason },
+                Outcome::Unknown { detail } => Outcome::Unknown { detail },
+            }
+        }
+        .boxed()
+    }
+
     fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
         async move {
             let body = wire::SplitBody {

@@ -97,6 +97,22 @@ pub struct PaymentAnswer {
     pub amount: pelago_storage::Money,
 }
 
+/// `POST /payments/{id}/refunds` (a partial refund to the buyer).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PaymentRefundBody {
+    pub amount: pelago_storage::Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentRefundAnswer {
+    pub id: String,
+    /// The payment's checkout at the gateway.
+    pub payment: String,
+    pub amount: pelago_storage::Money,
+    /// Σ refunded of the payment, this one included.
+    pub refunded_total: pelago_storage::Money,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SplitBody {
     pub batch_id: String,
@@ -176,6 +192,8 @@ pub enum MarketplaceOperation {
     Cancel,
     /// A batch split (the whole request).
     Split,
+    /// A payment's (partial) refund.
+    Refund,
     /// The marketplace callbacks (only `duplicate`: each sent three times).
     Callbacks,
 }

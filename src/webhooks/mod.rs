@@ -287,6 +287,7 @@ fn object_id(event: &EventRecord) -> String {
         O::Agreement(a) => a.id.to_string(),
         O::Payment(p) => p.id.to_string(),
         O::SplitBatch(b) => b.id.to_string(),
+        O::Refund(r) => r.id.to_string(),
         O::Settlement(_) | O::MonthlyCharge(_) | O::PaymentsSettlement(_) => event.id.to_string(),
     }
 }

@@ -59,6 +59,7 @@ trees! {
     RecipientBalances => "recipient_balances",
     Payments => "payments",
     SplitBatches => "split_batches",
+    Refunds => "refunds",
     Index => "index",
 }
 

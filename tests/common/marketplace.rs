@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Key, Service, send};
+use super::{Key, Service, eventually, secs, send, when};
 
 /// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
 /// approved) with the agreements asked for: its id and `provider_recipient_id`.
@@ -74,4 +74,52 @@ pub async fn split_batch(svc: &Service, key: &Key, ids: &[&str]) -> (StatusCode,
 pub async fn recipient_balance(svc: &Service, key: &Key, recipient: &str) -> Value {
     let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
     b["balances"][0].clone()
+}
+
+/// 780 = PURCHASE 741 to `seller` + COMMISSION 39 (the cap at 500 bps).
+pub fn payment_body(seller: &str, capture: bool) -> Value {
+    json!({
+        "amount": usd(780), "merchant_reference": "order-780", "capture": capture,
+        "split_marketplace": [
+            {"recipient_id": seller, "type": "PURCHASE", "amount": usd(741)},
+            {"type": "COMMISSION", "amount": usd(39)},
+        ],
+    })
+}
+
+pub async fn fault(svc: &Service, operation: &str, behavior: &str) {
+    let r = svc
+        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
+        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
+}
+
+/// Polls the payment until `done` holds (bounded).
+pub async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(&format!("payment {id}"), secs(30), async || {
+        let (_, p) = send(svc, key, Method::GET, &format!("/v1/payments/{id}"), None).await;
+        when(done(&p), p)
+    })
+    .await
+}
+
+pub async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
+    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
+    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
+}
+
+pub async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
+    let (_, events) = send(svc, key, Method::GET, &format!("/v1/events?type={kind}&limit=100"), None).await;
+    events["data"].as_array().unwrap().iter().filter(|e| e["data"]["object"]["id"] == payment).count()
+}
+
+/// A paid (capture) payment of 780 to `seller`.
+pub async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
+    let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    id
 }

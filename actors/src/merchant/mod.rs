@@ -4,6 +4,7 @@
 
 pub mod actor;
 pub mod payments;
+pub mod refunds;
 pub mod splits;
 pub mod state;
 

@@ -65,7 +65,7 @@ impl Message for UpdatePayment {
 }
 
 impl MerchantActor {
-    fn load_payment(&self, id: &PaymentId) -> ActorResult<PaymentRecord> {
+    pub(super) fn load_payment(&self, id: &PaymentId) -> ActorResult<PaymentRecord> {
         let key = PaymentKey::Record { merchant: self.id.clone(), payment: id.clone() }.encode();
         Ok(self.cell.store().get::<PaymentRecord>(key)?.ok_or(Reject::NotFound { what: "payment" })?)
     }

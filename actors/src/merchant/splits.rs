@@ -53,7 +53,7 @@ fn item_param(i: usize) -> String {
 }
 
 impl MerchantActor {
-    fn payment_key(&self, id: &PaymentId) -> String {
+    pub(super) fn payment_key(&self, id: &PaymentId) -> String {
         PaymentKey::Record { merchant: self.id.clone(), payment: id.clone() }.encode()
     }
 
@@ -86,6 +86,13 @@ impl MerchantActor {
         }
         for (i, p) in payments.iter().enumerate() {
             let captured = matches!(p.status, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded);
+            if p.refunds_processing > 0 {
+                return Err(Reject::InvalidStateOn {
+                    param: item_param(i),
+                    message: "a refund of the payment is processing".into(),
+                }
+                .into());
+            }
             if !captured || !p.settled {
                 return Err(Reject::InvalidStateOn {
                     param: item_param(i),

@@ -68,7 +68,23 @@ pub struct SplitResult {
     pub outcome: Result<(), String>,
 }
 
+/// A refund the gateway made of a captured payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRefund {
+    pub id: String,
+    pub amount: Money,
+}
+
 pub trait PaymentsGateway: Send + Sync {
+    /// Refunds `amount` of a captured payment to the buyer, once per request
+    /// id (a repeat answers the first); partial refunds add up to at most the capture.
+    fn refund_payment(
+        &self,
+        account: GatewayAccount,
+        gateway_order_id: String,
+        request_id: String,
+        amount: Money,
+    ) -> BoxFuture<'_, Outcome<GatewayRefund>>;
     /// Executes a batch split; the answer names each item's outcome.
     fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>>;
     fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>>;

@@ -1,7 +1,7 @@
 //! Every key a payment is stored or found under, in one place: encoded by
 //! [`PaymentKey::encode`], read back by [`PaymentKey::parse`].
 
-use pelago_storage::{MerchantId, PaymentId, SplitBatchId, Timestamp, Tree};
+use pelago_storage::{MerchantId, PaymentId, RefundId, SplitBatchId, Timestamp, Tree};
 
 /// A key of the payments' records, index rows and markers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,13 @@ pub enum PaymentKey {
     /// `Tree::Operations` `spbpending/{batch}` → `{merchant} {real ms}`: items are
     /// processing; the resolver sends the batch again with its request id.
     BatchPending(SplitBatchId),
+    /// `Tree::Refunds` `{merchant}/{payment}/{refund}`: a refund (a payment's, oldest first).
+    Refund { merchant: MerchantId, payment: PaymentId, refund: RefundId },
+    /// `Tree::Index` `rfdowner/{refund}` → the payment.
+    RefundOwner(RefundId),
+    /// `Tree::Operations` `rfdpending/{refund}` → `{merchant} {real ms} {payment}`:
+    /// the gateway's answer is unknown; the resolver asks again with its request id.
+    RefundPending(RefundId),
 }
 
 impl PaymentKey {
@@ -36,16 +43,22 @@ impl PaymentKey {
     pub const CAPTURED_PREFIX: &'static str = "paycoll/";
     pub const SETTLED_PREFIX: &'static str = "paysettled/";
     pub const BATCH_PENDING_PREFIX: &'static str = "spbpending/";
+    pub const REFUND_PENDING_PREFIX: &'static str = "rfdpending/";
 
     pub fn tree(&self) -> Tree {
         match self {
             PaymentKey::Record { .. } => Tree::Payments,
             PaymentKey::Batch { .. } => Tree::SplitBatches,
-            PaymentKey::Pending(_) | PaymentKey::Confirm(_) | PaymentKey::BatchPending(_) => Tree::Operations,
+            PaymentKey::Refund { .. } => Tree::Refunds,
+            PaymentKey::Pending(_)
+            | PaymentKey::Confirm(_)
+            | PaymentKey::BatchPending(_)
+            | PaymentKey::RefundPending(_) => Tree::Operations,
             PaymentKey::Owner(_)
             | PaymentKey::Captured { .. }
             | PaymentKey::Settled { .. }
-            | PaymentKey::BatchOwner(_) => Tree::Index,
+            | PaymentKey::BatchOwner(_)
+            | PaymentKey::RefundOwner(_) => Tree::Index,
         }
     }
 
@@ -60,6 +73,9 @@ impl PaymentKey {
             PaymentKey::Batch { merchant, batch } => format!("{merchant}/{batch}"),
             PaymentKey::BatchOwner(b) => format!("spbowner/{b}"),
             PaymentKey::BatchPending(b) => format!("{}{b}", Self::BATCH_PENDING_PREFIX),
+            PaymentKey::Refund { merchant, payment, refund } => format!("{merchant}/{payment}/{refund}"),
+            PaymentKey::RefundOwner(r) => format!("rfdowner/{r}"),
+            PaymentKey::RefundPending(r) => format!("{}{r}", Self::REFUND_PENDING_PREFIX),
         }
     }
 
@@ -74,6 +90,11 @@ impl PaymentKey {
     /// The prefix of the merchant's records.
     pub fn records_of(merchant: &MerchantId) -> String {
         format!("{merchant}/")
+    }
+
+    /// The prefix of a payment's refunds.
+    pub fn refunds_of(merchant: &MerchantId, payment: &PaymentId) -> String {
+        format!("{merchant}/{payment}/")
     }
 
     /// The prefix of the payments settled by the run of `date`.
@@ -107,6 +128,12 @@ impl PaymentKey {
         if let Some(rest) = raw.strip_prefix(Self::BATCH_PENDING_PREFIX) {
             return SplitBatchId::parse(rest).ok().map(PaymentKey::BatchPending);
         }
+        if let Some(rest) = raw.strip_prefix(Self::REFUND_PENDING_PREFIX) {
+            return RefundId::parse(rest).ok().map(PaymentKey::RefundPending);
+        }
+        if let Some(rest) = raw.strip_prefix("rfdowner/") {
+            return RefundId::parse(rest).ok().map(PaymentKey::RefundOwner);
+        }
         if let Some(rest) = raw.strip_prefix("spbowner/") {
             return SplitBatchId::parse(rest).ok().map(PaymentKey::BatchOwner);
         }
@@ -135,6 +162,8 @@ mod tests {
             PaymentKey::Settled { date: "2026-11-23".into(), payment: p.clone() },
             PaymentKey::BatchPending(SplitBatchId::generate()),
             PaymentKey::BatchOwner(SplitBatchId::generate()),
+            PaymentKey::RefundPending(RefundId::generate()),
+            PaymentKey::RefundOwner(RefundId::generate()),
         ] {
             assert_eq!(PaymentKey::parse(&key.encode()), Some(key));
         }

@@ -11,6 +11,7 @@
 
 pub mod gateway;
 pub mod keys;
+pub mod refund;
 pub mod split;
 #[cfg(test)]
 mod tests;
@@ -25,8 +26,8 @@ use crate::{
 };
 
 crate::state_machine! {
-    /// MARKETPLACE.md §6's table (Yuno's upper case). The refund edges are
-    /// declared for the refunds to come; nothing takes them yet.
+    /// MARKETPLACE.md §6's table (Yuno's upper case); the refund edges are
+    /// taken by `refund.rs` (`PaymentRecord::take_refund`).
     pub enum PaymentStatus ("payment") {
         Pending = "PENDING",
         Authorized = "AUTHORIZED",
@@ -225,6 +226,8 @@ pub struct PaymentRecord {
     pub created_at: Timestamp,
     pub version: u64,
     pub status_history: History<PaymentStatus>,
+    /// Refunds of this payment still `processing` (§7: the payment stays out of batches).
+    pub refunds_processing: u32,
 }
 
 impl Record for PaymentRecord {

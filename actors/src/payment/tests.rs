@@ -31,6 +31,7 @@ fn payment(capture: bool) -> PaymentRecord {
         created_at: at,
         version: 1,
         status_history: History::created(PaymentStatus::Pending, Source::Merchant, at),
+        refunds_processing: 0,
     }
 }
 
@@ -117,4 +118,110 @@ fn a_declined_checkout_names_its_reason_once() {
     assert!(p.decline("refused".into(), Timestamp::from_unix_ms(5)).unwrap());
     assert!(!p.decline("refused".into(), Timestamp::from_unix_ms(6)).unwrap());
     assert_eq!((p.status, p.failure_reason.as_deref()), (PaymentStatus::Declined, Some("refused")));
+}
+
+mod refunds {
+    use pelago_storage::{RecipientId, RefundId};
+
+    use super::*;
+    use crate::{
+        ledger::check_balanced,
+        payment::refund::{PortionAsk, RefundAsk, RefundRecord, RefundStatus, plan},
+    };
+
+    fn usd(v: i64) -> Money {
+        Money::new(v, Currency::USD)
+    }
+
+    /// §8's example payment: 1000 = PURCHASE 900 + COMMISSION 100, captured at 1 s.
+    fn captured() -> PaymentRecord {
+        let mut p = payment(true);
+        p.apply(PaymentEvent::BuyerPaid, Source::Gateway, Timestamp::from_unix_ms(1_000)).unwrap();
+        let line = |kind, recipient_id, amount| PaymentLine {
+            kind,
+            recipient_id,
+            provider_recipient_id: None,
+            merchant_reference: "order-1".into(),
+            amount: usd(amount),
+            liability: None,
+            refunded: 0,
+            split_amount: None,
+        };
+        p.lines = vec![
+            line(LineType::Purchase, Some(RecipientId::generate()), 900),
+            line(LineType::Commission, None, 100),
+        ];
+        p
+    }
+
+    fn ask(amount: Option<i64>, splits: &[(i64, i64)]) -> RefundAsk {
+        RefundAsk {
+            amount: amount.map(|v| Ok(usd(v))),
+            splits: Some(splits.iter().map(|&(line, v)| PortionAsk { line, amount: Ok(usd(v)) }).collect()),
+            reason: None,
+        }
+    }
+
+    fn record(p: &PaymentRecord, a: &RefundAsk) -> RefundRecord {
+        let at = Timestamp::from_unix_ms(2_000);
+        let plan = plan(p, a, at).unwrap();
+        RefundRecord {
+            id: RefundId::generate(),
+            payment_id: p.id.clone(),
+            merchant_id: p.merchant_id.clone(),
+            amount: plan.channel,
+            splits: plan.portions,
+            reason: None,
+            status: RefundStatus::Processing,
+            failure_reason: None,
+            request_id: "req_r".into(),
+            gateway_account: "gw".into(),
+            gateway_order_id: "go".into(),
+            gateway_refund_id: None,
+            after_split: plan.after_split,
+            created_at: at,
+            completed_at: None,
+            version: 1,
+            status_history: History::created(RefundStatus::Processing, Source::Merchant, at),
+        }
+    }
+
+    #[test]
+    fn a_refund_moves_the_payment_and_its_failure_moves_it_back() {
+        let mut p = captured();
+        let at = Timestamp::from_unix_ms(2_000);
+        let r = record(&p, &ask(Some(200), &[(0, 180), (1, 20)]));
+        check_balanced(&r.postings().unwrap()).unwrap();
+        assert!(p.take_refund(&r, 1, at).unwrap());
+        assert_eq!(
+            (p.status, p.refunded_amount, p.lines[0].refunded),
+            (PaymentStatus::PartiallyRefunded, 200, 180)
+        );
+        assert!(p.take_refund(&r, -1, at).unwrap(), "a failed refund moves the payment back");
+        assert_eq!((p.status, p.refunded_amount, p.lines[0].refunded), (PaymentStatus::Succeeded, 0, 0));
+        let all = record(&p, &RefundAsk::rest_of(&p));
+        assert!(p.take_refund(&all, 1, at).unwrap());
+        assert_eq!(p.status, PaymentStatus::Refunded);
+        let err = plan(&p, &ask(Some(1), &[(0, 1)]), at).unwrap_err();
+        assert!(matches!(err, Reject::InvalidState { .. }), "REFUNDED takes no channel amount: {err:?}");
+    }
+
+    #[test]
+    fn after_the_split_a_channel_only_refund_is_the_marketplace_s() {
+        let mut p = captured();
+        p.split.status = SplitStatus::Executed;
+        let r = record(&p, &ask(Some(50), &[]));
+        let postings = r.postings().unwrap();
+        check_balanced(&postings).unwrap();
+        assert_eq!(postings.len(), 2, "clearing +C, merchant available −C: {postings:?}");
+        let err =
+            plan(&p, &RefundAsk { amount: None, splits: None, reason: None }, Timestamp::from_unix_ms(2_000))
+                .unwrap_err();
+        assert_eq!(
+            err,
+            Reject::invalid("amount", "give amount (to the buyer), splits (from the parties), or both")
+        );
+        let late = Timestamp::from_unix_ms(1_000 + crate::payment::refund::REFUND_WINDOW_MS + 1);
+        assert!(matches!(plan(&p, &ask(Some(1), &[]), late), Err(Reject::InvalidState { .. })));
+    }
 }

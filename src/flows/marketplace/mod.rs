@@ -6,6 +6,7 @@ pub mod files;
 pub mod onboardings;
 pub mod payments;
 pub mod recipients;
+pub mod refunds;
 pub mod splits;
 
 /// The id an Idempotency-Key binding names, or `fresh`, bound to the key now

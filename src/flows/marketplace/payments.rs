@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    Reject,
     history::{History, Source},
     merchant::{
         MerchantRecord,
@@ -236,6 +235,7 @@ pub async fn create(
         created_at: now,
         version: 1,
         status_history: History::created(PaymentStatus::Pending, Source::Merchant, now),
+        refunds_processing: 0,
     };
     let payment = app.actors.ask_merchant(merchant_id, CreatePayment(payment)).await??;
     request_checkout(app, payment, account).await
@@ -583,14 +583,6 @@ pub fn settled_by_run(app: &Core, date: &str) -> Result<std::collections::BTreeM
         *counts.entry(merchant).or_insert(0u64) += 1;
     }
     Ok(counts)
-}
-
-/// The reason a cancel-or-refund of a captured payment cannot be served yet.
-pub fn refund_not_built(payment: &PaymentRecord) -> Error {
-    Error::from(Reject::state(format!(
-        "the payment is {}: refunding it is not available yet (MARKETPLACE.md §7 refunds are not built)",
-        payment.status.as_str()
-    )))
 }
 
 #[cfg(test)]
