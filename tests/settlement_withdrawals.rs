@@ -259,18 +259,7 @@ fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
 
 /// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
 async fn run_completed(svc: &Service, date: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = svc.admin(Method::GET, &format!("/admin/v1/settlement/runs/{date}")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            let run: Value = r.json().await.unwrap();
-            if run["status"] == "completed" {
-                return run;
-            }
-        }
-        assert!(Instant::now() < deadline, "the run of {date} never completed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::completed_run(svc, &format!("/admin/v1/settlement/runs/{date}")).await
 }
 
 /// These tests again, with the real time far from today (`common::far_dates`).

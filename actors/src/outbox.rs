@@ -31,6 +31,17 @@ pub enum EventObject {
     MonthlyCharge(Box<crate::card::billing::MonthlyCharge>),
     Onboarding(Box<crate::recipient::Onboarding>),
     Agreement(Box<crate::recipient::agreement::AgreementRecord>),
+    /// `reconciliation.ready`: a merchant's files of one local day (MARKETPLACE.md §10).
+    Reconciliation(Box<ReconciliationReady>),
+}
+
+/// A merchant's reconciliation files of `date` were built (`reconciliation.ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationReady {
+    pub merchant_id: MerchantId,
+    /// The local day, `YYYY-MM-DD`.
+    pub date: String,
+    pub rows: u64,
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

@@ -98,6 +98,11 @@ impl ApiError {
         Self::new(404, "not_found", format!("{what} not found"))
     }
 
+    /// 404 `not_found` with a message that says more than what is missing.
+    pub fn not_found_saying(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message.into())
+    }
+
     pub fn method_not_allowed(allow: String) -> Self {
         let mut e = Self::new(405, "invalid_request", "method not allowed on this path");
         e.headers.push(("allow", allow));

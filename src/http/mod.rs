@@ -17,6 +17,7 @@ pub mod debug;
 pub mod deliveries;
 pub mod errors;
 pub mod events;
+pub mod file_body;
 pub mod files;
 pub mod idempotency;
 pub mod json;
@@ -30,6 +31,7 @@ pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
 pub mod recipients;
+pub mod reconciliation;
 pub mod retention;
 pub mod router;
 pub mod service;
@@ -72,6 +74,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(recipients::routes());
     all.extend(onboardings::routes());
     all.extend(agreements::routes());
+    all.extend(reconciliation::routes());
     all
 }
 
@@ -356,6 +359,7 @@ fn is_no_store(reply: &ApiReply) -> bool {
 }
 
 fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
+    let file = reply.file.clone();
     let body = if is_no_store(&reply) {
         Bytes::from_owner(WipedOnDrop(reply.body))
     } else {
@@ -373,6 +377,9 @@ fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
         {
             headers.append(n, v);
         }
+    }
+    if let Some(path) = file {
+        response.extensions_mut().insert(file_body::FileBody(path));
     }
     response
 }

@@ -57,6 +57,7 @@ trees! {
     Onboardings => "onboardings",
     Agreements => "agreements",
     RecipientBalances => "recipient_balances",
+    ReconciliationRuns => "reconciliation_runs",
     Index => "index",
 }
 

@@ -297,6 +297,23 @@ pub fn cardholder_body(last_name: &str) -> serde_json::Value {
     })
 }
 
+/// Polls the operator route `path` (a settlement or reconciliation run) until
+/// the run it answers is `completed`, 30 s at most; returns it.
+pub async fn completed_run(svc: &Service, path: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = svc.admin(reqwest::Method::GET, path).send().await.unwrap();
+        if r.status() == reqwest::StatusCode::OK {
+            let run: serde_json::Value = r.json().await.unwrap();
+            if run["status"] == "completed" {
+                return run;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run at {path} never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The ledger check is balanced and no available balance is negative.
 /// The merchant's available balance in its first currency (0 if none).
 pub async fn available(svc: &Service, key: &Key) -> i64 {
