@@ -270,6 +270,10 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("channel transaction", crate::flows::channel_confirm::resolve_pending(&app).await),
                 ("agreement", crate::flows::marketplace::agreements::resolve_pending(&app.core).await),
                 ("onboarding", crate::flows::marketplace::onboardings::resolve_pending(&app.core).await),
+                (
+                    "recipient withdrawal",
+                    crate::flows::marketplace::withdrawals::resolve_pending(&app.core).await,
+                ),
             ];
             for (flow, pass) in &passes {
                 match pass {

@@ -35,6 +35,8 @@ pub struct Upstreams {
     pub marketplace: Arc<dyn pelago_actors::recipient::gateway::MarketplaceGateway>,
     /// The gateway's agreement signing (recipients' split and commission agreements).
     pub agreements: Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>,
+    /// The gateway's bank payouts of recipient withdrawals.
+    pub recipient_payouts: Arc<dyn pelago_actors::recipient::gateway::RecipientPayoutGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -64,6 +66,8 @@ impl Upstreams {
         ));
         let agreements =
             Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>;
+        let recipient_payouts =
+            Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::RecipientPayoutGateway>;
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
         Ok(Upstreams {
             client,
@@ -71,6 +75,7 @@ impl Upstreams {
             gateway,
             marketplace,
             agreements,
+            recipient_payouts,
             sandbox,
         })
     }

@@ -33,6 +33,8 @@ pub enum EventObject {
     Agreement(Box<crate::recipient::agreement::AgreementRecord>),
     /// `reconciliation.ready`: a merchant's files of one local day (MARKETPLACE.md §10).
     Reconciliation(Box<ReconciliationReady>),
+    /// `recipient.withdrawal.succeeded|failed` (MARKETPLACE.md §7).
+    RecipientWithdrawal(Box<crate::recipient::withdrawal::RecipientWithdrawalRecord>),
 }
 
 /// A merchant's reconciliation files of `date` were built (`reconciliation.ready`).

@@ -193,6 +193,10 @@ impl From<crate::flows::Error> for ApiError {
                 ApiError { param: Some(param), ..ApiError::invalid_state(message) }
             }
             E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
+            E::CommissionLimitExceeded { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(400, "commission_limit_exceeded", message) }
+            }
+            E::WindowClosed(_) => ApiError::new(409, "withdrawal_window_closed", message),
             E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),
             E::Upstream(_) => ApiError::upstream(message),
             E::Unavailable(_) => ApiError::unavailable(message),

@@ -30,6 +30,7 @@ pub mod orders;
 pub mod pagination;
 pub mod ratelimit;
 pub mod receipts;
+pub mod recipient_withdrawals;
 pub mod recipients;
 pub mod reconciliation;
 pub mod retention;
@@ -75,6 +76,7 @@ pub fn routes() -> Vec<Route> {
     all.extend(onboardings::routes());
     all.extend(agreements::routes());
     all.extend(reconciliation::routes());
+    all.extend(recipient_withdrawals::routes());
     all
 }
 

@@ -189,6 +189,7 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
             "object": "monthly_fee", "card_id": c.card_id, "period": c.period, "amount": money(c.fee),
             "status": c.status.as_str(), "order_id": c.order_id, "created_at": c.created_at.to_rfc3339(),
         }),
+        EventObject::RecipientWithdrawal(w) => super::recipient_withdrawals::withdrawal_json(w),
         EventObject::Reconciliation(r) => json!({
             "object": "reconciliation", "merchant_id": r.merchant_id, "date": r.date, "rows": r.rows,
             "formats": ["txt", "xlsx"],

@@ -10,6 +10,8 @@
 //! | `POST /onboardings/{id}/supplements` [`SupplementBody`] | [`OnboardingAnswer`] |
 //! | `POST /agreements` [`SignAgreementBody`] (request id in `Idempotency-Key`) | [`AgreementAnswer`] |
 //! | `GET /agreements/by-request/{request_id}` | [`AgreementAnswer`] (404 `not_found`: never seen) |
+//! | `POST /recipient-payouts` [`RecipientPayoutBody`] (request id in `Idempotency-Key`) | [`RecipientPayoutAnswer`] |
+//! | `GET /recipient-payouts/by-request/{request_id}` | [`RecipientPayoutAnswer`] (404 `not_found`: never seen) |
 //!
 //! Statuses are Yuno's upper case (`PENDING`, `SUCCEEDED`, ...); compliance
 //! `pending|approved|failed`.
@@ -129,4 +131,24 @@ pub enum MarketplaceFaultBehavior {
     Timeout,
     Delay,
     Duplicate,
+}
+
+/// `POST /recipient-payouts` (Idempotency-Key: the request id): a recipient
+/// withdrawal paid to the recipient's bank account.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecipientPayoutBody {
+    pub amount: pelago_storage::Money,
+    pub holder_name: String,
+    pub bank_code: String,
+    pub account_number: String,
+}
+
+/// The answer to a recipient payout, and to `GET /recipient-payouts/by-request/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipientPayoutAnswer {
+    pub id: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
 }

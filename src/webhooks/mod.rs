@@ -285,6 +285,7 @@ fn object_id(event: &EventRecord) -> String {
         O::Withdrawal(w) => w.id.to_string(),
         O::Onboarding(o) => o.id.to_string(),
         O::Agreement(a) => a.id.to_string(),
+        O::RecipientWithdrawal(w) => w.id.to_string(),
         O::Settlement(_) | O::MonthlyCharge(_) | O::Reconciliation(_) => event.id.to_string(),
     }
 }

@@ -58,6 +58,7 @@ trees! {
     Agreements => "agreements",
     RecipientBalances => "recipient_balances",
     ReconciliationRuns => "reconciliation_runs",
+    RecipientWithdrawals => "recipient_withdrawals",
     Index => "index",
 }
 
