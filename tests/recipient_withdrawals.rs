@@ -9,38 +9,16 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{Key, Service, clock, ledger_balanced, send};
+use common::{
+    Key, Service, clock, ledger_balanced,
+    marketplace::{fund, recipient},
+    send,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn recipient_body(name: &str, account_number: &str) -> Value {
-    json!({
-        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": account_number, "bank_code": "DBS", "kind": "personal"},
-    })
-}
-
-/// A recipient onboarded in one step (the sandbox decides by the name's last word).
-async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &str) -> String {
-    let (status, rec) =
-        send(svc, key, Method::POST, "/v1/recipients", Some(&recipient_body(name, account_number))).await;
-    assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let id = rec["id"].as_str().unwrap().to_owned();
-    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
-    let (status, o) =
-        send(svc, key, Method::POST, &format!("/v1/recipients/{id}/onboardings"), Some(&onboard)).await;
-    assert_eq!(status, StatusCode::CREATED, "{o}");
-    id
-}
 
 async fn withdraw(svc: &Service, key: &Key, rec: &str, body: Value) -> (StatusCode, Value) {
     send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/withdrawals"), Some(&body)).await
@@ -171,48 +149,6 @@ async fn the_six_checks_refuse_in_order_and_create_nothing() {
     assert!(balance["balances"].as_array().unwrap().iter().all(|b| b["withdrawing"] == 0), "{balance}");
 }
 
-/// Books a collection of `amount` (all to `recipient`) and its split through
-/// the merchant actor on the stopped service's store: the recipient has
-/// `amount` available.
-fn fund(data: &Path, merchant: &str, recipients: &[(&str, i64)]) {
-    use pelago_actors::{
-        ledger::{EntryKind, marketplace},
-        merchant::PostEntry,
-        ports::SystemClock,
-        system::{Actors, SystemConfig},
-    };
-    use pelago_storage::{Currency, MerchantId, Money, RecipientId, Store, StoreConfig};
-    let data = data.to_owned();
-    let merchant = MerchantId::parse(merchant).unwrap();
-    let lines: Vec<(marketplace::Party, Money)> = recipients
-        .iter()
-        .map(|(r, v)| {
-            (marketplace::Party::Recipient(RecipientId::parse(r).unwrap()), Money::new(*v, Currency::USD))
-        })
-        .collect();
-    std::thread::spawn(move || {
-        actix::System::with_tokio_rt(|| {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-        })
-        .block_on(async move {
-            let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
-            let actors =
-                Actors::start(store.clone(), std::sync::Arc::new(SystemClock), SystemConfig::default());
-            let payment = pelago_storage::PaymentId::generate().to_string();
-            for (kind, postings, source) in [
-                (EntryKind::MarketplaceCollection, marketplace::collection(&lines).unwrap(), payment.clone()),
-                (EntryKind::Split, marketplace::split(&lines).unwrap(), format!("split/{payment}")),
-            ] {
-                let entry = PostEntry { source_id: source, kind, postings, event: None, index: vec![] };
-                actors.ask_merchant(&merchant, entry).await.unwrap().unwrap();
-            }
-            store.flush_blocking().unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-}
-
 async fn balance(svc: &Service, key: &Key, rec: &str) -> (i64, i64) {
     let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{rec}/balance"), None).await;
     (
@@ -246,7 +182,7 @@ async fn a_funded_recipient_is_paid_refused_or_resolved() {
     commission_agreement(&svc, &key, &seller, 1000).await;
     let now = clock::now(&svc).await;
     svc.terminate();
-    fund(&data, &merchant, &[(&seller, 900), (&failing, 300)]);
+    fund(&data, &merchant, &[(&seller, 900), (&failing, 300)], now);
     let svc = Service::start(&data, &env);
     clock::set(&svc, inside_window(now)).await;
     assert_eq!(balance(&svc, &key, &seller).await, (900, 0));
@@ -331,7 +267,7 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let now = clock::now(&svc).await;
     svc.terminate();
-    fund(&data, &merchant, &[(&seller, 900)]);
+    fund(&data, &merchant, &[(&seller, 900)], now);
     let svc = Service::start(
         &data,
         &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000"), ("PELAGO_FAILPOINTS", "recipient_withdrawal.after_hold")],

@@ -165,3 +165,101 @@ async fn the_daily_job_catches_up_the_days_a_clock_jump_skipped_once_each() {
     assert_eq!(dates.len(), total, "one reconciliation.ready per date: {events}");
     assert!(total >= 3, "{events}");
 }
+
+/// Σ amount per (account, currency) of a txt file's rows.
+fn sums(rows: &[Vec<String>]) -> std::collections::BTreeMap<(String, String), i64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for r in rows {
+        *sums.entry((r[6].clone(), r[12].clone())).or_default() += r[11].parse::<i64>().unwrap();
+    }
+    sums
+}
+
+/// A day with a collection, its split and a paid withdrawal: both files hold
+/// the same rows, in order, summing to 0 and to the ledger's day per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_with_a_split_and_a_withdrawal_is_in_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let (merchant, key, _) = svc.merchant("Accounted").await;
+    let seller = common::marketplace::recipient(&svc, &key, "Seller Approved", "ACC123456").await;
+    // 11:00 local tomorrow: inside the withdrawal window.
+    let at = clock::day_after(clock::now(&svc).await, 1, 3, 0, 0);
+    svc.terminate();
+    common::marketplace::fund(&data, &merchant, &[(&seller, 900)], at);
+    let svc = Service::start(&data, &[]);
+    clock::set(&svc, at + chrono::Duration::minutes(1)).await;
+    let (status, w) = send(
+        &svc,
+        &key,
+        Method::POST,
+        &format!("/v1/recipients/{seller}/withdrawals"),
+        Some(&json!({"amount": {"value": 500, "currency": "USD"}})),
+    )
+    .await;
+    assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");
+
+    // The next 02:00 UTC builds the day.
+    let day = local_date(at).to_string();
+    clock::set(&svc, clock::day_after(at, 1, 2, 0, 5)).await;
+    let run = run_completed(&svc, &day).await;
+    assert_eq!(run["rows"], 8, "{run}");
+
+    let txt = download(&svc, &key, &format!("/v1/reconciliation/{day}?format=txt")).await;
+    let text = String::from_utf8(txt.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(text.ends_with('\n') && !text.contains('\r'));
+    let lines: Vec<Vec<String>> =
+        text.trim_end_matches('\n').split('\n').map(|l| l.split('|').map(str::to_owned).collect()).collect();
+    assert_eq!(lines[0].join("|"), HEADER);
+    let rows = &lines[1..];
+    let kinds: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "marketplace_collection",
+            "marketplace_collection",
+            "split",
+            "split",
+            "recipient_withdrawal",
+            "recipient_withdrawal",
+            "recipient_withdrawal_paid",
+            "recipient_withdrawal_paid"
+        ]
+    );
+    assert!(rows[4..].iter().all(|r| r[3] == w["id"].as_str().unwrap() && r[4].is_empty()), "{rows:?}");
+    assert!(!text.contains("ACC123456") && !text.contains("P1234567"), "no numbers in the file");
+    let per_account = sums(rows);
+    let clearing = ("gateway:clearing".to_owned(), "USD".to_owned());
+    let of = |account: &str| (format!("recipient:{seller}:{account}"), "USD".to_owned());
+    assert_eq!(
+        per_account,
+        [(clearing, -400), (of("available"), 400), (of("in_transit"), 0), (of("withdrawing"), 0)].into()
+    );
+    assert_eq!(per_account.values().sum::<i64>(), 0, "Σ amount per currency is 0");
+    let (_, balance) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{seller}/balance"), None).await;
+    assert_eq!(balance["balances"][0]["available"], 400, "the file's sum is the ledger's: {balance}");
+
+    let xlsx = download(&svc, &key, &format!("/v1/reconciliation/{day}?format=xlsx")).await;
+    let mut book = Xlsx::new(Cursor::new(xlsx.bytes().await.unwrap().to_vec())).unwrap();
+    let sheet: Vec<Vec<String>> = book
+        .worksheet_range("reconciliation")
+        .unwrap()
+        .rows()
+        .map(|r| {
+            let mut cells: Vec<String> = r
+                .iter()
+                .map(|c| match c {
+                    Data::Empty => String::new(),
+                    Data::String(s) => s.clone(),
+                    Data::Float(f) => format!("{}", *f as i64),
+                    other => panic!("unexpected cell {other:?}"),
+                })
+                .collect();
+            cells.resize(13, String::new());
+            cells
+        })
+        .collect();
+    assert_eq!(sheet, lines, "the xlsx holds the txt's rows");
+    common::ledger_balanced(&svc).await;
+}

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod far_dates;
+pub mod marketplace;
 pub mod readme;
 pub mod receiver;
 
