@@ -443,7 +443,13 @@ fn recipient_payout(_state: &State, account: &GatewayAccountRec, req: &Request) 
         recipient_payout_key(&account.merchant_id, request_id),
         serde_json::to_vec(&answer_body).expect("wire types always serialise"),
     );
-    answer(StatusCode::CREATED, &answer_body, batch, None)
+    let event = GatewayEventWire::RecipientPayoutUpdated {
+        id: answer_body.id.clone(),
+        request_id: request_id.to_owned(),
+        status: status.into(),
+        amount: body.amount,
+    };
+    answer(StatusCode::CREATED, &answer_body, batch, Some(callback(account, event)))
 }
 
 fn refund(state: &State, account: &GatewayAccountRec, req: &Request, gateway_order_id: &str) -> Decision {

@@ -359,3 +359,46 @@ async fn resolve_one(app: &Arc<Core>, id: &RecipientWithdrawalId) -> Result<bool
     };
     Ok(!finish(app, w, outcome).await?.unknown)
 }
+
+/// What a `recipient_payout.updated` callback named.
+pub struct PayoutNotice<'a> {
+    pub signer: &'a str,
+    pub event_id: &'a str,
+    pub request_id: &'a str,
+    pub amount: Money,
+}
+
+/// A payout callback is a hint: bound (the withdrawal's payout was made
+/// under the signing account), compared (W − K), then confirmed by the
+/// gateway's answer to a query by request id, which alone finishes it.
+pub async fn on_payout(app: &Core, notice: PayoutNotice<'_>) -> Result<&'static str, Error> {
+    let unbound = || {
+        crate::flows::callback_rules::unbound_payout(app, notice.signer, notice.event_id, notice.request_id)
+    };
+    let record = match RecipientWithdrawalId::parse(notice.request_id) {
+        Ok(id) => app.store.get::<RecipientWithdrawalRecord>(id.as_bytes())?,
+        Err(_) => None,
+    };
+    let Some(w) = record else { return Err(unbound()) };
+    let account = super::gateway_account(app, &w.merchant_id).await?;
+    if account.merchant_id != notice.signer {
+        return Err(unbound());
+    }
+    if notice.amount != w.payout_amount() {
+        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
+    }
+    if w.status != RecipientWithdrawalStatus::Processing {
+        return Ok("unchanged");
+    }
+    if booked(&app.store, w.id.as_str(), EntryKind::RecipientWithdrawal)?.is_none() {
+        return Ok("unconfirmed"); // the request is still booking its hold: it finishes itself
+    }
+    match app.upstreams.recipient_payouts.query_recipient_payout(account, w.id.to_string()).await {
+        Outcome::Unknown { detail } => {
+            tracing::warn!(withdrawal_id = %w.id, detail, "payout query outcome unknown; the resolver asks again");
+            Ok("unconfirmed")
+        }
+        Outcome::Declined { .. } => Err(crate::flows::callback_rules::mismatch("request id")),
+        known => Ok(if finish(app, w, known).await?.unknown { "unconfirmed" } else { "applied" }),
+    }
+}
