@@ -203,6 +203,7 @@ fn with_responses(mut op: OperationBuilder, route: &Route) -> OperationBuilder {
     for (status, what) in [
         ("400", "invalid request"),
         ("401", "authentication failed"),
+        ("402", "insufficient funds"),
         ("404", "not found"),
         ("405", "method not allowed"),
         ("409", "invalid state or idempotency key in progress"),
