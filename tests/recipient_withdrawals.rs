@@ -297,3 +297,78 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     assert_eq!(balance(&svc, &key, &seller).await, (500, 0), "debited once");
     ledger_balanced(&svc).await;
 }
+
+/// A `recipient_payout.updated` callback signed by `api_key` for `account`.
+async fn payout_callback(
+    svc: &Service,
+    account: &str,
+    api_key: &str,
+    request_id: &str,
+    value: i64,
+) -> StatusCode {
+    let body = json!({"event_id": format!("evt_{account}_{request_id}_{value}"), "merchant_id": account,
+        "type": "recipient_payout.updated", "data": {"id": "grp_forged", "request_id": request_id,
+        "status": "failed", "amount": usd(value)}});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signature = pelago_card::upstream::callbacks::sign(
+        api_key.as_bytes(),
+        pelago_storage::Timestamp::now_real().unix_seconds(),
+        &bytes,
+    );
+    let r = svc.http.post(svc.url("/callbacks/gateway")).header("x-gateway-signature", signature).body(bytes);
+    r.send().await.unwrap().status()
+}
+
+/// A payout callback is a hint: signed by another account → 401; a lying
+/// amount → 400; the right account and amount → only the gateway's answer to
+/// the query counts, and a paid withdrawal stays paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payout_callbacks_are_bound_compared_and_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &[]);
+    let own_account = |name: &str, account: &str, api_key: &str| {
+        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+               "gateway": {"merchant_id": account, "api_key": api_key}})
+    };
+    let (merchant, key, _) =
+        svc.merchant_with(own_account("Market", "gw_market", "gw-market-key-0001")).await;
+    svc.merchant_with(own_account("Forger", "gw_forger", "gw-forger-key-0001")).await;
+    let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
+    let now = clock::now(&svc).await;
+    svc.terminate();
+    fund(&data, &merchant, &[(&seller, 900)], now);
+    let svc = Service::start(&data, &[]);
+    clock::set(&svc, inside_window(now)).await;
+    let (status, w) = withdraw(&svc, &key, &seller, json!({"amount": usd(500)})).await;
+    assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");
+    let id = w["id"].as_str().unwrap();
+
+    assert_eq!(
+        payout_callback(&svc, "gw_forger", "gw-forger-key-0001", id, 500).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let never = "rwd_01JD0000000000000000000009";
+    assert_eq!(
+        payout_callback(&svc, "gw_market", "gw-market-key-0001", never, 500).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        payout_callback(&svc, "gw_market", "gw-market-key-0001", id, 499).await,
+        StatusCode::BAD_REQUEST
+    );
+    // Genuine account and amount, but the body says failed: the gateway says paid; nothing changes.
+    assert_eq!(payout_callback(&svc, "gw_market", "gw-market-key-0001", id, 500).await, StatusCode::OK);
+    let (_, after) =
+        send(&svc, &key, Method::GET, &format!("/v1/recipients/{seller}/withdrawals/{id}"), None).await;
+    assert_eq!(
+        (after["status"].as_str(), after["version"].as_u64()),
+        (Some("succeeded"), Some(2)),
+        "{after}"
+    );
+    assert_eq!(balance(&svc, &key, &seller).await, (400, 0));
+    let (_, events) =
+        send(&svc, &key, Method::GET, "/v1/events?type=recipient.withdrawal.failed", None).await;
+    assert_eq!(events["data"], json!([]), "{events}");
+    ledger_balanced(&svc).await;
+}

@@ -165,15 +165,16 @@ impl Service {
 
     /// Creates a master-account merchant; returns its id, key and webhook secret.
     pub async fn merchant(&self, name: &str) -> (String, Key, String) {
-        let r = self
-            .admin(reqwest::Method::POST, "/admin/v1/merchants")
-            .json(&serde_json::json!({
-                "name": name, "funding_mode": "master_account",
-                "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-            }))
-            .send()
-            .await
-            .unwrap();
+        self.merchant_with(serde_json::json!({
+            "name": name, "funding_mode": "master_account",
+            "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+        }))
+        .await
+    }
+
+    /// Creates the merchant `body` describes; returns its id, key and webhook secret.
+    pub async fn merchant_with(&self, body: serde_json::Value) -> (String, Key, String) {
+        let r = self.admin(reqwest::Method::POST, "/admin/v1/merchants").json(&body).send().await.unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::CREATED);
         let v: serde_json::Value = r.json().await.unwrap();
         let key = Key {
