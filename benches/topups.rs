@@ -21,9 +21,7 @@ use pelago_actors::{
         topup::{BeginTopup, FundTopup, TopupStatus},
     },
     ledger::{self, EntryKind},
-    merchant::{
-        ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, MerchantStatus, PostEntry, Sealed,
-    },
+    merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
     ports::{
         CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
         ChannelCardholder, ChannelDirectory, ChannelOperation, ChannelTransaction, CreateCardholder,
@@ -105,21 +103,8 @@ async fn setup(
     let mut pairs = Vec::new();
     for _ in 0..merchants {
         let id = MerchantId::generate();
-        let record = MerchantRecord {
-            id: id.clone(),
-            name: "Bench".into(),
-            status: MerchantStatus::Active,
-            funding_mode: FundingMode::MasterAccount,
-            webhook_url: None,
-            allowed_card_names: vec![],
-            gateway: None,
-            fees: vec![],
-            withdrawal_addresses: vec![],
-            webhook_secrets: vec![],
-            balances: vec![],
-            created_at: Timestamp(0),
-            version: 1,
-        };
+        let record =
+            MerchantRecord::new(id.clone(), "Bench".into(), FundingMode::MasterAccount, Timestamp(0));
         let key = ApiKeyRecord {
             key_id: ApiKeyId::generate(),
             merchant_id: id.clone(),

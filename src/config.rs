@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
+pub mod marketplace;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting}: {problem}")]
 pub struct ConfigError {
@@ -41,6 +43,11 @@ pub struct Config {
     pub webhook_retry_schedule_secs: Vec<u64>,
     pub billing_cron: String,
     pub settlement_cron: String,
+    /// MARKETPLACE.md §1: the offset of the withdrawal window and reconciliation days.
+    pub marketplace_utc_offset: chrono::FixedOffset,
+    pub withdrawal_window: marketplace::WithdrawalWindow,
+    /// UTC; each instant builds the reconciliation files of the local day before it.
+    pub reconciliation_cron: String,
     pub max_live_actors: usize,
     pub actor_idle_secs: u64,
     pub rate_limit_per_sec: u32,
@@ -94,6 +101,9 @@ impl Default for Config {
             webhook_retry_schedule_secs: vec![5, 30, 120, 600, 3600, 14400, 43200, 86400],
             billing_cron: "0 0 0 1 * *".into(),
             settlement_cron: "0 0 1 * * *".into(),
+            marketplace_utc_offset: chrono::FixedOffset::east_opt(8 * 3600).expect("literal offset"),
+            withdrawal_window: marketplace::WithdrawalWindow::default(),
+            reconciliation_cron: "0 0 2 * * *".into(),
             max_live_actors: 100_000,
             actor_idle_secs: 600,
             rate_limit_per_sec: 100,
@@ -128,6 +138,9 @@ struct FileConfig {
     webhook_retry_schedule: Option<String>,
     billing_cron: Option<String>,
     settlement_cron: Option<String>,
+    marketplace_utc_offset: Option<String>,
+    withdrawal_window: Option<String>,
+    reconciliation_cron: Option<String>,
     max_live_actors: Option<u64>,
     actor_idle_secs: Option<u64>,
     rate_limit: Option<String>,
@@ -176,6 +189,7 @@ impl Config {
             None => c.sandbox = file.sandbox.unwrap_or(c.sandbox),
         }
         c.jobs(&mut file, &pick)?;
+        c.marketplace(&mut file, &pick)?;
         c.limits(&mut file, &pick)?;
         c.logging(&mut file, &pick)?;
         c.flags(flags)?;
@@ -265,6 +279,24 @@ impl Config {
         }
         if let Some(v) = pick("PELAGO_ACTOR_IDLE_SECS", f.actor_idle_secs.take().map(|n| n.to_string())) {
             c.actor_idle_secs = parse_num("PELAGO_ACTOR_IDLE_SECS", &v, 1, 86_400 * 7)?;
+        }
+        Ok(())
+    }
+
+    /// The marketplace's offset, withdrawal window and reconciliation cron (MARKETPLACE.md §1).
+    fn marketplace(&mut self, f: &mut FileConfig, pick: &Pick<'_>) -> Result<(), ConfigError> {
+        let c = self;
+        if let Some(v) = pick("PELAGO_MARKETPLACE_UTC_OFFSET", f.marketplace_utc_offset.take()) {
+            c.marketplace_utc_offset =
+                marketplace::parse_utc_offset(&v).map_err(|e| bad("PELAGO_MARKETPLACE_UTC_OFFSET", e))?;
+        }
+        if let Some(v) = pick("PELAGO_WITHDRAWAL_WINDOW", f.withdrawal_window.take()) {
+            c.withdrawal_window =
+                marketplace::WithdrawalWindow::parse(&v).map_err(|e| bad("PELAGO_WITHDRAWAL_WINDOW", e))?;
+        }
+        if let Some(v) = pick("PELAGO_RECONCILIATION_CRON", f.reconciliation_cron.take()) {
+            check_cron("PELAGO_RECONCILIATION_CRON", &v)?;
+            c.reconciliation_cron = v;
         }
         Ok(())
     }

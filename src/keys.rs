@@ -4,7 +4,10 @@
 //! the exact bytes on disk (the golden test pins them), `parse` reads them back.
 
 use pelago_actors::keys;
-use pelago_storage::{CardId, CardholderId, ChannelId, MerchantId, OrderId, TransactionId, WithdrawalId};
+use pelago_storage::{
+    CardId, CardholderId, ChannelId, MerchantId, OrderId, RecipientId, RecipientWithdrawalId, TransactionId,
+    WithdrawalId,
+};
 
 pub const DEPADDR: &str = "depaddr/";
 pub const WDRACCT: &str = "wdracct/";
@@ -50,6 +53,8 @@ pub const SANDBOX_CHANNEL: &str = "sandbox/channel/";
 pub const SANDBOX_ACCOUNT: &str = "sandbox/account/";
 pub const PAYMENT: &str = "payment/";
 pub const SPLIT: &str = "split/";
+pub const RWDLIST: &str = "rwdlist/";
+pub const RWDPENDING: &str = "rwdpending/";
 
 keys! {
     /// Rows of `Tree::Index` the binary writes.
@@ -78,6 +83,8 @@ keys! {
         TransactionSync { card: CardId } = TXSYNC;
         /// → the monthly-fee order of a card and period.
         MonthlyFeeOrder { card: CardId, period: String } = MFEEORDER;
+        /// → nothing: a recipient's withdrawals, for the list.
+        RecipientWithdrawal { recipient: RecipientId, withdrawal: RecipientWithdrawalId } = RWDLIST;
     }
 }
 
@@ -100,6 +107,8 @@ keys! {
         TransactionConfirm { card: CardId, channel_transaction: String } = TXNCONFIRM;
         /// A master-account card open's intent (before its fee).
         CardOpen { card: CardId } = CARDOPEN;
+        /// → the start (real time, big-endian ms): a recipient withdrawal not final yet.
+        RecipientWithdrawal { withdrawal: RecipientWithdrawalId } = RWDPENDING;
     }
 }
 

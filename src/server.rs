@@ -285,6 +285,10 @@ fn spawn_resolver(app: std::sync::Weak<App>) {
                 ("payment", crate::flows::marketplace::payments::resolve_pending(&app.core).await),
                 ("split batch", crate::flows::marketplace::splits::resolve_pending(&app.core).await),
                 ("refund", crate::flows::marketplace::refunds::resolve_pending(&app.core).await),
+                (
+                    "recipient withdrawal",
+                    crate::flows::marketplace::withdrawals::resolve_pending(&app.core).await,
+                ),
             ];
             for (flow, pass) in &passes {
                 match pass {

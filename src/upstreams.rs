@@ -37,6 +37,8 @@ pub struct Upstreams {
     pub agreements: Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>,
     /// The gateway's marketplace payments (checkout, capture, cancel).
     pub payments: Arc<dyn pelago_actors::payment::gateway::PaymentsGateway>,
+    /// The gateway's bank payouts of recipient withdrawals.
+    pub recipient_payouts: Arc<dyn pelago_actors::recipient::gateway::RecipientPayoutGateway>,
     /// Where the built-in simulators answer (sandbox mode only).
     pub sandbox: Option<SandboxControl>,
 }
@@ -67,6 +69,8 @@ impl Upstreams {
         let agreements =
             Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::AgreementGateway>;
         let payments = Arc::clone(&marketplace) as Arc<dyn pelago_actors::payment::gateway::PaymentsGateway>;
+        let recipient_payouts =
+            Arc::clone(&marketplace) as Arc<dyn pelago_actors::recipient::gateway::RecipientPayoutGateway>;
         let sandbox = sandbox.map(|(root, token)| client.sandbox_control(root, token));
         Ok(Upstreams {
             client,
@@ -75,6 +79,7 @@ impl Upstreams {
             marketplace,
             agreements,
             payments,
+            recipient_payouts,
             sandbox,
         })
     }

@@ -180,7 +180,6 @@ fn stored_balances(data: &std::path::Path) -> Vec<(i64, i64)> {
     balances
 }
 
-/// The settlement run of `date` once completed (bounded).
 /// These tests again, with the real time far from today (`common::far_dates`).
 #[test]
 fn far_from_today() {

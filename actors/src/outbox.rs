@@ -36,6 +36,19 @@ pub enum EventObject {
     PaymentsSettlement(Box<PaymentsSettlement>),
     SplitBatch(Box<crate::payment::split::SplitBatchRecord>),
     Refund(Box<crate::payment::refund::RefundRecord>),
+    /// `reconciliation.ready`: a merchant's files of one local day (MARKETPLACE.md §10).
+    Reconciliation(Box<ReconciliationReady>),
+    /// `recipient.withdrawal.succeeded|failed` (MARKETPLACE.md §7).
+    RecipientWithdrawal(Box<crate::recipient::withdrawal::RecipientWithdrawalRecord>),
+}
+
+/// A merchant's reconciliation files of `date` were built (`reconciliation.ready`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationReady {
+    pub merchant_id: MerchantId,
+    /// The local day, `YYYY-MM-DD`.
+    pub date: String,
+    pub rows: u64,
 }
 
 /// What one settlement run moved for one merchant (`settlement.completed`).

@@ -508,6 +508,14 @@ pub enum GatewayEvent {
         request_id: RequestId,
         amount: Money,
     },
+    /// A recipient withdrawal's bank payout was decided (MARKETPLACE.md §7):
+    /// a hint, confirmed by querying the payout by its request id.
+    RecipientPayoutUpdated {
+        /// The withdrawal's id.
+        request_id: RequestId,
+        /// W − K.
+        amount: Money,
+    },
 }
 
 /// Finds the adapter of a channel (implemented by the binary's upstream registry).

@@ -9,30 +9,14 @@ use common::run;
 use pelago_actors::{
     ActorError, Reject,
     ledger::{self, EntryKind, JournalEntry},
-    merchant::{
-        ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, MerchantStatus, PostEntry, Sealed,
-    },
+    merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
     ports::SystemClock,
     system::{Actors, SystemConfig},
 };
 use pelago_storage::{ApiKeyId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp};
 
 fn merchant(id: &MerchantId) -> (MerchantRecord, ApiKeyRecord) {
-    let record = MerchantRecord {
-        id: id.clone(),
-        name: "Ledger".into(),
-        status: MerchantStatus::Active,
-        funding_mode: FundingMode::MasterAccount,
-        webhook_url: None,
-        allowed_card_names: vec![],
-        gateway: None,
-        fees: vec![],
-        withdrawal_addresses: vec![],
-        webhook_secrets: vec![],
-        balances: vec![],
-        created_at: Timestamp(0),
-        version: 1,
-    };
+    let record = MerchantRecord::new(id.clone(), "Ledger".into(), FundingMode::MasterAccount, Timestamp(0));
     let key = ApiKeyRecord {
         key_id: ApiKeyId::generate(),
         merchant_id: id.clone(),

@@ -22,6 +22,9 @@ fn defaults_match_sandbox_md() {
     assert_eq!((c.header_read_timeout_ms, c.body_read_timeout_ms), (10_000, 30_000));
     assert_eq!(c.max_connections, 1024);
     assert_eq!(c.retention_secs, 30 * 86_400);
+    assert_eq!(c.marketplace_utc_offset.local_minus_utc(), 8 * 3600);
+    assert_eq!(c.withdrawal_window.describe(), "07:00-20:00");
+    assert_eq!(c.reconciliation_cron, "0 0 2 * * *");
     assert!(!c.sandbox);
     assert_eq!(c.public_base_url(), "http://127.0.0.1:8080");
 }
@@ -45,6 +48,9 @@ fn each_bad_value_names_its_setting() {
         ("PELAGO_ADMIN_TOKEN", "short"),
         ("PELAGO_LOG_FORMAT", "xml"),
         ("PELAGO_PUBLIC_BASE_URL", "ftp://x"),
+        ("PELAGO_MARKETPLACE_UTC_OFFSET", "UTC+8"),
+        ("PELAGO_WITHDRAWAL_WINDOW", "07:00-25:00"),
+        ("PELAGO_RECONCILIATION_CRON", "daily"),
     ] {
         let err = load(&[(name, value)]).unwrap_err();
         assert_eq!(err.setting, name, "{value}");

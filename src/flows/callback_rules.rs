@@ -27,6 +27,12 @@ pub fn unbound(app: &Core, source: CallbackSource, sender: &str, event_id: &str,
     Error::unbound("the callback names an object that was not created under its sender")
 }
 
+/// A payout callback (`payout.updated`, `recipient_payout.updated`) naming
+/// `request_id` that was not made under its signer: [`unbound`], from the gateway.
+pub fn unbound_payout(app: &Core, signer: &str, event_id: &str, request_id: &str) -> Error {
+    unbound(app, CallbackSource::Gateway, signer, event_id, request_id)
+}
+
 /// The callback's `what` (amount, currency, upstream id) differs from the record's: 400, nothing changes.
 pub fn mismatch(what: &str) -> Error {
     Error::bad_request(format!("the callback's {what} does not match the record's"))

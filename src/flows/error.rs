@@ -43,6 +43,13 @@ pub enum Error {
     /// Try again (an actor restarting, an outcome being recovered).
     #[error("{0}")]
     Unavailable(String),
+    /// A commission above what the signed commission agreement allows
+    /// (MARKETPLACE.md §1: 400 `commission_limit_exceeded`).
+    #[error("{message}")]
+    CommissionLimitExceeded { param: String, message: String },
+    /// Outside the withdrawal window (MARKETPLACE.md §1: 409 `withdrawal_window_closed`).
+    #[error("{0}")]
+    WindowClosed(String),
     /// An invariant broke or the store failed; logged where it happened.
     #[error("the service could not complete the request; retry")]
     Internal,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod marketplace;
 pub mod money;
 pub mod orders;
+pub mod reconciliation;
 pub mod settlement;
 pub mod topups;
 pub mod withdrawals;

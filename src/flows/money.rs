@@ -102,6 +102,15 @@ pub async fn on_gateway_event(app: &Core, callback: &GatewayCallback) -> Result<
             };
             crate::flows::withdrawals::on_payout(app, notice).await
         }
+        GatewayEvent::RecipientPayoutUpdated { request_id, amount } => {
+            let notice = crate::flows::marketplace::withdrawals::PayoutNotice {
+                signer,
+                event_id: &callback.event_id,
+                request_id,
+                amount: *amount,
+            };
+            crate::flows::marketplace::withdrawals::on_payout(app, notice).await
+        }
     }
 }
 

@@ -344,13 +344,7 @@ pub async fn on_payout(app: &Core, notice: PayoutNotice<'_>) -> Result<&'static 
         None => None,
     };
     let unbound = || {
-        crate::flows::callback_rules::unbound(
-            app,
-            crate::metrics::CallbackSource::Gateway,
-            notice.signer,
-            notice.event_id,
-            notice.request_id,
-        )
+        crate::flows::callback_rules::unbound_payout(app, notice.signer, notice.event_id, notice.request_id)
     };
     let Some(record) = record else { return Err(unbound()) };
     let merchant =

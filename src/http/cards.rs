@@ -294,8 +294,13 @@ fn details(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         // Sized once so that no reallocation leaves an unwiped copy behind.
         let mut bytes = Vec::with_capacity(DETAILS_BODY_CAPACITY);
         serde_json::to_writer(&mut bytes, &body).map_err(|_| ApiError::internal())?;
-        let reply =
-            ApiReply { status: 200, body: bytes, content_type: "application/json", headers: Vec::new() };
+        let reply = ApiReply {
+            status: 200,
+            body: bytes,
+            content_type: "application/json",
+            headers: Vec::new(),
+            file: None,
+        };
         Ok(reply.with_header("cache-control", "no-store"))
     })
 }

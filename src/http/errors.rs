@@ -98,6 +98,11 @@ impl ApiError {
         Self::new(404, "not_found", format!("{what} not found"))
     }
 
+    /// 404 `not_found` with a message that says more than what is missing.
+    pub fn not_found_saying(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message.into())
+    }
+
     pub fn method_not_allowed(allow: String) -> Self {
         let mut e = Self::new(405, "invalid_request", "method not allowed on this path");
         e.headers.push(("allow", allow));
@@ -205,6 +210,10 @@ impl From<crate::flows::Error> for ApiError {
                 ApiError { param: Some(param), ..ApiError::new(400, "commission_limit_exceeded", message) }
             }
             E::KeyInUse => ApiError::new(409, "idempotency_in_progress", message),
+            E::CommissionLimitExceeded { param, .. } => {
+                ApiError { param: Some(param), ..ApiError::new(400, "commission_limit_exceeded", message) }
+            }
+            E::WindowClosed(_) => ApiError::new(409, "withdrawal_window_closed", message),
             E::InsufficientFunds(_) => ApiError::new(402, "insufficient_funds", message),
             E::Upstream(_) => ApiError::upstream(message),
             E::Unavailable(_) => ApiError::unavailable(message),

@@ -155,7 +155,8 @@ pub fn before(
         };
         let content_type =
             if stored.content_type == "application/json" { "application/json" } else { "text/plain" };
-        let mut reply = ApiReply { status: stored.status, body, content_type, headers: stored.headers };
+        let mut reply =
+            ApiReply { status: stored.status, body, content_type, headers: stored.headers, file: None };
         reply.headers.push(("idempotent-replayed".into(), "true".into()));
         return Ok(Before::Replay(reply));
     }

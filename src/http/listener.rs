@@ -74,7 +74,10 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
             let mut service = service.clone();
-            async move { Ok::<_, Infallible>(service.call(request).await.unwrap_or_else(|never| match never {})) }
+            async move {
+                let response = service.call(request).await.unwrap_or_else(|never| match never {});
+                Ok::<_, Infallible>(super::file_body::stream(response))
+            }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

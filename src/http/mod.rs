@@ -17,6 +17,7 @@ pub mod debug;
 pub mod deliveries;
 pub mod errors;
 pub mod events;
+pub mod file_body;
 pub mod files;
 pub mod idempotency;
 pub mod json;
@@ -30,7 +31,9 @@ pub mod pagination;
 pub mod payments;
 pub mod ratelimit;
 pub mod receipts;
+pub mod recipient_withdrawals;
 pub mod recipients;
+pub mod reconciliation;
 pub mod refunds;
 pub mod retention;
 pub mod router;
@@ -78,6 +81,8 @@ pub fn routes() -> Vec<Route> {
     all.extend(payments::routes());
     all.extend(split_batches::routes());
     all.extend(refunds::routes());
+    all.extend(reconciliation::routes());
+    all.extend(recipient_withdrawals::routes());
     all
 }
 
@@ -357,6 +362,7 @@ fn is_no_store(reply: &ApiReply) -> bool {
 }
 
 fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
+    let file = reply.file.clone();
     let body = if is_no_store(&reply) {
         Bytes::from_owner(WipedOnDrop(reply.body))
     } else {
@@ -374,6 +380,9 @@ fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
         {
             headers.append(n, v);
         }
+    }
+    if let Some(path) = file {
+        response.extensions_mut().insert(file_body::FileBody(path));
     }
     response
 }

@@ -172,6 +172,18 @@ fn with_responses(mut op: OperationBuilder, route: &Route) -> OperationBuilder {
     let too_large = super::errors::ApiError::too_large_for(route.max_body_bytes).message().to_owned();
     let success = if route.success == 204 {
         ResponseBuilder::new().description("done").build()
+    } else if !route.produces.is_empty() {
+        let file = || {
+            let binary = ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).format(
+                Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Binary)),
+            );
+            ContentBuilder::new().schema(Some(Schema::from(binary))).build()
+        };
+        route
+            .produces
+            .iter()
+            .fold(ResponseBuilder::new().description("the file"), |r, media| r.content(*media, file()))
+            .build()
     } else {
         let content_type = if route.pattern == "/metrics" { "text/plain" } else { "application/json" };
         ResponseBuilder::new()
@@ -194,6 +206,7 @@ fn with_responses(mut op: OperationBuilder, route: &Route) -> OperationBuilder {
     for (status, what) in [
         ("400", "invalid request"),
         ("401", "authentication failed"),
+        ("402", "insufficient funds"),
         ("404", "not found"),
         ("405", "method not allowed"),
         ("409", "invalid state or idempotency key in progress"),

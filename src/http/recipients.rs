@@ -123,7 +123,7 @@ fn present<T>(value: Option<T>, param: &str) -> Result<T, ApiError> {
 }
 
 /// 1..`max` characters, no control characters (and no `|` where `no_bar`).
-fn text(value: Option<String>, param: &str, max: usize, no_bar: bool) -> Result<String, ApiError> {
+pub(super) fn text(value: Option<String>, param: &str, max: usize, no_bar: bool) -> Result<String, ApiError> {
     let v = present(value, param)?;
     let bad = v.is_empty()
         || v.chars().count() > max

@@ -101,20 +101,33 @@ pub struct ApiReply {
     pub body: Vec<u8>,
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
+    /// A body streamed from this file instead of `body` (`file_body.rs`).
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl ApiReply {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> ApiReply {
         let body = serde_json::to_vec(value).expect("wire types serialize");
-        ApiReply { status, body, content_type: "application/json", headers: Vec::new() }
+        ApiReply { status, body, content_type: "application/json", headers: Vec::new(), file: None }
     }
 
     pub fn text(status: u16, content_type: &'static str, body: String) -> ApiReply {
-        ApiReply { status, body: body.into_bytes(), content_type, headers: Vec::new() }
+        ApiReply { status, body: body.into_bytes(), content_type, headers: Vec::new(), file: None }
+    }
+
+    /// The contents of `path`, read and sent a chunk at a time.
+    pub fn file(status: u16, content_type: &'static str, path: std::path::PathBuf) -> ApiReply {
+        ApiReply { status, body: Vec::new(), content_type, headers: Vec::new(), file: Some(path) }
     }
 
     pub fn no_content() -> ApiReply {
-        ApiReply { status: 204, body: Vec::new(), content_type: "application/json", headers: Vec::new() }
+        ApiReply {
+            status: 204,
+            body: Vec::new(),
+            content_type: "application/json",
+            headers: Vec::new(),
+            file: None,
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> ApiReply {
@@ -144,6 +157,8 @@ pub struct Route {
     pub max_body_bytes: usize,
     /// The raw (non-JSON) media types the body may have, for a file upload.
     pub raw_body: &'static [&'static str],
+    /// The media types of a successful answer other than JSON (a file).
+    pub produces: &'static [&'static str],
 }
 
 impl Route {
@@ -157,6 +172,7 @@ impl Route {
             body: None,
             max_body_bytes: super::MAX_BODY_BYTES,
             raw_body: &[],
+            produces: &[],
         }
     }
 
@@ -165,6 +181,12 @@ impl Route {
     pub fn takes_raw(mut self, media_types: &'static [&'static str], max_body_bytes: usize) -> Route {
         self.raw_body = media_types;
         self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// A successful answer is a file of one of `media_types`, not JSON.
+    pub fn produces(mut self, media_types: &'static [&'static str]) -> Route {
+        self.produces = media_types;
         self
     }
 

@@ -206,6 +206,11 @@ pub fn event(e: &EventRecord, order_of: &dyn Fn(&OrderId) -> Option<OrderRecord>
         EventObject::Payment(p) => super::payments::payment_json(p),
         EventObject::SplitBatch(b) => super::split_batches::batch_json(b),
         EventObject::Refund(r) => super::refunds::refund_json(r),
+        EventObject::RecipientWithdrawal(w) => super::recipient_withdrawals::withdrawal_json(w),
+        EventObject::Reconciliation(r) => json!({
+            "object": "reconciliation", "merchant_id": r.merchant_id, "date": r.date, "rows": r.rows,
+            "formats": ["txt", "xlsx"],
+        }),
     };
     json!({
         "id": e.id,

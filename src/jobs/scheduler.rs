@@ -1,11 +1,12 @@
-//! The scheduler actor: fires monthly billing and daily settlement on the
-//! service clock.
+//! The scheduler actor: fires monthly billing, daily settlement and the daily
+//! reconciliation files (MARKETPLACE.md §10) on the service clock.
 //!
 //! tokio-cron-scheduler ticks it every second (real time); on each tick the
 //! actor reads the service clock and triggers, for each cron instant in
-//! `(floor, now]` (the newest 12 billing periods and 31 settlement days), that
-//! period's billing run or that date's settlement run unless it exists and is
-//! completed. So moving the service clock past a cron instant fires the job,
+//! `(floor, now]` (the newest 12 billing periods, 31 settlement days and 31
+//! reconciliation instants), that period's billing run, that date's settlement
+//! run or the reconciliation run of the local day before the instant, unless it
+//! exists and is completed. So moving the service clock past a cron instant fires the job,
 //! a start-up after downtime catches up the periods and days it missed, a run
 //! a crash interrupted is resumed, and a clock set back (which lowers the
 //! floor, `clock.rs`) and then forward again over an instant fires that
@@ -23,13 +24,14 @@ use pelago_storage::Timestamp;
 
 use crate::{
     app::App,
-    flows::{billing, settlement},
+    flows::{billing, reconciliation, settlement},
 };
 
 pub struct Scheduler {
     app: Weak<App>,
     billing: croner::Cron,
     settlement: croner::Cron,
+    reconciliation: croner::Cron,
     busy: bool,
 }
 
@@ -48,6 +50,7 @@ impl Scheduler {
             app: Arc::downgrade(app),
             billing: super::parse_cron(&app.config.billing_cron).map_err(anyhow::Error::msg)?,
             settlement: super::parse_cron(&app.config.settlement_cron).map_err(anyhow::Error::msg)?,
+            reconciliation: super::parse_cron(&app.config.reconciliation_cron).map_err(anyhow::Error::msg)?,
             busy: false,
         };
         let addr = scheduler.start();
@@ -85,12 +88,20 @@ fn instants(cron: &croner::Cron, after: Timestamp, now: Timestamp, max: usize) -
     out
 }
 
-async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner::Cron) {
+/// The crons the scheduler fires.
+#[derive(Clone)]
+struct Crons {
+    billing: croner::Cron,
+    settlement: croner::Cron,
+    reconciliation: croner::Cron,
+}
+
+async fn fire(app: Arc<App>, crons: Crons) {
     // The floor before the time: a clock moved back lowers its floor first.
     let floor = app.service_clock.floor();
     let now = app.clock.now();
     // Billing: the period of each due instant (a month), oldest first.
-    for instant in instants(&billing_cron, floor.plus_ms(-1), now, 12) {
+    for instant in instants(&crons.billing, floor.plus_ms(-1), now, 12) {
         let period = billing::period_of(instant);
         let done =
             app.store.get::<billing::BillingRun>(period.as_str()).ok().flatten().is_some_and(|r| r.completed);
@@ -102,7 +113,7 @@ async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner
         }
     }
     // Settlement: the date of each due instant (a day), oldest first.
-    for instant in instants(&settlement_cron, floor.plus_ms(-1), now, 31) {
+    for instant in instants(&crons.settlement, floor.plus_ms(-1), now, 31) {
         let date = instant.to_datetime().format("%Y-%m-%d").to_string();
         let done = app
             .store
@@ -112,6 +123,14 @@ async fn fire(app: Arc<App>, billing_cron: croner::Cron, settlement_cron: croner
             .is_some_and(|r| r.completed);
         if !done && let Err(e) = settlement::trigger(&app.core, &date).await {
             tracing::warn!(date, error = %e, "scheduler: settlement trigger failed");
+        }
+    }
+    // Reconciliation: the local day before each due instant, oldest first.
+    for instant in instants(&crons.reconciliation, floor.plus_ms(-1), now, 31) {
+        let Some(date) = reconciliation::day_for_instant(&app.core, instant) else { continue };
+        let done = reconciliation::get(&app.core, date).ok().flatten().is_some_and(|r| r.completed);
+        if !done && let Err(e) = reconciliation::trigger(&app.core, date).await {
+            tracing::warn!(%date, error = %e, "scheduler: reconciliation trigger failed");
         }
     }
 }
@@ -124,9 +143,13 @@ impl Handler<Tick> for Scheduler {
         }
         let Some(app) = self.app.upgrade() else { return };
         self.busy = true;
-        let (b, s) = (self.billing.clone(), self.settlement.clone());
+        let crons = Crons {
+            billing: self.billing.clone(),
+            settlement: self.settlement.clone(),
+            reconciliation: self.reconciliation.clone(),
+        };
         ctx.spawn(
-            async move { fire(app, b, s).await }
+            async move { fire(app, crons).await }
                 .into_actor(self)
                 .map(|(), act: &mut Scheduler, _| act.busy = false),
         );

@@ -3,7 +3,7 @@
 //! the account's callback URL. Behaviour as SANDBOX.md describes it.
 
 use http::{Method, StatusCode};
-use pelago_storage::{Currency, Money, StoreError, Timestamp, WriteBatch};
+use pelago_storage::{Currency, Money, StoreError, Timestamp, Tree, WriteBatch};
 
 use super::{
     Request, Response, State, checkout, error, internal, json, new_id, raw_json,
@@ -18,6 +18,7 @@ use crate::upstream::{
         PayoutAnswer, PayoutBody, PayoutStateAnswer, PayoutStatusWire, RefundAnswer, RefundBody,
     },
     marketplace_wire::MarketplaceOperation,
+    marketplace_wire::{RecipientPayoutAnswer, RecipientPayoutBody},
     sandbox::{
         Acknowledged, DepositBody, DepositReported, FaultBehavior, GatewayFaultOperation, GatewayFaultSpec,
         RegisterAccountBody, ResentAnswer,
@@ -71,7 +72,8 @@ fn fault_operation(method: &Method, segments: &[&str]) -> Option<GatewayFaultOpe
         (&Method::GET, ["deposit_address"]) => GatewayFaultOperation::DepositAddress,
         (&Method::GET, ["deposits", _]) => GatewayFaultOperation::QueryDeposit,
         (&Method::GET, ["payouts", _]) => GatewayFaultOperation::QueryPayout,
-        (&Method::POST, ["payouts"]) => GatewayFaultOperation::Payout,
+        (&Method::POST, ["payouts"] | ["recipient-payouts"]) => GatewayFaultOperation::Payout,
+        (&Method::GET, ["recipient-payouts", "by-request", _]) => GatewayFaultOperation::QueryPayout,
         (&Method::POST, ["orders", _, "refunds"]) => GatewayFaultOperation::Refund,
         _ => return None,
     })
@@ -105,6 +107,18 @@ async fn serve_account(
         (&Method::GET, ["deposits", id]) => query_deposit(state, account, id),
         (&Method::GET, ["payouts", id]) => query_payout(state, account, id),
         (&Method::POST, ["payouts"]) => idempotent(state, account, req, "payout", payout).await,
+        (&Method::POST, ["recipient-payouts"]) => {
+            idempotent(state, account, req, "recipient_payout", recipient_payout).await
+        }
+        (&Method::GET, ["recipient-payouts", "by-request", request_id]) => {
+            match state.store.get_raw(Tree::Index, recipient_payout_key(&account.merchant_id, request_id)) {
+                Ok(Some(answer)) => raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
+                Ok(None) => {
+                    error(StatusCode::NOT_FOUND, "not_found", "no payout was made with this request id")
+                }
+                Err(e) => internal(e),
+            }
+        }
         (&Method::POST, ["orders", id, "refunds"]) => {
             // The operator's `refund` fault (the marketplace table) covers order refunds too.
             let fault = match super::marketplace::before_apply(state, MarketplaceOperation::Refund) {
@@ -439,6 +453,50 @@ fn payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decisio
         amount: record.amount,
     };
     let answer_body = PayoutAnswer { id: record.id, status, reason };
+    answer(StatusCode::CREATED, &answer_body, batch, Some(callback(account, event)))
+}
+
+/// `rpayreq/{merchant}/{request id}` → the answer of a recipient payout.
+fn recipient_payout_key(merchant_id: &str, request_id: &str) -> String {
+    format!("rpayreq/{merchant_id}/{request_id}")
+}
+
+/// A recipient withdrawal's bank payout (MARKETPLACE.md §11): paid unless
+/// the account number starts with `FAIL`. Nothing of the account is stored.
+fn recipient_payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
+    let body: RecipientPayoutBody = match req.json() {
+        Ok(b) => b,
+        Err(response) => return Ok(Err(response)),
+    };
+    if Money::request_amount(body.amount.value, body.amount.currency).is_err()
+        || body.account_number.is_empty()
+        || body.bank_code.is_empty()
+    {
+        return Ok(Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "amount or bank account invalid",
+        )));
+    }
+    let (status, reason) = if body.account_number.starts_with("FAIL") {
+        ("failed", Some("the bank refused the transfer to this account".to_owned()))
+    } else {
+        ("succeeded", None)
+    };
+    let answer_body = RecipientPayoutAnswer { id: new_id("grp"), status: status.into(), reason };
+    let mut batch = WriteBatch::new();
+    let request_id = req.idempotency_key().unwrap_or_default();
+    batch.put_raw(
+        Tree::Index,
+        recipient_payout_key(&account.merchant_id, request_id),
+        serde_json::to_vec(&answer_body).expect("wire types always serialise"),
+    );
+    let event = GatewayEventWire::RecipientPayoutUpdated {
+        id: answer_body.id.clone(),
+        request_id: request_id.to_owned(),
+        status: status.into(),
+        amount: body.amount,
+    };
     answer(StatusCode::CREATED, &answer_body, batch, Some(callback(account, event)))
 }
 

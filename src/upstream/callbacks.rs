@@ -205,6 +205,14 @@ pub enum GatewayEventWire {
     },
     #[serde(rename = "refund.completed")]
     RefundCompleted { id: String, gateway_order_id: String, request_id: RequestId, amount: Money },
+    #[serde(rename = "recipient_payout.updated")]
+    RecipientPayoutUpdated {
+        id: String,
+        request_id: RequestId,
+        /// `succeeded` or `failed`.
+        status: String,
+        amount: Money,
+    },
 }
 
 impl From<GatewayCallbackWire> for GatewayCallback {
@@ -233,6 +241,9 @@ impl From<GatewayCallbackWire> for GatewayCallback {
             }
             GatewayEventWire::RefundCompleted { id, gateway_order_id, request_id, amount } => {
                 GatewayEvent::RefundCompleted { refund_id: id, gateway_order_id, request_id, amount }
+            }
+            GatewayEventWire::RecipientPayoutUpdated { request_id, amount, .. } => {
+                GatewayEvent::RecipientPayoutUpdated { request_id, amount }
             }
         };
         GatewayCallback { event_id: w.event_id, account_merchant_id: w.merchant_id, event }

@@ -13,7 +13,7 @@ use pelago_actors::{
         ComplianceStatus, OnboardingStatus,
         gateway::{
             AgreementGateway, AgreementSigning, GatewayOnboarding, MarketplaceGateway, OnboardingSubmission,
-            SignedAgreement,
+            PayoutDecision, RecipientPayout, RecipientPayoutGateway, SignedAgreement,
         },
     },
 };
@@ -217,6 +217,53 @@ impl AgreementGateway for HttpMarketplaceGateway {
         async move {
             let path = format!("/agreements/by-request/{}", encode(&request_id));
             signed(send::<wire::AgreementAnswer>(self.request(&account, Method::GET, &path, None)).await)
+        }
+        .boxed()
+    }
+}
+
+fn decided(outcome: Outcome<wire::RecipientPayoutAnswer>) -> Outcome<PayoutDecision> {
+    match outcome {
+        Outcome::Done(a) if matches!(a.status.as_str(), "succeeded" | "failed") => {
+            Outcome::Done(PayoutDecision {
+                paid: a.status == "succeeded",
+                gateway_payout_id: a.id,
+                reason: a.reason,
+            })
+        }
+        Outcome::Done(a) => Outcome::Unknown { detail: format!("payout status {}", a.status) },
+        Outcome::Declined { reason } => Outcome::Declined { reason },
+        Outcome::Unknown { detail } => Outcome::Unknown { detail },
+    }
+}
+
+impl RecipientPayoutGateway for HttpMarketplaceGateway {
+    fn recipient_payout(&self, req: RecipientPayout) -> BoxFuture<'_, Outcome<PayoutDecision>> {
+        async move {
+            let body = wire::RecipientPayoutBody {
+                amount: req.amount,
+                holder_name: req.holder_name,
+                bank_code: req.bank_code,
+                account_number: req.account_number.expose().to_owned(),
+            };
+            let rb = self
+                .request(&req.account, Method::POST, "/recipient-payouts", Some(&req.request_id))
+                .json(&body);
+            decided(send::<wire::RecipientPayoutAnswer>(rb).await)
+        }
+        .boxed()
+    }
+
+    fn query_recipient_payout(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<PayoutDecision>> {
+        async move {
+            let path = format!("/recipient-payouts/by-request/{}", encode(&request_id));
+            decided(
+                send::<wire::RecipientPayoutAnswer>(self.request(&account, Method::GET, &path, None)).await,
+            )
         }
         .boxed()
     }

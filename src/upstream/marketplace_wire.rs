@@ -14,6 +14,8 @@
 //! | `GET /payments/{id}` | [`PaymentAnswer`] |
 //! | `POST /payments/{id}/capture`, `POST /payments/{id}/cancel` (request id in `Idempotency-Key`) | [`PaymentAnswer`] |
 //! | `POST /splits` [`SplitBody`] (the batch's request id in `Idempotency-Key`) | [`SplitAnswer`] |
+//! | `POST /recipient-payouts` [`RecipientPayoutBody`] (request id in `Idempotency-Key`) | [`RecipientPayoutAnswer`] |
+//! | `GET /recipient-payouts/by-request/{request_id}` | [`RecipientPayoutAnswer`] (404 `not_found`: never seen) |
 //!
 //! A payment is a checkout order of the gateway (same page, same
 //! `order.updated` callbacks to `/callbacks/gateway`, naming the `pay_` id):
@@ -206,4 +208,24 @@ pub enum MarketplaceFaultBehavior {
     Timeout,
     Delay,
     Duplicate,
+}
+
+/// `POST /recipient-payouts` (Idempotency-Key: the request id): a recipient
+/// withdrawal paid to the recipient's bank account.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecipientPayoutBody {
+    pub amount: pelago_storage::Money,
+    pub holder_name: String,
+    pub bank_code: String,
+    pub account_number: String,
+}
+
+/// The answer to a recipient payout, and to `GET /recipient-payouts/by-request/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipientPayoutAnswer {
+    pub id: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
 }

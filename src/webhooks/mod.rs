@@ -288,7 +288,10 @@ fn object_id(event: &EventRecord) -> String {
         O::Payment(p) => p.id.to_string(),
         O::SplitBatch(b) => b.id.to_string(),
         O::Refund(r) => r.id.to_string(),
-        O::Settlement(_) | O::MonthlyCharge(_) | O::PaymentsSettlement(_) => event.id.to_string(),
+        O::RecipientWithdrawal(w) => w.id.to_string(),
+        O::Settlement(_) | O::MonthlyCharge(_) | O::PaymentsSettlement(_) | O::Reconciliation(_) => {
+            event.id.to_string()
+        }
     }
 }
 

@@ -60,6 +60,8 @@ trees! {
     Payments => "payments",
     SplitBatches => "split_batches",
     Refunds => "refunds",
+    ReconciliationRuns => "reconciliation_runs",
+    RecipientWithdrawals => "recipient_withdrawals",
     Index => "index",
 }
 

@@ -319,6 +319,12 @@ pub fn cardholder_body(last_name: &str) -> serde_json::Value {
     })
 }
 
+/// Polls the operator route `path` (a settlement or reconciliation run) until
+/// the run it answers is `completed`, 30 s at most; returns it.
+pub async fn completed_run(svc: &Service, path: &str) -> serde_json::Value {
+    svc.admin_poll(path, secs(30), |run| run["status"] == "completed").await
+}
+
 /// The ledger check is balanced and no available balance is negative.
 /// The merchant's available balance in its first currency (0 if none).
 pub async fn available(svc: &Service, key: &Key) -> i64 {
@@ -345,6 +351,5 @@ pub async fn settle(svc: &Service, date: &str) -> serde_json::Value {
 
 /// Polls `GET /admin/v1/settlement/runs/{date}` until it is completed (bounded).
 pub async fn settlement_completed(svc: &Service, date: &str) -> serde_json::Value {
-    svc.admin_poll(&format!("/admin/v1/settlement/runs/{date}"), secs(30), |run| run["status"] == "completed")
-        .await
+    completed_run(svc, &format!("/admin/v1/settlement/runs/{date}")).await
 }

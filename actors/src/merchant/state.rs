@@ -148,6 +148,25 @@ pub enum ConfigChange {
 }
 
 impl MerchantRecord {
+    /// A new active merchant with nothing configured yet (version 1).
+    pub fn new(id: MerchantId, name: String, funding_mode: FundingMode, created_at: Timestamp) -> Self {
+        MerchantRecord {
+            id,
+            name,
+            status: MerchantStatus::Active,
+            funding_mode,
+            webhook_url: None,
+            allowed_card_names: vec![],
+            gateway: None,
+            fees: vec![],
+            withdrawal_addresses: vec![],
+            webhook_secrets: vec![],
+            balances: vec![],
+            created_at,
+            version: 1,
+        }
+    }
+
     pub fn fee_schedule(&self, currency: Currency) -> Option<&FeeSchedule> {
         self.fees.iter().find(|f| f.currency == currency)
     }

@@ -95,3 +95,36 @@ pub trait AgreementGateway: Send + Sync {
         request_id: String,
     ) -> BoxFuture<'_, Outcome<SignedAgreement>>;
 }
+
+/// A payout of a recipient withdrawal to the recipient's bank account
+/// (MARKETPLACE.md §7), idempotent on `request_id` (the withdrawal's id).
+pub struct RecipientPayout {
+    pub account: GatewayAccount,
+    pub request_id: String,
+    /// W − K.
+    pub amount: pelago_storage::Money,
+    pub holder_name: String,
+    pub bank_code: String,
+    /// Opened only to be sent; never stored, logged or printed.
+    pub account_number: SecretString,
+}
+
+/// The gateway's decision on a payout it received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutDecision {
+    pub gateway_payout_id: String,
+    /// Paid (true), or refused by the bank (false, with `reason`).
+    pub paid: bool,
+    pub reason: Option<String>,
+}
+
+pub trait RecipientPayoutGateway: Send + Sync {
+    /// `Declined`: the gateway refused the request itself, nothing was paid.
+    fn recipient_payout(&self, req: RecipientPayout) -> BoxFuture<'_, Outcome<PayoutDecision>>;
+    /// The payout made with `request_id`; `Declined` when the gateway never saw it.
+    fn query_recipient_payout(
+        &self,
+        account: GatewayAccount,
+        request_id: String,
+    ) -> BoxFuture<'_, Outcome<PayoutDecision>>;
+}

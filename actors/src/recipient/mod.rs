@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod onboarding;
 pub mod onboardings;
 pub mod state;
+pub mod withdrawal;
 
 pub use actor::{CreateRecipient, GetRecipient, RecipientActor, RecipientDeps, UpdateRecipient};
 pub use onboarding::{

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    Reject,
     keys::{AGRPENDING, Marker},
     ports::Outcome,
     recipient::{
@@ -27,13 +26,7 @@ pub struct Answer {
 }
 
 async fn sign(app: &Arc<Core>, agreement: AgreementRecord, retry: bool) -> Result<Answer, Error> {
-    let merchant = app
-        .store
-        .get::<pelago_actors::merchant::MerchantRecord>(agreement.merchant_id.as_bytes())?
-        .ok_or_else(|| Error::unavailable("the merchant could not be read"))?;
-    let account = crate::flows::bootstrap::funding_account(app, &merchant)
-        .await
-        .map_err(|e| Error::from(Reject::Upstream { message: e.to_string() }))?;
+    let account = super::gateway_account(app, &agreement.merchant_id).await?;
     let outcome = if retry {
         // Asked by request id first: a signing the gateway applied is not repeated.
         match app.upstreams.agreements.query_agreement(account.clone(), agreement.request_id.clone()).await {

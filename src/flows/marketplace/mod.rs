@@ -8,6 +8,21 @@ pub mod payments;
 pub mod recipients;
 pub mod refunds;
 pub mod splits;
+pub mod withdrawals;
+
+/// The gateway account a merchant's marketplace calls go under.
+pub(super) async fn gateway_account(
+    core: &crate::app::Core,
+    merchant_id: &pelago_storage::MerchantId,
+) -> Result<pelago_actors::ports::GatewayAccount, super::Error> {
+    let merchant = core
+        .store
+        .get::<pelago_actors::merchant::MerchantRecord>(merchant_id.as_bytes())?
+        .ok_or_else(|| super::Error::unavailable("the merchant could not be read"))?;
+    crate::flows::bootstrap::funding_account(core, &merchant)
+        .await
+        .map_err(|e| super::Error::from(pelago_actors::Reject::Upstream { message: e.to_string() }))
+}
 
 /// The id an Idempotency-Key binding names, or `fresh`, bound to the key now
 /// (durably, before any effect), so a retry with the key reaches the same object.

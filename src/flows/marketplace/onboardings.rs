@@ -42,7 +42,7 @@ async fn account(app: &Core, merchant_id: &MerchantId) -> Result<GatewayAccount,
         .map_err(|e| Error::from(Reject::Upstream { message: e.to_string() }))
 }
 
-fn open_number(
+pub(super) fn open_number(
     app: &Core,
     recipient: &RecipientId,
     field: &str,

@@ -84,3 +84,17 @@ fn parses_gateway_order_callback() {
     assert_eq!(cb.account_merchant_id, "gm_1");
     assert!(matches!(cb.event, GatewayEvent::OrderUpdated { status: GatewayOrderStatus::Paid, .. }));
 }
+
+#[test]
+fn parses_a_recipient_payout_callback() {
+    let body = br#"{"event_id":"evt_4","merchant_id":"gm_1","type":"recipient_payout.updated","data":{
+        "id":"grp_1","request_id":"rwd_1","status":"failed","amount":{"value":475,"currency":"USD"}}}"#;
+    let cb = parse_gateway_callback(body).unwrap();
+    assert_eq!(cb.account_merchant_id, "gm_1");
+    match cb.event {
+        GatewayEvent::RecipientPayoutUpdated { request_id, amount } => {
+            assert_eq!((request_id.as_str(), amount.value), ("rwd_1", 475));
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+}
