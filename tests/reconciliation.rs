@@ -46,13 +46,14 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
     let svc = Service::start(&dir.path().join("data"), &[]);
     let common::Merchant { key, .. } = svc.merchant("Accountant").await;
     let today = local_date(clock::now(&svc).await);
-    let yesterday = today.pred_opt().unwrap().to_string();
+    // The day the merchant was created in; it is over once the clock moves below.
+    let first_day = today.to_string();
 
     for (path, param) in [
         ("/v1/reconciliation/yesterday".to_owned(), "date"),
         (format!("/v1/reconciliation/{today}x"), "date"),
-        (format!("/v1/reconciliation/{yesterday}?format=pdf"), "format"),
-        (format!("/v1/reconciliation/{yesterday}?fmt=txt"), "fmt"),
+        (format!("/v1/reconciliation/{first_day}?format=pdf"), "format"),
+        (format!("/v1/reconciliation/{first_day}?fmt=txt"), "fmt"),
     ] {
         let (status, body) = send(&svc, &key, Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
@@ -74,22 +75,27 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
     let (status, body) = trigger(&svc, "2026-02-30").await;
     assert_eq!((status, body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("date")), "{body}");
 
-    // Yesterday: one run, whatever the number of asks.
-    let (status, first) = trigger(&svc, &yesterday).await;
+    // The next local day begins (00:30 at +08:00): the merchant's first day is over.
+    let next_day = today.succ_opt().unwrap().and_hms_opt(0, 30, 0).unwrap();
+    let next_day = next_day.and_local_timezone(FixedOffset::east_opt(8 * 3600).unwrap()).unwrap();
+    clock::set(&svc, next_day.with_timezone(&Utc)).await;
+
+    // That day: one run, whatever the number of asks.
+    let (status, first) = trigger(&svc, &first_day).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     assert!(first["id"].as_str().unwrap().starts_with("rcn_"), "{first}");
-    let done = run_completed(&svc, &yesterday).await;
-    let (_, again) = trigger(&svc, &yesterday).await;
+    let done = run_completed(&svc, &first_day).await;
+    let (_, again) = trigger(&svc, &first_day).await;
     assert_eq!((again["id"].clone(), done["id"].clone()), (first["id"].clone(), first["id"].clone()));
     assert_eq!((done["merchants"].as_u64(), done["rows"].as_u64()), (Some(1), Some(0)), "{done}");
 
-    let txt = download(&svc, &key, &format!("/v1/reconciliation/{yesterday}")).await;
+    let txt = download(&svc, &key, &format!("/v1/reconciliation/{first_day}")).await;
     assert_eq!(txt.status(), StatusCode::OK);
     assert_eq!(txt.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(txt.headers()["cache-control"], "no-store");
     assert_eq!(txt.bytes().await.unwrap().as_ref(), format!("{HEADER}\n").as_bytes());
 
-    let xlsx = download(&svc, &key, &format!("/v1/reconciliation/{yesterday}?format=xlsx")).await;
+    let xlsx = download(&svc, &key, &format!("/v1/reconciliation/{first_day}?format=xlsx")).await;
     assert_eq!(xlsx.status(), StatusCode::OK);
     assert_eq!(
         xlsx.headers()["content-type"],
@@ -107,11 +113,11 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
     let (_, events) = send(&svc, &key, Method::GET, "/v1/events?type=reconciliation.ready", None).await;
     let data = events["data"].as_array().unwrap();
     assert_eq!(data.len(), 1, "{events}");
-    assert_eq!(data[0]["data"]["object"]["date"], yesterday.as_str(), "{events}");
+    assert_eq!(data[0]["data"]["object"]["date"], first_day.as_str(), "{events}");
 
     // Another merchant's view of the same day is its own file.
     let common::Merchant { key: other, .. } = svc.merchant("Late").await;
-    let r = download(&svc, &other, &format!("/v1/reconciliation/{yesterday}")).await;
+    let r = download(&svc, &other, &format!("/v1/reconciliation/{first_day}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "built before it existed: not its file");
 }
 

@@ -19,7 +19,10 @@ pub mod writers;
 use std::{path::PathBuf, sync::Arc};
 
 use chrono::NaiveDate;
-use pelago_actors::outbox::{self, EventObject, ReconciliationReady};
+use pelago_actors::{
+    merchant::MerchantRecord,
+    outbox::{self, EventObject, ReconciliationReady},
+};
 use pelago_storage::{MerchantId, ReconciliationRunId, Record, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -115,19 +118,18 @@ fn spawn(app: &Arc<Core>, date: NaiveDate) {
 /// Merchants read per page of a run.
 const PAGE: usize = 256;
 
-/// Builds the files of every merchant that has none for `date` yet, then completes the run.
+/// Builds the files of every merchant that has none for `date` yet, then
+/// completes the run. A merchant created after the day ended has no day `date`
+/// (nothing of it can be dated then): it gets no file, whenever the run is made.
 pub async fn run(app: &Arc<Core>, date: NaiveDate) -> Result<ReconciliationRun, Error> {
+    let (_, day_end) = day_bounds(date, app.config.marketplace_utc_offset);
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let keys = app.store.scan_keys(Tree::Merchants, b"", after.as_deref(), false, PAGE)?;
-        let Some(last) = keys.last() else { break };
+        let merchants = app.store.scan::<MerchantRecord>(b"", after.as_deref(), false, PAGE)?;
+        let Some((last, _)) = merchants.last() else { break };
         after = Some(last.clone());
-        for key in keys {
-            let Some(merchant) = std::str::from_utf8(&key).ok().and_then(|k| MerchantId::parse(k).ok())
-            else {
-                continue;
-            };
-            build(app, date, merchant).await?;
+        for (_, merchant) in merchants.into_iter().filter(|(_, m)| m.created_at < day_end) {
+            build(app, date, merchant.id).await?;
         }
     }
     complete(app, date).await
