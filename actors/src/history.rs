@@ -55,6 +55,38 @@ pub trait Status: Copy + Eq + fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// Declares a plain enum (no edges) with its API strings: `ALL`, `as_str`
+/// and `parse`, the one place each string is spelled.
+#[macro_export]
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|v| v.as_str() == raw)
+            }
+        }
+    };
+}
+
 /// Declares a status enum, its API strings and its allowed edges.
 #[macro_export]
 macro_rules! state_machine {
