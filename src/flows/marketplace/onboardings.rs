@@ -183,13 +183,10 @@ pub async fn load_owned(
     raw_id: &str,
 ) -> Result<(RecipientRecord, Onboarding), Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let not_found = || Error::from(Reject::NotFound { what: "onboarding" });
-    let id = OnboardingId::parse(raw_id).map_err(|_| not_found())?;
-    let onboarding = app
-        .store
-        .get::<Onboarding>(id.as_bytes())?
-        .filter(|o| o.recipient_id == recipient.id && &o.merchant_id == merchant_id)
-        .ok_or_else(not_found)?;
+    let onboarding =
+        crate::flows::load_owned::<OnboardingId, _>(app, "onboarding", raw_id, |o: &Onboarding| {
+            o.recipient_id == recipient.id && &o.merchant_id == merchant_id
+        })?;
     Ok((recipient, onboarding))
 }
 
