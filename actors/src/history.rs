@@ -17,25 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Reject;
 
-/// Who caused a status change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Source {
-    Merchant,
-    Channel,
-    Gateway,
-    Operator,
-    System,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Merchant => "merchant",
-            Source::Channel => "channel",
-            Source::Gateway => "gateway",
-            Source::Operator => "operator",
-            Source::System => "system",
-        }
+crate::wire_enum! {
+    /// Who caused a status change.
+    pub enum Source {
+        Merchant = "merchant",
+        Channel = "channel",
+        Gateway = "gateway",
+        Operator = "operator",
+        System = "system",
     }
 }
 
@@ -62,13 +51,13 @@ macro_rules! wire_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
-            $($variant:ident = $text:literal),+ $(,)?
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
         }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $($variant),+
+            $($(#[$vmeta])* $variant),+
         }
 
         impl $name {

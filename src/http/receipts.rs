@@ -8,7 +8,7 @@ use http::Method;
 use pelago_actors::{
     card::{CardRecord, TransactionRecord},
     merchant::MerchantRecord,
-    ports::{ChannelTxnStatus, ChannelTxnType},
+    ports::ChannelTxnStatus,
 };
 use pelago_storage::{CardId, MerchantId, ReceiptId, TransactionId, Tree};
 use serde::Deserialize;
@@ -54,24 +54,6 @@ fn receipt_json(r: &ReceiptRecord) -> Result<Value, ApiError> {
         "qr_svg": qr_svg,
         "created_at": r.created_at.to_rfc3339(),
     }))
-}
-
-fn status_name(s: ChannelTxnStatus) -> &'static str {
-    match s {
-        ChannelTxnStatus::Pending => "pending",
-        ChannelTxnStatus::Posted => "posted",
-        ChannelTxnStatus::Declined => "declined",
-        ChannelTxnStatus::Reversed => "reversed",
-    }
-}
-
-fn kind_name(k: ChannelTxnType) -> &'static str {
-    match k {
-        ChannelTxnType::Authorization => "authorization",
-        ChannelTxnType::Clearing => "clearing",
-        ChannelTxnType::Reversal => "reversal",
-        ChannelTxnType::Refund => "refund",
-    }
 }
 
 /// POST /v1/receipts — the receipt of a `posted` purchase of the caller's
@@ -127,13 +109,13 @@ fn check_receiptable(txn: &TransactionRecord) -> Result<(), ApiError> {
     if txn.status != ChannelTxnStatus::Posted {
         return Err(ApiError::invalid_state(format!(
             "the transaction is {}; receipts are for posted transactions",
-            status_name(txn.status)
+            txn.status.as_str()
         )));
     }
     if !receipts::is_posted_purchase(txn) {
         return Err(ApiError::invalid_state(format!(
             "the transaction is a {}; receipts are for purchases",
-            kind_name(txn.kind)
+            txn.kind.as_str()
         )));
     }
     Ok(())

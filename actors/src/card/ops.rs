@@ -45,22 +45,15 @@ impl pelago_storage::Record for MoneyMarker {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionKind {
-    Freeze,
-    Unfreeze,
-    Delete,
+crate::wire_enum! {
+    pub enum ActionKind {
+        Freeze = "freeze",
+        Unfreeze = "unfreeze",
+        Delete = "delete",
+    }
 }
 
 impl ActionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Freeze => "freeze",
-            ActionKind::Unfreeze => "unfreeze",
-            ActionKind::Delete => "delete",
-        }
-    }
-
     fn target(self) -> CardStatus {
         match self {
             ActionKind::Freeze => CardStatus::Frozen,
@@ -75,10 +68,6 @@ impl ActionKind {
             ActionKind::Unfreeze => "card.unfrozen",
             ActionKind::Delete => "card.deleted",
         }
-    }
-
-    fn parse(raw: &str) -> Option<ActionKind> {
-        [ActionKind::Freeze, ActionKind::Unfreeze, ActionKind::Delete].into_iter().find(|k| k.as_str() == raw)
     }
 }
 

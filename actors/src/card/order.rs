@@ -33,20 +33,11 @@ use crate::{
     runtime::durable_handler,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OrderKind {
-    ApplicationFee,
-    Topup,
-    MonthlyFee,
-}
-
-impl OrderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::ApplicationFee => "application_fee",
-            OrderKind::Topup => "topup",
-            OrderKind::MonthlyFee => "monthly_fee",
-        }
+crate::wire_enum! {
+    pub enum OrderKind {
+        ApplicationFee = "application_fee",
+        Topup = "topup",
+        MonthlyFee = "monthly_fee",
     }
 }
 
