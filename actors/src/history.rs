@@ -17,25 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Reject;
 
-/// Who caused a status change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Source {
-    Merchant,
-    Channel,
-    Gateway,
-    Operator,
-    System,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Merchant => "merchant",
-            Source::Channel => "channel",
-            Source::Gateway => "gateway",
-            Source::Operator => "operator",
-            Source::System => "system",
-        }
+crate::wire_enum! {
+    /// Who caused a status change.
+    pub enum Source {
+        Merchant = "merchant",
+        Channel = "channel",
+        Gateway = "gateway",
+        Operator = "operator",
+        System = "system",
     }
 }
 
@@ -53,6 +42,38 @@ pub trait Status: Copy + Eq + fmt::Debug + Send + Sync + 'static {
     fn parse(raw: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|s| s.as_str() == raw)
     }
+}
+
+/// Declares a plain enum (no edges) with its API strings: `ALL`, `as_str`
+/// and `parse`, the one place each string is spelled.
+#[macro_export]
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|v| v.as_str() == raw)
+            }
+        }
+    };
 }
 
 /// Declares a status enum, its API strings and its allowed edges.

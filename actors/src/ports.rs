@@ -166,20 +166,22 @@ impl Drop for SensitiveString {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChannelTxnType {
-    Authorization,
-    Clearing,
-    Reversal,
-    Refund,
+crate::wire_enum! {
+    pub enum ChannelTxnType {
+        Authorization = "authorization",
+        Clearing = "clearing",
+        Reversal = "reversal",
+        Refund = "refund",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChannelTxnStatus {
-    Pending,
-    Posted,
-    Declined,
-    Reversed,
+crate::wire_enum! {
+    pub enum ChannelTxnStatus {
+        Pending = "pending",
+        Posted = "posted",
+        Declined = "declined",
+        Reversed = "reversed",
+    }
 }
 
 /// A card transaction as the channel reports it (by pull or by callback).

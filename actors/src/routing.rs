@@ -10,18 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::merchant::Sealed;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChannelStatus {
-    Active,
-    Disabled,
-}
-
-impl ChannelStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelStatus::Active => "active",
-            ChannelStatus::Disabled => "disabled",
-        }
+crate::wire_enum! {
+    pub enum ChannelStatus {
+        Active = "active",
+        Disabled = "disabled",
     }
 }
 
@@ -45,18 +37,10 @@ impl Record for ChannelRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BinStatus {
-    Active,
-    Inactive,
-}
-
-impl BinStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BinStatus::Active => "active",
-            BinStatus::Inactive => "inactive",
-        }
+crate::wire_enum! {
+    pub enum BinStatus {
+        Active = "active",
+        Inactive = "inactive",
     }
 }
 

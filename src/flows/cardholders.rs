@@ -456,9 +456,7 @@ pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
 
 /// The merchant that owns a cardholder, or 404 (never 403 for another merchant's).
 pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<CardholderRecord, Error> {
-    let id = CardholderId::parse(raw).map_err(|_| Error::not_found("cardholder"))?;
-    app.store
-        .get::<CardholderRecord>(id.as_bytes())?
-        .filter(|c| &c.merchant_id == merchant)
-        .ok_or_else(|| Error::not_found("cardholder"))
+    super::load_owned::<CardholderId, _>(app, "cardholder", raw, |c: &CardholderRecord| {
+        &c.merchant_id == merchant
+    })
 }

@@ -329,9 +329,5 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
 
 /// A card of this merchant, or 404 (never 403 for another merchant's).
 pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<CardRecord, Error> {
-    let id = CardId::parse(raw).map_err(|_| Error::not_found("card"))?;
-    app.store
-        .get::<CardRecord>(id.as_bytes())?
-        .filter(|c| &c.merchant_id == merchant)
-        .ok_or_else(|| Error::not_found("card"))
+    super::load_owned::<CardId, _>(app, "card", raw, |c: &CardRecord| &c.merchant_id == merchant)
 }

@@ -155,72 +155,88 @@ pub async fn on_request_answered(
     event_id: &str,
     event: &pelago_actors::ports::ChannelEvent,
 ) -> Result<&'static str, Error> {
-    use pelago_actors::{
-        card::{
-            ops::Resolve,
-            topup::{TopupPhase, TopupRecord, parse_marker, topup_key},
-        },
-        keys::{Marker, TOPUP},
-        ports::ChannelEvent,
-    };
-    let unbound = |object: &str| {
-        crate::flows::callback_rules::unbound(
-            app,
-            crate::metrics::CallbackSource::Channel,
-            channel.as_str(),
-            event_id,
-            object,
-        )
-    };
+    use pelago_actors::ports::ChannelEvent;
+    let notice = Notice { app, channel, event_id };
     match event {
         ChannelEvent::CardOpened { card_id, request_id, opened } => {
-            let card = match CardId::parse(card_id) {
-                Ok(id) => app.store.get::<CardRecord>(id.as_bytes())?,
-                Err(_) => None,
-            };
-            let Some(card) = card.filter(|c| {
-                &c.channel_id == channel
-                    && c.open_request_id.as_deref() == Some(request_id.as_str())
-                    && c.channel_card_id.as_deref().is_none_or(|own| own == opened.channel_card_id)
-            }) else {
-                return Err(unbound(card_id));
-            };
-            if !app.store.contains(Tree::Operations, Marker::Open { card: card.id.clone() }.encode())? {
+            notice.card_opened(card_id, request_id, &opened.channel_card_id).await
+        }
+        ChannelEvent::TopupCompleted { request_id, .. } => notice.topup_completed(request_id).await,
+        _ => Ok("unknown_object"),
+    }
+}
+
+/// One signed request-answered notice of `channel`.
+struct Notice<'a> {
+    app: &'a std::sync::Arc<Core>,
+    channel: &'a pelago_storage::ChannelId,
+    event_id: &'a str,
+}
+
+impl Notice<'_> {
+    fn unbound(&self, object: &str) -> Error {
+        let source = crate::metrics::CallbackSource::Channel;
+        crate::flows::callback_rules::unbound(self.app, source, self.channel.as_str(), self.event_id, object)
+    }
+
+    /// Bound to a card of this channel whose open request id it names; settled
+    /// by the card actor's `Resolve`, which asks the channel.
+    async fn card_opened(
+        &self,
+        card_id: &str,
+        request_id: &str,
+        channel_card_id: &str,
+    ) -> Result<&'static str, Error> {
+        use pelago_actors::{card::ops::Resolve, keys::Marker};
+        let app = self.app;
+        let card = match CardId::parse(card_id) {
+            Ok(id) => app.store.get::<CardRecord>(id.as_bytes())?,
+            Err(_) => None,
+        };
+        let Some(card) = card.filter(|c| {
+            &c.channel_id == self.channel
+                && c.open_request_id.as_deref() == Some(request_id)
+                && c.channel_card_id.as_deref().is_none_or(|own| own == channel_card_id)
+        }) else {
+            return Err(self.unbound(card_id));
+        };
+        if !app.store.contains(Tree::Operations, Marker::Open { card: card.id.clone() }.encode())? {
+            return Ok("unchanged");
+        }
+        let outcome = app.actors.ask_card(&card.id, Resolve).await??;
+        crate::flows::cards::settle_markers_of(app, &card.id).await?;
+        Ok(if outcome.settled { "applied" } else { "unconfirmed" })
+    }
+
+    /// Bound to a top-up of a card of this channel still waiting for that
+    /// request id (found among the waiting top-ups, bounded as the resolver's
+    /// pass); settled by `ResolveTopup`, which asks the channel.
+    async fn topup_completed(&self, request_id: &str) -> Result<&'static str, Error> {
+        use pelago_actors::{
+            card::topup::{ResolveTopup, TopupPhase, TopupRecord, parse_marker, topup_key},
+            keys::{Marker, TOPUP},
+        };
+        let app = self.app;
+        for (key, value) in crate::flows::due_markers(app, TOPUP, crate::flows::Started::Now, 0)? {
+            let Some((card_id, _)) = parse_marker(&value) else { continue };
+            let Marker::Topup { topup: id } = key else { continue };
+            let Some(topup) = app.store.get::<TopupRecord>(topup_key(&card_id, &id))? else { continue };
+            if topup.request_id != request_id {
+                continue;
+            }
+            let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else { continue };
+            if &card.channel_id != self.channel {
+                return Err(self.unbound(request_id));
+            }
+            if topup.phase != TopupPhase::Funding {
                 return Ok("unchanged");
             }
-            let outcome = app.actors.ask_card(&card.id, Resolve).await??;
-            crate::flows::cards::settle_markers_of(app, &card.id).await?;
-            Ok(if outcome.settled { "applied" } else { "unconfirmed" })
+            let resolve = ResolveTopup { id: id.clone(), debited: true };
+            let topup = app.actors.ask_card(&card.id, resolve).await??;
+            crate::flows::topups::settle_reversal(app, &id).await?;
+            return Ok(if topup.phase == TopupPhase::Done { "applied" } else { "unconfirmed" });
         }
-        ChannelEvent::TopupCompleted { request_id, .. } => {
-            // The top-ups still waiting for their channel's answer (bounded, as the resolver's pass).
-            for (key, value) in crate::flows::due_markers(app, TOPUP, crate::flows::Started::Now, 0)? {
-                let Some((card_id, _)) = parse_marker(&value) else { continue };
-                let Marker::Topup { topup: id } = key else { continue };
-                let Some(topup) = app.store.get::<TopupRecord>(topup_key(&card_id, &id))? else { continue };
-                if &topup.request_id != request_id {
-                    continue;
-                }
-                let Some(card) = app.store.get::<CardRecord>(card_id.as_bytes())? else { continue };
-                if &card.channel_id != channel {
-                    return Err(unbound(request_id));
-                }
-                if topup.phase != TopupPhase::Funding {
-                    return Ok("unchanged");
-                }
-                let topup = app
-                    .actors
-                    .ask_card(
-                        &card.id,
-                        pelago_actors::card::topup::ResolveTopup { id: id.clone(), debited: true },
-                    )
-                    .await??;
-                crate::flows::topups::settle_reversal(app, &id).await?;
-                return Ok(if topup.phase == TopupPhase::Done { "applied" } else { "unconfirmed" });
-            }
-            // No top-up waits for this request id: a repeat of a settled one, or a forgery; no effect.
-            Ok("unchanged")
-        }
-        _ => Ok("unknown_object"),
+        // No top-up waits for this request id: a repeat of a settled one, or a forgery; no effect.
+        Ok("unchanged")
     }
 }

@@ -26,6 +26,23 @@ pub use error::Error;
 
 use crate::app;
 
+/// A record stored under its own id (`raw`, an `I`) that `mine` accepts as
+/// the asking merchant's: a malformed id, a missing record and another
+/// merchant's all answer the same 404 naming `what`.
+pub fn load_owned<I, R>(
+    core: &app::Core,
+    what: &str,
+    raw: &str,
+    mine: impl FnOnce(&R) -> bool,
+) -> Result<R, Error>
+where
+    I: std::str::FromStr + AsRef<[u8]>,
+    R: pelago_storage::Record,
+{
+    let id = raw.parse::<I>().map_err(|_| Error::not_found(what))?;
+    core.store.get::<R>(id)?.filter(mine).ok_or_else(|| Error::not_found(what))
+}
+
 /// How a recovery marker's value records when its operation began.
 #[derive(Debug, Clone, Copy)]
 pub enum Started {

@@ -455,9 +455,5 @@ pub fn load_owned(
     merchant: &pelago_storage::MerchantId,
     raw: &str,
 ) -> Result<OrderRecord, Error> {
-    let id = OrderId::parse(raw).map_err(|_| Error::not_found("order"))?;
-    app.store
-        .get::<OrderRecord>(id.as_bytes())?
-        .filter(|o| &o.merchant_id == merchant)
-        .ok_or_else(|| Error::not_found("order"))
+    super::load_owned::<OrderId, _>(app, "order", raw, |o: &OrderRecord| &o.merchant_id == merchant)
 }

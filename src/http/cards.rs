@@ -386,70 +386,72 @@ fn test_transaction(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult
         let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
         let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
         let req: TestTransactionIn = ctx.json()?;
-        let amount = parse_amount(&req.amount, "amount")?;
-        if amount.currency != card.currency {
-            return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
-        }
-        let status = match req.status.as_str() {
-            "posted" => TestTxnStatus::Posted,
-            "pending" => TestTxnStatus::Pending,
-            _ => return Err(ApiError::invalid("status", "status must be posted or pending")),
-        };
-        if !(1..=64).contains(&req.merchant_name.len()) {
-            return Err(ApiError::invalid("merchant_name", "merchant_name is 1 to 64 characters"));
-        }
-        if req.mcc.len() != 4 || !req.mcc.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::invalid("mcc", "mcc is 4 digits"));
-        }
-        let channel_card_id =
-            card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
-        let kind = match req.kind.as_deref() {
-            None | Some("authorization") => None,
-            Some("refund") => Some(TxnTypeWire::Refund),
-            Some("reversal") => Some(TxnTypeWire::Reversal),
-            Some(_) => return Err(ApiError::invalid("type", "type is authorization, refund or reversal")),
-        };
-        let related_transaction_id = match &req.related_transaction_id {
-            None => None,
-            Some(_) if kind != Some(TxnTypeWire::Reversal) => {
-                return Err(ApiError::invalid(
-                    "related_transaction_id",
-                    "only a reversal names a transaction",
-                ));
-            }
-            Some(txn_id) => Some(
-                app.store
-                    .get::<TransactionRecord>(format!("{}/{txn_id}", card.id))?
-                    .ok_or_else(|| {
-                        ApiError::invalid("related_transaction_id", "no such transaction on this card")
-                    })?
-                    .channel_transaction_id,
-            ),
-        };
-        let body = CardTransactionBody {
-            amount,
-            merchant_name: req.merchant_name.clone(),
-            mcc: req.mcc.clone(),
-            status,
-            kind,
-            related_transaction_id,
-        };
+        let (channel_card_id, body) = test_transaction_body(&app, &card, &req)?;
         let txn = control
             .card_transaction(&channel_card_id, &body)
             .await
             .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
         // The callback was processed before the channel answered; applying again is a no-op.
-        let ctid = txn.channel_transaction_id.clone();
+        let channel_transaction = txn.channel_transaction_id.clone();
         app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
-        let key = app
-            .store
-            .get_raw(
-                Tree::Index,
-                Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction: ctid }
-                    .encode(),
-            )?
-            .ok_or_else(ApiError::internal)?;
+        let index = Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction };
+        let key = app.store.get_raw(Tree::Index, index.encode())?.ok_or_else(ApiError::internal)?;
         let stored = app.store.get::<TransactionRecord>(&key)?.ok_or_else(ApiError::internal)?;
         Ok(ApiReply::json(201, &wire::transaction(&stored)))
     })
+}
+
+/// The sandbox channel's request for `req` on the open card's channel id,
+/// each field checked (400 naming it).
+fn test_transaction_body(
+    app: &App,
+    card: &CardRecord,
+    req: &TestTransactionIn,
+) -> Result<(String, CardTransactionBody), ApiError> {
+    let amount = parse_amount(&req.amount, "amount")?;
+    if amount.currency != card.currency {
+        return Err(ApiError::invalid("amount.currency", "the card's currency is different"));
+    }
+    let status = match req.status.as_str() {
+        "posted" => TestTxnStatus::Posted,
+        "pending" => TestTxnStatus::Pending,
+        _ => return Err(ApiError::invalid("status", "status must be posted or pending")),
+    };
+    if !(1..=64).contains(&req.merchant_name.len()) {
+        return Err(ApiError::invalid("merchant_name", "merchant_name is 1 to 64 characters"));
+    }
+    if req.mcc.len() != 4 || !req.mcc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("mcc", "mcc is 4 digits"));
+    }
+    let channel_card_id =
+        card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
+    let kind = match req.kind.as_deref() {
+        None | Some("authorization") => None,
+        Some("refund") => Some(TxnTypeWire::Refund),
+        Some("reversal") => Some(TxnTypeWire::Reversal),
+        Some(_) => return Err(ApiError::invalid("type", "type is authorization, refund or reversal")),
+    };
+    let related_transaction_id = match &req.related_transaction_id {
+        None => None,
+        Some(_) if kind != Some(TxnTypeWire::Reversal) => {
+            return Err(ApiError::invalid("related_transaction_id", "only a reversal names a transaction"));
+        }
+        Some(txn_id) => Some(
+            app.store
+                .get::<TransactionRecord>(format!("{}/{txn_id}", card.id))?
+                .ok_or_else(|| {
+                    ApiError::invalid("related_transaction_id", "no such transaction on this card")
+                })?
+                .channel_transaction_id,
+        ),
+    };
+    let body = CardTransactionBody {
+        amount,
+        merchant_name: req.merchant_name.clone(),
+        mcc: req.mcc.clone(),
+        status,
+        kind,
+        related_transaction_id,
+    };
+    Ok((channel_card_id, body))
 }

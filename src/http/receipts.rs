@@ -8,9 +8,9 @@ use http::Method;
 use pelago_actors::{
     card::{CardRecord, TransactionRecord},
     merchant::MerchantRecord,
-    ports::{ChannelTxnStatus, ChannelTxnType},
+    ports::ChannelTxnStatus,
 };
-use pelago_storage::{CardId, ReceiptId, TransactionId, Tree};
+use pelago_storage::{CardId, MerchantId, ReceiptId, TransactionId, Tree};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,24 +56,6 @@ fn receipt_json(r: &ReceiptRecord) -> Result<Value, ApiError> {
     }))
 }
 
-fn status_name(s: ChannelTxnStatus) -> &'static str {
-    match s {
-        ChannelTxnStatus::Pending => "pending",
-        ChannelTxnStatus::Posted => "posted",
-        ChannelTxnStatus::Declined => "declined",
-        ChannelTxnStatus::Reversed => "reversed",
-    }
-}
-
-fn kind_name(k: ChannelTxnType) -> &'static str {
-    match k {
-        ChannelTxnType::Authorization => "authorization",
-        ChannelTxnType::Clearing => "clearing",
-        ChannelTxnType::Reversal => "reversal",
-        ChannelTxnType::Refund => "refund",
-    }
-}
-
 /// POST /v1/receipts — the receipt of a `posted` purchase of the caller's
 /// own card: 201, and a repeat (any later request for the same transaction)
 /// answers 201 with the very same receipt (API.md: one receipt per transaction).
@@ -81,75 +63,93 @@ fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let merchant_id = ctx.merchant_id()?.clone();
         let body: CreateReceiptIn = ctx.json()?;
-        let not_found = || ApiError::not_found("transaction");
-        let txn_id = TransactionId::parse(&body.transaction_id).map_err(|_| not_found())?;
-        let card_id = app
-            .store
-            .get_raw(
-                Tree::Index,
-                pelago_actors::keys::Index::Transaction { transaction: txn_id.clone() }.encode(),
-            )?
-            .ok_or_else(not_found)?;
-        let card_id = CardId::parse(std::str::from_utf8(&card_id).map_err(|_| ApiError::internal())?)
-            .map_err(|_| ApiError::internal())?;
-        let card = app.store.get::<CardRecord>(card_id.as_bytes())?.ok_or_else(not_found)?;
-        if card.merchant_id != merchant_id {
-            return Err(not_found());
-        }
-        let txn = app.store.get::<TransactionRecord>(format!("{card_id}/{txn_id}"))?.ok_or_else(not_found)?;
-        if txn.merchant_id != merchant_id {
-            return Err(not_found());
-        }
-        if let Some(existing) = receipts::for_transaction(&app.store, &txn_id)?
+        let (card, txn) = own_transaction(&app, &merchant_id, &body.transaction_id)?;
+        if let Some(existing) = receipts::for_transaction(&app.store, &txn.id)?
             && receipts::is_posted_purchase(&txn)
         {
             return Ok(ApiReply::json(201, &receipt_json(&existing)?));
         }
-        if txn.status != ChannelTxnStatus::Posted {
-            return Err(ApiError::invalid_state(format!(
-                "the transaction is {}; receipts are for posted transactions",
-                status_name(txn.status)
-            )));
-        }
-        if !receipts::is_posted_purchase(&txn) {
-            return Err(ApiError::invalid_state(format!(
-                "the transaction is a {}; receipts are for purchases",
-                kind_name(txn.kind)
-            )));
-        }
-        let merchant =
-            app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
-        let now = app.clock.now();
-        let id = ReceiptId::generate();
-        let payload = ReceiptPayload {
-            receipt_id: id.to_string(),
-            key_id: app.receipts.key_id().to_owned(),
-            merchant_id: merchant_id.to_string(),
-            merchant_name: merchant.name,
-            card_last4: card.last4,
-            transaction_id: txn_id.to_string(),
-            amount: PayloadAmount {
-                value: txn.amount.value,
-                currency: txn.amount.currency.code().to_owned(),
-            },
-            mcc: txn.mcc,
-            transaction_time: txn.occurred_at.to_rfc3339(),
-            issued_at: now.to_rfc3339(),
-        };
-        let record = ReceiptRecord {
-            id,
-            merchant_id,
-            transaction_id: txn_id.clone(),
-            receipt: app.receipts.sign(&payload),
-            created_at: now,
-            redeemed_at: None,
-        };
+        check_receiptable(&txn)?;
+        let record = new_receipt(&app, merchant_id, card, &txn)?;
         if receipts::store_new(&app.store, &record).await? {
             return Ok(ApiReply::json(201, &receipt_json(&record)?));
         }
         // A concurrent request issued it first: answer with that one.
-        let existing = receipts::for_transaction(&app.store, &txn_id)?.ok_or_else(ApiError::internal)?;
+        let existing = receipts::for_transaction(&app.store, &txn.id)?.ok_or_else(ApiError::internal)?;
         Ok(ApiReply::json(201, &receipt_json(&existing)?))
+    })
+}
+
+/// The transaction `raw` of one of the merchant's cards, with its card; 404
+/// for anything else.
+fn own_transaction(
+    app: &App,
+    merchant_id: &MerchantId,
+    raw: &str,
+) -> Result<(CardRecord, TransactionRecord), ApiError> {
+    let not_found = || ApiError::not_found("transaction");
+    let txn_id = TransactionId::parse(raw).map_err(|_| not_found())?;
+    let index = pelago_actors::keys::Index::Transaction { transaction: txn_id.clone() };
+    let card_id = app.store.get_raw(Tree::Index, index.encode())?.ok_or_else(not_found)?;
+    let card_id = CardId::parse(std::str::from_utf8(&card_id).map_err(|_| ApiError::internal())?)
+        .map_err(|_| ApiError::internal())?;
+    let card = app.store.get::<CardRecord>(card_id.as_bytes())?.ok_or_else(not_found)?;
+    if &card.merchant_id != merchant_id {
+        return Err(not_found());
+    }
+    let txn = app.store.get::<TransactionRecord>(format!("{card_id}/{txn_id}"))?.ok_or_else(not_found)?;
+    if &txn.merchant_id != merchant_id {
+        return Err(not_found());
+    }
+    Ok((card, txn))
+}
+
+/// Receipts are for posted purchases only (409 otherwise).
+fn check_receiptable(txn: &TransactionRecord) -> Result<(), ApiError> {
+    if txn.status != ChannelTxnStatus::Posted {
+        return Err(ApiError::invalid_state(format!(
+            "the transaction is {}; receipts are for posted transactions",
+            txn.status.as_str()
+        )));
+    }
+    if !receipts::is_posted_purchase(txn) {
+        return Err(ApiError::invalid_state(format!(
+            "the transaction is a {}; receipts are for purchases",
+            txn.kind.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// A new signed receipt for `txn` (not stored yet).
+fn new_receipt(
+    app: &App,
+    merchant_id: MerchantId,
+    card: CardRecord,
+    txn: &TransactionRecord,
+) -> Result<ReceiptRecord, ApiError> {
+    let merchant = app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let now = app.clock.now();
+    let id = ReceiptId::generate();
+    let payload = ReceiptPayload {
+        receipt_id: id.to_string(),
+        key_id: app.receipts.key_id().to_owned(),
+        merchant_id: merchant_id.to_string(),
+        merchant_name: merchant.name,
+        card_last4: card.last4,
+        transaction_id: txn.id.to_string(),
+        amount: PayloadAmount { value: txn.amount.value, currency: txn.amount.currency.code().to_owned() },
+        mcc: txn.mcc.clone(),
+        transaction_time: txn.occurred_at.to_rfc3339(),
+        issued_at: now.to_rfc3339(),
+    };
+    Ok(ReceiptRecord {
+        id,
+        merchant_id,
+        transaction_id: txn.id.clone(),
+        receipt: app.receipts.sign(&payload),
+        created_at: now,
+        redeemed_at: None,
     })
 }
 

@@ -6,7 +6,6 @@ use pelago_actors::{
     history::{History, Status},
     ledger::BalanceTxnRecord,
     outbox::{EventObject, EventRecord},
-    ports::{ChannelTxnStatus, ChannelTxnType},
     withdrawal::WithdrawalRecord,
 };
 use pelago_storage::{Money, OrderId};
@@ -64,32 +63,14 @@ fn card(c: &CardRecord) -> Value {
     })
 }
 
-fn txn_type(t: ChannelTxnType) -> &'static str {
-    match t {
-        ChannelTxnType::Authorization => "authorization",
-        ChannelTxnType::Clearing => "clearing",
-        ChannelTxnType::Reversal => "reversal",
-        ChannelTxnType::Refund => "refund",
-    }
-}
-
-fn txn_status(s: ChannelTxnStatus) -> &'static str {
-    match s {
-        ChannelTxnStatus::Pending => "pending",
-        ChannelTxnStatus::Posted => "posted",
-        ChannelTxnStatus::Declined => "declined",
-        ChannelTxnStatus::Reversed => "reversed",
-    }
-}
-
 pub fn transaction(t: &TransactionRecord) -> Value {
     json!({
         "id": t.id,
         "object": "transaction",
         "card_id": t.card_id,
         "channel_transaction_id": t.channel_transaction_id,
-        "type": txn_type(t.kind),
-        "status": txn_status(t.status),
+        "type": t.kind.as_str(),
+        "status": t.status.as_str(),
         "amount": money(t.amount),
         "merchant_name": t.merchant_name,
         "mcc": t.mcc,

@@ -177,71 +177,84 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
         request: request_id.to_string(),
     }
     .text();
-    let (status, answer, ticket) = {
+    let decided = {
         // The lock orders decisions; it is released before the flush, so
         // concurrent calls share fsyncs. Every answer (a repeat's too) waits
         // for a flush that covers everything decided before it.
         let _guard = state.write_lock.lock().await;
-        match state.store.get::<OpRecord>(&op_key) {
-            Err(e) => return internal(e),
-            Ok(Some(stored)) if stored.op != mutation.name() => {
-                return error(
-                    StatusCode::CONFLICT,
-                    "idempotency_conflict",
-                    "request id was used for another call",
-                );
-            }
-            Ok(Some(stored)) => (stored.status, stored.answer_json, state.store.ticket()),
-            Ok(None) => {
-                let applied = if fault.is_some_and(|f| f.behavior == FaultBehavior::Decline) {
-                    Applied::Declined {
-                        status: StatusCode::UNPROCESSABLE_ENTITY,
-                        code: "declined",
-                        reason: "declined by an injected fault".to_owned(),
-                    }
-                } else {
-                    match apply(state, channel, req, mutation) {
-                        Ok(applied) => applied,
-                        Err(response) => return response,
-                    }
-                };
-                let (mut batch, record) = match applied {
-                    Applied::Done { status, answer, operation, batch } => (
-                        batch,
-                        OpRecord {
-                            op: mutation.name(),
-                            status: status.as_u16(),
-                            answer_json: answer,
-                            operation_json: to_json(&operation),
-                        },
-                    ),
-                    Applied::Declined { status, code, reason } => (
-                        WriteBatch::new(),
-                        OpRecord {
-                            op: mutation.name(),
-                            status: status.as_u16(),
-                            answer_json: to_json(&error_envelope(code, &reason)),
-                            operation_json: to_json(&OperationAnswer::Declined {
-                                reason: format!("{code}: {reason}"),
-                            }),
-                        },
-                    ),
-                };
-                if let Err(e) = batch.put(&op_key, &record) {
-                    return internal(e);
-                }
-                match state.store.commit(batch) {
-                    Ok(ticket) => (record.status, record.answer_json, ticket),
-                    Err(e) => return internal(e),
-                }
-            }
-        }
+        let decline = fault.is_some_and(|f| f.behavior == FaultBehavior::Decline);
+        decide_once(state, channel, req, mutation, &op_key, decline)
+    };
+    let (status, answer, ticket) = match decided {
+        Ok(decided) => decided,
+        Err(response) => return response,
     };
     if let Err(e) = state.store.wait_durable(ticket).await {
         return internal(e);
     }
     answer_late(state, fault.map(|f| (f.behavior, f.delay_ms))).await;
     raw_json(status, answer)
+}
+
+/// Under the write lock: a repeat's stored answer, or the mutation applied
+/// (or declined, `decline`) and recorded with its answer in one commit.
+fn decide_once(
+    state: &State,
+    channel: &ChannelReg,
+    req: &Request,
+    mutation: Mutation<'_>,
+    op_key: &str,
+    decline: bool,
+) -> Result<(u16, String, pelago_storage::FlushTicket), Response> {
+    match state.store.get::<OpRecord>(op_key).map_err(internal)? {
+        Some(stored) if stored.op != mutation.name() => {
+            Err(error(StatusCode::CONFLICT, "idempotency_conflict", "request id was used for another call"))
+        }
+        Some(stored) => Ok((stored.status, stored.answer_json, state.store.ticket())),
+        None => {
+            let applied = if decline {
+                Applied::Declined {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    code: "declined",
+                    reason: "declined by an injected fault".to_owned(),
+                }
+            } else {
+                apply(state, channel, req, mutation)?
+            };
+            let (mut batch, record) = applied.recorded(mutation.name());
+            batch.put(op_key, &record).map_err(internal)?;
+            let ticket = state.store.commit(batch).map_err(internal)?;
+            Ok((record.status, record.answer_json, ticket))
+        }
+    }
+}
+
+impl Applied {
+    /// The rows to commit and the stored answer (a decline's as its error envelope).
+    fn recorded(self, op: String) -> (WriteBatch, OpRecord) {
+        match self {
+            Applied::Done { status, answer, operation, batch } => (
+                batch,
+                OpRecord {
+                    op,
+                    status: status.as_u16(),
+                    answer_json: answer,
+                    operation_json: to_json(&operation),
+                },
+            ),
+            Applied::Declined { status, code, reason } => (
+                WriteBatch::new(),
+                OpRecord {
+                    op,
+                    status: status.as_u16(),
+                    answer_json: to_json(&error_envelope(code, &reason)),
+                    operation_json: to_json(&OperationAnswer::Declined {
+                        reason: format!("{code}: {reason}"),
+                    }),
+                },
+            ),
+        }
+    }
 }
 
 /// Holds the answer back as a `timeout` or `delay` fault asks.

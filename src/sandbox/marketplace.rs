@@ -187,70 +187,19 @@ pub(super) async fn handle(
 /// `/gateway/control/onboardings/{id}/decide|compliance` (the test helpers).
 pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> Response {
     let result = match (&req.method, segments) {
-        (&Method::POST, ["control", "marketplace", "faults"]) => {
-            let fault: MarketplaceFault = match req.json() {
-                Ok(f) => f,
-                Err(response) => return response,
-            };
-            let callbacks = fault.operation == MarketplaceOperation::Callbacks;
-            if callbacks != (fault.behavior == MarketplaceFaultBehavior::Duplicate) {
-                let reason = "duplicate applies to callbacks, and only duplicate does";
-                return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", reason);
-            }
-            let mut faults = state.marketplace_faults.lock();
-            faults.armed.retain(|f| f.operation != fault.operation);
-            if fault.count > 0 {
-                faults.armed.push(fault);
-            }
-            return json(StatusCode::OK, &fault);
-        }
+        (&Method::POST, ["control", "marketplace", "faults"]) => return arm_fault(state, req),
         (&Method::DELETE, ["control", "marketplace", "faults"]) => {
             state.marketplace_faults.lock().armed.clear();
             return json(StatusCode::OK, &serde_json::json!({"faults": []}));
         }
-        (&Method::POST, ["control", "onboardings", id, "decide"]) => {
-            let body: DecideBody = match req.json() {
-                Ok(b) => b,
-                Err(response) => return response,
-            };
-            change(state, None, id, None, |o| {
-                if o.status != "PENDING" {
-                    return Err(format!("the onboarding is {}, not PENDING", o.status));
-                }
-                match body.status.as_str() {
-                    "SUCCEEDED" => o.succeed(),
-                    "DECLINED" | "REJECTED" | "BLOCKED" | "ERROR" => {
-                        o.status = body.status.clone();
-                        o.reason =
-                            Some(body.reason.clone().unwrap_or_else(|| "decided by the test helper".into()));
-                    }
-                    other => return Err(format!("status {other} is not a decision")),
-                }
-                Ok(())
-            })
-            .await
-        }
-        (&Method::POST, ["control", "onboardings", id, "compliance"]) => {
-            let body: ComplianceBody = match req.json() {
-                Ok(b) => b,
-                Err(response) => return response,
-            };
-            change(state, None, id, None, |o| {
-                if o.compliance.as_deref() != Some("pending") {
-                    return Err("the compliance review is not pending".into());
-                }
-                match body.result.as_str() {
-                    "approved" => o.reason = None,
-                    "failed" => {
-                        o.reason = Some(body.reason.clone().unwrap_or_else(|| "review failed".into()))
-                    }
-                    other => return Err(format!("result {other} is not approved or failed")),
-                }
-                o.compliance = Some(body.result.clone());
-                Ok(())
-            })
-            .await
-        }
+        (&Method::POST, ["control", "onboardings", id, "decide"]) => match req.json() {
+            Ok(body) => helper_decide(state, id, body).await,
+            Err(response) => return response,
+        },
+        (&Method::POST, ["control", "onboardings", id, "compliance"]) => match req.json() {
+            Ok(body) => helper_review(state, id, body).await,
+            Err(response) => return response,
+        },
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
     let response = result.unwrap_or_else(internal);
@@ -260,6 +209,62 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
         notify(state, id).await;
     }
     response
+}
+
+/// Arms (count > 0) or clears one marketplace fault, replacing the one armed
+/// for its operation.
+fn arm_fault(state: &State, req: &Request) -> Response {
+    let fault: MarketplaceFault = match req.json() {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let callbacks = fault.operation == MarketplaceOperation::Callbacks;
+    if callbacks != (fault.behavior == MarketplaceFaultBehavior::Duplicate) {
+        let reason = "duplicate applies to callbacks, and only duplicate does";
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", reason);
+    }
+    let mut faults = state.marketplace_faults.lock();
+    faults.armed.retain(|f| f.operation != fault.operation);
+    if fault.count > 0 {
+        faults.armed.push(fault);
+    }
+    json(StatusCode::OK, &fault)
+}
+
+/// The test helper's decision on a PENDING onboarding.
+async fn helper_decide(state: &State, id: &str, body: DecideBody) -> Result<Response, StoreError> {
+    change(state, None, id, None, |o| {
+        if o.status != "PENDING" {
+            return Err(format!("the onboarding is {}, not PENDING", o.status));
+        }
+        match body.status.as_str() {
+            "SUCCEEDED" => o.succeed(),
+            "DECLINED" | "REJECTED" | "BLOCKED" | "ERROR" => {
+                o.status = body.status.clone();
+                o.reason = Some(body.reason.clone().unwrap_or_else(|| "decided by the test helper".into()));
+            }
+            other => return Err(format!("status {other} is not a decision")),
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The test helper's compliance review of a pending one.
+async fn helper_review(state: &State, id: &str, body: ComplianceBody) -> Result<Response, StoreError> {
+    change(state, None, id, None, |o| {
+        if o.compliance.as_deref() != Some("pending") {
+            return Err("the compliance review is not pending".into());
+        }
+        match body.result.as_str() {
+            "approved" => o.reason = None,
+            "failed" => o.reason = Some(body.reason.clone().unwrap_or_else(|| "review failed".into())),
+            other => return Err(format!("result {other} is not approved or failed")),
+        }
+        o.compliance = Some(body.result.clone());
+        Ok(())
+    })
+    .await
 }
 
 /// Sends the signed callback about onboarding `id` to its account, before the

@@ -1,4 +1,5 @@
-//! `HttpGateway`: the [`PaymentGateway`] adapter. Each call authenticates as
+//! `HttpGateway`: the gateway adapter ([`PaymentGateway`] here, the marketplace
+//! ports in [`super::gateway_marketplace`]). Each call authenticates as
 //! the gateway account it names (`merchant_id` + `api_key`); the adapter keeps
 //! only the gateway's base URL.
 
@@ -27,7 +28,7 @@ impl HttpGateway {
         Self { client, base_url: base_url.trim_end_matches('/').to_owned() }
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         account: &GatewayAccount,
         method: Method,
@@ -44,6 +45,22 @@ impl HttpGateway {
             builder = builder.header(IDEMPOTENCY_HEADER, id);
         }
         builder
+    }
+
+    /// One call as `account` (with `request_id` in `Idempotency-Key` and a JSON `body` when given).
+    pub(super) async fn call<A: serde::de::DeserializeOwned, B: serde::Serialize>(
+        &self,
+        account: &GatewayAccount,
+        method: Method,
+        path: &str,
+        request_id: Option<&str>,
+        body: Option<&B>,
+    ) -> Outcome<A> {
+        let mut rb = self.request(account, method, path, request_id);
+        if let Some(body) = body {
+            rb = rb.json(body);
+        }
+        send::<A>(rb).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! `HttpMarketplaceGateway`: the [`MarketplaceGateway`] adapter (protocol in
+//! The marketplace ports of [`HttpGateway`] ([`MarketplaceGateway`] and the others; protocol in
 //! [`super::marketplace_wire`]). Numbers leave Pelago only in the submission
 //! body, over the gateway connection; they are never logged.
 
@@ -20,61 +20,11 @@ use pelago_actors::{
 use pelago_storage::{FileId, Money};
 use reqwest::Method;
 
-use super::{
-    UpstreamClient,
-    channel_http::{IDEMPOTENCY_HEADER, encode},
-    gateway_wire::MERCHANT_HEADER,
-    http_util::send,
-    marketplace_wire as wire,
-};
+use super::{channel_http::encode, gateway::HttpGateway, http_util::send, marketplace_wire as wire};
 
-pub struct HttpMarketplaceGateway {
-    client: UpstreamClient,
-    base_url: String,
-}
-
-impl HttpMarketplaceGateway {
-    pub fn new(client: UpstreamClient, base_url: &str) -> Self {
-        Self { client, base_url: base_url.trim_end_matches('/').to_owned() }
-    }
-
-    fn request(
-        &self,
-        account: &GatewayAccount,
-        method: Method,
-        path: &str,
-        request_id: Option<&str>,
-    ) -> reqwest::RequestBuilder {
-        let mut builder = self
-            .client
-            .http()
-            .request(method, format!("{}{}", self.base_url, path))
-            .header(MERCHANT_HEADER, &account.merchant_id)
-            .bearer_auth(account.api_key.expose());
-        if let Some(id) = request_id {
-            builder = builder.header(IDEMPOTENCY_HEADER, id);
-        }
-        builder
-    }
-}
-
-impl HttpMarketplaceGateway {
-    /// One call as `account` (with `request_id` in `Idempotency-Key` and a JSON `body` when given).
-    async fn call<A: serde::de::DeserializeOwned, B: serde::Serialize>(
-        &self,
-        account: &GatewayAccount,
-        method: Method,
-        path: &str,
-        request_id: Option<&str>,
-        body: Option<&B>,
-    ) -> Outcome<A> {
-        let mut rb = self.request(account, method, path, request_id);
-        if let Some(body) = body {
-            rb = rb.json(body);
-        }
-        send::<A>(rb).await
-    }
-}
+/// The marketplace ports (onboardings, agreements, payments) are served by
+/// the one gateway adapter: same base URL, same per-account authentication.
+pub type HttpMarketplaceGateway = HttpGateway;
 
 /// The answer as the port's type; an answer it cannot read is unknown.
 fn convert(outcome: Outcome<wire::OnboardingAnswer>) -> Outcome<GatewayOnboarding> {

@@ -37,25 +37,67 @@ pub async fn run(app: &App, job: &Job) {
 }
 
 async fn attempt(app: &App, job: &Job) -> Outcome {
+    match signed_request(app, job) {
+        Ok(request) => send(app, request).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// The POST of one attempt, signed with the secrets valid now.
+struct Signed {
+    url: String,
+    event_id: String,
+    timestamp: i64,
+    signature: String,
+    body: Vec<u8>,
+}
+
+/// Reads the event and the merchant's endpoint and secrets *now* (a changed
+/// `webhook_url` applies to pending deliveries) and signs the body; what
+/// stops the attempt before sending is its outcome.
+fn signed_request(app: &App, job: &Job) -> Result<Signed, Outcome> {
+    let (event, merchant) = load(app, job)?;
+    let Some(url) = merchant.webhook_url.clone() else { return Err(Outcome::NoEndpoint) };
+    refuse_literal_ip(app, &url)?;
+    let failed = |error: &str| Outcome::Failed { status_code: None, error: error.into() };
+    let context = crate::keys::Context::WebhookSecret { merchant: merchant.id.clone() }.text();
+    let secrets = merchant
+        .signing_secrets(app.clock.now())
+        .map(|sealed| app.sealer.open_string(&sealed.0, &context))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| failed("the webhook secret could not be opened"))?;
+    let body =
+        serde_json::to_vec(&crate::http::orders::event_json(app, &event)).expect("wire JSON serializes");
+    let timestamp = Timestamp::now_real().unix_seconds();
+    let signature =
+        signature::header(secrets.iter().map(String::as_str), event.id.as_str(), timestamp, &body)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| failed("no usable webhook secret"))?;
+    Ok(Signed { url, event_id: event.id.as_str().to_owned(), timestamp, signature, body })
+}
+
+fn load(app: &App, job: &Job) -> Result<(EventRecord, MerchantRecord), Outcome> {
     let entry = &job.entry;
     let loaded = (|| -> Result<_, StoreError> {
         let event = app.store.get::<EventRecord>(event_key(&entry.merchant_id, &entry.event_id))?;
         let merchant = app.store.get::<MerchantRecord>(entry.merchant_id.as_bytes())?;
         Ok((event, merchant))
     })();
-    let (event, merchant) = match loaded {
-        Ok((Some(event), Some(merchant))) => (event, merchant),
-        Ok((None, _)) => return Outcome::Gone { error: "the event no longer exists" },
-        Ok((_, None)) => return Outcome::Gone { error: "the merchant no longer exists" },
+    match loaded {
+        Ok((Some(event), Some(merchant))) => Ok((event, merchant)),
+        Ok((None, _)) => Err(Outcome::Gone { error: "the event no longer exists" }),
+        Ok((_, None)) => Err(Outcome::Gone { error: "the merchant no longer exists" }),
         Err(error) => {
             tracing::warn!(%error, "webhook attempt: store read failed");
-            return Outcome::Failed { status_code: None, error: "internal error before sending".into() };
+            Err(Outcome::Failed { status_code: None, error: "internal error before sending".into() })
         }
-    };
-    // Read at each attempt: a changed webhook_url applies to pending deliveries.
-    let Some(url) = merchant.webhook_url.clone() else { return Outcome::NoEndpoint };
-    // A literal IP skips the resolver: the same egress policy applies to it here.
-    if let Ok(parsed) = url::Url::parse(&url)
+    }
+}
+
+/// A literal IP skips the resolver: the same egress policy applies to it here.
+fn refuse_literal_ip(app: &App, url: &str) -> Result<(), Outcome> {
+    if let Ok(parsed) = url::Url::parse(url)
         && let Some(ip) = match parsed.host() {
             Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
             Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
@@ -63,40 +105,21 @@ async fn attempt(app: &App, job: &Job) -> Outcome {
         }
         && app.webhooks.egress.refuses(ip)
     {
-        return Outcome::Failed { status_code: None, error: EgressRefused::Refused.to_string() };
+        return Err(Outcome::Failed { status_code: None, error: EgressRefused::Refused.to_string() });
     }
-    let context = crate::keys::Context::WebhookSecret { merchant: merchant.id.clone() }.text();
-    let mut secrets = Vec::new();
-    for sealed in merchant.signing_secrets(app.clock.now()) {
-        match app.sealer.open_string(&sealed.0, &context) {
-            Ok(secret) => secrets.push(secret),
-            Err(_) => {
-                return Outcome::Failed {
-                    status_code: None,
-                    error: "the webhook secret could not be opened".into(),
-                };
-            }
-        }
-    }
-    let body =
-        serde_json::to_vec(&crate::http::orders::event_json(app, &event)).expect("wire JSON serializes");
-    let timestamp = Timestamp::now_real().unix_seconds();
-    let signature =
-        match signature::header(secrets.iter().map(String::as_str), event.id.as_str(), timestamp, &body) {
-            Ok(s) if !s.is_empty() => s,
-            _ => {
-                return Outcome::Failed { status_code: None, error: "no usable webhook secret".into() };
-            }
-        };
+    Ok(())
+}
+
+async fn send(app: &App, request: Signed) -> Outcome {
     let sent = app
         .webhooks
         .client
-        .post(&url)
+        .post(&request.url)
         .header("content-type", "application/json")
-        .header("webhook-id", event.id.as_str())
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
+        .header("webhook-id", request.event_id)
+        .header("webhook-timestamp", request.timestamp.to_string())
+        .header("webhook-signature", request.signature)
+        .body(request.body)
         .send()
         .await;
     match sent {

@@ -19,26 +19,15 @@ use crate::{
     runtime::durable_handler,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChargeStatus {
-    Pending,
-    Charged,
-    Unpaid,
-    /// Gateway mode: a `monthly_fee` order was created.
-    Ordered,
-    /// The card was not billable (not active or frozen) or no fee applies.
-    Skipped,
-}
-
-impl ChargeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChargeStatus::Pending => "pending",
-            ChargeStatus::Charged => "charged",
-            ChargeStatus::Unpaid => "unpaid",
-            ChargeStatus::Ordered => "ordered",
-            ChargeStatus::Skipped => "skipped",
-        }
+crate::wire_enum! {
+    pub enum ChargeStatus {
+        Pending = "pending",
+        Charged = "charged",
+        Unpaid = "unpaid",
+        /// Gateway mode: a `monthly_fee` order was created.
+        Ordered = "ordered",
+        /// The card was not billable (not active or frozen) or no fee applies.
+        Skipped = "skipped",
     }
 }
 

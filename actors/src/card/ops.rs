@@ -45,22 +45,15 @@ impl pelago_storage::Record for MoneyMarker {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionKind {
-    Freeze,
-    Unfreeze,
-    Delete,
+crate::wire_enum! {
+    pub enum ActionKind {
+        Freeze = "freeze",
+        Unfreeze = "unfreeze",
+        Delete = "delete",
+    }
 }
 
 impl ActionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Freeze => "freeze",
-            ActionKind::Unfreeze => "unfreeze",
-            ActionKind::Delete => "delete",
-        }
-    }
-
     fn target(self) -> CardStatus {
         match self {
             ActionKind::Freeze => CardStatus::Frozen,
@@ -75,10 +68,6 @@ impl ActionKind {
             ActionKind::Unfreeze => "card.unfrozen",
             ActionKind::Delete => "card.deleted",
         }
-    }
-
-    fn parse(raw: &str) -> Option<ActionKind> {
-        [ActionKind::Freeze, ActionKind::Unfreeze, ActionKind::Delete].into_iter().find(|k| k.as_str() == raw)
     }
 }
 
@@ -414,83 +403,86 @@ enum Pending {
 impl Handler<Resolve> for CardActor {
     type Result = AtomicResponse<Self, ActorResult<CardOutcome>>;
     fn handle(&mut self, _msg: Resolve, ctx: &mut Context<Self>) -> Self::Result {
-        let begun = EntityCell::guarded(self, ctx, cell, |act| {
-            let card = act.cell_mut().existing("card")?.clone();
-            let pending = if card.status == CardStatus::Processing && card.open_request_id.is_some() {
-                Pending::Open(CardActor::open_request(&card)?)
-            } else if let (Some(p), Some(channel_card_id)) = (&card.pending_action, &card.channel_card_id) {
-                let kind = ActionKind::parse(&p.kind).ok_or(Reject::state("unknown pending action"))?;
-                Pending::Action(
-                    kind,
-                    CardAction { request_id: p.request_id.clone(), channel_card_id: channel_card_id.clone() },
-                )
-            } else {
-                Pending::Nothing(Box::new(card.clone()))
-            };
-            Ok((act.channel(&card)?, pending))
-        });
+        let begun = EntityCell::guarded(self, ctx, cell, |act| act.pending());
         AtomicResponse::new(Box::pin(
             async move {
                 let (channel, pending) = begun?;
-                Ok(match pending {
-                    Pending::Open(req) => {
-                        let asked = channel.operation(req.request_id.clone()).await;
-                        Resolved::Open(match asked {
-                            Outcome::Done(ChannelOperation::CardOpened(o)) => Outcome::Done(o),
-                            Outcome::Done(ChannelOperation::Declined { reason }) => {
-                                Outcome::Declined { reason }
-                            }
-                            // Never applied: retry with the same request id.
-                            Outcome::Done(ChannelOperation::NotFound) => channel.open_card(req).await,
-                            Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => {
-                                Outcome::Unknown { detail: "the channel could not say".into() }
-                            }
-                        })
-                    }
-                    Pending::Action(kind, req) => {
-                        let asked = channel.operation(req.request_id.clone()).await;
-                        Resolved::Action(
-                            kind,
-                            match asked {
-                                Outcome::Done(ChannelOperation::ActionApplied) => Outcome::Done(None),
-                                Outcome::Done(ChannelOperation::CardDeleted(d)) => Outcome::Done(Some(d)),
-                                Outcome::Done(ChannelOperation::Declined { reason }) => {
-                                    Outcome::Declined { reason }
-                                }
-                                Outcome::Done(ChannelOperation::NotFound) => {
-                                    call_action(channel, kind, req).await
-                                }
-                                Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => {
-                                    Outcome::Unknown { detail: "the channel could not say".into() }
-                                }
-                            },
-                        )
-                    }
-                    Pending::Nothing(card) => Resolved::Nothing(card),
-                })
+                Ok(ask_channel(channel, pending).await)
             }
             .into_actor(self)
             .then(|resolved: ActorResult<Resolved>, act, ctx| {
-                let result = match resolved {
-                    Ok(Resolved::Open(o)) => EntityCell::guarded(act, ctx, cell, |act| act.settle_open(o)),
-                    Ok(Resolved::Action(kind, o)) => {
-                        EntityCell::guarded(act, ctx, cell, |act| act.settle_action(kind, o))
-                    }
-                    Ok(Resolved::Nothing(card)) => {
-                        // Nothing pending: drop stale markers.
-                        let mut batch = WriteBatch::new();
-                        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
-                        batch.delete(Tree::Operations, Marker::Action { card: card.id.clone() }.encode());
-                        act.store()
-                            .commit(batch)
-                            .map(|t| (CardOutcome { card: *card, settled: true, refused: None }, Some(t)))
-                            .map_err(Into::into)
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = resolved.and_then(|resolved| act.settle_resolved(ctx, resolved));
                 finish(act, result)
             }),
         ))
+    }
+}
+
+impl CardActor {
+    /// What the card waits on: an open with its request id, a pending action, or nothing.
+    fn pending(&mut self) -> ActorResult<(Arc<dyn CardChannel>, Pending)> {
+        let card = self.cell_mut().existing("card")?.clone();
+        let pending = if card.status == CardStatus::Processing && card.open_request_id.is_some() {
+            Pending::Open(CardActor::open_request(&card)?)
+        } else if let (Some(p), Some(channel_card_id)) = (&card.pending_action, &card.channel_card_id) {
+            let kind = ActionKind::parse(&p.kind).ok_or(Reject::state("unknown pending action"))?;
+            Pending::Action(
+                kind,
+                CardAction { request_id: p.request_id.clone(), channel_card_id: channel_card_id.clone() },
+            )
+        } else {
+            Pending::Nothing(Box::new(card.clone()))
+        };
+        Ok((self.channel(&card)?, pending))
+    }
+
+    fn settle_resolved(&mut self, ctx: &mut Context<Self>, resolved: Resolved) -> ActorResult<Flushed> {
+        match resolved {
+            Resolved::Open(o) => EntityCell::guarded(self, ctx, cell, |act| act.settle_open(o)),
+            Resolved::Action(kind, o) => {
+                EntityCell::guarded(self, ctx, cell, |act| act.settle_action(kind, o))
+            }
+            Resolved::Nothing(card) => {
+                // Nothing pending: drop stale markers.
+                let mut batch = WriteBatch::new();
+                batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
+                batch.delete(Tree::Operations, Marker::Action { card: card.id.clone() }.encode());
+                self.store()
+                    .commit(batch)
+                    .map(|t| (CardOutcome { card: *card, settled: true, refused: None }, Some(t)))
+                    .map_err(Into::into)
+            }
+        }
+    }
+}
+
+/// Asks the channel what became of the pending request (by its request id);
+/// one it never applied is sent again with the same id.
+async fn ask_channel(channel: Arc<dyn CardChannel>, pending: Pending) -> Resolved {
+    fn unknown<T>() -> Outcome<T> {
+        Outcome::Unknown { detail: "the channel could not say".into() }
+    }
+    match pending {
+        Pending::Open(req) => Resolved::Open(match channel.operation(req.request_id.clone()).await {
+            Outcome::Done(ChannelOperation::CardOpened(o)) => Outcome::Done(o),
+            Outcome::Done(ChannelOperation::Declined { reason }) => Outcome::Declined { reason },
+            Outcome::Done(ChannelOperation::NotFound) => channel.open_card(req).await,
+            Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => unknown(),
+        }),
+        Pending::Action(kind, req) => {
+            let asked = channel.operation(req.request_id.clone()).await;
+            Resolved::Action(
+                kind,
+                match asked {
+                    Outcome::Done(ChannelOperation::ActionApplied) => Outcome::Done(None),
+                    Outcome::Done(ChannelOperation::CardDeleted(d)) => Outcome::Done(Some(d)),
+                    Outcome::Done(ChannelOperation::Declined { reason }) => Outcome::Declined { reason },
+                    Outcome::Done(ChannelOperation::NotFound) => call_action(channel, kind, req).await,
+                    Outcome::Done(_) | Outcome::Declined { .. } | Outcome::Unknown { .. } => unknown(),
+                },
+            )
+        }
+        Pending::Nothing(card) => Resolved::Nothing(card),
     }
 }
 

@@ -33,20 +33,11 @@ use crate::{
     runtime::durable_handler,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OrderKind {
-    ApplicationFee,
-    Topup,
-    MonthlyFee,
-}
-
-impl OrderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::ApplicationFee => "application_fee",
-            OrderKind::Topup => "topup",
-            OrderKind::MonthlyFee => "monthly_fee",
-        }
+crate::wire_enum! {
+    pub enum OrderKind {
+        ApplicationFee = "application_fee",
+        Topup = "topup",
+        MonthlyFee = "monthly_fee",
     }
 }
 
@@ -190,18 +181,9 @@ impl CardActor {
         &mut self,
         msg: CreateOrder,
     ) -> ActorResult<((CardRecord, OrderRecord), Option<FlushTicket>)> {
-        if let Some(b) = &msg.binding
-            && msg.order.kind == OrderKind::MonthlyFee
-            && let Some(bound) = self.store().get_raw(Tree::Index, b)?
-        {
-            // This period's order exists (another run, or a retry): answer it,
-            // decided here, where concurrent requests for the card are ordered.
-            let id = OrderId::parse(&String::from_utf8_lossy(&bound))
-                .map_err(|_| Reject::state("the monthly-fee binding names no order"))?;
-            let card = self.cell_mut().existing("card")?.clone();
-            return Ok(((card, self.load_order(&id)?), None));
+        if let Some(answer) = self.bound_monthly_fee(&msg)? {
+            return Ok((answer, None));
         }
-        let now = self.now();
         let mut batch = WriteBatch::new();
         let card = match (msg.new_card, self.cell_mut().record().cloned()) {
             (Some(_), Some(existing)) => {
@@ -213,7 +195,7 @@ impl CardActor {
                 return Ok(((existing, order), None));
             }
             (Some(new), None) => {
-                let mut card = CardRecord::create(new, now, Source::Merchant);
+                let mut card = CardRecord::create(new, self.now(), Source::Merchant);
                 card.application_fee_order = Some(msg.order.id.clone());
                 card.application_fee_minor = msg.order.fee.value;
                 card.channel_cardholder_id = msg.channel_cardholder_id;
@@ -222,55 +204,27 @@ impl CardActor {
                 }
                 card
             }
-            (None, Some(existing)) => {
-                // A monthly fee is owed by every billable card (frozen ones
-                // too, DOMAIN.md); a top-up needs an active card.
-                let allowed = match msg.order.kind {
-                    OrderKind::MonthlyFee => existing.status.is_billable(),
-                    _ => existing.status == CardStatus::Active,
-                };
-                if !allowed {
-                    return Err(Reject::state(format!(
-                        "cannot add a {} order to a card that is {}",
-                        msg.order.kind.as_str(),
-                        existing.status.as_str()
-                    ))
-                    .into());
-                }
-                let mut c = existing;
-                c.version += 1;
-                c
-            }
+            (None, Some(existing)) => takes_order(existing, msg.order.kind)?,
             (None, None) => return Err(Reject::NotFound { what: "card" }.into()),
         };
-        if let Some(topup) = &msg.topup {
-            batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
-            batch.put(topup_key(&card.id, &topup.id), topup)?;
-            batch.put_raw(Tree::Index, Index::Topup { topup: topup.id.clone() }.encode(), card.id.as_bytes());
-        }
-        let order = msg.order;
-        batch.expect_absent(Tree::Orders, order.id.as_bytes());
-        batch.put(order.id.as_bytes(), &order)?;
-        batch.put_raw(
-            Tree::Index,
-            Index::MerchantOrder { merchant: order.merchant_id.clone(), order: order.id.clone() }.encode(),
-            [],
-        );
-        batch.put_raw(
-            Tree::Operations,
-            Marker::OrderCreate { order: order.id.clone() }.encode(),
-            marker_value(&card.id, Timestamp::now_real()),
-        );
-        if let Some(b) = &msg.binding {
-            let bound = match (&msg.topup, order.kind) {
-                (Some(t), _) => t.id.to_string(),
-                (None, OrderKind::MonthlyFee) => order.id.to_string(),
-                (None, _) => card.id.to_string(),
-            };
-            batch.put_raw(Tree::Index, b, bound.into_bytes());
-        }
+        stage_new_order(&mut batch, &card, &msg.order, msg.topup.as_ref(), msg.binding.as_deref())?;
         let ticket = self.cell_mut().persist(card.clone(), batch)?;
-        Ok(((card, order), Some(ticket)))
+        Ok(((card, msg.order), Some(ticket)))
+    }
+
+    /// This period's monthly-fee order, when its binding exists (another run,
+    /// or a retry): answered as it is, decided here, where concurrent requests
+    /// for the card are ordered.
+    fn bound_monthly_fee(&mut self, msg: &CreateOrder) -> ActorResult<Option<(CardRecord, OrderRecord)>> {
+        let Some(b) = &msg.binding else { return Ok(None) };
+        if msg.order.kind != OrderKind::MonthlyFee {
+            return Ok(None);
+        }
+        let Some(bound) = self.store().get_raw(Tree::Index, b)? else { return Ok(None) };
+        let id = OrderId::parse(&String::from_utf8_lossy(&bound))
+            .map_err(|_| Reject::state("the monthly-fee binding names no order"))?;
+        let card = self.cell_mut().existing("card")?.clone();
+        Ok(Some((card, self.load_order(&id)?)))
     }
 
     fn order_created(
@@ -400,6 +354,21 @@ impl CardActor {
             EventObject::Order(Box::new(order.clone())),
             now,
         )?;
+        self.stage_paid_effect(&mut card, &order, &mut batch, now)?;
+        let ticket = self.cell_mut().persist(card, batch)?;
+        Ok((order, Some(ticket)))
+    }
+
+    /// What a paid order was for: an application fee starts opening its card
+    /// (the `Open` marker, with the request id the resolver or the binary
+    /// uses), a top-up's funding starts (its `Topup` marker).
+    fn stage_paid_effect(
+        &mut self,
+        card: &mut CardRecord,
+        order: &OrderRecord,
+        batch: &mut WriteBatch,
+        now: Timestamp,
+    ) -> ActorResult<()> {
         match (&order.kind, &order.topup_id) {
             (OrderKind::ApplicationFee, _) if card.status == CardStatus::PendingPayment => {
                 card.transition(
@@ -438,8 +407,7 @@ impl CardActor {
             }
             _ => card.version += 1,
         }
-        let ticket = self.cell_mut().persist(card, batch)?;
-        Ok((order, Some(ticket)))
+        Ok(())
     }
 
     fn refund_order(&mut self, id: &OrderId) -> ActorResult<(OrderRecord, Option<FlushTicket>)> {
@@ -475,3 +443,60 @@ durable_handler!(CardActor, cell, OrderCreateFailed => OrderRecord, |act, msg| {
 durable_handler!(CardActor, cell, SettleOrder => OrderRecord, |act, msg| act.settle_order(msg));
 
 durable_handler!(CardActor, cell, RefundOrder => OrderRecord, |act, msg| act.refund_order(&msg.0));
+
+/// An existing card taking a new order: a monthly fee is owed by every
+/// billable card (frozen ones too, DOMAIN.md); a top-up needs an active card.
+fn takes_order(mut card: CardRecord, kind: OrderKind) -> ActorResult<CardRecord> {
+    let allowed = match kind {
+        OrderKind::MonthlyFee => card.status.is_billable(),
+        _ => card.status == CardStatus::Active,
+    };
+    if !allowed {
+        return Err(Reject::state(format!(
+            "cannot add a {} order to a card that is {}",
+            kind.as_str(),
+            card.status.as_str()
+        ))
+        .into());
+    }
+    card.version += 1;
+    Ok(card)
+}
+
+/// A new order's rows: the top-up it pays for, the order, its merchant index
+/// row, the `OrderCreate` marker and the Idempotency-Key binding (naming the
+/// top-up, the monthly-fee order or the card).
+fn stage_new_order(
+    batch: &mut WriteBatch,
+    card: &CardRecord,
+    order: &OrderRecord,
+    topup: Option<&TopupRecord>,
+    binding: Option<&str>,
+) -> ActorResult<()> {
+    if let Some(topup) = topup {
+        batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
+        batch.put(topup_key(&card.id, &topup.id), topup)?;
+        batch.put_raw(Tree::Index, Index::Topup { topup: topup.id.clone() }.encode(), card.id.as_bytes());
+    }
+    batch.expect_absent(Tree::Orders, order.id.as_bytes());
+    batch.put(order.id.as_bytes(), order)?;
+    batch.put_raw(
+        Tree::Index,
+        Index::MerchantOrder { merchant: order.merchant_id.clone(), order: order.id.clone() }.encode(),
+        [],
+    );
+    batch.put_raw(
+        Tree::Operations,
+        Marker::OrderCreate { order: order.id.clone() }.encode(),
+        marker_value(&card.id, Timestamp::now_real()),
+    );
+    if let Some(b) = binding {
+        let bound = match (topup, order.kind) {
+            (Some(t), _) => t.id.to_string(),
+            (None, OrderKind::MonthlyFee) => order.id.to_string(),
+            (None, _) => card.id.to_string(),
+        };
+        batch.put_raw(Tree::Index, b, bound.into_bytes());
+    }
+    Ok(())
+}

@@ -93,93 +93,106 @@ impl MerchantActor {
     }
 
     fn run(&mut self, command: MerchantCommand) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
-        let now = self.now();
         match command {
             MerchantCommand::Create { record, first_key, binding } => {
-                if record.id != self.id || first_key.merchant_id != self.id {
-                    return Err(Reject::invalid("id", "merchant id does not match its actor").into());
-                }
-                if let Some(existing) = self.cell.record() {
-                    return Ok((existing.clone(), None));
-                }
-                let mut batch = WriteBatch::new();
-                if let Some(gw) = &record.gateway {
-                    // gateway.merchant_id is unique across merchants.
-                    let key = Index::GatewayAccount { gateway_merchant: gw.merchant_id.clone() }.encode();
-                    batch.expect_absent(Tree::Index, &key);
-                    batch.put_raw(Tree::Index, &key, self.id.as_bytes());
-                }
-                if let Some(binding) = &binding {
-                    batch.expect_absent(Tree::Index, binding);
-                    batch.put_raw(Tree::Index, binding, format!("{} {}", self.id, first_key.key_id));
-                }
-                batch.put(first_key.key_id.as_bytes(), &first_key)?;
-                batch.put_raw(
-                    Tree::Index,
-                    Index::MerchantKey { merchant: self.id.clone(), key: first_key.key_id.clone() }.encode(),
-                    [],
-                );
-                let record = *record;
-                let ticket = match self.cell.persist(record.clone(), batch) {
-                    Err(crate::ActorError::Unavailable(_))
-                        if record.gateway.is_some() || binding.is_some() =>
-                    {
-                        return Err(Reject::Conflict {
-                            message: "gateway.merchant_id is already used by another merchant, \
-                                      or this Idempotency-Key already created one"
-                                .into(),
-                        }
-                        .into());
-                    }
-                    other => other?,
-                };
-                Ok((record, Some(ticket)))
+                self.create(*record, first_key, binding)
             }
             MerchantCommand::Get => Ok((self.cell.existing("merchant")?.clone(), None)),
             MerchantCommand::Change { change, binding } => {
                 let mut record = self.cell.existing("merchant")?.clone();
-                record.apply(change, now)?;
+                record.apply(change, self.now())?;
                 let mut batch = WriteBatch::new();
                 bind(&mut batch, binding);
                 let ticket = self.cell.persist(record.clone(), batch)?;
                 Ok((record, Some(ticket)))
             }
-            MerchantCommand::IssueKey { key, binding } => {
-                let mut record = self.cell.existing("merchant")?.clone();
-                if key.merchant_id != self.id {
-                    return Err(Reject::invalid("merchant_id", "key belongs to another merchant").into());
-                }
-                record.version += 1;
-                let mut batch = WriteBatch::new();
-                bind(&mut batch, binding);
-                batch.expect_absent(Tree::ApiKeys, key.key_id.as_bytes());
-                batch.put(key.key_id.as_bytes(), &key)?;
-                batch.put_raw(
-                    Tree::Index,
-                    Index::MerchantKey { merchant: self.id.clone(), key: key.key_id.clone() }.encode(),
-                    [],
-                );
-                let ticket = self.cell.persist(record.clone(), batch)?;
-                Ok((record, Some(ticket)))
-            }
-            MerchantCommand::RevokeKey(key_id) => {
-                let mut record = self.cell.existing("merchant")?.clone();
-                let store = self.cell.store();
-                let mut key = match store.get::<ApiKeyRecord>(key_id.as_bytes())? {
-                    Some(k) if k.merchant_id == self.id => k,
-                    _ => return Err(Reject::NotFound { what: "API key" }.into()),
-                };
-                if key.revoked_at.is_some() {
-                    return Ok((record, None));
-                }
-                key.revoked_at = Some(now);
-                record.version += 1;
-                let mut batch = WriteBatch::new();
-                batch.put(key_id.as_bytes(), &key)?;
-                let ticket = self.cell.persist(record.clone(), batch)?;
-                Ok((record, Some(ticket)))
-            }
+            MerchantCommand::IssueKey { key, binding } => self.issue_key(key, binding),
+            MerchantCommand::RevokeKey(key_id) => self.revoke_key(key_id),
         }
+    }
+
+    /// The merchant with its first key (a repeat answers the merchant as it
+    /// is); its gateway account and Idempotency-Key binding are unique.
+    fn create(
+        &mut self,
+        record: MerchantRecord,
+        first_key: ApiKeyRecord,
+        binding: Option<String>,
+    ) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
+        if record.id != self.id || first_key.merchant_id != self.id {
+            return Err(Reject::invalid("id", "merchant id does not match its actor").into());
+        }
+        if let Some(existing) = self.cell.record() {
+            return Ok((existing.clone(), None));
+        }
+        let mut batch = WriteBatch::new();
+        if let Some(gw) = &record.gateway {
+            // gateway.merchant_id is unique across merchants.
+            let key = Index::GatewayAccount { gateway_merchant: gw.merchant_id.clone() }.encode();
+            batch.expect_absent(Tree::Index, &key);
+            batch.put_raw(Tree::Index, &key, self.id.as_bytes());
+        }
+        if let Some(binding) = &binding {
+            batch.expect_absent(Tree::Index, binding);
+            batch.put_raw(Tree::Index, binding, format!("{} {}", self.id, first_key.key_id));
+        }
+        self.stage_key(&mut batch, &first_key)?;
+        let ticket = match self.cell.persist(record.clone(), batch) {
+            Err(crate::ActorError::Unavailable(_)) if record.gateway.is_some() || binding.is_some() => {
+                return Err(Reject::Conflict {
+                    message: "gateway.merchant_id is already used by another merchant, \
+                              or this Idempotency-Key already created one"
+                        .into(),
+                }
+                .into());
+            }
+            other => other?,
+        };
+        Ok((record, Some(ticket)))
+    }
+
+    fn issue_key(
+        &mut self,
+        key: ApiKeyRecord,
+        binding: Option<(String, Vec<u8>)>,
+    ) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
+        let mut record = self.cell.existing("merchant")?.clone();
+        if key.merchant_id != self.id {
+            return Err(Reject::invalid("merchant_id", "key belongs to another merchant").into());
+        }
+        record.version += 1;
+        let mut batch = WriteBatch::new();
+        bind(&mut batch, binding);
+        batch.expect_absent(Tree::ApiKeys, key.key_id.as_bytes());
+        self.stage_key(&mut batch, &key)?;
+        let ticket = self.cell.persist(record.clone(), batch)?;
+        Ok((record, Some(ticket)))
+    }
+
+    /// The key record and its `MerchantKey` index row.
+    fn stage_key(&self, batch: &mut WriteBatch, key: &ApiKeyRecord) -> ActorResult<()> {
+        batch.put(key.key_id.as_bytes(), key)?;
+        let row = Index::MerchantKey { merchant: self.id.clone(), key: key.key_id.clone() };
+        batch.put_raw(Tree::Index, row.encode(), []);
+        Ok(())
+    }
+
+    fn revoke_key(&mut self, key_id: ApiKeyId) -> ActorResult<(MerchantRecord, Option<FlushTicket>)> {
+        let mut record = self.cell.existing("merchant")?.clone();
+        let store = self.cell.store();
+        let mut key = match store.get::<ApiKeyRecord>(key_id.as_bytes())? {
+            Some(k) if k.merchant_id == self.id => k,
+            _ => return Err(Reject::NotFound { what: "API key" }.into()),
+        };
+        if key.revoked_at.is_some() {
+            return Ok((record, None));
+        }
+        key.revoked_at = Some(self.now());
+        record.version += 1;
+        let mut batch = WriteBatch::new();
+        batch.put(key_id.as_bytes(), &key)?;
+        let ticket = self.cell.persist(record.clone(), batch)?;
+        Ok((record, Some(ticket)))
     }
 }
 
@@ -300,19 +313,10 @@ impl MerchantActor {
         batch: &mut WriteBatch,
         req: PostEntry,
     ) -> ActorResult<Posted> {
-        let store = self.cell.store();
-        let index = entry_index(&req.source_id, req.kind);
-        if store.get_raw(Tree::Index, &index)?.is_some_and(|v| v == VOIDED) {
-            return Err(Reject::state(format!(
-                "{} {} was voided: its request stopped before it and nothing may be booked for it",
-                req.kind.as_str(),
-                req.source_id
-            ))
-            .into());
-        }
-        if let Some((entry, balance_txns)) = booked(store, &req.source_id, req.kind)? {
+        if let Some((entry, balance_txns)) = self.booked_before(&req)? {
             return Ok(Posted { entry, balances: record.balances.clone(), balance_txns, replayed: true });
         }
+        let index = entry_index(&req.source_id, req.kind);
         ledger::check_balanced(&req.postings)?;
         let balances = ledger::apply_to_balances(&self.id, &record.balances, &req.postings)?;
         if req.kind.is_marketplace() {
@@ -329,38 +333,7 @@ impl MerchantActor {
             created_at: now,
         };
         batch.put(entry.id.as_bytes(), &entry)?;
-        let mut balance_txn_keys = Vec::new();
-        // One balance transaction per merchant posting, with the running balances.
-        let mut running = record.balances.clone();
-        let mut balance_txns = Vec::new();
-        let mut merchant_legs = 0;
-        for posting in &entry.postings {
-            let mine = matches!(&posting.account,
-                Account::MerchantAvailable(m) | Account::MerchantPending(m) if *m == self.id);
-            if !mine {
-                continue;
-            }
-            running = ledger::add_postings(&self.id, &running, std::slice::from_ref(posting))?;
-            let after =
-                running.iter().find(|b| b.currency == posting.amount.currency).copied().unwrap_or(
-                    CurrencyBalance { currency: posting.amount.currency, available: 0, pending: 0 },
-                );
-            let txn = BalanceTxnRecord {
-                id: pelago_storage::BalanceTxnId::generate(),
-                merchant_id: self.id.clone(),
-                kind: ledger::balance_txn_kind(entry.kind, merchant_legs).to_owned(),
-                amount: posting.amount,
-                available_after: after.available,
-                pending_after: after.pending,
-                source_id: entry.source_id.clone(),
-                created_at: now,
-            };
-            merchant_legs += 1;
-            let key = format!("{}/{}", self.id, txn.id);
-            batch.put(&key, &txn)?;
-            balance_txn_keys.push(key);
-            balance_txns.push(txn);
-        }
+        let (balance_txns, balance_txn_keys) = self.balance_txns(&entry, &record.balances, batch)?;
         batch.expect_absent(Tree::Index, &index);
         batch.put_raw(Tree::Index, &index, entry_index_value(&entry.id, &balance_txn_keys));
         for balances in &recipients {
@@ -385,6 +358,59 @@ impl MerchantActor {
         record.balances = balances.clone();
         record.version += 1;
         Ok(Posted { entry, balances, balance_txns, replayed: false })
+    }
+
+    /// The booking `req` repeats, if any; a voided `(source, kind)` refuses.
+    fn booked_before(&self, req: &PostEntry) -> ActorResult<Option<(JournalEntry, Vec<BalanceTxnRecord>)>> {
+        let store = self.cell.store();
+        if store.get_raw(Tree::Index, entry_index(&req.source_id, req.kind))?.is_some_and(|v| v == VOIDED) {
+            return Err(Reject::state(format!(
+                "{} {} was voided: its request stopped before it and nothing may be booked for it",
+                req.kind.as_str(),
+                req.source_id
+            ))
+            .into());
+        }
+        booked(store, &req.source_id, req.kind)
+    }
+
+    /// One balance transaction per merchant posting of `entry`, with the
+    /// running balances from `before`, staged in `batch`; with their keys.
+    fn balance_txns(
+        &self,
+        entry: &JournalEntry,
+        before: &[CurrencyBalance],
+        batch: &mut WriteBatch,
+    ) -> ActorResult<(Vec<BalanceTxnRecord>, Vec<String>)> {
+        let mut running = before.to_vec();
+        let (mut balance_txns, mut keys) = (Vec::new(), Vec::new());
+        for posting in &entry.postings {
+            let mine = matches!(&posting.account,
+                Account::MerchantAvailable(m) | Account::MerchantPending(m) if *m == self.id);
+            if !mine {
+                continue;
+            }
+            running = ledger::add_postings(&self.id, &running, std::slice::from_ref(posting))?;
+            let after =
+                running.iter().find(|b| b.currency == posting.amount.currency).copied().unwrap_or(
+                    CurrencyBalance { currency: posting.amount.currency, available: 0, pending: 0 },
+                );
+            let txn = BalanceTxnRecord {
+                id: pelago_storage::BalanceTxnId::generate(),
+                merchant_id: self.id.clone(),
+                kind: ledger::balance_txn_kind(entry.kind, balance_txns.len()).to_owned(),
+                amount: posting.amount,
+                available_after: after.available,
+                pending_after: after.pending,
+                source_id: entry.source_id.clone(),
+                created_at: entry.created_at,
+            };
+            let key = format!("{}/{}", self.id, txn.id);
+            batch.put(&key, &txn)?;
+            keys.push(key);
+            balance_txns.push(txn);
+        }
+        Ok((balance_txns, keys))
     }
 }
 

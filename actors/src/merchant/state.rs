@@ -8,33 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Reject;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MerchantStatus {
-    Active,
-    Suspended,
-}
-
-impl MerchantStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MerchantStatus::Active => "active",
-            MerchantStatus::Suspended => "suspended",
-        }
+crate::wire_enum! {
+    pub enum MerchantStatus {
+        Active = "active",
+        Suspended = "suspended",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FundingMode {
-    Gateway,
-    MasterAccount,
-}
-
-impl FundingMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FundingMode::Gateway => "gateway",
-            FundingMode::MasterAccount => "master_account",
-        }
+crate::wire_enum! {
+    pub enum FundingMode {
+        Gateway = "gateway",
+        MasterAccount = "master_account",
     }
 }
 

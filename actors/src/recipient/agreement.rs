@@ -25,22 +25,10 @@ use crate::{
     runtime::durable_handler,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AgreementType {
-    Split,
-    Commission,
-}
-
-impl AgreementType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgreementType::Split => "split",
-            AgreementType::Commission => "commission",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [AgreementType::Split, AgreementType::Commission].into_iter().find(|t| t.as_str() == raw)
+crate::wire_enum! {
+    pub enum AgreementType {
+        Split = "split",
+        Commission = "commission",
     }
 }
 

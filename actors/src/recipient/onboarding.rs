@@ -91,57 +91,20 @@ pub const SUPPLEMENTS_MAX: u8 = 5;
 /// first); the reverse-transfer target is kept apart, so it never depends on them.
 pub const MAX_ONBOARDING_HISTORY: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OnboardingType {
-    PreviouslyOnboarded,
-    OneStep,
-    TwoStep,
-}
-
-impl OnboardingType {
-    pub const ALL: [OnboardingType; 3] =
-        [OnboardingType::PreviouslyOnboarded, OnboardingType::OneStep, OnboardingType::TwoStep];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnboardingType::PreviouslyOnboarded => "PREVIOUSLY_ONBOARDED",
-            OnboardingType::OneStep => "ONE_STEP_ONBOARDING",
-            OnboardingType::TwoStep => "TWO_STEP_ONBOARDING",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+crate::wire_enum! {
+    pub enum OnboardingType {
+        PreviouslyOnboarded = "PREVIOUSLY_ONBOARDED",
+        OneStep = "ONE_STEP_ONBOARDING",
+        TwoStep = "TWO_STEP_ONBOARDING",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DocumentType {
-    IdentityDocument,
-    BusinessLicense,
-    BankProof,
-    Other,
-}
-
-impl DocumentType {
-    pub const ALL: [DocumentType; 4] = [
-        DocumentType::IdentityDocument,
-        DocumentType::BusinessLicense,
-        DocumentType::BankProof,
-        DocumentType::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentType::IdentityDocument => "identity_document",
-            DocumentType::BusinessLicense => "business_license",
-            DocumentType::BankProof => "bank_proof",
-            DocumentType::Other => "other",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+crate::wire_enum! {
+    pub enum DocumentType {
+        IdentityDocument = "identity_document",
+        BusinessLicense = "business_license",
+        BankProof = "bank_proof",
+        Other = "other",
     }
 }
 
@@ -162,25 +125,14 @@ pub struct Compliance {
     pub reason: Option<String>,
 }
 
-/// The kind of one onboarding history entry (§4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EntryType {
-    StatusChanged,
-    ComplianceChanged,
-    SupplementSubmitted,
-    Transferred,
-    TransferReversed,
-}
-
-impl EntryType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryType::StatusChanged => "status_changed",
-            EntryType::ComplianceChanged => "compliance_changed",
-            EntryType::SupplementSubmitted => "supplement_submitted",
-            EntryType::Transferred => "transferred",
-            EntryType::TransferReversed => "transfer_reversed",
-        }
+crate::wire_enum! {
+    /// The kind of one onboarding history entry (§4).
+    pub enum EntryType {
+        StatusChanged = "status_changed",
+        ComplianceChanged = "compliance_changed",
+        SupplementSubmitted = "supplement_submitted",
+        Transferred = "transferred",
+        TransferReversed = "transfer_reversed",
     }
 }
 
@@ -200,21 +152,12 @@ pub struct OnboardingEntry {
     pub at: Timestamp,
 }
 
-/// A gateway action whose outcome is not known yet (§9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ActionType {
-    Submit,
-    Cancel,
-    Supplement,
-}
-
-impl ActionType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionType::Submit => "submit",
-            ActionType::Cancel => "cancel",
-            ActionType::Supplement => "supplement",
-        }
+crate::wire_enum! {
+    /// A gateway action whose outcome is not known yet (§9).
+    pub enum ActionType {
+        Submit = "submit",
+        Cancel = "cancel",
+        Supplement = "supplement",
     }
 }
 
@@ -385,16 +328,14 @@ impl Onboarding {
             (_, None) => (OnboardingStatus::Created, ComplianceStatus::NotStarted),
         };
         check_documents(&new.documents, 0)?;
-        let created = OnboardingEntry {
-            kind: EntryType::StatusChanged,
-            from: None,
-            to: Some(status.as_str().to_owned()),
-            from_recipient_id: None,
-            to_recipient_id: None,
-            reason: None,
-            source: Source::Merchant,
+        let created = OnboardingEntry::change(
+            EntryType::StatusChanged,
+            None,
+            status.as_str(),
+            None,
+            Source::Merchant,
             at,
-        };
+        );
         Ok(Onboarding {
             id: new.id,
             merchant_id: new.merchant_id,
@@ -425,232 +366,256 @@ impl Onboarding {
     /// Applies one event (a row of §4), or refuses it with nothing changed.
     /// A change adds its history entries and bumps `version` once.
     pub fn apply(&mut self, event: OnboardingEvent, at: Timestamp) -> Result<(), Reject> {
-        let source = event.source();
-        let mut next = self.clone();
-        let mut entries = Vec::new();
-        let refuse = |this: &Onboarding, event: &OnboardingEvent| {
-            Reject::state(format!(
-                "the onboarding is {} (compliance {}); {} is not allowed",
-                this.status.as_str(),
-                this.compliance.status.as_str(),
-                event.name()
-            ))
-        };
-        match &event {
+        self.row_allows(&event)?;
+        let mut step = Step { next: self.clone(), entries: Vec::new(), source: event.source(), at };
+        match event {
+            OnboardingEvent::Submit => step.submit()?,
+            OnboardingEvent::Continue { documents } => step.resubmit(documents)?,
+            OnboardingEvent::Decide { decision, reason } => step.decide(decision, reason)?,
+            OnboardingEvent::Cancel => step.status(OnboardingStatus::Canceled, None)?,
+            OnboardingEvent::Review { result, reason } => step.review(result, reason)?,
+            OnboardingEvent::Supplement { documents, note } => step.supplement(documents, note)?,
+            OnboardingEvent::Transfer { to } => step.transfer(to)?,
+            OnboardingEvent::ReverseTransfer => step.reverse_transfer(),
+        }
+        *self = step.finish();
+        Ok(())
+    }
+
+    /// The state half of §4's rows: whether `event` may happen to the
+    /// onboarding as it is (the event's own fields are checked by its step).
+    fn row_allows(&self, event: &OnboardingEvent) -> Result<(), Reject> {
+        let (status, compliance) = (self.status, self.compliance.status);
+        let allowed = match event {
             OnboardingEvent::Submit => {
-                if self.kind != OnboardingType::OneStep || self.status != OnboardingStatus::Created {
-                    return Err(refuse(self, &event));
-                }
-                next.move_status(OnboardingStatus::Pending, None, source, at, &mut entries)?;
-                next.submitted = true;
+                self.kind == OnboardingType::OneStep && status == OnboardingStatus::Created
             }
-            OnboardingEvent::Continue { documents } => {
-                let allowed = match self.status {
-                    OnboardingStatus::Created => self.kind == OnboardingType::TwoStep,
-                    OnboardingStatus::Rejected | OnboardingStatus::Error => true,
-                    _ => false,
-                };
-                if !allowed {
-                    return Err(refuse(self, &event));
-                }
-                check_documents(documents, self.documents.len())?;
-                next.documents.extend(documents.iter().cloned());
-                if self.status == OnboardingStatus::Created && next.documents.is_empty() {
-                    return Err(Reject::invalid("documents", "continue needs at least one document"));
-                }
-                next.failure_reason = None;
-                next.move_status(OnboardingStatus::Pending, None, source, at, &mut entries)?;
-                next.submitted = true;
+            OnboardingEvent::Continue { .. } => match status {
+                OnboardingStatus::Created => self.kind == OnboardingType::TwoStep,
+                OnboardingStatus::Rejected | OnboardingStatus::Error => true,
+                _ => false,
+            },
+            OnboardingEvent::Decide { .. } => status == OnboardingStatus::Pending,
+            OnboardingEvent::Cancel => status.can_become(OnboardingStatus::Canceled),
+            OnboardingEvent::Review { .. } => {
+                status == OnboardingStatus::Succeeded && compliance == ComplianceStatus::Pending
             }
-            OnboardingEvent::Decide { decision, reason } => {
-                if self.status != OnboardingStatus::Pending {
-                    return Err(refuse(self, &event));
-                }
-                next.move_status(decision.status(), reason.clone(), source, at, &mut entries)?;
-                match decision {
-                    Decision::Succeeded { provider_recipient_id } => {
-                        next.provider_recipient_id = Some(provider_recipient_id.clone());
-                        next.failure_reason = None;
-                        next.move_compliance(ComplianceStatus::Pending, None, source, at, &mut entries)?;
-                    }
-                    _ => next.failure_reason = reason.clone(),
-                }
+            OnboardingEvent::Supplement { .. } => {
+                status == OnboardingStatus::Succeeded && compliance == ComplianceStatus::Failed
             }
-            OnboardingEvent::Cancel => {
-                if !self.status.can_become(OnboardingStatus::Canceled) {
-                    return Err(refuse(self, &event));
-                }
-                next.move_status(OnboardingStatus::Canceled, None, source, at, &mut entries)?;
-            }
-            OnboardingEvent::Review { result, reason } => {
-                if self.status != OnboardingStatus::Succeeded
-                    || self.compliance.status != ComplianceStatus::Pending
-                {
-                    return Err(refuse(self, &event));
-                }
-                match result {
-                    Review::Approved => {
-                        next.move_compliance(ComplianceStatus::Approved, None, source, at, &mut entries)?;
-                        next.compliance.reason = None;
-                    }
-                    Review::Failed if self.compliance.supplements_used < SUPPLEMENTS_MAX => {
-                        next.move_compliance(
-                            ComplianceStatus::Failed,
-                            reason.clone(),
-                            source,
-                            at,
-                            &mut entries,
-                        )?;
-                        next.compliance.reason = reason.clone();
-                    }
-                    Review::Failed => {
-                        next.move_compliance(
-                            ComplianceStatus::Frozen,
-                            reason.clone(),
-                            source,
-                            at,
-                            &mut entries,
-                        )?;
-                        next.compliance.reason = reason.clone();
-                        next.move_status(
-                            OnboardingStatus::Blocked,
-                            Some("compliance frozen".to_owned()),
-                            Source::System,
-                            at,
-                            &mut entries,
-                        )?;
-                        next.failure_reason = Some("compliance frozen".to_owned());
-                    }
-                }
-            }
-            OnboardingEvent::Supplement { documents, note } => {
-                if self.status != OnboardingStatus::Succeeded
-                    || self.compliance.status != ComplianceStatus::Failed
-                {
-                    return Err(refuse(self, &event));
-                }
-                if documents.is_empty() {
-                    return Err(Reject::invalid("documents", "a supplement needs at least one document"));
-                }
-                check_documents(documents, self.documents.len())?;
-                if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
-                    return Err(Reject::invalid("note", "note is at most 500 characters"));
-                }
-                next.documents.extend(documents.iter().cloned());
-                next.compliance.supplements_used += 1;
-                next.compliance.reason = None;
-                let from = self.compliance.status;
-                next.compliance.status = ComplianceStatus::Pending;
-                entries.push(OnboardingEntry {
-                    kind: EntryType::SupplementSubmitted,
-                    from: Some(from.as_str().to_owned()),
-                    to: Some(ComplianceStatus::Pending.as_str().to_owned()),
-                    from_recipient_id: None,
-                    to_recipient_id: None,
-                    reason: note.clone(),
-                    source,
-                    at,
-                });
-            }
-            OnboardingEvent::Transfer { to } => {
-                if self.status != OnboardingStatus::Succeeded {
-                    return Err(refuse(self, &event));
-                }
-                if *to == self.recipient_id {
-                    return Err(Reject::invalid("recipient_id", "recipient_id is already the owner"));
-                }
-                next.transferred_from = Some(self.recipient_id.clone());
-                next.recipient_id = to.clone();
-                entries.push(self.transfer_entry(EntryType::Transferred, to.clone(), source, at));
-            }
+            OnboardingEvent::Transfer { .. } => status == OnboardingStatus::Succeeded,
             OnboardingEvent::ReverseTransfer => {
-                let Some(back_to) = self.transferred_from.clone() else {
+                if self.transferred_from.is_none() {
                     return Err(Reject::state("the onboarding's latest transfer is not a `transferred` one"));
-                };
-                if self.status != OnboardingStatus::Succeeded {
-                    return Err(refuse(self, &event));
                 }
-                next.transferred_from = None;
-                next.recipient_id = back_to.clone();
-                entries.push(self.transfer_entry(EntryType::TransferReversed, back_to, source, at));
+                status == OnboardingStatus::Succeeded
+            }
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(Reject::state(format!(
+            "the onboarding is {} (compliance {}); {} is not allowed",
+            status.as_str(),
+            compliance.as_str(),
+            event.name()
+        )))
+    }
+}
+
+impl OnboardingEntry {
+    fn change(
+        kind: EntryType,
+        from: Option<&str>,
+        to: &str,
+        reason: Option<String>,
+        source: Source,
+        at: Timestamp,
+    ) -> OnboardingEntry {
+        OnboardingEntry {
+            kind,
+            from: from.map(str::to_owned),
+            to: Some(to.to_owned()),
+            from_recipient_id: None,
+            to_recipient_id: None,
+            reason,
+            source,
+            at,
+        }
+    }
+}
+
+/// One allowed event being applied: the next record and the history entries
+/// it adds, committed together by [`Step::finish`] or dropped with a refusal.
+struct Step {
+    next: Onboarding,
+    entries: Vec<OnboardingEntry>,
+    source: Source,
+    at: Timestamp,
+}
+
+impl Step {
+    fn submit(&mut self) -> Result<(), Reject> {
+        self.status(OnboardingStatus::Pending, None)?;
+        self.next.submitted = true;
+        Ok(())
+    }
+
+    /// A two-step onboarding's submission, or a resubmission.
+    fn resubmit(&mut self, documents: Vec<Document>) -> Result<(), Reject> {
+        check_documents(&documents, self.next.documents.len())?;
+        self.next.documents.extend(documents);
+        if self.next.status == OnboardingStatus::Created && self.next.documents.is_empty() {
+            return Err(Reject::invalid("documents", "continue needs at least one document"));
+        }
+        self.next.failure_reason = None;
+        self.submit()
+    }
+
+    fn decide(&mut self, decision: Decision, reason: Option<String>) -> Result<(), Reject> {
+        self.status(decision.status(), reason.clone())?;
+        match decision {
+            Decision::Succeeded { provider_recipient_id } => {
+                self.next.provider_recipient_id = Some(provider_recipient_id);
+                self.next.failure_reason = None;
+                self.compliance(ComplianceStatus::Pending, None)
+            }
+            _ => {
+                self.next.failure_reason = reason;
+                Ok(())
             }
         }
-        for entry in entries {
+    }
+
+    /// A failed review after the last supplement freezes the compliance and
+    /// blocks the onboarding.
+    fn review(&mut self, result: Review, reason: Option<String>) -> Result<(), Reject> {
+        let to = match result {
+            Review::Approved => ComplianceStatus::Approved,
+            Review::Failed if self.next.compliance.supplements_used < SUPPLEMENTS_MAX => {
+                ComplianceStatus::Failed
+            }
+            Review::Failed => ComplianceStatus::Frozen,
+        };
+        let kept = if to == ComplianceStatus::Approved { None } else { reason };
+        self.compliance(to, kept.clone())?;
+        self.next.compliance.reason = kept;
+        if to == ComplianceStatus::Frozen {
+            let frozen = Some("compliance frozen".to_owned());
+            self.status_by(OnboardingStatus::Blocked, frozen.clone(), Source::System)?;
+            self.next.failure_reason = frozen;
+        }
+        Ok(())
+    }
+
+    fn supplement(&mut self, documents: Vec<Document>, note: Option<String>) -> Result<(), Reject> {
+        if documents.is_empty() {
+            return Err(Reject::invalid("documents", "a supplement needs at least one document"));
+        }
+        check_documents(&documents, self.next.documents.len())?;
+        if note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+            return Err(Reject::invalid("note", "note is at most 500 characters"));
+        }
+        let compliance = &mut self.next.compliance;
+        let from = compliance.status;
+        compliance.supplements_used += 1;
+        compliance.reason = None;
+        compliance.status = ComplianceStatus::Pending;
+        self.next.documents.extend(documents);
+        let to = ComplianceStatus::Pending.as_str();
+        self.entries.push(OnboardingEntry::change(
+            EntryType::SupplementSubmitted,
+            Some(from.as_str()),
+            to,
+            note,
+            self.source,
+            self.at,
+        ));
+        Ok(())
+    }
+
+    fn transfer(&mut self, to: RecipientId) -> Result<(), Reject> {
+        if to == self.next.recipient_id {
+            return Err(Reject::invalid("recipient_id", "recipient_id is already the owner"));
+        }
+        self.next.transferred_from = Some(self.next.recipient_id.clone());
+        self.owner(EntryType::Transferred, to);
+        Ok(())
+    }
+
+    fn reverse_transfer(&mut self) {
+        if let Some(back_to) = self.next.transferred_from.take() {
+            self.owner(EntryType::TransferReversed, back_to);
+        }
+    }
+
+    fn owner(&mut self, kind: EntryType, to: RecipientId) {
+        let from = std::mem::replace(&mut self.next.recipient_id, to.clone());
+        self.entries.push(OnboardingEntry {
+            kind,
+            from: None,
+            to: None,
+            from_recipient_id: Some(from),
+            to_recipient_id: Some(to),
+            reason: None,
+            source: self.source,
+            at: self.at,
+        });
+    }
+
+    fn status(&mut self, to: OnboardingStatus, reason: Option<String>) -> Result<(), Reject> {
+        self.status_by(to, reason, self.source)
+    }
+
+    fn status_by(
+        &mut self,
+        to: OnboardingStatus,
+        reason: Option<String>,
+        source: Source,
+    ) -> Result<(), Reject> {
+        let from = self.next.status;
+        checked_edge(from, to)?;
+        self.next.status = to;
+        let entry = OnboardingEntry::change(
+            EntryType::StatusChanged,
+            Some(from.as_str()),
+            to.as_str(),
+            reason,
+            source,
+            self.at,
+        );
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn compliance(&mut self, to: ComplianceStatus, reason: Option<String>) -> Result<(), Reject> {
+        let from = self.next.compliance.status;
+        checked_edge(from, to)?;
+        self.next.compliance.status = to;
+        let entry = OnboardingEntry::change(
+            EntryType::ComplianceChanged,
+            Some(from.as_str()),
+            to.as_str(),
+            reason,
+            self.source,
+            self.at,
+        );
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The history keeps its newest [`MAX_ONBOARDING_HISTORY`] entries; the
+    /// version moves once per event.
+    fn finish(self) -> Onboarding {
+        let mut next = self.next;
+        for entry in self.entries {
             if next.history.len() >= MAX_ONBOARDING_HISTORY {
                 next.history.remove(0);
             }
             next.history.push(entry);
         }
         next.version += 1;
-        *self = next;
-        Ok(())
-    }
-
-    fn transfer_entry(
-        &self,
-        kind: EntryType,
-        to: RecipientId,
-        source: Source,
-        at: Timestamp,
-    ) -> OnboardingEntry {
-        OnboardingEntry {
-            kind,
-            from: None,
-            to: None,
-            from_recipient_id: Some(self.recipient_id.clone()),
-            to_recipient_id: Some(to),
-            reason: None,
-            source,
-            at,
-        }
-    }
-
-    fn move_status(
-        &mut self,
-        to: OnboardingStatus,
-        reason: Option<String>,
-        source: Source,
-        at: Timestamp,
-        entries: &mut Vec<OnboardingEntry>,
-    ) -> Result<(), Reject> {
-        let from = self.status;
-        checked_edge(from, to)?;
-        self.status = to;
-        entries.push(OnboardingEntry {
-            kind: EntryType::StatusChanged,
-            from: Some(from.as_str().to_owned()),
-            to: Some(to.as_str().to_owned()),
-            from_recipient_id: None,
-            to_recipient_id: None,
-            reason,
-            source,
-            at,
-        });
-        Ok(())
-    }
-
-    fn move_compliance(
-        &mut self,
-        to: ComplianceStatus,
-        reason: Option<String>,
-        source: Source,
-        at: Timestamp,
-        entries: &mut Vec<OnboardingEntry>,
-    ) -> Result<(), Reject> {
-        let from = self.compliance.status;
-        checked_edge(from, to)?;
-        self.compliance.status = to;
-        entries.push(OnboardingEntry {
-            kind: EntryType::ComplianceChanged,
-            from: Some(from.as_str().to_owned()),
-            to: Some(to.as_str().to_owned()),
-            from_recipient_id: None,
-            to_recipient_id: None,
-            reason,
-            source,
-            at,
-        });
-        Ok(())
+        next
     }
 }
 

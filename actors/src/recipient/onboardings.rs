@@ -186,53 +186,8 @@ impl RecipientActor {
         let (before, bytes) = before.unzip();
         batch.expect_raw(Tree::Onboardings, key, bytes);
         batch.put(key, after)?;
-        let was_open = before.is_some_and(|b| b.status.is_open());
-        let owner_moved = before.is_some_and(|b| b.recipient_id != after.recipient_id);
-        if let Some(b) = before
-            && was_open
-            && (!after.status.is_open() || owner_moved)
-        {
-            batch.delete(Tree::Index, open_key(&b.recipient_id));
-        }
-        if after.status.is_open() && (!was_open || owner_moved) {
-            batch.expect_absent(Tree::Index, open_key(&after.recipient_id));
-            batch.put_raw(Tree::Index, open_key(&after.recipient_id), key);
-        }
-        if let Some(b) = before
-            && owner_moved
-        {
-            batch.delete(
-                Tree::Index,
-                Index::RecipientOnboarding { recipient: b.recipient_id.clone(), onboarding: b.id.clone() }
-                    .encode(),
-            );
-        }
-        let owned = Index::RecipientOnboarding {
-            recipient: after.recipient_id.clone(),
-            onboarding: after.id.clone(),
-        };
-        batch.put_raw(Tree::Index, owned.encode(), []);
-        if let Some(gateway_id) = &after.gateway_onboarding_id {
-            batch.put_raw(
-                Tree::Index,
-                Index::GatewayOnboarding { gateway_onboarding: gateway_id.clone() }.encode(),
-                key,
-            );
-        }
-        // The resolver's marker: present exactly while a gateway outcome is unknown.
-        let pending = Marker::OnboardingPending { onboarding: after.id.clone() }.encode();
-        match &after.pending_action {
-            Some(_) => batch.put_raw(Tree::Operations, pending, after.recipient_id.as_bytes()),
-            None => batch.delete(Tree::Operations, pending),
-        };
-        if let Some(prid) = &after.provider_recipient_id {
-            let pkey = provider_key(&after.merchant_id, prid);
-            if after.status.is_open() {
-                batch.put_raw(Tree::Index, pkey, key);
-            } else {
-                batch.delete(Tree::Index, pkey);
-            }
-        }
+        stage_owner_rows(&mut batch, before, after);
+        stage_lookup_rows(&mut batch, after);
         if before.is_none_or(|b| b.version != after.version) {
             outbox::stage(
                 &mut batch,
@@ -544,3 +499,61 @@ pub struct TransferOnboarding {
 durable_handler!(RecipientActor, cell, TransferOnboarding => Onboarding, |act, msg| {
     act.transfer(msg.onboarding_id, msg.to)
 });
+
+/// The owner's rows: its open marker `recopen/` (unique: taken with
+/// `expect_absent`, so a second open onboarding cannot slip in) and its
+/// `RecipientOnboarding` row, moved with a transfer.
+fn stage_owner_rows(batch: &mut WriteBatch, before: Option<&Onboarding>, after: &Onboarding) {
+    let key = after.id.as_bytes();
+    let was_open = before.is_some_and(|b| b.status.is_open());
+    let owner_moved = before.is_some_and(|b| b.recipient_id != after.recipient_id);
+    if let Some(b) = before
+        && was_open
+        && (!after.status.is_open() || owner_moved)
+    {
+        batch.delete(Tree::Index, open_key(&b.recipient_id));
+    }
+    if after.status.is_open() && (!was_open || owner_moved) {
+        batch.expect_absent(Tree::Index, open_key(&after.recipient_id));
+        batch.put_raw(Tree::Index, open_key(&after.recipient_id), key);
+    }
+    if let Some(b) = before
+        && owner_moved
+    {
+        batch.delete(
+            Tree::Index,
+            Index::RecipientOnboarding { recipient: b.recipient_id.clone(), onboarding: b.id.clone() }
+                .encode(),
+        );
+    }
+    let owned =
+        Index::RecipientOnboarding { recipient: after.recipient_id.clone(), onboarding: after.id.clone() };
+    batch.put_raw(Tree::Index, owned.encode(), []);
+}
+
+/// The rows the onboarding is found by: its gateway id, the resolver's
+/// marker, the provider recipient id while it is open.
+fn stage_lookup_rows(batch: &mut WriteBatch, after: &Onboarding) {
+    let key = after.id.as_bytes();
+    if let Some(gateway_id) = &after.gateway_onboarding_id {
+        batch.put_raw(
+            Tree::Index,
+            Index::GatewayOnboarding { gateway_onboarding: gateway_id.clone() }.encode(),
+            key,
+        );
+    }
+    // The resolver's marker: present exactly while a gateway outcome is unknown.
+    let pending = Marker::OnboardingPending { onboarding: after.id.clone() }.encode();
+    match &after.pending_action {
+        Some(_) => batch.put_raw(Tree::Operations, pending, after.recipient_id.as_bytes()),
+        None => batch.delete(Tree::Operations, pending),
+    };
+    if let Some(prid) = &after.provider_recipient_id {
+        let pkey = provider_key(&after.merchant_id, prid);
+        if after.status.is_open() {
+            batch.put_raw(Tree::Index, pkey, key);
+        } else {
+            batch.delete(Tree::Index, pkey);
+        }
+    }
+}

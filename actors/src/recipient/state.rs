@@ -9,18 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::onboarding::{ComplianceStatus, OnboardingStatus, OnboardingType};
 use crate::{error::Reject, merchant::Sealed};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RecipientType {
-    Individual,
-    Business,
-}
-
-impl RecipientType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecipientType::Individual => "individual",
-            RecipientType::Business => "business",
-        }
+crate::wire_enum! {
+    pub enum RecipientType {
+        Individual = "individual",
+        Business = "business",
     }
 }
 

@@ -89,12 +89,7 @@ fn check(declared: Option<&str>, content: &[u8]) -> Result<FileType, Reject> {
 
 /// The merchant's file `raw`; another merchant's or an unknown one → not found.
 pub fn load_owned(app: &Core, merchant_id: &MerchantId, raw: &str) -> Result<FileRecord, Error> {
-    let not_found = || Error::from(Reject::NotFound { what: "file" });
-    let id = FileId::parse(raw).map_err(|_| not_found())?;
-    app.store
-        .get::<FileRecord>(id.as_bytes())?
-        .filter(|f| &f.merchant_id == merchant_id)
-        .ok_or_else(not_found)
+    crate::flows::load_owned::<FileId, _>(app, "file", raw, |f: &FileRecord| &f.merchant_id == merchant_id)
 }
 
 #[cfg(test)]

@@ -54,6 +54,43 @@ pub(super) fn open_number(
         .map_err(|_| Error::unavailable("a sealed number could not be opened"))
 }
 
+/// The submission of `onboarding`: the recipient's data as it is now, its
+/// numbers opened only for this call, the documents with a continue's.
+fn submission(
+    app: &Core,
+    recipient: &RecipientRecord,
+    onboarding: &Onboarding,
+    account: GatewayAccount,
+    request_id: &str,
+) -> Result<OnboardingSubmission, Error> {
+    let data = &recipient.data;
+    let (id_field, id_sealed) = match (&data.individual, &data.business) {
+        (Some(i), _) => ("individual.id_document.number", &i.id_document.number.sealed.0),
+        (None, Some(b)) => {
+            ("business.representative.id_document.number", &b.representative.id_document.number.sealed.0)
+        }
+        (None, None) => return Err(Error::unavailable("the recipient has no identity document")),
+    };
+    let mut documents: Vec<_> = onboarding.documents.iter().map(|d| d.file_id.clone()).collect();
+    if let Some(p) = &onboarding.pending_action {
+        documents.extend(p.documents.iter().map(|d| d.file_id.clone()));
+    }
+    let account_number = &data.bank_account.account_number.sealed.0;
+    Ok(OnboardingSubmission {
+        account,
+        request_id: request_id.to_owned(),
+        onboarding_id: onboarding.id.clone(),
+        onboarding_type: onboarding.kind.as_str(),
+        name: data.name.clone(),
+        recipient_type: recipient.kind.as_str(),
+        country: data.country.clone(),
+        bank_code: data.bank_account.bank_code.clone(),
+        id_document_number: open_number(app, &recipient.id, id_field, id_sealed)?,
+        account_number: open_number(app, &recipient.id, "bank_account.account_number", account_number)?,
+        documents,
+    })
+}
+
 /// Makes the call a begun action needs, and finishes it with the answer.
 async fn call(
     app: &Arc<Core>,
@@ -66,41 +103,7 @@ async fn call(
     let gateway = &app.upstreams.marketplace;
     let outcome = match &call {
         GatewayCall::Submit { request_id } => {
-            let data = &recipient.data;
-            let id_document = match (&data.individual, &data.business) {
-                (Some(i), _) => ("individual.id_document.number", &i.id_document.number.sealed.0),
-                (None, Some(b)) => (
-                    "business.representative.id_document.number",
-                    &b.representative.id_document.number.sealed.0,
-                ),
-                (None, None) => {
-                    return Err(Error::unavailable("the recipient has no identity document"));
-                }
-            };
-            let mut documents: Vec<_> = onboarding.documents.iter().map(|d| d.file_id.clone()).collect();
-            if let Some(p) = &onboarding.pending_action {
-                documents.extend(p.documents.iter().map(|d| d.file_id.clone()));
-            }
-            gateway
-                .submit_onboarding(OnboardingSubmission {
-                    account,
-                    request_id: request_id.clone(),
-                    onboarding_id: onboarding.id.clone(),
-                    onboarding_type: onboarding.kind.as_str(),
-                    name: data.name.clone(),
-                    recipient_type: recipient.kind.as_str(),
-                    country: data.country.clone(),
-                    bank_code: data.bank_account.bank_code.clone(),
-                    id_document_number: open_number(app, &recipient.id, id_document.0, id_document.1)?,
-                    account_number: open_number(
-                        app,
-                        &recipient.id,
-                        "bank_account.account_number",
-                        &data.bank_account.account_number.sealed.0,
-                    )?,
-                    documents,
-                })
-                .await
+            gateway.submit_onboarding(submission(app, recipient, &onboarding, account, request_id)?).await
         }
         GatewayCall::Cancel { request_id, gateway_onboarding_id } => {
             gateway.cancel_onboarding(account, gateway_onboarding_id.clone(), request_id.clone()).await
@@ -183,13 +186,10 @@ pub async fn load_owned(
     raw_id: &str,
 ) -> Result<(RecipientRecord, Onboarding), Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let not_found = || Error::from(Reject::NotFound { what: "onboarding" });
-    let id = OnboardingId::parse(raw_id).map_err(|_| not_found())?;
-    let onboarding = app
-        .store
-        .get::<Onboarding>(id.as_bytes())?
-        .filter(|o| o.recipient_id == recipient.id && &o.merchant_id == merchant_id)
-        .ok_or_else(not_found)?;
+    let onboarding =
+        crate::flows::load_owned::<OnboardingId, _>(app, "onboarding", raw_id, |o: &Onboarding| {
+            o.recipient_id == recipient.id && &o.merchant_id == merchant_id
+        })?;
     Ok((recipient, onboarding))
 }
 
