@@ -21,6 +21,7 @@ use std::{
 use pelago_actors::{
     ledger::{EntryKind, JournalEntry, marketplace},
     merchant::actor::marketplace_entry_index,
+    payment::{LineType, PaymentLine, PaymentRecord, keys::PaymentKey},
 };
 use pelago_card::{
     config::marketplace::{day_bounds, parse_utc_offset},
@@ -30,7 +31,7 @@ use pelago_card::{
     },
 };
 use pelago_storage::{
-    Currency, JournalEntryId, MerchantId, Money, RecipientId, Store, StoreConfig, Tree, WriteBatch,
+    Currency, JournalEntryId, MerchantId, Money, PaymentId, RecipientId, Store, StoreConfig, Tree, WriteBatch,
 };
 
 fn main() {
@@ -45,16 +46,38 @@ fn main() {
     let merchant = MerchantId::generate();
     let recipient = RecipientId::generate();
     // A collection of one line is two postings: two rows an entry.
-    let lines = [(marketplace::Party::Recipient(recipient), Money::new(1_234, Currency::USD))];
+    let amount = Money::new(1_234, Currency::USD);
+    let lines = [(marketplace::Party::Recipient(recipient.clone()), amount)];
     let postings = marketplace::collection(&lines).unwrap();
+    // Each entry's payment is read by the row builder for its line's columns.
+    let line = PaymentLine {
+        kind: LineType::Purchase,
+        recipient_id: Some(recipient),
+        provider_recipient_id: None,
+        merchant_reference: "order-1".into(),
+        amount,
+        liability: None,
+        refunded: 0,
+        split_amount: None,
+    };
     let seeded = Instant::now();
     for chunk in 0..rows.div_ceil(2).div_ceil(1_000) {
         let mut batch = WriteBatch::new();
         for n in chunk * 1_000..((chunk + 1) * 1_000).min(rows.div_ceil(2)) {
+            let payment = PaymentRecord::pending(
+                PaymentId::generate(),
+                merchant.clone(),
+                amount,
+                "order-1".into(),
+                vec![line.clone()],
+                start,
+            );
+            let key = PaymentKey::Record { merchant: merchant.clone(), payment: payment.id.clone() };
+            batch.put(key.encode(), &payment).unwrap();
             let entry = JournalEntry {
                 id: JournalEntryId::generate(),
                 merchant_id: merchant.clone(),
-                source_id: format!("pay_{}", pelago_storage::ids::new_ulid()),
+                source_id: payment.id.to_string(),
                 kind: EntryKind::MarketplaceCollection,
                 postings: postings.clone(),
                 created_at: start.plus_ms(n as i64),

@@ -80,13 +80,20 @@ pub fn request(args: RequestArgs) -> anyhow::Result<bool> {
         }
         let response = req.send().await?;
         let status = response.status();
-        let text = response.text().await?;
+        let body = response.bytes().await?;
         // The status line on stderr, the body on stdout: `... | jq .id` works.
         eprintln!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
-        let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        let Ok(text) = std::str::from_utf8(&body) else {
+            // Not text (an xlsx file): the bytes as they came, `> file.xlsx` works.
+            let mut out = std::io::stdout();
+            std::io::Write::write_all(&mut out, &body)?;
+            std::io::Write::flush(&mut out)?;
+            return Ok(status.is_success());
+        };
+        let pretty = serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or(text);
+            .unwrap_or_else(|| text.to_owned());
         println!("{pretty}");
         Ok(status.is_success())
     })

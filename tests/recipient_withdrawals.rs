@@ -1,9 +1,8 @@
 //! Recipient withdrawals over real HTTP (MARKETPLACE.md §7, §9): each of the
 //! six checks in order with its status, code and `param` and nothing created;
 //! the window's boundary instants derived from the service clock; then, with
-//! a recipient funded by a collection and a split booked through the merchant
-//! actor on the stopped service's store (no HTTP route books marketplace
-//! entries before payments land), the paths through the sandbox gateway:
+//! a recipient funded by real money (a payment paid on the checkout, settled
+//! at T+1 and split: `common::marketplace::funded`), the paths through the sandbox gateway:
 //! paid, refused by the bank (`FAIL…` account), and unknown (the `payout`
 //! fault) finished by the resolver.
 
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::{
     Key, Service, clock, ledger_balanced,
-    marketplace::{fund, recipient},
+    marketplace::{funded, recipient},
     send,
 };
 use reqwest::{Method, StatusCode};
@@ -176,14 +175,12 @@ async fn a_funded_recipient_is_paid_refused_or_resolved() {
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &env);
-    let common::Merchant { id: merchant, key, .. } = svc.merchant("Market").await;
+    let common::Merchant { key, .. } = svc.merchant("Market").await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let failing = recipient(&svc, &key, "Seller Approved", "FAIL99999").await;
     commission_agreement(&svc, &key, &seller, 1000).await;
     let now = clock::now(&svc).await;
-    svc.terminate();
-    fund(&data, &merchant, &[(&seller, 900), (&failing, 300)], now);
-    let svc = Service::start(&data, &env);
+    funded(&svc, &key, &[(&seller, 900), (&failing, 300)]).await;
     clock::set(&svc, inside_window(now)).await;
     assert_eq!(balance(&svc, &key, &seller).await, (900, 0));
 
@@ -264,11 +261,11 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &env);
-    let common::Merchant { id: merchant, key, .. } = svc.merchant("Market").await;
+    let common::Merchant { key, .. } = svc.merchant("Market").await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let now = clock::now(&svc).await;
+    funded(&svc, &key, &[(&seller, 900)]).await;
     svc.terminate();
-    fund(&data, &merchant, &[(&seller, 900)], now);
     let svc = Service::start(
         &data,
         &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000"), ("PELAGO_FAILPOINTS", "recipient_withdrawal.after_hold")],
@@ -331,14 +328,12 @@ async fn payout_callbacks_are_bound_compared_and_confirmed() {
         json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
                "gateway": {"merchant_id": account, "api_key": api_key}})
     };
-    let common::Merchant { id: merchant, key, .. } =
+    let common::Merchant { key, .. } =
         svc.merchant_with(own_account("Market", "gw_market", "gw-market-key-0001")).await;
     svc.merchant_with(own_account("Forger", "gw_forger", "gw-forger-key-0001")).await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let now = clock::now(&svc).await;
-    svc.terminate();
-    fund(&data, &merchant, &[(&seller, 900)], now);
-    let svc = Service::start(&data, &[]);
+    funded(&svc, &key, &[(&seller, 900)]).await;
     clock::set(&svc, inside_window(now)).await;
     let (status, w) = withdraw(&svc, &key, &seller, json!({"amount": usd(500)})).await;
     assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");

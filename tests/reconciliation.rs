@@ -1,9 +1,8 @@
 //! Reconciliation files and runs over real HTTP (MARKETPLACE.md §10): the
 //! routes and their errors, a run once per date, an empty day is the header
-//! only in both formats, and the daily job catching up after a clock jump.
-//! The rows of a day with entries are tested where entries can be booked
-//! (`src/flows/reconciliation/tests.rs`): no HTTP route books marketplace
-//! entries before payments land.
+//! only in both formats, the daily job catching up after a clock jump, and two
+//! days of real money (a payment paid on the checkout, settled, split, refunded,
+//! a withdrawal) in both files, every column of every row.
 
 mod common;
 
@@ -181,83 +180,41 @@ fn sums(rows: &[Vec<String>]) -> std::collections::BTreeMap<(String, String), i6
     sums
 }
 
-/// A day with a collection, its split and a paid withdrawal: both files hold
-/// the same rows, in order, summing to 0 and to the ledger's day per account.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_day_with_a_split_and_a_withdrawal_is_in_both_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let svc = Service::start(&data, &[]);
-    let common::Merchant { id: merchant, key, .. } = svc.merchant("Accounted").await;
-    let seller = common::marketplace::recipient(&svc, &key, "Seller Approved", "ACC123456").await;
-    // 11:00 local tomorrow: inside the withdrawal window.
-    let at = clock::day_after(clock::now(&svc).await, 1, 3, 0, 0);
-    svc.terminate();
-    common::marketplace::fund(&data, &merchant, &[(&seller, 900)], at);
-    let svc = Service::start(&data, &[]);
-    clock::set(&svc, at + chrono::Duration::minutes(1)).await;
-    let (status, w) = send(
-        &svc,
-        &key,
-        Method::POST,
-        &format!("/v1/recipients/{seller}/withdrawals"),
-        Some(&json!({"amount": {"value": 500, "currency": "USD"}})),
-    )
-    .await;
-    assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");
-
-    // The next 02:00 UTC builds the day.
-    let day = local_date(at).to_string();
-    clock::set(&svc, clock::day_after(at, 1, 2, 0, 5)).await;
-    let run = run_completed(&svc, &day).await;
-    assert_eq!(run["rows"], 8, "{run}");
-
-    let txt = download(&svc, &key, &format!("/v1/reconciliation/{day}?format=txt")).await;
-    let text = String::from_utf8(txt.bytes().await.unwrap().to_vec()).unwrap();
-    assert!(text.ends_with('\n') && !text.contains('\r'));
+/// A day's txt file (its bytes checked for §10's format) as rows of fields, header first.
+async fn txt_rows(svc: &Service, key: &common::Key, day: &str) -> Vec<Vec<String>> {
+    let txt = download(svc, key, &format!("/v1/reconciliation/{day}?format=txt")).await;
+    assert_eq!(txt.status(), StatusCode::OK, "{day}");
+    let bytes = txt.bytes().await.unwrap().to_vec();
+    assert!(!bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.ends_with('\n') && !text.contains('\r'), "LF lines, a final newline");
+    assert!(!text.contains("ACC123456") && !text.contains("P1234567"), "no numbers in the file");
     let lines: Vec<Vec<String>> =
         text.trim_end_matches('\n').split('\n').map(|l| l.split('|').map(str::to_owned).collect()).collect();
     assert_eq!(lines[0].join("|"), HEADER);
-    let rows = &lines[1..];
-    let kinds: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "marketplace_collection",
-            "marketplace_collection",
-            "split",
-            "split",
-            "recipient_withdrawal",
-            "recipient_withdrawal",
-            "recipient_withdrawal_paid",
-            "recipient_withdrawal_paid"
-        ]
-    );
-    assert!(rows[4..].iter().all(|r| r[3] == w["id"].as_str().unwrap() && r[4].is_empty()), "{rows:?}");
-    assert!(!text.contains("ACC123456") && !text.contains("P1234567"), "no numbers in the file");
-    let per_account = sums(rows);
-    let clearing = ("gateway:clearing".to_owned(), "USD".to_owned());
-    let of = |account: &str| (format!("recipient:{seller}:{account}"), "USD".to_owned());
-    assert_eq!(
-        per_account,
-        [(clearing, -400), (of("available"), 400), (of("in_transit"), 0), (of("withdrawing"), 0)].into()
-    );
-    assert_eq!(per_account.values().sum::<i64>(), 0, "Σ amount per currency is 0");
-    let (_, balance) = send(&svc, &key, Method::GET, &format!("/v1/recipients/{seller}/balance"), None).await;
-    assert_eq!(balance["balances"][0]["available"], 400, "the file's sum is the ledger's: {balance}");
+    assert!(lines.iter().all(|l| l.len() == 13), "13 fields a line: {lines:?}");
+    lines
+}
 
-    let xlsx = download(&svc, &key, &format!("/v1/reconciliation/{day}?format=xlsx")).await;
+/// A day's xlsx read back with calamine, every cell as the txt writes it.
+async fn xlsx_rows(svc: &Service, key: &common::Key, day: &str) -> Vec<Vec<String>> {
+    let xlsx = download(svc, key, &format!("/v1/reconciliation/{day}?format=xlsx")).await;
     let mut book = Xlsx::new(Cursor::new(xlsx.bytes().await.unwrap().to_vec())).unwrap();
-    let sheet: Vec<Vec<String>> = book
-        .worksheet_range("reconciliation")
+    assert_eq!(book.sheet_names(), ["reconciliation"]);
+    book.worksheet_range("reconciliation")
         .unwrap()
         .rows()
-        .map(|r| {
+        .enumerate()
+        .map(|(n, r)| {
             let mut cells: Vec<String> = r
                 .iter()
-                .map(|c| match c {
+                .enumerate()
+                .map(|(c, cell)| match cell {
                     Data::Empty => String::new(),
-                    Data::String(s) => s.clone(),
+                    Data::String(s) => {
+                        assert!(n == 0 || (c != 9 && c != 11), "line and amount are numbers");
+                        s.clone()
+                    }
                     Data::Float(f) => format!("{}", *f as i64),
                     other => panic!("unexpected cell {other:?}"),
                 })
@@ -265,7 +222,190 @@ async fn a_day_with_a_split_and_a_withdrawal_is_in_both_files() {
             cells.resize(13, String::new());
             cells
         })
-        .collect();
-    assert_eq!(sheet, lines, "the xlsx holds the txt's rows");
+        .collect()
+}
+
+/// Real money through every Marketplace II flow, then both local days'
+/// files: a split payment paid on the checkout (local day D1), and on D2 its
+/// settlement (T+1), batch split, a refund after the split and a paid
+/// withdrawal inside the window. Every column of every row is checked; both
+/// files hold the same rows; Σ per currency is 0 and per account the ledger's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_of_two_days_is_in_both_files_column_by_column() {
+    use common::marketplace::{create_payment, payment_helper, seller, split_batch, usd};
+    let svc = Service::temp(&[]);
+    let common::Merchant { id: merchant, key, .. } = svc.merchant("Accounted").await;
+    let (a, _) = seller(&svc, &key, "Seller Approved", true, Some(1000)).await;
+    let start = clock::now(&svc).await;
+
+    // D1, 11:00 local: 1000 = PURCHASE 900 to the seller + COMMISSION 100, paid on the checkout.
+    let paid_at = clock::day_after(start, 1, 3, 0, 0);
+    clock::set(&svc, paid_at).await;
+    let body = json!({
+        "amount": usd(1000), "merchant_reference": "order-1000",
+        "split_marketplace": [
+            {"recipient_id": a, "type": "PURCHASE", "amount": usd(900), "merchant_reference": "seller-part"},
+            {"type": "COMMISSION", "amount": usd(100)},
+        ],
+    });
+    let (status, p) = create_payment(&svc, &key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let pay = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment_helper(&svc, &key, &pay, "pay").await["status"], "SUCCEEDED");
+
+    // D2, 10:00 local: T+1 settles it; the split; a refund; a withdrawal (inside the window).
+    let next = clock::day_after(start, 2, 2, 0, 0);
+    clock::set(&svc, next).await;
+    common::settle(&svc, &clock::date(clock::day_after(start, 2, 0, 0, 0))).await;
+    let (status, batch) = split_batch(&svc, &key, &[&pay]).await;
+    assert_eq!(
+        (status, batch["items"][0]["status"].as_str()),
+        (StatusCode::CREATED, Some("executed")),
+        "{batch}"
+    );
+    let (status, refund) = send(
+        &svc,
+        &key,
+        Method::POST,
+        &format!("/v1/payments/{pay}/refunds"),
+        Some(&json!({"amount": usd(200), "splits": [{"line": 0, "amount": usd(180)}]})),
+    )
+    .await;
+    assert_eq!((status, refund["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{refund}");
+    let rfd = refund["id"].as_str().unwrap().to_owned();
+    let (status, w) = send(
+        &svc,
+        &key,
+        Method::POST,
+        &format!("/v1/recipients/{a}/withdrawals"),
+        Some(&json!({"amount": usd(500), "commission": usd(25)})),
+    )
+    .await;
+    assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");
+    let rwd = w["id"].as_str().unwrap().to_owned();
+
+    // Both days over: their runs.
+    clock::set(&svc, clock::day_after(start, 3, 2, 0, 5)).await;
+    let (d1, d2) = (local_date(paid_at).to_string(), local_date(next).to_string());
+    assert_ne!(d1, d2);
+    for (day, rows) in [(&d1, 3), (&d2, 12)] {
+        let (status, run) = trigger(&svc, day).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        assert_eq!(run_completed(&svc, day).await["rows"], rows, "{day}");
+    }
+
+    let (transit, avail, held) = (
+        format!("recipient:{a}:in_transit"),
+        format!("recipient:{a}:available"),
+        format!("recipient:{a}:withdrawing"),
+    );
+    let (pending, m_avail) =
+        (format!("merchant:{merchant}:pending"), format!("merchant:{merchant}:available"));
+    // (type, object_id, payment_id, merchant_reference, account, party_type, party_id, line, split_type, amount)
+    let row = |kind: &str,
+               object: &str,
+               payment: &str,
+               reference: &str,
+               account: &str,
+               line: &str,
+               split: &str,
+               amount: i64| {
+        let (party_type, party_id) = if account == "gateway:clearing" {
+            ("gateway", String::new())
+        } else if account.starts_with("merchant:") {
+            ("merchant", merchant.clone())
+        } else {
+            ("recipient", a.clone())
+        };
+        [
+            kind,
+            object,
+            payment,
+            reference,
+            account,
+            party_type,
+            &party_id,
+            line,
+            split,
+            &amount.to_string(),
+            "USD",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let clearing = "gateway:clearing";
+    let collection = |acc: &str, line, split, amount| {
+        let reference = if line == "0" { "seller-part" } else { "order-1000" };
+        row("marketplace_collection", &pay, &pay, reference, acc, line, split, amount)
+    };
+    let expected_d1 = vec![
+        collection(clearing, "", "", -1000),
+        collection(&transit, "0", "PURCHASE", 900),
+        collection(&pending, "1", "COMMISSION", 100),
+    ];
+    let split = |acc: &str, line, kind, amount| {
+        let reference = if line == "0" { "seller-part" } else { "order-1000" };
+        row("split", &pay, &pay, reference, acc, line, kind, amount)
+    };
+    let expected_d2 = vec![
+        split(&transit, "0", "PURCHASE", -900),
+        split(&avail, "0", "PURCHASE", 900),
+        split(&pending, "1", "COMMISSION", -100),
+        split(&m_avail, "1", "COMMISSION", 100),
+        row("marketplace_refund", &rfd, &pay, "seller-part", &avail, "0", "PURCHASE", -180),
+        row("marketplace_refund", &rfd, &pay, "order-1000", clearing, "", "", 200),
+        row("marketplace_refund", &rfd, &pay, "order-1000", &m_avail, "", "", -20),
+        row("recipient_withdrawal", &rwd, "", "", &avail, "", "", -500),
+        row("recipient_withdrawal", &rwd, "", "", &held, "", "", 500),
+        row("recipient_withdrawal_paid", &rwd, "", "", &held, "", "", -500),
+        row("recipient_withdrawal_paid", &rwd, "", "", clearing, "", "", 475),
+        row("recipient_withdrawal_paid", &rwd, "", "", &m_avail, "", "", 25),
+    ];
+    let mut all = Vec::new();
+    for (day, expected, at) in [(&d1, expected_d1, paid_at), (&d2, expected_d2, next)] {
+        let lines = txt_rows(&svc, &key, day).await;
+        let rows = &lines[1..];
+        let tail: Vec<Vec<String>> = rows.iter().map(|r| r[2..].to_vec()).collect();
+        assert_eq!(tail, expected, "{day}");
+        // entry_id: one per entry, in order; posted_at: RFC 3339 UTC within the local day, in order.
+        let mut last = (String::new(), String::new());
+        for r in rows {
+            assert!(!r[0].is_empty(), "{r:?}");
+            let posted = clock::parse(&r[1]);
+            assert_eq!(local_date(posted), local_date(at), "{r:?}");
+            assert!(
+                (r[1].clone(), r[0].clone()) >= (last.0.clone(), last.1.clone()),
+                "rows in order: {rows:?}"
+            );
+            last = (r[1].clone(), r[0].clone());
+        }
+        let entries: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+        let mut distinct = entries.clone();
+        distinct.dedup();
+        let kinds: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect::<Vec<_>>();
+        let mut kinds_dedup = kinds.clone();
+        kinds_dedup.dedup();
+        assert_eq!(distinct.len(), kinds_dedup.len(), "one entry id per entry: {rows:?}");
+        assert_eq!(xlsx_rows(&svc, &key, day).await, lines, "the xlsx holds the txt's rows");
+        let per_currency: i64 = rows.iter().map(|r| r[11].parse::<i64>().unwrap()).sum();
+        assert_eq!(per_currency, 0, "Σ amount per currency is 0 on {day}");
+        all.extend(rows.iter().cloned());
+    }
+
+    // Per account the two days are the ledger: every posting of these accounts is in them.
+    let per_account = sums(&all);
+    let b = common::marketplace::recipient_balance(&svc, &key, &a).await;
+    let usd_of = |acc: &str| per_account.get(&(acc.to_owned(), "USD".to_owned())).copied().unwrap_or(0);
+    assert_eq!(
+        (usd_of(&transit), usd_of(&avail), usd_of(&held)),
+        (
+            b["in_transit"].as_i64().unwrap_or(0),
+            b["available"].as_i64().unwrap(),
+            b["withdrawing"].as_i64().unwrap_or(0)
+        ),
+        "{b}"
+    );
+    assert_eq!(usd_of(&m_avail), common::available(&svc, &key).await);
+    assert_eq!((usd_of(&avail), usd_of(&m_avail), usd_of(clearing)), (220, 105, -325));
     common::ledger_balanced(&svc).await;
 }

@@ -3,8 +3,6 @@
 //! with its agreements, payments and their buyer helpers, batch splits, a
 //! recipient's balance.
 
-use std::path::Path;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -149,63 +147,34 @@ pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &st
     id
 }
 
-/// The instant the entries of [`fund`] are booked at.
-struct At(pelago_storage::Timestamp);
-
-impl pelago_actors::ports::Clock for At {
-    fn now(&self) -> pelago_storage::Timestamp {
-        self.0
+/// Real money for each recipient's available balance (USD minor units): the
+/// recipients sign the split agreement, one payment of a PURCHASE line per
+/// recipient is paid on the checkout, the clock goes to the next day 02:00 UTC,
+/// the settlement of that day marks it settled (T+1) and a batch splits it.
+pub async fn funded(svc: &Service, key: &Key, recipients: &[(&str, i64)]) {
+    let agreement = json!({"type": "split"});
+    for (r, _) in recipients {
+        let path = format!("/v1/recipients/{r}/agreements");
+        let (status, a) = send(svc, key, Method::POST, &path, Some(&agreement)).await;
+        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
     }
-}
-
-/// Books, dated `at` (service time), a collection of one line per recipient
-/// (USD minor units) and its split through the merchant actor on the stopped
-/// service's store (`data`): each recipient has its amount available.
-pub fn fund(data: &Path, merchant: &str, recipients: &[(&str, i64)], at: chrono::DateTime<chrono::Utc>) {
-    use pelago_actors::{
-        ledger::{EntryKind, marketplace},
-        merchant::PostEntry,
-        system::{Actors, SystemConfig},
-    };
-    use pelago_storage::{Currency, MerchantId, Money, RecipientId, Store, StoreConfig};
-    let dir = data.to_owned();
-    let merchant = MerchantId::parse(merchant).unwrap();
-    let lines: Vec<(marketplace::Party, Money)> = recipients
+    let lines: Vec<Value> = recipients
         .iter()
-        .map(|(r, v)| {
-            (marketplace::Party::Recipient(RecipientId::parse(r).unwrap()), Money::new(*v, Currency::USD))
-        })
+        .map(|(r, v)| json!({"recipient_id": r, "type": "PURCHASE", "amount": usd(*v)}))
         .collect();
-    std::thread::spawn(move || {
-        actix::System::with_tokio_rt(|| {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-        })
-        .block_on(async move {
-            let store = Store::open(&dir.join("db"), &StoreConfig::default()).unwrap();
-            let actors = Actors::start(
-                store.clone(),
-                std::sync::Arc::new(At(pelago_storage::Timestamp::from_unix_ms(at.timestamp_millis()))),
-                SystemConfig::default(),
-            );
-            let payment = pelago_storage::PaymentId::generate().to_string();
-            for (kind, postings, source) in [
-                (EntryKind::MarketplaceCollection, marketplace::collection(&lines).unwrap(), payment.clone()),
-                (EntryKind::Split, marketplace::split(&lines).unwrap(), format!("split/{payment}")),
-            ] {
-                let entry = PostEntry { source_id: source, kind, postings, event: None, index: vec![] };
-                actors.ask_merchant(&merchant, entry).await.unwrap().unwrap();
-            }
-            store.flush_blocking().unwrap();
-            // The arbiters hold the actors, and through them the store's file lock.
-            actix::System::current().stop();
-        });
-    })
-    .join()
-    .unwrap();
-    // The service may start only once the arbiter threads let the store go.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while let Err(e) = Store::open(&data.join("db"), &StoreConfig::default()) {
-        assert!(std::time::Instant::now() < deadline, "the store stayed locked after fund: {e}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let total: i64 = recipients.iter().map(|(_, v)| v).sum();
+    let body = json!({"amount": usd(total), "merchant_reference": "funding", "split_marketplace": lines});
+    let (status, p) = create_payment(svc, key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    let today = super::clock::now(svc).await;
+    super::clock::set(svc, super::clock::day_after(today, 1, 2, 0, 0)).await;
+    super::settle(svc, &super::clock::date(super::clock::day_after(today, 1, 0, 0, 0))).await;
+    let (status, batch) = split_batch(svc, key, &[&id]).await;
+    assert_eq!(
+        (status, batch["items"][0]["status"].as_str()),
+        (StatusCode::CREATED, Some("executed")),
+        "{batch}"
+    );
 }

@@ -304,6 +304,44 @@ pub struct Applied {
 }
 
 impl PaymentRecord {
+    /// A new payment of `lines`: PENDING, `capture` true, nothing captured,
+    /// settled, refunded or split yet, no gateway call recorded (the caller
+    /// sets `description`, `capture`, the gateway fields and `pending_action`).
+    pub fn pending(
+        id: PaymentId,
+        merchant_id: MerchantId,
+        amount: Money,
+        merchant_reference: String,
+        lines: Vec<PaymentLine>,
+        at: Timestamp,
+    ) -> Self {
+        PaymentRecord {
+            id,
+            merchant_id,
+            amount,
+            merchant_reference,
+            description: None,
+            capture: true,
+            lines,
+            status: PaymentStatus::Pending,
+            failure_reason: None,
+            gateway_account: String::new(),
+            request_id: String::new(),
+            gateway_order_id: None,
+            checkout_url: None,
+            pending_action: None,
+            captured_at: None,
+            settled: false,
+            settled_at: None,
+            refunded_amount: 0,
+            split: SplitState { status: SplitStatus::NotSplit, batch_id: None, executed_at: None },
+            created_at: at,
+            version: 1,
+            status_history: History::created(PaymentStatus::Pending, Source::Merchant, at),
+            refunds_processing: 0,
+        }
+    }
+
     /// §6's table for one event; a repeat of the current status is no change.
     pub fn apply(&mut self, event: PaymentEvent, source: Source, at: Timestamp) -> Result<Applied, Reject> {
         let to = event.target();

@@ -9,29 +9,17 @@ use crate::history::Status;
 fn payment(capture: bool) -> PaymentRecord {
     let at = Timestamp::from_unix_ms(1_000);
     PaymentRecord {
-        id: PaymentId::generate(),
-        merchant_id: MerchantId::generate(),
-        amount: Money::new(1_000, Currency::USD),
-        merchant_reference: "order-1".into(),
-        description: None,
         capture,
-        lines: Vec::new(),
-        status: PaymentStatus::Pending,
-        failure_reason: None,
         gateway_account: "gw".into(),
         request_id: "req_1".into(),
-        gateway_order_id: None,
-        checkout_url: None,
-        pending_action: None,
-        captured_at: None,
-        settled: false,
-        settled_at: None,
-        refunded_amount: 0,
-        split: SplitState { status: SplitStatus::NotSplit, batch_id: None, executed_at: None },
-        created_at: at,
-        version: 1,
-        status_history: History::created(PaymentStatus::Pending, Source::Merchant, at),
-        refunds_processing: 0,
+        ..PaymentRecord::pending(
+            PaymentId::generate(),
+            MerchantId::generate(),
+            Money::new(1_000, Currency::USD),
+            "order-1".into(),
+            Vec::new(),
+            at,
+        )
     }
 }
 

@@ -10,14 +10,12 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    history::{History, Source},
     merchant::{
         MerchantRecord,
         payments::{CreatePayment, PaymentChange, PaymentUpdated, UpdatePayment},
     },
     payment::{
-        Liability, LineType, PaymentAction, PaymentEvent, PaymentLine, PaymentRecord, PaymentStatus,
-        PendingAction, SplitState, SplitStatus,
+        Liability, LineType, PaymentAction, PaymentEvent, PaymentLine, PaymentRecord, PendingAction,
         gateway::{GatewayPayment, GatewayPaymentStatus, PaymentCheckout},
         keys::PaymentKey,
     },
@@ -208,34 +206,17 @@ pub async fn create(
         })
         .collect();
     let payment = PaymentRecord {
-        id,
-        merchant_id: merchant_id.clone(),
-        amount: input.amount,
-        merchant_reference: input.merchant_reference,
         description: input.description,
         capture: input.capture,
-        lines,
-        status: PaymentStatus::Pending,
-        failure_reason: None,
         gateway_account: account.merchant_id.clone(),
         request_id: request_id.clone(),
-        gateway_order_id: None,
-        checkout_url: None,
         pending_action: Some(PendingAction {
             kind: PaymentAction::Create,
             request_id,
             since: now,
             since_real: pelago_storage::Timestamp::now_real(),
         }),
-        captured_at: None,
-        settled: false,
-        settled_at: None,
-        refunded_amount: 0,
-        split: SplitState { status: SplitStatus::NotSplit, batch_id: None, executed_at: None },
-        created_at: now,
-        version: 1,
-        status_history: History::created(PaymentStatus::Pending, Source::Merchant, now),
-        refunds_processing: 0,
+        ..PaymentRecord::pending(id, merchant_id.clone(), input.amount, input.merchant_reference, lines, now)
     };
     let payment = app.actors.ask_merchant(merchant_id, CreatePayment(payment)).await??;
     request_checkout(app, payment, account).await

@@ -5,7 +5,10 @@
 //! so a day of many entries is never held whole.
 
 use chrono::{FixedOffset, NaiveDate};
-use pelago_actors::ledger::{Account, JournalEntry};
+use pelago_actors::{
+    ledger::{Account, EntryKind, JournalEntry},
+    payment::{PaymentRecord, keys::PaymentKey, refund::RefundRecord},
+};
 use pelago_storage::{Currency, MerchantId, PaymentId, RecipientWithdrawalId, RefundId, Store, Tree};
 
 use super::keys::Key;
@@ -87,26 +90,124 @@ struct Object {
     merchant_reference: Option<String>,
 }
 
-/// The object an entry books, read from its source id: a payment (`pay_`,
-/// its own `payment_id`), a refund (`rfd_`) or a recipient withdrawal
-/// (`rwd_`), named by the source or its last `/` segment.
-///
-/// Not yet known here (issue 16, payments branch): a refund's payment, the
-/// payment's `merchant_reference`, and `line` / `split_type` of a payment's
-/// postings; those columns stay empty until the payment records exist.
-fn object_of(entry: &JournalEntry) -> Object {
-    let id = entry.source_id.rsplit('/').next().unwrap_or_default();
-    if PaymentId::parse(id).is_ok() {
-        return Object {
-            object_id: Some(id.to_owned()),
-            payment_id: Some(id.to_owned()),
-            ..Object::default()
-        };
+/// The payment line whose party a posting is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LineOf {
+    line: u32,
+    split_type: &'static str,
+    merchant_reference: String,
+}
+
+/// An entry read with its records: the object, and per posting (in posting
+/// order) the line whose party it is; `None` for a counterpart
+/// (`gateway:clearing`), a merchant-level posting or a withdrawal's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Described {
+    object: Object,
+    lines: Vec<Option<LineOf>>,
+}
+
+fn missing(merchant: &MerchantId, what: &'static str) -> Error {
+    tracing::error!(merchant_id = %merchant, what, "a marketplace entry's record is missing");
+    Error::internal()
+}
+
+fn load_payment(store: &Store, merchant: &MerchantId, id: &PaymentId) -> Result<PaymentRecord, Error> {
+    let key = PaymentKey::Record { merchant: merchant.clone(), payment: id.clone() }.encode();
+    store.get::<PaymentRecord>(key)?.ok_or_else(|| missing(merchant, "payment"))
+}
+
+/// The refund booked under `id` and its payment (`rfdowner/` names it).
+fn load_refund(
+    store: &Store,
+    merchant: &MerchantId,
+    id: &RefundId,
+) -> Result<(RefundRecord, PaymentRecord), Error> {
+    let owner = PaymentKey::RefundOwner(id.clone());
+    let payment = store
+        .get_raw(owner.tree(), owner.encode())?
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|raw| PaymentId::parse(&raw).ok())
+        .ok_or_else(|| missing(merchant, "refund owner"))?;
+    let key = PaymentKey::Refund { merchant: merchant.clone(), payment: payment.clone(), refund: id.clone() };
+    let refund = store.get::<RefundRecord>(key.encode())?.ok_or_else(|| missing(merchant, "refund"))?;
+    Ok((refund, load_payment(store, merchant, &payment)?))
+}
+
+/// The line's description and the two accounts its party's postings use.
+fn line_of(payment: &PaymentRecord, line: u32) -> Option<(LineOf, [Account; 2])> {
+    let l = payment.lines.get(line as usize)?;
+    let party = l.party(&payment.merchant_id);
+    let of = LineOf { line, split_type: l.kind.as_str(), merchant_reference: l.merchant_reference.clone() };
+    Some((of, [party.in_transit(), party.available()]))
+}
+
+/// The object and lines of an entry, from the records the payment, split,
+/// refund and withdrawal flows book under its source id (MARKETPLACE.md §8):
+/// a collection or a split names its payment, a refund (and its reversal) the
+/// refund, whose payment `rfdowner/` keeps, a withdrawal's entries the
+/// withdrawal. The line postings come in the order the ledger's builders
+/// write them (`ledger::marketplace`): a collection's clearing then one per
+/// line; a split two per line with a non-zero `split_amount`; a refund one per
+/// non-zero portion, then the counterparts. Each is checked against its line's
+/// party, so a posting is never credited to the wrong line.
+fn describe(store: &Store, merchant: &MerchantId, entry: &JournalEntry) -> Result<Described, Error> {
+    let source = entry.source_id.as_str();
+    let (object, payment, lines): (Object, Option<PaymentRecord>, Vec<u32>) = match entry.kind {
+        EntryKind::MarketplaceCollection | EntryKind::Split => {
+            let id = PaymentId::parse(source).map_err(|_| missing(merchant, "payment id"))?;
+            let payment = load_payment(store, merchant, &id)?;
+            let lines: Vec<u32> = if entry.kind == EntryKind::Split {
+                (0..payment.lines.len() as u32)
+                    .filter(|i| payment.lines[*i as usize].split_amount.is_some_and(|v| v != 0))
+                    .flat_map(|i| [i, i])
+                    .collect()
+            } else {
+                (0..payment.lines.len() as u32).collect()
+            };
+            let object = Object {
+                object_id: Some(id.to_string()),
+                payment_id: Some(id.to_string()),
+                merchant_reference: Some(payment.merchant_reference.clone()),
+            };
+            (object, Some(payment), lines)
+        }
+        EntryKind::MarketplaceRefund | EntryKind::MarketplaceRefundReversal => {
+            let id = RefundId::parse(source).map_err(|_| missing(merchant, "refund id"))?;
+            let (refund, payment) = load_refund(store, merchant, &id)?;
+            let lines = refund.splits.iter().filter(|p| p.amount.value != 0).map(|p| p.line).collect();
+            let object = Object {
+                object_id: Some(id.to_string()),
+                payment_id: Some(payment.id.to_string()),
+                merchant_reference: Some(payment.merchant_reference.clone()),
+            };
+            (object, Some(payment), lines)
+        }
+        EntryKind::RecipientWithdrawal
+        | EntryKind::RecipientWithdrawalPaid
+        | EntryKind::RecipientWithdrawalReversal => {
+            let id = RecipientWithdrawalId::parse(source).map_err(|_| missing(merchant, "withdrawal id"))?;
+            let object = Object { object_id: Some(id.to_string()), ..Object::default() };
+            (object, None, vec![])
+        }
+        _ => return Err(missing(merchant, "a marketplace entry kind")),
+    };
+    // A collection's first posting is the clearing; the others start with the lines.
+    let skip = usize::from(entry.kind == EntryKind::MarketplaceCollection);
+    let mut described = vec![None; entry.postings.len()];
+    if skip + lines.len() > entry.postings.len() {
+        return Err(missing(merchant, "the postings of a payment's lines"));
     }
-    if RefundId::parse(id).is_ok() || RecipientWithdrawalId::parse(id).is_ok() {
-        return Object { object_id: Some(id.to_owned()), ..Object::default() };
+    if let Some(payment) = &payment {
+        for (slot, line) in lines.into_iter().enumerate() {
+            let (of, accounts) = line_of(payment, line).ok_or_else(|| missing(merchant, "a payment line"))?;
+            if !accounts.contains(&entry.postings[skip + slot].account) {
+                return Err(missing(merchant, "the line of a posting"));
+            }
+            described[skip + slot] = Some(of);
+        }
     }
-    Object::default()
+    Ok(Described { object, lines: described })
 }
 
 /// `party_type` and `party_id` of an account.
@@ -123,23 +224,27 @@ fn party_of(account: &Account) -> (&'static str, Option<String>) {
 }
 
 /// The rows of one entry, in posting order.
-pub fn rows_of(entry: &JournalEntry) -> impl Iterator<Item = Row> + '_ {
-    let object = object_of(entry);
+fn rows_of(entry: &JournalEntry, described: Described) -> impl Iterator<Item = Row> + '_ {
+    let Described { object, lines } = described;
     let posted_at = entry.created_at.to_rfc3339();
-    entry.postings.iter().map(move |p| {
+    entry.postings.iter().zip(lines).map(move |(p, line)| {
         let (party_type, party_id) = party_of(&p.account);
+        let (line, split_type, merchant_reference) = match line {
+            Some(l) => (Some(l.line), Some(l.split_type.to_owned()), Some(l.merchant_reference)),
+            None => (None, None, object.merchant_reference.clone()),
+        };
         Row {
             entry_id: entry.id.to_string(),
             posted_at: posted_at.clone(),
             kind: entry.kind.as_str(),
             object_id: object.object_id.clone(),
             payment_id: object.payment_id.clone(),
-            merchant_reference: object.merchant_reference.clone(),
+            merchant_reference,
             account: p.account.name(),
             party_type,
             party_id,
-            line: None,
-            split_type: None,
+            line,
+            split_type,
             amount: p.amount.value,
             currency: p.amount.currency,
         }
@@ -177,7 +282,8 @@ pub fn for_each_row(
                 tracing::error!(merchant_id = %merchant, "a marketplace index row names no journal entry");
                 Error::internal()
             })?;
-            for row in rows_of(&entry) {
+            let described = describe(store, merchant, &entry)?;
+            for row in rows_of(&entry, described) {
                 each(&row)?;
                 rows += 1;
             }

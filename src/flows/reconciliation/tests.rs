@@ -19,10 +19,13 @@ use pelago_actors::{
         marketplace::{self, Party, RecipientBalances},
     },
     merchant::{FundingMode, MerchantRecord, PostEntry},
+    payment::{LineType, PaymentLine, PaymentRecord, PaymentStatus, SplitStatus, keys::PaymentKey},
     ports::Clock,
     system::{Actors, SystemConfig},
 };
-use pelago_storage::{Currency, MerchantId, Money, RecipientId, Store, StoreConfig, Timestamp, WriteBatch};
+use pelago_storage::{
+    Currency, MerchantId, Money, PaymentId, RecipientId, Store, StoreConfig, Timestamp, WriteBatch,
+};
 
 use super::{
     rows::{COLUMNS, for_each_row},
@@ -64,6 +67,38 @@ async fn book(
     actors.ask_merchant(merchant, entry).await.unwrap().unwrap();
 }
 
+/// The split payment of §8's example, as the payment flow records it: a
+/// seller's PURCHASE 900 and the merchant's COMMISSION 100, captured and split.
+fn example_payment(id: &str, merchant: &MerchantId, seller: &RecipientId, at: Timestamp) -> PaymentRecord {
+    let line = |kind, recipient_id: Option<RecipientId>, reference: &str, value| PaymentLine {
+        kind,
+        recipient_id,
+        provider_recipient_id: None,
+        merchant_reference: reference.into(),
+        amount: usd(value),
+        liability: None,
+        refunded: 0,
+        split_amount: Some(value),
+    };
+    let lines = vec![
+        line(LineType::Purchase, Some(seller.clone()), "seller-part", 900),
+        line(LineType::Commission, None, "order-7", 100),
+    ];
+    let mut payment = PaymentRecord::pending(
+        PaymentId::parse(id).unwrap(),
+        merchant.clone(),
+        usd(1_000),
+        "order-7".into(),
+        lines,
+        at,
+    );
+    payment.status = PaymentStatus::Succeeded;
+    payment.captured_at = Some(at);
+    payment.settled = true;
+    payment.split.status = SplitStatus::Executed;
+    payment
+}
+
 /// §8's example, spread over the day before D, D and the day after D.
 async fn book_the_example(store: &Store, merchant: &MerchantId, day: (Timestamp, Timestamp)) -> RecipientId {
     let clock = Arc::new(TestClock(AtomicI64::new(day.0.unix_ms())));
@@ -74,6 +109,9 @@ async fn book_the_example(store: &Store, merchant: &MerchantId, day: (Timestamp,
     seed.put(merchant.as_bytes(), &record).unwrap();
     seed.put(seller.as_bytes(), &RecipientBalances::empty(seller.clone(), merchant.clone(), Timestamp(0)))
         .unwrap();
+    let payment = example_payment("pay_01JD0000000000000000000002", merchant, &seller, day.0);
+    let key = PaymentKey::Record { merchant: merchant.clone(), payment: payment.id.clone() };
+    seed.put(key.encode(), &payment).unwrap();
     store.commit_durable(seed).await.unwrap();
     let (a, m) = (Party::Recipient(seller.clone()), Party::Merchant(merchant.clone()));
     let lines = [(a.clone(), usd(900)), (m, usd(100))];
@@ -93,7 +131,7 @@ async fn book_the_example(store: &Store, merchant: &MerchantId, day: (Timestamp,
     .await;
     book(start, "pay_01JD0000000000000000000002", EntryKind::MarketplaceCollection, collection).await;
     let split = marketplace::split(&lines).unwrap();
-    book(start.plus_ms(3_600_000), "split/pay_01JD0000000000000000000002", EntryKind::Split, split).await;
+    book(start.plus_ms(3_600_000), "pay_01JD0000000000000000000002", EntryKind::Split, split).await;
     let hold = marketplace::withdrawal_hold(&seller, usd(500)).unwrap();
     book(start.plus_ms(7_200_000), "rwd_01JD0000000000000000000003", EntryKind::RecipientWithdrawal, hold)
         .await;
@@ -192,7 +230,7 @@ fn the_files_of_a_day_hold_its_postings_in_order() {
             "marketplace_collection",
             "pay_01JD0000000000000000000002",
             "pay_01JD0000000000000000000002",
-            "",
+            "order-7",
             "gateway:clearing",
             "gateway",
             "",
@@ -202,15 +240,35 @@ fn the_files_of_a_day_hold_its_postings_in_order() {
             "USD"
         ]
     );
+    // Each line's posting names its line, type and reference.
+    let (a_transit, m_pending) =
+        (format!("recipient:{seller}:in_transit"), format!("merchant:{merchant}:pending"));
+    let line_rows: Vec<&[&str]> = fields[1..3].iter().map(|f| &f[5..11]).collect();
+    let expected: [[&str; 6]; 2] = [
+        ["seller-part", &a_transit, "recipient", seller.as_str(), "0", "PURCHASE"],
+        ["order-7", &m_pending, "merchant", merchant.as_str(), "1", "COMMISSION"],
+    ];
+    assert_eq!(line_rows, expected.iter().map(|r| &r[..]).collect::<Vec<_>>());
+    // The split: two postings a line, each naming the line whose party it is.
+    let split: Vec<(&str, &str, &str)> =
+        fields.iter().filter(|f| f[2] == "split").map(|f| (f[6], f[9], f[10])).collect();
+    let (a_available, m_available) =
+        (format!("recipient:{seller}:available"), format!("merchant:{merchant}:available"));
     assert_eq!(
-        &fields[1][6..9],
-        [format!("recipient:{seller}:in_transit").as_str(), "recipient", seller.as_str()]
+        split,
+        [
+            (a_transit.as_str(), "0", "PURCHASE"),
+            (a_available.as_str(), "0", "PURCHASE"),
+            (m_pending.as_str(), "1", "COMMISSION"),
+            (m_available.as_str(), "1", "COMMISSION"),
+        ]
     );
     let kinds: Vec<&str> = fields.iter().map(|f| f[2]).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "split").count(), 4);
     assert_eq!(kinds.last(), Some(&"recipient_withdrawal_paid"));
     assert_eq!(fields[8][3], "rwd_01JD0000000000000000000003");
-    assert_eq!(fields[8][4], "", "a withdrawal has no payment");
+    assert_eq!(&fields[8][4..6], ["", ""], "a withdrawal has no payment");
+    assert_eq!(&fields[8][9..11], ["", ""], "nor a line");
     let mut times: Vec<&str> = fields.iter().map(|f| f[1]).collect();
     let unsorted = times.clone();
     times.sort();
