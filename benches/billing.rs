@@ -24,6 +24,7 @@ use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
 };
+#[allow(dead_code)] // shared with benches/load.rs; its marketplace helper is used there
 mod common;
 
 use pelago_storage::{

@@ -4,13 +4,15 @@
 //!   1. signed `GET /v1/cards/{id}` over 1,000 cards,
 //!   2. signed master-account top-ups over 1,000 cards (sandbox channel round trip),
 //!   3. cardholder creation (sandbox channel round trip),
+//!   4. one batch split (MARKETPLACE.md §7) of 100 paid and settled payments
+//!      of 5 lines each: the time from the request to the batch completed,
 //!
 //! It also reports the server's peak resident memory (VmHWM).
 //!
 //! `cargo bench --bench load` (release; 10 s per scenario, 64 connections);
 //! `cargo bench --bench load -- --bench topups` runs one scenario (`reads`,
-//! `topups`, `cardholders`).
-//! Under `cargo test` it runs a 1-second smoke of each scenario.
+//! `topups`, `cardholders`, `split`).
+//! Under `cargo test` it runs a 1-second smoke of each scenario (a batch of 10).
 
 use std::{
     io::{BufRead, BufReader},
@@ -224,6 +226,117 @@ async fn report_flushes(client: &Client, secs: u64, before: &mut f64) {
     *before = total;
 }
 
+/// A signed POST of `body` (none for `Null`) that must answer `want`: its JSON answer.
+async fn post(client: &Client, path: &str, body: Value, want: u16) -> Value {
+    let body = if body.is_null() { Vec::new() } else { serde_json::to_vec(&body).unwrap() };
+    let response = client.signed(reqwest::Method::POST, path, body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, want, "{path}: {answer}");
+    answer
+}
+
+/// Polls the admin or signed GET `path` until `done` holds, 60 s at most.
+async fn until(client: &Client, path: &str, admin: bool, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = if admin {
+            common::admin_get(&client.http, &client.base, ADMIN, path).await
+        } else {
+            common::json_of(client.signed(reqwest::Method::GET, path, Vec::new())).await
+        };
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path} did not get there: {v}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The batch split (MARKETPLACE.md §7): 4 onboarded sellers with split and
+/// commission agreements; `payments` payments of 5 lines (each seller's
+/// PURCHASE and the marketplace's COMMISSION) paid by the sandbox buyer and
+/// settled by the next date's T+1 run; then one batch of them all, timed from
+/// the request to the batch completed (every item executed, the ledger balanced).
+async fn split_scenario(client: &Client, payments: usize) {
+    let usd = |v: i64| json!({"value": v, "currency": "USD"});
+    let mut lines = Vec::new();
+    for s in 0..4 {
+        let id =
+            post(client, "/v1/recipients", common::recipient_body(&format!("Seller {s}")), 201).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        let agreements = format!("/v1/recipients/{id}/agreements");
+        post(
+            client,
+            &format!("/v1/recipients/{id}/onboardings"),
+            json!({"type": "ONE_STEP_ONBOARDING"}),
+            201,
+        )
+        .await;
+        post(client, &agreements, json!({"type": "split"}), 201).await;
+        post(client, &agreements, json!({"type": "commission", "max_commission_bps": 1_000}), 201).await;
+        lines.push(json!({"recipient_id": id, "type": "PURCHASE", "amount": usd(1_000)}));
+    }
+    lines.push(json!({"type": "COMMISSION", "amount": usd(100)}));
+    let body = json!({"amount": usd(4_100), "merchant_reference": "bench", "capture": true, "split_marketplace": lines});
+    let setup = Instant::now();
+    let mut items = Vec::with_capacity(payments);
+    for _ in 0..payments {
+        let id = post(client, "/v1/payments", body.clone(), 201).await["id"].as_str().unwrap().to_owned();
+        let paid = post(client, &format!("/v1/test_helpers/payments/{id}/pay"), Value::Null, 200).await;
+        assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
+        items.push(json!({"payment_id": id}));
+    }
+    // T+1: the run of the service clock's next date settles what was captured today.
+    let clock = common::admin_get(&client.http, &client.base, ADMIN, "/admin/v1/test_helpers/clock").await;
+    let now = chrono::DateTime::parse_from_rfc3339(clock["now"].as_str().unwrap()).unwrap();
+    let date = (now + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let run = client
+        .http
+        .post(format!("{}/admin/v1/settlement/runs", client.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"date": date}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status().as_u16(), 202);
+    until(client, &format!("/admin/v1/settlement/runs/{date}"), true, |r| r["status"] == "completed").await;
+    let setup = setup.elapsed();
+
+    let started = Instant::now();
+    let batch = client.signed(
+        reqwest::Method::POST,
+        "/v1/split-batches",
+        serde_json::to_vec(&json!({"items": items, "reference": "bench"})).unwrap(),
+    );
+    let response = batch.send().await.unwrap();
+    let status = response.status().as_u16();
+    let mut batch: Value = response.json().await.unwrap();
+    assert!(matches!(status, 201 | 202), "{batch}");
+    let answered = started.elapsed();
+    if batch["status"] != "completed" {
+        let path = format!("/v1/split-batches/{}", batch["id"].as_str().unwrap());
+        batch = until(client, &path, false, |b| b["status"] == "completed").await;
+    }
+    let elapsed = started.elapsed();
+    let executed = batch["items"].as_array().unwrap().iter().filter(|i| i["status"] == "executed").count();
+    assert_eq!(executed, payments, "every item executed: {batch}");
+    let check = common::admin_get(&client.http, &client.base, ADMIN, "/admin/v1/ledger/check").await;
+    assert_eq!(check["balanced"], true, "{check}");
+    println!(
+        "{:<40} {payments} payments × 5 lines: answered {status} in {:.0} ms, completed in {:.0} ms \
+         ({:.0} payments/s, {:.0} lines/s); setup (create + pay + T+1) {:.1} s",
+        "batch split (POST /v1/split-batches)",
+        answered.as_secs_f64() * 1e3,
+        elapsed.as_secs_f64() * 1e3,
+        payments as f64 / elapsed.as_secs_f64(),
+        5.0 * payments as f64 / elapsed.as_secs_f64(),
+        setup.as_secs_f64()
+    );
+}
+
 fn report(name: &str, lat: &[u32], errors: usize, secs: f64) {
     let pct = |p: f64| {
         if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0 }
@@ -240,8 +353,8 @@ fn report(name: &str, lat: &[u32], errors: usize, secs: f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench");
-    // `-- --bench reads` (or `topups`, `cardholders`) runs one scenario.
-    let only = ["reads", "topups", "cardholders"].into_iter().find(|s| args.iter().any(|a| a == s));
+    // `-- --bench reads` (or `topups`, `cardholders`, `split`) runs one scenario.
+    let only = ["reads", "topups", "cardholders", "split"].into_iter().find(|s| args.iter().any(|a| a == s));
     let runs = move |name: &str| only.is_none_or(|o| o == name);
     let (secs, connections, cards) = if full { (10u64, 64usize, 1_000usize) } else { (1, 8, 50) };
     let server = start_server();
@@ -303,6 +416,9 @@ fn main() {
             let (lat, err) = drive(&client, connections / 2, Duration::from_secs(secs), plan).await;
             report("signed POST /v1/cardholders", &lat, err, secs as f64);
             report_flushes(&client, secs, &mut flushed).await;
+        }
+        if runs("split") {
+            split_scenario(&client, if full { 100 } else { 10 }).await;
         }
         println!("server peak resident memory: {:.1} MiB", common::status_mib(server.child.id(), "VmHWM:"));
     });

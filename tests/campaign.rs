@@ -3,10 +3,12 @@
 //! A seeded driver issues a random mix of signed top-ups, freezes, unfreezes,
 //! deposits, withdrawals (some to `FAIL` addresses) and spends, and of a
 //! marketplace merchant's split payments (most paid by the buyer at once,
-//! some with `capture` false and captured later), settlement runs (T+1) and
-//! batch splits — with channel faults (`error`, `timeout`, `delay`),
-//! duplicated callbacks and gateway capture/split timeouts switched on and
-//! off — and SIGKILLs and restarts the service several times. Every
+//! some with `capture` false and captured later), settlement runs (T+1),
+//! batch splits, refunds (a seller's and the marketplace's portions, before
+//! or after the split) and the sellers' withdrawals (one seller's bank
+//! account fails every payout) — with channel faults (`error`, `timeout`,
+//! `delay`), duplicated callbacks and gateway capture/split/refund/payout
+//! timeouts and refund declines switched on and off — and SIGKILLs and restarts the service several times. Every
 //! request's outcome is recorded as ok / failed / unknown; after the last
 //! restart every unknown one is retried with its Idempotency-Key. Then:
 //! every acknowledged top-up and withdrawal is present exactly once and no
@@ -16,8 +18,10 @@
 //! every event reached a Standard Webhooks receiver; every acknowledged
 //! payment and split batch is there exactly once, no payment is split twice
 //! (one executed item, its `split` entry once in the ledger), each captured
-//! payment is collected once, and the sellers' and the marketplace's balances
-//! are what the payments and splits say.
+//! payment is collected once, every acknowledged refund and withdrawal is
+//! there exactly once (its entry once in the ledger, a failed one mirrored
+//! once), and the sellers' and the marketplace's balances are what the
+//! payments, splits, refunds and withdrawals say.
 //!
 //! Short (CI): the defaults. Long: `PELAGO_CAMPAIGN_OPS=50000 PELAGO_CAMPAIGN_KILLS=20
 //! PELAGO_CAMPAIGN_SEED=42 cargo test --release --test campaign -- --nocapture`.
@@ -31,7 +35,7 @@ use std::{
 
 use common::{
     Json, Key, Merchant, Service, clock, eventually, ledger_balanced, list_all,
-    marketplace::{recipient_balance, seller, usd},
+    marketplace::{recipient_balance, seller, seller_paid_to, usd},
     receiver::Receiver,
     rng::{Rng, env_num},
     secs, send,
@@ -171,14 +175,21 @@ async fn the_bank_survives_faults_and_kills() {
         cards.push(card.str("id").to_owned());
     }
 
-    // The marketplace: another merchant, two onboarded sellers with split and commission agreements.
+    // The marketplace: another merchant, three onboarded sellers with split and commission
+    // agreements (the sandbox's payouts to Cy's `FAIL…` account fail).
     let Merchant { key: market_key, .. } = svc.merchant("Market").await;
     let mut sellers = Vec::new();
     for name in ["Seller Ann", "Seller Bo"] {
         sellers.push(seller(&svc, &market_key, name, true, Some(1_000)).await.0);
     }
+    sellers.push(seller_paid_to(&svc, &market_key, "Seller Cy", "FAIL00042", true, Some(1_000)).await.0);
+    // The sellers' withdrawals need the window (07:00–20:00 at +08:00): 00:30Z today is 08:30
+    // local, and the campaign runs for minutes. Settlement dates follow from it.
+    clock::set(&svc, clock::day_after(clock::now(&svc).await, 0, 0, 30, 0)).await;
     let today = clock::now(&svc).await;
     let (mut settlements, mut payments) = (0i64, Vec::<String>::new());
+    // Each acknowledged payment's number of lines.
+    let mut payment_lines: HashMap<String, usize> = HashMap::new();
 
     let kill_every = (ops_total / (kills + 1)).max(1);
     let mut ops: Vec<Op> = Vec::new();
@@ -189,7 +200,7 @@ async fn the_bank_survives_faults_and_kills() {
         }
         let card = cards[rng.below(cards.len() as u64) as usize].clone();
         let value = 1 + rng.below(3_000) as i64;
-        let (kind, method, path, body, by) = match rng.below(14) {
+        let (kind, method, path, body, by) = match rng.below(16) {
             0..=3 => (
                 "topup",
                 Method::POST,
@@ -225,18 +236,24 @@ async fn the_bank_survives_faults_and_kills() {
             ),
             9 => {
                 // Toggle a fault: error, timeout or delay on top-ups or freezes; duplicated
-                // callbacks; the gateway's capture or split timing out (202, the resolver's).
-                let (operation, behavior) = match rng.below(7) {
+                // callbacks; the gateway's capture, split, refund or payout timing out (202, the
+                // resolver's), or refusing a refund (failed, mirrored).
+                let (operation, behavior) = match rng.below(10) {
                     0 => ("topup", "error"),
                     1 => ("topup", "timeout"),
                     2 => ("freeze", "delay"),
                     3 => ("callbacks", "duplicate"),
                     4 => ("topup", "delay"),
                     5 => ("capture", "timeout"),
+                    6 => ("refund", "timeout"),
+                    7 => ("refund", "decline"),
+                    8 => ("payout", "timeout"),
                     _ => ("split", "timeout"),
                 };
                 let faults = match operation {
-                    "capture" | "split" => "/admin/v1/test_helpers/gateway/faults".to_owned(),
+                    "capture" | "split" | "refund" | "payout" => {
+                        "/admin/v1/test_helpers/gateway/faults".to_owned()
+                    }
                     _ => format!("/admin/v1/test_helpers/channels/{channel}/faults"),
                 };
                 let _ = svc.admin(Method::POST, &faults)
@@ -246,7 +263,7 @@ async fn the_bank_survives_faults_and_kills() {
             }
             10 => {
                 let lines: Vec<(&str, i64)> = (0..1 + rng.below(2))
-                    .map(|_| (sellers[rng.below(2) as usize].as_str(), 100 + rng.below(5_000) as i64))
+                    .map(|_| (sellers[rng.below(3) as usize].as_str(), 100 + rng.below(5_000) as i64))
                     .collect();
                 (
                     "payment",
@@ -265,6 +282,30 @@ async fn the_bank_survives_faults_and_kills() {
                 settlements += 1;
                 let date = clock::date(clock::day_after(today, settlements, 0, 0, 0));
                 ("settle", Method::POST, "/admin/v1/settlement/runs".into(), json!({"date": date}), By::Admin)
+            }
+            14 => {
+                // A seller's portion (line 0) and the marketplace's (its COMMISSION, the last
+                // line), the buyer refunded both: before the split the portions add up to the
+                // amount, after it the marketplace adds nothing (D = 0).
+                let Some(id) = pick(&mut rng, &payments) else { continue };
+                let (seller_part, own_part) = (1 + rng.below(20) as i64, 1 + rng.below(2) as i64);
+                let last = payment_lines[id] - 1;
+                let splits =
+                    json!([{"line": 0, "amount": usd(seller_part)}, {"line": last, "amount": usd(own_part)}]);
+                let body = json!({"amount": usd(seller_part + own_part), "splits": splits});
+                ("refund", Method::POST, format!("/v1/payments/{id}/refunds"), body, By::Market)
+            }
+            15 => {
+                let seller = &sellers[rng.below(3) as usize];
+                let amount = 20 + rng.below(300) as i64;
+                let body = json!({"amount": usd(amount), "commission": usd(amount / 20)});
+                (
+                    "seller_withdrawal",
+                    Method::POST,
+                    format!("/v1/recipients/{seller}/withdrawals"),
+                    body,
+                    By::Market,
+                )
             }
             _ => {
                 let mut items: Vec<Value> = Vec::new();
@@ -295,6 +336,9 @@ async fn the_bank_survives_faults_and_kills() {
         op.answer = answer;
         // Most acknowledged payments are paid by their buyer at once (some are left pending).
         let created = (op.kind == "payment" && op.seen == Seen::Ok).then(|| op.answer.str("id").to_owned());
+        if let Some(id) = &created {
+            payment_lines.insert(id.clone(), op.answer.count("split_marketplace"));
+        }
         ops.push(op);
         if let Some(id) = created {
             if !rng.one_in(5) {
@@ -496,21 +540,43 @@ async fn the_bank_survives_faults_and_kills() {
 }
 
 /// After the campaign, the marketplace merchant's books: every acknowledged
-/// payment and split batch is there exactly once and nothing else is; no
-/// payment is split twice (one executed item at most, its `split` entry once
-/// in the ledger) and each captured one is collected once; the sellers' and
-/// the marketplace's balances are what the payments and their splits say.
+/// payment, split batch, refund and seller withdrawal is there exactly once
+/// and nothing else is; no payment is split twice (one executed item at most,
+/// its `split` entry once in the ledger), each captured one is collected once,
+/// each refund booked once (a failed one mirrored once), each paid withdrawal's
+/// commission booked once; the sellers' and the marketplace's balances are
+/// what the payments, their splits, refunds and withdrawals say.
 async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[Op]) {
-    let (mut payments, mut batches) = (Vec::new(), Vec::new());
-    eventually("no payment action or split batch left processing", secs(120), async || {
-        payments = list_all(svc, key, "/v1/payments").await;
-        batches = list_all(svc, key, "/v1/split-batches").await;
-        payments.iter().all(|p| p["pending_action"].is_null() && p["split"]["status"] != "processing")
-            && batches.iter().all(|b| b["status"] == "completed")
-    })
+    let (mut payments, mut batches, mut refunds, mut withdrawals) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    eventually(
+        "no payment action, split batch, refund or withdrawal left processing",
+        secs(120),
+        async || {
+            payments = list_all(svc, key, "/v1/payments").await;
+            batches = list_all(svc, key, "/v1/split-batches").await;
+            refunds.clear();
+            for p in &payments {
+                refunds.extend(list_all(svc, key, &format!("/v1/payments/{}/refunds", p.str("id"))).await);
+            }
+            withdrawals.clear();
+            for seller in sellers {
+                withdrawals.extend(list_all(svc, key, &format!("/v1/recipients/{seller}/withdrawals")).await);
+            }
+            payments.iter().all(|p| p["pending_action"].is_null() && p["split"]["status"] != "processing")
+                && batches.iter().all(|b| b["status"] == "completed")
+                && refunds.iter().chain(&withdrawals).all(|x| x["status"] != "processing")
+        },
+    )
     .await;
     let acked = |kind: &'static str| ops.iter().filter(move |o| o.kind == kind && o.seen == Seen::Ok);
-    for (kind, listed) in [("payment", &payments), ("split", &batches)] {
+    let lists = [
+        ("payment", &payments),
+        ("split", &batches),
+        ("refund", &refunds),
+        ("seller_withdrawal", &withdrawals),
+    ];
+    for (kind, listed) in lists {
         let ids: HashSet<&str> = listed.iter().map(|x| x.str("id")).collect();
         assert_eq!(ids.len(), listed.len(), "a {kind} listed twice");
         for op in acked(kind) {
@@ -532,12 +598,42 @@ async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[
         *legs.entry((t.str("type").to_owned(), t.str("source_id").to_owned())).or_default() += 1;
     }
     let legs_of = |kind: &str, id: &str| legs.get(&(kind.to_owned(), id.to_owned())).copied().unwrap_or(0);
+    // Each refund's entry once (every refund takes a portion of the marketplace's COMMISSION
+    // line: one merchant leg), a failed one mirrored once; each paid withdrawal's commission once.
+    for r in &refunds {
+        let (id, failed) = (r.str("id"), r["status"] == "failed");
+        assert_eq!(legs_of("marketplace_refund", id), 1, "refund {id} booked once: {r}");
+        assert_eq!(legs_of("marketplace_refund_reversal", id), usize::from(failed), "refund {id}: {r}");
+    }
+    for w in &withdrawals {
+        let paid = w["status"] == "succeeded";
+        assert_eq!(
+            legs_of("recipient_withdrawal_paid", w.str("id")),
+            usize::from(paid),
+            "withdrawal once: {w}"
+        );
+    }
     // Per party ("" for the marketplace itself): (in transit, available).
     let mut books: HashMap<&str, (i64, i64)> = HashMap::new();
+    for w in withdrawals.iter().filter(|w| w["status"] == "succeeded") {
+        books.entry(w.str("recipient_id")).or_default().1 -= w.i64("amount.value");
+        books.entry("").or_default().1 += w.i64("commission.value");
+    }
     for p in &payments {
         let id = p.str("id");
         let split = p["split"]["status"] == "executed";
-        let collected = p["status"] == "SUCCEEDED";
+        let collected = matches!(p.str("status"), "SUCCEEDED" | "PARTIALLY_REFUNDED" | "REFUNDED");
+        // The payment's succeeded refunds, and those before its split.
+        let succeeded: Vec<&Value> =
+            refunds.iter().filter(|r| r["payment_id"] == id && r["status"] == "succeeded").collect();
+        let to_buyer: i64 = succeeded.iter().map(|r| r.i64("amount.value")).sum();
+        assert_eq!(p["refunded_amount"]["value"].as_i64().unwrap_or(0), to_buyer, "refunded once: {p}");
+        let split_at = p["split"]["executed_at"].as_str().unwrap_or("~");
+        let before_split = |line: usize| -> i64 {
+            let before = succeeded.iter().filter(|r| r.str("created_at") < split_at);
+            let portions = before.flat_map(|r| r["splits"].as_array().unwrap());
+            portions.filter(|s| s["line"] == line).map(|s| s.i64("amount.value")).sum()
+        };
         assert_eq!(
             executed.get(id).copied().unwrap_or(0),
             usize::from(split),
@@ -546,14 +642,16 @@ async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[
         assert_eq!(legs_of("split", id), 2 * usize::from(split), "the split entry of {id} once: {p}");
         assert_eq!(legs_of("marketplace_collection", id), usize::from(collected), "{id} collected once: {p}");
         assert!(!split || (collected && p["settled"] == true), "split before T+1: {p}");
-        for line in p["split_marketplace"].as_array().unwrap().iter().filter(|_| collected) {
+        let lines = p["split_marketplace"].as_array().unwrap();
+        for (j, line) in lines.iter().enumerate().filter(|_| collected) {
             let party = books.entry(line["recipient_id"].as_str().unwrap_or("")).or_default();
-            let amount = line.i64("amount.value");
+            let rest = line.i64("amount.value") - line["refunded"]["value"].as_i64().unwrap_or(0);
             if split {
-                assert_eq!(line.i64("split_amount.value"), amount, "{p}");
-                party.1 += amount;
+                let moved = line["split_amount"]["value"].as_i64().unwrap_or(0);
+                assert_eq!(moved, line.i64("amount.value") - before_split(j), "line {j}: {p}");
+                party.1 += rest;
             } else {
-                party.0 += amount;
+                party.0 += rest;
             }
         }
     }
@@ -569,11 +667,17 @@ async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[
     );
     assert_eq!(got, books.get("").copied().unwrap_or_default(), "the marketplace's balance: {b}");
     ledger_balanced(svc).await;
+    let ok = |xs: &[Value]| xs.iter().filter(|x| x["status"] == "succeeded").count();
     eprintln!(
-        "campaign marketplace: {} payments ({} collected), {} batches, {} payments split once",
+        "campaign marketplace: {} payments ({} collected), {} batches, {} payments split once, \
+         {} refunds ({} succeeded), {} seller withdrawals ({} paid)",
         payments.len(),
-        payments.iter().filter(|p| p["status"] == "SUCCEEDED").count(),
+        payments.iter().filter(|p| p["captured_at"].is_string()).count(),
         batches.len(),
-        executed.len()
+        executed.len(),
+        refunds.len(),
+        ok(&refunds),
+        withdrawals.len(),
+        ok(&withdrawals)
     );
 }

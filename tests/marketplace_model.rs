@@ -4,7 +4,12 @@
 //! their settlement run (T+1) and batch splits (random subsets, including
 //! payments already split, not captured or not settled, and repeats), the
 //! gateway sometimes refusing a capture or a split or timing out (202, then
-//! finished by the resolver), run
+//! finished by the resolver), refunds (channel and split portions, before and
+//! after the split, over-refunds and the other refusals of §7 with their
+//! `param`, 402 when a debited account would go below zero, the gateway
+//! refusing — `failed`, mirrored — or timing out — 202, resolved), recipient
+//! withdrawals (inside and outside the window, with commission, over the cap,
+//! over the balance, payouts to a `FAIL…` account, refused or unknown), run
 //! against the real binary and against a plain model of MARKETPLACE.md §8:
 //! per party in-transit and available, the merchant's pending and available,
 //! `gateway:clearing`, the number of journal entries. After every step the
@@ -15,10 +20,10 @@
 //!
 //! An operation is a variant of [`Op`]: drawn by [`Op::draw`], predicted by
 //! [`Model::apply`] (which also moves the model's money), performed by
-//! [`World::perform`]. Refunds and recipient withdrawals join as new variants.
+//! [`World::perform`].
 //!
 //! `PELAGO_MODEL_SEED` repeats a run (the seed is printed);
-//! `PELAGO_MODEL_STEPS` (default 100) makes it longer.
+//! `PELAGO_MODEL_STEPS` (default 250) makes it longer.
 
 mod common;
 
@@ -27,7 +32,7 @@ use std::{collections::BTreeMap, future::Future};
 use chrono::{DateTime, Utc};
 use common::{
     Json, Key, Service, clock, eventually, ledger_balanced, list_all,
-    marketplace::{create_payment, recipient_balance, seller, split_batch, usd},
+    marketplace::{create_payment, recipient_balance, seller_paid_to, split_batch, usd},
     rng::{Rng, env_num, seed_from_env},
     secs, send, settle, when,
 };
@@ -47,7 +52,7 @@ struct Line {
     party: Party,
     kind: &'static str,
     amount: i64,
-    /// Σ of the line's refunded portions (refunds are not on this branch yet: 0).
+    /// Σ of the line's refunded portions.
     refunded: i64,
 }
 
@@ -59,6 +64,8 @@ enum Status {
     Declined,
     Expired,
     Canceled,
+    PartiallyRefunded,
+    Refunded,
 }
 
 impl Status {
@@ -70,6 +77,8 @@ impl Status {
             Status::Declined => "DECLINED",
             Status::Expired => "EXPIRED",
             Status::Canceled => "CANCELED",
+            Status::PartiallyRefunded => "PARTIALLY_REFUNDED",
+            Status::Refunded => "REFUNDED",
         }
     }
 }
@@ -85,6 +94,38 @@ struct Payment {
     captured_day: Option<u32>,
     settled: bool,
     split: bool,
+    /// Σ of the channel portions refunded to the buyer.
+    refunded_amount: i64,
+    /// Refunds created for it (succeeded or failed).
+    refunds: usize,
+    /// What the split moved of each line (its amount less its refunds then;
+    /// `None`: nothing left, skipped).
+    split_amounts: Vec<Option<i64>>,
+}
+
+impl Payment {
+    /// Captured, and not refunded to the buyer whole (§7 refund check 1, batch check 4).
+    fn refundable(&self) -> bool {
+        matches!(self.status, Status::Succeeded | Status::PartiallyRefunded)
+    }
+}
+
+/// A refund request: `amount` (the channel portion) and `splits` (line, amount).
+/// Lines are `i64` so that a drawn request may name a line that is not there.
+#[derive(Debug, Clone)]
+struct RefundAsk {
+    amount: Option<i64>,
+    splits: Option<Vec<(i64, i64)>>,
+}
+
+/// A recipient withdrawal request: W, K, and whether the service clock is
+/// moved outside the window (21:00 local) for it.
+#[derive(Debug, Clone)]
+struct WithdrawAsk {
+    recipient: usize,
+    amount: i64,
+    commission: Option<i64>,
+    window_closed: bool,
 }
 
 /// One operation of a sequence; indices name the model's payments.
@@ -101,6 +142,9 @@ enum Op {
     /// The service clock moves to the next day (02:00Z) and that date's settlement run completes.
     NextDay,
     Split(Vec<usize>, Gateway),
+    Refund(usize, RefundAsk, Gateway),
+    /// The gateway's answer is the payout's (answered, or timing out).
+    Withdraw(WithdrawAsk, Gateway),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,12 +164,13 @@ impl Buyer {
     }
 }
 
-/// How the sandbox gateway treats the one capture or split request an
+/// How the sandbox gateway treats the one capture, split, refund or payout request an
 /// operation makes (a gateway fault armed for that request only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gateway {
     Answers,
-    /// Refused: the capture 502 and unchanged, the batch's items `failed`.
+    /// Refused: the capture 502 and unchanged, the batch's items `failed`, the
+    /// refund or withdrawal `failed` and its entry mirrored.
     Declines,
     /// Unknown: 202, and the resolver finishes it with the same request id.
     TimesOut,
@@ -162,8 +207,18 @@ struct Account {
     available: i64,
 }
 
-/// The recipients of the run: (split agreement, commission agreement bps).
-const RECIPIENTS: [(bool, Option<u32>); 3] = [(true, Some(1_000)), (true, Some(500)), (true, None)];
+/// The recipients of the run: (split agreement, commission agreement bps,
+/// bank account; the sandbox's payouts to a `FAIL…` account fail).
+const RECIPIENTS: [(bool, Option<u32>, &str); 4] = [
+    (true, Some(1_000), "ACC123456"),
+    (true, Some(500), "ACC654321"),
+    (true, None, "ACC111111"),
+    (true, Some(800), "FAIL22222"),
+];
+
+/// What the service's withdrawal window is in the model's days: open at 02:00Z
+/// (10:00 at +08:00), closed at 13:00Z (21:00).
+const CLOSED_HOUR: u32 = 13;
 
 fn half_up(value: i64, bps: i64) -> i64 {
     (value * bps + 5_000) / 10_000
@@ -178,6 +233,11 @@ struct Model {
     /// Journal entries booked for the merchant's marketplace.
     entries: u64,
     day: u32,
+    /// Withdrawals created per recipient (succeeded or failed).
+    withdrawals: BTreeMap<usize, usize>,
+    /// The final `status` the last refund or withdrawal must have (after the
+    /// resolver, for an unknown outcome).
+    outcome: Option<&'static str>,
 }
 
 impl Op {
@@ -195,7 +255,7 @@ impl Op {
         if model.payments.is_empty() {
             return Op::create(rng);
         }
-        match rng.below(20) {
+        match rng.below(26) {
             0..=4 => Op::create(rng),
             5..=8 => Op::Buyer(pick(rng, &|p| p.status == Status::Pending), Buyer::Pay),
             9 => {
@@ -205,6 +265,16 @@ impl Op {
             10..=11 => Op::Capture(pick(rng, &|p| p.status == Status::Authorized), Gateway::draw(rng)),
             12 => Op::Cancel(pick(rng, &|p| matches!(p.status, Status::Pending | Status::Authorized))),
             13..=15 => Op::NextDay,
+            20..=22 => {
+                let i = pick(rng, &Payment::refundable);
+                Op::Refund(i, RefundAsk::draw(rng, &model.payments[i]), Gateway::draw(rng))
+            }
+            23..=25 => {
+                // A payout is refused only by the account (`FAIL…`): the sandbox
+                // has no decline fault for it.
+                let gateway = if rng.one_in(6) { Gateway::TimesOut } else { Gateway::Answers };
+                Op::Withdraw(WithdrawAsk::draw(rng, model), gateway)
+            }
             _ => {
                 let n = 1 + rng.below(4) as usize;
                 let splittable = |p: &Payment| p.settled && !p.split;
@@ -244,6 +314,80 @@ impl Op {
             });
         }
         Op::Create { capture: !rng.one_in(3), lines }
+    }
+}
+
+impl RefundAsk {
+    /// Mostly a refund that fits the payment (portions of lines with a rest;
+    /// before the split, an amount they add up to), sometimes one of §7's refusals.
+    fn draw(rng: &mut Rng, p: &Payment) -> RefundAsk {
+        let rest = p.amount - p.refunded_amount;
+        let mut portions: Vec<(i64, i64)> = Vec::new();
+        for (j, l) in p.lines.iter().enumerate() {
+            let left = l.amount - l.refunded;
+            if left > 0 && (portions.is_empty() || rng.one_in(2)) {
+                let amount = if rng.one_in(4) { left } else { rng.between(1, left) };
+                portions.push((j as i64, amount));
+            }
+        }
+        let sum: i64 = portions.iter().map(|p| p.1).sum();
+        let mut ask = if !p.split {
+            if p.lines.len() == 1 && rng.one_in(2) {
+                RefundAsk { amount: Some(rng.between(1, rest.max(1))), splits: None }
+            } else {
+                RefundAsk { amount: Some(sum.max(1)), splits: Some(portions) }
+            }
+        } else {
+            match rng.below(3) {
+                0 => RefundAsk { amount: Some(rng.between(1, rest.max(1))), splits: None },
+                1 => RefundAsk { amount: None, splits: Some(portions) },
+                _ => RefundAsk {
+                    amount: Some(rng.between(1, sum.clamp(1, rest.max(1)))),
+                    splits: Some(portions),
+                },
+            }
+        };
+        match rng.below(12) {
+            0 => ask.amount = Some(rest + rng.between(1, 50)), // over-refund to the buyer
+            1 => {
+                if let Some((_, a)) = ask.splits.as_mut().and_then(|s| s.first_mut()) {
+                    *a += p.amount; // more than the line has left
+                }
+            }
+            2 => {
+                if let Some(s) = ask.splits.as_mut().filter(|s| !s.is_empty()) {
+                    let again = if rng.one_in(2) { s[0] } else { (p.lines.len() as i64, 1) };
+                    s.push(again); // a repeated line, or one that is not there
+                }
+            }
+            3 => ask.amount = None, // before the split: refused; after: split-only
+            4 => ask.amount = ask.amount.map(|a| a + 1), // before the split: Σ splits ≠ amount
+            _ => {}
+        }
+        ask
+    }
+}
+
+impl WithdrawAsk {
+    /// Mostly a withdrawal of part of what the recipient has, sometimes with
+    /// commission (at times over the cap or ≥ W), more than the balance, or
+    /// outside the window.
+    fn draw(rng: &mut Rng, model: &Model) -> WithdrawAsk {
+        let recipient = rng.below(RECIPIENTS.len() as u64) as usize;
+        let available = model.accounts.get(&Party::Recipient(recipient)).map_or(0, |a| a.available);
+        let amount = if rng.one_in(6) || available == 0 {
+            available + rng.between(1, 500)
+        } else {
+            rng.between(1, available)
+        };
+        let bps = i64::from(RECIPIENTS[recipient].1.unwrap_or(0));
+        let commission = match rng.below(6) {
+            0 | 1 => None,
+            2 => Some(half_up(amount, bps) + 1),
+            3 if rng.one_in(3) => Some(amount),
+            _ => Some(rng.between(0, half_up(amount, bps)).max(1)),
+        };
+        WithdrawAsk { recipient, amount, commission, window_closed: rng.one_in(8) }
     }
 }
 
@@ -307,6 +451,9 @@ impl Model {
                     captured_day: None,
                     settled: false,
                     split: false,
+                    refunded_amount: 0,
+                    refunds: 0,
+                    split_amounts: Vec::new(),
                 });
                 Expect::Done(StatusCode::CREATED)
             }
@@ -314,7 +461,9 @@ impl Model {
             // sandbox checkout answers a repeated settlement without a second callback).
             Op::Buyer(i, buyer) => {
                 let (now, then) = (self.payments[*i].status, self.buyer_status(*i, *buyer));
-                if now == then {
+                // A paid payment refunded since is still the order the buyer paid.
+                let refunded = matches!(now, Status::PartiallyRefunded | Status::Refunded);
+                if now == then || (then == Status::Succeeded && refunded) {
                     return Expect::Done(StatusCode::OK);
                 }
                 if now != Status::Pending {
@@ -349,14 +498,144 @@ impl Model {
                 self.day += 1;
                 let day = self.day;
                 for p in &mut self.payments {
-                    if p.status == Status::Succeeded && p.captured_day.is_some_and(|d| d < day) {
+                    // Refunded whole: nothing left to settle.
+                    if p.refundable() && p.captured_day.is_some_and(|d| d < day) {
                         p.settled = true;
                     }
                 }
                 Expect::Done(StatusCode::ACCEPTED)
             }
             Op::Split(items, gateway) => self.split(items, *gateway),
+            Op::Refund(i, ask, gateway) => self.refund(*i, ask, *gateway),
+            Op::Withdraw(ask, gateway) => self.withdraw(ask, *gateway),
         }
+    }
+
+    /// The balances after `moves` (party, Δin_transit, Δavailable), or `None`
+    /// if one of them would go below zero (§8: such an entry is refused whole).
+    fn try_move(&self, moves: &[(Party, i64, i64)]) -> Option<BTreeMap<Party, Account>> {
+        let mut after = self.accounts.clone();
+        for &(party, in_transit, available) in moves {
+            let a = after.entry(party).or_default();
+            a.in_transit += in_transit;
+            a.available += available;
+        }
+        after.values().all(|a| a.in_transit >= 0 && a.available >= 0).then_some(after)
+    }
+
+    /// §7's refund checks 1–7 in order, then the entry (before the split: the
+    /// portions' in transit; after: their available, the merchant's available
+    /// +D), the payment's lines and channel refunded; the gateway's refusal
+    /// mirrors it all (C = 0: no gateway call).
+    fn refund(&mut self, i: usize, ask: &RefundAsk, gateway: Gateway) -> Expect {
+        let invalid =
+            |param: String| Expect::Refused(StatusCode::BAD_REQUEST, "invalid_request", Some(param));
+        let p = self.payments[i].clone();
+        let portions = ask.splits.clone().filter(|s| !s.is_empty());
+        let whole_refund_of_a_refunded = p.status == Status::Refunded && ask.amount.is_none();
+        if !p.refundable() && !whole_refund_of_a_refunded {
+            return Expect::Refused(StatusCode::CONFLICT, "invalid_state", None);
+        }
+        if (ask.amount.is_none() && portions.is_none()) || (!p.split && ask.amount.is_none()) {
+            return invalid("amount".into());
+        }
+        let channel = ask.amount.unwrap_or(0);
+        if p.refunded_amount + channel > p.amount {
+            return invalid("amount.value".into());
+        }
+        let mut portions = portions.unwrap_or_default();
+        for (j, &(line, _)) in portions.iter().enumerate() {
+            let there = usize::try_from(line).is_ok_and(|l| l < p.lines.len());
+            if !there || portions[..j].iter().any(|q| q.0 == line) {
+                return invalid(format!("splits[{j}].line"));
+            }
+        }
+        for (j, &(line, amount)) in portions.iter().enumerate() {
+            let line = &p.lines[line as usize];
+            if line.refunded + amount > line.amount {
+                return invalid(format!("splits[{j}].amount.value"));
+            }
+        }
+        if !p.split {
+            if portions.is_empty() {
+                if p.lines.len() != 1 {
+                    return invalid("splits".into());
+                }
+                portions.push((0, channel));
+            } else if portions.iter().map(|q| q.1).sum::<i64>() != channel {
+                return invalid("splits".into());
+            }
+        }
+        let taken: i64 = portions.iter().map(|q| q.1).sum();
+        let mut moves: Vec<(Party, i64, i64)> = portions
+            .iter()
+            .map(|&(line, amount)| {
+                let party = p.lines[line as usize].party;
+                if p.split { (party, 0, -amount) } else { (party, -amount, 0) }
+            })
+            .collect();
+        if p.split {
+            moves.push((Party::Merchant, 0, taken - channel));
+        }
+        let Some(after) = self.try_move(&moves) else {
+            return Expect::Refused(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", None);
+        };
+        self.payments[i].refunds += 1;
+        self.entries += 1;
+        if channel > 0 && gateway == Gateway::Declines {
+            // Refused by the gateway: the mirror entry, the payment given back.
+            self.entries += 1;
+            self.outcome = Some("failed");
+            return Expect::Done(StatusCode::CREATED);
+        }
+        self.accounts = after;
+        self.clearing += channel;
+        let payment = &mut self.payments[i];
+        for &(line, amount) in &portions {
+            payment.lines[line as usize].refunded += amount;
+        }
+        payment.refunded_amount += channel;
+        payment.status = match payment.refunded_amount {
+            0 => Status::Succeeded,
+            r if r == payment.amount => Status::Refunded,
+            _ => Status::PartiallyRefunded,
+        };
+        self.outcome = Some("succeeded");
+        let answered = channel > 0 && gateway == Gateway::TimesOut;
+        Expect::Done(if answered { StatusCode::ACCEPTED } else { StatusCode::CREATED })
+    }
+
+    /// §7's withdrawal checks 1–6 in order, then the hold and the payout:
+    /// paid (clearing +(W−K), the merchant's available +K) or, refused or to a
+    /// `FAIL…` account, the hold given back.
+    fn withdraw(&mut self, ask: &WithdrawAsk, gateway: Gateway) -> Expect {
+        let (w, k) = (ask.amount, ask.commission.unwrap_or(0));
+        let param = Some("commission.value".to_owned());
+        if k >= w {
+            return Expect::Refused(StatusCode::BAD_REQUEST, "invalid_request", param);
+        }
+        let bps = i64::from(RECIPIENTS[ask.recipient].1.unwrap_or(0));
+        if k > half_up(w, bps) {
+            return Expect::Refused(StatusCode::BAD_REQUEST, "commission_limit_exceeded", param);
+        }
+        if ask.window_closed {
+            return Expect::Refused(StatusCode::CONFLICT, "withdrawal_window_closed", None);
+        }
+        let party = Party::Recipient(ask.recipient);
+        if self.try_move(&[(party, 0, -w)]).is_none() {
+            return Expect::Refused(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", None);
+        }
+        *self.withdrawals.entry(ask.recipient).or_default() += 1;
+        self.entries += 2; // the hold, then paid or reversed
+        if RECIPIENTS[ask.recipient].2.starts_with("FAIL") {
+            self.outcome = Some("failed");
+        } else {
+            self.account(party).available -= w;
+            self.account(Party::Merchant).available += k;
+            self.clearing += w - k;
+            self.outcome = Some("succeeded");
+        }
+        Expect::Done(if gateway == Gateway::TimesOut { StatusCode::ACCEPTED } else { StatusCode::CREATED })
     }
 
     /// §7's checks in order (2: repeated; 3: already split; 4: not captured
@@ -371,7 +650,7 @@ impl Model {
         if let Some(i) = (0..items.len()).find(|&i| self.payments[items[i]].split) {
             return Expect::Refused(StatusCode::CONFLICT, "already_split", param(i));
         }
-        let unsplittable = |p: &Payment| p.status != Status::Succeeded || !p.settled;
+        let unsplittable = |p: &Payment| !p.refundable() || !p.settled;
         if let Some(i) = (0..items.len()).find(|&i| unsplittable(&self.payments[items[i]])) {
             return Expect::Refused(StatusCode::CONFLICT, "invalid_state", param(i));
         }
@@ -380,12 +659,15 @@ impl Model {
         }
         for &i in items {
             // `split`: each party's in transit −m_i, available +m_i, m_i = amount − refunded.
+            let mut moved_lines = Vec::new();
             for line in self.payments[i].lines.clone() {
                 let moved = line.amount - line.refunded;
                 let account = self.account(line.party);
                 account.in_transit -= moved;
                 account.available += moved;
+                moved_lines.push(Some(moved).filter(|&m| m > 0));
             }
+            self.payments[i].split_amounts = moved_lines;
             self.payments[i].split = true;
             self.entries += 1;
         }
@@ -459,6 +741,52 @@ impl World {
                 }
                 (status, body)
             }
+            Op::Refund(i, ask, gateway) => {
+                let mut body = json!({"reason": "model"});
+                if let Some(amount) = ask.amount {
+                    body["amount"] = usd(amount);
+                }
+                if let Some(splits) = &ask.splits {
+                    let splits: Vec<Value> =
+                        splits.iter().map(|(line, a)| json!({"line": line, "amount": usd(*a)})).collect();
+                    body["splits"] = json!(splits);
+                }
+                let path = format!("/v1/payments/{}/refunds", id(i));
+                let (status, refund) = self
+                    .with_gateway("refund", *gateway, || {
+                        send(&self.svc, &self.key, Method::POST, &path, Some(&body))
+                    })
+                    .await;
+                if status != StatusCode::ACCEPTED {
+                    return (status, refund);
+                }
+                let path = format!("/v1/refunds/{}", refund.str("id"));
+                (status, self.until(&path, |r| r["status"] != "processing").await)
+            }
+            Op::Withdraw(ask, gateway) => {
+                let mut body = json!({"amount": usd(ask.amount), "reference": "model"});
+                if let Some(k) = ask.commission {
+                    body["commission"] = usd(k);
+                }
+                let day = i64::from(model.day);
+                if ask.window_closed {
+                    clock::set(&self.svc, clock::day_after(self.day_zero, day, CLOSED_HOUR, 0, 0)).await;
+                }
+                let path = format!("/v1/recipients/{}/withdrawals", self.recipients[ask.recipient]);
+                let (status, w) = self
+                    .with_gateway("payout", *gateway, || {
+                        send(&self.svc, &self.key, Method::POST, &path, Some(&body))
+                    })
+                    .await;
+                if ask.window_closed {
+                    clock::set(&self.svc, clock::day_after(self.day_zero, day, 2, 0, 0)).await;
+                }
+                if status != StatusCode::ACCEPTED {
+                    return (status, w);
+                }
+                let path = format!("{path}/{}", w.str("id"));
+                (status, self.until(&path, |w| w["status"] != "processing").await)
+            }
         }
     }
 
@@ -525,6 +853,8 @@ async fn check_state(world: &World, model: &Model, base_entries: u64, at: &str) 
             (json!(want.status.api()), json!(want.settled), json!(split), want.captured_day.is_some());
         assert_eq!(summary(got), expected, "{at}: {got}");
         assert_eq!(got.i64("amount.value"), want.amount, "{at}: {got}");
+        let refunded = got["refunded_amount"]["value"].as_i64().unwrap_or(0);
+        assert_eq!(refunded, want.refunded_amount, "{at}: {got}");
         for (j, line) in want.lines.iter().enumerate() {
             let got_line = got.at(&format!("split_marketplace.{j}"));
             let recipient = match line.party {
@@ -533,11 +863,7 @@ async fn check_state(world: &World, model: &Model, base_entries: u64, at: &str) 
             };
             assert_eq!(got_line["recipient_id"], recipient, "{at}: line {j} of {got}");
             let split_amount = got_line["split_amount"]["value"].as_i64();
-            assert_eq!(
-                split_amount,
-                want.split.then_some(line.amount - line.refunded),
-                "{at}: line {j} of {got}"
-            );
+            assert_eq!(split_amount, want.split_amounts.get(j).copied().flatten(), "{at}: line {j} of {got}");
             assert_eq!(got_line["refunded"]["value"].as_i64().unwrap_or(0), line.refunded, "{at}: {got}");
         }
     }
@@ -550,6 +876,9 @@ async fn check_state(world: &World, model: &Model, base_entries: u64, at: &str) 
             b["withdrawing"].as_i64().unwrap_or(0),
         );
         assert_eq!(got, (want.in_transit, want.available, 0), "{at}: recipient {r} {b}");
+        let withdrawals = list_all(&world.svc, &world.key, &format!("/v1/recipients/{id}/withdrawals")).await;
+        let made = model.withdrawals.get(&r).copied().unwrap_or(0);
+        assert_eq!(withdrawals.len(), made, "{at}: recipient {r}'s withdrawals created or lost");
     }
     let want = model.accounts.get(&Party::Merchant).copied().unwrap_or_default();
     let (_, b) = send(&world.svc, &world.key, Method::GET, "/v1/balance", None).await;
@@ -568,7 +897,7 @@ async fn check_state(world: &World, model: &Model, base_entries: u64, at: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_balances_follow_the_model_over_random_sequences() {
     let seed = seed_from_env("PELAGO_MODEL_SEED");
-    let steps = env_num("PELAGO_MODEL_STEPS", 100);
+    let steps = env_num("PELAGO_MODEL_STEPS", 250);
     let mut rng = Rng::new(seed);
     let svc = Service::temp(&[
         ("PELAGO_RATE_LIMIT", "100000,100000"),
@@ -577,8 +906,8 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
     ]);
     let key = svc.merchant("Model market").await.key;
     let mut recipients = Vec::new();
-    for (r, (split, bps)) in RECIPIENTS.iter().enumerate() {
-        recipients.push(seller(&svc, &key, &format!("Seller {r}"), *split, *bps).await.0);
+    for (r, (split, bps, account)) in RECIPIENTS.iter().enumerate() {
+        recipients.push(seller_paid_to(&svc, &key, &format!("Seller {r}"), account, *split, *bps).await.0);
     }
     // Day 0 is tomorrow 02:00Z: captures of a day stay before the next day's 00:00Z.
     let day_zero = clock::day_after(clock::now(&svc).await, 1, 2, 0, 0);
@@ -587,6 +916,7 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
     let base_entries = ledger_balanced(&world.svc).await.i64("entries") as u64;
     let mut model = Model::default();
     let mut faulted = 0;
+    let mut refused: BTreeMap<&'static str, usize> = BTreeMap::new();
     for step in 0..steps {
         let op = Op::draw(&mut rng, &model);
         let at = format!("seed {seed} step {step} {op:?}");
@@ -594,6 +924,9 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
         let created = body["id"].as_str().filter(|_| matches!(op, Op::Create { .. }));
         let expect = model.apply(&op, created);
         check_answer(&expect, status, &body, &at);
+        if let Expect::Refused(_, code, _) = &expect {
+            *refused.entry(code).or_default() += 1;
+        }
         match (&op, &expect) {
             (Op::Create { .. }, Expect::Done(_)) => {
                 assert_eq!(body["status"], "PENDING", "{at}: {body}");
@@ -608,10 +941,18 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
                 assert_eq!(body["status"], batch, "{at}: {body}");
                 assert_eq!(body.strs("items", "status"), vec![item; items.len()], "{at}: {body}");
             }
+            (Op::Refund(i, ..), _) => {
+                let path = format!("/v1/payments/{}/refunds", model.payments[*i].id);
+                let refunds = list_all(&world.svc, &world.key, &path).await;
+                assert_eq!(refunds.len(), model.payments[*i].refunds, "{at}: refunds created or lost");
+            }
             _ => {}
         }
+        if let Some(want) = model.outcome.take() {
+            assert_eq!(body["status"], want, "{at}: {body}");
+        }
         let gateway = match &op {
-            Op::Capture(_, g) | Op::Split(_, g) => *g,
+            Op::Capture(_, g) | Op::Split(_, g) | Op::Refund(_, _, g) | Op::Withdraw(_, g) => *g,
             _ => Gateway::Answers,
         };
         let reached_gateway = matches!(status.as_u16(), 200..=202 | 502);
@@ -619,9 +960,11 @@ async fn marketplace_balances_follow_the_model_over_random_sequences() {
         check_state(&world, &model, base_entries, &at).await;
     }
     let split = model.payments.iter().filter(|p| p.split).count();
+    let refunds: usize = model.payments.iter().map(|p| p.refunds).sum();
+    let withdrawals: usize = model.withdrawals.values().sum();
     eprintln!(
-        "marketplace model seed {seed}: {steps} steps, {} payments, {split} split, {} days, \
-         {faulted} captures or batches refused or timed out at the gateway",
+        "marketplace model seed {seed}: {steps} steps, {} payments, {split} split, {refunds} refunds, \
+         {withdrawals} withdrawals, {} days, {faulted} gateway calls refused or timed out; refused: {refused:?}",
         model.payments.len(),
         model.day
     );

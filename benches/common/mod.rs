@@ -49,6 +49,17 @@ pub fn cardholder_body() -> Vec<u8> {
     .unwrap()
 }
 
+/// A marketplace recipient (an individual with a bank account) the sandbox
+/// onboards at once.
+pub fn recipient_body(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567", "country": "SG",
+        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
+                       "id_document": {"type": "passport", "number": "P1234567"}},
+        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
+    })
+}
+
 /// Sends `request` and returns its JSON body.
 pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()

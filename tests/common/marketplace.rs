@@ -17,13 +17,20 @@ pub async fn seller(
     split: bool,
     commission_bps: Option<u32>,
 ) -> (String, String) {
-    let body = json!({
-        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
+    seller_paid_to(svc, key, name, "ACC123456", split, commission_bps).await
+}
+
+/// [`seller`] whose bank account is `account_number` (the sandbox's payouts
+/// fail to one starting `FAIL`).
+pub async fn seller_paid_to(
+    svc: &Service,
+    key: &Key,
+    name: &str,
+    account_number: &str,
+    split: bool,
+    commission_bps: Option<u32>,
+) -> (String, String) {
+    let body = recipient_body(name, account_number);
     let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "{rec}");
     let rec = rec["id"].as_str().unwrap().to_owned();
