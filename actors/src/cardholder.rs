@@ -63,12 +63,7 @@ impl Record for CardholderRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for CardholderRecord {
-    type Status = CardholderStatus;
-    fn state_mut(&mut self) -> (&mut CardholderStatus, &mut History<CardholderStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(CardholderRecord, CardholderStatus);
 
 impl CardholderRecord {
     /// `pending → active | rejected`; a repeat of the current status is no change

@@ -223,6 +223,20 @@ pub fn record<S: Status>(
     Ok(())
 }
 
+/// `impl Stateful` for a record whose fields are `status`, `status_history`
+/// and `version` (every stateful record here).
+#[macro_export]
+macro_rules! stateful {
+    ($record:ty, $status:ty) => {
+        impl $crate::history::Stateful for $record {
+            type Status = $status;
+            fn state_mut(&mut self) -> (&mut $status, &mut $crate::history::History<$status>, &mut u64) {
+                (&mut self.status, &mut self.status_history, &mut self.version)
+            }
+        }
+    };
+}
+
 /// An object with a status, its history and a version that move together.
 pub trait Stateful {
     type Status: Status;

@@ -44,12 +44,7 @@ impl Record for WithdrawalRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for WithdrawalRecord {
-    type Status = WithdrawalStatus;
-    fn state_mut(&mut self) -> (&mut WithdrawalStatus, &mut History<WithdrawalStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(WithdrawalRecord, WithdrawalStatus);
 
 impl WithdrawalRecord {
     /// `processing → succeeded | failed` as the gateway reports it; a report

@@ -86,12 +86,7 @@ impl Record for OrderRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for OrderRecord {
-    type Status = OrderStatus;
-    fn state_mut(&mut self) -> (&mut OrderStatus, &mut History<OrderStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(OrderRecord, OrderStatus);
 
 /// Commits a new order and what it pays for.
 #[derive(Debug)]

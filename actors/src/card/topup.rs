@@ -84,12 +84,7 @@ impl Record for TopupRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for TopupRecord {
-    type Status = TopupStatus;
-    fn state_mut(&mut self) -> (&mut TopupStatus, &mut History<TopupStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(TopupRecord, TopupStatus);
 
 /// The failure reason of a top-up the resolver found begun but never debited.
 pub const NOT_DEBITED: &str = "the request stopped before the debit; nothing was charged";

@@ -235,12 +235,7 @@ impl Record for PaymentRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for PaymentRecord {
-    type Status = PaymentStatus;
-    fn state_mut(&mut self) -> (&mut PaymentStatus, &mut History<PaymentStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(PaymentRecord, PaymentStatus);
 
 /// What moves a payment (the buyer's, reported by the gateway and confirmed
 /// by asking it, or a capture / cancel the gateway answered).

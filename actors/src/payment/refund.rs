@@ -67,12 +67,7 @@ impl Record for RefundRecord {
     const SCHEMA_VERSION: u8 = 1;
 }
 
-impl Stateful for RefundRecord {
-    type Status = RefundStatus;
-    fn state_mut(&mut self) -> (&mut RefundStatus, &mut History<RefundStatus>, &mut u64) {
-        (&mut self.status, &mut self.status_history, &mut self.version)
-    }
-}
+crate::stateful!(RefundRecord, RefundStatus);
 
 /// One portion as asked: the line index as given and its amount as parsed
 /// (`Err`: the amount's own 400, answered at check 5).
