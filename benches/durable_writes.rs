@@ -98,6 +98,15 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
+/// The arbiter threads the actors run on: the server's choice, or
+/// `PELAGO_BENCH_ARBITERS` to compare.
+fn arbiters() -> usize {
+    let n = std::env::var("PELAGO_BENCH_ARBITERS").ok().and_then(|v| v.parse().ok());
+    let n = n.unwrap_or_else(SystemConfig::default_arbiters);
+    eprintln!("actors on {n} arbiter threads");
+    n
+}
+
 fn setup() -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let runner = actix::System::with_tokio_rt(|| {
@@ -108,7 +117,7 @@ fn setup() -> Bench {
         Actors::start(
             store.clone(),
             Arc::new(SystemClock),
-            SystemConfig { arbiters: 2, ..SystemConfig::default() },
+            SystemConfig { arbiters: arbiters(), ..SystemConfig::default() },
         )
     });
     Bench { runner, actors, store, channel: ChannelId::generate(), _dir: dir }

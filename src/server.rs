@@ -127,7 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         &gateway_url,
         sandbox_root.as_deref().map(|root| (root, control_token)),
     )?);
-    let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let arbiters = SystemConfig::default_arbiters();
     let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
     let actors =
         Actors::start(store.clone(), Arc::clone(&clock), SystemConfig { registry, arbiters, channels });
