@@ -193,13 +193,17 @@ fn card_actors(c: &mut Criterion) {
             let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
             latencies.sort();
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+            let commits = bench.store.commit_stats();
             eprintln!(
-                "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}",
+                "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}; \
+                 commits so far merged {:.1} per sled batch (largest {})",
                 latencies.len(),
                 rate,
                 pct(0.50),
                 pct(0.99),
-                latencies.last().unwrap()
+                latencies.last().unwrap(),
+                commits.commits as f64 / commits.groups.max(1) as f64,
+                commits.largest_group
             );
         }
     }
