@@ -1,7 +1,9 @@
-//! Top-ups per second through the saga (merchant actor + card actor + store),
-//! the channel adapter replaced by an in-process fake that funds at once:
-//! begin (card) → debit amount + fee (merchant, once per top-up) → fund
-//! (card, channel) — each step durable before the next.
+//! Top-ups per second through the two-step saga (the merchant and card
+//! actors and the store), the channel adapter replaced by an in-process fake
+//! that funds at once: admission (card, no write) → step 1, the debit of
+//! amount and fee with the top-up's intent and marker (merchant, one commit)
+//! → steps 2 and 3, the channel call and the result (card, one commit) —
+//! each step durable before the next.
 //!
 //! `cargo bench --bench topups`: 1 merchant × 1,000 cards and 100 merchants
 //! × 10 cards, 64 top-ups in flight, with p50/p99 latency. Compare with
@@ -18,7 +20,7 @@ use pelago_actors::{
     card::{
         CardStatus, NewCard,
         ops::Open,
-        topup::{BeginTopup, FundTopup, TopupStatus},
+        topup::{AdmitTopup, FundTopup, TopupStatus},
     },
     ledger::{self, EntryKind},
     merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
@@ -152,23 +154,13 @@ async fn setup(
     pairs
 }
 
-async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card: &CardId) -> Duration {
+async fn topup(actors: &Actors, merchant: &MerchantId, card: &CardId) -> Duration {
     let started = Instant::now();
     let id = TopupId::generate();
     let (amount, fee) = (Money::new(1_000, Currency::USD), Money::new(25, Currency::USD));
-    actors
-        .ask_card(card, BeginTopup { id: id.clone(), amount, fee, reference: None, binding: None })
-        .await
-        .unwrap()
-        .unwrap();
-    let debit = PostEntry {
-        source_id: id.to_string(),
-        kind: EntryKind::Topup,
-        postings: ledger::master_topup(merchant, channel, amount, fee).unwrap(),
-        event: None,
-        index: vec![],
-    };
-    actors.ask_merchant(merchant, debit).await.unwrap().unwrap();
+    let admit = AdmitTopup { id: id.clone(), amount, fee, reference: None, binding: None };
+    let intent = actors.ask_card(card, admit).await.unwrap().unwrap();
+    actors.ask_merchant(merchant, intent.debit().unwrap()).await.unwrap().unwrap();
     let done = actors.ask_card(card, FundTopup(id)).await.unwrap().unwrap();
     assert_eq!(done.status, TopupStatus::Succeeded);
     started.elapsed()
@@ -195,10 +187,10 @@ fn main() {
         let mut latencies = runner.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let calls = (0..).take_while(|_| Instant::now() < deadline).map(|i| {
-                let (actors, pairs, channel) = (Arc::clone(&actors), Arc::clone(&pairs), channel.clone());
+                let (actors, pairs) = (Arc::clone(&actors), Arc::clone(&pairs));
                 async move {
                     let (m, c) = &pairs[i % pairs.len()];
-                    topup(&actors, &channel, m, c).await
+                    topup(&actors, m, c).await
                 }
             });
             futures::stream::iter(calls).buffer_unordered(64).collect::<Vec<_>>().await
