@@ -12,7 +12,10 @@ use pelago_actors::{
     card::{
         CardRecord,
         ops::MoneyMarker,
-        topup::{AdmitTopup, FundTopup, ResolveTopup, TopupPhase, TopupRecord, parse_marker, topup_key},
+        topup::{
+            AdmitTopup, FundTopup, FundTopupWith, ResolveTopup, SettledWrites, TopupPhase, TopupRecord,
+            parse_marker, topup_key,
+        },
     },
     keys::{self, Index, Marker},
     ledger::{self, EntryKind},
@@ -22,6 +25,8 @@ use pelago_storage::{Money, TopupId, Tree, WriteBatch};
 
 use crate::{app::Core, flows::Error};
 
+/// `settled`: writes for the final commit made from the settled top-up (the
+/// HTTP layer's stored answer), used only if this request settles it.
 pub async fn create(
     app: &Core,
     merchant: &MerchantRecord,
@@ -29,6 +34,7 @@ pub async fn create(
     amount: Money,
     reference: Option<String>,
     binding: Option<String>,
+    settled: Option<SettledWrites>,
 ) -> Result<TopupRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
@@ -62,7 +68,10 @@ pub async fn create(
     // either nothing or the whole intent, which the resolver finishes.
     app.actors.ask_merchant(&merchant.id, intent.debit()?).await??;
     crate::failpoint::hit("topups.after_intent");
-    let done = app.actors.ask_card(&card.id, FundTopup(id.clone())).await??;
+    let done = match settled {
+        Some(also) => app.actors.ask_card(&card.id, FundTopupWith(id.clone(), also)).await??,
+        None => app.actors.ask_card(&card.id, FundTopup(id.clone())).await??,
+    };
     settle_reversal(app, &id).await?;
     Ok(done)
 }

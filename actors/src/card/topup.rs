@@ -16,8 +16,10 @@
 //!    card's mailbox): `succeeded` + the card's balance, or `failed` + the
 //!    reversal marker `topuprev/{id}` (the binary books the mirror entry and
 //!    removes that marker in the merchant's one commit) — with the event and
-//!    outbox row, the `topup/` marker removed. Unknown → stays `processing`,
-//!    202, and `ResolveTopup` asks the channel by request id until it knows.
+//!    outbox row, the `topup/` marker removed, and the binary's stored answer
+//!    to the request (`FundTopupWith`, with an Idempotency-Key). Unknown →
+//!    stays `processing`, 202, and `ResolveTopup` asks the channel by request
+//!    id until it knows.
 //!
 //! Serialization with the card's status changes: the admission is only a
 //! cheap check (nothing is written, so concurrent top-ups of one card never
@@ -185,6 +187,18 @@ impl TopupIntent {
     }
 }
 
+/// More writes for step 3's commit, made from the settled top-up (the
+/// binary's stored answer to the request that created it, so that a retry
+/// replays that answer): called at most once, only by the commit that
+/// settles the top-up, and only if the message's answer is `Ok` is it durable.
+pub type SettledWrites = Box<dyn FnOnce(&TopupRecord) -> ActorResult<WriteBatch> + Send>;
+
+/// [`FundTopup`] with [`SettledWrites`] for its step 3.
+pub struct FundTopupWith(pub TopupId, pub SettledWrites);
+impl Message for FundTopupWith {
+    type Result = ActorResult<TopupRecord>;
+}
+
 /// The debit is booked: fund the card at the channel.
 #[derive(Debug)]
 pub struct FundTopup(pub TopupId);
@@ -268,23 +282,27 @@ impl CardActor {
         }
         let now = self.now();
         topup.transition(TopupStatus::Failed, Some(NOT_DEBITED.into()), Source::System, now)?;
-        self.close(card, topup, WriteBatch::new(), Some(NOT_DEBITED.into()), "topup.failed", now)
+        topup.failure_reason = Some(NOT_DEBITED.into());
+        self.close(card, topup, WriteBatch::new(), "topup.failed", now, None)
     }
 
-    /// Closes a top-up that just moved to its final status: done, its reason,
-    /// its marker removed and its event staged, in one commit with `batch`.
+    /// Closes a top-up that just moved to its final status (its reason set):
+    /// done, its marker removed, its event staged and `also`'s writes made
+    /// from it, in one commit with `batch`.
     fn close(
         &mut self,
         mut card: super::state::CardRecord,
         mut topup: TopupRecord,
         mut batch: WriteBatch,
-        reason: Option<String>,
         event: &str,
         now: Timestamp,
+        also: Option<SettledWrites>,
     ) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
         topup.phase = TopupPhase::Done;
-        topup.failure_reason = reason;
         topup.completed_at = Some(now);
+        if let Some(also) = also {
+            batch.extend(also(&topup)?);
+        }
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
         batch.delete(Tree::Operations, Marker::Topup { topup: topup.id.clone() }.encode());
         outbox::stage(
@@ -319,7 +337,8 @@ impl CardActor {
         if let Some(reason) = &inactive
             && topup.phase == TopupPhase::Debiting
         {
-            let (t, ticket) = self.settle_funding(topup, Outcome::Declined { reason: reason.clone() })?;
+            let (t, ticket) =
+                self.settle_funding(topup, Outcome::Declined { reason: reason.clone() }, None)?;
             return Ok((t, None, ticket));
         }
         let req = FundCard {
@@ -357,6 +376,7 @@ impl CardActor {
         &mut self,
         mut topup: TopupRecord,
         outcome: Outcome<CardFunded>,
+        also: Option<SettledWrites>,
     ) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
         let mut card = self.cell_mut().existing("card")?.clone();
         if topup.phase == TopupPhase::Done {
@@ -402,7 +422,8 @@ impl CardActor {
             }
         };
         topup.transition(to, reason.clone(), Source::Channel, now)?;
-        self.close(card, topup, batch, reason, event, now)
+        topup.failure_reason = reason;
+        self.close(card, topup, batch, event, now, also)
     }
 }
 
@@ -461,6 +482,7 @@ fn fund(
     ctx: &mut Context<CardActor>,
     id: TopupId,
     ask_first: bool,
+    also: Option<SettledWrites>,
 ) -> AtomicResponse<CardActor, ActorResult<TopupRecord>> {
     let prepared = EntityCell::guarded(act, ctx, cell, |act| act.prepare_funding(&id, ask_first));
     let store = act.store().clone();
@@ -478,7 +500,7 @@ fn fund(
             let result = match prepared {
                 Ok((topup, None)) => Ok((topup, None)),
                 Ok((topup, Some(outcome))) => {
-                    EntityCell::guarded(act, ctx, cell, |act| act.settle_funding(topup, outcome))
+                    EntityCell::guarded(act, ctx, cell, |act| act.settle_funding(topup, outcome, also))
                 }
                 Err(e) => Err(e),
             };
@@ -498,7 +520,14 @@ fn fund(
 impl Handler<FundTopup> for CardActor {
     type Result = AtomicResponse<Self, ActorResult<TopupRecord>>;
     fn handle(&mut self, msg: FundTopup, ctx: &mut Context<Self>) -> Self::Result {
-        fund(self, ctx, msg.0, false)
+        fund(self, ctx, msg.0, false, None)
+    }
+}
+
+impl Handler<FundTopupWith> for CardActor {
+    type Result = AtomicResponse<Self, ActorResult<TopupRecord>>;
+    fn handle(&mut self, msg: FundTopupWith, ctx: &mut Context<Self>) -> Self::Result {
+        fund(self, ctx, msg.0, false, Some(msg.1))
     }
 }
 
@@ -522,7 +551,7 @@ impl Handler<ResolveTopup> for CardActor {
                     .into_actor(self),
                 ))
             }
-            Ok(phase) => fund(self, ctx, msg.id, phase == TopupPhase::Funding),
+            Ok(phase) => fund(self, ctx, msg.id, phase == TopupPhase::Funding, None),
             Err(e) => AtomicResponse::new(Box::pin(async move { Err(e) }.into_actor(self))),
         }
     }
