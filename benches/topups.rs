@@ -144,8 +144,13 @@ async fn setup(
                 status: CardStatus::Processing,
                 application_fee_order: None,
             };
-            let open =
-                Open { new, channel_cardholder_id: "fake".into(), application_fee: None, binding: None };
+            let open = Open {
+                new,
+                channel_cardholder_id: "fake".into(),
+                application_fee: None,
+                binding: None,
+                intent: None,
+            };
             let opened = actors.ask_card(&card, open).await.unwrap().unwrap();
             assert_eq!(opened.card.status, CardStatus::Active);
             pairs.push((id.clone(), card));

@@ -36,7 +36,7 @@ pub struct OpenRequest {
 /// Idempotency-Key binding *in the fee's booking commit* (older versions
 /// committed it just before), so a crash between the booking and the card
 /// leaves an intent that a retry or the resolver finishes (fee booked once
-/// per card id, then the card); removed once the card exists. A refused fee
+/// per card id, then the card); removed in the card's first commit. A refused fee
 /// writes none of it (an older intent whose fee is refused is dropped with
 /// its binding).
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ pub async fn open(
     }
     let outcome = app
         .actors
-        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: None, binding })
+        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: None, binding, intent: None })
         .await??;
     settle_markers_of(app, &id).await?;
     Ok(outcome)
@@ -209,7 +209,8 @@ async fn finish_open(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Erro
 }
 
 /// Opens the card of an intent whose fee is booked (a repeat answers the
-/// card), then removes the intent.
+/// card); the intent goes in the card's first commit. An intent of an older
+/// version whose card already existed is removed here.
 async fn open_after_fee(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     crate::failpoint::hit("cards.open.after_fee");
     let id = intent.new.id.clone();
@@ -218,11 +219,14 @@ async fn open_after_fee(app: &Core, intent: OpenIntent) -> Result<CardOutcome, E
         channel_cardholder_id: intent.channel_cardholder_id,
         application_fee: Some(intent.fee),
         binding: None, // bound with the intent
+        intent: Some(open_intent_key(&id)),
     };
     let outcome = app.actors.ask_card(&id, open).await??;
-    let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, open_intent_key(&id));
-    app.store.commit_durable(batch).await?;
+    if app.store.contains(Tree::Operations, open_intent_key(&id))? {
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Operations, open_intent_key(&id));
+        app.store.commit_durable(batch).await?;
+    }
     settle_markers_of(app, &id).await?;
     Ok(outcome)
 }
