@@ -1,7 +1,9 @@
-//! Top-ups per second through the saga (merchant actor + card actor + store),
-//! the channel adapter replaced by an in-process fake that funds at once:
-//! begin (card) → debit amount + fee (merchant, once per top-up) → fund
-//! (card, channel) — each step durable before the next.
+//! Top-ups per second through the two-step saga (the merchant and card
+//! actors and the store), the channel adapter replaced by an in-process fake
+//! that funds at once: admission (card, no write) → step 1, the debit of
+//! amount and fee with the top-up's intent and marker (merchant, one commit)
+//! → steps 2 and 3, the channel call and the result (card, one commit) —
+//! each step durable before the next.
 //!
 //! `cargo bench --bench topups`: 1 merchant × 1,000 cards and 100 merchants
 //! × 10 cards, 64 top-ups in flight, with p50/p99 latency. With
@@ -27,7 +29,7 @@ use pelago_actors::{
     card::{
         CardStatus, NewCard,
         ops::Open,
-        topup::{BeginTopup, FundTopup, TopupStatus},
+        topup::{AdmitTopup, FundTopup, TopupStatus},
     },
     ledger::{self, EntryKind},
     merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
@@ -151,8 +153,13 @@ async fn setup(
                 status: CardStatus::Processing,
                 application_fee_order: None,
             };
-            let open =
-                Open { new, channel_cardholder_id: "fake".into(), application_fee: None, binding: None };
+            let open = Open {
+                new,
+                channel_cardholder_id: "fake".into(),
+                application_fee: None,
+                binding: None,
+                intent: None,
+            };
             let opened = actors.ask_card(&card, open).await.unwrap().unwrap();
             assert_eq!(opened.card.status, CardStatus::Active);
             pairs.push((id.clone(), card));
@@ -161,22 +168,11 @@ async fn setup(
     pairs
 }
 
-async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card: &CardId) {
+async fn topup(actors: &Actors, merchant: &MerchantId, card: &CardId) {
     let id = TopupId::generate();
-    let (amount, fee) = (AMOUNT, FEE);
-    actors
-        .ask_card(card, BeginTopup { id: id.clone(), amount, fee, reference: None, binding: None })
-        .await
-        .unwrap()
-        .unwrap();
-    let debit = PostEntry {
-        source_id: id.to_string(),
-        kind: EntryKind::Topup,
-        postings: ledger::master_topup(merchant, channel, amount, fee).unwrap(),
-        event: None,
-        index: vec![],
-    };
-    actors.ask_merchant(merchant, debit).await.unwrap().unwrap();
+    let admit = AdmitTopup { id: id.clone(), amount: AMOUNT, fee: FEE, reference: None, binding: None };
+    let intent = actors.ask_card(card, admit).await.unwrap().unwrap();
+    actors.ask_merchant(merchant, intent.debit().unwrap()).await.unwrap().unwrap();
     let done = actors.ask_card(card, FundTopup(id)).await.unwrap().unwrap();
     assert_eq!(done.status, TopupStatus::Succeeded);
 }
@@ -298,7 +294,7 @@ fn main() {
         let pairs = runner.block_on(setup(&actors, &channel, merchants, cards_each));
         let run = runner.block_on(closed_loop(options.length, |_, i| {
             let (m, c) = &pairs[i % pairs.len()];
-            topup(&actors, &channel, m, c)
+            topup(&actors, m, c)
         }));
         println!("top-up saga, {merchants} merchant(s) x {cards_each} cards: {}", run.line());
         pelago.push(run);

@@ -120,16 +120,16 @@ async fn funded_card(svc: &Service) -> (String, Key, String) {
     (merchant, key, card.str("id").to_owned())
 }
 
-/// A top-up that dies after it began and before its debit: the resolver
-/// fails it (nothing was charged) rather than guessing, and a retry of its
-/// request, answered with it while it was unresolved, sees it fail; a new
-/// request tops the card up once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topup_that_died_before_its_debit_fails_and_charges_nothing() {
+/// A top-up that dies at a step boundary `failpoint` of the two-step saga,
+/// with an Idempotency-Key, ends once the service is back and nobody asks
+/// again: debited once, funded once, `succeeded`; the retry with that key
+/// answers that top-up (charged and funded nothing more); a new request tops
+/// the card up once more.
+async fn a_topup_that_died_at(failpoint: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "topups.after_begin")]);
+    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", failpoint)]);
     let (id, key, card) = funded_card(&svc).await;
     let body = serde_json::to_vec(&json!({"amount": {"value": 1_000, "currency": "USD"}})).unwrap();
     let path = format!("/v1/cards/{card}/topups");
@@ -138,21 +138,154 @@ async fn a_topup_that_died_before_its_debit_fails_and_charges_nothing() {
             .header("content-type", "application/json")
             .send()
     };
-    assert!(topup(&svc, "topup-after-crash").await.is_err(), "aborted at the failpoint");
+    assert!(topup(&svc, "topup-after-crash").await.is_err(), "aborted at {failpoint}");
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+
     let svc = Service::start(&data, &env);
-    let retried = topup(&svc, "topup-after-crash").await.unwrap();
-    assert_eq!(retried.status().as_u16(), 202, "the begun top-up, outcome not yet known");
-    let left: Value = retried.json().await.unwrap();
     let m = Merchant::of(&svc, &id, key.clone());
-    let failed =
-        m.poll(&format!("/v1/topups/{}", left.str("id")), secs(30), |t| t["status"] == "failed").await;
-    assert_eq!(failed.count("status_history"), 2, "{failed}");
-    assert_eq!(m.available().await, 10_000, "nothing charged");
+    let list = m
+        .poll(&format!("/v1/cards/{card}/topups"), secs(30), |l| l["data"][0]["status"] == "succeeded")
+        .await;
+    assert_eq!(list.count("data"), 1, "{list}");
+    let funded = || async { m.get(&format!("/v1/cards/{card}/details")).await.i64("balance.value") };
+    assert_eq!((funded().await, m.available().await), (1_000, 10_000 - 1_000), "charged once, funded once");
+    let retried = topup(&svc, "topup-after-crash").await.unwrap();
+    assert_eq!(retried.status().as_u16(), 201, "the top-up the crashed request made, settled");
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!((retried.str("id"), retried.str("status")), (list["data"][0].str("id"), "succeeded"));
+    assert_eq!((funded().await, m.available().await), (1_000, 10_000 - 1_000), "the retry did nothing more");
     let fresh = topup(&svc, "topup-fresh").await.unwrap();
     assert_eq!(fresh.status().as_u16(), 201);
-    assert_eq!(m.available().await, 10_000 - 1_000, "debited once");
+    assert_eq!((funded().await, m.available().await), (2_000, 10_000 - 2_000), "a new request, once");
     ledger_balanced(&svc).await;
+}
+
+/// Step 1 (the debit with the top-up's intent and marker) is durable, the
+/// channel was never called: the resolver calls it with the stored request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topup_that_died_between_its_debit_and_the_channel_charges_once_and_funds_once() {
+    a_topup_that_died_at("topups.after_intent").await;
+}
+
+/// The channel applied the funding, the process died before step 3: the
+/// resolver finds it applied by its request id and does not fund again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topup_that_died_after_the_channel_call_charges_once_and_funds_once() {
+    a_topup_that_died_at("topups.after_channel").await;
+}
+
+/// Top-ups the three-step saga of earlier versions left in a data dir (phase
+/// `Debiting`: begun by the card, its debit booked or not) are resolved after
+/// the upgrade: the one never debited fails and charges nothing, the debited
+/// one is funded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_step_topups_left_in_a_data_dir_are_resolved_after_the_upgrade() {
+    let (dir, env) = (tempfile::tempdir().unwrap(), [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let data = dir.path().join("data");
+    let svc = Service::start(&data, &env);
+    let (id, key, card) = funded_card(&svc).await;
+    assert!(svc.terminate().success());
+    let db = data.join("db");
+    let (undebited, debited) = {
+        let (db, card) = (db.clone(), card.clone());
+        std::thread::spawn(move || three_step::leave_two_topups(&db, &card)).join().unwrap()
+    };
+    eventually("the store released by the actors that booked", secs(20), async || {
+        pelago_storage::Store::open(&db, &pelago_storage::StoreConfig::default())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+
+    let svc = Service::start(&data, &env);
+    let m = Merchant::of(&svc, &id, key);
+    let failed = m.poll(&format!("/v1/topups/{undebited}"), secs(30), |t| t["status"] == "failed").await;
+    assert_eq!(failed.count("status_history"), 2, "{failed}");
+    m.poll(&format!("/v1/topups/{debited}"), secs(30), |t| t["status"] == "succeeded").await;
+    let funded = m.get(&format!("/v1/cards/{card}/details")).await.i64("balance.value");
+    assert_eq!((funded, m.available().await), (1_000, 10_000 - 1_000), "the debited one, once");
+    ledger_balanced(&svc).await;
+}
+
+/// What the three-step saga wrote, written here as it did.
+mod three_step {
+    use std::{path::Path, sync::Arc};
+
+    use pelago_actors::{
+        card::{
+            CardRecord,
+            topup::{TopupPhase, TopupRecord, TopupStatus, marker_value, topup_key},
+        },
+        history::{History, Source},
+        keys::{Index, Marker},
+        ledger::{self, EntryKind},
+        merchant::PostEntry,
+        ports::SystemClock,
+        system::{Actors, SystemConfig},
+    };
+    use pelago_storage::{CardId, Money, Store, StoreConfig, Timestamp, TopupId, Tree, WriteBatch};
+
+    /// Two top-ups of 1,000 begun an hour ago (`Debiting`, marker, index row);
+    /// the merchant actor books the second one's debit. Returns their ids.
+    pub fn leave_two_topups(db: &Path, card: &str) -> (String, String) {
+        let store = Store::open(db, &StoreConfig::default()).unwrap();
+        let card: CardRecord = store.get(CardId::parse(card).unwrap().as_bytes()).unwrap().unwrap();
+        let began = Timestamp(Timestamp::now_real().unix_ms() - 3_600_000);
+        let amount = Money::new(1_000, card.currency);
+        let (undebited, debited) = (TopupId::generate(), TopupId::generate());
+        let mut batch = WriteBatch::new();
+        for id in [&undebited, &debited] {
+            let topup = TopupRecord {
+                id: id.clone(),
+                card_id: card.id.clone(),
+                merchant_id: card.merchant_id.clone(),
+                amount,
+                fee: Money::zero(card.currency),
+                total: amount,
+                reference: None,
+                order: None,
+                status: TopupStatus::Processing,
+                phase: TopupPhase::Debiting,
+                request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+                failure_reason: None,
+                created_at: began,
+                completed_at: None,
+                version: 1,
+                status_history: History::created(TopupStatus::Processing, Source::Merchant, began),
+            };
+            batch.put(topup_key(&card.id, id), &topup).unwrap();
+            batch.put_raw(Tree::Index, Index::Topup { topup: id.clone() }.encode(), card.id.as_bytes());
+            batch.put_raw(
+                Tree::Operations,
+                Marker::Topup { topup: id.clone() }.encode(),
+                marker_value(&card.id, began),
+            );
+        }
+        store.wait_durable_blocking(store.commit(batch).unwrap()).unwrap();
+        let runner = actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+        });
+        runner.block_on(async {
+            let actors = Actors::start(store, Arc::new(SystemClock), SystemConfig::default());
+            let entry = PostEntry {
+                source_id: debited.to_string(),
+                kind: EntryKind::Topup,
+                postings: ledger::master_topup(
+                    &card.merchant_id,
+                    &card.channel_id,
+                    amount,
+                    Money::zero(card.currency),
+                )
+                .unwrap(),
+                event: None,
+                index: vec![],
+            };
+            actors.ask_merchant(&card.merchant_id, entry).await.unwrap().unwrap();
+            actors.stop_all();
+            actix::System::current().stop();
+        });
+        (undebited.to_string(), debited.to_string())
+    }
 }
 
 /// A withdrawal that dies after its hold and before its record: the resolver

@@ -100,6 +100,45 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
     ledger_balanced(&svc).await;
 }
 
+/// A top-up with an Idempotency-Key stores its answer in its final commit:
+/// the repeat replays that answer (status, body, `Idempotent-Replayed`) and
+/// moves no money; the key with another body is 422; a refused top-up's
+/// answer (201 `failed`) is replayed the same way and reversed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_topup_is_answered_once_and_replayed() {
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "400")]);
+    let (m, cards) = merchant_with_cards(&svc, 100_000, 1, 0, 0).await;
+    let card = &cards[0];
+    let path = format!("/v1/cards/{card}/topups");
+    let send = |value: i64, key: &'static str| {
+        let body = serde_json::to_vec(&json!({"amount": {"value": value, "currency": "USD"}})).unwrap();
+        let request = svc.signed_with_key(&m.key, Method::POST, &path, &body, key);
+        async move {
+            let r = request.header("content-type", "application/json").send().await.unwrap();
+            let replayed = r.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+            (r.status(), replayed, r.bytes().await.unwrap())
+        }
+    };
+    let (status, replayed, first) = send(1_000, "keyed-1").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    let answer: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(answer["status"], "succeeded", "{answer}");
+    let again = send(1_000, "keyed-1").await;
+    assert_eq!(again, (StatusCode::CREATED, true, first), "the stored answer, replayed");
+    assert_eq!((channel_balance(&m, card).await, m.available().await), (1_000, 99_000), "once");
+    let (status, _, body) = send(2_000, "keyed-1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
+
+    svc.channel_fault(&svc.first_channel().await, "topup", "decline").await;
+    let (status, replayed, refused) = send(500, "keyed-2").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    let answer: Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(answer["status"], "failed", "{answer}");
+    assert_eq!(send(500, "keyed-2").await, (StatusCode::CREATED, true, refused));
+    assert_eq!((channel_balance(&m, card).await, m.available().await), (1_000, 99_000), "reversed once");
+    ledger_balanced(&svc).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_topups_never_overdraw() {
     let svc =

@@ -2,9 +2,10 @@
 //! (state, channel calls). Each step is durable before the next; money owed
 //! after a card change is a marker committed with that change and booked
 //! here, idempotently, by the merchant actor; the resolver replays whatever a
-//! crash left behind. A master-account opening commits its intent before its
-//! application fee ([`OpenIntent`]), so no fee is ever charged for a card that
-//! then never exists, and a retry never charges a second one.
+//! crash left behind. A master-account opening commits its intent with its
+//! application fee, in one commit of the merchant actor ([`OpenIntent`]), so
+//! no fee is ever charged for a card that then never exists, and a retry
+//! never charges a second one.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use pelago_actors::{
     cardholder::{CardholderRecord, CardholderStatus},
     keys::{self as actor_keys, Marker},
     ledger::{self, EntryKind},
-    merchant::{FundingMode, MerchantRecord, PostEntry},
+    merchant::{FundingMode, MerchantRecord, PostEntry, PostEntryWith},
     routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus},
 };
 use pelago_storage::{CardId, ChannelId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
@@ -31,11 +32,13 @@ pub struct OpenRequest {
 }
 
 /// `cardopen/{card_id}`: a master-account card whose application fee is
-/// being charged, with everything needed to finish opening it. Committed with
-/// the Idempotency-Key binding *before* the fee is booked, so a crash between
-/// the booking and the card leaves an intent that a retry or the resolver
-/// finishes (fee booked once per card id, then the card); removed once the
-/// card exists, or with the binding when the fee is refused.
+/// charged, with everything needed to finish opening it. Committed with the
+/// Idempotency-Key binding *in the fee's booking commit* (older versions
+/// committed it just before), so a crash between the booking and the card
+/// leaves an intent that a retry or the resolver finishes (fee booked once
+/// per card id, then the card); removed in the card's first commit. A refused fee
+/// writes none of it (an older intent whose fee is refused is dropped with
+/// its binding).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct OpenIntent {
     pub new: NewCard,
@@ -109,7 +112,7 @@ pub async fn open(
     }
     let outcome = app
         .actors
-        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: None, binding })
+        .ask_card(&id, Open { new, channel_cardholder_id, application_fee: None, binding, intent: None })
         .await??;
     settle_markers_of(app, &id).await?;
     Ok(outcome)
@@ -154,32 +157,41 @@ fn active_holder(
 
 /// Master account with a fee: the intent (and the binding) durable first,
 /// then the fee, then the card.
+/// A master-account opening with a fee: the intent and its binding are
+/// committed with the fee's booking, in the merchant actor's one commit
+/// (`PostEntryWith`: 402 writes nothing), then the card is opened.
 async fn open_with_intent(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
-    let mut batch = WriteBatch::new();
-    batch.put(open_intent_key(&intent.new.id), &intent)?;
+    let mut with = WriteBatch::new();
+    with.put(open_intent_key(&intent.new.id), &intent)?;
     if let Some(b) = &intent.binding {
-        batch.expect_absent(Tree::Index, b);
-        batch.put_raw(Tree::Index, b, intent.new.id.as_bytes());
+        with.expect_absent(Tree::Index, b);
+        with.put_raw(Tree::Index, b, intent.new.id.as_bytes());
     }
-    app.store.commit_durable(batch).await?;
-    finish_open(app, intent).await
+    let merchant = intent.new.merchant_id.clone();
+    app.actors.ask_merchant(&merchant, PostEntryWith { entry: fee_entry(&intent)?, with }).await??;
+    open_after_fee(app, intent).await
 }
 
-/// Finishes a master-account opening from its intent: books the fee (once
-/// per card id; refused → the intent and its binding are dropped and nothing
-/// happened), then opens the card (a repeat answers the card), then removes
-/// the intent. Run by the request, by its retry, and by the resolver.
+/// The application fee of an opening, once per card id.
+fn fee_entry(intent: &OpenIntent) -> Result<PostEntry, Error> {
+    Ok(PostEntry {
+        source_id: intent.new.id.to_string(),
+        kind: EntryKind::ApplicationFee,
+        postings: ledger::master_fee(&intent.new.merchant_id, intent.fee)?,
+        event: None,
+        index: vec![],
+    })
+}
+
+/// Finishes a master-account opening from its intent, by its retry or the
+/// resolver: books the fee (once per card id: an intent committed with its
+/// fee answers `replayed`; one of an older version, committed before its
+/// fee, may find it refused → the intent and its binding are dropped and
+/// nothing happened), then opens the card.
 async fn finish_open(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     let id = intent.new.id.clone();
     let merchant = intent.new.merchant_id.clone();
-    let entry = PostEntry {
-        source_id: id.to_string(),
-        kind: EntryKind::ApplicationFee,
-        postings: ledger::master_fee(&merchant, intent.fee)?,
-        event: None,
-        index: vec![],
-    };
-    match app.actors.ask_merchant(&merchant, entry).await? {
+    match app.actors.ask_merchant(&merchant, fee_entry(&intent)?).await? {
         Ok(_) => {}
         Err(ActorError::Rejected(r @ Reject::InsufficientFunds { .. })) => {
             let mut batch = WriteBatch::new();
@@ -193,17 +205,28 @@ async fn finish_open(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Erro
         // Unknown whether the fee landed: the intent stays; a retry or the resolver finishes it.
         Err(e) => return Err(e.into()),
     }
+    open_after_fee(app, intent).await
+}
+
+/// Opens the card of an intent whose fee is booked (a repeat answers the
+/// card); the intent goes in the card's first commit. An intent of an older
+/// version whose card already existed is removed here.
+async fn open_after_fee(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     crate::failpoint::hit("cards.open.after_fee");
+    let id = intent.new.id.clone();
     let open = Open {
         new: intent.new,
         channel_cardholder_id: intent.channel_cardholder_id,
         application_fee: Some(intent.fee),
         binding: None, // bound with the intent
+        intent: Some(open_intent_key(&id)),
     };
     let outcome = app.actors.ask_card(&id, open).await??;
-    let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, open_intent_key(&id));
-    app.store.commit_durable(batch).await?;
+    if app.store.contains(Tree::Operations, open_intent_key(&id))? {
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Operations, open_intent_key(&id));
+        app.store.commit_durable(batch).await?;
+    }
     settle_markers_of(app, &id).await?;
     Ok(outcome)
 }

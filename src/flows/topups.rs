@@ -1,27 +1,32 @@
-//! Top-ups (API.md §4): the saga of `pelago_actors::card::topup`, driven from
-//! here: begin (card) → debit (merchant, once per top-up id) → fund (card,
-//! channel) → reversal if the channel refused. The resolver finishes any
-//! top-up a crash or an unknown channel answer left in the middle.
+//! Top-ups (API.md §4): the two-step saga of `pelago_actors::card::topup`,
+//! driven from here: admission (card, no write) → step 1, the debit with the
+//! top-up's durable intent and recovery marker (merchant, one commit) → step
+//! 2 + 3, the channel call and its result (card, one commit) → the reversal
+//! if the channel refused (merchant, one commit with the marker's removal).
+//! The resolver finishes any top-up a crash or an unknown channel answer left
+//! after step 1, and still the `Debiting` records of the older three-step saga.
 
 use std::sync::Arc;
 
 use pelago_actors::{
-    ActorError, Reject,
     card::{
         CardRecord,
         ops::MoneyMarker,
         topup::{
-            AbortTopup, BeginTopup, FundTopup, ResolveTopup, TopupPhase, TopupRecord, parse_marker, topup_key,
+            AdmitTopup, FundTopup, FundTopupWith, ResolveTopup, SettledWrites, TopupPhase, TopupRecord,
+            parse_marker, topup_key,
         },
     },
     keys::{self, Index, Marker},
     ledger::{self, EntryKind},
-    merchant::{FundingMode, MerchantRecord, PostEntry, VoidEntry, Voided},
+    merchant::{FundingMode, MerchantRecord, PostEntry, PostEntryWith, VoidEntry, Voided},
 };
 use pelago_storage::{Money, TopupId, Tree, WriteBatch};
 
 use crate::{app::Core, flows::Error};
 
+/// `settled`: writes for the final commit made from the settled top-up (the
+/// HTTP layer's stored answer), used only if this request settles it.
 pub async fn create(
     app: &Core,
     merchant: &MerchantRecord,
@@ -29,6 +34,7 @@ pub async fn create(
     amount: Money,
     reference: Option<String>,
     binding: Option<String>,
+    settled: Option<SettledWrites>,
 ) -> Result<TopupRecord, Error> {
     if let Some(b) = &binding
         && let Some(id) = app.store.get_raw(Tree::Index, b)?
@@ -54,41 +60,24 @@ pub async fn create(
             .await;
     }
     let id = TopupId::generate();
-    let topup = app
+    let intent = app
         .actors
-        .ask_card(&card.id, BeginTopup { id: id.clone(), amount, fee, reference, binding: binding.clone() })
+        .ask_card(&card.id, AdmitTopup { id: id.clone(), amount, fee, reference, binding })
         .await??;
-    crate::failpoint::hit("topups.after_begin");
-    let entry = PostEntry {
-        source_id: id.to_string(),
-        kind: EntryKind::Topup,
-        postings: ledger::master_topup(&merchant.id, &card.channel_id, amount, fee)?,
-        event: None,
-        index: vec![],
+    // Step 1: 402 (or any refusal) writes nothing; an unknown answer leaves
+    // either nothing or the whole intent, which the resolver finishes.
+    app.actors.ask_merchant(&merchant.id, intent.debit()?).await??;
+    crate::failpoint::hit("topups.after_intent");
+    let done = match settled {
+        Some(also) => app.actors.ask_card(&card.id, FundTopupWith(id.clone(), also)).await??,
+        None => app.actors.ask_card(&card.id, FundTopup(id.clone())).await??,
     };
-    match app.actors.ask_merchant(&merchant.id, entry).await? {
-        Ok(_) => {}
-        Err(ActorError::Rejected(r @ Reject::InsufficientFunds { .. })) => {
-            app.actors.ask_card(&card.id, AbortTopup(id)).await??;
-            return Err(r.into());
-        }
-        // The resolver voided this debit (the request looked dead): the top-up
-        // failed with nothing charged; answer it as it stands.
-        Err(ActorError::Rejected(Reject::InvalidState { .. }))
-            if let Some(voided) = app.store.get::<TopupRecord>(topup_key(&card.id, &id))? =>
-        {
-            return Ok(voided);
-        }
-        // Unknown whether the debit landed: the resolver settles it by the journal.
-        Err(e) => return Err(e.into()),
-    }
-    let _ = topup;
-    let done = app.actors.ask_card(&card.id, FundTopup(id.clone())).await??;
     settle_reversal(app, &id).await?;
     Ok(done)
 }
 
-/// Books the reversal of a refused top-up (once) and removes its marker.
+/// Books the reversal of a refused top-up (once) and removes its marker, in
+/// the merchant's one commit.
 pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
     let Some(marker) = app.store.get::<MoneyMarker>(Marker::TopupReversal { topup: id.clone() }.encode())?
     else {
@@ -107,10 +96,15 @@ pub async fn settle_reversal(app: &Core, id: &TopupId) -> Result<(), Error> {
         event: None,
         index: vec![],
     };
-    app.actors.ask_merchant(&marker.merchant_id, entry).await??;
-    let mut batch = WriteBatch::new();
-    batch.delete(Tree::Operations, Marker::TopupReversal { topup: id.clone() }.encode());
-    app.store.commit_durable(batch).await?;
+    let mut with = WriteBatch::new();
+    with.delete(Tree::Operations, Marker::TopupReversal { topup: id.clone() }.encode());
+    let posted = app.actors.ask_merchant(&marker.merchant_id, PostEntryWith { entry, with }).await??;
+    if posted.replayed {
+        // Booked before (by a concurrent pass, or before a crash of the older code): only the marker is left.
+        let mut batch = WriteBatch::new();
+        batch.delete(Tree::Operations, Marker::TopupReversal { topup: id.clone() }.encode());
+        app.store.commit_durable(batch).await?;
+    }
     Ok(())
 }
 
@@ -123,8 +117,10 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         let Some((card, _)) = parse_marker(&value) else { continue };
         let Marker::Topup { topup: id } = marker else { continue };
         let Some(record) = app.store.get::<TopupRecord>(topup_key(&card, &id))? else { continue };
-        // Not seeing the debit in the store is not proof: the merchant actor
-        // settles it in its own order (a debit still queued there lands first).
+        // Two-step intents are `Funding` from their first commit (debited).
+        // A three-step `Debiting` record: not seeing the debit in the store is
+        // not proof; the merchant actor settles it in its own order (a debit
+        // still queued there lands first).
         let debited = record.phase != TopupPhase::Debiting
             || app
                 .actors

@@ -83,8 +83,21 @@ fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant =
             app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
         let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+        // With an Idempotency-Key, the answer is stored in the top-up's final commit.
+        let settled = ctx.answer.clone().map(|slot| {
+            let app = Arc::clone(&app);
+            Box::new(move |t: &pelago_actors::card::topup::TopupRecord| {
+                let unstored = |_| pelago_actors::ActorError::unavailable("the answer could not be stored");
+                let reply = ApiReply::json(201, &super::orders::topup_json(&app, t).map_err(unstored)?);
+                slot.stage(reply).map_err(unstored)
+            }) as pelago_actors::card::topup::SettledWrites
+        });
         let topup =
-            crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding).await?;
+            crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding, settled)
+                .await?;
+        if let Some(reply) = ctx.answer.as_ref().and_then(idempotency::AnswerSlot::committed) {
+            return Ok(reply);
+        }
         let status = match topup.status {
             pelago_actors::card::topup::TopupStatus::Processing => 202,
             _ => 201,

@@ -9,8 +9,16 @@
 //! - The crash window between an effect and its stored response is closed
 //!   where it matters by the handler: creations bind the key to the object in
 //!   the same commit (`binding_key`) and re-render that object on a retry.
+//! - A handler may store its answer in the commit of its effect instead
+//!   ([`AnswerSlot`]: a top-up's final step), saving the commit after it.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use parking_lot::Mutex;
 use pelago_actors::keys::{self, Index};
@@ -67,6 +75,59 @@ pub struct Guard {
     scoped: String,
     fingerprint: [u8; 32],
     seal: bool,
+    /// Set once the handler's effect committed the answer ([`AnswerSlot`]).
+    stored: Arc<AtomicBool>,
+}
+
+/// A running request's stored answer, for its handler to commit with its
+/// effect: [`AnswerSlot::stage`] makes the record of a reply (in the effect's
+/// commit), [`AnswerSlot::committed`] takes that reply back once the effect
+/// is durable, and the layer then stores nothing after it.
+#[derive(Clone)]
+pub struct AnswerSlot {
+    app: Arc<App>,
+    scoped: String,
+    fingerprint: [u8; 32],
+    seal: bool,
+    staged: Arc<Mutex<Option<ApiReply>>>,
+    stored: Arc<AtomicBool>,
+}
+
+impl AnswerSlot {
+    /// The writes that store `reply` as this request's answer.
+    pub fn stage(&self, reply: ApiReply) -> Result<WriteBatch, ApiError> {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            self.scoped.as_bytes(),
+            &record(&self.app, self.fingerprint, self.seal, &self.scoped, &reply),
+        )?;
+        *self.staged.lock() = Some(reply);
+        Ok(batch)
+    }
+
+    /// The reply staged, once the commit that carried it is durable (the
+    /// caller's effect answered `Ok`): the layer will not store it again.
+    pub fn committed(&self) -> Option<ApiReply> {
+        let reply = self.staged.lock().take();
+        if reply.is_some() {
+            self.stored.store(true, Ordering::SeqCst);
+        }
+        reply
+    }
+}
+
+impl Guard {
+    /// The slot a handler may commit this request's answer through.
+    pub fn slot(&self) -> AnswerSlot {
+        AnswerSlot {
+            app: Arc::clone(&self.app),
+            scoped: self.scoped.clone(),
+            fingerprint: self.fingerprint,
+            seal: self.seal,
+            staged: Arc::default(),
+            stored: Arc::clone(&self.stored),
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -142,7 +203,13 @@ pub fn before(
         }
         keys.insert(scoped.clone(), fingerprint);
     }
-    let guard = Guard { app: Arc::clone(app), scoped, fingerprint, seal: carries_secrets(route) };
+    let guard = Guard {
+        app: Arc::clone(app),
+        scoped,
+        fingerprint,
+        seal: carries_secrets(route),
+        stored: Arc::default(),
+    };
     // Looked up after registering, so a concurrent first run cannot slip between.
     if let Some(stored) = app.store.get::<IdempotencyRecord>(guard.scoped.as_bytes())? {
         if stored.fingerprint != fingerprint {
@@ -167,26 +234,31 @@ fn mismatch() -> ApiError {
     ApiError::idempotency_key_mismatch()
 }
 
-/// Stores a non-5xx answer durably before it is sent.
+/// Stores a non-5xx answer durably before it is sent (unless the handler's
+/// effect already committed it).
 pub async fn after(guard: Guard, reply: &ApiReply) -> Result<(), ApiError> {
-    if reply.status >= 500 {
+    if reply.status >= 500 || guard.stored.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let app = &guard.app;
-    let body = if guard.seal { app.sealer.seal(&reply.body, &guard.scoped) } else { reply.body.clone() };
-    let record = IdempotencyRecord {
-        fingerprint: guard.fingerprint,
+    let record = record(&guard.app, guard.fingerprint, guard.seal, &guard.scoped, reply);
+    let mut batch = WriteBatch::new();
+    batch.put(guard.scoped.as_bytes(), &record)?;
+    guard.app.store.commit_durable(batch).await?;
+    Ok(())
+}
+
+/// The stored form of `reply` (its body sealed if `seal`).
+fn record(app: &App, fingerprint: [u8; 32], seal: bool, scoped: &str, reply: &ApiReply) -> IdempotencyRecord {
+    let body = if seal { app.sealer.seal(&reply.body, scoped) } else { reply.body.clone() };
+    IdempotencyRecord {
+        fingerprint,
         status: reply.status,
         content_type: reply.content_type.to_owned(),
         headers: reply.headers.clone(),
         body,
-        sealed: guard.seal,
+        sealed: seal,
         created_at_ms: Timestamp::now_real().unix_ms(),
-    };
-    let mut batch = WriteBatch::new();
-    batch.put(guard.scoped.as_bytes(), &record)?;
-    app.store.commit_durable(batch).await?;
-    Ok(())
+    }
 }
 
 /// Removes stored responses older than the retention, with the binding

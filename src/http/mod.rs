@@ -313,6 +313,7 @@ where
         params,
         caller,
         route: route.pattern,
+        answer: guard.as_ref().map(idempotency::Guard::slot),
     };
     let reply = match (route.handler)(Arc::clone(app), ctx).await {
         Ok(reply) => reply,

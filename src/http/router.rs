@@ -70,6 +70,9 @@ pub struct Ctx {
     pub params: Vec<String>,
     pub caller: Caller,
     pub route: &'static str,
+    /// Where the handler may commit its answer with its effect (a request
+    /// with an Idempotency-Key; see `idempotency::AnswerSlot`).
+    pub answer: Option<super::idempotency::AnswerSlot>,
 }
 
 impl Ctx {

@@ -96,7 +96,12 @@ impl CardChannel for HttpChannel {
             let rb = self
                 .request(Method::POST, &path, Some(&req.request_id))
                 .json(&wire::TopupBody { amount: req.amount });
-            send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance })
+            let funded = send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance });
+            if matches!(funded, Outcome::Done(_)) {
+                // A crash test's point between step 2 (applied at the channel) and step 3.
+                crate::failpoint::hit("topups.after_channel");
+            }
+            funded
         }
         .boxed()
     }

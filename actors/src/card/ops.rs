@@ -89,6 +89,10 @@ pub struct Open {
     pub application_fee: Option<Money>,
     /// An Idempotency-Key binding written with the card.
     pub binding: Option<String>,
+    /// A row of `Tree::Operations` the card's first commit removes: the
+    /// opening's intent, done with once the card exists (the binary's
+    /// `cardopen/` row, committed with the fee).
+    pub intent: Option<Vec<u8>>,
 }
 
 impl Message for Open {
@@ -170,6 +174,9 @@ impl CardActor {
         );
         if let Some(b) = &msg.binding {
             batch.put_raw(Tree::Index, b, record.id.as_bytes());
+        }
+        if let Some(intent) = &msg.intent {
+            batch.delete(Tree::Operations, intent);
         }
         let ticket = self.cell_mut().persist(record.clone(), batch)?;
         Ok((record, true, Some(ticket)))

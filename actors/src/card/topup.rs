@@ -1,18 +1,52 @@
-//! Top-ups of a card (master-account mode): a saga across this card's actor
-//! and the merchant's actor. API.md §4 Top-ups, DOMAIN.md §Actors.
+//! Top-ups of a card (master-account mode): a two-step saga across this
+//! card's actor and the merchant's actor. API.md §4 Top-ups, DOMAIN.md §Actors.
 //!
-//! 1. `BeginTopup` (card actor): the top-up is committed `processing`, phase
-//!    `Debiting`, with a marker `topup/{id}` and its channel request id.
-//! 2. The merchant actor books `merchant:available −(A+F)` once per top-up id
-//!    (the binary does this; 402 → `AbortTopup` removes the top-up whole).
-//! 3. `FundTopup` (card actor, atomic): the channel funds the card with the
-//!    stored request id → `succeeded`; a refusal → `failed` and a reversal
-//!    marker `topuprev/{id}` in the same commit (the binary books the mirror
-//!    entry); unknown → stays `processing` (phase `Funding`), 202, and
-//!    `ResolveTopup` asks the channel until it knows. Never guessed.
+//! 0. `AdmitTopup` (card actor, no write): in the card's own order, the card
+//!    is `active` and of the amount's currency; the answer is the intent —
+//!    the top-up `processing`, phase `Funding`, with a fresh channel request id.
+//! 1. ONE commit by the merchant actor ([`TopupIntent::debit`], a
+//!    `PostEntryWith`): `merchant:available −(A+F)` (journal entry, balance
+//!    transactions, merchant record; refused whole below zero, 402, nothing
+//!    written) with the top-up record, its `topup` index row, the recovery
+//!    marker `topup/{id}` and the caller's Idempotency-Key binding. The top-up
+//!    exists exactly when it is debited: no state "begun, not debited".
+//! 2. The channel call, with the request id made durable in step 1 (a retry
+//!    after a crash reuses it; the channel applies a request id once).
+//! 3. ONE commit by the card actor (`FundTopup`, atomic with the call in the
+//!    card's mailbox): `succeeded` + the card's balance, or `failed` + the
+//!    reversal marker `topuprev/{id}` (the binary books the mirror entry and
+//!    removes that marker in the merchant's one commit) — with the event and
+//!    outbox row, the `topup/` marker removed, and the binary's stored answer
+//!    to the request (`FundTopupWith`, with an Idempotency-Key). Unknown →
+//!    stays `processing`, 202, and `ResolveTopup` asks the channel by request
+//!    id until it knows.
+//!
+//! Serialization with the card's status changes: the admission is only a
+//! cheap check (nothing is written, so concurrent top-ups of one card never
+//! fence each other); the card may be frozen or deleted between it and step
+//! 3. Step 3 therefore runs in the card actor, atomically with the channel
+//! call and serialized with freeze/unfreeze/delete, and re-checks: a card no
+//! longer `active` is never funded — the channel is first asked by request id
+//! (an earlier call of this top-up, e.g. by the resolver, may have applied):
+//! found applied or refused, that answer is settled; not found, the top-up is
+//! refused (`failed`, reversal); unknown, it waits. Under SIGKILL: before step
+//! 1 is durable nothing exists (the merchant's commit is atomic); after it,
+//! the marker makes the resolver ask the channel by request id and fund or
+//! settle exactly once; after step 3, nothing is left but a reversal marker,
+//! which the resolver books once (`jop/` refuses a second).
+//!
+//! Records of the earlier three-step saga (phase `Debiting`: begun by the
+//! card, debit maybe booked) are still resolved as before: the merchant actor
+//! settles whether the debit was booked (`VoidEntry`), then `ResolveTopup`
+//! either fails the top-up (nothing charged) or moves it to `Funding` and
+//! funds it. The stored format is unchanged (schema version 1).
 
 use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
-use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Record, Timestamp, TopupId, Tree, WriteBatch};
+use std::sync::Arc;
+
+use pelago_storage::{
+    CardId, ChannelId, FlushTicket, MerchantId, Money, Record, Timestamp, TopupId, Tree, WriteBatch,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -24,10 +58,11 @@ use crate::{
     error::{ActorError, ActorResult, Reject},
     history::{History, Source, Stateful},
     keys::{Index, Marker},
+    ledger::{self, EntryKind},
+    merchant::{PostEntry, PostEntryWith},
     outbox::{self, EventObject},
-    ports::{CardFunded, ChannelOperation, FundCard, Outcome},
+    ports::{CardChannel, CardFunded, ChannelOperation, FundCard, Outcome},
     runtime::EntityCell,
-    runtime::durable_handler,
 };
 
 crate::state_machine! {
@@ -51,9 +86,12 @@ crate::state_machine! {
 /// Where an unfinished top-up stands (internal; not on the API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TopupPhase {
-    /// Committed; the merchant's debit may or may not be booked.
+    /// Written by the earlier three-step saga only (begun by the card, before
+    /// its debit): the merchant's debit may or may not be booked.
     Debiting,
-    /// Debited; the channel call may or may not have applied.
+    /// Debited (a two-step intent from its first commit, a paid order, or a
+    /// three-step top-up past its debit); the channel call may or may not
+    /// have applied.
     Funding,
     Done,
 }
@@ -93,25 +131,72 @@ pub fn topup_key(card: &CardId, id: &TopupId) -> String {
     format!("{card}/{id}")
 }
 
+/// Step 0: may this card be topped up now? No write; answered in the card's
+/// own order with the intent to commit (see the module doc).
 #[derive(Debug)]
-pub struct BeginTopup {
+pub struct AdmitTopup {
     pub id: TopupId,
     pub amount: Money,
     pub fee: Money,
     pub reference: Option<String>,
-    /// The caller's Idempotency-Key binding, written with the top-up (a retry
+    /// The caller's Idempotency-Key binding, written with the intent (a retry
     /// after a crash finds this top-up instead of debiting again).
     pub binding: Option<String>,
 }
-impl Message for BeginTopup {
-    type Result = ActorResult<TopupRecord>;
+impl Message for AdmitTopup {
+    type Result = ActorResult<TopupIntent>;
 }
 
-/// The debit was refused (402): the top-up never happened.
-#[derive(Debug)]
-pub struct AbortTopup(pub TopupId);
-impl Message for AbortTopup {
-    type Result = ActorResult<()>;
+/// An admitted top-up, not yet written: step 1 commits it with its debit.
+#[derive(Debug, Clone)]
+pub struct TopupIntent {
+    pub topup: TopupRecord,
+    channel_id: ChannelId,
+    binding: Option<String>,
+}
+
+impl TopupIntent {
+    /// Step 1, for the merchant actor: the debit of amount + fee with the
+    /// top-up (`processing`, phase `Funding`), its index row, the recovery
+    /// marker (started now, in real time: the resolver's grace is a timeout)
+    /// and the Idempotency-Key binding, in one commit.
+    pub fn debit(&self) -> ActorResult<PostEntryWith> {
+        let t = &self.topup;
+        let key = topup_key(&t.card_id, &t.id);
+        let mut with = WriteBatch::new();
+        with.expect_absent(Tree::Topups, &key);
+        with.put(&key, t)?;
+        with.put_raw(Tree::Index, Index::Topup { topup: t.id.clone() }.encode(), t.card_id.as_bytes());
+        with.put_raw(
+            Tree::Operations,
+            Marker::Topup { topup: t.id.clone() }.encode(),
+            marker_value(&t.card_id, Timestamp::now_real()),
+        );
+        if let Some(b) = &self.binding {
+            with.expect_absent(Tree::Index, b);
+            with.put_raw(Tree::Index, b, t.id.as_bytes());
+        }
+        let entry = PostEntry {
+            source_id: t.id.to_string(),
+            kind: EntryKind::Topup,
+            postings: ledger::master_topup(&t.merchant_id, &self.channel_id, t.amount, t.fee)?,
+            event: None,
+            index: vec![],
+        };
+        Ok(PostEntryWith { entry, with })
+    }
+}
+
+/// More writes for step 3's commit, made from the settled top-up (the
+/// binary's stored answer to the request that created it, so that a retry
+/// replays that answer): called at most once, only by the commit that
+/// settles the top-up, and only if the message's answer is `Ok` is it durable.
+pub type SettledWrites = Box<dyn FnOnce(&TopupRecord) -> ActorResult<WriteBatch> + Send>;
+
+/// [`FundTopup`] with [`SettledWrites`] for its step 3.
+pub struct FundTopupWith(pub TopupId, pub SettledWrites);
+impl Message for FundTopupWith {
+    type Result = ActorResult<TopupRecord>;
 }
 
 /// The debit is booked: fund the card at the channel.
@@ -145,8 +230,8 @@ impl CardActor {
         Ok(self.record_ref().ok_or(Reject::NotFound { what: "card" })?.id.clone())
     }
 
-    fn begin_topup(&mut self, msg: BeginTopup) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
-        let mut card = self.cell_mut().existing("card")?.clone();
+    fn admit_topup(&mut self, msg: AdmitTopup) -> ActorResult<TopupIntent> {
+        let card = self.cell_mut().existing("card")?;
         if card.status != CardStatus::Active {
             return Err(
                 Reject::state(format!("cannot top up a card that is {}", card.status.as_str())).into()
@@ -159,18 +244,20 @@ impl CardActor {
             .amount
             .checked_add(msg.fee)
             .map_err(|_| Reject::invalid("amount", "amount + fee overflows"))?;
+        let (card_id, merchant_id, channel_id) =
+            (card.id.clone(), card.merchant_id.clone(), card.channel_id.clone());
         let now = self.now();
         let topup = TopupRecord {
-            id: msg.id.clone(),
-            card_id: card.id.clone(),
-            merchant_id: card.merchant_id.clone(),
+            id: msg.id,
+            card_id,
+            merchant_id,
             amount: msg.amount,
             fee: msg.fee,
             total,
             reference: msg.reference,
             order: None,
             status: TopupStatus::Processing,
-            phase: TopupPhase::Debiting,
+            phase: TopupPhase::Funding,
             request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
             failure_reason: None,
             created_at: now,
@@ -178,45 +265,7 @@ impl CardActor {
             version: 1,
             status_history: History::created(TopupStatus::Processing, Source::Merchant, now),
         };
-        let mut batch = WriteBatch::new();
-        batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
-        batch.put(topup_key(&card.id, &topup.id), &topup)?;
-        batch.put_raw(Tree::Index, Index::Topup { topup: topup.id.clone() }.encode(), card.id.as_bytes());
-        batch.put_raw(
-            Tree::Operations,
-            Marker::Topup { topup: topup.id.clone() }.encode(),
-            // Real time: the resolver's grace is a timeout, not service-clock time.
-            marker_value_bound(&card.id, Timestamp::now_real(), msg.binding.as_deref()),
-        );
-        if let Some(b) = &msg.binding {
-            batch.expect_absent(Tree::Index, b);
-            batch.put_raw(Tree::Index, b, topup.id.as_bytes());
-        }
-        card.version += 1; // the card's actor wrote: keep its fence moving
-        let ticket = self.cell_mut().persist(card, batch)?;
-        Ok((topup, Some(ticket)))
-    }
-
-    fn abort_topup(&mut self, id: &TopupId) -> ActorResult<((), Option<FlushTicket>)> {
-        let card = self.cell_mut().existing("card")?.clone();
-        let topup = self.load_topup(id)?;
-        if topup.phase != TopupPhase::Debiting {
-            return Err(Reject::state("the top-up is past its debit").into());
-        }
-        let mut batch = WriteBatch::new();
-        batch.delete(Tree::Topups, topup_key(&card.id, id));
-        batch.delete(Tree::Index, Index::Topup { topup: id.clone() }.encode());
-        // A retry of the same request may run again: it never debited.
-        let marker = self.store().get_raw(Tree::Operations, Marker::Topup { topup: id.clone() }.encode())?;
-        if let Some(binding) = marker.as_deref().and_then(marker_binding) {
-            batch.expect_raw(Tree::Index, &binding, Some(id.as_bytes().to_vec()));
-            batch.delete(Tree::Index, binding);
-        }
-        batch.delete(Tree::Operations, Marker::Topup { topup: id.clone() }.encode());
-        let mut next = card;
-        next.version += 1;
-        let ticket = self.cell_mut().persist(next, batch)?;
-        Ok(((), Some(ticket)))
+        Ok(TopupIntent { topup, channel_id, binding: msg.binding })
     }
 
     /// The resolver's verdict on a top-up left in `Debiting` whose debit the
@@ -233,23 +282,27 @@ impl CardActor {
         }
         let now = self.now();
         topup.transition(TopupStatus::Failed, Some(NOT_DEBITED.into()), Source::System, now)?;
-        self.close(card, topup, WriteBatch::new(), Some(NOT_DEBITED.into()), "topup.failed", now)
+        topup.failure_reason = Some(NOT_DEBITED.into());
+        self.close(card, topup, WriteBatch::new(), "topup.failed", now, None)
     }
 
-    /// Closes a top-up that just moved to its final status: done, its reason,
-    /// its marker removed and its event staged, in one commit with `batch`.
+    /// Closes a top-up that just moved to its final status (its reason set):
+    /// done, its marker removed, its event staged and `also`'s writes made
+    /// from it, in one commit with `batch`.
     fn close(
         &mut self,
         mut card: super::state::CardRecord,
         mut topup: TopupRecord,
         mut batch: WriteBatch,
-        reason: Option<String>,
         event: &str,
         now: Timestamp,
+        also: Option<SettledWrites>,
     ) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
         topup.phase = TopupPhase::Done;
-        topup.failure_reason = reason;
         topup.completed_at = Some(now);
+        if let Some(also) = also {
+            batch.extend(also(&topup)?);
+        }
         batch.put(topup_key(&card.id, &topup.id), &topup)?;
         batch.delete(Tree::Operations, Marker::Topup { topup: topup.id.clone() }.encode());
         outbox::stage(
@@ -264,24 +317,28 @@ impl CardActor {
         Ok((topup, Some(ticket)))
     }
 
-    /// Moves a debited top-up to `Funding` (durably) and says what to ask the channel.
+    /// What step 2 asks the channel for a debited top-up: nothing if it is
+    /// done; a `Debiting` record (three-step saga) on a card no longer active
+    /// is refused at once (the channel was never called for it), else moved to
+    /// `Funding` durably first. See the module doc for a card frozen or
+    /// deleted since its admission.
     fn prepare_funding(
         &mut self,
         id: &TopupId,
-    ) -> ActorResult<(TopupRecord, Option<FundCard>, Option<FlushTicket>)> {
+        ask_first: bool,
+    ) -> ActorResult<(TopupRecord, Option<ChannelCall>, Option<FlushTicket>)> {
         let card = self.cell_mut().existing("card")?.clone();
         let mut topup = self.load_topup(id)?;
         if topup.phase == TopupPhase::Done {
             return Ok((topup, None, None));
         }
-        if card.status != CardStatus::Active && topup.phase == TopupPhase::Debiting {
-            // Frozen or deleted since the top-up began, and the channel was never
-            // called: refuse without calling it. In `Funding` the channel may have
-            // applied it already: it is asked (below), never guessed.
-            let (t, ticket) = self.settle_funding(
-                topup,
-                Outcome::Declined { reason: format!("the card is {}", card.status.as_str()) },
-            )?;
+        let inactive =
+            (card.status != CardStatus::Active).then(|| format!("the card is {}", card.status.as_str()));
+        if let Some(reason) = &inactive
+            && topup.phase == TopupPhase::Debiting
+        {
+            let (t, ticket) =
+                self.settle_funding(topup, Outcome::Declined { reason: reason.clone() }, None)?;
             return Ok((t, None, ticket));
         }
         let req = FundCard {
@@ -292,6 +349,11 @@ impl CardActor {
                 .ok_or(Reject::state("the card was never opened"))?,
             amount: topup.amount,
         };
+        let channel = self
+            .deps()
+            .channels
+            .channel(&card.channel_id)
+            .ok_or_else(|| ActorError::unavailable("no channel adapter"))?;
         let mut ticket = None;
         if topup.phase == TopupPhase::Debiting {
             topup.phase = TopupPhase::Funding;
@@ -301,13 +363,20 @@ impl CardActor {
             next.version += 1;
             ticket = Some(self.cell_mut().persist(next, batch)?);
         }
-        Ok((topup, Some(req), ticket))
+        let call = ChannelCall {
+            ask_first: ask_first || inactive.is_some(),
+            refuse_unapplied: inactive,
+            req,
+            channel,
+        };
+        Ok((topup, Some(call), ticket))
     }
 
     fn settle_funding(
         &mut self,
         mut topup: TopupRecord,
         outcome: Outcome<CardFunded>,
+        also: Option<SettledWrites>,
     ) -> ActorResult<(TopupRecord, Option<FlushTicket>)> {
         let mut card = self.cell_mut().existing("card")?.clone();
         if topup.phase == TopupPhase::Done {
@@ -353,24 +422,15 @@ impl CardActor {
             }
         };
         topup.transition(to, reason.clone(), Source::Channel, now)?;
-        self.close(card, topup, batch, reason, event, now)
+        topup.failure_reason = reason;
+        self.close(card, topup, batch, event, now, also)
     }
 }
 
-/// A recovery marker's value: `{card} {started ms}`, then ` {binding}` when
-/// the request that began it carried an Idempotency-Key (so an abort can free
-/// that key without scanning every binding).
+/// A recovery marker's value: `{card} {started ms}` (markers of the
+/// three-step saga may add ` {binding}`, which nothing reads any more).
 pub fn marker_value(card: &CardId, at: Timestamp) -> Vec<u8> {
     format!("{card} {}", at.unix_ms()).into_bytes()
-}
-
-fn marker_value_bound(card: &CardId, at: Timestamp, binding: Option<&str>) -> Vec<u8> {
-    let mut value = marker_value(card, at);
-    if let Some(b) = binding {
-        value.push(b' ');
-        value.extend_from_slice(b.as_bytes());
-    }
-    value
 }
 
 /// `(card id, started)` of a `topup/` marker's value.
@@ -381,64 +441,66 @@ pub fn parse_marker(value: &[u8]) -> Option<(CardId, Timestamp)> {
     Some((CardId::parse(card).ok()?, Timestamp(at.parse().ok()?)))
 }
 
-/// The Idempotency-Key binding a marker names, if any.
-fn marker_binding(value: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(value).splitn(3, ' ').nth(2).map(str::to_owned)
+impl Handler<AdmitTopup> for CardActor {
+    type Result = ActorResult<TopupIntent>;
+    fn handle(&mut self, msg: AdmitTopup, ctx: &mut Context<Self>) -> Self::Result {
+        EntityCell::guarded(self, ctx, cell, |act| act.admit_topup(msg))
+    }
 }
 
-durable_handler!(CardActor, cell, BeginTopup => TopupRecord, |act, msg| act.begin_topup(msg));
+/// Step 2 as prepared in the card actor.
+struct ChannelCall {
+    /// Ask the channel by request id before funding (an earlier call may have applied).
+    ask_first: bool,
+    /// The card is no longer active: a request the channel never saw is
+    /// refused with this reason instead of being sent.
+    refuse_unapplied: Option<String>,
+    req: FundCard,
+    channel: Arc<dyn CardChannel>,
+}
 
-durable_handler!(CardActor, cell, AbortTopup => (), |act, msg| act.abort_topup(&msg.0));
+impl ChannelCall {
+    async fn outcome(self) -> Outcome<CardFunded> {
+        if !self.ask_first {
+            return self.channel.fund_card(self.req).await;
+        }
+        match self.channel.operation(self.req.request_id.clone()).await {
+            Outcome::Done(ChannelOperation::CardFunded(f)) => Outcome::Done(f),
+            Outcome::Done(ChannelOperation::Declined { reason }) => Outcome::Declined { reason },
+            Outcome::Done(ChannelOperation::NotFound) => match self.refuse_unapplied {
+                Some(reason) => Outcome::Declined { reason },
+                None => self.channel.fund_card(self.req).await,
+            },
+            _ => Outcome::Unknown { detail: "the channel could not say".into() },
+        }
+    }
+}
 
-/// Shared by funding and resolving: prepare durably, call the channel, settle.
+/// Shared by funding and resolving: prepare, call the channel, settle (step 3).
 fn fund(
     act: &mut CardActor,
     ctx: &mut Context<CardActor>,
     id: TopupId,
     ask_first: bool,
+    also: Option<SettledWrites>,
 ) -> AtomicResponse<CardActor, ActorResult<TopupRecord>> {
-    let prepared = EntityCell::guarded(act, ctx, cell, |act| {
-        let (topup, req, ticket) = act.prepare_funding(&id)?;
-        let channel = match &req {
-            Some(_) => {
-                let card = act.cell_mut().existing("card")?.clone();
-                Some(
-                    act.deps()
-                        .channels
-                        .channel(&card.channel_id)
-                        .ok_or_else(|| ActorError::unavailable("no channel adapter"))?,
-                )
-            }
-            None => None,
-        };
-        Ok((topup, req, channel, ticket))
-    });
+    let prepared = EntityCell::guarded(act, ctx, cell, |act| act.prepare_funding(&id, ask_first));
     let store = act.store().clone();
     AtomicResponse::new(Box::pin(
         async move {
-            let (topup, req, channel, ticket) = prepared?;
+            let (topup, call, ticket) = prepared?;
             if let Some(t) = ticket {
                 store.wait_durable(t).await?;
             }
-            let (Some(req), Some(channel)) = (req, channel) else { return Ok((topup, None)) };
-            let outcome = if ask_first {
-                match channel.operation(req.request_id.clone()).await {
-                    Outcome::Done(ChannelOperation::CardFunded(f)) => Outcome::Done(f),
-                    Outcome::Done(ChannelOperation::Declined { reason }) => Outcome::Declined { reason },
-                    Outcome::Done(ChannelOperation::NotFound) => channel.fund_card(req).await,
-                    _ => Outcome::Unknown { detail: "the channel could not say".into() },
-                }
-            } else {
-                channel.fund_card(req).await
-            };
-            Ok((topup, Some(outcome)))
+            let Some(call) = call else { return Ok((topup, None)) };
+            Ok((topup, Some(call.outcome().await)))
         }
         .into_actor(act)
         .then(|prepared: ActorResult<(TopupRecord, Option<Outcome<CardFunded>>)>, act, ctx| {
             let result = match prepared {
                 Ok((topup, None)) => Ok((topup, None)),
                 Ok((topup, Some(outcome))) => {
-                    EntityCell::guarded(act, ctx, cell, |act| act.settle_funding(topup, outcome))
+                    EntityCell::guarded(act, ctx, cell, |act| act.settle_funding(topup, outcome, also))
                 }
                 Err(e) => Err(e),
             };
@@ -458,7 +520,14 @@ fn fund(
 impl Handler<FundTopup> for CardActor {
     type Result = AtomicResponse<Self, ActorResult<TopupRecord>>;
     fn handle(&mut self, msg: FundTopup, ctx: &mut Context<Self>) -> Self::Result {
-        fund(self, ctx, msg.0, false)
+        fund(self, ctx, msg.0, false, None)
+    }
+}
+
+impl Handler<FundTopupWith> for CardActor {
+    type Result = AtomicResponse<Self, ActorResult<TopupRecord>>;
+    fn handle(&mut self, msg: FundTopupWith, ctx: &mut Context<Self>) -> Self::Result {
+        fund(self, ctx, msg.0, false, Some(msg.1))
     }
 }
 
@@ -482,7 +551,7 @@ impl Handler<ResolveTopup> for CardActor {
                     .into_actor(self),
                 ))
             }
-            Ok(phase) => fund(self, ctx, msg.id, phase == TopupPhase::Funding),
+            Ok(phase) => fund(self, ctx, msg.id, phase == TopupPhase::Funding, None),
             Err(e) => AtomicResponse::new(Box::pin(async move { Err(e) }.into_actor(self))),
         }
     }

@@ -239,6 +239,21 @@ impl Message for PostEntry {
     type Result = ActorResult<Posted>;
 }
 
+/// A [`PostEntry`] with more writes in the same commit: a saga's durable
+/// intent (a top-up record, its index rows, its recovery marker) lands with
+/// the booking that pays for it, or neither does; or the marker that asked
+/// for a booking goes with it. A repeat of a booked entry answers `replayed`
+/// and writes nothing, `with` included; a precondition of `with` that fails
+/// fails the whole commit (503, nothing written).
+pub struct PostEntryWith {
+    pub entry: PostEntry,
+    pub with: WriteBatch,
+}
+
+impl Message for PostEntryWith {
+    type Result = ActorResult<Posted>;
+}
+
 /// `jop/{source_id}/{kind}` → the journal entry id and a newline, then the
 /// keys of its balance transactions, newline-separated: one booking per
 /// effect, found again with everything it wrote (rows of older data dirs
@@ -293,9 +308,9 @@ pub fn booked(
 }
 
 impl MerchantActor {
-    fn post(&mut self, req: PostEntry) -> ActorResult<(Posted, Option<FlushTicket>)> {
+    fn post(&mut self, req: PostEntry, with: WriteBatch) -> ActorResult<(Posted, Option<FlushTicket>)> {
         let mut record = self.cell.existing("merchant")?.clone();
-        let mut batch = WriteBatch::new();
+        let mut batch = with;
         let posted = self.book(&mut record, &mut batch, req)?;
         if posted.replayed {
             return Ok((posted, None));
@@ -414,7 +429,9 @@ impl MerchantActor {
     }
 }
 
-durable_handler!(MerchantActor, cell, PostEntry => Posted, |act, msg| act.post(msg));
+durable_handler!(MerchantActor, cell, PostEntry => Posted, |act, msg| act.post(msg, WriteBatch::new()));
+
+durable_handler!(MerchantActor, cell, PostEntryWith => Posted, |act, msg| act.post(msg.entry, msg.with));
 
 impl MerchantActor {
     /// The balances of every recipient `postings` touch, with them applied;

@@ -10,7 +10,7 @@ pub mod splits;
 pub mod state;
 
 pub use actor::{
-    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, Posted, VoidEntry, Voided,
-    booked, entry_index,
+    InspectMerchant, MerchantActor, MerchantCommand, MerchantDeps, PostEntry, PostEntryWith, Posted,
+    VoidEntry, Voided, booked, entry_index,
 };
 pub use state::*;
