@@ -193,10 +193,31 @@ async fn golden_layout_2_keys() {
     assert_eq!(ids, (1..=37).collect::<Vec<u8>>(), "kind bytes are on disk: append, never renumber");
 }
 
+/// sled opened directly, as an older build would (no timer flusher thread).
+fn raw_sled(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new().path(dir).flush_every_ms(None).open().unwrap()
+}
+
+/// `Store::open` once the dropped raw handle has let go of the dir: sled's
+/// I/O threads hold its file lock for a moment after the last handle goes
+/// (polled, bounded).
+fn open_after_raw(dir: &std::path::Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, &StoreConfig::default()) {
+            Err(StoreError::Io(e))
+                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A data dir written in layout 1 (one sled tree per kind), as the builds
 /// before layout 2 left it.
-fn write_layout_1(dir: &std::path::Path, cards: u64) {
-    let db = sled::open(dir).unwrap();
+fn write_layout_1(db: &sled::Db, cards: u64) {
     let card_tree = db.open_tree("cards").unwrap();
     for n in 0..cards {
         card_tree.insert(format!("card_{n:05}"), codec::encode(&Thing { n }).unwrap()).unwrap();
@@ -222,9 +243,9 @@ fn assert_layout_1_content_readable(store: &Store, cards: u64) {
 async fn a_layout_1_data_dir_is_migrated_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let cards = 10_000; // more than one copy chunk
-    write_layout_1(dir.path(), cards);
+    write_layout_1(&raw_sled(dir.path()), cards);
     {
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let store = open_after_raw(dir.path()).unwrap();
         assert_layout_1_content_readable(&store, cards);
         assert_eq!(store.len(Tree::Cards), cards as usize);
         let names = store.db.tree_names();
@@ -242,15 +263,15 @@ async fn a_layout_1_data_dir_is_migrated_on_open() {
 #[test]
 fn a_migration_cut_short_is_finished_on_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
-    write_layout_1(dir.path(), 50);
     {
         // The copy had begun (some records in the new tree), the layout was not recorded.
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
+        write_layout_1(&db, 50);
         let records = db.open_tree(layout::RECORDS).unwrap();
         records.insert(Tree::Cards.key(b"card_00003"), codec::encode(&Thing { n: 3 }).unwrap()).unwrap();
         db.flush().unwrap();
     }
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = open_after_raw(dir.path()).unwrap();
     assert_layout_1_content_readable(&store, 50);
     assert_eq!(store.len(Tree::Cards), 50);
 }
@@ -259,10 +280,10 @@ fn a_migration_cut_short_is_finished_on_the_next_open() {
 fn a_newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         db.insert(layout::LAYOUT_KEY, &(layout::LAYOUT + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let refused = Store::open(dir.path(), &StoreConfig::default()).err().expect("refused");
+    let refused = open_after_raw(dir.path()).err().expect("refused");
     assert!(refused.to_string().contains("layout 3"), "{refused}");
 }
