@@ -109,14 +109,9 @@ fn balance_transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerRe
         let page = pagination::parse(&ctx.query, &["type"])?;
         let prefix = format!("{merchant}/");
         let filter = page.filters.get("type").cloned();
-        let body = pagination::filtered::<BalanceTxnRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |t| filter.as_ref().is_none_or(|f| &t.kind == f).then(|| wire::balance_txn(t)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+        pagination::reply::<BalanceTxnRecord>(&app.store, &prefix, &page, |t| {
+            filter.as_ref().is_none_or(|f| &t.kind == f).then(|| wire::balance_txn(t))
+        })
     })
 }
 

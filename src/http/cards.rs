@@ -367,14 +367,9 @@ fn transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         };
         pull(&app, &card).await?;
         let prefix = format!("{}/", card.id);
-        let body = pagination::filtered::<TransactionRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |t| since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+        pagination::reply::<TransactionRecord>(&app.store, &prefix, &page, |t| {
+            since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t))
+        })
     })
 }
 

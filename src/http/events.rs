@@ -27,19 +27,12 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let page = pagination::parse(&ctx.query, &["type"])?;
         let prefix = format!("{merchant}/");
         let type_filter = page.filters.get("type").cloned();
-        let body = pagination::filtered::<EventRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |e| {
-                type_filter
-                    .as_ref()
-                    .is_none_or(|t| &e.event_type == t)
-                    .then(|| super::orders::event_json(&app, e))
-            },
-        )?;
-        Ok(ApiReply::json(200, &body))
+        pagination::reply::<EventRecord>(&app.store, &prefix, &page, |e| {
+            type_filter
+                .as_ref()
+                .is_none_or(|t| &e.event_type == t)
+                .then(|| super::orders::event_json(&app, e))
+        })
     })
 }
 

@@ -7,10 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
-use pelago_actors::payment::{
-    keys::PaymentKey,
-    refund::{PortionAsk, RefundAsk, RefundRecord},
-};
+use pelago_actors::payment::refund::{PortionAsk, RefundAsk, RefundRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -116,15 +113,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
         let merchant = ctx.merchant_id()?.clone();
         let payment = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
         let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = PaymentKey::refunds_of(&merchant, &payment.id);
-        let body = pagination::filtered::<RefundRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |r| Some(refund_json(r)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+        let prefix = pelago_actors::keys::scan_prefix("", &[&merchant, &payment.id]);
+        pagination::reply::<RefundRecord>(&app.store, &prefix, &page, |r| Some(refund_json(r)))
     })
 }
 

@@ -99,15 +99,8 @@ fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
     Box::pin(async move {
         let merchant = ctx.merchant_id()?.clone();
         let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = pelago_actors::payment::keys::PaymentKey::records_of(&merchant);
-        let body = pagination::filtered::<SplitBatchRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |b| Some(batch_json(b)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+        let prefix = pelago_actors::keys::scan_prefix("", &[&merchant]);
+        pagination::reply::<SplitBatchRecord>(&app.store, &prefix, &page, |b| Some(batch_json(b)))
     })
 }
 

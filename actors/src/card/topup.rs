@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     actor::{CardActor, cell},
     ops::MoneyMarker,
-    state::CardStatus,
+    state::{CardRecord, CardStatus},
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
@@ -85,6 +85,39 @@ impl Record for TopupRecord {
 }
 
 crate::stateful!(TopupRecord, TopupStatus);
+
+impl TopupRecord {
+    /// A new top-up of `card` for `(amount, fee, total)`, in `status` since
+    /// `now` (gateway mode: paid for by `order`). Both modes build it here.
+    pub fn new(
+        id: TopupId,
+        card: &CardRecord,
+        (amount, fee, total): (Money, Money, Money),
+        reference: Option<String>,
+        order: Option<pelago_storage::OrderId>,
+        status: TopupStatus,
+        now: Timestamp,
+    ) -> TopupRecord {
+        TopupRecord {
+            id,
+            card_id: card.id.clone(),
+            merchant_id: card.merchant_id.clone(),
+            amount,
+            fee,
+            total,
+            reference,
+            order,
+            status,
+            phase: TopupPhase::Debiting,
+            request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+            failure_reason: None,
+            created_at: now,
+            completed_at: None,
+            version: 1,
+            status_history: History::created(status, Source::Merchant, now),
+        }
+    }
+}
 
 /// The failure reason of a top-up the resolver found begun but never debited.
 pub const NOT_DEBITED: &str = "the request stopped before the debit; nothing was charged";
@@ -160,24 +193,16 @@ impl CardActor {
             .checked_add(msg.fee)
             .map_err(|_| Reject::invalid("amount", "amount + fee overflows"))?;
         let now = self.now();
-        let topup = TopupRecord {
-            id: msg.id.clone(),
-            card_id: card.id.clone(),
-            merchant_id: card.merchant_id.clone(),
-            amount: msg.amount,
-            fee: msg.fee,
-            total,
-            reference: msg.reference,
-            order: None,
-            status: TopupStatus::Processing,
-            phase: TopupPhase::Debiting,
-            request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
-            failure_reason: None,
-            created_at: now,
-            completed_at: None,
-            version: 1,
-            status_history: History::created(TopupStatus::Processing, Source::Merchant, now),
-        };
+        let amounts = (msg.amount, msg.fee, total);
+        let topup = TopupRecord::new(
+            msg.id.clone(),
+            &card,
+            amounts,
+            msg.reference,
+            None,
+            TopupStatus::Processing,
+            now,
+        );
         let mut batch = WriteBatch::new();
         batch.expect_absent(Tree::Topups, topup_key(&card.id, &topup.id));
         batch.put(topup_key(&card.id, &topup.id), &topup)?;

@@ -10,7 +10,6 @@
 //! the move to SUCCEEDED asks for the collection, once.
 
 pub mod gateway;
-pub mod keys;
 pub mod refund;
 pub mod split;
 #[cfg(test)]
