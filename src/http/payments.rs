@@ -264,43 +264,37 @@ pub fn payment_json(p: &PaymentRecord) -> Value {
 
 /// POST /v1/payments — 201 PENDING with `checkout_url` (DECLINED if the
 /// gateway refused the checkout), 202 while the gateway's answer is unknown.
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let input = validate(ctx.json::<PaymentIn>()?)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = payments::create(&app.core, &merchant_id, input, binding).await?;
-        Ok(ApiReply::json(if answer.unknown { 202 } else { 201 }, &payment_json(&answer.payment)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let input = validate(ctx.json::<PaymentIn>()?)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = payments::create(&app.core, &merchant_id, input, binding).await?;
+    Ok(ApiReply::json(if answer.unknown { 202 } else { 201 }, &payment_json(&answer.payment)))
 }
 
 /// GET /v1/payments — newest first; `?status=`, `?merchant_reference=`.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["status", "merchant_reference"])?;
-        let status = match page.filters.get("status") {
-            Some(raw) => Some(PaymentStatus::parse(raw).ok_or_else(|| {
-                ApiError::invalid("status", "status must be one of the payment statuses (upper case)")
-            })?),
-            None => None,
-        };
-        let reference = page.filters.get("merchant_reference").cloned();
-        let prefix = pelago_actors::keys::scan_prefix("", &[&merchant]);
-        pagination::reply::<PaymentRecord>(&app.store, &prefix, &page, |p| {
-            let keep = status.is_none_or(|s| p.status == s)
-                && reference.as_ref().is_none_or(|r| &p.merchant_reference == r);
-            keep.then(|| payment_json(p))
-        })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["status", "merchant_reference"])?;
+    let status = match page.filters.get("status") {
+        Some(raw) => Some(PaymentStatus::parse(raw).ok_or_else(|| {
+            ApiError::invalid("status", "status must be one of the payment statuses (upper case)")
+        })?),
+        None => None,
+    };
+    let reference = page.filters.get("merchant_reference").cloned();
+    let prefix = pelago_actors::keys::scan_prefix("", &[&merchant]);
+    pagination::reply::<PaymentRecord>(&app.store, &prefix, &page, |p| {
+        let keep = status.is_none_or(|s| p.status == s)
+            && reference.as_ref().is_none_or(|r| &p.merchant_reference == r);
+        keep.then(|| payment_json(p))
     })
 }
 
 /// GET /v1/payments/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let p = payments::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &payment_json(&p)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let p = payments::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &payment_json(&p)))
 }
 
 fn acted(answer: Answer) -> ApiReply {
@@ -309,56 +303,48 @@ fn acted(answer: Answer) -> ApiReply {
 
 /// POST /v1/payments/{id}/capture — AUTHORIZED → SUCCEEDED (whole); refused
 /// → 502, unchanged; unknown → 202 with `pending_action`.
-fn capture(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let answer =
-            payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Capture).await?;
-        Ok(acted(answer))
-    })
+async fn capture(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let answer = payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Capture).await?;
+    Ok(acted(answer))
 }
 
 /// POST /v1/payments/{id}/cancel — PENDING or AUTHORIZED → CANCELED.
-fn cancel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let answer =
-            payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Cancel).await?;
-        Ok(acted(answer))
-    })
+async fn cancel(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let answer = payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Cancel).await?;
+    Ok(acted(answer))
 }
 
 /// POST /v1/payments/{id}/cancel-or-refund — PENDING/AUTHORIZED: canceled
 /// (200, 202 while unknown); SUCCEEDED/PARTIALLY_REFUNDED: the rest refunded
 /// (channel `amount − refunded_amount`, each line its unreversed rest; 201,
 /// 202 while the gateway's answer is unknown); else 409.
-fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let p = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
-        match p.status {
-            PaymentStatus::Pending | PaymentStatus::Authorized => {
-                let answer = payments::act(&app.core, &merchant, ctx.param(0), PaymentAction::Cancel).await?;
-                let status = if answer.unknown { 202 } else { 200 };
-                let body =
-                    json!({"action": "canceled", "payment": payment_json(&answer.payment), "refund": null});
-                Ok(ApiReply::json(status, &body))
-            }
-            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
-                let binding =
-                    ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-                let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
-                let body = json!({
-                    "action": "refunded",
-                    "payment": payment_json(&answer.payment),
-                    "refund": super::refunds::refund_json(&answer.refund),
-                });
-                Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
-            }
-            other => Err(ApiError::invalid_state(format!(
-                "the payment is {}: it can be neither canceled nor refunded",
-                other.as_str()
-            ))),
+async fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let p = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
+    match p.status {
+        PaymentStatus::Pending | PaymentStatus::Authorized => {
+            let answer = payments::act(&app.core, &merchant, ctx.param(0), PaymentAction::Cancel).await?;
+            let status = if answer.unknown { 202 } else { 200 };
+            let body =
+                json!({"action": "canceled", "payment": payment_json(&answer.payment), "refund": null});
+            Ok(ApiReply::json(status, &body))
         }
-    })
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
+            let binding =
+                ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+            let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
+            let body = json!({
+                "action": "refunded",
+                "payment": payment_json(&answer.payment),
+                "refund": super::refunds::refund_json(&answer.refund),
+            });
+            Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
+        }
+        other => Err(ApiError::invalid_state(format!(
+            "the payment is {}: it can be neither canceled nor refunded",
+            other.as_str()
+        ))),
+    }
 }
 
 /// What the buyer does on the sandbox checkout page.
