@@ -26,7 +26,7 @@ use pelago_actors::{
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry},
 };
-use pelago_storage::{BillingRunId, CardId, Money, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{BillingRunId, CardId, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{app::Core, flows::Error};
@@ -58,10 +58,7 @@ pub struct BillingRun {
     pub completed_at: Option<Timestamp>,
 }
 
-impl Record for BillingRun {
-    const TREE: Tree = Tree::BillingRuns;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(BillingRun, BillingRuns, 1);
 
 /// Jobs (billing periods, settlement dates) being run by this process.
 #[derive(Default)]

@@ -25,7 +25,7 @@ use pelago_actors::{
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
-use pelago_storage::{CardId, ChannelId, MerchantId, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Timestamp, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -58,10 +58,7 @@ pub struct CallbackRecord {
     pub deliveries: u32,
 }
 
-impl Record for CallbackRecord {
-    const TREE: Tree = Tree::Callbacks;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CallbackRecord, Callbacks, 1);
 
 /// Records (or counts again) a notification, durably.
 async fn record(app: &App, source: &str, event_id: &str, outcome: &str) -> Result<(), ApiError> {

@@ -2,8 +2,7 @@
 //! DOMAIN.md §State machines (Card) and API.md §4 (Transactions).
 
 use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, OrderId, Record, Timestamp, TransactionId,
-    Tree,
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, OrderId, Timestamp, TransactionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,10 +80,7 @@ pub struct CardRecord {
     pub status_history: History<CardStatus>,
 }
 
-impl Record for CardRecord {
-    const TREE: Tree = Tree::Cards;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CardRecord, Cards, 1);
 
 /// What a new card needs; the merchant flow decides the first status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,10 +214,7 @@ pub struct TransactionRecord {
     pub version: u64,
 }
 
-impl Record for TransactionRecord {
-    const TREE: Tree = Tree::Transactions;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(TransactionRecord, Transactions, 1);
 
 /// The effect of a transaction in a given state on the card's available balance
 /// (API.md §4): a pending or posted authorization reduces it; a clearing of a

@@ -4,7 +4,7 @@
 //! refuse it, when undone. Check 7 (a debited account below zero) is the
 //! merchant actor's booking refusing the `marketplace_refund` entry whole.
 
-use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, Record, RefundId, Timestamp, Tree};
+use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{PaymentRecord, PaymentStatus, SplitStatus};
@@ -62,10 +62,7 @@ pub struct RefundRecord {
     pub status_history: History<RefundStatus>,
 }
 
-impl Record for RefundRecord {
-    const TREE: Tree = Tree::Refunds;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(RefundRecord, Refunds, 1);
 
 crate::stateful!(RefundRecord, RefundStatus);
 
