@@ -20,8 +20,7 @@ fn seed_cards(data_dir: &std::path::Path, n: usize) -> Vec<CardId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sandbox_answers_health_readiness_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     assert!(svc.sandbox.is_some(), "--sandbox starts the sandbox upstreams");
     let health = svc.http.get(svc.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -41,8 +40,7 @@ async fn serve_sandbox_answers_health_readiness_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_contract_of_api_md_section_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let error_of = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
 
     // Credentials before routing: 401 whatever the path or method.

@@ -23,8 +23,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_validation_row_answers_its_param_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let key = svc.merchant("Market").await.key;
     let other_key = svc.merchant("Other market").await.key;
     let (s1, s1_provider) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
@@ -256,8 +255,7 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_follow_the_state_table_and_collect_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
 
@@ -398,8 +396,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t_plus_one_settles_captured_payments_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
@@ -448,8 +445,7 @@ async fn t_plus_one_settles_captured_payments_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_splits_each_payment_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let key = svc.merchant("Market").await.key;
     let other_key = svc.merchant("Other").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
@@ -637,8 +633,7 @@ async fn payment_callback(
 /// `paid` while the gateway says pending → nothing changes, nothing is collected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_callbacks_move_nothing_on_their_word() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let own_account = |name: &str, account: &str, api_key: &str| {
         json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
                "gateway": {"merchant_id": account, "api_key": api_key}})

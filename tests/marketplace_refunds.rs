@@ -55,8 +55,7 @@ fn portion(line: i64, value: i64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refund_check_answers_in_order_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
@@ -191,8 +190,7 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
 /// then `cancel-or-refund` gives back the rest and the payment is REFUNDED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_of_section_8_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = split_1000(&m, &a).await;
@@ -261,8 +259,7 @@ async fn the_example_of_section_8_end_to_end() {
 /// it with its stored request id, once; a split processing keeps refunds out (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
@@ -334,8 +331,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
 /// 402 with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_split_channel_only_split_only_declined_and_402() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = split_1000(&m, &a).await;

@@ -41,8 +41,7 @@ async fn one_step(m: &Merchant<'_>, rec: &str) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), ENV);
+    let svc = Service::temp(ENV);
     let m = svc.merchant("Unknowns").await;
 
     // Timeout: applied at the gateway, answered too late → 202, then its decision.
