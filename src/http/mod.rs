@@ -258,11 +258,11 @@ where
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
-    let caller =
-        match authenticate(app, surface, &method, &path, &query, &headers, &body, peer.as_ref()).await {
-            Ok(caller) => caller,
-            Err(e) => return ("(auth)", e.into_reply(request_id)),
-        };
+    let caller = auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await;
+    let caller = match caller.inspect_err(|_| charge_refused(app, surface, peer.as_ref())) {
+        Ok(caller) => caller,
+        Err(e) => return ("(auth)", e.into_reply(request_id)),
+    };
     let (route, params) = match find_route(app, surface, &lookup, &path, &caller) {
         Ok(found) => found,
         Err((label, e)) => return (label, e.into_reply(request_id)),
@@ -305,26 +305,14 @@ where
     (route.pattern, reply)
 }
 
-/// The caller, or why not; a merchant request that fails it is charged to
-/// its address (only those: the others were charged before the body).
-async fn authenticate(
-    app: &Arc<App>,
-    surface: Surface,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    peer: Option<&ratelimit::IpKey>,
-) -> Result<Caller, ApiError> {
-    let caller = auth::authenticate(app, surface, method, path, query, headers, body).await;
-    if caller.is_err()
-        && matches!(surface, Surface::Merchant)
+/// A merchant request that failed authentication is charged to its address
+/// (only those: the others were charged before their body was read).
+fn charge_refused(app: &App, surface: Surface, peer: Option<&ratelimit::IpKey>) {
+    if matches!(surface, Surface::Merchant)
         && let Some(ip) = peer
     {
         let _ = app.ip_rate_limiter.check(ip);
     }
-    caller
 }
 
 /// The route (404, or 405 with `Allow`), then the merchant's rate limit.
