@@ -7,22 +7,11 @@ use pelago_actors::{
     card::{CardRecord, CardStatus, NewCard},
     history::Source,
 };
-use pelago_storage::{CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp};
+use pelago_storage::{CardId, ChannelId, MerchantId, Store, StoreConfig, Timestamp};
 
 /// A `PELAGO_VIRTUAL_USD` card of `merchant` on `channel`, created at `at`.
 pub fn card(merchant: &MerchantId, channel: &ChannelId, status: CardStatus, at: Timestamp) -> CardRecord {
-    let new = NewCard {
-        id: CardId::generate(),
-        merchant_id: merchant.clone(),
-        cardholder_id: CardholderId::generate(),
-        reference: None,
-        card_name: "PELAGO_VIRTUAL_USD".into(),
-        bin: "424242".into(),
-        channel_id: channel.clone(),
-        currency: Currency::USD,
-        status,
-        application_fee_order: None,
-    };
+    let new = NewCard::sandbox_usd(CardId::generate(), merchant.clone(), channel.clone(), status);
     CardRecord::create(new, at, Source::Merchant)
 }
 

@@ -97,6 +97,30 @@ pub struct NewCard {
     pub application_fee_order: Option<OrderId>,
 }
 
+impl NewCard {
+    /// A `PELAGO_VIRTUAL_USD` card (the Sandbox Issuer's USD product, BIN
+    /// 424242) for a new cardholder: the card the tests, benches and seeds use.
+    pub fn sandbox_usd(
+        id: CardId,
+        merchant_id: MerchantId,
+        channel_id: ChannelId,
+        status: CardStatus,
+    ) -> NewCard {
+        NewCard {
+            id,
+            merchant_id,
+            cardholder_id: CardholderId::generate(),
+            reference: None,
+            card_name: "PELAGO_VIRTUAL_USD".into(),
+            bin: "424242".into(),
+            channel_id,
+            currency: Currency::USD,
+            status,
+            application_fee_order: None,
+        }
+    }
+}
+
 impl CardRecord {
     /// The index rows every card has: its merchant's list and its cardholder's.
     pub fn index_rows(&self) -> [Vec<u8>; 2] {
