@@ -51,12 +51,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let svc = Service::temp(&[]);
 
     // (1) A master-account merchant that brought its own gateway account signs a deposit.
-    let minter = svc
-        .merchant_with(json!({
-            "name": "Minter", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-            "gateway": {"merchant_id": "gw_minter", "api_key": "gw-minter-key-0001"},
-        }))
-        .await;
+    let minter = svc.merchant_on_account("Minter", "gw_minter", "gw-minter-key-0001").await;
     let minter_id = &minter.id;
     let (status, address) =
         minter.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;

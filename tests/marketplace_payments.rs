@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Key, Service, clock, ledger_balanced,
+    Service, clock, ledger_balanced,
     marketplace::{
         create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body, payment_helper,
         payment_until, recipient_balance, seller, split_batch, usd,
@@ -634,27 +634,10 @@ async fn payment_callback(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_callbacks_move_nothing_on_their_word() {
     let svc = Service::temp(&[]);
-    let own_account = |name: &str, account: &str, api_key: &str| {
-        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-               "gateway": {"merchant_id": account, "api_key": api_key}})
-    };
-    let mut keys = Vec::new();
-    for (name, account, api_key) in
-        [("Market", "gw_market", "gw-market-key-0001"), ("Minter", "gw_minter", "gw-minter-key-0001")]
-    {
-        let r = svc
-            .admin(Method::POST, "/admin/v1/merchants")
-            .json(&own_account(name, account, api_key))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let v: Value = r.json().await.unwrap();
-        keys.push(Key {
-            key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
-            secret: v["api_key"]["secret"].as_str().unwrap().into(),
-        });
-    }
+    let keys = [
+        svc.merchant_on_account("Market", "gw_market", "gw-market-key-0001").await.key,
+        svc.merchant_on_account("Minter", "gw_minter", "gw-minter-key-0001").await.key,
+    ];
     let key = &keys[0];
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
     let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;

@@ -296,13 +296,8 @@ async fn payout_callbacks_are_bound_compared_and_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let own_account = |name: &str, account: &str, api_key: &str| {
-        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-               "gateway": {"merchant_id": account, "api_key": api_key}})
-    };
-    let common::Merchant { key, .. } =
-        svc.merchant_with(own_account("Market", "gw_market", "gw-market-key-0001")).await;
-    svc.merchant_with(own_account("Forger", "gw_forger", "gw-forger-key-0001")).await;
+    let key = svc.merchant_on_account("Market", "gw_market", "gw-market-key-0001").await.key;
+    svc.merchant_on_account("Forger", "gw_forger", "gw-forger-key-0001").await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let now = clock::now(&svc).await;
     funded(&svc, &key, &[(&seller, 900)]).await;

@@ -123,6 +123,15 @@ impl Service {
         .await
     }
 
+    /// A master-account merchant that brought its own gateway `account` (signing with `api_key`).
+    pub async fn merchant_on_account(&self, name: &str, account: &str, api_key: &str) -> Merchant<'_> {
+        self.merchant_with(json!({
+            "name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": account, "api_key": api_key},
+        }))
+        .await
+    }
+
     /// Creates a merchant from the operator's `body` (asserts 201).
     pub async fn merchant_with(&self, body: Value) -> Merchant<'_> {
         let (status, v) = self.admin_json(Method::POST, "/admin/v1/merchants", Some(body)).await;
