@@ -6,13 +6,13 @@
 //! Run: `cargo bench --bench durable_writes`. After criterion's figures it
 //! prints the acknowledgement latency percentiles at 1,024 concurrent cards.
 //!
-//! A third group, `sled_card_change_shape`, is sled alone doing exactly what a
-//! card change writes — the same keys over the same trees with the same value
-//! bytes, copied from the changes the actors just made — with no actors, no
-//! encoding and no flush waits: one change per multi-tree transaction (on one
-//! thread, and on two), and 1,000 changes as one `apply_batch` per tree plus
-//! one flush (fastest, but not atomic across trees). It is the ceiling of this workload on this
-//! machine, which the single-key figures above do not show.
+//! A third group, `sled_card_change_shape`, is the store alone doing exactly
+//! what a card change writes — the same keys of the same kinds with the same
+//! value bytes, copied from the changes the actors just made — with no actors,
+//! no encoding and no flush waits: one fenced change per commit (on one thread,
+//! and on two, where the commit pipeline merges what arrives together), and
+//! 256 changes merged into one commit (one sled batch), with and without a
+//! flush. The merged rate is the ceiling of this workload on this machine.
 
 use std::{
     sync::Arc,
@@ -86,6 +86,15 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
+/// The arbiter threads the actors run on: the server's choice, or
+/// `PELAGO_BENCH_ARBITERS` to compare.
+fn arbiters() -> usize {
+    let n = std::env::var("PELAGO_BENCH_ARBITERS").ok().and_then(|v| v.parse().ok());
+    let n = n.unwrap_or_else(SystemConfig::default_arbiters);
+    eprintln!("actors on {n} arbiter threads");
+    n
+}
+
 fn setup() -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let runner = actix::System::with_tokio_rt(|| {
@@ -96,7 +105,7 @@ fn setup() -> Bench {
         Actors::start(
             store.clone(),
             Arc::new(SystemClock),
-            SystemConfig { arbiters: 2, ..SystemConfig::default() },
+            SystemConfig { arbiters: arbiters(), ..SystemConfig::default() },
         )
     });
     Bench { runner, actors, store, channel: ChannelId::generate(), _dir: dir }
@@ -172,13 +181,17 @@ fn card_actors(c: &mut Criterion) {
             let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
             latencies.sort();
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+            let commits = bench.store.commit_stats();
             eprintln!(
-                "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}",
+                "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}; \
+                 commits so far merged {:.1} per sled batch (largest {})",
                 latencies.len(),
                 rate,
                 pct(0.50),
                 pct(0.99),
-                latencies.last().unwrap()
+                latencies.last().unwrap(),
+                commits.commits as f64 / commits.groups.max(1) as f64,
+                commits.largest_group
             );
         }
     }
@@ -216,7 +229,7 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
     let mut group = c.benchmark_group("sled_card_change_shape");
     let mut n = 0u64;
     group.throughput(Throughput::Elements(1));
-    group.bench_function("one_multi_tree_transaction_per_change_no_flush", |b| {
+    group.bench_function("one_commit_per_change_no_flush", |b| {
         b.iter(|| {
             n += 1;
             let mut batch = WriteBatch::new();
@@ -231,7 +244,7 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
     // The same on both cores: two threads, each committing its own changes.
     group.throughput(Throughput::Elements(2));
     let next = std::sync::atomic::AtomicU64::new(1 << 40);
-    group.bench_function("two_threads_one_multi_tree_transaction_per_change_no_flush", |b| {
+    group.bench_function("two_threads_one_commit_per_change_no_flush", |b| {
         b.iter_custom(|iters| {
             let started = Instant::now();
             std::thread::scope(|scope| {
@@ -252,22 +265,28 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
             started.elapsed()
         })
     });
-    group.throughput(Throughput::Elements(1_000));
-    group.bench_function("1000_changes_as_apply_batch_per_tree_plus_one_flush", |b| {
-        b.iter(|| {
-            let mut per_tree: std::collections::BTreeMap<Tree, WriteBatch> = Default::default();
-            for _ in 0..1_000 {
-                n += 1;
-                for (tree, key, value) in change(n) {
-                    per_tree.entry(tree).or_default().put_raw(tree, key, value);
+    // The merged-batch rate: 256 changes as one commit (one sled `apply_batch`
+    // on the records tree), the shape the commit pipeline writes when 256
+    // changes arrive together; with and without one flush per batch.
+    for flush in [false, true] {
+        group.throughput(Throughput::Elements(256));
+        let name = if flush { "256_changes_merged_plus_one_flush" } else { "256_changes_merged_no_flush" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut batch = WriteBatch::new();
+                for _ in 0..256 {
+                    n += 1;
+                    for (tree, key, value) in change(n) {
+                        batch.put_raw(tree, key, value);
+                    }
                 }
-            }
-            for (_, batch) in per_tree {
                 let _ticket = store.commit(batch).unwrap();
-            }
-            store.flush_blocking().unwrap();
-        })
-    });
+                if flush {
+                    store.flush_blocking().unwrap();
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The same master-account debit in PostgreSQL, for comparison with
-# benches/topups.rs: UPDATE ... SET balance = balance - $1 WHERE id = $2 AND
-# balance >= $1, plus a journal INSERT, in one transaction, synchronous
-# commit, 64 clients, 1 merchant (hot row) and 100 merchants.
-# Installs and starts PostgreSQL itself (Debian's package), in a temp cluster.
+# The top-up saga in Pelago and in its fair PostgreSQL peer, in one run
+# (issue 17): starts a throw-away PostgreSQL cluster (Debian's package,
+# installed if missing; synchronous commit, fsync on), then runs
+# `cargo bench --bench topups -- --with-pg URL`, which measures Pelago's two
+# cases and then PostgreSQL's same two cases (the same saga, rows, fake channel
+# and driver: benches/topups.rs, benches/topups_pg/) and prints one table with
+# the ratio. Usage: bash benches/pg_topup.sh [seconds per case, default 8]
 set -euo pipefail
+cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-8}"
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib >/dev/null
@@ -17,19 +20,7 @@ PORT=55432
 su postgres -c "$BIN/initdb -D $DIR/data -A trust >/dev/null"
 su postgres -c "$BIN/pg_ctl -D $DIR/data -o '-p $PORT -c synchronous_commit=on -c fsync=on -c max_connections=200' -l $DIR/log start -w >/dev/null"
 trap 'su postgres -c "$BIN/pg_ctl -D $DIR/data stop -m fast >/dev/null"; rm -rf "$DIR"' EXIT
-PSQL="psql -h 127.0.0.1 -p $PORT -U postgres -q"
-$PSQL -c "create table merchant (id int primary key, balance bigint not null);
-          create table journal (id bigserial primary key, merchant int not null, amount bigint not null, at timestamptz default now());
-          insert into merchant select g, 1000000000000 from generate_series(1, 100) g;"
-cat > "$DIR/debit.sql" <<'SQL'
-\set m random(1, :merchants)
-BEGIN;
-UPDATE merchant SET balance = balance - 1025 WHERE id = :m AND balance >= 1025;
-INSERT INTO journal (merchant, amount) VALUES (:m, -1025);
-COMMIT;
-SQL
-for merchants in 1 100; do
-  printf "postgresql debit + journal, %3d merchant(s): " "$merchants"
-  pgbench -h 127.0.0.1 -p $PORT -U postgres -n -c 64 -j 2 -T "$SECONDS_EACH" -D merchants="$merchants" -f "$DIR/debit.sql" postgres 2>/dev/null \
-    | awk '/^tps/ {tps=$3} /latency average/ {lat=$4} END {printf "%.0f tps  (mean latency %s ms)\n", tps, lat}'
-done
+URL="postgres://postgres@127.0.0.1:$PORT/postgres"
+psql "$URL" -At -c "select version()" -c "show synchronous_commit" -c "show fsync" -c "show wal_sync_method" \
+  | paste -sd ' ' | sed 's/^/postgresql: /'
+cargo bench --bench topups -- --with-pg "$URL" --seconds "$SECONDS_EACH"

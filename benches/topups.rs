@@ -4,16 +4,25 @@
 //! (card, channel) — each step durable before the next.
 //!
 //! `cargo bench --bench topups`: 1 merchant × 1,000 cards and 100 merchants
-//! × 10 cards, 64 top-ups in flight, with p50/p99 latency. Compare with
-//! `benches/pg_topup.sh` (the same debit in PostgreSQL) and the HTTP figures
-//! of `benches/load.rs`.
+//! × 10 cards, 64 top-ups in flight, with p50/p99 latency. With
+//! `-- --with-pg postgres://...` (or `PELAGO_PG_URL`) the same run then drives
+//! the fair PostgreSQL peer (`topups_pg`: the same saga and rows, the same fake
+//! channel called between its two transactions) through the same two cases and
+//! the same driver, and prints one table with the ratio Pelago / PostgreSQL.
+//! `benches/pg_topup.sh` starts a throw-away PostgreSQL and runs exactly that.
+//! `-- --seconds N` sets each case's length (8 s under `cargo bench`, 1 s with
+//! fewer cards when run as a test by `cargo test --all-targets`).
+
+mod topups_pg;
 
 use std::{
+    cell::Cell,
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, future::BoxFuture};
+use futures::future::BoxFuture;
 use pelago_actors::{
     card::{
         CardStatus, NewCard,
@@ -140,10 +149,9 @@ async fn setup(
     pairs
 }
 
-async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card: &CardId) -> Duration {
-    let started = Instant::now();
+async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card: &CardId) {
     let id = TopupId::generate();
-    let (amount, fee) = (Money::new(1_000, Currency::USD), Money::new(25, Currency::USD));
+    let (amount, fee) = (AMOUNT, FEE);
     actors
         .ask_card(card, BeginTopup { id: id.clone(), amount, fee, reference: None, binding: None })
         .await
@@ -159,46 +167,185 @@ async fn topup(actors: &Actors, channel: &ChannelId, merchant: &MerchantId, card
     actors.ask_merchant(merchant, debit).await.unwrap().unwrap();
     let done = actors.ask_card(card, FundTopup(id)).await.unwrap().unwrap();
     assert_eq!(done.status, TopupStatus::Succeeded);
-    started.elapsed()
+}
+
+/// Every top-up of both sides: 10.00 USD and a 0.25 USD fee.
+const AMOUNT: Money = Money { value: 1_000, currency: Currency::USD };
+const FEE: Money = Money { value: 25, currency: Currency::USD };
+
+/// Top-ups always in flight, on both sides.
+const IN_FLIGHT: usize = 64;
+
+/// One side's run of one case.
+struct Run {
+    /// Each top-up's time from its first step to its last, sorted.
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        self.latencies[((self.latencies.len() - 1) as f64 * p) as usize]
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:.0} top-ups/s  p50 {:.1} ms  p99 {:.1} ms  ({} in {:.1} s, {IN_FLIGHT} in flight)",
+            self.per_second(),
+            self.percentile(0.5).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.latencies.len(),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// The one driver of both sides: `IN_FLIGHT` workers, each starting its next
+/// top-up when its last one returned, until `length` has passed; the `i`-th
+/// top-up of the run is `op(worker, i)`, timed from its call to its return.
+async fn closed_loop<F, Fut>(length: Duration, op: F) -> Run
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let next = Cell::new(0usize);
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers = (0..IN_FLIGHT).map(|worker| {
+        let (op, next) = (&op, &next);
+        async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.replace(next.get() + 1);
+                let began = Instant::now();
+                op(worker, i).await;
+                latencies.push(began.elapsed());
+            }
+            latencies
+        }
+    });
+    let mut latencies = futures::future::join_all(workers).await.concat();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Run { latencies, elapsed }
+}
+
+/// What the command line asks for.
+struct Options {
+    /// `cargo bench` passes `--bench`: full-size cases; a test run is quick.
+    full: bool,
+    length: Duration,
+    pg_url: Option<String>,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut args = std::env::args().skip(1);
+        let (mut full, mut seconds, mut pg_url) = (false, None, std::env::var("PELAGO_PG_URL").ok());
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--bench" => full = true,
+                "--with-pg" => pg_url = Some(args.next().expect("--with-pg needs a postgres:// URL")),
+                "--seconds" => {
+                    seconds = Some(
+                        args.next()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .expect("--seconds needs a whole number"),
+                    )
+                }
+                _ => {}
+            }
+        }
+        let length = Duration::from_secs(seconds.unwrap_or(if full { 8 } else { 1 }));
+        Options { full, length, pg_url }
+    }
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let seconds = if full { 8 } else { 1 };
+    let options = Options::parse();
     let runner = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
     });
-    for (merchants, cards_each) in
-        [(1usize, if full { 1_000 } else { 50 }), (if full { 100 } else { 5 }, 10usize)]
-    {
+    let cases =
+        [(1usize, if options.full { 1_000 } else { 50 }), (if options.full { 100 } else { 5 }, 10usize)];
+    let fake: Arc<dyn CardChannel> = Arc::new(FakeChannel);
+    let mut pelago = Vec::new();
+    let mut case_pairs = Vec::new();
+    for (merchants, cards_each) in cases {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let channels: Arc<dyn ChannelDirectory> = Arc::new(Fakes(Arc::new(FakeChannel)));
+        let channels: Arc<dyn ChannelDirectory> = Arc::new(Fakes(Arc::clone(&fake)));
         let actors = runner.block_on(async {
             Actors::start(store, Arc::new(SystemClock), SystemConfig { channels, ..SystemConfig::default() })
         });
         let channel = ChannelId::generate();
         let pairs = runner.block_on(setup(&actors, &channel, merchants, cards_each));
-        let pairs = Arc::new(pairs);
-        let mut latencies = runner.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(seconds);
-            let calls = (0..).take_while(|_| Instant::now() < deadline).map(|i| {
-                let (actors, pairs, channel) = (Arc::clone(&actors), Arc::clone(&pairs), channel.clone());
+        let run = runner.block_on(closed_loop(options.length, |_, i| {
+            let (m, c) = &pairs[i % pairs.len()];
+            topup(&actors, &channel, m, c)
+        }));
+        println!("top-up saga, {merchants} merchant(s) x {cards_each} cards: {}", run.line());
+        pelago.push(run);
+        case_pairs.push((channel, pairs));
+    }
+    let Some(url) = options.pg_url else { return };
+    let postgres = runner.block_on(async {
+        let clients = topups_pg::connect(&url, IN_FLIGHT).await.expect("the PostgreSQL peer");
+        let mut runs = Vec::new();
+        for ((merchants, cards_each), (channel, pairs)) in cases.iter().zip(&case_pairs) {
+            topups_pg::reset(&clients, fake.as_ref(), channel, pairs).await.expect("seeding PostgreSQL");
+            let ask = |merchant, card| topups_pg::Ask {
+                channel: fake.as_ref(),
+                channel_id: channel,
+                merchant,
+                card,
+                amount: AMOUNT,
+                fee: FEE,
+            };
+            let failed = Cell::new(None);
+            let run = closed_loop(options.length, |worker, i| {
+                let (merchant, card) = &pairs[i % pairs.len()];
+                let (client, ask, failed) = (&clients[worker], ask(merchant, card), &failed);
                 async move {
-                    let (m, c) = &pairs[i % pairs.len()];
-                    topup(&actors, &channel, m, c).await
+                    if let Err(e) = topups_pg::topup(client, &ask).await {
+                        failed.set(Some(format!("{e:#}")));
+                    }
                 }
-            });
-            futures::stream::iter(calls).buffer_unordered(64).collect::<Vec<_>>().await
-        });
-        latencies.sort();
-        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+            })
+            .await;
+            if let Some(e) = failed.take() {
+                panic!("a PostgreSQL top-up failed: {e}");
+            }
+            topups_pg::check(&clients[0], run.latencies.len(), AMOUNT, FEE).await.expect("PostgreSQL's rows");
+            let (merchant, card) = &pairs[0];
+            topups_pg::check_refusal(&clients[0], &ask(merchant, card))
+                .await
+                .expect("PostgreSQL's guarded debit");
+            println!("postgresql saga, {merchants} merchant(s) x {cards_each} cards: {}", run.line());
+            runs.push(run);
+        }
+        runs
+    });
+    println!();
+    println!(
+        "| case | Pelago top-ups/s | p50 | p99 | PostgreSQL top-ups/s | p50 | p99 | Pelago / PostgreSQL |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    for (((merchants, cards_each), p), g) in cases.iter().zip(&pelago).zip(&postgres) {
         println!(
-            "top-up saga, {merchants} merchant(s) x {cards_each} cards: {:.0} top-ups/s  p50 {:?}  p99 {:?}  ({} in {seconds} s, 64 in flight)",
-            latencies.len() as f64 / seconds as f64,
-            pct(0.5),
-            pct(0.99),
-            latencies.len()
+            "| {merchants} merchant(s) × {cards_each} cards | {:.0} | {} | {} | {:.0} | {} | {} | {:.2} × |",
+            p.per_second(),
+            ms(p.percentile(0.5)),
+            ms(p.percentile(0.99)),
+            g.per_second(),
+            ms(g.percentile(0.5)),
+            ms(g.percentile(0.99)),
+            p.per_second() / g.per_second()
         );
     }
 }

@@ -38,6 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = start(config).await?;
     let Started { app, listener, sandbox, stop_sandbox } = started;
     let addr = listener.local_addr()?;
+    let signal = shutdown_signal();
     if let Some(root) = &app.upstreams.sandbox {
         println!("pelago-card sandbox upstreams on {}", root.root_url());
     }
@@ -54,7 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = {
         let app = Arc::clone(&app);
         async move {
-            wait_for_signal().await;
+            signal.await;
             tracing::info!("shutdown requested: draining");
             app.draining.store(true, Ordering::Release);
         }
@@ -193,7 +194,7 @@ fn start_actors(
         idle_ms: config.actor_idle_secs as i64 * 1000,
         ..RegistryConfig::default()
     };
-    let arbiters = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let arbiters = SystemConfig::default_arbiters();
     let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
     Actors::start(store.clone(), Arc::clone(clock), SystemConfig { registry, arbiters, channels })
 }
@@ -342,19 +343,21 @@ fn pending_resolutions(app: &App) -> usize {
         + app.store.iter_raw(pelago_storage::Tree::Index, crate::keys::WDRHOLD.as_bytes()).count()
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGTERM handler now (before the service announces itself, so a
+/// SIGTERM sent as soon as it is listening drains it instead of killing it) and
+/// returns the future that resolves on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = ctrl_c.await;
     }
 }

@@ -180,7 +180,9 @@ keys! {
         ChannelTransaction { channel: ChannelId, channel_transaction: String } = CHTXN;
         /// → the card of a transaction.
         Transaction { transaction: TransactionId } = TXN;
-        /// → the merchant of an event.
+        /// → the merchant of an event. Retired: written until layout 2 and
+        /// never read (events are found under their merchant); old data dirs
+        /// still hold such rows, so the prefix is never reused.
         Event { event: EventId } = EVT;
         /// → the merchant a gateway account id belongs to (unique).
         GatewayAccount { gateway_merchant: String } = GWACCT;

@@ -6,7 +6,7 @@
 //! Events hold typed snapshots of the object; the JSON shape is rendered by
 //! `src/http` (the only place that knows the wire format).
 
-use pelago_storage::{EventId, MerchantId, StoreError, Timestamp, Tree, WriteBatch};
+use pelago_storage::{EventId, MerchantId, StoreError, Timestamp, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -96,7 +96,8 @@ pub fn event_key(merchant_id: &MerchantId, event_id: &EventId) -> String {
     format!("{merchant_id}/{event_id}")
 }
 
-/// Adds the event and its pending delivery to `batch`.
+/// Adds the event and its pending delivery to `batch`: two keys. (An event is
+/// found by its merchant's key, `event_key`; no index row is written for it.)
 pub fn stage(
     batch: &mut WriteBatch,
     merchant_id: &MerchantId,
@@ -122,10 +123,5 @@ pub fn stage(
             next_attempt_at_ms: 0,
         },
     )?;
-    batch.put_raw(
-        Tree::Index,
-        crate::keys::Index::Event { event: id.clone() }.encode(),
-        merchant_id.as_str(),
-    );
     Ok(id)
 }

@@ -30,7 +30,23 @@ pub struct SystemConfig {
 
 impl Default for SystemConfig {
     fn default() -> Self {
-        Self { registry: RegistryConfig::default(), arbiters: 2, channels: Arc::new(NoChannels) }
+        Self {
+            registry: RegistryConfig::default(),
+            arbiters: SystemConfig::default_arbiters(),
+            channels: Arc::new(NoChannels),
+        }
+    }
+}
+
+impl SystemConfig {
+    /// Arbiter threads for this machine: four per core (at least 4, at most
+    /// 32). An actor's commit holds its arbiter's thread until the commit
+    /// pipeline has applied it; commits from several threads at once are
+    /// merged into one sled batch, so more threads than cores mean larger
+    /// groups, not more CPU.
+    pub fn default_arbiters() -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores * 4).clamp(4, 32)
     }
 }
 

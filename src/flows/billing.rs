@@ -1,15 +1,19 @@
 //! Monthly billing runs (API.md §3 Billing, DOMAIN.md §Monthly billing).
 //!
 //! A run per period, recorded once (the same period again is the same run).
-//! It walks every card in key order with bounded concurrency, charging each
-//! through its actor (`pelago_actors::card::billing`); progress — a cursor and
-//! the counters — is committed every chunk, so a crash resumes where it
-//! stopped. Each card is charged at most once per period whatever happens:
-//! the charge record and the ledger booking are both idempotent per (card,
-//! period). A progress line is logged every few seconds.
+//! It walks every card in key order, a chunk at a time. Master-account cards
+//! are charged by their merchant's actor, [`FEE_CHUNK`] cards per commit
+//! (`pelago_actors::merchant::billing`: booking, charge and event together,
+//! fenced on each card's bytes); a chunk refused because a card changed
+//! meanwhile, gateway-mode cards and charges begun card by card are charged
+//! through each card's actor (`pelago_actors::card::billing`). Progress — a
+//! cursor and the counters — is committed every chunk, so a crash resumes
+//! where it stopped. Each card is charged at most once per period whatever
+//! happens: the charge record and the ledger booking are both idempotent per
+//! (card, period). A progress line is logged every few seconds.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,9 +28,12 @@ use pelago_actors::{
         order::{CreateOrder, OrderKind},
     },
     ledger::{self, EntryKind},
-    merchant::{FundingMode, MerchantRecord, PostEntry},
+    merchant::{
+        FundingMode, MerchantRecord, PostEntry,
+        billing::{ChargeMonthlyFees, FeeCard},
+    },
 };
-use pelago_storage::{BillingRunId, CardId, Money, Timestamp, Tree, WriteBatch};
+use pelago_storage::{BillingRunId, CardId, MerchantId, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{app::Core, flows::Error};
@@ -38,6 +45,11 @@ const CONCURRENCY: usize = 32;
 /// Fee bookings in merchant mailboxes at once: a merchant's own API calls
 /// (a top-up's debit) queue behind at most this many, not behind the run.
 const BOOKINGS_IN_FLIGHT: usize = 16;
+/// Master-account cards charged per merchant commit, and such commits in
+/// merchant mailboxes at once (a merchant's own calls wait behind at most
+/// this many chunks).
+const FEE_CHUNK: usize = 256;
+const FEE_CHUNKS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRun {
@@ -153,25 +165,8 @@ async fn run(app: &Arc<Core>, period: &str) -> Result<(), Error> {
             run.completed = true;
             run.completed_at = Some(app.clock.now());
         } else {
-            let calls: Vec<_> = keys
-                .iter()
-                .map(|key| {
-                    let app = Arc::clone(app);
-                    let period = run.period.clone();
-                    let instant = run.instant;
-                    let key = key.clone();
-                    let bookings = Arc::clone(&bookings);
-                    async move {
-                        let card =
-                            CardId::parse(&String::from_utf8_lossy(&key)).map_err(|_| Error::internal())?;
-                        bill(&app, &card, &period, instant, &bookings).await
-                    }
-                })
-                .collect();
-            let outcomes: Vec<Result<ChargeStatus, Error>> =
-                futures::stream::iter(calls).buffer_unordered(CONCURRENCY).collect().await;
-            for outcome in outcomes {
-                match outcome? {
+            for outcome in bill_chunk(app, &run, &keys, &bookings).await? {
+                match outcome {
                     ChargeStatus::Charged | ChargeStatus::Ordered => run.charged += 1,
                     ChargeStatus::Unpaid => run.unpaid += 1,
                     ChargeStatus::Skipped | ChargeStatus::Pending => run.skipped += 1,
@@ -197,6 +192,93 @@ async fn run(app: &Arc<Core>, period: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Charges the cards under `keys`: master-account cards by their merchant's
+/// actor a chunk per commit, the rest (and any chunk refused) card by card.
+async fn bill_chunk(
+    app: &Arc<Core>,
+    run: &BillingRun,
+    keys: &[Vec<u8>],
+    bookings: &tokio::sync::Semaphore,
+) -> Result<Vec<ChargeStatus>, Error> {
+    let (chunks, mut statuses, mut one_by_one) = fee_chunks(app, &run.period, keys)?;
+    let answers: Vec<_> = futures::stream::iter(chunks.into_iter().map(|(merchant, cards)| async move {
+        let ids: Vec<CardId> = cards.iter().map(|c| c.card.id.clone()).collect();
+        let msg = ChargeMonthlyFees { period: run.period.clone(), instant: run.instant, cards };
+        (ids, app.actors.ask_merchant(&merchant, msg).await)
+    }))
+    .buffer_unordered(FEE_CHUNKS_IN_FLIGHT)
+    .collect()
+    .await;
+    for (ids, answer) in answers {
+        match answer {
+            Ok(Ok(per_card)) => {
+                for (id, status) in ids.into_iter().zip(per_card) {
+                    match status {
+                        Some(status) => statuses.push(status),
+                        None => one_by_one.push(id),
+                    }
+                }
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(error = %e, cards = ids.len(), "a fee chunk was refused; charging its cards one by one");
+                one_by_one.extend(ids);
+            }
+        }
+    }
+    let calls = one_by_one.into_iter().map(|card| {
+        let app = Arc::clone(app);
+        let period = run.period.clone();
+        let instant = run.instant;
+        async move { bill(&app, &card, &period, instant, bookings).await }
+    });
+    let outcomes: Vec<Result<ChargeStatus, Error>> =
+        futures::stream::iter(calls).buffer_unordered(CONCURRENCY).collect().await;
+    for outcome in outcomes {
+        statuses.push(outcome?);
+    }
+    Ok(statuses)
+}
+
+/// The master-account cards under `keys` as read (record and bytes), in
+/// chunks per merchant; the statuses of cards that are gone; the cards to
+/// charge one by one (gateway mode).
+#[allow(clippy::type_complexity)]
+fn fee_chunks(
+    app: &Core,
+    period: &str,
+    keys: &[Vec<u8>],
+) -> Result<(Vec<(MerchantId, Vec<FeeCard>)>, Vec<ChargeStatus>, Vec<CardId>), Error> {
+    let mut merchants: HashMap<MerchantId, Option<MerchantRecord>> = HashMap::new();
+    let mut open: HashMap<MerchantId, Vec<FeeCard>> = HashMap::new();
+    let (mut chunks, mut gone, mut one_by_one) = (Vec::new(), Vec::new(), Vec::new());
+    for key in keys {
+        let Some((card, stored)) = app.store.get_with_bytes::<CardRecord>(key)? else {
+            gone.push(ChargeStatus::Skipped);
+            continue;
+        };
+        let merchant = match merchants.entry(card.merchant_id.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?)
+            }
+        };
+        if merchant.as_ref().is_none_or(|m| m.funding_mode != FundingMode::MasterAccount) {
+            one_by_one.push(card.id);
+            continue;
+        }
+        let source_id =
+            crate::keys::Source::MonthlyFee { card: card.id.clone(), period: period.to_owned() }.text();
+        let merchant_id = card.merchant_id.clone();
+        let cards = open.entry(merchant_id.clone()).or_default();
+        cards.push(FeeCard { card, stored, source_id });
+        if cards.len() == FEE_CHUNK {
+            chunks.push((merchant_id.clone(), std::mem::take(cards)));
+        }
+    }
+    chunks.extend(open.into_iter().filter(|(_, cards)| !cards.is_empty()));
+    Ok((chunks, gone, one_by_one))
 }
 
 /// Charges one card for `period`, once. A card actor the run activated is

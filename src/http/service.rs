@@ -39,6 +39,7 @@ async fn metrics(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
     let actors = &app.actors;
     let flush = app.store.flusher().stats();
     let flushes = flush.flushes.load(Ordering::Relaxed);
+    let commits = app.store.commit_stats();
     let flush_mean_secs = if flushes == 0 {
         0.0
     } else {
@@ -61,6 +62,10 @@ async fn metrics(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
             actors.counters.passivated_total.load(Ordering::Relaxed) as f64,
         ),
         ("pelago_store_flushes_total", "Group-commit flushes of the store.", flushes as f64),
+        ("pelago_store_commits_total", "Atomic commits applied or refused.", commits.commits as f64),
+        ("pelago_store_commit_groups_total", "sled batches the commits were merged into.", {
+            commits.groups as f64
+        }),
         ("pelago_store_flush_seconds_mean", "Mean store flush latency.", flush_mean_secs),
         (
             "pelago_store_flush_seconds_max",

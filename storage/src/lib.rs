@@ -1,7 +1,8 @@
 //! `pelago-storage`: the one place that knows about sled and bincode.
 //!
-//! It owns the on-disk format (typed trees, keys, a versioned record codec), the
-//! atomic multi-tree commit, the group-commit flusher that makes a commit durable,
+//! It owns the on-disk format (record kinds under key prefixes in one sled tree,
+//! a versioned layout and record codec), the atomic multi-record commit merged
+//! into group batches, the group-commit flusher that makes a commit durable,
 //! and the domain primitives every crate shares (ids, money, time).
 //!
 //! Architecture invariant: nothing here knows about actix, HTTP or JSON wire shapes.
@@ -20,5 +21,5 @@ pub use error::StoreError;
 pub use flusher::FlushTicket;
 pub use ids::*;
 pub use money::{Currency, Money, MoneyError};
-pub use store::{Store, StoreConfig, Tree, WriteBatch};
+pub use store::{CommitStats, Store, StoreConfig, Tree, WriteBatch};
 pub use time::Timestamp;

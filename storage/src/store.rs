@@ -1,7 +1,9 @@
-//! The sled store: one tree per record kind, atomic multi-tree commits with
-//! compare-and-set preconditions, and group-committed durability.
+//! The sled store: every record kind under its own key prefix in one sled tree,
+//! atomic multi-record commits with compare-and-set preconditions, merged into
+//! group batches (`pipeline.rs`) and made durable by the group flusher
+//! (`flusher.rs`). `layout.rs` owns the on-disk layout and its migrations.
 
-use std::path::Path;
+use std::{ops::Bound, path::Path};
 
 use crate::{
     StoreError,
@@ -9,9 +11,18 @@ use crate::{
     flusher::{FlushTicket, Flusher},
 };
 
+mod layout;
+mod pipeline;
+
+use pipeline::Pipeline;
+
 macro_rules! trees {
-    ($($variant:ident => $name:literal,)*) => {
-        /// Every tree of the store. The name is the on-disk identity: never rename one.
+    ($($variant:ident => $name:literal = $id:literal,)*) => {
+        /// Every kind of record the store keeps. A kind is stored as the key
+        /// prefix `[id]` in the one sled tree (so one `apply_batch` is atomic
+        /// across kinds); `name` was its own sled tree in layout 1 and still
+        /// names it in errors. Both are on-disk identities: never change or
+        /// reuse either.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Tree { $($variant,)* }
 
@@ -21,48 +32,63 @@ macro_rules! trees {
             pub fn name(self) -> &'static str {
                 match self { $(Tree::$variant => $name,)* }
             }
+
+            /// The key prefix of this kind's records.
+            pub fn id(self) -> u8 {
+                match self { $(Tree::$variant => $id,)* }
+            }
         }
     };
 }
 
 trees! {
-    Meta => "meta",
-    Merchants => "merchants",
-    ApiKeys => "api_keys",
-    Channels => "channels",
-    Bins => "bins",
-    Cardholders => "cardholders",
-    Cards => "cards",
-    Topups => "topups",
-    Orders => "orders",
-    Transactions => "transactions",
-    Withdrawals => "withdrawals",
-    Deposits => "deposits",
-    Journal => "journal",
-    BalanceTxns => "balance_txns",
-    Events => "events",
-    Outbox => "outbox",
-    Deliveries => "deliveries",
-    Receipts => "receipts",
-    Idempotency => "idempotency",
-    Nonces => "nonces",
-    Operations => "operations",
-    BillingRuns => "billing_runs",
-    BillingCharges => "billing_charges",
-    SettlementRuns => "settlement_runs",
-    Callbacks => "callbacks",
-    Files => "files",
-    FileContents => "file_contents",
-    Recipients => "recipients",
-    Onboardings => "onboardings",
-    Agreements => "agreements",
-    RecipientBalances => "recipient_balances",
-    Payments => "payments",
-    SplitBatches => "split_batches",
-    Refunds => "refunds",
-    ReconciliationRuns => "reconciliation_runs",
-    RecipientWithdrawals => "recipient_withdrawals",
-    Index => "index",
+    Meta => "meta" = 1,
+    Merchants => "merchants" = 2,
+    ApiKeys => "api_keys" = 3,
+    Channels => "channels" = 4,
+    Bins => "bins" = 5,
+    Cardholders => "cardholders" = 6,
+    Cards => "cards" = 7,
+    Topups => "topups" = 8,
+    Orders => "orders" = 9,
+    Transactions => "transactions" = 10,
+    Withdrawals => "withdrawals" = 11,
+    Deposits => "deposits" = 12,
+    Journal => "journal" = 13,
+    BalanceTxns => "balance_txns" = 14,
+    Events => "events" = 15,
+    Outbox => "outbox" = 16,
+    Deliveries => "deliveries" = 17,
+    Receipts => "receipts" = 18,
+    Idempotency => "idempotency" = 19,
+    Nonces => "nonces" = 20,
+    Operations => "operations" = 21,
+    BillingRuns => "billing_runs" = 22,
+    BillingCharges => "billing_charges" = 23,
+    SettlementRuns => "settlement_runs" = 24,
+    Callbacks => "callbacks" = 25,
+    Files => "files" = 26,
+    FileContents => "file_contents" = 27,
+    Recipients => "recipients" = 28,
+    Onboardings => "onboardings" = 29,
+    Agreements => "agreements" = 30,
+    RecipientBalances => "recipient_balances" = 31,
+    Payments => "payments" = 32,
+    SplitBatches => "split_batches" = 33,
+    Refunds => "refunds" = 34,
+    ReconciliationRuns => "reconciliation_runs" = 35,
+    RecipientWithdrawals => "recipient_withdrawals" = 36,
+    Index => "index" = 37,
+}
+
+impl Tree {
+    /// `key` as stored: the kind's prefix byte, then the key.
+    pub(crate) fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(key.len() + 1);
+        full.push(self.id());
+        full.extend_from_slice(key);
+        full
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -77,7 +103,7 @@ impl Default for StoreConfig {
     }
 }
 
-enum BatchOp {
+pub(crate) enum BatchOp {
     Put {
         tree: Tree,
         key: Vec<u8>,
@@ -95,10 +121,10 @@ enum BatchOp {
     },
 }
 
-/// Writes that land together or not at all, across any trees.
+/// Writes that land together or not at all, across any record kinds.
 #[derive(Default)]
 pub struct WriteBatch {
-    ops: Vec<BatchOp>,
+    pub(crate) ops: Vec<BatchOp>,
 }
 
 impl WriteBatch {
@@ -143,32 +169,20 @@ impl WriteBatch {
         self.ops.extend(other.ops);
         self
     }
-
-    fn trees(&self) -> Vec<Tree> {
-        let mut trees: Vec<Tree> = self
-            .ops
-            .iter()
-            .map(|op| match op {
-                BatchOp::Put { tree, .. } | BatchOp::Delete { tree, .. } | BatchOp::Expect { tree, .. } => {
-                    *tree
-                }
-            })
-            .collect();
-        trees.sort();
-        trees.dedup();
-        trees
-    }
 }
 
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    trees: Vec<sled::Tree>,
+    /// Every record, under its kind's prefix byte ([`Tree::id`]).
+    records: sled::Tree,
+    pipeline: std::sync::Arc<Pipeline>,
     flusher: Flusher,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. Only one process may hold it.
+    /// Opens (or creates) the store in `dir`, migrating an older layout first.
+    /// Only one process may hold it.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
@@ -176,17 +190,14 @@ impl Store {
             // Durability comes from the flusher; sled's own timer flush is off.
             .flush_every_ms(None)
             .open()?;
-        let trees = Tree::ALL.iter().map(|t| db.open_tree(t.name())).collect::<Result<Vec<_>, _>>()?;
+        let records = layout::open_records(&db)?;
         let flusher = Flusher::start(db.clone());
-        Ok(Store { db, trees, flusher })
-    }
-
-    fn tree(&self, tree: Tree) -> &sled::Tree {
-        &self.trees[tree as usize]
+        let pipeline = std::sync::Arc::new(Pipeline::new(records.clone()));
+        Ok(Store { db, records, pipeline, flusher })
     }
 
     pub fn get<R: Record>(&self, key: impl AsRef<[u8]>) -> Result<Option<R>, StoreError> {
-        match self.tree(R::TREE).get(key)? {
+        match self.records.get(R::TREE.key(key.as_ref()))? {
             Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
             None => Ok(None),
         }
@@ -197,18 +208,18 @@ impl Store {
         &self,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<(R, Vec<u8>)>, StoreError> {
-        match self.tree(R::TREE).get(key)? {
+        match self.records.get(R::TREE.key(key.as_ref()))? {
             Some(bytes) => Ok(Some((codec::decode(&bytes)?, bytes.to_vec()))),
             None => Ok(None),
         }
     }
 
     pub fn get_raw(&self, tree: Tree, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
+        Ok(self.records.get(tree.key(key.as_ref()))?.map(|v| v.to_vec()))
     }
 
     pub fn contains(&self, tree: Tree, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
-        Ok(self.tree(tree).contains_key(key)?)
+        Ok(self.records.contains_key(tree.key(key.as_ref()))?)
     }
 
     /// Up to `limit` records whose key starts with `prefix`, in key order, starting
@@ -220,14 +231,10 @@ impl Store {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, R)>, StoreError> {
-        let keys = self.scan_keys(R::TREE, prefix, after, reverse, limit)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(bytes) = self.tree(R::TREE).get(&key)? {
-                out.push((key, codec::decode(&bytes)?));
-            }
-        }
-        Ok(out)
+        self.scan_entries(R::TREE, prefix, after, reverse, limit)?
+            .into_iter()
+            .map(|(key, bytes)| Ok((key, codec::decode(&bytes)?)))
+            .collect()
     }
 
     /// Up to `limit` keys of `tree` starting with `prefix` (see [`Store::scan`]).
@@ -239,29 +246,40 @@ impl Store {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let t = self.tree(tree);
-        let mut out = Vec::new();
-        let end = prefix_end(prefix);
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match (after, reverse) {
-            (None, false) => Box::new(t.scan_prefix(prefix)),
-            (None, true) => Box::new(t.scan_prefix(prefix).rev()),
-            (Some(a), false) => Box::new(match &end {
-                Some(e) => t.range::<&[u8], _>((
-                    std::ops::Bound::Excluded(a),
-                    std::ops::Bound::Excluded(e.as_slice()),
-                )),
-                None => t.range::<&[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            }),
-            (Some(a), true) => Box::new(
-                t.range::<&[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Excluded(a))).rev(),
-            ),
+        Ok(self.scan_entries(tree, prefix, after, reverse, limit)?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Keys (without the kind's prefix) and values, for [`Store::scan`].
+    fn scan_entries(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, sled::IVec)>, StoreError> {
+        let start = tree.key(prefix);
+        let end = prefix_end(&start);
+        let end_bound = match &end {
+            Some(e) => Bound::Excluded(e.clone()),
+            None => Bound::Unbounded,
         };
+        let range = match (after.map(|a| tree.key(a)), reverse) {
+            (None, _) => (Bound::Included(start), end_bound),
+            (Some(a), false) => (Bound::Excluded(a), end_bound),
+            (Some(a), true) => (Bound::Included(start), Bound::Excluded(a)),
+        };
+        let iter = self.records.range::<Vec<u8>, _>(range);
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if reverse { Box::new(iter.rev()) } else { Box::new(iter) };
+        let full_prefix = tree.key(prefix);
+        let mut out = Vec::new();
         for item in iter {
-            let (k, _) = item?;
-            if !k.starts_with(prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&full_prefix) {
                 continue;
             }
-            out.push(k.to_vec());
+            out.push((k[1..].to_vec(), v));
             if out.len() >= limit {
                 break;
             }
@@ -269,33 +287,36 @@ impl Store {
         Ok(out)
     }
 
-    /// Every record of a tree, in key order, decoded lazily. For sweeps and checks.
+    /// Every record of a kind, in key order, decoded lazily. For sweeps and checks.
     pub fn iter<R: Record>(&self) -> impl Iterator<Item = Result<(Vec<u8>, R), StoreError>> + '_ {
-        self.tree(R::TREE).iter().map(|item| {
+        self.records.scan_prefix([R::TREE.id()]).map(|item| {
             let (k, v) = item?;
-            Ok((k.to_vec(), codec::decode(&v)?))
+            Ok((k[1..].to_vec(), codec::decode(&v)?))
         })
     }
 
-    /// Every raw entry of a tree whose key starts with `prefix`.
+    /// Every raw entry of a kind whose key starts with `prefix`.
     pub fn iter_raw(
         &self,
         tree: Tree,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.tree(tree).scan_prefix(prefix).map(|item| {
+        self.records.scan_prefix(tree.key(prefix)).map(|item| {
             let (k, v) = item?;
-            Ok((k.to_vec(), v.to_vec()))
+            Ok((k[1..].to_vec(), v.to_vec()))
         })
     }
 
+    /// How many records of the kind there are (walks them: for checks and start-up).
     pub fn len(&self, tree: Tree) -> usize {
-        self.tree(tree).len()
+        self.records.scan_prefix([tree.id()]).keys().count()
     }
 
-    /// Applies `batch` atomically (all or nothing, across trees) and returns the
+    /// Applies `batch` atomically (all or nothing, across kinds) and returns the
     /// ticket to wait on before acknowledging it. Fails with `Conflict`, writing
-    /// nothing, when a precondition does not hold.
+    /// nothing, when a precondition does not hold. Commits that arrive together
+    /// from several threads are checked in order and written as one sled batch
+    /// ([`pipeline`]); when this returns, the write is visible to every reader.
     pub fn commit(&self, batch: WriteBatch) -> Result<FlushTicket, StoreError> {
         if self.flusher.is_poisoned() {
             return Err(StoreError::Poisoned);
@@ -303,54 +324,12 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(self.flusher.ticket());
         }
-        let trees = batch.trees();
-        let has_expect = batch.ops.iter().any(|op| matches!(op, BatchOp::Expect { .. }));
-        if trees.len() == 1 && !has_expect {
-            let mut sled_batch = sled::Batch::default();
-            for op in &batch.ops {
-                match op {
-                    BatchOp::Put { key, value, .. } => sled_batch.insert(key.as_slice(), value.as_slice()),
-                    BatchOp::Delete { key, .. } => sled_batch.remove(key.as_slice()),
-                    BatchOp::Expect { .. } => unreachable!("checked above"),
-                }
-            }
-            self.tree(trees[0]).apply_batch(sled_batch)?;
-            return Ok(self.flusher.ticket());
-        }
-        let handles: Vec<&sled::Tree> = trees.iter().map(|t| self.tree(*t)).collect();
-        let slot = |tree: Tree| trees.binary_search(&tree).expect("tree collected from the batch");
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let result = handles.as_slice().transaction(|tx_trees| {
-            for op in &batch.ops {
-                if let BatchOp::Expect { tree, key, value } = op {
-                    let current = tx_trees[slot(*tree)].get(key)?;
-                    if current.as_deref() != value.as_deref() {
-                        return Err(ConflictableTransactionError::Abort(tree.name()));
-                    }
-                }
-            }
-            for op in &batch.ops {
-                match op {
-                    BatchOp::Put { tree, key, value } => {
-                        tx_trees[slot(*tree)].insert(key.as_slice(), value.as_slice())?;
-                    }
-                    BatchOp::Delete { tree, key } => {
-                        tx_trees[slot(*tree)].remove(key.as_slice())?;
-                    }
-                    BatchOp::Expect { .. } => {}
-                }
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(self.flusher.ticket()),
-            Err(TransactionError::Abort(tree)) => Err(StoreError::Conflict { tree }),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+        self.pipeline.commit(batch)?;
+        Ok(self.flusher.ticket())
     }
 
     /// Writes `value` at `key` unless a value is there that `keep` wants kept;
-    /// atomic against concurrent callers (compare-and-swap). Returns whether it
+    /// atomic against concurrent callers and commits. Returns whether it
     /// wrote. The write is *not* flushed on its own: it becomes durable with the
     /// next group flush — any later commit that is waited on covers it, since
     /// sled's log is sequential (used for request nonces, which need no fsync
@@ -362,18 +341,13 @@ impl Store {
         value: &[u8],
         keep: impl Fn(&[u8]) -> bool,
     ) -> Result<bool, StoreError> {
-        let t = self.tree(tree);
-        let key = key.as_ref();
-        loop {
-            let current = t.get(key)?;
-            if current.as_deref().is_some_and(&keep) {
-                return Ok(false);
-            }
-            match t.compare_and_swap(key, current, Some(value))? {
-                Ok(()) => return Ok(true),
-                Err(_) => continue, // raced; look again
-            }
+        let key = tree.key(key.as_ref());
+        let _applying = self.pipeline.exclusive();
+        if self.records.get(&key)?.as_deref().is_some_and(&keep) {
+            return Ok(false);
         }
+        self.records.insert(key, value)?;
+        Ok(true)
     }
 
     /// Removes every entry of `tree` under `prefix` for which `expired` holds.
@@ -384,12 +358,14 @@ impl Store {
         prefix: &[u8],
         expired: impl Fn(&[u8]) -> bool,
     ) -> Result<usize, StoreError> {
-        let t = self.tree(tree);
         let mut removed = 0;
-        for item in t.scan_prefix(prefix) {
+        for item in self.records.scan_prefix(tree.key(prefix)) {
             let (k, v) = item?;
-            if expired(&v) && t.compare_and_swap(&k, Some(v), None::<&[u8]>)?.is_ok() {
-                removed += 1;
+            if expired(&v) {
+                let _applying = self.pipeline.exclusive();
+                if self.records.compare_and_swap(&k, Some(v), None::<&[u8]>)?.is_ok() {
+                    removed += 1;
+                }
             }
         }
         Ok(removed)
@@ -424,11 +400,18 @@ impl Store {
         &self.flusher
     }
 
+    /// How the commit pipeline has grouped commits so far, read by `/metrics`.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.pipeline.stats()
+    }
+
     /// Bytes sled uses on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
 }
+
+pub use pipeline::CommitStats;
 
 /// The smallest key greater than every key starting with `prefix`, if any.
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -48,6 +48,21 @@ pub fn charge_key(period: &str, card: &CardId) -> String {
     format!("{period}/{card}")
 }
 
+/// Whether `card` owes `period`'s fee: billable (active or frozen), created by
+/// the period's `instant`, and a fee applies.
+pub fn billable(card: &super::CardRecord, instant: Timestamp, fee_minor: i64) -> bool {
+    card.status.is_billable() && card.created_at <= instant && fee_minor > 0
+}
+
+/// The event a finished charge sends, if any.
+pub fn charge_event(status: ChargeStatus) -> Option<&'static str> {
+    match status {
+        ChargeStatus::Charged => Some("monthly_fee.charged"),
+        ChargeStatus::Unpaid => Some("monthly_fee.unpaid"),
+        _ => None,
+    }
+}
+
 /// Records the charge for `period` if the card is billable and none exists.
 #[derive(Debug)]
 pub struct BeginCharge {
@@ -79,8 +94,11 @@ impl CardActor {
         if let Some(existing) = self.store().get::<MonthlyCharge>(&key)? {
             return Ok((existing, None));
         }
-        let billable = card.status.is_billable() && card.created_at <= msg.instant && msg.fee_minor > 0;
-        let status = if billable { ChargeStatus::Pending } else { ChargeStatus::Skipped };
+        let status = if billable(&card, msg.instant, msg.fee_minor) {
+            ChargeStatus::Pending
+        } else {
+            ChargeStatus::Skipped
+        };
         let charge = MonthlyCharge {
             card_id: card.id.clone(),
             merchant_id: card.merchant_id.clone(),
@@ -113,12 +131,7 @@ impl CardActor {
         let now = self.now();
         let mut batch = WriteBatch::new();
         batch.put(&key, &charge)?;
-        let event = match msg.status {
-            ChargeStatus::Charged => Some("monthly_fee.charged"),
-            ChargeStatus::Unpaid => Some("monthly_fee.unpaid"),
-            _ => None,
-        };
-        if let Some(event) = event {
+        if let Some(event) = charge_event(msg.status) {
             outbox::stage(
                 &mut batch,
                 &charge.merchant_id,

@@ -3,6 +3,7 @@
 //! its money. `state.rs` is pure; `actor.rs` loads, applies, persists, replies.
 
 pub mod actor;
+pub mod billing;
 pub mod payments;
 pub mod refunds;
 pub mod splits;

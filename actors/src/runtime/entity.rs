@@ -120,7 +120,19 @@ impl<R: Record + Clone> EntityCell<R> {
     }
 
     /// Commits `record` with `batch`, fenced on the bytes this actor last saw.
-    pub fn persist(&mut self, record: R, mut batch: WriteBatch) -> ActorResult<FlushTicket> {
+    pub fn persist(&mut self, record: R, batch: WriteBatch) -> ActorResult<FlushTicket> {
+        self.commit(record, batch, false)
+    }
+
+    /// [`EntityCell::persist`] for a batch that also fences records of other
+    /// kinds (it expects their bytes): a conflict there refuses the batch,
+    /// writes nothing and answers `StoreError::Conflict`, this actor's record
+    /// still good; a conflict on this actor's own record reloads it as usual.
+    pub fn persist_fenced(&mut self, record: R, batch: WriteBatch) -> ActorResult<FlushTicket> {
+        self.commit(record, batch, true)
+    }
+
+    fn commit(&mut self, record: R, mut batch: WriteBatch, fences_others: bool) -> ActorResult<FlushTicket> {
         let bytes = encode(&record)?;
         batch.expect_raw(R::TREE, &self.key, self.stored.clone());
         batch.put_raw(R::TREE, &self.key, bytes.clone());
@@ -129,6 +141,9 @@ impl<R: Record + Clone> EntityCell<R> {
                 self.record = Some(record);
                 self.stored = Some(bytes);
                 Ok(ticket)
+            }
+            Err(StoreError::Conflict { tree }) if fences_others && tree != R::TREE.name() => {
+                Err(StoreError::Conflict { tree }.into())
             }
             Err(StoreError::Conflict { .. }) => {
                 tracing::error!(kind = self.kind, "record changed under its actor; reloading");

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::Record;
+use crate::codec;
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Thing {
@@ -107,4 +108,161 @@ async fn concurrent_writers_share_flushes() {
     let flushes = store.flusher().stats().flushes.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert_eq!(store.len(Tree::Cards), 256);
     assert!(flushes < 256, "256 concurrent durable writes took {flushes} flushes");
+}
+
+#[test]
+fn a_group_checks_each_change_against_the_changes_ahead_of_it() {
+    let (_dir, store) = open();
+    let thing = |n| codec::encode(&Thing { n }).unwrap();
+    let mut first = WriteBatch::new();
+    first.expect_absent(Tree::Cards, b"k").put(b"k", &Thing { n: 1 }).unwrap();
+    // Queued behind `first` in the same group: sees `first`'s write.
+    let mut second = WriteBatch::new();
+    second.expect_absent(Tree::Cards, b"k").put(b"other", &Thing { n: 2 }).unwrap();
+    let mut third = WriteBatch::new();
+    third.expect_raw(Tree::Cards, b"k", Some(thing(1))).put(b"k", &Thing { n: 3 }).unwrap();
+    third.put(b"k/1", &Row { of: 3 }).unwrap();
+    let mut fourth = WriteBatch::new();
+    fourth.delete(Tree::Cards, b"k");
+    fourth.expect_raw(Tree::Cards, b"k", Some(thing(1)));
+
+    let results = store.pipeline.apply_group(vec![(1, first), (2, second), (3, third), (4, fourth)]);
+    let verdicts: Vec<_> = results.iter().map(|(id, r)| (*id, r.is_ok())).collect();
+    assert_eq!(verdicts, vec![(1, true), (2, false), (3, true), (4, false)]);
+    assert!(matches!(results[1].1, Err(StoreError::Conflict { tree: "cards" })));
+    assert_eq!(store.get::<Thing>(b"k").unwrap(), Some(Thing { n: 3 }));
+    assert_eq!(store.get::<Thing>(b"other").unwrap(), None, "a refused change writes nothing");
+    assert_eq!(store.get::<Row>(b"k/1").unwrap(), Some(Row { of: 3 }));
+    assert_eq!(store.commit_stats().groups, 1);
+}
+
+#[test]
+fn concurrent_compare_and_set_loses_no_update() {
+    let (_dir, store) = open();
+    let threads = 8;
+    let each = 200u64;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..each {
+                    loop {
+                        let current = store.get_with_bytes::<Thing>(b"counter").unwrap();
+                        let n = current.as_ref().map_or(0, |(t, _)| t.n);
+                        let mut batch = WriteBatch::new();
+                        batch.expect_raw(Tree::Cards, b"counter", current.map(|(_, bytes)| bytes));
+                        batch.put(b"counter", &Thing { n: n + 1 }).unwrap();
+                        batch.put(format!("log/{n:06}"), &Row { of: n }).unwrap();
+                        match store.commit(batch) {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let total = threads * each;
+    assert_eq!(store.get::<Thing>(b"counter").unwrap(), Some(Thing { n: total }));
+    assert_eq!(store.scan::<Row>(b"log/", None, false, usize::MAX).unwrap().len() as u64, total);
+    let stats = store.commit_stats();
+    assert!(stats.commits >= total && stats.groups <= stats.commits, "{stats:?}");
+}
+
+/// Golden: where a record of each kind lands in sled (the kind's byte, then
+/// the key) and the layout number beside it. These bytes are the data dir.
+#[tokio::test]
+async fn golden_layout_2_keys() {
+    let (_dir, store) = open();
+    let mut batch = WriteBatch::new();
+    batch.put(b"card_1", &Thing { n: 7 }).unwrap();
+    batch.put_raw(Tree::Index, b"ix/1", b"card_1".to_vec());
+    store.commit_durable(batch).await.unwrap();
+    let raw: Vec<(Vec<u8>, Vec<u8>)> =
+        store.records.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+    assert_eq!(
+        raw,
+        vec![
+            ([&[7u8][..], b"card_1"].concat(), vec![1, 7]),
+            ([&[37u8][..], b"ix/1"].concat(), b"card_1".to_vec()),
+        ]
+    );
+    assert_eq!(store.db.get(layout::LAYOUT_KEY).unwrap().unwrap().as_ref(), &[0, 0, 0, 2]);
+    assert_eq!(layout::RECORDS, "records");
+    let ids: Vec<u8> = Tree::ALL.iter().map(|t| t.id()).collect();
+    assert_eq!(ids, (1..=37).collect::<Vec<u8>>(), "kind bytes are on disk: append, never renumber");
+}
+
+/// A data dir written in layout 1 (one sled tree per kind), as the builds
+/// before layout 2 left it.
+fn write_layout_1(dir: &std::path::Path, cards: u64) {
+    let db = sled::open(dir).unwrap();
+    let card_tree = db.open_tree("cards").unwrap();
+    for n in 0..cards {
+        card_tree.insert(format!("card_{n:05}"), codec::encode(&Thing { n }).unwrap()).unwrap();
+    }
+    db.open_tree("journal").unwrap().insert(b"e/1", codec::encode(&Row { of: 1 }).unwrap()).unwrap();
+    db.open_tree("index").unwrap().insert(b"ix/1", b"card_00001".to_vec()).unwrap();
+    db.open_tree("meta").unwrap().insert(b"mode", b"sandbox".to_vec()).unwrap();
+    db.flush().unwrap();
+}
+
+fn assert_layout_1_content_readable(store: &Store, cards: u64) {
+    assert_eq!(store.get::<Thing>(b"card_00001").unwrap(), Some(Thing { n: 1 }));
+    let last = format!("card_{:05}", cards - 1);
+    assert_eq!(store.get::<Thing>(&last).unwrap(), Some(Thing { n: cards - 1 }));
+    assert_eq!(store.get::<Row>(b"e/1").unwrap(), Some(Row { of: 1 }));
+    assert_eq!(store.get_raw(Tree::Index, b"ix/1").unwrap(), Some(b"card_00001".to_vec()));
+    assert_eq!(store.get_raw(Tree::Meta, b"mode").unwrap(), Some(b"sandbox".to_vec()));
+    let page = store.scan::<Thing>(b"card_0", None, true, 2).unwrap();
+    assert_eq!(page.iter().map(|(_, t)| t.n).collect::<Vec<_>>(), vec![cards - 1, cards - 2]);
+}
+
+#[tokio::test]
+async fn a_layout_1_data_dir_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = 10_000; // more than one copy chunk
+    write_layout_1(dir.path(), cards);
+    {
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        assert_layout_1_content_readable(&store, cards);
+        assert_eq!(store.len(Tree::Cards), cards as usize);
+        let names = store.db.tree_names();
+        assert!(!names.iter().any(|n| n.as_ref() == b"cards"), "layout-1 trees are dropped");
+        let mut batch = WriteBatch::new();
+        batch.put(b"card_new", &Thing { n: 99 }).unwrap();
+        store.commit_durable(batch).await.unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    assert_layout_1_content_readable(&store, cards);
+    assert_eq!(store.len(Tree::Cards), cards as usize + 1);
+    assert_eq!(store.get::<Thing>(b"card_new").unwrap(), Some(Thing { n: 99 }));
+}
+
+#[test]
+fn a_migration_cut_short_is_finished_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    write_layout_1(dir.path(), 50);
+    {
+        // The copy had begun (some records in the new tree), the layout was not recorded.
+        let db = sled::open(dir.path()).unwrap();
+        let records = db.open_tree(layout::RECORDS).unwrap();
+        records.insert(Tree::Cards.key(b"card_00003"), codec::encode(&Thing { n: 3 }).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    assert_layout_1_content_readable(&store, 50);
+    assert_eq!(store.len(Tree::Cards), 50);
+}
+
+#[test]
+fn a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(layout::LAYOUT_KEY, &(layout::LAYOUT + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let refused = Store::open(dir.path(), &StoreConfig::default()).err().expect("refused");
+    assert!(refused.to_string().contains("layout 3"), "{refused}");
 }
