@@ -26,8 +26,7 @@ use pelago_actors::{
     system::{Actors, SystemConfig},
 };
 use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, Tree,
-    WriteBatch,
+    CardId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, Tree, WriteBatch,
 };
 
 fn refund(id: String) -> ChannelTransaction {
@@ -46,18 +45,7 @@ fn refund(id: String) -> ChannelTransaction {
 }
 
 fn new_card(id: &CardId, channel: &ChannelId) -> NewCard {
-    NewCard {
-        id: id.clone(),
-        merchant_id: MerchantId::generate(),
-        cardholder_id: CardholderId::generate(),
-        reference: None,
-        card_name: "PELAGO_VIRTUAL_USD".into(),
-        bin: "424242".into(),
-        channel_id: channel.clone(),
-        currency: Currency::USD,
-        status: CardStatus::Processing,
-        application_fee_order: None,
-    }
+    NewCard::sandbox_usd(id.clone(), MerchantId::generate(), channel.clone(), CardStatus::Processing)
 }
 
 fn raw_sled(c: &mut Criterion) {

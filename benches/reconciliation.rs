@@ -10,6 +10,7 @@
 #[allow(dead_code)] // only its memory reader is used here
 mod common;
 
+use pelago_actors::keys::RecordKey;
 use std::{
     sync::{
         Arc,
@@ -21,7 +22,7 @@ use std::{
 use pelago_actors::{
     ledger::{EntryKind, JournalEntry, marketplace},
     merchant::actor::marketplace_entry_index,
-    payment::{LineType, PaymentLine, PaymentRecord, keys::PaymentKey},
+    payment::{LineType, PaymentLine, PaymentRecord},
 };
 use pelago_card::{
     config::marketplace::{day_bounds, parse_utc_offset},
@@ -72,7 +73,7 @@ fn main() {
                 vec![line.clone()],
                 start,
             );
-            let key = PaymentKey::Record { merchant: merchant.clone(), payment: payment.id.clone() };
+            let key = RecordKey::Payment { merchant: merchant.clone(), payment: payment.id.clone() };
             batch.put(key.encode(), &payment).unwrap();
             let entry = JournalEntry {
                 id: JournalEntryId::generate(),

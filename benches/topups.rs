@@ -41,8 +41,7 @@ use pelago_actors::{
     system::{Actors, SystemConfig},
 };
 use pelago_storage::{
-    ApiKeyId, CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp,
-    TopupId,
+    ApiKeyId, CardId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, TopupId,
 };
 
 /// A channel that funds every card at once, in process.
@@ -141,18 +140,7 @@ async fn setup(
         actors.ask_merchant(&id, deposit).await.unwrap().unwrap();
         for _ in 0..cards_each {
             let card = CardId::generate();
-            let new = NewCard {
-                id: card.clone(),
-                merchant_id: id.clone(),
-                cardholder_id: CardholderId::generate(),
-                reference: None,
-                card_name: "PELAGO_VIRTUAL_USD".into(),
-                bin: "424242".into(),
-                channel_id: channel.clone(),
-                currency: Currency::USD,
-                status: CardStatus::Processing,
-                application_fee_order: None,
-            };
+            let new = NewCard::sandbox_usd(card.clone(), id.clone(), channel.clone(), CardStatus::Processing);
             let open = Open {
                 new,
                 channel_cardholder_id: "fake".into(),

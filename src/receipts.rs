@@ -26,9 +26,7 @@ use pelago_actors::{
     card::TransactionRecord,
     ports::{ChannelTxnStatus, ChannelTxnType},
 };
-use pelago_storage::{
-    MerchantId, ReceiptId, Record, Store, StoreError, Timestamp, TransactionId, Tree, WriteBatch,
-};
+use pelago_storage::{MerchantId, ReceiptId, Store, StoreError, Timestamp, TransactionId, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -73,10 +71,7 @@ pub struct ReceiptRecord {
     pub redeemed_at: Option<Timestamp>,
 }
 
-impl Record for ReceiptRecord {
-    const TREE: Tree = Tree::Receipts;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(ReceiptRecord, Receipts, 1);
 
 pub fn txn_index_key(transaction_id: &TransactionId) -> Vec<u8> {
     crate::keys::Index::ReceiptOfTransaction { transaction: transaction_id.clone() }.encode()

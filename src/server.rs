@@ -89,12 +89,7 @@ pub struct Started {
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    crate::security::data_dir::prepare(&config.data_dir)?;
-    arm_failpoints(&config)?;
-    let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
-        format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
-    })?;
-    crate::data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
+    let store = open_store(&config).await?;
     let master_key = match &config.master_key {
         Some(k) => secrets::decode_master_key(k).map_err(anyhow::Error::msg)?,
         None => secrets::load_or_create_key_file(&config.data_dir, "master.key")?,
@@ -103,35 +98,9 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let polyflow_token = load_token(config.polyflow_token.as_deref(), &config.data_dir, "polyflow-token")?;
     let service_clock = Arc::new(ServiceClock::load(&store, config.sandbox).await?);
     let clock: SharedClock = service_clock.clone();
-    let registry = RegistryConfig {
-        max_live_actors: config.max_live_actors,
-        idle_ms: config.actor_idle_secs as i64 * 1000,
-        ..RegistryConfig::default()
-    };
     let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
-    // The simulators' control endpoints answer only to this token (SANDBOX.md).
-    let control_token = SecretString::new(crate::security::random_token::<32>());
-    let (sandbox_root, sandbox) = if config.sandbox {
-        start_sandbox(&config, stop_rx, control_token.clone()).await?
-    } else {
-        (None, None)
-    };
-    // In sandbox mode a gateway URL is refused by `Config::load`.
-    let gateway_url = match (&sandbox_root, &config.gateway_url) {
-        (Some(root), _) => format!("{root}/gateway"),
-        (None, Some(url)) => url.clone(),
-        (None, None) => "https://gateway.invalid".to_owned(),
-    };
-    let upstreams = Arc::new(Upstreams::new(
-        config.upstream_timeout_ms,
-        &gateway_url,
-        sandbox_root.as_deref().map(|root| (root, control_token)),
-    )?);
-    let arbiters = SystemConfig::default_arbiters();
-    let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
-    let actors =
-        Actors::start(store.clone(), Arc::clone(&clock), SystemConfig { registry, arbiters, channels });
-
+    let (upstreams, sandbox) = start_upstreams(&config, stop_rx).await?;
+    let actors = start_actors(&config, &store, &clock, &upstreams);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -174,15 +143,74 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         draining: false.into(),
         signed_from_secs: Timestamp::now_real().unix_seconds() + 1,
     });
-    crate::flows::bootstrap::run(&app).await.map_err(|e| anyhow::anyhow!("start-up wiring failed: {e}"))?;
-    spawn_housekeeping(Arc::downgrade(&app));
-    http::retention::spawn(Arc::downgrade(&app), app.config.retention_secs);
-    spawn_resolver(Arc::downgrade(&app));
-    let scheduler = crate::jobs::scheduler::Scheduler::start(&app).await.context("starting the scheduler")?;
-    let _ = app.scheduler.set(scheduler);
-    crate::webhooks::spawn(&app);
-    app.ready.store(true, Ordering::Release);
+    start_background(&app).await?;
     Ok(Started { app, listener, sandbox, stop_sandbox })
+}
+
+/// The data dir prepared, failpoints armed (sandbox only), the store opened
+/// and its mode (sandbox or live) checked against this start's.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    crate::security::data_dir::prepare(&config.data_dir)?;
+    arm_failpoints(config)?;
+    let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
+        format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
+    })?;
+    crate::data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
+    Ok(store)
+}
+
+/// The upstream clients: to the simulators (started here, sandbox mode) or
+/// to the configured gateway.
+async fn start_upstreams(
+    config: &Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Upstreams>, Option<tokio::task::JoinHandle<()>>)> {
+    // The simulators' control endpoints answer only to this token (SANDBOX.md).
+    let control_token = SecretString::new(crate::security::random_token::<32>());
+    let (sandbox_root, sandbox) =
+        if config.sandbox { start_sandbox(config, stop, control_token.clone()).await? } else { (None, None) };
+    // In sandbox mode a gateway URL is refused by `Config::load`.
+    let gateway_url = match (&sandbox_root, &config.gateway_url) {
+        (Some(root), _) => format!("{root}/gateway"),
+        (None, Some(url)) => url.clone(),
+        (None, None) => "https://gateway.invalid".to_owned(),
+    };
+    let upstreams = Upstreams::new(
+        config.upstream_timeout_ms,
+        &gateway_url,
+        sandbox_root.as_deref().map(|root| (root, control_token)),
+    )?;
+    Ok((Arc::new(upstreams), sandbox))
+}
+
+fn start_actors(
+    config: &Config,
+    store: &Store,
+    clock: &SharedClock,
+    upstreams: &Arc<Upstreams>,
+) -> Arc<Actors> {
+    let registry = RegistryConfig {
+        max_live_actors: config.max_live_actors,
+        idle_ms: config.actor_idle_secs as i64 * 1000,
+        ..RegistryConfig::default()
+    };
+    let arbiters = SystemConfig::default_arbiters();
+    let channels: Arc<dyn pelago_actors::ports::ChannelDirectory> = upstreams.clone();
+    Actors::start(store.clone(), Arc::clone(clock), SystemConfig { registry, arbiters, channels })
+}
+
+/// Start-up wiring, then the background work (housekeeping, retention, the
+/// resolver, the scheduler, webhooks); ready after that.
+async fn start_background(app: &Arc<App>) -> anyhow::Result<()> {
+    crate::flows::bootstrap::run(app).await.map_err(|e| anyhow::anyhow!("start-up wiring failed: {e}"))?;
+    spawn_housekeeping(Arc::downgrade(app));
+    http::retention::spawn(Arc::downgrade(app), app.config.retention_secs);
+    spawn_resolver(Arc::downgrade(app));
+    let scheduler = crate::jobs::scheduler::Scheduler::start(app).await.context("starting the scheduler")?;
+    let _ = app.scheduler.set(scheduler);
+    crate::webhooks::spawn(app);
+    app.ready.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Failpoints are armed in sandbox mode only; a live start with them set is refused.

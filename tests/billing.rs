@@ -4,15 +4,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Json, Merchant, Service, clock, ledger_balanced, secs};
-use pelago_actors::{
-    card::{CardRecord, CardStatus, NewCard},
-    history::Source,
-    ledger::JournalEntry,
-};
-use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch,
-};
+use common::{Json, Merchant, Service, clock, ledger_balanced, secs, seed};
+use pelago_actors::{card::CardStatus, ledger::JournalEntry};
+use pelago_storage::{ChannelId, MerchantId, Store, StoreConfig, Timestamp, Tree, WriteBatch};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -134,36 +128,8 @@ async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     let channel = ChannelId::parse(&svc.first_channel().await).unwrap();
     assert!(svc.terminate().success());
     // Seed 10,000 active cards of that merchant.
-    {
-        let store = Store::open(&data.join("db"), &StoreConfig::default()).unwrap();
-        let merchant = MerchantId::parse(&merchant_id).unwrap();
-        for chunk in 0..CARDS / 1000 {
-            let mut batch = WriteBatch::new();
-            for _ in 0..1000 {
-                let id = CardId::generate();
-                let card = CardRecord::create(
-                    NewCard {
-                        id: id.clone(),
-                        merchant_id: merchant.clone(),
-                        cardholder_id: CardholderId::generate(),
-                        reference: None,
-                        card_name: "PELAGO_VIRTUAL_USD".into(),
-                        bin: "424242".into(),
-                        channel_id: channel.clone(),
-                        currency: Currency::USD,
-                        status: CardStatus::Active,
-                        application_fee_order: None,
-                    },
-                    Timestamp(0),
-                    Source::Merchant,
-                );
-                batch.put(id.as_bytes(), &card).unwrap();
-            }
-            let _ = store.commit(batch).unwrap();
-            let _ = chunk;
-        }
-        store.flush_blocking().unwrap();
-    }
+    let merchant = MerchantId::parse(&merchant_id).unwrap();
+    seed::cards(&data, (&merchant, &channel), CARDS, CardStatus::Active, |_| {});
     let billed_at = clock::month_start_after(chrono::Utc::now(), 1) + chrono::Duration::seconds(5);
     set_offline_clock(&data, billed_at);
     let period = clock::period(billed_at);

@@ -7,24 +7,8 @@
 mod common;
 
 use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, secs};
-use pelago_card::upstream::callbacks::sign;
-use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn signed_callback(svc: &Service, path: &str, header: &str, key: &str, body: &Value) -> StatusCode {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let signature = sign(key.as_bytes(), Timestamp::now_real().unix_seconds(), &bytes);
-    svc.http.post(svc.url(path)).header(header, signature).body(bytes).send().await.unwrap().status()
-}
-
-async fn gateway_callback(svc: &Service, api_key: &str, body: &Value) -> StatusCode {
-    signed_callback(svc, "/callbacks/gateway", "x-gateway-signature", api_key, body).await
-}
-
-async fn channel_callback(svc: &Service, channel: &str, secret: &str, body: &Value) -> StatusCode {
-    signed_callback(svc, &format!("/callbacks/channels/{channel}"), "x-channel-signature", secret, body).await
-}
 
 /// A gateway-funded merchant on its own gateway account: application fee 300, top-up fee 100.
 async fn gateway_merchant<'a>(svc: &'a Service, account: &str, api_key: &str) -> Merchant<'a> {
@@ -67,12 +51,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let svc = Service::temp(&[]);
 
     // (1) A master-account merchant that brought its own gateway account signs a deposit.
-    let minter = svc
-        .merchant_with(json!({
-            "name": "Minter", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-            "gateway": {"merchant_id": "gw_minter", "api_key": "gw-minter-key-0001"},
-        }))
-        .await;
+    let minter = svc.merchant_on_account("Minter", "gw_minter", "gw-minter-key-0001").await;
     let minter_id = &minter.id;
     let (status, address) =
         minter.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
@@ -84,16 +63,16 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
             "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
     };
     let forged = deposit("gdp_never_made", "gw_minter", 9_999_999_999);
-    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &forged).await, StatusCode::BAD_REQUEST);
+    assert_eq!(svc.gateway_callback("gw-minter-key-0001", &forged).await, StatusCode::BAD_REQUEST);
     assert_eq!(minter.available().await, 0, "nothing credited on the callback alone");
     // A genuine deposit is credited with what the gateway holds; a copy claiming more is refused.
     let (status, genuine) = minter.deposit_of(5_000, "USD").await;
     assert_eq!(status, StatusCode::OK, "{genuine}");
     let real_id = genuine.str("gateway_deposit_id");
     let inflated = deposit(real_id, "gw_minter", 9_999_999_999);
-    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &inflated).await, StatusCode::BAD_REQUEST);
+    assert_eq!(svc.gateway_callback("gw-minter-key-0001", &inflated).await, StatusCode::BAD_REQUEST);
     assert_eq!(
-        gateway_callback(&svc, "gw-minter-key-0001", &deposit(real_id, "gw_minter", 5_000)).await,
+        svc.gateway_callback("gw-minter-key-0001", &deposit(real_id, "gw_minter", 5_000)).await,
         StatusCode::OK
     );
     assert_eq!(minter.available().await, 5_000, "credited once, with the gateway's amount");
@@ -115,7 +94,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let payout = json!({"event_id": "evt_forged_payout", "merchant_id": "gw_minter", "type": "payout.updated",
         "data": {"id": "gpo_never_made", "request_id": "req_never_made", "status": "failed", "reason": "forged",
                  "amount": {"value": 1_000, "currency": "USD"}}});
-    assert_eq!(gateway_callback(&svc, "gw-minter-key-0001", &payout).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.gateway_callback("gw-minter-key-0001", &payout).await, StatusCode::UNAUTHORIZED);
     assert_eq!(minter.available().await, 4_000, "the forged failure released nothing");
 
     // (2) A gateway merchant "pays" its own top-up order of 1,000,100 with 1.
@@ -129,17 +108,17 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let topup_path = format!("/v1/topups/{}", topup.str("id"));
     let order = &topup["order"];
     assert_eq!(
-        gateway_callback(&svc, "gw-g1-key-0001", &order_paid("gw_g1", order, 1)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1)).await,
         StatusCode::BAD_REQUEST
     );
     // The right amount and ids, but the gateway says the order is still pending: no effect.
     assert_eq!(
-        gateway_callback(&svc, "gw-g1-key-0001", &order_paid("gw_g1", order, 1_000_100)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1_000_100)).await,
         StatusCode::OK
     );
     let mut other_id = order_paid("gw_g1", order, 1_000_100);
     other_id["data"]["id"] = json!("go_not_this_order");
-    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &other_id).await, StatusCode::BAD_REQUEST);
+    assert_eq!(svc.gateway_callback("gw-g1-key-0001", &other_id).await, StatusCode::BAD_REQUEST);
     assert_eq!(g1.get(&topup_path).await["status"], "pending_payment");
     assert_eq!(g1.get(&format!("/v1/cards/{card1}")).await["balance"]["value"], 0, "card not funded");
 
@@ -148,17 +127,17 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let (card2, order2) = unpaid_card(&g2).await;
     let unbound_before = unbound_metric(&svc, "gateway").await;
     let as_g1 = order_paid("gw_g1", &order2, 300);
-    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &as_g1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g1).await, StatusCode::UNAUTHORIZED);
     let as_g2 = order_paid("gw_g2", &order2, 300);
-    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &as_g2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g2).await, StatusCode::UNAUTHORIZED);
     // The minter's key for G1's order, and for an address the minter's account never issued.
     assert_eq!(
-        gateway_callback(&svc, "gw-minter-key-0001", &order_paid("gw_minter", order, 1_000_100)).await,
+        svc.gateway_callback("gw-minter-key-0001", &order_paid("gw_minter", order, 1_000_100)).await,
         StatusCode::UNAUTHORIZED
     );
     let mut elsewhere = deposit("gdp_never_logged_7f3a", "gw_g1", 10);
     elsewhere["data"]["network"] = json!("body-marker-never-logged");
-    assert_eq!(gateway_callback(&svc, "gw-g1-key-0001", &elsewhere).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.gateway_callback("gw-g1-key-0001", &elsewhere).await, StatusCode::UNAUTHORIZED);
     assert_eq!(unbound_metric(&svc, "gateway").await, unbound_before + 3, "each unbound attempt counted");
     let log = svc.log();
     assert!(log.contains("not bound"), "the attempt is logged");
@@ -175,7 +154,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
     let (status, _) = g2.act(&format!("/v1/test_helpers/orders/{order2_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(gateway_callback(&svc, "gw-g2-key-0002", &as_g2).await, StatusCode::OK, "a signed repeat");
+    assert_eq!(svc.gateway_callback("gw-g2-key-0002", &as_g2).await, StatusCode::OK, "a signed repeat");
     assert_eq!(g2.get(&format!("/v1/orders/{order2_id}")).await["version"], paid["version"]);
     assert_eq!(g2.get(&format!("/v1/cards/{card2}")).await["status"], "active");
     assert_eq!(g2.events("order.paid").await, 1);
@@ -261,10 +240,10 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     let (svc, m, card) = (&s.svc, s.merchant(), s.card.as_str());
     let refund = transaction(card, &s.channel_card_id, "chtx-refund-1", "refund", "posted", 777_700);
     let unbound_before = unbound_metric(svc, "channel").await;
-    assert_eq!(channel_callback(svc, &s.intruder, INTRUDER_SECRET, &refund).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.channel_callback(&s.intruder, INTRUDER_SECRET, &refund).await, StatusCode::UNAUTHORIZED);
     // The right channel, but another card's id at the channel: not bound either.
     let mismatched = transaction(card, "chc_someone_else", "chtx-refund-1", "refund", "posted", 777_700);
-    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &mismatched).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(svc.channel_callback(&s.known, KNOWN_SECRET, &mismatched).await, StatusCode::UNAUTHORIZED);
     assert_eq!(unbound_metric(svc, "channel").await, unbound_before + 2);
     let refunds = || async {
         let txns = m.get(&format!("/v1/cards/{card}/transactions?limit=100")).await;
@@ -279,7 +258,7 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     assert_eq!(m.events("transaction.created").await, 0, "no event");
     assert_eq!(m.get(&format!("/v1/cards/{card}")).await["balance"]["value"], 50_000);
     // The card's own channel, naming both ids, but a refund its records do not hold: 400, nothing.
-    assert_eq!(channel_callback(svc, &s.known, KNOWN_SECRET, &refund).await, StatusCode::BAD_REQUEST);
+    assert_eq!(svc.channel_callback(&s.known, KNOWN_SECRET, &refund).await, StatusCode::BAD_REQUEST);
     assert_eq!(refunds().await, 0);
     assert_eq!(m.events("transaction.created").await, 0);
 }
@@ -339,16 +318,9 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
 
 /// A signed channel callback's outcome word (`applied`, `unchanged`, ...) or error code.
 async fn channel_outcome(svc: &Service, channel: &str, body: &Value) -> (StatusCode, String) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let signature = sign(KNOWN_SECRET.as_bytes(), Timestamp::now_real().unix_seconds(), &bytes);
     let r = svc
-        .http
-        .post(svc.url(&format!("/callbacks/channels/{channel}")))
-        .header("x-channel-signature", signature)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
+        .callback(&format!("/callbacks/channels/{channel}"), "x-channel-signature", KNOWN_SECRET, body)
+        .await;
     let status = r.status();
     let v: Value = r.json().await.unwrap();
     let word = v["outcome"].as_str().or(v["error"]["code"].as_str()).unwrap_or_default().to_owned();

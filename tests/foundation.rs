@@ -6,55 +6,21 @@ mod common;
 
 use std::process::Command;
 
-use common::{ADMIN_TOKEN, Service};
-use pelago_actors::card::{CardRecord, CardStatus, NewCard};
-use pelago_actors::history::Source;
-use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Store, StoreConfig, Timestamp, WriteBatch,
-};
+use common::{ADMIN_TOKEN, Service, seed};
+use pelago_actors::card::CardStatus;
+use pelago_storage::{CardId, ChannelId, MerchantId, Store, StoreConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// Writes `n` cards straight into a store the service will open.
+/// `n` processing cards of a balance of 1234, straight into the store of `data_dir`.
 fn seed_cards(data_dir: &std::path::Path, n: usize) -> Vec<CardId> {
-    let store = Store::open(&data_dir.join("db"), &StoreConfig::default()).unwrap();
-    let merchant = MerchantId::generate();
-    let channel = ChannelId::generate();
-    let mut ids = Vec::with_capacity(n);
-    for chunk in 0..n.div_ceil(1000) {
-        let mut batch = WriteBatch::new();
-        for _ in 0..1000.min(n - chunk * 1000) {
-            let id = CardId::generate();
-            let mut card = CardRecord::create(
-                NewCard {
-                    id: id.clone(),
-                    merchant_id: merchant.clone(),
-                    cardholder_id: CardholderId::generate(),
-                    reference: None,
-                    card_name: "PELAGO_VIRTUAL_USD".into(),
-                    bin: "424242".into(),
-                    channel_id: channel.clone(),
-                    currency: Currency::USD,
-                    status: CardStatus::Processing,
-                    application_fee_order: None,
-                },
-                Timestamp(0),
-                Source::Merchant,
-            );
-            card.balance_minor = 1234;
-            batch.put(id.as_bytes(), &card).unwrap();
-            ids.push(id);
-        }
-        let _flushed_below = store.commit(batch).unwrap();
-    }
-    store.flush_blocking().unwrap();
-    ids
+    let (merchant, channel) = (MerchantId::generate(), ChannelId::generate());
+    seed::cards(data_dir, (&merchant, &channel), n, CardStatus::Processing, |c| c.balance_minor = 1234)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sandbox_answers_health_readiness_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     assert!(svc.sandbox.is_some(), "--sandbox starts the sandbox upstreams");
     let health = svc.http.get(svc.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -74,8 +40,7 @@ async fn serve_sandbox_answers_health_readiness_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_contract_of_api_md_section_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let error_of = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
 
     // Credentials before routing: 401 whatever the path or method.

@@ -389,31 +389,18 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Correctly signed by a real gateway account, naming an onboarding that was not created
     // under it: 401 too, counted as an unbound callback (SECURITY.md).
-    let mallory = svc
-        .admin(Method::POST, "/admin/v1/merchants")
-        .json(&json!({"name": "Mallory", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-                      "gateway": {"merchant_id": "gw_mallory", "api_key": "gw-mallory-key-1"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mallory.status(), StatusCode::CREATED);
-    let body = serde_json::to_vec(
-        &json!({"event_id": "evt_m", "merchant_id": "gw_mallory", "onboarding_id": "gwo_not_hers"}),
-    )
-    .unwrap();
-    let signature = pelago_card::upstream::callbacks::sign(
-        b"gw-mallory-key-1",
-        pelago_storage::Timestamp::now_real().unix_seconds(),
-        &body,
-    );
+    let (status, _) = svc
+        .admin_post(
+            "/admin/v1/merchants",
+            json!({"name": "Mallory", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                   "gateway": {"merchant_id": "gw_mallory", "api_key": "gw-mallory-key-1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body = json!({"event_id": "evt_m", "merchant_id": "gw_mallory", "onboarding_id": "gwo_not_hers"});
     let r = svc
-        .http
-        .post(svc.url("/callbacks/gateway/marketplace"))
-        .header("X-Gateway-Signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .callback("/callbacks/gateway/marketplace", "X-Gateway-Signature", "gw-mallory-key-1", &body)
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let metrics = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("pelago_callbacks_unbound_total{source=\"gateway\"} 1"), "{metrics}");

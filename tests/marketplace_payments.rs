@@ -11,32 +11,19 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Key, Service, clock, ledger_balanced,
+    Service, clock, ledger_balanced,
     marketplace::{
-        create_payment, events_of, fault, in_transit, paid, payment_body, payment_helper, payment_until,
-        recipient_balance, seller, split_batch, usd,
+        create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body, payment_helper,
+        payment_until, recipient_balance, seller, split_batch, usd,
     },
-    send, settle,
+    send, send_once, settle,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// A signed POST with an Idempotency-Key; its body.
-async fn keyed(svc: &Service, key: &Key, path: &str, body: &Value, idempotency_key: &str) -> Value {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let r = svc
-        .signed_with_key(key, Method::POST, path, &bytes, idempotency_key)
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    r.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_validation_row_answers_its_param_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let key = svc.merchant("Market").await.key;
     let other_key = svc.merchant("Other market").await.key;
     let (s1, s1_provider) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
@@ -268,8 +255,7 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_follow_the_state_table_and_collect_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
 
@@ -387,8 +373,8 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
 
     // The same Idempotency-Key: the same payment.
-    let first = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
-    let again = keyed(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await;
+    let first = send_once(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await.1;
+    let again = send_once(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await.1;
     assert_eq!(first["id"], again["id"]);
 
     // SUCCEEDED → REFUNDED (cancel-or-refund refunds the rest); again → 409.
@@ -410,8 +396,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t_plus_one_settles_captured_payments_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
@@ -460,12 +445,10 @@ async fn t_plus_one_settles_captured_payments_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_splits_each_payment_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let key = svc.merchant("Market").await.key;
     let other_key = svc.merchant("Other").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
-    let today = clock::now(&svc).await;
     let p1 = paid(&svc, &key, &s1).await;
     let p2 = paid(&svc, &key, &s1).await;
     let p3 = paid(&svc, &key, &s1).await;
@@ -478,8 +461,7 @@ async fn a_batch_splits_each_payment_once() {
         (StatusCode::CONFLICT, Some("invalid_state"), Some("items[0].payment_id")),
         "not settled yet: {e}"
     );
-    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
-    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    next_day_settled(&svc).await;
     let unsettled = paid(&svc, &key, &s1).await; // captured after the run's date
 
     // §7's checks in order, items by index; nothing created.
@@ -534,8 +516,8 @@ async fn a_batch_splits_each_payment_once() {
 
     // The same Idempotency-Key: the same batch, nothing split again.
     let body = json!({"items": [{"payment_id": p2}]});
-    let first = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
-    let again = keyed(&svc, &key, "/v1/split-batches", &body, "split-once-1").await;
+    let first = send_once(&svc, &key, "/v1/split-batches", &body, "split-once-1").await.1;
+    let again = send_once(&svc, &key, "/v1/split-batches", &body, "split-once-1").await.1;
     assert_eq!(first["id"], again["id"]);
     assert_eq!(recipient_balance(&svc, &key, &s1).await["available"], 2 * 741);
 
@@ -600,10 +582,8 @@ async fn a_crash_mid_batch_splits_the_payment_once() {
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_fence")]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
-    let today = clock::now(&svc).await;
     let p1 = paid(&svc, &key, &s1).await;
-    clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
-    settle(&svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
+    next_day_settled(&svc).await;
     let body = serde_json::to_vec(&json!({"items": [{"payment_id": p1}]})).unwrap();
     let post = |svc: &Service| {
         svc.signed_with_key(&key, Method::POST, "/v1/split-batches", &body, "split-crash")
@@ -645,14 +625,7 @@ async fn payment_callback(
         "merchant_id": account, "type": "order.updated", "data": {
         "id": payment["gateway_order_id"], "order_id": payment["id"], "status": status,
         "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}});
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let signature = pelago_card::upstream::callbacks::sign(
-        api_key.as_bytes(),
-        pelago_storage::Timestamp::now_real().unix_seconds(),
-        &bytes,
-    );
-    let r = svc.http.post(svc.url("/callbacks/gateway")).header("x-gateway-signature", signature).body(bytes);
-    r.send().await.unwrap().status()
+    svc.gateway_callback(api_key, &body).await
 }
 
 /// SECURITY.md: a payment callback is a hint. Signed by another account → 401;
@@ -660,29 +633,11 @@ async fn payment_callback(
 /// `paid` while the gateway says pending → nothing changes, nothing is collected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payment_callbacks_move_nothing_on_their_word() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
-    let own_account = |name: &str, account: &str, api_key: &str| {
-        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-               "gateway": {"merchant_id": account, "api_key": api_key}})
-    };
-    let mut keys = Vec::new();
-    for (name, account, api_key) in
-        [("Market", "gw_market", "gw-market-key-0001"), ("Minter", "gw_minter", "gw-minter-key-0001")]
-    {
-        let r = svc
-            .admin(Method::POST, "/admin/v1/merchants")
-            .json(&own_account(name, account, api_key))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let v: Value = r.json().await.unwrap();
-        keys.push(Key {
-            key_id: v["api_key"]["key_id"].as_str().unwrap().into(),
-            secret: v["api_key"]["secret"].as_str().unwrap().into(),
-        });
-    }
+    let svc = Service::temp(&[]);
+    let keys = [
+        svc.merchant_on_account("Market", "gw_market", "gw-market-key-0001").await.key,
+        svc.merchant_on_account("Minter", "gw_minter", "gw-minter-key-0001").await.key,
+    ];
     let key = &keys[0];
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
     let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;

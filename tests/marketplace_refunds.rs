@@ -13,9 +13,9 @@ mod common;
 use common::{
     Json, Merchant, Service, clock, ledger_balanced,
     marketplace::{
-        events_of, fault, payment_helper, payment_until, recipient_balance, seller, split_batch, usd,
+        events_of, fault, next_day_settled, payment_helper, payment_until, seller, seller_balance,
+        split_batch, usd,
     },
-    settle,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -36,13 +36,6 @@ async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
     id
 }
 
-/// Settles (T+1) everything captured so far: the clock to tomorrow 02:00Z, then the run of tomorrow.
-async fn next_day_settled(svc: &Service) {
-    let today = clock::now(svc).await;
-    clock::set(svc, clock::day_after(today, 1, 2, 0, 0)).await;
-    settle(svc, &clock::date(clock::day_after(today, 1, 0, 0, 0))).await;
-}
-
 /// A payment of 1000 (§8's example), settled and split.
 async fn split_1000(m: &Merchant<'_>, seller: &str) -> String {
     let p = paid_1000(m, seller).await;
@@ -60,16 +53,9 @@ fn portion(line: i64, value: i64) -> Value {
     json!({"line": line, "amount": usd(value)})
 }
 
-/// A recipient's (in_transit, available).
-async fn seller_balance(m: &Merchant<'_>, recipient: &str) -> (i64, i64) {
-    let b = recipient_balance(m.svc, &m.key, recipient).await;
-    (b["in_transit"].as_i64().unwrap_or(0), b["available"].as_i64().unwrap_or(0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refund_check_answers_in_order_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
@@ -183,7 +169,7 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
     let after = m.get(&format!("/v1/payments/{p}")).await;
     assert_eq!(after, before, "a refused refund changes nothing");
     assert_eq!(m.get(&format!("/v1/payments/{p}/refunds")).await.count("data"), 0);
-    assert_eq!(seller_balance(&m, &a).await, (900, 0));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (900, 0));
     assert_eq!(m.available_and_pending().await, (0, 100));
     // Another merchant's payment is not found.
     let other = svc.merchant("Other market").await;
@@ -204,12 +190,11 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
 /// then `cancel-or-refund` gives back the rest and the payment is REFUNDED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_of_section_8_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = split_1000(&m, &a).await;
-    assert_eq!(seller_balance(&m, &a).await, (0, 900));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 900));
     assert_eq!(m.available_and_pending().await, (100, 0));
 
     let (status, r) =
@@ -219,7 +204,7 @@ async fn the_example_of_section_8_end_to_end() {
         (r.i64("amount.value"), r.i64("splits.0.amount.value"), r.str("splits.0.recipient_id")),
         (200, 180, a.as_str())
     );
-    assert_eq!(seller_balance(&m, &a).await, (0, 720));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 720));
     assert_eq!(m.available_and_pending().await, (80, 0));
     let pay = m.get(&format!("/v1/payments/{p}")).await;
     assert_eq!(
@@ -240,7 +225,7 @@ async fn the_example_of_section_8_end_to_end() {
     );
     assert_eq!((out.i64("refund.amount.value"), out.count("refund.splits")), (800, 2));
     assert_eq!((out.str("payment.status"), out.i64("payment.refunded_amount.value")), ("REFUNDED", 1000));
-    assert_eq!(seller_balance(&m, &a).await, (0, 0));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 0));
     assert_eq!(m.available_and_pending().await, (0, 0));
     assert_eq!(m.get(&format!("/v1/payments/{p}/refunds")).await.count("data"), 2);
     // REFUNDED: nothing more to the buyer, and no line has anything left.
@@ -274,8 +259,7 @@ async fn the_example_of_section_8_end_to_end() {
 /// it with its stored request id, once; a split processing keeps refunds out (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
@@ -286,7 +270,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
     let (_, again) = m.post_once(&path, &body, "refund-300").await;
     assert_eq!(again.str("id"), r.str("id"), "the same key, the same refund");
     assert_eq!(m.get(&path).await.count("data"), 1);
-    assert_eq!(seller_balance(&m, &a).await, (630, 0));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (630, 0));
     assert_eq!(m.available_and_pending().await, (0, 70));
 
     fault(&svc, "refund", "timeout").await;
@@ -294,7 +278,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
         refund(&m, &p, json!({"amount": usd(100), "splits": [portion(0, 90), portion(1, 10)]})).await;
     assert_eq!((status, r.str("status")), (StatusCode::ACCEPTED, "processing"), "{r}");
     // Booked before the gateway answered; the payment counts it as refunded.
-    assert_eq!(seller_balance(&m, &a).await, (540, 0));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (540, 0));
     next_day_settled(&svc).await;
     let (status, e) = split_batch(&svc, &m.key, &[&p]).await;
     assert_eq!(
@@ -335,7 +319,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
         ),
         (540, 60)
     );
-    assert_eq!(seller_balance(&m, &a).await, (0, 540));
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 540));
     assert_eq!(m.available_and_pending().await, (60, 0));
     ledger_balanced(&svc).await;
 }
@@ -347,15 +331,17 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
 /// 402 with nothing written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_split_channel_only_split_only_declined_and_402() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market").await;
     let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = split_1000(&m, &a).await;
 
     let (status, r) = refund(&m, &p, json!({"amount": usd(50)})).await;
     assert_eq!((status, r.str("status"), r.count("splits")), (StatusCode::CREATED, "succeeded", 0), "{r}");
-    assert_eq!((seller_balance(&m, &a).await, m.available_and_pending().await), ((0, 900), (50, 0)));
+    assert_eq!(
+        (seller_balance(m.svc, &m.key, &a).await, m.available_and_pending().await),
+        ((0, 900), (50, 0))
+    );
 
     // Split-only (C = 0): no gateway call even with every gateway refund refused.
     fault(&svc, "refund", "decline").await;
@@ -365,14 +351,20 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
         (StatusCode::CREATED, "succeeded", 0),
         "{r}"
     );
-    assert_eq!((seller_balance(&m, &a).await, m.available_and_pending().await), ((0, 800), (150, 0)));
+    assert_eq!(
+        (seller_balance(m.svc, &m.key, &a).await, m.available_and_pending().await),
+        ((0, 800), (150, 0))
+    );
 
     // Declined by the gateway (the fault is still armed): failed, mirrored.
     let (status, r) = refund(&m, &p, json!({"amount": usd(100), "splits": [portion(0, 100)]})).await;
     assert_eq!((status, r.str("status")), (StatusCode::CREATED, "failed"), "{r}");
     assert!(!r.str("failure_reason").is_empty());
     assert_eq!(events_of(&svc, &m.key, "refund.failed", r.str("id")).await, 1);
-    assert_eq!((seller_balance(&m, &a).await, m.available_and_pending().await), ((0, 800), (150, 0)));
+    assert_eq!(
+        (seller_balance(m.svc, &m.key, &a).await, m.available_and_pending().await),
+        ((0, 800), (150, 0))
+    );
     let pay = m.get(&format!("/v1/payments/{p}")).await;
     assert_eq!(
         (pay.str("status"), pay.i64("refunded_amount.value"), pay.i64("split_marketplace.0.refunded.value")),
@@ -441,7 +433,7 @@ async fn a_crash_mid_refund_refunds_once() {
         "the key names it"
     );
     assert_eq!(events_of(&svc, &m.key, "refund.succeeded", retried.str("id")).await, 1);
-    assert_eq!(seller_balance(&m, &a).await, (630, 0), "booked once");
+    assert_eq!(seller_balance(m.svc, &m.key, &a).await, (630, 0), "booked once");
     assert_eq!(m.available_and_pending().await, (0, 70));
     let pay = m.get(&format!("/v1/payments/{p}")).await;
     assert_eq!((pay.str("status"), pay.i64("refunded_amount.value")), ("PARTIALLY_REFUNDED", 300));

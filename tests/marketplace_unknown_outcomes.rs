@@ -7,20 +7,14 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, secs};
+use common::{Json, Merchant, Service, marketplace::recipient_body, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const ENV: &[(&str, &str)] = &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
 
 async fn recipient(m: &Merchant<'_>, name: &str) -> String {
-    let body = json!({
-        "type": "individual", "name": name, "email": "s@example.com", "phone": "+6591234567", "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
-    let (status, r) = m.call(Method::POST, "/v1/recipients", Some(&body)).await;
+    let (status, r) = m.post("/v1/recipients", recipient_body(name, "ACC123456")).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
     r.str("id").to_owned()
 }
@@ -47,8 +41,7 @@ async fn one_step(m: &Merchant<'_>, rec: &str) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), ENV);
+    let svc = Service::temp(ENV);
     let m = svc.merchant("Unknowns").await;
 
     // Timeout: applied at the gateway, answered too late → 202, then its decision.

@@ -10,16 +10,14 @@
 mod common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Json, Merchant, Service};
+use common::{Json, Merchant, Service, seed};
 use ed25519_dalek::{Signature, VerifyingKey};
 use pelago_actors::{
-    card::{CardRecord, CardStatus, NewCard, TransactionRecord},
-    history::Source,
+    card::{CardStatus, TransactionRecord},
     ports::{ChannelTxnStatus, ChannelTxnType},
 };
 use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp,
-    TransactionId, Tree, WriteBatch,
+    ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, TransactionId, Tree, WriteBatch,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -28,23 +26,9 @@ use serde_json::{Value, json};
 /// the card actor stores them; returns the transaction ids.
 fn seed_card(store: &Store, merchant: &str, statuses: &[ChannelTxnStatus]) -> Vec<TransactionId> {
     let merchant = MerchantId::parse(merchant).unwrap();
-    let card_id = CardId::generate();
-    let mut card = CardRecord::create(
-        NewCard {
-            id: card_id.clone(),
-            merchant_id: merchant.clone(),
-            cardholder_id: CardholderId::generate(),
-            reference: None,
-            card_name: "PELAGO_VIRTUAL_USD".into(),
-            bin: "424242".into(),
-            channel_id: ChannelId::generate(),
-            currency: Currency::USD,
-            status: CardStatus::Active,
-            application_fee_order: None,
-        },
-        Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap(),
-        Source::Merchant,
-    );
+    let at = Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
+    let mut card = seed::card(&merchant, &ChannelId::generate(), CardStatus::Active, at);
+    let card_id = card.id.clone();
     card.last4 = Some("4242".into());
     let mut batch = WriteBatch::new();
     batch.put(card_id.as_bytes(), &card).unwrap();

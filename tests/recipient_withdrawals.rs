@@ -8,31 +8,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{
-    Key, Service, clock, ledger_balanced,
-    marketplace::{funded, recipient},
-    send,
+    Key, Service, clock, eventually, ledger_balanced,
+    marketplace::{funded, recipient, sign_agreement, usd},
+    secs, send,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn withdraw(svc: &Service, key: &Key, rec: &str, body: Value) -> (StatusCode, Value) {
     send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/withdrawals"), Some(&body)).await
-}
-
-/// Signs a commission agreement capping commissions at `bps`.
-async fn commission_agreement(svc: &Service, key: &Key, rec: &str, bps: u32) {
-    let body = json!({"type": "commission", "max_commission_bps": bps});
-    let (status, a) =
-        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/agreements"), Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{a}");
-}
-
-fn usd(value: i64) -> Value {
-    json!({"value": value, "currency": "USD"})
 }
 
 /// 11:00 local (+08:00) on the day after `now`: inside the default window.
@@ -90,7 +78,7 @@ async fn the_six_checks_refuse_in_order_and_create_nothing() {
         );
     }
     // A signed commission agreement of 500 bps: 780 caps 39.
-    commission_agreement(&svc, &key, &seller, 500).await;
+    sign_agreement(&svc, &key, &seller, json!({"type": "commission", "max_commission_bps": 500})).await;
     let (got, e) = withdraw(&svc, &key, &seller, json!({"amount": usd(780), "commission": usd(40)})).await;
     assert_eq!(
         (got, e["error"]["code"].as_str()),
@@ -157,16 +145,12 @@ async fn balance(svc: &Service, key: &Key, rec: &str) -> (i64, i64) {
 }
 
 async fn withdrawal_settled(svc: &Service, key: &Key, rec: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the withdrawal settled", secs(30), async || {
         let (_, w) =
             send(svc, key, Method::GET, &format!("/v1/recipients/{rec}/withdrawals/{id}"), None).await;
-        if w["status"] != "processing" {
-            return w;
-        }
-        assert!(Instant::now() < deadline, "the withdrawal never settled: {w}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        common::when(w["status"] != "processing", w)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +162,7 @@ async fn a_funded_recipient_is_paid_refused_or_resolved() {
     let common::Merchant { key, .. } = svc.merchant("Market").await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let failing = recipient(&svc, &key, "Seller Approved", "FAIL99999").await;
-    commission_agreement(&svc, &key, &seller, 1000).await;
+    sign_agreement(&svc, &key, &seller, json!({"type": "commission", "max_commission_bps": 1000})).await;
     let now = clock::now(&svc).await;
     funded(&svc, &key, &[(&seller, 900), (&failing, 300)]).await;
     clock::set(&svc, inside_window(now)).await;
@@ -280,16 +264,11 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     assert!(!status.success(), "{status:?}");
 
     let svc = Service::start(&data, &env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
+    let done = eventually("the withdrawal finished by the resolver", secs(30), async || {
         let (_, listed) = send(&svc, &key, Method::GET, &path, None).await;
-        let first = listed["data"][0].clone();
-        if first["status"] == "succeeded" {
-            break listed;
-        }
-        assert!(Instant::now() < deadline, "never finished: {listed}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        common::when(listed["data"][0]["status"] == "succeeded", listed)
+    })
+    .await;
     assert_eq!(done["data"].as_array().unwrap().len(), 1, "{done}");
     assert_eq!(balance(&svc, &key, &seller).await, (500, 0), "debited once");
     ledger_balanced(&svc).await;
@@ -306,14 +285,7 @@ async fn payout_callback(
     let body = json!({"event_id": format!("evt_{account}_{request_id}_{value}"), "merchant_id": account,
         "type": "recipient_payout.updated", "data": {"id": "grp_forged", "request_id": request_id,
         "status": "failed", "amount": usd(value)}});
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let signature = pelago_card::upstream::callbacks::sign(
-        api_key.as_bytes(),
-        pelago_storage::Timestamp::now_real().unix_seconds(),
-        &bytes,
-    );
-    let r = svc.http.post(svc.url("/callbacks/gateway")).header("x-gateway-signature", signature).body(bytes);
-    r.send().await.unwrap().status()
+    svc.gateway_callback(api_key, &body).await
 }
 
 /// A payout callback is a hint: signed by another account → 401; a lying
@@ -324,13 +296,8 @@ async fn payout_callbacks_are_bound_compared_and_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let svc = Service::start(&data, &[]);
-    let own_account = |name: &str, account: &str, api_key: &str| {
-        json!({"name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-               "gateway": {"merchant_id": account, "api_key": api_key}})
-    };
-    let common::Merchant { key, .. } =
-        svc.merchant_with(own_account("Market", "gw_market", "gw-market-key-0001")).await;
-    svc.merchant_with(own_account("Forger", "gw_forger", "gw-forger-key-0001")).await;
+    let key = svc.merchant_on_account("Market", "gw_market", "gw-market-key-0001").await.key;
+    svc.merchant_on_account("Forger", "gw_forger", "gw-forger-key-0001").await;
     let seller = recipient(&svc, &key, "Seller Approved", "ACC123456").await;
     let now = clock::now(&svc).await;
     funded(&svc, &key, &[(&seller, 900)]).await;

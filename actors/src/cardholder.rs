@@ -4,7 +4,7 @@
 //! (`src/cardholders.rs`), which calls the channel outside any actor so a
 //! slow channel never blocks the merchant.
 
-use pelago_storage::{CardholderId, ChannelId, MerchantId, Record, Timestamp, Tree};
+use pelago_storage::{CardholderId, ChannelId, MerchantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -58,10 +58,7 @@ pub struct CardholderRecord {
     pub status_history: History<CardholderStatus>,
 }
 
-impl Record for CardholderRecord {
-    const TREE: Tree = Tree::Cardholders;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CardholderRecord, Cardholders, 1);
 
 crate::stateful!(CardholderRecord, CardholderStatus);
 

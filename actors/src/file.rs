@@ -3,7 +3,7 @@
 //! never changed; its content sits sealed in `Tree::FileContents` (key: the
 //! file id) and is never served back. Only the metadata below is shown.
 
-use pelago_storage::{FileId, MerchantId, Record, Timestamp, Tree};
+use pelago_storage::{FileId, MerchantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The largest file accepted: 5 MiB (declared or read; more → 413).
@@ -61,10 +61,7 @@ pub struct FileRecord {
     pub created_at: Timestamp,
 }
 
-impl Record for FileRecord {
-    const TREE: Tree = Tree::Files;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(FileRecord, Files, 1);
 
 impl FileRecord {
     /// What a file's sealed content is bound to (so it opens for no other record).

@@ -8,7 +8,8 @@
 
 use pelago_storage::{
     AgreementId, ApiKeyId, CardId, CardholderId, ChannelId, EventId, JournalEntryId, MerchantId,
-    OnboardingId, OrderId, RecipientId, TopupId, TransactionId,
+    OnboardingId, OrderId, PaymentId, RecipientId, RefundId, SplitBatchId, Timestamp, TopupId, TransactionId,
+    Tree,
 };
 
 /// Declares a key enum: `Variant { field: Type, .. } = PREFIX [free N] [sep "…"];`.
@@ -25,7 +26,9 @@ macro_rules! keys {
 
         impl $name {
             $(/// The tree every key of this kind lives in.
-            pub const TREE: pelago_storage::Tree = pelago_storage::Tree::$tree;)?
+            pub const TREE: pelago_storage::Tree = pelago_storage::Tree::$tree;
+            /// [`Self::TREE`], for a key at hand.
+            pub fn tree(&self) -> pelago_storage::Tree { Self::TREE })?
 
             /// The encoding as text (keys are UTF-8 by construction).
             pub fn text(&self) -> String {
@@ -130,6 +133,15 @@ pub const CARDREFUND: &str = "cardrefund/";
 pub const ONBPENDING: &str = "onbpending/";
 pub const AGRPENDING: &str = "agrpending/";
 pub const MKT: &str = "mkt/";
+pub const PAYOWNER: &str = "payowner/";
+pub const PAYCOLL: &str = "paycoll/";
+pub const PAYSETTLED: &str = "paysettled/";
+pub const SPBOWNER: &str = "spbowner/";
+pub const RFDOWNER: &str = "rfdowner/";
+pub const PAYPENDING: &str = "paypending/";
+pub const PAYCONFIRM: &str = "payconfirm/";
+pub const SPBPENDING: &str = "spbpending/";
+pub const RFDPENDING: &str = "rfdpending/";
 
 keys! {
     /// Rows of `Tree::Index` the actors write (what each maps to is in its doc).
@@ -185,6 +197,26 @@ keys! {
         /// → nothing: a merchant's MARKETPLACE.md §8 entries by service time
         /// (`{at}` is its Unix ms, 20 digits, so rows sort by time).
         MarketplaceEntry { merchant: MerchantId, at: String, entry: JournalEntryId } = MKT;
+        /// → the merchant of a marketplace payment.
+        PaymentOwner { payment: PaymentId } = PAYOWNER;
+        /// → the merchant: captured on that UTC date, not settled yet (T+1).
+        PaymentCaptured { date: String, payment: PaymentId } = PAYCOLL;
+        /// → the merchant: settled by the run of that date.
+        PaymentSettled { date: String, payment: PaymentId } = PAYSETTLED;
+        /// → the merchant of a split batch.
+        BatchOwner { batch: SplitBatchId } = SPBOWNER;
+        /// → the payment of a refund.
+        RefundOwner { refund: RefundId } = RFDOWNER;
+    }
+}
+
+impl Index {
+    /// The `paycoll/` row of a payment captured at `at` (its UTC date).
+    pub fn captured(at: Timestamp, payment: &PaymentId) -> Index {
+        Index::PaymentCaptured {
+            date: at.to_datetime().format("%Y-%m-%d").to_string(),
+            payment: payment.clone(),
+        }
     }
 }
 
@@ -213,6 +245,40 @@ keys! {
         OnboardingPending { onboarding: OnboardingId } = ONBPENDING;
         /// → the recipient: an agreement's signing outcome is unknown.
         AgreementPending { agreement: AgreementId } = AGRPENDING;
+        /// → `{merchant} {real ms}`: a payment's gateway call (`pending_action`)
+        /// has no answer yet; the resolver retries it.
+        PaymentPending { payment: PaymentId } = PAYPENDING;
+        /// → the gateway order id: a payment callback's confirming query had no answer yet.
+        PaymentConfirm { payment: PaymentId } = PAYCONFIRM;
+        /// → `{merchant} {real ms}`: a split batch's items are processing; the
+        /// resolver sends the batch again with its request id.
+        BatchPending { batch: SplitBatchId } = SPBPENDING;
+        /// → `{merchant} {real ms} {payment}`: a refund's gateway answer is
+        /// unknown; the resolver asks again with its request id.
+        RefundPending { refund: RefundId } = RFDPENDING;
+    }
+}
+
+keys! {
+    /// The keys of the marketplace's own records (no prefix: a merchant's
+    /// records sort together, newest last; a payment's refunds oldest first).
+    pub enum RecordKey {
+        /// `Tree::Payments`.
+        Payment { merchant: MerchantId, payment: PaymentId } = "";
+        /// `Tree::SplitBatches`.
+        Batch { merchant: MerchantId, batch: SplitBatchId } = "";
+        /// `Tree::Refunds`.
+        Refund { merchant: MerchantId, payment: PaymentId, refund: RefundId } = "";
+    }
+}
+
+impl RecordKey {
+    pub fn tree(&self) -> Tree {
+        match self {
+            RecordKey::Payment { .. } => Tree::Payments,
+            RecordKey::Batch { .. } => Tree::SplitBatches,
+            RecordKey::Refund { .. } => Tree::Refunds,
+        }
     }
 }
 
@@ -272,6 +338,11 @@ mod tests {
             Index::IdempotencyBinding { scope: s("admin"), key: s("k/1") } => "idembind/admin/k/1";
             Index::MarketplaceEntry { merchant: id("mch_"), at: s("00000000001700000000"), entry: id("jnl_") }
                 => format!("mkt/mch_{U}/00000000001700000000/jnl_{U}");
+            Index::PaymentOwner { payment: id("pay_") } => format!("payowner/pay_{U}");
+            Index::PaymentCaptured { date: s("2026-11-22"), payment: id("pay_") } => format!("paycoll/2026-11-22/pay_{U}");
+            Index::PaymentSettled { date: s("2026-11-23"), payment: id("pay_") } => format!("paysettled/2026-11-23/pay_{U}");
+            Index::BatchOwner { batch: id("spb_") } => format!("spbowner/spb_{U}");
+            Index::RefundOwner { refund: id("rfd_") } => format!("rfdowner/rfd_{U}");
             Marker::OrderCreate { order: id("ord_") } => format!("ordcreate/ord_{U}");
             Marker::OrderBook { order: id("ord_") } => format!("ordbook/ord_{U}");
             Marker::OrderRefund { order: id("ord_") } => format!("ordrefund/ord_{U}");
@@ -283,6 +354,14 @@ mod tests {
             Marker::CardRefund { card: id("card_") } => format!("cardrefund/card_{U}");
             Marker::OnboardingPending { onboarding: id("onb_") } => format!("onbpending/onb_{U}");
             Marker::AgreementPending { agreement: id("agr_") } => format!("agrpending/agr_{U}");
+            Marker::PaymentPending { payment: id("pay_") } => format!("paypending/pay_{U}");
+            Marker::PaymentConfirm { payment: id("pay_") } => format!("payconfirm/pay_{U}");
+            Marker::BatchPending { batch: id("spb_") } => format!("spbpending/spb_{U}");
+            Marker::RefundPending { refund: id("rfd_") } => format!("rfdpending/rfd_{U}");
+            RecordKey::Payment { merchant: id("mch_"), payment: id("pay_") } => format!("mch_{U}/pay_{U}");
+            RecordKey::Batch { merchant: id("mch_"), batch: id("spb_") } => format!("mch_{U}/spb_{U}");
+            RecordKey::Refund { merchant: id("mch_"), payment: id("pay_"), refund: id("rfd_") }
+                => format!("mch_{U}/pay_{U}/rfd_{U}");
         }
         assert_eq!(Index::TREE, Tree::Index);
         assert_eq!(Marker::TREE, Tree::Operations);

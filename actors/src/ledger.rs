@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use pelago_storage::{
-    BalanceTxnId, ChannelId, Currency, JournalEntryId, MerchantId, Money, RecipientId, Record, Timestamp,
-    Tree,
+    BalanceTxnId, ChannelId, Currency, JournalEntryId, MerchantId, Money, RecipientId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +138,7 @@ pub struct JournalEntry {
     pub created_at: Timestamp,
 }
 
-impl Record for JournalEntry {
-    const TREE: Tree = Tree::Journal;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(JournalEntry, Journal, 1);
 
 /// A line of `GET /v1/balance/transactions`: one merchant posting, with the
 /// balances right after it.
@@ -159,10 +155,7 @@ pub struct BalanceTxnRecord {
     pub created_at: Timestamp,
 }
 
-impl Record for BalanceTxnRecord {
-    const TREE: Tree = Tree::BalanceTxns;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(BalanceTxnRecord, BalanceTxns, 1);
 
 /// A merchant's cached balances in one currency (derived from its postings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

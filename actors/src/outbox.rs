@@ -6,7 +6,7 @@
 //! Events hold typed snapshots of the object; the JSON shape is rendered by
 //! `src/http` (the only place that knows the wire format).
 
-use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, WriteBatch};
+use pelago_storage::{EventId, MerchantId, StoreError, Timestamp, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -78,10 +78,7 @@ pub struct EventRecord {
     pub object: EventObject,
 }
 
-impl Record for EventRecord {
-    const TREE: Tree = Tree::Events;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(EventRecord, Events, 1);
 
 /// A delivery still owed to the merchant's endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,10 +89,7 @@ pub struct OutboxEntry {
     pub next_attempt_at_ms: i64,
 }
 
-impl Record for OutboxEntry {
-    const TREE: Tree = Tree::Outbox;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(OutboxEntry, Outbox, 1);
 
 /// `{merchant_id}/{event_id}`: a merchant's events, newest last.
 pub fn event_key(merchant_id: &MerchantId, event_id: &EventId) -> String {

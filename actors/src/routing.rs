@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use pelago_storage::{ChannelId, Currency, Record, Timestamp, Tree};
+use pelago_storage::{ChannelId, Currency, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::merchant::Sealed;
@@ -32,10 +32,7 @@ pub struct ChannelRecord {
     pub version: u64,
 }
 
-impl Record for ChannelRecord {
-    const TREE: Tree = Tree::Channels;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(ChannelRecord, Channels, 1);
 
 crate::wire_enum! {
     pub enum BinStatus {
@@ -57,10 +54,7 @@ pub struct BinRecord {
     pub version: u64,
 }
 
-impl Record for BinRecord {
-    const TREE: Tree = Tree::Bins;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(BinRecord, Bins, 1);
 
 /// A BIN is six ASCII digits.
 pub fn is_bin(raw: &str) -> bool {

@@ -2,7 +2,7 @@
 //! releases the held amount. Written with compare-and-set by the binary; the
 //! money moves through the merchant actor (hold, release).
 
-use pelago_storage::{MerchantId, Money, Record, Timestamp, Tree, WithdrawalId};
+use pelago_storage::{MerchantId, Money, Timestamp, WithdrawalId};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{History, Source, Stateful};
@@ -39,10 +39,7 @@ pub struct WithdrawalRecord {
     pub status_history: History<WithdrawalStatus>,
 }
 
-impl Record for WithdrawalRecord {
-    const TREE: Tree = Tree::Withdrawals;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(WithdrawalRecord, Withdrawals, 1);
 
 crate::stateful!(WithdrawalRecord, WithdrawalStatus);
 

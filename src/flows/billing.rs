@@ -33,7 +33,7 @@ use pelago_actors::{
         billing::{ChargeMonthlyFees, FeeCard},
     },
 };
-use pelago_storage::{BillingRunId, CardId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{BillingRunId, CardId, MerchantId, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{app::Core, flows::Error};
@@ -70,10 +70,7 @@ pub struct BillingRun {
     pub completed_at: Option<Timestamp>,
 }
 
-impl Record for BillingRun {
-    const TREE: Tree = Tree::BillingRuns;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(BillingRun, BillingRuns, 1);
 
 /// Jobs (billing periods, settlement dates) being run by this process.
 #[derive(Default)]

@@ -10,7 +10,7 @@ use pelago_actors::{
     ports::GatewayAccount,
     routing::{BinRecord, BinStatus, ChannelRecord},
 };
-use pelago_storage::{Currency, Record, Tree, WriteBatch};
+use pelago_storage::{Currency, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -27,10 +27,7 @@ pub struct PlatformGatewayAccount {
     pub api_key: Sealed,
 }
 
-impl Record for PlatformGatewayAccount {
-    const TREE: Tree = Tree::Meta;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(PlatformGatewayAccount, Meta, 1);
 
 const PLATFORM_ACCOUNT_KEY: &str = "platform_gateway_account";
 fn platform_account_context() -> String {

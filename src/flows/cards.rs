@@ -21,7 +21,7 @@ use pelago_actors::{
     merchant::{FundingMode, MerchantRecord, PostEntry, PostEntryWith},
     routing::{BinRecord, BinStatus, ChannelRecord, ChannelStatus},
 };
-use pelago_storage::{CardId, ChannelId, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{app::Core, flows::Error, keys};
@@ -49,10 +49,7 @@ pub struct OpenIntent {
     pub at: Timestamp,
 }
 
-impl Record for OpenIntent {
-    const TREE: Tree = Tree::Operations;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(OpenIntent, Operations, 1);
 
 pub fn open_intent_key(card: &CardId) -> Vec<u8> {
     keys::Marker::CardOpen { card: card.clone() }.encode()

@@ -25,7 +25,7 @@ use pelago_actors::{
             CreateOrder, OrderCreateFailed, OrderCreated, OrderKind, OrderRecord, OrderStatus, RefundOrder,
             SettleOrder,
         },
-        topup::{FundTopup, TopupPhase, TopupRecord, TopupStatus, topup_key},
+        topup::{FundTopup, TopupRecord, TopupStatus, topup_key},
     },
     history::{History, Source},
     keys::{self, Marker},
@@ -175,25 +175,17 @@ pub async fn topup_with_order(
         &account.merchant_id,
         now,
     )?;
-    let total = order.total;
-    let topup = TopupRecord {
-        id: topup_id.clone(),
-        card_id: card.id.clone(),
-        merchant_id: merchant.id.clone(),
-        amount,
-        fee,
-        total,
+    let amounts = (amount, fee, order.total);
+    let paid_by = Some(order.id.clone());
+    let topup = TopupRecord::new(
+        topup_id.clone(),
+        card,
+        amounts,
         reference,
-        order: Some(order.id.clone()),
-        status: TopupStatus::PendingPayment,
-        phase: TopupPhase::Debiting,
-        request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
-        failure_reason: None,
-        created_at: now,
-        completed_at: None,
-        version: 1,
-        status_history: History::created(TopupStatus::PendingPayment, Source::Merchant, now),
-    };
+        paid_by,
+        TopupStatus::PendingPayment,
+        now,
+    );
     let msg = CreateOrder { order, new_card: None, channel_cardholder_id: None, topup: Some(topup), binding };
     let (_, order) = app.actors.ask_card(&card.id, msg).await??;
     request_checkout(app, &order).await?;

@@ -22,7 +22,7 @@ use pelago_actors::{
     merchant::PostEntry,
     outbox::{self, EventObject, MerchantSettlement, PaymentsSettlement},
 };
-use pelago_storage::{Currency, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{Currency, MerchantId, Money, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -42,10 +42,7 @@ pub struct SettlementRun {
     pub completed_at: Option<Timestamp>,
 }
 
-impl Record for SettlementRun {
-    const TREE: Tree = Tree::SettlementRuns;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(SettlementRun, SettlementRuns, 1);
 
 /// The row that marks a collection awaiting settlement: `coll/{YYYY-MM-DD}/{source}`.
 pub fn collection_key(at: Timestamp, source: &str) -> String {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::recipient::agreement::{AgreementRecord, AgreementType};
 use serde::Deserialize;
@@ -52,52 +51,48 @@ pub fn agreement_json(a: &AgreementRecord) -> Value {
 }
 
 /// POST /v1/recipients/{id}/agreements
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let req: AgreementIn = ctx.json()?;
-        let kind = AgreementType::parse(&req.kind)
-            .ok_or_else(|| ApiError::invalid("type", "type must be split or commission"))?;
-        let bps = match (kind, req.max_commission_bps) {
-            (AgreementType::Split, Some(_)) => {
-                return Err(ApiError::invalid(
-                    "max_commission_bps",
-                    "max_commission_bps is not for a split agreement",
-                ));
-            }
-            (AgreementType::Split, None) => None,
-            (AgreementType::Commission, None) => {
-                return Err(ApiError::invalid("max_commission_bps", "max_commission_bps is required"));
-            }
-            (AgreementType::Commission, Some(b)) if !(0..=10_000).contains(&b) => {
-                return Err(ApiError::invalid("max_commission_bps", "max_commission_bps must be 0 to 10000"));
-            }
-            (AgreementType::Commission, Some(b)) => Some(b as u32),
-        };
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, binding).await?;
-        let status = if answer.unknown { 202 } else { 201 };
-        Ok(ApiReply::json(status, &agreement_json(&answer.agreement)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let req: AgreementIn = ctx.json()?;
+    let kind = AgreementType::parse(&req.kind)
+        .ok_or_else(|| ApiError::invalid("type", "type must be split or commission"))?;
+    let bps = match (kind, req.max_commission_bps) {
+        (AgreementType::Split, Some(_)) => {
+            return Err(ApiError::invalid(
+                "max_commission_bps",
+                "max_commission_bps is not for a split agreement",
+            ));
+        }
+        (AgreementType::Split, None) => None,
+        (AgreementType::Commission, None) => {
+            return Err(ApiError::invalid("max_commission_bps", "max_commission_bps is required"));
+        }
+        (AgreementType::Commission, Some(b)) if !(0..=10_000).contains(&b) => {
+            return Err(ApiError::invalid("max_commission_bps", "max_commission_bps must be 0 to 10000"));
+        }
+        (AgreementType::Commission, Some(b)) => Some(b as u32),
+    };
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, binding).await?;
+    let status = if answer.unknown { 202 } else { 201 };
+    Ok(ApiReply::json(status, &agreement_json(&answer.agreement)))
 }
 
 /// GET /v1/recipients/{id}/agreements — newest first, paginated; `?type=` filters.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let page = pagination::parse(&ctx.query, &["type"])?;
-        let kind = match page.filters.get("type") {
-            Some(raw) => Some(
-                AgreementType::parse(raw)
-                    .ok_or_else(|| ApiError::invalid("type", "type must be split or commission"))?,
-            ),
-            None => None,
-        };
-        let recipient =
-            crate::flows::marketplace::recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))
-                .await?;
-        let prefix = pelago_actors::recipient::agreement::owned_prefix(&recipient.id, kind);
-        let found = pagination::indexed::<AgreementRecord>(&app.store, &prefix, &page)?;
-        let data: Vec<Value> = found.iter().map(agreement_json).collect();
-        Ok(ApiReply::json(200, &pagination::body(data, page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let page = pagination::parse(&ctx.query, &["type"])?;
+    let kind = match page.filters.get("type") {
+        Some(raw) => Some(
+            AgreementType::parse(raw)
+                .ok_or_else(|| ApiError::invalid("type", "type must be split or commission"))?,
+        ),
+        None => None,
+    };
+    let recipient =
+        crate::flows::marketplace::recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))
+            .await?;
+    let prefix = pelago_actors::recipient::agreement::owned_prefix(&recipient.id, kind);
+    let found = pagination::indexed::<AgreementRecord>(&app.store, &prefix, &page)?;
+    let data: Vec<Value> = found.iter().map(agreement_json).collect();
+    Ok(ApiReply::json(200, &pagination::body(data, page.limit)))
 }

@@ -95,89 +95,74 @@ fn balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// GET /admin/v1/merchants/{id}/balance
-fn admin_balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = MerchantId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("merchant"))?;
-        Ok(ApiReply::json(200, &balances_json(&merchant(&app, &id)?)))
-    })
+async fn admin_balance(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = MerchantId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("merchant"))?;
+    Ok(ApiReply::json(200, &balances_json(&merchant(&app, &id)?)))
 }
 
 /// GET /v1/balance/transactions — newest first.
-fn balance_transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["type"])?;
-        let prefix = format!("{merchant}/");
-        let filter = page.filters.get("type").cloned();
-        let body = pagination::filtered::<BalanceTxnRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |t| filter.as_ref().is_none_or(|f| &t.kind == f).then(|| wire::balance_txn(t)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+async fn balance_transactions(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["type"])?;
+    let prefix = format!("{merchant}/");
+    let filter = page.filters.get("type").cloned();
+    pagination::reply::<BalanceTxnRecord>(&app.store, &prefix, &page, |t| {
+        filter.as_ref().is_none_or(|f| &t.kind == f).then(|| wire::balance_txn(t))
     })
 }
 
 /// POST /v1/deposit-addresses — from the gateway; stable per merchant, currency, network.
-fn deposit_address(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let m = merchant(&app, ctx.merchant_id()?)?;
-        let req: DepositAddressIn = ctx.json()?;
-        let currency =
-            Currency::parse(&req.currency).map_err(|_| ApiError::invalid("currency", "unknown currency"))?;
-        let address = money::deposit_address(&app, &m, currency, &network(&req.network)?).await?;
-        Ok(ApiReply::json(
-            201,
-            &json!({"address": address.address, "network": address.network, "currency": address.currency.code()}),
-        ))
-    })
+async fn deposit_address(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let m = merchant(&app, ctx.merchant_id()?)?;
+    let req: DepositAddressIn = ctx.json()?;
+    let currency =
+        Currency::parse(&req.currency).map_err(|_| ApiError::invalid("currency", "unknown currency"))?;
+    let address = money::deposit_address(&app, &m, currency, &network(&req.network)?).await?;
+    Ok(ApiReply::json(
+        201,
+        &json!({"address": address.address, "network": address.network, "currency": address.currency.code()}),
+    ))
 }
 
 /// POST /v1/test_helpers/deposits — sandbox only: the gateway reports a
 /// deposit to the merchant's address; answers once it is credited.
-fn test_deposit(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        let m = merchant(&app, ctx.merchant_id()?)?;
-        let req: TestDepositIn = ctx.json()?;
-        let amount = parse_amount(&req.amount, "amount")?;
-        let network = network(&req.network)?;
-        money::deposit_address(&app, &m, amount.currency, &network).await?;
-        let account = crate::flows::bootstrap::funding_account(&app, &m).await?;
-        let reported = control
-            .report_deposit(&account.merchant_id, amount, &network)
-            .await
-            .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
-        // The callback was processed before the gateway answered; show the credit.
-        let Some((_, txns)) = pelago_actors::merchant::booked(
-            &app.store,
-            &crate::keys::Source::GatewayDeposit { deposit: reported.id.clone() }.text(),
-            pelago_actors::ledger::EntryKind::Deposit,
-        )?
-        else {
-            return Err(ApiError::upstream("the deposit callback was not processed"));
-        };
-        let booked = txns.first().map(wire::balance_txn);
-        let m = merchant(&app, &m.id)?;
-        Ok(ApiReply::json(
-            200,
-            &json!({"object": "deposit", "gateway_deposit_id": reported.id, "amount": wire::money(amount),
-                    "address": reported.address, "network": reported.network, "status": "succeeded",
-                    "balance_transaction": booked, "balances": balances_json(&m)["balances"]}),
-        ))
-    })
+async fn test_deposit(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let m = merchant(&app, ctx.merchant_id()?)?;
+    let req: TestDepositIn = ctx.json()?;
+    let amount = parse_amount(&req.amount, "amount")?;
+    let network = network(&req.network)?;
+    money::deposit_address(&app, &m, amount.currency, &network).await?;
+    let account = crate::flows::bootstrap::funding_account(&app, &m).await?;
+    let reported = control
+        .report_deposit(&account.merchant_id, amount, &network)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox gateway refused: {e}")))?;
+    // The callback was processed before the gateway answered; show the credit.
+    let Some((_, txns)) = pelago_actors::merchant::booked(
+        &app.store,
+        &crate::keys::Source::GatewayDeposit { deposit: reported.id.clone() }.text(),
+        pelago_actors::ledger::EntryKind::Deposit,
+    )?
+    else {
+        return Err(ApiError::upstream("the deposit callback was not processed"));
+    };
+    let booked = txns.first().map(wire::balance_txn);
+    let m = merchant(&app, &m.id)?;
+    Ok(ApiReply::json(
+        200,
+        &json!({"object": "deposit", "gateway_deposit_id": reported.id, "amount": wire::money(amount),
+                "address": reported.address, "network": reported.network, "status": "succeeded",
+                "balance_transaction": booked, "balances": balances_json(&m)["balances"]}),
+    ))
 }
 
 /// GET /admin/v1/ledger/check — recomputes every invariant of DOMAIN.md from the journal.
-fn ledger_check(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let store = app.store.clone();
-        let report =
-            tokio::task::spawn_blocking(move || check(&store)).await.map_err(|_| ApiError::internal())??;
-        Ok(ApiReply::json(200, &report))
-    })
+async fn ledger_check(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    let store = app.store.clone();
+    let report =
+        tokio::task::spawn_blocking(move || check(&store)).await.map_err(|_| ApiError::internal())??;
+    Ok(ApiReply::json(200, &report))
 }
 
 fn check(store: &pelago_storage::Store) -> Result<Value, ApiError> {

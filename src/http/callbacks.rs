@@ -19,14 +19,13 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     card::CardRecord,
     ports::{ChannelEvent, GatewayCallback},
     routing::ChannelRecord,
 };
-use pelago_storage::{CardId, ChannelId, MerchantId, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, ChannelId, MerchantId, Timestamp, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -59,10 +58,7 @@ pub struct CallbackRecord {
     pub deliveries: u32,
 }
 
-impl Record for CallbackRecord {
-    const TREE: Tree = Tree::Callbacks;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CallbackRecord, Callbacks, 1);
 
 /// Records (or counts again) a notification, durably.
 async fn record(app: &App, source: &str, event_id: &str, outcome: &str) -> Result<(), ApiError> {
@@ -86,73 +82,60 @@ fn signature_problem(e: wire::CallbackAuthError) -> ApiError {
 }
 
 /// POST /callbacks/channels/{channel_id}
-fn channel_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let unknown = || ApiError::unauthenticated("unknown channel");
-        let id = ChannelId::parse(ctx.param(0)).map_err(|_| unknown())?;
-        let channel = app.store.get::<ChannelRecord>(id.as_bytes())?.ok_or_else(unknown)?;
-        let header = ctx.header(wire::CHANNEL_SIGNATURE_HEADER).ok_or_else(|| {
-            ApiError::unauthenticated(format!("missing header {}", wire::CHANNEL_SIGNATURE_HEADER))
-        })?;
-        let secret =
-            open(&app.sealer, &channel.webhook_secret, &channel_secret_context(&id, "webhook_secret"))
-                .map_err(|_| ApiError::internal())?;
-        wire::verify(header, secret.expose().as_bytes(), &ctx.body, Timestamp::now_real().unix_seconds())
-            .map_err(signature_problem)?;
-        let callback = wire::parse_channel_callback(&ctx.body)
-            .map_err(|e| ApiError::bad_request(format!("unreadable callback body: {e}")))?;
-        let outcome = match callback.event {
-            ChannelEvent::Transaction { card_id, transaction } => {
-                // Bound: a card of this channel, by Pelago's id and the channel's own id.
-                let card = match CardId::parse(&card_id) {
-                    Ok(card) => app.store.get::<CardRecord>(card.as_bytes())?,
-                    Err(_) => None,
-                };
-                let Some(card) = card.filter(|c| {
-                    c.channel_id == id
-                        && c.channel_card_id.as_deref() == Some(transaction.channel_card_id.as_str())
-                }) else {
-                    return Err(crate::flows::callback_rules::unbound(
-                        &app,
-                        CallbackSource::Channel,
-                        id.as_str(),
-                        &callback.event_id,
-                        &card_id,
-                    )
-                    .into());
-                };
-                // Confirmed: the channel's own record of the transaction is applied, never the body.
-                crate::flows::channel_confirm::on_transaction(&app, &card, &transaction).await?
-            }
-            ChannelEvent::CardholderUpdated { .. } => {
-                crate::flows::cardholders::on_channel_event(
-                    &app.core,
-                    &id,
+async fn channel_callback(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let unknown = || ApiError::unauthenticated("unknown channel");
+    let id = ChannelId::parse(ctx.param(0)).map_err(|_| unknown())?;
+    let channel = app.store.get::<ChannelRecord>(id.as_bytes())?.ok_or_else(unknown)?;
+    let header = ctx.header(wire::CHANNEL_SIGNATURE_HEADER).ok_or_else(|| {
+        ApiError::unauthenticated(format!("missing header {}", wire::CHANNEL_SIGNATURE_HEADER))
+    })?;
+    let secret = open(&app.sealer, &channel.webhook_secret, &channel_secret_context(&id, "webhook_secret"))
+        .map_err(|_| ApiError::internal())?;
+    wire::verify(header, secret.expose().as_bytes(), &ctx.body, Timestamp::now_real().unix_seconds())
+        .map_err(signature_problem)?;
+    let callback = wire::parse_channel_callback(&ctx.body)
+        .map_err(|e| ApiError::bad_request(format!("unreadable callback body: {e}")))?;
+    let outcome = match callback.event {
+        ChannelEvent::Transaction { card_id, transaction } => {
+            // Bound: a card of this channel, by Pelago's id and the channel's own id.
+            let card = match CardId::parse(&card_id) {
+                Ok(card) => app.store.get::<CardRecord>(card.as_bytes())?,
+                Err(_) => None,
+            };
+            let Some(card) = card.filter(|c| {
+                c.channel_id == id
+                    && c.channel_card_id.as_deref() == Some(transaction.channel_card_id.as_str())
+            }) else {
+                return Err(crate::flows::callback_rules::unbound(
+                    &app,
+                    CallbackSource::Channel,
+                    id.as_str(),
                     &callback.event_id,
-                    &callback.event,
+                    &card_id,
                 )
+                .into());
+            };
+            // Confirmed: the channel's own record of the transaction is applied, never the body.
+            crate::flows::channel_confirm::on_transaction(&app, &card, &transaction).await?
+        }
+        ChannelEvent::CardholderUpdated { .. } => {
+            crate::flows::cardholders::on_channel_event(&app.core, &id, &callback.event_id, &callback.event)
                 .await?
-            }
-            ChannelEvent::CardOpened { .. } | ChannelEvent::TopupCompleted { .. } => {
-                crate::flows::channel_confirm::on_request_answered(
-                    &app.core,
-                    &id,
-                    &callback.event_id,
-                    &callback.event,
-                )
-                .await?
-            }
-        };
-        record(
-            &app,
-            &crate::keys::Context::Channel { channel: id.clone() }.text(),
-            &callback.event_id,
-            outcome,
-        )
+        }
+        ChannelEvent::CardOpened { .. } | ChannelEvent::TopupCompleted { .. } => {
+            crate::flows::channel_confirm::on_request_answered(
+                &app.core,
+                &id,
+                &callback.event_id,
+                &callback.event,
+            )
+            .await?
+        }
+    };
+    record(&app, &crate::keys::Context::Channel { channel: id.clone() }.text(), &callback.event_id, outcome)
         .await?;
-        tracing::info!(channel_id = %id, event_id = %callback.event_id, outcome, "channel callback");
-        Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
-    })
+    tracing::info!(channel_id = %id, event_id = %callback.event_id, outcome, "channel callback");
+    Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
 }
 
 /// The key the gateway signed with (the platform's account or a merchant's
@@ -167,34 +150,32 @@ pub(super) async fn gateway_key(
 }
 
 /// POST /callbacks/gateway
-fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
-            ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
-        })?;
-        // The body names the account; nothing is acted on before the signature holds.
-        let callback: GatewayCallback = wire::parse_gateway_callback(&ctx.body)
-            .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
-        let (_, account) = crate::flows::bootstrap::account_by_id(&app, &callback.account_merchant_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
-        wire::verify(
-            header,
-            account.api_key.expose().as_bytes(),
-            &ctx.body,
-            Timestamp::now_real().unix_seconds(),
-        )
-        .map_err(signature_problem)?;
-        // Signed by that account: bound, compared and confirmed by the flow.
-        let outcome = crate::flows::money::on_gateway_event(&app, &callback).await?;
-        record(
-            &app,
-            &crate::keys::Context::Gateway { merchant: callback.account_merchant_id.to_string() }.text(),
-            &callback.event_id,
-            outcome,
-        )
-        .await?;
-        tracing::info!(event_id = %callback.event_id, outcome, "gateway callback");
-        Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
-    })
+async fn gateway_callback(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
+        ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
+    })?;
+    // The body names the account; nothing is acted on before the signature holds.
+    let callback: GatewayCallback = wire::parse_gateway_callback(&ctx.body)
+        .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
+    let (_, account) = crate::flows::bootstrap::account_by_id(&app, &callback.account_merchant_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
+    wire::verify(
+        header,
+        account.api_key.expose().as_bytes(),
+        &ctx.body,
+        Timestamp::now_real().unix_seconds(),
+    )
+    .map_err(signature_problem)?;
+    // Signed by that account: bound, compared and confirmed by the flow.
+    let outcome = crate::flows::money::on_gateway_event(&app, &callback).await?;
+    record(
+        &app,
+        &crate::keys::Context::Gateway { merchant: callback.account_merchant_id.to_string() }.text(),
+        &callback.event_id,
+        outcome,
+    )
+    .await?;
+    tracing::info!(event_id = %callback.event_id, outcome, "gateway callback");
+    Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
 }

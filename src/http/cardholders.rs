@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     cardholder::CardholderRecord, keys::scan_prefix, merchant::MerchantRecord, ports::Address,
@@ -207,57 +206,48 @@ pub fn cardholder_json(c: &CardholderRecord) -> Value {
 }
 
 /// POST /v1/cardholders
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let merchant =
-            app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
-        let today = app.clock.now().to_datetime().date_naive();
-        let new = validate(ctx.json()?, today)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let created = cardholders::create(&app, &merchant, new, binding).await?;
-        let status = if created.settled { 201 } else { 202 };
-        Ok(ApiReply::json(status, &cardholder_json(&created.record)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let merchant = app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let today = app.clock.now().to_datetime().date_naive();
+    let new = validate(ctx.json()?, today)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let created = cardholders::create(&app, &merchant, new, binding).await?;
+    let status = if created.settled { 201 } else { 202 };
+    Ok(ApiReply::json(status, &cardholder_json(&created.record)))
 }
 
 /// GET /v1/cardholders/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &cardholder_json(&c)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &cardholder_json(&c)))
 }
 
 /// GET /v1/cardholders — newest first; `?reference=` filters.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["reference"])?;
-        let prefix = match page.filters.get("reference") {
-            Some(r) => scan_prefix(crate::keys::MCHDREF, &[&merchant, r]),
-            None => scan_prefix(crate::keys::MCHD, &[&merchant]),
-        };
-        let holders = pagination::indexed::<CardholderRecord>(&app.store, &prefix, &page)?;
-        Ok(ApiReply::json(200, &pagination::body(holders.iter().map(cardholder_json).collect(), page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["reference"])?;
+    let prefix = match page.filters.get("reference") {
+        Some(r) => scan_prefix(crate::keys::MCHDREF, &[&merchant, r]),
+        None => scan_prefix(crate::keys::MCHD, &[&merchant]),
+    };
+    let holders = pagination::indexed::<CardholderRecord>(&app.store, &prefix, &page)?;
+    Ok(ApiReply::json(200, &pagination::body(holders.iter().map(cardholder_json).collect(), page.limit)))
 }
 
 /// POST /v1/test_helpers/cardholders/{id}/approve — sandbox only: the channel
 /// approves a `Pending` cardholder; answers once Pelago processed the callback.
-fn approve(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let channel_cardholder_id = c
-            .channel_cardholder_id
-            .as_deref()
-            .ok_or_else(|| ApiError::invalid_state("the channel has not seen this cardholder yet"))?;
-        control
-            .approve_cardholder(channel_cardholder_id)
-            .await
-            .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
-        let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &cardholder_json(&c)))
-    })
+async fn approve(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let channel_cardholder_id = c
+        .channel_cardholder_id
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid_state("the channel has not seen this cardholder yet"))?;
+    control
+        .approve_cardholder(channel_cardholder_id)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
+    let c = cardholders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &cardholder_json(&c)))
 }

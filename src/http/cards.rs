@@ -72,72 +72,62 @@ struct TopupIn {
 
 /// POST /v1/cards/{id}/topups — master-account mode: debited at once, then the
 /// channel funds the card (201 succeeded/failed, 202 processing).
-fn create_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let req: TopupIn = ctx.json()?;
-        let amount = parse_amount(&req.amount, "amount")?;
-        if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
-            return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
-        }
-        let merchant =
-            app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        // With an Idempotency-Key, the answer is stored in the top-up's final commit.
-        let settled = ctx.answer.clone().map(|slot| {
-            let app = Arc::clone(&app);
-            Box::new(move |t: &pelago_actors::card::topup::TopupRecord| {
-                let unstored = |_| pelago_actors::ActorError::unavailable("the answer could not be stored");
-                let reply = ApiReply::json(201, &super::orders::topup_json(&app, t).map_err(unstored)?);
-                slot.stage(reply).map_err(unstored)
-            }) as pelago_actors::card::topup::SettledWrites
-        });
-        let topup =
-            crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding, settled)
-                .await?;
-        if let Some(reply) = ctx.answer.as_ref().and_then(idempotency::AnswerSlot::committed) {
-            return Ok(reply);
-        }
-        let status = match topup.status {
-            pelago_actors::card::topup::TopupStatus::Processing => 202,
-            _ => 201,
-        };
-        Ok(ApiReply::json(status, &super::orders::topup_json(&app, &topup)?))
-    })
+async fn create_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let req: TopupIn = ctx.json()?;
+    let amount = parse_amount(&req.amount, "amount")?;
+    if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
+        return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
+    }
+    let merchant =
+        app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    // With an Idempotency-Key, the answer is stored in the top-up's final commit.
+    let settled = ctx.answer.clone().map(|slot| {
+        let app = Arc::clone(&app);
+        Box::new(move |t: &pelago_actors::card::topup::TopupRecord| {
+            let unstored = |_| pelago_actors::ActorError::unavailable("the answer could not be stored");
+            let reply = ApiReply::json(201, &super::orders::topup_json(&app, t).map_err(unstored)?);
+            slot.stage(reply).map_err(unstored)
+        }) as pelago_actors::card::topup::SettledWrites
+    });
+    let topup =
+        crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding, settled).await?;
+    if let Some(reply) = ctx.answer.as_ref().and_then(idempotency::AnswerSlot::committed) {
+        return Ok(reply);
+    }
+    let status = match topup.status {
+        pelago_actors::card::topup::TopupStatus::Processing => 202,
+        _ => 201,
+    };
+    Ok(ApiReply::json(status, &super::orders::topup_json(&app, &topup)?))
 }
 
 /// GET /v1/topups/{id}
-fn get_topup(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let t = crate::flows::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &super::orders::topup_json(&app, &t)?))
-    })
+async fn get_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let t = crate::flows::topups::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &super::orders::topup_json(&app, &t)?))
 }
 
 /// GET /v1/cards/{id}/topups — newest first.
-fn list_topups(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = format!("{}/", card.id);
-        let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let found = app.store.scan::<pelago_actors::card::topup::TopupRecord>(
-            prefix.as_bytes(),
-            after.as_deref().map(str::as_bytes),
-            true,
-            page.limit + 1,
-        )?;
-        Ok(ApiReply::json(
-            200,
-            &pagination::body(
-                found
-                    .iter()
-                    .map(|(_, t)| super::orders::topup_json(&app, t))
-                    .collect::<Result<Vec<_>, _>>()?,
-                page.limit,
-            ),
-        ))
-    })
+async fn list_topups(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let page = pagination::parse(&ctx.query, &[])?;
+    let prefix = format!("{}/", card.id);
+    let after = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+    let found = app.store.scan::<pelago_actors::card::topup::TopupRecord>(
+        prefix.as_bytes(),
+        after.as_deref().map(str::as_bytes),
+        true,
+        page.limit + 1,
+    )?;
+    Ok(ApiReply::json(
+        200,
+        &pagination::body(
+            found.iter().map(|(_, t)| super::orders::topup_json(&app, t)).collect::<Result<Vec<_>, _>>()?,
+            page.limit,
+        ),
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -170,78 +160,72 @@ fn outcome_reply(app: &App, outcome: CardOutcome, created: bool) -> HandlerResul
 }
 
 /// POST /v1/cards
-fn open(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: OpenCardIn = ctx.json()?;
-        if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
-            return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
-        }
-        let merchant =
-            app.store.get::<MerchantRecord>(ctx.merchant_id()?.as_bytes())?.ok_or_else(ApiError::internal)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let outcome = cards::open(
-            &app,
-            &merchant,
-            cards::OpenRequest { cardholder_id: req.cardholder_id, reference: req.reference },
-            binding,
-        )
-        .await?;
-        outcome_reply(&app, outcome, true)
-    })
+async fn open(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: OpenCardIn = ctx.json()?;
+    if req.reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 255) {
+        return Err(ApiError::invalid("reference", "reference is 1 to 255 characters"));
+    }
+    let merchant =
+        app.store.get::<MerchantRecord>(ctx.merchant_id()?.as_bytes())?.ok_or_else(ApiError::internal)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let outcome = cards::open(
+        &app,
+        &merchant,
+        cards::OpenRequest { cardholder_id: req.cardholder_id, reference: req.reference },
+        binding,
+    )
+    .await?;
+    outcome_reply(&app, outcome, true)
 }
 
 /// GET /v1/cards/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &super::orders::card_json(&app, &card)?))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &super::orders::card_json(&app, &card)?))
 }
 
 /// GET /v1/cards — newest first; `?cardholder_id=`, `?status=` filter.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["cardholder_id", "status"])?;
-        let status = match page.filters.get("status") {
-            Some(s) => {
-                Some(CardStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "unknown card status"))?)
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["cardholder_id", "status"])?;
+    let status = match page.filters.get("status") {
+        Some(s) => {
+            Some(CardStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "unknown card status"))?)
+        }
+        None => None,
+    };
+    let holder = page.filters.get("cardholder_id").cloned();
+    let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MCARD, &[&merchant]);
+    let mut cursor = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
+    let mut items = Vec::new();
+    // Filters may skip records: scan in bounded pages.
+    for _ in 0..50 {
+        let keys = app.store.scan_keys(
+            Tree::Index,
+            prefix.as_bytes(),
+            cursor.as_deref().map(str::as_bytes),
+            true,
+            200,
+        )?;
+        let exhausted = keys.len() < 200;
+        cursor = keys.last().map(|k| String::from_utf8_lossy(k).into_owned());
+        for key in keys {
+            let Some(card) = app.store.get::<CardRecord>(&key[prefix.len()..])? else { continue };
+            if status.is_some_and(|s| s != card.status)
+                || holder.as_ref().is_some_and(|h| h != card.cardholder_id.as_str())
+            {
+                continue;
             }
-            None => None,
-        };
-        let holder = page.filters.get("cardholder_id").cloned();
-        let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MCARD, &[&merchant]);
-        let mut cursor = page.starting_after.as_ref().map(|id| format!("{prefix}{id}"));
-        let mut items = Vec::new();
-        // Filters may skip records: scan in bounded pages.
-        for _ in 0..50 {
-            let keys = app.store.scan_keys(
-                Tree::Index,
-                prefix.as_bytes(),
-                cursor.as_deref().map(str::as_bytes),
-                true,
-                200,
-            )?;
-            let exhausted = keys.len() < 200;
-            cursor = keys.last().map(|k| String::from_utf8_lossy(k).into_owned());
-            for key in keys {
-                let Some(card) = app.store.get::<CardRecord>(&key[prefix.len()..])? else { continue };
-                if status.is_some_and(|s| s != card.status)
-                    || holder.as_ref().is_some_and(|h| h != card.cardholder_id.as_str())
-                {
-                    continue;
-                }
-                items.push(super::orders::card_json(&app, &card)?);
-                if items.len() > page.limit {
-                    break;
-                }
-            }
-            if items.len() > page.limit || exhausted {
+            items.push(super::orders::card_json(&app, &card)?);
+            if items.len() > page.limit {
                 break;
             }
         }
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
-    })
+        if items.len() > page.limit || exhausted {
+            break;
+        }
+    }
+    Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
 }
 
 fn act(kind: ActionKind) -> impl Fn(Arc<App>, Ctx) -> BoxFuture<'static, HandlerResult> {
@@ -270,52 +254,48 @@ fn delete(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// GET /v1/cards/{id}/details — live from the channel on every call.
-fn details(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        if !matches!(card.status, CardStatus::Active | CardStatus::Frozen) {
-            return Err(ApiError::invalid_state(format!(
-                "a card that is {} has no details",
-                card.status.as_str()
-            )));
+async fn details(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    if !matches!(card.status, CardStatus::Active | CardStatus::Frozen) {
+        return Err(ApiError::invalid_state(format!(
+            "a card that is {} has no details",
+            card.status.as_str()
+        )));
+    }
+    let channel_card_id =
+        card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
+    let channel =
+        app.upstreams.channel(&card.channel_id).ok_or_else(|| ApiError::upstream("channel unavailable"))?;
+    let d = match channel.card_details(channel_card_id).await {
+        Outcome::Done(d) => d,
+        Outcome::Declined { .. } => {
+            return Err(ApiError::upstream("the channel refused to show the card"));
         }
-        let channel_card_id =
-            card.channel_card_id.clone().ok_or_else(|| ApiError::invalid_state("the card is not open"))?;
-        let channel = app
-            .upstreams
-            .channel(&card.channel_id)
-            .ok_or_else(|| ApiError::upstream("channel unavailable"))?;
-        let d = match channel.card_details(channel_card_id).await {
-            Outcome::Done(d) => d,
-            Outcome::Declined { .. } => {
-                return Err(ApiError::upstream("the channel refused to show the card"));
-            }
-            Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
-        };
-        // Serialized straight from the `SensitiveString`s (no intermediate JSON
-        // value holding copies); the body is wiped when the response is dropped
-        // (`no-store` replies, see `http::to_response`).
-        let body = DetailsOut {
-            card_id: card.id.as_str(),
-            pan: d.pan.expose(),
-            cvv: d.cvv.expose(),
-            expiry_month: d.expiry_month,
-            expiry_year: d.expiry_year,
-            balance: wire::money(d.balance),
-            status: &d.status,
-        };
-        // Sized once so that no reallocation leaves an unwiped copy behind.
-        let mut bytes = Vec::with_capacity(DETAILS_BODY_CAPACITY);
-        serde_json::to_writer(&mut bytes, &body).map_err(|_| ApiError::internal())?;
-        let reply = ApiReply {
-            status: 200,
-            body: bytes,
-            content_type: "application/json",
-            headers: Vec::new(),
-            file: None,
-        };
-        Ok(reply.with_header("cache-control", "no-store"))
-    })
+        Outcome::Unknown { .. } => return Err(ApiError::upstream("the channel did not answer")),
+    };
+    // Serialized straight from the `SensitiveString`s (no intermediate JSON
+    // value holding copies); the body is wiped when the response is dropped
+    // (`no-store` replies, see `http::to_response`).
+    let body = DetailsOut {
+        card_id: card.id.as_str(),
+        pan: d.pan.expose(),
+        cvv: d.cvv.expose(),
+        expiry_month: d.expiry_month,
+        expiry_year: d.expiry_year,
+        balance: wire::money(d.balance),
+        status: &d.status,
+    };
+    // Sized once so that no reallocation leaves an unwiped copy behind.
+    let mut bytes = Vec::with_capacity(DETAILS_BODY_CAPACITY);
+    serde_json::to_writer(&mut bytes, &body).map_err(|_| ApiError::internal())?;
+    let reply = ApiReply {
+        status: 200,
+        body: bytes,
+        content_type: "application/json",
+        headers: Vec::new(),
+        file: None,
+    };
+    Ok(reply.with_header("cache-control", "no-store"))
 }
 
 /// Room for a `/details` body (about 250 bytes with a 19-digit PAN).
@@ -367,51 +347,42 @@ async fn pull(app: &App, card: &CardRecord) -> Result<(), ApiError> {
 }
 
 /// GET /v1/cards/{id}/transactions — pulls first, then lists, newest first; `?since=`.
-fn transactions(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let page = pagination::parse(&ctx.query, &["since"])?;
-        let since = match page.filters.get("since") {
-            Some(s) => Some(
-                Timestamp::parse_rfc3339(s)
-                    .ok_or_else(|| ApiError::invalid("since", "since must be an RFC 3339 time"))?,
-            ),
-            None => None,
-        };
-        pull(&app, &card).await?;
-        let prefix = format!("{}/", card.id);
-        let body = pagination::filtered::<TransactionRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |t| since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t)),
-        )?;
-        Ok(ApiReply::json(200, &body))
+async fn transactions(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let page = pagination::parse(&ctx.query, &["since"])?;
+    let since = match page.filters.get("since") {
+        Some(s) => Some(
+            Timestamp::parse_rfc3339(s)
+                .ok_or_else(|| ApiError::invalid("since", "since must be an RFC 3339 time"))?,
+        ),
+        None => None,
+    };
+    pull(&app, &card).await?;
+    let prefix = format!("{}/", card.id);
+    pagination::reply::<TransactionRecord>(&app.store, &prefix, &page, |t| {
+        since.is_none_or(|s| t.occurred_at >= s).then(|| wire::transaction(t))
     })
 }
 
 /// POST /v1/test_helpers/cards/{id}/transactions — sandbox only: the channel
 /// records spending (declined if over the balance) and calls back; answers
 /// the transaction as Pelago stored it.
-fn test_transaction(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let req: TestTransactionIn = ctx.json()?;
-        let (channel_card_id, body) = test_transaction_body(&app, &card, &req)?;
-        let txn = control
-            .card_transaction(&channel_card_id, &body)
-            .await
-            .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
-        // The callback was processed before the channel answered; applying again is a no-op.
-        let channel_transaction = txn.channel_transaction_id.clone();
-        app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
-        let index = Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction };
-        let key = app.store.get_raw(Tree::Index, index.encode())?.ok_or_else(ApiError::internal)?;
-        let stored = app.store.get::<TransactionRecord>(&key)?.ok_or_else(ApiError::internal)?;
-        Ok(ApiReply::json(201, &wire::transaction(&stored)))
-    })
+async fn test_transaction(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let card = cards::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let req: TestTransactionIn = ctx.json()?;
+    let (channel_card_id, body) = test_transaction_body(&app, &card, &req)?;
+    let txn = control
+        .card_transaction(&channel_card_id, &body)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the sandbox channel refused: {e}")))?;
+    // The callback was processed before the channel answered; applying again is a no-op.
+    let channel_transaction = txn.channel_transaction_id.clone();
+    app.actors.ask_card(&card.id, ApplyTransaction(txn)).await??;
+    let index = Index::ChannelTransaction { channel: card.channel_id.clone(), channel_transaction };
+    let key = app.store.get_raw(Tree::Index, index.encode())?.ok_or_else(ApiError::internal)?;
+    let stored = app.store.get::<TransactionRecord>(&key)?.ok_or_else(ApiError::internal)?;
+    Ok(ApiReply::json(201, &wire::transaction(&stored)))
 }
 
 /// The sandbox channel's request for `req` on the open card's channel id,

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     card::{CardRecord, CrashNext, Inspect},
@@ -30,21 +29,19 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// GET /debug/v1/actors
-fn summary(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let a = &app.actors;
-        Ok(ApiReply::json(
-            200,
-            &json!({
-                "merchants": {"live": a.merchants.live()},
-                "cards": {"live": a.cards.live()},
-                "recipients": {"live": a.recipients.live()},
-                "restarts_total": a.counters.restarts_total.load(Ordering::Relaxed),
-                "passivated_total": a.counters.passivated_total.load(Ordering::Relaxed),
-                "max_live_actors": a.cards.config().max_live_actors,
-            }),
-        ))
-    })
+async fn summary(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    let a = &app.actors;
+    Ok(ApiReply::json(
+        200,
+        &json!({
+            "merchants": {"live": a.merchants.live()},
+            "cards": {"live": a.cards.live()},
+            "recipients": {"live": a.recipients.live()},
+            "restarts_total": a.counters.restarts_total.load(Ordering::Relaxed),
+            "passivated_total": a.counters.passivated_total.load(Ordering::Relaxed),
+            "max_live_actors": a.cards.config().max_live_actors,
+        }),
+    ))
 }
 
 fn view<S>(id: &str, was_live: bool, reply: InspectReply<S>, state: Value) -> Value {
@@ -63,46 +60,40 @@ fn view<S>(id: &str, was_live: bool, reply: InspectReply<S>, state: Value) -> Va
 }
 
 /// GET /debug/v1/actors/cards/{id} — activates the actor if it is not live.
-fn card(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = CardId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("card"))?;
-        if !app.store.contains(pelago_storage::Tree::Cards, id.as_bytes())? {
-            return Err(ApiError::not_found("card"));
-        }
-        let was_live = app.actors.cards.stats_of(&id).is_some();
-        let reply: InspectReply<CardRecord> = app.actors.ask_card(&id, Inspect).await??;
-        let state = serde_json::to_value(&reply.state).unwrap_or(Value::Null);
-        Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
-    })
+async fn card(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = CardId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("card"))?;
+    if !app.store.contains(pelago_storage::Tree::Cards, id.as_bytes())? {
+        return Err(ApiError::not_found("card"));
+    }
+    let was_live = app.actors.cards.stats_of(&id).is_some();
+    let reply: InspectReply<CardRecord> = app.actors.ask_card(&id, Inspect).await??;
+    let state = serde_json::to_value(&reply.state).unwrap_or(Value::Null);
+    Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
 }
 
 /// GET /debug/v1/actors/merchants/{id} — sealed secrets are shown as `[redacted]`.
-fn merchant(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = MerchantId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("merchant"))?;
-        if !app.store.contains(pelago_storage::Tree::Merchants, id.as_bytes())? {
-            return Err(ApiError::not_found("merchant"));
-        }
-        let was_live = app.actors.merchants.stats_of(&id).is_some();
-        let reply: InspectReply<MerchantRecord> = app.actors.ask_merchant(&id, InspectMerchant).await??;
-        let state = reply.state.as_ref().map(redacted_merchant).unwrap_or(Value::Null);
-        Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
-    })
+async fn merchant(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = MerchantId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("merchant"))?;
+    if !app.store.contains(pelago_storage::Tree::Merchants, id.as_bytes())? {
+        return Err(ApiError::not_found("merchant"));
+    }
+    let was_live = app.actors.merchants.stats_of(&id).is_some();
+    let reply: InspectReply<MerchantRecord> = app.actors.ask_merchant(&id, InspectMerchant).await??;
+    let state = reply.state.as_ref().map(redacted_merchant).unwrap_or(Value::Null);
+    Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
 }
 
 /// GET /debug/v1/actors/recipients/{id} — the numbers as everywhere: `****` + last 4.
-fn recipient(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id =
-            pelago_storage::RecipientId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("recipient"))?;
-        if !app.store.contains(pelago_storage::Tree::Recipients, id.as_bytes())? {
-            return Err(ApiError::not_found("recipient"));
-        }
-        let was_live = app.actors.recipients.stats_of(&id).is_some();
-        let reply = app.actors.ask_recipient(&id, pelago_actors::recipient::actor::Inspect).await??;
-        let state = reply.state.as_ref().map(super::recipients::recipient_json).unwrap_or(Value::Null);
-        Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
-    })
+async fn recipient(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id =
+        pelago_storage::RecipientId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("recipient"))?;
+    if !app.store.contains(pelago_storage::Tree::Recipients, id.as_bytes())? {
+        return Err(ApiError::not_found("recipient"));
+    }
+    let was_live = app.actors.recipients.stats_of(&id).is_some();
+    let reply = app.actors.ask_recipient(&id, pelago_actors::recipient::actor::Inspect).await??;
+    let state = reply.state.as_ref().map(super::recipients::recipient_json).unwrap_or(Value::Null);
+    Ok(ApiReply::json(200, &view(id.as_str(), was_live, reply, state)))
 }
 
 fn redacted_merchant(m: &MerchantRecord) -> Value {
@@ -127,16 +118,14 @@ fn redacted_merchant(m: &MerchantRecord) -> Value {
 
 /// POST /debug/v1/actors/cards/{id}/crash — sandbox only: the card actor
 /// panics inside its next message and is restarted from the store.
-fn crash(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        if !app.sandbox() {
-            return Err(ApiError::not_found("route"));
-        }
-        let id = CardId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("card"))?;
-        if !app.store.contains(pelago_storage::Tree::Cards, id.as_bytes())? {
-            return Err(ApiError::not_found("card"));
-        }
-        app.actors.ask_card(&id, CrashNext).await?;
-        Ok(ApiReply::json(202, &json!({"id": id, "crash": "armed for the next message"})))
-    })
+async fn crash(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    if !app.sandbox() {
+        return Err(ApiError::not_found("route"));
+    }
+    let id = CardId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("card"))?;
+    if !app.store.contains(pelago_storage::Tree::Cards, id.as_bytes())? {
+        return Err(ApiError::not_found("card"));
+    }
+    app.actors.ask_card(&id, CrashNext).await?;
+    Ok(ApiReply::json(202, &json!({"id": id, "crash": "armed for the next message"})))
 }

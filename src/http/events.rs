@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::outbox::{EventRecord, event_key};
 use pelago_storage::EventId;
@@ -21,37 +20,23 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// GET /v1/events
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?;
-        let page = pagination::parse(&ctx.query, &["type"])?;
-        let prefix = format!("{merchant}/");
-        let type_filter = page.filters.get("type").cloned();
-        let body = pagination::filtered::<EventRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |e| {
-                type_filter
-                    .as_ref()
-                    .is_none_or(|t| &e.event_type == t)
-                    .then(|| super::orders::event_json(&app, e))
-            },
-        )?;
-        Ok(ApiReply::json(200, &body))
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?;
+    let page = pagination::parse(&ctx.query, &["type"])?;
+    let prefix = format!("{merchant}/");
+    let type_filter = page.filters.get("type").cloned();
+    pagination::reply::<EventRecord>(&app.store, &prefix, &page, |e| {
+        type_filter.as_ref().is_none_or(|t| &e.event_type == t).then(|| super::orders::event_json(&app, e))
     })
 }
 
 /// GET /v1/events/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?;
-        let id = EventId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("event"))?;
-        let event = app
-            .store
-            .get::<EventRecord>(event_key(merchant, &id))?
-            .ok_or_else(|| ApiError::not_found("event"))?;
-        Ok(ApiReply::json(200, &super::orders::event_json(&app, &event)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?;
+    let id = EventId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("event"))?;
+    let event = app
+        .store
+        .get::<EventRecord>(event_key(merchant, &id))?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(ApiReply::json(200, &super::orders::event_json(&app, &event)))
 }

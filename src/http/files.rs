@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::file::{FileRecord, FileType, MAX_FILE_BYTES};
 use serde_json::{Value, json};
@@ -37,21 +36,16 @@ pub fn file_json(f: &FileRecord) -> Value {
 }
 
 /// POST /v1/files — the body is the file; `Content-Type` is its type.
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let declared = ctx.header("content-type").map(str::to_owned);
-        let file =
-            files::create(&app.core, &merchant_id, declared.as_deref(), ctx.body.clone(), binding).await?;
-        Ok(ApiReply::json(201, &file_json(&file)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let declared = ctx.header("content-type").map(str::to_owned);
+    let file = files::create(&app.core, &merchant_id, declared.as_deref(), ctx.body.clone(), binding).await?;
+    Ok(ApiReply::json(201, &file_json(&file)))
 }
 
 /// GET /v1/files/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let file = files::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &file_json(&file)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let file = files::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &file_json(&file)))
 }

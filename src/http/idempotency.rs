@@ -22,7 +22,7 @@ use std::{
 
 use parking_lot::Mutex;
 use pelago_actors::keys::{self, Index};
-use pelago_storage::{Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -49,10 +49,7 @@ pub struct IdempotencyRecord {
     pub created_at_ms: i64,
 }
 
-impl Record for IdempotencyRecord {
-    const TREE: Tree = Tree::Idempotency;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(IdempotencyRecord, Idempotency, 1);
 
 /// Keys running now, by scoped key → fingerprint.
 #[derive(Default)]

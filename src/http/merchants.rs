@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::merchant::{
     ApiKeyRecord, ConfigChange, FeeSchedule, FundingMode, GatewayAccountRecord, MerchantCommand,
@@ -338,67 +337,62 @@ fn created_reply(app: &App, merchant: &MerchantRecord, key: &ApiKeyRecord) -> Ha
 }
 
 /// POST /admin/v1/merchants
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        if let Some(binding) = &binding
-            && let Some(bound) = app.store.get_raw(Tree::Index, binding)?
-        {
-            // Created by an earlier attempt whose answer was lost: answer the same.
-            let bound = String::from_utf8_lossy(&bound).into_owned();
-            let (mid, kid) = bound.split_once(' ').ok_or_else(ApiError::internal)?;
-            let merchant = app.store.get::<MerchantRecord>(mid.as_bytes())?.ok_or_else(ApiError::internal)?;
-            let key = app.store.get::<ApiKeyRecord>(kid.as_bytes())?.ok_or_else(ApiError::internal)?;
-            // The earlier attempt may have failed after the save: finish what it began.
-            register_with_sandbox(&app, &merchant).await?;
-            return created_reply(&app, &merchant, &key);
-        }
-        let req: CreateMerchant = ctx.json()?;
-        let name = validate_name(&req.name)?;
-        let funding_mode = match req.funding_mode.as_str() {
-            "gateway" => FundingMode::Gateway,
-            "master_account" => FundingMode::MasterAccount,
-            _ => {
-                return Err(ApiError::invalid(
-                    "funding_mode",
-                    "funding_mode must be gateway or master_account",
-                ));
-            }
-        };
-        let webhook_url = match &req.webhook_url {
-            Some(u) => Some(validate_webhook_url(&app, u).await?),
-            None => None,
-        };
-        let allowed_card_names = validate_card_names(req.allowed_card_names)?;
-        let id = MerchantId::generate();
-        let gateway = validate_gateway(&app, &id, req.gateway, funding_mode)?;
-        let fees = validate_fees(req.fees.unwrap_or_default())?;
-        let now = app.clock.now();
-        let (first_key, api_secret) = new_api_key(&app, &id, now);
-        let (sealed_whsec, webhook_secret) = new_webhook_secret(&app, &id);
-        let record = MerchantRecord {
-            id: id.clone(),
-            name,
-            status: MerchantStatus::Active,
-            funding_mode,
-            webhook_url,
-            allowed_card_names,
-            gateway,
-            fees,
-            withdrawal_addresses: Vec::new(),
-            webhook_secrets: vec![WebhookSecret { secret: sealed_whsec, created_at: now, retires_at: None }],
-            balances: Vec::new(),
-            created_at: now,
-            version: 1,
-        };
-        drop((api_secret, webhook_secret)); // re-opened from the sealed copies below
-        let key = first_key.clone();
-        let command = MerchantCommand::Create { record: Box::new(record), first_key, binding };
-        let merchant = app.actors.ask_merchant(&id, command).await??;
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    if let Some(binding) = &binding
+        && let Some(bound) = app.store.get_raw(Tree::Index, binding)?
+    {
+        // Created by an earlier attempt whose answer was lost: answer the same.
+        let bound = String::from_utf8_lossy(&bound).into_owned();
+        let (mid, kid) = bound.split_once(' ').ok_or_else(ApiError::internal)?;
+        let merchant = app.store.get::<MerchantRecord>(mid.as_bytes())?.ok_or_else(ApiError::internal)?;
+        let key = app.store.get::<ApiKeyRecord>(kid.as_bytes())?.ok_or_else(ApiError::internal)?;
+        // The earlier attempt may have failed after the save: finish what it began.
         register_with_sandbox(&app, &merchant).await?;
-        tracing::info!(merchant_id = %merchant.id, "merchant created");
-        created_reply(&app, &merchant, &key)
-    })
+        return created_reply(&app, &merchant, &key);
+    }
+    let req: CreateMerchant = ctx.json()?;
+    let name = validate_name(&req.name)?;
+    let funding_mode = match req.funding_mode.as_str() {
+        "gateway" => FundingMode::Gateway,
+        "master_account" => FundingMode::MasterAccount,
+        _ => {
+            return Err(ApiError::invalid("funding_mode", "funding_mode must be gateway or master_account"));
+        }
+    };
+    let webhook_url = match &req.webhook_url {
+        Some(u) => Some(validate_webhook_url(&app, u).await?),
+        None => None,
+    };
+    let allowed_card_names = validate_card_names(req.allowed_card_names)?;
+    let id = MerchantId::generate();
+    let gateway = validate_gateway(&app, &id, req.gateway, funding_mode)?;
+    let fees = validate_fees(req.fees.unwrap_or_default())?;
+    let now = app.clock.now();
+    let (first_key, api_secret) = new_api_key(&app, &id, now);
+    let (sealed_whsec, webhook_secret) = new_webhook_secret(&app, &id);
+    let record = MerchantRecord {
+        id: id.clone(),
+        name,
+        status: MerchantStatus::Active,
+        funding_mode,
+        webhook_url,
+        allowed_card_names,
+        gateway,
+        fees,
+        withdrawal_addresses: Vec::new(),
+        webhook_secrets: vec![WebhookSecret { secret: sealed_whsec, created_at: now, retires_at: None }],
+        balances: Vec::new(),
+        created_at: now,
+        version: 1,
+    };
+    drop((api_secret, webhook_secret)); // re-opened from the sealed copies below
+    let key = first_key.clone();
+    let command = MerchantCommand::Create { record: Box::new(record), first_key, binding };
+    let merchant = app.actors.ask_merchant(&id, command).await??;
+    register_with_sandbox(&app, &merchant).await?;
+    tracing::info!(merchant_id = %merchant.id, "merchant created");
+    created_reply(&app, &merchant, &key)
 }
 
 /// The merchant's own gateway account, its API key sealed to the merchant;
@@ -457,138 +451,115 @@ async fn register_with_sandbox(app: &App, merchant: &MerchantRecord) -> Result<(
 }
 
 /// GET /admin/v1/merchants
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let page = pagination::parse(&ctx.query, &[])?;
-        let after = page.starting_after.as_deref().map(str::as_bytes);
-        let found = app.store.scan::<MerchantRecord>(b"mch_", after, true, page.limit + 1)?;
-        let items: Vec<Value> = found.iter().map(|(_, m)| merchant_json(m)).collect();
-        Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let page = pagination::parse(&ctx.query, &[])?;
+    let after = page.starting_after.as_deref().map(str::as_bytes);
+    let found = app.store.scan::<MerchantRecord>(b"mch_", after, true, page.limit + 1)?;
+    let items: Vec<Value> = found.iter().map(|(_, m)| merchant_json(m)).collect();
+    Ok(ApiReply::json(200, &pagination::body(items, page.limit)))
 }
 
 /// GET /admin/v1/merchants/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        let m =
-            app.store.get::<MerchantRecord>(id.as_bytes())?.ok_or_else(|| ApiError::not_found("merchant"))?;
-        Ok(ApiReply::json(200, &merchant_json(&m)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    let m = app.store.get::<MerchantRecord>(id.as_bytes())?.ok_or_else(|| ApiError::not_found("merchant"))?;
+    Ok(ApiReply::json(200, &merchant_json(&m)))
 }
 
 /// PATCH /admin/v1/merchants/{id}
-fn patch(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        let req: PatchMerchant = ctx.json()?;
-        let status = match req.status.as_deref() {
-            None => None,
-            Some("active") => Some(MerchantStatus::Active),
-            Some("suspended") => Some(MerchantStatus::Suspended),
-            Some(_) => return Err(ApiError::invalid("status", "status must be active or suspended")),
-        };
-        let webhook_url = match req.webhook_url {
-            Some(Some(u)) => Some(Some(validate_webhook_url(&app, &u).await?)),
-            other => other,
-        };
-        let allowed_card_names = req.allowed_card_names.map(validate_card_names).transpose()?;
-        let m = change(&app, &id, ConfigChange::Patch { status, webhook_url, allowed_card_names }).await?;
-        Ok(ApiReply::json(200, &merchant_json(&m)))
-    })
+async fn patch(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    let req: PatchMerchant = ctx.json()?;
+    let status = match req.status.as_deref() {
+        None => None,
+        Some("active") => Some(MerchantStatus::Active),
+        Some("suspended") => Some(MerchantStatus::Suspended),
+        Some(_) => return Err(ApiError::invalid("status", "status must be active or suspended")),
+    };
+    let webhook_url = match req.webhook_url {
+        Some(Some(u)) => Some(Some(validate_webhook_url(&app, &u).await?)),
+        other => other,
+    };
+    let allowed_card_names = req.allowed_card_names.map(validate_card_names).transpose()?;
+    let m = change(&app, &id, ConfigChange::Patch { status, webhook_url, allowed_card_names }).await?;
+    Ok(ApiReply::json(200, &merchant_json(&m)))
 }
 
 /// POST /admin/v1/merchants/{id}/api-keys — a new key; old keys keep working.
-fn issue_key(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        existing(&app, &id).await?;
-        if let Some(answer) = bound_answer(&app, &ctx)? {
-            return Ok(answer);
-        }
-        let (key, secret) = new_api_key(&app, &id, app.clock.now());
-        let answer = json!({"key_id": key.key_id, "secret": secret});
-        let binding = sealed_binding(&app, &ctx, &answer);
-        app.actors.ask_merchant(&id, MerchantCommand::IssueKey { key, binding }).await??;
-        Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
-    })
+async fn issue_key(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    existing(&app, &id).await?;
+    if let Some(answer) = bound_answer(&app, &ctx)? {
+        return Ok(answer);
+    }
+    let (key, secret) = new_api_key(&app, &id, app.clock.now());
+    let answer = json!({"key_id": key.key_id, "secret": secret});
+    let binding = sealed_binding(&app, &ctx, &answer);
+    app.actors.ask_merchant(&id, MerchantCommand::IssueKey { key, binding }).await??;
+    Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
 }
 
 /// DELETE /admin/v1/merchants/{id}/api-keys/{key_id} — revoked at once.
-fn revoke_key(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        let key_id = ApiKeyId::parse(ctx.param(1)).map_err(|_| ApiError::not_found("API key"))?;
-        existing(&app, &id).await?;
-        app.actors.ask_merchant(&id, MerchantCommand::RevokeKey(key_id)).await??;
-        Ok(ApiReply::no_content())
-    })
+async fn revoke_key(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    let key_id = ApiKeyId::parse(ctx.param(1)).map_err(|_| ApiError::not_found("API key"))?;
+    existing(&app, &id).await?;
+    app.actors.ask_merchant(&id, MerchantCommand::RevokeKey(key_id)).await??;
+    Ok(ApiReply::no_content())
 }
 
 /// POST /admin/v1/merchants/{id}/webhook-secret — rotation; the old secret
 /// keeps signing beside the new one for 24 h.
-fn rotate_webhook_secret(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        existing(&app, &id).await?;
-        if let Some(answer) = bound_answer(&app, &ctx)? {
-            return Ok(answer);
-        }
-        let (sealed, secret) = new_webhook_secret(&app, &id);
-        let now = app.clock.now();
-        let old_retire_at = now.plus_ms(24 * 3600 * 1000);
-        let answer = json!({"webhook_secret": secret});
-        let binding = sealed_binding(&app, &ctx, &answer);
-        let change = ConfigChange::RotateWebhookSecret { secret: sealed, old_retire_at };
-        app.actors.ask_merchant(&id, MerchantCommand::Change { change, binding }).await??;
-        Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
-    })
+async fn rotate_webhook_secret(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    existing(&app, &id).await?;
+    if let Some(answer) = bound_answer(&app, &ctx)? {
+        return Ok(answer);
+    }
+    let (sealed, secret) = new_webhook_secret(&app, &id);
+    let now = app.clock.now();
+    let old_retire_at = now.plus_ms(24 * 3600 * 1000);
+    let answer = json!({"webhook_secret": secret});
+    let binding = sealed_binding(&app, &ctx, &answer);
+    let change = ConfigChange::RotateWebhookSecret { secret: sealed, old_retire_at };
+    app.actors.ask_merchant(&id, MerchantCommand::Change { change, binding }).await??;
+    Ok(ApiReply::json(201, &answer).with_header("cache-control", "no-store"))
 }
 
 /// PUT /admin/v1/merchants/{id}/fees — replaces the schedule of its currency.
-fn put_fees(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        let schedule = validate_fee_schedule(ctx.json()?, "")?;
-        let m = change(&app, &id, ConfigChange::PutFees(schedule)).await?;
-        Ok(ApiReply::json(200, &merchant_json(&m)))
-    })
+async fn put_fees(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    let schedule = validate_fee_schedule(ctx.json()?, "")?;
+    let m = change(&app, &id, ConfigChange::PutFees(schedule)).await?;
+    Ok(ApiReply::json(200, &merchant_json(&m)))
 }
 
 /// PUT /admin/v1/merchants/{id}/withdrawal-addresses — at most 3.
-fn put_withdrawal_addresses(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = merchant_id(&ctx)?;
-        let req: WithdrawalAddressesIn = ctx.json()?;
-        if req.addresses.len() > pelago_actors::merchant::MAX_WITHDRAWAL_ADDRESSES {
-            return Err(ApiError::invalid("addresses", "at most 3 withdrawal addresses"));
+async fn put_withdrawal_addresses(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = merchant_id(&ctx)?;
+    let req: WithdrawalAddressesIn = ctx.json()?;
+    if req.addresses.len() > pelago_actors::merchant::MAX_WITHDRAWAL_ADDRESSES {
+        return Err(ApiError::invalid("addresses", "at most 3 withdrawal addresses"));
+    }
+    let mut addresses = Vec::new();
+    for (i, a) in req.addresses.into_iter().enumerate() {
+        let ok = !a.address.is_empty()
+            && a.address.len() <= 128
+            && a.address.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            return Err(ApiError::invalid(format!("addresses.{i}.address"), "1 to 128 letters and digits"));
         }
-        let mut addresses = Vec::new();
-        for (i, a) in req.addresses.into_iter().enumerate() {
-            let ok = !a.address.is_empty()
-                && a.address.len() <= 128
-                && a.address.bytes().all(|b| b.is_ascii_alphanumeric());
-            if !ok {
-                return Err(ApiError::invalid(
-                    format!("addresses.{i}.address"),
-                    "1 to 128 letters and digits",
-                ));
-            }
-            let net_ok = !a.network.is_empty()
-                && a.network.len() <= 32
-                && a.network.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !net_ok {
-                return Err(ApiError::invalid(
-                    format!("addresses.{i}.network"),
-                    "1 to 32 letters, digits or _",
-                ));
-            }
-            if a.label.as_ref().is_some_and(|l| l.chars().count() > 100) {
-                return Err(ApiError::invalid(format!("addresses.{i}.label"), "at most 100 characters"));
-            }
-            addresses.push(WithdrawalAddress { address: a.address, network: a.network, label: a.label });
+        let net_ok = !a.network.is_empty()
+            && a.network.len() <= 32
+            && a.network.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !net_ok {
+            return Err(ApiError::invalid(format!("addresses.{i}.network"), "1 to 32 letters, digits or _"));
         }
-        let m = change(&app, &id, ConfigChange::PutWithdrawalAddresses(addresses)).await?;
-        Ok(ApiReply::json(200, &merchant_json(&m)))
-    })
+        if a.label.as_ref().is_some_and(|l| l.chars().count() > 100) {
+            return Err(ApiError::invalid(format!("addresses.{i}.label"), "at most 100 characters"));
+        }
+        addresses.push(WithdrawalAddress { address: a.address, network: a.network, label: a.label });
+    }
+    let m = change(&app, &id, ConfigChange::PutWithdrawalAddresses(addresses)).await?;
+    Ok(ApiReply::json(200, &merchant_json(&m)))
 }

@@ -258,52 +258,30 @@ where
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
-    let caller = match auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await {
+    let caller = auth::authenticate(app, surface, &method, &path, &query, &headers, &body).await;
+    let caller = match caller.inspect_err(|_| charge_refused(app, surface, peer.as_ref())) {
         Ok(caller) => caller,
-        Err(e) => {
-            if matches!(surface, Surface::Merchant)
-                && let Some(ip) = &peer
-            {
-                let _ = app.ip_rate_limiter.check(ip);
-            }
-            return ("(auth)", e.into_reply(request_id));
-        }
+        Err(e) => return ("(auth)", e.into_reply(request_id)),
     };
-    let (route, params) = match app.router.find(&lookup, &path) {
-        Match::Found(route, params) => (route, params),
-        Match::WrongMethod(allow) => {
-            return ("(method)", ApiError::method_not_allowed(allow).into_reply(request_id));
-        }
-        Match::NotFound => return ("(unknown)", ApiError::not_found("route").into_reply(request_id)),
+    let (route, params) = match find_route(app, surface, &lookup, &path, &caller) {
+        Ok(found) => found,
+        Err((label, e)) => return (label, e.into_reply(request_id)),
     };
-    if matches!(surface, Surface::Merchant)
-        && let Caller::Merchant { merchant_id, .. } = &caller
-        && let Err(retry_after) = app.rate_limiter.check(merchant_id)
-    {
-        return (route.pattern, ApiError::rate_limited(retry_after).into_reply(request_id));
-    }
     let mutating = matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
         && matches!(surface, Surface::Merchant | Surface::Operator)
         && !path.starts_with("/debug/");
-    let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if mutating && headers.contains_key("idempotency-key") && idempotency_key.is_none() {
-        let e = ApiError::invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII");
-        return (route.pattern, e.into_reply(request_id));
-    }
-    let before = if mutating {
-        let key = idempotency_key.as_deref();
-        idempotency::before(app, &caller, key, method.as_str(), &path, &query, &body, route.pattern)
+    let (guard, idempotency_key) = if mutating {
+        match idempotency_guard(app, &caller, &method, &path, &query, &headers, &body, route.pattern) {
+            Ok((idempotency::Before::Replay(reply), _)) => return (route.pattern, reply),
+            Ok((idempotency::Before::Run(guard), key)) => (Some(guard), key),
+            Ok((idempotency::Before::Untracked, key)) => (None, key),
+            Err(e) => return (route.pattern, e.into_reply(request_id)),
+        }
     } else {
-        Ok(idempotency::Before::Untracked)
-    };
-    let guard = match before {
-        Ok(idempotency::Before::Untracked) => None,
-        Ok(idempotency::Before::Replay(reply)) => return (route.pattern, reply),
-        Ok(idempotency::Before::Run(guard)) => Some(guard),
-        Err(e) => return (route.pattern, e.into_reply(request_id)),
+        (None, None)
     };
     let ctx = Ctx {
-        idempotency_key: if mutating { idempotency_key } else { None },
+        idempotency_key,
         request_id: request_id.to_owned(),
         method,
         path,
@@ -326,6 +304,58 @@ where
         return (route.pattern, e.into_reply(request_id));
     }
     (route.pattern, reply)
+}
+
+/// A merchant request that failed authentication is charged to its address
+/// (only those: the others were charged before their body was read).
+fn charge_refused(app: &App, surface: Surface, peer: Option<&ratelimit::IpKey>) {
+    if matches!(surface, Surface::Merchant)
+        && let Some(ip) = peer
+    {
+        let _ = app.ip_rate_limiter.check(ip);
+    }
+}
+
+/// The route (404, or 405 with `Allow`), then the merchant's rate limit.
+fn find_route<'a>(
+    app: &'a App,
+    surface: Surface,
+    lookup: &Method,
+    path: &str,
+    caller: &Caller,
+) -> Result<(&'a Route, Vec<String>), (&'static str, ApiError)> {
+    let (route, params) = match app.router.find(lookup, path) {
+        Match::Found(route, params) => (route, params),
+        Match::WrongMethod(allow) => return Err(("(method)", ApiError::method_not_allowed(allow))),
+        Match::NotFound => return Err(("(unknown)", ApiError::not_found("route"))),
+    };
+    if matches!(surface, Surface::Merchant)
+        && let Caller::Merchant { merchant_id, .. } = caller
+        && let Err(retry_after) = app.rate_limiter.check(merchant_id)
+    {
+        return Err((route.pattern, ApiError::rate_limited(retry_after)));
+    }
+    Ok((route, params))
+}
+
+/// A mutating request's Idempotency-Key (printable ASCII) and what it says:
+/// run (the guard stores the answer), replay a stored answer, or untracked.
+fn idempotency_guard(
+    app: &Arc<App>,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    route: &'static str,
+) -> Result<(idempotency::Before, Option<String>), ApiError> {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if headers.contains_key("idempotency-key") && key.is_none() {
+        return Err(ApiError::invalid("Idempotency-Key", "Idempotency-Key must be printable ASCII"));
+    }
+    let before = idempotency::before(app, caller, key.as_deref(), method.as_str(), path, query, body, route)?;
+    Ok((before, key))
 }
 
 /// The per-address limit, before any work: every request not authenticated

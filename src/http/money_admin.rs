@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{merchant::MerchantRecord, withdrawal::WithdrawalRecord};
 use pelago_storage::{MerchantId, WithdrawalId};
@@ -59,44 +58,35 @@ fn merchant(app: &App, raw: &str) -> Result<MerchantRecord, ApiError> {
 }
 
 /// POST /admin/v1/merchants/{id}/withdrawals
-fn create_withdrawal(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let m = merchant(&app, ctx.param(0))?;
-        let req: WithdrawalIn = ctx.json()?;
-        let amount = parse_amount(&req.amount, "amount")?;
-        let binding =
-            ctx.idempotency_key.as_deref().and_then(|k| super::idempotency::binding_key(&ctx.caller, k));
-        let w = withdrawals::create(&app, &m, amount, &req.address, binding).await?;
-        Ok(ApiReply::json(201, &wire::withdrawal(&w)))
-    })
+async fn create_withdrawal(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let m = merchant(&app, ctx.param(0))?;
+    let req: WithdrawalIn = ctx.json()?;
+    let amount = parse_amount(&req.amount, "amount")?;
+    let binding =
+        ctx.idempotency_key.as_deref().and_then(|k| super::idempotency::binding_key(&ctx.caller, k));
+    let w = withdrawals::create(&app, &m, amount, &req.address, binding).await?;
+    Ok(ApiReply::json(201, &wire::withdrawal(&w)))
 }
 
 /// GET /admin/v1/merchants/{id}/withdrawals — newest first.
-fn list_withdrawals(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let m = merchant(&app, ctx.param(0))?;
-        let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = pelago_actors::keys::scan_prefix(crate::keys::MWDR, &[&m.id]);
-        let withdrawals = pagination::indexed::<WithdrawalRecord>(&app.store, &prefix, &page)?;
-        Ok(ApiReply::json(
-            200,
-            &pagination::body(withdrawals.iter().map(wire::withdrawal).collect(), page.limit),
-        ))
-    })
+async fn list_withdrawals(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let m = merchant(&app, ctx.param(0))?;
+    let page = pagination::parse(&ctx.query, &[])?;
+    let prefix = pelago_actors::keys::scan_prefix(crate::keys::MWDR, &[&m.id]);
+    let withdrawals = pagination::indexed::<WithdrawalRecord>(&app.store, &prefix, &page)?;
+    Ok(ApiReply::json(200, &pagination::body(withdrawals.iter().map(wire::withdrawal).collect(), page.limit)))
 }
 
 /// GET /admin/v1/merchants/{id}/withdrawals/{withdrawal_id}
-fn get_withdrawal(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let m = merchant(&app, ctx.param(0))?;
-        let id = WithdrawalId::parse(ctx.param(1)).map_err(|_| ApiError::not_found("withdrawal"))?;
-        let w = app
-            .store
-            .get::<WithdrawalRecord>(id.as_bytes())?
-            .filter(|w| w.merchant_id == m.id)
-            .ok_or_else(|| ApiError::not_found("withdrawal"))?;
-        Ok(ApiReply::json(200, &wire::withdrawal(&w)))
-    })
+async fn get_withdrawal(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let m = merchant(&app, ctx.param(0))?;
+    let id = WithdrawalId::parse(ctx.param(1)).map_err(|_| ApiError::not_found("withdrawal"))?;
+    let w = app
+        .store
+        .get::<WithdrawalRecord>(id.as_bytes())?
+        .filter(|w| w.merchant_id == m.id)
+        .ok_or_else(|| ApiError::not_found("withdrawal"))?;
+    Ok(ApiReply::json(200, &wire::withdrawal(&w)))
 }
 
 fn settlement_json(app: &App, run: &SettlementRun) -> Result<Value, ApiError> {
@@ -123,25 +113,21 @@ fn valid_date(raw: &str) -> Result<String, ApiError> {
 }
 
 /// POST /admin/v1/settlement/runs — once per date (the same date again is the same run).
-fn trigger_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: SettlementIn = ctx.json()?;
-        let date = valid_date(&req.date)?;
-        let run = crate::flows::settlement::trigger(&app.core, &date).await?;
-        Ok(ApiReply::json(202, &settlement_json(&app, &run)?))
-    })
+async fn trigger_settlement(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: SettlementIn = ctx.json()?;
+    let date = valid_date(&req.date)?;
+    let run = crate::flows::settlement::trigger(&app.core, &date).await?;
+    Ok(ApiReply::json(202, &settlement_json(&app, &run)?))
 }
 
 /// GET /admin/v1/settlement/runs/{date}
-fn get_settlement(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let date = valid_date(ctx.param(0)).map_err(|_| ApiError::not_found("settlement run"))?;
-        let run = app
-            .store
-            .get::<SettlementRun>(date.as_str())?
-            .ok_or_else(|| ApiError::not_found("settlement run"))?;
-        Ok(ApiReply::json(200, &settlement_json(&app, &run)?))
-    })
+async fn get_settlement(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let date = valid_date(ctx.param(0)).map_err(|_| ApiError::not_found("settlement run"))?;
+    let run = app
+        .store
+        .get::<SettlementRun>(date.as_str())?
+        .ok_or_else(|| ApiError::not_found("settlement run"))?;
+    Ok(ApiReply::json(200, &settlement_json(&app, &run)?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -168,25 +154,21 @@ pub fn billing_json(run: &crate::flows::billing::BillingRun) -> Value {
 }
 
 /// POST /admin/v1/billing/runs — a period is billed once, ever (the same period is the same run).
-pub fn trigger_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: BillingIn = ctx.json()?;
-        let run = crate::flows::billing::trigger(&app.core, &req.period, None).await?;
-        Ok(ApiReply::json(202, &billing_json(&run)))
-    })
+pub async fn trigger_billing(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: BillingIn = ctx.json()?;
+    let run = crate::flows::billing::trigger(&app.core, &req.period, None).await?;
+    Ok(ApiReply::json(202, &billing_json(&run)))
 }
 
 /// GET /admin/v1/billing/runs/{period}
-pub fn get_billing(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let period = ctx.param(0);
-        if crate::flows::billing::period_start(period).is_none() {
-            return Err(ApiError::not_found("billing run"));
-        }
-        let run = app
-            .store
-            .get::<crate::flows::billing::BillingRun>(period)?
-            .ok_or_else(|| ApiError::not_found("billing run"))?;
-        Ok(ApiReply::json(200, &billing_json(&run)))
-    })
+pub async fn get_billing(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let period = ctx.param(0);
+    if crate::flows::billing::period_start(period).is_none() {
+        return Err(ApiError::not_found("billing run"));
+    }
+    let run = app
+        .store
+        .get::<crate::flows::billing::BillingRun>(period)?
+        .ok_or_else(|| ApiError::not_found("billing run"))?;
+    Ok(ApiReply::json(200, &billing_json(&run)))
 }

@@ -57,24 +57,22 @@ pub fn routes() -> Vec<Route> {
 /// onboarding. Signed like `/callbacks/gateway`; acted on only through a
 /// query of the onboarding under the account that signed (duplicates and any
 /// order: one effect).
-fn gateway_callback(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        use crate::upstream::callbacks as wire;
-        let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
-            ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
-        })?;
-        let callback: marketplace_wire::OnboardingCallback = serde_json::from_slice(&ctx.body)
-            .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
-        let (merchant, key) = super::callbacks::gateway_key(&app, &callback.merchant_id)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
-        wire::verify(header, key.as_bytes(), &ctx.body, pelago_storage::Timestamp::now_real().unix_seconds())
-            .map_err(|_| ApiError::unauthenticated("bad callback signature"))?;
-        let outcome =
-            onboardings::on_gateway_callback(&app.core, merchant.as_ref(), &callback.onboarding_id).await?;
-        tracing::info!(event_id = %callback.event_id, outcome, "gateway onboarding callback");
-        Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
-    })
+async fn gateway_callback(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    use crate::upstream::callbacks as wire;
+    let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
+        ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
+    })?;
+    let callback: marketplace_wire::OnboardingCallback = serde_json::from_slice(&ctx.body)
+        .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
+    let (merchant, key) = super::callbacks::gateway_key(&app, &callback.merchant_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("unknown gateway account"))?;
+    wire::verify(header, key.as_bytes(), &ctx.body, pelago_storage::Timestamp::now_real().unix_seconds())
+        .map_err(|_| ApiError::unauthenticated("bad callback signature"))?;
+    let outcome =
+        onboardings::on_gateway_callback(&app.core, merchant.as_ref(), &callback.onboarding_id).await?;
+    tracing::info!(event_id = %callback.event_id, outcome, "gateway onboarding callback");
+    Ok(ApiReply::json(200, &json!({"received": true, "outcome": outcome})))
 }
 
 /// The marketplace half of `POST /admin/v1/test_helpers/gateway/faults`
@@ -236,53 +234,46 @@ fn json_or_empty<T: serde::de::DeserializeOwned>(ctx: &Ctx) -> Result<T, ApiErro
 }
 
 /// POST /v1/recipients/{id}/onboardings
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let req: CreateIn = ctx.json()?;
-        let kind = OnboardingType::parse(&req.kind).ok_or_else(|| {
-            ApiError::invalid(
-                "type",
-                "type must be PREVIOUSLY_ONBOARDED, ONE_STEP_ONBOARDING or TWO_STEP_ONBOARDING",
-            )
-        })?;
-        let documents = documents(req.documents, false)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = onboardings::create(
-            &app.core,
-            &merchant_id,
-            ctx.param(0),
-            kind,
-            req.provider_recipient_id,
-            documents,
-            binding,
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let req: CreateIn = ctx.json()?;
+    let kind = OnboardingType::parse(&req.kind).ok_or_else(|| {
+        ApiError::invalid(
+            "type",
+            "type must be PREVIOUSLY_ONBOARDED, ONE_STEP_ONBOARDING or TWO_STEP_ONBOARDING",
         )
-        .await?;
-        Ok(answered(answer, 201))
-    })
+    })?;
+    let documents = documents(req.documents, false)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = onboardings::create(
+        &app.core,
+        &merchant_id,
+        ctx.param(0),
+        kind,
+        req.provider_recipient_id,
+        documents,
+        binding,
+    )
+    .await?;
+    Ok(answered(answer, 201))
 }
 
 /// GET /v1/recipients/{id}/onboardings — newest first, paginated.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let page = super::pagination::parse(&ctx.query, &[])?;
-        let recipient =
-            crate::flows::marketplace::recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))
-                .await?;
-        let prefix = pelago_actors::recipient::onboardings::owned_prefix(&recipient.id);
-        let found = super::pagination::indexed::<Onboarding>(&app.store, &prefix, &page)?;
-        let data = found.iter().map(onboarding_json).collect();
-        Ok(ApiReply::json(200, &super::pagination::body(data, page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let page = super::pagination::parse(&ctx.query, &[])?;
+    let recipient =
+        crate::flows::marketplace::recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))
+            .await?;
+    let prefix = pelago_actors::recipient::onboardings::owned_prefix(&recipient.id);
+    let found = super::pagination::indexed::<Onboarding>(&app.store, &prefix, &page)?;
+    let data = found.iter().map(onboarding_json).collect();
+    Ok(ApiReply::json(200, &super::pagination::body(data, page.limit)))
 }
 
 /// GET /v1/recipients/{id}/onboardings/{oid}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let (_, o) =
-            onboardings::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
-        Ok(ApiReply::json(200, &onboarding_json(&o)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let (_, o) = onboardings::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
+    Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
 async fn act(app: &Arc<App>, ctx: &Ctx, action: Action) -> HandlerResult {
@@ -291,12 +282,10 @@ async fn act(app: &Arc<App>, ctx: &Ctx, action: Action) -> HandlerResult {
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/continue
-fn continue_(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: ContinueIn = json_or_empty(&ctx)?;
-        let documents = documents(req.documents, false)?;
-        act(&app, &ctx, Action::Continue { documents }).await
-    })
+async fn continue_(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: ContinueIn = json_or_empty(&ctx)?;
+    let documents = documents(req.documents, false)?;
+    act(&app, &ctx, Action::Continue { documents }).await
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/cancel
@@ -305,38 +294,31 @@ fn cancel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/supplements
-fn supplements(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: SupplementIn = ctx.json()?;
-        let documents = documents(Some(req.documents), true)?;
-        let note = optional_text(req.note, "note", 500)?;
-        act(&app, &ctx, Action::Supplement { documents, note }).await
-    })
+async fn supplements(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: SupplementIn = ctx.json()?;
+    let documents = documents(Some(req.documents), true)?;
+    let note = optional_text(req.note, "note", 500)?;
+    act(&app, &ctx, Action::Supplement { documents, note }).await
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/transfer
-fn transfer(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: TransferIn = ctx.json()?;
-        let o = onboardings::transfer(
-            &app.core,
-            ctx.merchant_id()?,
-            ctx.param(0),
-            ctx.param(1),
-            Some(&req.recipient_id),
-        )
-        .await?;
-        Ok(ApiReply::json(200, &onboarding_json(&o)))
-    })
+async fn transfer(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: TransferIn = ctx.json()?;
+    let o = onboardings::transfer(
+        &app.core,
+        ctx.merchant_id()?,
+        ctx.param(0),
+        ctx.param(1),
+        Some(&req.recipient_id),
+    )
+    .await?;
+    Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/reverse-transfer
-fn reverse_transfer(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let o =
-            onboardings::transfer(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1), None).await?;
-        Ok(ApiReply::json(200, &onboarding_json(&o)))
-    })
+async fn reverse_transfer(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let o = onboardings::transfer(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1), None).await?;
+    Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
 /// Runs a sandbox gateway control helper on the onboarding and answers once
@@ -372,34 +354,30 @@ async fn helper<B: serde::Serialize>(
 }
 
 /// POST /v1/test_helpers/recipients/{id}/onboardings/{oid}/decide — sandbox only; PENDING only.
-fn decide(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: DecideIn = ctx.json()?;
-        if !matches!(req.status.as_str(), "SUCCEEDED" | "DECLINED" | "REJECTED" | "BLOCKED" | "ERROR") {
-            return Err(ApiError::invalid(
-                "status",
-                "status must be SUCCEEDED, DECLINED, REJECTED, BLOCKED or ERROR",
-            ));
-        }
-        let reason = optional_text(req.reason, "reason", 255)?;
-        let body = marketplace_wire::DecideBody { status: req.status, reason };
-        helper(&app, &ctx, "decide", &body, |o| o.status == OnboardingStatus::Pending).await
-    })
+async fn decide(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: DecideIn = ctx.json()?;
+    if !matches!(req.status.as_str(), "SUCCEEDED" | "DECLINED" | "REJECTED" | "BLOCKED" | "ERROR") {
+        return Err(ApiError::invalid(
+            "status",
+            "status must be SUCCEEDED, DECLINED, REJECTED, BLOCKED or ERROR",
+        ));
+    }
+    let reason = optional_text(req.reason, "reason", 255)?;
+    let body = marketplace_wire::DecideBody { status: req.status, reason };
+    helper(&app, &ctx, "decide", &body, |o| o.status == OnboardingStatus::Pending).await
 }
 
 /// POST /v1/test_helpers/recipients/{id}/onboardings/{oid}/compliance — sandbox only; compliance `pending` only.
-fn compliance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let req: ComplianceIn = ctx.json()?;
-        if !matches!(req.result.as_str(), "approved" | "failed") {
-            return Err(ApiError::invalid("result", "result must be approved or failed"));
-        }
-        let reason = optional_text(req.reason, "reason", 255)?;
-        let body = marketplace_wire::ComplianceBody { result: req.result, reason };
-        helper(&app, &ctx, "compliance", &body, |o| {
-            o.status == OnboardingStatus::Succeeded
-                && o.compliance.status == pelago_actors::recipient::ComplianceStatus::Pending
-        })
-        .await
+async fn compliance(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let req: ComplianceIn = ctx.json()?;
+    if !matches!(req.result.as_str(), "approved" | "failed") {
+        return Err(ApiError::invalid("result", "result must be approved or failed"));
+    }
+    let reason = optional_text(req.reason, "reason", 255)?;
+    let body = marketplace_wire::ComplianceBody { result: req.result, reason };
+    helper(&app, &ctx, "compliance", &body, |o| {
+        o.status == OnboardingStatus::Succeeded
+            && o.compliance.status == pelago_actors::recipient::ComplianceStatus::Pending
     })
+    .await
 }

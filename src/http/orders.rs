@@ -50,22 +50,18 @@ pub fn topup_json(app: &App, topup: &TopupRecord) -> Result<Value, ApiError> {
 }
 
 /// GET /v1/orders/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &wire::order(&o)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &wire::order(&o)))
 }
 
 /// GET /v1/orders — newest first.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MORD, &[&merchant]);
-        let orders = pagination::indexed::<OrderRecord>(&app.store, &prefix, &page)?;
-        Ok(ApiReply::json(200, &pagination::body(orders.iter().map(wire::order).collect(), page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &[])?;
+    let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::MORD, &[&merchant]);
+    let orders = pagination::indexed::<OrderRecord>(&app.store, &prefix, &page)?;
+    Ok(ApiReply::json(200, &pagination::body(orders.iter().map(wire::order).collect(), page.limit)))
 }
 
 /// What the cardholder does on the checkout page.
@@ -115,19 +111,15 @@ fn expire(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 
 /// POST /v1/test_helpers/orders/{id}/resend-callback — the gateway delivers its
 /// last callback for the order again (a duplicate).
-fn resend(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        let gid = o
-            .gateway_order_id
-            .clone()
-            .ok_or_else(|| ApiError::invalid_state("the order has no checkout yet"))?;
-        let event_id = control
-            .resend_order_callback(&gid)
-            .await
-            .map_err(|e| ApiError::invalid_state(format!("the gateway refused: {e}")))?;
-        let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &json!({"order": wire::order(&o), "resent_event_id": event_id})))
-    })
+async fn resend(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    let gid =
+        o.gateway_order_id.clone().ok_or_else(|| ApiError::invalid_state("the order has no checkout yet"))?;
+    let event_id = control
+        .resend_order_callback(&gid)
+        .await
+        .map_err(|e| ApiError::invalid_state(format!("the gateway refused: {e}")))?;
+    let o = orders::load_owned(&app, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &json!({"order": wire::order(&o), "resent_event_id": event_id})))
 }

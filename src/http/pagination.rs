@@ -114,6 +114,16 @@ pub fn filtered<R: Record>(
     Ok(body)
 }
 
+/// A filtered list's 200 reply: [`filtered`] within [`FILTER_SCAN_BUDGET`].
+pub fn reply<R: Record>(
+    store: &Store,
+    prefix: &str,
+    page: &Page,
+    keep: impl FnMut(&R) -> Option<serde_json::Value>,
+) -> super::router::HandlerResult {
+    Ok(super::router::ApiReply::json(200, &filtered(store, prefix, page, FILTER_SCAN_BUDGET, keep)?))
+}
+
 /// One page of records listed through `Tree::Index` rows `{prefix}{id}` (the
 /// record's key is the id): newest first, after `starting_after`, one extra to
 /// tell `has_more` (see [`body`]). A row whose record is gone is skipped.

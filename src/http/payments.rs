@@ -105,69 +105,11 @@ fn validate(req: PaymentIn) -> Result<PaymentInput, ApiError> {
     // 1: body shape (serde named the path already), amount, merchant_reference.
     let amount = parse_amount(&req.amount, "amount")?;
     let merchant_reference = reference(&req.merchant_reference, "merchant_reference", 3, 255)?;
-    let description = match &req.description {
-        Some(d) => Some(reference(d, "description", 0, 255).map_err(|_| {
-            ApiError::invalid(
-                "description",
-                "description must be at most 255 characters, without control characters",
-            )
-        })?),
-        None => None,
-    };
-    let mut kinds = Vec::with_capacity(req.split_marketplace.len());
-    for (i, line) in req.split_marketplace.iter().enumerate() {
-        kinds.push(LineType::parse(&line.kind).ok_or_else(|| {
-            ApiError::invalid(
-                line_param(i, "type"),
-                "type must be PURCHASE, PAYMENTFEE, VAT, COMMISSION or MARKETPLACE",
-            )
-        })?);
-        if let Some(fee) = line.liability.as_ref().and_then(|l| l.processing_fee.as_deref())
-            && !matches!(fee, "MERCHANT" | "RECIPIENT" | "SHARED")
-        {
-            return Err(ApiError::invalid(
-                line_param(i, "liability.processing_fee"),
-                "processing_fee must be MERCHANT, RECIPIENT or SHARED",
-            ));
-        }
-    }
-    // 2: 1..20 lines, at least one sale.
-    if !(1..=20).contains(&kinds.len()) || !kinds.iter().any(|k| k.is_sale()) {
-        return Err(ApiError::invalid(
-            "split_marketplace",
-            "split_marketplace takes 1 to 20 lines, at least one PURCHASE or MARKETPLACE",
-        ));
-    }
-    // 3: one recipient id at most; a sale line needs one.
-    for (i, (line, kind)) in req.split_marketplace.iter().zip(&kinds).enumerate() {
-        let (by_id, by_provider) = (line.recipient_id.is_some(), line.provider_recipient_id.is_some());
-        if (by_id && by_provider) || (kind.is_sale() && !by_id && !by_provider) {
-            return Err(ApiError::invalid(
-                line_param(i, "recipient_id"),
-                "give recipient_id or provider_recipient_id (not both); PURCHASE and MARKETPLACE lines need one",
-            ));
-        }
-    }
-    // 4: line amounts, in the payment's currency.
-    let mut amounts = Vec::with_capacity(kinds.len());
-    for (i, line) in req.split_marketplace.iter().enumerate() {
-        let a = parse_amount(&line.amount, &line_param(i, "amount"))?;
-        if a.currency != amount.currency {
-            return Err(ApiError::invalid(
-                line_param(i, "amount.currency"),
-                "a line's currency must be the payment's",
-            ));
-        }
-        amounts.push(a);
-    }
-    // 5: line merchant references.
-    let mut references = Vec::with_capacity(kinds.len());
-    for (i, line) in req.split_marketplace.iter().enumerate() {
-        references.push(match &line.merchant_reference {
-            Some(r) => Some(reference(r, &line_param(i, "merchant_reference"), 3, 255)?),
-            None => None,
-        });
-    }
+    let description = req.description.as_deref().map(description).transpose()?;
+    let kinds = line_types(&req.split_marketplace)?;
+    check_parties(&req.split_marketplace, &kinds)?;
+    let amounts = line_amounts(&req.split_marketplace, amount)?;
+    let references = line_references(&req.split_marketplace)?;
     let lines = req
         .split_marketplace
         .into_iter()
@@ -185,6 +127,86 @@ fn validate(req: PaymentIn) -> Result<PaymentInput, ApiError> {
         })
         .collect();
     Ok(PaymentInput { amount, merchant_reference, description, capture: req.capture.unwrap_or(true), lines })
+}
+
+fn description(d: &str) -> Result<String, ApiError> {
+    reference(d, "description", 0, 255).map_err(|_| {
+        ApiError::invalid(
+            "description",
+            "description must be at most 255 characters, without control characters",
+        )
+    })
+}
+
+/// Rule 1, per line: the type, the processing fee's liability.
+fn line_types(lines: &[LineIn]) -> Result<Vec<LineType>, ApiError> {
+    let mut kinds = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        kinds.push(LineType::parse(&line.kind).ok_or_else(|| {
+            ApiError::invalid(
+                line_param(i, "type"),
+                "type must be PURCHASE, PAYMENTFEE, VAT, COMMISSION or MARKETPLACE",
+            )
+        })?);
+        if let Some(fee) = line.liability.as_ref().and_then(|l| l.processing_fee.as_deref())
+            && !matches!(fee, "MERCHANT" | "RECIPIENT" | "SHARED")
+        {
+            return Err(ApiError::invalid(
+                line_param(i, "liability.processing_fee"),
+                "processing_fee must be MERCHANT, RECIPIENT or SHARED",
+            ));
+        }
+    }
+    Ok(kinds)
+}
+
+/// Rules 2 and 3: 1..20 lines, at least one sale; one recipient id at most,
+/// and a sale line needs one.
+fn check_parties(lines: &[LineIn], kinds: &[LineType]) -> Result<(), ApiError> {
+    if !(1..=20).contains(&kinds.len()) || !kinds.iter().any(|k| k.is_sale()) {
+        return Err(ApiError::invalid(
+            "split_marketplace",
+            "split_marketplace takes 1 to 20 lines, at least one PURCHASE or MARKETPLACE",
+        ));
+    }
+    for (i, (line, kind)) in lines.iter().zip(kinds).enumerate() {
+        let (by_id, by_provider) = (line.recipient_id.is_some(), line.provider_recipient_id.is_some());
+        if (by_id && by_provider) || (kind.is_sale() && !by_id && !by_provider) {
+            return Err(ApiError::invalid(
+                line_param(i, "recipient_id"),
+                "give recipient_id or provider_recipient_id (not both); PURCHASE and MARKETPLACE lines need one",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rule 4: line amounts, in the payment's currency.
+fn line_amounts(lines: &[LineIn], payment: Money) -> Result<Vec<Money>, ApiError> {
+    let mut amounts = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let a = parse_amount(&line.amount, &line_param(i, "amount"))?;
+        if a.currency != payment.currency {
+            return Err(ApiError::invalid(
+                line_param(i, "amount.currency"),
+                "a line's currency must be the payment's",
+            ));
+        }
+        amounts.push(a);
+    }
+    Ok(amounts)
+}
+
+/// Rule 5: line merchant references.
+fn line_references(lines: &[LineIn]) -> Result<Vec<Option<String>>, ApiError> {
+    let param = |i| line_param(i, "merchant_reference");
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            line.merchant_reference.as_deref().map(|r| reference(r, &param(i), 3, 255)).transpose()
+        })
+        .collect()
 }
 
 fn minor(value: i64, currency_of: Money) -> Value {
@@ -242,50 +264,37 @@ pub fn payment_json(p: &PaymentRecord) -> Value {
 
 /// POST /v1/payments — 201 PENDING with `checkout_url` (DECLINED if the
 /// gateway refused the checkout), 202 while the gateway's answer is unknown.
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let input = validate(ctx.json::<PaymentIn>()?)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = payments::create(&app.core, &merchant_id, input, binding).await?;
-        Ok(ApiReply::json(if answer.unknown { 202 } else { 201 }, &payment_json(&answer.payment)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let input = validate(ctx.json::<PaymentIn>()?)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = payments::create(&app.core, &merchant_id, input, binding).await?;
+    Ok(ApiReply::json(if answer.unknown { 202 } else { 201 }, &payment_json(&answer.payment)))
 }
 
 /// GET /v1/payments — newest first; `?status=`, `?merchant_reference=`.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["status", "merchant_reference"])?;
-        let status = match page.filters.get("status") {
-            Some(raw) => Some(PaymentStatus::parse(raw).ok_or_else(|| {
-                ApiError::invalid("status", "status must be one of the payment statuses (upper case)")
-            })?),
-            None => None,
-        };
-        let reference = page.filters.get("merchant_reference").cloned();
-        let prefix = pelago_actors::payment::keys::PaymentKey::records_of(&merchant);
-        let body = pagination::filtered::<PaymentRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |p| {
-                let keep = status.is_none_or(|s| p.status == s)
-                    && reference.as_ref().is_none_or(|r| &p.merchant_reference == r);
-                keep.then(|| payment_json(p))
-            },
-        )?;
-        Ok(ApiReply::json(200, &body))
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["status", "merchant_reference"])?;
+    let status = match page.filters.get("status") {
+        Some(raw) => Some(PaymentStatus::parse(raw).ok_or_else(|| {
+            ApiError::invalid("status", "status must be one of the payment statuses (upper case)")
+        })?),
+        None => None,
+    };
+    let reference = page.filters.get("merchant_reference").cloned();
+    let prefix = pelago_actors::keys::scan_prefix("", &[&merchant]);
+    pagination::reply::<PaymentRecord>(&app.store, &prefix, &page, |p| {
+        let keep = status.is_none_or(|s| p.status == s)
+            && reference.as_ref().is_none_or(|r| &p.merchant_reference == r);
+        keep.then(|| payment_json(p))
     })
 }
 
 /// GET /v1/payments/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let p = payments::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &payment_json(&p)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let p = payments::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &payment_json(&p)))
 }
 
 fn acted(answer: Answer) -> ApiReply {
@@ -294,56 +303,48 @@ fn acted(answer: Answer) -> ApiReply {
 
 /// POST /v1/payments/{id}/capture — AUTHORIZED → SUCCEEDED (whole); refused
 /// → 502, unchanged; unknown → 202 with `pending_action`.
-fn capture(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let answer =
-            payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Capture).await?;
-        Ok(acted(answer))
-    })
+async fn capture(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let answer = payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Capture).await?;
+    Ok(acted(answer))
 }
 
 /// POST /v1/payments/{id}/cancel — PENDING or AUTHORIZED → CANCELED.
-fn cancel(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let answer =
-            payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Cancel).await?;
-        Ok(acted(answer))
-    })
+async fn cancel(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let answer = payments::act(&app.core, ctx.merchant_id()?, ctx.param(0), PaymentAction::Cancel).await?;
+    Ok(acted(answer))
 }
 
 /// POST /v1/payments/{id}/cancel-or-refund — PENDING/AUTHORIZED: canceled
 /// (200, 202 while unknown); SUCCEEDED/PARTIALLY_REFUNDED: the rest refunded
 /// (channel `amount − refunded_amount`, each line its unreversed rest; 201,
 /// 202 while the gateway's answer is unknown); else 409.
-fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let p = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
-        match p.status {
-            PaymentStatus::Pending | PaymentStatus::Authorized => {
-                let answer = payments::act(&app.core, &merchant, ctx.param(0), PaymentAction::Cancel).await?;
-                let status = if answer.unknown { 202 } else { 200 };
-                let body =
-                    json!({"action": "canceled", "payment": payment_json(&answer.payment), "refund": null});
-                Ok(ApiReply::json(status, &body))
-            }
-            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
-                let binding =
-                    ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-                let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
-                let body = json!({
-                    "action": "refunded",
-                    "payment": payment_json(&answer.payment),
-                    "refund": super::refunds::refund_json(&answer.refund),
-                });
-                Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
-            }
-            other => Err(ApiError::invalid_state(format!(
-                "the payment is {}: it can be neither canceled nor refunded",
-                other.as_str()
-            ))),
+async fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let p = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
+    match p.status {
+        PaymentStatus::Pending | PaymentStatus::Authorized => {
+            let answer = payments::act(&app.core, &merchant, ctx.param(0), PaymentAction::Cancel).await?;
+            let status = if answer.unknown { 202 } else { 200 };
+            let body =
+                json!({"action": "canceled", "payment": payment_json(&answer.payment), "refund": null});
+            Ok(ApiReply::json(status, &body))
         }
-    })
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
+            let binding =
+                ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+            let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
+            let body = json!({
+                "action": "refunded",
+                "payment": payment_json(&answer.payment),
+                "refund": super::refunds::refund_json(&answer.refund),
+            });
+            Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
+        }
+        other => Err(ApiError::invalid_state(format!(
+            "the payment is {}: it can be neither canceled nor refunded",
+            other.as_str()
+        ))),
+    }
 }
 
 /// What the buyer does on the sandbox checkout page.

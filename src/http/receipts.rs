@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     card::{CardRecord, TransactionRecord},
@@ -59,25 +58,23 @@ fn receipt_json(r: &ReceiptRecord) -> Result<Value, ApiError> {
 /// POST /v1/receipts — the receipt of a `posted` purchase of the caller's
 /// own card: 201, and a repeat (any later request for the same transaction)
 /// answers 201 with the very same receipt (API.md: one receipt per transaction).
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let body: CreateReceiptIn = ctx.json()?;
-        let (card, txn) = own_transaction(&app, &merchant_id, &body.transaction_id)?;
-        if let Some(existing) = receipts::for_transaction(&app.store, &txn.id)?
-            && receipts::is_posted_purchase(&txn)
-        {
-            return Ok(ApiReply::json(201, &receipt_json(&existing)?));
-        }
-        check_receiptable(&txn)?;
-        let record = new_receipt(&app, merchant_id, card, &txn)?;
-        if receipts::store_new(&app.store, &record).await? {
-            return Ok(ApiReply::json(201, &receipt_json(&record)?));
-        }
-        // A concurrent request issued it first: answer with that one.
-        let existing = receipts::for_transaction(&app.store, &txn.id)?.ok_or_else(ApiError::internal)?;
-        Ok(ApiReply::json(201, &receipt_json(&existing)?))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let body: CreateReceiptIn = ctx.json()?;
+    let (card, txn) = own_transaction(&app, &merchant_id, &body.transaction_id)?;
+    if let Some(existing) = receipts::for_transaction(&app.store, &txn.id)?
+        && receipts::is_posted_purchase(&txn)
+    {
+        return Ok(ApiReply::json(201, &receipt_json(&existing)?));
+    }
+    check_receiptable(&txn)?;
+    let record = new_receipt(&app, merchant_id, card, &txn)?;
+    if receipts::store_new(&app.store, &record).await? {
+        return Ok(ApiReply::json(201, &receipt_json(&record)?));
+    }
+    // A concurrent request issued it first: answer with that one.
+    let existing = receipts::for_transaction(&app.store, &txn.id)?.ok_or_else(ApiError::internal)?;
+    Ok(ApiReply::json(201, &receipt_json(&existing)?))
 }
 
 /// The transaction `raw` of one of the merchant's cards, with its card; 404
@@ -154,63 +151,57 @@ fn new_receipt(
 }
 
 /// GET /v1/receipts/public-key — public, no authentication.
-fn public_key(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        Ok(ApiReply::json(
-            200,
-            &json!({"alg": "Ed25519", "key_id": app.receipts.key_id(), "public_key": app.receipts.public_key()}),
-        ))
-    })
+async fn public_key(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    Ok(ApiReply::json(
+        200,
+        &json!({"alg": "Ed25519", "key_id": app.receipts.key_id(), "public_key": app.receipts.public_key()}),
+    ))
 }
 
 /// POST /polyflow/v1/receipts/verify — 200 `{valid: true, receipt, redeemed}`
 /// or 200 `{valid: false, reason}` (also when its transaction is no longer a
 /// posted purchase).
-fn verify(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let body: VerifyIn = ctx.json()?;
-        let invalid = |reason: receipts::Invalid| {
-            ApiReply::json(200, &json!({"valid": false, "reason": reason.to_string()}))
-        };
-        let payload = match app.receipts.verify(&body.receipt) {
-            Ok(p) => p,
-            Err(reason) => return Ok(invalid(reason)),
-        };
-        let stored = match ReceiptId::parse(&payload.receipt_id) {
-            Ok(id) => app.store.get::<ReceiptRecord>(id.as_bytes())?,
-            Err(_) => None,
-        };
-        let Some(stored) = stored.filter(|r| r.receipt == body.receipt) else {
-            return Ok(invalid(receipts::Invalid::UnknownReceipt));
-        };
-        // Valid only while its transaction is still a posted purchase.
-        if !receipts::transaction(&app.store, &stored.transaction_id)?
-            .is_some_and(|(txn, _)| receipts::is_posted_purchase(&txn))
-        {
-            return Ok(invalid(receipts::Invalid::NotAPostedPurchase));
-        }
-        Ok(ApiReply::json(
-            200,
-            &json!({"valid": true, "receipt": payload, "redeemed": stored.redeemed_at.is_some()}),
-        ))
-    })
+async fn verify(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let body: VerifyIn = ctx.json()?;
+    let invalid = |reason: receipts::Invalid| {
+        ApiReply::json(200, &json!({"valid": false, "reason": reason.to_string()}))
+    };
+    let payload = match app.receipts.verify(&body.receipt) {
+        Ok(p) => p,
+        Err(reason) => return Ok(invalid(reason)),
+    };
+    let stored = match ReceiptId::parse(&payload.receipt_id) {
+        Ok(id) => app.store.get::<ReceiptRecord>(id.as_bytes())?,
+        Err(_) => None,
+    };
+    let Some(stored) = stored.filter(|r| r.receipt == body.receipt) else {
+        return Ok(invalid(receipts::Invalid::UnknownReceipt));
+    };
+    // Valid only while its transaction is still a posted purchase.
+    if !receipts::transaction(&app.store, &stored.transaction_id)?
+        .is_some_and(|(txn, _)| receipts::is_posted_purchase(&txn))
+    {
+        return Ok(invalid(receipts::Invalid::NotAPostedPurchase));
+    }
+    Ok(ApiReply::json(
+        200,
+        &json!({"valid": true, "receipt": payload, "redeemed": stored.redeemed_at.is_some()}),
+    ))
 }
 
 /// POST /polyflow/v1/receipts/{id}/redeem — once; again → 409 `already_redeemed`;
 /// its transaction no longer a posted purchase → 409 `invalid_state`.
-fn redeem(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let id = ReceiptId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("receipt"))?;
-        match receipts::redeem(&app.store, &id, app.clock.now()).await? {
-            Redeemed::Now(r) => Ok(ApiReply::json(
-                200,
-                &json!({"id": r.id, "redeemed": true, "redeemed_at": r.redeemed_at.map(|t| t.to_rfc3339())}),
-            )),
-            Redeemed::Already => Err(ApiError::already_redeemed()),
-            Redeemed::Unknown => Err(ApiError::not_found("receipt")),
-            Redeemed::NotAPostedPurchase => Err(ApiError::invalid_state(
-                "the receipt's transaction is no longer a posted purchase; it cannot be redeemed",
-            )),
-        }
-    })
+async fn redeem(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let id = ReceiptId::parse(ctx.param(0)).map_err(|_| ApiError::not_found("receipt"))?;
+    match receipts::redeem(&app.store, &id, app.clock.now()).await? {
+        Redeemed::Now(r) => Ok(ApiReply::json(
+            200,
+            &json!({"id": r.id, "redeemed": true, "redeemed_at": r.redeemed_at.map(|t| t.to_rfc3339())}),
+        )),
+        Redeemed::Already => Err(ApiError::already_redeemed()),
+        Redeemed::Unknown => Err(ApiError::not_found("receipt")),
+        Redeemed::NotAPostedPurchase => Err(ApiError::invalid_state(
+            "the receipt's transaction is no longer a posted purchase; it cannot be redeemed",
+        )),
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::recipient::withdrawal::RecipientWithdrawalRecord;
 use pelago_storage::RecipientWithdrawalId;
@@ -70,47 +69,41 @@ pub fn withdrawal_json(w: &RecipientWithdrawalRecord) -> Value {
 }
 
 /// POST /v1/recipients/{id}/withdrawals
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let req: WithdrawalIn = ctx.json()?;
-        let amount = parse_amount(&req.amount, "amount")?;
-        let commission = req.commission.as_ref().map(|c| parse_amount(c, "commission")).transpose()?;
-        let reference = match req.reference {
-            Some(r) => Some(super::recipients::text(Some(r), "reference", 255, true)?),
-            None => None,
-        };
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let request = withdrawals::Request { amount, commission, reference };
-        let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, binding).await?;
-        let status = if answer.unknown { 202 } else { 201 };
-        Ok(ApiReply::json(status, &withdrawal_json(&answer.withdrawal)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let req: WithdrawalIn = ctx.json()?;
+    let amount = parse_amount(&req.amount, "amount")?;
+    let commission = req.commission.as_ref().map(|c| parse_amount(c, "commission")).transpose()?;
+    let reference = match req.reference {
+        Some(r) => Some(super::recipients::text(Some(r), "reference", 255, true)?),
+        None => None,
+    };
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let request = withdrawals::Request { amount, commission, reference };
+    let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, binding).await?;
+    let status = if answer.unknown { 202 } else { 201 };
+    Ok(ApiReply::json(status, &withdrawal_json(&answer.withdrawal)))
 }
 
 /// GET /v1/recipients/{id}/withdrawals — newest first, paginated.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let page = pagination::parse(&ctx.query, &[])?;
-        let recipient = load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
-        let prefix = pelago_actors::keys::scan_prefix(crate::keys::RWDLIST, &[&recipient.id]);
-        let found = pagination::indexed::<RecipientWithdrawalRecord>(&app.store, &prefix, &page)?;
-        let data: Vec<Value> = found.iter().map(withdrawal_json).collect();
-        Ok(ApiReply::json(200, &pagination::body(data, page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let page = pagination::parse(&ctx.query, &[])?;
+    let recipient = load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
+    let prefix = pelago_actors::keys::scan_prefix(crate::keys::RWDLIST, &[&recipient.id]);
+    let found = pagination::indexed::<RecipientWithdrawalRecord>(&app.store, &prefix, &page)?;
+    let data: Vec<Value> = found.iter().map(withdrawal_json).collect();
+    Ok(ApiReply::json(200, &pagination::body(data, page.limit)))
 }
 
 /// GET /v1/recipients/{id}/withdrawals/{withdrawal_id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let recipient = load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
-        let not_found = || ApiError::not_found("withdrawal");
-        let id = RecipientWithdrawalId::parse(ctx.param(1)).map_err(|_| not_found())?;
-        let w = app
-            .store
-            .get::<RecipientWithdrawalRecord>(id.as_bytes())?
-            .filter(|w| w.recipient_id == recipient.id)
-            .ok_or_else(not_found)?;
-        Ok(ApiReply::json(200, &withdrawal_json(&w)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let recipient = load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
+    let not_found = || ApiError::not_found("withdrawal");
+    let id = RecipientWithdrawalId::parse(ctx.param(1)).map_err(|_| not_found())?;
+    let w = app
+        .store
+        .get::<RecipientWithdrawalRecord>(id.as_bytes())?
+        .filter(|w| w.recipient_id == recipient.id)
+        .ok_or_else(not_found)?;
+    Ok(ApiReply::json(200, &withdrawal_json(&w)))
 }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::{
     keys,
@@ -342,75 +341,65 @@ pub fn recipient_json(r: &RecipientRecord) -> Value {
 }
 
 /// POST /v1/recipients
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let today = app.clock.now().to_datetime().date_naive();
-        let mut req = parse(&ctx)?;
-        let kind = kind_of(req.kind.take())?;
-        let input = validate(req, today, true)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let record = recipients::create(&app.core, &merchant_id, kind, input, binding).await?;
-        Ok(ApiReply::json(201, &recipient_json(&record)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let today = app.clock.now().to_datetime().date_naive();
+    let mut req = parse(&ctx)?;
+    let kind = kind_of(req.kind.take())?;
+    let input = validate(req, today, true)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let record = recipients::create(&app.core, &merchant_id, kind, input, binding).await?;
+    Ok(ApiReply::json(201, &recipient_json(&record)))
 }
 
 /// GET /v1/recipients/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let record = recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
-        Ok(ApiReply::json(200, &recipient_json(&record)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let record = recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
+    Ok(ApiReply::json(200, &recipient_json(&record)))
 }
 
 /// PATCH /v1/recipients/{id} — any field but `type`, by the same rules.
-fn update(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant_id = ctx.merchant_id()?.clone();
-        let today = app.clock.now().to_datetime().date_naive();
-        let req = parse(&ctx)?;
-        if req.kind.is_some() {
-            return Err(ApiError::invalid("type", "type cannot be changed"));
-        }
-        let input = validate(req, today, false)?;
-        let record = recipients::update(&app.core, &merchant_id, ctx.param(0), input).await?;
-        Ok(ApiReply::json(200, &recipient_json(&record)))
-    })
+async fn update(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant_id = ctx.merchant_id()?.clone();
+    let today = app.clock.now().to_datetime().date_naive();
+    let req = parse(&ctx)?;
+    if req.kind.is_some() {
+        return Err(ApiError::invalid("type", "type cannot be changed"));
+    }
+    let input = validate(req, today, false)?;
+    let record = recipients::update(&app.core, &merchant_id, ctx.param(0), input).await?;
+    Ok(ApiReply::json(200, &recipient_json(&record)))
 }
 
 /// GET /v1/recipients — newest first; `?reference=` filters.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &["reference"])?;
-        let prefix = match page.filters.get("reference") {
-            Some(r) => keys::scan_prefix(keys::MRECREF, &[&merchant, r]),
-            None => keys::scan_prefix(keys::MREC, &[&merchant]),
-        };
-        let found = pagination::indexed::<RecipientRecord>(&app.store, &prefix, &page)?;
-        let found = found
-            .into_iter()
-            .filter(|r| r.merchant_id == merchant)
-            .map(|r| pelago_actors::recipient::onboardings::with_current(&app.store, r))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ApiReply::json(200, &pagination::body(found.iter().map(recipient_json).collect(), page.limit)))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &["reference"])?;
+    let prefix = match page.filters.get("reference") {
+        Some(r) => keys::scan_prefix(keys::MRECREF, &[&merchant, r]),
+        None => keys::scan_prefix(keys::MREC, &[&merchant]),
+    };
+    let found = pagination::indexed::<RecipientRecord>(&app.store, &prefix, &page)?;
+    let found = found
+        .into_iter()
+        .filter(|r| r.merchant_id == merchant)
+        .map(|r| pelago_actors::recipient::onboardings::with_current(&app.store, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ApiReply::json(200, &pagination::body(found.iter().map(recipient_json).collect(), page.limit)))
 }
 
 /// GET /v1/recipients/{id}/balance — the recipient's accounts in the
 /// merchant's ledger (MARKETPLACE.md §8), as its merchant's actor booked them.
-fn balance(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let record = recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
-        let booked = app.store.get::<RecipientBalances>(record.id.as_bytes())?;
-        let balances = booked.map(|b| b.balances).unwrap_or_default();
-        let balances: Vec<Value> = balances
-            .iter()
-            .map(|b| {
-                json!({"currency": b.currency.code(), "in_transit": b.in_transit,
-                       "available": b.available, "withdrawing": b.withdrawing})
-            })
-            .collect();
-        Ok(ApiReply::json(200, &json!({"recipient_id": record.id, "balances": balances})))
-    })
+async fn balance(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let record = recipients::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0)).await?;
+    let booked = app.store.get::<RecipientBalances>(record.id.as_bytes())?;
+    let balances = booked.map(|b| b.balances).unwrap_or_default();
+    let balances: Vec<Value> = balances
+        .iter()
+        .map(|b| {
+            json!({"currency": b.currency.code(), "in_transit": b.in_transit,
+                   "available": b.available, "withdrawing": b.withdrawing})
+        })
+        .collect();
+    Ok(ApiReply::json(200, &json!({"recipient_id": record.id, "balances": balances})))
 }

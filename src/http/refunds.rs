@@ -5,12 +5,8 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
-use pelago_actors::payment::{
-    keys::PaymentKey,
-    refund::{PortionAsk, RefundAsk, RefundRecord},
-};
+use pelago_actors::payment::refund::{PortionAsk, RefundAsk, RefundRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -100,38 +96,25 @@ pub fn status_of(answer: &refunds::Answer) -> u16 {
 }
 
 /// POST /v1/payments/{id}/refunds
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let ask = ask_of(ctx.json::<RefundIn>()?)?;
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = refunds::create(&app.core, &merchant, ctx.param(0), Some(ask), binding).await?;
-        Ok(ApiReply::json(status_of(&answer), &refund_json(&answer.refund)))
-    })
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let ask = ask_of(ctx.json::<RefundIn>()?)?;
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = refunds::create(&app.core, &merchant, ctx.param(0), Some(ask), binding).await?;
+    Ok(ApiReply::json(status_of(&answer), &refund_json(&answer.refund)))
 }
 
 /// GET /v1/payments/{id}/refunds — oldest first.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let payment = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
-        let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = PaymentKey::refunds_of(&merchant, &payment.id);
-        let body = pagination::filtered::<RefundRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |r| Some(refund_json(r)),
-        )?;
-        Ok(ApiReply::json(200, &body))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let payment = payments::load_owned(&app.core, &merchant, ctx.param(0))?;
+    let page = pagination::parse(&ctx.query, &[])?;
+    let prefix = pelago_actors::keys::scan_prefix("", &[&merchant, &payment.id]);
+    pagination::reply::<RefundRecord>(&app.store, &prefix, &page, |r| Some(refund_json(r)))
 }
 
 /// GET /v1/refunds/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let r = refunds::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &refund_json(&r)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let r = refunds::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &refund_json(&r)))
 }

@@ -140,7 +140,8 @@ impl ApiReply {
 }
 
 pub type HandlerResult = Result<ApiReply, ApiError>;
-pub type Handler = fn(Arc<App>, Ctx) -> BoxFuture<'static, HandlerResult>;
+/// A route's handler: an `async fn(Arc<App>, Ctx) -> HandlerResult`, boxed by [`Route::new`].
+pub type Handler = Box<dyn Fn(Arc<App>, Ctx) -> BoxFuture<'static, HandlerResult> + Send + Sync>;
 
 /// Registers a request-body schema (and what it refers to) for `/openapi.json`.
 pub type SchemaFn = fn(&mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) -> String;
@@ -165,11 +166,15 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(method: Method, pattern: &'static str, handler: Handler) -> Route {
+    pub fn new<F, Fut>(method: Method, pattern: &'static str, handler: F) -> Route
+    where
+        F: Fn(Arc<App>, Ctx) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = HandlerResult> + Send + 'static,
+    {
         Route {
             method,
             pattern,
-            handler,
+            handler: Box::new(move |app, ctx| Box::pin(handler(app, ctx))),
             success: 200,
             also: &[],
             body: None,

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::payment::split::SplitBatchRecord;
 use serde::Deserialize;
@@ -71,50 +70,34 @@ pub fn batch_json(b: &SplitBatchRecord) -> Value {
 }
 
 /// POST /v1/split-batches
-fn create(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let req: SplitBatchIn = ctx.json()?;
-        if !(1..=100).contains(&req.items.len()) {
-            return Err(ApiError::invalid("items", "items takes 1 to 100 payments"));
+async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let req: SplitBatchIn = ctx.json()?;
+    if !(1..=100).contains(&req.items.len()) {
+        return Err(ApiError::invalid("items", "items takes 1 to 100 payments"));
+    }
+    if let Some(r) = &req.reference {
+        let n = r.chars().count();
+        if n == 0 || n > 255 || r.chars().any(char::is_control) {
+            return Err(ApiError::invalid("reference", "reference must be 1 to 255 printable characters"));
         }
-        if let Some(r) = &req.reference {
-            let n = r.chars().count();
-            if n == 0 || n > 255 || r.chars().any(char::is_control) {
-                return Err(ApiError::invalid(
-                    "reference",
-                    "reference must be 1 to 255 printable characters",
-                ));
-            }
-        }
-        let ids: Vec<String> = req.items.into_iter().map(|i| i.payment_id).collect();
-        let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-        let answer = splits::create(&app.core, &merchant, &ids, req.reference, binding).await?;
-        Ok(ApiReply::json(if answer.processing { 202 } else { 201 }, &batch_json(&answer.batch)))
-    })
+    }
+    let ids: Vec<String> = req.items.into_iter().map(|i| i.payment_id).collect();
+    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let answer = splits::create(&app.core, &merchant, &ids, req.reference, binding).await?;
+    Ok(ApiReply::json(if answer.processing { 202 } else { 201 }, &batch_json(&answer.batch)))
 }
 
 /// GET /v1/split-batches — newest first.
-fn list(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let merchant = ctx.merchant_id()?.clone();
-        let page = pagination::parse(&ctx.query, &[])?;
-        let prefix = pelago_actors::payment::keys::PaymentKey::records_of(&merchant);
-        let body = pagination::filtered::<SplitBatchRecord>(
-            &app.store,
-            &prefix,
-            &page,
-            pagination::FILTER_SCAN_BUDGET,
-            |b| Some(batch_json(b)),
-        )?;
-        Ok(ApiReply::json(200, &body))
-    })
+async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let merchant = ctx.merchant_id()?.clone();
+    let page = pagination::parse(&ctx.query, &[])?;
+    let prefix = pelago_actors::keys::scan_prefix("", &[&merchant]);
+    pagination::reply::<SplitBatchRecord>(&app.store, &prefix, &page, |b| Some(batch_json(b)))
 }
 
 /// GET /v1/split-batches/{id}
-fn get(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let b = splits::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
-        Ok(ApiReply::json(200, &batch_json(&b)))
-    })
+async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let b = splits::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0))?;
+    Ok(ApiReply::json(200, &batch_json(&b)))
 }

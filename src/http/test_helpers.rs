@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::Method;
 use pelago_actors::routing::ChannelRecord;
 use pelago_storage::{ChannelId, Timestamp};
@@ -51,27 +50,23 @@ fn sandbox_channel(app: &App, raw: &str) -> Result<ChannelRecord, ApiError> {
 }
 
 /// POST /admin/v1/test_helpers/channels/{id}/faults
-fn set_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let channel = sandbox_channel(&app, ctx.param(0))?;
-        let spec: FaultSpec = ctx.json()?;
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        control
-            .set_fault(channel.id.as_str(), spec)
-            .await
-            .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
-        Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "fault": spec})))
-    })
+async fn set_faults(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let channel = sandbox_channel(&app, ctx.param(0))?;
+    let spec: FaultSpec = ctx.json()?;
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    control
+        .set_fault(channel.id.as_str(), spec)
+        .await
+        .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
+    Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "fault": spec})))
 }
 
 /// DELETE /admin/v1/test_helpers/channels/{id}/faults
-fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let channel = sandbox_channel(&app, ctx.param(0))?;
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        control.clear_faults(channel.id.as_str()).await.map_err(|e| ApiError::upstream(e.to_string()))?;
-        Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "faults": []})))
-    })
+async fn clear_faults(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let channel = sandbox_channel(&app, ctx.param(0))?;
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    control.clear_faults(channel.id.as_str()).await.map_err(|e| ApiError::upstream(e.to_string()))?;
+    Ok(ApiReply::json(200, &json!({"channel_id": channel.id, "faults": []})))
 }
 
 /// POST /admin/v1/test_helpers/gateway/faults — the sandbox gateway's next
@@ -79,44 +74,40 @@ fn clear_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
 /// (`error`) or apply and answer after Pelago's upstream timeout (`timeout`).
 /// `onboarding`, `agreement` and `callbacks` are the simulator's marketplace
 /// calls (`decline`, `error`, `timeout`, `delay`; `duplicate` for callbacks).
-fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        let operation = serde_json::from_slice::<serde_json::Value>(&ctx.body)
-            .ok()
-            .and_then(|v| v["operation"].as_str().map(str::to_owned));
-        if matches!(
-            operation.as_deref(),
-            Some(
-                "onboarding"
-                    | "agreement"
-                    | "callbacks"
-                    | "create_payment"
-                    | "capture"
-                    | "cancel"
-                    | "split"
-                    | "refund"
-            )
-        ) {
-            return super::onboardings::set_marketplace_fault(&app, &ctx).await;
-        }
-        let spec: GatewayFaultSpec = ctx.json()?;
-        control
-            .set_gateway_fault(spec)
-            .await
-            .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
-        Ok(ApiReply::json(200, &json!({"gateway": true, "fault": spec})))
-    })
+async fn set_gateway_faults(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    let operation = serde_json::from_slice::<serde_json::Value>(&ctx.body)
+        .ok()
+        .and_then(|v| v["operation"].as_str().map(str::to_owned));
+    if matches!(
+        operation.as_deref(),
+        Some(
+            "onboarding"
+                | "agreement"
+                | "callbacks"
+                | "create_payment"
+                | "capture"
+                | "cancel"
+                | "split"
+                | "refund"
+        )
+    ) {
+        return super::onboardings::set_marketplace_fault(&app, &ctx).await;
+    }
+    let spec: GatewayFaultSpec = ctx.json()?;
+    control
+        .set_gateway_fault(spec)
+        .await
+        .map_err(|e| ApiError::invalid("behavior", format!("the sandbox refused the fault: {e}")))?;
+    Ok(ApiReply::json(200, &json!({"gateway": true, "fault": spec})))
 }
 
 /// DELETE /admin/v1/test_helpers/gateway/faults
-fn clear_gateway_faults(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-        control.clear_gateway_faults().await.map_err(|e| ApiError::upstream(e.to_string()))?;
-        super::onboardings::clear_marketplace_faults(&app).await?;
-        Ok(ApiReply::json(200, &json!({"gateway": true, "faults": []})))
-    })
+async fn clear_gateway_faults(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
+    control.clear_gateway_faults().await.map_err(|e| ApiError::upstream(e.to_string()))?;
+    super::onboardings::clear_marketplace_faults(&app).await?;
+    Ok(ApiReply::json(200, &json!({"gateway": true, "faults": []})))
 }
 
 fn clock_json(app: &App) -> serde_json::Value {
@@ -129,39 +120,33 @@ fn clock_json(app: &App) -> serde_json::Value {
 
 /// GET /admin/v1/test_helpers/clock — the service clock's now, its offset
 /// from real time and its floor (the earliest instant the scheduler fires from).
-fn get_clock(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        if !app.sandbox() {
-            return Err(ApiError::not_found("route"));
-        }
-        Ok(ApiReply::json(200, &clock_json(&app)))
-    })
+async fn get_clock(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    if !app.sandbox() {
+        return Err(ApiError::not_found("route"));
+    }
+    Ok(ApiReply::json(200, &clock_json(&app)))
 }
 
 /// POST /admin/v1/test_helpers/clock — the service clock runs on from `now`.
-fn set_clock(app: Arc<App>, ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        if !app.sandbox() {
-            return Err(ApiError::not_found("route"));
-        }
-        let req: ClockIn = ctx.json()?;
-        let now = Timestamp::parse_rfc3339(&req.now)
-            .ok_or_else(|| ApiError::invalid("now", "now must be an RFC 3339 time"))?;
-        app.service_clock.set(&app.store, now).await?;
-        if let Some(scheduler) = app.scheduler.get() {
-            scheduler.do_send(crate::jobs::scheduler::Tick); // a moved clock may pass a cron instant
-        }
-        Ok(ApiReply::json(200, &clock_json(&app)))
-    })
+async fn set_clock(app: Arc<App>, ctx: Ctx) -> HandlerResult {
+    if !app.sandbox() {
+        return Err(ApiError::not_found("route"));
+    }
+    let req: ClockIn = ctx.json()?;
+    let now = Timestamp::parse_rfc3339(&req.now)
+        .ok_or_else(|| ApiError::invalid("now", "now must be an RFC 3339 time"))?;
+    app.service_clock.set(&app.store, now).await?;
+    if let Some(scheduler) = app.scheduler.get() {
+        scheduler.do_send(crate::jobs::scheduler::Tick); // a moved clock may pass a cron instant
+    }
+    Ok(ApiReply::json(200, &clock_json(&app)))
 }
 
 /// DELETE /admin/v1/test_helpers/clock — back to real time.
-fn clear_clock(app: Arc<App>, _ctx: Ctx) -> BoxFuture<'static, HandlerResult> {
-    Box::pin(async move {
-        if !app.sandbox() {
-            return Err(ApiError::not_found("route"));
-        }
-        app.service_clock.clear(&app.store).await?;
-        Ok(ApiReply::json(200, &clock_json(&app)))
-    })
+async fn clear_clock(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
+    if !app.sandbox() {
+        return Err(ApiError::not_found("route"));
+    }
+    app.service_clock.clear(&app.store).await?;
+    Ok(ApiReply::json(200, &clock_json(&app)))
 }

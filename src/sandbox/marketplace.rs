@@ -5,7 +5,7 @@
 //! keeps the recipient's name and the decision, never its numbers.
 
 use http::{Method, StatusCode};
-use pelago_storage::{Record, StoreError, Tree, WriteBatch};
+use pelago_storage::{StoreError, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{Request, Response, State, error, internal, json, records::GatewayAccountRec};
@@ -85,10 +85,7 @@ struct SandboxOnboarding {
     review: Review,
 }
 
-impl Record for SandboxOnboarding {
-    const TREE: Tree = Tree::Onboardings;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(SandboxOnboarding, Onboardings, 1);
 
 impl SandboxOnboarding {
     fn answer(&self) -> OnboardingAnswer {

@@ -8,7 +8,7 @@
 //! `split` (the marketplace fault table).
 
 use http::{Method, StatusCode};
-use pelago_storage::{Money, Record, StoreError, Tree, WriteBatch};
+use pelago_storage::{Money, StoreError, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -33,10 +33,7 @@ struct PaymentFlags {
     capture: bool,
 }
 
-impl Record for PaymentFlags {
-    const TREE: Tree = Tree::Orders;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(PaymentFlags, Orders, 1);
 
 fn flags_key(gateway_order_id: &str) -> String {
     crate::keys::Sandbox::Payment { gateway_order: gateway_order_id.to_owned() }.text()

@@ -2,7 +2,7 @@
 //! each under its own key prefix. No PAN or CVV is ever stored: they are
 //! derived from the card id (see `card_data`).
 
-use pelago_storage::{Currency, Money, Record, Tree};
+use pelago_storage::{Currency, Money};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Sandbox;
@@ -32,11 +32,8 @@ impl ChannelReg {
     }
 }
 
-impl Record for ChannelReg {
-    const TREE: Tree = Tree::Channels;
-    /// 2: credentials sealed (1 held them in clear).
-    const SCHEMA_VERSION: u8 = 2;
-}
+// 2: credentials sealed (1 held them in clear).
+pelago_storage::record!(ChannelReg, Channels, 2);
 
 /// Key `channel_key/{sha256 hex of api_key}` → the channel that owns the key.
 #[derive(Clone, Serialize, Deserialize)]
@@ -44,10 +41,7 @@ pub struct ApiKeyIndex {
     pub owner_id: String,
 }
 
-impl Record for ApiKeyIndex {
-    const TREE: Tree = Tree::Index;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(ApiKeyIndex, Index, 1);
 
 /// Key `cardholder/{channel_cardholder_id}`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -60,10 +54,7 @@ pub struct CardholderRec {
     pub reason: Option<String>,
 }
 
-impl Record for CardholderRec {
-    const TREE: Tree = Tree::Cardholders;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CardholderRec, Cardholders, 1);
 
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CardStatus {
@@ -104,19 +95,13 @@ impl CardRec {
     }
 }
 
-impl Record for CardRec {
-    const TREE: Tree = Tree::Cards;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CardRec, Cards, 1);
 
 /// Key `txn/{channel_card_id}/{transaction id}`; ids sort in creation order.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct TxnRec(pub TransactionWire);
 
-impl Record for TxnRec {
-    const TREE: Tree = Tree::Transactions;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(TxnRec, Transactions, 1);
 
 /// Keys `master/{channel_id}/{currency}` (minor units) and `seq` (id counter).
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -124,10 +109,7 @@ pub struct Counter {
     pub value: i64,
 }
 
-impl Record for Counter {
-    const TREE: Tree = Tree::Meta;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(Counter, Meta, 1);
 
 /// The stored result of one request id: key `ch/{channel_id}/{request_id}` or
 /// `gw/{merchant_id}/{request_id}`. A repeat of the request id answers it again.
@@ -140,10 +122,7 @@ pub struct OpRecord {
     pub operation_json: String,
 }
 
-impl Record for OpRecord {
-    const TREE: Tree = Tree::Operations;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(OpRecord, Operations, 1);
 
 /// Key `account/{merchant_id}`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -160,11 +139,8 @@ impl GatewayAccountRec {
     }
 }
 
-impl Record for GatewayAccountRec {
-    const TREE: Tree = Tree::Merchants;
-    /// 2: the api key sealed (1 held it in clear).
-    const SCHEMA_VERSION: u8 = 2;
-}
+// 2: the api key sealed (1 held it in clear).
+pelago_storage::record!(GatewayAccountRec, Merchants, 2);
 
 /// Key `order/{gateway_order_id}`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -182,10 +158,7 @@ pub struct OrderRec {
     pub refund_id: Option<String>,
 }
 
-impl Record for OrderRec {
-    const TREE: Tree = Tree::Orders;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(OrderRec, Orders, 1);
 
 /// Key `payout/{payout_id}`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -200,10 +173,7 @@ pub struct PayoutRec {
     pub reason: Option<String>,
 }
 
-impl Record for PayoutRec {
-    const TREE: Tree = Tree::Withdrawals;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(PayoutRec, Withdrawals, 1);
 
 /// Key `deposit/{gateway_deposit_id}`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -216,7 +186,4 @@ pub struct DepositRec {
     pub at_ms: i64,
 }
 
-impl Record for DepositRec {
-    const TREE: Tree = Tree::Deposits;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(DepositRec, Deposits, 1);

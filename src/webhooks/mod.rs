@@ -64,7 +64,7 @@ use pelago_actors::{
     merchant::MerchantRecord,
     outbox::{EventRecord, OutboxEntry, event_key},
 };
-use pelago_storage::{EventId, MerchantId, Record, StoreError, Timestamp, Tree, WriteBatch};
+use pelago_storage::{EventId, MerchantId, StoreError, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, time::Instant};
 
@@ -99,10 +99,7 @@ pub struct DeliveryAttempt {
     pub at: Timestamp,
 }
 
-impl Record for DeliveryAttempt {
-    const TREE: Tree = Tree::Deliveries;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(DeliveryAttempt, Deliveries, 1);
 
 /// `{event_id}/{attempt:04}`: an event's attempts in order.
 pub fn attempt_key(event_id: &EventId, attempt: u32) -> String {

@@ -18,6 +18,19 @@ pub trait Record: Serialize + DeserializeOwned {
     const SCHEMA_VERSION: u8;
 }
 
+/// `record!(Type, Tree, version)`: `Type` is stored in `Tree::Tree` with
+/// schema version `version` (bump it, and keep reading the old one, whenever
+/// the encoding changes).
+#[macro_export]
+macro_rules! record {
+    ($ty:ty, $tree:ident, $version:literal) => {
+        impl $crate::Record for $ty {
+            const TREE: $crate::store::Tree = $crate::store::Tree::$tree;
+            const SCHEMA_VERSION: u8 = $version;
+        }
+    };
+}
+
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }

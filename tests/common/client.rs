@@ -123,6 +123,15 @@ impl Service {
         .await
     }
 
+    /// A master-account merchant that brought its own gateway `account` (signing with `api_key`).
+    pub async fn merchant_on_account(&self, name: &str, account: &str, api_key: &str) -> Merchant<'_> {
+        self.merchant_with(json!({
+            "name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": account, "api_key": api_key},
+        }))
+        .await
+    }
+
     /// Creates a merchant from the operator's `body` (asserts 201).
     pub async fn merchant_with(&self, body: Value) -> Merchant<'_> {
         let (status, v) = self.admin_json(Method::POST, "/admin/v1/merchants", Some(body)).await;
@@ -224,6 +233,25 @@ impl Service {
         assert_eq!(status, StatusCode::OK, "{v}");
     }
 
+    /// POSTs `body` to the callback route `path`, signed now with `key` in `header`.
+    pub async fn callback(&self, path: &str, header: &str, key: &str, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let now = pelago_storage::Timestamp::now_real().unix_seconds();
+        let signature = pelago_card::upstream::callbacks::sign(key.as_bytes(), now, &bytes);
+        self.http.post(self.url(path)).header(header, signature).body(bytes).send().await.unwrap()
+    }
+
+    /// A gateway callback signed with `api_key`: its status.
+    pub async fn gateway_callback(&self, api_key: &str, body: &Value) -> StatusCode {
+        self.callback("/callbacks/gateway", "x-gateway-signature", api_key, body).await.status()
+    }
+
+    /// A channel callback signed with `secret`: its status.
+    pub async fn channel_callback(&self, channel: &str, secret: &str, body: &Value) -> StatusCode {
+        let path = format!("/callbacks/channels/{channel}");
+        self.callback(&path, "x-channel-signature", secret, body).await.status()
+    }
+
     /// The value of the `/metrics` sample whose name and labels are `sample`, if listed.
     pub async fn metric_listed(&self, sample: &str) -> Option<f64> {
         let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -255,15 +283,7 @@ impl<'a> Merchant<'a> {
 
     /// A signed JSON POST carrying `idempotency_key`: its status and body.
     pub async fn post_once(&self, path: &str, body: &Value, idempotency_key: &str) -> (StatusCode, Value) {
-        let bytes = serde_json::to_vec(body).unwrap();
-        let r = self
-            .svc
-            .signed_with_key(&self.key, Method::POST, path, &bytes, idempotency_key)
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap_or(Value::Null))
+        super::send_once(self.svc, &self.key, path, body, idempotency_key).await
     }
 
     /// A signed POST without a body.

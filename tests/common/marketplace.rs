@@ -30,25 +30,22 @@ pub async fn seller_paid_to(
     split: bool,
     commission_bps: Option<u32>,
 ) -> (String, String) {
-    let body = recipient_body(name, account_number);
-    let (status, rec) = send(svc, key, Method::POST, "/v1/recipients", Some(&body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let rec = rec["id"].as_str().unwrap().to_owned();
-    let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
-    let (status, onb) =
-        send(svc, key, Method::POST, &format!("/v1/recipients/{rec}/onboardings"), Some(&onboard)).await;
-    assert_eq!((status, onb["status"].as_str()), (StatusCode::CREATED, Some("SUCCEEDED")), "{onb}");
-    let agreements = format!("/v1/recipients/{rec}/agreements");
+    let (rec, onb) = onboarded(svc, key, name, account_number).await;
+    assert_eq!(onb["status"], "SUCCEEDED", "{onb}");
     if split {
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&json!({"type": "split"}))).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+        sign_agreement(svc, key, &rec, json!({"type": "split"})).await;
     }
     if let Some(bps) = commission_bps {
-        let body = json!({"type": "commission", "max_commission_bps": bps});
-        let (status, a) = send(svc, key, Method::POST, &agreements, Some(&body)).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+        sign_agreement(svc, key, &rec, json!({"type": "commission", "max_commission_bps": bps})).await;
     }
     (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
+}
+
+/// Signs the agreement `body` asks for (asserts 201 `signed`).
+pub async fn sign_agreement(svc: &Service, key: &Key, recipient: &str, body: Value) {
+    let path = format!("/v1/recipients/{recipient}/agreements");
+    let (status, a) = send(svc, key, Method::POST, &path, Some(&body)).await;
+    assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
 }
 
 /// `{"value": value, "currency": "USD"}`.
@@ -94,14 +91,9 @@ pub fn payment_body(seller: &str, capture: bool) -> Value {
     })
 }
 
+/// Makes the gateway's next `operation` behave as `behavior`.
 pub async fn fault(svc: &Service, operation: &str, behavior: &str) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-        .json(&json!({"operation": operation, "behavior": behavior, "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{operation} {behavior}");
+    svc.gateway_fault(json!({"operation": operation, "behavior": behavior, "count": 1})).await;
 }
 
 /// Polls the payment until `done` holds (bounded).
@@ -113,9 +105,14 @@ pub async fn payment_until(svc: &Service, key: &Key, id: &str, done: impl Fn(&Va
     .await
 }
 
+/// The recipient's (in_transit, available) in its first currency (0 while none).
+pub async fn seller_balance(svc: &Service, key: &Key, recipient: &str) -> (i64, i64) {
+    let b = recipient_balance(svc, key, recipient).await;
+    (b["in_transit"].as_i64().unwrap_or(0), b["available"].as_i64().unwrap_or(0))
+}
+
 pub async fn in_transit(svc: &Service, key: &Key, recipient: &str) -> i64 {
-    let (_, b) = send(svc, key, Method::GET, &format!("/v1/recipients/{recipient}/balance"), None).await;
-    b["balances"][0]["in_transit"].as_i64().unwrap_or(0)
+    seller_balance(svc, key, recipient).await.0
 }
 
 pub async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> usize {
@@ -143,6 +140,11 @@ pub fn recipient_body(name: &str, account_number: &str) -> Value {
 
 /// A recipient onboarded in one step (the sandbox decides by the name's last word).
 pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &str) -> String {
+    onboarded(svc, key, name, account_number).await.0
+}
+
+/// A new recipient and its one-step onboarding (asserts 201 for both): its id and the onboarding.
+pub async fn onboarded(svc: &Service, key: &Key, name: &str, account_number: &str) -> (String, Value) {
     let (status, rec) =
         send(svc, key, Method::POST, "/v1/recipients", Some(&recipient_body(name, account_number))).await;
     assert_eq!(status, StatusCode::CREATED, "{rec}");
@@ -151,7 +153,7 @@ pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &st
     let (status, o) =
         send(svc, key, Method::POST, &format!("/v1/recipients/{id}/onboardings"), Some(&onboard)).await;
     assert_eq!(status, StatusCode::CREATED, "{o}");
-    id
+    (id, o)
 }
 
 /// Real money for each recipient's available balance (USD minor units): the
@@ -159,11 +161,8 @@ pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &st
 /// recipient is paid on the checkout, the clock goes to the next day 02:00 UTC,
 /// the settlement of that day marks it settled (T+1) and a batch splits it.
 pub async fn funded(svc: &Service, key: &Key, recipients: &[(&str, i64)]) {
-    let agreement = json!({"type": "split"});
     for (r, _) in recipients {
-        let path = format!("/v1/recipients/{r}/agreements");
-        let (status, a) = send(svc, key, Method::POST, &path, Some(&agreement)).await;
-        assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
+        sign_agreement(svc, key, r, json!({"type": "split"})).await;
     }
     let lines: Vec<Value> = recipients
         .iter()
@@ -175,13 +174,18 @@ pub async fn funded(svc: &Service, key: &Key, recipients: &[(&str, i64)]) {
     assert_eq!(status, StatusCode::CREATED, "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
     assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
-    let today = super::clock::now(svc).await;
-    super::clock::set(svc, super::clock::day_after(today, 1, 2, 0, 0)).await;
-    super::settle(svc, &super::clock::date(super::clock::day_after(today, 1, 0, 0, 0))).await;
+    next_day_settled(svc).await;
     let (status, batch) = split_batch(svc, key, &[&id]).await;
     assert_eq!(
         (status, batch["items"][0]["status"].as_str()),
         (StatusCode::CREATED, Some("executed")),
         "{batch}"
     );
+}
+
+/// Settles (T+1) everything captured so far: the clock to tomorrow 02:00Z, then the run of tomorrow.
+pub async fn next_day_settled(svc: &Service) {
+    let today = super::clock::now(svc).await;
+    super::clock::set(svc, super::clock::day_after(today, 1, 2, 0, 0)).await;
+    super::settle(svc, &super::clock::date(super::clock::day_after(today, 1, 0, 0, 0))).await;
 }

@@ -8,6 +8,7 @@ pub mod marketplace;
 pub mod readme;
 pub mod receiver;
 pub mod rng;
+pub mod seed;
 
 #[allow(unused_imports)]
 pub use client::{Json, Merchant, eventually, secs, when};
@@ -278,6 +279,24 @@ pub async fn send(
     let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
     let r = svc
         .signed(key, method, path, &bytes)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A signed JSON POST carrying `idempotency_key`: its status and body.
+pub async fn send_once(
+    svc: &Service,
+    key: &Key,
+    path: &str,
+    body: &serde_json::Value,
+    idempotency_key: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let r = svc
+        .signed_with_key(key, reqwest::Method::POST, path, &bytes, idempotency_key)
         .header("content-type", "application/json")
         .send()
         .await

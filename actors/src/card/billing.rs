@@ -9,7 +9,7 @@
 //! idempotent, so nothing is charged twice.
 
 use actix::Message;
-use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{CardId, FlushTicket, MerchantId, Money, Timestamp, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::actor::{CardActor, cell};
@@ -42,10 +42,7 @@ pub struct MonthlyCharge {
     pub created_at: Timestamp,
 }
 
-impl Record for MonthlyCharge {
-    const TREE: Tree = Tree::BillingCharges;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(MonthlyCharge, BillingCharges, 1);
 
 pub fn charge_key(period: &str, card: &CardId) -> String {
     format!("{period}/{card}")

@@ -40,10 +40,7 @@ pub struct MoneyMarker {
     pub amount: Money,
 }
 
-impl pelago_storage::Record for MoneyMarker {
-    const TREE: Tree = Tree::Operations;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(MoneyMarker, Operations, 1);
 
 crate::wire_enum! {
     pub enum ActionKind {

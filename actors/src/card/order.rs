@@ -14,9 +14,7 @@
 //! refunded after the gateway refunded it.
 
 use actix::Message;
-use pelago_storage::{
-    CardId, FlushTicket, MerchantId, Money, OrderId, Record, Timestamp, TopupId, Tree, WriteBatch,
-};
+use pelago_storage::{CardId, FlushTicket, MerchantId, Money, OrderId, Timestamp, TopupId, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -81,10 +79,7 @@ pub struct OrderRecord {
     pub status_history: History<OrderStatus>,
 }
 
-impl Record for OrderRecord {
-    const TREE: Tree = Tree::Orders;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(OrderRecord, Orders, 1);
 
 crate::stateful!(OrderRecord, OrderStatus);
 

@@ -2,8 +2,7 @@
 //! DOMAIN.md §State machines (Card) and API.md §4 (Transactions).
 
 use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, OrderId, Record, Timestamp, TransactionId,
-    Tree,
+    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, OrderId, Timestamp, TransactionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,10 +80,7 @@ pub struct CardRecord {
     pub status_history: History<CardStatus>,
 }
 
-impl Record for CardRecord {
-    const TREE: Tree = Tree::Cards;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(CardRecord, Cards, 1);
 
 /// What a new card needs; the merchant flow decides the first status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +95,30 @@ pub struct NewCard {
     pub currency: Currency,
     pub status: CardStatus,
     pub application_fee_order: Option<OrderId>,
+}
+
+impl NewCard {
+    /// A `PELAGO_VIRTUAL_USD` card (the Sandbox Issuer's USD product, BIN
+    /// 424242) for a new cardholder: the card the tests, benches and seeds use.
+    pub fn sandbox_usd(
+        id: CardId,
+        merchant_id: MerchantId,
+        channel_id: ChannelId,
+        status: CardStatus,
+    ) -> NewCard {
+        NewCard {
+            id,
+            merchant_id,
+            cardholder_id: CardholderId::generate(),
+            reference: None,
+            card_name: "PELAGO_VIRTUAL_USD".into(),
+            bin: "424242".into(),
+            channel_id,
+            currency: Currency::USD,
+            status,
+            application_fee_order: None,
+        }
+    }
 }
 
 impl CardRecord {
@@ -218,10 +238,7 @@ pub struct TransactionRecord {
     pub version: u64,
 }
 
-impl Record for TransactionRecord {
-    const TREE: Tree = Tree::Transactions;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(TransactionRecord, Transactions, 1);
 
 /// The effect of a transaction in a given state on the card's available balance
 /// (API.md §4): a pending or posted authorization reduces it; a clearing of a

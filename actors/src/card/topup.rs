@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     actor::{CardActor, cell},
     ops::MoneyMarker,
-    state::CardStatus,
+    state::{CardRecord, CardStatus},
 };
 use crate::{
     error::{ActorError, ActorResult, Reject},
@@ -123,6 +123,39 @@ impl Record for TopupRecord {
 }
 
 crate::stateful!(TopupRecord, TopupStatus);
+
+impl TopupRecord {
+    /// A new top-up of `card` for `(amount, fee, total)`, in `status` since
+    /// `now` (gateway mode: paid for by `order`). Both modes build it here.
+    pub fn new(
+        id: TopupId,
+        card: &CardRecord,
+        (amount, fee, total): (Money, Money, Money),
+        reference: Option<String>,
+        order: Option<pelago_storage::OrderId>,
+        status: TopupStatus,
+        now: Timestamp,
+    ) -> TopupRecord {
+        TopupRecord {
+            id,
+            card_id: card.id.clone(),
+            merchant_id: card.merchant_id.clone(),
+            amount,
+            fee,
+            total,
+            reference,
+            order,
+            status,
+            phase: TopupPhase::Debiting,
+            request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
+            failure_reason: None,
+            created_at: now,
+            completed_at: None,
+            version: 1,
+            status_history: History::created(status, Source::Merchant, now),
+        }
+    }
+}
 
 /// The failure reason of a top-up the resolver found begun but never debited.
 pub const NOT_DEBITED: &str = "the request stopped before the debit; nothing was charged";
@@ -244,27 +277,19 @@ impl CardActor {
             .amount
             .checked_add(msg.fee)
             .map_err(|_| Reject::invalid("amount", "amount + fee overflows"))?;
-        let (card_id, merchant_id, channel_id) =
-            (card.id.clone(), card.merchant_id.clone(), card.channel_id.clone());
+        let card = card.clone();
         let now = self.now();
-        let topup = TopupRecord {
-            id: msg.id,
-            card_id,
-            merchant_id,
-            amount: msg.amount,
-            fee: msg.fee,
-            total,
-            reference: msg.reference,
-            order: None,
-            status: TopupStatus::Processing,
-            phase: TopupPhase::Funding,
-            request_id: format!("req_{}", pelago_storage::ids::new_ulid()),
-            failure_reason: None,
-            created_at: now,
-            completed_at: None,
-            version: 1,
-            status_history: History::created(TopupStatus::Processing, Source::Merchant, now),
-        };
+        let channel_id = card.channel_id.clone();
+        let mut topup = TopupRecord::new(
+            msg.id,
+            &card,
+            (msg.amount, msg.fee, total),
+            msg.reference,
+            None,
+            TopupStatus::Processing,
+            now,
+        );
+        topup.phase = TopupPhase::Funding;
         Ok(TopupIntent { topup, channel_id, binding: msg.binding })
     }
 

@@ -1,7 +1,7 @@
 //! The typed history keeps the stored layout (statuses as strings), and every
 //! state machine refuses exactly the edges its table does not list.
 
-use pelago_storage::{Record, Timestamp, Tree, decode, encode};
+use pelago_storage::{Timestamp, decode, encode};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -25,17 +25,11 @@ struct LegacyChange {
 
 #[derive(Serialize, Deserialize)]
 struct Legacy(Vec<LegacyChange>);
-impl Record for Legacy {
-    const TREE: Tree = Tree::Topups;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(Legacy, Topups, 1);
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Typed(History<TopupStatus>);
-impl Record for Typed {
-    const TREE: Tree = Tree::Topups;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(Typed, Topups, 1);
 
 #[test]
 fn a_typed_history_is_stored_exactly_as_the_string_history_was() {

@@ -7,7 +7,7 @@
 //! books them (single writer) and refuses an entry whole if a recipient
 //! account or the merchant's available balance would go below zero.
 
-use pelago_storage::{Currency, MerchantId, Money, RecipientId, Record, Timestamp, Tree};
+use pelago_storage::{Currency, MerchantId, Money, RecipientId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{Account, Posting, neg};
@@ -159,10 +159,7 @@ pub struct RecipientBalances {
     pub updated_at: Timestamp,
 }
 
-impl Record for RecipientBalances {
-    const TREE: Tree = Tree::RecipientBalances;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(RecipientBalances, RecipientBalances, 1);
 
 impl RecipientBalances {
     pub fn empty(recipient_id: RecipientId, merchant_id: MerchantId, at: Timestamp) -> Self {

@@ -6,8 +6,9 @@
 //! moves that row to the run's `paysettled/`. The `paypending/` marker is
 //! present exactly while `pending_action` is.
 
+use crate::keys::{Index, Marker, RecordKey};
 use actix::Message;
-use pelago_storage::{FlushTicket, PaymentId, WriteBatch};
+use pelago_storage::{FlushTicket, PaymentId, Timestamp, WriteBatch};
 
 use super::actor::{MerchantActor, PostEntry, cell};
 use crate::{
@@ -15,7 +16,7 @@ use crate::{
     history::Source,
     ledger::{EntryKind, marketplace},
     outbox::{self, EventObject},
-    payment::{PaymentAction, PaymentEvent, PaymentRecord, PaymentStatus, PendingAction, keys::PaymentKey},
+    payment::{PaymentAction, PaymentEvent, PaymentRecord, PaymentStatus, PendingAction},
     runtime::durable_handler,
 };
 
@@ -66,7 +67,7 @@ impl Message for UpdatePayment {
 
 impl MerchantActor {
     pub(super) fn load_payment(&self, id: &PaymentId) -> ActorResult<PaymentRecord> {
-        let key = PaymentKey::Record { merchant: self.id.clone(), payment: id.clone() }.encode();
+        let key = RecordKey::Payment { merchant: self.id.clone(), payment: id.clone() }.encode();
         Ok(self.cell.store().get::<PaymentRecord>(key)?.ok_or(Reject::NotFound { what: "payment" })?)
     }
 
@@ -82,8 +83,8 @@ impl MerchantActor {
         }
         let mut batch = WriteBatch::new();
         batch.put_raw(
-            PaymentKey::Owner(payment.id.clone()).tree(),
-            PaymentKey::Owner(payment.id.clone()).encode(),
+            Index::PaymentOwner { payment: payment.id.clone() }.tree(),
+            Index::PaymentOwner { payment: payment.id.clone() }.encode(),
             self.id.as_bytes(),
         );
         let ticket = self.save_payment(None, &payment, batch, None, false)?;
@@ -102,13 +103,13 @@ impl MerchantActor {
     ) -> ActorResult<Option<FlushTicket>> {
         let mut record = self.cell.existing("merchant")?.clone();
         let now = self.now();
-        let key = PaymentKey::Record { merchant: self.id.clone(), payment: after.id.clone() };
+        let key = RecordKey::Payment { merchant: self.id.clone(), payment: after.id.clone() };
         // Fenced on the merchant's bytes (the cell) like every write of this actor.
         if before.is_none() {
             batch.expect_absent(key.tree(), key.encode());
         }
         batch.put(key.encode(), after)?;
-        let pending = PaymentKey::Pending(after.id.clone());
+        let pending = Marker::PaymentPending { payment: after.id.clone() };
         match &after.pending_action {
             Some(action) => batch.put_raw(
                 pending.tree(),
@@ -120,13 +121,13 @@ impl MerchantActor {
         if collect {
             let captured_at =
                 after.captured_at.ok_or_else(|| Reject::state("a collection without a capture"))?;
-            let row = PaymentKey::captured(captured_at, &after.id);
+            let row = Index::captured(captured_at, &after.id);
             let entry = PostEntry {
                 source_id: after.id.to_string(),
                 kind: EntryKind::MarketplaceCollection,
                 postings: marketplace::collection(&after.parties())?,
                 event: None,
-                index: vec![(row.encode(), self.id.as_bytes().to_vec())],
+                index: vec![(row.text(), self.id.as_bytes().to_vec())],
             };
             self.book(&mut record, &mut batch, entry)?;
         } else {
@@ -144,117 +145,155 @@ impl MerchantActor {
         let before = self.load_payment(&msg.id)?;
         let mut after = before.clone();
         let now = self.now();
-        let unchanged = |p: PaymentRecord| Ok((PaymentUpdated { payment: p, changed: false }, None));
         let mut batch = WriteBatch::new();
-        let mut event = None;
-        let mut collect = false;
-        match msg.change {
+        let applied = match msg.change {
             PaymentChange::CheckoutCreated { gateway_order_id, checkout_url } => {
-                if after.gateway_order_id.is_some() || after.status != PaymentStatus::Pending {
-                    return unchanged(before);
-                }
-                after.gateway_order_id = Some(gateway_order_id);
-                after.checkout_url = Some(checkout_url);
-                if after.pending_action.as_ref().is_some_and(|a| a.kind == PaymentAction::Create) {
-                    after.pending_action = None;
-                }
-                after.version += 1;
+                checkout_created(&mut after, gateway_order_id, checkout_url)
             }
-            PaymentChange::CheckoutRefused { reason } => {
-                if after.gateway_order_id.is_some() || after.status != PaymentStatus::Pending {
-                    return unchanged(before);
-                }
-                after.decline(reason, now)?;
-                after.pending_action = None;
-            }
-            PaymentChange::Event(e) => {
-                let applied = after.apply(e, Source::Gateway, now)?;
-                let done = match e {
-                    PaymentEvent::Captured => Some(PaymentAction::Capture),
-                    PaymentEvent::Canceled => Some(PaymentAction::Cancel),
-                    _ => None,
-                };
-                let ends_action = after.pending_action.as_ref().is_some_and(|a| {
-                    Some(a.kind) == done
-                        || !matches!(after.status, PaymentStatus::Pending | PaymentStatus::Authorized)
-                });
-                if ends_action {
-                    after.pending_action = None;
-                    if !applied.changed {
-                        after.version += 1;
-                    }
-                }
-                if !applied.changed && !ends_action {
-                    return unchanged(before);
-                }
-                collect = applied.collect;
-            }
-            PaymentChange::Begin { action, request_id } => {
-                if let Some(pending) = &after.pending_action {
-                    if pending.kind == action {
-                        return unchanged(before);
-                    }
-                    return Err(Reject::state(format!(
-                        "the payment's {} is still awaiting the gateway",
-                        pending.kind.as_str()
-                    ))
-                    .into());
-                }
-                let event = match action {
-                    PaymentAction::Capture => PaymentEvent::Captured,
-                    PaymentAction::Cancel => PaymentEvent::Canceled,
-                    PaymentAction::Create => return Err(Reject::state("a checkout is created once").into()),
-                };
-                if !event.allowed_from(after.status, after.capture) {
-                    return Err(Reject::state(format!(
-                        "the payment is {}; it cannot be {}",
-                        after.status.as_str(),
-                        if action == PaymentAction::Capture { "captured" } else { "canceled" }
-                    ))
-                    .into());
-                }
-                if after.gateway_order_id.is_none() {
-                    return Err(Reject::state("the payment's checkout is not created yet").into());
-                }
-                after.pending_action = Some(PendingAction {
-                    kind: action,
-                    request_id,
-                    since: now,
-                    since_real: pelago_storage::Timestamp::now_real(),
-                });
-                after.version += 1;
-            }
-            PaymentChange::ActionRefused { action } => {
-                if after.pending_action.as_ref().is_none_or(|a| a.kind != action) {
-                    return unchanged(before);
-                }
-                after.pending_action = None;
-                after.version += 1;
-            }
-            PaymentChange::Settle { date } => {
-                if after.settled {
-                    return unchanged(before);
-                }
-                if !matches!(after.status, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded) {
-                    return Err(
-                        Reject::state(format!("a {} payment is not settled", after.status.as_str())).into()
-                    );
-                }
-                let captured_at =
-                    after.captured_at.ok_or_else(|| Reject::state("settled without a capture"))?;
-                after.settled = true;
-                after.settled_at = Some(now);
-                after.version += 1;
-                let row = PaymentKey::captured(captured_at, &after.id);
-                batch.delete(row.tree(), row.encode());
-                let settled = PaymentKey::Settled { date, payment: after.id.clone() };
-                batch.put_raw(settled.tree(), settled.encode(), self.id.as_bytes());
-                event = Some("payment.settled");
-            }
-        }
+            PaymentChange::CheckoutRefused { reason } => checkout_refused(&mut after, reason, now)?,
+            PaymentChange::Event(e) => gateway_event(&mut after, e, now)?,
+            PaymentChange::Begin { action, request_id } => begin_action(&mut after, action, request_id, now)?,
+            PaymentChange::ActionRefused { action } => action_refused(&mut after, action),
+            PaymentChange::Settle { date } => self.settle_payment(&mut after, date, now, &mut batch)?,
+        };
+        let Applied::Saved { event, collect } = applied else {
+            return Ok((PaymentUpdated { payment: before, changed: false }, None));
+        };
         let ticket = self.save_payment(Some(&before), &after, batch, event, collect)?;
         Ok((PaymentUpdated { payment: after, changed: true }, ticket))
     }
+
+    /// T+1: settled once, its `paycoll/` row swapped for the run's `paysettled/` row.
+    fn settle_payment(
+        &self,
+        after: &mut PaymentRecord,
+        date: String,
+        now: Timestamp,
+        batch: &mut WriteBatch,
+    ) -> ActorResult<Applied> {
+        if after.settled {
+            return Ok(Applied::Unchanged);
+        }
+        if !matches!(after.status, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded) {
+            return Err(Reject::state(format!("a {} payment is not settled", after.status.as_str())).into());
+        }
+        let captured_at = after.captured_at.ok_or_else(|| Reject::state("settled without a capture"))?;
+        after.settled = true;
+        after.settled_at = Some(now);
+        after.version += 1;
+        let row = Index::captured(captured_at, &after.id);
+        batch.delete(row.tree(), row.encode());
+        let settled = Index::PaymentSettled { date, payment: after.id.clone() };
+        batch.put_raw(settled.tree(), settled.encode(), self.id.as_bytes());
+        Ok(Applied::Saved { event: Some("payment.settled"), collect: false })
+    }
+}
+
+/// What an [`UpdatePayment`] did: nothing (a repeat), or a change to save
+/// with its event (else the status's own, if it moved) and whether the
+/// collection is booked.
+enum Applied {
+    Unchanged,
+    Saved { event: Option<&'static str>, collect: bool },
+}
+
+const SAVED: Applied = Applied::Saved { event: None, collect: false };
+
+/// The gateway created the checkout (once, while PENDING).
+fn checkout_created(after: &mut PaymentRecord, gateway_order_id: String, checkout_url: String) -> Applied {
+    if after.gateway_order_id.is_some() || after.status != PaymentStatus::Pending {
+        return Applied::Unchanged;
+    }
+    after.gateway_order_id = Some(gateway_order_id);
+    after.checkout_url = Some(checkout_url);
+    if after.pending_action.as_ref().is_some_and(|a| a.kind == PaymentAction::Create) {
+        after.pending_action = None;
+    }
+    after.version += 1;
+    SAVED
+}
+
+/// The gateway refused the checkout: DECLINED (once, while PENDING).
+fn checkout_refused(after: &mut PaymentRecord, reason: String, now: Timestamp) -> ActorResult<Applied> {
+    if after.gateway_order_id.is_some() || after.status != PaymentStatus::Pending {
+        return Ok(Applied::Unchanged);
+    }
+    after.decline(reason, now)?;
+    after.pending_action = None;
+    Ok(SAVED)
+}
+
+/// A gateway-confirmed event: §6's row, and the pending action it ends.
+fn gateway_event(after: &mut PaymentRecord, e: PaymentEvent, now: Timestamp) -> ActorResult<Applied> {
+    let applied = after.apply(e, Source::Gateway, now)?;
+    let done = match e {
+        PaymentEvent::Captured => Some(PaymentAction::Capture),
+        PaymentEvent::Canceled => Some(PaymentAction::Cancel),
+        _ => None,
+    };
+    let ends_action = after.pending_action.as_ref().is_some_and(|a| {
+        Some(a.kind) == done || !matches!(after.status, PaymentStatus::Pending | PaymentStatus::Authorized)
+    });
+    if ends_action {
+        after.pending_action = None;
+        if !applied.changed {
+            after.version += 1;
+        }
+    }
+    if !applied.changed && !ends_action {
+        return Ok(Applied::Unchanged);
+    }
+    Ok(Applied::Saved { event: None, collect: applied.collect })
+}
+
+/// A capture or cancel begun with its request id (one action at a time, only
+/// where §6 allows it, only once the checkout exists).
+fn begin_action(
+    after: &mut PaymentRecord,
+    action: PaymentAction,
+    request_id: String,
+    now: Timestamp,
+) -> ActorResult<Applied> {
+    if let Some(pending) = &after.pending_action {
+        if pending.kind == action {
+            return Ok(Applied::Unchanged);
+        }
+        return Err(Reject::state(format!(
+            "the payment's {} is still awaiting the gateway",
+            pending.kind.as_str()
+        ))
+        .into());
+    }
+    let event = match action {
+        PaymentAction::Capture => PaymentEvent::Captured,
+        PaymentAction::Cancel => PaymentEvent::Canceled,
+        PaymentAction::Create => return Err(Reject::state("a checkout is created once").into()),
+    };
+    if !event.allowed_from(after.status, after.capture) {
+        return Err(Reject::state(format!(
+            "the payment is {}; it cannot be {}",
+            after.status.as_str(),
+            if action == PaymentAction::Capture { "captured" } else { "canceled" }
+        ))
+        .into());
+    }
+    if after.gateway_order_id.is_none() {
+        return Err(Reject::state("the payment's checkout is not created yet").into());
+    }
+    after.pending_action =
+        Some(PendingAction { kind: action, request_id, since: now, since_real: Timestamp::now_real() });
+    after.version += 1;
+    Ok(SAVED)
+}
+
+/// The gateway refused the pending action: it ends, the payment unchanged otherwise.
+fn action_refused(after: &mut PaymentRecord, action: PaymentAction) -> Applied {
+    if after.pending_action.as_ref().is_none_or(|a| a.kind != action) {
+        return Applied::Unchanged;
+    }
+    after.pending_action = None;
+    after.version += 1;
+    SAVED
 }
 
 durable_handler!(MerchantActor, cell, CreatePayment => PaymentRecord, |act, msg| act.create_payment(msg.0));

@@ -8,6 +8,7 @@
 //! `FinishRefund` records the gateway's answer once: succeeded, or failed
 //! with the `marketplace_refund_reversal` mirror and the payment's amounts given back.
 
+use crate::keys::{Index, Marker, RecordKey};
 use actix::Message;
 use pelago_storage::{FlushTicket, PaymentId, RefundId, Timestamp, WriteBatch};
 
@@ -19,7 +20,6 @@ use crate::{
     outbox::{self, EventObject},
     payment::{
         PaymentRecord,
-        keys::PaymentKey,
         refund::{self, RefundAsk, RefundRecord, RefundStatus},
     },
     runtime::durable_handler,
@@ -51,8 +51,8 @@ impl Message for FinishRefund {
 }
 
 impl MerchantActor {
-    fn refund_key(&self, payment: &PaymentId, refund: &RefundId) -> PaymentKey {
-        PaymentKey::Refund { merchant: self.id.clone(), payment: payment.clone(), refund: refund.clone() }
+    fn refund_key(&self, payment: &PaymentId, refund: &RefundId) -> RecordKey {
+        RecordKey::Refund { merchant: self.id.clone(), payment: payment.clone(), refund: refund.clone() }
     }
 
     fn load_refund(&self, payment: &PaymentId, refund: &RefundId) -> ActorResult<Option<RefundRecord>> {
@@ -100,7 +100,7 @@ impl MerchantActor {
             refund.finish(Ok(None), now)?; // no gateway call: succeeded at once
         } else {
             payment.refunds_processing += 1;
-            let pending = PaymentKey::RefundPending(refund.id.clone());
+            let pending = Marker::RefundPending { refund: refund.id.clone() };
             let since = Timestamp::now_real().unix_ms();
             wb.put_raw(
                 pending.tree(),
@@ -110,7 +110,7 @@ impl MerchantActor {
         }
         let key = self.refund_key(&payment.id, &refund.id);
         wb.expect_absent(key.tree(), key.encode());
-        let owner = PaymentKey::RefundOwner(refund.id.clone());
+        let owner = Index::RefundOwner { refund: refund.id.clone() };
         wb.expect_absent(owner.tree(), owner.encode()); // a refund id names one payment's refund
         wb.put_raw(owner.tree(), owner.encode(), payment.id.as_bytes());
         self.save_refund(&mut wb, &payment, moved, &refund, now)?;
@@ -146,7 +146,7 @@ impl MerchantActor {
             record.version += 1;
             false
         };
-        let pending = PaymentKey::RefundPending(refund.id.clone());
+        let pending = Marker::RefundPending { refund: refund.id.clone() };
         wb.delete(pending.tree(), pending.encode());
         self.save_refund(&mut wb, &payment, moved, &refund, now)?;
         let ticket = self.cell.persist(record, wb)?;

@@ -7,6 +7,7 @@
 //! with, when executed, the `split` entry (refused if the payment's was ever
 //! booked: once per payment), and completes the batch when none is left processing.
 
+use crate::keys::{Index, Marker, RecordKey};
 use actix::Message;
 use pelago_storage::{FlushTicket, PaymentId, SplitBatchId, WriteBatch};
 
@@ -17,7 +18,6 @@ use crate::{
     outbox::{self, EventObject},
     payment::{
         PaymentRecord, PaymentStatus, SplitStatus,
-        keys::PaymentKey,
         split::{self, BatchStatus, SplitBatchRecord, SplitItem, SplitItemStatus},
     },
     runtime::durable_handler,
@@ -54,11 +54,11 @@ fn item_param(i: usize) -> String {
 
 impl MerchantActor {
     pub(super) fn payment_key(&self, id: &PaymentId) -> String {
-        PaymentKey::Record { merchant: self.id.clone(), payment: id.clone() }.encode()
+        RecordKey::Payment { merchant: self.id.clone(), payment: id.clone() }.text()
     }
 
     pub(super) fn load_batch(&self, id: &SplitBatchId) -> ActorResult<Option<SplitBatchRecord>> {
-        let key = PaymentKey::Batch { merchant: self.id.clone(), batch: id.clone() }.encode();
+        let key = RecordKey::Batch { merchant: self.id.clone(), batch: id.clone() }.encode();
         Ok(self.cell.store().get::<SplitBatchRecord>(key)?)
     }
 
@@ -147,12 +147,12 @@ impl MerchantActor {
             p.version += 1;
             wb.put(self.payment_key(&p.id), &p)?;
         }
-        let key = PaymentKey::Batch { merchant: self.id.clone(), batch: batch.id.clone() };
+        let key = RecordKey::Batch { merchant: self.id.clone(), batch: batch.id.clone() };
         wb.expect_absent(key.tree(), key.encode());
         wb.put(key.encode(), &batch)?;
-        let owner = PaymentKey::BatchOwner(batch.id.clone());
+        let owner = Index::BatchOwner { batch: batch.id.clone() };
         wb.put_raw(owner.tree(), owner.encode(), self.id.as_bytes());
-        let pending = PaymentKey::BatchPending(batch.id.clone());
+        let pending = Marker::BatchPending { batch: batch.id.clone() };
         let since = pelago_storage::Timestamp::now_real().unix_ms();
         wb.put_raw(pending.tree(), pending.encode(), format!("{} {since}", self.id).into_bytes());
         record.version += 1;
@@ -211,7 +211,7 @@ impl MerchantActor {
         if !batch.is_processing() {
             batch.status = BatchStatus::Completed;
             batch.completed_at = Some(now);
-            let pending = PaymentKey::BatchPending(batch.id.clone());
+            let pending = Marker::BatchPending { batch: batch.id.clone() };
             wb.delete(pending.tree(), pending.encode());
             outbox::stage(
                 &mut wb,
@@ -221,7 +221,7 @@ impl MerchantActor {
                 now,
             )?;
         }
-        wb.put(PaymentKey::Batch { merchant: self.id.clone(), batch: batch.id.clone() }.encode(), &batch)?;
+        wb.put(RecordKey::Batch { merchant: self.id.clone(), batch: batch.id.clone() }.encode(), &batch)?;
         let ticket = self.cell.persist(record, wb)?;
         Ok((batch, Some(ticket)))
     }

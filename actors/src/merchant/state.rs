@@ -3,7 +3,7 @@
 //! Secrets are held sealed (AES-256-GCM, by the binary's `security::secrets`);
 //! this crate only stores and moves the sealed bytes and never sees plaintext.
 
-use pelago_storage::{ApiKeyId, Currency, MerchantId, Record, Timestamp, Tree};
+use pelago_storage::{ApiKeyId, Currency, MerchantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Reject;
@@ -94,10 +94,7 @@ pub struct MerchantRecord {
     pub version: u64,
 }
 
-impl Record for MerchantRecord {
-    const TREE: Tree = Tree::Merchants;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(MerchantRecord, Merchants, 1);
 
 /// An API key. The key id is public; the secret is sealed under the key id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,10 +106,7 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-impl Record for ApiKeyRecord {
-    const TREE: Tree = Tree::ApiKeys;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(ApiKeyRecord, ApiKeys, 1);
 
 /// A change to a merchant's configuration (the pure part of each command).
 #[derive(Debug, Clone)]

@@ -10,13 +10,12 @@
 //! the move to SUCCEEDED asks for the collection, once.
 
 pub mod gateway;
-pub mod keys;
 pub mod refund;
 pub mod split;
 #[cfg(test)]
 mod tests;
 
-use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, Record, SplitBatchId, Timestamp, Tree};
+use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, SplitBatchId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -230,10 +229,7 @@ pub struct PaymentRecord {
     pub refunds_processing: u32,
 }
 
-impl Record for PaymentRecord {
-    const TREE: Tree = Tree::Payments;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(PaymentRecord, Payments, 1);
 
 crate::stateful!(PaymentRecord, PaymentStatus);
 

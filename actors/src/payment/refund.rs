@@ -4,7 +4,7 @@
 //! refuse it, when undone. Check 7 (a debited account below zero) is the
 //! merchant actor's booking refusing the `marketplace_refund` entry whole.
 
-use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, Record, RefundId, Timestamp, Tree};
+use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, RefundId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::{PaymentRecord, PaymentStatus, SplitStatus};
@@ -62,10 +62,7 @@ pub struct RefundRecord {
     pub status_history: History<RefundStatus>,
 }
 
-impl Record for RefundRecord {
-    const TREE: Tree = Tree::Refunds;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(RefundRecord, Refunds, 1);
 
 crate::stateful!(RefundRecord, RefundStatus);
 
@@ -122,9 +119,31 @@ fn portion_param(j: usize, field: &str) -> String {
 
 /// §7's refund checks 1–6 in their order against `payment` at `now`.
 pub fn plan(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<RefundPlan, Reject> {
-    let currency = payment.amount.currency;
     let portions_asked = ask.splits.as_deref().filter(|s| !s.is_empty());
-    // 1: status, split processing, the window.
+    let after_split = check_refundable(payment, ask, now)?;
+    // 2: something to refund; before the split, the buyer's part.
+    if (ask.amount.is_none() && portions_asked.is_none()) || (!after_split && ask.amount.is_none()) {
+        return Err(Reject::invalid(
+            "amount",
+            if after_split {
+                "give amount (to the buyer), splits (from the parties), or both"
+            } else {
+                "before the split a refund gives an amount back to the buyer"
+            },
+        ));
+    }
+    let channel = channel_portion(payment, ask)?;
+    let asked = portions_asked.unwrap_or_default();
+    check_line_indexes(payment, asked)?;
+    let mut portions = line_portions(payment, asked)?;
+    if !after_split {
+        give_back_what_the_buyer_gets(payment, channel, &mut portions)?;
+    }
+    Ok(RefundPlan { channel, portions, after_split })
+}
+
+/// 1: status, split processing, the window; `Ok(after_split)`.
+fn check_refundable(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<bool, Reject> {
     let refundable = match payment.status {
         PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => true,
         PaymentStatus::Refunded => ask.amount.is_none(),
@@ -144,40 +163,33 @@ pub fn plan(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<
     if now.unix_ms().saturating_sub(captured_at.unix_ms()) > REFUND_WINDOW_MS {
         return Err(Reject::state("a payment is refunded at most 365 days after its capture"));
     }
-    let after_split = payment.split.status == SplitStatus::Executed;
-    // 2: something to refund; before the split, the buyer's part.
-    if (ask.amount.is_none() && portions_asked.is_none()) || (!after_split && ask.amount.is_none()) {
-        return Err(Reject::invalid(
-            "amount",
-            if after_split {
-                "give amount (to the buyer), splits (from the parties), or both"
-            } else {
-                "before the split a refund gives an amount back to the buyer"
-            },
-        ));
-    }
-    // 3: the channel portion.
-    let channel = match &ask.amount {
-        None => Money::zero(currency),
-        Some(Err(e)) => return Err(e.clone()),
+    Ok(payment.split.status == SplitStatus::Executed)
+}
+
+/// 3: the channel portion (zero if none asked), within what is left to refund.
+fn channel_portion(payment: &PaymentRecord, ask: &RefundAsk) -> Result<Money, Reject> {
+    let currency = payment.amount.currency;
+    match &ask.amount {
+        None => Ok(Money::zero(currency)),
+        Some(Err(e)) => Err(e.clone()),
         Some(Ok(m)) if m.currency != currency => {
-            return Err(Reject::invalid("amount.currency", "the refund's currency must be the payment's"));
+            Err(Reject::invalid("amount.currency", "the refund's currency must be the payment's"))
         }
-        Some(Ok(m)) => {
-            if payment.refunded_amount.saturating_add(m.value) > payment.amount.value {
-                return Err(Reject::invalid(
-                    "amount.value",
-                    format!(
-                        "at most {} minor units are left to refund",
-                        payment.amount.value - payment.refunded_amount
-                    ),
-                ));
-            }
-            *m
+        Some(Ok(m)) if payment.refunded_amount.saturating_add(m.value) > payment.amount.value => {
+            Err(Reject::invalid(
+                "amount.value",
+                format!(
+                    "at most {} minor units are left to refund",
+                    payment.amount.value - payment.refunded_amount
+                ),
+            ))
         }
-    };
-    let asked = portions_asked.unwrap_or_default();
-    // 4: lines are indexes, each once.
+        Some(Ok(m)) => Ok(*m),
+    }
+}
+
+/// 4: lines are indexes, each once.
+fn check_line_indexes(payment: &PaymentRecord, asked: &[PortionAsk]) -> Result<(), Reject> {
     for (j, p) in asked.iter().enumerate() {
         let index_ok = usize::try_from(p.line).is_ok_and(|i| i < payment.lines.len());
         if !index_ok || asked[..j].iter().any(|q| q.line == p.line) {
@@ -187,7 +199,11 @@ pub fn plan(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<
             ));
         }
     }
-    // 5: each portion, within its line's unreversed rest.
+    Ok(())
+}
+
+/// 5: each portion, within its line's unreversed rest.
+fn line_portions(payment: &PaymentRecord, asked: &[PortionAsk]) -> Result<Vec<RefundPortion>, Reject> {
     let mut portions = Vec::with_capacity(asked.len());
     for (j, p) in asked.iter().enumerate() {
         let amount = match &p.amount {
@@ -197,7 +213,7 @@ pub fn plan(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<
             Err(e) => return Err(e.clone()),
             Ok(m) => *m,
         };
-        if amount.currency != currency {
+        if amount.currency != payment.amount.currency {
             return Err(Reject::invalid(
                 portion_param(j, "amount.currency"),
                 "a portion's currency must be the payment's",
@@ -215,26 +231,34 @@ pub fn plan(payment: &PaymentRecord, ask: &RefundAsk, now: Timestamp) -> Result<
         }
         portions.push(RefundPortion { line: p.line as u32, recipient_id: line.recipient_id.clone(), amount });
     }
-    // 6: before the split the parties give back exactly what the buyer gets.
-    if !after_split {
-        if portions.is_empty() {
-            if payment.lines.len() != 1 {
-                return Err(Reject::invalid(
-                    "splits",
-                    "a payment of several lines names the lines a refund takes from",
-                ));
-            }
-            let line = &payment.lines[0];
-            portions.push(RefundPortion {
-                line: 0,
-                recipient_id: line.recipient_id.clone(),
-                amount: channel,
-            });
-        } else if portions.iter().map(|p| p.amount.value).sum::<i64>() != channel.value {
+    Ok(portions)
+}
+
+/// 6: before the split the parties give back exactly what the buyer gets (a
+/// payment of one line: that line, when none is named).
+fn give_back_what_the_buyer_gets(
+    payment: &PaymentRecord,
+    channel: Money,
+    portions: &mut Vec<RefundPortion>,
+) -> Result<(), Reject> {
+    if !portions.is_empty() {
+        if portions.iter().map(|p| p.amount.value).sum::<i64>() != channel.value {
             return Err(Reject::invalid("splits", "before the split the portions add up to amount"));
         }
+        return Ok(());
     }
-    Ok(RefundPlan { channel, portions, after_split })
+    if payment.lines.len() != 1 {
+        return Err(Reject::invalid(
+            "splits",
+            "a payment of several lines names the lines a refund takes from",
+        ));
+    }
+    portions.push(RefundPortion {
+        line: 0,
+        recipient_id: payment.lines[0].recipient_id.clone(),
+        amount: channel,
+    });
+    Ok(())
 }
 
 impl RefundRecord {

@@ -3,7 +3,7 @@
 //! `split` entry, once per payment) or `failed` (the payment back to
 //! `not_split`); the batch is `completed` when no item is `processing`.
 
-use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, Record, SplitBatchId, Timestamp, Tree};
+use pelago_storage::{MerchantId, Money, PaymentId, RecipientId, SplitBatchId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::PaymentRecord;
@@ -74,10 +74,7 @@ pub struct SplitBatchRecord {
     pub version: u64,
 }
 
-impl Record for SplitBatchRecord {
-    const TREE: Tree = Tree::SplitBatches;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(SplitBatchRecord, SplitBatches, 1);
 
 impl SplitBatchRecord {
     pub fn is_processing(&self) -> bool {

@@ -7,7 +7,7 @@
 
 use actix::Message;
 use pelago_storage::{
-    AgreementId, FlushTicket, MerchantId, RecipientId, Record, Store, StoreError, Timestamp, Tree, WriteBatch,
+    AgreementId, FlushTicket, MerchantId, RecipientId, Store, StoreError, Timestamp, Tree, WriteBatch,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,10 +65,7 @@ pub struct AgreementRecord {
     pub version: u64,
 }
 
-impl Record for AgreementRecord {
-    const TREE: Tree = Tree::Agreements;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(AgreementRecord, Agreements, 1);
 
 impl AgreementRecord {
     fn move_to(&mut self, to: AgreementStatus) -> Result<(), Reject> {

@@ -9,7 +9,7 @@
 //! merchant's and has no open onboarding (the transfer rows), and what the
 //! gateway answered, are facts the caller brings in the event.
 
-use pelago_storage::{FileId, MerchantId, OnboardingId, RecipientId, Record, Timestamp, Tree};
+use pelago_storage::{FileId, MerchantId, OnboardingId, RecipientId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -289,10 +289,7 @@ pub struct Onboarding {
     pub created_at: Timestamp,
 }
 
-impl Record for Onboarding {
-    const TREE: Tree = Tree::Onboardings;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(Onboarding, Onboardings, 1);
 
 fn valid_provider_recipient_id(raw: &str) -> bool {
     (3..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -3,7 +3,7 @@
 //! never holds them in clear); only their last 4 characters are kept beside
 //! them, for the masked `****1234` every answer, event and error shows.
 
-use pelago_storage::{MerchantId, OnboardingId, RecipientId, Record, Timestamp, Tree};
+use pelago_storage::{MerchantId, OnboardingId, RecipientId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::onboarding::{ComplianceStatus, OnboardingStatus, OnboardingType};
@@ -106,10 +106,7 @@ pub struct RecipientRecord {
     pub version: u64,
 }
 
-impl Record for RecipientRecord {
-    const TREE: Tree = Tree::Recipients;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(RecipientRecord, Recipients, 1);
 
 /// §3's cross-field rules: the sub-object of the type and only it; the bank
 /// account kind that fits the recipient.

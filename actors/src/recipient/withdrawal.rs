@@ -3,7 +3,7 @@
 //! `W − K` is paid out to the recipient's bank account. Pure record and
 //! status: `processing → succeeded | failed`, once.
 
-use pelago_storage::{MerchantId, Money, RecipientId, RecipientWithdrawalId, Record, Timestamp, Tree};
+use pelago_storage::{MerchantId, Money, RecipientId, RecipientWithdrawalId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Reject;
@@ -53,10 +53,7 @@ pub struct RecipientWithdrawalRecord {
     pub version: u64,
 }
 
-impl Record for RecipientWithdrawalRecord {
-    const TREE: Tree = Tree::RecipientWithdrawals;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(RecipientWithdrawalRecord, RecipientWithdrawals, 1);
 
 impl RecipientWithdrawalRecord {
     /// W − K: what reaches the bank account.

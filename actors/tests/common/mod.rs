@@ -10,9 +10,7 @@ use pelago_actors::{
     runtime::RegistryConfig,
     system::{Actors, SystemConfig},
 };
-use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp,
-};
+use pelago_storage::{CardId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp};
 
 pub fn run<F: Future>(f: impl FnOnce() -> F) -> F::Output {
     actix::System::with_tokio_rt(|| {
@@ -35,18 +33,8 @@ pub fn start(dir: &std::path::Path, registry: RegistryConfig) -> Arc<Actors> {
 }
 
 pub fn new_card(id: &CardId, channel: &ChannelId) -> NewCard {
-    NewCard {
-        id: id.clone(),
-        merchant_id: MerchantId::parse("mch_01JDEMO0000000000000000000").unwrap(),
-        cardholder_id: CardholderId::generate(),
-        reference: None,
-        card_name: "PELAGO_VIRTUAL_USD".into(),
-        bin: "424242".into(),
-        channel_id: channel.clone(),
-        currency: Currency::USD,
-        status: CardStatus::Processing,
-        application_fee_order: None,
-    }
+    let merchant = MerchantId::parse("mch_01JDEMO0000000000000000000").unwrap();
+    NewCard::sandbox_usd(id.clone(), merchant, channel.clone(), CardStatus::Processing)
 }
 
 /// A posted refund of `value`: raises the mirrored balance by `value`.

@@ -7,6 +7,7 @@
 //! only the gateway's answer moves the payment, and its money (the merchant
 //! actor books `marketplace_collection` in the commit that makes it SUCCEEDED).
 
+use pelago_actors::keys::{self, Index, Marker, RecordKey};
 use std::sync::Arc;
 
 use pelago_actors::{
@@ -17,7 +18,6 @@ use pelago_actors::{
     payment::{
         Liability, LineType, PaymentAction, PaymentEvent, PaymentLine, PaymentRecord, PendingAction,
         gateway::{GatewayPayment, GatewayPaymentStatus, PaymentCheckout},
-        keys::PaymentKey,
     },
     ports::{GatewayAccount, Outcome},
     recipient::{
@@ -295,7 +295,7 @@ async fn apply_gateway(app: &Core, payment: &PaymentRecord, answer: &GatewayPaym
 }
 
 fn find(app: &Core, merchant: &MerchantId, id: &PaymentId) -> Result<Option<PaymentRecord>, Error> {
-    let key = PaymentKey::Record { merchant: merchant.clone(), payment: id.clone() };
+    let key = RecordKey::Payment { merchant: merchant.clone(), payment: id.clone() };
     Ok(app.store.get::<PaymentRecord>(key.encode())?)
 }
 
@@ -307,7 +307,7 @@ pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<Paymen
 
 /// A payment by id alone (callbacks, T+1 rows): its owner from `payowner/`.
 fn load_any(app: &Core, id: &PaymentId) -> Result<Option<PaymentRecord>, Error> {
-    let owner = PaymentKey::Owner(id.clone());
+    let owner = Index::PaymentOwner { payment: id.clone() };
     let Some(merchant) = app.store.get_raw(owner.tree(), owner.encode())? else { return Ok(None) };
     let merchant = MerchantId::parse(&String::from_utf8_lossy(&merchant)).map_err(|_| Error::internal())?;
     find(app, &merchant, id)
@@ -417,7 +417,7 @@ pub async fn on_gateway_update(app: &Core, notice: PaymentNotice<'_>) -> Result<
         Some(true) => Ok("applied"),
         Some(false) => Ok("unchanged"),
         None => {
-            let marker = PaymentKey::Confirm(payment.id.clone());
+            let marker = Marker::PaymentConfirm { payment: payment.id.clone() };
             let mut batch = WriteBatch::new();
             batch.put_raw(marker.tree(), marker.encode(), notice.gateway_order_id.as_bytes());
             app.store.commit_durable(batch).await?;
@@ -466,15 +466,12 @@ async fn confirm(app: &Core, payment: &PaymentRecord, gateway_order_id: &str) ->
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
     let grace = crate::flows::grace_ms(app);
-    for (key, _) in crate::flows::due_markers(
-        app,
-        PaymentKey::PENDING_PREFIX,
-        crate::flows::Started::AfterFirstWord,
-        grace,
-    )? {
-        let PaymentKey::Pending(id) = key else { continue };
+    for (key, _) in
+        crate::flows::due_markers(app, keys::PAYPENDING, crate::flows::Started::AfterFirstWord, grace)?
+    {
+        let Marker::PaymentPending { payment: id } = key else { continue };
         let Some(payment) = load_any(app, &id)? else {
-            crate::flows::clear_marker(app, PaymentKey::Pending(id).encode().into_bytes()).await?;
+            crate::flows::clear_marker(app, Marker::PaymentPending { payment: id }.encode()).await?;
             continue;
         };
         let outcome = match payment.pending_action.as_ref().map(|a| a.kind) {
@@ -496,9 +493,9 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         }
     }
     for (key, gateway_order_id) in
-        crate::flows::due_markers(app, PaymentKey::CONFIRM_PREFIX, crate::flows::Started::Now, 0)?
+        crate::flows::due_markers(app, keys::PAYCONFIRM, crate::flows::Started::Now, 0)?
     {
-        let PaymentKey::Confirm(id) = key else { continue };
+        let Marker::PaymentConfirm { payment: id } = key else { continue };
         let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
         let keep = match load_any(app, &id)? {
             Some(payment) => match confirm(app, &payment, &gateway_order_id).await {
@@ -511,7 +508,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             None => false,
         };
         if !keep {
-            crate::flows::clear_marker(app, PaymentKey::Confirm(id).encode().into_bytes()).await?;
+            crate::flows::clear_marker(app, Marker::PaymentConfirm { payment: id }.encode()).await?;
             done += 1;
         }
     }
@@ -522,28 +519,19 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
 /// 00:00Z that is still to be settled (its `paycoll/` row), through its
 /// merchant's actor; a page at a time.
 pub async fn settle_captured_before(app: &Core, date: &str) -> Result<(), Error> {
-    let bound = PaymentKey::Captured { date: date.to_owned(), payment: PaymentId::generate() }.encode();
-    let bound = &bound[..PaymentKey::CAPTURED_PREFIX.len() + date.len()];
+    // Rows sort by date: the first at or after this one is not before `date`.
+    let bound = [keys::PAYCOLL, date].concat();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let keys = app.store.scan_keys(
-            Tree::Index,
-            PaymentKey::CAPTURED_PREFIX.as_bytes(),
-            after.as_deref(),
-            false,
-            256,
-        )?;
-        let Some(last) = keys.last() else { return Ok(()) };
+        let rows =
+            app.store.scan_keys(Tree::Index, keys::PAYCOLL.as_bytes(), after.as_deref(), false, 256)?;
+        let Some(last) = rows.last() else { return Ok(()) };
         after = Some(last.clone());
-        for key in keys {
+        for key in rows {
             if key.as_slice() >= bound.as_bytes() {
-                return Ok(()); // keys sort by date
+                return Ok(());
             }
-            let Some(PaymentKey::Captured { payment, .. }) =
-                PaymentKey::parse(&String::from_utf8_lossy(&key))
-            else {
-                continue;
-            };
+            let Some(Index::PaymentCaptured { payment, .. }) = Index::parse(&key) else { continue };
             let Some(record) = load_any(app, &payment)? else { continue };
             match update(app, &record, PaymentChange::Settle { date: date.to_owned() }).await {
                 Ok(_) => {}
@@ -558,7 +546,7 @@ pub async fn settle_captured_before(app: &Core, date: &str) -> Result<(), Error>
 /// How many payments the run of `date` settled, per merchant.
 pub fn settled_by_run(app: &Core, date: &str) -> Result<std::collections::BTreeMap<MerchantId, u64>, Error> {
     let mut counts = std::collections::BTreeMap::new();
-    for row in app.store.iter_raw(Tree::Index, PaymentKey::settled_on(date).as_bytes()) {
+    for row in app.store.iter_raw(Tree::Index, keys::scan_prefix(keys::PAYSETTLED, &[&date]).as_bytes()) {
         let (_, merchant) = row?;
         let Ok(merchant) = MerchantId::parse(&String::from_utf8_lossy(&merchant)) else { continue };
         *counts.entry(merchant).or_insert(0u64) += 1;

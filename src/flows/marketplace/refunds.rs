@@ -8,13 +8,13 @@
 //! `refund.after_fence` (booked, gateway not asked) and `refund.after_gateway`
 //! (refunded at the gateway, not recorded).
 
+use pelago_actors::keys::{self, Index, Marker, RecordKey};
 use std::sync::Arc;
 
 use pelago_actors::{
     merchant::refunds::{CreateRefund, FinishRefund},
     payment::{
         PaymentRecord,
-        keys::PaymentKey,
         refund::{RefundAsk, RefundRecord, RefundStatus},
     },
     ports::Outcome,
@@ -98,14 +98,14 @@ fn find(
     payment: &PaymentId,
     id: &RefundId,
 ) -> Result<Option<RefundRecord>, Error> {
-    let key = PaymentKey::Refund { merchant: merchant.clone(), payment: payment.clone(), refund: id.clone() };
+    let key = RecordKey::Refund { merchant: merchant.clone(), payment: payment.clone(), refund: id.clone() };
     Ok(app.store.get::<RefundRecord>(key.encode())?)
 }
 
 /// A refund of this merchant, or 404.
 pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<RefundRecord, Error> {
     let id = RefundId::parse(raw).map_err(|_| Error::not_found("refund"))?;
-    let owner = PaymentKey::RefundOwner(id.clone());
+    let owner = Index::RefundOwner { refund: id.clone() };
     let Some(payment) = app.store.get_raw(owner.tree(), owner.encode())? else {
         return Err(Error::not_found("refund"));
     };
@@ -119,13 +119,10 @@ pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<Refund
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
     let grace = crate::flows::grace_ms(app);
-    for (key, value) in crate::flows::due_markers(
-        app,
-        PaymentKey::REFUND_PENDING_PREFIX,
-        crate::flows::Started::AfterFirstWord,
-        grace,
-    )? {
-        let PaymentKey::RefundPending(id) = key else { continue };
+    for (key, value) in
+        crate::flows::due_markers(app, keys::RFDPENDING, crate::flows::Started::AfterFirstWord, grace)?
+    {
+        let Marker::RefundPending { refund: id } = key else { continue };
         let value = String::from_utf8_lossy(&value).into_owned();
         let mut words = value.split(' ');
         let (Some(Ok(merchant)), Some(Ok(payment))) =
@@ -134,7 +131,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             continue;
         };
         let Some(refund) = find(app, &merchant, &payment, &id)? else {
-            crate::flows::clear_marker(app, PaymentKey::RefundPending(id).encode().into_bytes()).await?;
+            crate::flows::clear_marker(app, Marker::RefundPending { refund: id }.encode()).await?;
             continue;
         };
         match send(app, refund).await {

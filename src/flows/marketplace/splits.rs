@@ -5,13 +5,13 @@
 //! unknown answer leaves the items `processing` (202) until
 //! [`resolve_pending`] sends the batch again with the same request id.
 
+use pelago_actors::keys::{self, Marker, RecordKey};
 use std::sync::Arc;
 
 use pelago_actors::{
     merchant::splits::{CreateSplitBatch, FinishSplitItem},
     payment::{
         gateway::{SplitLine, SplitRequest},
-        keys::PaymentKey,
         split::{SplitBatchRecord, SplitItemStatus},
     },
     ports::Outcome,
@@ -123,7 +123,7 @@ async fn send(app: &Core, batch: SplitBatchRecord) -> Result<Answer, Error> {
 }
 
 fn find(app: &Core, merchant: &MerchantId, id: &SplitBatchId) -> Result<Option<SplitBatchRecord>, Error> {
-    let key = PaymentKey::Batch { merchant: merchant.clone(), batch: id.clone() };
+    let key = RecordKey::Batch { merchant: merchant.clone(), batch: id.clone() };
     Ok(app.store.get::<SplitBatchRecord>(key.encode())?)
 }
 
@@ -139,17 +139,14 @@ pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<SplitB
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let mut done = 0;
     let grace = crate::flows::grace_ms(app);
-    for (key, value) in crate::flows::due_markers(
-        app,
-        PaymentKey::BATCH_PENDING_PREFIX,
-        crate::flows::Started::AfterFirstWord,
-        grace,
-    )? {
-        let PaymentKey::BatchPending(id) = key else { continue };
+    for (key, value) in
+        crate::flows::due_markers(app, keys::SPBPENDING, crate::flows::Started::AfterFirstWord, grace)?
+    {
+        let Marker::BatchPending { batch: id } = key else { continue };
         let owner = String::from_utf8_lossy(&value).split(' ').next().unwrap_or_default().to_owned();
         let Ok(merchant) = MerchantId::parse(&owner) else { continue };
         let Some(batch) = find(app, &merchant, &id)? else {
-            crate::flows::clear_marker(app, PaymentKey::BatchPending(id).encode().into_bytes()).await?;
+            crate::flows::clear_marker(app, Marker::BatchPending { batch: id }.encode()).await?;
             continue;
         };
         match send(app, batch).await {

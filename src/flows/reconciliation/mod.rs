@@ -23,7 +23,7 @@ use pelago_actors::{
     merchant::MerchantRecord,
     outbox::{self, EventObject, ReconciliationReady},
 };
-use pelago_storage::{MerchantId, ReconciliationRunId, Record, Timestamp, Tree, WriteBatch};
+use pelago_storage::{MerchantId, ReconciliationRunId, Timestamp, Tree, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use self::{keys::Key, writers::Paths};
@@ -42,10 +42,7 @@ pub struct ReconciliationRun {
     pub completed_at: Option<Timestamp>,
 }
 
-impl Record for ReconciliationRun {
-    const TREE: Tree = Tree::ReconciliationRuns;
-    const SCHEMA_VERSION: u8 = 1;
-}
+pelago_storage::record!(ReconciliationRun, ReconciliationRuns, 1);
 
 /// The run of `date`, if it was ever started.
 pub fn get(app: &Core, date: NaiveDate) -> Result<Option<ReconciliationRun>, Error> {

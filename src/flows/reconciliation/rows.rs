@@ -5,9 +5,10 @@
 //! so a day of many entries is never held whole.
 
 use chrono::{FixedOffset, NaiveDate};
+use pelago_actors::keys::{Index, RecordKey};
 use pelago_actors::{
     ledger::{Account, EntryKind, JournalEntry},
-    payment::{PaymentRecord, keys::PaymentKey, refund::RefundRecord},
+    payment::{PaymentRecord, refund::RefundRecord},
 };
 use pelago_storage::{Currency, MerchantId, PaymentId, RecipientWithdrawalId, RefundId, Store, Tree};
 
@@ -113,7 +114,7 @@ fn missing(merchant: &MerchantId, what: &'static str) -> Error {
 }
 
 fn load_payment(store: &Store, merchant: &MerchantId, id: &PaymentId) -> Result<PaymentRecord, Error> {
-    let key = PaymentKey::Record { merchant: merchant.clone(), payment: id.clone() }.encode();
+    let key = RecordKey::Payment { merchant: merchant.clone(), payment: id.clone() }.encode();
     store.get::<PaymentRecord>(key)?.ok_or_else(|| missing(merchant, "payment"))
 }
 
@@ -123,13 +124,13 @@ fn load_refund(
     merchant: &MerchantId,
     id: &RefundId,
 ) -> Result<(RefundRecord, PaymentRecord), Error> {
-    let owner = PaymentKey::RefundOwner(id.clone());
+    let owner = Index::RefundOwner { refund: id.clone() };
     let payment = store
         .get_raw(owner.tree(), owner.encode())?
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|raw| PaymentId::parse(&raw).ok())
         .ok_or_else(|| missing(merchant, "refund owner"))?;
-    let key = PaymentKey::Refund { merchant: merchant.clone(), payment: payment.clone(), refund: id.clone() };
+    let key = RecordKey::Refund { merchant: merchant.clone(), payment: payment.clone(), refund: id.clone() };
     let refund = store.get::<RefundRecord>(key.encode())?.ok_or_else(|| missing(merchant, "refund"))?;
     Ok((refund, load_payment(store, merchant, &payment)?))
 }

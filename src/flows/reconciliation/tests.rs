@@ -3,6 +3,7 @@
 //! for byte, the xlsx read back with calamine holding the same rows, Σ amount
 //! per currency 0 and per account the ledger's postings of the day.
 
+use pelago_actors::keys::RecordKey;
 use std::{
     collections::BTreeMap,
     sync::{
@@ -19,7 +20,7 @@ use pelago_actors::{
         marketplace::{self, Party, RecipientBalances},
     },
     merchant::{FundingMode, MerchantRecord, PostEntry},
-    payment::{LineType, PaymentLine, PaymentRecord, PaymentStatus, SplitStatus, keys::PaymentKey},
+    payment::{LineType, PaymentLine, PaymentRecord, PaymentStatus, SplitStatus},
     ports::Clock,
     system::{Actors, SystemConfig},
 };
@@ -110,7 +111,7 @@ async fn book_the_example(store: &Store, merchant: &MerchantId, day: (Timestamp,
     seed.put(seller.as_bytes(), &RecipientBalances::empty(seller.clone(), merchant.clone(), Timestamp(0)))
         .unwrap();
     let payment = example_payment("pay_01JD0000000000000000000002", merchant, &seller, day.0);
-    let key = PaymentKey::Record { merchant: merchant.clone(), payment: payment.id.clone() };
+    let key = RecordKey::Payment { merchant: merchant.clone(), payment: payment.id.clone() };
     seed.put(key.encode(), &payment).unwrap();
     store.commit_durable(seed).await.unwrap();
     let (a, m) = (Party::Recipient(seller.clone()), Party::Merchant(merchant.clone()));

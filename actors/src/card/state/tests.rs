@@ -1,6 +1,4 @@
-use pelago_storage::{
-    CardId, CardholderId, ChannelId, Currency, MerchantId, Money, Timestamp, TransactionId,
-};
+use pelago_storage::{CardId, ChannelId, Currency, MerchantId, Money, Timestamp, TransactionId};
 use proptest::prelude::*;
 
 use super::*;
@@ -8,18 +6,7 @@ use crate::ports::{ChannelTransaction, ChannelTxnStatus as S, ChannelTxnType as 
 
 fn card(status: CardStatus) -> CardRecord {
     CardRecord::create(
-        NewCard {
-            id: CardId::generate(),
-            merchant_id: MerchantId::generate(),
-            cardholder_id: CardholderId::generate(),
-            reference: None,
-            card_name: "PELAGO_VIRTUAL_USD".into(),
-            bin: "424242".into(),
-            channel_id: ChannelId::generate(),
-            currency: Currency::USD,
-            status,
-            application_fee_order: None,
-        },
+        NewCard::sandbox_usd(CardId::generate(), MerchantId::generate(), ChannelId::generate(), status),
         Timestamp(0),
         Source::Merchant,
     )
