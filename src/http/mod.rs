@@ -303,6 +303,12 @@ where
         // The effect happened but its answer could not be stored: say so, retry is safe.
         return (route.pattern, e.into_reply(request_id));
     }
+    // Nothing is shown that a crash could take back: a read may have seen
+    // commits that are applied but not yet flushed (this request's own write
+    // was already waited for).
+    if let Err(e) = app.store.settled().await {
+        return (route.pattern, ApiError::from(e).into_reply(request_id));
+    }
     (route.pattern, reply)
 }
 

@@ -326,6 +326,10 @@ async fn scheduler(weak: Weak<App>) {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => return,
         };
+        // An event is delivered only once its commit is on disk.
+        if app.store.settled().await.is_err() {
+            return;
+        }
         for job in plan.jobs {
             let app = Arc::clone(&app);
             tokio::spawn(async move {

@@ -122,6 +122,16 @@ impl Flusher {
         FlushTicket(n)
     }
 
+    /// The newest ticket issued so far, without asking for a flush.
+    pub(crate) fn issued(&self) -> FlushTicket {
+        FlushTicket(self.shared.requested.load(Ordering::SeqCst))
+    }
+
+    /// Whether the write behind `ticket` is on disk now.
+    pub fn is_durable(&self, ticket: FlushTicket) -> bool {
+        self.shared.published.borrow().flushed >= ticket.0
+    }
+
     /// Resolves once the write behind `ticket` is on disk.
     pub async fn wait(&self, ticket: FlushTicket) -> Result<(), StoreError> {
         let mut rx = self.shared.published.subscribe();

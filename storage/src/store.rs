@@ -192,7 +192,7 @@ impl Store {
             .open()?;
         let records = layout::open_records(&db)?;
         let flusher = Flusher::start(db.clone());
-        let pipeline = std::sync::Arc::new(Pipeline::new(records.clone()));
+        let pipeline = std::sync::Arc::new(Pipeline::new(records.clone(), flusher.clone()));
         Ok(Store { db, records, pipeline, flusher })
     }
 
@@ -324,8 +324,7 @@ impl Store {
         if batch.ops.is_empty() {
             return Ok(self.flusher.ticket());
         }
-        self.pipeline.commit(batch)?;
-        Ok(self.flusher.ticket())
+        self.pipeline.commit(batch)
     }
 
     /// Writes `value` at `key` unless a value is there that `keep` wants kept;
@@ -388,6 +387,14 @@ impl Store {
     /// A ticket covering every write made so far (e.g. before a read is shown).
     pub fn ticket(&self) -> FlushTicket {
         self.flusher.ticket()
+    }
+
+    /// Resolves once every commit applied so far is on disk: a reader can see
+    /// a commit as soon as it is applied, before its flush, so whatever is
+    /// shown outside the process (a reply, a webhook) waits for this first.
+    /// At once when nothing is waiting for a flush.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        self.flusher.wait(self.pipeline.applied()).await
     }
 
     /// Flushes synchronously, on the caller's thread (shutdown, tools).

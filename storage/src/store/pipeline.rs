@@ -19,8 +19,9 @@
 //!
 //! A commit therefore returns only once its write is applied (readers see it),
 //! with the same all-or-nothing and compare-and-set meaning as a transaction
-//! of its own. Durability is the flusher's: the caller's ticket is taken after
-//! the apply. The queue holds at most one change per blocked thread, so it is
+//! of its own. Durability is the flusher's: the group's ticket is taken after
+//! the apply, under the apply lock, so [`Pipeline::applied`] covers every
+//! write a reader can see. The queue holds at most one change per blocked thread, so it is
 //! bounded by the number of threads.
 
 use std::{
@@ -32,7 +33,10 @@ use std::{
 };
 
 use super::{BatchOp, WriteBatch};
-use crate::StoreError;
+use crate::{
+    StoreError,
+    flusher::{FlushTicket, Flusher},
+};
 
 /// The most changes one sled batch carries; a longer queue is applied in turns.
 pub const MAX_GROUP: usize = 1024;
@@ -50,6 +54,7 @@ pub struct CommitStats {
 
 pub(crate) struct Pipeline {
     records: sled::Tree,
+    flusher: Flusher,
     queue: Mutex<Queue>,
     turn: Condvar,
     /// Held while a group is checked and applied, and by the few writes that
@@ -65,14 +70,15 @@ pub(crate) struct Pipeline {
 struct Queue {
     next_id: u64,
     waiting: Vec<(u64, WriteBatch)>,
-    results: HashMap<u64, Result<(), StoreError>>,
+    results: HashMap<u64, Result<FlushTicket, StoreError>>,
     leading: bool,
 }
 
 impl Pipeline {
-    pub(crate) fn new(records: sled::Tree) -> Pipeline {
+    pub(crate) fn new(records: sled::Tree, flusher: Flusher) -> Pipeline {
         Pipeline {
             records,
+            flusher,
             queue: Mutex::new(Queue::default()),
             turn: Condvar::new(),
             applying: Mutex::new(()),
@@ -83,8 +89,8 @@ impl Pipeline {
     }
 
     /// Commits `batch` with whatever else is queued; returns once it is applied
-    /// (or refused, writing nothing).
-    pub(crate) fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    /// (or refused, writing nothing), with the ticket of its durability.
+    pub(crate) fn commit(&self, batch: WriteBatch) -> Result<FlushTicket, StoreError> {
         let mut queue = lock(&self.queue);
         let id = queue.next_id;
         queue.next_id += 1;
@@ -111,6 +117,14 @@ impl Pipeline {
         }
     }
 
+    /// A ticket covering every group applied so far. Taken under the apply
+    /// lock: a group's ticket is issued before that lock is released, so no
+    /// applied write is missing from it.
+    pub(crate) fn applied(&self) -> FlushTicket {
+        let _applying = self.exclusive();
+        self.flusher.issued()
+    }
+
     /// The lock that keeps single-key writes out of a group's check-to-apply window.
     pub(crate) fn exclusive(&self) -> MutexGuard<'_, ()> {
         lock(&self.applying)
@@ -126,7 +140,10 @@ impl Pipeline {
 
     /// Checks each change against the store plus the group's writes ahead of
     /// it, and applies the accepted ones as one sled batch.
-    pub(super) fn apply_group(&self, group: Vec<(u64, WriteBatch)>) -> Vec<(u64, Result<(), StoreError>)> {
+    pub(super) fn apply_group(
+        &self,
+        group: Vec<(u64, WriteBatch)>,
+    ) -> Vec<(u64, Result<FlushTicket, StoreError>)> {
         let _applying = self.exclusive();
         let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         let mut batch = sled::Batch::default();
@@ -154,6 +171,10 @@ impl Pipeline {
         }
         let applied = self.records.apply_batch(batch);
         self.note_group(results.len() as u64);
+        // Issued after the apply, before the apply lock is released (see `applied`).
+        let ticket = self.flusher.ticket();
+        let mut results: Vec<(u64, Result<FlushTicket, StoreError>)> =
+            results.into_iter().map(|(id, verdict)| (id, verdict.map(|()| ticket))).collect();
         if let Err(e) = applied {
             let reason = e.to_string();
             tracing::error!(error = %reason, "a commit group could not be applied; nothing of it was written");
@@ -197,7 +218,7 @@ impl Pipeline {
 struct Handover<'a> {
     pipeline: &'a Pipeline,
     ids: Vec<u64>,
-    results: Option<Vec<(u64, Result<(), StoreError>)>>,
+    results: Option<Vec<(u64, Result<FlushTicket, StoreError>)>>,
 }
 
 impl Drop for Handover<'_> {

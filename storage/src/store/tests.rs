@@ -287,3 +287,18 @@ fn a_newer_layout_is_refused() {
     let refused = open_after_raw(dir.path()).err().expect("refused");
     assert!(refused.to_string().contains("layout 3"), "{refused}");
 }
+
+#[tokio::test]
+async fn settled_waits_until_every_applied_commit_is_on_disk() {
+    let (_dir, store) = open();
+    store.settled().await.unwrap(); // nothing waiting: at once
+    for n in 0..20u64 {
+        let mut batch = WriteBatch::new();
+        batch.put(n.to_be_bytes(), &Thing { n }).unwrap();
+        // Applied, so readable, before it is flushed.
+        let ticket = store.commit(batch).unwrap();
+        assert_eq!(store.get::<Thing>(n.to_be_bytes()).unwrap(), Some(Thing { n }));
+        store.settled().await.unwrap();
+        assert!(store.flusher().is_durable(ticket), "settled before commit {n} was flushed");
+    }
+}
