@@ -297,19 +297,23 @@ where
         Ok(reply) => reply,
         Err(e) => e.into_reply(request_id),
     };
+    (route.pattern, settle(app, guard, reply, request_id).await)
+}
+
+/// The reply as it may leave: its answer stored with its Idempotency-Key, and
+/// nothing in it that a crash could take back (a read may have seen commits
+/// applied but not yet flushed; this request's own write was waited for).
+async fn settle(app: &App, guard: Option<idempotency::Guard>, reply: ApiReply, request_id: &str) -> ApiReply {
     if let Some(guard) = guard
         && let Err(e) = idempotency::after(guard, &reply).await
     {
         // The effect happened but its answer could not be stored: say so, retry is safe.
-        return (route.pattern, e.into_reply(request_id));
+        return e.into_reply(request_id);
     }
-    // Nothing is shown that a crash could take back: a read may have seen
-    // commits that are applied but not yet flushed (this request's own write
-    // was already waited for).
-    if let Err(e) = app.store.settled().await {
-        return (route.pattern, ApiError::from(e).into_reply(request_id));
+    match app.store.settled().await {
+        Ok(()) => reply,
+        Err(e) => ApiError::from(e).into_reply(request_id),
     }
-    (route.pattern, reply)
 }
 
 /// A merchant request that failed authentication is charged to its address
