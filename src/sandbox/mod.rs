@@ -111,8 +111,9 @@ pub async fn serve(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = config.data_dir.join("sandbox");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(&dir, &StoreConfig { cache_capacity_bytes: 16 * 1024 * 1024 })
-        .with_context(|| format!("opening the sandbox store in {}", dir.display()))?;
+    let store =
+        Store::open(&dir, &StoreConfig { cache_capacity_bytes: 16 * 1024 * 1024, ..StoreConfig::default() })
+            .with_context(|| format!("opening the sandbox store in {}", dir.display()))?;
     let card_key = card_data::CardDataKey::load_or_create(&dir.join("card_data.key"))
         .context("loading the sandbox card-data key")?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -95,11 +95,15 @@ impl Tree {
 pub struct StoreConfig {
     /// sled's page cache, bytes.
     pub cache_capacity_bytes: u64,
+    /// How long `open` waits for the data dir's lock. A process that has
+    /// just exited (or a handle just dropped) holds it for a moment while
+    /// sled's I/O threads wind down; a second live process holds it for good.
+    pub lock_wait: std::time::Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_capacity_bytes: 256 * 1024 * 1024 }
+        Self { cache_capacity_bytes: 256 * 1024 * 1024, lock_wait: std::time::Duration::from_secs(10) }
     }
 }
 
@@ -180,16 +184,38 @@ pub struct Store {
     flusher: Flusher,
 }
 
-impl Store {
-    /// Opens (or creates) the store in `dir`, migrating an older layout first.
-    /// Only one process may hold it.
-    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+/// sled on `dir`, waiting up to `config.lock_wait` for the dir's file lock
+/// (polled; any other error at once).
+fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + config.lock_wait;
+    loop {
+        let opened = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_capacity_bytes)
             // Durability comes from the flusher; sled's own timer flush is off.
             .flush_every_ms(None)
-            .open()?;
+            .open();
+        match opened {
+            // sled reports the held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Io(format!(
+                        "the data dir {} is locked by another process: {e}",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, migrating an older layout first.
+    /// Only one process may hold it.
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
+        let db = open_sled(dir, config)?;
         let records = layout::open_records(&db)?;
         let flusher = Flusher::start(db.clone());
         let pipeline = std::sync::Arc::new(Pipeline::new(records.clone(), flusher.clone()));

@@ -198,23 +198,6 @@ fn raw_sled(dir: &std::path::Path) -> sled::Db {
     sled::Config::new().path(dir).flush_every_ms(None).open().unwrap()
 }
 
-/// `Store::open` once the dropped raw handle has let go of the dir: sled's
-/// I/O threads hold its file lock for a moment after the last handle goes
-/// (polled, bounded).
-fn open_after_raw(dir: &std::path::Path) -> Result<Store, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match Store::open(dir, &StoreConfig::default()) {
-            Err(StoreError::Io(e))
-                if e.contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// A data dir written in layout 1 (one sled tree per kind), as the builds
 /// before layout 2 left it.
 fn write_layout_1(db: &sled::Db, cards: u64) {
@@ -245,7 +228,7 @@ async fn a_layout_1_data_dir_is_migrated_on_open() {
     let cards = 10_000; // more than one copy chunk
     write_layout_1(&raw_sled(dir.path()), cards);
     {
-        let store = open_after_raw(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         assert_layout_1_content_readable(&store, cards);
         assert_eq!(store.len(Tree::Cards), cards as usize);
         let names = store.db.tree_names();
@@ -271,7 +254,7 @@ fn a_migration_cut_short_is_finished_on_the_next_open() {
         records.insert(Tree::Cards.key(b"card_00003"), codec::encode(&Thing { n: 3 }).unwrap()).unwrap();
         db.flush().unwrap();
     }
-    let store = open_after_raw(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
     assert_layout_1_content_readable(&store, 50);
     assert_eq!(store.len(Tree::Cards), 50);
 }
@@ -284,7 +267,7 @@ fn a_newer_layout_is_refused() {
         db.insert(layout::LAYOUT_KEY, &(layout::LAYOUT + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let refused = open_after_raw(dir.path()).err().expect("refused");
+    let refused = Store::open(dir.path(), &StoreConfig::default()).err().expect("refused");
     assert!(refused.to_string().contains("layout 3"), "{refused}");
 }
 
@@ -301,4 +284,28 @@ async fn settled_waits_until_every_applied_commit_is_on_disk() {
         store.settled().await.unwrap();
         assert!(store.flusher().is_durable(ticket), "settled before commit {n} was flushed");
     }
+}
+
+#[test]
+fn a_held_data_dir_is_refused_after_the_lock_wait_and_opened_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let brief = StoreConfig { lock_wait: std::time::Duration::from_millis(50), ..StoreConfig::default() };
+    match Store::open(dir.path(), &brief) {
+        Err(StoreError::Io(message)) => assert!(message.contains("locked by another process"), "{message}"),
+        Err(other) => panic!("expected the lock error, got {other:?}"),
+        Ok(_) => panic!("a second handle opened a held data dir"),
+    }
+    // Released while the next open is waiting: that open succeeds.
+    let (opening, waiting) = std::sync::mpsc::channel();
+    let reopen = std::thread::spawn({
+        let dir = dir.path().to_path_buf();
+        move || {
+            opening.send(()).unwrap();
+            Store::open(&dir, &StoreConfig::default()).map(|_| ())
+        }
+    });
+    waiting.recv().unwrap();
+    drop(held);
+    reopen.join().unwrap().expect("opened once the holder let go");
 }
