@@ -15,6 +15,9 @@
 //! `-- --seconds N` sets each case's length (8 s under `cargo bench`, 1 s with
 //! fewer cards when run as a test by `cargo test --all-targets`).
 
+/// The in-process channel that funds every card at once (shared with the actor tests).
+#[path = "../actors/tests/common/channel.rs"]
+mod channel;
 mod topups_pg;
 
 use std::{
@@ -24,7 +27,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::BoxFuture;
 use pelago_actors::{
     card::{
         CardStatus, NewCard,
@@ -33,76 +35,12 @@ use pelago_actors::{
     },
     ledger::{self, EntryKind},
     merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
-    ports::{
-        CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
-        ChannelCardholder, ChannelDirectory, ChannelOperation, ChannelTransaction, CreateCardholder,
-        FundCard, OpenCard, Outcome, SystemClock,
-    },
+    ports::{CardChannel, ChannelDirectory, SystemClock},
     system::{Actors, SystemConfig},
 };
 use pelago_storage::{
     ApiKeyId, CardId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp, TopupId,
 };
-
-/// A channel that funds every card at once, in process.
-struct FakeChannel;
-
-impl CardChannel for FakeChannel {
-    fn create_cardholder(&self, _: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>> {
-        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
-    }
-    fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>> {
-        Box::pin(async move {
-            Outcome::Done(CardOpened {
-                channel_card_id: format!("fake_{}", req.card_id),
-                last4: "0000".into(),
-                balance: Money::zero(req.currency),
-            })
-        })
-    }
-    fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>> {
-        Box::pin(async move { Outcome::Done(CardFunded { balance: req.amount }) })
-    }
-    fn freeze(&self, _: CardAction) -> BoxFuture<'_, Outcome<()>> {
-        Box::pin(async { Outcome::Done(()) })
-    }
-    fn unfreeze(&self, _: CardAction) -> BoxFuture<'_, Outcome<()>> {
-        Box::pin(async { Outcome::Done(()) })
-    }
-    fn delete_card(&self, _: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>> {
-        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
-    }
-    fn card_details(&self, _: String) -> BoxFuture<'_, Outcome<CardDetails>> {
-        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
-    }
-    fn list_transactions(
-        &self,
-        _: String,
-        _: Option<String>,
-    ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
-        Box::pin(async { Outcome::Done(vec![]) })
-    }
-    fn transaction(&self, _: String, _: String) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
-        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
-    }
-    fn cardholder(&self, _: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
-        Box::pin(async { Outcome::Declined { reason: "not in this bench".into() } })
-    }
-    fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
-        Box::pin(async { Outcome::Done(vec![]) })
-    }
-    fn operation(&self, _: String) -> BoxFuture<'_, Outcome<ChannelOperation>> {
-        Box::pin(async { Outcome::Done(ChannelOperation::NotFound) })
-    }
-}
-
-struct Fakes(Arc<dyn CardChannel>);
-
-impl ChannelDirectory for Fakes {
-    fn channel(&self, _: &ChannelId) -> Option<Arc<dyn CardChannel>> {
-        Some(Arc::clone(&self.0))
-    }
-}
 
 async fn setup(
     actors: &Actors,
@@ -268,13 +206,13 @@ fn main() {
     });
     let cases =
         [(1usize, if options.full { 1_000 } else { 50 }), (if options.full { 100 } else { 5 }, 10usize)];
-    let fake: Arc<dyn CardChannel> = Arc::new(FakeChannel);
+    let fake: Arc<dyn CardChannel> = Arc::new(channel::InstantChannel::default());
     let mut pelago = Vec::new();
     let mut case_pairs = Vec::new();
     for (merchants, cards_each) in cases {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let channels: Arc<dyn ChannelDirectory> = Arc::new(Fakes(Arc::clone(&fake)));
+        let channels: Arc<dyn ChannelDirectory> = Arc::new(channel::OneChannel(Arc::clone(&fake)));
         let actors = runner.block_on(async {
             Actors::start(store, Arc::new(SystemClock), SystemConfig { channels, ..SystemConfig::default() })
         });

@@ -69,10 +69,23 @@ async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
 /// fee and no second card.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_application_fee_and_the_card_charges_once_and_opens_that_card() {
+    an_opening_that_died_at("cards.open.after_fee").await;
+}
+
+/// Issue 17: an opening with a fee writes its card once, with the channel's
+/// answer. The channel opened the card and the process died before that
+/// commit: after a restart the resolver asks again with the request id
+/// derived from the card id, gets the same card, and charges nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_channel_opened_the_card_charges_once_and_opens_that_card() {
+    an_opening_that_died_at("cards.open.after_channel").await;
+}
+
+async fn an_opening_that_died_at(failpoint: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "cards.open.after_fee")]);
+    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", failpoint)]);
     let (id, key, holder) =
         funded_merchant(&svc, json!({"currency": "USD", "application_fee": {"fixed": 500}})).await;
     let body = serde_json::to_vec(&json!({"cardholder_id": holder})).unwrap();

@@ -86,9 +86,9 @@ pub struct Open {
     pub application_fee: Option<Money>,
     /// An Idempotency-Key binding written with the card.
     pub binding: Option<String>,
-    /// A row of `Tree::Operations` the card's first commit removes: the
-    /// opening's intent, done with once the card exists (the binary's
-    /// `cardopen/` row, committed with the fee).
+    /// A row of `Tree::Operations` holding the opening's intent, committed
+    /// with the fee (the binary's `cardopen/` row): the card is then written
+    /// once, with the channel's answer, and that commit removes the intent.
     pub intent: Option<Vec<u8>>,
 }
 
@@ -148,35 +148,77 @@ impl CardActor {
         })
     }
 
-    /// Step 1 of opening: the card, its request id and its marker, durably.
-    fn begin_open(&mut self, msg: Open) -> ActorResult<(CardRecord, bool, Option<FlushTicket>)> {
+    /// Step 1 of opening. A plain opening writes the card, its request id and
+    /// its marker, durably, before the call. An opening with an intent (a
+    /// master-account fee, committed with the intent in one merchant commit)
+    /// writes nothing here: the intent is its recovery record and the request
+    /// id is derived from the card id ([`open_request_id`]), so the card is
+    /// written once, with the channel's answer ([`Begun::Deferred`]).
+    fn begin_open(&mut self, msg: Open) -> ActorResult<(CardRecord, Begun)> {
         if let Some(existing) = self.cell_mut().record() {
             // A repeat: whatever it became.
-            return Ok((existing.clone(), false, None));
+            return Ok((existing.clone(), Begun::Repeat));
         }
         let now = self.now();
         let mut record = CardRecord::create(msg.new, now, Source::Merchant);
-        record.open_request_id = Some(format!("req_{}", pelago_storage::ids::new_ulid()));
+        record.open_request_id = Some(open_request_id(&record.id));
         record.channel_cardholder_id = Some(msg.channel_cardholder_id);
         record.application_fee_minor = msg.application_fee.map_or(0, |f| f.value);
+        if let Some(intent) = msg.intent {
+            return Ok((record, Begun::Deferred { intent, binding: msg.binding }));
+        }
         let mut batch = WriteBatch::new();
+        Self::stage_processing(&record, &mut batch);
+        if let Some(b) = &msg.binding {
+            batch.put_raw(Tree::Index, b, record.id.as_bytes());
+        }
+        let ticket = self.cell_mut().persist(record.clone(), batch)?;
+        Ok((record, Begun::Written(ticket)))
+    }
+
+    /// What a card still opening writes beside itself: its index rows and
+    /// its `open/` marker (real time: the resolver's grace is a timeout,
+    /// DOMAIN.md, not service-clock time).
+    fn stage_processing(record: &CardRecord, batch: &mut WriteBatch) {
         for row in record.index_rows() {
             batch.put_raw(Tree::Index, row, []);
         }
         batch.put_raw(
             Tree::Operations,
             Marker::Open { card: record.id.clone() }.encode(),
-            // Real time: the resolver's grace is a timeout (DOMAIN.md), not service-clock time.
             Timestamp::now_real().unix_ms().to_be_bytes().to_vec(),
         );
-        if let Some(b) = &msg.binding {
-            batch.put_raw(Tree::Index, b, record.id.as_bytes());
+    }
+
+    /// The card of an opening with an intent, written for the first time with
+    /// the channel's answer, the intent removed in the same commit. An unknown
+    /// answer writes it `processing` with its marker, for the resolver.
+    fn settle_deferred_open(
+        &mut self,
+        card: CardRecord,
+        (intent, binding): (Vec<u8>, Option<String>),
+        outcome: Outcome<CardOpened>,
+    ) -> ActorResult<Flushed> {
+        let mut batch = WriteBatch::new();
+        Self::stage_processing(&card, &mut batch);
+        batch.delete(Tree::Operations, intent);
+        if let Some(b) = &binding {
+            batch.put_raw(Tree::Index, b, card.id.as_bytes());
         }
-        if let Some(intent) = &msg.intent {
-            batch.delete(Tree::Operations, intent);
-        }
-        let ticket = self.cell_mut().persist(record.clone(), batch)?;
-        Ok((record, true, Some(ticket)))
+        let Some((next, event)) = self.open_result(&card, outcome, &mut batch)? else {
+            let ticket = self.cell_mut().persist(card.clone(), batch)?;
+            return Ok((CardOutcome { card, settled: false, refused: None }, Some(ticket)));
+        };
+        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
+        outbox::stage(
+            &mut batch,
+            &card.merchant_id,
+            event,
+            EventObject::Card(Box::new(next.clone())),
+            self.now(),
+        )?;
+        let ticket = self.cell_mut().persist(next.clone(), batch)?;
+        Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
     }
 
     /// Applies the channel's answer to `open_card`.
@@ -185,9 +227,32 @@ impl CardActor {
         if card.status != CardStatus::Processing {
             return Ok((CardOutcome { card, settled: true, refused: None }, None));
         }
+        let mut batch = WriteBatch::new();
+        let Some((next, event)) = self.open_result(&card, outcome, &mut batch)? else {
+            return Ok((CardOutcome { card, settled: false, refused: None }, None));
+        };
+        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
+        outbox::stage(
+            &mut batch,
+            &card.merchant_id,
+            event,
+            EventObject::Card(Box::new(next.clone())),
+            self.now(),
+        )?;
+        let ticket = self.cell_mut().persist(next.clone(), batch)?;
+        Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
+    }
+
+    /// The card after the channel's answer to its opening, the rows that go
+    /// with it into `batch`, and its event; `None` when the answer is unknown.
+    fn open_result(
+        &self,
+        card: &CardRecord,
+        outcome: Outcome<CardOpened>,
+        batch: &mut WriteBatch,
+    ) -> ActorResult<Option<(CardRecord, &'static str)>> {
         let now = self.now();
         let mut next = card.clone();
-        let mut batch = WriteBatch::new();
         let event = match outcome {
             Outcome::Done(opened) => {
                 next.mark_opened(opened.channel_card_id.clone(), opened.last4, opened.balance, now)?;
@@ -223,13 +288,10 @@ impl CardActor {
             }
             Outcome::Unknown { detail } => {
                 tracing::warn!(card_id = %card.id, detail, "open_card outcome unknown; resolving");
-                return Ok((CardOutcome { card, settled: false, refused: None }, None));
+                return Ok(None);
             }
         };
-        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
-        outbox::stage(&mut batch, &card.merchant_id, event, EventObject::Card(Box::new(next.clone())), now)?;
-        let ticket = self.cell_mut().persist(next.clone(), batch)?;
-        Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
+        Ok(Some((next, event)))
     }
 
     /// Step 1 of an action: the pending action and its request id, durably.
@@ -325,39 +387,65 @@ impl Handler<Open> for CardActor {
     type Result = AtomicResponse<Self, ActorResult<CardOutcome>>;
     fn handle(&mut self, msg: Open, ctx: &mut Context<Self>) -> Self::Result {
         let begun = EntityCell::guarded(self, ctx, cell, |act| {
-            let (card, fresh, ticket) = act.begin_open(msg)?;
-            let channel = if fresh { Some(act.channel(&card)?) } else { None };
-            Ok((card, channel, ticket))
+            let (card, begun) = act.begin_open(msg)?;
+            let channel = if matches!(begun, Begun::Repeat) { None } else { Some(act.channel(&card)?) };
+            Ok((card, begun, channel))
         });
         let store = self.store().clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let (card, channel, ticket) = begun?;
-                if let Some(t) = ticket {
-                    store.wait_durable(t).await?; // the request id is durable before the call
+                let (card, begun, channel) = begun?;
+                if let Begun::Written(t) = &begun {
+                    store.wait_durable(*t).await?; // the request id is durable before the call
                 }
                 let Some(channel) = channel else {
-                    return Ok((card, None));
+                    return Ok((card, begun, None));
                 };
                 let outcome = channel.open_card(CardActor::open_request(&card)?).await;
-                Ok((card, Some(outcome)))
+                Ok((card, begun, Some(outcome)))
             }
             .into_actor(self)
-            .then(|begun: ActorResult<(CardRecord, Option<Outcome<CardOpened>>)>, act, ctx| {
-                let result = match begun {
-                    Ok((card, None)) => {
-                        let settled = card.status != CardStatus::Processing;
-                        Ok((CardOutcome { card, settled, refused: None }, None))
-                    }
-                    Ok((_, Some(outcome))) => {
-                        EntityCell::guarded(act, ctx, cell, |act| act.settle_open(outcome))
-                    }
-                    Err(e) => Err(e),
-                };
-                finish(act, result)
-            }),
+            .then(
+                |called: ActorResult<(CardRecord, Begun, Option<Outcome<CardOpened>>)>, act, ctx| {
+                    let result = match called {
+                        Ok((card, _, None)) => {
+                            let settled = card.status != CardStatus::Processing;
+                            Ok((CardOutcome { card, settled, refused: None }, None))
+                        }
+                        Ok((card, Begun::Deferred { intent, binding }, Some(outcome))) => {
+                            EntityCell::guarded(act, ctx, cell, |act| {
+                                act.settle_deferred_open(card, (intent, binding), outcome)
+                            })
+                        }
+                        Ok((_, _, Some(outcome))) => {
+                            EntityCell::guarded(act, ctx, cell, |act| act.settle_open(outcome))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    finish(act, result)
+                },
+            ),
         ))
     }
+}
+
+/// How step 1 of an opening went.
+enum Begun {
+    /// The card existed already (a repeat): no call.
+    Repeat,
+    /// The card, its request id and marker were written (durable after this ticket).
+    Written(FlushTicket),
+    /// Nothing written: the opening's intent (this `Tree::Operations` row)
+    /// is durable already and holds everything a retry needs; `binding`, an
+    /// Idempotency-Key binding still to write with the card.
+    Deferred { intent: Vec<u8>, binding: Option<String> },
+}
+
+/// The request id of a card's opening at its channel: derived from the card
+/// id, so an opening's intent needs no request id of its own and every retry
+/// (of the request, of the resolver) sends the same one.
+pub fn open_request_id(card: &pelago_storage::CardId) -> String {
+    format!("req_{card}")
 }
 
 impl Handler<Act> for CardActor {
