@@ -14,6 +14,9 @@
 //! 256 changes merged into one commit (one sled batch), with and without a
 //! flush. The merged rate is the ceiling of this workload on this machine.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -95,12 +98,23 @@ fn arbiters() -> usize {
     n
 }
 
+/// The store's flush policy: the default, or `PELAGO_BENCH_FLUSH_DELAY_US`
+/// (0: never wait) to compare.
+fn store_config() -> StoreConfig {
+    let mut config = StoreConfig::default();
+    if let Some(us) = std::env::var("PELAGO_BENCH_FLUSH_DELAY_US").ok().and_then(|v| v.parse().ok()) {
+        config.flush.delay = Duration::from_micros(us);
+    }
+    eprintln!("flush policy {:?}", config.flush);
+    config
+}
+
 fn setup() -> Bench {
     let dir = tempfile::tempdir().unwrap();
     let runner = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
     });
-    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let store = Store::open(dir.path(), &store_config()).unwrap();
     let actors = runner.block_on(async {
         Actors::start(
             store.clone(),
@@ -173,25 +187,30 @@ fn card_actors(c: &mut Criterion) {
         });
         if cards == 1_024 {
             let mut latencies = Vec::new();
+            let flushes_before =
+                bench.store.flusher().stats().flushes.load(std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             for _ in 0..30 {
                 seq += 1;
                 latencies.extend(bench.runner.block_on(round(&bench.actors, &ids, seq)));
             }
             let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+            let flushes = bench.store.flusher().stats().flushes.load(std::sync::atomic::Ordering::Relaxed)
+                - flushes_before;
             latencies.sort();
             let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
             let commits = bench.store.commit_stats();
             eprintln!(
                 "card actors x1024: {} acks, {:.0}/s, ack latency p50 {:?} p99 {:?} max {:?}; \
-                 commits so far merged {:.1} per sled batch (largest {})",
+                 commits so far merged {:.1} per sled batch (largest {}); {:.1} acks per flush",
                 latencies.len(),
                 rate,
                 pct(0.50),
                 pct(0.99),
                 latencies.last().unwrap(),
                 commits.commits as f64 / commits.groups.max(1) as f64,
-                commits.largest_group
+                commits.largest_group,
+                latencies.len() as f64 / flushes.max(1) as f64
             );
         }
     }

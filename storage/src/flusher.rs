@@ -10,6 +10,14 @@
 //!
 //! sled's `flush_async` deadlocks with many flushes in flight (sled #1308), so it
 //! is never used; `flush()` runs on this dedicated thread only.
+//!
+//! Under load the flusher waits a moment before each flush ([`FlushPolicy`],
+//! PostgreSQL's `commit_delay` with `commit_siblings`): when the previous
+//! flush covered several tickets, more writers are committing, and one
+//! flush a little later covers more of them. Each flush seals and writes a
+//! log buffer and waits for the disk (`sync_file_range`), which costs CPU
+//! here (a virtualized disk), so fewer, fuller flushes leave more of the two
+//! cores to the writers. A lone writer (one ticket per flush) never waits.
 
 use std::{
     sync::{
@@ -23,6 +31,30 @@ use std::{
 use tokio::sync::watch;
 
 use crate::StoreError;
+
+/// When the flusher waits before a flush (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// How long it waits; zero never waits.
+    pub delay: Duration,
+    /// It waits only when the previous flush covered at least this many tickets.
+    pub busy_after: u64,
+}
+
+impl FlushPolicy {
+    /// Whether to wait before the next flush, after one that covered `covered` tickets.
+    pub(crate) fn waits(&self, covered: u64) -> bool {
+        !self.delay.is_zero() && covered >= self.busy_after
+    }
+}
+
+impl Default for FlushPolicy {
+    /// 1 ms after a flush that covered 4 tickets or more: measured with
+    /// `cargo bench --bench durable_writes` (BENCHMARKS.md, issue 17).
+    fn default() -> Self {
+        FlushPolicy { delay: Duration::from_millis(1), busy_after: 4 }
+    }
+}
 
 /// Proof that a write was handed to the store; await it with [`Flusher::wait`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,7 +121,7 @@ impl Drop for StopOnDrop {
 
 impl Flusher {
     /// Starts the flusher thread for `db`. It stops when the last `Flusher` is dropped.
-    pub(crate) fn start(db: sled::Db) -> Flusher {
+    pub(crate) fn start(db: sled::Db, policy: FlushPolicy) -> Flusher {
         let (published, _) = watch::channel(Published { flushed: 0, poisoned: false });
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
@@ -103,7 +135,7 @@ impl Flusher {
         let thread_shared = Arc::clone(&shared);
         let handle = thread::Builder::new()
             .name("pelago-flusher".into())
-            .spawn(move || flush_loop(db, thread_shared))
+            .spawn(move || flush_loop(db, thread_shared, policy))
             .expect("spawn the flusher thread");
         let guard = Arc::new(StopOnDrop { shared: Arc::clone(&shared), thread: Mutex::new(Some(handle)) });
         Flusher { shared, _guard: guard }
@@ -165,7 +197,9 @@ impl Flusher {
     }
 }
 
-fn flush_loop(db: sled::Db, shared: Arc<Shared>) {
+fn flush_loop(db: sled::Db, shared: Arc<Shared>, policy: FlushPolicy) {
+    // The newest ticket the last flush covered, and how many it covered.
+    let (mut last_target, mut last_covered) = (0u64, 0u64);
     loop {
         {
             let mut guard = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
@@ -178,7 +212,13 @@ fn flush_loop(db: sled::Db, shared: Arc<Shared>) {
             let _ = db.flush();
             return;
         }
+        if policy.waits(last_covered) {
+            thread::sleep(policy.delay);
+            // The tickets taken meanwhile are covered by this flush (`target` is read below).
+            shared.pending.store(false, Ordering::SeqCst);
+        }
         let target = shared.requested.load(Ordering::SeqCst);
+        (last_covered, last_target) = (target - last_target, target);
         let started = Instant::now();
         let result = db.flush();
         let micros = started.elapsed().as_micros() as u64;

@@ -18,7 +18,7 @@ pub mod time;
 
 pub use codec::{Record, decode, encode};
 pub use error::StoreError;
-pub use flusher::FlushTicket;
+pub use flusher::{FlushPolicy, FlushTicket};
 pub use ids::*;
 pub use money::{Currency, Money, MoneyError};
 pub use store::{CommitStats, Store, StoreConfig, Tree, WriteBatch};

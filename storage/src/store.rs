@@ -99,11 +99,17 @@ pub struct StoreConfig {
     /// just exited (or a handle just dropped) holds it for a moment while
     /// sled's I/O threads wind down; a second live process holds it for good.
     pub lock_wait: std::time::Duration,
+    /// When the flusher waits to let one flush cover more commits.
+    pub flush: crate::flusher::FlushPolicy,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_capacity_bytes: 256 * 1024 * 1024, lock_wait: std::time::Duration::from_secs(10) }
+        Self {
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            lock_wait: std::time::Duration::from_secs(10),
+            flush: crate::flusher::FlushPolicy::default(),
+        }
     }
 }
 
@@ -217,7 +223,7 @@ impl Store {
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Store, StoreError> {
         let db = open_sled(dir, config)?;
         let records = layout::open_records(&db)?;
-        let flusher = Flusher::start(db.clone());
+        let flusher = Flusher::start(db.clone(), config.flush);
         let pipeline = std::sync::Arc::new(Pipeline::new(records.clone(), flusher.clone()));
         Ok(Store { db, records, pipeline, flusher })
     }

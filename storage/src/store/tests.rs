@@ -309,3 +309,28 @@ fn a_held_data_dir_is_refused_after_the_lock_wait_and_opened_once_released() {
     drop(held);
     reopen.join().unwrap().expect("opened once the holder let go");
 }
+
+#[test]
+fn the_flusher_waits_only_after_a_flush_that_covered_several_tickets() {
+    let policy = crate::FlushPolicy { delay: std::time::Duration::from_millis(1), busy_after: 4 };
+    assert_eq!([0, 1, 3, 4, 100].map(|n| policy.waits(n)), [false, false, false, true, true]);
+    let never = crate::FlushPolicy { delay: std::time::Duration::ZERO, busy_after: 0 };
+    assert!(!never.waits(100));
+}
+
+#[tokio::test]
+async fn a_lone_writer_is_never_held_by_the_flush_delay() {
+    // A delay no test could sit through: a lone writer's flushes each cover
+    // one ticket, so it must never apply.
+    let dir = tempfile::tempdir().unwrap();
+    let flush = crate::FlushPolicy { delay: std::time::Duration::from_secs(600), busy_after: 2 };
+    let store = Store::open(dir.path(), &StoreConfig { flush, ..StoreConfig::default() }).unwrap();
+    let writes = async {
+        for n in 0..20 {
+            let mut batch = WriteBatch::new();
+            batch.put(n.to_string(), &Thing { n }).unwrap();
+            store.commit_durable(batch).await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), writes).await.expect("no flush waited");
+}
