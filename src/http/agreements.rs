@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{app::App, flows::marketplace::agreements};
@@ -72,10 +72,8 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }
         (AgreementType::Commission, Some(b)) => Some(b as u32),
     };
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, binding).await?;
-    let status = if answer.unknown { 202 } else { 201 };
-    Ok(ApiReply::json(status, &agreement_json(&answer.agreement)))
+    let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.unknown, &agreement_json(&answer.agreement)))
 }
 
 /// GET /v1/recipients/{id}/agreements — newest first, paginated; `?type=` filters.

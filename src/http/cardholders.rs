@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
@@ -211,8 +211,7 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let merchant = app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
     let today = app.clock.now().to_datetime().date_naive();
     let new = validate(ctx.json()?, today)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let created = cardholders::create(&app, &merchant, new, binding).await?;
+    let created = cardholders::create(&app, &merchant, new, ctx.binding()).await?;
     let status = if created.settled { 201 } else { 202 };
     Ok(ApiReply::json(status, &cardholder_json(&created.record)))
 }

@@ -81,7 +81,6 @@ async fn create_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     }
     let merchant =
         app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     // With an Idempotency-Key, the answer is stored in the top-up's final commit.
     let settled = ctx.answer.clone().map(|slot| {
         let app = Arc::clone(&app);
@@ -92,7 +91,8 @@ async fn create_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }) as pelago_actors::card::topup::SettledWrites
     });
     let topup =
-        crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding, settled).await?;
+        crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, ctx.binding(), settled)
+            .await?;
     if let Some(reply) = ctx.answer.as_ref().and_then(idempotency::AnswerSlot::committed) {
         return Ok(reply);
     }
@@ -167,12 +167,11 @@ async fn open(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     }
     let merchant =
         app.store.get::<MerchantRecord>(ctx.merchant_id()?.as_bytes())?.ok_or_else(ApiError::internal)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let outcome = cards::open(
         &app,
         &merchant,
         cards::OpenRequest { cardholder_id: req.cardholder_id, reference: req.reference },
-        binding,
+        ctx.binding(),
     )
     .await?;
     outcome_reply(&app, outcome, true)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{
     balance::{MoneyIn, parse_amount},
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
@@ -78,11 +78,9 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         Some(r) => Some(super::recipients::text(Some(r), "reference", 255, true)?),
         None => None,
     };
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let request = withdrawals::Request { amount, commission, reference };
-    let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, binding).await?;
-    let status = if answer.unknown { 202 } else { 201 };
-    Ok(ApiReply::json(status, &withdrawal_json(&answer.withdrawal)))
+    let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.unknown, &withdrawal_json(&answer.withdrawal)))
 }
 
 /// GET /v1/recipients/{id}/withdrawals — newest first, paginated.

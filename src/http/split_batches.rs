@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::money,
 };
@@ -83,9 +83,8 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }
     }
     let ids: Vec<String> = req.items.into_iter().map(|i| i.payment_id).collect();
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = splits::create(&app.core, &merchant, &ids, req.reference, binding).await?;
-    Ok(ApiReply::json(if answer.processing { 202 } else { 201 }, &batch_json(&answer.batch)))
+    let answer = splits::create(&app.core, &merchant, &ids, req.reference, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.processing, &batch_json(&answer.batch)))
 }
 
 /// GET /v1/split-batches — newest first.
