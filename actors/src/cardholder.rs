@@ -22,8 +22,7 @@ crate::state_machine! {
         Rejected = "rejected",
     }
     edges {
-        Pending -> Active,
-        Pending -> Rejected,
+        Pending -> Active | Rejected,
     }
 }
 

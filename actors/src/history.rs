@@ -76,7 +76,8 @@ macro_rules! wire_enum {
     };
 }
 
-/// Declares a status enum, its API strings and its allowed edges.
+/// Declares a status enum, its API strings and its allowed edges
+/// (`From -> To | Other`: every target `From` may move to).
 #[macro_export]
 macro_rules! state_machine {
     (
@@ -84,7 +85,7 @@ macro_rules! state_machine {
         pub enum $name:ident ($object:literal) {
             $($variant:ident = $text:literal),+ $(,)?
         }
-        edges { $($from:ident -> $to:ident),* $(,)? }
+        edges { $($from:ident -> $($to:ident)|+),* $(,)? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -117,7 +118,7 @@ macro_rules! state_machine {
             }
 
             fn can_become(self, to: Self) -> bool {
-                matches!((self, to), $(($name::$from, $name::$to))|*)
+                matches!((self, to), $(($name::$from, $($name::$to)|+))|*)
             }
         }
     };

@@ -15,8 +15,7 @@ crate::state_machine! {
         Failed = "failed",
     }
     edges {
-        Processing -> Succeeded,
-        Processing -> Failed,
+        Processing -> Succeeded | Failed,
     }
 }
 

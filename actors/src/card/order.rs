@@ -50,9 +50,7 @@ crate::state_machine! {
         Refunded = "refunded",
     }
     edges {
-        Pending -> Paid,
-        Pending -> Failed,
-        Pending -> Expired,
+        Pending -> Paid | Failed | Expired,
         Paid -> Refunded,
     }
 }

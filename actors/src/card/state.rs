@@ -24,14 +24,10 @@ crate::state_machine! {
         Canceled = "canceled",
     }
     edges {
-        PendingPayment -> Processing,
-        PendingPayment -> Canceled,
-        Processing -> Active,
-        Processing -> Failed,
-        Active -> Frozen,
-        Frozen -> Active,
-        Active -> Deleted,
-        Frozen -> Deleted,
+        PendingPayment -> Processing | Canceled,
+        Processing -> Active | Failed,
+        Active -> Frozen | Deleted,
+        Frozen -> Active | Deleted,
     }
 }
 

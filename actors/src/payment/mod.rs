@@ -38,19 +38,11 @@ crate::state_machine! {
         Refunded = "REFUNDED",
     }
     edges {
-        Pending -> Succeeded,
-        Pending -> Authorized,
-        Pending -> Declined,
-        Pending -> Expired,
-        Pending -> Canceled,
-        Authorized -> Succeeded,
-        Authorized -> Canceled,
-        Succeeded -> PartiallyRefunded,
-        Succeeded -> Refunded,
-        PartiallyRefunded -> Refunded,
-        PartiallyRefunded -> Succeeded,
-        Refunded -> PartiallyRefunded,
-        Refunded -> Succeeded,
+        Pending -> Succeeded | Authorized | Declined | Expired | Canceled,
+        Authorized -> Succeeded | Canceled,
+        Succeeded -> PartiallyRefunded | Refunded,
+        PartiallyRefunded -> Refunded | Succeeded,
+        Refunded -> PartiallyRefunded | Succeeded,
     }
 }
 

@@ -41,8 +41,7 @@ crate::state_machine! {
         Superseded = "superseded",
     }
     edges {
-        Pending -> Signed,
-        Pending -> Failed,
+        Pending -> Signed | Failed,
         Signed -> Superseded,
     }
 }

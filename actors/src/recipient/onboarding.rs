@@ -33,18 +33,10 @@ crate::state_machine! {
         Canceled = "CANCELED",
     }
     edges {
-        Created -> Pending,
-        Rejected -> Pending,
-        Error -> Pending,
-        Pending -> Succeeded,
-        Pending -> Declined,
-        Pending -> Rejected,
-        Pending -> Blocked,
-        Pending -> Error,
-        Created -> Canceled,
-        Pending -> Canceled,
-        Rejected -> Canceled,
-        Error -> Canceled,
+        Created -> Pending | Canceled,
+        Rejected -> Pending | Canceled,
+        Error -> Pending | Canceled,
+        Pending -> Succeeded | Declined | Rejected | Blocked | Error | Canceled,
         Succeeded -> Blocked,
     }
 }
@@ -76,9 +68,7 @@ crate::state_machine! {
     }
     edges {
         NotStarted -> Pending,
-        Pending -> Approved,
-        Pending -> Failed,
-        Pending -> Frozen,
+        Pending -> Approved | Failed | Frozen,
         Failed -> Pending,
     }
 }
