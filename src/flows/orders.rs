@@ -192,7 +192,8 @@ pub async fn topup_with_order(
     app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(Error::internal)
 }
 
-/// What a gateway callback named about an order (SECURITY.md: a hint to ask).
+/// What a gateway callback named about an order (SECURITY.md: a hint to ask);
+/// `order_id` is what it was created under: a `pay_` id for a marketplace payment.
 pub struct OrderNotice<'a> {
     /// The gateway account whose key signed the callback.
     pub signer: &'a str,

@@ -93,10 +93,9 @@ async fn serve_account(
 ) -> Response {
     match (&req.method, segments) {
         (&Method::POST, ["orders"]) => idempotent(state, account, req, "create_order", create_order).await,
-        (&Method::GET, ["orders", id]) => match load_order(state, account, id) {
-            Ok(order) => json(StatusCode::OK, &order_answer(state, &order)),
-            Err(response) => response,
-        },
+        (&Method::GET, ["orders", id]) => {
+            json(StatusCode::OK, &order_answer(state, &or_reply!(load_order(state, account, id))))
+        }
         (&Method::GET, ["deposit_address"]) => deposit_address(state, account, req),
         (&Method::GET, ["deposits", id]) => query_deposit(state, account, id),
         (&Method::GET, ["payouts", id]) => query_payout(state, account, id),

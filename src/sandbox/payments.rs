@@ -88,20 +88,18 @@ pub(super) async fn handle(
         (&Method::POST, ["splits"]) => MarketplaceOperation::Split,
         (&Method::POST, ["payments", _, "refunds"]) => MarketplaceOperation::Refund,
         (&Method::GET, ["payments", id, "refunds", rid]) => {
-            return match load_payment(state, account, id) {
-                Ok(order) => match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
-                    Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
-                    Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
-                    Err(e) => super::internal(e),
-                },
-                Err(response) => response,
+            let order = or_reply!(load_payment(state, account, id));
+            return match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
+                Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
+                Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
+                Err(e) => super::internal(e),
             };
         }
         (&Method::GET, ["payments", id]) => {
-            return match load_payment(state, account, id) {
-                Ok(order) => json(StatusCode::OK, &payment_answer(state, &order)),
-                Err(response) => response,
-            };
+            return json(
+                StatusCode::OK,
+                &payment_answer(state, &or_reply!(load_payment(state, account, id))),
+            );
         }
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };

@@ -29,7 +29,8 @@ use pelago_actors::{
 };
 use pelago_storage::{MerchantId, Money, PaymentId, Tree, WriteBatch};
 
-use crate::{app::Core, flows::Error, flows::bootstrap};
+use super::Found;
+use crate::{app::Core, flows::Error, flows::bootstrap, flows::orders::OrderNotice};
 
 /// One line as the request gave it (shape checked by HTTP, rules 1–5).
 pub struct LineInput {
@@ -379,20 +380,11 @@ async fn send_action(app: &Core, payment: PaymentRecord) -> Result<Answer, Error
     }
 }
 
-/// What a gateway callback named about a payment (a hint to ask).
-pub struct PaymentNotice<'a> {
-    pub signer: &'a str,
-    pub event_id: &'a str,
-    pub gateway_order_id: &'a str,
-    pub payment_id: &'a str,
-    pub amount: Money,
-}
-
 /// A gateway notice about one of our payments. Bound (created under the
 /// signing account, else 401), compared (amount and gateway order id, else
 /// 400), then confirmed by asking the gateway; `payconfirm/` while unknown.
-pub async fn on_gateway_update(app: &Core, notice: PaymentNotice<'_>) -> Result<&'static str, Error> {
-    let payment = match PaymentId::parse(notice.payment_id) {
+pub async fn on_gateway_update(app: &Core, notice: OrderNotice<'_>) -> Result<&'static str, Error> {
+    let payment = match PaymentId::parse(notice.order_id) {
         Ok(id) => load_any(app, &id)?,
         Err(_) => None,
     };
@@ -402,7 +394,7 @@ pub async fn on_gateway_update(app: &Core, notice: PaymentNotice<'_>) -> Result<
             crate::metrics::CallbackSource::Gateway,
             notice.signer,
             notice.event_id,
-            notice.payment_id,
+            notice.order_id,
         ));
     };
     if notice.amount != payment.amount {
@@ -464,34 +456,31 @@ async fn confirm(app: &Core, payment: &PaymentRecord, gateway_order_id: &str) ->
 /// unknown (retried with their stored request id once the grace passed), and
 /// callbacks whose confirming query had no answer.
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let mut done = 0;
-    let grace = crate::flows::grace_ms(app);
-    for (key, _) in
-        crate::flows::due_markers(app, keys::PAYPENDING, crate::flows::Started::AfterFirstWord, grace)?
-    {
-        let Marker::PaymentPending { payment: id } = key else { continue };
-        let Some(payment) = load_any(app, &id)? else {
-            crate::flows::clear_marker(app, Marker::PaymentPending { payment: id }.encode()).await?;
-            continue;
-        };
+    let read = |key: &Marker, _: &str| {
+        let Marker::PaymentPending { payment: id } = key else { return Ok(Found::Unreadable) };
+        Ok(load_any(app, id)?.map_or(Found::Gone, Found::Record))
+    };
+    let mut done = super::resolve_markers(app, keys::PAYPENDING, read, |payment: PaymentRecord| async move {
+        let id = payment.id.clone();
         let outcome = match payment.pending_action.as_ref().map(|a| a.kind) {
             Some(PaymentAction::Create) => {
                 let account = account_of(app, &payment).await?;
                 request_checkout(app, payment, account).await
             }
             Some(_) => send_action(app, payment).await,
-            None => continue,
+            None => return Ok(false),
         };
-        match outcome {
-            Ok(answer) if !answer.unknown => done += 1,
-            Ok(_) => {}
+        Ok(match outcome {
+            Ok(answer) => !answer.unknown,
             // A refused capture or cancel: recorded (pending action cleared), reported by the payment.
-            Err(Error::Upstream(_)) => done += 1,
+            Err(Error::Upstream(_)) => true,
             Err(e) => {
-                tracing::warn!(payment_id = %id, error = %e, "resolving a payment failed; retrying later")
+                tracing::warn!(payment_id = %id, error = %e, "resolving a payment failed; retrying later");
+                false
             }
-        }
-    }
+        })
+    })
+    .await?;
     for (key, gateway_order_id) in
         crate::flows::due_markers(app, keys::PAYCONFIRM, crate::flows::Started::Now, 0)?
     {
