@@ -17,12 +17,9 @@ use crate::{
 crate::state_machine! {
     /// DOMAIN.md §State machines (Cardholder): the channel decides.
     pub enum CardholderStatus ("cardholder") {
-        Pending = "pending",
+        Pending = "pending" -> Active | Rejected,
         Active = "active",
         Rejected = "rejected",
-    }
-    edges {
-        Pending -> Active | Rejected,
     }
 }
 
