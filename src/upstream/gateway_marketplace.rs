@@ -77,11 +77,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/by-request/{}", encode(&request_id));
-            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/onboardings/by-request/{}", encode(&request_id)), convert)
     }
 
     fn get_onboarding(
@@ -89,11 +85,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         gateway_onboarding_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/{}", encode(&gateway_onboarding_id));
-            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/onboardings/{}", encode(&gateway_onboarding_id)), convert)
     }
 
     fn cancel_onboarding(
@@ -156,11 +148,7 @@ impl AgreementGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<SignedAgreement>> {
-        async move {
-            let path = format!("/agreements/by-request/{}", encode(&request_id));
-            signed(send::<wire::AgreementAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/agreements/by-request/{}", encode(&request_id)), signed)
     }
 }
 
@@ -197,13 +185,7 @@ impl RecipientPayoutGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<PayoutDecision>> {
-        async move {
-            let path = format!("/recipient-payouts/by-request/{}", encode(&request_id));
-            decided(
-                send::<wire::RecipientPayoutAnswer>(self.request(&account, Method::GET, &path, None)).await,
-            )
-        }
-        .boxed()
+        self.get(account, format!("/recipient-payouts/by-request/{}", encode(&request_id)), decided)
     }
 }
 
@@ -339,11 +321,7 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         gateway_order_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        async move {
-            let path = format!("/payments/{}", encode(&gateway_order_id));
-            payment(self.call(&account, Method::GET, &path, None, None::<&()>).await)
-        }
-        .boxed()
+        self.get(account, format!("/payments/{}", encode(&gateway_order_id)), payment)
     }
 
     fn capture_payment(

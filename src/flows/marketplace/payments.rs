@@ -388,23 +388,8 @@ pub async fn on_gateway_update(app: &Core, notice: OrderNotice<'_>) -> Result<&'
         Ok(id) => load_any(app, &id)?,
         Err(_) => None,
     };
-    let Some(payment) = payment.filter(|p| p.gateway_account == notice.signer) else {
-        return Err(crate::flows::callback_rules::unbound(
-            app,
-            crate::metrics::CallbackSource::Gateway,
-            notice.signer,
-            notice.event_id,
-            notice.order_id,
-        ));
-    };
-    if notice.amount != payment.amount {
-        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
-    }
-    if payment.gateway_order_id.as_deref().is_some_and(|known| known != notice.gateway_order_id)
-        || notice.gateway_order_id.len() > 128
-    {
-        return Err(crate::flows::callback_rules::mismatch("gateway order id"));
-    }
+    let payment =
+        notice.bound(app, payment, |p| (&p.gateway_account, p.amount, p.gateway_order_id.as_deref()))?;
     match confirm(app, &payment, notice.gateway_order_id).await? {
         Some(true) => Ok("applied"),
         Some(false) => Ok("unchanged"),
