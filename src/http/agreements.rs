@@ -17,10 +17,7 @@ use crate::{app::App, flows::marketplace::agreements};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/recipients/{id}/agreements", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<AgreementIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/agreements", create).creates::<AgreementIn>(),
         Route::new(Method::GET, "/v1/recipients/{id}/agreements", list),
     ]
 }

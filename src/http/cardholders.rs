@@ -22,10 +22,7 @@ use crate::{app::App, flows::cardholders};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cardholders", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<CreateCardholderIn>(),
+        Route::new(Method::POST, "/v1/cardholders", create).creates::<CreateCardholderIn>(),
         Route::new(Method::GET, "/v1/cardholders", list),
         Route::new(Method::GET, "/v1/cardholders/{id}", get),
         Route::new(Method::POST, "/v1/test_helpers/cardholders/{id}/approve", approve),
@@ -212,8 +209,7 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let today = app.clock.now().to_datetime().date_naive();
     let new = validate(ctx.json()?, today)?;
     let created = cardholders::create(&app, &merchant, new, ctx.binding()).await?;
-    let status = if created.settled { 201 } else { 202 };
-    Ok(ApiReply::json(status, &cardholder_json(&created.record)))
+    Ok(ApiReply::created(!created.settled, &cardholder_json(&created.record)))
 }
 
 /// GET /v1/cardholders/{id}

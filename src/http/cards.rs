@@ -36,7 +36,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cards", open).answers(201).also_answers(&[202]).accepts::<OpenCardIn>(),
+        Route::new(Method::POST, "/v1/cards", open).creates::<OpenCardIn>(),
         Route::new(Method::GET, "/v1/cards", list),
         Route::new(Method::GET, "/v1/cards/{id}", get),
         Route::new(Method::DELETE, "/v1/cards/{id}", delete).also_answers(&[202]),
@@ -44,10 +44,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze).also_answers(&[202]),
         Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze).also_answers(&[202]),
         Route::new(Method::GET, "/v1/cards/{id}/transactions", transactions),
-        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<TopupIn>(),
+        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup).creates::<TopupIn>(),
         Route::new(Method::GET, "/v1/cards/{id}/topups", list_topups),
         Route::new(Method::GET, "/v1/topups/{id}", get_topup),
         Route::new(Method::POST, "/v1/test_helpers/cards/{id}/transactions", test_transaction)

@@ -29,7 +29,7 @@ const BASE: &str = "/v1/recipients/{id}/onboardings";
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, BASE, create).answers(201).also_answers(&[202]).accepts::<CreateIn>(),
+        Route::new(Method::POST, BASE, create).creates::<CreateIn>(),
         Route::new(Method::GET, BASE, list),
         Route::new(Method::GET, "/v1/recipients/{id}/onboardings/{oid}", get),
         Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/continue", continue_)

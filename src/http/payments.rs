@@ -30,10 +30,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/payments", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<PaymentIn>(),
+        Route::new(Method::POST, "/v1/payments", create).creates::<PaymentIn>(),
         Route::new(Method::GET, "/v1/payments", list),
         Route::new(Method::GET, "/v1/payments/{id}", get),
         Route::new(Method::POST, "/v1/payments/{id}/capture", capture).also_answers(&[202]),

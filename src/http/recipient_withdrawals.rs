@@ -23,10 +23,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/recipients/{id}/withdrawals", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<WithdrawalIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/withdrawals", create).creates::<WithdrawalIn>(),
         Route::new(Method::GET, "/v1/recipients/{id}/withdrawals", list),
         Route::new(Method::GET, "/v1/recipients/{id}/withdrawals/{withdrawal_id}", get),
     ]

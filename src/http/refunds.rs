@@ -24,10 +24,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/payments/{id}/refunds", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<RefundIn>(),
+        Route::new(Method::POST, "/v1/payments/{id}/refunds", create).creates::<RefundIn>(),
         Route::new(Method::GET, "/v1/payments/{id}/refunds", list),
         Route::new(Method::GET, "/v1/refunds/{id}", get),
     ]

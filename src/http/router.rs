@@ -221,6 +221,12 @@ impl Route {
         self
     }
 
+    /// A creation whose body is a `T`: 201, or 202 while its upstream outcome
+    /// is unknown (the handler answers with `ApiReply::created`).
+    pub fn creates<T: utoipa::ToSchema>(self) -> Route {
+        self.answers(201).also_answers(&[202]).accepts::<T>()
+    }
+
     /// The request body is a `T`.
     pub fn accepts<T: utoipa::ToSchema>(mut self) -> Route {
         self.body = Some(schema_of::<T>);

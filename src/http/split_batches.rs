@@ -18,10 +18,7 @@ use crate::{app::App, flows::marketplace::splits};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/split-batches", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<SplitBatchIn>(),
+        Route::new(Method::POST, "/v1/split-batches", create).creates::<SplitBatchIn>(),
         Route::new(Method::GET, "/v1/split-batches", list),
         Route::new(Method::GET, "/v1/split-batches/{id}", get),
     ]

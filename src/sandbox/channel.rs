@@ -360,6 +360,15 @@ fn load_card(state: &State, channel: &ChannelReg, card_id: &str) -> Result<Optio
         .filter(|c| c.channel_id == channel.channel_id))
 }
 
+/// The channel's card `card_id`, or the reply that says why not (404, 500).
+fn card_of(state: &State, channel: &ChannelReg, card_id: &str) -> Result<CardRec, Response> {
+    match load_card(state, channel, card_id) {
+        Ok(Some(card)) => Ok(card),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "card_not_found", "no such card")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 fn master_key(channel_id: &str, currency: Currency) -> String {
     Sandbox::Master { channel: channel_id.to_string(), currency: currency.code().to_string() }.text()
 }
@@ -480,11 +489,7 @@ async fn read(
 }
 
 fn details(state: &State, channel: &ChannelReg, card_id: &str) -> Response {
-    let card = match load_card(state, channel, card_id) {
-        Ok(Some(card)) => card,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    };
+    let card = or_reply!(card_of(state, channel, card_id));
     let answer = DetailsAnswer {
         pan: state.card_key.pan(&card.bin, &card.id),
         cvv: state.card_key.cvv(&card.id),
@@ -497,11 +502,7 @@ fn details(state: &State, channel: &ChannelReg, card_id: &str) -> Response {
 }
 
 fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Option<&str>) -> Response {
-    match load_card(state, channel, card_id) {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    }
+    or_reply!(card_of(state, channel, card_id));
     let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::TXN, &[&card_id]);
     let after_key = after.map(|a| format!("{prefix}{a}"));
     match state.store.scan::<TxnRec>(
@@ -519,11 +520,7 @@ fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Optio
 
 /// `GET /cards/{id}/transactions/{transaction_id}`: one transaction as recorded.
 fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str) -> Response {
-    match load_card(state, channel, card_id) {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    }
+    or_reply!(card_of(state, channel, card_id));
     match state.store.get::<TxnRec>(
         Sandbox::Transaction { card: card_id.to_string(), transaction: txn_id.to_string() }.text(),
     ) {
