@@ -7,7 +7,10 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use http::Method;
 use pelago_actors::{
-    cardholder::CardholderRecord, keys::scan_prefix, merchant::MerchantRecord, ports::Address,
+    cardholder::{CardholderRecord, Identity},
+    keys::scan_prefix,
+    merchant::MerchantRecord,
+    ports::Address,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -161,9 +164,7 @@ fn validate(req: CreateCardholderIn, today: NaiveDate) -> Result<cardholders::Ne
         postal_code: text(a.postal_code, "address.postal_code", 20)?,
         country: a.country,
     };
-    Ok(cardholders::NewCardholder {
-        card_name,
-        reference,
+    let identity = Identity {
         first_name,
         last_name,
         email,
@@ -171,9 +172,8 @@ fn validate(req: CreateCardholderIn, today: NaiveDate) -> Result<cardholders::Ne
         date_of_birth,
         nationality: req.nationality,
         id_document_type: req.id_document.kind,
-        id_document_number: number,
-        address,
-    })
+    };
+    Ok(cardholders::NewCardholder { card_name, reference, identity, id_document_number: number, address })
 }
 
 pub fn cardholder_json(c: &CardholderRecord) -> Value {
@@ -185,13 +185,13 @@ pub fn cardholder_json(c: &CardholderRecord) -> Value {
         "bin": c.bin,
         "status": c.status.as_str(),
         "failure_reason": c.failure_reason,
-        "first_name": c.first_name,
-        "last_name": c.last_name,
-        "email": c.email,
-        "phone": c.phone,
-        "date_of_birth": c.date_of_birth,
-        "nationality": c.nationality,
-        "id_document": {"type": c.id_document_type, "number": format!("****{}", c.id_document_last4)},
+        "first_name": c.identity.first_name,
+        "last_name": c.identity.last_name,
+        "email": c.identity.email,
+        "phone": c.identity.phone,
+        "date_of_birth": c.identity.date_of_birth,
+        "nationality": c.identity.nationality,
+        "id_document": {"type": c.identity.id_document_type, "number": format!("****{}", c.id_document_last4)},
         "address": {
             "line1": c.address.line1, "line2": c.address.line2, "city": c.address.city,
             "state": c.address.state, "postal_code": c.address.postal_code, "country": c.address.country,
