@@ -58,19 +58,21 @@ pub(super) async fn resolve_markers<R, Sent: Future<Output = Result<bool, super:
 
 /// The id an Idempotency-Key binding names, or `fresh`, bound to the key now
 /// (durably, before any effect), so a retry with the key reaches the same object.
-pub(super) async fn bound_id(
+pub(super) async fn bound_id<I: std::str::FromStr + std::fmt::Display>(
     core: &crate::app::Core,
     binding: Option<&String>,
-    fresh: String,
-) -> Result<String, super::Error> {
+    fresh: I,
+) -> Result<I, super::Error> {
     use pelago_storage::Tree;
     let Some(binding) = binding else { return Ok(fresh) };
     if let Some(bound) = core.store.get_raw(Tree::Index, binding)? {
-        return Ok(String::from_utf8_lossy(&bound).into_owned());
+        return String::from_utf8_lossy(&bound)
+            .parse()
+            .map_err(|_| super::Error::unavailable("the Idempotency-Key binding is unreadable"));
     }
     let mut batch = pelago_storage::WriteBatch::new();
     batch.expect_absent(Tree::Index, binding);
-    batch.put_raw(Tree::Index, binding, fresh.as_bytes());
+    batch.put_raw(Tree::Index, binding, fresh.to_string().as_bytes());
     core.store.commit_durable(batch).await.map_err(|e| match e {
         pelago_storage::StoreError::Conflict { .. } => {
             super::Error::unavailable("this Idempotency-Key is in use; retry")

@@ -186,9 +186,7 @@ pub async fn create(
         .get::<MerchantRecord>(merchant_id.as_bytes())?
         .ok_or_else(|| Error::unavailable("the merchant could not be read"))?;
     let account = bootstrap::funding_account(app, &merchant).await?;
-    let id =
-        PaymentId::parse(&super::bound_id(app, binding.as_ref(), PaymentId::generate().to_string()).await?)
-            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), PaymentId::generate()).await?;
     let now = app.clock.now();
     let request_id = format!("req_{}", pelago_storage::ids::new_ulid());
     let lines = input

@@ -41,9 +41,7 @@ pub async fn create(
     binding: Option<String>,
 ) -> Result<Answer, Error> {
     let payment = super::payments::load_owned(app, merchant, raw_payment)?;
-    let id =
-        RefundId::parse(&super::bound_id(app, binding.as_ref(), RefundId::generate().to_string()).await?)
-            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), RefundId::generate()).await?;
     if let Some(existing) = find(app, merchant, &payment.id, &id)? {
         return answer(app, existing);
     }

@@ -43,10 +43,7 @@ pub async fn create(
     // lets the actor answer it in its place among the items.
     let ids: Vec<PaymentId> =
         raw_ids.iter().map(|raw| PaymentId::parse(raw).unwrap_or_else(|_| PaymentId::generate())).collect();
-    let id = SplitBatchId::parse(
-        &super::bound_id(app, binding.as_ref(), SplitBatchId::generate().to_string()).await?,
-    )
-    .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), SplitBatchId::generate()).await?;
     if let Some(existing) = find(app, merchant, &id)? {
         return Ok(answer(existing));
     }
