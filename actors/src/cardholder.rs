@@ -17,14 +17,23 @@ use crate::{
 crate::state_machine! {
     /// DOMAIN.md §State machines (Cardholder): the channel decides.
     pub enum CardholderStatus ("cardholder") {
-        Pending = "pending",
+        Pending = "pending" -> Active | Rejected,
         Active = "active",
         Rejected = "rejected",
     }
-    edges {
-        Pending -> Active,
-        Pending -> Rejected,
-    }
+}
+
+/// Who the cardholder is, as the merchant gave it and the channel is told;
+/// the document number travels apart (sealed once stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub phone: String,
+    pub date_of_birth: String,
+    pub nationality: String,
+    pub id_document_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,13 +49,9 @@ pub struct CardholderRecord {
     pub channel_cardholder_id: Option<String>,
     pub status: CardholderStatus,
     pub failure_reason: Option<String>,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone: String,
-    pub date_of_birth: String,
-    pub nationality: String,
-    pub id_document_type: String,
+    /// Stored in place: bincode writes a nested struct's fields one after
+    /// the other, unframed, so the layout (schema 1) is the flat one it replaced.
+    pub identity: Identity,
     /// The document number, sealed; only its last four are ever shown.
     pub id_document_number: Sealed,
     pub id_document_last4: String,

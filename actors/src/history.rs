@@ -76,15 +76,44 @@ macro_rules! wire_enum {
     };
 }
 
-/// Declares a status enum, its API strings and its allowed edges.
+/// Declares a status enum, its API strings and its allowed edges: each
+/// status with the statuses it may move to (`Active = "active" -> Frozen |
+/// Deleted,`), or the edges listed apart after the enum (`edges { Active ->
+/// Frozen | Deleted, }`).
 #[macro_export]
 macro_rules! state_machine {
     (
         $(#[$meta:meta])*
         pub enum $name:ident ($object:literal) {
+            $($variant:ident = $text:literal $(-> $($to:ident)|+)?),+ $(,)?
+        }
+    ) => {
+        $crate::state_machine!(@declare [$(#[$meta])*] $name $object [$($variant = $text),+] |from, to| {
+            match from {
+                $($name::$variant => $crate::state_machine!(@targets to $name [$($($to)|+)?])),+
+            }
+        });
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($object:literal) {
             $($variant:ident = $text:literal),+ $(,)?
         }
-        edges { $($from:ident -> $to:ident),* $(,)? }
+        edges { $($from:ident -> $($to:ident)|+),* $(,)? }
+    ) => {
+        $crate::state_machine!(@declare [$(#[$meta])*] $name $object [$($variant = $text),+] |from, to| {
+            matches!((from, to), $(($name::$from, $($name::$to)|+))|*)
+        });
+    };
+    (@targets $to:ident $name:ident []) => {
+        false
+    };
+    (@targets $to:ident $name:ident [$($target:ident)|+]) => {
+        matches!($to, $($name::$target)|+)
+    };
+    (
+        @declare [$(#[$meta:meta])*] $name:ident $object:literal [$($variant:ident = $text:literal),+]
+        |$from:ident, $to:ident| $can_become:block
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -116,8 +145,9 @@ macro_rules! state_machine {
                 }
             }
 
-            fn can_become(self, to: Self) -> bool {
-                matches!((self, to), $(($name::$from, $name::$to))|*)
+            fn can_become(self, $to: Self) -> bool {
+                let $from = self;
+                $can_become
             }
         }
     };

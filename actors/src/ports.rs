@@ -28,8 +28,14 @@ pub enum Outcome<T> {
 
 impl<T> Outcome<T> {
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        self.and_then(|t| Outcome::Done(f(t)))
+    }
+
+    /// A done answer read further: one the caller cannot use may become
+    /// `Unknown`; a decline or an unknown outcome stays as it is.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Outcome<U>) -> Outcome<U> {
         match self {
-            Outcome::Done(t) => Outcome::Done(f(t)),
+            Outcome::Done(t) => f(t),
             Outcome::Declined { reason } => Outcome::Declined { reason },
             Outcome::Unknown { detail } => Outcome::Unknown { detail },
         }

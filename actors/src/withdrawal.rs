@@ -10,13 +10,9 @@ use crate::history::{History, Source, Stateful};
 crate::state_machine! {
     /// DOMAIN.md §State machines (Withdrawal): a failure releases the hold.
     pub enum WithdrawalStatus ("withdrawal") {
-        Processing = "processing",
+        Processing = "processing" -> Succeeded | Failed,
         Succeeded = "succeeded",
         Failed = "failed",
-    }
-    edges {
-        Processing -> Succeeded,
-        Processing -> Failed,
     }
 }
 

@@ -232,7 +232,17 @@ async fn bill_chunk(
         let app = Arc::clone(app);
         let period = run.period.clone();
         let instant = run.instant;
-        async move { bill(&app, &card, &period, instant, bookings).await }
+        async move {
+            // A card actor the run activated is passivated again when its charge is done, so a
+            // run over every card neither grows memory to the live cap nor pushes recently used
+            // actors out.
+            let was_live = app.actors.cards.stats_of(&card).is_some();
+            let outcome = charge(&app, &card, &period, instant, bookings).await;
+            if !was_live {
+                app.actors.cards.passivate(&card);
+            }
+            outcome
+        }
     });
     let outcomes: Vec<Result<ChargeStatus, Error>> =
         futures::stream::iter(calls).buffer_unordered(CONCURRENCY).collect().await;
@@ -282,24 +292,7 @@ fn fee_chunks(
     Ok((chunks, gone, one_by_one))
 }
 
-/// Charges one card for `period`, once. A card actor the run activated is
-/// passivated again when its charge is done, so a run over every card neither
-/// grows memory to the live cap nor pushes recently used actors out.
-async fn bill(
-    app: &Arc<Core>,
-    card_id: &CardId,
-    period: &str,
-    instant: Timestamp,
-    bookings: &tokio::sync::Semaphore,
-) -> Result<ChargeStatus, Error> {
-    let was_live = app.actors.cards.stats_of(card_id).is_some();
-    let outcome = charge(app, card_id, period, instant, bookings).await;
-    if !was_live {
-        app.actors.cards.passivate(card_id);
-    }
-    outcome
-}
-
+/// Charges one card for `period`, once.
 async fn charge(
     app: &Arc<Core>,
     card_id: &CardId,

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use pelago_actors::{
-    cardholder::{CardholderRecord, CardholderStatus},
+    cardholder::{CardholderRecord, CardholderStatus, Identity},
     history::{History, Source},
     merchant::{MerchantRecord, Sealed},
     outbox::{self, EventObject},
@@ -34,13 +34,7 @@ use crate::{
 pub struct NewCardholder {
     pub card_name: String,
     pub reference: Option<String>,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone: String,
-    pub date_of_birth: String,
-    pub nationality: String,
-    pub id_document_type: String,
+    pub identity: Identity,
     pub id_document_number: String,
     pub address: Address,
 }
@@ -110,13 +104,7 @@ fn new_record(
         channel_cardholder_id: None,
         status: CardholderStatus::Pending,
         failure_reason: None,
-        first_name: new.first_name,
-        last_name: new.last_name,
-        email: new.email,
-        phone: new.phone,
-        date_of_birth: new.date_of_birth,
-        nationality: new.nationality,
-        id_document_type: new.id_document_type,
+        identity: new.identity,
         id_document_number: Sealed(app.sealer.seal(new.id_document_number.as_bytes(), &context(&id))),
         id_document_last4: last4,
         address: new.address,
@@ -168,18 +156,19 @@ async fn call_channel(
     let Some(channel) = app.upstreams.channel(&record.channel_id) else {
         return Outcome::Unknown { detail: "no adapter for the channel".into() };
     };
+    let identity = record.identity.clone();
     channel
         .create_cardholder(CreateCardholder {
             request_id: record.request_id.clone(),
             cardholder_id: record.id.to_string(),
             bin: record.bin.clone(),
-            first_name: record.first_name.clone(),
-            last_name: record.last_name.clone(),
-            email: record.email.clone(),
-            phone: record.phone.clone(),
-            date_of_birth: record.date_of_birth.clone(),
-            nationality: record.nationality.clone(),
-            id_document_type: record.id_document_type.clone(),
+            first_name: identity.first_name,
+            last_name: identity.last_name,
+            email: identity.email,
+            phone: identity.phone,
+            date_of_birth: identity.date_of_birth,
+            nationality: identity.nationality,
+            id_document_type: identity.id_document_type,
             id_document_number: id_document_number.to_owned(),
             address: record.address.clone(),
         })

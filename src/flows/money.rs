@@ -67,18 +67,6 @@ pub async fn on_gateway_event(app: &Core, callback: &GatewayCallback) -> Result<
             };
             on_deposit(app, notice).await
         }
-        GatewayEvent::OrderUpdated { gateway_order_id, order_id, amount, .. }
-            if order_id.starts_with(pelago_storage::PaymentId::PREFIX) =>
-        {
-            let notice = crate::flows::marketplace::payments::PaymentNotice {
-                signer,
-                event_id: &callback.event_id,
-                gateway_order_id,
-                payment_id: order_id,
-                amount: *amount,
-            };
-            crate::flows::marketplace::payments::on_gateway_update(app, notice).await
-        }
         GatewayEvent::OrderUpdated { gateway_order_id, order_id, amount, .. } => {
             let notice = crate::flows::orders::OrderNotice {
                 signer,
@@ -87,7 +75,11 @@ pub async fn on_gateway_event(app: &Core, callback: &GatewayCallback) -> Result<
                 order_id,
                 amount: *amount,
             };
-            crate::flows::orders::on_order_update(app, notice).await
+            if order_id.starts_with(pelago_storage::PaymentId::PREFIX) {
+                crate::flows::marketplace::payments::on_gateway_update(app, notice).await
+            } else {
+                crate::flows::orders::on_order_update(app, notice).await
+            }
         }
         // Refunds are confirmed synchronously when requested (`orders::settle_markers`);
         // this notice repeats what is already booked and changes nothing.

@@ -192,7 +192,8 @@ pub async fn topup_with_order(
     app.store.get::<TopupRecord>(topup_key(&card.id, &topup_id))?.ok_or_else(Error::internal)
 }
 
-/// What a gateway callback named about an order (SECURITY.md: a hint to ask).
+/// What a gateway callback named about an order (SECURITY.md: a hint to ask);
+/// `order_id` is what it was created under: a `pay_` id for a marketplace payment.
 pub struct OrderNotice<'a> {
     /// The gateway account whose key signed the callback.
     pub signer: &'a str,
@@ -200,6 +201,36 @@ pub struct OrderNotice<'a> {
     pub gateway_order_id: &'a str,
     pub order_id: &'a str,
     pub amount: Money,
+}
+
+impl OrderNotice<'_> {
+    /// The record the notice names, bound (`facts` gives its gateway account,
+    /// amount and gateway order id: created under the signing account, else
+    /// 401) and compared (amount and currency, gateway order id, else 400).
+    pub fn bound<R>(
+        &self,
+        app: &Core,
+        named: Option<R>,
+        facts: impl Fn(&R) -> (&str, Money, Option<&str>),
+    ) -> Result<R, Error> {
+        let Some(record) = named.filter(|r| facts(r).0 == self.signer) else {
+            return Err(crate::flows::callback_rules::unbound(
+                app,
+                crate::metrics::CallbackSource::Gateway,
+                self.signer,
+                self.event_id,
+                self.order_id,
+            ));
+        };
+        let (_, amount, known) = facts(&record);
+        if self.amount != amount {
+            return Err(crate::flows::callback_rules::mismatch("amount or currency"));
+        }
+        if known.is_some_and(|known| known != self.gateway_order_id) || self.gateway_order_id.len() > 128 {
+            return Err(crate::flows::callback_rules::mismatch("gateway order id"));
+        }
+        Ok(record)
+    }
 }
 
 /// `ordconfirm/{order id}` → the gateway order id: a callback was received and
@@ -217,22 +248,7 @@ pub async fn on_order_update(app: &Core, notice: OrderNotice<'_>) -> Result<&'st
         Ok(id) => app.store.get::<OrderRecord>(id.as_bytes())?,
         Err(_) => None,
     };
-    let Some(order) = order.filter(|o| o.gateway_account == notice.signer) else {
-        return Err(crate::flows::callback_rules::unbound(
-            app,
-            crate::metrics::CallbackSource::Gateway,
-            notice.signer,
-            notice.event_id,
-            notice.order_id,
-        ));
-    };
-    if notice.amount != order.total {
-        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
-    }
-    let known = order.gateway_order_id.as_deref();
-    if known.is_some_and(|known| known != notice.gateway_order_id) || notice.gateway_order_id.len() > 128 {
-        return Err(crate::flows::callback_rules::mismatch("gateway order id"));
-    }
+    let order = notice.bound(app, order, |o| (&o.gateway_account, o.total, o.gateway_order_id.as_deref()))?;
     match confirm(app, &order, notice.gateway_order_id).await? {
         Confirmed::Applied => Ok("applied"),
         Confirmed::Unchanged => Ok("unchanged"),

@@ -10,17 +10,14 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{app::App, flows::marketplace::agreements};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/recipients/{id}/agreements", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<AgreementIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/agreements", create).creates::<AgreementIn>(),
         Route::new(Method::GET, "/v1/recipients/{id}/agreements", list),
     ]
 }
@@ -72,10 +69,8 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }
         (AgreementType::Commission, Some(b)) => Some(b as u32),
     };
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, binding).await?;
-    let status = if answer.unknown { 202 } else { 201 };
-    Ok(ApiReply::json(status, &agreement_json(&answer.agreement)))
+    let answer = agreements::create(&app.core, &merchant_id, ctx.param(0), kind, bps, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.unknown, &agreement_json(&answer.agreement)))
 }
 
 /// GET /v1/recipients/{id}/agreements — newest first, paginated; `?type=` filters.

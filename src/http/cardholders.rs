@@ -7,14 +7,17 @@ use std::sync::Arc;
 use chrono::{Datelike, NaiveDate};
 use http::Method;
 use pelago_actors::{
-    cardholder::CardholderRecord, keys::scan_prefix, merchant::MerchantRecord, ports::Address,
+    cardholder::{CardholderRecord, Identity},
+    keys::scan_prefix,
+    merchant::MerchantRecord,
+    ports::Address,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
@@ -22,10 +25,7 @@ use crate::{app::App, flows::cardholders};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cardholders", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<CreateCardholderIn>(),
+        Route::new(Method::POST, "/v1/cardholders", create).creates::<CreateCardholderIn>(),
         Route::new(Method::GET, "/v1/cardholders", list),
         Route::new(Method::GET, "/v1/cardholders/{id}", get),
         Route::new(Method::POST, "/v1/test_helpers/cardholders/{id}/approve", approve),
@@ -164,9 +164,7 @@ fn validate(req: CreateCardholderIn, today: NaiveDate) -> Result<cardholders::Ne
         postal_code: text(a.postal_code, "address.postal_code", 20)?,
         country: a.country,
     };
-    Ok(cardholders::NewCardholder {
-        card_name,
-        reference,
+    let identity = Identity {
         first_name,
         last_name,
         email,
@@ -174,9 +172,8 @@ fn validate(req: CreateCardholderIn, today: NaiveDate) -> Result<cardholders::Ne
         date_of_birth,
         nationality: req.nationality,
         id_document_type: req.id_document.kind,
-        id_document_number: number,
-        address,
-    })
+    };
+    Ok(cardholders::NewCardholder { card_name, reference, identity, id_document_number: number, address })
 }
 
 pub fn cardholder_json(c: &CardholderRecord) -> Value {
@@ -188,13 +185,13 @@ pub fn cardholder_json(c: &CardholderRecord) -> Value {
         "bin": c.bin,
         "status": c.status.as_str(),
         "failure_reason": c.failure_reason,
-        "first_name": c.first_name,
-        "last_name": c.last_name,
-        "email": c.email,
-        "phone": c.phone,
-        "date_of_birth": c.date_of_birth,
-        "nationality": c.nationality,
-        "id_document": {"type": c.id_document_type, "number": format!("****{}", c.id_document_last4)},
+        "first_name": c.identity.first_name,
+        "last_name": c.identity.last_name,
+        "email": c.identity.email,
+        "phone": c.identity.phone,
+        "date_of_birth": c.identity.date_of_birth,
+        "nationality": c.identity.nationality,
+        "id_document": {"type": c.identity.id_document_type, "number": format!("****{}", c.id_document_last4)},
         "address": {
             "line1": c.address.line1, "line2": c.address.line2, "city": c.address.city,
             "state": c.address.state, "postal_code": c.address.postal_code, "country": c.address.country,
@@ -211,10 +208,8 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let merchant = app.store.get::<MerchantRecord>(merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
     let today = app.clock.now().to_datetime().date_naive();
     let new = validate(ctx.json()?, today)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let created = cardholders::create(&app, &merchant, new, binding).await?;
-    let status = if created.settled { 201 } else { 202 };
-    Ok(ApiReply::json(status, &cardholder_json(&created.record)))
+    let created = cardholders::create(&app, &merchant, new, ctx.binding()).await?;
+    Ok(ApiReply::created(!created.settled, &cardholder_json(&created.record)))
 }
 
 /// GET /v1/cardholders/{id}

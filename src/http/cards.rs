@@ -36,7 +36,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/cards", open).answers(201).also_answers(&[202]).accepts::<OpenCardIn>(),
+        Route::new(Method::POST, "/v1/cards", open).creates::<OpenCardIn>(),
         Route::new(Method::GET, "/v1/cards", list),
         Route::new(Method::GET, "/v1/cards/{id}", get),
         Route::new(Method::DELETE, "/v1/cards/{id}", delete).also_answers(&[202]),
@@ -44,10 +44,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/v1/cards/{id}/freeze", freeze).also_answers(&[202]),
         Route::new(Method::POST, "/v1/cards/{id}/unfreeze", unfreeze).also_answers(&[202]),
         Route::new(Method::GET, "/v1/cards/{id}/transactions", transactions),
-        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<TopupIn>(),
+        Route::new(Method::POST, "/v1/cards/{id}/topups", create_topup).creates::<TopupIn>(),
         Route::new(Method::GET, "/v1/cards/{id}/topups", list_topups),
         Route::new(Method::GET, "/v1/topups/{id}", get_topup),
         Route::new(Method::POST, "/v1/test_helpers/cards/{id}/transactions", test_transaction)
@@ -81,7 +78,6 @@ async fn create_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     }
     let merchant =
         app.store.get::<MerchantRecord>(card.merchant_id.as_bytes())?.ok_or_else(ApiError::internal)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     // With an Idempotency-Key, the answer is stored in the top-up's final commit.
     let settled = ctx.answer.clone().map(|slot| {
         let app = Arc::clone(&app);
@@ -92,7 +88,8 @@ async fn create_topup(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }) as pelago_actors::card::topup::SettledWrites
     });
     let topup =
-        crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, binding, settled).await?;
+        crate::flows::topups::create(&app, &merchant, &card, amount, req.reference, ctx.binding(), settled)
+            .await?;
     if let Some(reply) = ctx.answer.as_ref().and_then(idempotency::AnswerSlot::committed) {
         return Ok(reply);
     }
@@ -167,12 +164,11 @@ async fn open(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     }
     let merchant =
         app.store.get::<MerchantRecord>(ctx.merchant_id()?.as_bytes())?.ok_or_else(ApiError::internal)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let outcome = cards::open(
         &app,
         &merchant,
         cards::OpenRequest { cardholder_id: req.cardholder_id, reference: req.reference },
-        binding,
+        ctx.binding(),
     )
     .await?;
     outcome_reply(&app, outcome, true)

@@ -8,10 +8,7 @@ use http::Method;
 use pelago_actors::file::{FileRecord, FileType, MAX_FILE_BYTES};
 use serde_json::{Value, json};
 
-use super::{
-    idempotency,
-    router::{ApiReply, Ctx, HandlerResult, Route},
-};
+use super::router::{ApiReply, Ctx, HandlerResult, Route};
 use crate::{app::App, flows::marketplace::files};
 
 const MEDIA_TYPES: &[&str] = &["application/pdf", "image/png", "image/jpeg"];
@@ -38,9 +35,9 @@ pub fn file_json(f: &FileRecord) -> Value {
 /// POST /v1/files — the body is the file; `Content-Type` is its type.
 async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let merchant_id = ctx.merchant_id()?.clone();
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let declared = ctx.header("content-type").map(str::to_owned);
-    let file = files::create(&app.core, &merchant_id, declared.as_deref(), ctx.body.clone(), binding).await?;
+    let file =
+        files::create(&app.core, &merchant_id, declared.as_deref(), ctx.body.clone(), ctx.binding()).await?;
     Ok(ApiReply::json(201, &file_json(&file)))
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
@@ -293,15 +293,14 @@ async fn change(app: &App, id: &MerchantId, change: ConfigChange) -> Result<Merc
 /// sealed answer, to be written in the same commit as the effect. A retry
 /// after a crash finds it and gets the same answer, not a second effect.
 fn sealed_binding(app: &App, ctx: &Ctx, answer: &Value) -> Option<(String, Vec<u8>)> {
-    let key = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k))?;
+    let key = ctx.binding()?;
     let sealed = app.sealer.seal(answer.to_string().as_bytes(), &key);
     Some((key, sealed))
 }
 
 /// The answer an earlier attempt with this Idempotency-Key bound, if any.
 fn bound_answer(app: &App, ctx: &Ctx) -> Result<Option<ApiReply>, ApiError> {
-    let Some(key) = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k))
-    else {
+    let Some(key) = ctx.binding() else {
         return Ok(None);
     };
     let Some(sealed) = app.store.get_raw(Tree::Index, &key)? else { return Ok(None) };
@@ -338,7 +337,7 @@ fn created_reply(app: &App, merchant: &MerchantRecord, key: &ApiKeyRecord) -> Ha
 
 /// POST /admin/v1/merchants
 async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
+    let binding = ctx.binding();
     if let Some(binding) = &binding
         && let Some(bound) = app.store.get_raw(Tree::Index, binding)?
     {

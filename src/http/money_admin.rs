@@ -62,9 +62,7 @@ async fn create_withdrawal(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let m = merchant(&app, ctx.param(0))?;
     let req: WithdrawalIn = ctx.json()?;
     let amount = parse_amount(&req.amount, "amount")?;
-    let binding =
-        ctx.idempotency_key.as_deref().and_then(|k| super::idempotency::binding_key(&ctx.caller, k));
-    let w = withdrawals::create(&app, &m, amount, &req.address, binding).await?;
+    let w = withdrawals::create(&app, &m, amount, &req.address, ctx.binding()).await?;
     Ok(ApiReply::json(201, &wire::withdrawal(&w)))
 }
 

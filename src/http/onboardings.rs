@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
@@ -30,7 +29,7 @@ const BASE: &str = "/v1/recipients/{id}/onboardings";
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, BASE, create).answers(201).also_answers(&[202]).accepts::<CreateIn>(),
+        Route::new(Method::POST, BASE, create).creates::<CreateIn>(),
         Route::new(Method::GET, BASE, list),
         Route::new(Method::GET, "/v1/recipients/{id}/onboardings/{oid}", get),
         Route::new(Method::POST, "/v1/recipients/{id}/onboardings/{oid}/continue", continue_)
@@ -244,7 +243,6 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         )
     })?;
     let documents = documents(req.documents, false)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let answer = onboardings::create(
         &app.core,
         &merchant_id,
@@ -252,7 +250,7 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         kind,
         req.provider_recipient_id,
         documents,
-        binding,
+        ctx.binding(),
     )
     .await?;
     Ok(answered(answer, 201))

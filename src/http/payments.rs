@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{
     balance::{MoneyIn, parse_amount},
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::{history, money},
 };
@@ -30,10 +30,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/payments", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<PaymentIn>(),
+        Route::new(Method::POST, "/v1/payments", create).creates::<PaymentIn>(),
         Route::new(Method::GET, "/v1/payments", list),
         Route::new(Method::GET, "/v1/payments/{id}", get),
         Route::new(Method::POST, "/v1/payments/{id}/capture", capture).also_answers(&[202]),
@@ -267,9 +264,8 @@ pub fn payment_json(p: &PaymentRecord) -> Value {
 async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let merchant_id = ctx.merchant_id()?.clone();
     let input = validate(ctx.json::<PaymentIn>()?)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = payments::create(&app.core, &merchant_id, input, binding).await?;
-    Ok(ApiReply::json(if answer.unknown { 202 } else { 201 }, &payment_json(&answer.payment)))
+    let answer = payments::create(&app.core, &merchant_id, input, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.unknown, &payment_json(&answer.payment)))
 }
 
 /// GET /v1/payments — newest first; `?status=`, `?merchant_reference=`.
@@ -330,15 +326,13 @@ async fn cancel_or_refund(app: Arc<App>, ctx: Ctx) -> HandlerResult {
             Ok(ApiReply::json(status, &body))
         }
         PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded => {
-            let binding =
-                ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-            let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, binding).await?;
+            let answer = refunds::create(&app.core, &merchant, ctx.param(0), None, ctx.binding()).await?;
             let body = json!({
                 "action": "refunded",
                 "payment": payment_json(&answer.payment),
                 "refund": super::refunds::refund_json(&answer.refund),
             });
-            Ok(ApiReply::json(super::refunds::status_of(&answer), &body))
+            Ok(ApiReply::created(answer.processing, &body))
         }
         other => Err(ApiError::invalid_state(format!(
             "the payment is {}: it can be neither canceled nor refunded",

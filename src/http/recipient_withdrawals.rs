@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{
     balance::{MoneyIn, parse_amount},
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
@@ -23,10 +23,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/recipients/{id}/withdrawals", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<WithdrawalIn>(),
+        Route::new(Method::POST, "/v1/recipients/{id}/withdrawals", create).creates::<WithdrawalIn>(),
         Route::new(Method::GET, "/v1/recipients/{id}/withdrawals", list),
         Route::new(Method::GET, "/v1/recipients/{id}/withdrawals/{withdrawal_id}", get),
     ]
@@ -78,11 +75,9 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         Some(r) => Some(super::recipients::text(Some(r), "reference", 255, true)?),
         None => None,
     };
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
     let request = withdrawals::Request { amount, commission, reference };
-    let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, binding).await?;
-    let status = if answer.unknown { 202 } else { 201 };
-    Ok(ApiReply::json(status, &withdrawal_json(&answer.withdrawal)))
+    let answer = withdrawals::create(&app.core, &merchant_id, ctx.param(0), request, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.unknown, &withdrawal_json(&answer.withdrawal)))
 }
 
 /// GET /v1/recipients/{id}/withdrawals — newest first, paginated.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::{
     cardholders::{date_of_birth, email, is_country, phone},
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
@@ -347,8 +347,7 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let mut req = parse(&ctx)?;
     let kind = kind_of(req.kind.take())?;
     let input = validate(req, today, true)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let record = recipients::create(&app.core, &merchant_id, kind, input, binding).await?;
+    let record = recipients::create(&app.core, &merchant_id, kind, input, ctx.binding()).await?;
     Ok(ApiReply::json(201, &recipient_json(&record)))
 }
 

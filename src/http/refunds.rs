@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{
     balance::{MoneyIn, parse_amount},
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::{history, money},
 };
@@ -24,10 +24,7 @@ use crate::{
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/payments/{id}/refunds", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<RefundIn>(),
+        Route::new(Method::POST, "/v1/payments/{id}/refunds", create).creates::<RefundIn>(),
         Route::new(Method::GET, "/v1/payments/{id}/refunds", list),
         Route::new(Method::GET, "/v1/refunds/{id}", get),
     ]
@@ -90,18 +87,12 @@ pub fn refund_json(r: &RefundRecord) -> Value {
     })
 }
 
-/// The answer of a refund's creation: 201, or 202 while it is processing.
-pub fn status_of(answer: &refunds::Answer) -> u16 {
-    if answer.processing { 202 } else { 201 }
-}
-
 /// POST /v1/payments/{id}/refunds
 async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let merchant = ctx.merchant_id()?.clone();
     let ask = ask_of(ctx.json::<RefundIn>()?)?;
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = refunds::create(&app.core, &merchant, ctx.param(0), Some(ask), binding).await?;
-    Ok(ApiReply::json(status_of(&answer), &refund_json(&answer.refund)))
+    let answer = refunds::create(&app.core, &merchant, ctx.param(0), Some(ask), ctx.binding()).await?;
+    Ok(ApiReply::created(answer.processing, &refund_json(&answer.refund)))
 }
 
 /// GET /v1/payments/{id}/refunds — oldest first.

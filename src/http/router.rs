@@ -89,6 +89,12 @@ impl Ctx {
         super::json::parse_body(&self.body)
     }
 
+    /// `idem/{scope}/{key}` of the request's Idempotency-Key, if it sent one:
+    /// the binding a creation commits with its effect.
+    pub fn binding(&self) -> Option<String> {
+        self.idempotency_key.as_deref().and_then(|k| super::idempotency::binding_key(&self.caller, k))
+    }
+
     pub fn merchant_id(&self) -> Result<&pelago_storage::MerchantId, ApiError> {
         match &self.caller {
             Caller::Merchant { merchant_id, .. } => Ok(merchant_id),
@@ -112,6 +118,11 @@ impl ApiReply {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> ApiReply {
         let body = serde_json::to_vec(value).expect("wire types serialize");
         ApiReply { status, body, content_type: "application/json", headers: Vec::new(), file: None }
+    }
+
+    /// A creation's answer: 201, or 202 while its upstream outcome is unknown.
+    pub fn created<T: Serialize + ?Sized>(unknown: bool, value: &T) -> ApiReply {
+        ApiReply::json(if unknown { 202 } else { 201 }, value)
     }
 
     pub fn text(status: u16, content_type: &'static str, body: String) -> ApiReply {
@@ -208,6 +219,12 @@ impl Route {
     pub fn also_answers(mut self, statuses: &'static [u16]) -> Route {
         self.also = statuses;
         self
+    }
+
+    /// A creation whose body is a `T`: 201, or 202 while its upstream outcome
+    /// is unknown (the handler answers with `ApiReply::created`).
+    pub fn creates<T: utoipa::ToSchema>(self) -> Route {
+        self.answers(201).also_answers(&[202]).accepts::<T>()
     }
 
     /// The request body is a `T`.

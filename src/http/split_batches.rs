@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     errors::ApiError,
-    idempotency, pagination,
+    pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::money,
 };
@@ -18,10 +18,7 @@ use crate::{app::App, flows::marketplace::splits};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/v1/split-batches", create)
-            .answers(201)
-            .also_answers(&[202])
-            .accepts::<SplitBatchIn>(),
+        Route::new(Method::POST, "/v1/split-batches", create).creates::<SplitBatchIn>(),
         Route::new(Method::GET, "/v1/split-batches", list),
         Route::new(Method::GET, "/v1/split-batches/{id}", get),
     ]
@@ -83,9 +80,8 @@ async fn create(app: Arc<App>, ctx: Ctx) -> HandlerResult {
         }
     }
     let ids: Vec<String> = req.items.into_iter().map(|i| i.payment_id).collect();
-    let binding = ctx.idempotency_key.as_deref().and_then(|k| idempotency::binding_key(&ctx.caller, k));
-    let answer = splits::create(&app.core, &merchant, &ids, req.reference, binding).await?;
-    Ok(ApiReply::json(if answer.processing { 202 } else { 201 }, &batch_json(&answer.batch)))
+    let answer = splits::create(&app.core, &merchant, &ids, req.reference, ctx.binding()).await?;
+    Ok(ApiReply::created(answer.processing, &batch_json(&answer.batch)))
 }
 
 /// GET /v1/split-batches — newest first.

@@ -50,10 +50,7 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
         }
         _ => {}
     }
-    let channel = match authenticate(state, &req) {
-        Ok(channel) => channel,
-        Err(response) => return response,
-    };
+    let channel = or_reply!(authenticate(state, &req));
     match (&req.method, segments.as_slice()) {
         (&Method::POST, ["cardholders"]) => mutate(state, &channel, &req, Mutation::CreateCardholder).await,
         (&Method::POST, ["cards"]) => mutate(state, &channel, &req, Mutation::OpenCard).await,
@@ -185,10 +182,7 @@ async fn mutate(state: &State, channel: &ChannelReg, req: &Request, mutation: Mu
         let decline = fault.is_some_and(|f| f.behavior == FaultBehavior::Decline);
         decide_once(state, channel, req, mutation, &op_key, decline)
     };
-    let (status, answer, ticket) = match decided {
-        Ok(decided) => decided,
-        Err(response) => return response,
-    };
+    let (status, answer, ticket) = or_reply!(decided);
     if let Err(e) = state.store.wait_durable(ticket).await {
         return internal(e);
     }
@@ -366,6 +360,15 @@ fn load_card(state: &State, channel: &ChannelReg, card_id: &str) -> Result<Optio
         .filter(|c| c.channel_id == channel.channel_id))
 }
 
+/// The channel's card `card_id`, or the reply that says why not (404, 500).
+fn card_of(state: &State, channel: &ChannelReg, card_id: &str) -> Result<CardRec, Response> {
+    match load_card(state, channel, card_id) {
+        Ok(Some(card)) => Ok(card),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "card_not_found", "no such card")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 fn master_key(channel_id: &str, currency: Currency) -> String {
     Sandbox::Master { channel: channel_id.to_string(), currency: currency.code().to_string() }.text()
 }
@@ -486,11 +489,7 @@ async fn read(
 }
 
 fn details(state: &State, channel: &ChannelReg, card_id: &str) -> Response {
-    let card = match load_card(state, channel, card_id) {
-        Ok(Some(card)) => card,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    };
+    let card = or_reply!(card_of(state, channel, card_id));
     let answer = DetailsAnswer {
         pan: state.card_key.pan(&card.bin, &card.id),
         cvv: state.card_key.cvv(&card.id),
@@ -503,11 +502,7 @@ fn details(state: &State, channel: &ChannelReg, card_id: &str) -> Response {
 }
 
 fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Option<&str>) -> Response {
-    match load_card(state, channel, card_id) {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    }
+    or_reply!(card_of(state, channel, card_id));
     let prefix = pelago_actors::keys::scan_prefix(pelago_actors::keys::TXN, &[&card_id]);
     let after_key = after.map(|a| format!("{prefix}{a}"));
     match state.store.scan::<TxnRec>(
@@ -525,11 +520,7 @@ fn transactions(state: &State, channel: &ChannelReg, card_id: &str, after: Optio
 
 /// `GET /cards/{id}/transactions/{transaction_id}`: one transaction as recorded.
 fn transaction(state: &State, channel: &ChannelReg, card_id: &str, txn_id: &str) -> Response {
-    match load_card(state, channel, card_id) {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "card_not_found", "no such card"),
-        Err(e) => return internal(e),
-    }
+    or_reply!(card_of(state, channel, card_id));
     match state.store.get::<TxnRec>(
         Sandbox::Transaction { card: card_id.to_string(), transaction: txn_id.to_string() }.text(),
     ) {
@@ -595,10 +586,7 @@ fn operation(state: &State, channel: &ChannelReg, request_id: &str) -> Response 
 // ----------------------------------------------------------------- control ----
 
 async fn register(state: &State, req: &Request) -> Response {
-    let body: RegisterChannelBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    let body: RegisterChannelBody = or_reply!(req.json());
     if body.channel_id.is_empty()
         || body.api_key.expose().is_empty()
         || !body.callback_url.starts_with("http")
@@ -645,10 +633,7 @@ async fn register(state: &State, req: &Request) -> Response {
 }
 
 fn set_fault(state: &State, channel_id: &str, req: &Request) -> Response {
-    let spec: FaultSpec = match req.json() {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
+    let spec: FaultSpec = or_reply!(req.json());
     match state.faults.lock().set(channel_id, spec) {
         Ok(()) => json(StatusCode::OK, &Acknowledged { ok: true }),
         Err(reason) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_fault", &reason),
@@ -708,10 +693,7 @@ async fn approve(state: &State, cardholder_id: &str) -> Response {
 /// A `refund` or `reversal` credits the card; a `reversal` naming an
 /// authorization (`related_transaction_id`) turns that authorization `reversed`.
 async fn create_transaction(state: &State, channel_card_id: &str, req: &Request) -> Response {
-    let body: CardTransactionBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    let body: CardTransactionBody = or_reply!(req.json());
     let result = {
         let _guard = state.write_lock.lock().await;
         apply_transaction(state, channel_card_id, &body).await
@@ -750,10 +732,7 @@ async fn apply_transaction(state: &State, channel_card_id: &str, body: &CardTran
     if let (TxnTypeWire::Reversal, Some(related)) = (kind, &body.related_transaction_id) {
         return reverse_authorization(state, card, channel, related, body.amount).await;
     }
-    let (status, balance_minor) = match test_outcome(&card, kind, body) {
-        Ok(outcome) => outcome,
-        Err(response) => return Ok(Err(response)),
-    };
+    let (status, balance_minor) = or_reply!(test_outcome(&card, kind, body), Ok(Err));
     card.balance_minor = balance_minor;
     let seq = state.store.get::<Counter>("seq")?.map_or(0, |c| c.value) + 1;
     let transaction = TransactionWire {

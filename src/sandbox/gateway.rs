@@ -44,10 +44,7 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
         }
         _ => {}
     }
-    let account = match authenticate(state, &req) {
-        Ok(account) => account,
-        Err(response) => return response,
-    };
+    let account = or_reply!(authenticate(state, &req));
     let fault = fault_operation(&req.method, &segments).and_then(|op| state.gateway_faults.lock().take(op));
     if fault == Some(FaultBehavior::Error) {
         return error(
@@ -80,10 +77,7 @@ fn fault_operation(method: &Method, segments: &[&str]) -> Option<GatewayFaultOpe
 }
 
 fn set_fault(state: &State, req: &Request) -> Response {
-    let spec: GatewayFaultSpec = match req.json() {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
+    let spec: GatewayFaultSpec = or_reply!(req.json());
     match state.gateway_faults.lock().set(spec) {
         Ok(()) => json(StatusCode::OK, &Acknowledged { ok: true }),
         Err(reason) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_fault", &reason),
@@ -99,10 +93,9 @@ async fn serve_account(
 ) -> Response {
     match (&req.method, segments) {
         (&Method::POST, ["orders"]) => idempotent(state, account, req, "create_order", create_order).await,
-        (&Method::GET, ["orders", id]) => match load_order(state, account, id) {
-            Ok(order) => json(StatusCode::OK, &order_answer(state, &order)),
-            Err(response) => response,
-        },
+        (&Method::GET, ["orders", id]) => {
+            json(StatusCode::OK, &order_answer(state, &or_reply!(load_order(state, account, id))))
+        }
         (&Method::GET, ["deposit_address"]) => deposit_address(state, account, req),
         (&Method::GET, ["deposits", id]) => query_deposit(state, account, id),
         (&Method::GET, ["payouts", id]) => query_payout(state, account, id),
@@ -121,10 +114,7 @@ async fn serve_account(
         }
         (&Method::POST, ["orders", id, "refunds"]) => {
             // The operator's `refund` fault (the marketplace table) covers order refunds too.
-            let fault = match super::marketplace::before_apply(state, MarketplaceOperation::Refund) {
-                Ok(fault) => fault,
-                Err(response) => return response,
-            };
+            let fault = or_reply!(super::marketplace::before_apply(state, MarketplaceOperation::Refund));
             let op = format!("refund {id}");
             let response = idempotent(state, account, req, &op, |s, a, r| refund(s, a, r, id)).await;
             super::marketplace::after_apply(state, fault).await;
@@ -357,10 +347,7 @@ pub(super) async fn idempotent(
 }
 
 fn create_order(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
-    let body: CreateOrderBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: CreateOrderBody = or_reply!(req.json(), Ok(Err));
     if Money::request_amount(body.amount.value, body.amount.currency).is_err() {
         return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "amount out of range")));
     }
@@ -416,10 +403,7 @@ pub(super) fn new_order(
 }
 
 fn payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
-    let body: PayoutBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: PayoutBody = or_reply!(req.json(), Ok(Err));
     if Money::request_amount(body.amount.value, body.amount.currency).is_err() || body.address.is_empty() {
         return Ok(Err(error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -464,10 +448,7 @@ fn recipient_payout_key(merchant_id: &str, request_id: &str) -> String {
 /// A recipient withdrawal's bank payout (MARKETPLACE.md §11): paid unless
 /// the account number starts with `FAIL`. Nothing of the account is stored.
 fn recipient_payout(_state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
-    let body: RecipientPayoutBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: RecipientPayoutBody = or_reply!(req.json(), Ok(Err));
     if Money::request_amount(body.amount.value, body.amount.currency).is_err()
         || body.account_number.is_empty()
         || body.bank_code.is_empty()
@@ -501,14 +482,8 @@ fn recipient_payout(_state: &State, account: &GatewayAccountRec, req: &Request) 
 }
 
 fn refund(state: &State, account: &GatewayAccountRec, req: &Request, gateway_order_id: &str) -> Decision {
-    let body: RefundBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
-    let mut order = match load_order(state, account, gateway_order_id) {
-        Ok(order) => order,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: RefundBody = or_reply!(req.json(), Ok(Err));
+    let mut order = or_reply!(load_order(state, account, gateway_order_id), Ok(Err));
     if order.status != OrderStatusWire::Paid {
         return Ok(Err(error(StatusCode::CONFLICT, "order_not_paid", "only a paid order can be refunded")));
     }
@@ -628,10 +603,7 @@ async fn settle(state: &State, id: &str, action: &str, req: &Request) -> Respons
 // ----------------------------------------------------------------- control ----
 
 async fn register(state: &State, req: &Request) -> Response {
-    let body: RegisterAccountBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    let body: RegisterAccountBody = or_reply!(req.json());
     if body.merchant_id.is_empty()
         || body.api_key.expose().is_empty()
         || !body.callback_url.starts_with("http")
@@ -688,10 +660,7 @@ async fn resend(state: &State, id: &str) -> Response {
 
 /// Reports a deposit to the account's address for (currency, network), by callback.
 async fn deposit(state: &State, req: &Request) -> Response {
-    let body: DepositBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    let body: DepositBody = or_reply!(req.json());
     if Money::request_amount(body.amount.value, body.amount.currency).is_err() || body.network.is_empty() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "amount or network invalid");
     }

@@ -189,14 +189,12 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
             state.marketplace_faults.lock().armed.clear();
             return json(StatusCode::OK, &serde_json::json!({"faults": []}));
         }
-        (&Method::POST, ["control", "onboardings", id, "decide"]) => match req.json() {
-            Ok(body) => helper_decide(state, id, body).await,
-            Err(response) => return response,
-        },
-        (&Method::POST, ["control", "onboardings", id, "compliance"]) => match req.json() {
-            Ok(body) => helper_review(state, id, body).await,
-            Err(response) => return response,
-        },
+        (&Method::POST, ["control", "onboardings", id, "decide"]) => {
+            helper_decide(state, id, or_reply!(req.json())).await
+        }
+        (&Method::POST, ["control", "onboardings", id, "compliance"]) => {
+            helper_review(state, id, or_reply!(req.json())).await
+        }
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
     let response = result.unwrap_or_else(internal);
@@ -211,10 +209,7 @@ pub(super) async fn control(state: &State, req: &Request, segments: &[&str]) -> 
 /// Arms (count > 0) or clears one marketplace fault, replacing the one armed
 /// for its operation.
 fn arm_fault(state: &State, req: &Request) -> Response {
-    let fault: MarketplaceFault = match req.json() {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
+    let fault: MarketplaceFault = or_reply!(req.json());
     let callbacks = fault.operation == MarketplaceOperation::Callbacks;
     if callbacks != (fault.behavior == MarketplaceFaultBehavior::Duplicate) {
         let reason = "duplicate applies to callbacks, and only duplicate does";
@@ -325,10 +320,7 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
             "the Idempotency-Key header is required",
         ));
     };
-    let body: SubmitOnboardingBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(response),
-    };
+    let body: SubmitOnboardingBody = or_reply!(req.json(), Ok);
     let (ticket, fault) = {
         let _guard = state.write_lock.lock().await;
         let rkey = request_key(&account.merchant_id, request_id);
@@ -340,10 +332,7 @@ async fn submit(state: &State, account: &GatewayAccountRec, req: &Request) -> Re
                 None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lost onboarding"),
             });
         }
-        let fault = match before_apply(state, MarketplaceOperation::Onboarding) {
-            Ok(fault) => fault,
-            Err(response) => return Ok(response),
-        };
+        let fault = or_reply!(before_apply(state, MarketplaceOperation::Onboarding), Ok);
         let mut o = SandboxOnboarding {
             id: super::new_id("gwo"),
             merchant_id: account.merchant_id.clone(),
@@ -405,10 +394,7 @@ async fn change(
         }
         // Faults apply to the gateway calls (an account), not to the control helpers.
         let fault = if account.is_some() {
-            match before_apply(state, MarketplaceOperation::Onboarding) {
-                Ok(fault) => fault,
-                Err(response) => return Ok(response),
-            }
+            or_reply!(before_apply(state, MarketplaceOperation::Onboarding), Ok)
         } else {
             None
         };
@@ -440,10 +426,7 @@ async fn sign_agreement(
             "the Idempotency-Key header is required",
         ));
     };
-    let body: SignAgreementBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(response),
-    };
+    let body: SignAgreementBody = or_reply!(req.json(), Ok);
     if !matches!(body.agreement_type.as_str(), "split" | "commission")
         || body.provider_recipient_id.is_empty()
     {
@@ -464,10 +447,7 @@ async fn sign_agreement(
             // A repeat answers what was decided: no fault, which could lie about it.
             Some(stored) => (state.store.ticket(), String::from_utf8_lossy(&stored).into_owned(), None),
             None => {
-                let fault = match before_apply(state, MarketplaceOperation::Agreement) {
-                    Ok(fault) => fault,
-                    Err(response) => return Ok(response),
-                };
+                let fault = or_reply!(before_apply(state, MarketplaceOperation::Agreement), Ok);
                 let answer = AgreementAnswer { id: super::new_id("gwa"), status: "signed".into() };
                 let answer = serde_json::to_string(&answer).expect("wire types always serialise");
                 let mut batch = WriteBatch::new();

@@ -21,6 +21,26 @@
 // boxing it would only add noise to the simulator's cold paths.
 #![allow(clippy::result_large_err)]
 
+/// The value of a `Result<_, Response>`, or an early return of its error reply:
+/// as is, or wrapped (`or_reply!(e, Ok)`, `or_reply!(e, Ok(Err))` in a `Decision`).
+macro_rules! or_reply {
+    (@ $result:expr, $r:ident => $ret:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err($r) => return $ret,
+        }
+    };
+    ($result:expr) => {
+        or_reply!(@ $result, response => response)
+    };
+    ($result:expr, $outer:ident($inner:ident)) => {
+        or_reply!(@ $result, response => $outer($inner(response)))
+    };
+    ($result:expr, $wrap:ident) => {
+        or_reply!(@ $result, response => $wrap(response))
+    };
+}
+
 mod card_data;
 mod channel;
 mod checkout;

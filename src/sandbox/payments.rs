@@ -88,27 +88,22 @@ pub(super) async fn handle(
         (&Method::POST, ["splits"]) => MarketplaceOperation::Split,
         (&Method::POST, ["payments", _, "refunds"]) => MarketplaceOperation::Refund,
         (&Method::GET, ["payments", id, "refunds", rid]) => {
-            return match load_payment(state, account, id) {
-                Ok(order) => match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
-                    Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
-                    Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
-                    Err(e) => super::internal(e),
-                },
-                Err(response) => response,
+            let order = or_reply!(load_payment(state, account, id));
+            return match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
+                Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
+                Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
+                Err(e) => super::internal(e),
             };
         }
         (&Method::GET, ["payments", id]) => {
-            return match load_payment(state, account, id) {
-                Ok(order) => json(StatusCode::OK, &payment_answer(state, &order)),
-                Err(response) => response,
-            };
+            return json(
+                StatusCode::OK,
+                &payment_answer(state, &or_reply!(load_payment(state, account, id))),
+            );
         }
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     };
-    let fault = match before_apply(state, operation) {
-        Ok(fault) => fault,
-        Err(response) => return response,
-    };
+    let fault = or_reply!(before_apply(state, operation));
     let response = match segments {
         ["payments"] => idempotent(state, account, req, "create_payment", create).await,
         ["splits"] => idempotent(state, account, req, "split", split).await,
@@ -129,10 +124,7 @@ pub(super) async fn handle(
 }
 
 fn create(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
-    let body: CreatePaymentBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: CreatePaymentBody = or_reply!(req.json(), Ok(Err));
     if Money::request_amount(body.amount.value, body.amount.currency).is_err() || body.payment_id.is_empty() {
         return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", "amount out of range")));
     }
@@ -146,10 +138,7 @@ fn create(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision
 /// Captures (authorized → paid) or voids (pending or authorized → canceled),
 /// with the same `order.updated` callback as the checkout's.
 fn finish(state: &State, account: &GatewayAccountRec, id: &str, operation: MarketplaceOperation) -> Decision {
-    let mut order = match load_payment(state, account, id) {
-        Ok(order) => order,
-        Err(response) => return Ok(Err(response)),
-    };
+    let mut order = or_reply!(load_payment(state, account, id), Ok(Err));
     let (allowed, target) = match operation {
         MarketplaceOperation::Capture => (order.status == OrderStatusWire::Authorized, OrderStatusWire::Paid),
         _ => (
@@ -176,10 +165,7 @@ fn split_key(gateway_order_id: &str) -> String {
 /// (captured), for no more than its amount, and not split before; else it
 /// fails with the reason. Idempotent per request id (the whole answer).
 fn split(state: &State, account: &GatewayAccountRec, req: &Request) -> Decision {
-    let body: SplitBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: SplitBody = or_reply!(req.json(), Ok(Err));
     if body.items.is_empty() || body.items.len() > 100 {
         return Ok(Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "1 to 100 items")));
     }
@@ -227,14 +213,8 @@ fn refund_key(gateway_order_id: &str, refund_id: &str) -> String {
 /// A partial refund of a captured payment: refused (422) unless the payment
 /// is the account's, captured, in its currency, and Σ refunds stays ≤ the capture.
 fn refund(state: &State, account: &GatewayAccountRec, req: &Request, id: &str) -> Decision {
-    let body: PaymentRefundBody = match req.json() {
-        Ok(b) => b,
-        Err(response) => return Ok(Err(response)),
-    };
-    let order = match load_payment(state, account, id) {
-        Ok(order) => order,
-        Err(response) => return Ok(Err(response)),
-    };
+    let body: PaymentRefundBody = or_reply!(req.json(), Ok(Err));
+    let order = or_reply!(load_payment(state, account, id), Ok(Err));
     if order.status != OrderStatusWire::Paid {
         return Ok(Err(error(
             StatusCode::CONFLICT,

@@ -42,6 +42,15 @@ impl HttpChannel {
         builder
     }
 
+    /// `GET {path}`, the answer made the port's type by `read`.
+    fn get<A: serde::de::DeserializeOwned + Send + 'static, T: Send + 'static>(
+        &self,
+        path: String,
+        read: fn(A) -> T,
+    ) -> BoxFuture<'_, Outcome<T>> {
+        async move { send::<A>(self.request(Method::GET, &path, None)).await.map(read) }.boxed()
+    }
+
     async fn card_action(&self, req: CardAction, action: &str) -> Outcome<()> {
         let path = format!("/cards/{}/{action}", encode(&req.channel_card_id));
         let rb = self.request(Method::POST, &path, Some(&req.request_id)).json(&serde_json::json!({}));
@@ -152,15 +161,11 @@ impl CardChannel for HttpChannel {
         channel_card_id: String,
         after_channel_transaction_id: Option<String>,
     ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
-        async move {
-            let mut path = format!("/cards/{}/transactions", encode(&channel_card_id));
-            if let Some(after) = after_channel_transaction_id {
-                path.push_str(&format!("?after={}", encode(&after)));
-            }
-            let rb = self.request(Method::GET, &path, None);
-            send::<wire::TransactionsAnswer>(rb).await.map(|a| a.data.into_iter().map(Into::into).collect())
+        let mut path = format!("/cards/{}/transactions", encode(&channel_card_id));
+        if let Some(after) = after_channel_transaction_id {
+            path.push_str(&format!("?after={}", encode(&after)));
         }
-        .boxed()
+        self.get(path, |a: wire::TransactionsAnswer| a.data.into_iter().map(Into::into).collect())
     }
 
     fn transaction(
@@ -168,41 +173,23 @@ impl CardChannel for HttpChannel {
         channel_card_id: String,
         channel_transaction_id: String,
     ) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
-        async move {
-            let path = format!(
-                "/cards/{}/transactions/{}",
-                encode(&channel_card_id),
-                encode(&channel_transaction_id)
-            );
-            let rb = self.request(Method::GET, &path, None);
-            send::<wire::TransactionWire>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let path =
+            format!("/cards/{}/transactions/{}", encode(&channel_card_id), encode(&channel_transaction_id));
+        self.get(path, wire::TransactionWire::into)
     }
 
     fn cardholder(&self, channel_cardholder_id: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
-        async move {
-            let path = format!("/cardholders/{}", encode(&channel_cardholder_id));
-            let rb = self.request(Method::GET, &path, None);
-            send::<wire::CardholderStateAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        self.get(
+            format!("/cardholders/{}", encode(&channel_cardholder_id)),
+            wire::CardholderStateAnswer::into,
+        )
     }
 
     fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
-        async move {
-            let rb = self.request(Method::GET, "/balance", None);
-            send::<wire::MasterBalancesAnswer>(rb).await.map(|a| a.balances)
-        }
-        .boxed()
+        self.get("/balance".to_owned(), |a: wire::MasterBalancesAnswer| a.balances)
     }
 
     fn operation(&self, request_id: RequestId) -> BoxFuture<'_, Outcome<ChannelOperation>> {
-        async move {
-            let path = format!("/operations/{}", encode(&request_id));
-            let rb = self.request(Method::GET, &path, None);
-            send::<wire::OperationAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        self.get(format!("/operations/{}", encode(&request_id)), wire::OperationAnswer::into)
     }
 }

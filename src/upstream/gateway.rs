@@ -62,6 +62,16 @@ impl HttpGateway {
         }
         send::<A>(rb).await
     }
+
+    /// `GET {path}` as `account`, the answer made the port's type by `read`.
+    pub(super) fn get<A: serde::de::DeserializeOwned + Send + 'static, T: Send + 'static>(
+        &self,
+        account: GatewayAccount,
+        path: String,
+        read: fn(Outcome<A>) -> Outcome<T>,
+    ) -> BoxFuture<'_, Outcome<T>> {
+        async move { read(send::<A>(self.request(&account, Method::GET, &path, None)).await) }.boxed()
+    }
 }
 
 impl PaymentGateway for HttpGateway {
@@ -83,12 +93,8 @@ impl PaymentGateway for HttpGateway {
         account: GatewayAccount,
         gateway_order_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOrder>> {
-        async move {
-            let path = format!("/orders/{}", encode(&gateway_order_id));
-            let rb = self.request(&account, Method::GET, &path, None);
-            send::<wire::OrderAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let path = format!("/orders/{}", encode(&gateway_order_id));
+        self.get(account, path, |answer: Outcome<wire::OrderAnswer>| answer.map(Into::into))
     }
 
     fn deposit_address(
@@ -97,16 +103,10 @@ impl PaymentGateway for HttpGateway {
         currency: Currency,
         network: String,
     ) -> BoxFuture<'_, Outcome<DepositAddress>> {
-        async move {
-            let path = format!("/deposit_address?currency={}&network={}", currency.code(), encode(&network));
-            let rb = self.request(&account, Method::GET, &path, None);
-            send::<wire::DepositAddressAnswer>(rb).await.map(|a| DepositAddress {
-                address: a.address,
-                network: a.network,
-                currency: a.currency,
-            })
-        }
-        .boxed()
+        let path = format!("/deposit_address?currency={}&network={}", currency.code(), encode(&network));
+        self.get(account, path, |answer: Outcome<wire::DepositAddressAnswer>| {
+            answer.map(|a| DepositAddress { address: a.address, network: a.network, currency: a.currency })
+        })
     }
 
     fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>> {
@@ -123,12 +123,8 @@ impl PaymentGateway for HttpGateway {
         account: GatewayAccount,
         payout_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayPayout>> {
-        async move {
-            let path = format!("/payouts/{}", encode(&payout_id));
-            let rb = self.request(&account, Method::GET, &path, None);
-            send::<wire::PayoutStateAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let path = format!("/payouts/{}", encode(&payout_id));
+        self.get(account, path, |answer: Outcome<wire::PayoutStateAnswer>| answer.map(Into::into))
     }
 
     fn query_deposit(
@@ -136,12 +132,8 @@ impl PaymentGateway for HttpGateway {
         account: GatewayAccount,
         deposit_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayDeposit>> {
-        async move {
-            let path = format!("/deposits/{}", encode(&deposit_id));
-            let rb = self.request(&account, Method::GET, &path, None);
-            send::<wire::DepositAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let path = format!("/deposits/{}", encode(&deposit_id));
+        self.get(account, path, |answer: Outcome<wire::DepositAnswer>| answer.map(Into::into))
     }
 
     fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>> {

@@ -28,29 +28,25 @@ pub type HttpMarketplaceGateway = HttpGateway;
 
 /// The answer as the port's type; an answer it cannot read is unknown.
 fn convert(outcome: Outcome<wire::OnboardingAnswer>) -> Outcome<GatewayOnboarding> {
-    match outcome {
-        Outcome::Done(a) => {
-            let Some(status) = OnboardingStatus::parse(&a.status) else {
-                return Outcome::Unknown { detail: "unreadable onboarding status".into() };
-            };
-            let compliance = match a.compliance.as_deref() {
-                None => None,
-                Some(raw) => match ComplianceStatus::parse(raw) {
-                    Some(c) => Some(c),
-                    None => return Outcome::Unknown { detail: "unreadable compliance status".into() },
-                },
-            };
-            Outcome::Done(GatewayOnboarding {
-                gateway_onboarding_id: a.id,
-                status,
-                provider_recipient_id: a.provider_recipient_id,
-                compliance,
-                reason: a.reason,
-            })
-        }
-        Outcome::Declined { reason } => Outcome::Declined { reason },
-        Outcome::Unknown { detail } => Outcome::Unknown { detail },
-    }
+    outcome.and_then(|a| {
+        let Some(status) = OnboardingStatus::parse(&a.status) else {
+            return Outcome::Unknown { detail: "unreadable onboarding status".into() };
+        };
+        let compliance = match a.compliance.as_deref() {
+            None => None,
+            Some(raw) => match ComplianceStatus::parse(raw) {
+                Some(c) => Some(c),
+                None => return Outcome::Unknown { detail: "unreadable compliance status".into() },
+            },
+        };
+        Outcome::Done(GatewayOnboarding {
+            gateway_onboarding_id: a.id,
+            status,
+            provider_recipient_id: a.provider_recipient_id,
+            compliance,
+            reason: a.reason,
+        })
+    })
 }
 
 impl MarketplaceGateway for HttpMarketplaceGateway {
@@ -81,11 +77,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/by-request/{}", encode(&request_id));
-            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/onboardings/by-request/{}", encode(&request_id)), convert)
     }
 
     fn get_onboarding(
@@ -93,11 +85,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         gateway_onboarding_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/{}", encode(&gateway_onboarding_id));
-            convert(send::<wire::OnboardingAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/onboardings/{}", encode(&gateway_onboarding_id)), convert)
     }
 
     fn cancel_onboarding(
@@ -133,14 +121,10 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
 }
 
 fn signed(outcome: Outcome<wire::AgreementAnswer>) -> Outcome<SignedAgreement> {
-    match outcome {
-        Outcome::Done(a) if a.status == "signed" => {
-            Outcome::Done(SignedAgreement { gateway_agreement_id: a.id })
-        }
-        Outcome::Done(a) => Outcome::Unknown { detail: format!("agreement status {}", a.status) },
-        Outcome::Declined { reason } => Outcome::Declined { reason },
-        Outcome::Unknown { detail } => Outcome::Unknown { detail },
-    }
+    outcome.and_then(|a| match a.status.as_str() {
+        "signed" => Outcome::Done(SignedAgreement { gateway_agreement_id: a.id }),
+        other => Outcome::Unknown { detail: format!("agreement status {other}") },
+    })
 }
 
 impl AgreementGateway for HttpMarketplaceGateway {
@@ -164,27 +148,19 @@ impl AgreementGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<SignedAgreement>> {
-        async move {
-            let path = format!("/agreements/by-request/{}", encode(&request_id));
-            signed(send::<wire::AgreementAnswer>(self.request(&account, Method::GET, &path, None)).await)
-        }
-        .boxed()
+        self.get(account, format!("/agreements/by-request/{}", encode(&request_id)), signed)
     }
 }
 
 fn decided(outcome: Outcome<wire::RecipientPayoutAnswer>) -> Outcome<PayoutDecision> {
-    match outcome {
-        Outcome::Done(a) if matches!(a.status.as_str(), "succeeded" | "failed") => {
-            Outcome::Done(PayoutDecision {
-                paid: a.status == "succeeded",
-                gateway_payout_id: a.id,
-                reason: a.reason,
-            })
-        }
-        Outcome::Done(a) => Outcome::Unknown { detail: format!("payout status {}", a.status) },
-        Outcome::Declined { reason } => Outcome::Declined { reason },
-        Outcome::Unknown { detail } => Outcome::Unknown { detail },
-    }
+    outcome.and_then(|a| match a.status.as_str() {
+        "succeeded" | "failed" => Outcome::Done(PayoutDecision {
+            paid: a.status == "succeeded",
+            gateway_payout_id: a.id,
+            reason: a.reason,
+        }),
+        other => Outcome::Unknown { detail: format!("payout status {other}") },
+    })
 }
 
 impl RecipientPayoutGateway for HttpMarketplaceGateway {
@@ -209,13 +185,7 @@ impl RecipientPayoutGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<PayoutDecision>> {
-        async move {
-            let path = format!("/recipient-payouts/by-request/{}", encode(&request_id));
-            decided(
-                send::<wire::RecipientPayoutAnswer>(self.request(&account, Method::GET, &path, None)).await,
-            )
-        }
-        .boxed()
+        self.get(account, format!("/recipient-payouts/by-request/{}", encode(&request_id)), decided)
     }
 }
 
@@ -286,16 +256,13 @@ impl PaymentsGateway for HttpMarketplaceGateway {
             let body = wire::PaymentRefundBody { amount };
             let answer: Outcome<wire::PaymentRefundAnswer> =
                 self.call(&account, Method::POST, &path, Some(&request_id), Some(&body)).await;
-            match answer {
-                Outcome::Done(a) if a.payment == gateway_order_id && a.amount == amount => {
+            answer.and_then(|a| {
+                if a.payment == gateway_order_id && a.amount == amount {
                     Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
-                }
-                Outcome::Done(_) => {
+                } else {
                     Outcome::Unknown { detail: "the refund answer names another payment or amount".into() }
                 }
-                Outcome::Declined { reason } => Outcome::Declined { reason },
-                Outcome::Unknown { detail } => Outcome::Unknown { detail },
-            }
+            })
         }
         .boxed()
     }
@@ -316,28 +283,20 @@ impl PaymentsGateway for HttpMarketplaceGateway {
             };
             let answer: Outcome<wire::SplitAnswer> =
                 self.call(&req.account, Method::POST, "/splits", Some(&req.request_id), Some(&body)).await;
-            match answer {
-                Outcome::Done(a)
-                    if a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) =>
-                {
-                    Outcome::Done(
-                        a.items
-                            .into_iter()
-                            .map(|i| SplitResult {
-                                outcome: if i.status == "executed" {
-                                    Ok(())
-                                } else {
-                                    Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
-                                },
-                                payment_id: i.payment_id,
-                            })
-                            .collect(),
-                    )
+            answer.and_then(|a| {
+                if !a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) {
+                    return Outcome::Unknown { detail: "unreadable split item status".into() };
                 }
-                Outcome::Done(_) => Outcome::Unknown { detail: "unreadable split item status".into() },
-                Outcome::Declined { reason } => Outcome::Declined { reason },
-                Outcome::Unknown { detail } => Outcome::Unknown { detail },
-            }
+                let result = |i: wire::SplitItemAnswer| SplitResult {
+                    outcome: if i.status == "executed" {
+                        Ok(())
+                    } else {
+                        Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
+                    },
+                    payment_id: i.payment_id,
+                };
+                Outcome::Done(a.items.into_iter().map(result).collect())
+            })
         }
         .boxed()
     }
@@ -362,11 +321,7 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         account: GatewayAccount,
         gateway_order_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        async move {
-            let path = format!("/payments/{}", encode(&gateway_order_id));
-            payment(self.call(&account, Method::GET, &path, None, None::<&()>).await)
-        }
-        .boxed()
+        self.get(account, format!("/payments/{}", encode(&gateway_order_id)), payment)
     }
 
     fn capture_payment(

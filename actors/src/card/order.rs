@@ -43,17 +43,11 @@ crate::state_machine! {
     /// DOMAIN.md §State machines (Order): `paid → refunded` when what it paid
     /// for could not be delivered.
     pub enum OrderStatus ("order") {
-        Pending = "pending",
-        Paid = "paid",
+        Pending = "pending" -> Paid | Failed | Expired,
+        Paid = "paid" -> Refunded,
         Failed = "failed",
         Expired = "expired",
         Refunded = "refunded",
-    }
-    edges {
-        Pending -> Paid,
-        Pending -> Failed,
-        Pending -> Expired,
-        Paid -> Refunded,
     }
 }
 

@@ -15,23 +15,13 @@ use crate::{
 crate::state_machine! {
     /// DOMAIN.md §State machines (Card).
     pub enum CardStatus ("card") {
-        PendingPayment = "pending_payment",
-        Processing = "processing",
-        Active = "active",
-        Frozen = "frozen",
+        PendingPayment = "pending_payment" -> Processing | Canceled,
+        Processing = "processing" -> Active | Failed,
+        Active = "active" -> Frozen | Deleted,
+        Frozen = "frozen" -> Active | Deleted,
         Deleted = "deleted",
         Failed = "failed",
         Canceled = "canceled",
-    }
-    edges {
-        PendingPayment -> Processing,
-        PendingPayment -> Canceled,
-        Processing -> Active,
-        Processing -> Failed,
-        Active -> Frozen,
-        Frozen -> Active,
-        Active -> Deleted,
-        Frozen -> Deleted,
     }
 }
 

@@ -28,29 +28,14 @@ crate::state_machine! {
     /// MARKETPLACE.md §6's table (Yuno's upper case); the refund edges are
     /// taken by `refund.rs` (`PaymentRecord::take_refund`).
     pub enum PaymentStatus ("payment") {
-        Pending = "PENDING",
-        Authorized = "AUTHORIZED",
-        Succeeded = "SUCCEEDED",
+        Pending = "PENDING" -> Succeeded | Authorized | Declined | Expired | Canceled,
+        Authorized = "AUTHORIZED" -> Succeeded | Canceled,
+        Succeeded = "SUCCEEDED" -> PartiallyRefunded | Refunded,
         Declined = "DECLINED",
         Expired = "EXPIRED",
         Canceled = "CANCELED",
-        PartiallyRefunded = "PARTIALLY_REFUNDED",
-        Refunded = "REFUNDED",
-    }
-    edges {
-        Pending -> Succeeded,
-        Pending -> Authorized,
-        Pending -> Declined,
-        Pending -> Expired,
-        Pending -> Canceled,
-        Authorized -> Succeeded,
-        Authorized -> Canceled,
-        Succeeded -> PartiallyRefunded,
-        Succeeded -> Refunded,
-        PartiallyRefunded -> Refunded,
-        PartiallyRefunded -> Succeeded,
-        Refunded -> PartiallyRefunded,
-        Refunded -> Succeeded,
+        PartiallyRefunded = "PARTIALLY_REFUNDED" -> Refunded | Succeeded,
+        Refunded = "REFUNDED" -> PartiallyRefunded | Succeeded,
     }
 }
 

@@ -17,13 +17,9 @@ use crate::{
 crate::state_machine! {
     /// A refund: `processing` until the gateway answers.
     pub enum RefundStatus ("refund") {
-        Processing = "processing",
+        Processing = "processing" -> Succeeded | Failed,
         Succeeded = "succeeded",
         Failed = "failed",
-    }
-    edges {
-        Processing -> Succeeded,
-        Processing -> Failed,
     }
 }
 

@@ -35,15 +35,10 @@ crate::wire_enum! {
 crate::state_machine! {
     /// §5: `pending → signed | failed`; a signed one is superseded by the next.
     pub enum AgreementStatus ("agreement") {
-        Pending = "pending",
-        Signed = "signed",
+        Pending = "pending" -> Signed | Failed,
+        Signed = "signed" -> Superseded,
         Failed = "failed",
         Superseded = "superseded",
-    }
-    edges {
-        Pending -> Signed,
-        Pending -> Failed,
-        Signed -> Superseded,
     }
 }
 

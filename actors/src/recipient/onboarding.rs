@@ -23,29 +23,14 @@ crate::state_machine! {
     /// only from CREATED of a two-step onboarding, a block by compliance only
     /// from SUCCEEDED) is [`Onboarding::apply`]'s business.
     pub enum OnboardingStatus ("onboarding") {
-        Created = "CREATED",
-        Pending = "PENDING",
-        Succeeded = "SUCCEEDED",
+        Created = "CREATED" -> Pending | Canceled,
+        Pending = "PENDING" -> Succeeded | Declined | Rejected | Blocked | Error | Canceled,
+        Succeeded = "SUCCEEDED" -> Blocked,
         Declined = "DECLINED",
-        Rejected = "REJECTED",
+        Rejected = "REJECTED" -> Pending | Canceled,
         Blocked = "BLOCKED",
-        Error = "ERROR",
+        Error = "ERROR" -> Pending | Canceled,
         Canceled = "CANCELED",
-    }
-    edges {
-        Created -> Pending,
-        Rejected -> Pending,
-        Error -> Pending,
-        Pending -> Succeeded,
-        Pending -> Declined,
-        Pending -> Rejected,
-        Pending -> Blocked,
-        Pending -> Error,
-        Created -> Canceled,
-        Pending -> Canceled,
-        Rejected -> Canceled,
-        Error -> Canceled,
-        Succeeded -> Blocked,
     }
 }
 
@@ -68,18 +53,11 @@ crate::state_machine! {
     /// MARKETPLACE.md §4 (Compliance): at most 5 supplements; the 6th failed
     /// review freezes.
     pub enum ComplianceStatus ("compliance review") {
-        NotStarted = "not_started",
-        Pending = "pending",
+        NotStarted = "not_started" -> Pending,
+        Pending = "pending" -> Approved | Failed | Frozen,
         Approved = "approved",
-        Failed = "failed",
+        Failed = "failed" -> Pending,
         Frozen = "frozen",
-    }
-    edges {
-        NotStarted -> Pending,
-        Pending -> Approved,
-        Pending -> Failed,
-        Pending -> Frozen,
-        Failed -> Pending,
     }
 }
 

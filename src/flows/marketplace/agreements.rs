@@ -72,10 +72,7 @@ pub async fn create(
     binding: Option<String>,
 ) -> Result<Answer, Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
-    let id = AgreementId::parse(
-        &super::bound_id(app, binding.as_ref(), AgreementId::generate().to_string()).await?,
-    )
-    .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), AgreementId::generate()).await?;
     let new = NewAgreement {
         id,
         merchant_id: merchant_id.clone(),

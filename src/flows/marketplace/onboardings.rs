@@ -161,10 +161,7 @@ pub async fn create(
 ) -> Result<Answer, Error> {
     let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
     check_documents(app, merchant_id, &documents)?;
-    let id = OnboardingId::parse(
-        &super::bound_id(app, binding.as_ref(), OnboardingId::generate().to_string()).await?,
-    )
-    .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), OnboardingId::generate()).await?;
     let new = NewOnboarding {
         id,
         merchant_id: merchant_id.clone(),

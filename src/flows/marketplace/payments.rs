@@ -29,7 +29,8 @@ use pelago_actors::{
 };
 use pelago_storage::{MerchantId, Money, PaymentId, Tree, WriteBatch};
 
-use crate::{app::Core, flows::Error, flows::bootstrap};
+use super::Found;
+use crate::{app::Core, flows::Error, flows::bootstrap, flows::orders::OrderNotice};
 
 /// One line as the request gave it (shape checked by HTTP, rules 1–5).
 pub struct LineInput {
@@ -185,9 +186,7 @@ pub async fn create(
         .get::<MerchantRecord>(merchant_id.as_bytes())?
         .ok_or_else(|| Error::unavailable("the merchant could not be read"))?;
     let account = bootstrap::funding_account(app, &merchant).await?;
-    let id =
-        PaymentId::parse(&super::bound_id(app, binding.as_ref(), PaymentId::generate().to_string()).await?)
-            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), PaymentId::generate()).await?;
     let now = app.clock.now();
     let request_id = format!("req_{}", pelago_storage::ids::new_ulid());
     let lines = input
@@ -379,40 +378,16 @@ async fn send_action(app: &Core, payment: PaymentRecord) -> Result<Answer, Error
     }
 }
 
-/// What a gateway callback named about a payment (a hint to ask).
-pub struct PaymentNotice<'a> {
-    pub signer: &'a str,
-    pub event_id: &'a str,
-    pub gateway_order_id: &'a str,
-    pub payment_id: &'a str,
-    pub amount: Money,
-}
-
 /// A gateway notice about one of our payments. Bound (created under the
 /// signing account, else 401), compared (amount and gateway order id, else
 /// 400), then confirmed by asking the gateway; `payconfirm/` while unknown.
-pub async fn on_gateway_update(app: &Core, notice: PaymentNotice<'_>) -> Result<&'static str, Error> {
-    let payment = match PaymentId::parse(notice.payment_id) {
+pub async fn on_gateway_update(app: &Core, notice: OrderNotice<'_>) -> Result<&'static str, Error> {
+    let payment = match PaymentId::parse(notice.order_id) {
         Ok(id) => load_any(app, &id)?,
         Err(_) => None,
     };
-    let Some(payment) = payment.filter(|p| p.gateway_account == notice.signer) else {
-        return Err(crate::flows::callback_rules::unbound(
-            app,
-            crate::metrics::CallbackSource::Gateway,
-            notice.signer,
-            notice.event_id,
-            notice.payment_id,
-        ));
-    };
-    if notice.amount != payment.amount {
-        return Err(crate::flows::callback_rules::mismatch("amount or currency"));
-    }
-    if payment.gateway_order_id.as_deref().is_some_and(|known| known != notice.gateway_order_id)
-        || notice.gateway_order_id.len() > 128
-    {
-        return Err(crate::flows::callback_rules::mismatch("gateway order id"));
-    }
+    let payment =
+        notice.bound(app, payment, |p| (&p.gateway_account, p.amount, p.gateway_order_id.as_deref()))?;
     match confirm(app, &payment, notice.gateway_order_id).await? {
         Some(true) => Ok("applied"),
         Some(false) => Ok("unchanged"),
@@ -464,34 +439,31 @@ async fn confirm(app: &Core, payment: &PaymentRecord, gateway_order_id: &str) ->
 /// unknown (retried with their stored request id once the grace passed), and
 /// callbacks whose confirming query had no answer.
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let mut done = 0;
-    let grace = crate::flows::grace_ms(app);
-    for (key, _) in
-        crate::flows::due_markers(app, keys::PAYPENDING, crate::flows::Started::AfterFirstWord, grace)?
-    {
-        let Marker::PaymentPending { payment: id } = key else { continue };
-        let Some(payment) = load_any(app, &id)? else {
-            crate::flows::clear_marker(app, Marker::PaymentPending { payment: id }.encode()).await?;
-            continue;
-        };
+    let read = |key: &Marker, _: &str| {
+        let Marker::PaymentPending { payment: id } = key else { return Ok(Found::Unreadable) };
+        Ok(load_any(app, id)?.map_or(Found::Gone, Found::Record))
+    };
+    let mut done = super::resolve_markers(app, keys::PAYPENDING, read, |payment: PaymentRecord| async move {
+        let id = payment.id.clone();
         let outcome = match payment.pending_action.as_ref().map(|a| a.kind) {
             Some(PaymentAction::Create) => {
                 let account = account_of(app, &payment).await?;
                 request_checkout(app, payment, account).await
             }
             Some(_) => send_action(app, payment).await,
-            None => continue,
+            None => return Ok(false),
         };
-        match outcome {
-            Ok(answer) if !answer.unknown => done += 1,
-            Ok(_) => {}
+        Ok(match outcome {
+            Ok(answer) => !answer.unknown,
             // A refused capture or cancel: recorded (pending action cleared), reported by the payment.
-            Err(Error::Upstream(_)) => done += 1,
+            Err(Error::Upstream(_)) => true,
             Err(e) => {
-                tracing::warn!(payment_id = %id, error = %e, "resolving a payment failed; retrying later")
+                tracing::warn!(payment_id = %id, error = %e, "resolving a payment failed; retrying later");
+                false
             }
-        }
-    }
+        })
+    })
+    .await?;
     for (key, gateway_order_id) in
         crate::flows::due_markers(app, keys::PAYCONFIRM, crate::flows::Started::Now, 0)?
     {

@@ -21,6 +21,7 @@ use pelago_actors::{
 };
 use pelago_storage::{MerchantId, PaymentId, RefundId};
 
+use super::Found;
 use crate::{app::Core, flows::Error, flows::bootstrap};
 
 /// A refund, its payment as it is after it, and whether the gateway's answer is unknown (202).
@@ -40,9 +41,7 @@ pub async fn create(
     binding: Option<String>,
 ) -> Result<Answer, Error> {
     let payment = super::payments::load_owned(app, merchant, raw_payment)?;
-    let id =
-        RefundId::parse(&super::bound_id(app, binding.as_ref(), RefundId::generate().to_string()).await?)
-            .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), RefundId::generate()).await?;
     if let Some(existing) = find(app, merchant, &payment.id, &id)? {
         return answer(app, existing);
     }
@@ -117,30 +116,25 @@ pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<Refund
 /// with their request id once the grace passed (the gateway answers a repeat
 /// as it decided it: a refund is made once).
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let mut done = 0;
-    let grace = crate::flows::grace_ms(app);
-    for (key, value) in
-        crate::flows::due_markers(app, keys::RFDPENDING, crate::flows::Started::AfterFirstWord, grace)?
-    {
-        let Marker::RefundPending { refund: id } = key else { continue };
-        let value = String::from_utf8_lossy(&value).into_owned();
+    let read = |key: &Marker, value: &str| {
+        let Marker::RefundPending { refund: id } = key else { return Ok(Found::Unreadable) };
         let mut words = value.split(' ');
         let (Some(Ok(merchant)), Some(Ok(payment))) =
             (words.next().map(MerchantId::parse), words.nth(1).map(PaymentId::parse))
         else {
-            continue;
+            return Ok(Found::Unreadable);
         };
-        let Some(refund) = find(app, &merchant, &payment, &id)? else {
-            crate::flows::clear_marker(app, Marker::RefundPending { refund: id }.encode()).await?;
-            continue;
-        };
-        match send(app, refund).await {
-            Ok(a) if !a.processing => done += 1,
-            Ok(_) => {}
+        Ok(find(app, &merchant, &payment, id)?.map_or(Found::Gone, Found::Record))
+    };
+    super::resolve_markers(app, keys::RFDPENDING, read, |refund: RefundRecord| async move {
+        let id = refund.id.clone();
+        Ok(match send(app, refund).await {
+            Ok(a) => !a.processing,
             Err(e) => {
-                tracing::warn!(refund_id = %id, error = %e, "resolving a refund failed; retrying later")
+                tracing::warn!(refund_id = %id, error = %e, "resolving a refund failed; retrying later");
+                false
             }
-        }
-    }
-    Ok(done)
+        })
+    })
+    .await
 }

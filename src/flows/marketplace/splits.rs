@@ -18,6 +18,7 @@ use pelago_actors::{
 };
 use pelago_storage::{MerchantId, Money, PaymentId, SplitBatchId};
 
+use super::Found;
 use crate::{app::Core, flows::Error, flows::bootstrap};
 
 /// A batch and whether an item is still processing (202).
@@ -42,10 +43,7 @@ pub async fn create(
     // lets the actor answer it in its place among the items.
     let ids: Vec<PaymentId> =
         raw_ids.iter().map(|raw| PaymentId::parse(raw).unwrap_or_else(|_| PaymentId::generate())).collect();
-    let id = SplitBatchId::parse(
-        &super::bound_id(app, binding.as_ref(), SplitBatchId::generate().to_string()).await?,
-    )
-    .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), SplitBatchId::generate()).await?;
     if let Some(existing) = find(app, merchant, &id)? {
         return Ok(answer(existing));
     }
@@ -137,25 +135,22 @@ pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<SplitB
 /// their request id once the grace passed (the gateway answers a repeat as
 /// it decided it: an item is never split twice).
 pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
-    let mut done = 0;
-    let grace = crate::flows::grace_ms(app);
-    for (key, value) in
-        crate::flows::due_markers(app, keys::SPBPENDING, crate::flows::Started::AfterFirstWord, grace)?
-    {
-        let Marker::BatchPending { batch: id } = key else { continue };
-        let owner = String::from_utf8_lossy(&value).split(' ').next().unwrap_or_default().to_owned();
-        let Ok(merchant) = MerchantId::parse(&owner) else { continue };
-        let Some(batch) = find(app, &merchant, &id)? else {
-            crate::flows::clear_marker(app, Marker::BatchPending { batch: id }.encode()).await?;
-            continue;
+    let read = |key: &Marker, value: &str| {
+        let Marker::BatchPending { batch: id } = key else { return Ok(Found::Unreadable) };
+        let Ok(merchant) = MerchantId::parse(value.split(' ').next().unwrap_or_default()) else {
+            return Ok(Found::Unreadable);
         };
-        match send(app, batch).await {
-            Ok(a) if !a.processing => done += 1,
-            Ok(_) => {}
+        Ok(find(app, &merchant, id)?.map_or(Found::Gone, Found::Record))
+    };
+    super::resolve_markers(app, keys::SPBPENDING, read, |batch: SplitBatchRecord| async move {
+        let id = batch.id.clone();
+        Ok(match send(app, batch).await {
+            Ok(a) => !a.processing,
             Err(e) => {
-                tracing::warn!(batch_id = %id, error = %e, "resolving a split batch failed; retrying later")
+                tracing::warn!(batch_id = %id, error = %e, "resolving a split batch failed; retrying later");
+                false
             }
-        }
-    }
-    Ok(done)
+        })
+    })
+    .await
 }

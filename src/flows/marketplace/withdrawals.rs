@@ -118,9 +118,7 @@ pub async fn create(
     }
     // ... and a refused request binds nothing.
     check_recipient(app, &recipient, req.amount)?;
-    let id = super::bound_id(app, binding.as_ref(), RecipientWithdrawalId::generate().to_string()).await?;
-    let id = RecipientWithdrawalId::parse(&id)
-        .map_err(|_| Error::unavailable("the Idempotency-Key binding is unreadable"))?;
+    let id = super::bound_id(app, binding.as_ref(), RecipientWithdrawalId::generate()).await?;
     if let Some(existing) = app.store.get::<RecipientWithdrawalRecord>(id.as_bytes())? {
         // A concurrent request with the same key created it first.
         let unknown = existing.status == RecipientWithdrawalStatus::Processing;
