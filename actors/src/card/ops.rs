@@ -209,16 +209,7 @@ impl CardActor {
             let ticket = self.cell_mut().persist(card.clone(), batch)?;
             return Ok((CardOutcome { card, settled: false, refused: None }, Some(ticket)));
         };
-        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
-        outbox::stage(
-            &mut batch,
-            &card.merchant_id,
-            event,
-            EventObject::Card(Box::new(next.clone())),
-            self.now(),
-        )?;
-        let ticket = self.cell_mut().persist(next.clone(), batch)?;
-        Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
+        self.commit_opened(next, event, batch)
     }
 
     /// Applies the channel's answer to `open_card`.
@@ -231,14 +222,19 @@ impl CardActor {
         let Some((next, event)) = self.open_result(&card, outcome, &mut batch)? else {
             return Ok((CardOutcome { card, settled: false, refused: None }, None));
         };
-        batch.delete(Tree::Operations, Marker::Open { card: card.id.clone() }.encode());
-        outbox::stage(
-            &mut batch,
-            &card.merchant_id,
-            event,
-            EventObject::Card(Box::new(next.clone())),
-            self.now(),
-        )?;
+        self.commit_opened(next, event, batch)
+    }
+
+    /// Commits the card as its opening ended (`event`), its `open/` marker removed.
+    fn commit_opened(
+        &mut self,
+        next: CardRecord,
+        event: &'static str,
+        mut batch: WriteBatch,
+    ) -> ActorResult<Flushed> {
+        batch.delete(Tree::Operations, Marker::Open { card: next.id.clone() }.encode());
+        let object = EventObject::Card(Box::new(next.clone()));
+        outbox::stage(&mut batch, &next.merchant_id, event, object, self.now())?;
         let ticket = self.cell_mut().persist(next.clone(), batch)?;
         Ok((CardOutcome { card: next, settled: true, refused: None }, Some(ticket)))
     }
