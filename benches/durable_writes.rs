@@ -167,6 +167,7 @@ fn card_actors(c: &mut Criterion) {
     let bench = setup();
     let mut group = c.benchmark_group("card_actor_durable_changes");
     let mut seq = 0u64;
+    let mut last_ids = Vec::new();
     for cards in [1usize, 64, 1_024] {
         let ids: Vec<CardId> = (0..cards).map(|_| CardId::generate()).collect();
         bench.runner.block_on(async {
@@ -213,13 +214,16 @@ fn card_actors(c: &mut Criterion) {
                 latencies.len() as f64 / flushes.max(1) as f64
             );
         }
+        last_ids = ids;
     }
     group.finish();
-    sled_card_change_shape(c, &bench);
+    sled_card_change_shape(c, &bench, &last_ids);
 }
 
-/// sled alone writing card changes of the shape the actors write.
-fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
+/// sled alone writing card changes of the shape the actors write. `cards`:
+/// the 1,024 cards of the actors' case, for the case whose keys spread over
+/// the cards as the actors' do.
+fn sled_card_change_shape(c: &mut Criterion, bench: &Bench, cards: &[CardId]) {
     // A fresh card and one change through the actors, to copy its rows.
     let id = CardId::generate();
     let txn = format!("shape-{}", id.as_str());
@@ -306,7 +310,57 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench) {
             })
         });
     }
+    merged_over_the_cards(&mut group, bench, &template, cards);
     group.finish();
+}
+
+/// The merged-batch rate again, with the keys spread as the actors write
+/// them: change n rewrites the record of card n mod 1,024 (all 1,024 stored
+/// first, copied from the actors' store) and adds its transaction under that
+/// card's key; the index, event and outbox rows are made unique by n as above.
+fn merged_over_the_cards(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bench: &Bench,
+    template: &[(Tree, Vec<u8>, Vec<u8>)],
+    cards: &[CardId],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut seed = WriteBatch::new();
+    for card in cards {
+        seed.put_raw(
+            Tree::Cards,
+            card.as_bytes(),
+            bench.store.get_raw(Tree::Cards, card.as_bytes()).unwrap().unwrap(),
+        );
+    }
+    let _ticket = store.commit(seed).unwrap();
+    let template_card: &[u8] = &template[0].1;
+    let change = |n: u64| {
+        let card = cards[n as usize % cards.len()].as_bytes();
+        template.iter().map(move |(tree, key, value)| {
+            let key = match key.strip_prefix(template_card) {
+                Some(rest) if *tree == Tree::Cards => [card, rest].concat(),
+                Some(rest) => [card, rest, format!("/{n:012}").as_bytes()].concat(),
+                None => [key.as_slice(), format!("/{n:012}").as_bytes()].concat(),
+            };
+            (*tree, key, value.clone())
+        })
+    };
+    let mut n = 0u64;
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("256_changes_merged_keys_over_1024_cards_no_flush", |b| {
+        b.iter(|| {
+            let mut batch = WriteBatch::new();
+            for _ in 0..256 {
+                n += 1;
+                for (tree, key, value) in change(n) {
+                    batch.put_raw(tree, key, value);
+                }
+            }
+            let _ticket = store.commit(batch).unwrap();
+        })
+    });
 }
 
 criterion_group! {
