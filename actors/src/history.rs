@@ -78,8 +78,7 @@ macro_rules! wire_enum {
 
 /// Declares a status enum, its API strings and its allowed edges: each
 /// status with the statuses it may move to (`Active = "active" -> Frozen |
-/// Deleted,`), or the edges listed apart after the enum (`edges { Active ->
-/// Frozen | Deleted, }`).
+/// Deleted,`).
 #[macro_export]
 macro_rules! state_machine {
     (
@@ -92,17 +91,6 @@ macro_rules! state_machine {
             match from {
                 $($name::$variant => $crate::state_machine!(@targets to $name [$($($to)|+)?])),+
             }
-        });
-    };
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($object:literal) {
-            $($variant:ident = $text:literal),+ $(,)?
-        }
-        edges { $($from:ident -> $($to:ident)|+),* $(,)? }
-    ) => {
-        $crate::state_machine!(@declare [$(#[$meta])*] $name $object [$($variant = $text),+] |from, to| {
-            matches!((from, to), $(($name::$from, $($name::$to)|+))|*)
         });
     };
     (@targets $to:ident $name:ident []) => {

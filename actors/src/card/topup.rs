@@ -69,17 +69,11 @@ crate::state_machine! {
     /// DOMAIN.md §State machines (Top-up). In master-account mode a top-up
     /// starts in `processing` with the debit already made.
     pub enum TopupStatus ("top-up") {
-        PendingPayment = "pending_payment",
-        Processing = "processing",
+        PendingPayment = "pending_payment" -> Processing | Canceled,
+        Processing = "processing" -> Succeeded | Failed,
         Succeeded = "succeeded",
         Failed = "failed",
         Canceled = "canceled",
-    }
-    edges {
-        PendingPayment -> Processing,
-        PendingPayment -> Canceled,
-        Processing -> Succeeded,
-        Processing -> Failed,
     }
 }
 
