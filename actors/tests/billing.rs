@@ -13,13 +13,13 @@ use pelago_actors::{
     },
     ledger::{self, EntryKind},
     merchant::{
-        ApiKeyRecord, FeeSchedule, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed,
+        FeeSchedule, FundingMode, MerchantRecord,
         billing::{ChargeMonthlyFees, FeeCard},
     },
     runtime::RegistryConfig,
     system::Actors,
 };
-use pelago_storage::{ApiKeyId, CardId, ChannelId, Currency, MerchantId, Money, StoreError, Timestamp};
+use pelago_storage::{CardId, ChannelId, Currency, MerchantId, StoreError, Timestamp};
 
 const PERIOD: &str = "2026-12";
 const FEE: i64 = 200;
@@ -35,23 +35,8 @@ async fn merchant(actors: &Actors) -> MerchantId {
         topup_rate_bps: 0,
         monthly_fixed: FEE,
     });
-    let key = ApiKeyRecord {
-        key_id: ApiKeyId::generate(),
-        merchant_id: id.clone(),
-        secret: Sealed(vec![]),
-        created_at: Timestamp(0),
-        revoked_at: None,
-    };
-    let create = MerchantCommand::Create { record: Box::new(record), first_key: key, binding: None };
-    actors.ask_merchant(&id, create).await.unwrap().unwrap();
-    let deposit = PostEntry {
-        source_id: "gwdep/billing".into(),
-        kind: EntryKind::Deposit,
-        postings: ledger::deposit(&id, Money::new(500, Currency::USD)).unwrap(),
-        event: None,
-        index: vec![],
-    };
-    actors.ask_merchant(&id, deposit).await.unwrap().unwrap();
+    common::create_merchant(actors, record).await;
+    actors.ask_merchant(&id, common::deposit(&id, "gwdep/billing", 500, None)).await.unwrap().unwrap();
     id
 }
 
