@@ -17,10 +17,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{eventually, secs};
+use common::{done, eventually, secs};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
-    CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, Outcome, PaymentGateway, SecretString,
+    CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, PaymentGateway, SecretString,
 };
 use pelago_card::{
     sandbox::{self, SandboxConfig},
@@ -128,14 +128,6 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Ran {
 
 async fn run_blocking(cmd: Command, limit: Duration) -> Ran {
     tokio::task::spawn_blocking(move || run_bounded(cmd, limit)).await.unwrap()
-}
-
-fn done<T>(outcome: Outcome<T>) -> T {
-    match outcome {
-        Outcome::Done(t) => t,
-        Outcome::Declined { reason } => panic!("declined: {reason}"),
-        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
-    }
 }
 
 fn browser_dir() -> PathBuf {

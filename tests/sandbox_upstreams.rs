@@ -6,7 +6,7 @@ mod common;
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use common::{eventually, secs};
+use common::{done, eventually, secs};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
@@ -178,20 +178,20 @@ async fn connect(client: &UpstreamClient, sandbox: SocketAddr, receiver: SocketA
     Fixture { control, channel, gateway }
 }
 
+impl Fixture {
+    /// Makes the channel's next `operation` behave as `behavior`.
+    async fn fault(&self, operation: FaultOperation, behavior: FaultBehavior) {
+        let fault = FaultSpec { operation, behavior, count: 1, delay_ms: 0 };
+        self.control.set_fault(CHANNEL_ID, fault).await.unwrap();
+    }
+}
+
 fn client() -> UpstreamClient {
     UpstreamClient::new(UpstreamConfig { timeout_ms: TIMEOUT_MS }).unwrap()
 }
 
 fn usd(minor: i64) -> Money {
     Money::new(minor, Currency::USD)
-}
-
-fn done<T>(outcome: Outcome<T>) -> T {
-    match outcome {
-        Outcome::Done(t) => t,
-        Outcome::Declined { reason } => panic!("declined: {reason}"),
-        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
-    }
 }
 
 fn holder(request_id: &str, last_name: &str) -> CreateCardholder {
@@ -322,15 +322,14 @@ async fn cardholders_cards_and_funding() {
     ));
 
     // decline fault: definite refusal, nothing applied.
-    let fault = |operation, behavior| FaultSpec { operation, behavior, count: 1, delay_ms: 0 };
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Decline)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Decline).await;
     let declined = f.channel.fund_card(FundCard { request_id: "req_f2".into(), ..fund.clone() }).await;
     assert!(matches!(declined, Outcome::Declined { .. }), "{declined:?}");
     assert_eq!(card_balance(&f.channel, &card).await, 5_000);
     assert!(matches!(done(f.channel.operation("req_f2".into()).await), ChannelOperation::Declined { .. }));
 
     // error fault: unknown; the channel never applied it; the retry applies once.
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Error)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Error).await;
     let retry = FundCard { request_id: "req_f3".into(), ..fund.clone() };
     assert!(matches!(f.channel.fund_card(retry.clone()).await, Outcome::Unknown { .. }));
     assert_eq!(done(f.channel.operation("req_f3".into()).await), ChannelOperation::NotFound);
@@ -340,7 +339,7 @@ async fn cardholders_cards_and_funding() {
     assert_eq!(card_balance(&f.channel, &card).await, 10_000);
 
     // timeout fault: applied, answered too late; asking shows it applied once.
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Timeout)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Timeout).await;
     let late = FundCard { request_id: "req_f4".into(), ..fund.clone() };
     assert!(matches!(f.channel.fund_card(late.clone()).await, Outcome::Unknown { .. }));
     assert!(matches!(
@@ -415,24 +414,12 @@ async fn transactions_and_duplicate_callbacks() {
         f.channel.transaction(card.clone(), "ctx_never".into()).await,
         Outcome::Declined { .. }
     ));
-    let fault = FaultSpec {
-        operation: FaultOperation::Transactions,
-        behavior: FaultBehavior::Error,
-        count: 1,
-        delay_ms: 0,
-    };
-    f.control.set_fault(CHANNEL_ID, fault).await.unwrap();
+    f.fault(FaultOperation::Transactions, FaultBehavior::Error).await;
     let unknown = f.channel.transaction(card.clone(), spent.channel_transaction_id.clone()).await;
     assert!(matches!(unknown, Outcome::Unknown { .. }), "a 500 is no answer");
 
     // callbacks + duplicate: three copies, one event id.
-    let dup = FaultSpec {
-        operation: FaultOperation::Callbacks,
-        behavior: FaultBehavior::Duplicate,
-        count: 1,
-        delay_ms: 0,
-    };
-    f.control.set_fault(CHANNEL_ID, dup).await.unwrap();
+    f.fault(FaultOperation::Callbacks, FaultBehavior::Duplicate).await;
     let before = receiver.accepted().len();
     f.control.create_card_transaction(&card, usd(100), "Cafe", "5812", TestTxnStatus::Pending).await.unwrap();
     let new: Vec<Received> = receiver.accepted()[before..].to_vec();
@@ -642,19 +629,9 @@ async fn restart_keeps_balances_orders_and_registrations() {
     assert!(again.checkout_url.starts_with(&format!("http://{}/", sandbox.addr)));
     // The store holds no PAN in clear.
     sandbox.stop().await;
-    let mut found = false;
-    for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap();
-        found |= bytes.windows(pan_before.len()).any(|w| w == pan_before.as_bytes());
-    }
+    let files = common::all_bytes_under(dir.path());
+    assert!(!files.is_empty(), "the sandbox wrote nothing to scan");
+    let found =
+        files.iter().any(|(_, bytes)| bytes.windows(pan_before.len()).any(|w| w == pan_before.as_bytes()));
     assert!(!found, "a PAN was written to the sandbox directory");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }

@@ -75,6 +75,8 @@ pub trait Json {
     fn strs(&self, path: &str, field: &str) -> Vec<&str>;
     /// The API error code (`error.code`), `""` if none.
     fn code(&self) -> &str;
+    /// The API error's `param`, if any.
+    fn param(&self) -> Option<&str>;
 }
 
 impl Json for Value {
@@ -102,6 +104,10 @@ impl Json for Value {
 
     fn code(&self) -> &str {
         self["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    fn param(&self) -> Option<&str> {
+        self["error"]["param"].as_str()
     }
 }
 

@@ -198,6 +198,25 @@ impl Service {
         }
     }
 
+    /// Waits (bounded by `within`) for the process to die at an armed failpoint.
+    pub fn dies(self, within: Duration, what: &str) {
+        let status = self.wait_exit(within);
+        assert!(!status.success(), "{what}: {status:?}");
+    }
+
+    /// A signed JSON POST (carrying `idempotency_key` unless empty) that must
+    /// meet an armed failpoint: no answer, then the process dies (bounded).
+    pub async fn aborts(self, key: &Key, path: &str, body: &serde_json::Value, idempotency_key: &str) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let answer = self
+            .signed_with_key(key, reqwest::Method::POST, path, &bytes, idempotency_key)
+            .header("content-type", "application/json")
+            .send()
+            .await;
+        assert!(answer.is_err(), "{path}: answered before the failpoint: {answer:?}");
+        self.dies(Duration::from_secs(30), "aborted at the failpoint");
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -251,21 +270,32 @@ pub struct Key {
     pub secret: String,
 }
 
-/// Every file under `dir`, as bytes, for secret scans.
-pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// What an upstream adapter answered when the test expects it done.
+pub fn done<T>(outcome: pelago_actors::ports::Outcome<T>) -> T {
+    use pelago_actors::ports::Outcome;
+    match outcome {
+        Outcome::Done(t) => t,
+        Outcome::Declined { reason } => panic!("declined: {reason}"),
+        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
+    }
+}
+
+/// Every file under `dir`, recursively (none if it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                out.push((p, bytes));
-            }
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }
     out
+}
+
+/// Every file under `dir`, as bytes, for secret scans.
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir).into_iter().filter_map(|p| std::fs::read(&p).ok().map(|bytes| (p, bytes))).collect()
 }
 
 /// A signed JSON request; the status and the body (`Null` if not JSON).
