@@ -8,18 +8,21 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{
-    Service, clock, ledger_balanced,
+    Json, Service, clock, ledger_balanced,
     marketplace::{
         create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body, payment_helper,
         payment_until, recipient_balance, seller, split_batch, usd,
     },
-    send, send_once, settle,
+    secs, send, send_once, settle,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+/// A row of the validation table refused 400 `invalid_request` naming `param`.
+fn invalid<'a>(row: &'a str, body: Value, param: &'a str) -> (&'a str, Value, StatusCode, &'a str, &'a str) {
+    (row, body, StatusCode::BAD_REQUEST, "invalid_request", param)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_validation_row_answers_its_param_and_creates_nothing() {
@@ -46,115 +49,62 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     let line = |i: usize, field: &str, v: Value| with(&["split_marketplace", &i.to_string(), field], v);
     let many: Vec<Value> =
         (0..21).map(|_| json!({"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)})).collect();
-    let bad = StatusCode::BAD_REQUEST;
-    let rows: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
+    let sale_and_commission = |sale: i64, commission: i64| {
+        lines(json!([
+            {"recipient_id": s1, "type": "PURCHASE", "amount": usd(sale)},
+            {"type": "COMMISSION", "amount": usd(commission)},
+        ]))
+    };
+    let rows = vec![
         // 1: body shape, amount, merchant_reference.
-        ("1 shape", with(&["amount", "value"], json!("780")), bad, "invalid_request", "amount.value"),
-        ("1 amount", with(&["amount", "value"], json!(0)), bad, "invalid_request", "amount.value"),
-        (
-            "1 amount cap",
-            with(&["amount", "value"], json!(10_000_000_000_001i64)),
-            bad,
-            "invalid_request",
-            "amount.value",
-        ),
-        (
-            "1 currency",
-            with(&["amount", "currency"], json!("usd")),
-            bad,
-            "invalid_request",
-            "amount.currency",
-        ),
-        (
-            "1 reference",
-            with(&["merchant_reference"], json!("ab")),
-            bad,
-            "invalid_request",
-            "merchant_reference",
-        ),
-        (
-            "1 reference bar",
-            with(&["merchant_reference"], json!("a|bc")),
-            bad,
-            "invalid_request",
-            "merchant_reference",
-        ),
-        ("1 line type", line(1, "type", json!("TIP")), bad, "invalid_request", "split_marketplace[1].type"),
+        invalid("1 shape", with(&["amount", "value"], json!("780")), "amount.value"),
+        invalid("1 amount", with(&["amount", "value"], json!(0)), "amount.value"),
+        invalid("1 amount cap", with(&["amount", "value"], json!(10_000_000_000_001i64)), "amount.value"),
+        invalid("1 currency", with(&["amount", "currency"], json!("usd")), "amount.currency"),
+        invalid("1 reference", with(&["merchant_reference"], json!("ab")), "merchant_reference"),
+        invalid("1 reference bar", with(&["merchant_reference"], json!("a|bc")), "merchant_reference"),
+        invalid("1 line type", line(1, "type", json!("TIP")), "split_marketplace[1].type"),
         // 2: 1..20 lines with a sale.
-        ("2 none", lines(json!([])), bad, "invalid_request", "split_marketplace"),
-        ("2 too many", lines(json!(many)), bad, "invalid_request", "split_marketplace"),
-        (
-            "2 no sale",
-            lines(json!([{"type": "COMMISSION", "amount": usd(780)}])),
-            bad,
-            "invalid_request",
-            "split_marketplace",
-        ),
+        invalid("2 none", lines(json!([])), "split_marketplace"),
+        invalid("2 too many", lines(json!(many)), "split_marketplace"),
+        invalid("2 no sale", lines(json!([{"type": "COMMISSION", "amount": usd(780)}])), "split_marketplace"),
         // 3: both ids, or a sale with neither.
-        (
+        invalid(
             "3 both",
             lines(json!([
                 {"recipient_id": s1, "type": "PURCHASE", "amount": usd(741)},
                 {"recipient_id": s1, "provider_recipient_id": s1_provider, "type": "COMMISSION", "amount": usd(39)},
             ])),
-            bad,
-            "invalid_request",
             "split_marketplace[1].recipient_id",
         ),
-        (
+        invalid(
             "3 both ids",
             line(0, "provider_recipient_id", json!(s1_provider)),
-            bad,
-            "invalid_request",
             "split_marketplace[0].recipient_id",
         ),
-        (
-            "3 neither",
-            line(0, "recipient_id", Value::Null),
-            bad,
-            "invalid_request",
-            "split_marketplace[0].recipient_id",
-        ),
+        invalid("3 neither", line(0, "recipient_id", Value::Null), "split_marketplace[0].recipient_id"),
         // 4: line amounts and currency.
-        ("4 amount", line(1, "amount", usd(0)), bad, "invalid_request", "split_marketplace[1].amount.value"),
-        (
+        invalid("4 amount", line(1, "amount", usd(0)), "split_marketplace[1].amount.value"),
+        invalid(
             "4 currency",
             line(1, "amount", json!({"value": 39, "currency": "EUR"})),
-            bad,
-            "invalid_request",
             "split_marketplace[1].amount.currency",
         ),
         // 5: line merchant_reference.
-        (
+        invalid(
             "5 line reference",
             line(0, "merchant_reference", json!("x")),
-            bad,
-            "invalid_request",
             "split_marketplace[0].merchant_reference",
         ),
         // 6: the merchant's recipients only.
-        (
-            "6 foreign",
-            line(0, "recipient_id", json!(foreign)),
-            bad,
-            "invalid_request",
-            "split_marketplace[0].recipient_id",
-        ),
-        (
-            "6 unknown",
-            line(0, "recipient_id", json!("rec_nope")),
-            bad,
-            "invalid_request",
-            "split_marketplace[0].recipient_id",
-        ),
+        invalid("6 foreign", line(0, "recipient_id", json!(foreign)), "split_marketplace[0].recipient_id"),
+        invalid("6 unknown", line(0, "recipient_id", json!("rec_nope")), "split_marketplace[0].recipient_id"),
         // 7: a sale's provider_recipient_id on a SUCCEEDED onboarding of the merchant.
-        (
+        invalid(
             "7 provider",
             lines(
                 json!([{"provider_recipient_id": "gwr_unknown", "type": "MARKETPLACE", "amount": usd(780)}]),
             ),
-            bad,
-            "invalid_request",
             "split_marketplace[0].provider_recipient_id",
         ),
         // 8: receive_splits.
@@ -166,46 +116,28 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
             "split_marketplace[0].recipient_id",
         ),
         // 9: Σ lines = amount.
-        ("9 sum", line(0, "amount", usd(740)), bad, "invalid_request", "split_marketplace"),
+        invalid("9 sum", line(0, "amount", usd(740)), "split_marketplace"),
         // 10: commission within half_up(780, 500) = 39.
         (
             "10 commission",
-            lines(json!([
-                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(740)},
-                {"type": "COMMISSION", "amount": usd(40)},
-            ])),
-            bad,
+            sale_and_commission(740, 40),
+            StatusCode::BAD_REQUEST,
             "commission_limit_exceeded",
             "split_marketplace",
         ),
         // The first failure answers: rule 2 before rule 3, rule 9 before rule 10.
-        (
+        invalid(
             "2 before 3",
             lines(
                 json!([{"type": "COMMISSION", "amount": usd(780), "recipient_id": s1, "provider_recipient_id": "x"}]),
             ),
-            bad,
-            "invalid_request",
             "split_marketplace",
         ),
-        (
-            "9 before 10",
-            lines(json!([
-                {"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)},
-                {"type": "COMMISSION", "amount": usd(700)},
-            ])),
-            bad,
-            "invalid_request",
-            "split_marketplace",
-        ),
+        invalid("9 before 10", sale_and_commission(1, 700), "split_marketplace"),
     ];
     for (row, body, status, code, param) in rows {
         let (got, e) = create_payment(&svc, &key, &body).await;
-        assert_eq!(
-            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
-            (status, Some(code), Some(param)),
-            "row {row}: {e}"
-        );
+        assert_eq!((got, e.code(), e.param()), (status, code, Some(param)), "row {row}: {e}");
     }
     let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments", None).await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
@@ -220,23 +152,22 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
         ],
     });
     let (status, p) = create_payment(&svc, &key, &body).await;
-    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("PENDING")), "{p}");
-    assert!(p["id"].as_str().unwrap().starts_with("pay_") && p["checkout_url"].is_string(), "{p}");
+    assert_eq!((status, p.str("status")), (StatusCode::CREATED, "PENDING"), "{p}");
+    assert!(p.str("id").starts_with("pay_") && p["checkout_url"].is_string(), "{p}");
     assert_eq!(p["split_marketplace"][0]["recipient_id"], json!(s1));
     assert_eq!(p["split_marketplace"][0]["merchant_reference"], "order-ok", "defaults to the payment's");
     assert_eq!(p["split_marketplace"][0]["liability"]["processing_fee"], "MERCHANT");
     assert_eq!(p["split_marketplace"][1]["recipient_id"], Value::Null, "the merchant's own line");
     assert_eq!(p["split"]["status"], "not_split");
     let (status, _) =
-        send(&svc, &other_key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None)
-            .await;
+        send(&svc, &other_key, Method::GET, &format!("/v1/payments/{}", p.str("id")), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's payment");
     let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?merchant_reference=order-ok", None).await;
     assert_eq!(listed["data"][0]["id"], p["id"]);
     let (_, listed) = send(&svc, &key, Method::GET, "/v1/payments?status=SUCCEEDED", None).await;
     assert_eq!(listed["data"], json!([]));
     let (status, e) = send(&svc, &key, Method::GET, "/v1/payments?status=paid", None).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("status")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("status")));
 
     let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, method) in [
@@ -261,7 +192,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
     // capture true: Pay → SUCCEEDED, the collection booked once.
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = p.str("id").to_owned();
     let paid = payment_helper(&svc, &key, &id, "pay").await;
     assert_eq!(paid["status"], "SUCCEEDED", "{paid}");
     assert!(paid["captured_at"].is_string());
@@ -272,32 +203,28 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(events_of(&svc, &key, "payment.succeeded", &id).await, 1);
     for action in ["capture", "cancel"] {
         let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{id}/{action}"), None).await;
-        assert_eq!(
-            (status, e["error"]["code"].as_str()),
-            (StatusCode::CONFLICT, Some("invalid_state")),
-            "{action}"
-        );
+        assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{action}");
     }
     let check = ledger_balanced(&svc).await;
     assert_eq!(check["negative_available"], json!([]));
 
     // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
-    let auth = p["id"].as_str().unwrap().to_owned();
+    let auth = p.str("id").to_owned();
     let authorized = payment_helper(&svc, &key, &auth, "pay").await;
     assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
     assert_eq!(in_transit(&svc, &key, &s1).await, 741, "an authorization books nothing");
     assert_eq!(events_of(&svc, &key, "payment.authorized", &auth).await, 1);
     let (status, captured) =
         send(&svc, &key, Method::POST, &format!("/v1/payments/{auth}/capture"), None).await;
-    assert_eq!((status, captured["status"].as_str()), (StatusCode::OK, Some("SUCCEEDED")), "{captured}");
+    assert_eq!((status, captured.str("status")), (StatusCode::OK, "SUCCEEDED"), "{captured}");
     assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741);
     payment_helper(&svc, &key, &auth, "resend-callback").await;
     assert_eq!(in_transit(&svc, &key, &s1).await, 2 * 741, "the capture's callback books nothing more");
 
     // PENDING → CANCELED (cancel-or-refund); again → 409.
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
-    let pending = p["id"].as_str().unwrap().to_owned();
+    let pending = p.str("id").to_owned();
     let (status, out) =
         send(&svc, &key, Method::POST, &format!("/v1/payments/{pending}/cancel-or-refund"), None).await;
     assert_eq!(
@@ -313,16 +240,16 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
     // AUTHORIZED → CANCELED.
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
-    let voided = p["id"].as_str().unwrap().to_owned();
+    let voided = p.str("id").to_owned();
     payment_helper(&svc, &key, &voided, "pay").await;
     let (status, c) = send(&svc, &key, Method::POST, &format!("/v1/payments/{voided}/cancel"), None).await;
-    assert_eq!((status, c["status"].as_str()), (StatusCode::OK, Some("CANCELED")), "{c}");
+    assert_eq!((status, c.str("status")), (StatusCode::OK, "CANCELED"), "{c}");
     assert_eq!(events_of(&svc, &key, "payment.canceled", &voided).await, 1);
 
     // PENDING → DECLINED / EXPIRED.
     for (action, status) in [("fail", "DECLINED"), ("expire", "EXPIRED")] {
         let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
-        let ended = payment_helper(&svc, &key, p["id"].as_str().unwrap(), action).await;
+        let ended = payment_helper(&svc, &key, p.str("id"), action).await;
         assert_eq!(ended["status"], status, "{ended}");
         assert!(ended["failure_reason"].is_string());
     }
@@ -330,15 +257,11 @@ async fn payments_follow_the_state_table_and_collect_once() {
 
     // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
-    let later = p["id"].as_str().unwrap().to_owned();
+    let later = p.str("id").to_owned();
     payment_helper(&svc, &key, &later, "pay").await;
     fault(&svc, "capture", "decline").await;
     let (status, e) = send(&svc, &key, Method::POST, &format!("/v1/payments/{later}/capture"), None).await;
-    assert_eq!(
-        (status, e["error"]["code"].as_str()),
-        (StatusCode::BAD_GATEWAY, Some("upstream_error")),
-        "{e}"
-    );
+    assert_eq!((status, e.code()), (StatusCode::BAD_GATEWAY, "upstream_error"), "{e}");
     let (_, still) = send(&svc, &key, Method::GET, &format!("/v1/payments/{later}"), None).await;
     assert_eq!(
         (still["status"].as_str(), still["pending_action"].clone()),
@@ -362,15 +285,14 @@ async fn payments_follow_the_state_table_and_collect_once() {
     let (status, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
     assert_eq!((status, p["checkout_url"].clone()), (StatusCode::ACCEPTED, Value::Null), "{p}");
     assert_eq!(p["pending_action"]["type"], "create_payment");
-    let recovered =
-        payment_until(&svc, &key, p["id"].as_str().unwrap(), |p| p["checkout_url"].is_string()).await;
+    let recovered = payment_until(&svc, &key, p.str("id"), |p| p["checkout_url"].is_string()).await;
     assert_eq!(
         (recovered["status"].as_str(), recovered["pending_action"].clone()),
         (Some("PENDING"), Value::Null)
     );
     fault(&svc, "create_payment", "decline").await;
     let (status, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
-    assert_eq!((status, p["status"].as_str()), (StatusCode::CREATED, Some("DECLINED")), "{p}");
+    assert_eq!((status, p.str("status")), (StatusCode::CREATED, "DECLINED"), "{p}");
 
     // The same Idempotency-Key: the same payment.
     let first = send_once(&svc, &key, "/v1/payments", &payment_body(&s1, true), "pay-once-1").await.1;
@@ -401,10 +323,10 @@ async fn t_plus_one_settles_captured_payments_once() {
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, true)).await;
-    let captured = p["id"].as_str().unwrap().to_owned();
+    let captured = p.str("id").to_owned();
     payment_helper(&svc, &key, &captured, "pay").await;
     let (_, p) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
-    let authorized = p["id"].as_str().unwrap().to_owned();
+    let authorized = p.str("id").to_owned();
     payment_helper(&svc, &key, &authorized, "pay").await;
 
     let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
@@ -453,12 +375,12 @@ async fn a_batch_splits_each_payment_once() {
     let p2 = paid(&svc, &key, &s1).await;
     let p3 = paid(&svc, &key, &s1).await;
     let (_, a) = create_payment(&svc, &key, &payment_body(&s1, false)).await;
-    let authorized = a["id"].as_str().unwrap().to_owned();
+    let authorized = a.str("id").to_owned();
     payment_helper(&svc, &key, &authorized, "pay").await;
     let (status, e) = split_batch(&svc, &key, &[&p1]).await;
     assert_eq!(
-        (status, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
-        (StatusCode::CONFLICT, Some("invalid_state"), Some("items[0].payment_id")),
+        (status, e.code(), e.param()),
+        (StatusCode::CONFLICT, "invalid_state", Some("items[0].payment_id")),
         "not settled yet: {e}"
     );
     next_day_settled(&svc).await;
@@ -475,11 +397,7 @@ async fn a_batch_splits_each_payment_once() {
         (vec![authorized.as_str()], StatusCode::CONFLICT, "invalid_state", "items[0].payment_id"),
     ] {
         let (got, e) = split_batch(&svc, &key, &ids).await;
-        assert_eq!(
-            (got, e["error"]["code"].as_str(), e["error"]["param"].as_str()),
-            (status, Some(code), Some(param)),
-            "{e}"
-        );
+        assert_eq!((got, e.code(), e.param()), (status, code, Some(param)), "{e}");
     }
     let (status, _) = split_batch(&svc, &other_key, &[&p1]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "another merchant's payment");
@@ -492,8 +410,8 @@ async fn a_batch_splits_each_payment_once() {
     let (won, lost) = if a.0 == StatusCode::CREATED { (a, b) } else { (b, a) };
     assert_eq!(won.0, StatusCode::CREATED, "{}", won.1);
     assert_eq!(
-        (lost.0, lost.1["error"]["code"].as_str(), lost.1["error"]["param"].as_str()),
-        (StatusCode::CONFLICT, Some("already_split"), Some("items[0].payment_id")),
+        (lost.0, lost.1.code(), lost.1.param()),
+        (StatusCode::CONFLICT, "already_split", Some("items[0].payment_id")),
         "{}",
         lost.1
     );
@@ -502,7 +420,7 @@ async fn a_batch_splits_each_payment_once() {
         (batch["status"].as_str(), batch["items"][0]["status"].as_str()),
         (Some("completed"), Some("executed"))
     );
-    assert!(batch["id"].as_str().unwrap().starts_with("spb_"));
+    assert!(batch.str("id").starts_with("spb_"));
     let (_, p) = send(&svc, &key, Method::GET, &format!("/v1/payments/{p1}"), None).await;
     assert_eq!(
         (p["split"]["status"].as_str(), p["split"]["batch_id"].clone()),
@@ -512,7 +430,7 @@ async fn a_batch_splits_each_payment_once() {
     let b = recipient_balance(&svc, &key, &s1).await;
     assert_eq!((b["available"].as_i64(), b["in_transit"].as_i64()), (Some(741), Some(4 * 741 - 741)), "{b}");
     let (status, e) = split_batch(&svc, &key, &[&p1]).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_split")));
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "already_split"));
 
     // The same Idempotency-Key: the same batch, nothing split again.
     let body = json!({"items": [{"payment_id": p2}]});
@@ -543,20 +461,10 @@ async fn a_batch_splits_each_payment_once() {
         "{pending}"
     );
     let (status, e) = split_batch(&svc, &key, &[&p3]).await;
-    assert_eq!(
-        (status, e["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("already_split")),
-        "processing"
-    );
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "already_split"), "processing");
     payment_until(&svc, &key, &p3, |p| p["split"]["status"] == "executed").await;
-    let (_, done) = send(
-        &svc,
-        &key,
-        Method::GET,
-        &format!("/v1/split-batches/{}", pending["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let (_, done) =
+        send(&svc, &key, Method::GET, &format!("/v1/split-batches/{}", pending.str("id")), None).await;
     assert_eq!(done["status"], "completed", "{done}");
     // A duplicate payment callback after the split changes nothing.
     payment_helper(&svc, &key, &p3, "resend-callback").await;
@@ -584,23 +492,17 @@ async fn a_crash_mid_batch_splits_the_payment_once() {
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let p1 = paid(&svc, &key, &s1).await;
     next_day_settled(&svc).await;
-    let body = serde_json::to_vec(&json!({"items": [{"payment_id": p1}]})).unwrap();
-    let post = |svc: &Service| {
-        svc.signed_with_key(&key, Method::POST, "/v1/split-batches", &body, "split-crash")
-            .header("content-type", "application/json")
-            .send()
-    };
-    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
-    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+    let body = json!({"items": [{"payment_id": p1}]});
+    svc.aborts(&key, "/v1/split-batches", &body, "split-crash").await;
 
     // The resolver sends it; the process dies again once the gateway has split it.
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_gateway")]);
-    assert!(!svc.wait_exit(Duration::from_secs(30)).success(), "the resolver reached the gateway");
+    svc.dies(secs(30), "the resolver reached the gateway");
 
     let svc = Service::start(&data, &[timeout]);
     let p = payment_until(&svc, &key, &p1, |p| p["split"]["status"] == "executed").await;
-    let batch_id = p["split"]["batch_id"].as_str().unwrap().to_owned();
-    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    let batch_id = p.str("split.batch_id").to_owned();
+    let (_, retried) = send_once(&svc, &key, "/v1/split-batches", &body, "split-crash").await;
     assert_eq!(retried["id"], batch_id.as_str(), "the key names the batch it created");
     assert_eq!(
         (retried["status"].as_str(), retried["items"][0]["status"].as_str()),
@@ -621,7 +523,7 @@ async fn payment_callback(
     status: &str,
     value: i64,
 ) -> StatusCode {
-    let body = json!({"event_id": format!("evt_forged_{}_{status}_{value}", payment["id"].as_str().unwrap()),
+    let body = json!({"event_id": format!("evt_forged_{}_{status}_{value}", payment.str("id")),
         "merchant_id": account, "type": "order.updated", "data": {
         "id": payment["gateway_order_id"], "order_id": payment["id"], "status": status,
         "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}});
@@ -655,13 +557,12 @@ async fn payment_callbacks_move_nothing_on_their_word() {
         payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
         StatusCode::OK
     );
-    let (_, still) =
-        send(&svc, key, Method::GET, &format!("/v1/payments/{}", p["id"].as_str().unwrap()), None).await;
+    let (_, still) = send(&svc, key, Method::GET, &format!("/v1/payments/{}", p.str("id")), None).await;
     assert_eq!((still["status"].as_str(), still["version"].clone()), (Some("PENDING"), p["version"].clone()));
     assert_eq!(in_transit(&svc, key, &s1).await, 0, "nothing collected on a callback's word");
 
     // The buyer really pays: collected once, whatever callbacks repeat.
-    payment_helper(&svc, key, p["id"].as_str().unwrap(), "pay").await;
+    payment_helper(&svc, key, p.str("id"), "pay").await;
     assert_eq!(
         payment_callback(&svc, "gw-market-key-0001", "gw_market", &p, "paid", 780).await,
         StatusCode::OK

@@ -16,9 +16,17 @@ use common::{
         events_of, fault, next_day_settled, payment_helper, payment_until, seller, seller_balance,
         split_batch, usd,
     },
+    secs,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// The merchant `Market` and its seller `A` (split and commission of 1000 bps signed).
+async fn market(svc: &Service) -> (Merchant<'_>, String) {
+    let m = svc.merchant("Market").await;
+    let (a, _) = seller(svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    (m, a)
+}
 
 /// §8's example: 1000 = PURCHASE 900 to `seller` + COMMISSION 100 (its cap at 1000 bps).
 async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
@@ -56,8 +64,7 @@ fn portion(line: i64, value: i64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refund_check_answers_in_order_and_writes_nothing() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let (m, a) = market(&svc).await;
     let p = paid_1000(&m, &a).await;
     let before = m.get(&format!("/v1/payments/{p}")).await;
 
@@ -191,8 +198,7 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_of_section_8_end_to_end() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let (m, a) = market(&svc).await;
     let p = split_1000(&m, &a).await;
     assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 900));
     assert_eq!(m.available_and_pending().await, (100, 0));
@@ -233,7 +239,7 @@ async fn the_example_of_section_8_end_to_end() {
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 1)]})).await;
     assert_eq!(
-        (status, e["error"]["param"].as_str()),
+        (status, e.param()),
         (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
         "{e}"
     );
@@ -260,8 +266,7 @@ async fn the_example_of_section_8_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
     let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let (m, a) = market(&svc).await;
     let p = paid_1000(&m, &a).await;
     let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
     let path = format!("/v1/payments/{p}/refunds");
@@ -282,16 +287,12 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
     next_day_settled(&svc).await;
     let (status, e) = split_batch(&svc, &m.key, &[&p]).await;
     assert_eq!(
-        (status, e.code(), e["error"]["param"].as_str()),
+        (status, e.code(), e.param()),
         (StatusCode::CONFLICT, "invalid_state", Some("items[0].payment_id")),
         "a refund is processing: {e}"
     );
     let id = r.str("id").to_owned();
-    let done = common::eventually("the resolver settles the refund", common::secs(30), async || {
-        let r = m.get(&format!("/v1/refunds/{id}")).await;
-        common::when(r["status"] != "processing", r)
-    })
-    .await;
+    let done = m.poll(&format!("/v1/refunds/{id}"), secs(30), |r| r["status"] != "processing").await;
     assert_eq!(done.str("status"), "succeeded", "{done}");
     assert_eq!(events_of(&svc, &m.key, "refund.succeeded", &id).await, 1);
     let pay = payment_until(&svc, &m.key, &p, |p| p["refunded_amount"]["value"] == 400).await;
@@ -332,8 +333,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_split_channel_only_split_only_declined_and_402() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let (m, a) = market(&svc).await;
     let p = split_1000(&m, &a).await;
 
     let (status, r) = refund(&m, &p, json!({"amount": usd(50)})).await;
@@ -382,7 +382,7 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
     // A line's rest bounds its portion (check 5 answers before any balance is read).
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 801)]})).await;
     assert_eq!(
-        (status, e["error"]["param"].as_str()),
+        (status, e.param()),
         (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
         "{e}"
     );
@@ -399,34 +399,22 @@ async fn a_crash_mid_refund_refunds_once() {
     let data = dir.path().join("data");
     let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_fence")]);
-    let m = svc.merchant("Market").await;
+    let (m, a) = market(&svc).await;
     let (key, merchant_id) = (m.key.clone(), m.id.clone());
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
     let path = format!("/v1/payments/{p}/refunds");
-    let body = serde_json::to_vec(&json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]}))
-        .unwrap();
-    let post = |svc: &Service| {
-        svc.signed_with_key(&key, reqwest::Method::POST, &path, &body, "refund-crash")
-            .header("content-type", "application/json")
-            .send()
-    };
-    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
-    assert!(!svc.wait_exit(std::time::Duration::from_secs(20)).success());
+    let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
+    svc.aborts(&key, &path, &body, "refund-crash").await;
 
     // The resolver asks the gateway; the process dies again once it refunded.
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_gateway")]);
-    assert!(!svc.wait_exit(std::time::Duration::from_secs(30)).success(), "the resolver reached the gateway");
+    svc.dies(secs(30), "the resolver reached the gateway");
 
     let svc = Service::start(&data, &[timeout]);
-    let m = Merchant::of(&svc, &merchant_id, key.clone());
-    let listed = common::eventually("the resolver records the refund", common::secs(30), async || {
-        let l = m.get(&path).await;
-        common::when(l["data"][0]["status"] == "succeeded", l)
-    })
-    .await;
+    let m = Merchant::of(&svc, &merchant_id, key);
+    let listed = m.poll(&path, secs(30), |l| l["data"][0]["status"] == "succeeded").await;
     assert_eq!(listed.count("data"), 1, "one refund: {listed}");
-    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    let (_, retried) = m.post_once(&path, &body, "refund-crash").await;
     assert_eq!(
         (retried.str("id"), retried.str("status")),
         (listed.str("data.0.id"), "succeeded"),
