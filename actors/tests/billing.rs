@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{new_card, refund, run};
+use common::{created_card, refund, with_actors};
 use pelago_actors::{
     ActorError,
     card::{
-        ApplyTransaction, CardRecord, CardStatus, CreateCard,
+        ApplyTransaction, CardRecord, CardStatus,
         billing::{BeginCharge, ChargeStatus, MonthlyCharge, charge_key},
     },
     ledger::{self, EntryKind},
@@ -19,7 +19,7 @@ use pelago_actors::{
     runtime::RegistryConfig,
     system::Actors,
 };
-use pelago_storage::{CardId, ChannelId, Currency, MerchantId, StoreError, Timestamp};
+use pelago_storage::{CardId, Currency, MerchantId, StoreError, Timestamp};
 
 const PERIOD: &str = "2026-12";
 const FEE: i64 = 200;
@@ -37,14 +37,6 @@ async fn merchant(actors: &Actors) -> MerchantId {
     });
     common::create_merchant(actors, record).await;
     actors.ask_merchant(&id, common::deposit(&id, "gwdep/billing", 500, None)).await.unwrap().unwrap();
-    id
-}
-
-async fn card(actors: &Actors, status: CardStatus) -> CardId {
-    let id = CardId::generate();
-    let mut new = new_card(&id, &ChannelId::generate());
-    new.status = status;
-    actors.ask_card(&id, CreateCard(new)).await.unwrap().unwrap();
     id
 }
 
@@ -72,13 +64,14 @@ fn charge(actors: &Actors, card: &CardId) -> Option<MonthlyCharge> {
 
 #[test]
 fn a_chunk_charges_each_card_once_as_the_card_by_card_path_would() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = common::start(dir.path(), RegistryConfig::default());
+    with_actors(RegistryConfig::default(), |actors| async move {
         let m = merchant(&actors).await;
-        let (a, b) = (card(&actors, CardStatus::Active).await, card(&actors, CardStatus::Frozen).await);
-        let processing = card(&actors, CardStatus::Processing).await;
-        let d = card(&actors, CardStatus::Active).await;
+        let (a, b) = (
+            created_card(&actors, CardStatus::Active).await,
+            created_card(&actors, CardStatus::Frozen).await,
+        );
+        let processing = created_card(&actors, CardStatus::Processing).await;
+        let d = created_card(&actors, CardStatus::Active).await;
         let ids = [&a, &b, &processing, &d];
         let read = || ids.iter().map(|id| as_read(&actors, id)).collect();
 
@@ -104,11 +97,12 @@ fn a_chunk_charges_each_card_once_as_the_card_by_card_path_would() {
 
 #[test]
 fn a_card_changed_since_it_was_read_refuses_the_chunk_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = common::start(dir.path(), RegistryConfig::default());
+    with_actors(RegistryConfig::default(), |actors| async move {
         let m = merchant(&actors).await;
-        let (a, b) = (card(&actors, CardStatus::Active).await, card(&actors, CardStatus::Active).await);
+        let (a, b) = (
+            created_card(&actors, CardStatus::Active).await,
+            created_card(&actors, CardStatus::Active).await,
+        );
         let stale = vec![as_read(&actors, &a), as_read(&actors, &b)];
         // `b` changes after it was read (a refund lands on it).
         actors.ask_card(&b, ApplyTransaction(refund("r1", 5))).await.unwrap().unwrap();

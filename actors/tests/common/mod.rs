@@ -6,7 +6,7 @@
 use std::{future::Future, sync::Arc};
 
 use pelago_actors::{
-    card::{CardStatus, NewCard},
+    card::{CardStatus, CreateCard, NewCard},
     ledger::{self, EntryKind},
     merchant::{ApiKeyRecord, MerchantCommand, MerchantRecord, PostEntry, Sealed},
     ports::{ChannelTransaction, ChannelTxnStatus, ChannelTxnType, SystemClock},
@@ -28,6 +28,12 @@ pub fn run<F: Future>(f: impl FnOnce() -> F) -> F::Output {
     .block_on(f())
 }
 
+/// Runs `test` on a fresh actor system over a fresh store in a temporary directory.
+pub fn with_actors<F: Future>(registry: RegistryConfig, test: impl FnOnce(Arc<Actors>) -> F) -> F::Output {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    run(|| async { test(start(dir.path(), registry)).await })
+}
+
 pub fn start(dir: &std::path::Path, registry: RegistryConfig) -> Arc<Actors> {
     let store = Store::open(dir, &StoreConfig::default()).expect("open store");
     Actors::start(
@@ -40,6 +46,15 @@ pub fn start(dir: &std::path::Path, registry: RegistryConfig) -> Arc<Actors> {
 pub fn new_card(id: &CardId, channel: &ChannelId) -> NewCard {
     let merchant = MerchantId::parse("mch_01JDEMO0000000000000000000").unwrap();
     NewCard::sandbox_usd(id.clone(), merchant, channel.clone(), CardStatus::Processing)
+}
+
+/// A new card in `status`, created through its actor: its id.
+pub async fn created_card(actors: &Actors, status: CardStatus) -> CardId {
+    let id = CardId::generate();
+    let mut new = new_card(&id, &ChannelId::generate());
+    new.status = status;
+    actors.ask_card(&id, CreateCard(new)).await.unwrap().unwrap();
+    id
 }
 
 /// A posted refund of `value`: raises the mirrored balance by `value`.
