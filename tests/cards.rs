@@ -32,8 +32,7 @@ fn luhn(digits: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_account_card_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let m = funded_merchant(&svc, 500, 10_000).await;
     let holder = m.active_cardholder().await;

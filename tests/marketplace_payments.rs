@@ -484,8 +484,7 @@ async fn a_batch_splits_each_payment_once() {
 /// request id, and the payment is split once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_batch_splits_the_payment_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_fence")]);
     let key = svc.merchant("Market").await.key;

@@ -238,11 +238,7 @@ async fn the_example_of_section_8_end_to_end() {
     let (status, e) = refund(&m, &p, json!({"amount": usd(1)})).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 1)]})).await;
-    assert_eq!(
-        (status, e.param()),
-        (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")), "{e}");
     let (status, e) = m.act(&format!("/v1/payments/{p}/cancel-or-refund")).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     assert_eq!(events_of(&svc, &m.key, "payment.refunded", &p).await, 2);
@@ -381,11 +377,7 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
     assert_eq!(m.available_and_pending().await, (150, 0));
     // A line's rest bounds its portion (check 5 answers before any balance is read).
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 801)]})).await;
-    assert_eq!(
-        (status, e.param()),
-        (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")), "{e}");
     ledger_balanced(&svc).await;
 }
 
@@ -395,8 +387,7 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
 /// request id, and the buyer is refunded once, the entry booked once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_refund_refunds_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
     let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_fence")]);
     let (m, a) = market(&svc).await;

@@ -84,8 +84,7 @@ async fn code(r: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_and_administration() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let (status, created) = svc.admin_post("/admin/v1/merchants", json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
@@ -214,8 +213,7 @@ async fn onboarding_and_administration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_signing_per_security_md() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let signer = svc.merchant("Signer").await;
     let (merchant_id, key) = (&signer.id, signer.key.clone());
@@ -466,8 +464,7 @@ async fn bound_post(svc: &Service, path: &str, key: &str) -> Value {
 /// between the two), a retry gets the same answer and no second effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let id = svc.merchant("Bound").await.id;
     let key1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/api-keys"), "issue-1").await;

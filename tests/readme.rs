@@ -11,8 +11,7 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walkthrough_runs_as_written() {
     let script = common::readme::block_after("<!-- walkthrough");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     // As a newcomer's: the admin token is generated into the data dir.
     let svc = Service::start(&data, &[("PELAGO_ADMIN_TOKEN", common::UNSET)]);
     let out = common::readme::run(&svc, &data, script).await;

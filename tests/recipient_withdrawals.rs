@@ -193,8 +193,7 @@ async fn a_funded_recipient_is_paid_refused_or_resolved() {
 /// submits it with the same request id and finishes it, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, ENV);
     let (m, seller) = market(&svc).await;
     let (id, key) = (m.id.clone(), m.key.clone());

@@ -41,8 +41,7 @@ async fn download(svc: &Service, key: &common::Key, path: &str) -> reqwest::Resp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let common::Merchant { key, .. } = svc.merchant("Accountant").await;
     let today = local_date(clock::now(&svc).await);
     // The day the merchant was created in; it is over once the clock moves below.
@@ -122,8 +121,7 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_job_catches_up_the_days_a_clock_jump_skipped_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let common::Merchant { key, .. } = svc.merchant("Sleeper").await;
     let now = clock::now(&svc).await;
     // Three days on, just past 02:00 UTC: three (or four) 02:00 instants were crossed.

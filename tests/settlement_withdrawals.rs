@@ -130,8 +130,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
 /// from durable rows, not kept in memory (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[("PELAGO_FAILPOINTS", "settlement.after_one_collection")]);
     let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
     clock::set(&svc, day_d).await;

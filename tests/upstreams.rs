@@ -22,8 +22,7 @@ fn cardholder(last_name: &str, card_name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_issuer_is_registered_at_first_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let channel = svc.first_channel().await;
     let bins: Value = svc.admin_json(Method::GET, "/admin/v1/bins", None).await.1;

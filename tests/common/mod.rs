@@ -270,6 +270,14 @@ pub struct Key {
     pub secret: String,
 }
 
+/// A fresh temporary directory (removed when the guard drops) and the path
+/// of a data dir inside it, for tests that restart the service over it.
+pub fn temp_data() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    (dir, data)
+}
+
 /// What an upstream adapter answered when the test expects it done.
 pub fn done<T>(outcome: pelago_actors::ports::Outcome<T>) -> T {
     use pelago_actors::ports::Outcome;
