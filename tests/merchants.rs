@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, Service, all_bytes_under};
+use common::{Json, Key, Merchant, Service};
 use pelago_card::security::signing::{SignedRequest, sign};
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -84,8 +84,7 @@ async fn code(r: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_and_administration() {
-    let (_dir, data) = common::temp_data();
-    let svc = Service::start(&data, &[]);
+    let svc = Service::temp(&[]);
     let (status, created) = svc.admin_post("/admin/v1/merchants", json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
             "webhook_url": "https://hooks.example.com/pelago",
@@ -197,18 +196,9 @@ async fn onboarding_and_administration() {
         "gwkey-secret-value-123".to_owned(),
         new_whsec,
     ];
-    let status = svc.terminate();
-    assert!(status.success());
-    for (path, bytes) in all_bytes_under(&data) {
-        for s in &secrets {
-            assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "a secret is in {}", path.display());
-        }
-    }
-    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-    assert!(log.contains("merchant created"), "the log was captured");
-    for s in &secrets {
-        assert!(!log.contains(s.as_str()), "a secret is in the log");
-    }
+    let rest = svc.at_rest();
+    assert!(rest.log_text().contains("merchant created"), "the log was captured");
+    rest.assert_nowhere(&secrets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +381,7 @@ async fn per_merchant_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_with_its_credentials() {
     let svc = Service::temp(&[]);
-    let doc: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc = svc.documents(&[]).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for route in pelago_card::http::routes() {
         let op = &doc["paths"][route.pattern][route.method.as_str().to_ascii_lowercase()];

@@ -201,6 +201,15 @@ impl Service {
         .await
     }
 
+    /// `/openapi.json` as served, asserting it documents each `(path, method)`.
+    pub async fn documents(&self, operations: &[(&str, &str)]) -> Value {
+        let doc: Value = self.http.get(self.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+        for (path, method) in operations {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+        }
+        doc
+    }
+
     /// The id of the first registered channel (the Sandbox Issuer in sandbox mode).
     pub async fn first_channel(&self) -> String {
         self.admin_get("/admin/v1/channels").await.str("data.0.id").to_owned()

@@ -122,6 +122,18 @@ impl Service {
 
     /// SIGTERM, then waits (bounded) for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// Stops the service (SIGTERM, a clean exit): what it left at rest.
+    pub fn at_rest(mut self) -> AtRest {
+        let status = self.stop();
+        assert!(status.success(), "{status:?}");
+        let log = std::fs::read(self.data_dir.with_extension("log")).expect("the service's log");
+        AtRest { files: all_bytes_under(&self.data_dir), log }
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -268,6 +280,29 @@ pub const UNSET: &str = "\0unset";
 pub struct Key {
     pub key_id: String,
     pub secret: String,
+}
+
+/// What a stopped service left: every file of its data dir, and its log.
+pub struct AtRest {
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    pub log: Vec<u8>,
+}
+
+impl AtRest {
+    /// Asserts that no `secret` is in clear in any file nor in the log.
+    pub fn assert_nowhere<S: AsRef<[u8]>>(&self, secrets: &[S]) {
+        let holds = |bytes: &[u8], s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
+        for secret in secrets.iter().map(AsRef::as_ref) {
+            for (path, bytes) in &self.files {
+                assert!(!holds(bytes, secret), "a secret is in clear in {}", path.display());
+            }
+            assert!(!holds(&self.log, secret), "a secret is in clear in the log");
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log).into_owned()
+    }
 }
 
 /// A fresh temporary directory (removed when the guard drops) and the path
