@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agreements_are_signed_superseded_and_resolved() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let m = svc.merchant("Agreements").await;
     let other = svc.merchant("Other").await;
     let body = json!({

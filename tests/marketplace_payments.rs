@@ -169,23 +169,16 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     let (status, e) = send(&svc, &key, Method::GET, "/v1/payments?status=paid", None).await;
     assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("status")));
 
-    let openapi = svc
-        .documents(&[
-            ("/v1/payments", "post"),
-            ("/v1/payments", "get"),
-            ("/v1/payments/{id}", "get"),
-            ("/v1/payments/{id}/capture", "post"),
-            ("/v1/payments/{id}/cancel", "post"),
-            ("/v1/payments/{id}/cancel-or-refund", "post"),
-            ("/v1/test_helpers/payments/{id}/pay", "post"),
-        ])
-        .await;
-    assert!(openapi["paths"]["/v1/payments"]["post"]["requestBody"].is_object());
+    let (one, helper) = ("/v1/payments/{id}", "/v1/test_helpers/payments/{id}/pay");
+    let actions = ["capture", "cancel", "cancel-or-refund"].map(|a| format!("{one}/{a}"));
+    let mut routes = vec![("/v1/payments", "post"), ("/v1/payments", "get"), (one, "get"), (helper, "post")];
+    routes.extend(actions.iter().map(|path| (path.as_str(), "post")));
+    svc.documents(&routes, &["/v1/payments"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_follow_the_state_table_and_collect_once() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
 
@@ -366,7 +359,7 @@ async fn t_plus_one_settles_captured_payments_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_splits_each_payment_once() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let key = svc.merchant("Market").await.key;
     let other_key = svc.merchant("Other").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
@@ -473,8 +466,7 @@ async fn a_batch_splits_each_payment_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_batch_splits_the_payment_once() {
     let (_dir, data) = common::temp_data();
-    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_fence")]);
+    let svc = Service::armed(&data, "split.after_fence");
     let key = svc.merchant("Market").await.key;
     let (s1, _) = seller(&svc, &key, "Seller Approved", true, Some(500)).await;
     let p1 = paid(&svc, &key, &s1).await;
@@ -483,10 +475,10 @@ async fn a_crash_mid_batch_splits_the_payment_once() {
     svc.aborts(&key, "/v1/split-batches", &body, "split-crash").await;
 
     // The resolver sends it; the process dies again once the gateway has split it.
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "split.after_gateway")]);
+    let svc = Service::armed(&data, "split.after_gateway");
     svc.dies(secs(30), "the resolver reached the gateway");
 
-    let svc = Service::start(&data, &[timeout]);
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let p = payment_until(&svc, &key, &p1, |p| p["split"]["status"] == "executed").await;
     let batch_id = p.str("split.batch_id").to_owned();
     let (_, retried) = send_once(&svc, &key, "/v1/split-batches", &body, "split-crash").await;

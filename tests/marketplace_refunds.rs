@@ -44,13 +44,14 @@ async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
     id
 }
 
-/// A payment of 1000 (§8's example), settled and split.
-async fn split_1000(m: &Merchant<'_>, seller: &str) -> String {
-    let p = paid_1000(m, seller).await;
-    next_day_settled(m.svc).await;
-    let (status, batch) = split_batch(m.svc, &m.key, &[&p]).await;
+/// [`market`] with a payment of 1000 (§8's example), settled and split: (merchant, seller, payment).
+async fn split_market(svc: &Service) -> (Merchant<'_>, String, String) {
+    let (m, a) = market(svc).await;
+    let p = paid_1000(&m, &a).await;
+    next_day_settled(svc).await;
+    let (status, batch) = split_batch(svc, &m.key, &[&p]).await;
     assert_eq!((status, batch.str("items.0.status")), (StatusCode::CREATED, "executed"), "{batch}");
-    p
+    (m, a, p)
 }
 
 async fn refund(m: &Merchant<'_>, payment: &str, body: Value) -> (StatusCode, Value) {
@@ -198,8 +199,7 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_of_section_8_end_to_end() {
     let svc = Service::temp(&[]);
-    let (m, a) = market(&svc).await;
-    let p = split_1000(&m, &a).await;
+    let (m, a, p) = split_market(&svc).await;
     assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 900));
     assert_eq!(m.available_and_pending().await, (100, 0));
 
@@ -244,14 +244,8 @@ async fn the_example_of_section_8_end_to_end() {
     assert_eq!(events_of(&svc, &m.key, "payment.refunded", &p).await, 2);
     ledger_balanced(&svc).await;
 
-    let openapi = svc
-        .documents(&[
-            ("/v1/payments/{id}/refunds", "post"),
-            ("/v1/payments/{id}/refunds", "get"),
-            ("/v1/refunds/{id}", "get"),
-        ])
-        .await;
-    assert!(openapi["paths"]["/v1/payments/{id}/refunds"]["post"]["requestBody"].is_object());
+    let refunds = "/v1/payments/{id}/refunds";
+    svc.documents(&[(refunds, "post"), (refunds, "get"), ("/v1/refunds/{id}", "get")], &[refunds]).await;
 }
 
 /// Before the split the parties' in-transit gives the refund back; the split
@@ -260,7 +254,7 @@ async fn the_example_of_section_8_end_to_end() {
 /// it with its stored request id, once; a split processing keeps refunds out (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let (m, a) = market(&svc).await;
     let p = paid_1000(&m, &a).await;
     let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
@@ -328,8 +322,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_split_channel_only_split_only_declined_and_402() {
     let svc = Service::temp(&[]);
-    let (m, a) = market(&svc).await;
-    let p = split_1000(&m, &a).await;
+    let (m, a, p) = split_market(&svc).await;
 
     let (status, r) = refund(&m, &p, json!({"amount": usd(50)})).await;
     assert_eq!((status, r.str("status"), r.count("splits")), (StatusCode::CREATED, "succeeded", 0), "{r}");
@@ -387,8 +380,7 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_refund_refunds_once() {
     let (_dir, data) = common::temp_data();
-    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_fence")]);
+    let svc = Service::armed(&data, "refund.after_fence");
     let (m, a) = market(&svc).await;
     let (key, merchant_id) = (m.key.clone(), m.id.clone());
     let p = paid_1000(&m, &a).await;
@@ -397,10 +389,10 @@ async fn a_crash_mid_refund_refunds_once() {
     svc.aborts(&key, &path, &body, "refund-crash").await;
 
     // The resolver asks the gateway; the process dies again once it refunded.
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_gateway")]);
+    let svc = Service::armed(&data, "refund.after_gateway");
     svc.dies(secs(30), "the resolver reached the gateway");
 
-    let svc = Service::start(&data, &[timeout]);
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let m = Merchant::of(&svc, &merchant_id, key);
     let listed = m.poll(&path, secs(30), |l| l["data"][0]["status"] == "succeeded").await;
     assert_eq!(listed.count("data"), 1, "one refund: {listed}");

@@ -11,7 +11,7 @@ use common::{Json, Merchant, Service, marketplace::recipient_body, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const ENV: &[(&str, &str)] = &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
+const ENV: &[(&str, &str)] = &[common::FAST_UPSTREAMS];
 
 async fn recipient(m: &Merchant<'_>, name: &str) -> String {
     let (status, r) = m.post("/v1/recipients", recipient_body(name, "ACC123456")).await;

@@ -381,7 +381,7 @@ async fn per_merchant_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_with_its_credentials() {
     let svc = Service::temp(&[]);
-    let doc = svc.documents(&[]).await;
+    let doc = svc.documents(&[], &[]).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for route in pelago_card::http::routes() {
         let op = &doc["paths"][route.pattern][route.method.as_str().to_ascii_lowercase()];

@@ -17,7 +17,7 @@ use common::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const ENV: &[(&str, &str)] = &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
+const ENV: &[(&str, &str)] = &[common::FAST_UPSTREAMS];
 
 async fn withdraw(m: &Merchant<'_>, rec: &str, body: Value) -> (StatusCode, Value) {
     m.post(&format!("/v1/recipients/{rec}/withdrawals"), body).await
@@ -200,7 +200,7 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     let now = clock::now(&svc).await;
     funded(&svc, &key, &[(&seller, 900)]).await;
     svc.terminate();
-    let svc = Service::start(&data, &[ENV[0], ("PELAGO_FAILPOINTS", "recipient_withdrawal.after_hold")]);
+    let svc = Service::armed(&data, "recipient_withdrawal.after_hold");
     clock::set(&svc, inside_window(now)).await;
     let path = format!("/v1/recipients/{seller}/withdrawals");
     svc.aborts(&key, &path, &json!({"amount": usd(400)}), "").await;

@@ -66,21 +66,19 @@ fn charge(actors: &Actors, card: &CardId) -> Option<MonthlyCharge> {
 fn a_chunk_charges_each_card_once_as_the_card_by_card_path_would() {
     with_actors(RegistryConfig::default(), |actors| async move {
         let m = merchant(&actors).await;
-        let (a, b) = (
-            created_card(&actors, CardStatus::Active).await,
-            created_card(&actors, CardStatus::Frozen).await,
-        );
-        let processing = created_card(&actors, CardStatus::Processing).await;
-        let d = created_card(&actors, CardStatus::Active).await;
-        let ids = [&a, &b, &processing, &d];
+        let mut ids = Vec::new();
+        for status in [CardStatus::Active, CardStatus::Frozen, CardStatus::Processing, CardStatus::Active] {
+            ids.push(created_card(&actors, status).await);
+        }
+        let (processing, d) = (&ids[2], &ids[3]);
         let read = || ids.iter().map(|id| as_read(&actors, id)).collect();
 
         let statuses = actors.ask_merchant(&m, chunk(read())).await.unwrap().unwrap();
         use ChargeStatus::*;
         assert_eq!(statuses, vec![Some(Charged), Some(Charged), Some(Skipped), Some(Unpaid)]);
         assert_eq!(available(&actors, &m), 100, "two fees of 200 from 500; the third refused whole");
-        assert_eq!(charge(&actors, &d).unwrap().status, Unpaid);
-        assert_eq!(charge(&actors, &processing).unwrap().status, Skipped);
+        assert_eq!(charge(&actors, d).unwrap().status, Unpaid);
+        assert_eq!(charge(&actors, processing).unwrap().status, Skipped);
 
         // The same chunk again: the charges as they stand, nothing booked twice.
         let again = actors.ask_merchant(&m, chunk(read())).await.unwrap().unwrap();

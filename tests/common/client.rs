@@ -201,11 +201,15 @@ impl Service {
         .await
     }
 
-    /// `/openapi.json` as served, asserting it documents each `(path, method)`.
-    pub async fn documents(&self, operations: &[(&str, &str)]) -> Value {
+    /// `/openapi.json` as served, asserting it documents each `(path,
+    /// method)`, and a request body for the POST of each of `with_body`.
+    pub async fn documents(&self, operations: &[(&str, &str)], with_body: &[&str]) -> Value {
         let doc: Value = self.http.get(self.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
         for (path, method) in operations {
             assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+        }
+        for path in with_body {
+            assert!(doc["paths"][path]["post"]["requestBody"].is_object(), "POST {path} has no request body");
         }
         doc
     }

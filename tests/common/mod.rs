@@ -20,6 +20,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A 1 s upstream timeout: unknown outcomes come quickly.
+pub const FAST_UPSTREAMS: (&str, &str) = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const POLYFLOW_TOKEN: &str = "test-polyflow-token-0123456789";
 
@@ -76,6 +78,12 @@ impl Service {
             http: reqwest::Client::new(),
             temp: None,
         }
+    }
+
+    /// Starts `serve --sandbox` over `data_dir` with a 1 s upstream timeout
+    /// ([`FAST_UPSTREAMS`]) and `failpoint` armed: the crash tests' start.
+    pub fn armed(data_dir: &Path, failpoint: &str) -> Service {
+        Self::start(data_dir, &[FAST_UPSTREAMS, ("PELAGO_FAILPOINTS", failpoint)])
     }
 
     /// Starts `serve --sandbox` over a fresh temporary data dir that lives as long as the service.
