@@ -10,13 +10,9 @@ use pelago_storage::{ChannelId, MerchantId, Store, StoreConfig, Timestamp, Tree,
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// A merchant billed `monthly` a card, with `deposit` USD.
 async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> Merchant<'_> {
-    let m = svc.merchant("Billed").await;
-    m.fees(json!({"currency": "USD", "monthly_fee": {"fixed": monthly}})).await;
-    if deposit > 0 {
-        m.deposit(deposit).await;
-    }
-    m
+    svc.funded_merchant("Billed", json!({"monthly_fee": {"fixed": monthly}}), deposit).await
 }
 
 /// The billing run of `period` once `done` holds for it (bounded).

@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 /// A gateway-funded merchant on its own gateway account: application fee 300, top-up fee 100.
 async fn gateway_merchant<'a>(svc: &'a Service, account: &str, api_key: &str) -> Merchant<'a> {
-    svc.merchant_with(json!({
-        "name": account, "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-        "gateway": {"merchant_id": account, "api_key": api_key},
-        "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100}}],
-    }))
+    svc.gateway_merchant(
+        account,
+        api_key,
+        json!({"application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100}}),
+    )
     .await
 }
 

@@ -6,15 +6,11 @@ use common::{Json, Merchant, Service, ledger_balanced, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// A master-account merchant with a USD fee schedule and a funded balance.
+/// A master-account merchant with an application fee, a top-up fee and `deposit` USD.
 async fn funded_merchant(svc: &Service, application_fee: i64, deposit: i64) -> Merchant<'_> {
-    let m = svc.merchant("Cards").await;
-    m.fees(json!({"currency": "USD", "application_fee": {"fixed": application_fee}, "topup_fee": {"fixed": 100, "rate_bps": 150}}))
-        .await;
-    if deposit > 0 {
-        m.deposit(deposit).await;
-    }
-    m
+    let fees =
+        json!({"application_fee": {"fixed": application_fee}, "topup_fee": {"fixed": 100, "rate_bps": 150}});
+    svc.funded_merchant("Cards", fees, deposit).await
 }
 
 fn luhn(digits: &str) -> bool {

@@ -8,12 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn gateway_merchant(svc: &Service) -> Merchant<'_> {
-    svc.merchant_with(json!({
-        "name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-        "gateway": {"merchant_id": "gw_mch_wallet", "api_key": "gw-wallet-key-0001"},
-        "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
-    }))
-    .await
+    let fees = json!({"application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100, "rate_bps": 150}});
+    svc.gateway_merchant("gw_mch_wallet", "gw-wallet-key-0001", fees).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,18 +12,11 @@ const DEPOSIT: i64 = 1_000_000;
 
 /// A funded master-account merchant with an active cardholder and one open card.
 async fn merchant_with_card(svc: &Service) -> (Merchant<'_>, String, String) {
-    let m = svc.merchant("Recheck").await;
-    m.deposit(DEPOSIT).await;
+    let m = svc.funded_merchant("Recheck", Value::Null, DEPOSIT).await;
     let holder = m.active_cardholder().await;
     let (status, card) = m.open_card(&holder).await;
     assert_eq!(status, StatusCode::CREATED, "{card}");
-    let card = card.str("id").to_owned();
-    (m, holder, card)
-}
-
-async fn admin_patch(svc: &Service, path: &str, body: Value) {
-    let r = svc.admin(Method::PATCH, path).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    (m, holder, card.str("id").to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +25,12 @@ async fn a_revoked_card_name_opens_and_funds_nothing() {
     let (m, holder, card) = merchant_with_card(&svc).await;
     let merchant = &m.id;
     let before = m.available().await;
-    admin_patch(&svc, &format!("/admin/v1/merchants/{merchant}"), json!({"allowed_card_names": []})).await;
+    svc.admin_ok(
+        Method::PATCH,
+        &format!("/admin/v1/merchants/{merchant}"),
+        json!({"allowed_card_names": []}),
+    )
+    .await;
 
     let (status, body) = m.open_card(&holder).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -44,8 +42,8 @@ async fn a_revoked_card_name_opens_and_funds_nothing() {
     assert_eq!(m.available().await, before, "nothing debited");
 
     // Allowed again: both work.
-    admin_patch(
-        &svc,
+    svc.admin_ok(
+        Method::PATCH,
         &format!("/admin/v1/merchants/{merchant}"),
         json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD"]}),
     )
@@ -62,7 +60,8 @@ async fn a_disabled_channel_or_bin_opens_and_funds_nothing() {
     let before = m.available().await;
     let channel = svc.first_channel().await;
 
-    admin_patch(&svc, &format!("/admin/v1/channels/{channel}"), json!({"status": "disabled"})).await;
+    svc.admin_ok(Method::PATCH, &format!("/admin/v1/channels/{channel}"), json!({"status": "disabled"}))
+        .await;
     let (status, body) = m.open_card(&holder).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "invalid_state");
@@ -74,13 +73,13 @@ async fn a_disabled_channel_or_bin_opens_and_funds_nothing() {
     assert_eq!(m.available().await, before, "nothing debited");
 
     // Channel active again, the BIN inactive: still nothing.
-    admin_patch(&svc, &format!("/admin/v1/channels/{channel}"), json!({"status": "active"})).await;
-    admin_patch(&svc, "/admin/v1/bins/424242", json!({"status": "inactive"})).await;
+    svc.admin_ok(Method::PATCH, &format!("/admin/v1/channels/{channel}"), json!({"status": "active"})).await;
+    svc.admin_ok(Method::PATCH, "/admin/v1/bins/424242", json!({"status": "inactive"})).await;
     assert_eq!(m.open_card(&holder).await.0, StatusCode::CONFLICT);
     assert_eq!(m.topup(&card, 5_000).await.0, StatusCode::CONFLICT);
     assert_eq!(m.available().await, before, "nothing debited");
 
-    admin_patch(&svc, "/admin/v1/bins/424242", json!({"status": "active"})).await;
+    svc.admin_ok(Method::PATCH, "/admin/v1/bins/424242", json!({"status": "active"})).await;
     assert_eq!(m.topup(&card, 5_000).await.0, StatusCode::CREATED);
     ledger_balanced(&svc).await;
 }

@@ -138,6 +138,32 @@ impl Service {
         .await
     }
 
+    /// A master-account merchant with the USD fee schedule `fees` (its fee
+    /// fields, e.g. `{"topup_fee": {"fixed": 100}}`; none if `Null`) and
+    /// `deposit` USD deposited (nothing if 0).
+    pub async fn funded_merchant(&self, name: &str, fees: Value, deposit: i64) -> Merchant<'_> {
+        let m = self.merchant(name).await;
+        if let Value::Object(mut schedule) = fees {
+            schedule.insert("currency".into(), json!("USD"));
+            m.fees(Value::Object(schedule)).await;
+        }
+        if deposit > 0 {
+            m.deposit(deposit).await;
+        }
+        m
+    }
+
+    /// A gateway-funded merchant on its own gateway `account` (signing with
+    /// `api_key`) with the USD fee schedule `fees` (its fee fields).
+    pub async fn gateway_merchant(&self, account: &str, api_key: &str, mut fees: Value) -> Merchant<'_> {
+        fees["currency"] = json!("USD");
+        self.merchant_with(json!({
+            "name": account, "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": account, "api_key": api_key}, "fees": [fees],
+        }))
+        .await
+    }
+
     /// Creates a merchant from the operator's `body` (asserts 201).
     pub async fn merchant_with(&self, body: Value) -> Merchant<'_> {
         let (status, v) = self.admin_json(Method::POST, "/admin/v1/merchants", Some(body)).await;
@@ -183,6 +209,13 @@ impl Service {
 
     pub async fn admin_patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.admin_json(Method::PATCH, path, Some(body)).await
+    }
+
+    /// An admin request with a JSON body that must answer 200: its body.
+    pub async fn admin_ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin_json(method, path, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
     }
 
     /// An admin GET that must answer 200: its body.
@@ -371,6 +404,18 @@ impl<'a> Merchant<'a> {
         card
     }
 
+    /// `n` new cards of one new active cardholder (asserts 201 each): their ids.
+    pub async fn cards(&self, n: usize) -> Vec<String> {
+        let holder = self.active_cardholder().await;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (status, card) = self.open_card(&holder).await;
+            assert_eq!(status, StatusCode::CREATED, "{card}");
+            ids.push(card.str("id").to_owned());
+        }
+        ids
+    }
+
     /// A new card's id (see [`Merchant::card`]).
     pub async fn card_id(&self) -> String {
         self.card().await.str("id").to_owned()
@@ -388,6 +433,13 @@ impl<'a> Merchant<'a> {
             json!({"amount": {"value": value, "currency": "USD"}, "merchant_name": "Cafe", "mcc": "5812", "status": status}),
         )
         .await
+    }
+
+    /// The card's balance as its channel holds it (`GET /v1/cards/{card}/details`, asserts 200).
+    pub async fn channel_balance(&self, card: &str) -> i64 {
+        let (status, d) = self.call(Method::GET, &format!("/v1/cards/{card}/details"), None).await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        d.i64("balance.value")
     }
 
     /// The available balance in the first currency (0 if none).
