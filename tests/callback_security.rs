@@ -151,7 +151,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     // Genuine payments settle exactly once, duplicates included.
     let order2_id = order2.str("id");
     let (status, paid) = g2.act(&format!("/v1/test_helpers/orders/{order2_id}/pay")).await;
-    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    assert_eq!((status, paid.str("status")), (StatusCode::OK, "paid"), "{paid}");
     let (status, _) = g2.act(&format!("/v1/test_helpers/orders/{order2_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(svc.gateway_callback("gw-g2-key-0002", &as_g2).await, StatusCode::OK, "a signed repeat");
@@ -200,7 +200,7 @@ async fn channel_setup() -> ChannelSetup {
     let (_, holder) = m.cardholder("Hopper").await;
     assert_eq!(holder["bin"], "222222", "{holder}");
     let (status, card) = m.open_card(holder.str("id")).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")), "{card}");
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "active"), "{card}");
     let card = card.str("id").to_owned();
     let (_, t) = m.topup(&card, 50_000).await;
     assert_eq!(t["status"], "succeeded", "{t}");
@@ -302,7 +302,7 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     reversal["type"] = json!("reversal");
     reversal["related_transaction_id"] = reversed["id"].clone();
     let (status, t) = m.call(Method::POST, &path, Some(&reversal)).await;
-    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("reversed")), "{t}");
+    assert_eq!((status, t.str("status")), (StatusCode::CREATED, "reversed"), "{t}");
     let (_, verified) =
         svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt["receipt"]}))).await;
     assert_eq!(verified["valid"], false, "{verified}");
@@ -411,7 +411,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     let order_id = order.str("id");
     assert_eq!(svc.admin_post(faults, fault("query_order", "error")).await.0, StatusCode::OK);
     let (status, paid) = g.act(&format!("/v1/test_helpers/orders/{order_id}/pay")).await;
-    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("pending")), "{paid}");
+    assert_eq!((status, paid.str("status")), (StatusCode::OK, "pending"), "{paid}");
     // A repeat of the callback meets the same fault: still pending.
     let (status, _) = g.act(&format!("/v1/test_helpers/orders/{order_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
@@ -458,7 +458,7 @@ async fn a_channel_notice_the_channel_cannot_confirm_yet_is_settled_once_by_the_
     let id = holder.str("id");
     let path = format!("/v1/cardholders/{id}");
     let (status, answer) = m.act(&format!("/v1/test_helpers/cardholders/{id}/approve")).await;
-    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("pending")), "{answer}");
+    assert_eq!((status, answer.str("status")), (StatusCode::OK, "pending"), "{answer}");
     assert_eq!(m.events("cardholder.activated").await, 0);
     // Once the channel answers, the resolver settles it, once.
     svc.clear_channel_faults(&channel).await;

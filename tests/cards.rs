@@ -44,12 +44,12 @@ async fn a_master_account_card_lifecycle() {
 
     // Freeze / unfreeze, and the state machine's refusals name the state.
     let (status, frozen) = m.act(&format!("/v1/cards/{id}/freeze")).await;
-    assert_eq!((status, frozen["status"].as_str()), (StatusCode::OK, Some("frozen")));
+    assert_eq!((status, frozen.str("status")), (StatusCode::OK, "frozen"));
     let (status, err) = m.act(&format!("/v1/cards/{id}/freeze")).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(err.str("error.message").contains("frozen"), "{err}");
     let (status, active) = m.act(&format!("/v1/cards/{id}/unfreeze")).await;
-    assert_eq!((status, active["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!((status, active.str("status")), (StatusCode::OK, "active"));
 
     // Details: live, Luhn-valid, on the BIN, no-store; never stored or logged.
     let mut pans = Vec::new();
@@ -83,7 +83,7 @@ async fn a_master_account_card_lifecycle() {
 
     // Delete: terminal.
     let (status, deleted) = m.delete(&format!("/v1/cards/{id}")).await;
-    assert_eq!((status, deleted["status"].as_str()), (StatusCode::OK, Some("deleted")));
+    assert_eq!((status, deleted.str("status")), (StatusCode::OK, "deleted"));
     let (status, _) = m.act(&format!("/v1/cards/{id}/unfreeze")).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -127,7 +127,7 @@ async fn preconditions_and_insufficient_funds() {
     let free = svc.merchant("Free").await;
     let holder = free.active_cardholder().await;
     let (status, card) = free.open_card(&holder).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")));
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "active"));
     let listed = free.get(&format!("/v1/cards?cardholder_id={holder}&status=active")).await;
     assert_eq!(listed.count("data"), 1);
 }
@@ -141,17 +141,13 @@ async fn open_faults_are_resolved_and_refusals_return_the_fee() {
 
     svc.channel_fault(&channel, "open_card", "decline").await;
     let (status, card) = m.open_card(&holder).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{card}");
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "failed"), "{card}");
     assert_eq!(m.available().await, 10_000, "the fee came back");
 
     for behavior in ["timeout", "error"] {
         svc.channel_fault(&channel, "open_card", behavior).await;
         let (status, card) = m.open_card(&holder).await;
-        assert_eq!(
-            (status, card["status"].as_str()),
-            (StatusCode::ACCEPTED, Some("processing")),
-            "{behavior}: {card}"
-        );
+        assert_eq!((status, card.str("status")), (StatusCode::ACCEPTED, "processing"), "{behavior}: {card}");
         let opened =
             m.poll(&format!("/v1/cards/{}", card.str("id")), secs(30), |c| c["status"] == "active").await;
         assert_eq!(opened.count("status_history"), 2, "{behavior}");

@@ -46,11 +46,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
         (json!({"type": "commission", "max_commission_bps": "5"}), "max_commission_bps"),
     ] {
         let (status, e) = post(b.clone()).await;
-        assert_eq!(
-            (status, e["error"]["param"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(param)),
-            "{b}: {e}"
-        );
+        assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some(param)), "{b}: {e}");
     }
     let listed = m.get(&path).await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
@@ -58,7 +54,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(r["capabilities"], json!({"receive_splits": false, "withdraw": true}));
 
     let (status, first) = post(json!({"type": "split"})).await;
-    assert_eq!((status, first["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{first}");
+    assert_eq!((status, first.str("status")), (StatusCode::CREATED, "signed"), "{first}");
     assert!(first["signed_at"].is_string() && first.str("id").starts_with("agr_"));
     let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true);
@@ -96,7 +92,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     };
     assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
     let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
-    assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
+    assert_eq!((status, pending.str("status")), (StatusCode::ACCEPTED, "pending"), "{pending}");
     let signed = |list: &Value| {
         list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap()["status"]
             == "signed"
@@ -105,7 +101,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
     assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
     let (status, failed) = post(json!({"type": "split"})).await;
-    assert_eq!((status, failed["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{failed}");
+    assert_eq!((status, failed.str("status")), (StatusCode::CREATED, "failed"), "{failed}");
     let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true, "the signed split agreement still holds");
 

@@ -101,10 +101,7 @@ async fn files_are_bounded_checked_sealed_and_private() {
     ] {
         let (status, e) = upload(&svc, &m.key, content_type, &body, "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{content_type}: {e}");
-        assert_eq!(
-            (e["error"]["code"].as_str(), e["error"]["param"].as_str()),
-            (Some("invalid_request"), Some("file"))
-        );
+        assert_eq!((e["error"]["code"].as_str(), e.param()), (Some("invalid_request"), Some("file")));
     }
 
     // A 3 MiB PDF (above 64 KiB) with a marker that must not reach the disk in clear.
@@ -122,7 +119,7 @@ async fn files_are_bounded_checked_sealed_and_private() {
     let (status, again) = upload(&svc, &m.key, "application/pdf", &pdf, "file-1").await;
     assert_eq!((status, &again["id"]), (StatusCode::CREATED, &file["id"]));
     let (status, png) = upload(&svc, &m.key, "image/png", &png_magic, "").await;
-    assert_eq!((status, png["content_type"].as_str()), (StatusCode::CREATED, Some("image/png")));
+    assert_eq!((status, png.str("content_type")), (StatusCode::CREATED, "image/png"));
 
     let (status, got) = m.call(Method::GET, &format!("/v1/files/{id}"), None).await;
     assert_eq!((status, &got), (StatusCode::OK, &file));

@@ -111,10 +111,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let prev = m.recipient("Previous").await;
     let path = format!("/v1/recipients/{prev}/onboardings");
     let (status, e) = m.call(Method::POST, &path, Some(json!({"type": "PREVIOUSLY_ONBOARDED"}))).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("provider_recipient_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("provider_recipient_id")));
     let body = json!({"type": "PREVIOUSLY_ONBOARDED", "provider_recipient_id": "gwr_previous_1"});
     let (status, previous) = m.call(Method::POST, &path, Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{previous}");
@@ -123,11 +120,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "an open one exists");
     let twin = m.recipient("Twin").await;
     let (status, e) = m.call(Method::POST, &format!("/v1/recipients/{twin}/onboardings"), Some(body)).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::CONFLICT, Some("provider_recipient_id")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::CONFLICT, Some("provider_recipient_id")), "{e}");
     let (status, e) = m
         .call(
             Method::POST,
@@ -135,10 +128,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
             Some(json!({"type": "ONE_STEP_ONBOARDING", "provider_recipient_id": "gwr_x1"})),
         )
         .await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("provider_recipient_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("provider_recipient_id")));
     let (status, rec) = m.call(Method::GET, &format!("/v1/recipients/{prev}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rec["onboarding"]["status"], "SUCCEEDED");
@@ -209,7 +199,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     // A terminal onboarding: the recipient may onboard anew.
     let declined = m.one_step("Decline").await;
     let (status, again) = m.onboard(declined.str("recipient_id"), "TWO_STEP_ONBOARDING").await;
-    assert_eq!((status, again["status"].as_str()), (StatusCode::CREATED, Some("CREATED")));
+    assert_eq!((status, again.str("status")), (StatusCode::CREATED, "CREATED"));
 
     // — REJECTED/ERROR continue (after fixing the data) → PENDING; and cancel.
     let rejected = m.one_step("Reject").await;
@@ -230,13 +220,10 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let (_, two) = m.onboard(&rec, "TWO_STEP_ONBOARDING").await;
     assert_eq!(state(&two), ("CREATED", "not_started"));
     let (status, e) = m.act(&two, "continue", json!({})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("documents")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("documents")));
     let bad_doc = json!([{"file_id": "file_01JNOPE0000000000000000000", "type": "other"}]);
     let (status, e) = m.act(&two, "continue", json!({"documents": bad_doc})).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("documents[0].file_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("documents[0].file_id")));
     let pending = m.ok(&two, "continue", json!({"documents": doc})).await;
     assert_eq!(state(&pending), ("PENDING", "not_started"));
     assert_eq!(pending.count("documents"), 1);
@@ -279,10 +266,10 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let owner = approved.str("recipient_id").to_owned();
     let target = m.recipient("Target").await;
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": owner})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("recipient_id")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("recipient_id")));
     let busy = previous.str("recipient_id");
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": busy})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::CONFLICT, Some("recipient_id")), "{e}");
+    assert_eq!((status, e.param()), (StatusCode::CONFLICT, Some("recipient_id")), "{e}");
     let moved = m.ok(&approved, "transfer", json!({"recipient_id": target})).await;
     assert_eq!(moved["recipient_id"], target.as_str());
     let last_entry = moved["history"].as_array().unwrap().last().unwrap().clone();

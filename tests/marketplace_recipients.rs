@@ -160,12 +160,12 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
 
     // PATCH: any field but type, same rules; a refusal changes nothing.
     let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"type": "business"}))).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("type")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("type")));
     let bad_bank = json!({"bank_account": {"holder_name": "Ada", "account_number": "NEW000111", "bank_code": "DBS", "kind": "corporate"}});
     let (status, e) = m.call(Method::PATCH, &path, Some(&bad_bank)).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("bank_account.kind")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("bank_account.kind")));
     let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"business": biz["business"]}))).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("business")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("business")));
     let patch = json!({"name": "Ada's Shop", "reference": "seller-9",
         "bank_account": {"holder_name": "Ada", "account_number": "NEW000222", "bank_code": "DBS", "kind": "personal"}});
     let (status, patched) = m.call(Method::PATCH, &path, Some(&patch)).await;

@@ -20,7 +20,7 @@ async fn withdrawals_hold_pay_out_and_release() {
     .await;
 
     let (status, err) = m.withdraw(1_000, "TNOTLISTED").await;
-    assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("address")));
+    assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some("address")));
     assert_eq!(m.available_and_pending().await, (50_000, 0), "nothing held");
 
     let (status, w) = m.withdraw(10_000, "TADDR1").await;

@@ -43,12 +43,12 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
     let types = txns.strs("data", "type");
     assert!(types.contains(&"topup") && types.contains(&"topup_fee"), "{types:?}");
     let (status, got) = m.call(Method::GET, &format!("/v1/topups/{}", t.str("id")), None).await;
-    assert_eq!((status, got["status"].as_str()), (StatusCode::OK, Some("succeeded")));
+    assert_eq!((status, got.str("status")), (StatusCode::OK, "succeeded"));
 
     // Refused by the channel: failed, and the debit reversed.
     svc.channel_fault(&channel, "topup", "decline").await;
     let (status, t) = m.topup(card, 1_000).await;
-    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{t}");
+    assert_eq!((status, t.str("status")), (StatusCode::CREATED, "failed"), "{t}");
     assert!(t["failure_reason"].is_string());
     assert_eq!(m.available().await, 89_750, "reversed");
 
@@ -56,11 +56,7 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
     for behavior in ["timeout", "error"] {
         svc.channel_fault(&channel, "topup", behavior).await;
         let (status, t) = m.topup(card, 1_000).await;
-        assert_eq!(
-            (status, t["status"].as_str()),
-            (StatusCode::ACCEPTED, Some("processing")),
-            "{behavior}: {t}"
-        );
+        assert_eq!((status, t.str("status")), (StatusCode::ACCEPTED, "processing"), "{behavior}: {t}");
         m.poll(&format!("/v1/topups/{}", t.str("id")), secs(30), |t| t["status"] == "succeeded").await;
     }
     assert_eq!(m.channel_balance(card).await, 12_000, "each funded exactly once");
@@ -73,7 +69,7 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
 
     // Spending follows: the mirror and the channel agree.
     let (status, txn) = m.spend(card, 300, "posted").await;
-    assert_eq!((status, txn["status"].as_str()), (StatusCode::CREATED, Some("posted")));
+    assert_eq!((status, txn.str("status")), (StatusCode::CREATED, "posted"));
     let c = m.get(&format!("/v1/cards/{card}")).await;
     assert_eq!(c["balance"]["value"], 11_700);
     assert_eq!(m.channel_balance(card).await, 11_700);
