@@ -118,7 +118,7 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let second = r.json::<Value>().await.unwrap().str("id").to_owned();
     for (bin, status, priority) in [("111111", "inactive", -10), ("222222", "active", -5)] {
         let r = svc
             .admin(Method::POST, "/admin/v1/bins")
@@ -207,7 +207,7 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         .send()
         .await
         .unwrap();
-    let own = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let own = r.json::<Value>().await.unwrap().str("id").to_owned();
     let body = json!({"event_id": "evt-own-1", "type": "cardholder.updated", "data": {
         "cardholder_id": id, "channel_cardholder_id": "x", "status": "rejected", "reason": "late"}});
     let bytes = serde_json::to_vec(&body).unwrap();
