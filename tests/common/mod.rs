@@ -101,19 +101,13 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pelago-card");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                let out = child.wait_with_output().expect("stderr");
-                return (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pelago-card started instead of refusing");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if exited(&mut child, Duration::from_secs(60)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pelago-card started instead of refusing");
         }
+        let out = child.wait_with_output().expect("stderr");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,14 +138,7 @@ impl Service {
     fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "pelago-card did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited(&mut self.child, Duration::from_secs(20)).expect("pelago-card did not exit after SIGTERM")
     }
 
     /// Everything the service logged so far (stderr).
@@ -208,14 +195,8 @@ impl Service {
 
     /// Waits (bounded) for the process to exit by itself, e.g. at a failpoint.
     pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "pelago-card did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited(&mut self.child, within)
+            .unwrap_or_else(|| panic!("pelago-card did not exit within {within:?}"))
     }
 
     /// Waits (bounded by `within`) for the process to die at an armed failpoint.
@@ -248,6 +229,21 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
         drop(self.temp.take());
+    }
+}
+
+/// Waits (polling, bounded by `within`) for `child` to exit: its status, or
+/// `None` while it still runs.
+pub fn exited(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
