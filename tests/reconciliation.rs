@@ -22,13 +22,7 @@ fn local_date(at: DateTime<Utc>) -> NaiveDate {
 }
 
 async fn trigger(svc: &Service, date: &str) -> (StatusCode, Value) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/reconciliation/runs")
-        .json(&json!({"date": date}))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
+    svc.admin_post("/admin/v1/reconciliation/runs", json!({"date": date})).await
 }
 
 async fn run_completed(svc: &Service, date: &str) -> Value {
