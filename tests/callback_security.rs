@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, secs};
+use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, order_updated, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -25,13 +25,6 @@ async fn unpaid_card(m: &Merchant<'_>) -> (String, Value) {
     let card = m.card().await;
     assert_eq!(card["status"], "pending_payment", "{card}");
     (card.str("id").to_owned(), card["application_fee_order"].clone())
-}
-
-fn order_paid(account: &str, order: &Value, amount: i64) -> Value {
-    json!({"event_id": format!("evt_forged_{}_{amount}", order.str("id")), "merchant_id": account,
-           "type": "order.updated", "data": {
-        "id": order["gateway_order_id"], "order_id": order["id"], "status": "paid",
-        "amount": {"value": amount, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
 }
 
 /// `POST /callbacks/gateway` answers with `status` so far, from `/metrics`.
@@ -108,15 +101,15 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let topup_path = format!("/v1/topups/{}", topup.str("id"));
     let order = &topup["order"];
     assert_eq!(
-        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_updated("gw_g1", order, "paid", 1)).await,
         StatusCode::BAD_REQUEST
     );
     // The right amount and ids, but the gateway says the order is still pending: no effect.
     assert_eq!(
-        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1_000_100)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_updated("gw_g1", order, "paid", 1_000_100)).await,
         StatusCode::OK
     );
-    let mut other_id = order_paid("gw_g1", order, 1_000_100);
+    let mut other_id = order_updated("gw_g1", order, "paid", 1_000_100);
     other_id["data"]["id"] = json!("go_not_this_order");
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &other_id).await, StatusCode::BAD_REQUEST);
     assert_eq!(g1.get(&topup_path).await["status"], "pending_payment");
@@ -126,13 +119,14 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let g2 = gateway_merchant(&svc, "gw_g2", "gw-g2-key-0002").await;
     let (card2, order2) = unpaid_card(&g2).await;
     let unbound_before = unbound_metric(&svc, "gateway").await;
-    let as_g1 = order_paid("gw_g1", &order2, 300);
+    let as_g1 = order_updated("gw_g1", &order2, "paid", 300);
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g1).await, StatusCode::UNAUTHORIZED);
-    let as_g2 = order_paid("gw_g2", &order2, 300);
+    let as_g2 = order_updated("gw_g2", &order2, "paid", 300);
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g2).await, StatusCode::UNAUTHORIZED);
     // The minter's key for G1's order, and for an address the minter's account never issued.
     assert_eq!(
-        svc.gateway_callback("gw-minter-key-0001", &order_paid("gw_minter", order, 1_000_100)).await,
+        svc.gateway_callback("gw-minter-key-0001", &order_updated("gw_minter", order, "paid", 1_000_100))
+            .await,
         StatusCode::UNAUTHORIZED
     );
     let mut elsewhere = deposit("gdp_never_logged_7f3a", "gw_g1", 10);

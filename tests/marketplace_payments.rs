@@ -483,22 +483,6 @@ async fn a_crash_mid_batch_splits_the_payment_once() {
     ledger_balanced(&svc).await;
 }
 
-/// A gateway callback about a payment, signed with `api_key`.
-async fn payment_callback(
-    svc: &Service,
-    api_key: &str,
-    account: &str,
-    payment: &Value,
-    status: &str,
-    value: i64,
-) -> StatusCode {
-    let body = json!({"event_id": format!("evt_forged_{}_{status}_{value}", payment.str("id")),
-        "merchant_id": account, "type": "order.updated", "data": {
-        "id": payment["gateway_order_id"], "order_id": payment["id"], "status": status,
-        "amount": {"value": value, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}});
-    svc.gateway_callback(api_key, &body).await
-}
-
 /// SECURITY.md: a payment callback is a hint. Signed by another account → 401;
 /// by the payment's own account but naming another amount → 400; claiming
 /// `paid` while the gateway says pending → nothing changes, nothing is collected.
@@ -511,7 +495,9 @@ async fn payment_callbacks_move_nothing_on_their_word() {
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
     let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;
     assert_eq!(p["status"], "PENDING", "{p}");
-    let paid = |api_key, account, value| payment_callback(&svc, api_key, account, &p, "paid", value);
+    let paid = async |api_key, account, value| {
+        svc.gateway_callback(api_key, &common::order_updated(account, &p, "paid", value)).await
+    };
 
     assert_eq!(paid("gw-minter-key-0001", "gw_minter", 780).await, StatusCode::UNAUTHORIZED);
     assert_eq!(paid("gw-market-key-0001", "gw_market", 1).await, StatusCode::BAD_REQUEST);

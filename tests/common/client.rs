@@ -63,6 +63,14 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// A gateway `order.updated` callback body from `account` about `order` (an
+/// order or a payment, with its `gateway_order_id`): `status`, `amount` USD.
+pub fn order_updated(account: &str, order: &Value, status: &str, amount: i64) -> Value {
+    json!({"event_id": format!("evt_forged_{}_{status}_{amount}", order.str("id")), "merchant_id": account,
+        "type": "order.updated", "data": {"id": order["gateway_order_id"], "order_id": order["id"],
+        "status": status, "amount": {"value": amount, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
+}
+
 /// Typed reads of JSON by a dotted path (`"amount.value"`, `"data.0.id"`);
 /// a missing or mistyped value panics with the whole body.
 pub trait Json {

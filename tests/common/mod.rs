@@ -11,7 +11,7 @@ pub mod rng;
 pub mod seed;
 
 #[allow(unused_imports)]
-pub use client::{Json, Merchant, eventually, secs, when};
+pub use client::{Json, Merchant, eventually, order_updated, secs, when};
 
 use std::{
     io::{BufRead, BufReader},
