@@ -15,15 +15,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let m = svc.merchant("Agreements").await;
     let other = svc.merchant("Other").await;
-    let body = json!({
-        "type": "individual", "name": "Seller Approved", "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
-    let (_, rec) = m.call(Method::POST, "/v1/recipients", Some(&body)).await;
-    let rec = rec.str("id").to_owned();
+    let rec = common::marketplace::new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     let path = format!("/v1/recipients/{rec}/agreements");
     let post = |b: Value| {
         let (m, path) = (&m, path.clone());

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, eventually, secs};
+use common::{Json, Merchant, Service, eventually, marketplace::new_recipient, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
@@ -28,16 +28,7 @@ impl Market<'_> {
 
     /// A recipient whose name ends with `last_word` (the sandbox's magic).
     async fn recipient(&self, last_word: &str) -> String {
-        let body = json!({
-            "type": "individual", "name": format!("Seller {last_word}"), "email": "s@example.com",
-            "phone": "+6591234567", "country": "SG",
-            "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                           "id_document": {"type": "passport", "number": "P1234567"}},
-            "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-        });
-        let (status, r) = self.call(Method::POST, "/v1/recipients", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{r}");
-        r.str("id").to_owned()
+        new_recipient(self.svc, &self.key, &format!("Seller {last_word}"), "ACC123456").await
     }
 
     async fn onboard(&self, recipient: &str, kind: &str) -> (StatusCode, Value) {

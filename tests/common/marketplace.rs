@@ -143,12 +143,17 @@ pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &st
     onboarded(svc, key, name, account_number).await.0
 }
 
-/// A new recipient and its one-step onboarding (asserts 201 for both): its id and the onboarding.
-pub async fn onboarded(svc: &Service, key: &Key, name: &str, account_number: &str) -> (String, Value) {
+/// A new recipient, not onboarded (asserts 201): its id.
+pub async fn new_recipient(svc: &Service, key: &Key, name: &str, account_number: &str) -> String {
     let (status, rec) =
         send(svc, key, Method::POST, "/v1/recipients", Some(&recipient_body(name, account_number))).await;
     assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let id = rec.str("id").to_owned();
+    rec.str("id").to_owned()
+}
+
+/// A new recipient and its one-step onboarding (asserts 201 for both): its id and the onboarding.
+pub async fn onboarded(svc: &Service, key: &Key, name: &str, account_number: &str) -> (String, Value) {
+    let id = new_recipient(svc, key, name, account_number).await;
     let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
     let (status, o) =
         send(svc, key, Method::POST, &format!("/v1/recipients/{id}/onboardings"), Some(&onboard)).await;
