@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Json, Merchant, Service, clock, ledger_balanced, secs, settle, settlement_completed};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -120,8 +118,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
         (first["id"].clone(), first["started_at"].clone())
     );
     assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
-    let events = m.get("/v1/events?type=settlement.completed").await;
-    assert_eq!(events.count("data"), 1, "{events}");
+    assert_eq!(m.events("settlement.completed").await, 1);
     ledger_balanced(&svc).await;
 }
 
@@ -145,8 +142,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
         .json(&json!({"now": clock::rfc3339(next_day)}))
         .send()
         .await;
-    let status = svc.wait_exit(Duration::from_secs(30));
-    assert!(!status.success(), "the failpoint aborts: {status:?}");
+    svc.dies(secs(30), "the failpoint aborts");
     assert_eq!(
         stored_balances(&data),
         vec![(0, 10_000), (10_000, 0)],
@@ -160,8 +156,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     for (id, key) in merchants {
         let m = Merchant::of(&svc, &id, key);
         assert_eq!(m.available_and_pending().await, (10_000, 0));
-        let events = m.get("/v1/events?type=settlement.completed").await;
-        assert_eq!(events.count("data"), 1, "{events}");
+        assert_eq!(m.events("settlement.completed").await, 1);
     }
     ledger_balanced(&svc).await;
 }
