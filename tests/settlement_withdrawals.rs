@@ -78,8 +78,7 @@ async fn gateway_collections_settle_t_plus_one_once() {
     let again = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(again["id"], next_day["id"], "the same date is the same run");
     assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
-    let events = m.get("/v1/events?type=settlement.completed").await;
-    assert_eq!(events.count("data"), 1);
+    assert_eq!(m.events("settlement.completed").await, 1);
     ledger_balanced(&svc).await;
 }
 
