@@ -264,14 +264,10 @@ async fn request_signing_per_security_md() {
     let second: Value =
         svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{merchant_id}/api-keys"), None).await.1;
     let second = Key { key_id: second.str("key_id").to_owned(), secret: second.str("secret").to_owned() };
-    assert_eq!(
-        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    let events =
+        async |key: &Key| code(svc.signed(key, Method::GET, "/v1/events", b"").send().await.unwrap()).await;
+    assert_eq!(events(&second).await.0, StatusCode::OK);
+    assert_eq!(events(&key).await.0, StatusCode::OK);
     let (revoked_status, _) = svc
         .admin_json(
             Method::DELETE,
@@ -280,21 +276,12 @@ async fn request_signing_per_security_md() {
         )
         .await;
     assert_eq!(revoked_status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(events(&key).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(events(&second).await.0, StatusCode::OK);
 
     // Suspended merchant: 403.
     svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "suspended"})).await;
-    assert_eq!(
-        code(svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap()).await,
-        (StatusCode::FORBIDDEN, "forbidden".into())
-    );
+    assert_eq!(events(&second).await, (StatusCode::FORBIDDEN, "forbidden".into()));
     svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "active"})).await;
 
     // A nonce is remembered across a restart.
