@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use common::{Json, Service, clock, send};
+use common::{Json, Merchant, Service, clock, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -243,24 +243,14 @@ async fn every_flow_of_two_days_is_in_both_files_column_by_column() {
     common::settle(&svc, &clock::date(clock::day_after(start, 2, 0, 0, 0))).await;
     let (status, batch) = split_batch(&svc, &key, &[&pay]).await;
     assert_eq!((status, batch.str("items.0.status")), (StatusCode::CREATED, "executed"), "{batch}");
-    let (status, refund) = send(
-        &svc,
-        &key,
-        Method::POST,
-        &format!("/v1/payments/{pay}/refunds"),
-        Some(&json!({"amount": usd(200), "splits": [{"line": 0, "amount": usd(180)}]})),
-    )
-    .await;
+    let m = Merchant::of(&svc, &merchant, key.clone());
+    let refund = json!({"amount": usd(200), "splits": [{"line": 0, "amount": usd(180)}]});
+    let (status, refund) = m.post(&format!("/v1/payments/{pay}/refunds"), refund).await;
     assert_eq!((status, refund.str("status")), (StatusCode::CREATED, "succeeded"), "{refund}");
     let rfd = refund.str("id").to_owned();
-    let (status, w) = send(
-        &svc,
-        &key,
-        Method::POST,
-        &format!("/v1/recipients/{a}/withdrawals"),
-        Some(&json!({"amount": usd(500), "commission": usd(25)})),
-    )
-    .await;
+    let (status, w) = m
+        .post(&format!("/v1/recipients/{a}/withdrawals"), json!({"amount": usd(500), "commission": usd(25)}))
+        .await;
     assert_eq!((status, w.str("status")), (StatusCode::CREATED, "succeeded"), "{w}");
     let rwd = w.str("id").to_owned();
 
