@@ -327,17 +327,24 @@ pub fn done<T>(outcome: pelago_actors::ports::Outcome<T>) -> T {
     }
 }
 
-/// Every file under `dir`, recursively (none if it cannot be read).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+/// Every directory and file under `dir`, recursively (none if it cannot be read).
+pub fn paths_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        for p in std::fs::read_dir(&d).into_iter().flatten().flatten().map(|entry| entry.path()) {
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
         }
     }
     out
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    paths_under(dir).into_iter().filter(|p| !p.is_dir()).collect()
 }
 
 /// Every file under `dir`, as bytes, for secret scans.
