@@ -17,24 +17,21 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{done, eventually, secs};
+use common::{
+    done, eventually, secs,
+    simulators::{CONTROL_TOKEN, Sandbox},
+};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, PaymentGateway, SecretString,
 };
-use pelago_card::{
-    sandbox::{self, SandboxConfig},
-    upstream::{
-        UpstreamClient, UpstreamConfig,
-        callbacks::{self, GATEWAY_SIGNATURE_HEADER},
-    },
+use pelago_card::upstream::{
+    UpstreamClient, UpstreamConfig,
+    callbacks::{self, GATEWAY_SIGNATURE_HEADER},
 };
 use pelago_storage::{Currency, Money};
-use tokio::sync::oneshot;
 use warp::Filter;
 
-/// The control token the test starts the simulators with.
-const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 2_000;
 const MERCHANT_ID: &str = "gm_browser";
 const MERCHANT_KEY: &str = "gk_browser_test";
@@ -149,18 +146,8 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
 
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, arrived) = start_receiver().await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = SandboxConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        upstream_timeout_ms: TIMEOUT_MS,
-        control_token: SecretString::new(CONTROL_TOKEN.into()),
-    };
-    let (sandbox_addr, sandbox_task) = sandbox::serve(config, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
+    let sandbox_addr = sandbox.addr;
 
     let client = UpstreamClient::new(UpstreamConfig { timeout_ms: TIMEOUT_MS }).unwrap();
     let control =
@@ -234,6 +221,5 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     assert_eq!(paid.len(), 1, "expected exactly one paid callback: {arrived:?}");
     assert_eq!(arrived.len(), 1, "expected no other callbacks: {arrived:?}");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), sandbox_task).await.unwrap().unwrap();
+    sandbox.stop().await;
 }

@@ -3,10 +3,13 @@
 
 mod common;
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
-use common::{done, eventually, secs};
+use common::{
+    done, eventually, secs,
+    simulators::{CONTROL_TOKEN, Sandbox},
+};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
@@ -14,7 +17,7 @@ use pelago_actors::ports::{
     GatewayOrderStatus, OpenCard, Outcome, PaymentGateway, Payout, PayoutStatus, SecretString,
 };
 use pelago_card::{
-    sandbox::{self, SandboxConfig, luhn_valid},
+    sandbox::luhn_valid,
     upstream::{
         SandboxControl, UpstreamClient, UpstreamConfig,
         callbacks::{self, CHANNEL_SIGNATURE_HEADER, GATEWAY_SIGNATURE_HEADER},
@@ -22,11 +25,8 @@ use pelago_card::{
     },
 };
 use pelago_storage::{Currency, Money};
-use tokio::sync::oneshot;
 use warp::Filter;
 
-/// The control token the test starts the simulators with.
-const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 300;
 const CHANNEL_ID: &str = "ch_sandbox";
 const CHANNEL_KEY: &str = "sk_channel_test";
@@ -113,35 +113,6 @@ fn record(
             *receiver.rejected.lock() += 1;
             warp::http::StatusCode::UNAUTHORIZED
         }
-    }
-}
-
-struct Sandbox {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_sandbox(dir: &Path) -> Sandbox {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = SandboxConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        upstream_timeout_ms: TIMEOUT_MS,
-        control_token: SecretString::new(CONTROL_TOKEN.into()),
-    };
-    let (addr, task) = sandbox::serve(config, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    Sandbox { addr, stop, task }
-}
-
-impl Sandbox {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap();
     }
 }
 
@@ -254,7 +225,7 @@ async fn open_funded_card(f: &Fixture, tag: &str, amount_minor: i64) -> String {
 async fn cardholders_cards_and_funding() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let f = connect(&client(), sandbox.addr, receiver_addr).await;
 
     // Cardholders: Reject and Pending, then the approve helper calls back.
@@ -370,7 +341,7 @@ async fn cardholders_cards_and_funding() {
 async fn transactions_and_duplicate_callbacks() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let f = connect(&client(), sandbox.addr, receiver_addr).await;
     let card = open_funded_card(&f, "t", 1_000).await;
 
@@ -438,7 +409,7 @@ async fn transactions_and_duplicate_callbacks() {
 async fn gateway_orders_checkout_and_payouts() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let client = client();
     let f = connect(&client, sandbox.addr, receiver_addr).await;
     let account =
@@ -592,7 +563,7 @@ async fn restart_keeps_balances_orders_and_registrations() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, _receiver) = start_receiver().await;
     let client = client();
-    let sandbox = start_sandbox(dir.path()).await;
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let f = connect(&client, sandbox.addr, receiver_addr).await;
     let card = open_funded_card(&f, "r", 7_700).await;
     let pan_before = done(f.channel.card_details(card.clone()).await).pan.expose().to_owned();
@@ -611,7 +582,7 @@ async fn restart_keeps_balances_orders_and_registrations() {
     );
     sandbox.stop().await;
 
-    let sandbox = start_sandbox(dir.path()).await;
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let control =
         client.sandbox_control(&format!("http://{}", sandbox.addr), SecretString::new(CONTROL_TOKEN.into()));
     // No re-registration: the channel key and gateway account survived.

@@ -9,6 +9,7 @@ pub mod readme;
 pub mod receiver;
 pub mod rng;
 pub mod seed;
+pub mod simulators;
 
 #[allow(unused_imports)]
 pub use client::{Json, Merchant, eventually, order_updated, secs, when};
