@@ -176,20 +176,18 @@ const KNOWN_SECRET: &str = "known-channel-secret-0001";
 const INTRUDER_SECRET: &str = "intruder-channel-secret-0001";
 
 async fn channel_setup() -> ChannelSetup {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (dir, data) = common::temp_data();
+    let svc = Service::start(&data, &[]);
     let m = svc.merchant("Channels").await;
     let mut ids = Vec::new();
     for (name, secret) in [("Known", KNOWN_SECRET), ("Intruder", INTRUDER_SECRET)] {
         let channel = json!({"name": name, "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
                              "api_key": format!("{name}-api-key-0001"), "webhook_secret": secret});
-        let (status, c) = svc.admin_post("/admin/v1/channels", channel).await;
-        assert_eq!(status, StatusCode::CREATED);
-        ids.push(c.str("id").to_owned());
+        ids.push(svc.admin_created("/admin/v1/channels", channel).await.str("id").to_owned());
     }
     let bin = json!({"bin": "222222", "channel_id": ids[0], "card_name": "PELAGO_VIRTUAL_USD",
                      "currency": "USD", "status": "active", "priority": -5});
-    assert_eq!(svc.admin_post("/admin/v1/bins", bin).await.0, StatusCode::CREATED);
+    svc.admin_created("/admin/v1/bins", bin).await;
     m.deposit(100_000).await;
     let (_, holder) = m.cardholder("Hopper").await;
     assert_eq!(holder["bin"], "222222", "{holder}");

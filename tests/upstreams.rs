@@ -99,24 +99,16 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
 
     // Routing: a second channel with a better priority wins; inactive BIN and
     // disabled channel are skipped; nothing active is 409.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Second", "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
-                      "api_key": "second-channel-key", "webhook_secret": "second-channel-secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let second = r.json::<Value>().await.unwrap().str("id").to_owned();
+    let second = json!({"name": "Second", "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
+                        "api_key": "second-channel-key", "webhook_secret": "second-channel-secret"});
+    let second = svc.admin_created("/admin/v1/channels", second).await.str("id").to_owned();
     for (bin, status, priority) in [("111111", "inactive", -10), ("222222", "active", -5)] {
-        let r = svc
-            .admin(Method::POST, "/admin/v1/bins")
-            .json(&json!({"bin": bin, "channel_id": second, "card_name": "PELAGO_VIRTUAL_USD", "currency": "USD",
-                          "status": status, "priority": priority}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        svc.admin_created(
+            "/admin/v1/bins",
+            json!({"bin": bin, "channel_id": second, "card_name": "PELAGO_VIRTUAL_USD",
+                          "currency": "USD", "status": status, "priority": priority}),
+        )
+        .await;
     }
     let (_, c) = m.cardholder("Routed").await;
     assert_eq!(c["bin"], "222222", "the active BIN with the lowest priority");
@@ -188,14 +180,9 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
 
     // Our own channel whose webhook secret we know, to forge and sign callbacks
     // (kind sandbox: an http channel cannot exist in sandbox mode).
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Own", "kind": "sandbox", "base_url": "http://127.0.0.1:9/own",
-                      "api_key": "own-channel-key-1", "webhook_secret": "own-channel-secret-1"}))
-        .send()
-        .await
-        .unwrap();
-    let own = r.json::<Value>().await.unwrap().str("id").to_owned();
+    let own = json!({"name": "Own", "kind": "sandbox", "base_url": "http://127.0.0.1:9/own",
+                     "api_key": "own-channel-key-1", "webhook_secret": "own-channel-secret-1"});
+    let own = svc.admin_created("/admin/v1/channels", own).await.str("id").to_owned();
     let body = json!({"event_id": "evt-own-1", "type": "cardholder.updated", "data": {
         "cardholder_id": id, "channel_cardholder_id": "x", "status": "rejected", "reason": "late"}});
     let bytes = serde_json::to_vec(&body).unwrap();
@@ -238,13 +225,8 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     // 202 pending and the channel holds no such cardholder), then signed
     // notices: "active", a repeat, a late "rejected". Each is confirmed by
     // asking the channel, which does not know "own-1": refused, no effect.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/bins")
-        .json(&json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let bin = json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"});
+    svc.admin_created("/admin/v1/bins", bin).await;
     let merchants: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
     let mid = merchants.str("data.0.id").to_owned();
     svc.admin_patch(

@@ -226,6 +226,13 @@ impl Service {
         v
     }
 
+    /// An admin POST that must answer 201: its body.
+    pub async fn admin_created(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin_post(path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {v}");
+        v
+    }
+
     /// An admin GET that must answer 200: its body.
     pub async fn admin_get(&self, path: &str) -> Value {
         let (status, v) = self.admin_json(Method::GET, path, None).await;
