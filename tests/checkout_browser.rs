@@ -17,10 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{
-    done, eventually, secs,
-    simulators::{CONTROL_TOKEN, Sandbox},
-};
+use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, PaymentGateway, SecretString,
@@ -150,16 +147,7 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     let sandbox_addr = sandbox.addr;
 
     let client = UpstreamClient::new(UpstreamConfig { timeout_ms: TIMEOUT_MS }).unwrap();
-    let control =
-        client.sandbox_control(&format!("http://{sandbox_addr}"), SecretString::new(CONTROL_TOKEN.into()));
-    control
-        .register_gateway_account(
-            MERCHANT_ID,
-            &SecretString::new(MERCHANT_KEY.into()),
-            &format!("http://{receiver_addr}/callbacks/gateway"),
-        )
-        .await
-        .unwrap();
+    let control = sandbox.with_gateway_account(&client, (MERCHANT_ID, MERCHANT_KEY), receiver_addr).await;
     let gateway: Arc<dyn PaymentGateway> = client.gateway(&control.gateway_base_url());
     let account =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };

@@ -6,10 +6,7 @@ mod common;
 use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
-use common::{
-    done, eventually, secs,
-    simulators::{CONTROL_TOKEN, Sandbox},
-};
+use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
@@ -122,23 +119,14 @@ struct Fixture {
     gateway: Arc<dyn PaymentGateway>,
 }
 
-async fn connect(client: &UpstreamClient, sandbox: SocketAddr, receiver: SocketAddr) -> Fixture {
-    let control =
-        client.sandbox_control(&format!("http://{sandbox}"), SecretString::new(CONTROL_TOKEN.into()));
+async fn connect(client: &UpstreamClient, sandbox: &Sandbox, receiver: SocketAddr) -> Fixture {
+    let control = sandbox.with_gateway_account(client, (MERCHANT_ID, MERCHANT_KEY), receiver).await;
     control
         .register_channel(
             CHANNEL_ID,
             &SecretString::new(CHANNEL_KEY.into()),
             &SecretString::new(WEBHOOK_SECRET.into()),
             &format!("http://{receiver}/callbacks/channels/{CHANNEL_ID}"),
-        )
-        .await
-        .unwrap();
-    control
-        .register_gateway_account(
-            MERCHANT_ID,
-            &SecretString::new(MERCHANT_KEY.into()),
-            &format!("http://{receiver}/callbacks/gateway"),
         )
         .await
         .unwrap();
@@ -226,7 +214,7 @@ async fn cardholders_cards_and_funding() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, receiver) = start_receiver().await;
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client(), sandbox.addr, receiver_addr).await;
+    let f = connect(&client(), &sandbox, receiver_addr).await;
 
     // Cardholders: Reject and Pending, then the approve helper calls back.
     let rejected = done(f.channel.create_cardholder(holder("req_h1", "Reject")).await);
@@ -342,7 +330,7 @@ async fn transactions_and_duplicate_callbacks() {
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, receiver) = start_receiver().await;
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client(), sandbox.addr, receiver_addr).await;
+    let f = connect(&client(), &sandbox, receiver_addr).await;
     let card = open_funded_card(&f, "t", 1_000).await;
 
     let spent = f
@@ -411,7 +399,7 @@ async fn gateway_orders_checkout_and_payouts() {
     let (receiver_addr, receiver) = start_receiver().await;
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let client = client();
-    let f = connect(&client, sandbox.addr, receiver_addr).await;
+    let f = connect(&client, &sandbox, receiver_addr).await;
     let account =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
 
@@ -564,7 +552,7 @@ async fn restart_keeps_balances_orders_and_registrations() {
     let (receiver_addr, _receiver) = start_receiver().await;
     let client = client();
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client, sandbox.addr, receiver_addr).await;
+    let f = connect(&client, &sandbox, receiver_addr).await;
     let card = open_funded_card(&f, "r", 7_700).await;
     let pan_before = done(f.channel.card_details(card.clone()).await).pan.expose().to_owned();
     let account =
@@ -583,8 +571,7 @@ async fn restart_keeps_balances_orders_and_registrations() {
     sandbox.stop().await;
 
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let control =
-        client.sandbox_control(&format!("http://{}", sandbox.addr), SecretString::new(CONTROL_TOKEN.into()));
+    let control = sandbox.control(&client);
     // No re-registration: the channel key and gateway account survived.
     let channel = client
         .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))

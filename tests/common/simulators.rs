@@ -4,7 +4,10 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use pelago_actors::ports::SecretString;
-use pelago_card::sandbox::{self, SandboxConfig};
+use pelago_card::{
+    sandbox::{self, SandboxConfig},
+    upstream::{SandboxControl, UpstreamClient},
+};
 use tokio::sync::oneshot;
 
 /// The control token the tests start the simulators with.
@@ -32,6 +35,26 @@ impl Sandbox {
         };
         let (addr, task) = sandbox::serve(config, stopped).await.unwrap();
         Sandbox { addr, stop, task }
+    }
+
+    /// The control client of these simulators, over `client`.
+    pub fn control(&self, client: &UpstreamClient) -> SandboxControl {
+        client.sandbox_control(&format!("http://{}", self.addr), SecretString::new(CONTROL_TOKEN.into()))
+    }
+
+    /// The control client, with the gateway account `merchant_id` (signing
+    /// with `api_key`) registered, its callbacks to `receiver`'s `/callbacks/gateway`.
+    pub async fn with_gateway_account(
+        &self,
+        client: &UpstreamClient,
+        (merchant_id, api_key): (&str, &str),
+        receiver: SocketAddr,
+    ) -> SandboxControl {
+        let control = self.control(client);
+        let callbacks = format!("http://{receiver}/callbacks/gateway");
+        let key = SecretString::new(api_key.into());
+        control.register_gateway_account(merchant_id, &key, &callbacks).await.unwrap();
+        control
     }
 
     /// Stops the simulators and waits (bounded) for their server to end.
