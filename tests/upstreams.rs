@@ -199,26 +199,20 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         post(sign(b"own-channel-secret-1", now - 301, &bytes)).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let unsigned = svc
-        .http
-        .post(svc.url(&format!("/callbacks/channels/{own}")))
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let unsigned = async |channel: &str| {
+        let url = svc.url(&format!("/callbacks/channels/{channel}"));
+        svc.http.post(url).body(bytes.clone()).send().await.unwrap().status()
+    };
+    assert_eq!(unsigned(&own).await, StatusCode::UNAUTHORIZED);
     // Correctly signed, but about a cardholder of another channel: 401, no effect (SECURITY.md).
     let r = post(sign(b"own-channel-secret-1", now, &bytes)).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An out-of-order "rejected" after "active" from the right channel: no effect.
-    let late = svc
-        .http
-        .post(svc.url(&format!("/callbacks/channels/{channel}")))
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(late.status(), StatusCode::UNAUTHORIZED, "unsigned by the sandbox channel's secret");
+    assert_eq!(
+        unsigned(&channel).await,
+        StatusCode::UNAUTHORIZED,
+        "unsigned by the sandbox channel's secret"
+    );
     let got = m.get(&format!("/v1/cardholders/{id}")).await;
     assert_eq!((got["status"].as_str(), &got["version"]), (Some("active"), &version), "nothing changed");
     // A cardholder on our own channel (its creation fails with a 500, so it is
