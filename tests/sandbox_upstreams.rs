@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use bytes::Bytes;
 use common::{done, eventually, secs, simulators::Sandbox};
@@ -119,7 +119,10 @@ struct Fixture {
     gateway: Arc<dyn PaymentGateway>,
 }
 
-async fn connect(client: &UpstreamClient, sandbox: &Sandbox, receiver: SocketAddr) -> Fixture {
+/// The callback receiver, the simulators over `dir` and the adapters over `client` connected to them.
+async fn up(dir: &Path, client: &UpstreamClient) -> (Receiver, Sandbox, Fixture) {
+    let (receiver, receiver_log) = start_receiver().await;
+    let sandbox = Sandbox::start(dir, TIMEOUT_MS).await;
     let control = sandbox.with_gateway_account(client, (MERCHANT_ID, MERCHANT_KEY), receiver).await;
     control
         .register_channel(
@@ -134,7 +137,7 @@ async fn connect(client: &UpstreamClient, sandbox: &Sandbox, receiver: SocketAdd
         .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))
         .unwrap();
     let gateway = client.gateway(&control.gateway_base_url());
-    Fixture { control, channel, gateway }
+    (receiver_log, sandbox, Fixture { control, channel, gateway })
 }
 
 impl Fixture {
@@ -212,9 +215,7 @@ async fn open_funded_card(f: &Fixture, tag: &str, amount_minor: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cardholders_cards_and_funding() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client(), &sandbox, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client()).await;
 
     // Cardholders: Reject and Pending, then the approve helper calls back.
     let rejected = done(f.channel.create_cardholder(holder("req_h1", "Reject")).await);
@@ -328,9 +329,7 @@ async fn cardholders_cards_and_funding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_and_duplicate_callbacks() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client(), &sandbox, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client()).await;
     let card = open_funded_card(&f, "t", 1_000).await;
 
     let spent = f
@@ -396,10 +395,8 @@ async fn transactions_and_duplicate_callbacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_orders_checkout_and_payouts() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let client = client();
-    let f = connect(&client, &sandbox, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client).await;
     let account =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
 
@@ -549,10 +546,8 @@ async fn gateway_orders_checkout_and_payouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_balances_orders_and_registrations() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, _receiver) = start_receiver().await;
     let client = client();
-    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
-    let f = connect(&client, &sandbox, receiver_addr).await;
+    let (_receiver, sandbox, f) = up(dir.path(), &client).await;
     let card = open_funded_card(&f, "r", 7_700).await;
     let pan_before = done(f.channel.card_details(card.clone()).await).pan.expose().to_owned();
     let account =
