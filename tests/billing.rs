@@ -10,13 +10,9 @@ use pelago_storage::{ChannelId, MerchantId, Store, StoreConfig, Timestamp, Tree,
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// A merchant billed `monthly` a card, with `deposit` USD.
 async fn merchant(svc: &Service, monthly: i64, deposit: i64) -> Merchant<'_> {
-    let m = svc.merchant("Billed").await;
-    m.fees(json!({"currency": "USD", "monthly_fee": {"fixed": monthly}})).await;
-    if deposit > 0 {
-        m.deposit(deposit).await;
-    }
-    m
+    svc.funded_merchant("Billed", json!({"monthly_fee": {"fixed": monthly}}), deposit).await
 }
 
 /// The billing run of `period` once `done` holds for it (bounded).
@@ -94,8 +90,7 @@ fn set_offline_clock(data: &std::path::Path, now: chrono::DateTime<chrono::Utc>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_period_missed_while_down_is_billed_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let m = merchant(&svc, 300, 5_000).await;
     m.card().await;
@@ -118,8 +113,7 @@ async fn a_period_missed_while_down_is_billed_at_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_the_middle_of_a_10k_card_run_charges_every_card_once() {
     const CARDS: usize = 10_000;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let env = [("PELAGO_LOG", "warn")];
     let svc = Service::start(&data, &env);
     let m = merchant(&svc, 10, (CARDS as i64) * 10).await;

@@ -6,17 +6,17 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, secs};
+use common::{Json, Key, Merchant, Service, eventually, ledger_balanced, order_updated, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// A gateway-funded merchant on its own gateway account: application fee 300, top-up fee 100.
 async fn gateway_merchant<'a>(svc: &'a Service, account: &str, api_key: &str) -> Merchant<'a> {
-    svc.merchant_with(json!({
-        "name": account, "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-        "gateway": {"merchant_id": account, "api_key": api_key},
-        "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100}}],
-    }))
+    svc.gateway_merchant(
+        account,
+        api_key,
+        json!({"application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100}}),
+    )
     .await
 }
 
@@ -25,13 +25,6 @@ async fn unpaid_card(m: &Merchant<'_>) -> (String, Value) {
     let card = m.card().await;
     assert_eq!(card["status"], "pending_payment", "{card}");
     (card.str("id").to_owned(), card["application_fee_order"].clone())
-}
-
-fn order_paid(account: &str, order: &Value, amount: i64) -> Value {
-    json!({"event_id": format!("evt_forged_{}_{amount}", order.str("id")), "merchant_id": account,
-           "type": "order.updated", "data": {
-        "id": order["gateway_order_id"], "order_id": order["id"], "status": "paid",
-        "amount": {"value": amount, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
 }
 
 /// `POST /callbacks/gateway` answers with `status` so far, from `/metrics`.
@@ -108,15 +101,15 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let topup_path = format!("/v1/topups/{}", topup.str("id"));
     let order = &topup["order"];
     assert_eq!(
-        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_updated("gw_g1", order, "paid", 1)).await,
         StatusCode::BAD_REQUEST
     );
     // The right amount and ids, but the gateway says the order is still pending: no effect.
     assert_eq!(
-        svc.gateway_callback("gw-g1-key-0001", &order_paid("gw_g1", order, 1_000_100)).await,
+        svc.gateway_callback("gw-g1-key-0001", &order_updated("gw_g1", order, "paid", 1_000_100)).await,
         StatusCode::OK
     );
-    let mut other_id = order_paid("gw_g1", order, 1_000_100);
+    let mut other_id = order_updated("gw_g1", order, "paid", 1_000_100);
     other_id["data"]["id"] = json!("go_not_this_order");
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &other_id).await, StatusCode::BAD_REQUEST);
     assert_eq!(g1.get(&topup_path).await["status"], "pending_payment");
@@ -126,13 +119,14 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     let g2 = gateway_merchant(&svc, "gw_g2", "gw-g2-key-0002").await;
     let (card2, order2) = unpaid_card(&g2).await;
     let unbound_before = unbound_metric(&svc, "gateway").await;
-    let as_g1 = order_paid("gw_g1", &order2, 300);
+    let as_g1 = order_updated("gw_g1", &order2, "paid", 300);
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g1).await, StatusCode::UNAUTHORIZED);
-    let as_g2 = order_paid("gw_g2", &order2, 300);
+    let as_g2 = order_updated("gw_g2", &order2, "paid", 300);
     assert_eq!(svc.gateway_callback("gw-g1-key-0001", &as_g2).await, StatusCode::UNAUTHORIZED);
     // The minter's key for G1's order, and for an address the minter's account never issued.
     assert_eq!(
-        svc.gateway_callback("gw-minter-key-0001", &order_paid("gw_minter", order, 1_000_100)).await,
+        svc.gateway_callback("gw-minter-key-0001", &order_updated("gw_minter", order, "paid", 1_000_100))
+            .await,
         StatusCode::UNAUTHORIZED
     );
     let mut elsewhere = deposit("gdp_never_logged_7f3a", "gw_g1", 10);
@@ -151,7 +145,7 @@ async fn forged_gateway_callbacks_change_nothing_and_a_genuine_payment_settles_o
     // Genuine payments settle exactly once, duplicates included.
     let order2_id = order2.str("id");
     let (status, paid) = g2.act(&format!("/v1/test_helpers/orders/{order2_id}/pay")).await;
-    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    assert_eq!((status, paid.str("status")), (StatusCode::OK, "paid"), "{paid}");
     let (status, _) = g2.act(&format!("/v1/test_helpers/orders/{order2_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(svc.gateway_callback("gw-g2-key-0002", &as_g2).await, StatusCode::OK, "a signed repeat");
@@ -182,25 +176,23 @@ const KNOWN_SECRET: &str = "known-channel-secret-0001";
 const INTRUDER_SECRET: &str = "intruder-channel-secret-0001";
 
 async fn channel_setup() -> ChannelSetup {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let (dir, data) = common::temp_data();
+    let svc = Service::start(&data, &[]);
     let m = svc.merchant("Channels").await;
     let mut ids = Vec::new();
     for (name, secret) in [("Known", KNOWN_SECRET), ("Intruder", INTRUDER_SECRET)] {
         let channel = json!({"name": name, "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
                              "api_key": format!("{name}-api-key-0001"), "webhook_secret": secret});
-        let (status, c) = svc.admin_post("/admin/v1/channels", channel).await;
-        assert_eq!(status, StatusCode::CREATED);
-        ids.push(c.str("id").to_owned());
+        ids.push(svc.admin_created("/admin/v1/channels", channel).await.str("id").to_owned());
     }
     let bin = json!({"bin": "222222", "channel_id": ids[0], "card_name": "PELAGO_VIRTUAL_USD",
                      "currency": "USD", "status": "active", "priority": -5});
-    assert_eq!(svc.admin_post("/admin/v1/bins", bin).await.0, StatusCode::CREATED);
+    svc.admin_created("/admin/v1/bins", bin).await;
     m.deposit(100_000).await;
     let (_, holder) = m.cardholder("Hopper").await;
     assert_eq!(holder["bin"], "222222", "{holder}");
     let (status, card) = m.open_card(holder.str("id")).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")), "{card}");
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "active"), "{card}");
     let card = card.str("id").to_owned();
     let (_, t) = m.topup(&card, 50_000).await;
     assert_eq!(t["status"], "succeeded", "{t}");
@@ -302,7 +294,7 @@ async fn receipts_are_for_posted_purchases_and_rechecked_when_used() {
     reversal["type"] = json!("reversal");
     reversal["related_transaction_id"] = reversed["id"].clone();
     let (status, t) = m.call(Method::POST, &path, Some(&reversal)).await;
-    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("reversed")), "{t}");
+    assert_eq!((status, t.str("status")), (StatusCode::CREATED, "reversed"), "{t}");
     let (_, verified) =
         svc.polyflow("/polyflow/v1/receipts/verify", Some(json!({"receipt": receipt["receipt"]}))).await;
     assert_eq!(verified["valid"], false, "{verified}");
@@ -411,7 +403,7 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     let order_id = order.str("id");
     assert_eq!(svc.admin_post(faults, fault("query_order", "error")).await.0, StatusCode::OK);
     let (status, paid) = g.act(&format!("/v1/test_helpers/orders/{order_id}/pay")).await;
-    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("pending")), "{paid}");
+    assert_eq!((status, paid.str("status")), (StatusCode::OK, "pending"), "{paid}");
     // A repeat of the callback meets the same fault: still pending.
     let (status, _) = g.act(&format!("/v1/test_helpers/orders/{order_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
@@ -458,7 +450,7 @@ async fn a_channel_notice_the_channel_cannot_confirm_yet_is_settled_once_by_the_
     let id = holder.str("id");
     let path = format!("/v1/cardholders/{id}");
     let (status, answer) = m.act(&format!("/v1/test_helpers/cardholders/{id}/approve")).await;
-    assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("pending")), "{answer}");
+    assert_eq!((status, answer.str("status")), (StatusCode::OK, "pending"), "{answer}");
     assert_eq!(m.events("cardholder.activated").await, 0);
     // Once the channel answers, the resolver settles it, once.
     svc.clear_channel_faults(&channel).await;

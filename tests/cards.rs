@@ -2,19 +2,15 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, all_bytes_under, ledger_balanced, secs};
+use common::{Json, Merchant, Service, ledger_balanced, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// A master-account merchant with a USD fee schedule and a funded balance.
+/// A master-account merchant with an application fee, a top-up fee and `deposit` USD.
 async fn funded_merchant(svc: &Service, application_fee: i64, deposit: i64) -> Merchant<'_> {
-    let m = svc.merchant("Cards").await;
-    m.fees(json!({"currency": "USD", "application_fee": {"fixed": application_fee}, "topup_fee": {"fixed": 100, "rate_bps": 150}}))
-        .await;
-    if deposit > 0 {
-        m.deposit(deposit).await;
-    }
-    m
+    let fees =
+        json!({"application_fee": {"fixed": application_fee}, "topup_fee": {"fixed": 100, "rate_bps": 150}});
+    svc.funded_merchant("Cards", fees, deposit).await
 }
 
 fn luhn(digits: &str) -> bool {
@@ -32,9 +28,7 @@ fn luhn(digits: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_account_card_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let svc = Service::start(&data, &[]);
+    let svc = Service::temp(&[]);
     let m = funded_merchant(&svc, 500, 10_000).await;
     let holder = m.active_cardholder().await;
 
@@ -50,12 +44,12 @@ async fn a_master_account_card_lifecycle() {
 
     // Freeze / unfreeze, and the state machine's refusals name the state.
     let (status, frozen) = m.act(&format!("/v1/cards/{id}/freeze")).await;
-    assert_eq!((status, frozen["status"].as_str()), (StatusCode::OK, Some("frozen")));
+    assert_eq!((status, frozen.str("status")), (StatusCode::OK, "frozen"));
     let (status, err) = m.act(&format!("/v1/cards/{id}/freeze")).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(err.str("error.message").contains("frozen"), "{err}");
     let (status, active) = m.act(&format!("/v1/cards/{id}/unfreeze")).await;
-    assert_eq!((status, active["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!((status, active.str("status")), (StatusCode::OK, "active"));
 
     // Details: live, Luhn-valid, on the BIN, no-store; never stored or logged.
     let mut pans = Vec::new();
@@ -89,7 +83,7 @@ async fn a_master_account_card_lifecycle() {
 
     // Delete: terminal.
     let (status, deleted) = m.delete(&format!("/v1/cards/{id}")).await;
-    assert_eq!((status, deleted["status"].as_str()), (StatusCode::OK, Some("deleted")));
+    assert_eq!((status, deleted.str("status")), (StatusCode::OK, "deleted"));
     let (status, _) = m.act(&format!("/v1/cards/{id}/unfreeze")).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -103,15 +97,10 @@ async fn a_master_account_card_lifecycle() {
     // Card data never reaches the data dir or the log.
     drop(m);
     drop(other);
-    assert!(svc.terminate().success());
-    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-    for (path, bytes) in all_bytes_under(&data) {
-        for (pan, _) in &pans {
-            assert!(!bytes.windows(pan.len()).any(|w| w == pan.as_bytes()), "a PAN is in {}", path.display());
-        }
-    }
-    for (pan, cvv) in &pans {
-        assert!(!log.contains(pan.as_str()), "a PAN is in the log");
+    let rest = svc.at_rest();
+    rest.assert_nowhere(&pans.iter().map(|(pan, _)| pan).collect::<Vec<_>>());
+    let log = rest.log_text();
+    for (_, cvv) in &pans {
         assert!(
             !log.contains(&format!("\"{cvv}\"")) && !log.contains(&format!("cvv={cvv}")),
             "a CVV is in the log"
@@ -138,7 +127,7 @@ async fn preconditions_and_insufficient_funds() {
     let free = svc.merchant("Free").await;
     let holder = free.active_cardholder().await;
     let (status, card) = free.open_card(&holder).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("active")));
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "active"));
     let listed = free.get(&format!("/v1/cards?cardholder_id={holder}&status=active")).await;
     assert_eq!(listed.count("data"), 1);
 }
@@ -152,17 +141,13 @@ async fn open_faults_are_resolved_and_refusals_return_the_fee() {
 
     svc.channel_fault(&channel, "open_card", "decline").await;
     let (status, card) = m.open_card(&holder).await;
-    assert_eq!((status, card["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{card}");
+    assert_eq!((status, card.str("status")), (StatusCode::CREATED, "failed"), "{card}");
     assert_eq!(m.available().await, 10_000, "the fee came back");
 
     for behavior in ["timeout", "error"] {
         svc.channel_fault(&channel, "open_card", behavior).await;
         let (status, card) = m.open_card(&holder).await;
-        assert_eq!(
-            (status, card["status"].as_str()),
-            (StatusCode::ACCEPTED, Some("processing")),
-            "{behavior}: {card}"
-        );
+        assert_eq!((status, card.str("status")), (StatusCode::ACCEPTED, "processing"), "{behavior}: {card}");
         let opened =
             m.poll(&format!("/v1/cards/{}", card.str("id")), secs(30), |c| c["status"] == "active").await;
         assert_eq!(opened.count("status_history"), 2, "{behavior}");

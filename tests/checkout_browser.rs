@@ -17,24 +17,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{eventually, secs};
+use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
-    CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, Outcome, PaymentGateway, SecretString,
+    CreateOrder, GatewayAccount, GatewayEvent, GatewayOrderStatus, PaymentGateway, SecretString,
 };
-use pelago_card::{
-    sandbox::{self, SandboxConfig},
-    upstream::{
-        UpstreamClient, UpstreamConfig,
-        callbacks::{self, GATEWAY_SIGNATURE_HEADER},
-    },
+use pelago_card::upstream::{
+    UpstreamClient, UpstreamConfig,
+    callbacks::{self, GATEWAY_SIGNATURE_HEADER},
 };
 use pelago_storage::{Currency, Money};
-use tokio::sync::oneshot;
 use warp::Filter;
 
-/// The control token the test starts the simulators with.
-const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 2_000;
 const MERCHANT_ID: &str = "gm_browser";
 const MERCHANT_KEY: &str = "gk_browser_test";
@@ -103,18 +97,11 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Ran {
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::exited(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     Ran {
         success: status.is_some_and(|s| s.success()),
         status: match status {
@@ -128,14 +115,6 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Ran {
 
 async fn run_blocking(cmd: Command, limit: Duration) -> Ran {
     tokio::task::spawn_blocking(move || run_bounded(cmd, limit)).await.unwrap()
-}
-
-fn done<T>(outcome: Outcome<T>) -> T {
-    match outcome {
-        Outcome::Done(t) => t,
-        Outcome::Declined { reason } => panic!("declined: {reason}"),
-        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
-    }
 }
 
 fn browser_dir() -> PathBuf {
@@ -164,30 +143,11 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
 
     let dir = tempfile::tempdir().unwrap();
     let (receiver_addr, arrived) = start_receiver().await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = SandboxConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        upstream_timeout_ms: TIMEOUT_MS,
-        control_token: SecretString::new(CONTROL_TOKEN.into()),
-    };
-    let (sandbox_addr, sandbox_task) = sandbox::serve(config, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
+    let sandbox_addr = sandbox.addr;
 
     let client = UpstreamClient::new(UpstreamConfig { timeout_ms: TIMEOUT_MS }).unwrap();
-    let control =
-        client.sandbox_control(&format!("http://{sandbox_addr}"), SecretString::new(CONTROL_TOKEN.into()));
-    control
-        .register_gateway_account(
-            MERCHANT_ID,
-            &SecretString::new(MERCHANT_KEY.into()),
-            &format!("http://{receiver_addr}/callbacks/gateway"),
-        )
-        .await
-        .unwrap();
+    let control = sandbox.with_gateway_account(&client, (MERCHANT_ID, MERCHANT_KEY), receiver_addr).await;
     let gateway: Arc<dyn PaymentGateway> = client.gateway(&control.gateway_base_url());
     let account =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
@@ -249,6 +209,5 @@ async fn checkout_page_pays_the_order_in_headless_chromium() {
     assert_eq!(paid.len(), 1, "expected exactly one paid callback: {arrived:?}");
     assert_eq!(arrived.len(), 1, "expected no other callbacks: {arrived:?}");
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(15), sandbox_task).await.unwrap().unwrap();
+    sandbox.stop().await;
 }

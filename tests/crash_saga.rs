@@ -82,10 +82,8 @@ async fn a_crash_after_the_channel_opened_the_card_charges_once_and_opens_that_c
 }
 
 async fn an_opening_that_died_at(failpoint: &'static str) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", failpoint)]);
+    let (_dir, data) = common::temp_data();
+    let svc = Service::armed(&data, failpoint);
     let (id, key, holder) =
         funded_merchant(&svc, json!({"currency": "USD", "application_fee": {"fixed": 500}})).await;
     let body = serde_json::to_vec(&json!({"cardholder_id": holder})).unwrap();
@@ -97,7 +95,7 @@ async fn an_opening_that_died_at(failpoint: &'static str) {
     assert!(open(&svc).await.is_err(), "the process aborts at the failpoint before it answers");
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
 
-    let svc = Service::start(&data, &env);
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let m = Merchant::of(&svc, &id, key.clone());
     // The resolver finishes the opening: one card, active, the fee charged once.
     let cards = m
@@ -139,10 +137,8 @@ async fn funded_card(svc: &Service) -> (String, Key, String) {
 /// answers that top-up (charged and funded nothing more); a new request tops
 /// the card up once more.
 async fn a_topup_that_died_at(failpoint: &'static str) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", failpoint)]);
+    let (_dir, data) = common::temp_data();
+    let svc = Service::armed(&data, failpoint);
     let (id, key, card) = funded_card(&svc).await;
     let body = serde_json::to_vec(&json!({"amount": {"value": 1_000, "currency": "USD"}})).unwrap();
     let path = format!("/v1/cards/{card}/topups");
@@ -154,7 +150,7 @@ async fn a_topup_that_died_at(failpoint: &'static str) {
     assert!(topup(&svc, "topup-after-crash").await.is_err(), "aborted at {failpoint}");
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
 
-    let svc = Service::start(&data, &env);
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let m = Merchant::of(&svc, &id, key.clone());
     let list = m
         .poll(&format!("/v1/cards/{card}/topups"), secs(30), |l| l["data"][0]["status"] == "succeeded")
@@ -306,10 +302,8 @@ mod three_step {
 /// the retry with that key holds and pays out once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-    let svc = Service::start(&data, &[env[0], ("PELAGO_FAILPOINTS", "withdrawals.after_hold")]);
+    let (_dir, data) = common::temp_data();
+    let svc = Service::armed(&data, "withdrawals.after_hold");
     let (merchant, key, _) = funded_card(&svc).await;
     let addresses = json!({"addresses": [{"address": "TXYZ0001", "network": "TRON", "label": "channel A"}]});
     let path = format!("/admin/v1/merchants/{merchant}/withdrawal-addresses");
@@ -322,7 +316,7 @@ async fn a_withdrawal_that_died_after_its_hold_is_released_and_its_key_freed() {
     };
     assert!(withdraw(&svc).await.is_err(), "aborted at the failpoint");
     assert!(!svc.wait_exit(Duration::from_secs(20)).success());
-    let svc = Service::start(&data, &env);
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let answer = eventually("the key freed", secs(30), async || {
         let r = withdraw(&svc).await.unwrap();
         let status = r.status();

@@ -34,12 +34,6 @@ async fn read_until_closed(conn: &mut TcpStream, since: Instant, bound: Duration
     }
 }
 
-async fn merchant_with_deposit(svc: &Service) -> Merchant<'_> {
-    let m = svc.merchant("Frontdoor").await;
-    m.deposit(10_000).await;
-    m
-}
-
 async fn deposit_event(m: &Merchant<'_>) -> String {
     let (status, events) = m.call(Method::GET, "/v1/events?type=deposit.succeeded", None).await;
     assert_eq!(status, StatusCode::OK, "{events}");
@@ -155,7 +149,7 @@ async fn unauthenticated_traffic_is_limited_per_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_pages_continue_to_the_end() {
     let svc = Service::temp(&[]);
-    let m = merchant_with_deposit(&svc).await;
+    let m = svc.funded_merchant("Frontdoor", Value::Null, 10_000).await;
     for _ in 0..2 {
         let (status, _) = m.deposit_of(500, "USD").await;
         assert_eq!(status, StatusCode::OK);
@@ -185,7 +179,7 @@ async fn callbacks_and_delivery_attempts_are_swept_after_retention() {
     let svc = Service::temp(&[("PELAGO_RETENTION_SECS", "1")]);
     // A deposit: a gateway callback is recorded, and its event (no webhook_url)
     // gets one recorded "not delivered" attempt.
-    let m = merchant_with_deposit(&svc).await;
+    let m = svc.funded_merchant("Frontdoor", Value::Null, 10_000).await;
     let event = deposit_event(&m).await;
     let deliveries = format!("/v1/events/{event}/deliveries");
     eventually("swept", secs(20), async || {
@@ -221,7 +215,7 @@ async fn delivery_to_a_refused_address_records_a_failed_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn card_details_are_no_store() {
     let svc = Service::temp(&[]);
-    let m = merchant_with_deposit(&svc).await;
+    let m = svc.funded_merchant("Frontdoor", Value::Null, 10_000).await;
     let (status, holder) = m.cardholder("Lovelace").await;
     assert_eq!(status, StatusCode::CREATED, "{holder}");
     let (status, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"], "reference": "c1"})).await;

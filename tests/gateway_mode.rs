@@ -8,12 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn gateway_merchant(svc: &Service) -> Merchant<'_> {
-    svc.merchant_with(json!({
-        "name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-        "gateway": {"merchant_id": "gw_mch_wallet", "api_key": "gw-wallet-key-0001"},
-        "fees": [{"currency": "USD", "application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100, "rate_bps": 150}}],
-    }))
-    .await
+    let fees = json!({"application_fee": {"fixed": 300}, "topup_fee": {"fixed": 100, "rate_bps": 150}});
+    svc.gateway_merchant("gw_mch_wallet", "gw-wallet-key-0001", fees).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,10 +35,10 @@ async fn fees_and_topups_are_paid_at_checkout() {
 
     // Paid: the card opens; a resent callback changes nothing.
     let (status, paid) = m.act(&format!("/v1/test_helpers/orders/{order_id}/pay")).await;
-    assert_eq!((status, paid["status"].as_str()), (StatusCode::OK, Some("paid")), "{paid}");
+    assert_eq!((status, paid.str("status")), (StatusCode::OK, "paid"), "{paid}");
     let card = m.get(&format!("/v1/cards/{card_id}")).await;
     assert_eq!(card["status"], "active", "{card}");
-    let path: Vec<&str> = card["status_history"].as_array().unwrap().iter().map(|h| h.str("to")).collect();
+    let path: Vec<&str> = card.strs("status_history", "to");
     assert_eq!(path, ["pending_payment", "processing", "active"]);
     let (status, _) = m.act(&format!("/v1/test_helpers/orders/{order_id}/resend-callback")).await;
     assert_eq!(status, StatusCode::OK);
@@ -52,7 +48,7 @@ async fn fees_and_topups_are_paid_at_checkout() {
 
     // A top-up: the cardholder pays amount + fee; the principal lands in pending.
     let (status, t) = m.topup(&card_id, 10_000).await;
-    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("pending_payment")), "{t}");
+    assert_eq!((status, t.str("status")), (StatusCode::CREATED, "pending_payment"), "{t}");
     assert_eq!(t["order"]["total"]["value"], 10_250);
     let tup = t.str("id").to_owned();
     let (status, _) = m.act(&format!("/v1/test_helpers/orders/{}/pay", t.str("order.id"))).await;

@@ -9,6 +9,8 @@
 //! - `src/flows/` (the sagas across actors) never imports `src/http`, and
 //!   runs on the core (`app::Core`), not on the HTTP state (`app::App`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 struct Rule {
@@ -61,19 +63,7 @@ fn root() -> PathBuf {
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    common::files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")).collect()
 }
 
 /// The code of a line: comments and string literals are not imports.

@@ -12,18 +12,10 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agreements_are_signed_superseded_and_resolved() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
     let m = svc.merchant("Agreements").await;
     let other = svc.merchant("Other").await;
-    let body = json!({
-        "type": "individual", "name": "Seller Approved", "email": "s@example.com", "phone": "+6591234567",
-        "country": "SG",
-        "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                       "id_document": {"type": "passport", "number": "P1234567"}},
-        "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-    });
-    let (_, rec) = m.call(Method::POST, "/v1/recipients", Some(&body)).await;
-    let rec = rec.str("id").to_owned();
+    let rec = common::marketplace::new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     let path = format!("/v1/recipients/{rec}/agreements");
     let post = |b: Value| {
         let (m, path) = (&m, path.clone());
@@ -46,11 +38,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
         (json!({"type": "commission", "max_commission_bps": "5"}), "max_commission_bps"),
     ] {
         let (status, e) = post(b.clone()).await;
-        assert_eq!(
-            (status, e["error"]["param"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(param)),
-            "{b}: {e}"
-        );
+        assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some(param)), "{b}: {e}");
     }
     let listed = m.get(&path).await;
     assert_eq!(listed["data"], json!([]), "nothing created by a refused request");
@@ -58,7 +46,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(r["capabilities"], json!({"receive_splits": false, "withdraw": true}));
 
     let (status, first) = post(json!({"type": "split"})).await;
-    assert_eq!((status, first["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{first}");
+    assert_eq!((status, first.str("status")), (StatusCode::CREATED, "signed"), "{first}");
     assert!(first["signed_at"].is_string() && first.str("id").starts_with("agr_"));
     let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true);
@@ -96,7 +84,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     };
     assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
     let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
-    assert_eq!((status, pending["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{pending}");
+    assert_eq!((status, pending.str("status")), (StatusCode::ACCEPTED, "pending"), "{pending}");
     let signed = |list: &Value| {
         list["data"].as_array().unwrap().iter().find(|a| a["id"] == pending["id"]).unwrap()["status"]
             == "signed"
@@ -105,7 +93,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
     assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
     let (status, failed) = post(json!({"type": "split"})).await;
-    assert_eq!((status, failed["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{failed}");
+    assert_eq!((status, failed.str("status")), (StatusCode::CREATED, "failed"), "{failed}");
     let r = m.get(&format!("/v1/recipients/{rec}")).await;
     assert_eq!(r["capabilities"]["receive_splits"], true, "the signed split agreement still holds");
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Json, Key, Service, all_bytes_under};
+use common::{Json, Key, Service};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -73,8 +73,7 @@ async fn unsigned_upload(svc: &Service, path: &str, len: usize, chunked: bool) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_bounded_checked_sealed_and_private() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Files Market").await;
     let other = svc.merchant("Other Market").await;
 
@@ -102,10 +101,7 @@ async fn files_are_bounded_checked_sealed_and_private() {
     ] {
         let (status, e) = upload(&svc, &m.key, content_type, &body, "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{content_type}: {e}");
-        assert_eq!(
-            (e["error"]["code"].as_str(), e["error"]["param"].as_str()),
-            (Some("invalid_request"), Some("file"))
-        );
+        assert_eq!((e["error"]["code"].as_str(), e.param()), (Some("invalid_request"), Some("file")));
     }
 
     // A 3 MiB PDF (above 64 KiB) with a marker that must not reach the disk in clear.
@@ -123,7 +119,7 @@ async fn files_are_bounded_checked_sealed_and_private() {
     let (status, again) = upload(&svc, &m.key, "application/pdf", &pdf, "file-1").await;
     assert_eq!((status, &again["id"]), (StatusCode::CREATED, &file["id"]));
     let (status, png) = upload(&svc, &m.key, "image/png", &png_magic, "").await;
-    assert_eq!((status, png["content_type"].as_str()), (StatusCode::CREATED, Some("image/png")));
+    assert_eq!((status, png.str("content_type")), (StatusCode::CREATED, "image/png"));
 
     let (status, got) = m.call(Method::GET, &format!("/v1/files/{id}"), None).await;
     assert_eq!((status, &got), (StatusCode::OK, &file));
@@ -133,19 +129,10 @@ async fn files_are_bounded_checked_sealed_and_private() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = m.call(Method::GET, &format!("/v1/files/{id}/content"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the content is never served");
-    let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let openapi = svc.documents(&[], &["/v1/files"]).await;
     let post = &openapi["paths"]["/v1/files"]["post"];
     assert!(post["requestBody"]["content"]["image/png"].is_object(), "{post}");
 
     // Sealed at rest: the marker is in no file of the data dir, nor in the log.
-    assert_eq!(svc.terminate().code(), Some(0));
-    for (path, bytes) in all_bytes_under(dir.path()) {
-        assert!(
-            !bytes.windows(marker.len()).any(|w| w == marker),
-            "{} holds the file in clear",
-            path.display()
-        );
-    }
-    let log = std::fs::read(dir.path().with_extension("log")).unwrap_or_default();
-    assert!(!log.windows(marker.len()).any(|w| w == marker));
+    svc.at_rest().assert_nowhere(&[marker]);
 }

@@ -827,7 +827,7 @@ fn check_answer(expect: &Expect, status: StatusCode, body: &Value, at: &str) {
         Expect::Refused(want, code, param) => {
             assert_eq!((status, body.code()), (*want, *code), "{at}: {body}");
             if let Some(param) = param {
-                assert_eq!(body["error"]["param"].as_str(), Some(param.as_str()), "{at}: {body}");
+                assert_eq!(body.param(), Some(param.as_str()), "{at}: {body}");
             }
         }
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, eventually, secs};
+use common::{Json, Merchant, Service, eventually, marketplace::new_recipient, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
@@ -28,16 +28,7 @@ impl Market<'_> {
 
     /// A recipient whose name ends with `last_word` (the sandbox's magic).
     async fn recipient(&self, last_word: &str) -> String {
-        let body = json!({
-            "type": "individual", "name": format!("Seller {last_word}"), "email": "s@example.com",
-            "phone": "+6591234567", "country": "SG",
-            "individual": {"first_name": "Sam", "last_name": "Seller", "date_of_birth": "1990-01-01",
-                           "id_document": {"type": "passport", "number": "P1234567"}},
-            "bank_account": {"holder_name": "Sam", "account_number": "ACC123456", "bank_code": "DBS", "kind": "personal"},
-        });
-        let (status, r) = self.call(Method::POST, "/v1/recipients", Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{r}");
-        r.str("id").to_owned()
+        new_recipient(self.svc, &self.key, &format!("Seller {last_word}"), "ACC123456").await
     }
 
     async fn onboard(&self, recipient: &str, kind: &str) -> (StatusCode, Value) {
@@ -82,8 +73,7 @@ fn state(o: &Value) -> (&str, &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Onboarding Market").await;
     // A plain receiver that keeps every webhook body it gets.
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -112,10 +102,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let prev = m.recipient("Previous").await;
     let path = format!("/v1/recipients/{prev}/onboardings");
     let (status, e) = m.call(Method::POST, &path, Some(json!({"type": "PREVIOUSLY_ONBOARDED"}))).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("provider_recipient_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("provider_recipient_id")));
     let body = json!({"type": "PREVIOUSLY_ONBOARDED", "provider_recipient_id": "gwr_previous_1"});
     let (status, previous) = m.call(Method::POST, &path, Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{previous}");
@@ -124,11 +111,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "an open one exists");
     let twin = m.recipient("Twin").await;
     let (status, e) = m.call(Method::POST, &format!("/v1/recipients/{twin}/onboardings"), Some(body)).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::CONFLICT, Some("provider_recipient_id")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::CONFLICT, Some("provider_recipient_id")), "{e}");
     let (status, e) = m
         .call(
             Method::POST,
@@ -136,10 +119,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
             Some(json!({"type": "ONE_STEP_ONBOARDING", "provider_recipient_id": "gwr_x1"})),
         )
         .await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("provider_recipient_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("provider_recipient_id")));
     let (status, rec) = m.call(Method::GET, &format!("/v1/recipients/{prev}"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rec["onboarding"]["status"], "SUCCEEDED");
@@ -210,7 +190,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     // A terminal onboarding: the recipient may onboard anew.
     let declined = m.one_step("Decline").await;
     let (status, again) = m.onboard(declined.str("recipient_id"), "TWO_STEP_ONBOARDING").await;
-    assert_eq!((status, again["status"].as_str()), (StatusCode::CREATED, Some("CREATED")));
+    assert_eq!((status, again.str("status")), (StatusCode::CREATED, "CREATED"));
 
     // — REJECTED/ERROR continue (after fixing the data) → PENDING; and cancel.
     let rejected = m.one_step("Reject").await;
@@ -231,13 +211,10 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let (_, two) = m.onboard(&rec, "TWO_STEP_ONBOARDING").await;
     assert_eq!(state(&two), ("CREATED", "not_started"));
     let (status, e) = m.act(&two, "continue", json!({})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("documents")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("documents")));
     let bad_doc = json!([{"file_id": "file_01JNOPE0000000000000000000", "type": "other"}]);
     let (status, e) = m.act(&two, "continue", json!({"documents": bad_doc})).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("documents[0].file_id"))
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("documents[0].file_id")));
     let pending = m.ok(&two, "continue", json!({"documents": doc})).await;
     assert_eq!(state(&pending), ("PENDING", "not_started"));
     assert_eq!(pending.count("documents"), 1);
@@ -280,10 +257,10 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     let owner = approved.str("recipient_id").to_owned();
     let target = m.recipient("Target").await;
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": owner})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("recipient_id")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("recipient_id")));
     let busy = previous.str("recipient_id");
     let (status, e) = m.act(&approved, "transfer", json!({"recipient_id": busy})).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::CONFLICT, Some("recipient_id")), "{e}");
+    assert_eq!((status, e.param()), (StatusCode::CONFLICT, Some("recipient_id")), "{e}");
     let moved = m.ok(&approved, "transfer", json!({"recipient_id": target})).await;
     assert_eq!(moved["recipient_id"], target.as_str());
     let last_entry = moved["history"].as_array().unwrap().last().unwrap().clone();
@@ -416,21 +393,8 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
 
     // The numbers sent to the gateway in every submission are in clear nowhere:
     // not in Pelago's store, the simulator's, or the log.
-    assert_eq!(svc.terminate().code(), Some(0));
-    let log = std::fs::read(dir.path().with_extension("log")).unwrap_or_default();
-    let mut places = common::all_bytes_under(dir.path());
-    places.push(("log".into(), log));
-    assert!(
-        places.iter().any(|(p, _)| p.starts_with(dir.path().join("sandbox"))),
-        "the simulator's store is scanned"
-    );
-    for secret in ["ACC123456", "P1234567"] {
-        for (place, bytes) in &places {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} in {}",
-                place.display()
-            );
-        }
-    }
+    let sandbox = svc.data_dir.join("sandbox");
+    let rest = svc.at_rest();
+    assert!(rest.files.iter().any(|(p, _)| p.starts_with(&sandbox)), "the simulator's store is scanned");
+    rest.assert_nowhere(&["ACC123456", "P1234567"]);
 }

@@ -11,8 +11,7 @@ async fn the_marketplace_walkthrough_runs_as_written() {
     // Marketplace I, then Marketplace II in the same shell (it uses `$SELLER`).
     let script = common::readme::block_after("<!-- marketplace walkthrough")
         + &common::readme::block_after("<!-- marketplace II walkthrough");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[("PELAGO_ADMIN_TOKEN", common::UNSET)]);
     let out = common::readme::run(&svc, &data, script).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

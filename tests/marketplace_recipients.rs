@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Json, Service, all_bytes_under};
+use common::{Json, Service};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -50,8 +50,7 @@ fn with(base: &Value, path: &str, value: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &[]);
+    let svc = Service::temp(&[]);
     let m = svc.merchant("Market One").await;
     let other = svc.merchant("Market Two").await;
 
@@ -161,12 +160,12 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
 
     // PATCH: any field but type, same rules; a refusal changes nothing.
     let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"type": "business"}))).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("type")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("type")));
     let bad_bank = json!({"bank_account": {"holder_name": "Ada", "account_number": "NEW000111", "bank_code": "DBS", "kind": "corporate"}});
     let (status, e) = m.call(Method::PATCH, &path, Some(&bad_bank)).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("bank_account.kind")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("bank_account.kind")));
     let (status, e) = m.call(Method::PATCH, &path, Some(&json!({"business": biz["business"]}))).await;
-    assert_eq!((status, e["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("business")));
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("business")));
     let patch = json!({"name": "Ada's Shop", "reference": "seller-9",
         "bank_account": {"holder_name": "Ada", "account_number": "NEW000222", "bank_code": "DBS", "kind": "personal"}});
     let (status, patched) = m.call(Method::PATCH, &path, Some(&patch)).await;
@@ -188,18 +187,7 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
         assert!(view.contains("****"), "{view}");
         debug.push_str(&view);
     }
-    assert_eq!(svc.terminate().code(), Some(0));
-    let log = std::fs::read(dir.path().with_extension("log")).unwrap_or_default();
-    let mut places = all_bytes_under(dir.path());
-    places.push(("log".into(), log));
-    places.push(("debug API".into(), debug.into_bytes()));
-    for secret in [PASSPORT, ACCOUNT, REP_ID, "NEW000222", "CORP000111222"] {
-        for (place, bytes) in &places {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{secret} in clear in {}",
-                place.display()
-            );
-        }
-    }
+    let mut rest = svc.at_rest();
+    rest.files.push(("debug API".into(), debug.into_bytes()));
+    rest.assert_nowhere(&[PASSPORT, ACCOUNT, REP_ID, "NEW000222", "CORP000111222"]);
 }

@@ -16,9 +16,17 @@ use common::{
         events_of, fault, next_day_settled, payment_helper, payment_until, seller, seller_balance,
         split_batch, usd,
     },
+    secs,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+/// The merchant `Market` and its seller `A` (split and commission of 1000 bps signed).
+async fn market(svc: &Service) -> (Merchant<'_>, String) {
+    let m = svc.merchant("Market").await;
+    let (a, _) = seller(svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    (m, a)
+}
 
 /// §8's example: 1000 = PURCHASE 900 to `seller` + COMMISSION 100 (its cap at 1000 bps).
 async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
@@ -36,13 +44,14 @@ async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
     id
 }
 
-/// A payment of 1000 (§8's example), settled and split.
-async fn split_1000(m: &Merchant<'_>, seller: &str) -> String {
-    let p = paid_1000(m, seller).await;
-    next_day_settled(m.svc).await;
-    let (status, batch) = split_batch(m.svc, &m.key, &[&p]).await;
+/// [`market`] with a payment of 1000 (§8's example), settled and split: (merchant, seller, payment).
+async fn split_market(svc: &Service) -> (Merchant<'_>, String, String) {
+    let (m, a) = market(svc).await;
+    let p = paid_1000(&m, &a).await;
+    next_day_settled(svc).await;
+    let (status, batch) = split_batch(svc, &m.key, &[&p]).await;
     assert_eq!((status, batch.str("items.0.status")), (StatusCode::CREATED, "executed"), "{batch}");
-    p
+    (m, a, p)
 }
 
 async fn refund(m: &Merchant<'_>, payment: &str, body: Value) -> (StatusCode, Value) {
@@ -56,8 +65,7 @@ fn portion(line: i64, value: i64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refund_check_answers_in_order_and_writes_nothing() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let (m, a) = market(&svc).await;
     let p = paid_1000(&m, &a).await;
     let before = m.get(&format!("/v1/payments/{p}")).await;
 
@@ -191,9 +199,7 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_of_section_8_end_to_end() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
-    let p = split_1000(&m, &a).await;
+    let (m, a, p) = split_market(&svc).await;
     assert_eq!(seller_balance(m.svc, &m.key, &a).await, (0, 900));
     assert_eq!(m.available_and_pending().await, (100, 0));
 
@@ -232,25 +238,14 @@ async fn the_example_of_section_8_end_to_end() {
     let (status, e) = refund(&m, &p, json!({"amount": usd(1)})).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 1)]})).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")), "{e}");
     let (status, e) = m.act(&format!("/v1/payments/{p}/cancel-or-refund")).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     assert_eq!(events_of(&svc, &m.key, "payment.refunded", &p).await, 2);
     ledger_balanced(&svc).await;
 
-    let openapi: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for (path, method) in [
-        ("/v1/payments/{id}/refunds", "post"),
-        ("/v1/payments/{id}/refunds", "get"),
-        ("/v1/refunds/{id}", "get"),
-    ] {
-        assert!(openapi["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
-    }
-    assert!(openapi["paths"]["/v1/payments/{id}/refunds"]["post"]["requestBody"].is_object());
+    let refunds = "/v1/payments/{id}/refunds";
+    svc.documents(&[(refunds, "post"), (refunds, "get"), ("/v1/refunds/{id}", "get")], &[refunds]).await;
 }
 
 /// Before the split the parties' in-transit gives the refund back; the split
@@ -259,9 +254,8 @@ async fn the_example_of_section_8_end_to_end() {
 /// it with its stored request id, once; a split processing keeps refunds out (409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_split_and_an_unknown_outcome_settled_once() {
-    let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
+    let svc = Service::temp(&[common::FAST_UPSTREAMS]);
+    let (m, a) = market(&svc).await;
     let p = paid_1000(&m, &a).await;
     let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
     let path = format!("/v1/payments/{p}/refunds");
@@ -282,16 +276,12 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
     next_day_settled(&svc).await;
     let (status, e) = split_batch(&svc, &m.key, &[&p]).await;
     assert_eq!(
-        (status, e.code(), e["error"]["param"].as_str()),
+        (status, e.code(), e.param()),
         (StatusCode::CONFLICT, "invalid_state", Some("items[0].payment_id")),
         "a refund is processing: {e}"
     );
     let id = r.str("id").to_owned();
-    let done = common::eventually("the resolver settles the refund", common::secs(30), async || {
-        let r = m.get(&format!("/v1/refunds/{id}")).await;
-        common::when(r["status"] != "processing", r)
-    })
-    .await;
+    let done = m.poll(&format!("/v1/refunds/{id}"), secs(30), |r| r["status"] != "processing").await;
     assert_eq!(done.str("status"), "succeeded", "{done}");
     assert_eq!(events_of(&svc, &m.key, "refund.succeeded", &id).await, 1);
     let pay = payment_until(&svc, &m.key, &p, |p| p["refunded_amount"]["value"] == 400).await;
@@ -332,9 +322,7 @@ async fn before_the_split_and_an_unknown_outcome_settled_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_split_channel_only_split_only_declined_and_402() {
     let svc = Service::temp(&[]);
-    let m = svc.merchant("Market").await;
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
-    let p = split_1000(&m, &a).await;
+    let (m, a, p) = split_market(&svc).await;
 
     let (status, r) = refund(&m, &p, json!({"amount": usd(50)})).await;
     assert_eq!((status, r.str("status"), r.count("splits")), (StatusCode::CREATED, "succeeded", 0), "{r}");
@@ -381,11 +369,7 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
     assert_eq!(m.available_and_pending().await, (150, 0));
     // A line's rest bounds its portion (check 5 answers before any balance is read).
     let (status, e) = refund(&m, &p, json!({"splits": [portion(0, 801)]})).await;
-    assert_eq!(
-        (status, e["error"]["param"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")),
-        "{e}"
-    );
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("splits[0].amount.value")), "{e}");
     ledger_balanced(&svc).await;
 }
 
@@ -395,38 +379,24 @@ async fn after_the_split_channel_only_split_only_declined_and_402() {
 /// request id, and the buyer is refunded once, the entry booked once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_refund_refunds_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let timeout = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_fence")]);
-    let m = svc.merchant("Market").await;
+    let (_dir, data) = common::temp_data();
+    let svc = Service::armed(&data, "refund.after_fence");
+    let (m, a) = market(&svc).await;
     let (key, merchant_id) = (m.key.clone(), m.id.clone());
-    let (a, _) = seller(&svc, &m.key, "Seller Approved", true, Some(1000)).await;
     let p = paid_1000(&m, &a).await;
     let path = format!("/v1/payments/{p}/refunds");
-    let body = serde_json::to_vec(&json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]}))
-        .unwrap();
-    let post = |svc: &Service| {
-        svc.signed_with_key(&key, reqwest::Method::POST, &path, &body, "refund-crash")
-            .header("content-type", "application/json")
-            .send()
-    };
-    assert!(post(&svc).await.is_err(), "aborted at the failpoint before the gateway call");
-    assert!(!svc.wait_exit(std::time::Duration::from_secs(20)).success());
+    let body = json!({"amount": usd(300), "splits": [portion(0, 270), portion(1, 30)]});
+    svc.aborts(&key, &path, &body, "refund-crash").await;
 
     // The resolver asks the gateway; the process dies again once it refunded.
-    let svc = Service::start(&data, &[timeout, ("PELAGO_FAILPOINTS", "refund.after_gateway")]);
-    assert!(!svc.wait_exit(std::time::Duration::from_secs(30)).success(), "the resolver reached the gateway");
+    let svc = Service::armed(&data, "refund.after_gateway");
+    svc.dies(secs(30), "the resolver reached the gateway");
 
-    let svc = Service::start(&data, &[timeout]);
-    let m = Merchant::of(&svc, &merchant_id, key.clone());
-    let listed = common::eventually("the resolver records the refund", common::secs(30), async || {
-        let l = m.get(&path).await;
-        common::when(l["data"][0]["status"] == "succeeded", l)
-    })
-    .await;
+    let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
+    let m = Merchant::of(&svc, &merchant_id, key);
+    let listed = m.poll(&path, secs(30), |l| l["data"][0]["status"] == "succeeded").await;
     assert_eq!(listed.count("data"), 1, "one refund: {listed}");
-    let retried: Value = post(&svc).await.unwrap().json().await.unwrap();
+    let (_, retried) = m.post_once(&path, &body, "refund-crash").await;
     assert_eq!(
         (retried.str("id"), retried.str("status")),
         (listed.str("data.0.id"), "succeeded"),

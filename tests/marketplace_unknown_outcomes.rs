@@ -7,17 +7,11 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, marketplace::recipient_body, secs};
+use common::{Json, Merchant, Service, marketplace::new_recipient, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const ENV: &[(&str, &str)] = &[("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
-
-async fn recipient(m: &Merchant<'_>, name: &str) -> String {
-    let (status, r) = m.post("/v1/recipients", recipient_body(name, "ACC123456")).await;
-    assert_eq!(status, StatusCode::CREATED, "{r}");
-    r.str("id").to_owned()
-}
+const ENV: &[(&str, &str)] = &[common::FAST_UPSTREAMS];
 
 async fn fault(svc: &Service, behavior: &str, delay_ms: u64) {
     svc.gateway_fault(
@@ -45,7 +39,7 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
     let m = svc.merchant("Unknowns").await;
 
     // Timeout: applied at the gateway, answered too late → 202, then its decision.
-    let rec = recipient(&m, "Seller Approved").await;
+    let rec = new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     fault(&svc, "timeout", 0).await;
     let (status, o) = one_step(&m, &rec).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
@@ -60,7 +54,7 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
     );
 
     // 500, nothing applied: 202, then the retried request id is decided (here: declined).
-    let rec = recipient(&m, "Seller Decline").await;
+    let rec = new_recipient(&svc, &m.key, "Seller Decline", "ACC123456").await;
     fault(&svc, "error", 0).await;
     let (status, o) = one_step(&m, &rec).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{o}");
@@ -68,13 +62,13 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
     assert_eq!(done["status"], "DECLINED", "{done}");
 
     // A definite refusal of a creation: REJECTED (201).
-    let rec = recipient(&m, "Seller Approved").await;
+    let rec = new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     fault(&svc, "decline", 0).await;
     let (status, o) = one_step(&m, &rec).await;
-    assert_eq!((status, o["status"].as_str()), (StatusCode::CREATED, Some("REJECTED")), "{o}");
+    assert_eq!((status, o.str("status")), (StatusCode::CREATED, "REJECTED"), "{o}");
 
     // Of a continue: 502, nothing changed.
-    let rec = recipient(&m, "Seller Approved").await;
+    let rec = new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     let path = format!("/v1/recipients/{rec}/onboardings");
     let (_, two) = m.post(&path, json!({"type": "TWO_STEP_ONBOARDING"})).await;
     let r = svc
@@ -95,11 +89,7 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
         (Some("CREATED"), &two["version"], &Value::Null)
     );
     let (status, o) = m.call(Method::POST, &cont, Some(&docs)).await;
-    assert_eq!(
-        (status, o["status"].as_str()),
-        (StatusCode::OK, Some("SUCCEEDED")),
-        "a retry goes through: {o}"
-    );
+    assert_eq!((status, o.str("status")), (StatusCode::OK, "SUCCEEDED"), "a retry goes through: {o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +98,7 @@ async fn a_sigkill_during_a_submission_ends_with_one_gateway_onboarding() {
     let svc = Service::start(dir.path(), ENV);
     let m = svc.merchant("Crashy").await;
     let (id, key) = (m.id.clone(), m.key.clone());
-    let rec = recipient(&m, "Seller CompliancePending").await;
+    let rec = new_recipient(&svc, &m.key, "Seller CompliancePending", "ACC123456").await;
     fault(&svc, "delay", 5_000).await;
     let body = serde_json::to_vec(&json!({"type": "ONE_STEP_ONBOARDING"})).unwrap();
     let in_flight = svc

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Json, Key, Merchant, Service, all_bytes_under};
+use common::{Json, Key, Merchant, Service};
 use pelago_card::security::signing::{SignedRequest, sign};
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
@@ -84,9 +84,7 @@ async fn code(r: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onboarding_and_administration() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let svc = Service::start(&data, &[]);
+    let svc = Service::temp(&[]);
     let (status, created) = svc.admin_post("/admin/v1/merchants", json!({
             "name": "Acme Wallet", "funding_mode": "gateway",
             "webhook_url": "https://hooks.example.com/pelago",
@@ -198,24 +196,14 @@ async fn onboarding_and_administration() {
         "gwkey-secret-value-123".to_owned(),
         new_whsec,
     ];
-    let status = svc.terminate();
-    assert!(status.success());
-    for (path, bytes) in all_bytes_under(&data) {
-        for s in &secrets {
-            assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "a secret is in {}", path.display());
-        }
-    }
-    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-    assert!(log.contains("merchant created"), "the log was captured");
-    for s in &secrets {
-        assert!(!log.contains(s.as_str()), "a secret is in the log");
-    }
+    let rest = svc.at_rest();
+    assert!(rest.log_text().contains("merchant created"), "the log was captured");
+    rest.assert_nowhere(&secrets);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_signing_per_security_md() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let signer = svc.merchant("Signer").await;
     let (merchant_id, key) = (&signer.id, signer.key.clone());
@@ -276,14 +264,10 @@ async fn request_signing_per_security_md() {
     let second: Value =
         svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{merchant_id}/api-keys"), None).await.1;
     let second = Key { key_id: second.str("key_id").to_owned(), secret: second.str("secret").to_owned() };
-    assert_eq!(
-        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    let events =
+        async |key: &Key| code(svc.signed(key, Method::GET, "/v1/events", b"").send().await.unwrap()).await;
+    assert_eq!(events(&second).await.0, StatusCode::OK);
+    assert_eq!(events(&key).await.0, StatusCode::OK);
     let (revoked_status, _) = svc
         .admin_json(
             Method::DELETE,
@@ -292,21 +276,12 @@ async fn request_signing_per_security_md() {
         )
         .await;
     assert_eq!(revoked_status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        svc.signed(&key, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(events(&key).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(events(&second).await.0, StatusCode::OK);
 
     // Suspended merchant: 403.
     svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "suspended"})).await;
-    assert_eq!(
-        code(svc.signed(&second, Method::GET, "/v1/events", b"").send().await.unwrap()).await,
-        (StatusCode::FORBIDDEN, "forbidden".into())
-    );
+    assert_eq!(events(&second).await, (StatusCode::FORBIDDEN, "forbidden".into()));
     svc.admin_patch(&format!("/admin/v1/merchants/{merchant_id}"), json!({"status": "active"})).await;
 
     // A nonce is remembered across a restart.
@@ -393,7 +368,7 @@ async fn per_merchant_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_every_route_with_its_credentials() {
     let svc = Service::temp(&[]);
-    let doc: Value = svc.http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc = svc.documents(&[], &[]).await;
     assert_eq!(doc["openapi"], "3.1.0");
     for route in pelago_card::http::routes() {
         let op = &doc["paths"][route.pattern][route.method.as_str().to_ascii_lowercase()];
@@ -466,8 +441,7 @@ async fn bound_post(svc: &Service, path: &str, key: &str) -> Value {
 /// between the two), a retry gets the same answer and no second effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let id = svc.merchant("Bound").await.id;
     let key1 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/api-keys"), "issue-1").await;

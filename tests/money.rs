@@ -36,8 +36,7 @@ async fn deposits_are_credited_once_and_the_ledger_balances() {
     let t = &txns["data"][0];
     assert_eq!((t["type"].as_str(), t["amount"]["value"].as_i64()), (Some("deposit"), Some(250_000)));
     assert_eq!(t["balance_after"], json!({"available": 250_000, "pending": 0}));
-    let events = m.get("/v1/events?type=deposit.succeeded").await;
-    assert_eq!(events.count("data"), 1);
+    assert_eq!(m.events("deposit.succeeded").await, 1);
 
     // Bad amounts are refused, never coerced.
     for (amount, param) in [
@@ -49,11 +48,7 @@ async fn deposits_are_credited_once_and_the_ledger_balances() {
     ] {
         let (status, err) =
             m.post("/v1/test_helpers/deposits", json!({"amount": amount, "network": "TRON"})).await;
-        assert_eq!(
-            (status, err["error"]["param"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(param)),
-            "{amount}"
-        );
+        assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some(param)), "{amount}");
     }
 
     let check = ledger_balanced(&svc).await;

@@ -8,13 +8,8 @@
 mod common;
 
 use common::{Json, Service, clock, ledger_balanced, rng::Rng, secs};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
-async fn admin(svc: &Service, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = svc.admin(method, path).json(&body).send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
+use reqwest::StatusCode;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_follow_a_simple_model_over_random_sequences() {
@@ -26,15 +21,11 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
         let mut rng = Rng::new(seed);
         let m = svc.merchant(&format!("Model {seed}")).await;
         let merchant = m.id.clone();
-        admin(&svc, Method::PUT, &format!("/admin/v1/merchants/{merchant}/withdrawal-addresses"),
-            json!({"addresses": [{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]})).await;
-        let (_, holder) = m.post("/v1/cardholders", json!({
-            "card_name": "PELAGO_VIRTUAL_USD", "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
-            "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-            "id_document": {"type": "passport", "number": "E1234567"},
-            "address": {"line1": "1 Main St", "city": "Singapore", "postal_code": "018989", "country": "SG"}})).await;
-        let (_, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;
-        let card = card.str("id").to_owned();
+        m.withdrawal_addresses(
+            json!([{"address": "TOK1", "network": "TRON"}, {"address": "FAILX", "network": "TRON"}]),
+        )
+        .await;
+        let card = m.card_id().await;
 
         // The model: available balance, the card's funded total, the current fee schedule.
         let (mut available, mut funded, mut fixed, mut bps) = (0i64, 0i64, 0i64, 0i64);
@@ -49,13 +40,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                 1 | 2 => {
                     let refused = rng.below(4) == 0;
                     if refused {
-                        admin(
-                            &svc,
-                            Method::POST,
-                            &format!("/admin/v1/test_helpers/channels/{channel}/faults"),
-                            json!({"operation": "topup", "behavior": "decline", "count": 1}),
-                        )
-                        .await;
+                        svc.channel_fault(&channel, "topup", "decline").await;
                     }
                     let fee = fixed + (value * bps + 5_000) / 10_000;
                     let (status, t) = m
@@ -67,13 +52,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                     if available < value + fee {
                         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}: {t}");
                         if refused {
-                            admin(
-                                &svc,
-                                Method::DELETE,
-                                &format!("/admin/v1/test_helpers/channels/{channel}/faults"),
-                                json!({}),
-                            )
-                            .await;
+                            svc.clear_channel_faults(&channel).await;
                         }
                     } else if refused {
                         assert_eq!(t["status"], "failed", "seed {seed} step {step}");
@@ -87,13 +66,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                 3 => {
                     let fail = rng.below(3) == 0;
                     let address = if fail { "FAILX" } else { "TOK1" };
-                    let (status, w) = admin(
-                        &svc,
-                        Method::POST,
-                        &format!("/admin/v1/merchants/{merchant}/withdrawals"),
-                        json!({"amount": {"value": value, "currency": "USD"}, "address": address}),
-                    )
-                    .await;
+                    let (status, w) = m.withdraw(value, address).await;
                     if available < value {
                         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}");
                     } else {
@@ -111,19 +84,12 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                 4 => {
                     fixed = rng.below(300) as i64;
                     bps = rng.below(500) as i64;
-                    let (status, _) = admin(
-                        &svc,
-                        Method::PUT,
-                        &format!("/admin/v1/merchants/{merchant}/fees"),
-                        json!({"currency": "USD", "topup_fee": {"fixed": fixed, "rate_bps": bps}}),
-                    )
-                    .await;
-                    assert_eq!(status, StatusCode::OK);
+                    m.fees(json!({"currency": "USD", "topup_fee": {"fixed": fixed, "rate_bps": bps}})).await;
                 }
                 _ => {
                     // Master-account money never waits in pending: a settlement moves nothing.
                     let date = clock::date(clock::day_after(today, rng.below(28) as i64, 0, 0, 0));
-                    admin(&svc, Method::POST, "/admin/v1/settlement/runs", json!({"date": date})).await;
+                    svc.admin_post("/admin/v1/settlement/runs", json!({"date": date})).await;
                 }
             }
             let b = m.get("/v1/balance").await;

@@ -5,14 +5,13 @@
 
 mod common;
 
-use common::Service;
+use common::{Json, Service};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_walkthrough_runs_as_written() {
     let script = common::readme::block_after("<!-- walkthrough");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     // As a newcomer's: the admin token is generated into the data dir.
     let svc = Service::start(&data, &[("PELAGO_ADMIN_TOKEN", common::UNSET)]);
     let out = common::readme::run(&svc, &data, script).await;
@@ -31,8 +30,7 @@ async fn the_readme_walkthrough_runs_as_written() {
         "{card}"
     );
     let events = docs.next().unwrap().unwrap();
-    let types: Vec<&str> =
-        events["data"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = events.strs("data", "type");
     for expected in ["card.opened", "order.paid", "topup.succeeded", "transaction.created"] {
         assert!(types.contains(&expected), "no {expected} in {types:?}");
     }

@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use common::{Service, clock, send};
+use common::{Json, Merchant, Service, clock, send};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -22,13 +22,7 @@ fn local_date(at: DateTime<Utc>) -> NaiveDate {
 }
 
 async fn trigger(svc: &Service, date: &str) -> (StatusCode, Value) {
-    let r = svc
-        .admin(Method::POST, "/admin/v1/reconciliation/runs")
-        .json(&json!({"date": date}))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
+    svc.admin_post("/admin/v1/reconciliation/runs", json!({"date": date})).await
 }
 
 async fn run_completed(svc: &Service, date: &str) -> Value {
@@ -41,8 +35,7 @@ async fn download(svc: &Service, key: &common::Key, path: &str) -> reqwest::Resp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let common::Merchant { key, .. } = svc.merchant("Accountant").await;
     let today = local_date(clock::now(&svc).await);
     // The day the merchant was created in; it is over once the clock moves below.
@@ -62,17 +55,13 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
     let (status, body) = send(&svc, &key, Method::GET, &format!("/v1/reconciliation/{today}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let due = format!("{} 10:00 +08:00", today.succ_opt().unwrap());
-    assert!(body["error"]["message"].as_str().unwrap().contains(&due), "{body}");
+    assert!(body.str("error.message").contains(&due), "{body}");
 
     // Today is not over: 409; a bad date: 400.
     let (status, body) = trigger(&svc, &today.to_string()).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("invalid_state")),
-        "{body}"
-    );
+    assert_eq!((status, body.code()), (StatusCode::CONFLICT, "invalid_state"), "{body}");
     let (status, body) = trigger(&svc, "2026-02-30").await;
-    assert_eq!((status, body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("date")), "{body}");
+    assert_eq!((status, body.param()), (StatusCode::BAD_REQUEST, Some("date")), "{body}");
 
     // The next local day begins (00:30 at +08:00): the merchant's first day is over.
     let next_day = today.succ_opt().unwrap().and_hms_opt(0, 30, 0).unwrap();
@@ -82,7 +71,7 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
     // That day: one run, whatever the number of asks.
     let (status, first) = trigger(&svc, &first_day).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
-    assert!(first["id"].as_str().unwrap().starts_with("rcn_"), "{first}");
+    assert!(first.str("id").starts_with("rcn_"), "{first}");
     let done = run_completed(&svc, &first_day).await;
     let (_, again) = trigger(&svc, &first_day).await;
     assert_eq!((again["id"].clone(), done["id"].clone()), (first["id"].clone(), first["id"].clone()));
@@ -122,8 +111,7 @@ async fn routes_refuse_what_they_must_and_an_empty_day_is_the_header_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_job_catches_up_the_days_a_clock_jump_skipped_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(&dir.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let common::Merchant { key, .. } = svc.merchant("Sleeper").await;
     let now = clock::now(&svc).await;
     // Three days on, just past 02:00 UTC: three (or four) 02:00 instants were crossed.
@@ -158,12 +146,8 @@ async fn the_daily_job_catches_up_the_days_a_clock_jump_skipped_once_each() {
     }
     let (_, events) =
         send(&svc, &key, Method::GET, "/v1/events?type=reconciliation.ready&limit=100", None).await;
-    let mut dates: Vec<String> = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["object"]["date"].as_str().unwrap().to_owned())
-        .collect();
+    let mut dates: Vec<String> =
+        events["data"].as_array().unwrap().iter().map(|e| e.str("data.object.date").to_owned()).collect();
     let total = dates.len();
     dates.sort();
     dates.dedup();
@@ -250,7 +234,7 @@ async fn every_flow_of_two_days_is_in_both_files_column_by_column() {
     });
     let (status, p) = create_payment(&svc, &key, &body).await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
-    let pay = p["id"].as_str().unwrap().to_owned();
+    let pay = p.str("id").to_owned();
     assert_eq!(payment_helper(&svc, &key, &pay, "pay").await["status"], "SUCCEEDED");
 
     // D2, 10:00 local: T+1 settles it; the split; a refund; a withdrawal (inside the window).
@@ -258,31 +242,17 @@ async fn every_flow_of_two_days_is_in_both_files_column_by_column() {
     clock::set(&svc, next).await;
     common::settle(&svc, &clock::date(clock::day_after(start, 2, 0, 0, 0))).await;
     let (status, batch) = split_batch(&svc, &key, &[&pay]).await;
-    assert_eq!(
-        (status, batch["items"][0]["status"].as_str()),
-        (StatusCode::CREATED, Some("executed")),
-        "{batch}"
-    );
-    let (status, refund) = send(
-        &svc,
-        &key,
-        Method::POST,
-        &format!("/v1/payments/{pay}/refunds"),
-        Some(&json!({"amount": usd(200), "splits": [{"line": 0, "amount": usd(180)}]})),
-    )
-    .await;
-    assert_eq!((status, refund["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{refund}");
-    let rfd = refund["id"].as_str().unwrap().to_owned();
-    let (status, w) = send(
-        &svc,
-        &key,
-        Method::POST,
-        &format!("/v1/recipients/{a}/withdrawals"),
-        Some(&json!({"amount": usd(500), "commission": usd(25)})),
-    )
-    .await;
-    assert_eq!((status, w["status"].as_str()), (StatusCode::CREATED, Some("succeeded")), "{w}");
-    let rwd = w["id"].as_str().unwrap().to_owned();
+    assert_eq!((status, batch.str("items.0.status")), (StatusCode::CREATED, "executed"), "{batch}");
+    let m = Merchant::of(&svc, &merchant, key.clone());
+    let refund = json!({"amount": usd(200), "splits": [{"line": 0, "amount": usd(180)}]});
+    let (status, refund) = m.post(&format!("/v1/payments/{pay}/refunds"), refund).await;
+    assert_eq!((status, refund.str("status")), (StatusCode::CREATED, "succeeded"), "{refund}");
+    let rfd = refund.str("id").to_owned();
+    let (status, w) = m
+        .post(&format!("/v1/recipients/{a}/withdrawals"), json!({"amount": usd(500), "commission": usd(25)}))
+        .await;
+    assert_eq!((status, w.str("status")), (StatusCode::CREATED, "succeeded"), "{w}");
+    let rwd = w.str("id").to_owned();
 
     // Both days over: their runs.
     clock::set(&svc, clock::day_after(start, 3, 2, 0, 5)).await;

@@ -219,24 +219,13 @@ async fn a_short_token_file_stops_the_start() {
 /// Mode bits of every directory and file under `dir` (itself included) that
 /// others (group or world) may use.
 fn open_to_others(dir: &Path) -> Vec<(String, u32)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut found = vec![];
     if mode(dir) != 0o700 {
         found.push((dir.display().to_string(), mode(dir)));
     }
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let bits = mode(&path);
-            if bits & 0o077 != 0 {
-                found.push((path.display().to_string(), bits));
-            }
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
+    let open = common::paths_under(dir).into_iter().filter(|p| mode(p) & 0o077 != 0);
+    found.extend(open.map(|p| (p.display().to_string(), mode(&p))));
     found
 }
 

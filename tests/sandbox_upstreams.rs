@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use bytes::Bytes;
-use common::{eventually, secs};
+use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
@@ -14,7 +14,7 @@ use pelago_actors::ports::{
     GatewayOrderStatus, OpenCard, Outcome, PaymentGateway, Payout, PayoutStatus, SecretString,
 };
 use pelago_card::{
-    sandbox::{self, SandboxConfig, luhn_valid},
+    sandbox::luhn_valid,
     upstream::{
         SandboxControl, UpstreamClient, UpstreamConfig,
         callbacks::{self, CHANNEL_SIGNATURE_HEADER, GATEWAY_SIGNATURE_HEADER},
@@ -22,11 +22,8 @@ use pelago_card::{
     },
 };
 use pelago_storage::{Currency, Money};
-use tokio::sync::oneshot;
 use warp::Filter;
 
-/// The control token the test starts the simulators with.
-const CONTROL_TOKEN: &str = "test-sandbox-control-token";
 const TIMEOUT_MS: u64 = 300;
 const CHANNEL_ID: &str = "ch_sandbox";
 const CHANNEL_KEY: &str = "sk_channel_test";
@@ -116,44 +113,17 @@ fn record(
     }
 }
 
-struct Sandbox {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_sandbox(dir: &Path) -> Sandbox {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = SandboxConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        upstream_timeout_ms: TIMEOUT_MS,
-        control_token: SecretString::new(CONTROL_TOKEN.into()),
-    };
-    let (addr, task) = sandbox::serve(config, async move {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    Sandbox { addr, stop, task }
-}
-
-impl Sandbox {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task).await.unwrap().unwrap();
-    }
-}
-
 struct Fixture {
     control: SandboxControl,
     channel: Arc<dyn CardChannel>,
     gateway: Arc<dyn PaymentGateway>,
 }
 
-async fn connect(client: &UpstreamClient, sandbox: SocketAddr, receiver: SocketAddr) -> Fixture {
-    let control =
-        client.sandbox_control(&format!("http://{sandbox}"), SecretString::new(CONTROL_TOKEN.into()));
+/// The callback receiver, the simulators over `dir` and the adapters over `client` connected to them.
+async fn up(dir: &Path, client: &UpstreamClient) -> (Receiver, Sandbox, Fixture) {
+    let (receiver, receiver_log) = start_receiver().await;
+    let sandbox = Sandbox::start(dir, TIMEOUT_MS).await;
+    let control = sandbox.with_gateway_account(client, (MERCHANT_ID, MERCHANT_KEY), receiver).await;
     control
         .register_channel(
             CHANNEL_ID,
@@ -163,19 +133,19 @@ async fn connect(client: &UpstreamClient, sandbox: SocketAddr, receiver: SocketA
         )
         .await
         .unwrap();
-    control
-        .register_gateway_account(
-            MERCHANT_ID,
-            &SecretString::new(MERCHANT_KEY.into()),
-            &format!("http://{receiver}/callbacks/gateway"),
-        )
-        .await
-        .unwrap();
     let channel = client
         .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))
         .unwrap();
     let gateway = client.gateway(&control.gateway_base_url());
-    Fixture { control, channel, gateway }
+    (receiver_log, sandbox, Fixture { control, channel, gateway })
+}
+
+impl Fixture {
+    /// Makes the channel's next `operation` behave as `behavior`.
+    async fn fault(&self, operation: FaultOperation, behavior: FaultBehavior) {
+        let fault = FaultSpec { operation, behavior, count: 1, delay_ms: 0 };
+        self.control.set_fault(CHANNEL_ID, fault).await.unwrap();
+    }
 }
 
 fn client() -> UpstreamClient {
@@ -184,14 +154,6 @@ fn client() -> UpstreamClient {
 
 fn usd(minor: i64) -> Money {
     Money::new(minor, Currency::USD)
-}
-
-fn done<T>(outcome: Outcome<T>) -> T {
-    match outcome {
-        Outcome::Done(t) => t,
-        Outcome::Declined { reason } => panic!("declined: {reason}"),
-        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
-    }
 }
 
 fn holder(request_id: &str, last_name: &str) -> CreateCardholder {
@@ -253,9 +215,7 @@ async fn open_funded_card(f: &Fixture, tag: &str, amount_minor: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cardholders_cards_and_funding() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
-    let f = connect(&client(), sandbox.addr, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client()).await;
 
     // Cardholders: Reject and Pending, then the approve helper calls back.
     let rejected = done(f.channel.create_cardholder(holder("req_h1", "Reject")).await);
@@ -322,15 +282,14 @@ async fn cardholders_cards_and_funding() {
     ));
 
     // decline fault: definite refusal, nothing applied.
-    let fault = |operation, behavior| FaultSpec { operation, behavior, count: 1, delay_ms: 0 };
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Decline)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Decline).await;
     let declined = f.channel.fund_card(FundCard { request_id: "req_f2".into(), ..fund.clone() }).await;
     assert!(matches!(declined, Outcome::Declined { .. }), "{declined:?}");
     assert_eq!(card_balance(&f.channel, &card).await, 5_000);
     assert!(matches!(done(f.channel.operation("req_f2".into()).await), ChannelOperation::Declined { .. }));
 
     // error fault: unknown; the channel never applied it; the retry applies once.
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Error)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Error).await;
     let retry = FundCard { request_id: "req_f3".into(), ..fund.clone() };
     assert!(matches!(f.channel.fund_card(retry.clone()).await, Outcome::Unknown { .. }));
     assert_eq!(done(f.channel.operation("req_f3".into()).await), ChannelOperation::NotFound);
@@ -340,7 +299,7 @@ async fn cardholders_cards_and_funding() {
     assert_eq!(card_balance(&f.channel, &card).await, 10_000);
 
     // timeout fault: applied, answered too late; asking shows it applied once.
-    f.control.set_fault(CHANNEL_ID, fault(FaultOperation::Topup, FaultBehavior::Timeout)).await.unwrap();
+    f.fault(FaultOperation::Topup, FaultBehavior::Timeout).await;
     let late = FundCard { request_id: "req_f4".into(), ..fund.clone() };
     assert!(matches!(f.channel.fund_card(late.clone()).await, Outcome::Unknown { .. }));
     assert!(matches!(
@@ -370,9 +329,7 @@ async fn cardholders_cards_and_funding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_and_duplicate_callbacks() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
-    let f = connect(&client(), sandbox.addr, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client()).await;
     let card = open_funded_card(&f, "t", 1_000).await;
 
     let spent = f
@@ -415,24 +372,12 @@ async fn transactions_and_duplicate_callbacks() {
         f.channel.transaction(card.clone(), "ctx_never".into()).await,
         Outcome::Declined { .. }
     ));
-    let fault = FaultSpec {
-        operation: FaultOperation::Transactions,
-        behavior: FaultBehavior::Error,
-        count: 1,
-        delay_ms: 0,
-    };
-    f.control.set_fault(CHANNEL_ID, fault).await.unwrap();
+    f.fault(FaultOperation::Transactions, FaultBehavior::Error).await;
     let unknown = f.channel.transaction(card.clone(), spent.channel_transaction_id.clone()).await;
     assert!(matches!(unknown, Outcome::Unknown { .. }), "a 500 is no answer");
 
     // callbacks + duplicate: three copies, one event id.
-    let dup = FaultSpec {
-        operation: FaultOperation::Callbacks,
-        behavior: FaultBehavior::Duplicate,
-        count: 1,
-        delay_ms: 0,
-    };
-    f.control.set_fault(CHANNEL_ID, dup).await.unwrap();
+    f.fault(FaultOperation::Callbacks, FaultBehavior::Duplicate).await;
     let before = receiver.accepted().len();
     f.control.create_card_transaction(&card, usd(100), "Cafe", "5812", TestTxnStatus::Pending).await.unwrap();
     let new: Vec<Received> = receiver.accepted()[before..].to_vec();
@@ -450,10 +395,8 @@ async fn transactions_and_duplicate_callbacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_orders_checkout_and_payouts() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, receiver) = start_receiver().await;
-    let sandbox = start_sandbox(dir.path()).await;
     let client = client();
-    let f = connect(&client, sandbox.addr, receiver_addr).await;
+    let (receiver, sandbox, f) = up(dir.path(), &client).await;
     let account =
         GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
 
@@ -603,10 +546,8 @@ async fn gateway_orders_checkout_and_payouts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_balances_orders_and_registrations() {
     let dir = tempfile::tempdir().unwrap();
-    let (receiver_addr, _receiver) = start_receiver().await;
     let client = client();
-    let sandbox = start_sandbox(dir.path()).await;
-    let f = connect(&client, sandbox.addr, receiver_addr).await;
+    let (_receiver, sandbox, f) = up(dir.path(), &client).await;
     let card = open_funded_card(&f, "r", 7_700).await;
     let pan_before = done(f.channel.card_details(card.clone()).await).pan.expose().to_owned();
     let account =
@@ -624,9 +565,8 @@ async fn restart_keeps_balances_orders_and_registrations() {
     );
     sandbox.stop().await;
 
-    let sandbox = start_sandbox(dir.path()).await;
-    let control =
-        client.sandbox_control(&format!("http://{}", sandbox.addr), SecretString::new(CONTROL_TOKEN.into()));
+    let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
+    let control = sandbox.control(&client);
     // No re-registration: the channel key and gateway account survived.
     let channel = client
         .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))
@@ -642,19 +582,9 @@ async fn restart_keeps_balances_orders_and_registrations() {
     assert!(again.checkout_url.starts_with(&format!("http://{}/", sandbox.addr)));
     // The store holds no PAN in clear.
     sandbox.stop().await;
-    let mut found = false;
-    for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap();
-        found |= bytes.windows(pan_before.len()).any(|w| w == pan_before.as_bytes());
-    }
+    let files = common::all_bytes_under(dir.path());
+    assert!(!files.is_empty(), "the sandbox wrote nothing to scan");
+    let found =
+        files.iter().any(|(_, bytes)| bytes.windows(pan_before.len()).any(|w| w == pan_before.as_bytes()));
     assert!(!found, "a PAN was written to the sandbox directory");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }

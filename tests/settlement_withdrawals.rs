@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Json, Merchant, Service, clock, ledger_balanced, secs, settle, settlement_completed};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -20,7 +18,7 @@ async fn withdrawals_hold_pay_out_and_release() {
     .await;
 
     let (status, err) = m.withdraw(1_000, "TNOTLISTED").await;
-    assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("address")));
+    assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some("address")));
     assert_eq!(m.available_and_pending().await, (50_000, 0), "nothing held");
 
     let (status, w) = m.withdraw(10_000, "TADDR1").await;
@@ -80,8 +78,7 @@ async fn gateway_collections_settle_t_plus_one_once() {
     let again = settle(&svc, &clock::date(next_day_at)).await;
     assert_eq!(again["id"], next_day["id"], "the same date is the same run");
     assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
-    let events = m.get("/v1/events?type=settlement.completed").await;
-    assert_eq!(events.count("data"), 1);
+    assert_eq!(m.events("settlement.completed").await, 1);
     ledger_balanced(&svc).await;
 }
 
@@ -120,8 +117,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
         (first["id"].clone(), first["started_at"].clone())
     );
     assert_eq!(m.available_and_pending().await, (10_000, 0), "moved once");
-    let events = m.get("/v1/events?type=settlement.completed").await;
-    assert_eq!(events.count("data"), 1, "{events}");
+    assert_eq!(m.events("settlement.completed").await, 1);
     ledger_balanced(&svc).await;
 }
 
@@ -130,8 +126,7 @@ async fn a_clock_moved_back_and_forward_fires_each_crossed_instant_once() {
 /// from durable rows, not kept in memory (issue 14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[("PELAGO_FAILPOINTS", "settlement.after_one_collection")]);
     let day_d = clock::day_after(clock::now(&svc).await, 1, 10, 0, 0);
     clock::set(&svc, day_d).await;
@@ -146,8 +141,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
         .json(&json!({"now": clock::rfc3339(next_day)}))
         .send()
         .await;
-    let status = svc.wait_exit(Duration::from_secs(30));
-    assert!(!status.success(), "the failpoint aborts: {status:?}");
+    svc.dies(secs(30), "the failpoint aborts");
     assert_eq!(
         stored_balances(&data),
         vec![(0, 10_000), (10_000, 0)],
@@ -161,8 +155,7 @@ async fn a_settlement_run_crashed_midway_reports_every_collection_once() {
     for (id, key) in merchants {
         let m = Merchant::of(&svc, &id, key);
         assert_eq!(m.available_and_pending().await, (10_000, 0));
-        let events = m.get("/v1/events?type=settlement.completed").await;
-        assert_eq!(events.count("data"), 1, "{events}");
+        assert_eq!(m.events("settlement.completed").await, 1);
     }
     ledger_balanced(&svc).await;
 }

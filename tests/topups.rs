@@ -7,31 +7,18 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// A master-account merchant with `deposit` USD, a top-up fee and `cards` cards of one cardholder.
+/// A master-account merchant with `deposit` USD, a top-up fee and `n` cards of one cardholder.
 async fn merchant_with_cards(
     svc: &Service,
     deposit: i64,
-    cards: usize,
-    topup_fixed: i64,
-    rate_bps: i64,
+    n: usize,
+    fixed: i64,
+    bps: i64,
 ) -> (Merchant<'_>, Vec<String>) {
-    let m = svc.merchant("Topups").await;
-    m.fees(json!({"currency": "USD", "topup_fee": {"fixed": topup_fixed, "rate_bps": rate_bps}})).await;
-    m.deposit(deposit).await;
-    let holder = m.active_cardholder().await;
-    let mut ids = Vec::new();
-    for _ in 0..cards {
-        let (status, card) = m.open_card(&holder).await;
-        assert_eq!(status, StatusCode::CREATED, "{card}");
-        ids.push(card.str("id").to_owned());
-    }
-    (m, ids)
-}
-
-async fn channel_balance(m: &Merchant<'_>, card: &str) -> i64 {
-    let (status, d) = m.call(Method::GET, &format!("/v1/cards/{card}/details"), None).await;
-    assert_eq!(status, StatusCode::OK);
-    d.i64("balance.value")
+    let m =
+        svc.funded_merchant("Topups", json!({"topup_fee": {"fixed": fixed, "rate_bps": bps}}), deposit).await;
+    let cards = m.cards(n).await;
+    (m, cards)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,17 +38,17 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
     assert_eq!(m.available().await, 89_750);
     let c = m.get(&format!("/v1/cards/{card}")).await;
     assert_eq!(c["balance"]["value"], 10_000);
-    assert_eq!(channel_balance(&m, card).await, 10_000);
+    assert_eq!(m.channel_balance(card).await, 10_000);
     let txns = m.get("/v1/balance/transactions?limit=2").await;
     let types = txns.strs("data", "type");
     assert!(types.contains(&"topup") && types.contains(&"topup_fee"), "{types:?}");
     let (status, got) = m.call(Method::GET, &format!("/v1/topups/{}", t.str("id")), None).await;
-    assert_eq!((status, got["status"].as_str()), (StatusCode::OK, Some("succeeded")));
+    assert_eq!((status, got.str("status")), (StatusCode::OK, "succeeded"));
 
     // Refused by the channel: failed, and the debit reversed.
     svc.channel_fault(&channel, "topup", "decline").await;
     let (status, t) = m.topup(card, 1_000).await;
-    assert_eq!((status, t["status"].as_str()), (StatusCode::CREATED, Some("failed")), "{t}");
+    assert_eq!((status, t.str("status")), (StatusCode::CREATED, "failed"), "{t}");
     assert!(t["failure_reason"].is_string());
     assert_eq!(m.available().await, 89_750, "reversed");
 
@@ -69,14 +56,10 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
     for behavior in ["timeout", "error"] {
         svc.channel_fault(&channel, "topup", behavior).await;
         let (status, t) = m.topup(card, 1_000).await;
-        assert_eq!(
-            (status, t["status"].as_str()),
-            (StatusCode::ACCEPTED, Some("processing")),
-            "{behavior}: {t}"
-        );
+        assert_eq!((status, t.str("status")), (StatusCode::ACCEPTED, "processing"), "{behavior}: {t}");
         m.poll(&format!("/v1/topups/{}", t.str("id")), secs(30), |t| t["status"] == "succeeded").await;
     }
-    assert_eq!(channel_balance(&m, card).await, 12_000, "each funded exactly once");
+    assert_eq!(m.channel_balance(card).await, 12_000, "each funded exactly once");
     assert_eq!(m.available().await, 89_750 - 2 * 1_115);
 
     // Short: 402, nothing debited, no top-up.
@@ -86,10 +69,10 @@ async fn topups_debit_fund_and_reverse_exactly_once() {
 
     // Spending follows: the mirror and the channel agree.
     let (status, txn) = m.spend(card, 300, "posted").await;
-    assert_eq!((status, txn["status"].as_str()), (StatusCode::CREATED, Some("posted")));
+    assert_eq!((status, txn.str("status")), (StatusCode::CREATED, "posted"));
     let c = m.get(&format!("/v1/cards/{card}")).await;
     assert_eq!(c["balance"]["value"], 11_700);
-    assert_eq!(channel_balance(&m, card).await, 11_700);
+    assert_eq!(m.channel_balance(card).await, 11_700);
     let listed = m.get(&format!("/v1/cards/{card}/transactions")).await;
     assert_eq!(listed.count("data"), 1, "callback and pull give one record");
 
@@ -125,7 +108,7 @@ async fn a_keyed_topup_is_answered_once_and_replayed() {
     assert_eq!(answer["status"], "succeeded", "{answer}");
     let again = send(1_000, "keyed-1").await;
     assert_eq!(again, (StatusCode::CREATED, true, first), "the stored answer, replayed");
-    assert_eq!((channel_balance(&m, card).await, m.available().await), (1_000, 99_000), "once");
+    assert_eq!((m.channel_balance(card).await, m.available().await), (1_000, 99_000), "once");
     let (status, _, body) = send(2_000, "keyed-1").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body:?}");
 
@@ -135,7 +118,7 @@ async fn a_keyed_topup_is_answered_once_and_replayed() {
     let answer: Value = serde_json::from_slice(&refused).unwrap();
     assert_eq!(answer["status"], "failed", "{answer}");
     assert_eq!(send(500, "keyed-2").await, (StatusCode::CREATED, true, refused));
-    assert_eq!((channel_balance(&m, card).await, m.available().await), (1_000, 99_000), "reversed once");
+    assert_eq!((m.channel_balance(card).await, m.available().await), (1_000, 99_000), "reversed once");
     ledger_balanced(&svc).await;
 }
 
@@ -159,7 +142,7 @@ async fn concurrent_topups_never_overdraw() {
     assert_eq!(m.available().await, 0);
     let mut funded = 0;
     for card in &cards {
-        funded += channel_balance(m, card).await;
+        funded += m.channel_balance(card).await;
     }
     assert_eq!(funded, 150 * 1_000, "the channel funded exactly the succeeded top-ups");
     ledger_balanced(&svc).await;
@@ -208,7 +191,7 @@ async fn concurrent_freeze_unfreeze_and_topups_on_one_card_are_serialized() {
         assert_eq!(pair[1]["from"], pair[0]["to"], "{history:?}");
     }
     assert_eq!(c.i64("balance.value"), succeeded * 100);
-    assert_eq!(channel_balance(m, &card).await, succeeded * 100, "no lost update");
+    assert_eq!(m.channel_balance(&card).await, succeeded * 100, "no lost update");
     assert_eq!(m.available().await, 1_000_000 - succeeded * 100);
     ledger_balanced(&svc).await;
 }

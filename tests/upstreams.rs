@@ -9,21 +9,9 @@ use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn cardholder(last_name: &str, card_name: &str) -> Value {
-    json!({
-        "card_name": card_name, "reference": format!("user-{last_name}"),
-        "first_name": "Ada", "last_name": last_name, "email": "ada@example.com",
-        "phone": "+6591234567", "date_of_birth": "1990-12-10", "nationality": "SG",
-        "id_document": {"type": "passport", "number": "E1234567"},
-        "address": {"line1": "1 Main St", "line2": null, "city": "Singapore", "state": null,
-                    "postal_code": "018989", "country": "SG"},
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_issuer_is_registered_at_first_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let channel = svc.first_channel().await;
     let bins: Value = svc.admin_json(Method::GET, "/admin/v1/bins", None).await.1;
@@ -54,8 +42,8 @@ async fn the_sandbox_issuer_is_registered_at_first_start() {
     let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
     assert_eq!(channels.count("data"), 1);
     let m = svc.merchant("After restart").await;
-    let (status, c) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("active")), "{c}");
+    let (status, c) = m.cardholder("Lovelace").await;
+    assert_eq!((status, c.str("status")), (StatusCode::CREATED, "active"), "{c}");
     // Duplicate BIN: 409.
     let (dup_status, _) = svc.admin_post("/admin/v1/bins", json!({"bin": "424242", "channel_id": channel, "card_name": "X", "currency": "USD", "status": "active"})).await;
     assert_eq!(dup_status, StatusCode::CONFLICT);
@@ -66,40 +54,40 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
     let svc = Service::temp(&[]);
     let m = svc.merchant("Holders").await;
 
-    let (status, active) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_USD")).await;
+    let (status, active) = m.cardholder("Lovelace").await;
     assert_eq!(status, StatusCode::CREATED, "{active}");
     assert_eq!(active["status"], "active");
     assert_eq!(active["bin"], "424242");
     assert_eq!(active["id_document"]["number"], "****4567");
     assert_eq!(active.count("status_history"), 2);
 
-    let (status, rejected) = m.post("/v1/cardholders", cardholder("Reject", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, rejected["status"].as_str()), (StatusCode::CREATED, Some("rejected")));
+    let (status, rejected) = m.cardholder("Reject").await;
+    assert_eq!((status, rejected.str("status")), (StatusCode::CREATED, "rejected"));
 
-    let (status, pending) = m.post("/v1/cardholders", cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, pending["status"].as_str()), (StatusCode::CREATED, Some("pending")));
+    let (status, pending) = m.cardholder("Pending").await;
+    assert_eq!((status, pending.str("status")), (StatusCode::CREATED, "pending"));
     let id = pending.str("id");
     let (status, approved) = m.post(&format!("/v1/test_helpers/cardholders/{id}/approve"), json!({})).await;
-    assert_eq!((status, approved["status"].as_str()), (StatusCode::OK, Some("active")), "{approved}");
+    assert_eq!((status, approved.str("status")), (StatusCode::OK, "active"), "{approved}");
 
-    let events = m.get("/v1/events?type=cardholder.activated").await;
-    assert_eq!(events.count("data"), 2, "{events}");
-    let events = m.get("/v1/events?type=cardholder.rejected").await;
-    assert_eq!(events.count("data"), 1);
+    assert_eq!(m.events("cardholder.activated").await, 2);
+    assert_eq!(m.events("cardholder.rejected").await, 1);
 
     // Not allowed: 403; bad fields name themselves; another merchant's: 404.
-    let (status, _) = m.post("/v1/cardholders", cardholder("Lovelace", "PELAGO_VIRTUAL_EUR")).await;
+    let mut eur = common::cardholder_body("Lovelace");
+    eur["card_name"] = json!("PELAGO_VIRTUAL_EUR");
+    let (status, _) = m.post("/v1/cardholders", eur).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let mut young = cardholder("Young", "PELAGO_VIRTUAL_USD");
+    let mut young = common::cardholder_body("Young");
     // Ten years old on the day the test runs.
     young["date_of_birth"] = json!((chrono::Utc::now().date_naive() - chrono::Days::new(3_653)).to_string());
     let (status, err) = m.post("/v1/cardholders", young.clone()).await;
-    assert_eq!((status, err["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("date_of_birth")));
-    let mut bad_phone = cardholder("Phone", "PELAGO_VIRTUAL_USD");
+    assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some("date_of_birth")));
+    let mut bad_phone = common::cardholder_body("Phone");
     bad_phone["phone"] = json!("12345");
     let (_, err) = m.post("/v1/cardholders", bad_phone.clone()).await;
     assert_eq!(err["error"]["param"], "phone");
-    let mut bad_country = cardholder("Country", "PELAGO_VIRTUAL_USD");
+    let mut bad_country = common::cardholder_body("Country");
     bad_country["address"]["country"] = json!("XX");
     let (_, err) = m.post("/v1/cardholders", bad_country.clone()).await;
     assert_eq!(err["error"]["param"], "address.country");
@@ -111,33 +99,25 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
 
     // Routing: a second channel with a better priority wins; inactive BIN and
     // disabled channel are skipped; nothing active is 409.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Second", "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
-                      "api_key": "second-channel-key", "webhook_secret": "second-channel-secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let second = json!({"name": "Second", "kind": "sandbox", "base_url": "http://127.0.0.1:1/channel",
+                        "api_key": "second-channel-key", "webhook_secret": "second-channel-secret"});
+    let second = svc.admin_created("/admin/v1/channels", second).await.str("id").to_owned();
     for (bin, status, priority) in [("111111", "inactive", -10), ("222222", "active", -5)] {
-        let r = svc
-            .admin(Method::POST, "/admin/v1/bins")
-            .json(&json!({"bin": bin, "channel_id": second, "card_name": "PELAGO_VIRTUAL_USD", "currency": "USD",
-                          "status": status, "priority": priority}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        svc.admin_created(
+            "/admin/v1/bins",
+            json!({"bin": bin, "channel_id": second, "card_name": "PELAGO_VIRTUAL_USD",
+                          "currency": "USD", "status": status, "priority": priority}),
+        )
+        .await;
     }
-    let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    let (_, c) = m.cardholder("Routed").await;
     assert_eq!(c["bin"], "222222", "the active BIN with the lowest priority");
     assert_eq!(c["status"], "active");
     svc.admin_patch(&format!("/admin/v1/channels/{second}"), json!({"status": "disabled"})).await;
-    let (_, c) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    let (_, c) = m.cardholder("Routed").await;
     assert_eq!(c["bin"], "424242", "a disabled channel is skipped");
     svc.admin_patch("/admin/v1/bins/424242", json!({"status": "inactive"})).await;
-    let (status, err) = m.post("/v1/cardholders", cardholder("Routed", "PELAGO_VIRTUAL_USD")).await;
+    let (status, err) = m.cardholder("Routed").await;
     assert_eq!((status, err.code()), (StatusCode::CONFLICT, "invalid_state"));
 }
 
@@ -149,20 +129,20 @@ async fn faults_leave_outcomes_to_the_resolver_which_applies_them_once() {
 
     // decline: a definite refusal is data: 201 rejected with a reason.
     svc.channel_fault(&channel, "create_cardholder", "decline").await;
-    let (status, c) = m.post("/v1/cardholders", cardholder("Declined", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, c["status"].as_str()), (StatusCode::CREATED, Some("rejected")), "{c}");
+    let (status, c) = m.cardholder("Declined").await;
+    assert_eq!((status, c.str("status")), (StatusCode::CREATED, "rejected"), "{c}");
     assert!(c["failure_reason"].is_string());
 
     // timeout: applied at the channel, answered too late: 202 pending, then active by itself.
     svc.channel_fault(&channel, "create_cardholder", "timeout").await;
-    let (status, c) = m.post("/v1/cardholders", cardholder("Slow", "PELAGO_VIRTUAL_USD")).await;
-    assert_eq!((status, c["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{c}");
+    let (status, c) = m.cardholder("Slow").await;
+    assert_eq!((status, c.str("status")), (StatusCode::ACCEPTED, "pending"), "{c}");
     let id = c.str("id").to_owned();
     m.poll(&format!("/v1/cardholders/{id}"), secs(30), |v| v["status"] == "active").await;
 
     // error: a 500 that did not apply: Pelago asks, retries with the same request id, succeeds once.
     svc.channel_fault(&channel, "create_cardholder", "error").await;
-    let (status, c) = m.post("/v1/cardholders", cardholder("Flaky", "PELAGO_VIRTUAL_USD")).await;
+    let (status, c) = m.cardholder("Flaky").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{c}");
     let id2 = c.str("id").to_owned();
     m.poll(&format!("/v1/cardholders/{id2}"), secs(30), |v| v["status"] == "active").await;
@@ -188,7 +168,7 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     let channel = svc.first_channel().await;
 
     // Duplicate deliveries (the sandbox sends the approve callback 3 times): one effect.
-    let (_, pending) = m.post("/v1/cardholders", cardholder("Pending", "PELAGO_VIRTUAL_USD")).await;
+    let (_, pending) = m.cardholder("Pending").await;
     let id = pending.str("id").to_owned();
     svc.channel_fault(&channel, "callbacks", "duplicate").await;
     let (status, _) = m.post(&format!("/v1/test_helpers/cardholders/{id}/approve"), json!({})).await;
@@ -196,19 +176,13 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     let got = m.poll(&format!("/v1/cardholders/{id}"), secs(30), |v| v["status"] == "active").await;
     assert_eq!(got.count("status_history"), 2, "pending → active, once");
     let version = got["version"].clone();
-    let events = m.get("/v1/events?type=cardholder.activated").await;
-    assert_eq!(events.count("data"), 1, "one effect for three deliveries");
+    assert_eq!(m.events("cardholder.activated").await, 1, "one effect for three deliveries");
 
     // Our own channel whose webhook secret we know, to forge and sign callbacks
     // (kind sandbox: an http channel cannot exist in sandbox mode).
-    let r = svc
-        .admin(Method::POST, "/admin/v1/channels")
-        .json(&json!({"name": "Own", "kind": "sandbox", "base_url": "http://127.0.0.1:9/own",
-                      "api_key": "own-channel-key-1", "webhook_secret": "own-channel-secret-1"}))
-        .send()
-        .await
-        .unwrap();
-    let own = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let own = json!({"name": "Own", "kind": "sandbox", "base_url": "http://127.0.0.1:9/own",
+                     "api_key": "own-channel-key-1", "webhook_secret": "own-channel-secret-1"});
+    let own = svc.admin_created("/admin/v1/channels", own).await.str("id").to_owned();
     let body = json!({"event_id": "evt-own-1", "type": "cardholder.updated", "data": {
         "cardholder_id": id, "channel_cardholder_id": "x", "status": "rejected", "reason": "late"}});
     let bytes = serde_json::to_vec(&body).unwrap();
@@ -225,39 +199,28 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
         post(sign(b"own-channel-secret-1", now - 301, &bytes)).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let unsigned = svc
-        .http
-        .post(svc.url(&format!("/callbacks/channels/{own}")))
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+    let unsigned = async |channel: &str| {
+        let url = svc.url(&format!("/callbacks/channels/{channel}"));
+        svc.http.post(url).body(bytes.clone()).send().await.unwrap().status()
+    };
+    assert_eq!(unsigned(&own).await, StatusCode::UNAUTHORIZED);
     // Correctly signed, but about a cardholder of another channel: 401, no effect (SECURITY.md).
     let r = post(sign(b"own-channel-secret-1", now, &bytes)).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An out-of-order "rejected" after "active" from the right channel: no effect.
-    let late = svc
-        .http
-        .post(svc.url(&format!("/callbacks/channels/{channel}")))
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(late.status(), StatusCode::UNAUTHORIZED, "unsigned by the sandbox channel's secret");
+    assert_eq!(
+        unsigned(&channel).await,
+        StatusCode::UNAUTHORIZED,
+        "unsigned by the sandbox channel's secret"
+    );
     let got = m.get(&format!("/v1/cardholders/{id}")).await;
     assert_eq!((got["status"].as_str(), &got["version"]), (Some("active"), &version), "nothing changed");
     // A cardholder on our own channel (its creation fails with a 500, so it is
     // 202 pending and the channel holds no such cardholder), then signed
     // notices: "active", a repeat, a late "rejected". Each is confirmed by
     // asking the channel, which does not know "own-1": refused, no effect.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/bins")
-        .json(&json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let bin = json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"});
+    svc.admin_created("/admin/v1/bins", bin).await;
     let merchants: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
     let mid = merchants.str("data.0.id").to_owned();
     svc.admin_patch(
@@ -266,8 +229,10 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     )
     .await;
     svc.channel_fault(&own, "create_cardholder", "error").await;
-    let (status, mine) = m.post("/v1/cardholders", cardholder("Mine", "OWN_CARD")).await;
-    assert_eq!((status, mine["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{mine}");
+    let mut mine = common::cardholder_body("Mine");
+    mine["card_name"] = json!("OWN_CARD");
+    let (status, mine) = m.post("/v1/cardholders", mine).await;
+    assert_eq!((status, mine.str("status")), (StatusCode::ACCEPTED, "pending"), "{mine}");
     let mine_id = mine.str("id").to_owned();
     let notice = |event_id: &str, status: &str| {
         serde_json::to_vec(&json!({"event_id": event_id, "type": "cardholder.updated", "data": {

@@ -14,6 +14,9 @@ use common::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// Three retries, a second apart.
+const RETRY_AT_ONCE: &[(&str, &str)] = &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")];
+
 /// Creates an active cardholder; returns the id of its `cardholder.activated` event.
 async fn activated_event(m: &Merchant<'_>, last_name: &str) -> String {
     let (status, holder) = m.cardholder(last_name).await;
@@ -42,9 +45,8 @@ async fn queue_depth(svc: &Service) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_gets_the_event_on_the_third_attempt_with_the_same_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("svc");
-    let svc = Service::start(&data, &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
+    let (dir, data) = common::temp_data();
+    let svc = Service::start(&data, RETRY_AT_ONCE);
     let m = svc.merchant("Retry Shop").await;
     let secret = &m.webhook_secret;
     let receiver = Receiver::start(dir.path(), "retry", 0, 2, 0, &[secret]);
@@ -108,18 +110,12 @@ async fn a_failing_endpoint_gets_the_event_on_the_third_attempt_with_the_same_id
     eventually("the queue drained", secs(10), async || (queue_depth(&svc).await == 0.0).then_some(())).await;
     let (status, _) = other.call(Method::GET, &format!("/v1/events/{event}/deliveries"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let r = svc
-        .signed(&other.key, Method::POST, &format!("/v1/events/{event}/redeliver"), b"")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(other.act(&format!("/v1/events/{event}/redeliver")).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_across_a_restart_gets_every_event_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("svc");
+    let (dir, data) = common::temp_data();
     let env =
         [("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1")];
     let svc = Service::start(&data, &env);
@@ -180,9 +176,8 @@ async fn a_receiver_down_across_a_restart_gets_every_event_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_endpoint_does_not_delay_another_merchant() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("svc");
-    let svc = Service::start(&data, &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
+    let (dir, data) = common::temp_data();
+    let svc = Service::start(&data, RETRY_AT_ONCE);
     let slow_shop = svc.merchant("Slow Shop").await;
     let fast_shop = svc.merchant("Fast Shop").await;
     let slow = Receiver::start(dir.path(), "slow", 0, 0, 30, &[&slow_shop.webhook_secret]);
@@ -208,9 +203,8 @@ async fn a_hanging_endpoint_does_not_delay_another_merchant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_secret_rotation_deliveries_verify_with_either_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("svc");
-    let svc = Service::start(&data, &[("PELAGO_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
+    let (dir, data) = common::temp_data();
+    let svc = Service::start(&data, RETRY_AT_ONCE);
     let m = svc.merchant("Rotating Shop").await;
     let old_secret = &m.webhook_secret;
     let (status, rotated) =

@@ -4,22 +4,22 @@
 
 mod common;
 
-use common::{new_card, refund, run};
+use common::{created_card, refund, with_actors};
 use pelago_actors::{
     ActorError,
     card::{
-        ApplyTransaction, CardRecord, CardStatus, CreateCard,
+        ApplyTransaction, CardRecord, CardStatus,
         billing::{BeginCharge, ChargeStatus, MonthlyCharge, charge_key},
     },
     ledger::{self, EntryKind},
     merchant::{
-        ApiKeyRecord, FeeSchedule, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed,
+        FeeSchedule, FundingMode, MerchantRecord,
         billing::{ChargeMonthlyFees, FeeCard},
     },
     runtime::RegistryConfig,
     system::Actors,
 };
-use pelago_storage::{ApiKeyId, CardId, ChannelId, Currency, MerchantId, Money, StoreError, Timestamp};
+use pelago_storage::{CardId, Currency, MerchantId, StoreError, Timestamp};
 
 const PERIOD: &str = "2026-12";
 const FEE: i64 = 200;
@@ -35,31 +35,8 @@ async fn merchant(actors: &Actors) -> MerchantId {
         topup_rate_bps: 0,
         monthly_fixed: FEE,
     });
-    let key = ApiKeyRecord {
-        key_id: ApiKeyId::generate(),
-        merchant_id: id.clone(),
-        secret: Sealed(vec![]),
-        created_at: Timestamp(0),
-        revoked_at: None,
-    };
-    let create = MerchantCommand::Create { record: Box::new(record), first_key: key, binding: None };
-    actors.ask_merchant(&id, create).await.unwrap().unwrap();
-    let deposit = PostEntry {
-        source_id: "gwdep/billing".into(),
-        kind: EntryKind::Deposit,
-        postings: ledger::deposit(&id, Money::new(500, Currency::USD)).unwrap(),
-        event: None,
-        index: vec![],
-    };
-    actors.ask_merchant(&id, deposit).await.unwrap().unwrap();
-    id
-}
-
-async fn card(actors: &Actors, status: CardStatus) -> CardId {
-    let id = CardId::generate();
-    let mut new = new_card(&id, &ChannelId::generate());
-    new.status = status;
-    actors.ask_card(&id, CreateCard(new)).await.unwrap().unwrap();
+    common::create_merchant(actors, record).await;
+    actors.ask_merchant(&id, common::deposit(&id, "gwdep/billing", 500, None)).await.unwrap().unwrap();
     id
 }
 
@@ -87,22 +64,21 @@ fn charge(actors: &Actors, card: &CardId) -> Option<MonthlyCharge> {
 
 #[test]
 fn a_chunk_charges_each_card_once_as_the_card_by_card_path_would() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = common::start(dir.path(), RegistryConfig::default());
+    with_actors(RegistryConfig::default(), |actors| async move {
         let m = merchant(&actors).await;
-        let (a, b) = (card(&actors, CardStatus::Active).await, card(&actors, CardStatus::Frozen).await);
-        let processing = card(&actors, CardStatus::Processing).await;
-        let d = card(&actors, CardStatus::Active).await;
-        let ids = [&a, &b, &processing, &d];
+        let mut ids = Vec::new();
+        for status in [CardStatus::Active, CardStatus::Frozen, CardStatus::Processing, CardStatus::Active] {
+            ids.push(created_card(&actors, status).await);
+        }
+        let (processing, d) = (&ids[2], &ids[3]);
         let read = || ids.iter().map(|id| as_read(&actors, id)).collect();
 
         let statuses = actors.ask_merchant(&m, chunk(read())).await.unwrap().unwrap();
         use ChargeStatus::*;
         assert_eq!(statuses, vec![Some(Charged), Some(Charged), Some(Skipped), Some(Unpaid)]);
         assert_eq!(available(&actors, &m), 100, "two fees of 200 from 500; the third refused whole");
-        assert_eq!(charge(&actors, &d).unwrap().status, Unpaid);
-        assert_eq!(charge(&actors, &processing).unwrap().status, Skipped);
+        assert_eq!(charge(&actors, d).unwrap().status, Unpaid);
+        assert_eq!(charge(&actors, processing).unwrap().status, Skipped);
 
         // The same chunk again: the charges as they stand, nothing booked twice.
         let again = actors.ask_merchant(&m, chunk(read())).await.unwrap().unwrap();
@@ -119,11 +95,12 @@ fn a_chunk_charges_each_card_once_as_the_card_by_card_path_would() {
 
 #[test]
 fn a_card_changed_since_it_was_read_refuses_the_chunk_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = common::start(dir.path(), RegistryConfig::default());
+    with_actors(RegistryConfig::default(), |actors| async move {
         let m = merchant(&actors).await;
-        let (a, b) = (card(&actors, CardStatus::Active).await, card(&actors, CardStatus::Active).await);
+        let (a, b) = (
+            created_card(&actors, CardStatus::Active).await,
+            created_card(&actors, CardStatus::Active).await,
+        );
         let stale = vec![as_read(&actors, &a), as_read(&actors, &b)];
         // `b` changes after it was read (a refund lands on it).
         actors.ask_card(&b, ApplyTransaction(refund("r1", 5))).await.unwrap().unwrap();

@@ -9,23 +9,11 @@ use common::run;
 use pelago_actors::{
     ActorError, Reject,
     ledger::{self, EntryKind, JournalEntry},
-    merchant::{ApiKeyRecord, FundingMode, MerchantCommand, MerchantRecord, PostEntry, Sealed},
+    merchant::{FundingMode, MerchantCommand, MerchantRecord, PostEntry},
     ports::SystemClock,
     system::{Actors, SystemConfig},
 };
-use pelago_storage::{ApiKeyId, ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp};
-
-fn merchant(id: &MerchantId) -> (MerchantRecord, ApiKeyRecord) {
-    let record = MerchantRecord::new(id.clone(), "Ledger".into(), FundingMode::MasterAccount, Timestamp(0));
-    let key = ApiKeyRecord {
-        key_id: ApiKeyId::generate(),
-        merchant_id: id.clone(),
-        secret: Sealed(vec![]),
-        created_at: Timestamp(0),
-        revoked_at: None,
-    };
-    (record, key)
-}
+use pelago_storage::{ChannelId, Currency, MerchantId, Money, Store, StoreConfig, Timestamp};
 
 fn usd(v: i64) -> Money {
     Money::new(v, Currency::USD)
@@ -38,22 +26,10 @@ fn one_booking_per_effect_and_no_overdraft_under_concurrency() {
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let actors = Actors::start(store.clone(), Arc::new(SystemClock), SystemConfig::default());
         let id = MerchantId::generate();
-        let (record, key) = merchant(&id);
-        actors
-            .ask_merchant(
-                &id,
-                MerchantCommand::Create { record: Box::new(record), first_key: key, binding: None },
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        let deposit = || PostEntry {
-            source_id: "gwdep/1".into(),
-            kind: EntryKind::Deposit,
-            postings: ledger::deposit(&id, usd(15_000)).unwrap(),
-            event: Some("deposit.succeeded"),
-            index: vec![],
-        };
+        let record =
+            MerchantRecord::new(id.clone(), "Ledger".into(), FundingMode::MasterAccount, Timestamp(0));
+        common::create_merchant(&actors, record).await;
+        let deposit = || common::deposit(&id, "gwdep/1", 15_000, Some("deposit.succeeded"));
         let first = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
         let again = actors.ask_merchant(&id, deposit()).await.unwrap().unwrap();
         assert!(!first.replayed && again.replayed, "the same deposit is booked once");

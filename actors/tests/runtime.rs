@@ -8,18 +8,15 @@ use std::sync::atomic::Ordering;
 use common::*;
 use pelago_actors::{
     ActorError,
-    card::{ApplyTransaction, CrashNext, CreateCard, GetCard, Inspect, TransactionChange},
+    card::{ApplyTransaction, CardStatus, CrashNext, CreateCard, GetCard, Inspect, TransactionChange},
     runtime::RegistryConfig,
 };
 use pelago_storage::{CardId, ChannelId};
 
 #[test]
 fn a_panic_answers_unavailable_and_the_actor_restarts_from_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = start(dir.path(), RegistryConfig::default());
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-        actors.ask_card(&id, CreateCard(new_card(&id, &channel))).await.unwrap().unwrap();
+    with_actors(RegistryConfig::default(), |actors| async move {
+        let id = created_card(&actors, CardStatus::Processing).await;
         actors.ask_card(&id, ApplyTransaction(refund("r1", 700))).await.unwrap().unwrap();
 
         actors.ask_card(&id, CrashNext).await.unwrap();
@@ -39,10 +36,8 @@ fn a_panic_answers_unavailable_and_the_actor_restarts_from_the_store() {
 
 #[test]
 fn live_actors_stay_under_the_cap_and_passivated_ones_come_back() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let cap = 200;
-        let actors = start(dir.path(), RegistryConfig { max_live_actors: cap, ..RegistryConfig::default() });
+    let cap = 200;
+    with_actors(RegistryConfig { max_live_actors: cap, ..RegistryConfig::default() }, |actors| async move {
         let channel = ChannelId::generate();
         let ids: Vec<CardId> = (0..2_000).map(|_| CardId::generate()).collect();
         for chunk in ids.chunks(100) {
@@ -71,11 +66,8 @@ fn live_actors_stay_under_the_cap_and_passivated_ones_come_back() {
 
 #[test]
 fn idle_actors_are_passivated_by_the_sweeper() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = start(dir.path(), RegistryConfig { idle_ms: 50, ..RegistryConfig::default() });
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-        actors.ask_card(&id, CreateCard(new_card(&id, &channel))).await.unwrap().unwrap();
+    with_actors(RegistryConfig { idle_ms: 50, ..RegistryConfig::default() }, |actors| async move {
+        let id = created_card(&actors, CardStatus::Processing).await;
         assert_eq!(actors.cards.live(), 1);
         // Wait for the condition, bounded: the sweeper runs every 100 ms here.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -89,11 +81,8 @@ fn idle_actors_are_passivated_by_the_sweeper() {
 
 #[test]
 fn an_idle_actor_can_be_passivated_at_once_and_a_leased_one_cannot() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = start(dir.path(), RegistryConfig::default());
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-        actors.ask_card(&id, CreateCard(new_card(&id, &channel))).await.unwrap().unwrap();
+    with_actors(RegistryConfig::default(), |actors| async move {
+        let id = created_card(&actors, CardStatus::Processing).await;
         actors.ask_card(&id, ApplyTransaction(refund("r1", 300))).await.unwrap().unwrap();
         let lease = actors.cards.lease(&id);
         assert!(!actors.cards.passivate(&id), "a message in flight keeps the actor");
@@ -112,11 +101,8 @@ fn an_idle_actor_can_be_passivated_at_once_and_a_leased_one_cannot() {
 
 #[test]
 fn concurrent_writes_to_one_card_are_serialized() {
-    let dir = tempfile::tempdir().unwrap();
-    run(|| async {
-        let actors = start(dir.path(), RegistryConfig::default());
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-        actors.ask_card(&id, CreateCard(new_card(&id, &channel))).await.unwrap().unwrap();
+    with_actors(RegistryConfig::default(), |actors| async move {
+        let id = created_card(&actors, CardStatus::Processing).await;
         let calls = (0..500).map(|n| {
             let actors = &actors;
             let id = &id;

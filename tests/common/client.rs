@@ -63,6 +63,14 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// A gateway `order.updated` callback body from `account` about `order` (an
+/// order or a payment, with its `gateway_order_id`): `status`, `amount` USD.
+pub fn order_updated(account: &str, order: &Value, status: &str, amount: i64) -> Value {
+    json!({"event_id": format!("evt_forged_{}_{status}_{amount}", order.str("id")), "merchant_id": account,
+        "type": "order.updated", "data": {"id": order["gateway_order_id"], "order_id": order["id"],
+        "status": status, "amount": {"value": amount, "currency": "USD"}, "at": "2026-11-29T12:00:00Z"}})
+}
+
 /// Typed reads of JSON by a dotted path (`"amount.value"`, `"data.0.id"`);
 /// a missing or mistyped value panics with the whole body.
 pub trait Json {
@@ -75,6 +83,8 @@ pub trait Json {
     fn strs(&self, path: &str, field: &str) -> Vec<&str>;
     /// The API error code (`error.code`), `""` if none.
     fn code(&self) -> &str;
+    /// The API error's `param`, if any.
+    fn param(&self) -> Option<&str>;
 }
 
 impl Json for Value {
@@ -103,6 +113,10 @@ impl Json for Value {
     fn code(&self) -> &str {
         self["error"]["code"].as_str().unwrap_or_default()
     }
+
+    fn param(&self) -> Option<&str> {
+        self["error"]["param"].as_str()
+    }
 }
 
 /// A merchant of the running service, signing its requests with its key.
@@ -128,6 +142,32 @@ impl Service {
         self.merchant_with(json!({
             "name": name, "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
             "gateway": {"merchant_id": account, "api_key": api_key},
+        }))
+        .await
+    }
+
+    /// A master-account merchant with the USD fee schedule `fees` (its fee
+    /// fields, e.g. `{"topup_fee": {"fixed": 100}}`; none if `Null`) and
+    /// `deposit` USD deposited (nothing if 0).
+    pub async fn funded_merchant(&self, name: &str, fees: Value, deposit: i64) -> Merchant<'_> {
+        let m = self.merchant(name).await;
+        if let Value::Object(mut schedule) = fees {
+            schedule.insert("currency".into(), json!("USD"));
+            m.fees(Value::Object(schedule)).await;
+        }
+        if deposit > 0 {
+            m.deposit(deposit).await;
+        }
+        m
+    }
+
+    /// A gateway-funded merchant on its own gateway `account` (signing with
+    /// `api_key`) with the USD fee schedule `fees` (its fee fields).
+    pub async fn gateway_merchant(&self, account: &str, api_key: &str, mut fees: Value) -> Merchant<'_> {
+        fees["currency"] = json!("USD");
+        self.merchant_with(json!({
+            "name": account, "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+            "gateway": {"merchant_id": account, "api_key": api_key}, "fees": [fees],
         }))
         .await
     }
@@ -179,6 +219,20 @@ impl Service {
         self.admin_json(Method::PATCH, path, Some(body)).await
     }
 
+    /// An admin request with a JSON body that must answer 200: its body.
+    pub async fn admin_ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin_json(method, path, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    /// An admin POST that must answer 201: its body.
+    pub async fn admin_created(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.admin_post(path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {v}");
+        v
+    }
+
     /// An admin GET that must answer 200: its body.
     pub async fn admin_get(&self, path: &str) -> Value {
         let (status, v) = self.admin_json(Method::GET, path, None).await;
@@ -193,6 +247,19 @@ impl Service {
             when(status == StatusCode::OK && done(&v), v)
         })
         .await
+    }
+
+    /// `/openapi.json` as served, asserting it documents each `(path,
+    /// method)`, and a request body for the POST of each of `with_body`.
+    pub async fn documents(&self, operations: &[(&str, &str)], with_body: &[&str]) -> Value {
+        let doc: Value = self.http.get(self.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+        for (path, method) in operations {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not in /openapi.json");
+        }
+        for path in with_body {
+            assert!(doc["paths"][path]["post"]["requestBody"].is_object(), "POST {path} has no request body");
+        }
+        doc
     }
 
     /// The id of the first registered channel (the Sandbox Issuer in sandbox mode).
@@ -352,6 +419,18 @@ impl<'a> Merchant<'a> {
         card
     }
 
+    /// `n` new cards of one new active cardholder (asserts 201 each): their ids.
+    pub async fn cards(&self, n: usize) -> Vec<String> {
+        let holder = self.active_cardholder().await;
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (status, card) = self.open_card(&holder).await;
+            assert_eq!(status, StatusCode::CREATED, "{card}");
+            ids.push(card.str("id").to_owned());
+        }
+        ids
+    }
+
     /// A new card's id (see [`Merchant::card`]).
     pub async fn card_id(&self) -> String {
         self.card().await.str("id").to_owned()
@@ -369,6 +448,13 @@ impl<'a> Merchant<'a> {
             json!({"amount": {"value": value, "currency": "USD"}, "merchant_name": "Cafe", "mcc": "5812", "status": status}),
         )
         .await
+    }
+
+    /// The card's balance as its channel holds it (`GET /v1/cards/{card}/details`, asserts 200).
+    pub async fn channel_balance(&self, card: &str) -> i64 {
+        let (status, d) = self.call(Method::GET, &format!("/v1/cards/{card}/details"), None).await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        d.i64("balance.value")
     }
 
     /// The available balance in the first currency (0 if none).

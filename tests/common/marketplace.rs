@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Key, Service, eventually, secs, send, when};
+use super::{Json, Key, Service, eventually, secs, send, when};
 
 /// A recipient of the merchant behind `key`, onboarded (SUCCEEDED, compliance
 /// approved) with the agreements asked for: its id and `provider_recipient_id`.
@@ -38,7 +38,7 @@ pub async fn seller_paid_to(
     if let Some(bps) = commission_bps {
         sign_agreement(svc, key, &rec, json!({"type": "commission", "max_commission_bps": bps})).await;
     }
-    (rec, onb["provider_recipient_id"].as_str().unwrap().to_owned())
+    (rec, onb.str("provider_recipient_id").to_owned())
 }
 
 /// Signs the agreement `body` asks for (asserts 201 `signed`).
@@ -123,7 +123,7 @@ pub async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> u
 /// A paid (capture) payment of 780 to `seller`.
 pub async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
     let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = p.str("id").to_owned();
     assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
     id
 }
@@ -143,12 +143,17 @@ pub async fn recipient(svc: &Service, key: &Key, name: &str, account_number: &st
     onboarded(svc, key, name, account_number).await.0
 }
 
-/// A new recipient and its one-step onboarding (asserts 201 for both): its id and the onboarding.
-pub async fn onboarded(svc: &Service, key: &Key, name: &str, account_number: &str) -> (String, Value) {
+/// A new recipient, not onboarded (asserts 201): its id.
+pub async fn new_recipient(svc: &Service, key: &Key, name: &str, account_number: &str) -> String {
     let (status, rec) =
         send(svc, key, Method::POST, "/v1/recipients", Some(&recipient_body(name, account_number))).await;
     assert_eq!(status, StatusCode::CREATED, "{rec}");
-    let id = rec["id"].as_str().unwrap().to_owned();
+    rec.str("id").to_owned()
+}
+
+/// A new recipient and its one-step onboarding (asserts 201 for both): its id and the onboarding.
+pub async fn onboarded(svc: &Service, key: &Key, name: &str, account_number: &str) -> (String, Value) {
+    let id = new_recipient(svc, key, name, account_number).await;
     let onboard = json!({"type": "ONE_STEP_ONBOARDING"});
     let (status, o) =
         send(svc, key, Method::POST, &format!("/v1/recipients/{id}/onboardings"), Some(&onboard)).await;
@@ -172,7 +177,7 @@ pub async fn funded(svc: &Service, key: &Key, recipients: &[(&str, i64)]) {
     let body = json!({"amount": usd(total), "merchant_reference": "funding", "split_marketplace": lines});
     let (status, p) = create_payment(svc, key, &body).await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
-    let id = p["id"].as_str().unwrap().to_owned();
+    let id = p.str("id").to_owned();
     assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
     next_day_settled(svc).await;
     let (status, batch) = split_batch(svc, key, &[&id]).await;

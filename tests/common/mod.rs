@@ -9,9 +9,10 @@ pub mod readme;
 pub mod receiver;
 pub mod rng;
 pub mod seed;
+pub mod simulators;
 
 #[allow(unused_imports)]
-pub use client::{Json, Merchant, eventually, secs, when};
+pub use client::{Json, Merchant, eventually, order_updated, secs, when};
 
 use std::{
     io::{BufRead, BufReader},
@@ -20,6 +21,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A 1 s upstream timeout: unknown outcomes come quickly.
+pub const FAST_UPSTREAMS: (&str, &str) = ("PELAGO_UPSTREAM_TIMEOUT_MS", "1000");
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const POLYFLOW_TOKEN: &str = "test-polyflow-token-0123456789";
 
@@ -78,6 +81,12 @@ impl Service {
         }
     }
 
+    /// Starts `serve --sandbox` over `data_dir` with a 1 s upstream timeout
+    /// ([`FAST_UPSTREAMS`]) and `failpoint` armed: the crash tests' start.
+    pub fn armed(data_dir: &Path, failpoint: &str) -> Service {
+        Self::start(data_dir, &[FAST_UPSTREAMS, ("PELAGO_FAILPOINTS", failpoint)])
+    }
+
     /// Starts `serve --sandbox` over a fresh temporary data dir that lives as long as the service.
     pub fn temp(env: &[(&str, &str)]) -> Service {
         let temp = tempfile::tempdir().expect("a temporary directory");
@@ -93,19 +102,13 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pelago-card");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().expect("wait").is_some() {
-                let out = child.wait_with_output().expect("stderr");
-                return (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("pelago-card started instead of refusing");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if exited(&mut child, Duration::from_secs(60)).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pelago-card started instead of refusing");
         }
+        let out = child.wait_with_output().expect("stderr");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -122,16 +125,21 @@ impl Service {
 
     /// SIGTERM, then waits (bounded) for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// Stops the service (SIGTERM, a clean exit): what it left at rest.
+    pub fn at_rest(mut self) -> AtRest {
+        let status = self.stop();
+        assert!(status.success(), "{status:?}");
+        let log = std::fs::read(self.data_dir.with_extension("log")).expect("the service's log");
+        AtRest { files: all_bytes_under(&self.data_dir), log }
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
         let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "pelago-card did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited(&mut self.child, Duration::from_secs(20)).expect("pelago-card did not exit after SIGTERM")
     }
 
     /// Everything the service logged so far (stderr).
@@ -188,14 +196,27 @@ impl Service {
 
     /// Waits (bounded) for the process to exit by itself, e.g. at a failpoint.
     pub fn wait_exit(mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "pelago-card did not exit within {within:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exited(&mut self.child, within)
+            .unwrap_or_else(|| panic!("pelago-card did not exit within {within:?}"))
+    }
+
+    /// Waits (bounded by `within`) for the process to die at an armed failpoint.
+    pub fn dies(self, within: Duration, what: &str) {
+        let status = self.wait_exit(within);
+        assert!(!status.success(), "{what}: {status:?}");
+    }
+
+    /// A signed JSON POST (carrying `idempotency_key` unless empty) that must
+    /// meet an armed failpoint: no answer, then the process dies (bounded).
+    pub async fn aborts(self, key: &Key, path: &str, body: &serde_json::Value, idempotency_key: &str) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let answer = self
+            .signed_with_key(key, reqwest::Method::POST, path, &bytes, idempotency_key)
+            .header("content-type", "application/json")
+            .send()
+            .await;
+        assert!(answer.is_err(), "{path}: answered before the failpoint: {answer:?}");
+        self.dies(Duration::from_secs(30), "aborted at the failpoint");
     }
 
     pub fn kill(mut self) {
@@ -209,6 +230,21 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
         drop(self.temp.take());
+    }
+}
+
+/// Waits (polling, bounded by `within`) for `child` to exit: its status, or
+/// `None` while it still runs.
+pub fn exited(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -251,21 +287,70 @@ pub struct Key {
     pub secret: String,
 }
 
-/// Every file under `dir`, as bytes, for secret scans.
-pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// What a stopped service left: every file of its data dir, and its log.
+pub struct AtRest {
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    pub log: Vec<u8>,
+}
+
+impl AtRest {
+    /// Asserts that no `secret` is in clear in any file nor in the log.
+    pub fn assert_nowhere<S: AsRef<[u8]>>(&self, secrets: &[S]) {
+        let holds = |bytes: &[u8], s: &[u8]| bytes.windows(s.len()).any(|w| w == s);
+        for secret in secrets.iter().map(AsRef::as_ref) {
+            for (path, bytes) in &self.files {
+                assert!(!holds(bytes, secret), "a secret is in clear in {}", path.display());
+            }
+            assert!(!holds(&self.log, secret), "a secret is in clear in the log");
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log).into_owned()
+    }
+}
+
+/// A fresh temporary directory (removed when the guard drops) and the path
+/// of a data dir inside it, for tests that restart the service over it.
+pub fn temp_data() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    (dir, data)
+}
+
+/// What an upstream adapter answered when the test expects it done.
+pub fn done<T>(outcome: pelago_actors::ports::Outcome<T>) -> T {
+    use pelago_actors::ports::Outcome;
+    match outcome {
+        Outcome::Done(t) => t,
+        Outcome::Declined { reason } => panic!("declined: {reason}"),
+        Outcome::Unknown { detail } => panic!("unknown: {detail}"),
+    }
+}
+
+/// Every directory and file under `dir`, recursively (none if it cannot be read).
+pub fn paths_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
+        for p in std::fs::read_dir(&d).into_iter().flatten().flatten().map(|entry| entry.path()) {
             if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                out.push((p, bytes));
+                stack.push(p.clone());
             }
+            out.push(p);
         }
     }
     out
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    paths_under(dir).into_iter().filter(|p| !p.is_dir()).collect()
+}
+
+/// Every file under `dir`, as bytes, for secret scans.
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir).into_iter().filter_map(|p| std::fs::read(&p).ok().map(|bytes| (p, bytes))).collect()
 }
 
 /// A signed JSON request; the status and the body (`Null` if not JSON).

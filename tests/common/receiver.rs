@@ -12,6 +12,8 @@ use std::{
 
 use serde_json::Value;
 
+use super::Json;
+
 /// The receiver: verifies each request with every given secret (all must
 /// pass), answers 500 to the first `fail_first` requests of each webhook-id,
 /// optionally hangs, and appends one JSON line per request to the log.
@@ -151,7 +153,7 @@ impl Receiver {
     pub fn delivered(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for r in self.received().iter().filter(|r| r["status"] == 200) {
-            *counts.entry(r["id"].as_str().unwrap().to_owned()).or_default() += 1;
+            *counts.entry(r.str("id").to_owned()).or_default() += 1;
         }
         counts
     }
