@@ -296,14 +296,7 @@ fn sled_card_change_shape(c: &mut Criterion, bench: &Bench, cards: &[CardId]) {
         let name = if flush { "256_changes_merged_plus_one_flush" } else { "256_changes_merged_no_flush" };
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut batch = WriteBatch::new();
-                for _ in 0..256 {
-                    n += 1;
-                    for (tree, key, value) in change(n) {
-                        batch.put_raw(tree, key, value);
-                    }
-                }
-                let _ticket = store.commit(batch).unwrap();
+                commit_merged(&store, &mut n, &change);
                 if flush {
                     store.flush_blocking().unwrap();
                 }
@@ -350,17 +343,24 @@ fn merged_over_the_cards(
     let mut n = 0u64;
     group.throughput(Throughput::Elements(256));
     group.bench_function("256_changes_merged_keys_over_1024_cards_no_flush", |b| {
-        b.iter(|| {
-            let mut batch = WriteBatch::new();
-            for _ in 0..256 {
-                n += 1;
-                for (tree, key, value) in change(n) {
-                    batch.put_raw(tree, key, value);
-                }
-            }
-            let _ticket = store.commit(batch).unwrap();
-        })
+        b.iter(|| commit_merged(&store, &mut n, &change))
     });
+}
+
+/// The next 256 changes (numbered after `n`) as one commit: one sled `apply_batch`.
+fn commit_merged<I: Iterator<Item = (Tree, Vec<u8>, Vec<u8>)>>(
+    store: &Store,
+    n: &mut u64,
+    change: &impl Fn(u64) -> I,
+) {
+    let mut batch = WriteBatch::new();
+    for _ in 0..256 {
+        *n += 1;
+        for (tree, key, value) in change(*n) {
+            batch.put_raw(tree, key, value);
+        }
+    }
+    let _ticket = store.commit(batch).unwrap();
 }
 
 criterion_group! {
