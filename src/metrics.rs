@@ -6,7 +6,10 @@
 use std::{
     collections::HashMap,
     fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use parking_lot::RwLock;
@@ -52,12 +55,52 @@ pub enum CallbackSource {
     Channel,
 }
 
+/// Upstream call latency and failures by channel (a channel id, or `gateway`).
+#[derive(Default)]
+pub struct UpstreamCalls {
+    latency: RwLock<HashMap<String, Histogram>>,
+    errors: RwLock<HashMap<String, AtomicU64>>,
+}
+
+impl UpstreamCalls {
+    /// One call to `channel`; `failed`: it failed or its outcome is unknown.
+    pub fn observe(&self, channel: &str, secs: f64, failed: bool) {
+        if let Some(h) = self.latency.read().get(channel) {
+            h.observe(secs);
+        } else {
+            self.latency.write().entry(channel.to_owned()).or_default().observe(secs);
+        }
+        if failed {
+            self.errors.write().entry(channel.to_owned()).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP pelago_upstream_call_duration_seconds Upstream call latency by channel.\n");
+        out.push_str("# TYPE pelago_upstream_call_duration_seconds histogram\n");
+        for (channel, h) in self.latency.read().iter() {
+            h.render(out, "pelago_upstream_call_duration_seconds", &format!("channel=\"{channel}\""));
+        }
+        out.push_str(
+            "# HELP pelago_upstream_errors_total Upstream calls that failed or had an unknown outcome.\n",
+        );
+        out.push_str("# TYPE pelago_upstream_errors_total counter\n");
+        for (channel, n) in self.errors.read().iter() {
+            let _ = writeln!(
+                out,
+                "pelago_upstream_errors_total{{channel=\"{channel}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: RwLock<HashMap<(&'static str, &'static str, u16), AtomicU64>>,
     latency: RwLock<HashMap<&'static str, Histogram>>,
-    upstream_latency: RwLock<HashMap<String, Histogram>>,
-    upstream_errors: RwLock<HashMap<String, AtomicU64>>,
+    /// Upstream calls by channel, shared with the upstream client that times them.
+    pub upstream: Arc<UpstreamCalls>,
     /// Callbacks refused because they named an object of another account or channel.
     unbound_gateway_callbacks: AtomicU64,
     unbound_channel_callbacks: AtomicU64,
@@ -76,22 +119,6 @@ impl Metrics {
             return;
         }
         self.latency.write().entry(route).or_default().observe(secs);
-    }
-
-    /// One upstream call to `channel` (a channel id, or `gateway`).
-    pub fn observe_upstream(&self, channel: &str, secs: f64, failed: bool) {
-        if let Some(h) = self.upstream_latency.read().get(channel) {
-            h.observe(secs);
-        } else {
-            self.upstream_latency.write().entry(channel.to_owned()).or_default().observe(secs);
-        }
-        if failed {
-            self.upstream_errors
-                .write()
-                .entry(channel.to_owned())
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// A signed callback that named an object its sender is not bound to (SECURITY.md).
@@ -129,22 +156,7 @@ impl Metrics {
                 &format!("route=\"{route}\""),
             );
         }
-        out.push_str("# HELP pelago_upstream_call_duration_seconds Upstream call latency by channel.\n");
-        out.push_str("# TYPE pelago_upstream_call_duration_seconds histogram\n");
-        for (channel, h) in self.upstream_latency.read().iter() {
-            h.render(&mut out, "pelago_upstream_call_duration_seconds", &format!("channel=\"{channel}\""));
-        }
-        out.push_str(
-            "# HELP pelago_upstream_errors_total Upstream calls that failed or had an unknown outcome.\n",
-        );
-        out.push_str("# TYPE pelago_upstream_errors_total counter\n");
-        for (channel, n) in self.upstream_errors.read().iter() {
-            let _ = writeln!(
-                out,
-                "pelago_upstream_errors_total{{channel=\"{channel}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
+        self.upstream.render(&mut out);
         out.push_str(
             "# HELP pelago_callbacks_unbound_total Signed callbacks refused for naming an object of another sender.\n",
         );

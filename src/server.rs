@@ -99,7 +99,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
     let service_clock = Arc::new(ServiceClock::load(&store, config.sandbox).await?);
     let clock: SharedClock = service_clock.clone();
     let (stop_sandbox, stop_rx) = tokio::sync::watch::channel(false);
-    let (upstreams, sandbox) = start_upstreams(&config, stop_rx).await?;
+    let metrics = Metrics::default();
+    let (upstreams, sandbox) = start_upstreams(&config, stop_rx, Arc::clone(&metrics.upstream)).await?;
     let actors = start_actors(&config, &store, &clock, &upstreams);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -125,7 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         upstreams,
         public_base_url,
         sealer: secrets::Sealer::new(&master_key),
-        metrics: Metrics::default(),
+        metrics,
         billing_running: Default::default(),
         scheduler: Default::default(),
         webhooks,
@@ -164,6 +165,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 async fn start_upstreams(
     config: &Config,
     stop: tokio::sync::watch::Receiver<bool>,
+    calls: Arc<crate::metrics::UpstreamCalls>,
 ) -> anyhow::Result<(Arc<Upstreams>, Option<tokio::task::JoinHandle<()>>)> {
     // The simulators' control endpoints answer only to this token (SANDBOX.md).
     let control_token = SecretString::new(crate::security::random_token::<32>());
@@ -179,6 +181,7 @@ async fn start_upstreams(
         config.upstream_timeout_ms,
         &gateway_url,
         sandbox_root.as_deref().map(|root| (root, control_token)),
+        calls,
     )?;
     Ok((Arc::new(upstreams), sandbox))
 }

@@ -59,11 +59,12 @@ impl Upstreams {
         timeout_ms: u64,
         gateway_base_url: &str,
         sandbox: Option<(&str, SecretString)>,
+        calls: Arc<crate::metrics::UpstreamCalls>,
     ) -> Result<Upstreams, UpstreamError> {
-        let client = UpstreamClient::new(UpstreamConfig { timeout_ms })?;
+        let client = UpstreamClient::new(UpstreamConfig { timeout_ms })?.observed_by(calls);
         let gateway = client.gateway(gateway_base_url);
         let marketplace = Arc::new(crate::upstream::gateway_marketplace::HttpMarketplaceGateway::new(
-            client.clone(),
+            client.labelled("gateway"),
             gateway_base_url,
         ));
         let agreements =
@@ -95,7 +96,7 @@ impl Upstreams {
             (Some(control), "sandbox") => control.channel_base_url(),
             _ => record.base_url.clone(),
         };
-        Ok(self.client.channel_adapter(&record.kind, &base_url, api_key)?)
+        Ok(self.client.labelled(record.id.as_str()).channel_adapter(&record.kind, &base_url, api_key)?)
     }
 
     /// Installs (or replaces) the adapter for `record`.

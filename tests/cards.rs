@@ -153,5 +153,11 @@ async fn open_faults_are_resolved_and_refusals_return_the_fee() {
         assert_eq!(opened.count("status_history"), 2, "{behavior}");
     }
     assert_eq!(m.available().await, 9_000, "two cards opened, two fees");
+    // API.md, /metrics: every call to the channel timed under its id; the
+    // timeout and the error (outcome unknown) counted as errors, the refusal not.
+    let calls =
+        svc.metric(&format!("pelago_upstream_call_duration_seconds_count{{channel=\"{channel}\"}}")).await;
+    assert!(calls >= 5, "cardholder, three opens, the resolver's asks: {calls}");
+    assert_eq!(svc.metric(&format!("pelago_upstream_errors_total{{channel=\"{channel}\"}}")).await, 2);
     ledger_balanced(&svc).await;
 }

@@ -11,10 +11,7 @@ use pelago_actors::ports::{
 use pelago_storage::Money;
 use reqwest::Method;
 
-use super::{
-    UpstreamClient, channel_wire as wire,
-    http_util::{send, send_sensitive},
-};
+use super::{UpstreamClient, channel_wire as wire};
 
 /// Header carrying Pelago's request id on every mutating call.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -48,13 +45,13 @@ impl HttpChannel {
         path: String,
         read: fn(A) -> T,
     ) -> BoxFuture<'_, Outcome<T>> {
-        async move { send::<A>(self.request(Method::GET, &path, None)).await.map(read) }.boxed()
+        async move { self.client.send::<A>(self.request(Method::GET, &path, None)).await.map(read) }.boxed()
     }
 
     async fn card_action(&self, req: CardAction, action: &str) -> Outcome<()> {
         let path = format!("/cards/{}/{action}", encode(&req.channel_card_id));
         let rb = self.request(Method::POST, &path, Some(&req.request_id)).json(&serde_json::json!({}));
-        send::<wire::StatusAnswer>(rb).await.map(|_| ())
+        self.client.send::<wire::StatusAnswer>(rb).await.map(|_| ())
     }
 }
 
@@ -80,7 +77,7 @@ impl CardChannel for HttpChannel {
                 address: req.address,
             };
             let rb = self.request(Method::POST, "/cardholders", Some(&req.request_id)).json(&body);
-            send::<wire::CardholderAnswer>(rb).await.map(Into::into)
+            self.client.send::<wire::CardholderAnswer>(rb).await.map(Into::into)
         }
         .boxed()
     }
@@ -94,7 +91,7 @@ impl CardChannel for HttpChannel {
                 currency: req.currency,
             };
             let rb = self.request(Method::POST, "/cards", Some(&req.request_id)).json(&body);
-            let opened = send::<wire::CardAnswer>(rb).await.map(Into::into);
+            let opened = self.client.send::<wire::CardAnswer>(rb).await.map(Into::into);
             if matches!(opened, Outcome::Done(_)) {
                 // A crash test's point: the channel opened the card, the card is not written yet.
                 crate::failpoint::hit("cards.open.after_channel");
@@ -110,7 +107,8 @@ impl CardChannel for HttpChannel {
             let rb = self
                 .request(Method::POST, &path, Some(&req.request_id))
                 .json(&wire::TopupBody { amount: req.amount });
-            let funded = send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance });
+            let funded =
+                self.client.send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance });
             if matches!(funded, Outcome::Done(_)) {
                 // A crash test's point between step 2 (applied at the channel) and step 3.
                 crate::failpoint::hit("topups.after_channel");
@@ -132,7 +130,8 @@ impl CardChannel for HttpChannel {
         async move {
             let path = format!("/cards/{}", encode(&req.channel_card_id));
             let rb = self.request(Method::DELETE, &path, Some(&req.request_id));
-            send::<wire::DeletedAnswer>(rb)
+            self.client
+                .send::<wire::DeletedAnswer>(rb)
                 .await
                 .map(|a| CardDeleted { remaining_balance: a.remaining_balance })
         }
@@ -144,7 +143,7 @@ impl CardChannel for HttpChannel {
             let path = format!("/cards/{}/details", encode(&channel_card_id));
             let rb = self.request(Method::GET, &path, None);
             // The raw answer holds the PAN and CVV: read into a buffer wiped after parsing.
-            send_sensitive::<wire::DetailsAnswer>(rb).await.map(|mut a| CardDetails {
+            self.client.send_sensitive::<wire::DetailsAnswer>(rb).await.map(|mut a| CardDetails {
                 pan: SensitiveString::new(std::mem::take(&mut a.pan)),
                 cvv: SensitiveString::new(std::mem::take(&mut a.cvv)),
                 expiry_month: a.expiry_month,

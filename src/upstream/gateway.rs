@@ -15,11 +15,10 @@ use super::{
     UpstreamClient,
     channel_http::{IDEMPOTENCY_HEADER, encode},
     gateway_wire as wire,
-    http_util::send,
 };
 
 pub struct HttpGateway {
-    client: UpstreamClient,
+    pub(super) client: UpstreamClient,
     base_url: String,
 }
 
@@ -60,7 +59,7 @@ impl HttpGateway {
         if let Some(body) = body {
             rb = rb.json(body);
         }
-        send::<A>(rb).await
+        self.client.send::<A>(rb).await
     }
 
     /// `GET {path}` as `account`, the answer made the port's type by `read`.
@@ -70,7 +69,8 @@ impl HttpGateway {
         path: String,
         read: fn(Outcome<A>) -> Outcome<T>,
     ) -> BoxFuture<'_, Outcome<T>> {
-        async move { read(send::<A>(self.request(&account, Method::GET, &path, None)).await) }.boxed()
+        async move { read(self.client.send::<A>(self.request(&account, Method::GET, &path, None)).await) }
+            .boxed()
     }
 }
 
@@ -83,7 +83,7 @@ impl PaymentGateway for HttpGateway {
                 description: req.description,
             };
             let rb = self.request(&req.account, Method::POST, "/orders", Some(&req.request_id)).json(&body);
-            send::<wire::OrderAnswer>(rb).await.map(Into::into)
+            self.client.send::<wire::OrderAnswer>(rb).await.map(Into::into)
         }
         .boxed()
     }
@@ -113,7 +113,7 @@ impl PaymentGateway for HttpGateway {
         async move {
             let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
             let rb = self.request(&req.account, Method::POST, "/payouts", Some(&req.request_id)).json(&body);
-            send::<wire::PayoutAnswer>(rb).await.map(Into::into)
+            self.client.send::<wire::PayoutAnswer>(rb).await.map(Into::into)
         }
         .boxed()
     }
@@ -142,7 +142,7 @@ impl PaymentGateway for HttpGateway {
             let rb = self
                 .request(&req.account, Method::POST, &path, Some(&req.request_id))
                 .json(&wire::RefundBody { amount: req.amount });
-            send::<wire::RefundAnswer>(rb).await.map(|a| RefundAccepted { refund_id: a.id })
+            self.client.send::<wire::RefundAnswer>(rb).await.map(|a| RefundAccepted { refund_id: a.id })
         }
         .boxed()
     }

@@ -20,7 +20,7 @@ use pelago_actors::{
 use pelago_storage::{FileId, Money};
 use reqwest::Method;
 
-use super::{channel_http::encode, gateway::HttpGateway, http_util::send, marketplace_wire as wire};
+use super::{channel_http::encode, gateway::HttpGateway, marketplace_wire as wire};
 
 /// The marketplace ports (onboardings, agreements, payments) are served by
 /// the one gateway adapter: same base URL, same per-account authentication.
@@ -67,7 +67,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
             };
             let rb =
                 self.request(&req.account, Method::POST, "/onboardings", Some(&req.request_id)).json(&body);
-            convert(send::<wire::OnboardingAnswer>(rb).await)
+            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
         }
         .boxed()
     }
@@ -97,7 +97,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         async move {
             let path = format!("/onboardings/{}/cancel", encode(&gateway_onboarding_id));
             let rb = self.request(&account, Method::POST, &path, Some(&request_id));
-            convert(send::<wire::OnboardingAnswer>(rb).await)
+            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
         }
         .boxed()
     }
@@ -114,7 +114,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
             let body =
                 wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
             let rb = self.request(&account, Method::POST, &path, Some(&request_id)).json(&body);
-            convert(send::<wire::OnboardingAnswer>(rb).await)
+            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
         }
         .boxed()
     }
@@ -138,7 +138,7 @@ impl AgreementGateway for HttpMarketplaceGateway {
             };
             let rb =
                 self.request(&req.account, Method::POST, "/agreements", Some(&req.request_id)).json(&body);
-            signed(send::<wire::AgreementAnswer>(rb).await)
+            signed(self.client.send::<wire::AgreementAnswer>(rb).await)
         }
         .boxed()
     }
@@ -175,7 +175,7 @@ impl RecipientPayoutGateway for HttpMarketplaceGateway {
             let rb = self
                 .request(&req.account, Method::POST, "/recipient-payouts", Some(&req.request_id))
                 .json(&body);
-            decided(send::<wire::RecipientPayoutAnswer>(rb).await)
+            decided(self.client.send::<wire::RecipientPayoutAnswer>(rb).await)
         }
         .boxed()
     }

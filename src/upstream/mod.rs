@@ -57,7 +57,10 @@ pub mod sandbox;
 
 use std::{sync::Arc, time::Duration};
 
-use pelago_actors::ports::{CardChannel, PaymentGateway, SecretString};
+use pelago_actors::ports::{CardChannel, Outcome, PaymentGateway, SecretString};
+use serde::de::DeserializeOwned;
+
+use crate::metrics::UpstreamCalls;
 
 pub use channel_http::HttpChannel;
 pub use gateway::HttpGateway;
@@ -95,6 +98,9 @@ pub enum UpstreamError {
 pub struct UpstreamClient {
     http: reqwest::Client,
     config: UpstreamConfig,
+    /// Whom the calls are timed for (`/metrics`), and under which label.
+    calls: Arc<UpstreamCalls>,
+    label: Arc<str>,
 }
 
 impl UpstreamClient {
@@ -107,7 +113,38 @@ impl UpstreamClient {
             .pool_max_idle_per_host(32)
             .build()
             .map_err(|e| UpstreamError::Client(e.to_string()))?;
-        Ok(Self { http, config })
+        Ok(Self { http, config, calls: Arc::default(), label: Arc::from("upstream") })
+    }
+
+    /// The same pool, its calls timed into `calls` (the service's `/metrics`).
+    pub fn observed_by(self, calls: Arc<UpstreamCalls>) -> Self {
+        Self { calls, ..self }
+    }
+
+    /// The same pool, its calls counted under `label` (a channel id, `gateway`).
+    pub fn labelled(&self, label: &str) -> Self {
+        Self { label: Arc::from(label), ..self.clone() }
+    }
+
+    /// Sends `request` (the outcome rule of [`http_util::send`]), timed.
+    pub(crate) async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Outcome<T> {
+        self.timed(http_util::send(request)).await
+    }
+
+    /// [`http_util::send_sensitive`], timed.
+    pub(crate) async fn send_sensitive<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Outcome<T> {
+        self.timed(http_util::send_sensitive(request)).await
+    }
+
+    async fn timed<T>(&self, call: impl std::future::Future<Output = Outcome<T>>) -> Outcome<T> {
+        let started = std::time::Instant::now();
+        let outcome = call.await;
+        let failed = matches!(outcome, Outcome::Unknown { .. });
+        self.calls.observe(&self.label, started.elapsed().as_secs_f64(), failed);
+        outcome
     }
 
     pub fn config(&self) -> UpstreamConfig {
@@ -134,7 +171,7 @@ impl UpstreamClient {
 
     /// The gateway adapter; each call names the gateway account it acts for.
     pub fn gateway(&self, base_url: &str) -> Arc<dyn PaymentGateway> {
-        Arc::new(HttpGateway::new(self.clone(), base_url))
+        Arc::new(HttpGateway::new(self.labelled("gateway"), base_url))
     }
 
     /// The sandbox's control endpoints (registration and test helpers).
