@@ -15,7 +15,7 @@
 //! flush. The merged rate is the ceiling of this workload on this machine.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc; // the binary's allocator
 
 use std::{
     sync::Arc,

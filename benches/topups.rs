@@ -18,6 +18,9 @@
 /// The in-process channel that funds every card at once (shared with the actor tests).
 #[path = "../actors/tests/common/channel.rs"]
 mod channel;
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc; // the binary's allocator
+
 mod topups_pg;
 
 use std::{
