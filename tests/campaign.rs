@@ -629,9 +629,14 @@ async fn check_marketplace(svc: &Service, key: &Key, sellers: &[String], ops: &[
             refunds.iter().filter(|r| r["payment_id"] == id && r["status"] == "succeeded").collect();
         let to_buyer: i64 = succeeded.iter().map(|r| r.i64("amount.value")).sum();
         assert_eq!(p["refunded_amount"]["value"].as_i64().unwrap_or(0), to_buyer, "refunded once: {p}");
-        let split_at = p["split"]["executed_at"].as_str().unwrap_or("~");
+        // Instants compared as instants: an RFC 3339 string drops ".000", so
+        // "…:02Z" sorts after "…:02.500Z" as text (the long campaign, seed 42,
+        // counted a refund 500 ms after its split as before it).
+        let instant = |raw: &str| pelago_storage::Timestamp::parse_rfc3339(raw).expect("an RFC 3339 instant");
+        let split_at =
+            p["split"]["executed_at"].as_str().map_or(pelago_storage::Timestamp(i64::MAX), instant);
         let before_split = |line: usize| -> i64 {
-            let before = succeeded.iter().filter(|r| r.str("created_at") < split_at);
+            let before = succeeded.iter().filter(|r| instant(r.str("created_at")) < split_at);
             let portions = before.flat_map(|r| r["splits"].as_array().unwrap());
             portions.filter(|s| s["line"] == line).map(|s| s.i64("amount.value")).sum()
         };
