@@ -60,22 +60,34 @@ fn open_with_intent(id: &CardId, channel: &ChannelId) -> Open {
     }
 }
 
-async fn write_intent(store: &Store) {
+/// One opening with its intent in place (as the fee's commit left it), and what it answered.
+struct Opened {
+    store: Store,
+    actors: Arc<Actors>,
+    seen: Seen,
+    id: CardId,
+    channel: ChannelId,
+    /// The store's commit count before the opening.
+    commits: u64,
+    outcome: pelago_actors::card::ops::CardOutcome,
+}
+
+async fn opened(dir: &std::path::Path, unknown_opens: bool) -> Opened {
+    let (store, actors, seen) = start(dir, unknown_opens);
     let mut batch = WriteBatch::new();
     batch.put_raw(Tree::Operations, INTENT, b"the fee's commit".to_vec());
     store.commit_durable(batch).await.unwrap();
+    let (id, channel) = (CardId::generate(), ChannelId::generate());
+    let commits = store.commit_stats().commits;
+    let outcome = actors.ask_card(&id, open_with_intent(&id, &channel)).await.unwrap().unwrap();
+    Opened { store, actors, seen, id, channel, commits, outcome }
 }
 
 #[test]
 fn an_opening_with_an_intent_writes_its_card_once_with_the_channels_answer() {
     let dir = tempfile::tempdir().unwrap();
     common::run(|| async {
-        let (store, actors, seen) = start(dir.path(), false);
-        write_intent(&store).await;
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-        let commits = store.commit_stats().commits;
-
-        let outcome = actors.ask_card(&id, open_with_intent(&id, &channel)).await.unwrap().unwrap();
+        let Opened { store, actors, seen, id, channel, commits, outcome } = opened(dir.path(), false).await;
 
         assert!(outcome.settled);
         assert_eq!(outcome.card.status, CardStatus::Active);
@@ -100,11 +112,7 @@ fn an_opening_with_an_intent_writes_its_card_once_with_the_channels_answer() {
 fn an_unknown_answer_writes_the_card_processing_with_its_marker_for_the_resolver() {
     let dir = tempfile::tempdir().unwrap();
     common::run(|| async {
-        let (store, actors, seen) = start(dir.path(), true);
-        write_intent(&store).await;
-        let (id, channel) = (CardId::generate(), ChannelId::generate());
-
-        let outcome = actors.ask_card(&id, open_with_intent(&id, &channel)).await.unwrap().unwrap();
+        let Opened { store, seen, id, outcome, .. } = opened(dir.path(), true).await;
 
         assert!(!outcome.settled, "answered 202");
         assert_eq!(outcome.card.status, CardStatus::Processing);
