@@ -8,6 +8,7 @@ use std::{net::SocketAddr, path::Path, sync::Arc};
 use bytes::Bytes;
 use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
+use pelago_actors::cardholder::Identity;
 use pelago_actors::ports::{
     Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
     ChannelTxnStatus, CreateCardholder, CreateOrder, FundCard, GatewayAccount, GatewayEvent,
@@ -161,13 +162,15 @@ fn holder(request_id: &str, last_name: &str) -> CreateCardholder {
         request_id: request_id.into(),
         cardholder_id: format!("chd_{request_id}"),
         bin: "424242".into(),
-        first_name: "Ada".into(),
-        last_name: last_name.into(),
-        email: "ada@example.com".into(),
-        phone: "+15555550100".into(),
-        date_of_birth: "1990-01-01".into(),
-        nationality: "US".into(),
-        id_document_type: "passport".into(),
+        identity: Identity {
+            first_name: "Ada".into(),
+            last_name: last_name.into(),
+            email: "ada@example.com".into(),
+            phone: "+15555550100".into(),
+            date_of_birth: "1990-01-01".into(),
+            nationality: "US".into(),
+            id_document_type: "passport".into(),
+        },
         id_document_number: "X1234567".into(),
         address: Address {
             line1: "1 Main St".into(),

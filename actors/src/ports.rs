@@ -63,13 +63,7 @@ pub struct CreateCardholder {
     /// Pelago's cardholder id, so callbacks can name it.
     pub cardholder_id: String,
     pub bin: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone: String,
-    pub date_of_birth: String,
-    pub nationality: String,
-    pub id_document_type: String,
+    pub identity: crate::cardholder::Identity,
     pub id_document_number: String,
     pub address: Address,
 }

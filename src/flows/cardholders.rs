@@ -156,19 +156,12 @@ async fn call_channel(
     let Some(channel) = app.upstreams.channel(&record.channel_id) else {
         return Outcome::Unknown { detail: "no adapter for the channel".into() };
     };
-    let identity = record.identity.clone();
     channel
         .create_cardholder(CreateCardholder {
             request_id: record.request_id.clone(),
             cardholder_id: record.id.to_string(),
             bin: record.bin.clone(),
-            first_name: identity.first_name,
-            last_name: identity.last_name,
-            email: identity.email,
-            phone: identity.phone,
-            date_of_birth: identity.date_of_birth,
-            nationality: identity.nationality,
-            id_document_type: identity.id_document_type,
+            identity: record.identity.clone(),
             id_document_number: id_document_number.to_owned(),
             address: record.address.clone(),
         })

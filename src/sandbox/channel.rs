@@ -288,7 +288,7 @@ fn create_cardholder(channel: &ChannelReg, body: CreateCardholderBody) -> ApplyR
     if !is_bin(&body.bin) {
         return Ok(declined(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bin", "bin must be 6 digits"));
     }
-    let (status, reason) = match body.last_name.as_str() {
+    let (status, reason) = match body.identity.last_name.as_str() {
         "Reject" => (CardholderStatusWire::Rejected, Some("identity verification failed".to_owned())),
         "Pending" => (CardholderStatusWire::Pending, None),
         _ => (CardholderStatusWire::Active, None),

@@ -66,13 +66,7 @@ impl CardChannel for HttpChannel {
             let body = wire::CreateCardholderBody {
                 cardholder_id: req.cardholder_id,
                 bin: req.bin,
-                first_name: req.first_name,
-                last_name: req.last_name,
-                email: req.email,
-                phone: req.phone,
-                date_of_birth: req.date_of_birth,
-                nationality: req.nationality,
-                id_document_type: req.id_document_type,
+                identity: req.identity,
                 id_document_number: req.id_document_number,
                 address: req.address,
             };

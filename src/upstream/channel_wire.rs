@@ -15,13 +15,9 @@ pub struct CreateCardholderBody {
     /// Pelago's cardholder id, named again in callbacks.
     pub cardholder_id: String,
     pub bin: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone: String,
-    pub date_of_birth: String,
-    pub nationality: String,
-    pub id_document_type: String,
+    /// The identity's fields, at the top level of the body.
+    #[serde(flatten)]
+    pub identity: pelago_actors::cardholder::Identity,
     pub id_document_number: String,
     pub address: Address,
 }
@@ -243,5 +239,50 @@ impl From<OperationAnswer> for ChannelOperation {
                 ChannelOperation::CardDeleted(CardDeleted { remaining_balance })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pelago_actors::{cardholder::Identity, ports::Address};
+
+    use super::CreateCardholderBody;
+
+    /// The channel protocol's cardholder body keeps the identity's fields at
+    /// its top level (the module docs of `super`), and reads them back.
+    #[test]
+    fn the_identity_travels_flat_in_the_cardholder_body() {
+        let identity = Identity {
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            phone: "+15555550100".into(),
+            date_of_birth: "1990-01-01".into(),
+            nationality: "GB".into(),
+            id_document_type: "passport".into(),
+        };
+        let address = Address {
+            line1: "1 Main St".into(),
+            line2: None,
+            city: "London".into(),
+            state: None,
+            postal_code: "N1".into(),
+            country: "GB".into(),
+        };
+        let body = CreateCardholderBody {
+            cardholder_id: "chd_1".into(),
+            bin: "424242".into(),
+            identity: identity.clone(),
+            id_document_number: "X1".into(),
+            address,
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        let fields = ["first_name", "last_name", "email", "phone", "date_of_birth", "nationality"];
+        for field in fields.into_iter().chain(["id_document_type", "id_document_number", "bin"]) {
+            assert!(json[field].is_string(), "{field} at the top level: {json}");
+        }
+        assert!(json.get("identity").is_none(), "{json}");
+        let back: CreateCardholderBody = serde_json::from_value(json).unwrap();
+        assert_eq!(back.identity, identity);
     }
 }
