@@ -152,11 +152,10 @@ fn active_holder(
     Ok((holder, channel_cardholder_id))
 }
 
-/// Master account with a fee: the intent (and the binding) durable first,
-/// then the fee, then the card.
 /// A master-account opening with a fee: the intent and its binding are
 /// committed with the fee's booking, in the merchant actor's one commit
-/// (`PostEntryWith`: 402 writes nothing), then the card is opened.
+/// (`PostEntryWith`: 402 writes nothing); then the card actor calls the
+/// channel and writes the card once, with the answer, removing the intent.
 async fn open_with_intent(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     let mut with = WriteBatch::new();
     with.put(open_intent_key(&intent.new.id), &intent)?;
@@ -206,7 +205,7 @@ async fn finish_open(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Erro
 }
 
 /// Opens the card of an intent whose fee is booked (a repeat answers the
-/// card); the intent goes in the card's first commit. An intent of an older
+/// card); the card's one commit removes the intent. An intent of an older
 /// version whose card already existed is removed here.
 async fn open_after_fee(app: &Core, intent: OpenIntent) -> Result<CardOutcome, Error> {
     crate::failpoint::hit("cards.open.after_fee");
