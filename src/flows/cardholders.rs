@@ -365,8 +365,7 @@ async fn confirm(
 /// One resolver pass over cardholder notices whose confirming query had no answer.
 async fn resolve_confirmations(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (key, channel_cardholder_id) in super::due_markers::<Marker>(app, CHDCONFIRM, super::Started::Now, 0)?
-    {
+    for (key, channel_cardholder_id) in super::markers::<Marker>(app, CHDCONFIRM)? {
         let record = match &key {
             Marker::CardholderConfirm { cardholder } => {
                 app.store.get::<CardholderRecord>(cardholder.as_bytes())?

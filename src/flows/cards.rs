@@ -336,7 +336,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         }
     }
     for prefix in [actor_keys::FEERET, actor_keys::CARDREFUND] {
-        for (marker, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
+        for marker in super::marker_keys(app, prefix)? {
             if let Marker::FeeReturn { card } | Marker::CardRefund { card } = marker {
                 settle_markers_of(app, &card).await?;
                 done += 1;

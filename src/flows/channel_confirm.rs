@@ -114,7 +114,7 @@ async fn confirm(
 /// One resolver pass over transaction notices whose confirming query had no answer.
 pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (key, value) in super::due_markers::<Marker>(app, TXNCONFIRM, super::Started::Now, 0)? {
+    for (key, value) in super::markers::<Marker>(app, TXNCONFIRM)? {
         let value: Option<i64> = std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok());
         let keep = match (&key, value) {
             (Marker::TransactionConfirm { card: card_id, channel_transaction: txn }, Some(value)) => {
@@ -217,7 +217,7 @@ impl Notice<'_> {
             keys::{Marker, TOPUP},
         };
         let app = self.app;
-        for (key, value) in crate::flows::due_markers(app, TOPUP, crate::flows::Started::Now, 0)? {
+        for (key, value) in crate::flows::markers(app, TOPUP)? {
             let Some((card_id, _)) = parse_marker(&value) else { continue };
             let Marker::Topup { topup: id } = key else { continue };
             let Some(topup) = app.store.get::<TopupRecord>(topup_key(&card_id, &id))? else { continue };

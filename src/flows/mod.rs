@@ -50,8 +50,6 @@ pub enum Started {
     BigEndianMs,
     /// The value is `{id} {start ms}[ ...]` (top-up and order markers).
     AfterFirstWord,
-    /// The marker waits on nothing: due at once.
-    Now,
 }
 
 impl Started {
@@ -59,7 +57,6 @@ impl Started {
         match self {
             Started::BigEndianMs => value.get(..8)?.try_into().ok().map(i64::from_be_bytes),
             Started::AfterFirstWord => std::str::from_utf8(value).ok()?.split(' ').nth(1)?.parse().ok(),
-            Started::Now => Some(i64::MIN),
         }
     }
 }
@@ -76,16 +73,39 @@ pub fn due_markers<K: pelago_actors::keys::Key>(
     grace_ms: i64,
 ) -> Result<Vec<(K, Vec<u8>)>, Error> {
     let now = pelago_storage::Timestamp::now_real().unix_ms();
-    let mut due = Vec::new();
+    markers_where(core, prefix, |value| {
+        started.read(value).is_none_or(|at| now.saturating_sub(at) >= grace_ms)
+    })
+}
+
+/// The markers under `prefix` that wait on nothing (due at once), as
+/// [`due_markers`] reads them.
+pub fn markers<K: pelago_actors::keys::Key>(
+    core: &app::Core,
+    prefix: &str,
+) -> Result<Vec<(K, Vec<u8>)>, Error> {
+    markers_where(core, prefix, |_| true)
+}
+
+/// [`markers`] whose value the pass does not need: the parsed keys alone.
+pub fn marker_keys<K: pelago_actors::keys::Key>(core: &app::Core, prefix: &str) -> Result<Vec<K>, Error> {
+    Ok(markers(core, prefix)?.into_iter().map(|(key, _)| key).collect())
+}
+
+fn markers_where<K: pelago_actors::keys::Key>(
+    core: &app::Core,
+    prefix: &str,
+    due: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<(K, Vec<u8>)>, Error> {
+    let mut found = Vec::new();
     for row in core.store.iter_raw(pelago_storage::Tree::Operations, prefix.as_bytes()).take(MARKERS_PER_PASS)
     {
         let (key, value) = row?;
-        if started.read(&value).is_some_and(|at| now.saturating_sub(at) < grace_ms) {
-            continue;
+        if due(&value) {
+            found.extend(K::parse(&key).map(|k| (k, value)));
         }
-        due.extend(K::parse(&key).map(|k| (k, value)));
     }
-    Ok(due)
+    Ok(found)
 }
 
 /// How many markers of one prefix a resolver pass reads at most.

@@ -224,7 +224,7 @@ async fn confirm_deposit(
 /// One resolver pass over deposit callbacks whose confirming query had no answer.
 pub async fn resolve_pending(app: &Core) -> Result<usize, Error> {
     let mut done = 0;
-    for (marker, value) in super::due_markers::<Marker>(app, DEPCONFIRM, super::Started::Now, 0)? {
+    for (marker, value) in super::markers::<Marker>(app, DEPCONFIRM)? {
         let (Marker::DepositConfirm { deposit: deposit_id, .. }
         | Marker::LegacyDepositConfirm { deposit: deposit_id }) = &marker
         else {

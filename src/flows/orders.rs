@@ -33,7 +33,7 @@ use pelago_actors::{
     merchant::{MerchantRecord, PostEntry},
     ports::{CreateOrder as GatewayCreateOrder, GatewayOrderStatus, Outcome, Refund},
 };
-use pelago_storage::{CardId, Money, OrderId, Timestamp, TopupId, Tree, WriteBatch};
+use pelago_storage::{CardId, MerchantId, Money, OrderId, Timestamp, TopupId, Tree, WriteBatch};
 
 use crate::{app::Core, flows::Error, flows::bootstrap};
 
@@ -432,9 +432,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             super::clear_marker(app, Marker::OrderCreate { order: id.clone() }.encode()).await?;
         }
     }
-    for (marker, gateway_order_id) in
-        super::due_markers(app, crate::keys::ORDCONFIRM, super::Started::Now, 0)?
-    {
+    for (marker, gateway_order_id) in super::markers(app, crate::keys::ORDCONFIRM)? {
         let crate::keys::Marker::OrderConfirm { order: id } = marker else { continue };
         let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
         let keep = match app.store.get::<OrderRecord>(id.as_bytes())? {
@@ -447,7 +445,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         }
     }
     for prefix in [keys::ORDBOOK, keys::ORDREFUND] {
-        for (marker, _) in super::due_markers(app, prefix, super::Started::Now, 0)? {
+        for marker in super::marker_keys(app, prefix)? {
             if let Marker::OrderBook { order: id } | Marker::OrderRefund { order: id } = marker {
                 settle_markers(app, &id).await?;
                 done += 1;
@@ -458,10 +456,6 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
 }
 
 /// An order of this merchant, or 404.
-pub fn load_owned(
-    app: &Core,
-    merchant: &pelago_storage::MerchantId,
-    raw: &str,
-) -> Result<OrderRecord, Error> {
+pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<OrderRecord, Error> {
     super::load_owned::<OrderId, _>(app, "order", raw, |o: &OrderRecord| &o.merchant_id == merchant)
 }

@@ -21,7 +21,7 @@ use pelago_actors::{
     ledger::{self, EntryKind},
     merchant::{FundingMode, MerchantRecord, PostEntry, PostEntryWith, VoidEntry, Voided},
 };
-use pelago_storage::{Money, TopupId, Tree, WriteBatch};
+use pelago_storage::{MerchantId, Money, TopupId, Tree, WriteBatch};
 
 use crate::{app::Core, flows::Error};
 
@@ -136,7 +136,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
             done += 1;
         }
     }
-    for (marker, _) in super::due_markers(app, keys::TOPUPREV, super::Started::Now, 0)? {
+    for marker in super::marker_keys(app, keys::TOPUPREV)? {
         if let Marker::TopupReversal { topup: id } = marker {
             settle_reversal(app, &id).await?;
             done += 1;
@@ -146,11 +146,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
 }
 
 /// A top-up of this merchant, or 404.
-pub fn load_owned(
-    app: &Core,
-    merchant: &pelago_storage::MerchantId,
-    raw: &str,
-) -> Result<TopupRecord, Error> {
+pub fn load_owned(app: &Core, merchant: &MerchantId, raw: &str) -> Result<TopupRecord, Error> {
     let id = TopupId::parse(raw).map_err(|_| Error::not_found("top-up"))?;
     let card = app
         .store

@@ -421,7 +421,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         finish_release(app, &id).await?;
         done += 1;
     }
-    for (marker, _) in super::due_markers(app, WDRRELEASE, super::Started::Now, 0)? {
+    for marker in super::marker_keys(app, WDRRELEASE)? {
         if let Marker::WithdrawalRelease { withdrawal: id } = marker {
             finish_release(app, &id).await?;
             done += 1;

@@ -103,15 +103,12 @@ async fn serve_account(
         (&Method::POST, ["recipient-payouts"]) => {
             idempotent(state, account, req, "recipient_payout", recipient_payout).await
         }
-        (&Method::GET, ["recipient-payouts", "by-request", request_id]) => {
-            match state.store.get_raw(Tree::Index, recipient_payout_key(&account.merchant_id, request_id)) {
-                Ok(Some(answer)) => raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
-                Ok(None) => {
-                    error(StatusCode::NOT_FOUND, "not_found", "no payout was made with this request id")
-                }
-                Err(e) => internal(e),
-            }
-        }
+        (&Method::GET, ["recipient-payouts", "by-request", request_id]) => super::stored_answer(
+            state,
+            Tree::Index,
+            recipient_payout_key(&account.merchant_id, request_id),
+            ("not_found", "no payout was made with this request id"),
+        ),
         (&Method::POST, ["orders", id, "refunds"]) => {
             // The operator's `refund` fault (the marketplace table) covers order refunds too.
             let fault = or_reply!(super::marketplace::before_apply(state, MarketplaceOperation::Refund));

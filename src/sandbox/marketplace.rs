@@ -139,12 +139,8 @@ pub(super) async fn handle(
                 request: request_id.to_string(),
             }
             .text();
-            state.store.get_raw(Tree::Index, rkey).map(|found| match found {
-                Some(answer) => super::raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
-                None => {
-                    error(StatusCode::NOT_FOUND, "not_found", "no agreement was signed with this request id")
-                }
-            })
+            let missing = ("not_found", "no agreement was signed with this request id");
+            return super::stored_answer(state, Tree::Index, rkey, missing);
         }
         (&Method::GET, ["onboardings", "by-request", request_id]) => by_request(state, account, request_id),
         (&Method::GET, ["onboardings", id]) => {

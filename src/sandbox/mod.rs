@@ -312,6 +312,20 @@ pub(crate) fn raw_json(status: u16, body: String) -> Response {
     warp::reply::with_status(reply, status).into_response()
 }
 
+/// The JSON answer stored under `key`, replayed; none stored: 404 `code` saying `missing`.
+pub(crate) fn stored_answer(
+    state: &State,
+    tree: pelago_storage::Tree,
+    key: impl AsRef<[u8]>,
+    (code, missing): (&str, &str),
+) -> Response {
+    match state.store.get_raw(tree, key) {
+        Ok(Some(answer)) => raw_json(200, String::from_utf8_lossy(&answer).into_owned()),
+        Ok(None) => error(StatusCode::NOT_FOUND, code, missing),
+        Err(e) => internal(e),
+    }
+}
+
 pub(crate) fn error_envelope(code: &str, reason: &str) -> ErrorEnvelope {
     ErrorEnvelope { error: ErrorBody { code: code.to_owned(), reason: reason.to_owned() } }
 }

@@ -89,11 +89,8 @@ pub(super) async fn handle(
         (&Method::POST, ["payments", _, "refunds"]) => MarketplaceOperation::Refund,
         (&Method::GET, ["payments", id, "refunds", rid]) => {
             let order = or_reply!(load_payment(state, account, id));
-            return match state.store.get_raw(Tree::Orders, refund_key(&order.id, rid)) {
-                Ok(Some(raw)) => super::raw_json(200, String::from_utf8_lossy(&raw).into_owned()),
-                Ok(None) => error(StatusCode::NOT_FOUND, "refund_not_found", "no such refund"),
-                Err(e) => super::internal(e),
-            };
+            let missing = ("refund_not_found", "no such refund");
+            return super::stored_answer(state, Tree::Orders, refund_key(&order.id, rid), missing);
         }
         (&Method::GET, ["payments", id]) => {
             return json(

@@ -48,10 +48,30 @@ impl HttpChannel {
         async move { self.client.send::<A>(self.request(Method::GET, &path, None)).await.map(read) }.boxed()
     }
 
-    async fn card_action(&self, req: CardAction, action: &str) -> Outcome<()> {
+    /// `POST {path}` once per `request_id` with a JSON `body`; a done answer
+    /// made the port's type by `read`.
+    fn post<B, A, T>(
+        &self,
+        request_id: String,
+        path: String,
+        body: B,
+        read: impl FnOnce(A) -> T + Send + 'static,
+    ) -> BoxFuture<'_, Outcome<T>>
+    where
+        B: serde::Serialize + Send + 'static,
+        A: serde::de::DeserializeOwned + Send + 'static,
+        T: Send + 'static,
+    {
+        async move {
+            let rb = self.request(Method::POST, &path, Some(&request_id)).json(&body);
+            self.client.send::<A>(rb).await.map(read)
+        }
+        .boxed()
+    }
+
+    fn card_action(&self, req: CardAction, action: &str) -> BoxFuture<'_, Outcome<()>> {
         let path = format!("/cards/{}/{action}", encode(&req.channel_card_id));
-        let rb = self.request(Method::POST, &path, Some(&req.request_id)).json(&serde_json::json!({}));
-        self.client.send::<wire::StatusAnswer>(rb).await.map(|_| ())
+        self.post(req.request_id, path, serde_json::json!({}), |_: wire::StatusAnswer| ())
     }
 }
 
@@ -62,62 +82,40 @@ pub(crate) fn encode(segment: &str) -> String {
 
 impl CardChannel for HttpChannel {
     fn create_cardholder(&self, req: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>> {
-        async move {
-            let body = wire::CreateCardholderBody {
-                cardholder_id: req.cardholder_id,
-                bin: req.bin,
-                identity: req.identity,
-                id_document_number: req.id_document_number,
-                address: req.address,
-            };
-            let rb = self.request(Method::POST, "/cardholders", Some(&req.request_id)).json(&body);
-            self.client.send::<wire::CardholderAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let CreateCardholder { request_id, cardholder_id, bin, identity, id_document_number, address } = req;
+        let body = wire::CreateCardholderBody { cardholder_id, bin, identity, id_document_number, address };
+        self.post(request_id, "/cardholders".into(), body, wire::CardholderAnswer::into)
     }
 
     fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>> {
-        async move {
-            let body = wire::OpenCardBody {
-                card_id: req.card_id,
-                cardholder_id: req.channel_cardholder_id,
-                bin: req.bin,
-                currency: req.currency,
-            };
-            let rb = self.request(Method::POST, "/cards", Some(&req.request_id)).json(&body);
-            let opened = self.client.send::<wire::CardAnswer>(rb).await.map(Into::into);
-            if matches!(opened, Outcome::Done(_)) {
-                // A crash test's point: the channel opened the card, the card is not written yet.
-                crate::failpoint::hit("cards.open.after_channel");
-            }
-            opened
-        }
-        .boxed()
+        let body = wire::OpenCardBody {
+            card_id: req.card_id,
+            cardholder_id: req.channel_cardholder_id,
+            bin: req.bin,
+            currency: req.currency,
+        };
+        self.post(req.request_id, "/cards".into(), body, |opened: wire::CardAnswer| {
+            // A crash test's point: the channel opened the card, the card is not written yet.
+            crate::failpoint::hit("cards.open.after_channel");
+            opened.into()
+        })
     }
 
     fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>> {
-        async move {
-            let path = format!("/cards/{}/topups", encode(&req.channel_card_id));
-            let rb = self
-                .request(Method::POST, &path, Some(&req.request_id))
-                .json(&wire::TopupBody { amount: req.amount });
-            let funded =
-                self.client.send::<wire::BalanceAnswer>(rb).await.map(|a| CardFunded { balance: a.balance });
-            if matches!(funded, Outcome::Done(_)) {
-                // A crash test's point between step 2 (applied at the channel) and step 3.
-                crate::failpoint::hit("topups.after_channel");
-            }
-            funded
-        }
-        .boxed()
+        let path = format!("/cards/{}/topups", encode(&req.channel_card_id));
+        self.post(req.request_id, path, wire::TopupBody { amount: req.amount }, |a: wire::BalanceAnswer| {
+            // A crash test's point between step 2 (applied at the channel) and step 3.
+            crate::failpoint::hit("topups.after_channel");
+            CardFunded { balance: a.balance }
+        })
     }
 
     fn freeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
-        self.card_action(req, "freeze").boxed()
+        self.card_action(req, "freeze")
     }
 
     fn unfreeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
-        self.card_action(req, "unfreeze").boxed()
+        self.card_action(req, "unfreeze")
     }
 
     fn delete_card(&self, req: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>> {

@@ -46,20 +46,28 @@ impl HttpGateway {
         builder
     }
 
-    /// One call as `account` (with `request_id` in `Idempotency-Key` and a JSON `body` when given).
-    pub(super) async fn call<A: serde::de::DeserializeOwned, B: serde::Serialize>(
+    /// `POST {path}` as `account`, once per `request_id`, with a JSON `body`
+    /// when given; the answer made the port's type by `read`.
+    pub(super) fn post<B, A, T>(
         &self,
-        account: &GatewayAccount,
-        method: Method,
-        path: &str,
-        request_id: Option<&str>,
-        body: Option<&B>,
-    ) -> Outcome<A> {
-        let mut rb = self.request(account, method, path, request_id);
-        if let Some(body) = body {
-            rb = rb.json(body);
+        (account, request_id): (GatewayAccount, String),
+        path: String,
+        body: Option<B>,
+        read: impl FnOnce(Outcome<A>) -> Outcome<T> + Send + 'static,
+    ) -> BoxFuture<'_, Outcome<T>>
+    where
+        B: serde::Serialize + Send + Sync + 'static,
+        A: serde::de::DeserializeOwned + Send + 'static,
+        T: Send + 'static,
+    {
+        async move {
+            let mut rb = self.request(&account, Method::POST, &path, Some(&request_id));
+            if let Some(body) = &body {
+                rb = rb.json(body);
+            }
+            read(self.client.send::<A>(rb).await)
         }
-        self.client.send::<A>(rb).await
+        .boxed()
     }
 
     /// `GET {path}` as `account`, the answer made the port's type by `read`.
@@ -76,16 +84,17 @@ impl HttpGateway {
 
 impl PaymentGateway for HttpGateway {
     fn create_order(&self, req: CreateOrder) -> BoxFuture<'_, Outcome<GatewayOrder>> {
-        async move {
-            let body = wire::CreateOrderBody {
-                order_id: req.order_id,
-                amount: req.amount,
-                description: req.description,
-            };
-            let rb = self.request(&req.account, Method::POST, "/orders", Some(&req.request_id)).json(&body);
-            self.client.send::<wire::OrderAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let body = wire::CreateOrderBody {
+            order_id: req.order_id,
+            amount: req.amount,
+            description: req.description,
+        };
+        self.post(
+            (req.account, req.request_id),
+            "/orders".into(),
+            Some(body),
+            |a: Outcome<wire::OrderAnswer>| a.map(Into::into),
+        )
     }
 
     fn query_order(
@@ -110,12 +119,13 @@ impl PaymentGateway for HttpGateway {
     }
 
     fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>> {
-        async move {
-            let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
-            let rb = self.request(&req.account, Method::POST, "/payouts", Some(&req.request_id)).json(&body);
-            self.client.send::<wire::PayoutAnswer>(rb).await.map(Into::into)
-        }
-        .boxed()
+        let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
+        self.post(
+            (req.account, req.request_id),
+            "/payouts".into(),
+            Some(body),
+            |a: Outcome<wire::PayoutAnswer>| a.map(Into::into),
+        )
     }
 
     fn query_payout(
@@ -137,13 +147,10 @@ impl PaymentGateway for HttpGateway {
     }
 
     fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>> {
-        async move {
-            let path = format!("/orders/{}/refunds", encode(&req.gateway_order_id));
-            let rb = self
-                .request(&req.account, Method::POST, &path, Some(&req.request_id))
-                .json(&wire::RefundBody { amount: req.amount });
-            self.client.send::<wire::RefundAnswer>(rb).await.map(|a| RefundAccepted { refund_id: a.id })
-        }
-        .boxed()
+        let path = format!("/orders/{}/refunds", encode(&req.gateway_order_id));
+        let body = wire::RefundBody { amount: req.amount };
+        self.post((req.account, req.request_id), path, Some(body), |a: Outcome<wire::RefundAnswer>| {
+            a.map(|a| RefundAccepted { refund_id: a.id })
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! [`super::marketplace_wire`]). Numbers leave Pelago only in the submission
 //! body, over the gateway connection; they are never logged.
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::future::BoxFuture;
 use pelago_actors::{
     payment::gateway::{
         GatewayPayment, GatewayPaymentStatus, GatewayRefund, PaymentCheckout, PaymentsGateway, SplitRequest,
@@ -51,25 +51,20 @@ fn convert(outcome: Outcome<wire::OnboardingAnswer>) -> Outcome<GatewayOnboardin
 
 impl MarketplaceGateway for HttpMarketplaceGateway {
     fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let body = wire::SubmitOnboardingBody {
-                onboarding_id: req.onboarding_id.to_string(),
-                onboarding_type: req.onboarding_type.to_owned(),
-                recipient_type: req.recipient_type.to_owned(),
-                name: req.name,
-                country: req.country,
-                id_document_number: req.id_document_number.expose().to_owned(),
-                bank_account: wire::BankAccountWire {
-                    account_number: req.account_number.expose().to_owned(),
-                    bank_code: req.bank_code,
-                },
-                documents: req.documents.iter().map(ToString::to_string).collect(),
-            };
-            let rb =
-                self.request(&req.account, Method::POST, "/onboardings", Some(&req.request_id)).json(&body);
-            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
-        }
-        .boxed()
+        let body = wire::SubmitOnboardingBody {
+            onboarding_id: req.onboarding_id.to_string(),
+            onboarding_type: req.onboarding_type.to_owned(),
+            recipient_type: req.recipient_type.to_owned(),
+            name: req.name,
+            country: req.country,
+            id_document_number: req.id_document_number.expose().to_owned(),
+            bank_account: wire::BankAccountWire {
+                account_number: req.account_number.expose().to_owned(),
+                bank_code: req.bank_code,
+            },
+            documents: req.documents.iter().map(ToString::to_string).collect(),
+        };
+        self.post((req.account, req.request_id), "/onboardings".into(), Some(body), convert)
     }
 
     fn query_onboarding(
@@ -94,12 +89,8 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         gateway_onboarding_id: String,
         request_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/{}/cancel", encode(&gateway_onboarding_id));
-            let rb = self.request(&account, Method::POST, &path, Some(&request_id));
-            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
-        }
-        .boxed()
+        let path = format!("/onboardings/{}/cancel", encode(&gateway_onboarding_id));
+        self.post((account, request_id), path, None::<()>, convert)
     }
 
     fn submit_supplement(
@@ -109,14 +100,9 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         request_id: String,
         documents: Vec<FileId>,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        async move {
-            let path = format!("/onboardings/{}/supplements", encode(&gateway_onboarding_id));
-            let body =
-                wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
-            let rb = self.request(&account, Method::POST, &path, Some(&request_id)).json(&body);
-            convert(self.client.send::<wire::OnboardingAnswer>(rb).await)
-        }
-        .boxed()
+        let path = format!("/onboardings/{}/supplements", encode(&gateway_onboarding_id));
+        let body = wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
+        self.post((account, request_id), path, Some(body), convert)
     }
 }
 
@@ -129,18 +115,13 @@ fn signed(outcome: Outcome<wire::AgreementAnswer>) -> Outcome<SignedAgreement> {
 
 impl AgreementGateway for HttpMarketplaceGateway {
     fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>> {
-        async move {
-            let body = wire::SignAgreementBody {
-                agreement_id: req.agreement_id.to_string(),
-                provider_recipient_id: req.provider_recipient_id,
-                agreement_type: req.agreement_type.to_owned(),
-                max_commission_bps: req.max_commission_bps,
-            };
-            let rb =
-                self.request(&req.account, Method::POST, "/agreements", Some(&req.request_id)).json(&body);
-            signed(self.client.send::<wire::AgreementAnswer>(rb).await)
-        }
-        .boxed()
+        let body = wire::SignAgreementBody {
+            agreement_id: req.agreement_id.to_string(),
+            provider_recipient_id: req.provider_recipient_id,
+            agreement_type: req.agreement_type.to_owned(),
+            max_commission_bps: req.max_commission_bps,
+        };
+        self.post((req.account, req.request_id), "/agreements".into(), Some(body), signed)
     }
 
     fn query_agreement(
@@ -165,19 +146,13 @@ fn decided(outcome: Outcome<wire::RecipientPayoutAnswer>) -> Outcome<PayoutDecis
 
 impl RecipientPayoutGateway for HttpMarketplaceGateway {
     fn recipient_payout(&self, req: RecipientPayout) -> BoxFuture<'_, Outcome<PayoutDecision>> {
-        async move {
-            let body = wire::RecipientPayoutBody {
-                amount: req.amount,
-                holder_name: req.holder_name,
-                bank_code: req.bank_code,
-                account_number: req.account_number.expose().to_owned(),
-            };
-            let rb = self
-                .request(&req.account, Method::POST, "/recipient-payouts", Some(&req.request_id))
-                .json(&body);
-            decided(self.client.send::<wire::RecipientPayoutAnswer>(rb).await)
-        }
-        .boxed()
+        let body = wire::RecipientPayoutBody {
+            amount: req.amount,
+            holder_name: req.holder_name,
+            bank_code: req.bank_code,
+            account_number: req.account_number.expose().to_owned(),
+        };
+        self.post((req.account, req.request_id), "/recipient-payouts".into(), Some(body), decided)
     }
 
     fn query_recipient_payout(
@@ -223,6 +198,24 @@ pub async fn sandbox_fault(
     Ok(())
 }
 
+/// Each item's outcome; a status other than executed or failed makes the whole answer unknown.
+fn split_results(outcome: Outcome<wire::SplitAnswer>) -> Outcome<Vec<SplitResult>> {
+    outcome.and_then(|a| {
+        if !a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) {
+            return Outcome::Unknown { detail: "unreadable split item status".into() };
+        }
+        let result = |i: wire::SplitItemAnswer| SplitResult {
+            outcome: if i.status == "executed" {
+                Ok(())
+            } else {
+                Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
+            },
+            payment_id: i.payment_id,
+        };
+        Outcome::Done(a.items.into_iter().map(result).collect())
+    })
+}
+
 /// The answer as the port's type.
 fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
     use super::gateway_wire::OrderStatusWire as W;
@@ -251,69 +244,50 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         request_id: String,
         amount: Money,
     ) -> BoxFuture<'_, Outcome<GatewayRefund>> {
-        async move {
-            let path = format!("/payments/{}/refunds", encode(&gateway_order_id));
-            let body = wire::PaymentRefundBody { amount };
-            let answer: Outcome<wire::PaymentRefundAnswer> =
-                self.call(&account, Method::POST, &path, Some(&request_id), Some(&body)).await;
-            answer.and_then(|a| {
-                if a.payment == gateway_order_id && a.amount == amount {
-                    Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
-                } else {
-                    Outcome::Unknown { detail: "the refund answer names another payment or amount".into() }
-                }
-            })
-        }
-        .boxed()
+        let path = format!("/payments/{}/refunds", encode(&gateway_order_id));
+        let body = wire::PaymentRefundBody { amount };
+        self.post(
+            (account, request_id),
+            path,
+            Some(body),
+            move |answer: Outcome<wire::PaymentRefundAnswer>| {
+                answer.and_then(|a| {
+                    if a.payment == gateway_order_id && a.amount == amount {
+                        Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
+                    } else {
+                        Outcome::Unknown {
+                            detail: "the refund answer names another payment or amount".into(),
+                        }
+                    }
+                })
+            },
+        )
     }
 
     fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
-        async move {
-            let body = wire::SplitBody {
-                batch_id: req.batch_id,
-                items: req
-                    .items
-                    .into_iter()
-                    .map(|i| wire::SplitItemWire {
-                        id: i.gateway_order_id,
-                        payment_id: i.payment_id.to_string(),
-                        amount: i.amount,
-                    })
-                    .collect(),
-            };
-            let answer: Outcome<wire::SplitAnswer> =
-                self.call(&req.account, Method::POST, "/splits", Some(&req.request_id), Some(&body)).await;
-            answer.and_then(|a| {
-                if !a.items.iter().all(|i| matches!(i.status.as_str(), "executed" | "failed")) {
-                    return Outcome::Unknown { detail: "unreadable split item status".into() };
-                }
-                let result = |i: wire::SplitItemAnswer| SplitResult {
-                    outcome: if i.status == "executed" {
-                        Ok(())
-                    } else {
-                        Err(i.reason.unwrap_or_else(|| "refused by the gateway".into()))
-                    },
-                    payment_id: i.payment_id,
-                };
-                Outcome::Done(a.items.into_iter().map(result).collect())
-            })
-        }
-        .boxed()
+        let body = wire::SplitBody {
+            batch_id: req.batch_id,
+            items: req
+                .items
+                .into_iter()
+                .map(|i| wire::SplitItemWire {
+                    id: i.gateway_order_id,
+                    payment_id: i.payment_id.to_string(),
+                    amount: i.amount,
+                })
+                .collect(),
+        };
+        self.post((req.account, req.request_id), "/splits".into(), Some(body), split_results)
     }
 
     fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        async move {
-            let body = wire::CreatePaymentBody {
-                payment_id: req.payment_id.to_string(),
-                amount: req.amount,
-                capture: req.capture,
-                description: req.description,
-            };
-            payment(
-                self.call(&req.account, Method::POST, "/payments", Some(&req.request_id), Some(&body)).await,
-            )
-        }
-        .boxed()
+        let body = wire::CreatePaymentBody {
+            payment_id: req.payment_id.to_string(),
+            amount: req.amount,
+            capture: req.capture,
+            description: req.description,
+        };
+        self.post((req.account, req.request_id), "/payments".into(), Some(body), payment)
     }
 
     fn query_payment(
@@ -352,10 +326,7 @@ impl HttpMarketplaceGateway {
         request_id: String,
         action: &'static str,
     ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        async move {
-            let path = format!("/payments/{}/{action}", encode(&gateway_order_id));
-            payment(self.call(&account, Method::POST, &path, Some(&request_id), None::<&()>).await)
-        }
-        .boxed()
+        let path = format!("/payments/{}/{action}", encode(&gateway_order_id));
+        self.post((account, request_id), path, None::<()>, payment)
     }
 }

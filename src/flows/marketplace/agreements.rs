@@ -93,7 +93,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let now = app.clock.now();
     let mut resolved = 0;
     // Due at once: the grace runs from the record's own time, below.
-    for (marker, _) in crate::flows::due_markers(app, AGRPENDING, crate::flows::Started::Now, 0)? {
+    for marker in crate::flows::marker_keys(app, AGRPENDING)? {
         let Marker::AgreementPending { agreement: id } = marker else { continue };
         let Some(agreement) = app.store.get::<AgreementRecord>(id.as_bytes())? else { continue };
         if agreement.status != AgreementStatus::Pending

@@ -260,7 +260,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
     let now = app.clock.now();
     let mut resolved = 0;
     // Due at once: the grace runs from the record's own time, below.
-    for (marker, _) in crate::flows::due_markers(app, ONBPENDING, crate::flows::Started::Now, 0)? {
+    for marker in crate::flows::marker_keys(app, ONBPENDING)? {
         let Marker::OnboardingPending { onboarding: id } = marker else { continue };
         let Some(onboarding) = app.store.get::<Onboarding>(id.as_bytes())? else { continue };
         let Some(pending) = onboarding.pending_action.clone() else { continue };

@@ -464,9 +464,7 @@ pub async fn resolve_pending(app: &Arc<Core>) -> Result<usize, Error> {
         })
     })
     .await?;
-    for (key, gateway_order_id) in
-        crate::flows::due_markers(app, keys::PAYCONFIRM, crate::flows::Started::Now, 0)?
-    {
+    for (key, gateway_order_id) in crate::flows::markers(app, keys::PAYCONFIRM)? {
         let Marker::PaymentConfirm { payment: id } = key else { continue };
         let gateway_order_id = String::from_utf8_lossy(&gateway_order_id).into_owned();
         let keep = match load_any(app, &id)? {
