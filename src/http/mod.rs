@@ -427,8 +427,3 @@ fn to_response(reply: ApiReply, request_id: &str) -> warp::reply::Response {
     }
     response
 }
-
-/// The caller as a merchant, or the error every non-merchant gets.
-pub fn caller_is_operator(caller: &Caller) -> bool {
-    matches!(caller, Caller::Operator)
-}

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     app::App,
-    flows::marketplace::onboardings::{self, Answer},
+    flows::marketplace::onboardings::{self, Answer, OnboardingAt},
     upstream::{gateway_marketplace::sandbox_control, marketplace_wire},
 };
 
@@ -270,12 +270,17 @@ async fn list(app: Arc<App>, ctx: Ctx) -> HandlerResult {
 
 /// GET /v1/recipients/{id}/onboardings/{oid}
 async fn get(app: Arc<App>, ctx: Ctx) -> HandlerResult {
-    let (_, o) = onboardings::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
+    let (_, o) = onboardings::load_owned(&app.core, &at(&ctx)?).await?;
     Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
+/// The onboarding the path names, for the asking merchant.
+fn at(ctx: &Ctx) -> Result<OnboardingAt<'_>, ApiError> {
+    Ok(OnboardingAt { merchant_id: ctx.merchant_id()?, recipient: ctx.param(0), onboarding: ctx.param(1) })
+}
+
 async fn act(app: &Arc<App>, ctx: &Ctx, action: Action) -> HandlerResult {
-    let answer = onboardings::act(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1), action).await?;
+    let answer = onboardings::act(&app.core, &at(ctx)?, action).await?;
     Ok(answered(answer, 200))
 }
 
@@ -302,20 +307,13 @@ async fn supplements(app: Arc<App>, ctx: Ctx) -> HandlerResult {
 /// POST /v1/recipients/{id}/onboardings/{oid}/transfer
 async fn transfer(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let req: TransferIn = ctx.json()?;
-    let o = onboardings::transfer(
-        &app.core,
-        ctx.merchant_id()?,
-        ctx.param(0),
-        ctx.param(1),
-        Some(&req.recipient_id),
-    )
-    .await?;
+    let o = onboardings::transfer(&app.core, &at(&ctx)?, Some(&req.recipient_id)).await?;
     Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
 /// POST /v1/recipients/{id}/onboardings/{oid}/reverse-transfer
 async fn reverse_transfer(app: Arc<App>, ctx: Ctx) -> HandlerResult {
-    let o = onboardings::transfer(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1), None).await?;
+    let o = onboardings::transfer(&app.core, &at(&ctx)?, None).await?;
     Ok(ApiReply::json(200, &onboarding_json(&o)))
 }
 
@@ -329,7 +327,7 @@ async fn helper<B: serde::Serialize>(
     allowed: fn(&Onboarding) -> bool,
 ) -> HandlerResult {
     let control = app.upstreams.sandbox.as_ref().ok_or_else(|| ApiError::not_found("route"))?;
-    let (_, o) = onboardings::load_owned(&app.core, ctx.merchant_id()?, ctx.param(0), ctx.param(1)).await?;
+    let (_, o) = onboardings::load_owned(&app.core, &at(ctx)?).await?;
     if !allowed(&o) || o.pending_action.is_some() {
         return Err(ApiError::invalid_state(format!(
             "the onboarding is {} (compliance {}); the {what} helper does not apply",

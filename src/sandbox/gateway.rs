@@ -53,7 +53,8 @@ pub(super) async fn handle(state: &State, req: Request) -> Response {
             "injected fault: nothing applied",
         );
     }
-    let response = serve_account(state, &account, &req, &segments).await;
+    let response =
+        serve_account(AccountCall { state, account: &account, req: &req, segments: &segments }).await;
     if fault == Some(FaultBehavior::Timeout) {
         // Applied (or answered), but only after Pelago stopped waiting.
         tokio::time::sleep(std::time::Duration::from_millis(state.upstream_timeout_ms + 1_000)).await;
@@ -84,13 +85,18 @@ fn set_fault(state: &State, req: &Request) -> Response {
     }
 }
 
+/// One call of an authenticated gateway account, as its routes read it.
+#[derive(Clone, Copy)]
+pub(super) struct AccountCall<'a> {
+    pub state: &'a State,
+    pub account: &'a GatewayAccountRec,
+    pub req: &'a Request,
+    pub segments: &'a [&'a str],
+}
+
 /// The calls an authenticated account makes.
-async fn serve_account(
-    state: &State,
-    account: &GatewayAccountRec,
-    req: &Request,
-    segments: &[&str],
-) -> Response {
+async fn serve_account(call: AccountCall<'_>) -> Response {
+    let AccountCall { state, account, req, segments } = call;
     match (&req.method, segments) {
         (&Method::POST, ["orders"]) => idempotent(state, account, req, "create_order", create_order).await,
         (&Method::GET, ["orders", id]) => {
@@ -117,10 +123,8 @@ async fn serve_account(
             super::marketplace::after_apply(state, fault).await;
             response
         }
-        (_, ["payments" | "splits", ..]) => super::payments::handle(state, account, req, segments).await,
-        (_, ["onboardings" | "agreements", ..]) => {
-            super::marketplace::handle(state, account, req, segments).await
-        }
+        (_, ["payments" | "splits", ..]) => super::payments::handle(call).await,
+        (_, ["onboardings" | "agreements", ..]) => super::marketplace::handle(call).await,
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }

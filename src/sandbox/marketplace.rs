@@ -124,12 +124,8 @@ fn request_key(merchant_id: &str, request_id: &str) -> String {
 }
 
 /// `/gateway/onboardings/...`, authenticated as `account`.
-pub(super) async fn handle(
-    state: &State,
-    account: &GatewayAccountRec,
-    req: &Request,
-    segments: &[&str],
-) -> Response {
+pub(super) async fn handle(call: super::gateway::AccountCall<'_>) -> Response {
+    let super::gateway::AccountCall { state, account, req, segments } = call;
     let result = match (&req.method, segments) {
         (&Method::POST, ["onboardings"]) => submit(state, account, req).await,
         (&Method::POST, ["agreements"]) => sign_agreement(state, account, req).await,

@@ -75,12 +75,8 @@ fn load_payment(state: &State, account: &GatewayAccountRec, id: &str) -> Result<
     }
 }
 
-pub(super) async fn handle(
-    state: &State,
-    account: &GatewayAccountRec,
-    req: &Request,
-    segments: &[&str],
-) -> Response {
+pub(super) async fn handle(call: super::gateway::AccountCall<'_>) -> Response {
+    let super::gateway::AccountCall { state, account, req, segments } = call;
     let operation = match (&req.method, segments) {
         (&Method::POST, ["payments"]) => MarketplaceOperation::CreatePayment,
         (&Method::POST, ["payments", _, "capture"]) => MarketplaceOperation::Capture,

@@ -84,17 +84,10 @@ impl HttpGateway {
 
 impl PaymentGateway for HttpGateway {
     fn create_order(&self, req: CreateOrder) -> BoxFuture<'_, Outcome<GatewayOrder>> {
-        let body = wire::CreateOrderBody {
-            order_id: req.order_id,
-            amount: req.amount,
-            description: req.description,
-        };
-        self.post(
-            (req.account, req.request_id),
-            "/orders".into(),
-            Some(body),
-            |a: Outcome<wire::OrderAnswer>| a.map(Into::into),
-        )
+        let CreateOrder { request_id, account, order_id, amount, description } = req;
+        let body = wire::CreateOrderBody { order_id, amount, description };
+        let read = |answer: Outcome<wire::OrderAnswer>| answer.map(Into::into);
+        self.post((account, request_id), "/orders".into(), Some(body), read)
     }
 
     fn query_order(
@@ -120,12 +113,8 @@ impl PaymentGateway for HttpGateway {
 
     fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>> {
         let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
-        self.post(
-            (req.account, req.request_id),
-            "/payouts".into(),
-            Some(body),
-            |a: Outcome<wire::PayoutAnswer>| a.map(Into::into),
-        )
+        let read = |answer: Outcome<wire::PayoutAnswer>| answer.map(Into::into);
+        self.post((req.account, req.request_id), "/payouts".into(), Some(body), read)
     }
 
     fn query_payout(

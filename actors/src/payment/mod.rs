@@ -52,11 +52,6 @@ impl PaymentStatus {
             PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => "payment.refunded",
         }
     }
-
-    /// Captured money: what T+1 settles and a batch may split.
-    pub fn is_captured(self) -> bool {
-        matches!(self, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded)
-    }
 }
 
 /// A line's `type` (Yuno's upper case).

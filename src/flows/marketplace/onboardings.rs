@@ -174,52 +174,46 @@ pub async fn create(
     call(app, &recipient, begun.onboarding, begun.call).await
 }
 
-/// The merchant's recipient `raw_recipient` and its onboarding `raw_id` (404
-/// unless the recipient is its current owner).
+/// An onboarding as a request names it: the merchant asking, the recipient
+/// and the onboarding ids as given (`/v1/recipients/{id}/onboardings/{oid}`).
+pub struct OnboardingAt<'a> {
+    pub merchant_id: &'a MerchantId,
+    pub recipient: &'a str,
+    pub onboarding: &'a str,
+}
+
+/// The merchant's recipient and its onboarding (404 unless the recipient is
+/// its current owner).
 pub async fn load_owned(
     app: &Arc<Core>,
-    merchant_id: &MerchantId,
-    raw_recipient: &str,
-    raw_id: &str,
+    at: &OnboardingAt<'_>,
 ) -> Result<(RecipientRecord, Onboarding), Error> {
-    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    let recipient = load_recipient(app, at.merchant_id, at.recipient).await?;
     let onboarding =
-        crate::flows::load_owned::<OnboardingId, _>(app, "onboarding", raw_id, |o: &Onboarding| {
-            o.recipient_id == recipient.id && &o.merchant_id == merchant_id
+        crate::flows::load_owned::<OnboardingId, _>(app, "onboarding", at.onboarding, |o: &Onboarding| {
+            o.recipient_id == recipient.id && &o.merchant_id == at.merchant_id
         })?;
     Ok((recipient, onboarding))
 }
 
 /// `continue`, `cancel`, `supplements`.
-pub async fn act(
-    app: &Arc<Core>,
-    merchant_id: &MerchantId,
-    raw_recipient: &str,
-    raw_id: &str,
-    action: Action,
-) -> Result<Answer, Error> {
-    let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
+pub async fn act(app: &Arc<Core>, at: &OnboardingAt<'_>, action: Action) -> Result<Answer, Error> {
+    let (recipient, onboarding) = load_owned(app, at).await?;
     if let Action::Continue { documents } | Action::Supplement { documents, .. } = &action {
-        check_documents(app, merchant_id, documents)?;
+        check_documents(app, at.merchant_id, documents)?;
     }
     let begun = app
         .actors
         .ask_recipient(&recipient.id, BeginAction { onboarding_id: onboarding.id, action })
         .await??;
     // A resubmission sends the data as it is now (fixed by PATCH).
-    let recipient = load_recipient(app, merchant_id, raw_recipient).await?;
+    let recipient = load_recipient(app, at.merchant_id, at.recipient).await?;
     call(app, &recipient, begun.onboarding, begun.call).await
 }
 
 /// `transfer` (`to` set) and `reverse-transfer`.
-pub async fn transfer(
-    app: &Arc<Core>,
-    merchant_id: &MerchantId,
-    raw_recipient: &str,
-    raw_id: &str,
-    to: Option<&str>,
-) -> Result<Onboarding, Error> {
-    let (recipient, onboarding) = load_owned(app, merchant_id, raw_recipient, raw_id).await?;
+pub async fn transfer(app: &Arc<Core>, at: &OnboardingAt<'_>, to: Option<&str>) -> Result<Onboarding, Error> {
+    let (recipient, onboarding) = load_owned(app, at).await?;
     let to = to
         .map(|raw| {
             RecipientId::parse(raw).map_err(|_| {
