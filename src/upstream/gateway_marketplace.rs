@@ -5,19 +5,19 @@
 use futures::future::BoxFuture;
 use pelago_actors::{
     payment::gateway::{
-        GatewayPayment, GatewayPaymentStatus, GatewayRefund, PaymentCheckout, PaymentsGateway, SplitRequest,
-        SplitResult,
+        GatewayPayment, GatewayPaymentStatus, GatewayRefund, PaymentCall, PaymentCheckout, PaymentsGateway,
+        SplitRequest, SplitResult,
     },
-    ports::{GatewayAccount, Outcome},
+    ports::{GatewayAccount, Outcome, Refund},
     recipient::{
         ComplianceStatus, OnboardingStatus,
         gateway::{
-            AgreementGateway, AgreementSigning, GatewayOnboarding, MarketplaceGateway, OnboardingSubmission,
-            PayoutDecision, RecipientPayout, RecipientPayoutGateway, SignedAgreement,
+            AgreementGateway, AgreementSigning, GatewayOnboarding, MarketplaceGateway, OnboardingCall,
+            OnboardingSubmission, PayoutDecision, RecipientPayout, RecipientPayoutGateway, SignedAgreement,
         },
     },
 };
-use pelago_storage::{FileId, Money};
+use pelago_storage::FileId;
 use reqwest::Method;
 
 use super::{channel_http::encode, gateway::HttpGateway, marketplace_wire as wire};
@@ -83,26 +83,19 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         self.get(account, format!("/onboardings/{}", encode(&gateway_onboarding_id)), convert)
     }
 
-    fn cancel_onboarding(
-        &self,
-        account: GatewayAccount,
-        gateway_onboarding_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        let path = format!("/onboardings/{}/cancel", encode(&gateway_onboarding_id));
-        self.post((account, request_id), path, None::<()>, convert)
+    fn cancel_onboarding(&self, call: OnboardingCall) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+        let path = format!("/onboardings/{}/cancel", encode(&call.gateway_onboarding_id));
+        self.post((call.account, call.request_id), path, None::<()>, convert)
     }
 
     fn submit_supplement(
         &self,
-        account: GatewayAccount,
-        gateway_onboarding_id: String,
-        request_id: String,
+        call: OnboardingCall,
         documents: Vec<FileId>,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
-        let path = format!("/onboardings/{}/supplements", encode(&gateway_onboarding_id));
+        let path = format!("/onboardings/{}/supplements", encode(&call.gateway_onboarding_id));
         let body = wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
-        self.post((account, request_id), path, Some(body), convert)
+        self.post((call.account, call.request_id), path, Some(body), convert)
     }
 }
 
@@ -237,31 +230,20 @@ fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
 }
 
 impl PaymentsGateway for HttpMarketplaceGateway {
-    fn refund_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-        amount: Money,
-    ) -> BoxFuture<'_, Outcome<GatewayRefund>> {
+    fn refund_payment(&self, req: Refund) -> BoxFuture<'_, Outcome<GatewayRefund>> {
+        let Refund { request_id, account, gateway_order_id, amount } = req;
         let path = format!("/payments/{}/refunds", encode(&gateway_order_id));
-        let body = wire::PaymentRefundBody { amount };
-        self.post(
-            (account, request_id),
-            path,
-            Some(body),
-            move |answer: Outcome<wire::PaymentRefundAnswer>| {
-                answer.and_then(|a| {
-                    if a.payment == gateway_order_id && a.amount == amount {
-                        Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
-                    } else {
-                        Outcome::Unknown {
-                            detail: "the refund answer names another payment or amount".into(),
-                        }
-                    }
-                })
-            },
-        )
+        // The answer must name this payment and amount, or the outcome is not known.
+        let read = move |answer: Outcome<wire::PaymentRefundAnswer>| {
+            answer.and_then(|a| {
+                if a.payment != gateway_order_id || a.amount != amount {
+                    let detail = "the refund answer names another payment or amount".into();
+                    return Outcome::Unknown { detail };
+                }
+                Outcome::Done(GatewayRefund { id: a.id, amount: a.amount })
+            })
+        };
+        self.post((account, request_id), path, Some(wire::PaymentRefundBody { amount }), read)
     }
 
     fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
@@ -298,22 +280,12 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         self.get(account, format!("/payments/{}", encode(&gateway_order_id)), payment)
     }
 
-    fn capture_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        self.payment_action(account, gateway_order_id, request_id, "capture")
+    fn capture_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        self.payment_action(call, "capture")
     }
 
-    fn cancel_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        self.payment_action(account, gateway_order_id, request_id, "cancel")
+    fn cancel_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+        self.payment_action(call, "cancel")
     }
 }
 
@@ -321,12 +293,10 @@ impl HttpMarketplaceGateway {
     /// `POST /payments/{id}/{action}` (`capture` or `cancel`) with its request id.
     fn payment_action(
         &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
+        call: PaymentCall,
         action: &'static str,
     ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
-        let path = format!("/payments/{}/{action}", encode(&gateway_order_id));
-        self.post((account, request_id), path, None::<()>, payment)
+        let path = format!("/payments/{}/{action}", encode(&call.gateway_order_id));
+        self.post((call.account, call.request_id), path, None::<()>, payment)
     }
 }

@@ -9,7 +9,7 @@
 use futures::future::BoxFuture;
 use pelago_storage::{Money, PaymentId};
 
-use crate::ports::{GatewayAccount, Outcome};
+use crate::ports::{GatewayAccount, Outcome, Refund};
 
 /// A payment's checkout, under the merchant's gateway account.
 pub struct PaymentCheckout {
@@ -75,16 +75,17 @@ pub struct GatewayRefund {
     pub amount: Money,
 }
 
+/// A capture or a void of one gateway payment, idempotent on `request_id`.
+pub struct PaymentCall {
+    pub account: GatewayAccount,
+    pub gateway_order_id: String,
+    pub request_id: String,
+}
+
 pub trait PaymentsGateway: Send + Sync {
     /// Refunds `amount` of a captured payment to the buyer, once per request
     /// id (a repeat answers the first); partial refunds add up to at most the capture.
-    fn refund_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-        amount: Money,
-    ) -> BoxFuture<'_, Outcome<GatewayRefund>>;
+    fn refund_payment(&self, req: Refund) -> BoxFuture<'_, Outcome<GatewayRefund>>;
     /// Executes a batch split; the answer names each item's outcome.
     fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>>;
     fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>>;
@@ -94,17 +95,7 @@ pub trait PaymentsGateway: Send + Sync {
         gateway_order_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayPayment>>;
     /// Captures an authorized payment whole.
-    fn capture_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>>;
+    fn capture_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>>;
     /// Voids a pending checkout or an authorization.
-    fn cancel_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>>;
+    fn cancel_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>>;
 }

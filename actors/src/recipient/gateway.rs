@@ -39,6 +39,13 @@ pub struct GatewayOnboarding {
     pub reason: Option<String>,
 }
 
+/// A change to one gateway onboarding, idempotent on `request_id`.
+pub struct OnboardingCall {
+    pub account: GatewayAccount,
+    pub gateway_onboarding_id: String,
+    pub request_id: String,
+}
+
 pub trait MarketplaceGateway: Send + Sync {
     fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
     /// The gateway's view of the submission made with `request_id` (§9: the
@@ -54,17 +61,11 @@ pub trait MarketplaceGateway: Send + Sync {
         account: GatewayAccount,
         gateway_onboarding_id: String,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
-    fn cancel_onboarding(
-        &self,
-        account: GatewayAccount,
-        gateway_onboarding_id: String,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn cancel_onboarding(&self, call: OnboardingCall) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    /// Documents for a failed compliance review (MARKETPLACE.md §4).
     fn submit_supplement(
         &self,
-        account: GatewayAccount,
-        gateway_onboarding_id: String,
-        request_id: String,
+        call: OnboardingCall,
         documents: Vec<FileId>,
     ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
 }

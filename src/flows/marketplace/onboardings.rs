@@ -13,7 +13,7 @@ use pelago_actors::{
     ports::{GatewayAccount, Outcome, SecretString},
     recipient::{
         NewOnboarding, Onboarding, OnboardingType, RecipientRecord,
-        gateway::{GatewayOnboarding, OnboardingSubmission},
+        gateway::{GatewayOnboarding, OnboardingCall, OnboardingSubmission},
         onboarding::{ActionType, Document},
         onboardings::{
             Action, BeginAction, CreateOnboarding, FinishAction, GatewayCall, ReportOnboarding,
@@ -106,11 +106,15 @@ async fn call(
             gateway.submit_onboarding(submission(app, recipient, &onboarding, account, request_id)?).await
         }
         GatewayCall::Cancel { request_id, gateway_onboarding_id } => {
-            gateway.cancel_onboarding(account, gateway_onboarding_id.clone(), request_id.clone()).await
+            let (gateway_onboarding_id, request_id) = (gateway_onboarding_id.clone(), request_id.clone());
+            gateway.cancel_onboarding(OnboardingCall { account, gateway_onboarding_id, request_id }).await
         }
         GatewayCall::Supplement { request_id, gateway_onboarding_id, documents } => {
+            let (gateway_onboarding_id, request_id) = (gateway_onboarding_id.clone(), request_id.clone());
             let files = documents.iter().map(|d| d.file_id.clone()).collect();
-            gateway.submit_supplement(account, gateway_onboarding_id.clone(), request_id.clone(), files).await
+            gateway
+                .submit_supplement(OnboardingCall { account, gateway_onboarding_id, request_id }, files)
+                .await
         }
     };
     let unknown = matches!(outcome, Outcome::Unknown { .. });

@@ -17,7 +17,7 @@ use pelago_actors::{
     },
     payment::{
         Liability, LineType, PaymentAction, PaymentEvent, PaymentLine, PaymentRecord, PendingAction,
-        gateway::{GatewayPayment, GatewayPaymentStatus, PaymentCheckout},
+        gateway::{GatewayPayment, GatewayPaymentStatus, PaymentCall, PaymentCheckout},
     },
     ports::{GatewayAccount, Outcome},
     recipient::{
@@ -338,14 +338,10 @@ async fn send_action(app: &Core, payment: PaymentRecord) -> Result<Answer, Error
     let Some(pending) = payment.pending_action.clone() else { return Ok(Answer { payment, unknown: false }) };
     let account = account_of(app, &payment).await?;
     let gateway_order_id = payment.gateway_order_id.clone().ok_or_else(Error::internal)?;
-    let gateway = &app.upstreams.payments;
+    let call = PaymentCall { account, gateway_order_id, request_id: pending.request_id.clone() };
     let outcome = match pending.kind {
-        PaymentAction::Capture => {
-            gateway.capture_payment(account, gateway_order_id, pending.request_id.clone()).await
-        }
-        PaymentAction::Cancel => {
-            gateway.cancel_payment(account, gateway_order_id, pending.request_id.clone()).await
-        }
+        PaymentAction::Capture => app.upstreams.payments.capture_payment(call).await,
+        PaymentAction::Cancel => app.upstreams.payments.cancel_payment(call).await,
         PaymentAction::Create => return Err(Error::internal()),
     };
     match outcome {

@@ -17,7 +17,7 @@ use pelago_actors::{
         PaymentRecord,
         refund::{RefundAsk, RefundRecord, RefundStatus},
     },
-    ports::Outcome,
+    ports::{Outcome, Refund},
 };
 use pelago_storage::{MerchantId, PaymentId, RefundId};
 
@@ -70,12 +70,13 @@ async fn send(app: &Core, refund: RefundRecord) -> Result<Answer, Error> {
     }
     let (_, account) =
         bootstrap::account_by_id(app, &refund.gateway_account).await?.ok_or_else(Error::internal)?;
-    let outcome = match app
-        .upstreams
-        .payments
-        .refund_payment(account, refund.gateway_order_id.clone(), refund.request_id.clone(), refund.amount)
-        .await
-    {
+    let req = Refund {
+        request_id: refund.request_id.clone(),
+        account,
+        gateway_order_id: refund.gateway_order_id.clone(),
+        amount: refund.amount,
+    };
+    let outcome = match app.upstreams.payments.refund_payment(req).await {
         Outcome::Done(r) => {
             crate::failpoint::hit("refund.after_gateway");
             Ok(Some(r.id))
