@@ -12,7 +12,7 @@ use pelago_actors::{
     ledger::{Account, BalanceTxnRecord, JournalEntry},
     merchant::MerchantRecord,
 };
-use pelago_storage::{Currency, MerchantId, Money, RecipientId};
+use pelago_storage::{Currency, MerchantId, RecipientId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ use super::{
     errors::ApiError,
     pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
-    wire,
+    wire::{self, MoneyIn, parse_amount},
 };
 use crate::{app::App, flows::money};
 
@@ -35,24 +35,6 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/admin/v1/merchants/{id}/balance", admin_balance),
         Route::new(Method::GET, "/admin/v1/ledger/check", ledger_check),
     ]
-}
-
-/// A request amount (API.md §1): integer minor units and an ISO 4217 code.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MoneyIn {
-    pub value: i64,
-    pub currency: String,
-}
-
-/// `0 < value <= 10^13` and a known currency, else 400 naming `param`.
-pub fn parse_amount(m: &MoneyIn, param: &str) -> Result<Money, ApiError> {
-    let currency = Currency::parse(&m.currency).map_err(|_| {
-        ApiError::invalid(format!("{param}.currency"), "unknown currency (ISO 4217, upper case)")
-    })?;
-    Money::request_amount(m.value, currency).map_err(|_| {
-        ApiError::invalid(format!("{param}.value"), "value must be an integer from 1 to 10^13 minor units")
-    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

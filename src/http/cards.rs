@@ -19,11 +19,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    balance::{MoneyIn, parse_amount},
     errors::ApiError,
     idempotency, pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
-    wire,
+    wire::{self, MoneyIn, parse_amount},
 };
 use crate::{
     app::App,

@@ -11,11 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    balance::{MoneyIn, parse_amount},
     errors::ApiError,
     pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
-    wire::{history, money},
+    wire::{MoneyIn, history, money, parse_amount},
 };
 use crate::{
     app::App,

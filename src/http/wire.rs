@@ -1,5 +1,6 @@
 //! Wire JSON of the stored objects, shared by their resources, events and
-//! webhooks. The only place these shapes are written.
+//! webhooks (the only place these shapes are written), and the amounts
+//! requests carry.
 
 use pelago_actors::{
     card::{CardRecord, TransactionRecord, order::OrderRecord, topup::TopupRecord},
@@ -8,8 +9,29 @@ use pelago_actors::{
     outbox::{EventObject, EventRecord},
     withdrawal::WithdrawalRecord,
 };
-use pelago_storage::{Money, OrderId};
+use pelago_storage::{Currency, Money, OrderId};
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::errors::ApiError;
+
+/// A request amount (API.md §1): integer minor units and an ISO 4217 code.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyIn {
+    pub value: i64,
+    pub currency: String,
+}
+
+/// `0 < value <= 10^13` and a known currency, else 400 naming `param`.
+pub fn parse_amount(m: &MoneyIn, param: &str) -> Result<Money, ApiError> {
+    let currency = Currency::parse(&m.currency).map_err(|_| {
+        ApiError::invalid(format!("{param}.currency"), "unknown currency (ISO 4217, upper case)")
+    })?;
+    Money::request_amount(m.value, currency).map_err(|_| {
+        ApiError::invalid(format!("{param}.value"), "value must be an integer from 1 to 10^13 minor units")
+    })
+}
 
 pub fn money(m: Money) -> Value {
     json!({"value": m.value, "currency": m.currency.code()})
