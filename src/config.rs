@@ -426,8 +426,13 @@ fn parse_schedule(v: &str) -> Result<Vec<u64>, ConfigError> {
 }
 
 fn check_cron(setting: &str, v: &str) -> Result<(), ConfigError> {
-    crate::jobs::parse_cron(v).map(|_| ()).map_err(|e| bad(setting, e))
+    parse_cron(v).map(|_| ()).map_err(|e| bad(setting, e))
 }
 
 #[cfg(test)]
 mod tests;
+
+/// Parses a cron expression (5 or 6 fields; seconds optional), UTC.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    expr.parse::<croner::Cron>().map_err(|e| format!("not a cron expression: {e}"))
+}

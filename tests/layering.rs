@@ -7,11 +7,16 @@
 //! - `actors/` knows nothing of the binary, HTTP clients or servers, URLs or
 //!   wire JSON;
 //! - `src/flows/` (the sagas across actors) never imports `src/http`, and
-//!   runs on the core (`app::Core`), not on the HTTP state (`app::App`).
+//!   runs on the core (`app::Core`), not on the HTTP state (`http::App`);
+//! - the binary's own modules form no cycle, and neither the flows nor the
+//!   core reach the edges (`http`, `jobs`, `server`) through any other module.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
 
 struct Rule {
     /// A folder of the repository.
@@ -128,6 +133,149 @@ fn dependencies_point_one_way() {
         }
     }
     assert!(breaches.is_empty(), "layering broken (ARCHITECTURE.md):\n{}", breaches.join("\n"));
+}
+
+/// The binary's top-level module a source file belongs to (`src/flows/x.rs`
+/// → `flows`); the crate roots belong to none.
+fn module_of(file: &Path) -> Option<String> {
+    let relative = file.strip_prefix(root().join("src")).ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+}
+
+/// The top-level modules `code` names: `crate::NAME`, the items of a
+/// `use crate::{...}` group, and `super::NAME` in a file whose parent is the root.
+fn modules_named(code: &str, parent_is_root: bool) -> BTreeSet<String> {
+    let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    let mut found = BTreeSet::new();
+    let mut prefixes = vec!["crate::"];
+    if parent_is_root {
+        prefixes.push("super::");
+    }
+    for prefix in prefixes {
+        let starts_a_path =
+            |at: &usize| !code[..*at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+        for (at, _) in code.match_indices(prefix).filter(|(at, _)| starts_a_path(at)) {
+            let rest = &code[at + prefix.len()..];
+            let Some(group) = rest.strip_prefix('{') else {
+                found.insert(ident(rest));
+                continue;
+            };
+            let (mut depth, mut item_start) = (0, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && !c.is_whitespace() => {
+                        found.insert(ident(&group[i..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    found.retain(|m| !m.is_empty() && m != "self");
+    found
+}
+
+/// Module → the other top-level modules its files name.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&root().join("src")) {
+        let Some(module) = module_of(&file) else { continue };
+        let parent_is_root = file.parent() == Some(&root().join("src"))
+            || file.file_name().is_some_and(|n| n == "mod.rs")
+                && file.parent().unwrap().parent() == Some(&root().join("src"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code: String = text.lines().map(code_of).collect::<Vec<_>>().join("\n");
+        let named = modules_named(&code, parent_is_root);
+        graph.entry(module.clone()).or_default().extend(named.into_iter().filter(|m| *m != module));
+    }
+    graph
+}
+
+/// A cycle of the graph, if it has one (depth-first, white/grey/black).
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            return Some(path[at..].iter().cloned().chain([node.to_owned()]).collect());
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, done, path) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|start| visit(start, graph, &mut done, &mut Vec::new()))
+}
+
+fn reachable(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut next = vec![from.to_owned()];
+    while let Some(node) = next.pop() {
+        for m in graph.get(&node).into_iter().flatten() {
+            if seen.insert(m.clone()) {
+                next.push(m.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_binary_s_modules_form_no_cycle_and_the_flows_never_reach_the_edges() {
+    let graph = module_graph();
+    assert!(
+        graph.contains_key("flows") && graph.contains_key("http"),
+        "the module graph was not read: {graph:?}"
+    );
+    assert!(graph["http"].contains("flows"), "the reader misses `use crate::{{...}}` groups: {graph:?}");
+    if let Some(cycle) = cycle(&graph) {
+        panic!("the binary's modules import each other in a loop: {}", cycle.join(" → "));
+    }
+    for lower in ["flows", "app"] {
+        let reached: Vec<_> = reachable(&graph, lower)
+            .into_iter()
+            .filter(|m| ["http", "jobs", "server"].contains(&m.as_str()))
+            .collect();
+        assert!(reached.is_empty(), "`{lower}` reaches the edge modules {reached:?} (ARCHITECTURE.md)");
+    }
+}
+
+#[test]
+fn the_module_reader_sees_groups_paths_and_cycles() {
+    let named = modules_named("use crate::{app::Core, flows::{self, Error}, http};", false);
+    assert_eq!(named, BTreeSet::from(["app".into(), "flows".into(), "http".into()]));
+    assert_eq!(modules_named("let e = crate::http::errors::x();", false), BTreeSet::from(["http".into()]));
+    assert!(modules_named("use super::keys;", false).is_empty());
+    assert_eq!(modules_named("use super::keys;", true), BTreeSet::from(["keys".into()]));
+    assert!(modules_named("use my_crate::thing;", false).is_empty());
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry((*a).into()).or_default().insert((*b).into());
+        }
+        g
+    };
+    assert_eq!(cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])).unwrap().len(), 4);
+    assert!(cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_none());
+    assert_eq!(reachable(&graph(&[("a", "b"), ("b", "c")]), "a"), BTreeSet::from(["b".into(), "c".into()]));
 }
 
 #[test]

@@ -13,13 +13,12 @@
 //! (card, period). A progress line is logged every few seconds.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures::StreamExt;
-use parking_lot::Mutex;
 use pelago_actors::{
     ActorError, Reject,
     card::{
@@ -72,21 +71,6 @@ pub struct BillingRun {
 }
 
 pelago_storage::record!(BillingRun, BillingRuns, 1);
-
-/// Jobs (billing periods, settlement dates) being run by this process.
-#[derive(Default)]
-pub struct Running(Mutex<HashSet<String>>);
-
-impl Running {
-    /// Marks `key` running; false if it already was.
-    pub fn try_start(&self, key: &str) -> bool {
-        self.0.lock().insert(key.to_owned())
-    }
-
-    pub fn finish(&self, key: &str) {
-        self.0.lock().remove(key);
-    }
-}
 
 /// `YYYY-MM` → the first instant of that month (UTC).
 pub fn period_start(period: &str) -> Option<Timestamp> {
@@ -143,7 +127,7 @@ pub async fn trigger(app: &Arc<Core>, period: &str, instant: Option<Timestamp>) 
 }
 
 fn spawn(app: &Arc<Core>, period: &str) {
-    if !app.billing_running.try_start(period) {
+    if !app.jobs_running.try_start(period) {
         return; // already running in this process
     }
     let app = Arc::clone(app);
@@ -152,7 +136,7 @@ fn spawn(app: &Arc<Core>, period: &str) {
         if let Err(e) = run(&app, &period).await {
             tracing::error!(period, error = %e, "billing run stopped; it resumes at the next trigger or start");
         }
-        app.billing_running.finish(&period);
+        app.jobs_running.finish(&period);
     });
 }
 

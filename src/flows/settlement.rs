@@ -122,7 +122,7 @@ pub async fn trigger(app: &Arc<Core>, date: &str) -> Result<SettlementRun, Error
 
 fn spawn(app: &Arc<Core>, date: &str) {
     let key = Source::SettlementRun { date: date.to_owned() }.text();
-    if !app.billing_running.try_start(&key) {
+    if !app.jobs_running.try_start(&key) {
         return; // already running in this process
     }
     let app = Arc::clone(app);
@@ -131,7 +131,7 @@ fn spawn(app: &Arc<Core>, date: &str) {
         if let Err(e) = run(&app, &date).await {
             tracing::error!(date, error = %e, "settlement run failed; it resumes at the next trigger or start");
         }
-        app.billing_running.finish(&key);
+        app.jobs_running.finish(&key);
     });
 }
 

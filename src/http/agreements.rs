@@ -13,7 +13,7 @@ use super::{
     pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
-use crate::{app::App, flows::marketplace::agreements};
+use crate::{flows::marketplace::agreements, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

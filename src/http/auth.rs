@@ -10,7 +10,7 @@ use super::{
     errors::ApiError,
     router::{Caller, Surface},
 };
-use crate::app::App;
+use crate::http::state::App;
 
 pub async fn authenticate(
     app: &Arc<App>,
@@ -39,7 +39,7 @@ pub async fn authenticate(
             }
         }
         Surface::Merchant => {
-            crate::merchants::auth::verify_request(app, method, path, query, headers, body).await
+            crate::http::merchant_auth::verify_request(app, method, path, query, headers, body).await
         }
     }
 }

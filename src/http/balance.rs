@@ -22,7 +22,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::{self, MoneyIn, parse_amount},
 };
-use crate::{app::App, flows::money};
+use crate::{flows::money, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -34,7 +34,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
+    http::state::App,
     metrics::CallbackSource,
     upstream::callbacks as wire,
     upstreams::{channel_secret_context, open},

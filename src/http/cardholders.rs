@@ -21,7 +21,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, flows::cardholders};
+use crate::{flows::cardholders, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -25,8 +25,8 @@ use super::{
     wire::{self, MoneyIn, parse_amount},
 };
 use crate::{
-    app::App,
     flows::cards,
+    http::state::App,
     upstream::{
         channel_wire::TxnTypeWire,
         sandbox::{CardTransactionBody, TestTxnStatus},

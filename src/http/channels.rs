@@ -19,7 +19,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, flows};
+use crate::{flows, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -16,7 +16,7 @@ use super::{
     errors::ApiError,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
-use crate::app::App;
+use crate::http::state::App;
 
 pub fn routes() -> Vec<Route> {
     vec![

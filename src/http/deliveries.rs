@@ -14,8 +14,8 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
-    webhooks::{self, DeliveryAttempt, RedeliverError},
+    http::state::App,
+    http::webhooks::{self, DeliveryAttempt, RedeliverError},
 };
 
 pub fn routes() -> Vec<Route> {

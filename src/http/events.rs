@@ -13,7 +13,7 @@ use super::{
     pagination,
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
-use crate::app::App;
+use crate::http::state::App;
 
 pub fn routes() -> Vec<Route> {
     vec![Route::new(Method::GET, "/v1/events", list), Route::new(Method::GET, "/v1/events/{id}", get)]

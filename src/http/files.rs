@@ -9,7 +9,7 @@ use pelago_actors::file::{FileRecord, FileType, MAX_FILE_BYTES};
 use serde_json::{Value, json};
 
 use super::router::{ApiReply, Ctx, HandlerResult, Route};
-use crate::{app::App, flows::marketplace::files};
+use crate::{flows::marketplace::files, http::state::App};
 
 const MEDIA_TYPES: &[&str] = &["application/pdf", "image/png", "image/jpeg"];
 

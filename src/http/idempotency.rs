@@ -30,7 +30,7 @@ use super::{
     errors::ApiError,
     router::{ApiReply, Caller},
 };
-use crate::app::App;
+use crate::http::state::App;
 
 /// Stored responses are kept at least this long (then swept).
 pub const RETENTION_MS: i64 = 24 * 3600 * 1000;

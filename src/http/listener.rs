@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tower_service::Service as _;
 
-use crate::app::App;
+use crate::http::state::App;
 
 /// The limits that bound what a connection may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

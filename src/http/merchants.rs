@@ -20,7 +20,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
+    http::state::App,
     security::{self, egress::EgressPolicy},
 };
 

@@ -22,6 +22,7 @@ pub mod files;
 pub mod idempotency;
 pub mod json;
 pub mod listener;
+pub mod merchant_auth;
 pub mod merchants;
 pub mod money_admin;
 pub mod onboardings;
@@ -39,7 +40,9 @@ pub mod retention;
 pub mod router;
 pub mod service;
 pub mod split_batches;
+pub mod state;
 pub mod test_helpers;
+pub mod webhooks;
 pub mod wire;
 
 use std::{sync::Arc, time::Instant};
@@ -50,7 +53,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tracing::Instrument;
 use warp::Filter;
 
-use crate::app::App;
+use crate::http::state::App;
 use errors::ApiError;
 use router::{ApiReply, Caller, Ctx, Match, Route, Surface};
 

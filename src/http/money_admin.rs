@@ -15,8 +15,8 @@ use super::{
     wire::{self, MoneyIn, parse_amount},
 };
 use crate::{
-    app::App,
     flows::{settlement::SettlementRun, withdrawals},
+    http::state::App,
 };
 
 pub fn routes() -> Vec<Route> {

@@ -20,8 +20,8 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
     flows::marketplace::onboardings::{self, Answer, OnboardingAt},
+    http::state::App,
     upstream::{gateway_marketplace::sandbox_control, marketplace_wire},
 };
 

@@ -15,7 +15,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire,
 };
-use crate::{app::App, flows::orders};
+use crate::{flows::orders, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -20,11 +20,11 @@ use super::{
     wire::{MoneyIn, history, money, parse_amount},
 };
 use crate::{
-    app::App,
     flows::marketplace::{
         payments::{self, Answer, LineInput, PaymentInput},
         refunds,
     },
+    http::state::App,
 };
 
 pub fn routes() -> Vec<Route> {

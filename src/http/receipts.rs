@@ -18,7 +18,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
+    http::state::App,
     receipts::{self, PayloadAmount, ReceiptPayload, ReceiptRecord, Redeemed},
 };
 

@@ -16,8 +16,8 @@ use super::{
     wire::{self, MoneyIn, parse_amount},
 };
 use crate::{
-    app::App,
     flows::marketplace::{recipients::load_owned, withdrawals},
+    http::state::App,
 };
 
 pub fn routes() -> Vec<Route> {

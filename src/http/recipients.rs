@@ -25,10 +25,10 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
     flows::marketplace::recipients::{
         self, BankAccountInput, BusinessInput, ClearNumber, IdDocumentInput, IndividualInput, RecipientInput,
     },
+    http::state::App,
 };
 
 pub fn routes() -> Vec<Route> {

@@ -11,8 +11,8 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
     flows::reconciliation::{self, ReconciliationRun, keys::parse_date},
+    http::state::App,
 };
 
 pub const TXT: &str = "text/plain; charset=utf-8";

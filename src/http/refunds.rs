@@ -17,8 +17,8 @@ use super::{
     wire::{MoneyIn, history, money, parse_amount},
 };
 use crate::{
-    app::App,
     flows::marketplace::{payments, refunds},
+    http::state::App,
 };
 
 pub fn routes() -> Vec<Route> {

@@ -24,7 +24,7 @@ use std::{
 use pelago_storage::{Record, Store, StoreError, Timestamp, Tree, WriteBatch};
 
 use super::callbacks::CallbackRecord;
-use crate::{app::App, webhooks::DeliveryAttempt};
+use super::{state::App, webhooks::DeliveryAttempt};
 
 /// Rows of one table one pass reads at most.
 pub const MAX_ROWS_PER_PASS: usize = 10_000;

@@ -11,7 +11,7 @@ use http::{HeaderMap, Method};
 use serde::Serialize;
 
 use super::errors::ApiError;
-use crate::app::App;
+use crate::http::state::App;
 
 /// Who may call a route; checked before routing (API.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use http::Method;
 use serde_json::json;
 
 use super::router::{ApiReply, Ctx, HandlerResult, Route};
-use crate::app::App;
+use crate::http::state::App;
 
 pub fn routes() -> Vec<Route> {
     vec![

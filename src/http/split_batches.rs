@@ -14,7 +14,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
     wire::money,
 };
-use crate::{app::App, flows::marketplace::splits};
+use crate::{flows::marketplace::splits, http::state::App};
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -14,7 +14,7 @@ use super::{
     router::{ApiReply, Ctx, HandlerResult, Route},
 };
 use crate::{
-    app::App,
+    http::state::App,
     upstream::sandbox::{FaultSpec, GatewayFaultSpec},
 };
 

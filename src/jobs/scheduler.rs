@@ -23,12 +23,12 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Wrap
 use pelago_storage::Timestamp;
 
 use crate::{
-    app::App,
+    app::Core,
     flows::{billing, reconciliation, settlement},
 };
 
 pub struct Scheduler {
-    app: Weak<App>,
+    core: Weak<Core>,
     billing: croner::Cron,
     settlement: croner::Cron,
     reconciliation: croner::Cron,
@@ -45,12 +45,13 @@ impl Actor for Scheduler {
 
 impl Scheduler {
     /// Starts the actor and its one-second tick.
-    pub async fn start(app: &Arc<App>) -> anyhow::Result<actix::Addr<Scheduler>> {
+    pub async fn start(app: &Arc<Core>) -> anyhow::Result<actix::Addr<Scheduler>> {
         let scheduler = Scheduler {
-            app: Arc::downgrade(app),
-            billing: super::parse_cron(&app.config.billing_cron).map_err(anyhow::Error::msg)?,
-            settlement: super::parse_cron(&app.config.settlement_cron).map_err(anyhow::Error::msg)?,
-            reconciliation: super::parse_cron(&app.config.reconciliation_cron).map_err(anyhow::Error::msg)?,
+            core: Arc::downgrade(app),
+            billing: crate::config::parse_cron(&app.config.billing_cron).map_err(anyhow::Error::msg)?,
+            settlement: crate::config::parse_cron(&app.config.settlement_cron).map_err(anyhow::Error::msg)?,
+            reconciliation: crate::config::parse_cron(&app.config.reconciliation_cron)
+                .map_err(anyhow::Error::msg)?,
             busy: false,
         };
         let addr = scheduler.start();
@@ -96,7 +97,7 @@ struct Crons {
     reconciliation: croner::Cron,
 }
 
-async fn fire(app: Arc<App>, crons: Crons) {
+async fn fire(app: Arc<Core>, crons: Crons) {
     // The floor before the time: a clock moved back lowers its floor first.
     let floor = app.service_clock.floor();
     let now = app.clock.now();
@@ -107,7 +108,7 @@ async fn fire(app: Arc<App>, crons: Crons) {
             app.store.get::<billing::BillingRun>(period.as_str()).ok().flatten().is_some_and(|r| r.completed);
         if !done {
             // A new run, or one a crash interrupted: trigger creates or resumes it.
-            if let Err(e) = billing::trigger(&app.core, &period, Some(instant)).await {
+            if let Err(e) = billing::trigger(&app, &period, Some(instant)).await {
                 tracing::warn!(period, error = %e, "scheduler: billing trigger failed");
             }
         }
@@ -121,15 +122,15 @@ async fn fire(app: Arc<App>, crons: Crons) {
             .ok()
             .flatten()
             .is_some_and(|r| r.completed);
-        if !done && let Err(e) = settlement::trigger(&app.core, &date).await {
+        if !done && let Err(e) = settlement::trigger(&app, &date).await {
             tracing::warn!(date, error = %e, "scheduler: settlement trigger failed");
         }
     }
     // Reconciliation: the local day before each due instant, oldest first.
     for instant in instants(&crons.reconciliation, floor.plus_ms(-1), now, 31) {
-        let Some(date) = reconciliation::day_for_instant(&app.core, instant) else { continue };
-        let done = reconciliation::get(&app.core, date).ok().flatten().is_some_and(|r| r.completed);
-        if !done && let Err(e) = reconciliation::trigger(&app.core, date).await {
+        let Some(date) = reconciliation::day_for_instant(&app, instant) else { continue };
+        let done = reconciliation::get(&app, date).ok().flatten().is_some_and(|r| r.completed);
+        if !done && let Err(e) = reconciliation::trigger(&app, date).await {
             tracing::warn!(%date, error = %e, "scheduler: reconciliation trigger failed");
         }
     }
@@ -141,7 +142,7 @@ impl Handler<Tick> for Scheduler {
         if self.busy {
             return;
         }
-        let Some(app) = self.app.upgrade() else { return };
+        let Some(app) = self.core.upgrade() else { return };
         self.busy = true;
         let crons = Crons {
             billing: self.billing.clone(),

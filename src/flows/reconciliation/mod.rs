@@ -100,7 +100,7 @@ async fn commit_run(
 
 fn spawn(app: &Arc<Core>, date: NaiveDate) {
     let running = format!("reconciliation/{date}");
-    if !app.billing_running.try_start(&running) {
+    if !app.jobs_running.try_start(&running) {
         return; // already running in this process
     }
     let app = Arc::clone(app);
@@ -108,7 +108,7 @@ fn spawn(app: &Arc<Core>, date: NaiveDate) {
         if let Err(e) = run(&app, date).await {
             tracing::error!(%date, error = %e, "reconciliation run failed; it resumes at the next trigger or start");
         }
-        app.billing_running.finish(&running);
+        app.jobs_running.finish(&running);
     });
 }
 
@@ -206,7 +206,7 @@ pub fn files(app: &Core, merchant: &MerchantId, date: NaiveDate) -> Result<Optio
 pub fn ready_at(app: &Core, date: NaiveDate) -> String {
     let offset = app.config.marketplace_utc_offset;
     let end = day_bounds(date, offset).1.to_datetime();
-    crate::jobs::parse_cron(&app.config.reconciliation_cron)
+    crate::config::parse_cron(&app.config.reconciliation_cron)
         .ok()
         .and_then(|cron| cron.find_next_occurrence(&end, true).ok())
         .map(|at| at.with_timezone(&offset).format("%Y-%m-%d %H:%M %:z").to_string())

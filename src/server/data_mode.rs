@@ -13,7 +13,7 @@ use std::path::Path;
 use pelago_actors::routing::{ChannelRecord, ChannelStatus};
 use pelago_storage::{Store, Tree, WriteBatch};
 
-use crate::server::StartRefused;
+use super::StartRefused;
 
 const MODE_KEY: &str = "data_mode";
 /// Where `crate::clock` keeps a sandbox clock offset (evidence of a sandbox dir).

@@ -14,7 +14,7 @@ use pelago_actors::merchant::{ApiKeyRecord, MerchantRecord, MerchantStatus};
 use pelago_storage::{Timestamp, Tree};
 
 use crate::{
-    app::App,
+    http::state::App,
     http::{errors::ApiError, router::Caller},
     security::signing::{self, NONCE_TTL_SECS, SignedRequest, WINDOW_SECS},
 };

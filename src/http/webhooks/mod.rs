@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    app::App,
+    http::state::App,
     security::egress::{EgressPolicy, GuardedResolver, SystemLookup},
 };
 

@@ -10,6 +10,8 @@
 //! accepting, in-flight requests finish, actors are dropped, the store is
 //! flushed, exit 0.
 
+mod data_mode;
+
 use std::{
     sync::{Arc, atomic::Ordering},
     time::Duration,
@@ -24,10 +26,11 @@ use pelago_actors::{
 use pelago_storage::{Store, StoreConfig, Timestamp};
 
 use crate::{
-    app::{App, Core},
+    app::Core,
     clock::ServiceClock,
     config::Config,
     http,
+    http::state::App,
     metrics::Metrics,
     security::{secrets, tokens},
     upstreams::Upstreams,
@@ -111,7 +114,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         .unwrap_or_else(|| format!("http://{}", listener.local_addr().expect("bound")));
     let config_rate = (config.rate_limit_per_sec, config.rate_limit_burst);
     let config_ip_rate = (config.ip_rate_limit_per_sec, config.ip_rate_limit_burst);
-    let webhooks = crate::webhooks::Dispatcher::new(
+    let webhooks = crate::http::webhooks::Dispatcher::new(
         &config.webhook_retry_schedule_secs,
         crate::security::egress::EgressPolicy::for_mode(config.sandbox),
     )?;
@@ -127,9 +130,7 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         public_base_url,
         sealer: secrets::Sealer::new(&master_key),
         metrics,
-        billing_running: Default::default(),
-        scheduler: Default::default(),
-        webhooks,
+        jobs_running: Default::default(),
         receipts,
     });
     let app = Arc::new(App {
@@ -137,6 +138,8 @@ pub async fn start(config: Config) -> anyhow::Result<Started> {
         admin_token,
         polyflow_token,
         router: http::router::Router::new(http::routes()),
+        webhooks,
+        scheduler: Default::default(),
         idempotency: Default::default(),
         rate_limiter: http::ratelimit::RateLimiter::new(config_rate.0, config_rate.1),
         ip_rate_limiter: http::ratelimit::RateLimiter::new(config_ip_rate.0, config_ip_rate.1),
@@ -156,7 +159,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::open(&config.data_dir.join("db"), &StoreConfig::default()).with_context(|| {
         format!("cannot open the store in {} (is another process using it?)", config.data_dir.display())
     })?;
-    crate::data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
+    data_mode::check_and_record(&store, &config.data_dir, config.sandbox).await?;
     Ok(store)
 }
 
@@ -209,9 +212,10 @@ async fn start_background(app: &Arc<App>) -> anyhow::Result<()> {
     spawn_housekeeping(Arc::downgrade(app));
     http::retention::spawn(Arc::downgrade(app), app.config.retention_secs);
     spawn_resolver(Arc::downgrade(app));
-    let scheduler = crate::jobs::scheduler::Scheduler::start(app).await.context("starting the scheduler")?;
+    let scheduler =
+        crate::jobs::scheduler::Scheduler::start(&app.core).await.context("starting the scheduler")?;
     let _ = app.scheduler.set(scheduler);
-    crate::webhooks::spawn(app);
+    crate::http::webhooks::spawn(app);
     app.ready.store(true, Ordering::Release);
     Ok(())
 }
@@ -275,7 +279,7 @@ fn spawn_housekeeping(app: std::sync::Weak<App>) {
             tick.tick().await;
             let Some(app) = app.upgrade() else { return };
             let swept = tokio::task::spawn_blocking(move || {
-                (crate::merchants::auth::sweep_nonces(&app), http::idempotency::sweep(&app))
+                (crate::http::merchant_auth::sweep_nonces(&app), http::idempotency::sweep(&app))
             })
             .await;
             if let Ok((nonces, idempotency)) = swept

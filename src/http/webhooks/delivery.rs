@@ -10,7 +10,7 @@ use pelago_storage::{StoreError, Timestamp, Tree, WriteBatch};
 
 use super::{DeliveryAttempt, Job, attempt_key, last_attempt, signature};
 use crate::{
-    app::App,
+    http::state::App,
     security::egress::{EgressRefused, refusal_in},
 };
 
