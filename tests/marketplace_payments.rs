@@ -11,8 +11,8 @@ mod common;
 use common::{
     Json, Service, clock, ledger_balanced,
     marketplace::{
-        create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body, payment_helper,
-        payment_until, recipient_balance, seller, split_batch, usd,
+        bought, create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body,
+        payment_helper, payment_until, recipient_balance, seller, split_batch, usd,
     },
     secs, send, send_once, settle,
 };
@@ -203,10 +203,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(check["negative_available"], json!([]));
 
     // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let auth = p.str("id").to_owned();
-    let authorized = payment_helper(&svc, key, &auth, "pay").await;
-    assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
+    let auth = bought(&svc, key, &s1, false).await;
     assert_eq!(in_transit(&svc, key, &s1).await, 741, "an authorization books nothing");
     assert_eq!(events_of(&svc, key, "payment.authorized", &auth).await, 1);
     let (status, captured) = m.act(&format!("/v1/payments/{auth}/capture")).await;
@@ -230,9 +227,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(status, StatusCode::CONFLICT, "a canceled checkout cannot be paid");
 
     // AUTHORIZED → CANCELED.
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let voided = p.str("id").to_owned();
-    payment_helper(&svc, key, &voided, "pay").await;
+    let voided = bought(&svc, key, &s1, false).await;
     let (status, c) = m.act(&format!("/v1/payments/{voided}/cancel")).await;
     assert_eq!((status, c.str("status")), (StatusCode::OK, "CANCELED"), "{c}");
     assert_eq!(events_of(&svc, key, "payment.canceled", &voided).await, 1);
@@ -247,9 +242,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(in_transit(&svc, key, &s1).await, 2 * 741, "only captured payments are collected");
 
     // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let later = p.str("id").to_owned();
-    payment_helper(&svc, key, &later, "pay").await;
+    let later = bought(&svc, key, &s1, false).await;
     fault(&svc, "capture", "decline").await;
     let (status, e) = m.act(&format!("/v1/payments/{later}/capture")).await;
     assert_eq!((status, e.code()), (StatusCode::BAD_GATEWAY, "upstream_error"), "{e}");
@@ -308,12 +301,8 @@ async fn t_plus_one_settles_captured_payments_once() {
     let key = &m.key;
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;
-    let captured = p.str("id").to_owned();
-    payment_helper(&svc, key, &captured, "pay").await;
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let authorized = p.str("id").to_owned();
-    payment_helper(&svc, key, &authorized, "pay").await;
+    let captured = paid(&svc, key, &s1).await;
+    let authorized = bought(&svc, key, &s1, false).await;
 
     let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
     clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
@@ -360,9 +349,7 @@ async fn a_batch_splits_each_payment_once() {
     let p1 = paid(&svc, key, &s1).await;
     let p2 = paid(&svc, key, &s1).await;
     let p3 = paid(&svc, key, &s1).await;
-    let (_, a) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let authorized = a.str("id").to_owned();
-    payment_helper(&svc, key, &authorized, "pay").await;
+    let authorized = bought(&svc, key, &s1, false).await;
     let (status, e) = split_batch(&svc, key, &[&p1]).await;
     assert_eq!(
         (status, e.code(), e.param()),

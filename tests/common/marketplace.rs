@@ -122,9 +122,15 @@ pub async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> u
 
 /// A paid (capture) payment of 780 to `seller`.
 pub async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
-    let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
+    bought(svc, key, seller, true).await
+}
+
+/// A payment of 780 to `seller` the buyer paid: SUCCEEDED with `capture`, else AUTHORIZED.
+pub async fn bought(svc: &Service, key: &Key, seller: &str, capture: bool) -> String {
+    let (_, p) = create_payment(svc, key, &payment_body(seller, capture)).await;
     let id = p.str("id").to_owned();
-    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    let paid = payment_helper(svc, key, &id, "pay").await;
+    assert_eq!(paid["status"], if capture { "SUCCEEDED" } else { "AUTHORIZED" }, "{paid}");
     id
 }
 
