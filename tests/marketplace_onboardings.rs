@@ -6,7 +6,11 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, eventually, marketplace::new_recipient, secs};
+use common::{
+    Json, Merchant, Service, eventually,
+    marketplace::{new_recipient, upload},
+    secs,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
@@ -98,14 +102,8 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     m.set_webhook_url(&hook_url).await;
     let other = svc.merchant("Other Market").await;
     let m = Market(m);
-    let file_body = b"%PDF-1.7 proof".to_vec();
-    let r = svc
-        .signed(&m.key, Method::POST, "/v1/files", &file_body)
-        .header("content-type", "application/pdf")
-        .send()
-        .await
-        .unwrap();
-    let file: Value = r.json().await.unwrap();
+    let (status, file) = upload(&svc, &m.key, "application/pdf", b"%PDF-1.7 proof", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
     let doc = json!([{"file_id": file["id"], "type": "identity_document"}]);
 
     // — create PREVIOUSLY_ONBOARDED → SUCCEEDED, compliance approved, no gateway call.

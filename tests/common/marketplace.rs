@@ -48,6 +48,24 @@ pub async fn sign_agreement(svc: &Service, key: &Key, recipient: &str, body: Val
     assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
 }
 
+/// `POST /v1/files` of `body` as `content_type` (with `idem` as its
+/// Idempotency-Key unless empty): its status and body.
+pub async fn upload(
+    svc: &Service,
+    key: &Key,
+    content_type: &str,
+    body: &[u8],
+    idem: &str,
+) -> (StatusCode, Value) {
+    let r = svc
+        .signed_with_key(key, Method::POST, "/v1/files", body, idem)
+        .header("content-type", content_type)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// `{"value": value, "currency": "USD"}`.
 pub fn usd(value: i64) -> Value {
     json!({"value": value, "currency": "USD"})
