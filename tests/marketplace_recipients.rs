@@ -179,11 +179,9 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
     assert_eq!(moved["data"][0]["id"], ada["id"]);
 
     // The numbers in clear: nowhere in the debug API, the data dir or the log.
-    let mut debug = svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().text().await.unwrap();
+    let mut debug = svc.admin_get("/debug/v1/actors").await.to_string();
     for rec in [&id, acme.str("id")] {
-        let r = svc.admin(Method::GET, &format!("/debug/v1/actors/recipients/{rec}")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let view = r.text().await.unwrap();
+        let view = svc.admin_get(&format!("/debug/v1/actors/recipients/{rec}")).await.to_string();
         assert!(view.contains("****"), "{view}");
         debug.push_str(&view);
     }
