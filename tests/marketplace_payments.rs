@@ -34,20 +34,9 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     let (no_split, _) = seller(&svc, key, "Seller Unsigned", false, None).await;
     let (foreign, _) = seller(&svc, &other_key, "Seller Elsewhere", true, None).await;
     let base = payment_body(&s1, true);
-    let with = |path: &[&str], value: Value| {
-        let mut b = base.clone();
-        let mut at = &mut b;
-        for step in &path[..path.len() - 1] {
-            at = match step.parse::<usize>() {
-                Ok(i) => &mut at[i],
-                Err(_) => &mut at[*step],
-            };
-        }
-        at[path[path.len() - 1]] = value;
-        b
-    };
-    let lines = |l: Value| with(&["split_marketplace"], l);
-    let line = |i: usize, field: &str, v: Value| with(&["split_marketplace", &i.to_string(), field], v);
+    let with = |pointer: &str, value: Value| common::with(&base, pointer, value);
+    let lines = |l: Value| with("/split_marketplace", l);
+    let line = |i: usize, field: &str, v: Value| with(&format!("/split_marketplace/{i}/{field}"), v);
     let many: Vec<Value> =
         (0..21).map(|_| json!({"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)})).collect();
     let sale_and_commission = |sale: i64, commission: i64| {
@@ -58,12 +47,12 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     };
     let rows = vec![
         // 1: body shape, amount, merchant_reference.
-        invalid("1 shape", with(&["amount", "value"], json!("780")), "amount.value"),
-        invalid("1 amount", with(&["amount", "value"], json!(0)), "amount.value"),
-        invalid("1 amount cap", with(&["amount", "value"], json!(10_000_000_000_001i64)), "amount.value"),
-        invalid("1 currency", with(&["amount", "currency"], json!("usd")), "amount.currency"),
-        invalid("1 reference", with(&["merchant_reference"], json!("ab")), "merchant_reference"),
-        invalid("1 reference bar", with(&["merchant_reference"], json!("a|bc")), "merchant_reference"),
+        invalid("1 shape", with("/amount/value", json!("780")), "amount.value"),
+        invalid("1 amount", with("/amount/value", json!(0)), "amount.value"),
+        invalid("1 amount cap", with("/amount/value", json!(10_000_000_000_001i64)), "amount.value"),
+        invalid("1 currency", with("/amount/currency", json!("usd")), "amount.currency"),
+        invalid("1 reference", with("/merchant_reference", json!("ab")), "merchant_reference"),
+        invalid("1 reference bar", with("/merchant_reference", json!("a|bc")), "merchant_reference"),
         invalid("1 line type", line(1, "type", json!("TIP")), "split_marketplace[1].type"),
         // 2: 1..20 lines with a sale.
         invalid("2 none", lines(json!([])), "split_marketplace"),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Json, Service};
+use common::{Json, Service, with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,19 +33,6 @@ fn business() -> Value {
         "bank_account": {"holder_name": "Acme Goods LLC", "account_number": "CORP000111222", "bank_code": "CHASUS33",
                          "kind": "corporate"},
     })
-}
-
-/// `base` with the JSON pointer `path` set to `value` (`Value::Null` removes it).
-fn with(base: &Value, path: &str, value: Value) -> Value {
-    let mut v = base.clone();
-    let (parent, last) = path.rsplit_once('/').unwrap();
-    let target = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
-    if value.is_null() {
-        target.remove(last);
-    } else {
-        target.insert(last.to_owned(), value);
-    }
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
