@@ -239,12 +239,7 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     assert_eq!(unbound_metric(svc, "channel").await, unbound_before + 2);
     let refunds = || async {
         let txns = m.get(&format!("/v1/cards/{card}/transactions?limit=100")).await;
-        txns["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["channel_transaction_id"] == "chtx-refund-1")
-            .count()
+        txns.strs("data", "channel_transaction_id").iter().filter(|id| **id == "chtx-refund-1").count()
     };
     assert_eq!(refunds().await, 0, "no transaction, so no receipt can be asked for");
     assert_eq!(m.events("transaction.created").await, 0, "no event");
