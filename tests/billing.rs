@@ -32,13 +32,8 @@ async fn moving_the_clock_to_the_first_bills_each_eligible_card_once() {
     let poor = merchant(&svc, 200, 0).await;
     poor.card().await;
     // A gateway merchant: the monthly fee is an order.
-    let gw = svc
-        .merchant_with(
-            json!({"name": "Gw", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-                      "gateway": {"merchant_id": "gw_billing", "api_key": "gw-billing-key-1"},
-                      "fees": [{"currency": "USD", "monthly_fee": {"fixed": 150}}]}),
-        )
-        .await;
+    let gw =
+        svc.gateway_merchant("gw_billing", "gw-billing-key-1", json!({"monthly_fee": {"fixed": 150}})).await;
     gw.card().await;
     // A frozen card owes its monthly fee too: in gateway mode, as an order.
     let gw_frozen = gw.card_id().await;

@@ -239,12 +239,7 @@ async fn a_channel_callback_may_name_only_cards_of_that_channel() {
     assert_eq!(unbound_metric(svc, "channel").await, unbound_before + 2);
     let refunds = || async {
         let txns = m.get(&format!("/v1/cards/{card}/transactions?limit=100")).await;
-        txns["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["channel_transaction_id"] == "chtx-refund-1")
-            .count()
+        txns.strs("data", "channel_transaction_id").iter().filter(|id| **id == "chtx-refund-1").count()
     };
     assert_eq!(refunds().await, 0, "no transaction, so no receipt can be asked for");
     assert_eq!(m.events("transaction.created").await, 0, "no event");
@@ -390,18 +385,15 @@ async fn a_channel_callback_whose_body_lies_changes_nothing_and_a_genuine_one_ap
 async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_settles_it_once() {
     let svc = Service::temp(&[("PELAGO_UPSTREAM_TIMEOUT_MS", "500")]);
     let fault = |operation: &str, behavior: &str| json!({"operation": operation, "behavior": behavior, "count": 1000});
-    let faults = "/admin/v1/test_helpers/gateway/faults";
-    assert_eq!(
-        svc.admin_post(faults, fault("query_order", "duplicate")).await.0,
-        StatusCode::BAD_REQUEST,
-        "error or timeout only"
-    );
+    let (status, e) =
+        svc.admin_post("/admin/v1/test_helpers/gateway/faults", fault("query_order", "duplicate")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "error or timeout only: {e}");
 
     // An application-fee order paid at the gateway while every order query fails.
     let g = gateway_merchant(&svc, "gw_faulty", "gw-faulty-key-0001").await;
     let (card, order) = unpaid_card(&g).await;
     let order_id = order.str("id");
-    assert_eq!(svc.admin_post(faults, fault("query_order", "error")).await.0, StatusCode::OK);
+    svc.gateway_fault(fault("query_order", "error")).await;
     let (status, paid) = g.act(&format!("/v1/test_helpers/orders/{order_id}/pay")).await;
     assert_eq!((status, paid.str("status")), (StatusCode::OK, "pending"), "{paid}");
     // A repeat of the callback meets the same fault: still pending.
@@ -411,17 +403,14 @@ async fn a_confirming_query_without_answer_leaves_it_pending_and_the_resolver_se
     assert_eq!(g.get(&format!("/v1/cards/{card}")).await["status"], "pending_payment");
 
     // A deposit reported while every deposit query fails: nothing credited yet.
-    let depositor = svc
-        .merchant_with(json!({"name": "Depositor", "funding_mode": "master_account", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-               "gateway": {"merchant_id": "gw_depositor", "api_key": "gw-depositor-key-0001"}}))
-        .await;
-    assert_eq!(svc.admin_post(faults, fault("query_deposit", "error")).await.0, StatusCode::OK);
+    let depositor = svc.merchant_on_account("Depositor", "gw_depositor", "gw-depositor-key-0001").await;
+    svc.gateway_fault(fault("query_deposit", "error")).await;
     let (status, answer) = depositor.deposit_of(7_000, "USD").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "not credited while the gateway cannot be asked: {answer}");
     assert_eq!(depositor.available().await, 0);
 
     // The faults clear: the resolver asks again and settles each once.
-    assert_eq!(svc.admin_json(Method::DELETE, faults, None).await.0, StatusCode::OK);
+    svc.clear_gateway_faults().await;
     g.poll(&format!("/v1/cards/{card}"), secs(60), |c| c["status"] == "active").await;
     eventually("the deposit credited", secs(60), async || {
         let available = depositor.available().await;

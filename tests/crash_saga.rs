@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_topup_ends_funded_and_debited_or_neither() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
     let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1500")];
     let svc = Service::start(&data, &env);
     let (id, key, holder) =
@@ -86,14 +85,8 @@ async fn an_opening_that_died_at(failpoint: &'static str) {
     let svc = Service::armed(&data, failpoint);
     let (id, key, holder) =
         funded_merchant(&svc, json!({"currency": "USD", "application_fee": {"fixed": 500}})).await;
-    let body = serde_json::to_vec(&json!({"cardholder_id": holder})).unwrap();
-    let open = |svc: &Service| {
-        svc.signed_with_key(&key, Method::POST, "/v1/cards", &body, "open-after-crash")
-            .header("content-type", "application/json")
-            .send()
-    };
-    assert!(open(&svc).await.is_err(), "the process aborts at the failpoint before it answers");
-    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+    let body = json!({"cardholder_id": holder});
+    svc.aborts(&key, "/v1/cards", &body, "open-after-crash").await;
 
     let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let m = Merchant::of(&svc, &id, key.clone());
@@ -105,9 +98,8 @@ async fn an_opening_that_died_at(failpoint: &'static str) {
         .await;
     assert_eq!(m.available().await, 10_000 - 500, "the fee once");
     // The retry with the same key answers that card; nothing more is charged or created.
-    let retried = open(&svc).await.unwrap();
-    assert!(retried.status().is_success(), "{}", retried.status());
-    let retried: Value = retried.json().await.unwrap();
+    let (status, retried) = m.post_once("/v1/cards", &body, "open-after-crash").await;
+    assert!(status.is_success(), "{status}: {retried}");
     assert_eq!(retried["id"], cards["data"][0]["id"]);
     assert_eq!(m.get("/v1/cards").await.count("data"), 1);
     assert_eq!(m.available().await, 10_000 - 500);
@@ -140,15 +132,9 @@ async fn a_topup_that_died_at(failpoint: &'static str) {
     let (_dir, data) = common::temp_data();
     let svc = Service::armed(&data, failpoint);
     let (id, key, card) = funded_card(&svc).await;
-    let body = serde_json::to_vec(&json!({"amount": {"value": 1_000, "currency": "USD"}})).unwrap();
+    let body = json!({"amount": {"value": 1_000, "currency": "USD"}});
     let path = format!("/v1/cards/{card}/topups");
-    let topup = |svc: &Service, idempotency_key: &'static str| {
-        svc.signed_with_key(&key, Method::POST, &path, &body, idempotency_key)
-            .header("content-type", "application/json")
-            .send()
-    };
-    assert!(topup(&svc, "topup-after-crash").await.is_err(), "aborted at {failpoint}");
-    assert!(!svc.wait_exit(Duration::from_secs(20)).success());
+    svc.aborts(&key, &path, &body, "topup-after-crash").await;
 
     let svc = Service::start(&data, &[common::FAST_UPSTREAMS]);
     let m = Merchant::of(&svc, &id, key.clone());
@@ -158,13 +144,12 @@ async fn a_topup_that_died_at(failpoint: &'static str) {
     assert_eq!(list.count("data"), 1, "{list}");
     let funded = || async { m.get(&format!("/v1/cards/{card}/details")).await.i64("balance.value") };
     assert_eq!((funded().await, m.available().await), (1_000, 10_000 - 1_000), "charged once, funded once");
-    let retried = topup(&svc, "topup-after-crash").await.unwrap();
-    assert_eq!(retried.status().as_u16(), 201, "the top-up the crashed request made, settled");
-    let retried: Value = retried.json().await.unwrap();
+    let (status, retried) = m.post_once(&path, &body, "topup-after-crash").await;
+    assert_eq!(status.as_u16(), 201, "the top-up the crashed request made, settled: {retried}");
     assert_eq!((retried.str("id"), retried.str("status")), (list["data"][0].str("id"), "succeeded"));
     assert_eq!((funded().await, m.available().await), (1_000, 10_000 - 1_000), "the retry did nothing more");
-    let fresh = topup(&svc, "topup-fresh").await.unwrap();
-    assert_eq!(fresh.status().as_u16(), 201);
+    let (status, fresh) = m.post_once(&path, &body, "topup-fresh").await;
+    assert_eq!(status.as_u16(), 201, "{fresh}");
     assert_eq!((funded().await, m.available().await), (2_000, 10_000 - 2_000), "a new request, once");
     ledger_balanced(&svc).await;
 }
@@ -189,8 +174,8 @@ async fn a_topup_that_died_after_the_channel_call_charges_once_and_funds_once() 
 /// one is funded once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_step_topups_left_in_a_data_dir_are_resolved_after_the_upgrade() {
-    let (dir, env) = (tempfile::tempdir().unwrap(), [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")]);
-    let data = dir.path().join("data");
+    let (_dir, data) = common::temp_data();
+    let env = [("PELAGO_UPSTREAM_TIMEOUT_MS", "1000")];
     let svc = Service::start(&data, &env);
     let (id, key, card) = funded_card(&svc).await;
     assert!(svc.terminate().success());

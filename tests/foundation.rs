@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{ADMIN_TOKEN, Service, seed};
+use common::{ADMIN_TOKEN, Json, Service, seed};
 use pelago_actors::card::CardStatus;
 use pelago_storage::{CardId, ChannelId, MerchantId, Store, StoreConfig};
 use reqwest::{Method, StatusCode};
@@ -58,9 +58,8 @@ async fn the_error_contract_of_api_md_section_1() {
     assert_eq!(wrong_token.status(), StatusCode::UNAUTHORIZED);
 
     // Authenticated: unknown path 404, wrong method 405 with Allow.
-    let (status, r_body) = svc.admin_json(Method::GET, "/admin/v1/nowhere", None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_of(&r_body.clone()), "not_found");
+    let (status, body) = svc.admin_json(Method::GET, "/admin/v1/nowhere", None).await;
+    assert_eq!((status, body.code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = svc.admin(Method::DELETE, "/debug/v1/actors").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
@@ -117,32 +116,23 @@ async fn the_crash_helper_restarts_the_card_actor_from_the_store() {
     let svc = Service::start(dir.path(), &[]);
     let path = format!("/debug/v1/actors/cards/{card}");
 
-    let before: Value = svc.admin_json(Method::GET, &path, None).await.1;
+    let before = svc.admin_get(&path).await;
     assert_eq!(before["restarts"], 0);
     assert_eq!(before["state"]["balance_minor"], 1234);
 
     let (armed_status, _) = svc.admin_json(Method::POST, &format!("{path}/crash"), None).await;
     assert_eq!(armed_status, StatusCode::ACCEPTED);
-    let crashed = svc.admin(Method::GET, &path).send().await.unwrap();
-    assert_eq!(crashed.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = crashed.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
+    let (status, crashed) = svc.admin_json(Method::GET, &path, None).await;
+    assert_eq!((status, crashed.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{crashed}");
 
-    let after = svc.admin(Method::GET, &path).send().await.unwrap();
-    assert_eq!(after.status(), StatusCode::OK);
-    let after: Value = after.json().await.unwrap();
+    let after = svc.admin_get(&path).await;
     assert_eq!(after["restarts"], 1);
     assert_eq!(after["live"], true);
     assert_eq!(after["state"]["balance_minor"], 1234, "state intact");
-    let summary: Value = svc.admin_json(Method::GET, "/debug/v1/actors", None).await.1;
-    assert_eq!(summary["restarts_total"], 1);
+    assert_eq!(svc.admin_get("/debug/v1/actors").await["restarts_total"], 1);
 
-    let unknown = svc
-        .admin(Method::GET, &format!("/debug/v1/actors/cards/{}", CardId::generate()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let unknown = format!("/debug/v1/actors/cards/{}", CardId::generate());
+    assert_eq!(svc.admin_json(Method::GET, &unknown, None).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,10 +216,7 @@ async fn delivery_to_a_refused_address_records_a_failed_attempt() {
 async fn card_details_are_no_store() {
     let svc = Service::temp(&[]);
     let m = svc.funded_merchant("Frontdoor", Value::Null, 10_000).await;
-    let (status, holder) = m.cardholder("Lovelace").await;
-    assert_eq!(status, StatusCode::CREATED, "{holder}");
-    let (status, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"], "reference": "c1"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{card}");
+    let card = m.card().await;
     let path = format!("/v1/cards/{}/details", card.str("id"));
     let r = svc.signed(&m.key, Method::GET, &path, b"").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);

@@ -92,8 +92,7 @@ async fn fees_and_topups_are_paid_at_checkout() {
 async fn a_paid_card_the_channel_refuses_is_refunded_whole() {
     let svc = Service::temp(&[]);
     let m = gateway_merchant(&svc).await;
-    let (_, holder) = m.cardholder("Lovelace").await;
-    let (_, card) = m.post("/v1/cards", json!({"cardholder_id": holder["id"]})).await;
+    let card = m.card().await;
     let order_id = card.str("application_fee_order.id").to_owned();
     let channel = svc.first_channel().await;
     svc.channel_fault(&channel, "open_card", "decline").await;

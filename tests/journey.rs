@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, clock, eventually, ledger_balanced, receiver::Receiver, secs};
+use common::{Json, Merchant, Service, clock, ledger_balanced, receiver::Receiver, secs};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -37,12 +37,7 @@ async fn every_webhook_verified(m: &Merchant<'_>, receiver: &Receiver) {
     let ids: Vec<String> =
         events["data"].as_array().unwrap().iter().map(|e| e.str("id").to_owned()).collect();
     assert!(ids.len() >= 6, "{events}");
-    eventually("every event delivered", secs(60), async || {
-        let delivered = receiver.delivered();
-        let missing = ids.iter().filter(|id| !delivered.contains_key(*id)).count();
-        if missing == 0 { Ok(()) } else { Err(missing) }
-    })
-    .await;
+    receiver.wait_delivered(&ids, secs(60)).await;
     for r in receiver.received() {
         assert!(r["verified"].as_array().unwrap().iter().all(|v| v == true), "an unverified delivery: {r}");
     }

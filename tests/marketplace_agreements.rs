@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Json, Service, secs};
+use common::{Json, Service, marketplace::fault, secs};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -77,12 +77,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     assert_eq!(status, StatusCode::NOT_FOUND, "another merchant's recipient");
 
     // Unknown outcome: 202 pending, then signed by the resolver; a refusal: failed.
-    let fault = |behavior: &str| {
-        svc.admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-            .json(&json!({"operation": "agreement", "behavior": behavior, "count": 1}))
-            .send()
-    };
-    assert_eq!(fault("timeout").await.unwrap().status(), StatusCode::OK);
+    fault(&svc, "agreement", "timeout").await;
     let (status, pending) = post(json!({"type": "commission", "max_commission_bps": 300})).await;
     assert_eq!((status, pending.str("status")), (StatusCode::ACCEPTED, "pending"), "{pending}");
     let signed = |list: &Value| {
@@ -91,7 +86,7 @@ async fn agreements_are_signed_superseded_and_resolved() {
     };
     let list = m.poll(&format!("{path}?type=commission"), secs(30), signed).await;
     assert_eq!(list["data"][1]["status"], "superseded", "the 500 bps one is superseded");
-    assert_eq!(fault("decline").await.unwrap().status(), StatusCode::OK);
+    fault(&svc, "agreement", "decline").await;
     let (status, failed) = post(json!({"type": "split"})).await;
     assert_eq!((status, failed.str("status")), (StatusCode::CREATED, "failed"), "{failed}");
     let r = m.get(&format!("/v1/recipients/{rec}")).await;

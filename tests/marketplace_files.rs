@@ -5,28 +5,11 @@
 
 mod common;
 
-use common::{Json, Key, Service};
+use common::{Json, Service, marketplace::upload};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const FIVE_MIB: usize = 5 * 1024 * 1024;
-
-async fn upload(
-    svc: &Service,
-    key: &Key,
-    content_type: &str,
-    body: &[u8],
-    idem: &str,
-) -> (StatusCode, Value) {
-    let r = svc
-        .signed_with_key(key, Method::POST, "/v1/files", body, idem)
-        .header("content-type", content_type)
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 fn pdf_with(marker: &[u8], size: usize) -> Vec<u8> {
     let mut pdf = b"%PDF-1.7\n".to_vec();

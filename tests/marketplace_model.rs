@@ -32,7 +32,7 @@ use std::{collections::BTreeMap, future::Future};
 use chrono::{DateTime, Utc};
 use common::{
     Json, Key, Service, clock, eventually, ledger_balanced, list_all,
-    marketplace::{create_payment, recipient_balance, seller_paid_to, split_batch, usd},
+    marketplace::{create_payment, fault, recipient_balance, seller_paid_to, split_batch, usd},
     rng::{Rng, env_num, seed_from_env},
     secs, send, settle, when,
 };
@@ -56,8 +56,15 @@ struct Line {
     refunded: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Line {
+    fn new(party: Party, kind: &'static str, amount: i64) -> Line {
+        Line { party, kind, amount, refunded: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Status {
+    #[default]
     Pending,
     Authorized,
     Succeeded,
@@ -83,7 +90,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Payment {
     id: String,
     amount: i64,
@@ -295,23 +302,13 @@ impl Op {
         for _ in 0..1 + rng.below(3) {
             let kind = if rng.one_in(2) { "PURCHASE" } else { "MARKETPLACE" };
             let party = Party::Recipient(rng.below(RECIPIENTS.len() as u64) as usize);
-            lines.push(Line { party, kind, amount: rng.between(1, 5_000), refunded: 0 });
+            lines.push(Line::new(party, kind, rng.between(1, 5_000)));
         }
         if !rng.one_in(3) {
-            lines.push(Line {
-                party: Party::Merchant,
-                kind: "COMMISSION",
-                amount: rng.between(1, 400),
-                refunded: 0,
-            });
+            lines.push(Line::new(Party::Merchant, "COMMISSION", rng.between(1, 400)));
         }
         if rng.one_in(3) {
-            lines.push(Line {
-                party: Party::Merchant,
-                kind: "PAYMENTFEE",
-                amount: rng.between(1, 200),
-                refunded: 0,
-            });
+            lines.push(Line::new(Party::Merchant, "PAYMENTFEE", rng.between(1, 200)));
         }
         Op::Create { capture: !rng.one_in(3), lines }
     }
@@ -447,13 +444,7 @@ impl Model {
                     amount,
                     capture: *capture,
                     lines: lines.clone(),
-                    status: Status::Pending,
-                    captured_day: None,
-                    settled: false,
-                    split: false,
-                    refunded_amount: 0,
-                    refunds: 0,
-                    split_amounts: Vec::new(),
+                    ..Payment::default()
                 });
                 Expect::Done(StatusCode::CREATED)
             }
@@ -799,7 +790,7 @@ impl World {
         call: impl FnOnce() -> F,
     ) -> (StatusCode, Value) {
         let Some(behavior) = gateway.fault() else { return call().await };
-        self.svc.gateway_fault(json!({"operation": operation, "behavior": behavior, "count": 1})).await;
+        fault(&self.svc, operation, behavior).await;
         let answer = call().await;
         self.svc.clear_gateway_faults().await;
         answer

@@ -6,7 +6,11 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, eventually, marketplace::new_recipient, secs};
+use common::{
+    Json, Merchant, Service, eventually,
+    marketplace::{new_recipient, upload},
+    secs,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use warp::Filter;
@@ -58,6 +62,16 @@ impl Market<'_> {
         after
     }
 
+    /// The onboarding `o` as it is now, under its recipient (whatever the status).
+    async fn now(&self, o: &Value) -> (StatusCode, Value) {
+        self.call(
+            Method::GET,
+            &format!("/v1/recipients/{}/onboardings/{}", o.str("recipient_id"), o.str("id")),
+            None,
+        )
+        .await
+    }
+
     /// A new ONE_STEP onboarding of a new recipient named `... {last_word}`.
     async fn one_step(&self, last_word: &str) -> Value {
         let rec = self.recipient(last_word).await;
@@ -88,14 +102,8 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     m.set_webhook_url(&hook_url).await;
     let other = svc.merchant("Other Market").await;
     let m = Market(m);
-    let file_body = b"%PDF-1.7 proof".to_vec();
-    let r = svc
-        .signed(&m.key, Method::POST, "/v1/files", &file_body)
-        .header("content-type", "application/pdf")
-        .send()
-        .await
-        .unwrap();
-    let file: Value = r.json().await.unwrap();
+    let (status, file) = upload(&svc, &m.key, "application/pdf", b"%PDF-1.7 proof", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
     let doc = json!([{"file_id": file["id"], "type": "identity_document"}]);
 
     // — create PREVIOUSLY_ONBOARDED → SUCCEEDED, compliance approved, no gateway call.
@@ -163,13 +171,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         assert_eq!(after["status"], decision, "{after}");
     }
     // A duplicated callback (sent three times) has one effect.
-    let r = svc
-        .admin(Method::POST, "/admin/v1/test_helpers/gateway/faults")
-        .json(&json!({"operation": "callbacks", "behavior": "duplicate", "count": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    svc.gateway_fault(json!({"operation": "callbacks", "behavior": "duplicate", "count": 1})).await;
     let o = m.one_step("Pending").await;
     let decided = m.ok(&o, "decide", json!({"status": "SUCCEEDED"})).await;
     let entries =
@@ -179,9 +181,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         (1, 1),
         "one effect: {decided}"
     );
-    let rec = o.str("recipient_id");
-    let (_, now) =
-        m.call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", o.str("id")), None).await;
+    let (_, now) = m.now(&o).await;
     assert_eq!(now["version"], decided["version"], "the copies changed nothing after the helper answered");
     let events = m.get("/v1/events?type=recipient.onboarding.updated&limit=100").await;
     let about: Vec<_> =
@@ -268,10 +268,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
         (last_entry["type"].as_str(), last_entry["from_recipient_id"].as_str()),
         (Some("transferred"), Some(owner.as_str()))
     );
-    let (status, _) = m
-        .call(Method::GET, &format!("/v1/recipients/{owner}/onboardings/{}", approved.str("id")), None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "only under the current owner");
+    assert_eq!(m.now(&approved).await.0, StatusCode::NOT_FOUND, "only under the current owner");
     let back = m.ok(&moved, "reverse-transfer", json!({})).await;
     assert_eq!(
         (back["recipient_id"].as_str(), back["history"].as_array().unwrap().last().unwrap()["type"].as_str()),
@@ -319,10 +316,7 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
             let (status, e) = m.act(sample, action, body.clone()).await;
             assert_eq!(status, StatusCode::CONFLICT, "{action} on {status_name}: {e}");
             assert_eq!(e["error"]["code"], "invalid_state");
-            let rec = sample.str("recipient_id");
-            let (_, now) = m
-                .call(Method::GET, &format!("/v1/recipients/{rec}/onboardings/{}", sample.str("id")), None)
-                .await;
+            let (_, now) = m.now(sample).await;
             assert_eq!(
                 now["version"], sample["version"],
                 "nothing changed by a refused {action} on {status_name}"
@@ -366,21 +360,17 @@ async fn every_row_of_both_tables_is_reached_and_every_other_action_is_refused()
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Correctly signed by a real gateway account, naming an onboarding that was not created
     // under it: 401 too, counted as an unbound callback (SECURITY.md).
-    let (status, _) = svc
-        .admin_post(
-            "/admin/v1/merchants",
-            json!({"name": "Mallory", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-                   "gateway": {"merchant_id": "gw_mallory", "api_key": "gw-mallory-key-1"}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    svc.merchant_with(
+        json!({"name": "Mallory", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
+                             "gateway": {"merchant_id": "gw_mallory", "api_key": "gw-mallory-key-1"}}),
+    )
+    .await;
     let body = json!({"event_id": "evt_m", "merchant_id": "gw_mallory", "onboarding_id": "gwo_not_hers"});
     let r = svc
         .callback("/callbacks/gateway/marketplace", "X-Gateway-Signature", "gw-mallory-key-1", &body)
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let metrics = svc.http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("pelago_callbacks_unbound_total{source=\"gateway\"} 1"), "{metrics}");
+    assert_eq!(svc.metric_listed("pelago_callbacks_unbound_total{source=\"gateway\"}").await, Some(1.0));
 
     // Webhooks carry the onboarding events, and never the numbers.
     eventually("every onboarding webhook", secs(60), async || {

@@ -11,8 +11,8 @@ mod common;
 use common::{
     Json, Service, clock, ledger_balanced,
     marketplace::{
-        create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body, payment_helper,
-        payment_until, recipient_balance, seller, split_batch, usd,
+        bought, create_payment, events_of, fault, in_transit, next_day_settled, paid, payment_body,
+        payment_helper, payment_until, recipient_balance, seller, split_batch, usd,
     },
     secs, send, send_once, settle,
 };
@@ -34,20 +34,9 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     let (no_split, _) = seller(&svc, key, "Seller Unsigned", false, None).await;
     let (foreign, _) = seller(&svc, &other_key, "Seller Elsewhere", true, None).await;
     let base = payment_body(&s1, true);
-    let with = |path: &[&str], value: Value| {
-        let mut b = base.clone();
-        let mut at = &mut b;
-        for step in &path[..path.len() - 1] {
-            at = match step.parse::<usize>() {
-                Ok(i) => &mut at[i],
-                Err(_) => &mut at[*step],
-            };
-        }
-        at[path[path.len() - 1]] = value;
-        b
-    };
-    let lines = |l: Value| with(&["split_marketplace"], l);
-    let line = |i: usize, field: &str, v: Value| with(&["split_marketplace", &i.to_string(), field], v);
+    let with = |pointer: &str, value: Value| common::with(&base, pointer, value);
+    let lines = |l: Value| with("/split_marketplace", l);
+    let line = |i: usize, field: &str, v: Value| with(&format!("/split_marketplace/{i}/{field}"), v);
     let many: Vec<Value> =
         (0..21).map(|_| json!({"recipient_id": s1, "type": "PURCHASE", "amount": usd(1)})).collect();
     let sale_and_commission = |sale: i64, commission: i64| {
@@ -58,12 +47,12 @@ async fn every_validation_row_answers_its_param_and_creates_nothing() {
     };
     let rows = vec![
         // 1: body shape, amount, merchant_reference.
-        invalid("1 shape", with(&["amount", "value"], json!("780")), "amount.value"),
-        invalid("1 amount", with(&["amount", "value"], json!(0)), "amount.value"),
-        invalid("1 amount cap", with(&["amount", "value"], json!(10_000_000_000_001i64)), "amount.value"),
-        invalid("1 currency", with(&["amount", "currency"], json!("usd")), "amount.currency"),
-        invalid("1 reference", with(&["merchant_reference"], json!("ab")), "merchant_reference"),
-        invalid("1 reference bar", with(&["merchant_reference"], json!("a|bc")), "merchant_reference"),
+        invalid("1 shape", with("/amount/value", json!("780")), "amount.value"),
+        invalid("1 amount", with("/amount/value", json!(0)), "amount.value"),
+        invalid("1 amount cap", with("/amount/value", json!(10_000_000_000_001i64)), "amount.value"),
+        invalid("1 currency", with("/amount/currency", json!("usd")), "amount.currency"),
+        invalid("1 reference", with("/merchant_reference", json!("ab")), "merchant_reference"),
+        invalid("1 reference bar", with("/merchant_reference", json!("a|bc")), "merchant_reference"),
         invalid("1 line type", line(1, "type", json!("TIP")), "split_marketplace[1].type"),
         // 2: 1..20 lines with a sale.
         invalid("2 none", lines(json!([])), "split_marketplace"),
@@ -203,10 +192,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(check["negative_available"], json!([]));
 
     // capture false: Pay → AUTHORIZED (nothing booked), capture → SUCCEEDED (booked).
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let auth = p.str("id").to_owned();
-    let authorized = payment_helper(&svc, key, &auth, "pay").await;
-    assert_eq!(authorized["status"], "AUTHORIZED", "{authorized}");
+    let auth = bought(&svc, key, &s1, false).await;
     assert_eq!(in_transit(&svc, key, &s1).await, 741, "an authorization books nothing");
     assert_eq!(events_of(&svc, key, "payment.authorized", &auth).await, 1);
     let (status, captured) = m.act(&format!("/v1/payments/{auth}/capture")).await;
@@ -230,9 +216,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(status, StatusCode::CONFLICT, "a canceled checkout cannot be paid");
 
     // AUTHORIZED → CANCELED.
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let voided = p.str("id").to_owned();
-    payment_helper(&svc, key, &voided, "pay").await;
+    let voided = bought(&svc, key, &s1, false).await;
     let (status, c) = m.act(&format!("/v1/payments/{voided}/cancel")).await;
     assert_eq!((status, c.str("status")), (StatusCode::OK, "CANCELED"), "{c}");
     assert_eq!(events_of(&svc, key, "payment.canceled", &voided).await, 1);
@@ -247,9 +231,7 @@ async fn payments_follow_the_state_table_and_collect_once() {
     assert_eq!(in_transit(&svc, key, &s1).await, 2 * 741, "only captured payments are collected");
 
     // A refused capture: 502, unchanged; an unknown one: 202, resolved with the same request id.
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let later = p.str("id").to_owned();
-    payment_helper(&svc, key, &later, "pay").await;
+    let later = bought(&svc, key, &s1, false).await;
     fault(&svc, "capture", "decline").await;
     let (status, e) = m.act(&format!("/v1/payments/{later}/capture")).await;
     assert_eq!((status, e.code()), (StatusCode::BAD_GATEWAY, "upstream_error"), "{e}");
@@ -308,12 +290,8 @@ async fn t_plus_one_settles_captured_payments_once() {
     let key = &m.key;
     let (s1, _) = seller(&svc, key, "Seller Approved", true, Some(500)).await;
     let today = clock::now(&svc).await;
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, true)).await;
-    let captured = p.str("id").to_owned();
-    payment_helper(&svc, key, &captured, "pay").await;
-    let (_, p) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let authorized = p.str("id").to_owned();
-    payment_helper(&svc, key, &authorized, "pay").await;
+    let captured = paid(&svc, key, &s1).await;
+    let authorized = bought(&svc, key, &s1, false).await;
 
     let run_date = clock::date(clock::day_after(today, 1, 0, 0, 0));
     clock::set(&svc, clock::day_after(today, 1, 2, 0, 0)).await;
@@ -360,9 +338,7 @@ async fn a_batch_splits_each_payment_once() {
     let p1 = paid(&svc, key, &s1).await;
     let p2 = paid(&svc, key, &s1).await;
     let p3 = paid(&svc, key, &s1).await;
-    let (_, a) = create_payment(&svc, key, &payment_body(&s1, false)).await;
-    let authorized = a.str("id").to_owned();
-    payment_helper(&svc, key, &authorized, "pay").await;
+    let authorized = bought(&svc, key, &s1, false).await;
     let (status, e) = split_batch(&svc, key, &[&p1]).await;
     assert_eq!(
         (status, e.code(), e.param()),

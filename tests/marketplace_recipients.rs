@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Json, Service};
+use common::{Json, Service, with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,19 +33,6 @@ fn business() -> Value {
         "bank_account": {"holder_name": "Acme Goods LLC", "account_number": "CORP000111222", "bank_code": "CHASUS33",
                          "kind": "corporate"},
     })
-}
-
-/// `base` with the JSON pointer `path` set to `value` (`Value::Null` removes it).
-fn with(base: &Value, path: &str, value: Value) -> Value {
-    let mut v = base.clone();
-    let (parent, last) = path.rsplit_once('/').unwrap();
-    let target = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
-    if value.is_null() {
-        target.remove(last);
-    } else {
-        target.insert(last.to_owned(), value);
-    }
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,11 +166,9 @@ async fn recipients_are_validated_masked_private_and_patched_by_the_same_rules()
     assert_eq!(moved["data"][0]["id"], ada["id"]);
 
     // The numbers in clear: nowhere in the debug API, the data dir or the log.
-    let mut debug = svc.admin(Method::GET, "/debug/v1/actors").send().await.unwrap().text().await.unwrap();
+    let mut debug = svc.admin_get("/debug/v1/actors").await.to_string();
     for rec in [&id, acme.str("id")] {
-        let r = svc.admin(Method::GET, &format!("/debug/v1/actors/recipients/{rec}")).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let view = r.text().await.unwrap();
+        let view = svc.admin_get(&format!("/debug/v1/actors/recipients/{rec}")).await.to_string();
         assert!(view.contains("****"), "{view}");
         debug.push_str(&view);
     }

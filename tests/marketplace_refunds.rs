@@ -28,8 +28,15 @@ async fn market(svc: &Service) -> (Merchant<'_>, String) {
     (m, a)
 }
 
-/// §8's example: 1000 = PURCHASE 900 to `seller` + COMMISSION 100 (its cap at 1000 bps).
+/// §8's example, paid: 1000 = PURCHASE 900 to `seller` + COMMISSION 100 (its cap at 1000 bps).
 async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
+    let id = payment_1000(m, seller).await;
+    assert_eq!(payment_helper(m.svc, &m.key, &id, "pay").await.str("status"), "SUCCEEDED");
+    id
+}
+
+/// §8's example, created (PENDING): its id.
+async fn payment_1000(m: &Merchant<'_>, seller: &str) -> String {
     let body = json!({
         "amount": usd(1000), "merchant_reference": "order-1000",
         "split_marketplace": [
@@ -39,9 +46,7 @@ async fn paid_1000(m: &Merchant<'_>, seller: &str) -> String {
     });
     let (status, p) = m.post("/v1/payments", body).await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
-    let id = p.str("id").to_owned();
-    assert_eq!(payment_helper(m.svc, &m.key, &id, "pay").await.str("status"), "SUCCEEDED");
-    id
+    p.str("id").to_owned()
 }
 
 /// [`market`] with a payment of 1000 (§8's example), settled and split: (merchant, seller, payment).
@@ -70,108 +75,52 @@ async fn every_refund_check_answers_in_order_and_writes_nothing() {
     let before = m.get(&format!("/v1/payments/{p}")).await;
 
     // 1: not captured.
-    let (_, pending) = m
-        .post(
-            "/v1/payments",
-            json!({"amount": usd(1000), "merchant_reference": "order-pending", "split_marketplace": [
-                {"recipient_id": a, "type": "PURCHASE", "amount": usd(1000)}]}),
-        )
-        .await;
-    let rows: Vec<(&str, Value, StatusCode, &str, Value)> = vec![
-        ("2: neither field", json!({}), StatusCode::BAD_REQUEST, "invalid_request", json!("amount")),
-        (
-            "2: before the split without amount",
-            json!({"splits": [portion(0, 10)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("amount"),
-        ),
-        (
-            "3: amount out of range",
-            json!({"amount": usd(0)}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("amount.value"),
-        ),
-        (
-            "3: another currency",
-            json!({"amount": {"value": 10, "currency": "EUR"}}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("amount.currency"),
-        ),
-        (
-            "3: above what is left",
-            json!({"amount": usd(1001)}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("amount.value"),
-        ),
-        (
-            "4: not a line",
-            json!({"amount": usd(10), "splits": [portion(2, 10)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[0].line"),
-        ),
-        (
-            "4: a negative line",
-            json!({"amount": usd(10), "splits": [portion(-1, 10)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[0].line"),
-        ),
+    let pending = payment_1000(&m, &a).await;
+    let rows = [
+        ("2: neither field", json!({}), "amount"),
+        ("2: before the split without amount", json!({"splits": [portion(0, 10)]}), "amount"),
+        ("3: amount out of range", json!({"amount": usd(0)}), "amount.value"),
+        ("3: another currency", json!({"amount": {"value": 10, "currency": "EUR"}}), "amount.currency"),
+        ("3: above what is left", json!({"amount": usd(1001)}), "amount.value"),
+        ("4: not a line", json!({"amount": usd(10), "splits": [portion(2, 10)]}), "splits[0].line"),
+        ("4: a negative line", json!({"amount": usd(10), "splits": [portion(-1, 10)]}), "splits[0].line"),
         (
             "4: repeated",
             json!({"amount": usd(20), "splits": [portion(0, 10), portion(0, 10)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[1].line"),
+            "splits[1].line",
         ),
         (
             "5: a portion out of range",
             json!({"amount": usd(10), "splits": [portion(0, 0)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[0].amount.value"),
+            "splits[0].amount.value",
         ),
         (
             "5: a portion in another currency",
             json!({"amount": usd(10), "splits": [{"line": 0, "amount": {"value": 10, "currency": "EUR"}}]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[0].amount.currency"),
+            "splits[0].amount.currency",
         ),
         (
             "5: above the line",
             json!({"amount": usd(1000), "splits": [portion(1, 101)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits[0].amount.value"),
+            "splits[0].amount.value",
         ),
         (
             "6: portions not adding up to amount",
             json!({"amount": usd(200), "splits": [portion(0, 180)]}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits"),
+            "splits",
         ),
-        (
-            "6: splits omitted with two lines",
-            json!({"amount": usd(200)}),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            json!("splits"),
-        ),
+        ("6: splits omitted with two lines", json!({"amount": usd(200)}), "splits"),
     ];
-    let (status, e) = refund(&m, pending.str("id"), json!({"amount": usd(10)})).await;
+    let (status, e) = refund(&m, &pending, json!({"amount": usd(10)})).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "1: PENDING {e}");
-    for (what, body, status, code, param) in rows {
+    // 2–6: each refused 400 `invalid_request`, naming its `param`.
+    for (what, body, param) in rows {
         let (got, e) = refund(&m, &p, body).await;
-        assert_eq!((got, e.code(), e["error"]["param"].clone()), (status, code, param), "{what}: {e}");
+        let want = (StatusCode::BAD_REQUEST, "invalid_request", Some(param));
+        assert_eq!((got, e.code(), e.param()), want, "{what}: {e}");
     }
     // Earlier checks answer first: a PENDING payment with a bad amount is 409, not 400.
-    let (status, e) = refund(&m, pending.str("id"), json!({"amount": usd(0)})).await;
+    let (status, e) = refund(&m, &pending, json!({"amount": usd(0)})).await;
     assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
     // Nothing was written.
     let after = m.get(&format!("/v1/payments/{p}")).await;

@@ -7,7 +7,11 @@
 
 mod common;
 
-use common::{Json, Merchant, Service, marketplace::new_recipient, secs};
+use common::{
+    Json, Merchant, Service,
+    marketplace::{new_recipient, upload},
+    secs,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -71,13 +75,8 @@ async fn unknown_outcomes_answer_202_and_resolve_to_the_gateways_decision() {
     let rec = new_recipient(&svc, &m.key, "Seller Approved", "ACC123456").await;
     let path = format!("/v1/recipients/{rec}/onboardings");
     let (_, two) = m.post(&path, json!({"type": "TWO_STEP_ONBOARDING"})).await;
-    let r = svc
-        .signed(&m.key, Method::POST, "/v1/files", b"%PDF-1.7 x")
-        .header("content-type", "application/pdf")
-        .send()
-        .await
-        .unwrap();
-    let file: Value = r.json().await.unwrap();
+    let (status, file) = upload(&svc, &m.key, "application/pdf", b"%PDF-1.7 x", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
     fault(&svc, "decline", 0).await;
     let cont = format!("{path}/{}/continue", two.str("id"));
     let docs = json!({"documents": [{"file_id": file["id"], "type": "other"}]});

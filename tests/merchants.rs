@@ -102,91 +102,63 @@ async fn onboarding_and_administration() {
     assert_eq!(created["merchant"]["fees"][0]["monthly_fee"], json!({"fixed": 0}));
 
     // Never again: GET shows no secret.
-    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/merchants/{id}"), None).await.1;
+    let path = format!("/admin/v1/merchants/{id}");
+    let got = svc.admin_get(&path).await;
     let text = got.to_string();
     assert!(!text.contains("sk_") && !text.contains("whsec_") && !text.contains("gwkey-secret"));
     assert_eq!(got["gateway"]["merchant_id"], "gw_mch_1");
 
-    // gateway.merchant_id is unique; gateway mode needs a gateway.
-    let (dup_status, _) = svc
-        .admin_post(
-            "/admin/v1/merchants",
-            json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
-                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}}),
-        )
-        .await;
-    assert_eq!(dup_status, StatusCode::CONFLICT);
-    let (status, _) = svc
-        .admin_post(
-            "/admin/v1/merchants",
-            json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []}),
-        )
-        .await;
+    // gateway.merchant_id is unique; gateway mode needs a gateway; validation names the field.
+    let copy = json!({"name": "Copy", "funding_mode": "gateway", "allowed_card_names": [],
+                      "gateway": {"merchant_id": "gw_mch_1", "api_key": "k"}});
+    let (status, _) = svc.admin_post("/admin/v1/merchants", copy).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let no_gateway = json!({"name": "NoGw", "funding_mode": "gateway", "allowed_card_names": []});
+    let (status, _) = svc.admin_post("/admin/v1/merchants", no_gateway).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-
-    // Validation names the field.
-    let bad: Value = svc
-        .admin_post(
-            "/admin/v1/merchants",
+    for (body, param) in [
+        (
             json!({"name": "X", "funding_mode": "master_account", "allowed_card_names": ["lower"]}),
-        )
-        .await
-        .1;
-    assert_eq!(bad["error"]["param"], "allowed_card_names.0");
-    let bad: Value =
-        svc.admin_post("/admin/v1/merchants", json!({"name": "X", "funding_mode": "master_account"})).await.1;
-    assert_eq!(bad["error"]["param"], "allowed_card_names");
+            "allowed_card_names.0",
+        ),
+        (json!({"name": "X", "funding_mode": "master_account"}), "allowed_card_names"),
+    ] {
+        let (status, bad) = svc.admin_post("/admin/v1/merchants", body).await;
+        assert_eq!((status, bad.param()), (StatusCode::BAD_REQUEST, Some(param)), "{bad}");
+    }
 
     // Patch, fees, whitelist (a 4th address is 400 with param).
-    let patched: Value = svc
-        .admin_patch(
-            &format!("/admin/v1/merchants/{id}"),
-            json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]}),
-        )
-        .await
-        .1;
+    let both = json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"]});
+    let patched = svc.admin_ok(Method::PATCH, &path, both).await;
     assert_eq!(patched["allowed_card_names"], json!(["PELAGO_VIRTUAL_EUR", "PELAGO_VIRTUAL_USD"]));
-    let fees: Value = svc
-        .admin_put(
-            &format!("/admin/v1/merchants/{id}/fees"),
-            json!({"currency": "USD", "monthly_fee": {"fixed": 200}}),
-        )
-        .await
-        .1;
+    let monthly = json!({"currency": "USD", "monthly_fee": {"fixed": 200}});
+    let fees = svc.admin_ok(Method::PUT, &format!("{path}/fees"), monthly).await;
     assert_eq!(fees.count("fees"), 1, "one schedule per currency, replaced");
     assert_eq!(fees["fees"][0]["application_fee"]["fixed"], 0);
     let addr = |a: &str| json!({"address": a, "network": "TRON", "label": "channel A"});
-    let three = svc
-        .admin(Method::PUT, &format!("/admin/v1/merchants/{id}/withdrawal-addresses"))
-        .json(&json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3")]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(three.status(), StatusCode::OK);
-    let four: Value = svc
-        .admin_put(
-            &format!("/admin/v1/merchants/{id}/withdrawal-addresses"),
-            json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]}),
-        )
-        .await
-        .1;
-    assert_eq!(four["error"]["code"], "invalid_request");
-    assert_eq!(four["error"]["param"], "addresses");
+    let whitelist = format!("{path}/withdrawal-addresses");
+    let three = json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3")]});
+    svc.admin_ok(Method::PUT, &whitelist, three).await;
+    let four = json!({"addresses": [addr("TA1"), addr("TA2"), addr("TA3"), addr("TA4")]});
+    let (status, four) = svc.admin_put(&whitelist, four).await;
+    assert_eq!(
+        (status, four.code(), four.param()),
+        (StatusCode::BAD_REQUEST, "invalid_request", Some("addresses"))
+    );
 
     // Webhook secret rotation shows the new one once.
-    let rotated: Value =
-        svc.admin_json(Method::POST, &format!("/admin/v1/merchants/{id}/webhook-secret"), None).await.1;
+    let rotated = svc.admin_json(Method::POST, &format!("{path}/webhook-secret"), None).await.1;
     let new_whsec = rotated.str("webhook_secret").to_owned();
     assert!(new_whsec.starts_with("whsec_"));
 
     // List, newest first.
     let other = svc.merchant("Second").await.id;
-    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants?limit=1", None).await.1;
+    let list = svc.admin_get("/admin/v1/merchants?limit=1").await;
     assert_eq!(list["data"][0]["id"], other);
     assert_eq!(list["has_more"], true);
 
     // The debug view redacts secrets.
-    let debug: Value = svc.admin_json(Method::GET, &format!("/debug/v1/actors/merchants/{id}"), None).await.1;
+    let debug = svc.admin_get(&format!("/debug/v1/actors/merchants/{id}")).await;
     assert_eq!(debug["state"]["gateway"]["api_key"], "[redacted]");
 
     // Secrets at rest: nowhere in the data dir, nor the log.
@@ -320,7 +292,7 @@ async fn idempotency_keys_on_admin_creation() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first, "the stored answer, secrets included");
-    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    let list = svc.admin_get("/admin/v1/merchants").await;
     assert_eq!(list.count("data"), 1, "one merchant");
 
     let other = json!({"name": "Idem 2", "funding_mode": "master_account", "allowed_card_names": []});
@@ -333,7 +305,7 @@ async fn idempotency_keys_on_admin_creation() {
     let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
     statuses.sort();
     assert!(statuses == [201, 409] || statuses == [201, 201], "{statuses:?}");
-    let list: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    let list = svc.admin_get("/admin/v1/merchants").await;
     assert_eq!(list.count("data"), 2, "the race created one merchant");
 
     // A key over 255 characters is 400, naming the header.
@@ -466,7 +438,7 @@ async fn secret_revealing_effects_are_bound_to_their_idempotency_key() {
     let whsec2 = bound_post(&svc, &format!("/admin/v1/merchants/{id}/webhook-secret"), "rotate-1").await;
     assert_eq!(key1, key2, "the same key, not a second one");
     assert_eq!(whsec1, whsec2, "the same rotation, not a second one");
-    let debug: Value = svc.admin_json(Method::GET, &format!("/debug/v1/actors/merchants/{id}"), None).await.1;
+    let debug = svc.admin_get(&format!("/debug/v1/actors/merchants/{id}")).await;
     assert_eq!(debug.count("state.webhook_secrets"), 2, "rotated once");
 }
 
@@ -488,7 +460,7 @@ async fn a_retry_completes_a_merchant_whose_registration_failed_after_the_save()
     let created = create().send().await.unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
-    let listed: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
+    let listed = svc.admin_get("/admin/v1/merchants").await;
     let named: Vec<&Value> =
         listed["data"].as_array().unwrap().iter().filter(|m| m["name"] == "Retried").collect();
     assert_eq!(named.len(), 1, "one merchant: {listed}");

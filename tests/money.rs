@@ -19,12 +19,7 @@ async fn deposits_are_credited_once_and_the_ledger_balances() {
     let (_, b1) = other.post("/v1/deposit-addresses", json!({"currency": "USD", "network": "TRON"})).await;
     assert_ne!(a1["address"], b1["address"], "each merchant has its own address");
 
-    let (status, dep) = m
-        .post(
-            "/v1/test_helpers/deposits",
-            json!({"amount": {"value": 250_000, "currency": "USD"}, "network": "TRON"}),
-        )
-        .await;
+    let (status, dep) = m.deposit_of(250_000, "USD").await;
     assert_eq!(status, StatusCode::OK, "{dep}");
     assert_eq!(dep["balance_transaction"]["type"], "deposit");
     let balance = m.get("/v1/balance").await;

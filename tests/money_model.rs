@@ -43,12 +43,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                         svc.channel_fault(&channel, "topup", "decline").await;
                     }
                     let fee = fixed + (value * bps + 5_000) / 10_000;
-                    let (status, t) = m
-                        .post(
-                            &format!("/v1/cards/{card}/topups"),
-                            json!({"amount": {"value": value, "currency": "USD"}}),
-                        )
-                        .await;
+                    let (status, t) = m.topup(&card, value).await;
                     if available < value + fee {
                         assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}: {t}");
                         if refused {
@@ -92,8 +87,7 @@ async fn balances_follow_a_simple_model_over_random_sequences() {
                     svc.admin_post("/admin/v1/settlement/runs", json!({"date": date})).await;
                 }
             }
-            let b = m.get("/v1/balance").await;
-            let got = b["balances"][0]["available"].as_i64().unwrap_or(0);
+            let got = m.available().await;
             assert_eq!(got, available, "seed {seed} step {step}: the balance left the model");
             assert!(got >= 0);
         }

@@ -45,28 +45,17 @@ async fn the_six_checks_refuse_in_order_and_create_nothing() {
     clock::set(&svc, inside_window(now)).await;
 
     let refused = |status: StatusCode, code: &'static str, param: Option<&'static str>| (status, code, param);
+    let invalid = |param: &'static str| refused(StatusCode::BAD_REQUEST, "invalid_request", Some(param));
     let cases = [
-        (
-            json!({"amount": usd(0)}),
-            refused(StatusCode::BAD_REQUEST, "invalid_request", Some("amount.value")),
-        ),
-        (
-            json!({"amount": {"value": 5, "currency": "usd"}}),
-            refused(StatusCode::BAD_REQUEST, "invalid_request", Some("amount.currency")),
-        ),
+        (json!({"amount": usd(0)}), invalid("amount.value")),
+        (json!({"amount": {"value": 5, "currency": "usd"}}), invalid("amount.currency")),
         // An invalid commission answers before the window or the balance.
-        (
-            json!({"amount": usd(500), "commission": usd(0)}),
-            refused(StatusCode::BAD_REQUEST, "invalid_request", Some("commission.value")),
-        ),
+        (json!({"amount": usd(500), "commission": usd(0)}), invalid("commission.value")),
         (
             json!({"amount": usd(500), "commission": {"value": 5, "currency": "EUR"}}),
-            refused(StatusCode::BAD_REQUEST, "invalid_request", Some("commission.currency")),
+            invalid("commission.currency"),
         ),
-        (
-            json!({"amount": usd(500), "commission": usd(500)}),
-            refused(StatusCode::BAD_REQUEST, "invalid_request", Some("commission.value")),
-        ),
+        (json!({"amount": usd(500), "commission": usd(500)}), invalid("commission.value")),
         // No signed commission agreement: the cap is 0.
         (
             json!({"amount": usd(500), "commission": usd(1)}),
@@ -213,20 +202,6 @@ async fn a_crash_after_the_hold_is_finished_by_the_resolver_once() {
     ledger_balanced(&svc).await;
 }
 
-/// A `recipient_payout.updated` callback signed by `api_key` for `account`.
-async fn payout_callback(
-    svc: &Service,
-    account: &str,
-    api_key: &str,
-    request_id: &str,
-    value: i64,
-) -> StatusCode {
-    let body = json!({"event_id": format!("evt_{account}_{request_id}_{value}"), "merchant_id": account,
-        "type": "recipient_payout.updated", "data": {"id": "grp_forged", "request_id": request_id,
-        "status": "failed", "amount": usd(value)}});
-    svc.gateway_callback(api_key, &body).await
-}
-
 /// A payout callback is a hint: signed by another account → 401; a lying
 /// amount → 400; the right account and amount → only the gateway's answer to
 /// the query counts, and a paid withdrawal stays paid.
@@ -243,21 +218,20 @@ async fn payout_callbacks_are_bound_compared_and_confirmed() {
     assert_eq!((status, w.str("status")), (StatusCode::CREATED, "succeeded"), "{w}");
     let id = w.str("id");
 
-    assert_eq!(
-        payout_callback(&svc, "gw_forger", "gw-forger-key-0001", id, 500).await,
-        StatusCode::UNAUTHORIZED
-    );
+    // Each a `recipient_payout.updated` callback saying `failed`, signed by `api_key` for `account`.
     let never = "rwd_01JD0000000000000000000009";
-    assert_eq!(
-        payout_callback(&svc, "gw_market", "gw-market-key-0001", never, 500).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        payout_callback(&svc, "gw_market", "gw-market-key-0001", id, 499).await,
-        StatusCode::BAD_REQUEST
-    );
-    // Genuine account and amount, but the body says failed: the gateway says paid; nothing changes.
-    assert_eq!(payout_callback(&svc, "gw_market", "gw-market-key-0001", id, 500).await, StatusCode::OK);
+    for (account, api_key, request_id, value, answer) in [
+        ("gw_forger", "gw-forger-key-0001", id, 500, StatusCode::UNAUTHORIZED),
+        ("gw_market", "gw-market-key-0001", never, 500, StatusCode::UNAUTHORIZED),
+        ("gw_market", "gw-market-key-0001", id, 499, StatusCode::BAD_REQUEST),
+        // Genuine account and amount, but the body says failed: the gateway says paid; nothing changes.
+        ("gw_market", "gw-market-key-0001", id, 500, StatusCode::OK),
+    ] {
+        let body = json!({"event_id": format!("evt_{account}_{request_id}_{value}"), "merchant_id": account,
+            "type": "recipient_payout.updated", "data": {"id": "grp_forged", "request_id": request_id,
+            "status": "failed", "amount": usd(value)}});
+        assert_eq!(svc.gateway_callback(api_key, &body).await, answer, "{body}");
+    }
     let after = m.get(&format!("/v1/recipients/{seller}/withdrawals/{id}")).await;
     assert_eq!((after.str("status"), after.i64("version")), ("succeeded", 2), "{after}");
     assert_eq!(balance(&m, &seller).await, (400, 0));

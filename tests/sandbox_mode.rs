@@ -9,8 +9,8 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 use common::{ADMIN_TOKEN, Json, Mode, Service, UNSET};
 use pelago_actors::routing::{ChannelRecord, ChannelStatus};
 use pelago_storage::{Store, StoreConfig, Tree, WriteBatch};
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::json;
 
 /// A refused start: exit code 2 and one line on stderr (logging off), which is returned.
 fn refused(mode: Mode, dir: &Path, env: &[(&str, &str)]) -> String {
@@ -63,19 +63,13 @@ async fn a_data_dir_starts_only_in_the_mode_it_was_created_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_http_channel_is_active_in_sandbox_mode() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("data");
+    let (_root, dir) = common::temp_data();
     let svc = Service::start(&dir, &[]);
-    let (status, r_body) = svc
-        .admin_post(
-            "/admin/v1/channels",
-            json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
-                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(r_body.clone()["error"]["param"], "kind");
-    let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
+    let real = json!({"name": "Real", "kind": "http", "base_url": "https://issuer.example.com",
+                      "api_key": "real-issuer-key-1", "webhook_secret": "real-issuer-secret-1"});
+    let (status, e) = svc.admin_post("/admin/v1/channels", real).await;
+    assert_eq!((status, e.param()), (StatusCode::BAD_REQUEST, Some("kind")), "{e}");
+    let channels = svc.admin_get("/admin/v1/channels").await;
     assert_eq!(channels.count("data"), 1, "only the Sandbox Issuer: {channels}");
     assert!(svc.terminate().success());
 
@@ -86,15 +80,9 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
         c.status = ChannelStatus::Disabled;
     });
     let svc = Service::start(&dir, &[]);
-    let r = svc
-        .admin(Method::PATCH, &format!("/admin/v1/channels/{id}"))
-        .json(&json!({"status": "active"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_state");
-    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/channels/{id}"), None).await.1;
+    let (status, e) = svc.admin_patch(&format!("/admin/v1/channels/{id}"), json!({"status": "active"})).await;
+    assert_eq!((status, e.code()), (StatusCode::CONFLICT, "invalid_state"), "{e}");
+    let got = svc.admin_get(&format!("/admin/v1/channels/{id}")).await;
     assert_eq!(got["status"], "disabled", "nothing written");
     assert!(svc.terminate().success());
 
@@ -106,8 +94,7 @@ async fn no_http_channel_is_active_in_sandbox_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_start_never_loads_a_clock_offset() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("live");
+    let (_root, dir) = common::temp_data();
     Service::start_in(Mode::Live, &dir, &[]).terminate();
     // An offset five years ahead in the store (as a sandbox clock helper left it).
     let store = Store::open(&dir.join("db"), &StoreConfig::default()).unwrap();
@@ -119,26 +106,14 @@ async fn a_live_start_never_loads_a_clock_offset() {
     drop(store);
 
     let svc = Service::start_in(Mode::Live, &dir, &[]);
-    let (status, r_body) = svc
-        .admin_post(
-            "/admin/v1/merchants",
-            json!({"name": "Clock", "funding_mode": "master_account",
-                      "allowed_card_names": ["PELAGO_VIRTUAL_USD"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let merchant: Value = r_body.clone();
-    let created = merchant.str("merchant.created_at");
+    let merchant = svc.admin_get(&format!("/admin/v1/merchants/{}", svc.merchant("Clock").await.id)).await;
+    let created = merchant.str("created_at");
     let created = chrono::DateTime::parse_from_rfc3339(created).unwrap().timestamp();
     let now = chrono::Utc::now().timestamp();
     assert!((now - created).abs() < 120, "created_at follows real time, not the offset: {merchant}");
     // The clock helper is sandbox-only.
-    let (status, _) = svc
-        .admin_post(
-            "/admin/v1/test_helpers/clock",
-            json!({"now": common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365))}),
-        )
-        .await;
+    let five_years_on = common::clock::rfc3339(chrono::Utc::now() + chrono::Duration::days(5 * 365));
+    let (status, _) = svc.admin_post("/admin/v1/test_helpers/clock", json!({"now": five_years_on})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -149,8 +124,7 @@ fn platform_sub_account(merchant_id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_control_endpoints_need_pelagos_credentials() {
-    let root = tempfile::tempdir().unwrap();
-    let svc = Service::start(&root.path().join("data"), &[]);
+    let svc = Service::temp(&[]);
     let sandbox = svc.sandbox.clone().expect("sandbox upstreams");
     let m = svc.merchant("Control").await;
     let merchant_id = m.id.clone();
@@ -231,8 +205,7 @@ fn open_to_others(dir: &Path) -> Vec<(String, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_data_dir_is_private_to_its_owner() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("data");
+    let (root, dir) = common::temp_data();
     let svc = Service::start(&dir, &[]);
     // Cardholder PII in the store, and a flush, so sled has written its files.
     let m = svc.merchant("Private").await;

@@ -10,7 +10,7 @@ use common::{done, eventually, secs, simulators::Sandbox};
 use parking_lot::Mutex;
 use pelago_actors::cardholder::Identity;
 use pelago_actors::ports::{
-    Address, CardAction, CardChannel, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
+    Address, CardAction, CardChannel, CardOpened, ChannelCardholderStatus, ChannelEvent, ChannelOperation,
     ChannelTxnStatus, CreateCardholder, CreateOrder, FundCard, GatewayAccount, GatewayEvent,
     GatewayOrderStatus, OpenCard, Outcome, PaymentGateway, Payout, PayoutStatus, SecretString,
 };
@@ -134,11 +134,18 @@ async fn up(dir: &Path, client: &UpstreamClient) -> (Receiver, Sandbox, Fixture)
         )
         .await
         .unwrap();
-    let channel = client
-        .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))
-        .unwrap();
-    let gateway = client.gateway(&control.gateway_base_url());
+    let (channel, gateway) = adapters(client, &control);
     (receiver_log, sandbox, Fixture { control, channel, gateway })
+}
+
+/// Pelago's channel and gateway adapters over `client`, pointed at the simulators `control` drives.
+fn adapters(
+    client: &UpstreamClient,
+    control: &SandboxControl,
+) -> (Arc<dyn CardChannel>, Arc<dyn PaymentGateway>) {
+    let key = SecretString::new(CHANNEL_KEY.into());
+    let channel = client.channel_adapter("sandbox", &control.channel_base_url(), key).unwrap();
+    (channel, client.gateway(&control.gateway_base_url()))
 }
 
 impl Fixture {
@@ -155,6 +162,22 @@ fn client() -> UpstreamClient {
 
 fn usd(minor: i64) -> Money {
     Money::new(minor, Currency::USD)
+}
+
+/// The merchant's gateway account, as Pelago holds it.
+fn account() -> GatewayAccount {
+    GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) }
+}
+
+/// An order `ord_{tag}` of `amount` on [`account`], request id `req_o{tag}`.
+fn new_order(tag: &str, amount: i64, description: &str) -> CreateOrder {
+    CreateOrder {
+        request_id: format!("req_o{tag}"),
+        account: account(),
+        order_id: format!("ord_{tag}"),
+        amount: usd(amount),
+        description: description.into(),
+    }
 }
 
 fn holder(request_id: &str, last_name: &str) -> CreateCardholder {
@@ -191,19 +214,21 @@ async fn card_balance(channel: &Arc<dyn CardChannel>, card: &str) -> i64 {
     done(channel.card_details(card.to_owned()).await).balance.value
 }
 
+/// Opens the card `card_{tag}` of `cardholder` on the BIN 424242 (request id `req_c_{tag}`).
+async fn open_card(f: &Fixture, tag: &str, cardholder: &str) -> CardOpened {
+    let open = OpenCard {
+        request_id: format!("req_c_{tag}"),
+        card_id: format!("card_{tag}"),
+        channel_cardholder_id: cardholder.to_owned(),
+        bin: "424242".into(),
+        currency: Currency::USD,
+    };
+    done(f.channel.open_card(open).await)
+}
+
 async fn open_funded_card(f: &Fixture, tag: &str, amount_minor: i64) -> String {
     let holder = done(f.channel.create_cardholder(holder(&format!("req_h_{tag}"), "Lovelace")).await);
-    let card = done(
-        f.channel
-            .open_card(OpenCard {
-                request_id: format!("req_c_{tag}"),
-                card_id: format!("card_{tag}"),
-                channel_cardholder_id: holder.channel_cardholder_id,
-                bin: "424242".into(),
-                currency: Currency::USD,
-            })
-            .await,
-    );
+    let card = open_card(f, tag, &holder.channel_cardholder_id).await;
     if amount_minor > 0 {
         let req = FundCard {
             request_id: format!("req_f_{tag}"),
@@ -246,17 +271,7 @@ async fn cardholders_cards_and_funding() {
     assert!(matches!(f.channel.cardholder("cch_never".into()).await, Outcome::Declined { .. }));
 
     // Open a card: last4 only; details give a Luhn-valid PAN on the BIN.
-    let opened = done(
-        f.channel
-            .open_card(OpenCard {
-                request_id: "req_c1".into(),
-                card_id: "card_1".into(),
-                channel_cardholder_id: approved.channel_cardholder_id.clone(),
-                bin: "424242".into(),
-                currency: Currency::USD,
-            })
-            .await,
-    );
+    let opened = open_card(&f, "1", &approved.channel_cardholder_id).await;
     assert_eq!(opened.last4.len(), 4);
     assert_eq!(opened.balance, usd(0));
     let details = done(f.channel.card_details(opened.channel_card_id.clone()).await);
@@ -400,16 +415,8 @@ async fn gateway_orders_checkout_and_payouts() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     let (receiver, sandbox, f) = up(dir.path(), &client).await;
-    let account =
-        GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
-
-    let create = CreateOrder {
-        request_id: "req_o1".into(),
-        account: account.clone(),
-        order_id: "ord_1".into(),
-        amount: usd(300),
-        description: "Coffee <3".into(),
-    };
+    let account = account();
+    let create = new_order("1", 300, "Coffee <3");
     let order = done(f.gateway.create_order(create.clone()).await);
     assert_eq!(order.status, GatewayOrderStatus::Pending);
     assert_eq!(
@@ -447,17 +454,7 @@ async fn gateway_orders_checkout_and_payouts() {
     assert_eq!(receiver.with_event_id(&resent), 2);
 
     // A form post gets the HTML result page.
-    let second = done(
-        f.gateway
-            .create_order(CreateOrder {
-                request_id: "req_o2".into(),
-                account: account.clone(),
-                order_id: "ord_2".into(),
-                amount: usd(150),
-                description: "Tea".into(),
-            })
-            .await,
-    );
+    let second = done(f.gateway.create_order(new_order("2", 150, "Tea")).await);
     let result = http
         .post(format!("{}/fail", second.checkout_url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -553,41 +550,24 @@ async fn restart_keeps_balances_orders_and_registrations() {
     let (_receiver, sandbox, f) = up(dir.path(), &client).await;
     let card = open_funded_card(&f, "r", 7_700).await;
     let pan_before = done(f.channel.card_details(card.clone()).await).pan.expose().to_owned();
-    let account =
-        GatewayAccount { merchant_id: MERCHANT_ID.into(), api_key: SecretString::new(MERCHANT_KEY.into()) };
-    let order = done(
-        f.gateway
-            .create_order(CreateOrder {
-                request_id: "req_o1".into(),
-                account: account.clone(),
-                order_id: "ord_1".into(),
-                amount: usd(300),
-                description: "Coffee".into(),
-            })
-            .await,
-    );
+    let order = done(f.gateway.create_order(new_order("1", 300, "Coffee")).await);
     sandbox.stop().await;
 
     let sandbox = Sandbox::start(dir.path(), TIMEOUT_MS).await;
     let control = sandbox.control(&client);
     // No re-registration: the channel key and gateway account survived.
-    let channel = client
-        .channel_adapter("sandbox", &control.channel_base_url(), SecretString::new(CHANNEL_KEY.into()))
-        .unwrap();
-    let gateway = client.gateway(&control.gateway_base_url());
+    let (channel, gateway) = adapters(&client, &control);
     let details = done(channel.card_details(card.clone()).await);
     assert_eq!(details.balance, usd(7_700));
     assert!(details.pan.expose() == pan_before, "the PAN is derived the same way after a restart");
     assert_eq!(usd_master(&channel).await, 100_000_000 - 7_700);
     assert!(matches!(done(channel.operation("req_f_r".into()).await), ChannelOperation::CardFunded(_)));
-    let again = done(gateway.query_order(account, order.gateway_order_id.clone()).await);
+    let again = done(gateway.query_order(account(), order.gateway_order_id.clone()).await);
     assert_eq!(again.status, GatewayOrderStatus::Pending);
     assert!(again.checkout_url.starts_with(&format!("http://{}/", sandbox.addr)));
     // The store holds no PAN in clear.
     sandbox.stop().await;
     let files = common::all_bytes_under(dir.path());
     assert!(!files.is_empty(), "the sandbox wrote nothing to scan");
-    let found =
-        files.iter().any(|(_, bytes)| bytes.windows(pan_before.len()).any(|w| w == pan_before.as_bytes()));
-    assert!(!found, "a PAN was written to the sandbox directory");
+    common::AtRest { files, log: Vec::new() }.assert_nowhere(&[&pan_before]);
 }

@@ -45,10 +45,8 @@ async fn withdrawals_hold_pay_out_and_release() {
 /// A gateway merchant (no fees) whose cardholder pays a 10,000 top-up now,
 /// on the service clock: a collection of that day, pending.
 async fn gateway_collection<'a>(svc: &'a Service, gateway_merchant_id: &str) -> Merchant<'a> {
-    let m = svc
-        .merchant_with(json!({"name": "Wallet", "funding_mode": "gateway", "allowed_card_names": ["PELAGO_VIRTUAL_USD"],
-                      "gateway": {"merchant_id": gateway_merchant_id, "api_key": format!("{gateway_merchant_id}-key-1")}}))
-        .await;
+    let api_key = format!("{gateway_merchant_id}-key-1");
+    let m = svc.gateway_merchant(gateway_merchant_id, &api_key, json!({})).await;
     let card = m.card().await;
     assert_eq!(card["status"], "active", "no fee: opened at once: {card}");
     let (_, t) = m.topup(card.str("id"), 10_000).await;

@@ -7,39 +7,30 @@ use common::{Json, Service, secs};
 use pelago_card::upstream::callbacks::sign;
 use pelago_storage::Timestamp;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sandbox_issuer_is_registered_at_first_start() {
     let (_dir, data) = common::temp_data();
     let svc = Service::start(&data, &[]);
     let channel = svc.first_channel().await;
-    let bins: Value = svc.admin_json(Method::GET, "/admin/v1/bins", None).await.1;
-    let bins: Vec<(String, String, String)> = bins["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b.str("bin").into(), b.str("card_name").into(), b.str("currency").into()))
-        .collect();
+    let bins = svc.admin_get("/admin/v1/bins").await;
+    let each = |field| bins.strs("data", field);
     assert_eq!(
-        bins,
-        vec![
-            ("424242".into(), "PELAGO_VIRTUAL_USD".into(), "USD".into()),
-            ("535353".into(), "PELAGO_VIRTUAL_EUR".into(), "EUR".into())
-        ]
+        (each("bin"), each("card_name"), each("currency")),
+        (vec!["424242", "535353"], vec!["PELAGO_VIRTUAL_USD", "PELAGO_VIRTUAL_EUR"], vec!["USD", "EUR"])
     );
-    let balance: Value =
-        svc.admin_json(Method::GET, &format!("/admin/v1/channels/{channel}/balance"), None).await.1;
+    let balance = svc.admin_get(&format!("/admin/v1/channels/{channel}/balance")).await;
     assert!(
         balance["balances"].as_array().unwrap().contains(&json!({"value": 100_000_000, "currency": "USD"})),
         "{balance}"
     );
-    let got: Value = svc.admin_json(Method::GET, &format!("/admin/v1/channels/{channel}"), None).await.1;
+    let got = svc.admin_get(&format!("/admin/v1/channels/{channel}")).await;
     assert!(got.get("api_key").is_none() && got.get("webhook_secret").is_none(), "secrets never returned");
     // A restart registers nothing twice and keeps working.
     assert!(svc.terminate().success());
     let svc = Service::start(&data, &[]);
-    let channels: Value = svc.admin_json(Method::GET, "/admin/v1/channels", None).await.1;
+    let channels = svc.admin_get("/admin/v1/channels").await;
     assert_eq!(channels.count("data"), 1);
     let m = svc.merchant("After restart").await;
     let (status, c) = m.cardholder("Lovelace").await;
@@ -78,19 +69,14 @@ async fn cardholders_follow_the_sandbox_rules_and_routing() {
     eur["card_name"] = json!("PELAGO_VIRTUAL_EUR");
     let (status, _) = m.post("/v1/cardholders", eur).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let mut young = common::cardholder_body("Young");
-    // Ten years old on the day the test runs.
-    young["date_of_birth"] = json!((chrono::Utc::now().date_naive() - chrono::Days::new(3_653)).to_string());
-    let (status, err) = m.post("/v1/cardholders", young.clone()).await;
-    assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some("date_of_birth")));
-    let mut bad_phone = common::cardholder_body("Phone");
-    bad_phone["phone"] = json!("12345");
-    let (_, err) = m.post("/v1/cardholders", bad_phone.clone()).await;
-    assert_eq!(err["error"]["param"], "phone");
-    let mut bad_country = common::cardholder_body("Country");
-    bad_country["address"]["country"] = json!("XX");
-    let (_, err) = m.post("/v1/cardholders", bad_country.clone()).await;
-    assert_eq!(err["error"]["param"], "address.country");
+    // Ten years old on the day the test runs; a short phone; no such country.
+    let young = (chrono::Utc::now().date_naive() - chrono::Days::new(3_653)).to_string();
+    for (param, value) in [("date_of_birth", young.as_str()), ("phone", "12345"), ("address.country", "XX")] {
+        let mut body = common::cardholder_body("Invalid");
+        *body.pointer_mut(&format!("/{}", param.replace('.', "/"))).unwrap() = json!(value);
+        let (status, err) = m.post("/v1/cardholders", body).await;
+        assert_eq!((status, err.param()), (StatusCode::BAD_REQUEST, Some(param)), "{err}");
+    }
     let other = svc.merchant("Other").await;
     let r = svc.signed(&other.key, Method::GET, &format!("/v1/cardholders/{id}"), b"").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -221,10 +207,8 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     // asking the channel, which does not know "own-1": refused, no effect.
     let bin = json!({"bin": "999999", "channel_id": own, "card_name": "OWN_CARD", "currency": "USD", "status": "active"});
     svc.admin_created("/admin/v1/bins", bin).await;
-    let merchants: Value = svc.admin_json(Method::GET, "/admin/v1/merchants", None).await.1;
-    let mid = merchants.str("data.0.id").to_owned();
     svc.admin_patch(
-        &format!("/admin/v1/merchants/{mid}"),
+        &format!("/admin/v1/merchants/{}", m.id),
         json!({"allowed_card_names": ["PELAGO_VIRTUAL_USD", "OWN_CARD"]}),
     )
     .await;
@@ -234,37 +218,16 @@ async fn callbacks_are_signed_deduplicated_and_ordered() {
     let (status, mine) = m.post("/v1/cardholders", mine).await;
     assert_eq!((status, mine.str("status")), (StatusCode::ACCEPTED, "pending"), "{mine}");
     let mine_id = mine.str("id").to_owned();
-    let notice = |event_id: &str, status: &str| {
-        serde_json::to_vec(&json!({"event_id": event_id, "type": "cardholder.updated", "data": {
-            "cardholder_id": mine_id, "channel_cardholder_id": "own-1", "status": status, "reason": null}}))
-        .unwrap()
-    };
     for (event_id, status) in [("n1", "active"), ("n1", "active"), ("n0", "rejected")] {
-        let b = notice(event_id, status);
-        let r = svc
-            .http
-            .post(svc.url(&format!("/callbacks/channels/{own}")))
-            .header(
-                "x-channel-signature",
-                sign(b"own-channel-secret-1", Timestamp::now_real().unix_seconds(), &b),
-            )
-            .body(b)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{event_id} {status}");
+        let notice = json!({"event_id": event_id, "type": "cardholder.updated", "data": {
+            "cardholder_id": mine_id, "channel_cardholder_id": "own-1", "status": status, "reason": null}});
+        let answer = svc.channel_callback(&own, "own-channel-secret-1", &notice).await;
+        assert_eq!(answer, StatusCode::BAD_REQUEST, "{event_id} {status}");
     }
     let got = m.get(&format!("/v1/cardholders/{mine_id}")).await;
     assert_eq!((got["status"].as_str(), got["version"].as_i64()), (Some("pending"), Some(1)), "no effect");
 
     // Unknown channel: 401.
-    let r = svc
-        .http
-        .post(svc.url("/callbacks/channels/chl_01JDEMO0000000000000000000"))
-        .header("x-channel-signature", sign(b"own-channel-secret-1", now, &bytes))
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let unknown = svc.channel_callback("chl_01JDEMO0000000000000000000", "own-channel-secret-1", &body).await;
+    assert_eq!(unknown, StatusCode::UNAUTHORIZED);
 }

@@ -53,10 +53,7 @@ async fn a_failing_endpoint_gets_the_event_on_the_third_attempt_with_the_same_id
     m.set_webhook_url(&receiver.url()).await;
 
     let event = activated_event(&m, "Lovelace").await;
-    eventually("the event delivered", secs(20), async || {
-        receiver.delivered().contains_key(&event).then_some(())
-    })
-    .await;
+    receiver.wait_delivered(&[&event], secs(20)).await;
     let requests: Vec<Value> =
         receiver.received().into_iter().filter(|r| r["id"] == event.as_str()).collect();
     assert_eq!(requests.len(), 3, "two 500s, then delivered: {requests:?}");
@@ -142,11 +139,7 @@ async fn a_receiver_down_across_a_restart_gets_every_event_exactly_once() {
     let receiver = Receiver::start(dir.path(), "restart", port, 0, 0, &[&secret]);
     let svc = Service::start(&data, &env);
     let m = Merchant::of(&svc, &merchant, key.clone());
-    eventually("every event after the restart", secs(20), async || {
-        let delivered = receiver.delivered();
-        events.iter().all(|e| delivered.contains_key(e)).then_some(())
-    })
-    .await;
+    receiver.wait_delivered(&events, secs(20)).await;
     events.push(activated_event(&m, "Later").await);
     eventually("the queue drained", secs(20), async || {
         let delivered = receiver.delivered();
@@ -192,10 +185,7 @@ async fn a_hanging_endpoint_does_not_delay_another_merchant() {
     }
     let started = Instant::now();
     let fast_event = activated_event(&fast_shop, "Fast").await;
-    eventually("the fast merchant's event", secs(5), async || {
-        fast.delivered().contains_key(&fast_event).then_some(())
-    })
-    .await;
+    fast.wait_delivered(&[&fast_event], secs(5)).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "the other merchant's event took {took:?}");
     assert!(slow.received().is_empty(), "the slow endpoint has not answered yet");
@@ -216,10 +206,7 @@ async fn after_a_secret_rotation_deliveries_verify_with_either_secret() {
     let receiver = Receiver::start(dir.path(), "rotation", 0, 0, 0, &[old_secret, &new_secret]);
     m.set_webhook_url(&receiver.url()).await;
     let event = activated_event(&m, "Rotated").await;
-    eventually("the event delivered", secs(10), async || {
-        receiver.delivered().contains_key(&event).then_some(())
-    })
-    .await;
+    receiver.wait_delivered(&[&event], secs(10)).await;
     let request = receiver.received().into_iter().find(|r| r["id"] == event.as_str()).unwrap();
     assert_eq!(request["signatures"], 2, "old and new secret both sign for 24 h");
     assert_eq!(request["verified"], json!([true, true]), "verifies with the old and with the new secret");

@@ -58,6 +58,19 @@ pub fn when(done: bool, value: Value) -> Result<Value, Value> {
     if done { Ok(value) } else { Err(value) }
 }
 
+/// `base` with the JSON pointer `pointer` set to `value` (`Value::Null` removes it).
+pub fn with(base: &Value, pointer: &str, value: Value) -> Value {
+    let mut v = base.clone();
+    let (parent, last) = pointer.rsplit_once('/').unwrap();
+    let target = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+    if value.is_null() {
+        target.remove(last);
+    } else {
+        target.insert(last.to_owned(), value);
+    }
+    v
+}
+
 /// `secs(30)`: a poll's deadline.
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

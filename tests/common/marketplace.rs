@@ -48,6 +48,24 @@ pub async fn sign_agreement(svc: &Service, key: &Key, recipient: &str, body: Val
     assert_eq!((status, a["status"].as_str()), (StatusCode::CREATED, Some("signed")), "{a}");
 }
 
+/// `POST /v1/files` of `body` as `content_type` (with `idem` as its
+/// Idempotency-Key unless empty): its status and body.
+pub async fn upload(
+    svc: &Service,
+    key: &Key,
+    content_type: &str,
+    body: &[u8],
+    idem: &str,
+) -> (StatusCode, Value) {
+    let r = svc
+        .signed_with_key(key, Method::POST, "/v1/files", body, idem)
+        .header("content-type", content_type)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// `{"value": value, "currency": "USD"}`.
 pub fn usd(value: i64) -> Value {
     json!({"value": value, "currency": "USD"})
@@ -122,9 +140,15 @@ pub async fn events_of(svc: &Service, key: &Key, kind: &str, payment: &str) -> u
 
 /// A paid (capture) payment of 780 to `seller`.
 pub async fn paid(svc: &Service, key: &Key, seller: &str) -> String {
-    let (_, p) = create_payment(svc, key, &payment_body(seller, true)).await;
+    bought(svc, key, seller, true).await
+}
+
+/// A payment of 780 to `seller` the buyer paid: SUCCEEDED with `capture`, else AUTHORIZED.
+pub async fn bought(svc: &Service, key: &Key, seller: &str, capture: bool) -> String {
+    let (_, p) = create_payment(svc, key, &payment_body(seller, capture)).await;
     let id = p.str("id").to_owned();
-    assert_eq!(payment_helper(svc, key, &id, "pay").await["status"], "SUCCEEDED");
+    let paid = payment_helper(svc, key, &id, "pay").await;
+    assert_eq!(paid["status"], if capture { "SUCCEEDED" } else { "AUTHORIZED" }, "{paid}");
     id
 }
 

@@ -12,7 +12,7 @@ pub mod seed;
 pub mod simulators;
 
 #[allow(unused_imports)]
-pub use client::{Json, Merchant, eventually, order_updated, secs, when};
+pub use client::{Json, Merchant, eventually, order_updated, secs, when, with};
 
 use std::{
     io::{BufRead, BufReader},

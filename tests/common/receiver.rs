@@ -157,6 +157,17 @@ impl Receiver {
         }
         counts
     }
+
+    /// Waits (polling, bounded by `within`) until every one of `events` was delivered (answered 2xx).
+    pub async fn wait_delivered<S: AsRef<str>>(&self, events: &[S], within: std::time::Duration) {
+        super::eventually("every event delivered", within, async || {
+            let delivered = self.delivered();
+            let missing: Vec<&str> =
+                events.iter().map(AsRef::as_ref).filter(|e| !delivered.contains_key(*e)).collect();
+            if missing.is_empty() { Ok(()) } else { Err(missing) }
+        })
+        .await
+    }
 }
 
 impl Drop for Receiver {
