@@ -3,7 +3,7 @@
 //! no drain, no flush) or `name=error` (the step fails once there, as if its
 //! upstream had failed), so a test can crash or fail the service between two
 //! exact commits of a saga. Read once at start and honoured only in sandbox
-//! mode (a live start with it set refuses to start: `server.rs`); with nothing
+//! mode (a live start with it set refuses to start: `server/mod.rs`); with nothing
 //! armed, a point costs one atomic load.
 
 use std::sync::{

@@ -1,11 +1,11 @@
 //! `pelago-card`: the front door and the wiring. `http/` (warp, one file per
-//! resource) calls `flows/` (the sagas across actors, with their own error),
-//! `upstream/` (reqwest adapters for channels and the gateway),
-//! `sandbox/` (the simulated channel and gateway, served with `--sandbox`),
-//! `security/` (signing, secrets, tokens), `merchants/` (request
-//! authentication), `jobs/` (schedules), `config`, `telemetry`, `metrics`,
-//! `server` (start-up and shutdown). The stateful core is `pelago-actors`;
-//! the store is `pelago-storage`.
+//! resource, request authentication, and the webhooks it sends) and `jobs/`
+//! (schedules) call `flows/` (the sagas across actors, with their own error),
+//! which run on `app::Core`; below them `upstream/` (reqwest adapters for
+//! channels and the gateway), `sandbox/` (the simulated channel and gateway,
+//! served with `--sandbox`), `security/` (signing, secrets, tokens),
+//! `config`, `telemetry`, `metrics`; `server` (start-up and shutdown) wires
+//! them. The stateful core is `pelago-actors`; the store is `pelago-storage`.
 
 pub mod app;
 pub mod cli;

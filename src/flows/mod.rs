@@ -1,6 +1,6 @@
 //! The flows: sagas across actors (card, merchant) and upstreams, each step
 //! durable before the next, each with a `resolve_pending` pass that the
-//! resolver (`server.rs`) runs to finish what a crash or an unknown upstream
+//! resolver (`server/mod.rs`) runs to finish what a crash or an unknown upstream
 //! answer left. They take the core (`Core`: store, actors, clock, upstreams,
 //! sealer, config) and return [`Error`]; they never import `crate::http`
 //! (`tests/layering.rs` checks it): the HTTP layer calls them and maps

@@ -1,5 +1,5 @@
 //! Webhook deliveries of an event (API.md §4 Events): the recorded attempts,
-//! and redelivery. The dispatcher itself is `crate::webhooks`.
+//! and redelivery. The dispatcher itself is `http::webhooks`.
 
 use std::sync::Arc;
 

@@ -19,7 +19,7 @@ pub const HEADER_SIGNATURE: &str = "x-pelago-signature";
 /// Requests older or newer than this are refused.
 pub const WINDOW_SECS: i64 = 300;
 /// A nonce is remembered per key at least this long from its arrival, and
-/// until its request has left the window (`merchants::auth::nonce_expiry_ms`).
+/// until its request has left the window (`http::merchant_auth::nonce_expiry_ms`).
 pub const NONCE_TTL_SECS: i64 = 600;
 
 /// What is signed, besides the key id, timestamp and nonce.

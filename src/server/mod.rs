@@ -45,7 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(root) = &app.upstreams.sandbox {
         println!("pelago-card sandbox upstreams on {}", root.root_url());
     }
-    // Requests signed before this process are refused (merchants::auth):
+    // Requests signed before this process are refused (http::merchant_auth):
     // serve from the next whole second on, so that every request a client
     // signs once it can reach us is accepted.
     let first_ms = app.signed_from_secs * 1000 - Timestamp::now_real().unix_ms();
