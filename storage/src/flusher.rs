@@ -73,6 +73,8 @@ pub struct FlushStats {
     pub flushes: AtomicU64,
     pub flush_micros_total: AtomicU64,
     pub flush_micros_max: AtomicU64,
+    /// Flushes that first waited out the flush delay ([`FlushPolicy`]).
+    pub delayed: AtomicU64,
     /// Histogram of flush latency, buckets in [`FLUSH_BUCKETS_MICROS`].
     pub buckets: [AtomicU64; FLUSH_BUCKETS_MICROS.len()],
 }
@@ -203,7 +205,9 @@ fn flush_loop(db: sled::Db, shared: Arc<Shared>, policy: FlushPolicy) {
     loop {
         {
             let mut guard = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-            while !shared.pending.load(Ordering::SeqCst) {
+            // `closed` too: the flush delay below clears `pending`, and with it
+            // a close that arrived during the delay.
+            while !shared.pending.load(Ordering::SeqCst) && !shared.closed.load(Ordering::SeqCst) {
                 guard = shared.wake_cv.wait(guard).unwrap_or_else(|p| p.into_inner());
             }
             shared.pending.store(false, Ordering::SeqCst);
@@ -213,7 +217,11 @@ fn flush_loop(db: sled::Db, shared: Arc<Shared>, policy: FlushPolicy) {
             return;
         }
         if policy.waits(last_covered) {
-            thread::sleep(policy.delay);
+            // A close cuts the delay short (a store is never held open by it).
+            let guard = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+            shared.stats.delayed.fetch_add(1, Ordering::SeqCst);
+            let closed = |_: &mut ()| !shared.closed.load(Ordering::SeqCst);
+            drop(shared.wake_cv.wait_timeout_while(guard, policy.delay, closed));
             // The tickets taken meanwhile are covered by this flush (`target` is read below).
             shared.pending.store(false, Ordering::SeqCst);
         }

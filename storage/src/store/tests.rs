@@ -319,6 +319,37 @@ fn the_flusher_waits_only_after_a_flush_that_covered_several_tickets() {
 }
 
 #[tokio::test]
+async fn a_store_closes_at_once_while_its_flusher_waits_out_the_flush_delay() {
+    // A delay no test could sit through, applied to every flush after the first.
+    // A close during it used to be lost (the delay cleared the wake-up), and
+    // dropping the store then waited on the flusher thread forever.
+    let dir = tempfile::tempdir().unwrap();
+    let flush = crate::FlushPolicy { delay: std::time::Duration::from_secs(600), busy_after: 1 };
+    let store = Store::open(dir.path(), &StoreConfig { flush, ..StoreConfig::default() }).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(b"first", &Thing { n: 1 }).unwrap();
+    store.commit_durable(batch).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(b"second", &Thing { n: 2 }).unwrap();
+    let _not_waited = store.commit(batch).unwrap(); // the close must flush it
+    let delayed = || store.flusher().stats().delayed.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while delayed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the second flush never began its delay");
+        std::thread::yield_now();
+    }
+    let (closed, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(store);
+        let _ = closed.send(());
+    });
+    done.recv_timeout(std::time::Duration::from_secs(60)).expect("the store closed during the flush delay");
+    // The close flushed what was written.
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    assert_eq!(store.get::<Thing>(b"second").unwrap(), Some(Thing { n: 2 }));
+}
+
+#[tokio::test]
 async fn a_lone_writer_is_never_held_by_the_flush_delay() {
     // A delay no test could sit through: a lone writer's flushes each cover
     // one ticket, so it must never apply.
