@@ -6,22 +6,29 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
+use super::state::App;
 use super::{
     errors::ApiError,
     router::{Caller, Surface},
 };
-use crate::http::state::App;
+
+/// What authentication reads of a request, as it arrived (a merchant's
+/// signature covers the method, path, query, `Idempotency-Key` and raw body).
+#[derive(Clone, Copy)]
+pub struct Presented<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
 
 pub async fn authenticate(
     app: &Arc<App>,
     surface: Surface,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
+    request: Presented<'_>,
 ) -> Result<Caller, ApiError> {
-    let bearer = || headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let bearer = || request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match surface {
         Surface::Public | Surface::Callback => Ok(Caller::Anonymous),
         Surface::Operator => {
@@ -38,8 +45,6 @@ pub async fn authenticate(
                 Err(ApiError::unauthenticated("missing or invalid Polyflow token"))
             }
         }
-        Surface::Merchant => {
-            crate::http::merchant_auth::verify_request(app, method, path, query, headers, body).await
-        }
+        Surface::Merchant => super::merchant_auth::verify_request(app, request).await,
     }
 }

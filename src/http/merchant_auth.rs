@@ -8,25 +8,14 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
 use pelago_actors::merchant::{ApiKeyRecord, MerchantRecord, MerchantStatus};
 use pelago_storage::{Timestamp, Tree};
 
-use crate::{
-    http::state::App,
-    http::{errors::ApiError, router::Caller},
-    security::signing::{self, NONCE_TTL_SECS, SignedRequest, WINDOW_SECS},
-};
+use super::{auth::Presented, errors::ApiError, router::Caller, state::App};
+use crate::security::signing::{self, NONCE_TTL_SECS, SignedRequest, WINDOW_SECS};
 
-pub async fn verify_request(
-    app: &Arc<App>,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Caller, ApiError> {
+pub async fn verify_request(app: &Arc<App>, request: Presented<'_>) -> Result<Caller, ApiError> {
+    let Presented { method, path, query, headers, body } = request;
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let h = signing::parse_headers(get).map_err(|p| ApiError::unauthenticated(p.to_string()))?;
     let idempotency_key = get("idempotency-key").unwrap_or("");
