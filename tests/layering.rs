@@ -6,8 +6,9 @@
 //! - `storage/` knows nothing of actors, the binary, actix, HTTP or JSON;
 //! - `actors/` knows nothing of the binary, HTTP clients or servers, URLs or
 //!   wire JSON;
-//! - `src/flows/` (the sagas across actors) never imports `src/http`, and
-//!   runs on the core (`app::Core`), not on the HTTP state (`http::App`);
+//! - `src/flows/` (the sagas across actors) never imports `src/http` nor any
+//!   wire JSON, and runs on the core (`app::Core`), not on the HTTP state
+//!   (`http::App`);
 //! - the binary's own modules form no cycle, and neither the flows nor the
 //!   core reach the edges (`http`, `jobs`, `server`) through any other module.
 
@@ -58,7 +59,17 @@ const RULES: &[Rule] = &[
     },
     Rule {
         dir: "src/flows",
-        forbidden: &["crate::http", "super::http", "warp::", "hyper"],
+        // No HTTP, and no wire JSON of any side: the flows speak the ports' types.
+        forbidden: &[
+            "crate::http",
+            "super::http",
+            "warp::",
+            "hyper",
+            "serde_json",
+            "channel_wire",
+            "gateway_wire",
+            "marketplace_wire",
+        ],
         forbidden_deps: &[],
     },
 ];

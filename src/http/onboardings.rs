@@ -61,7 +61,7 @@ async fn gateway_callback(app: Arc<App>, ctx: Ctx) -> HandlerResult {
     let header = ctx.header(wire::GATEWAY_SIGNATURE_HEADER).ok_or_else(|| {
         ApiError::unauthenticated(format!("missing header {}", wire::GATEWAY_SIGNATURE_HEADER))
     })?;
-    let callback: marketplace_wire::OnboardingCallback = serde_json::from_slice(&ctx.body)
+    let callback = wire::parse_onboarding_callback(&ctx.body)
         .map_err(|_| ApiError::unauthenticated("unreadable or unsigned callback"))?;
     let (merchant, key) = super::callbacks::gateway_key(&app, &callback.merchant_id)
         .await?

@@ -256,5 +256,13 @@ pub fn parse_gateway_callback(body: &[u8]) -> Result<GatewayCallback, CallbackPa
         .map_err(|e| CallbackParseError(describe_json_error(&e)))
 }
 
+/// A marketplace callback (MARKETPLACE.md §4, §11): the names it carries
+/// only; the onboarding itself is read by a query under the signing account.
+pub fn parse_onboarding_callback(
+    body: &[u8],
+) -> Result<super::marketplace_wire::OnboardingCallback, CallbackParseError> {
+    serde_json::from_slice(body).map_err(|e| CallbackParseError(describe_json_error(&e)))
+}
+
 #[cfg(test)]
 mod tests;
