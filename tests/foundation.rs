@@ -35,6 +35,7 @@ async fn serve_sandbox_answers_health_readiness_and_metrics() {
     assert!(metrics.contains("pelago_http_request_duration_seconds_bucket{route=\"/healthz\""));
     assert!(metrics.contains("pelago_live_card_actors"));
     assert!(metrics.contains("pelago_store_flushes_total"));
+    assert!(metrics.contains("pelago_store_flushes_delayed_total"));
     assert!(metrics.contains("pelago_webhook_queue_depth"));
 }
 

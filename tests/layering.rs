@@ -82,18 +82,28 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     common::files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "rs")).collect()
 }
 
-/// The code of a line: comments and string literals are not imports.
+/// The code of a line: comments, string and quote-character literals are not imports.
 fn code_of(line: &str) -> String {
     let mut code = String::new();
-    let mut in_string = false;
+    let (mut in_string, mut in_comment) = (false, false);
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            '*' if in_comment && chars.peek() == Some(&'/') => {
+                chars.next();
+                in_comment = false;
+            }
+            _ if in_comment => {}
             '"' => in_string = !in_string,
             '\\' if in_string => {
                 chars.next();
             }
+            // `'"'`: a character, not the start of a string.
+            '\'' if !in_string && chars.clone().take(2).eq(['"', '\'']) => {
+                chars.nth(1);
+            }
             '/' if !in_string && chars.peek() == Some(&'/') => break,
+            '/' if !in_string && chars.peek() == Some(&'*') => in_comment = true,
             _ if !in_string => code.push(c),
             _ => {}
         }
@@ -156,36 +166,40 @@ fn module_of(file: &Path) -> Option<String> {
 }
 
 /// The top-level modules `code` names: `crate::NAME`, the items of a
-/// `use crate::{...}` group, and `super::NAME` in a file whose parent is the root.
-fn modules_named(code: &str, parent_is_root: bool) -> BTreeSet<String> {
+/// `use crate::{...}` group, and the same after as many `super::` as the
+/// file is deep below the crate root (`depth`: 1 for `src/x.rs` and
+/// `src/x/mod.rs`, 2 for `src/x/y.rs`).
+fn modules_named(code: &str, depth: usize) -> BTreeSet<String> {
     let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>();
+    // Where a path begins: not inside a longer name or after another segment.
+    let starts_a_path = |at: usize| {
+        !code[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+    };
+    let from_crate = code.match_indices("crate::").filter(|(at, _)| starts_a_path(*at)).map(|(at, _)| at + 7);
+    let from_supers =
+        code.match_indices("super::").filter(|(at, _)| starts_a_path(*at)).filter_map(|(at, _)| {
+            let supers = code.as_bytes()[at..].chunks(7).take_while(|c| *c == b"super::").count();
+            (supers == depth).then_some(at + 7 * supers)
+        });
     let mut found = BTreeSet::new();
-    let mut prefixes = vec!["crate::"];
-    if parent_is_root {
-        prefixes.push("super::");
-    }
-    for prefix in prefixes {
-        let starts_a_path =
-            |at: &usize| !code[..*at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
-        for (at, _) in code.match_indices(prefix).filter(|(at, _)| starts_a_path(at)) {
-            let rest = &code[at + prefix.len()..];
-            let Some(group) = rest.strip_prefix('{') else {
-                found.insert(ident(rest));
-                continue;
-            };
-            let (mut depth, mut item_start) = (0, true);
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if item_start && !c.is_whitespace() => {
-                        found.insert(ident(&group[i..]));
-                        item_start = false;
-                    }
-                    _ => {}
+    for after in from_crate.chain(from_supers) {
+        let rest = &code[after..];
+        let Some(group) = rest.strip_prefix('{') else {
+            found.insert(ident(rest));
+            continue;
+        };
+        let (mut depth, mut item_start) = (0, true);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                c if item_start && !c.is_whitespace() => {
+                    found.insert(ident(&group[i..]));
+                    item_start = false;
                 }
+                _ => {}
             }
         }
     }
@@ -198,12 +212,17 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(&root().join("src")) {
         let Some(module) = module_of(&file) else { continue };
-        let parent_is_root = file.parent() == Some(&root().join("src"))
-            || file.file_name().is_some_and(|n| n == "mod.rs")
-                && file.parent().unwrap().parent() == Some(&root().join("src"));
+        let parts = file.strip_prefix(root().join("src")).unwrap().components().count();
+        let depth = parts - usize::from(file.file_name().is_some_and(|n| n == "mod.rs"));
         let text = std::fs::read_to_string(&file).unwrap();
-        let code: String = text.lines().map(code_of).collect::<Vec<_>>().join("\n");
-        let named = modules_named(&code, parent_is_root);
+        // Unit tests (inline `mod tests`, one level deeper) end what is read.
+        let code: String = text
+            .lines()
+            .take_while(|l| l.trim() != "#[cfg(test)]")
+            .map(code_of)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let named = modules_named(&code, depth);
         graph.entry(module.clone()).or_default().extend(named.into_iter().filter(|m| *m != module));
     }
     graph
@@ -256,7 +275,8 @@ fn the_binary_s_modules_form_no_cycle_and_the_flows_never_reach_the_edges() {
         graph.contains_key("flows") && graph.contains_key("http"),
         "the module graph was not read: {graph:?}"
     );
-    assert!(graph["http"].contains("flows"), "the reader misses `use crate::{{...}}` groups: {graph:?}");
+    // `jobs` names `app` and `flows` only inside its `use crate::{...}` group.
+    assert!(graph["jobs"].contains("flows"), "the reader misses `use crate::{{...}}` groups: {graph:?}");
     if let Some(cycle) = cycle(&graph) {
         panic!("the binary's modules import each other in a loop: {}", cycle.join(" → "));
     }
@@ -271,12 +291,19 @@ fn the_binary_s_modules_form_no_cycle_and_the_flows_never_reach_the_edges() {
 
 #[test]
 fn the_module_reader_sees_groups_paths_and_cycles() {
-    let named = modules_named("use crate::{app::Core, flows::{self, Error}, http};", false);
-    assert_eq!(named, BTreeSet::from(["app".into(), "flows".into(), "http".into()]));
-    assert_eq!(modules_named("let e = crate::http::errors::x();", false), BTreeSet::from(["http".into()]));
-    assert!(modules_named("use super::keys;", false).is_empty());
-    assert_eq!(modules_named("use super::keys;", true), BTreeSet::from(["keys".into()]));
-    assert!(modules_named("use my_crate::thing;", false).is_empty());
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let named = modules_named("use crate::{app::Core, flows::{self, Error}, http as h};", 2);
+    assert_eq!(named, set(&["app", "flows", "http"]));
+    assert_eq!(modules_named("let e = crate::http::errors::x();", 3), set(&["http"]));
+    assert!(modules_named("use super::keys;", 2).is_empty(), "a sibling, inside the same module");
+    assert_eq!(modules_named("use super::keys;", 1), set(&["keys"]));
+    assert_eq!(modules_named("use super::super::{jobs, server::x};", 2), set(&["jobs", "server"]));
+    assert!(modules_named("use super::super::jobs;", 3).is_empty());
+    assert!(modules_named("use my_crate::thing; a::crate::x; my_super::y;", 1).is_empty());
+    assert!(
+        modules_named(&code_of("let q = '\"'; /* crate::http */ let r = crate::jobs::x();"), 1)
+            == set(&["jobs"])
+    );
     let graph = |edges: &[(&str, &str)]| {
         let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (a, b) in edges {

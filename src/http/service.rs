@@ -62,6 +62,11 @@ async fn metrics(app: Arc<App>, _ctx: Ctx) -> HandlerResult {
             actors.counters.passivated_total.load(Ordering::Relaxed) as f64,
         ),
         ("pelago_store_flushes_total", "Group-commit flushes of the store.", flushes as f64),
+        (
+            "pelago_store_flushes_delayed_total",
+            "Flushes that first waited the flush delay (the store was busy).",
+            flush.delayed.load(Ordering::Relaxed) as f64,
+        ),
         ("pelago_store_commits_total", "Atomic commits applied or refused.", commits.commits as f64),
         ("pelago_store_commit_groups_total", "sled batches the commits were merged into.", {
             commits.groups as f64

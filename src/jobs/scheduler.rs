@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Weak};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
 use pelago_storage::Timestamp;
 
 use crate::{
@@ -38,6 +38,20 @@ pub struct Scheduler {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Tick;
+
+/// Stops the scheduler (at shutdown, before the actors stop): no run is
+/// fired after it; one being fired is dropped between its durable steps and
+/// resumed by the next start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
 
 impl Actor for Scheduler {
     type Context = Context<Self>;

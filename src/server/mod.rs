@@ -73,6 +73,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(handle) = sandbox {
         let _ = handle.await;
     }
+    if let Some(scheduler) = app.scheduler.get() {
+        let _ = scheduler.send(crate::jobs::scheduler::Stop).await;
+    }
     app.actors.stop_all();
     app.store.flush_blocking().context("final store flush")?;
     tracing::info!("drained; store flushed; bye");
