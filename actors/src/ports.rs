@@ -15,6 +15,9 @@ use futures::future::BoxFuture;
 use pelago_storage::{Money, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// What a port call returns: the upstream's reply, as a future of its [`Outcome`].
+pub type Reply<'a, T> = BoxFuture<'a, Outcome<T>>;
+
 /// The result of one upstream call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<T> {
@@ -230,19 +233,19 @@ pub enum ChannelOperation {
 
 /// A card-issuing channel. One adapter per upstream kind.
 pub trait CardChannel: Send + Sync {
-    fn create_cardholder(&self, req: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>>;
-    fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>>;
-    fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>>;
-    fn freeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>>;
-    fn unfreeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>>;
-    fn delete_card(&self, req: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>>;
-    fn card_details(&self, channel_card_id: String) -> BoxFuture<'_, Outcome<CardDetails>>;
+    fn create_cardholder(&self, req: CreateCardholder) -> Reply<'_, CardholderCreated>;
+    fn open_card(&self, req: OpenCard) -> Reply<'_, CardOpened>;
+    fn fund_card(&self, req: FundCard) -> Reply<'_, CardFunded>;
+    fn freeze(&self, req: CardAction) -> Reply<'_, ()>;
+    fn unfreeze(&self, req: CardAction) -> Reply<'_, ()>;
+    fn delete_card(&self, req: CardAction) -> Reply<'_, CardDeleted>;
+    fn card_details(&self, channel_card_id: String) -> Reply<'_, CardDetails>;
     /// Transactions of the card, oldest first, after `after_channel_transaction_id` when given.
     fn list_transactions(
         &self,
         channel_card_id: String,
         after_channel_transaction_id: Option<String>,
-    ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>>;
+    ) -> Reply<'_, Vec<ChannelTransaction>>;
     /// One transaction of the card as the channel holds it now, by the
     /// channel's ids (the query that confirms a transaction callback).
     /// A transaction the channel does not hold is `Declined`.
@@ -250,13 +253,13 @@ pub trait CardChannel: Send + Sync {
         &self,
         channel_card_id: String,
         channel_transaction_id: String,
-    ) -> BoxFuture<'_, Outcome<ChannelTransaction>>;
+    ) -> Reply<'_, ChannelTransaction>;
     /// A cardholder as the channel holds it now, by the channel's id (the
     /// query that confirms a cardholder callback). Unknown to the channel: `Declined`.
-    fn cardholder(&self, channel_cardholder_id: String) -> BoxFuture<'_, Outcome<ChannelCardholder>>;
+    fn cardholder(&self, channel_cardholder_id: String) -> Reply<'_, ChannelCardholder>;
     /// The channel's master account (which funds cards), per currency.
-    fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>>;
-    fn operation(&self, request_id: RequestId) -> BoxFuture<'_, Outcome<ChannelOperation>>;
+    fn master_balance(&self) -> Reply<'_, Vec<Money>>;
+    fn operation(&self, request_id: RequestId) -> Reply<'_, ChannelOperation>;
 }
 
 // ---------------------------------------------------------------- gateway ----
@@ -394,32 +397,20 @@ pub struct RefundAccepted {
 
 /// The Pelago payment gateway.
 pub trait PaymentGateway: Send + Sync {
-    fn create_order(&self, req: CreateOrder) -> BoxFuture<'_, Outcome<GatewayOrder>>;
-    fn query_order(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOrder>>;
+    fn create_order(&self, req: CreateOrder) -> Reply<'_, GatewayOrder>;
+    fn query_order(&self, account: GatewayAccount, gateway_order_id: String) -> Reply<'_, GatewayOrder>;
     fn deposit_address(
         &self,
         account: GatewayAccount,
         currency: pelago_storage::Currency,
         network: String,
-    ) -> BoxFuture<'_, Outcome<DepositAddress>>;
-    fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>>;
+    ) -> Reply<'_, DepositAddress>;
+    fn payout(&self, req: Payout) -> Reply<'_, PayoutAccepted>;
     /// A payout of `account` by the gateway's id (what a callback is checked against).
-    fn query_payout(
-        &self,
-        account: GatewayAccount,
-        payout_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayout>>;
+    fn query_payout(&self, account: GatewayAccount, payout_id: String) -> Reply<'_, GatewayPayout>;
     /// A deposit to one of `account`'s addresses, by the gateway's id.
-    fn query_deposit(
-        &self,
-        account: GatewayAccount,
-        deposit_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayDeposit>>;
-    fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>>;
+    fn query_deposit(&self, account: GatewayAccount, deposit_id: String) -> Reply<'_, GatewayDeposit>;
+    fn refund(&self, req: Refund) -> Reply<'_, RefundAccepted>;
 }
 
 // ------------------------------------------------------------------ clock ----

@@ -2,10 +2,10 @@
 //! (the generic JSON protocol of [`super`]'s docs). It owns no state but the
 //! channel's base URL and API key; the connection pool is shared.
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::FutureExt;
 use pelago_actors::ports::{
     CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
-    ChannelCardholder, ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard, Outcome,
+    ChannelCardholder, ChannelOperation, ChannelTransaction, CreateCardholder, FundCard, OpenCard, Reply,
     RequestId, SecretString, SensitiveString,
 };
 use pelago_storage::Money;
@@ -44,7 +44,7 @@ impl HttpChannel {
         &self,
         path: String,
         read: fn(A) -> T,
-    ) -> BoxFuture<'_, Outcome<T>> {
+    ) -> Reply<'_, T> {
         async move { self.client.send::<A>(self.request(Method::GET, &path, None)).await.map(read) }.boxed()
     }
 
@@ -56,7 +56,7 @@ impl HttpChannel {
         path: String,
         body: B,
         read: impl FnOnce(A) -> T + Send + 'static,
-    ) -> BoxFuture<'_, Outcome<T>>
+    ) -> Reply<'_, T>
     where
         B: serde::Serialize + Send + 'static,
         A: serde::de::DeserializeOwned + Send + 'static,
@@ -69,7 +69,7 @@ impl HttpChannel {
         .boxed()
     }
 
-    fn card_action(&self, req: CardAction, action: &str) -> BoxFuture<'_, Outcome<()>> {
+    fn card_action(&self, req: CardAction, action: &str) -> Reply<'_, ()> {
         let path = format!("/cards/{}/{action}", encode(&req.channel_card_id));
         self.post(req.request_id, path, serde_json::json!({}), |_: wire::StatusAnswer| ())
     }
@@ -81,13 +81,13 @@ pub(crate) fn encode(segment: &str) -> String {
 }
 
 impl CardChannel for HttpChannel {
-    fn create_cardholder(&self, req: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>> {
+    fn create_cardholder(&self, req: CreateCardholder) -> Reply<'_, CardholderCreated> {
         let CreateCardholder { request_id, cardholder_id, bin, identity, id_document_number, address } = req;
         let body = wire::CreateCardholderBody { cardholder_id, bin, identity, id_document_number, address };
         self.post(request_id, "/cardholders".into(), body, wire::CardholderAnswer::into)
     }
 
-    fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>> {
+    fn open_card(&self, req: OpenCard) -> Reply<'_, CardOpened> {
         let body = wire::OpenCardBody {
             card_id: req.card_id,
             cardholder_id: req.channel_cardholder_id,
@@ -101,7 +101,7 @@ impl CardChannel for HttpChannel {
         })
     }
 
-    fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>> {
+    fn fund_card(&self, req: FundCard) -> Reply<'_, CardFunded> {
         let path = format!("/cards/{}/topups", encode(&req.channel_card_id));
         self.post(req.request_id, path, wire::TopupBody { amount: req.amount }, |a: wire::BalanceAnswer| {
             // A crash test's point between step 2 (applied at the channel) and step 3.
@@ -110,15 +110,15 @@ impl CardChannel for HttpChannel {
         })
     }
 
-    fn freeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
+    fn freeze(&self, req: CardAction) -> Reply<'_, ()> {
         self.card_action(req, "freeze")
     }
 
-    fn unfreeze(&self, req: CardAction) -> BoxFuture<'_, Outcome<()>> {
+    fn unfreeze(&self, req: CardAction) -> Reply<'_, ()> {
         self.card_action(req, "unfreeze")
     }
 
-    fn delete_card(&self, req: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>> {
+    fn delete_card(&self, req: CardAction) -> Reply<'_, CardDeleted> {
         async move {
             let path = format!("/cards/{}", encode(&req.channel_card_id));
             let rb = self.request(Method::DELETE, &path, Some(&req.request_id));
@@ -130,7 +130,7 @@ impl CardChannel for HttpChannel {
         .boxed()
     }
 
-    fn card_details(&self, channel_card_id: String) -> BoxFuture<'_, Outcome<CardDetails>> {
+    fn card_details(&self, channel_card_id: String) -> Reply<'_, CardDetails> {
         async move {
             let path = format!("/cards/{}/details", encode(&channel_card_id));
             let rb = self.request(Method::GET, &path, None);
@@ -151,7 +151,7 @@ impl CardChannel for HttpChannel {
         &self,
         channel_card_id: String,
         after_channel_transaction_id: Option<String>,
-    ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
+    ) -> Reply<'_, Vec<ChannelTransaction>> {
         let mut path = format!("/cards/{}/transactions", encode(&channel_card_id));
         if let Some(after) = after_channel_transaction_id {
             path.push_str(&format!("?after={}", encode(&after)));
@@ -163,24 +163,24 @@ impl CardChannel for HttpChannel {
         &self,
         channel_card_id: String,
         channel_transaction_id: String,
-    ) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
+    ) -> Reply<'_, ChannelTransaction> {
         let path =
             format!("/cards/{}/transactions/{}", encode(&channel_card_id), encode(&channel_transaction_id));
         self.get(path, wire::TransactionWire::into)
     }
 
-    fn cardholder(&self, channel_cardholder_id: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
+    fn cardholder(&self, channel_cardholder_id: String) -> Reply<'_, ChannelCardholder> {
         self.get(
             format!("/cardholders/{}", encode(&channel_cardholder_id)),
             wire::CardholderStateAnswer::into,
         )
     }
 
-    fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
+    fn master_balance(&self) -> Reply<'_, Vec<Money>> {
         self.get("/balance".to_owned(), |a: wire::MasterBalancesAnswer| a.balances)
     }
 
-    fn operation(&self, request_id: RequestId) -> BoxFuture<'_, Outcome<ChannelOperation>> {
+    fn operation(&self, request_id: RequestId) -> Reply<'_, ChannelOperation> {
         self.get(format!("/operations/{}", encode(&request_id)), wire::OperationAnswer::into)
     }
 }

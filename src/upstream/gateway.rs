@@ -3,10 +3,10 @@
 //! the gateway account it names (`merchant_id` + `api_key`); the adapter keeps
 //! only the gateway's base URL.
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::FutureExt;
 use pelago_actors::ports::{
     CreateOrder, DepositAddress, GatewayAccount, GatewayDeposit, GatewayOrder, GatewayPayout, Outcome,
-    PaymentGateway, Payout, PayoutAccepted, Refund, RefundAccepted,
+    PaymentGateway, Payout, PayoutAccepted, Refund, RefundAccepted, Reply,
 };
 use pelago_storage::Currency;
 use reqwest::Method;
@@ -54,7 +54,7 @@ impl HttpGateway {
         path: String,
         body: Option<B>,
         read: impl FnOnce(Outcome<A>) -> Outcome<T> + Send + 'static,
-    ) -> BoxFuture<'_, Outcome<T>>
+    ) -> Reply<'_, T>
     where
         B: serde::Serialize + Send + Sync + 'static,
         A: serde::de::DeserializeOwned + Send + 'static,
@@ -76,25 +76,21 @@ impl HttpGateway {
         account: GatewayAccount,
         path: String,
         read: fn(Outcome<A>) -> Outcome<T>,
-    ) -> BoxFuture<'_, Outcome<T>> {
+    ) -> Reply<'_, T> {
         async move { read(self.client.send::<A>(self.request(&account, Method::GET, &path, None)).await) }
             .boxed()
     }
 }
 
 impl PaymentGateway for HttpGateway {
-    fn create_order(&self, req: CreateOrder) -> BoxFuture<'_, Outcome<GatewayOrder>> {
+    fn create_order(&self, req: CreateOrder) -> Reply<'_, GatewayOrder> {
         let CreateOrder { request_id, account, order_id, amount, description } = req;
         let body = wire::CreateOrderBody { order_id, amount, description };
         let read = |answer: Outcome<wire::OrderAnswer>| answer.map(Into::into);
         self.post((account, request_id), "/orders".into(), Some(body), read)
     }
 
-    fn query_order(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOrder>> {
+    fn query_order(&self, account: GatewayAccount, gateway_order_id: String) -> Reply<'_, GatewayOrder> {
         let path = format!("/orders/{}", encode(&gateway_order_id));
         self.get(account, path, |answer: Outcome<wire::OrderAnswer>| answer.map(Into::into))
     }
@@ -104,38 +100,30 @@ impl PaymentGateway for HttpGateway {
         account: GatewayAccount,
         currency: Currency,
         network: String,
-    ) -> BoxFuture<'_, Outcome<DepositAddress>> {
+    ) -> Reply<'_, DepositAddress> {
         let path = format!("/deposit_address?currency={}&network={}", currency.code(), encode(&network));
         self.get(account, path, |answer: Outcome<wire::DepositAddressAnswer>| {
             answer.map(|a| DepositAddress { address: a.address, network: a.network, currency: a.currency })
         })
     }
 
-    fn payout(&self, req: Payout) -> BoxFuture<'_, Outcome<PayoutAccepted>> {
+    fn payout(&self, req: Payout) -> Reply<'_, PayoutAccepted> {
         let body = wire::PayoutBody { amount: req.amount, address: req.address, network: req.network };
         let read = |answer: Outcome<wire::PayoutAnswer>| answer.map(Into::into);
         self.post((req.account, req.request_id), "/payouts".into(), Some(body), read)
     }
 
-    fn query_payout(
-        &self,
-        account: GatewayAccount,
-        payout_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayout>> {
+    fn query_payout(&self, account: GatewayAccount, payout_id: String) -> Reply<'_, GatewayPayout> {
         let path = format!("/payouts/{}", encode(&payout_id));
         self.get(account, path, |answer: Outcome<wire::PayoutStateAnswer>| answer.map(Into::into))
     }
 
-    fn query_deposit(
-        &self,
-        account: GatewayAccount,
-        deposit_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayDeposit>> {
+    fn query_deposit(&self, account: GatewayAccount, deposit_id: String) -> Reply<'_, GatewayDeposit> {
         let path = format!("/deposits/{}", encode(&deposit_id));
         self.get(account, path, |answer: Outcome<wire::DepositAnswer>| answer.map(Into::into))
     }
 
-    fn refund(&self, req: Refund) -> BoxFuture<'_, Outcome<RefundAccepted>> {
+    fn refund(&self, req: Refund) -> Reply<'_, RefundAccepted> {
         let path = format!("/orders/{}/refunds", encode(&req.gateway_order_id));
         let body = wire::RefundBody { amount: req.amount };
         self.post((req.account, req.request_id), path, Some(body), |a: Outcome<wire::RefundAnswer>| {

@@ -2,13 +2,12 @@
 //! [`super::marketplace_wire`]). Numbers leave Pelago only in the submission
 //! body, over the gateway connection; they are never logged.
 
-use futures::future::BoxFuture;
 use pelago_actors::{
     payment::gateway::{
         GatewayPayment, GatewayPaymentStatus, GatewayRefund, PaymentCall, PaymentCheckout, PaymentsGateway,
         SplitRequest, SplitResult,
     },
-    ports::{GatewayAccount, Outcome, Refund},
+    ports::{GatewayAccount, Outcome, Refund, Reply},
     recipient::{
         ComplianceStatus, OnboardingStatus,
         gateway::{
@@ -50,7 +49,7 @@ fn convert(outcome: Outcome<wire::OnboardingAnswer>) -> Outcome<GatewayOnboardin
 }
 
 impl MarketplaceGateway for HttpMarketplaceGateway {
-    fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+    fn submit_onboarding(&self, req: OnboardingSubmission) -> Reply<'_, GatewayOnboarding> {
         let body = wire::SubmitOnboardingBody {
             onboarding_id: req.onboarding_id.to_string(),
             onboarding_type: req.onboarding_type.to_owned(),
@@ -67,11 +66,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         self.post((req.account, req.request_id), "/onboardings".into(), Some(body), convert)
     }
 
-    fn query_onboarding(
-        &self,
-        account: GatewayAccount,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+    fn query_onboarding(&self, account: GatewayAccount, request_id: String) -> Reply<'_, GatewayOnboarding> {
         self.get(account, format!("/onboardings/by-request/{}", encode(&request_id)), convert)
     }
 
@@ -79,11 +74,11 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         &self,
         account: GatewayAccount,
         gateway_onboarding_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+    ) -> Reply<'_, GatewayOnboarding> {
         self.get(account, format!("/onboardings/{}", encode(&gateway_onboarding_id)), convert)
     }
 
-    fn cancel_onboarding(&self, call: OnboardingCall) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+    fn cancel_onboarding(&self, call: OnboardingCall) -> Reply<'_, GatewayOnboarding> {
         let path = format!("/onboardings/{}/cancel", encode(&call.gateway_onboarding_id));
         self.post((call.account, call.request_id), path, None::<()>, convert)
     }
@@ -92,7 +87,7 @@ impl MarketplaceGateway for HttpMarketplaceGateway {
         &self,
         call: OnboardingCall,
         documents: Vec<FileId>,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>> {
+    ) -> Reply<'_, GatewayOnboarding> {
         let path = format!("/onboardings/{}/supplements", encode(&call.gateway_onboarding_id));
         let body = wire::SupplementBody { documents: documents.iter().map(ToString::to_string).collect() };
         self.post((call.account, call.request_id), path, Some(body), convert)
@@ -107,7 +102,7 @@ fn signed(outcome: Outcome<wire::AgreementAnswer>) -> Outcome<SignedAgreement> {
 }
 
 impl AgreementGateway for HttpMarketplaceGateway {
-    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+    fn sign_agreement(&self, req: AgreementSigning) -> Reply<'_, SignedAgreement> {
         let body = wire::SignAgreementBody {
             agreement_id: req.agreement_id.to_string(),
             provider_recipient_id: req.provider_recipient_id,
@@ -117,11 +112,7 @@ impl AgreementGateway for HttpMarketplaceGateway {
         self.post((req.account, req.request_id), "/agreements".into(), Some(body), signed)
     }
 
-    fn query_agreement(
-        &self,
-        account: GatewayAccount,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<SignedAgreement>> {
+    fn query_agreement(&self, account: GatewayAccount, request_id: String) -> Reply<'_, SignedAgreement> {
         self.get(account, format!("/agreements/by-request/{}", encode(&request_id)), signed)
     }
 }
@@ -138,7 +129,7 @@ fn decided(outcome: Outcome<wire::RecipientPayoutAnswer>) -> Outcome<PayoutDecis
 }
 
 impl RecipientPayoutGateway for HttpMarketplaceGateway {
-    fn recipient_payout(&self, req: RecipientPayout) -> BoxFuture<'_, Outcome<PayoutDecision>> {
+    fn recipient_payout(&self, req: RecipientPayout) -> Reply<'_, PayoutDecision> {
         let body = wire::RecipientPayoutBody {
             amount: req.amount,
             holder_name: req.holder_name,
@@ -152,7 +143,7 @@ impl RecipientPayoutGateway for HttpMarketplaceGateway {
         &self,
         account: GatewayAccount,
         request_id: String,
-    ) -> BoxFuture<'_, Outcome<PayoutDecision>> {
+    ) -> Reply<'_, PayoutDecision> {
         self.get(account, format!("/recipient-payouts/by-request/{}", encode(&request_id)), decided)
     }
 }
@@ -230,7 +221,7 @@ fn payment(outcome: Outcome<wire::PaymentAnswer>) -> Outcome<GatewayPayment> {
 }
 
 impl PaymentsGateway for HttpMarketplaceGateway {
-    fn refund_payment(&self, req: Refund) -> BoxFuture<'_, Outcome<GatewayRefund>> {
+    fn refund_payment(&self, req: Refund) -> Reply<'_, GatewayRefund> {
         let Refund { request_id, account, gateway_order_id, amount } = req;
         let path = format!("/payments/{}/refunds", encode(&gateway_order_id));
         // The answer must name this payment and amount, or the outcome is not known.
@@ -246,7 +237,7 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         self.post((account, request_id), path, Some(wire::PaymentRefundBody { amount }), read)
     }
 
-    fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>> {
+    fn split(&self, req: SplitRequest) -> Reply<'_, Vec<SplitResult>> {
         let body = wire::SplitBody {
             batch_id: req.batch_id,
             items: req
@@ -262,7 +253,7 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         self.post((req.account, req.request_id), "/splits".into(), Some(body), split_results)
     }
 
-    fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+    fn create_payment(&self, req: PaymentCheckout) -> Reply<'_, GatewayPayment> {
         let body = wire::CreatePaymentBody {
             payment_id: req.payment_id.to_string(),
             amount: req.amount,
@@ -272,30 +263,22 @@ impl PaymentsGateway for HttpMarketplaceGateway {
         self.post((req.account, req.request_id), "/payments".into(), Some(body), payment)
     }
 
-    fn query_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+    fn query_payment(&self, account: GatewayAccount, gateway_order_id: String) -> Reply<'_, GatewayPayment> {
         self.get(account, format!("/payments/{}", encode(&gateway_order_id)), payment)
     }
 
-    fn capture_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+    fn capture_payment(&self, call: PaymentCall) -> Reply<'_, GatewayPayment> {
         self.payment_action(call, "capture")
     }
 
-    fn cancel_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+    fn cancel_payment(&self, call: PaymentCall) -> Reply<'_, GatewayPayment> {
         self.payment_action(call, "cancel")
     }
 }
 
 impl HttpMarketplaceGateway {
     /// `POST /payments/{id}/{action}` (`capture` or `cancel`) with its request id.
-    fn payment_action(
-        &self,
-        call: PaymentCall,
-        action: &'static str,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>> {
+    fn payment_action(&self, call: PaymentCall, action: &'static str) -> Reply<'_, GatewayPayment> {
         let path = format!("/payments/{}/{action}", encode(&call.gateway_order_id));
         self.post((call.account, call.request_id), path, None::<()>, payment)
     }

@@ -6,10 +6,9 @@
 //! is `src/upstream/gateway_marketplace.rs`; the sandbox gateway answers the
 //! same protocol.
 
-use futures::future::BoxFuture;
 use pelago_storage::{Money, PaymentId};
 
-use crate::ports::{GatewayAccount, Outcome, Refund};
+use crate::ports::{GatewayAccount, Refund, Reply};
 
 /// A payment's checkout, under the merchant's gateway account.
 pub struct PaymentCheckout {
@@ -85,17 +84,13 @@ pub struct PaymentCall {
 pub trait PaymentsGateway: Send + Sync {
     /// Refunds `amount` of a captured payment to the buyer, once per request
     /// id (a repeat answers the first); partial refunds add up to at most the capture.
-    fn refund_payment(&self, req: Refund) -> BoxFuture<'_, Outcome<GatewayRefund>>;
+    fn refund_payment(&self, req: Refund) -> Reply<'_, GatewayRefund>;
     /// Executes a batch split; the answer names each item's outcome.
-    fn split(&self, req: SplitRequest) -> BoxFuture<'_, Outcome<Vec<SplitResult>>>;
-    fn create_payment(&self, req: PaymentCheckout) -> BoxFuture<'_, Outcome<GatewayPayment>>;
-    fn query_payment(
-        &self,
-        account: GatewayAccount,
-        gateway_order_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayPayment>>;
+    fn split(&self, req: SplitRequest) -> Reply<'_, Vec<SplitResult>>;
+    fn create_payment(&self, req: PaymentCheckout) -> Reply<'_, GatewayPayment>;
+    fn query_payment(&self, account: GatewayAccount, gateway_order_id: String) -> Reply<'_, GatewayPayment>;
     /// Captures an authorized payment whole.
-    fn capture_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>>;
+    fn capture_payment(&self, call: PaymentCall) -> Reply<'_, GatewayPayment>;
     /// Voids a pending checkout or an authorization.
-    fn cancel_payment(&self, call: PaymentCall) -> BoxFuture<'_, Outcome<GatewayPayment>>;
+    fn cancel_payment(&self, call: PaymentCall) -> Reply<'_, GatewayPayment>;
 }

@@ -4,11 +4,10 @@
 //! adapter is `src/upstream/gateway_marketplace.rs`; the sandbox gateway
 //! answers the same protocol.
 
-use futures::future::BoxFuture;
 use pelago_storage::{AgreementId, FileId, OnboardingId};
 
 use super::onboarding::{ComplianceStatus, OnboardingStatus};
-use crate::ports::{GatewayAccount, Outcome, SecretString};
+use crate::ports::{GatewayAccount, Reply, SecretString};
 
 /// One submission of an onboarding (a first one or a resubmission), under
 /// the merchant's gateway account, idempotent on `request_id`.
@@ -47,27 +46,20 @@ pub struct OnboardingCall {
 }
 
 pub trait MarketplaceGateway: Send + Sync {
-    fn submit_onboarding(&self, req: OnboardingSubmission) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn submit_onboarding(&self, req: OnboardingSubmission) -> Reply<'_, GatewayOnboarding>;
     /// The gateway's view of the submission made with `request_id` (§9: the
     /// resolver asks, never guesses); `Declined` when it never saw it.
-    fn query_onboarding(
-        &self,
-        account: GatewayAccount,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn query_onboarding(&self, account: GatewayAccount, request_id: String) -> Reply<'_, GatewayOnboarding>;
     /// The gateway onboarding `gateway_onboarding_id` as the gateway sees it now.
     fn get_onboarding(
         &self,
         account: GatewayAccount,
         gateway_onboarding_id: String,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
-    fn cancel_onboarding(&self, call: OnboardingCall) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    ) -> Reply<'_, GatewayOnboarding>;
+    fn cancel_onboarding(&self, call: OnboardingCall) -> Reply<'_, GatewayOnboarding>;
     /// Documents for a failed compliance review (MARKETPLACE.md §4).
-    fn submit_supplement(
-        &self,
-        call: OnboardingCall,
-        documents: Vec<FileId>,
-    ) -> BoxFuture<'_, Outcome<GatewayOnboarding>>;
+    fn submit_supplement(&self, call: OnboardingCall, documents: Vec<FileId>)
+    -> Reply<'_, GatewayOnboarding>;
 }
 
 /// An agreement to sign at the gateway for a recipient onboarded there.
@@ -88,13 +80,9 @@ pub struct SignedAgreement {
 }
 
 pub trait AgreementGateway: Send + Sync {
-    fn sign_agreement(&self, req: AgreementSigning) -> BoxFuture<'_, Outcome<SignedAgreement>>;
+    fn sign_agreement(&self, req: AgreementSigning) -> Reply<'_, SignedAgreement>;
     /// The signing made with `request_id`; `Declined` when the gateway never saw it.
-    fn query_agreement(
-        &self,
-        account: GatewayAccount,
-        request_id: String,
-    ) -> BoxFuture<'_, Outcome<SignedAgreement>>;
+    fn query_agreement(&self, account: GatewayAccount, request_id: String) -> Reply<'_, SignedAgreement>;
 }
 
 /// A payout of a recipient withdrawal to the recipient's bank account
@@ -121,11 +109,11 @@ pub struct PayoutDecision {
 
 pub trait RecipientPayoutGateway: Send + Sync {
     /// `Declined`: the gateway refused the request itself, nothing was paid.
-    fn recipient_payout(&self, req: RecipientPayout) -> BoxFuture<'_, Outcome<PayoutDecision>>;
+    fn recipient_payout(&self, req: RecipientPayout) -> Reply<'_, PayoutDecision>;
     /// The payout made with `request_id`; `Declined` when the gateway never saw it.
     fn query_recipient_payout(
         &self,
         account: GatewayAccount,
         request_id: String,
-    ) -> BoxFuture<'_, Outcome<PayoutDecision>>;
+    ) -> Reply<'_, PayoutDecision>;
 }

@@ -6,11 +6,10 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use pelago_actors::ports::{
     CardAction, CardChannel, CardDeleted, CardDetails, CardFunded, CardOpened, CardholderCreated,
     ChannelCardholder, ChannelDirectory, ChannelOperation, ChannelTransaction, CreateCardholder, FundCard,
-    OpenCard, Outcome,
+    OpenCard, Outcome, Reply,
 };
 use pelago_storage::{ChannelId, Money};
 
@@ -27,10 +26,10 @@ fn not_here<T>() -> Outcome<T> {
 }
 
 impl CardChannel for InstantChannel {
-    fn create_cardholder(&self, _: CreateCardholder) -> BoxFuture<'_, Outcome<CardholderCreated>> {
+    fn create_cardholder(&self, _: CreateCardholder) -> Reply<'_, CardholderCreated> {
         Box::pin(async { not_here() })
     }
-    fn open_card(&self, req: OpenCard) -> BoxFuture<'_, Outcome<CardOpened>> {
+    fn open_card(&self, req: OpenCard) -> Reply<'_, CardOpened> {
         if let Some(hook) = &self.on_open {
             hook(&req);
         }
@@ -46,38 +45,34 @@ impl CardChannel for InstantChannel {
             })
         })
     }
-    fn fund_card(&self, req: FundCard) -> BoxFuture<'_, Outcome<CardFunded>> {
+    fn fund_card(&self, req: FundCard) -> Reply<'_, CardFunded> {
         Box::pin(async move { Outcome::Done(CardFunded { balance: req.amount }) })
     }
-    fn freeze(&self, _: CardAction) -> BoxFuture<'_, Outcome<()>> {
+    fn freeze(&self, _: CardAction) -> Reply<'_, ()> {
         Box::pin(async { Outcome::Done(()) })
     }
-    fn unfreeze(&self, _: CardAction) -> BoxFuture<'_, Outcome<()>> {
+    fn unfreeze(&self, _: CardAction) -> Reply<'_, ()> {
         Box::pin(async { Outcome::Done(()) })
     }
-    fn delete_card(&self, _: CardAction) -> BoxFuture<'_, Outcome<CardDeleted>> {
+    fn delete_card(&self, _: CardAction) -> Reply<'_, CardDeleted> {
         Box::pin(async { not_here() })
     }
-    fn card_details(&self, _: String) -> BoxFuture<'_, Outcome<CardDetails>> {
+    fn card_details(&self, _: String) -> Reply<'_, CardDetails> {
         Box::pin(async { not_here() })
     }
-    fn list_transactions(
-        &self,
-        _: String,
-        _: Option<String>,
-    ) -> BoxFuture<'_, Outcome<Vec<ChannelTransaction>>> {
+    fn list_transactions(&self, _: String, _: Option<String>) -> Reply<'_, Vec<ChannelTransaction>> {
         Box::pin(async { Outcome::Done(vec![]) })
     }
-    fn transaction(&self, _: String, _: String) -> BoxFuture<'_, Outcome<ChannelTransaction>> {
+    fn transaction(&self, _: String, _: String) -> Reply<'_, ChannelTransaction> {
         Box::pin(async { not_here() })
     }
-    fn cardholder(&self, _: String) -> BoxFuture<'_, Outcome<ChannelCardholder>> {
+    fn cardholder(&self, _: String) -> Reply<'_, ChannelCardholder> {
         Box::pin(async { not_here() })
     }
-    fn master_balance(&self) -> BoxFuture<'_, Outcome<Vec<Money>>> {
+    fn master_balance(&self) -> Reply<'_, Vec<Money>> {
         Box::pin(async { Outcome::Done(vec![]) })
     }
-    fn operation(&self, _: String) -> BoxFuture<'_, Outcome<ChannelOperation>> {
+    fn operation(&self, _: String) -> Reply<'_, ChannelOperation> {
         Box::pin(async { Outcome::Done(ChannelOperation::NotFound) })
     }
 }
