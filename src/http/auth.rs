@@ -3,25 +3,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
-
-use super::state::App;
 use super::{
     errors::ApiError,
+    merchant_auth::{self, Presented},
     router::{Caller, Surface},
+    state::App,
 };
-
-/// What authentication reads of a request, as it arrived (a merchant's
-/// signature covers the method, path, query, `Idempotency-Key` and raw body).
-#[derive(Clone, Copy)]
-pub struct Presented<'a> {
-    pub method: &'a Method,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a HeaderMap,
-    pub body: &'a Bytes,
-}
 
 pub async fn authenticate(
     app: &Arc<App>,
@@ -45,6 +32,6 @@ pub async fn authenticate(
                 Err(ApiError::unauthenticated("missing or invalid Polyflow token"))
             }
         }
-        Surface::Merchant => super::merchant_auth::verify_request(app, request).await,
+        Surface::Merchant => merchant_auth::verify_request(app, request).await,
     }
 }

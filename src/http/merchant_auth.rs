@@ -8,11 +8,24 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::{HeaderMap, Method};
 use pelago_actors::merchant::{ApiKeyRecord, MerchantRecord, MerchantStatus};
 use pelago_storage::{Timestamp, Tree};
 
-use super::{auth::Presented, errors::ApiError, router::Caller, state::App};
+use super::{errors::ApiError, router::Caller, state::App};
 use crate::security::signing::{self, NONCE_TTL_SECS, SignedRequest, WINDOW_SECS};
+
+/// What authentication reads of a request, as it arrived (a merchant's
+/// signature covers the method, path, query, `Idempotency-Key` and raw body).
+#[derive(Clone, Copy)]
+pub struct Presented<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
 
 pub async fn verify_request(app: &Arc<App>, request: Presented<'_>) -> Result<Caller, ApiError> {
     let Presented { method, path, query, headers, body } = request;

@@ -261,8 +261,13 @@ where
         Ok(b) => b,
         Err(e) => return ("(body)", e.into_reply(request_id)),
     };
-    let presented =
-        auth::Presented { method: &method, path: &path, query: &query, headers: &headers, body: &body };
+    let presented = merchant_auth::Presented {
+        method: &method,
+        path: &path,
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
     let caller = auth::authenticate(app, surface, presented).await;
     let caller = match caller.inspect_err(|_| charge_refused(app, surface, peer.as_ref())) {
         Ok(caller) => caller,
